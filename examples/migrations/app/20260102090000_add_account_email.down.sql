@@ -1,0 +1,2 @@
+DROP FUNCTION normalize_email(text);
+ALTER TABLE accounts DROP COLUMN email;

@@ -1,0 +1,148 @@
+//! Every command-line flag, with its help text, in one place.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Safe PostgreSQL schema migrations: applied exactly once, in order, under a
+/// lock, with an honest history and a reason code for every failure.
+#[derive(Debug, Parser)]
+#[command(name = "migsafe", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Options accepted before or after the subcommand.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Text for people (colour on a terminal).
+    Human,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// Global options.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Config file [default: ./migsafe.toml when present].
+    #[arg(long, global = true, env = "MIGSAFE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database URL (postgres://… or key=value); the password is never printed.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Namespace to work on, or `all` [default: all, in config order].
+    #[arg(long, global = true, value_name = "NAMESPACE")]
+    pub target: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Where the JSONL event log and reports go.
+    #[arg(long, global = true, default_value = "logs", value_name = "DIR")]
+    pub log_dir: PathBuf,
+    /// Print only results and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More detail (`status -v` lists ignored files; -vv shows debug logs).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented migsafe.toml and a migrations/ directory.
+    Init,
+    /// Create the next migration's files (up and down, or one file when forward-only).
+    New {
+        /// What the migration does, e.g. add_email_to_users.
+        name: String,
+    },
+    /// Per namespace: applied, pending, dirty, edited and missing migrations.
+    Status,
+    /// Applied migrations with time, duration and who ran them.
+    History,
+    /// What apply would run, in order, and whether it would refuse (no lock, no writes).
+    #[command(alias = "dry-run")]
+    Plan(Selection),
+    /// Apply pending migrations under the namespace lock.
+    Apply(ApplyArgs),
+    /// Run down scripts, newest first.
+    Rollback(RollbackArgs),
+    /// Record versions up to VERSION as applied without running them (baseline).
+    Stamp {
+        /// The newest version to record.
+        version: String,
+    },
+    /// Change the history by hand after checking the database; needs --reason.
+    Repair(RepairArgs),
+    /// Start a throwaway PostgreSQL and print its URL; with `-- CMD`, run CMD against it.
+    Sandbox {
+        /// A command to run with DATABASE_URL set; the server stops when it ends.
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Run the whole pipeline on the bundled example against a sandbox.
+    Demo,
+}
+
+/// Which pending migrations.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Selection {
+    /// Only the first N pending migrations.
+    #[arg(long, value_name = "N")]
+    pub steps: Option<usize>,
+    /// Only up to and including this version.
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+    /// Apply pending versions older than the newest applied one.
+    #[arg(long)]
+    pub allow_out_of_order: bool,
+    /// Go on although applied versions have no file.
+    #[arg(long)]
+    pub ignore_missing: bool,
+}
+
+/// `apply` options.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Which migrations.
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Print a psql-runnable script (with history inserts) instead of running.
+    #[arg(long)]
+    pub sql: bool,
+}
+
+/// `rollback` options.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// How many applied migrations to undo [default: 1].
+    #[arg(long, value_name = "N", conflicts_with = "to")]
+    pub steps: Option<usize>,
+    /// Undo every applied migration newer than VERSION.
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+}
+
+/// `repair` options: exactly one action.
+#[derive(Debug, Args)]
+#[group(id = "action", required = true, multiple = false, args = ["accept_checksum", "clear_dirty", "forget"])]
+pub struct RepairArgs {
+    /// Record the file's current checksum for an applied VERSION (cosmetic edits only).
+    #[arg(long, value_name = "VERSION")]
+    pub accept_checksum: Option<String>,
+    /// Mark a dirty VERSION as finished (you completed its statements by hand).
+    #[arg(long, value_name = "VERSION")]
+    pub clear_dirty: Option<String>,
+    /// Delete VERSION's history row (you undid it by hand; it becomes pending).
+    #[arg(long, value_name = "VERSION")]
+    pub forget: Option<String>,
+    /// Why; kept in the audit table and the event log.
+    #[arg(long, required = true)]
+    pub reason: String,
+}

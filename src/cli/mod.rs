@@ -1,0 +1,354 @@
+//! The thin command line: parse flags, call the library, render the result,
+//! return the exit code. No migration logic lives here.
+
+pub mod args;
+pub mod output;
+pub mod progress;
+pub mod sandbox;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use migsafe::config::format_duration;
+use migsafe::error::{Code, Error, Result};
+use migsafe::events::{EventSink, Fanout, Interrupt};
+use migsafe::pipeline::apply::{ApplyOptions, NamespaceRun};
+use migsafe::pipeline::repair::RepairAction;
+use migsafe::pipeline::rollback::RollbackOptions;
+use migsafe::plan::{State, Tolerance};
+use migsafe::report::EventLog;
+use migsafe::source::Version;
+use migsafe::source::scaffold;
+use migsafe::{Config, Migrator};
+
+use args::{Cli, Command, Format, Selection};
+use output::{BOLD, DIM, GREEN, RED, YELLOW, json, out, paint};
+
+/// The name of a command for JSON documents and messages.
+pub fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Init => "init",
+        Command::New { .. } => "new",
+        Command::Status => "status",
+        Command::History => "history",
+        Command::Plan(_) => "plan",
+        Command::Apply(_) => "apply",
+        Command::Rollback(_) => "rollback",
+        Command::Stamp { .. } => "stamp",
+        Command::Repair(_) => "repair",
+        Command::Sandbox { .. } => "sandbox",
+        Command::Demo => "demo",
+    }
+}
+
+fn parse_version(text: &str) -> Result<Version> {
+    Version::parse(text).map_err(|e| Error::config(Code::Usage, format!("`{text}` is not a version: {e}")))
+}
+
+fn apply_options(selection: &Selection) -> Result<ApplyOptions> {
+    Ok(ApplyOptions {
+        steps: selection.steps,
+        to: selection.to.as_deref().map(parse_version).transpose()?,
+        tolerance: Tolerance {
+            allow_out_of_order: selection.allow_out_of_order,
+            ignore_missing: selection.ignore_missing,
+        },
+    })
+}
+
+/// Runs the parsed command; returns the exit code on success paths that are
+/// not plain 0 (a plan that would be refused exits 1).
+pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
+    let g = &cli.global;
+    let json_format = g.format == Format::Json;
+    let cwd = std::env::current_dir().map_err(|e| Error::io(Path::new("."), "read the working directory", &e))?;
+    match &cli.command {
+        Command::Init => {
+            let created = scaffold::init(&cwd)?;
+            report_created("init", &created, json_format);
+            return Ok(0);
+        }
+        Command::Sandbox { command } => return sandbox::sandbox(command, interrupt, json_format).await,
+        Command::Demo => return sandbox::demo(interrupt).await,
+        _ => {}
+    }
+
+    let config = Config::load(g.config.as_deref(), &cwd)?;
+    let writes = matches!(
+        cli.command,
+        Command::Apply(ref a) if !a.sql
+    ) || matches!(cli.command, Command::Rollback(_) | Command::Stamp { .. } | Command::Repair(_));
+    let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
+    if !g.quiet {
+        sinks.push(Arc::new(progress::HumanProgress));
+    }
+    if writes {
+        sinks.push(Arc::new(EventLog::open(&g.log_dir)?));
+    }
+    let migrator = Migrator::new(config)
+        .with_database_url(g.database_url.clone())
+        .with_events(Arc::new(Fanout(sinks)))
+        .with_interrupt(interrupt);
+    let target = g.target.as_deref();
+
+    match &cli.command {
+        Command::New { name } => {
+            let selected = migrator.sources(target)?;
+            if selected.len() != 1 {
+                return Err(Error::config(
+                    Code::Usage,
+                    "`new` needs one namespace: name it with --target",
+                ));
+            }
+            let (namespace, set) = &selected[0];
+            let version = scaffold::next_version(set, chrono::Utc::now());
+            let created = scaffold::new_migration(&namespace.dir, &version, name, namespace.forward_only)?;
+            report_created("new", &created, json_format);
+        }
+        Command::Status => {
+            let states = migrator.status(target).await?;
+            if json_format {
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    namespaces: Vec<StatusJson<'a>>,
+                }
+                #[derive(Serialize)]
+                struct StatusJson<'a> {
+                    #[serde(flatten)]
+                    state: &'a migsafe::NamespaceState,
+                    ignored: &'a [std::path::PathBuf],
+                }
+                json(
+                    "status",
+                    &Body {
+                        namespaces: states
+                            .iter()
+                            .map(|(state, ignored)| StatusJson { state, ignored })
+                            .collect(),
+                    },
+                );
+            } else {
+                for (state, ignored) in &states {
+                    render_status(state, ignored, g.verbose > 0);
+                }
+            }
+        }
+        Command::History => {
+            let histories = migrator.history(target).await?;
+            if json_format {
+                #[derive(Serialize)]
+                struct Body {
+                    namespaces: Vec<serde_json::Value>,
+                }
+                let namespaces = histories
+                    .iter()
+                    .map(|(ns, rows)| serde_json::json!({ "namespace": ns, "applied": rows }))
+                    .collect();
+                json("history", &Body { namespaces });
+            } else {
+                for (namespace, rows) in &histories {
+                    out(&paint(BOLD, format!("{namespace} ({} applied)", rows.len())));
+                    for row in rows {
+                        let dirty = if row.dirty { paint(RED, " DIRTY") } else { String::new() };
+                        out(&format!(
+                            "  {:<16} {:<36} {}  {:>8}  {}{dirty}",
+                            row.version.as_str(),
+                            row.name,
+                            row.applied_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                            format_duration(std::time::Duration::from_millis(
+                                u64::try_from(row.execution_ms).unwrap_or(0)
+                            )),
+                            row.applied_by
+                        ));
+                    }
+                }
+            }
+        }
+        Command::Plan(selection) => {
+            let plans = migrator.plan(target, &apply_options(selection)?).await?;
+            let refused = plans.iter().any(|p| p.refused.is_some());
+            if json_format {
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    namespaces: &'a [migsafe::migrator::NamespacePlan],
+                }
+                json("plan", &Body { namespaces: &plans });
+            } else {
+                for plan in &plans {
+                    render_plan(plan);
+                }
+            }
+            return Ok(if refused { 1 } else { 0 });
+        }
+        Command::Apply(apply) => {
+            let options = apply_options(&apply.selection)?;
+            if apply.sql {
+                let script = migrator.apply_sql(target, &options).await?;
+                if json_format {
+                    json("apply", &serde_json::json!({ "sql": script }));
+                } else {
+                    print!("{}", migsafe::db::scrub(&script));
+                }
+                return Ok(0);
+            }
+            let runs = migrator.apply(target, &options).await?;
+            render_runs("apply", &runs, json_format, "applied", "up to date");
+        }
+        Command::Rollback(rollback) => {
+            let options = RollbackOptions {
+                steps: rollback.steps,
+                to: rollback.to.as_deref().map(parse_version).transpose()?,
+            };
+            let runs = migrator.rollback(target, &options).await?;
+            render_runs("rollback", &runs, json_format, "rolled back", "nothing to roll back");
+        }
+        Command::Stamp { version } => {
+            let version = parse_version(version)?;
+            let stamped = migrator.stamp(target, &version).await?;
+            if json_format {
+                json("stamp", &serde_json::json!({ "stamped": stamped }));
+            } else if stamped.is_empty() {
+                out("nothing to stamp: every version up to it is already recorded");
+            } else {
+                out(&format!("recorded as applied without running: {}", stamped.join(", ")));
+            }
+        }
+        Command::Repair(repair) => {
+            let action = match (&repair.accept_checksum, &repair.clear_dirty, &repair.forget) {
+                (Some(v), _, _) => RepairAction::AcceptChecksum(parse_version(v)?),
+                (_, Some(v), _) => RepairAction::ClearDirty(parse_version(v)?),
+                (_, _, Some(v)) => RepairAction::Forget(parse_version(v)?),
+                _ => return Err(Error::config(Code::Usage, "give --accept-checksum, --clear-dirty or --forget")),
+            };
+            let repaired = migrator.repair(target, &action, &repair.reason).await?;
+            if json_format {
+                json("repair", &serde_json::json!({ "repaired": repaired }));
+            } else {
+                for r in &repaired {
+                    out(&format!(
+                        "{}: {} {}{} (recorded in the audit table)",
+                        r.namespace,
+                        r.action,
+                        r.version,
+                        r.detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        Command::Init | Command::Sandbox { .. } | Command::Demo => {}
+    }
+    Ok(0)
+}
+
+fn report_created(command: &str, created: &[std::path::PathBuf], json_format: bool) {
+    if json_format {
+        json(command, &serde_json::json!({ "created": created }));
+    } else {
+        for path in created {
+            out(&format!("created {}", path.display()));
+        }
+    }
+}
+
+fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf], verbose: bool) {
+    let count = |s: State| state.in_state(s).count();
+    let pending = count(State::Pending) + count(State::OutOfOrder);
+    let mut summary = format!("{} applied, {pending} pending", count(State::Applied) + count(State::ChecksumMismatch) + count(State::Dirty) + count(State::FileMissing));
+    for (s, label) in [
+        (State::Dirty, "dirty"),
+        (State::ChecksumMismatch, "edited after apply"),
+        (State::FileMissing, "file missing"),
+        (State::OutOfOrder, "out of order"),
+    ] {
+        if count(s) > 0 {
+            summary.push_str(&format!(", {} {label}", count(s)));
+        }
+    }
+    let mode = if state.forward_only { ", forward-only" } else { "" };
+    out(&format!("{} ({summary}{mode})", paint(BOLD, &state.namespace)));
+    for entry in &state.entries {
+        let (label, style) = match entry.state {
+            State::Applied => ("applied", GREEN),
+            State::Pending => ("pending", YELLOW),
+            State::OutOfOrder => ("OUT OF ORDER", RED),
+            State::Dirty => ("DIRTY", RED),
+            State::ChecksumMismatch => ("EDITED", RED),
+            State::FileMissing => ("FILE MISSING", RED),
+        };
+        let when = entry
+            .applied
+            .as_ref()
+            .map(|r| format!("  {}", r.applied_at.format("%Y-%m-%d %H:%M:%S UTC")))
+            .unwrap_or_default();
+        let notes = if entry.no_transaction { "  no-transaction" } else { "" };
+        out(&format!(
+            "  {:<13} {:<16} {}{}{}",
+            paint(style, label),
+            entry.version.as_str(),
+            entry.name,
+            paint(DIM, when),
+            paint(DIM, notes)
+        ));
+    }
+    if verbose {
+        for path in ignored {
+            out(&format!("  {:<13} {}", paint(DIM, "ignored"), path.display()));
+        }
+    }
+}
+
+fn render_plan(plan: &migsafe::migrator::NamespacePlan) {
+    if plan.migrations.is_empty() {
+        out(&format!("{}: nothing to apply", paint(BOLD, &plan.namespace)));
+    } else {
+        out(&format!("{}: {} migration(s) to apply, in this order:", paint(BOLD, &plan.namespace), plan.migrations.len()));
+        for m in &plan.migrations {
+            let timeout = if m.statement_timeout_ms > 0 {
+                format!(", statement_timeout {}", format_duration(std::time::Duration::from_millis(m.statement_timeout_ms)))
+            } else {
+                String::new()
+            };
+            out(&format!(
+                "  {:<16} {:<36} {}",
+                m.version,
+                m.name,
+                paint(
+                    DIM,
+                    format!(
+                        "{}, lock_timeout {}{timeout}{}",
+                        m.mode,
+                        format_duration(std::time::Duration::from_millis(m.lock_timeout_ms)),
+                        if m.reversible { "" } else { ", no down script" }
+                    )
+                )
+            ));
+        }
+    }
+    if let Some(refused) = &plan.refused {
+        out(&format!("  {} {}: {}", paint(RED, "apply would refuse:"), refused.reason, refused.message));
+        if let Some(hint) = &refused.hint {
+            out(&format!("  {} {hint}", paint(BOLD, "next:")));
+        }
+    }
+}
+
+fn render_runs(command: &str, runs: &[NamespaceRun], json_format: bool, done: &str, nothing: &str) {
+    if json_format {
+        json(command, &serde_json::json!({ "namespaces": runs }));
+        return;
+    }
+    for run in runs {
+        if run.ran.is_empty() {
+            out(&format!("{}: {nothing}", run.namespace));
+        } else {
+            out(&format!(
+                "{}: {done} {} migration(s) in {}",
+                run.namespace,
+                run.ran.len(),
+                format_duration(std::time::Duration::from_millis(run.duration_ms))
+            ));
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Live progress on stderr: one line per event, as it happens.
+
+use migsafe::config::format_duration;
+use migsafe::db::activity::Session;
+use migsafe::events::{Direction, Event, EventSink};
+use std::time::Duration;
+
+use super::output::{DIM, GREEN, RED, YELLOW, err, paint};
+
+/// Renders events for people.
+pub struct HumanProgress;
+
+fn ms(value: u64) -> String {
+    format_duration(Duration::from_millis(value))
+}
+
+fn verb(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Up => "applying",
+        Direction::Down => "rolling back",
+    }
+}
+
+impl EventSink for HumanProgress {
+    fn emit(&self, event: &Event) {
+        match event {
+            Event::Plan {
+                namespace,
+                direction,
+                versions,
+            } => err(&format!(
+                "{namespace}: {} {} migration(s): {}",
+                verb(*direction),
+                versions.len(),
+                versions.join(", ")
+            )),
+            Event::LockWaiting { namespace, holder } => err(&format!(
+                "{namespace}: {} the namespace lock is held by {}; waiting",
+                paint(YELLOW, "waiting:"),
+                holder.as_ref().map_or_else(|| "another session".to_string(), Session::describe)
+            )),
+            Event::LockAcquired { namespace, duration_ms } if *duration_ms > 0 => {
+                err(&format!("{namespace}: lock acquired after {}", ms(*duration_ms)));
+            }
+            Event::LockAcquired { .. } => {}
+            Event::UpToDate { .. } => {}
+            Event::MigrationStarted {
+                namespace,
+                version,
+                name,
+                direction,
+                transactional,
+            } => err(&format!(
+                "{namespace}: {} {version} {name}{}",
+                verb(*direction),
+                if *transactional { "" } else { " (no transaction)" }
+            )),
+            Event::MigrationRetried {
+                namespace,
+                version,
+                attempt,
+                delay_ms,
+                blockers,
+                ..
+            } => {
+                err(&format!(
+                    "{namespace}: {} {version} could not get a lock in time (attempt {attempt}); rolled back, retrying in {}",
+                    paint(YELLOW, "retry:"),
+                    ms(*delay_ms)
+                ));
+                for blocker in blockers {
+                    err(&format!("    blocked by {}", blocker.describe()));
+                }
+            }
+            Event::MigrationFinished {
+                namespace,
+                version,
+                name,
+                duration_ms,
+                ..
+            } => err(&format!(
+                "{namespace}: {} {version} {name} {}",
+                paint(GREEN, "done"),
+                paint(DIM, format!("in {}", ms(*duration_ms)))
+            )),
+            Event::MigrationFailed {
+                namespace,
+                version,
+                name,
+                reason,
+                ..
+            } => err(&format!("{namespace}: {} {version} {name} ({reason})", paint(RED, "FAILED"))),
+            Event::Stamped { namespace, version } => err(&format!("{namespace}: stamped {version}")),
+            Event::Repaired {
+                namespace,
+                version,
+                action,
+                ..
+            } => err(&format!("{namespace}: repaired {version} ({action})")),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! `migsafe sandbox` and `migsafe demo`: a throwaway server for trying
+//! things, and the whole pipeline on the bundled example against one.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use migsafe::error::{Code, Error, ReasonCode, Result};
+use migsafe::events::Interrupt;
+use migsafe::sandbox::Sandbox;
+
+use super::output::{BOLD, GREEN, RED, err, json, out, paint};
+
+/// Starts a sandbox off the async runtime (initdb takes a few seconds).
+async fn start() -> Result<Sandbox> {
+    tokio::task::spawn_blocking(Sandbox::start)
+        .await
+        .map_err(|e| Error::Sandbox {
+            reason: ReasonCode::new(Code::SandboxFailed),
+            message: format!("the sandbox start-up task failed: {e}"),
+        })?
+}
+
+/// `migsafe sandbox [-- CMD…]`.
+pub async fn sandbox(command: &[String], interrupt: Interrupt, json_format: bool) -> Result<i32> {
+    err("starting a throwaway PostgreSQL (initdb in a temporary directory)…");
+    let mut sandbox = start().await?;
+    let url = sandbox.url("postgres");
+    if command.is_empty() {
+        // The URL (with its throwaway password) is the product here: print it.
+        if json_format {
+            json("sandbox", &serde_json::json!({ "url": url, "port": sandbox.port() }));
+        } else {
+            println!("{url}");
+            err(&format!(
+                "ready on port {}; try: DATABASE_URL='{url}' migsafe status\nCtrl-C stops it and deletes everything.",
+                sandbox.port()
+            ));
+        }
+        interrupt.wait().await;
+        err("stopping the sandbox…");
+        tokio::task::spawn_blocking(move || sandbox.stop()).await.ok();
+        return Ok(0);
+    }
+    let mut child = tokio::process::Command::new(&command[0])
+        .args(&command[1..])
+        .env("DATABASE_URL", &url)
+        .stdin(Stdio::inherit())
+        .spawn()
+        .map_err(|e| Error::config(Code::Usage, format!("cannot run {}: {e}", command[0])))?;
+    let status = tokio::select! {
+        status = child.wait() => status.ok(),
+        () = interrupt.wait() => {
+            let _ = child.kill().await;
+            None
+        }
+    };
+    tokio::task::spawn_blocking(move || sandbox.stop()).await.ok();
+    Ok(status.and_then(|s| s.code()).unwrap_or(130))
+}
+
+/// The bundled example, compiled in so `migsafe demo` works from anywhere.
+const EXAMPLE: &[(&str, &str)] = &[
+    ("migsafe.toml", include_str!("../../examples/migsafe.toml")),
+    (
+        "migrations/app/20260101090000_create_accounts.up.sql",
+        include_str!("../../examples/migrations/app/20260101090000_create_accounts.up.sql"),
+    ),
+    (
+        "migrations/app/20260101090000_create_accounts.down.sql",
+        include_str!("../../examples/migrations/app/20260101090000_create_accounts.down.sql"),
+    ),
+    (
+        "migrations/app/20260102090000_add_account_email.up.sql",
+        include_str!("../../examples/migrations/app/20260102090000_add_account_email.up.sql"),
+    ),
+    (
+        "migrations/app/20260102090000_add_account_email.down.sql",
+        include_str!("../../examples/migrations/app/20260102090000_add_account_email.down.sql"),
+    ),
+    (
+        "migrations/app/20260103090000_index_accounts_email.up.sql",
+        include_str!("../../examples/migrations/app/20260103090000_index_accounts_email.up.sql"),
+    ),
+    (
+        "migrations/app/20260103090000_index_accounts_email.down.sql",
+        include_str!("../../examples/migrations/app/20260103090000_index_accounts_email.down.sql"),
+    ),
+    (
+        "migrations/audit/0001_create_audit_log.sql",
+        include_str!("../../examples/migrations/audit/0001_create_audit_log.sql"),
+    ),
+    (
+        "migrations/audit/0002_add_actor.sql",
+        include_str!("../../examples/migrations/audit/0002_add_actor.sql"),
+    ),
+];
+
+/// The demo steps: arguments and the exit code each must end with.
+const STEPS: &[(&[&str], i32, &str)] = &[
+    (&["status"], 0, "nothing applied yet: every migration is pending"),
+    (&["plan"], 0, "what apply would run, with each migration's transaction mode"),
+    (&["apply"], 0, "apply both namespaces under their advisory locks"),
+    (&["status"], 0, "everything applied"),
+    (&["rollback", "--target", "app", "--steps", "2"], 0, "undo the last two `app` migrations (one is no-transaction)"),
+    (&["rollback", "--target", "audit"], 4, "`audit` is forward-only: rollback is refused with DOWN_SCRIPT_MISSING"),
+    (&["status", "--target", "app"], 0, "two `app` migrations pending again"),
+    (&["apply"], 0, "apply again: only the rolled-back migrations run"),
+    (&["history", "--target", "app"], 0, "the history, with durations and who applied"),
+];
+
+/// `migsafe demo`.
+pub async fn demo(interrupt: Interrupt) -> Result<i32> {
+    let workdir = tempfile::Builder::new()
+        .prefix("migsafe-demo-")
+        .tempdir()
+        .map_err(|e| Error::io(Path::new("/tmp"), "create a temporary directory", &e))?;
+    for (path, text) in EXAMPLE {
+        let target = workdir.path().join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, "create", &e))?;
+        }
+        std::fs::write(&target, text).map_err(|e| Error::io(&target, "write", &e))?;
+    }
+    err("starting a throwaway PostgreSQL for the demo…");
+    let mut sandbox = start().await?;
+    let url = sandbox.url("postgres");
+    let exe = std::env::current_exe().map_err(|e| Error::io(Path::new("migsafe"), "find the running", &e))?;
+    out(&format!(
+        "{} the bundled example (namespaces `app` and `audit`) in {}\n",
+        paint(BOLD, "migsafe demo:"),
+        workdir.path().display()
+    ));
+    let mut failed = None;
+    for (args, expected, why) in STEPS {
+        if interrupt.is_triggered() {
+            failed = Some("interrupted".to_string());
+            break;
+        }
+        out(&format!("{} {}", paint(BOLD, "$ migsafe"), paint(BOLD, args.join(" "))));
+        out(&format!("  # {why}"));
+        let status = tokio::process::Command::new(&exe)
+            .args(*args)
+            .current_dir(workdir.path())
+            .env("DATABASE_URL", &url)
+            .env_remove("MIGSAFE_CONFIG")
+            .status()
+            .await
+            .map_err(|e| Error::io(&exe, "run", &e))?;
+        let code = status.code().unwrap_or(-1);
+        if code != *expected {
+            failed = Some(format!("`migsafe {}` exited {code}, expected {expected}", args.join(" ")));
+            break;
+        }
+        out("");
+    }
+    let log = workdir.path().join("logs").join(migsafe::report::EVENT_LOG);
+    let events = std::fs::read_to_string(&log).map(|t| t.lines().count()).unwrap_or(0);
+    tokio::task::spawn_blocking(move || sandbox.stop()).await.ok();
+    match failed {
+        None => {
+            out(&format!(
+                "{} {events} events were logged to logs/migrations.jsonl; the sandbox is stopped and removed.",
+                paint(GREEN, "demo complete:")
+            ));
+            Ok(0)
+        }
+        Some(what) => {
+            err(&format!("{} {what}", paint(RED, "demo failed:")));
+            Ok(2)
+        }
+    }
+}

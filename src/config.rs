@@ -1,0 +1,392 @@
+//! `migsafe.toml`: the model, its defaults, and database URL resolution
+//! (SPEC section 3).
+//!
+//! Every key has a default, so a bare `migrations/` directory works without a
+//! config file (one namespace named `default`). Unknown keys are errors: a typo
+//! such as `lock_timout` must not silently fall back to a default in production.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Code, Error, ReasonCode, Result};
+
+/// The file name looked for in the working directory.
+pub const CONFIG_FILE: &str = "migsafe.toml";
+
+/// The namespace used when the config declares none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The whole configuration, with every default filled in.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file, when one was read.
+    pub path: Option<PathBuf>,
+    /// Schema of the history table.
+    pub history_schema: String,
+    /// Defaults for every namespace.
+    pub defaults: Defaults,
+    /// Backup settings.
+    pub backup: BackupConfig,
+    /// Namespaces in config order (`--target all` runs them in this order).
+    pub namespaces: Vec<Namespace>,
+    /// Readiness profiles, kept as written (SPEC section 9).
+    pub profiles: toml::Table,
+}
+
+/// `[defaults]`.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// Set before each migration: a blocked DDL gives up fast instead of
+    /// queueing every query behind it.
+    pub lock_timeout: Duration,
+    /// Retries after SQLSTATE 55P03 (lock_not_available).
+    pub lock_retries: u32,
+    /// First retry delay; doubles up to 30 s, plus jitter.
+    pub lock_retry_delay: Duration,
+    /// `statement_timeout` per migration; zero means none.
+    pub statement_timeout: Duration,
+    /// A migration slower than this is reported.
+    pub migration_time_budget: Duration,
+    /// Preflight threshold for open transactions.
+    pub long_transaction: Duration,
+    /// How long a runner waits for another runner's namespace lock.
+    pub lock_wait: Duration,
+    /// Postflight policy for NOT VALID constraints: `fail` or `warn`.
+    pub not_valid: String,
+    /// Dirty recovery: `auto` or `manual`.
+    pub recovery: String,
+}
+
+/// `[backup]`.
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
+    /// Where pg_dump files go.
+    pub dir: PathBuf,
+    /// How many backups to keep.
+    pub keep: u32,
+}
+
+/// `[namespaces.<name>]`.
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    /// The namespace name (history rows, lock key, reason codes).
+    pub name: String,
+    /// Its migrations directory, resolved against the config file's directory.
+    pub dir: PathBuf,
+    /// Rollback refused, down files optional.
+    pub forward_only: bool,
+    /// Environment variable holding this namespace's database URL.
+    pub database_url_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    history_schema: Option<String>,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    backup: RawBackup,
+    #[serde(default)]
+    namespaces: toml::Table,
+    #[serde(default)]
+    profiles: toml::Table,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    lock_timeout: Option<String>,
+    lock_retries: Option<u32>,
+    lock_retry_delay: Option<String>,
+    statement_timeout: Option<String>,
+    migration_time_budget: Option<String>,
+    long_transaction: Option<String>,
+    lock_wait: Option<String>,
+    not_valid: Option<String>,
+    recovery: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    dir: Option<String>,
+    keep: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNamespace {
+    dir: Option<String>,
+    #[serde(default)]
+    forward_only: bool,
+    database_url_env: Option<String>,
+}
+
+/// Parses a human duration: `0`, `500ms`, `5s`, `10min`, `1h 30m`.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 500ms, 5s, 10min"))
+}
+
+/// Prints a duration for humans: `850ms`, `5s`, `2m 3s`.
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis < 1000 {
+        return format!("{millis}ms");
+    }
+    let secs = duration.as_secs();
+    if secs < 60 {
+        let tenths = (millis % 1000) / 100;
+        return if tenths == 0 {
+            format!("{secs}s")
+        } else {
+            format!("{secs}.{tenths}s")
+        };
+    }
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
+impl Config {
+    /// Loads `path`, or `migsafe.toml` in `cwd` when present, or the defaults.
+    pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Config> {
+        let (path, text) = match explicit {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::config(
+                        Code::ConfigInvalid,
+                        format!("cannot read the config file {}: {e}", path.display()),
+                    )
+                })?;
+                (Some(path.to_path_buf()), text)
+            }
+            None => {
+                let candidate = cwd.join(CONFIG_FILE);
+                match std::fs::read_to_string(&candidate) {
+                    Ok(text) => (Some(candidate), text),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, String::new()),
+                    Err(e) => {
+                        return Err(Error::config(
+                            Code::ConfigInvalid,
+                            format!("cannot read the config file {}: {e}", candidate.display()),
+                        ));
+                    }
+                }
+            }
+        };
+        let base = match &path {
+            Some(p) => p
+                .parent()
+                .map(|d| if d.as_os_str().is_empty() { cwd.to_path_buf() } else { cwd.join(d) })
+                .unwrap_or_else(|| cwd.to_path_buf()),
+            None => cwd.to_path_buf(),
+        };
+        let shown = path
+            .as_ref()
+            .map_or_else(|| CONFIG_FILE.to_string(), |p| p.display().to_string());
+        Config::parse(&text, &base, path, &shown)
+    }
+
+    /// Parses config text; relative paths resolve against `base`.
+    pub fn parse(text: &str, base: &Path, path: Option<PathBuf>, shown: &str) -> Result<Config> {
+        let invalid = |message: String| Error::Config {
+            reason: ReasonCode::new(Code::ConfigInvalid),
+            message: format!("{shown}: {message}"),
+            hint: Some("fix the file; `migsafe init` writes a commented example".into()),
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(toml_message(&e, text)))?;
+        let duration = |key: &str, value: Option<String>, default: &str| -> Result<Duration> {
+            parse_duration(value.as_deref().unwrap_or(default)).map_err(|e| invalid(format!("defaults.{key}: {e}")))
+        };
+        let d = raw.defaults;
+        let not_valid = d.not_valid.unwrap_or_else(|| "fail".into());
+        if not_valid != "fail" && not_valid != "warn" {
+            return Err(invalid(format!("defaults.not_valid must be \"fail\" or \"warn\", not {not_valid:?}")));
+        }
+        let recovery = d.recovery.unwrap_or_else(|| "auto".into());
+        if recovery != "auto" && recovery != "manual" {
+            return Err(invalid(format!("defaults.recovery must be \"auto\" or \"manual\", not {recovery:?}")));
+        }
+        let defaults = Defaults {
+            lock_timeout: duration("lock_timeout", d.lock_timeout, "1s")?,
+            lock_retries: d.lock_retries.unwrap_or(10),
+            lock_retry_delay: duration("lock_retry_delay", d.lock_retry_delay, "1s")?,
+            statement_timeout: duration("statement_timeout", d.statement_timeout, "0")?,
+            migration_time_budget: duration("migration_time_budget", d.migration_time_budget, "30s")?,
+            long_transaction: duration("long_transaction", d.long_transaction, "30s")?,
+            lock_wait: duration("lock_wait", d.lock_wait, "5m")?,
+            not_valid,
+            recovery,
+        };
+        let history_schema = raw.history_schema.unwrap_or_else(|| "migsafe".into());
+        if history_schema.is_empty() {
+            return Err(invalid("history_schema must not be empty".into()));
+        }
+        let backup = BackupConfig {
+            dir: base.join(raw.backup.dir.unwrap_or_else(|| "backups/migrations".into())),
+            keep: raw.backup.keep.unwrap_or(10),
+        };
+        let mut namespaces = Vec::new();
+        for (name, value) in raw.namespaces {
+            if name.is_empty() || name.contains(':') || name.chars().any(char::is_whitespace) {
+                return Err(invalid(format!(
+                    "namespace name {name:?} must be non-empty, without spaces or `:`"
+                )));
+            }
+            let ns: RawNamespace = value
+                .try_into()
+                .map_err(|e: toml::de::Error| invalid(format!("namespaces.{name}: {}", e.message())))?;
+            namespaces.push(Namespace {
+                dir: base.join(ns.dir.unwrap_or_else(|| format!("migrations/{name}"))),
+                name,
+                forward_only: ns.forward_only,
+                database_url_env: ns.database_url_env,
+            });
+        }
+        if namespaces.is_empty() {
+            namespaces.push(Namespace {
+                name: DEFAULT_NAMESPACE.into(),
+                dir: base.join("migrations"),
+                forward_only: false,
+                database_url_env: None,
+            });
+        }
+        Ok(Config {
+            path,
+            history_schema,
+            defaults,
+            backup,
+            namespaces,
+            profiles: raw.profiles,
+        })
+    }
+
+    /// The namespaces a `--target` selects: one by name, or all (`all` or none
+    /// given) in config order.
+    pub fn select(&self, target: Option<&str>) -> Result<Vec<&Namespace>> {
+        match target {
+            None | Some("all") => Ok(self.namespaces.iter().collect()),
+            Some(name) => self
+                .namespaces
+                .iter()
+                .find(|ns| ns.name == name)
+                .map(|ns| vec![ns])
+                .ok_or_else(|| Error::Config {
+                    reason: ReasonCode::about(Code::NamespaceUnknown, name),
+                    message: format!("there is no namespace `{name}` in the configuration"),
+                    hint: Some(format!(
+                        "configured namespaces: {}",
+                        self.namespaces.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                    )),
+                }),
+        }
+    }
+
+    /// The database URL for a namespace: `--database-url`, else `DATABASE_URL`
+    /// (both arrive as `explicit`), else the namespace's `database_url_env`.
+    pub fn database_url(&self, namespace: &Namespace, explicit: Option<&str>) -> Result<String> {
+        if let Some(url) = explicit.filter(|u| !u.trim().is_empty()) {
+            return Ok(url.to_string());
+        }
+        if let Some(var) = &namespace.database_url_env {
+            match std::env::var(var) {
+                Ok(url) if !url.trim().is_empty() => return Ok(url),
+                _ => {
+                    return Err(Error::Config {
+                        reason: ReasonCode::about(Code::DatabaseUrlMissing, &namespace.name),
+                        message: format!(
+                            "no database URL for namespace `{}`: --database-url and DATABASE_URL are not set, and neither is {var}",
+                            namespace.name
+                        ),
+                        hint: Some(format!("export {var}=postgres://user@host:5432/db (or DATABASE_URL)")),
+                    });
+                }
+            }
+        }
+        Err(Error::Config {
+            reason: ReasonCode::about(Code::DatabaseUrlMissing, &namespace.name),
+            message: format!(
+                "no database URL for namespace `{}`: give --database-url or set DATABASE_URL",
+                namespace.name
+            ),
+            hint: Some("for a throwaway server to try things on, run `migsafe sandbox`".into()),
+        })
+    }
+}
+
+fn toml_message(err: &toml::de::Error, text: &str) -> String {
+    match err.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {}", err.message())
+        }
+        None => err.message().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/project"), None, "migsafe.toml")
+    }
+
+    #[test]
+    fn empty_config_is_one_default_namespace_with_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.history_schema, "migsafe");
+        assert_eq!(config.namespaces.len(), 1);
+        assert_eq!(config.namespaces[0].name, "default");
+        assert_eq!(config.namespaces[0].dir, Path::new("/project/migrations"));
+        assert_eq!(config.defaults.lock_timeout, Duration::from_secs(1));
+        assert_eq!(config.defaults.lock_retries, 10);
+        assert_eq!(config.defaults.lock_wait, Duration::from_secs(300));
+        assert_eq!(config.defaults.statement_timeout, Duration::ZERO);
+        assert_eq!(config.backup.keep, 10);
+    }
+
+    #[test]
+    fn namespaces_keep_config_order_and_resolve_relative_dirs() {
+        let config = parse(
+            "[namespaces.zeta]\ndir = \"db/z\"\n[namespaces.alpha]\nforward_only = true\ndatabase_url_env = \"ALPHA_DSN\"\n",
+        )
+        .unwrap();
+        let names: Vec<_> = config.namespaces.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["zeta", "alpha"]);
+        assert_eq!(config.namespaces[0].dir, Path::new("/project/db/z"));
+        assert_eq!(config.namespaces[1].dir, Path::new("/project/migrations/alpha"));
+        assert!(config.namespaces[1].forward_only);
+        assert!(config.select(Some("nope")).is_err());
+        assert_eq!(config.select(Some("alpha")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors_with_a_line() {
+        let err = parse("[defaults]\nlock_timout = \"1s\"\n").unwrap_err();
+        assert_eq!(err.reason().to_string(), "CONFIG_INVALID");
+        assert!(err.to_string().contains("line 2"), "{err}");
+        assert!(parse("[defaults]\nlock_timeout = \"soon\"\n").is_err());
+        assert!(parse("[defaults]\nnot_valid = \"maybe\"\n").is_err());
+        assert!(parse("[namespaces.\"a b\"]\n").is_err());
+        assert!(parse("[namespaces.a]\nforward_only = \"yes\"\n").is_err());
+        assert!(parse("history_schema = [").is_err());
+    }
+
+    #[test]
+    fn durations_parse_and_print_for_humans() {
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("10min").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("").is_err());
+        assert_eq!(format_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(format_duration(Duration::from_millis(5200)), "5.2s");
+        assert_eq!(format_duration(Duration::from_secs(123)), "2m 3s");
+    }
+}

@@ -1,0 +1,96 @@
+//! Other sessions: who blocks a migration, who holds a namespace lock.
+//! Queries are shown with their constants replaced (`$1`), never raw.
+
+use serde::Serialize;
+
+use super::connect::Db;
+use crate::source::statements::redact_query;
+
+/// Another session, as seen in `pg_stat_activity`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Session {
+    /// Backend pid.
+    pub pid: i32,
+    /// Role name.
+    pub user: Option<String>,
+    /// `application_name`.
+    pub application: Option<String>,
+    /// Client address, when connected over TCP.
+    pub client: Option<String>,
+    /// `active`, `idle in transaction`…
+    pub state: Option<String>,
+    /// How long its transaction has been open, in seconds.
+    pub transaction_secs: Option<f64>,
+    /// Its current or last query, constants replaced by placeholders.
+    pub query: Option<String>,
+}
+
+impl Session {
+    /// One line for logs: `pid 4242 (psql, app@10.0.0.5, idle in transaction 73s): LOCK TABLE …`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(app) = self.application.as_deref().filter(|a| !a.is_empty()) {
+            parts.push(app.to_string());
+        }
+        match (&self.user, &self.client) {
+            (Some(user), Some(client)) => parts.push(format!("{user}@{client}")),
+            (Some(user), None) => parts.push(user.clone()),
+            _ => {}
+        }
+        if let Some(state) = &self.state {
+            match self.transaction_secs {
+                Some(secs) => parts.push(format!("{state}, transaction open {secs:.0}s")),
+                None => parts.push(state.clone()),
+            }
+        }
+        let mut line = format!("pid {}", self.pid);
+        if !parts.is_empty() {
+            line.push_str(&format!(" ({})", parts.join(", ")));
+        }
+        if let Some(query) = &self.query {
+            line.push_str(": ");
+            line.push_str(query);
+        }
+        line
+    }
+}
+
+const SESSION_COLUMNS: &str = "a.pid, a.usename::text, a.application_name, host(a.client_addr), a.state, \
+     extract(epoch FROM now() - a.xact_start)::float8, left(a.query, 4000)";
+
+/// Sessions blocking `pid` (what `pg_blocking_pids` says).
+pub async fn blockers_of(db: &Db, pid: i32) -> Result<Vec<Session>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids($1)) ORDER BY a.pid"
+    );
+    let rows = db.client.query(&sql, &[&pid]).await?;
+    Ok(rows.iter().map(session_from_row).collect())
+}
+
+/// The session holding the advisory lock `key` in this database.
+pub async fn advisory_lock_holder(db: &Db, key: i64) -> Result<Option<Session>, tokio_postgres::Error> {
+    let bits = key as u64;
+    let classid = (bits >> 32) as u32;
+    let objid = (bits & 0xFFFF_FFFF) as u32;
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 \
+           AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         LIMIT 1"
+    );
+    let rows = db.client.query(&sql, &[&classid, &objid]).await?;
+    Ok(rows.first().map(session_from_row))
+}
+
+fn session_from_row(row: &tokio_postgres::Row) -> Session {
+    let query: Option<String> = row.get(6);
+    Session {
+        pid: row.get(0),
+        user: row.get(1),
+        application: row.get(2),
+        client: row.get(3),
+        state: row.get(4),
+        transaction_secs: row.get(5),
+        query: query.filter(|q| !q.trim().is_empty()).map(|q| redact_query(&q)),
+    }
+}

@@ -1,0 +1,444 @@
+//! Connecting: URL parsing, TLS mode, and keeping the password out of every
+//! output.
+//!
+//! [`ConnectionSettings`] is the only holder of a parsed database URL; its
+//! `Display` and `Debug` show `postgres://user:****@host:port/db`. Every password
+//! seen is also registered with [`scrub`], which every output path of the CLI
+//! and the event log runs text through, so that a server or driver message
+//! quoting a connection string cannot leak it either.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::tls::{self, RootCerts, SslMode};
+use crate::error::{Code, Error, ReasonCode, Result};
+
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Remembers a secret so that [`scrub`] removes it from any text.
+pub fn register_secret(secret: &str) {
+    // Very short secrets would mangle ordinary words; they are also not secrets.
+    if secret.chars().count() < 3 {
+        return;
+    }
+    let mut secrets = SECRETS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut add = |s: String| {
+        if !secrets.contains(&s) {
+            secrets.push(s);
+        }
+    };
+    add(secret.to_string());
+    let encoded = percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC).to_string();
+    add(encoded);
+}
+
+/// Replaces every registered secret in `text` with `****`.
+pub fn scrub(text: &str) -> String {
+    let secrets = SECRETS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut out = text.to_string();
+    for secret in secrets.iter() {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "****");
+        }
+    }
+    out
+}
+
+/// A parsed database URL (libpq URL or key=value string) with its TLS mode.
+#[derive(Clone)]
+pub struct ConnectionSettings {
+    config: tokio_postgres::Config,
+    ssl_mode: SslMode,
+    roots: RootCerts,
+    root_given: bool,
+    shown: String,
+}
+
+impl fmt::Display for ConnectionSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl fmt::Debug for ConnectionSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnectionSettings({})", self.shown)
+    }
+}
+
+/// A live connection and what is needed to cancel its running statement.
+pub struct Db {
+    /// The client.
+    pub client: Client,
+    tls: Option<MakeRustlsConnect>,
+    /// What it is connected to, for messages (no password).
+    pub target: String,
+}
+
+impl Db {
+    /// Asks the server to cancel whatever this connection is running.
+    pub async fn cancel_running(&self) {
+        let token = self.client.cancel_token();
+        let result = match &self.tls {
+            Some(tls) => token.cancel_query(tls.clone()).await,
+            None => token.cancel_query(NoTls).await,
+        };
+        if let Err(err) = result {
+            tracing::warn!("could not send the cancel request: {}", scrub(&err.to_string()));
+        }
+    }
+}
+
+/// The TLS-related parameters, which tokio-postgres does not understand in full.
+#[derive(Default)]
+struct TlsParams {
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+}
+
+const TLS_KEYS: [&str; 2] = ["sslmode", "sslrootcert"];
+
+impl ConnectionSettings {
+    /// Parses a libpq-style URL (`postgres://…`) or key=value string. When the
+    /// string has no password, `PGPASSWORD` is used; `PGSSLMODE` and
+    /// `PGSSLROOTCERT` fill in what the string does not say.
+    pub fn parse(url: &str) -> Result<ConnectionSettings> {
+        let invalid = |detail: String| Error::Config {
+            reason: ReasonCode::new(Code::DatabaseUrlInvalid),
+            message: format!("the database URL cannot be used: {detail}"),
+            hint: Some(
+                "write it as postgres://user:password@host:5432/dbname?sslmode=require or as key=value pairs"
+                    .into(),
+            ),
+        };
+        let trimmed = url.trim();
+        let (rest, params) = if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+            register_url_password(trimmed);
+            split_url_params(trimmed)
+        } else {
+            split_keyword_params(trimmed)
+        };
+        let mut config =
+            tokio_postgres::Config::from_str(&rest).map_err(|e| invalid(scrub(&e.to_string())))?;
+        if let Some(password) = config.get_password() {
+            register_secret(&String::from_utf8_lossy(password));
+        } else if let Ok(password) = std::env::var("PGPASSWORD") {
+            register_secret(&password);
+            config.password(password);
+        }
+        if config.get_hosts().is_empty() {
+            return Err(invalid("it names no host".into()));
+        }
+        let mode_text = params.sslmode.or_else(|| std::env::var("PGSSLMODE").ok());
+        let ssl_mode = match mode_text.as_deref() {
+            None => SslMode::Prefer,
+            Some(text) => SslMode::parse(text).ok_or_else(|| {
+                invalid(format!(
+                    "sslmode={text} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+                ))
+            })?,
+        };
+        let root_text = params.sslrootcert.or_else(|| std::env::var("PGSSLROOTCERT").ok());
+        let root_given = root_text.is_some();
+        let roots = match root_text.as_deref() {
+            None => RootCerts::Default,
+            Some("system") => RootCerts::System,
+            Some(path) => RootCerts::File(PathBuf::from(path)),
+        };
+        config.ssl_mode(ssl_mode.negotiation());
+        if config.get_application_name().is_none() {
+            config.application_name("migsafe");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.keepalives(true);
+        let shown = describe(&config, ssl_mode);
+        Ok(ConnectionSettings {
+            config,
+            ssl_mode,
+            roots,
+            root_given,
+            shown,
+        })
+    }
+
+    /// The parsed tokio-postgres configuration (holds the password).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// The TLS mode.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
+    }
+
+    /// Opens a connection; failures carry a reason code and say what to check.
+    pub async fn connect(&self) -> Result<Db> {
+        if self.ssl_mode == SslMode::Disable {
+            let (client, connection) = self.config.connect(NoTls).await.map_err(|e| self.connect_error(&e))?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            return Ok(Db {
+                client,
+                tls: None,
+                target: self.shown.clone(),
+            });
+        }
+        let client_config = tls::client_config(self.ssl_mode, &self.roots, self.root_given).map_err(|message| {
+            Error::Config {
+                reason: ReasonCode::new(Code::DatabaseTlsFailed),
+                message: format!("{}: {message}", self.shown),
+                hint: None,
+            }
+        })?;
+        let connector = MakeRustlsConnect::new(client_config);
+        let (client, connection) = self
+            .config
+            .connect(connector.clone())
+            .await
+            .map_err(|e| self.connect_error(&e))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Db {
+            client,
+            tls: Some(connector),
+            target: self.shown.clone(),
+        })
+    }
+
+    fn connect_error(&self, err: &tokio_postgres::Error) -> Error {
+        let detail = scrub(&error_chain(err));
+        let (code, hint) = match err.as_db_error().map(|db| db.code().clone()) {
+            Some(SqlState::INVALID_PASSWORD) | Some(SqlState::INVALID_AUTHORIZATION_SPECIFICATION) => (
+                Code::DatabaseAuthFailed,
+                "check the user and password in the URL, and the server's pg_hba.conf entry for this client",
+            ),
+            Some(SqlState::INVALID_CATALOG_NAME) => (
+                Code::DatabaseNotFound,
+                "check the database name in the URL, or create the database first",
+            ),
+            Some(SqlState::CANNOT_CONNECT_NOW) => (
+                Code::DatabaseUnreachable,
+                "the server is starting up, shutting down or in recovery; retry when it is up",
+            ),
+            Some(SqlState::TOO_MANY_CONNECTIONS) => (
+                Code::DatabaseUnreachable,
+                "the server has no free connection slots; retry later or raise max_connections",
+            ),
+            Some(_) => (Code::DatabaseError, "see the server's message above"),
+            None if detail.contains("password missing") => (
+                Code::DatabaseAuthFailed,
+                "the server asks for a password: put it in the URL or in PGPASSWORD",
+            ),
+            None if detail.to_lowercase().contains("tls") || detail.contains("certificate") => (
+                Code::DatabaseTlsFailed,
+                "check sslmode and sslrootcert; the server's certificate must chain to the root certificate (and name the host for verify-full)",
+            ),
+            None => (
+                Code::DatabaseUnreachable,
+                "check the host and port, that the server is running, and that it accepts TCP connections from here",
+            ),
+        };
+        Error::Config {
+            reason: ReasonCode::new(code),
+            message: format!("cannot connect to {}: {detail}", self.shown),
+            hint: Some(hint.to_string()),
+        }
+    }
+}
+
+/// Registers the password of a URL before anything parses it, so even a
+/// parse error that quotes the URL cannot show it.
+fn register_url_password(url: &str) {
+    let Some((_, after_scheme)) = url.split_once("://") else {
+        return;
+    };
+    let authority = after_scheme.split(['/', '?']).next().unwrap_or("");
+    let Some((userinfo, _)) = authority.rsplit_once('@') else {
+        return;
+    };
+    if let Some((_, password)) = userinfo.split_once(':') {
+        register_secret(password);
+        register_secret(&percent_encoding::percent_decode_str(password).decode_utf8_lossy());
+    }
+}
+
+/// The error and its sources, joined: tokio-postgres puts the useful part
+/// ("Connection refused") in the source.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn describe(config: &tokio_postgres::Config, mode: SslMode) -> String {
+    use tokio_postgres::config::Host;
+    let user = config.get_user().unwrap_or("");
+    let password = if config.get_password().is_some() { ":****" } else { "" };
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(index, host)| {
+            let name = match host {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            };
+            let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
+            format!("{name}:{port}")
+        })
+        .collect();
+    let dbname = config.get_dbname().unwrap_or(user);
+    let at = if user.is_empty() { String::new() } else { format!("{user}{password}@") };
+    let mut shown = format!("postgres://{at}{}/{dbname}", hosts.join(","));
+    if mode != SslMode::Prefer {
+        shown.push_str("?sslmode=");
+        shown.push_str(mode.as_str());
+    }
+    shown
+}
+
+/// Removes `sslmode`/`sslrootcert` from a URL's query string.
+fn split_url_params(url: &str) -> (String, TlsParams) {
+    let mut params = TlsParams::default();
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), params);
+    };
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy().to_string();
+        match key {
+            "sslmode" => params.sslmode = Some(value),
+            "sslrootcert" => params.sslrootcert = Some(value),
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (rest, params)
+}
+
+/// Removes `sslmode`/`sslrootcert` from a key=value string, honouring libpq's
+/// quoting (`key = 'a value with \' and spaces'`).
+fn split_keyword_params(text: &str) -> (String, TlsParams) {
+    let mut params = TlsParams::default();
+    let mut kept = String::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        while i < chars.len() && chars[i].is_whitespace() {
+            i += 1;
+        }
+        if i >= chars.len() {
+            break;
+        }
+        let start = i;
+        while i < chars.len() && chars[i] != '=' && !chars[i].is_whitespace() {
+            i += 1;
+        }
+        let key: String = chars[start..i].iter().collect();
+        while i < chars.len() && chars[i].is_whitespace() {
+            i += 1;
+        }
+        if i >= chars.len() || chars[i] != '=' {
+            // Not key=value: leave the whole text to tokio-postgres to report.
+            return (text.to_string(), TlsParams::default());
+        }
+        i += 1;
+        while i < chars.len() && chars[i].is_whitespace() {
+            i += 1;
+        }
+        let mut value = String::new();
+        let quoted = i < chars.len() && chars[i] == '\'';
+        if quoted {
+            i += 1;
+        }
+        while i < chars.len() {
+            let c = chars[i];
+            if c == '\\' && i + 1 < chars.len() {
+                value.push(chars[i + 1]);
+                i += 2;
+                continue;
+            }
+            if (quoted && c == '\'') || (!quoted && c.is_whitespace()) {
+                i += 1;
+                break;
+            }
+            value.push(c);
+            i += 1;
+        }
+        let raw: String = chars[start..i.min(chars.len())].iter().collect();
+        if TLS_KEYS.contains(&key.as_str()) {
+            if key == "sslmode" {
+                params.sslmode = Some(value);
+            } else {
+                params.sslrootcert = Some(value);
+            }
+        } else {
+            if key == "password" {
+                register_secret(&value);
+            }
+            kept.push_str(raw.trim_end());
+            kept.push(' ');
+        }
+    }
+    (kept.trim_end().to_string(), params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_hides_the_password() {
+        let settings = ConnectionSettings::parse("postgres://app:s3cr3t-pw@db.example:6432/orders?sslmode=verify-full&sslrootcert=/etc/ca.pem").unwrap();
+        let shown = settings.to_string();
+        assert_eq!(shown, "postgres://app:****@db.example:6432/orders?sslmode=verify-full");
+        assert!(!format!("{settings:?}").contains("s3cr3t"));
+        assert_eq!(settings.ssl_mode(), SslMode::VerifyFull);
+        assert_eq!(settings.roots, RootCerts::File("/etc/ca.pem".into()));
+        assert!(scrub("oops postgres://app:s3cr3t-pw@x").contains("app:****@x"));
+    }
+
+    #[test]
+    fn keyword_strings_work_with_quotes_and_tls_keys() {
+        let settings =
+            ConnectionSettings::parse("host=localhost port=5433 user=app password='p w\\'d' dbname=x sslmode=verify-ca sslrootcert=system").unwrap();
+        assert_eq!(settings.ssl_mode(), SslMode::VerifyCa);
+        assert_eq!(settings.roots, RootCerts::System);
+        assert_eq!(settings.config().get_password(), Some(&b"p w'd"[..]));
+        assert_eq!(settings.to_string(), "postgres://app:****@localhost:5433/x?sslmode=verify-ca");
+    }
+
+    #[test]
+    fn bad_urls_are_config_errors_without_the_password() {
+        let err = ConnectionSettings::parse("postgres://u:hunter22@h/db?sslmode=sometimes").unwrap_err();
+        assert_eq!(err.reason().to_string(), "DATABASE_URL_INVALID");
+        assert_eq!(err.exit_code(), 5);
+        assert!(!err.to_string().contains("hunter22"));
+        assert!(ConnectionSettings::parse("postgres://u@h/db?nonsense_option=1").is_err());
+    }
+}

@@ -1,0 +1,766 @@
+//! Running one migration script and writing its history row.
+//!
+//! A transactional script is sent as a pipeline of four requests written
+//! before any answer is read: `BEGIN; SET LOCAL …`, the script, the prepared
+//! history write, `COMMIT`. That is one network round trip per migration, and
+//! the script and its history row commit together or not at all: after an
+//! error the server skips the history write and turns `COMMIT` into a rollback.
+//!
+//! A no-transaction script is split into statements with the PostgreSQL
+//! grammar and run one by one, its history row marked dirty before the first
+//! statement and clean after the last, so an interruption is never mistaken
+//! for success.
+//!
+//! Both retry a statement that gave up waiting for a lock (SQLSTATE 55P03)
+//! with exponential backoff and jitter, logging who was blocking it. While a
+//! script runs longer than half its `lock_timeout`, a second connection samples
+//! `pg_blocking_pids` so the blockers can be named after the fact.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::error::{ErrorPosition, SqlState};
+use tokio_postgres::types::ToSql;
+
+use super::activity::{Session, blockers_of};
+use super::connect::{ConnectionSettings, Db, error_chain, scrub};
+use super::history::{History, Prepared};
+use crate::config::format_duration;
+use crate::error::{Code, Error, ReasonCode, Result};
+use crate::events::{Direction, Event, EventSink, Interrupt};
+use crate::source::statements::{self, ConcurrentIndex, Statement};
+use crate::source::{Migration, Script};
+
+/// Timeouts and retry policy for one run.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Default `lock_timeout` per migration.
+    pub lock_timeout: Duration,
+    /// Default `statement_timeout` per migration.
+    pub statement_timeout: Duration,
+    /// Retries after 55P03.
+    pub lock_retries: u32,
+    /// First retry delay (doubles up to 30 s).
+    pub lock_retry_delay: Duration,
+}
+
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// Everything a migration needs to run on one connection.
+pub struct Runner<'a> {
+    /// The connection holding the namespace lock.
+    pub db: &'a Db,
+    /// To open the side connection that samples blockers.
+    pub settings: &'a ConnectionSettings,
+    /// The history table.
+    pub history: &'a History,
+    /// Its prepared statements.
+    pub prepared: &'a Prepared,
+    /// `pg_backend_pid()` of `db`.
+    pub backend_pid: i32,
+    /// Namespace being migrated.
+    pub namespace: &'a str,
+    /// Recorded as `applied_by`.
+    pub applied_by: &'a str,
+    /// Timeouts and retries.
+    pub limits: Limits,
+    /// Where events go.
+    pub events: &'a dyn EventSink,
+    /// Ctrl-C.
+    pub interrupt: &'a Interrupt,
+    /// Lazily opened second connection for blocker sampling.
+    pub side: tokio::sync::Mutex<Option<Db>>,
+}
+
+/// How one attempt failed.
+enum Failure {
+    /// 55P03: gave up waiting for a lock; nothing of the attempt remains.
+    Lock(tokio_postgres::Error),
+    /// Ctrl-C cancelled it on the server.
+    Cancelled,
+    /// The server rejected it.
+    Server(tokio_postgres::Error),
+    /// The connection broke; whether the last COMMIT happened is unknown.
+    Lost(tokio_postgres::Error),
+}
+
+/// Checks, before anything runs, that a script can be run the way it asks:
+/// a transactional script must not carry its own BEGIN/COMMIT, and a
+/// no-transaction script must split into statements.
+pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> Result<()> {
+    if script.no_transaction() {
+        statements::split(&script.sql).map_err(|message| Error::Config {
+            reason: ReasonCode::migration(Code::MigrationFileInvalid, namespace, &migration.version),
+            message: format!(
+                "{}: a no-transaction script must be split into statements, but the PostgreSQL grammar cannot read it: {message}",
+                script.path.display()
+            ),
+            hint: Some("fix the SQL; it runs statement by statement, so every statement must parse".into()),
+        })?;
+        return Ok(());
+    }
+    if let Some((keyword, line)) = statements::transaction_control(&script.sql) {
+        return Err(Error::Config {
+            reason: ReasonCode::migration(Code::MigrationTransactionControl, namespace, &migration.version),
+            message: format!(
+                "{}:{}: the script contains {keyword}; migsafe runs it in one transaction together with its history row, and a {keyword} inside would break that guarantee",
+                script.path.display(),
+                line + script.first_line - 1
+            ),
+            hint: Some(
+                "remove BEGIN/COMMIT from the file (migsafe adds the transaction), or put `-- migsafe:no-transaction` at its top"
+                    .into(),
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl Runner<'_> {
+    /// Runs the up or down script of `migration` and writes the history.
+    /// `recorded` is the version text as stored in history (for down).
+    pub async fn run(&self, migration: &Migration, direction: Direction, recorded: &str) -> Result<Duration> {
+        let script = match direction {
+            Direction::Up => &migration.up,
+            Direction::Down => migration.down.as_ref().ok_or_else(|| Error::Refused {
+                reason: ReasonCode::migration(Code::DownScriptMissing, self.namespace, &migration.version),
+                message: format!("{} has no down script", migration.version),
+                hint: None,
+            })?,
+        };
+        if self.interrupt.is_triggered() {
+            return Err(self.cancelled(migration, direction, false));
+        }
+        if script.no_transaction() {
+            self.run_statements(migration, script, direction, recorded).await
+        } else {
+            self.run_transactional(migration, script, direction, recorded).await
+        }
+    }
+
+    fn timeouts(&self, script: &Script) -> (Duration, Duration) {
+        (
+            script.directives.lock_timeout.unwrap_or(self.limits.lock_timeout),
+            script
+                .directives
+                .statement_timeout
+                .unwrap_or(self.limits.statement_timeout),
+        )
+    }
+
+    async fn run_transactional(
+        &self,
+        migration: &Migration,
+        script: &Script,
+        direction: Direction,
+        recorded: &str,
+    ) -> Result<Duration> {
+        let (lock_timeout, statement_timeout) = self.timeouts(script);
+        let begin = format!(
+            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
+            lock_timeout.as_millis(),
+            statement_timeout.as_millis()
+        );
+        let version = migration.version.as_str();
+        let down_checksum = migration.down.as_ref().map(|d| d.checksum.as_str());
+        let tool_version = env!("CARGO_PKG_VERSION");
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let client = &self.db.client;
+            let pipeline = async {
+                let write = async {
+                    match direction {
+                        Direction::Up => {
+                            let params: [&(dyn ToSql + Sync); 7] = [
+                                &self.namespace,
+                                &version,
+                                &migration.name,
+                                &script.checksum,
+                                &down_checksum,
+                                &self.applied_by,
+                                &tool_version,
+                            ];
+                            client.execute(&self.prepared.insert_applied, &params).await
+                        }
+                        Direction::Down => {
+                            client
+                                .execute(&self.prepared.delete, &[&self.namespace, &recorded])
+                                .await
+                        }
+                    }
+                };
+                let (begin_result, script_result, write_result, commit_result) = tokio::join!(
+                    client.batch_execute(&begin),
+                    client.batch_execute(&script.sql),
+                    write,
+                    client.batch_execute("COMMIT"),
+                );
+                first_failure([
+                    begin_result.err(),
+                    script_result.err(),
+                    write_result.err(),
+                    commit_result.err(),
+                ])
+            };
+            let (failure, blockers, cancelled) = self.drive(pipeline, lock_timeout).await;
+            let Some(err) = failure else {
+                return Ok(started.elapsed());
+            };
+            match classify(err, cancelled) {
+                Failure::Lock(err) => {
+                    self.retry_or_give_up(migration, attempt, &err, blockers, lock_timeout, None)
+                        .await?;
+                }
+                Failure::Cancelled => return Err(self.cancelled(migration, direction, false)),
+                Failure::Server(err) => {
+                    return Err(self.failed(
+                        migration,
+                        direction,
+                        &describe_server_error(&err, script, None, statement_timeout),
+                        "it was rolled back: nothing of it remains and its history row was not written",
+                    ));
+                }
+                Failure::Lost(err) => {
+                    return Err(self.lost(migration, direction, recorded, &err, true).await);
+                }
+            }
+        }
+    }
+
+    async fn run_statements(
+        &self,
+        migration: &Migration,
+        script: &Script,
+        direction: Direction,
+        recorded: &str,
+    ) -> Result<Duration> {
+        let statements = statements::split(&script.sql).map_err(|message| Error::Config {
+            reason: ReasonCode::migration(Code::MigrationFileInvalid, self.namespace, &migration.version),
+            message: format!("{}: cannot split into statements: {message}", script.path.display()),
+            hint: None,
+        })?;
+        let (lock_timeout, statement_timeout) = self.timeouts(script);
+        let session_limits = format!(
+            "SET lock_timeout = {}; SET statement_timeout = {}",
+            lock_timeout.as_millis(),
+            statement_timeout.as_millis()
+        );
+        let client = &self.db.client;
+        let version = migration.version.as_str();
+        let down_checksum = migration.down.as_ref().map(|d| d.checksum.as_str());
+        let tool_version = env!("CARGO_PKG_VERSION");
+        let started = Instant::now();
+
+        // Dirty before the first statement: a crash from here on is visible.
+        let mark = async {
+            match direction {
+                Direction::Up => {
+                    let params: [&(dyn ToSql + Sync); 7] = [
+                        &self.namespace,
+                        &version,
+                        &migration.name,
+                        &script.checksum,
+                        &down_checksum,
+                        &self.applied_by,
+                        &tool_version,
+                    ];
+                    client.execute(&self.prepared.insert_dirty, &params).await
+                }
+                Direction::Down => {
+                    client
+                        .execute(&self.prepared.mark_dirty, &[&self.namespace, &recorded])
+                        .await
+                }
+            }
+        };
+        let (limits_result, mark_result) = tokio::join!(client.batch_execute(&session_limits), mark);
+        if let Some(err) = first_failure([limits_result.err(), mark_result.err()]) {
+            return Err(self.failed(
+                migration,
+                direction,
+                &scrub(&error_chain(&err)),
+                "nothing ran: the history row could not be marked dirty first",
+            ));
+        }
+
+        let total = statements.len();
+        for (index, statement) in statements.iter().enumerate() {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let (failure, blockers, cancelled) = self
+                    .drive(
+                        async { client.batch_execute(&statement.text).await.err() },
+                        lock_timeout,
+                    )
+                    .await;
+                let Some(err) = failure else { break };
+                let done = format!(
+                    "statements 1–{index} of {total} ran and are committed; the migration is left DIRTY and migsafe will refuse to move this namespace until it is repaired"
+                );
+                let done = if index == 0 {
+                    format!("no statement of {total} completed; the migration is left DIRTY until repaired")
+                } else {
+                    done
+                };
+                match classify(err, cancelled) {
+                    Failure::Lock(err) => {
+                        self.retry_or_give_up(
+                            migration,
+                            attempt,
+                            &err,
+                            blockers,
+                            lock_timeout,
+                            statement.concurrent_index.as_ref(),
+                        )
+                        .await
+                        .map_err(|e| self.leave_dirty(e, migration, direction, &done))?;
+                    }
+                    Failure::Cancelled => {
+                        return Err(self.leave_dirty(
+                            self.cancelled(migration, direction, true),
+                            migration,
+                            direction,
+                            &done,
+                        ));
+                    }
+                    Failure::Server(err) => {
+                        let mut what = describe_server_error(&err, script, Some(statement), statement_timeout);
+                        if let Some(index_info) = &statement.concurrent_index {
+                            what.push_str(&format!(
+                                "\n    a failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind: {}",
+                                drop_invalid_index_hint(index_info)
+                            ));
+                        }
+                        return Err(self.failed(migration, direction, &what, &done));
+                    }
+                    Failure::Lost(err) => {
+                        return Err(self.lost(migration, direction, recorded, &err, false).await);
+                    }
+                }
+            }
+        }
+
+        let elapsed_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let finish = async {
+            match direction {
+                Direction::Up => {
+                    client
+                        .execute(&self.prepared.mark_clean, &[&self.namespace, &version, &elapsed_ms])
+                        .await
+                }
+                Direction::Down => {
+                    client
+                        .execute(&self.prepared.delete, &[&self.namespace, &recorded])
+                        .await
+                }
+            }
+        };
+        let (finish_result, reset_result) = tokio::join!(
+            finish,
+            client.batch_execute("RESET lock_timeout; RESET statement_timeout")
+        );
+        if let Some(err) = first_failure([finish_result.err(), reset_result.err()]) {
+            return Err(self.failed(
+                migration,
+                direction,
+                &scrub(&error_chain(&err)),
+                "every statement ran, but the history row could not be marked clean; it stays DIRTY",
+            ));
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Awaits `work` while sampling blockers and honouring Ctrl-C. Returns
+    /// the work's output, the last non-empty blocker sample, and whether a
+    /// cancel was sent.
+    async fn drive<F: Future>(&self, work: F, lock_timeout: Duration) -> (F::Output, Vec<Session>, bool) {
+        tokio::pin!(work);
+        let every = if lock_timeout.is_zero() {
+            Duration::from_secs(2)
+        } else {
+            (lock_timeout / 2).max(Duration::from_millis(100))
+        };
+        let sleep = tokio::time::sleep(every);
+        tokio::pin!(sleep);
+        let mut blockers = Vec::new();
+        let mut cancelled = false;
+        loop {
+            tokio::select! {
+                output = &mut work => return (output, blockers, cancelled),
+                () = &mut sleep => {
+                    let sample = self.sample_blockers().await;
+                    if !sample.is_empty() {
+                        blockers = sample;
+                    }
+                    sleep.as_mut().reset(tokio::time::Instant::now() + every);
+                }
+                () = self.interrupt.wait(), if !cancelled => {
+                    cancelled = true;
+                    self.db.cancel_running().await;
+                }
+            }
+        }
+    }
+
+    async fn sample_blockers(&self) -> Vec<Session> {
+        let mut side = self.side.lock().await;
+        if side.is_none() {
+            match self.settings.connect().await {
+                Ok(db) => *side = Some(db),
+                Err(err) => {
+                    tracing::debug!("no side connection for blocker sampling: {err}");
+                    return Vec::new();
+                }
+            }
+        }
+        let Some(db) = side.as_ref() else {
+            return Vec::new();
+        };
+        blockers_of(db, self.backend_pid).await.unwrap_or_default()
+    }
+
+    /// After a 55P03: waits and returns Ok to retry, or the final LOCK_TIMEOUT.
+    async fn retry_or_give_up(
+        &self,
+        migration: &Migration,
+        attempt: u32,
+        err: &tokio_postgres::Error,
+        blockers: Vec<Session>,
+        lock_timeout: Duration,
+        concurrent_index: Option<&ConcurrentIndex>,
+    ) -> Result<()> {
+        let reason = ReasonCode::migration(Code::LockTimeout, self.namespace, &migration.version);
+        if attempt > self.limits.lock_retries {
+            let who = if blockers.is_empty() {
+                "the blocking sessions had ended when we looked".to_string()
+            } else {
+                blockers.iter().map(Session::describe).collect::<Vec<_>>().join("; ")
+            };
+            let message = err.as_db_error().map_or_else(|| error_chain(err), |db| db.message().to_string());
+            return Err(Error::Migration {
+                reason,
+                message: scrub(&format!(
+                    "{} {}: gave up after {attempt} attempts, each waiting at most lock_timeout = {} for a lock ({message}); blocked by: {who}",
+                    migration.version,
+                    migration.name,
+                    format_duration(lock_timeout),
+                )),
+                hint: Some(
+                    "each attempt was rolled back, so the history is unchanged. Let the blocking sessions finish (or end them), then run apply again; raise lock_retries or `-- migsafe:lock-timeout` if the table is always busy".into(),
+                ),
+            });
+        }
+        if let Some(index) = concurrent_index {
+            self.drop_invalid_index(index).await;
+        }
+        let delay = backoff(self.limits.lock_retry_delay, attempt);
+        self.events.emit(&Event::MigrationRetried {
+            namespace: self.namespace.to_string(),
+            version: migration.version.to_string(),
+            attempt,
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            reason: reason.to_string(),
+            blockers,
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => Ok(()),
+            () = self.interrupt.wait() => Err(self.cancelled(migration, Direction::Up, false)),
+        }
+    }
+
+    /// A CREATE INDEX CONCURRENTLY that timed out leaves an INVALID index
+    /// that would make the retry fail (or, with IF NOT EXISTS, silently keep
+    /// the broken index): drop it first.
+    async fn drop_invalid_index(&self, index: &ConcurrentIndex) {
+        let Some(name) = &index.name else { return };
+        let qualified = match &index.schema {
+            Some(schema) => format!("{}.{}", super::quote_ident(schema), super::quote_ident(name)),
+            None => super::quote_ident(name),
+        };
+        let invalid = self
+            .db
+            .client
+            .query_opt(
+                "SELECT 1 FROM pg_index WHERE indexrelid = to_regclass($1) AND NOT indisvalid",
+                &[&qualified],
+            )
+            .await;
+        if let Ok(Some(_)) = invalid {
+            let drop = format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}");
+            if let Err(err) = self.db.client.batch_execute(&drop).await {
+                tracing::warn!("could not drop the invalid index {qualified}: {err}");
+            }
+        }
+    }
+
+    fn failed(&self, migration: &Migration, direction: Direction, what: &str, state: &str) -> Error {
+        let (code, verb) = match direction {
+            Direction::Up => (Code::MigrationFailed, "failed"),
+            Direction::Down => (Code::RollbackFailed, "failed to roll back"),
+        };
+        let message = scrub(&format!(
+            "{} {} {verb}:\n{what}",
+            migration.version, migration.name
+        ));
+        let hint = format!("{state}.");
+        let reason = ReasonCode::migration(code, self.namespace, &migration.version);
+        match direction {
+            Direction::Up => Error::Migration {
+                reason,
+                message,
+                hint: Some(hint),
+            },
+            Direction::Down => Error::Rollback {
+                reason,
+                message,
+                hint: Some(hint),
+            },
+        }
+    }
+
+    fn leave_dirty(&self, err: Error, migration: &Migration, direction: Direction, done: &str) -> Error {
+        let repair = format!(
+            "{done}. Check the schema by hand and finish or undo what is missing, then record the outcome: `migsafe repair --target {} --clear-dirty {} --reason \"…\"` (finished) or `--forget {}` (undone)",
+            self.namespace, migration.version, migration.version
+        );
+        let reason = ReasonCode::migration(Code::MigrationDirty, self.namespace, &migration.version);
+        match (err, direction) {
+            (Error::Migration { message, .. }, _) | (Error::Rollback { message, .. }, Direction::Up) => {
+                Error::Migration {
+                    reason,
+                    message,
+                    hint: Some(repair),
+                }
+            }
+            (Error::Rollback { message, .. }, Direction::Down) => Error::Rollback {
+                reason,
+                message,
+                hint: Some(repair),
+            },
+            (other, _) => other,
+        }
+    }
+
+    fn cancelled(&self, migration: &Migration, direction: Direction, dirty: bool) -> Error {
+        let state = if dirty {
+            "the running statement was cancelled on the server; statements before it are committed and the migration is DIRTY"
+        } else {
+            "the running statement was cancelled on the server and rolled back; the history is unchanged"
+        };
+        let reason = ReasonCode::migration(Code::MigrationCancelled, self.namespace, &migration.version);
+        let message = format!("interrupted during {} {}: {state}", migration.version, migration.name);
+        match direction {
+            Direction::Up => Error::Migration {
+                reason,
+                message,
+                hint: Some("run apply again when ready".into()),
+            },
+            Direction::Down => Error::Rollback {
+                reason,
+                message,
+                hint: Some("run rollback again when ready".into()),
+            },
+        }
+    }
+
+    /// The connection broke mid-migration. Looks at the history from a new
+    /// connection to say what happened, or says it cannot know.
+    async fn lost(
+        &self,
+        migration: &Migration,
+        direction: Direction,
+        recorded: &str,
+        err: &tokio_postgres::Error,
+        transactional: bool,
+    ) -> Error {
+        let cause = scrub(&error_chain(err));
+        let row = match self.settings.connect().await {
+            Ok(db) => self
+                .history
+                .read(&db, self.namespace)
+                .await
+                .ok()
+                .map(|rows| rows.into_iter().find(|r| r.version.as_str() == recorded)),
+            Err(_) => None,
+        };
+        let reason = |code| ReasonCode::migration(code, self.namespace, &migration.version);
+        let (code, state) = match (row, direction, transactional) {
+            (None, _, _) => (
+                Code::MigrationOutcomeUnknown,
+                "the server could not be asked what happened; run `migsafe status` when it is back".to_string(),
+            ),
+            (Some(Some(row)), _, _) if row.dirty => (
+                Code::MigrationDirty,
+                "the migration is DIRTY: part of it may have run; check by hand, then use `migsafe repair`".to_string(),
+            ),
+            (Some(Some(_)), Direction::Up, _) => (
+                Code::MigrationFailed,
+                "it was committed before the connection broke (its history row is present)".to_string(),
+            ),
+            (Some(None), Direction::Up, _) => (
+                Code::MigrationFailed,
+                "it was rolled back (no history row): nothing of it remains".to_string(),
+            ),
+            (Some(Some(_)), Direction::Down, _) => (
+                Code::RollbackFailed,
+                "the rollback was not committed: the migration is still applied".to_string(),
+            ),
+            (Some(None), Direction::Down, _) => (
+                Code::RollbackFailed,
+                "the rollback was committed before the connection broke".to_string(),
+            ),
+        };
+        let message = format!(
+            "the connection broke during {} {}: {cause}; {state}",
+            migration.version, migration.name
+        );
+        match direction {
+            Direction::Up => Error::Migration {
+                reason: reason(code),
+                message,
+                hint: Some("run apply again once the server is reachable".into()),
+            },
+            Direction::Down => Error::Rollback {
+                reason: reason(code),
+                message,
+                hint: Some("check `migsafe status`, then run rollback again if needed".into()),
+            },
+        }
+    }
+}
+
+fn first_failure<const N: usize>(results: [Option<tokio_postgres::Error>; N]) -> Option<tokio_postgres::Error> {
+    // A server error explains the failure better than the "transaction is
+    // aborted" errors that follow it, and better than a later broken pipe.
+    let mut first_other = None;
+    for err in results.into_iter().flatten() {
+        if err.as_db_error().is_some() && err.code() != Some(&SqlState::IN_FAILED_SQL_TRANSACTION) {
+            return Some(err);
+        }
+        if first_other.is_none() {
+            first_other = Some(err);
+        }
+    }
+    first_other
+}
+
+fn classify(err: tokio_postgres::Error, cancelled: bool) -> Failure {
+    match err.code() {
+        Some(code) if *code == SqlState::LOCK_NOT_AVAILABLE => Failure::Lock(err),
+        Some(code) if *code == SqlState::QUERY_CANCELED && cancelled => Failure::Cancelled,
+        Some(_) => Failure::Server(err),
+        None if err.as_db_error().is_none() => {
+            if cancelled {
+                Failure::Cancelled
+            } else {
+                Failure::Lost(err)
+            }
+        }
+        None => Failure::Server(err),
+    }
+}
+
+/// Exponential backoff from `base`, capped at 30 s, plus up to 50 % jitter so
+/// that several runners do not retry in lockstep.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(16);
+    let delay = base.saturating_mul(1 << exponent).min(MAX_RETRY_DELAY);
+    let jitter_ms = u64::try_from(delay.as_millis() / 2).unwrap_or(0);
+    delay + Duration::from_millis(fastrand::u64(0..=jitter_ms))
+}
+
+fn drop_invalid_index_hint(index: &ConcurrentIndex) -> String {
+    match &index.name {
+        Some(name) => {
+            let qualified = match &index.schema {
+                Some(schema) => format!("{}.{}", super::quote_ident(schema), super::quote_ident(name)),
+                None => super::quote_ident(name),
+            };
+            format!("drop it with `DROP INDEX CONCURRENTLY IF EXISTS {qualified};` before retrying")
+        }
+        None => "find it with `SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid` and drop it before retrying".into(),
+    }
+}
+
+/// A server error with its SQLSTATE, detail, hint, and its position mapped to
+/// `file:line:column`, followed by the offending line and a caret.
+pub fn describe_server_error(
+    err: &tokio_postgres::Error,
+    script: &Script,
+    statement: Option<&Statement>,
+    statement_timeout: Duration,
+) -> String {
+    let Some(db) = err.as_db_error() else {
+        return scrub(&error_chain(err));
+    };
+    let (sent, base) = match statement {
+        Some(s) => (s.text.as_str(), s.offset),
+        None => (script.sql.as_str(), 0),
+    };
+    let mut location = script.path.display().to_string();
+    let mut excerpt = None;
+    let position = match db.position() {
+        Some(ErrorPosition::Original(pos)) => Some(*pos as usize),
+        _ => None,
+    };
+    let byte = position
+        .and_then(|pos| sent.char_indices().nth(pos.saturating_sub(1)).map(|(b, _)| b))
+        .map(|b| base + b)
+        .or_else(|| statement.map(|s| s.offset));
+    if let Some(byte) = byte.filter(|b| *b <= script.sql.len()) {
+        let head = &script.sql[..byte];
+        let line_in_script = head.matches('\n').count();
+        let line_start = head.rfind('\n').map_or(0, |i| i + 1);
+        let column = script.sql[line_start..byte].chars().count() + 1;
+        let line_text = script.sql[line_start..].lines().next().unwrap_or("");
+        location = format!("{location}:{}:{column}", line_in_script + script.first_line);
+        if position.is_some() {
+            excerpt = Some(format!(
+                "    | {line_text}\n    | {}^",
+                " ".repeat(column.saturating_sub(1))
+            ));
+        }
+    }
+    let mut text = format!("{location}: {} {}: {}", db.severity(), db.code().code(), db.message());
+    if let Some(excerpt) = excerpt {
+        text.push('\n');
+        text.push_str(&excerpt);
+    }
+    if let Some(detail) = db.detail() {
+        text.push_str(&format!("\n    DETAIL: {detail}"));
+    }
+    if let Some(hint) = db.hint() {
+        text.push_str(&format!("\n    HINT: {hint}"));
+    }
+    if let Some(context) = db.where_() {
+        text.push_str(&format!("\n    CONTEXT: {}", context.replace('\n', "\n             ")));
+    }
+    if *db.code() == SqlState::ACTIVE_SQL_TRANSACTION {
+        text.push_str("\n    migsafe: this statement cannot run inside a transaction; put `-- migsafe:no-transaction` at the top of the file");
+    }
+    if *db.code() == SqlState::QUERY_CANCELED && !statement_timeout.is_zero() {
+        text.push_str(&format!(
+            "\n    migsafe: statement_timeout is {}; raise it for this file with `-- migsafe:statement-timeout 10min`",
+            format_duration(statement_timeout)
+        ));
+    }
+    scrub(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters() {
+        let base = Duration::from_secs(1);
+        for attempt in 1..20 {
+            let delay = backoff(base, attempt);
+            let floor = base.saturating_mul(1 << (attempt - 1).min(16)).min(MAX_RETRY_DELAY);
+            assert!(delay >= floor && delay <= floor + floor / 2, "{attempt}: {delay:?}");
+        }
+    }
+}

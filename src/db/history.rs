@@ -1,0 +1,400 @@
+//! The history table `<history_schema>.schema_migrations` and its audit log.
+//!
+//! Reading never creates anything (read commands write nothing, SPEC 13);
+//! [`History::ensure`] creates the tables and is only called with the
+//! namespace lock held, because concurrent `CREATE TABLE IF NOT EXISTS` races.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::Statement;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+
+use super::connect::Db;
+use super::quote_ident;
+use crate::error::{Code, Error, ReasonCode, Result};
+use crate::source::Version;
+
+/// One applied (or dirty) migration as recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryRow {
+    /// Namespace.
+    pub namespace: String,
+    /// Version as recorded.
+    #[serde(serialize_with = "serialize_version")]
+    pub version: Version,
+    /// Name when applied.
+    pub name: String,
+    /// Up script checksum when applied.
+    pub checksum: String,
+    /// Down script checksum when applied.
+    pub down_checksum: Option<String>,
+    /// When it was applied.
+    pub applied_at: DateTime<Utc>,
+    /// How long it ran.
+    pub execution_ms: i64,
+    /// Who ran it (`osuser@host`).
+    pub applied_by: String,
+    /// migsafe version that ran it.
+    pub tool_version: String,
+    /// Interrupted no-transaction migration.
+    pub dirty: bool,
+    /// Canonical schema checksum after it (filled by the safety pipeline).
+    pub schema_checksum: Option<String>,
+}
+
+fn serialize_version<S: serde::Serializer>(version: &Version, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(version.as_str())
+}
+
+/// The history table of one schema, with the statements a run prepares once.
+pub struct History {
+    schema: String,
+    table: String,
+    audit: String,
+}
+
+/// Statements prepared once per run, so each migration needs no extra
+/// round trip for its history write.
+pub struct Prepared {
+    /// Insert of a clean row (transactional up): execution time measured by
+    /// the server from the transaction start.
+    pub insert_applied: Statement,
+    /// Insert of a dirty row (no-transaction up, before its first statement).
+    pub insert_dirty: Statement,
+    /// Marks a row clean with its execution time.
+    pub mark_clean: Statement,
+    /// Marks a row dirty (no-transaction down, before its first statement).
+    pub mark_dirty: Statement,
+    /// Deletes a row (down).
+    pub delete: Statement,
+}
+
+impl History {
+    /// The history of `schema`.
+    pub fn new(schema: &str) -> History {
+        let quoted = quote_ident(schema);
+        History {
+            schema: schema.to_string(),
+            table: format!("{quoted}.schema_migrations"),
+            audit: format!("{quoted}.history_audit"),
+        }
+    }
+
+    /// The schema name.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The quoted table name, for scripts.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The DDL that creates the tables when missing.
+    pub fn create_sql(&self) -> String {
+        let schema = quote_ident(&self.schema);
+        format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {table} (
+    namespace       text        NOT NULL,
+    version         text        NOT NULL,
+    name            text        NOT NULL,
+    checksum        text        NOT NULL,
+    down_checksum   text,
+    applied_at      timestamptz NOT NULL DEFAULT now(),
+    execution_ms    bigint      NOT NULL DEFAULT 0,
+    applied_by      text        NOT NULL,
+    tool_version    text        NOT NULL,
+    dirty           boolean     NOT NULL DEFAULT false,
+    schema_checksum text,
+    PRIMARY KEY (namespace, version)
+);
+COMMENT ON TABLE {table} IS 'migsafe: applied migrations. Change only through migsafe stamp / repair.';
+CREATE TABLE IF NOT EXISTS {audit} (
+    id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    namespace    text        NOT NULL,
+    version      text        NOT NULL,
+    action       text        NOT NULL,
+    reason       text        NOT NULL,
+    detail       text,
+    performed_at timestamptz NOT NULL DEFAULT now(),
+    performed_by text        NOT NULL,
+    tool_version text        NOT NULL
+);",
+            table = self.table,
+            audit = self.audit,
+        )
+    }
+
+    /// Creates the tables if they do not exist. Call with the lock held.
+    pub async fn ensure(&self, db: &Db) -> Result<()> {
+        let row = db
+            .client
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
+                &[&self.table, &self.audit],
+            )
+            .await
+            .map_err(|e| database_error(db, "check the history table", &e))?;
+        if row.get::<_, bool>(0) {
+            return Ok(());
+        }
+        db.client
+            .batch_execute(&self.create_sql())
+            .await
+            .map_err(|e| database_error(db, "create the history table", &e).with_hint(format!(
+                "the role needs CREATE on the database (for schema {0}) or an existing schema {0} it can create tables in",
+                quote_ident(&self.schema)
+            )))
+    }
+
+    /// The rows of one namespace, oldest version first. A missing table is an
+    /// empty history: nothing was applied yet.
+    pub async fn read(&self, db: &Db, namespace: &str) -> Result<Vec<HistoryRow>> {
+        let sql = format!(
+            "SELECT version, name, checksum, down_checksum, applied_at, execution_ms, applied_by, \
+                    tool_version, dirty, schema_checksum FROM {} WHERE namespace = $1",
+            self.table
+        );
+        let rows = match db.client.query_typed(&sql, &[(&namespace, Type::TEXT)]).await {
+            Ok(rows) => rows,
+            Err(err)
+                if matches!(
+                    err.code(),
+                    Some(&SqlState::UNDEFINED_TABLE) | Some(&SqlState::INVALID_SCHEMA_NAME)
+                ) =>
+            {
+                return Ok(Vec::new());
+            }
+            Err(err) => return Err(database_error(db, "read the history table", &err)),
+        };
+        let mut history = Vec::with_capacity(rows.len());
+        for row in rows {
+            let text: String = row.get(0);
+            let version = Version::parse(&text).map_err(|e| Error::Config {
+                reason: ReasonCode::about(Code::HistoryInvalid, namespace),
+                message: format!("{} has a row with version {text:?} that is not a version: {e}", self.table),
+                hint: Some("the history table was edited by hand; fix or delete that row".into()),
+            })?;
+            history.push(HistoryRow {
+                namespace: namespace.to_string(),
+                version,
+                name: row.get(1),
+                checksum: row.get(2),
+                down_checksum: row.get(3),
+                applied_at: row.get(4),
+                execution_ms: row.get(5),
+                applied_by: row.get(6),
+                tool_version: row.get(7),
+                dirty: row.get(8),
+                schema_checksum: row.get(9),
+            });
+        }
+        history.sort_by(|a, b| a.version.cmp(&b.version));
+        Ok(history)
+    }
+
+    /// Prepares the per-migration statements (the table must exist).
+    pub async fn prepare(&self, db: &Db) -> Result<Prepared> {
+        let t = &self.table;
+        let prepare = |sql: String, types: &'static [Type]| {
+            let client = &db.client;
+            async move { client.prepare_typed(&sql, types).await }
+        };
+        let insert_types: &[Type] = &[
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+        ];
+        let result = tokio::try_join!(
+            prepare(
+                format!(
+                    "INSERT INTO {t} (namespace, version, name, checksum, down_checksum, applied_at, execution_ms, \
+                     applied_by, tool_version, dirty) VALUES ($1, $2, $3, $4, $5, now(), \
+                     (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint, $6, $7, false)"
+                ),
+                insert_types,
+            ),
+            prepare(
+                format!(
+                    "INSERT INTO {t} (namespace, version, name, checksum, down_checksum, applied_at, execution_ms, \
+                     applied_by, tool_version, dirty) VALUES ($1, $2, $3, $4, $5, now(), 0, $6, $7, true)"
+                ),
+                insert_types,
+            ),
+            prepare(
+                format!("UPDATE {t} SET dirty = false, execution_ms = $3, applied_at = now() WHERE namespace = $1 AND version = $2"),
+                &[Type::TEXT, Type::TEXT, Type::INT8],
+            ),
+            prepare(
+                format!("UPDATE {t} SET dirty = true WHERE namespace = $1 AND version = $2"),
+                &[Type::TEXT, Type::TEXT],
+            ),
+            prepare(
+                format!("DELETE FROM {t} WHERE namespace = $1 AND version = $2"),
+                &[Type::TEXT, Type::TEXT],
+            ),
+        );
+        let (insert_applied, insert_dirty, mark_clean, mark_dirty, delete) =
+            result.map_err(|e| database_error(db, "prepare the history statements", &e))?;
+        Ok(Prepared {
+            insert_applied,
+            insert_dirty,
+            mark_clean,
+            mark_dirty,
+            delete,
+        })
+    }
+
+    /// Records a stamp, repair or forced change in the audit table.
+    pub async fn audit(&self, db: &Db, entry: &AuditEntry<'_>) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {} (namespace, version, action, reason, detail, performed_by, tool_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            self.audit
+        );
+        db.client
+            .execute(
+                &sql,
+                &[
+                    &entry.namespace,
+                    &entry.version,
+                    &entry.action,
+                    &entry.reason,
+                    &entry.detail,
+                    &entry.performed_by,
+                    &env!("CARGO_PKG_VERSION"),
+                ],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| database_error(db, "write the history audit", &e))
+    }
+
+    /// Inserts a row for a migration recorded without running it (stamp).
+    pub async fn insert_stamped(&self, db: &Db, row: &StampRow<'_>) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {} (namespace, version, name, checksum, down_checksum, execution_ms, applied_by, tool_version, dirty) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7, false)",
+            self.table
+        );
+        db.client
+            .execute(
+                &sql,
+                &[
+                    &row.namespace,
+                    &row.version,
+                    &row.name,
+                    &row.checksum,
+                    &row.down_checksum,
+                    &row.applied_by,
+                    &env!("CARGO_PKG_VERSION"),
+                ],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| database_error(db, "write the history table", &e))
+    }
+
+    /// Updates the recorded checksum of one row (repair --accept-checksum).
+    pub async fn set_checksum(&self, db: &Db, namespace: &str, version: &str, checksum: &str, down: Option<&str>) -> Result<u64> {
+        let sql = format!(
+            "UPDATE {} SET checksum = $3, down_checksum = $4 WHERE namespace = $1 AND version = $2",
+            self.table
+        );
+        db.client
+            .execute(&sql, &[&namespace, &version, &checksum, &down])
+            .await
+            .map_err(|e| database_error(db, "update the history table", &e))
+    }
+
+    /// Clears the dirty flag of one row (repair --clear-dirty).
+    pub async fn clear_dirty(&self, db: &Db, namespace: &str, version: &str) -> Result<u64> {
+        let sql = format!("UPDATE {} SET dirty = false WHERE namespace = $1 AND version = $2", self.table);
+        db.client
+            .execute(&sql, &[&namespace, &version])
+            .await
+            .map_err(|e| database_error(db, "update the history table", &e))
+    }
+
+    /// Deletes one row (repair --forget).
+    pub async fn forget(&self, db: &Db, namespace: &str, version: &str) -> Result<u64> {
+        let sql = format!("DELETE FROM {} WHERE namespace = $1 AND version = $2", self.table);
+        db.client
+            .execute(&sql, &[&namespace, &version])
+            .await
+            .map_err(|e| database_error(db, "update the history table", &e))
+    }
+}
+
+/// A row written by `stamp`.
+pub struct StampRow<'a> {
+    /// Namespace.
+    pub namespace: &'a str,
+    /// Version text.
+    pub version: &'a str,
+    /// Name.
+    pub name: &'a str,
+    /// Up checksum.
+    pub checksum: &'a str,
+    /// Down checksum.
+    pub down_checksum: Option<&'a str>,
+    /// Who.
+    pub applied_by: &'a str,
+}
+
+/// One audit record.
+pub struct AuditEntry<'a> {
+    /// Namespace.
+    pub namespace: &'a str,
+    /// Version text.
+    pub version: &'a str,
+    /// `stamp`, `accept-checksum`, `clear-dirty`, `forget`.
+    pub action: &'a str,
+    /// The operator's reason.
+    pub reason: &'a str,
+    /// Extra detail (old and new checksum…).
+    pub detail: Option<String>,
+    /// Who.
+    pub performed_by: &'a str,
+}
+
+/// A server error outside any migration script, as a configuration-level error.
+pub fn database_error(db: &Db, doing: &str, err: &tokio_postgres::Error) -> Error {
+    let detail = match err.as_db_error() {
+        Some(db_err) => format!("{} ({})", db_err.message(), db_err.code().code()),
+        None => super::connect::error_chain(err),
+    };
+    let code = if err.as_db_error().is_some() {
+        Code::DatabaseError
+    } else {
+        Code::DatabaseUnreachable
+    };
+    Error::Config {
+        reason: ReasonCode::new(code),
+        message: super::scrub(&format!("cannot {doing} on {}: {detail}", db.target)),
+        hint: None,
+    }
+}
+
+/// `osuser@hostname`, for `applied_by`.
+pub fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            nix::unistd::User::from_uid(nix::unistd::geteuid())
+                .ok()
+                .flatten()
+                .map_or_else(|| "unknown".to_string(), |u| u.name)
+        });
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".to_string());
+    format!("{user}@{host}")
+}

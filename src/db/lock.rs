@@ -1,0 +1,104 @@
+//! The per-namespace session advisory lock that makes concurrent runners
+//! (replicas migrating at start-up) take turns.
+//!
+//! The wait happens on the server (`pg_advisory_lock` under a `lock_timeout`),
+//! so a waiting runner gets the lock the moment it is released, without
+//! polling. Session locks do not survive a transaction-pooling pgbouncer:
+//! migrate over a direct connection.
+
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio_postgres::error::SqlState;
+
+use super::activity::{Session, advisory_lock_holder};
+use super::connect::Db;
+use super::history::database_error;
+use crate::error::{Code, Error, ReasonCode, Result};
+
+/// The advisory lock key of a namespace: the first 8 bytes of
+/// SHA-256("migsafe:<history schema>:<namespace>"), so two histories in one
+/// database do not block each other.
+pub fn key(history_schema: &str, namespace: &str) -> i64 {
+    let digest = Sha256::digest(format!("migsafe:{history_schema}:{namespace}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+/// Takes the lock, waiting at most `wait`. `on_wait` is called once with the
+/// holder when the lock is not free at once. Returns how long it waited.
+pub async fn acquire(
+    db: &Db,
+    key: i64,
+    namespace: &str,
+    wait: Duration,
+    on_wait: impl FnOnce(Option<&Session>),
+) -> Result<Duration> {
+    let started = Instant::now();
+    let free: bool = db
+        .client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .await
+        .map_err(|e| database_error(db, "take the namespace lock", &e))?
+        .get(0);
+    if free {
+        return Ok(Duration::ZERO);
+    }
+    let holder = advisory_lock_holder(db, key).await.ok().flatten();
+    on_wait(holder.as_ref());
+    if wait.is_zero() {
+        return Err(busy(namespace, holder.as_ref(), wait));
+    }
+    // lock_timeout bounds the wait on the server; one simple query, so the
+    // wait starts at once. The key is an integer, safe to write inline.
+    let wait_sql = format!(
+        "SET lock_timeout = {}; SELECT pg_advisory_lock({key}); RESET lock_timeout",
+        wait.as_millis().max(1)
+    );
+    match db.client.batch_execute(&wait_sql).await {
+        Ok(()) => {}
+        Err(err) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+            let _ = db.client.batch_execute("RESET lock_timeout").await;
+            let holder = advisory_lock_holder(db, key).await.ok().flatten();
+            return Err(busy(namespace, holder.as_ref(), wait));
+        }
+        Err(err) => return Err(database_error(db, "take the namespace lock", &err)),
+    }
+    Ok(started.elapsed())
+}
+
+/// Releases the lock (closing the connection releases it too).
+pub async fn release(db: &Db, key: i64) {
+    if let Err(err) = db.client.query_one("SELECT pg_advisory_unlock($1)", &[&key]).await {
+        tracing::warn!("could not release the namespace lock: {err}");
+    }
+}
+
+fn busy(namespace: &str, holder: Option<&Session>, wait: Duration) -> Error {
+    let who = holder.map_or_else(
+        || "another session (it ended while we looked)".to_string(),
+        Session::describe,
+    );
+    Error::Refused {
+        reason: ReasonCode::about(Code::AdvisoryLockBusy, namespace),
+        message: format!(
+            "namespace `{namespace}` is locked by another migsafe run, held by {who}; gave up after waiting {}",
+            crate::config::format_duration(wait)
+        ),
+        hint: Some(
+            "let that run finish (or, if it is stuck, end it with SELECT pg_terminate_backend(<pid>)), then retry; `lock_wait` sets how long to wait"
+                .into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_differ_by_schema_and_namespace() {
+        assert_ne!(super::key("migsafe", "a"), super::key("migsafe", "b"));
+        assert_ne!(super::key("migsafe", "a"), super::key("other", "a"));
+        assert_eq!(super::key("migsafe", "a"), super::key("migsafe", "a"));
+    }
+}

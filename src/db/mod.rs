@@ -1,0 +1,38 @@
+//! Everything that talks to PostgreSQL: connecting (TLS, redaction), the
+//! history table, the namespace lock, running scripts, and the catalog
+//! queries about other sessions.
+//!
+//! `db` knows nothing of the pipeline: it runs what it is given and reports
+//! what happened in typed values.
+
+pub mod activity;
+pub mod connect;
+pub mod execute;
+pub mod history;
+pub mod lock;
+pub mod tls;
+
+pub use connect::{ConnectionSettings, Db, scrub};
+
+/// Quotes an identifier for SQL text (`my"schema` → `"my""schema"`). The one
+/// place identifiers are turned into SQL; values always go as parameters.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(super::quote_ident("migsafe"), "\"migsafe\"");
+        assert_eq!(super::quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(super::quote_literal("it's"), "'it''s'");
+    }
+}
+
+/// Quotes a value as a SQL string literal, for the psql script of
+/// `apply --sql` only (a script has no bind parameters). The script sets
+/// `standard_conforming_strings = on`, under which only `'` needs doubling.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}

@@ -1,0 +1,337 @@
+//! The one error type of the library, its stable reason codes, and the only
+//! mapping from an error to the process exit code of SPEC section 11.
+//!
+//! Tests and scripts assert reason codes (`MIGRATION_DIRTY:app:2`), never prose,
+//! so the prose can keep improving without breaking anyone.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// The family of a reason code: the stable, greppable part before the first `:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Code {
+    /// An applied migration's file no longer matches the recorded checksum.
+    PostgresMigrationChecksumMismatch,
+    /// A migration was interrupted (no-transaction) and needs recovery.
+    MigrationDirty,
+    /// An applied version has no file any more.
+    MigrationFileMissing,
+    /// A pending version sorts before the newest applied one.
+    MigrationOutOfOrder,
+    /// A statement gave up waiting for a lock after every retry.
+    LockTimeout,
+    /// Another runner holds the namespace lock past `lock_wait`.
+    AdvisoryLockBusy,
+    /// A rollback needs a down script that does not exist.
+    DownScriptMissing,
+    /// An up script failed on the server.
+    MigrationFailed,
+    /// A down script failed on the server.
+    RollbackFailed,
+    /// The run was interrupted (Ctrl-C); the running statement was cancelled.
+    MigrationCancelled,
+    /// The connection broke after COMMIT was sent: the outcome must be checked.
+    MigrationOutcomeUnknown,
+    /// A transactional script contains BEGIN/COMMIT/ROLLBACK of its own.
+    MigrationTransactionControl,
+    /// A migration file exists but cannot be used (name, encoding, emptiness).
+    MigrationFileInvalid,
+    /// Two files claim the same version in one namespace.
+    MigrationVersionDuplicate,
+    /// The migrations directory of a namespace does not exist.
+    MigrationDirMissing,
+    /// `migsafe.toml` cannot be read or is invalid.
+    ConfigInvalid,
+    /// No database URL was given for a namespace that needs one.
+    DatabaseUrlMissing,
+    /// The database URL cannot be parsed.
+    DatabaseUrlInvalid,
+    /// Nothing answered at the address, or the connection broke.
+    DatabaseUnreachable,
+    /// The server rejected the credentials.
+    DatabaseAuthFailed,
+    /// The server has no database of that name.
+    DatabaseNotFound,
+    /// The TLS handshake or certificate verification failed.
+    DatabaseTlsFailed,
+    /// The server answered with an error outside a migration.
+    DatabaseError,
+    /// `--target` names a namespace that is not configured.
+    NamespaceUnknown,
+    /// A version given on the command line matches no migration.
+    VersionUnknown,
+    /// The command line or its combination of options is not usable.
+    Usage,
+    /// A local file could not be read or written.
+    Io,
+    /// The throwaway PostgreSQL server could not be started.
+    SandboxFailed,
+    /// The history table holds something migsafe cannot read.
+    HistoryInvalid,
+}
+
+impl Code {
+    /// The stable text of the code, as printed and stored in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::PostgresMigrationChecksumMismatch => "POSTGRES_MIGRATION_CHECKSUM_MISMATCH",
+            Code::MigrationDirty => "MIGRATION_DIRTY",
+            Code::MigrationFileMissing => "MIGRATION_FILE_MISSING",
+            Code::MigrationOutOfOrder => "MIGRATION_OUT_OF_ORDER",
+            Code::LockTimeout => "LOCK_TIMEOUT",
+            Code::AdvisoryLockBusy => "ADVISORY_LOCK_BUSY",
+            Code::DownScriptMissing => "DOWN_SCRIPT_MISSING",
+            Code::MigrationFailed => "MIGRATION_FAILED",
+            Code::RollbackFailed => "ROLLBACK_FAILED",
+            Code::MigrationCancelled => "MIGRATION_CANCELLED",
+            Code::MigrationOutcomeUnknown => "MIGRATION_OUTCOME_UNKNOWN",
+            Code::MigrationTransactionControl => "MIGRATION_TRANSACTION_CONTROL",
+            Code::MigrationFileInvalid => "MIGRATION_FILE_INVALID",
+            Code::MigrationVersionDuplicate => "MIGRATION_VERSION_DUPLICATE",
+            Code::MigrationDirMissing => "MIGRATION_DIR_MISSING",
+            Code::ConfigInvalid => "CONFIG_INVALID",
+            Code::DatabaseUrlMissing => "DATABASE_URL_MISSING",
+            Code::DatabaseUrlInvalid => "DATABASE_URL_INVALID",
+            Code::DatabaseUnreachable => "DATABASE_UNREACHABLE",
+            Code::DatabaseAuthFailed => "DATABASE_AUTH_FAILED",
+            Code::DatabaseNotFound => "DATABASE_NOT_FOUND",
+            Code::DatabaseTlsFailed => "DATABASE_TLS_FAILED",
+            Code::DatabaseError => "DATABASE_ERROR",
+            Code::NamespaceUnknown => "NAMESPACE_UNKNOWN",
+            Code::VersionUnknown => "VERSION_UNKNOWN",
+            Code::Usage => "USAGE",
+            Code::Io => "IO_ERROR",
+            Code::SandboxFailed => "SANDBOX_FAILED",
+            Code::HistoryInvalid => "HISTORY_INVALID",
+        }
+    }
+}
+
+/// A stable reason code: a [`Code`] plus its subject (namespace, version, pid…),
+/// displayed as `CODE:subject:subject`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReasonCode {
+    code: Code,
+    subject: Vec<String>,
+}
+
+impl ReasonCode {
+    /// A code without a subject.
+    pub fn new(code: Code) -> Self {
+        ReasonCode {
+            code,
+            subject: Vec::new(),
+        }
+    }
+
+    /// A code about one thing (a namespace, a pid…).
+    pub fn about(code: Code, subject: impl Into<String>) -> Self {
+        ReasonCode {
+            code,
+            subject: vec![subject.into()],
+        }
+    }
+
+    /// A code about one version of one namespace.
+    pub fn migration(code: Code, namespace: &str, version: impl fmt::Display) -> Self {
+        ReasonCode {
+            code,
+            subject: vec![namespace.to_string(), version.to_string()],
+        }
+    }
+
+    /// The family of this code.
+    pub fn code(&self) -> Code {
+        self.code
+    }
+}
+
+impl fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code.as_str())?;
+        for part in &self.subject {
+            write!(f, ":{part}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for ReasonCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Every failure the library reports. Each variant names what happened; each
+/// carries a reason code; [`Error::exit_code`] maps it to SPEC section 11.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad configuration, bad files, bad command line, or no usable connection.
+    #[error("{message}")]
+    Config {
+        reason: ReasonCode,
+        message: String,
+        hint: Option<String>,
+    },
+    /// Migration files that cannot be used, one line per file.
+    #[error("{}", render_problems(.problems))]
+    Source {
+        reason: ReasonCode,
+        problems: Vec<FileProblem>,
+    },
+    /// A check before any change refused to go on; nothing was changed.
+    #[error("{message}")]
+    Refused {
+        reason: ReasonCode,
+        message: String,
+        hint: Option<String>,
+    },
+    /// An up script (or the history write of it) failed; it was rolled back
+    /// unless it is a no-transaction migration, which is then left dirty.
+    #[error("{message}")]
+    Migration {
+        reason: ReasonCode,
+        message: String,
+        hint: Option<String>,
+    },
+    /// A rollback could not be done, or a down script failed.
+    #[error("{message}")]
+    Rollback {
+        reason: ReasonCode,
+        message: String,
+        hint: Option<String>,
+    },
+    /// The throwaway server could not be started or used.
+    #[error("{message}")]
+    Sandbox { reason: ReasonCode, message: String },
+}
+
+/// One unusable migration file and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileProblem {
+    /// The stable code of this problem.
+    pub reason: ReasonCode,
+    /// The file (or directory) at fault.
+    pub path: PathBuf,
+    /// What is wrong with it and how to fix it.
+    pub message: String,
+}
+
+fn render_problems(problems: &[FileProblem]) -> String {
+    let mut out = String::new();
+    for (index, problem) in problems.iter().enumerate() {
+        if index > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!("{}: {}", problem.path.display(), problem.message));
+    }
+    out
+}
+
+impl Error {
+    /// A configuration or usage error (exit 5).
+    pub fn config(code: Code, message: impl Into<String>) -> Self {
+        Error::Config {
+            reason: ReasonCode::new(code),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// A configuration or usage error about one local file (exit 5).
+    pub fn io(path: &std::path::Path, what: &str, err: &std::io::Error) -> Self {
+        Error::Config {
+            reason: ReasonCode::new(Code::Io),
+            message: format!("cannot {what} {}: {err}", path.display()),
+            hint: None,
+        }
+    }
+
+    /// Adds a "what to do next" line.
+    pub fn with_hint(mut self, text: impl Into<String>) -> Self {
+        match &mut self {
+            Error::Config { hint, .. }
+            | Error::Refused { hint, .. }
+            | Error::Migration { hint, .. }
+            | Error::Rollback { hint, .. } => *hint = Some(text.into()),
+            Error::Source { .. } | Error::Sandbox { .. } => {}
+        }
+        self
+    }
+
+    /// The stable reason code of this failure.
+    pub fn reason(&self) -> &ReasonCode {
+        match self {
+            Error::Config { reason, .. }
+            | Error::Source { reason, .. }
+            | Error::Refused { reason, .. }
+            | Error::Migration { reason, .. }
+            | Error::Rollback { reason, .. }
+            | Error::Sandbox { reason, .. } => reason,
+        }
+    }
+
+    /// What the operator should do next, when migsafe knows.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::Config { hint, .. }
+            | Error::Refused { hint, .. }
+            | Error::Migration { hint, .. }
+            | Error::Rollback { hint, .. } => hint.as_deref(),
+            Error::Source { .. } | Error::Sandbox { .. } => None,
+        }
+    }
+
+    /// The process exit code (SPEC section 11). This is the only mapping.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Refused { reason, .. } if reason.code() == Code::DownScriptMissing => 4,
+            Error::Refused { .. } => 1,
+            Error::Migration { .. } => 2,
+            Error::Rollback { .. } => 4,
+            Error::Config { .. } | Error::Source { .. } | Error::Sandbox { .. } => 5,
+        }
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_codes_display_with_their_subject() {
+        let code = ReasonCode::migration(Code::PostgresMigrationChecksumMismatch, "orders", "0002");
+        assert_eq!(
+            code.to_string(),
+            "POSTGRES_MIGRATION_CHECKSUM_MISMATCH:orders:0002"
+        );
+        assert_eq!(
+            ReasonCode::about(Code::AdvisoryLockBusy, "app").to_string(),
+            "ADVISORY_LOCK_BUSY:app"
+        );
+        assert_eq!(ReasonCode::new(Code::Usage).to_string(), "USAGE");
+    }
+
+    #[test]
+    fn exit_codes_follow_the_spec() {
+        let refused = Error::Refused {
+            reason: ReasonCode::migration(Code::MigrationDirty, "a", 1),
+            message: String::new(),
+            hint: None,
+        };
+        assert_eq!(refused.exit_code(), 1);
+        let down = Error::Refused {
+            reason: ReasonCode::migration(Code::DownScriptMissing, "a", 1),
+            message: String::new(),
+            hint: None,
+        };
+        assert_eq!(down.exit_code(), 4);
+        assert_eq!(Error::config(Code::ConfigInvalid, "x").exit_code(), 5);
+    }
+}

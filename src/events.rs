@@ -1,0 +1,196 @@
+//! Events the library sends while it works, and the sink trait they go to.
+//!
+//! The library never prints: the CLI renders events as human lines, and
+//! `report::EventLog` appends them to `logs/migrations.jsonl`. An embedding
+//! application can pass its own sink (or [`NoEvents`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::db::activity::Session;
+
+/// Up or down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Applying an up script.
+    Up,
+    /// Applying a down script.
+    Down,
+}
+
+/// Something that happened, in the order it happened.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The work about to be done in a namespace.
+    Plan {
+        /// Namespace.
+        namespace: String,
+        /// Direction.
+        direction: Direction,
+        /// Versions in the order they will run.
+        versions: Vec<String>,
+    },
+    /// The namespace lock is held by someone else; waiting.
+    LockWaiting {
+        /// Namespace.
+        namespace: String,
+        /// The session holding it, when known.
+        holder: Option<Session>,
+    },
+    /// The namespace lock is ours.
+    LockAcquired {
+        /// Namespace.
+        namespace: String,
+        /// How long we waited.
+        duration_ms: u64,
+    },
+    /// Nothing to do in a namespace.
+    UpToDate {
+        /// Namespace.
+        namespace: String,
+    },
+    /// A script starts.
+    MigrationStarted {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// Name.
+        name: String,
+        /// Up or down.
+        direction: Direction,
+        /// Runs in one transaction with its history row.
+        transactional: bool,
+    },
+    /// A lock wait timed out (SQLSTATE 55P03); the script will run again.
+    MigrationRetried {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// Which attempt failed (1-based).
+        attempt: u32,
+        /// Wait before the next attempt.
+        delay_ms: u64,
+        /// Reason code.
+        reason: String,
+        /// Sessions that were blocking it, queries redacted.
+        blockers: Vec<Session>,
+    },
+    /// A script finished and its history row is committed.
+    MigrationFinished {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// Name.
+        name: String,
+        /// Up or down.
+        direction: Direction,
+        /// Wall time of the script and its history write.
+        duration_ms: u64,
+    },
+    /// A script failed.
+    MigrationFailed {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// Name.
+        name: String,
+        /// Up or down.
+        direction: Direction,
+        /// Reason code.
+        reason: String,
+        /// What the server said, with the position in the file.
+        message: String,
+        /// Time spent before the failure.
+        duration_ms: u64,
+    },
+    /// A history row was written without running the script.
+    Stamped {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+    },
+    /// The history was changed by `repair`.
+    Repaired {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// `accept-checksum`, `clear-dirty`, `forget`.
+        action: String,
+        /// The operator's reason.
+        reason: String,
+    },
+}
+
+/// Where events go.
+pub trait EventSink: Send + Sync {
+    /// Receives one event.
+    fn emit(&self, event: &Event);
+}
+
+/// A sink that drops everything.
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn emit(&self, _event: &Event) {}
+}
+
+/// Sends each event to several sinks.
+pub struct Fanout(pub Vec<Arc<dyn EventSink>>);
+
+impl EventSink for Fanout {
+    fn emit(&self, event: &Event) {
+        for sink in &self.0 {
+            sink.emit(event);
+        }
+    }
+}
+
+/// A Ctrl-C (or any stop request) shared between the signal handler and the
+/// running migration, which then cancels its statement on the server.
+#[derive(Clone, Default)]
+pub struct Interrupt {
+    flag: Arc<AtomicBool>,
+    notify: Arc<Notify>,
+}
+
+impl Interrupt {
+    /// A fresh, untriggered interrupt.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requests the stop.
+    pub fn trigger(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// True once a stop was requested.
+    pub fn is_triggered(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when a stop is requested.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_triggered() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! # migsafe
+//!
+//! Safe PostgreSQL schema migrations: apply a directory of SQL migrations
+//! exactly once, in order, under a per-namespace advisory lock, with every
+//! transactional migration and its history row committed together, and every
+//! failure reported with a stable reason code.
+//!
+//! The pipeline reads top to bottom: [`source`] (files) and [`db::history`]
+//! feed [`plan`]; [`pipeline`] phases run a plan on a connection; the CLI
+//! renders what they return. The library never prints; it sends [`events`].
+//!
+//! ```no_run
+//! use migsafe::{Config, Migrator, pipeline::apply::ApplyOptions};
+//!
+//! # async fn run() -> migsafe::Result<()> {
+//! let config = Config::load(None, std::path::Path::new("."))?;
+//! let migrator = Migrator::new(config)
+//!     .with_database_url(Some("postgres://app@localhost/app".into()));
+//! for namespace in migrator.apply(None, &ApplyOptions::default()).await? {
+//!     println!("{}: {} applied", namespace.namespace, namespace.ran.len());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod migrator;
+pub mod pipeline;
+pub mod plan;
+pub mod report;
+pub mod sandbox;
+pub mod source;
+
+pub use config::Config;
+pub use error::{Code, Error, ReasonCode, Result};
+pub use events::{Event, EventSink, Interrupt};
+pub use migrator::Migrator;
+pub use plan::NamespaceState;

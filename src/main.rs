@@ -1,0 +1,74 @@
+//! The `migsafe` binary: parse flags, build the runtime, run the command,
+//! turn an error into its message and SPEC exit code.
+
+mod cli;
+
+use clap::Parser;
+
+use cli::args::{Cli, Format};
+use migsafe::events::Interrupt;
+
+fn main() {
+    let cli = Cli::parse();
+    let level = match cli.global.verbose {
+        0 | 1 => "warn",
+        2 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MIGSAFE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error[IO_ERROR]: cannot start the async runtime: {e}");
+            std::process::exit(5);
+        }
+    };
+    let json_format = cli.global.format == Format::Json;
+    let command = cli::command_name(&cli.command);
+    let code = runtime.block_on(async move {
+        let interrupt = Interrupt::new();
+        tokio::spawn(watch_signals(interrupt.clone()));
+        match cli::run(cli, interrupt).await {
+            Ok(code) => code,
+            Err(error) => {
+                cli::output::error(command, &error, json_format);
+                error.exit_code()
+            }
+        }
+    });
+    // Leave at once: a background connection task must not hold the exit.
+    std::process::exit(code);
+}
+
+/// First Ctrl-C or SIGTERM: cancel the running statement on the server and
+/// stop after it (the history stays true). Second one: leave now.
+async fn watch_signals(interrupt: Interrupt) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
+    let mut received = 0;
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        received += 1;
+        if received == 1 {
+            cli::output::err("interrupted: cancelling the running statement on the server; press Ctrl-C again to leave at once");
+            interrupt.trigger();
+        } else {
+            std::process::exit(130);
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! [`Migrator`]: the public entry point. It resolves `--target`, loads every
+//! selected namespace's files and database URL before touching any database
+//! (so a bad file or URL stops the run before anything changes), then runs
+//! the pipeline phases namespace by namespace in config order.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::{Config, Namespace};
+use crate::db::ConnectionSettings;
+use crate::db::history::{History, HistoryRow};
+use crate::error::{Code, Error, ReasonCode, Result};
+use crate::events::{EventSink, Interrupt, NoEvents};
+use crate::pipeline::apply::{ApplyOptions, NamespaceRun};
+use crate::pipeline::repair::{RepairAction, Repaired};
+use crate::pipeline::rollback::RollbackOptions;
+use crate::pipeline::{Env, Target};
+use crate::plan::NamespaceState;
+use crate::source::{self, MigrationSet, Version};
+
+/// Runs migsafe's commands against the configured namespaces.
+pub struct Migrator {
+    config: Config,
+    database_url: Option<String>,
+    events: Arc<dyn EventSink>,
+    interrupt: Interrupt,
+}
+
+/// A namespace with its files and its database.
+pub struct Loaded {
+    /// The namespace.
+    pub namespace: Namespace,
+    /// Its files.
+    pub sources: MigrationSet,
+    /// Its database, when a URL was found.
+    pub settings: ConnectionSettings,
+}
+
+impl Loaded {
+    fn target(&self) -> Target<'_> {
+        Target {
+            namespace: &self.namespace,
+            sources: &self.sources,
+            settings: &self.settings,
+        }
+    }
+}
+
+/// What `plan` shows for one namespace.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamespacePlan {
+    /// Namespace.
+    pub namespace: String,
+    /// Migrations `apply` would run, in order.
+    pub migrations: Vec<PlannedMigration>,
+    /// Why `apply` would refuse, if it would.
+    pub refused: Option<Refusal>,
+}
+
+/// One planned migration.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedMigration {
+    /// Version.
+    pub version: String,
+    /// Name.
+    pub name: String,
+    /// File.
+    pub path: String,
+    /// `transaction` or `no-transaction`.
+    pub mode: &'static str,
+    /// Effective lock_timeout in ms.
+    pub lock_timeout_ms: u64,
+    /// Effective statement_timeout in ms (0 = none).
+    pub statement_timeout_ms: u64,
+    /// Whether a down script exists.
+    pub reversible: bool,
+}
+
+/// A refusal as data.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refusal {
+    /// Reason code.
+    pub reason: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to do.
+    pub hint: Option<String>,
+}
+
+impl From<&Error> for Refusal {
+    fn from(err: &Error) -> Self {
+        Refusal {
+            reason: err.reason().to_string(),
+            message: err.to_string(),
+            hint: err.hint().map(str::to_string),
+        }
+    }
+}
+
+impl Migrator {
+    /// A migrator for `config`, with no database URL, no event sink, and its
+    /// own interrupt.
+    pub fn new(config: Config) -> Self {
+        Migrator {
+            config,
+            database_url: None,
+            events: Arc::new(NoEvents),
+            interrupt: Interrupt::new(),
+        }
+    }
+
+    /// The URL from `--database-url` / `DATABASE_URL`.
+    pub fn with_database_url(mut self, url: Option<String>) -> Self {
+        self.database_url = url;
+        self
+    }
+
+    /// Where events go.
+    pub fn with_events(mut self, events: Arc<dyn EventSink>) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// The interrupt to honour (Ctrl-C).
+    pub fn with_interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = interrupt;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn env(&self) -> Env<'_> {
+        Env {
+            config: &self.config,
+            events: self.events.as_ref(),
+            interrupt: &self.interrupt,
+        }
+    }
+
+    /// Loads the files of the selected namespaces (no database needed).
+    pub fn sources(&self, target: Option<&str>) -> Result<Vec<(Namespace, MigrationSet)>> {
+        self.config
+            .select(target)?
+            .into_iter()
+            .map(|ns| Ok((ns.clone(), source::load(&ns.name, &ns.dir)?)))
+            .collect()
+    }
+
+    /// Loads files and database settings of the selected namespaces.
+    pub fn load(&self, target: Option<&str>) -> Result<Vec<Loaded>> {
+        let mut loaded = Vec::new();
+        for (namespace, sources) in self.sources(target)? {
+            let url = self.config.database_url(&namespace, self.database_url.as_deref())?;
+            let settings = ConnectionSettings::parse(&url)?;
+            loaded.push(Loaded {
+                namespace,
+                sources,
+                settings,
+            });
+        }
+        Ok(loaded)
+    }
+
+    /// One namespace: the one named, or the only one configured.
+    fn single(&self, target: Option<&str>, command: &str) -> Result<Vec<Loaded>> {
+        if target.is_none() && self.config.namespaces.len() > 1 {
+            return Err(Error::Config {
+                reason: ReasonCode::new(Code::Usage),
+                message: format!(
+                    "`{command}` changes one namespace at a time; name it with --target (configured: {})",
+                    self.config.namespaces.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                hint: None,
+            });
+        }
+        if target == Some("all") {
+            return Err(Error::config(Code::Usage, format!("`{command}` needs one namespace, not --target all")));
+        }
+        self.load(target)
+    }
+
+    /// The state of every selected namespace (read-only: creates nothing).
+    pub async fn status(&self, target: Option<&str>) -> Result<Vec<(NamespaceState, Vec<std::path::PathBuf>)>> {
+        let history = History::new(&self.config.history_schema);
+        let mut out = Vec::new();
+        for loaded in self.load(target)? {
+            let db = loaded.settings.connect().await?;
+            let state = loaded.target().state(&db, &history).await?;
+            out.push((state, loaded.sources.ignored.clone()));
+        }
+        Ok(out)
+    }
+
+    /// The applied rows of every selected namespace.
+    pub async fn history(&self, target: Option<&str>) -> Result<Vec<(String, Vec<HistoryRow>)>> {
+        let history = History::new(&self.config.history_schema);
+        let mut out = Vec::new();
+        for namespace in self.config.select(target)? {
+            let url = self.config.database_url(namespace, self.database_url.as_deref())?;
+            let db = ConnectionSettings::parse(&url)?.connect().await?;
+            out.push((namespace.name.clone(), history.read(&db, &namespace.name).await?));
+        }
+        Ok(out)
+    }
+
+    /// What `apply` would do, and whether it would refuse (no lock, no writes).
+    pub async fn plan(&self, target: Option<&str>, options: &ApplyOptions) -> Result<Vec<NamespacePlan>> {
+        let history = History::new(&self.config.history_schema);
+        let defaults = &self.config.defaults;
+        let mut out = Vec::new();
+        for loaded in self.load(target)? {
+            let db = loaded.settings.connect().await?;
+            let state = loaded.target().state(&db, &history).await?;
+            let refused = state.check_can_move(&options.tolerance).err();
+            let selected = state.select_up(options.steps, options.to.as_ref())?;
+            let mut refused = refused.as_ref().map(Refusal::from);
+            if refused.is_none()
+                && let Err(err) = crate::pipeline::apply::check_scripts(
+                    &loaded.namespace.name,
+                    selected.iter().map(|m| (*m, crate::events::Direction::Up)),
+                )
+            {
+                refused = Some(Refusal::from(&err));
+            }
+            let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            let migrations = selected
+                .iter()
+                .map(|m| PlannedMigration {
+                    version: m.version.to_string(),
+                    name: m.name.clone(),
+                    path: m.up.path.display().to_string(),
+                    mode: if m.up.no_transaction() { "no-transaction" } else { "transaction" },
+                    lock_timeout_ms: ms(m.up.directives.lock_timeout.unwrap_or(defaults.lock_timeout)),
+                    statement_timeout_ms: ms(m.up.directives.statement_timeout.unwrap_or(defaults.statement_timeout)),
+                    reversible: m.down.is_some(),
+                })
+                .collect();
+            out.push(NamespacePlan {
+                namespace: loaded.namespace.name.clone(),
+                migrations,
+                refused,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Applies pending migrations, namespace by namespace in config order.
+    pub async fn apply(&self, target: Option<&str>, options: &ApplyOptions) -> Result<Vec<NamespaceRun>> {
+        let loaded = self.load(target)?;
+        let env = self.env();
+        let mut runs = Vec::new();
+        for item in &loaded {
+            runs.push(crate::pipeline::apply::apply(&env, &item.target(), options).await?);
+        }
+        Ok(runs)
+    }
+
+    /// The psql script `apply` would run (read-only).
+    pub async fn apply_sql(&self, target: Option<&str>, options: &ApplyOptions) -> Result<String> {
+        let history = History::new(&self.config.history_schema);
+        let mut out = String::new();
+        for loaded in self.load(target)? {
+            let db = loaded.settings.connect().await?;
+            let state = loaded.target().state(&db, &history).await?;
+            state.check_can_move(&options.tolerance)?;
+            let selected = state.select_up(options.steps, options.to.as_ref())?;
+            crate::pipeline::apply::check_scripts(
+                &loaded.namespace.name,
+                selected.iter().map(|m| (*m, crate::events::Direction::Up)),
+            )?;
+            out.push_str(&crate::pipeline::script::render(
+                &history,
+                &self.config.defaults,
+                &loaded.namespace.name,
+                &selected,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Rolls back one namespace.
+    pub async fn rollback(&self, target: Option<&str>, options: &RollbackOptions) -> Result<Vec<NamespaceRun>> {
+        let loaded = self.single(target, "rollback")?;
+        let env = self.env();
+        let mut runs = Vec::new();
+        for item in &loaded {
+            runs.push(crate::pipeline::rollback::rollback(&env, &item.target(), options).await?);
+        }
+        Ok(runs)
+    }
+
+    /// Records versions up to `version` as applied in one namespace.
+    pub async fn stamp(&self, target: Option<&str>, version: &Version) -> Result<Vec<String>> {
+        let loaded = self.single(target, "stamp")?;
+        let env = self.env();
+        let mut stamped = Vec::new();
+        for item in &loaded {
+            stamped.extend(crate::pipeline::stamp::stamp(&env, &item.target(), version).await?);
+        }
+        Ok(stamped)
+    }
+
+    /// Repairs one history row of one namespace.
+    pub async fn repair(&self, target: Option<&str>, action: &RepairAction, reason: &str) -> Result<Vec<Repaired>> {
+        let loaded = self.single(target, "repair")?;
+        let env = self.env();
+        let mut repaired = Vec::new();
+        for item in &loaded {
+            repaired.push(crate::pipeline::repair::repair(&env, &item.target(), action, reason).await?);
+        }
+        Ok(repaired)
+    }
+}

@@ -1,0 +1,175 @@
+//! `apply`: run the pending migrations of a namespace, each exactly once.
+//!
+//! Nothing pending is the common case in deploy pipelines, so it is decided
+//! from one history read without taking the lock. Otherwise the lock is
+//! taken, the history read again (another runner may have applied things
+//! meanwhile) and the selection recomputed from that fresh state.
+
+use serde::Serialize;
+use std::time::Instant;
+
+use super::{Env, RunnerParts, Target, millis, with_namespace_lock};
+use crate::db::execute::{Runner, check_script};
+use crate::db::history::History;
+use crate::error::Result;
+use crate::events::{Direction, Event};
+use crate::plan::{NamespaceState, Tolerance};
+use crate::source::{Migration, Version};
+
+/// What `apply` may do.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Only the first N pending migrations.
+    pub steps: Option<usize>,
+    /// Only up to and including this version.
+    pub to: Option<Version>,
+    /// What problems to tolerate.
+    pub tolerance: Tolerance,
+}
+
+/// One migration that ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ran {
+    /// Version.
+    pub version: String,
+    /// Name.
+    pub name: String,
+    /// Wall time of the script and its history write.
+    pub duration_ms: u64,
+    /// Ran outside a transaction.
+    pub no_transaction: bool,
+}
+
+/// The outcome of `apply` or `rollback` in one namespace.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamespaceRun {
+    /// Namespace.
+    pub namespace: String,
+    /// What ran, in order.
+    pub ran: Vec<Ran>,
+    /// Total wall time.
+    pub duration_ms: u64,
+}
+
+/// Checks every selected script before the first one runs, so a bad file
+/// late in the plan does not stop the run half way.
+pub fn check_scripts<'m>(
+    namespace: &str,
+    migrations: impl IntoIterator<Item = (&'m Migration, Direction)>,
+) -> Result<()> {
+    for (migration, direction) in migrations {
+        let script = match direction {
+            Direction::Up => Some(&migration.up),
+            Direction::Down => migration.down.as_ref(),
+        };
+        if let Some(script) = script {
+            check_script(namespace, migration, script)?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies the selected pending migrations of one namespace.
+pub async fn apply(env: &Env<'_>, target: &Target<'_>, options: &ApplyOptions) -> Result<NamespaceRun> {
+    let started = Instant::now();
+    let namespace = target.name();
+    let db = target.settings.connect().await?;
+    let history = History::new(&env.config.history_schema);
+
+    let state = target.state(&db, &history).await?;
+    state.check_can_move(&options.tolerance)?;
+    let selected = state.select_up(options.steps, options.to.as_ref())?;
+    if selected.is_empty() {
+        env.events.emit(&Event::UpToDate {
+            namespace: namespace.to_string(),
+        });
+        return Ok(NamespaceRun {
+            namespace: namespace.to_string(),
+            ran: Vec::new(),
+            duration_ms: millis(started.elapsed()),
+        });
+    }
+    check_scripts(namespace, selected.iter().map(|m| (*m, Direction::Up)))?;
+
+    let ran = with_namespace_lock(env, target, &db, &history, || async {
+        let state: NamespaceState = target.state(&db, &history).await?;
+        state.check_can_move(&options.tolerance)?;
+        let selected = state.select_up(options.steps, options.to.as_ref())?;
+        if selected.is_empty() {
+            env.events.emit(&Event::UpToDate {
+                namespace: namespace.to_string(),
+            });
+            return Ok(Vec::new());
+        }
+        env.events.emit(&Event::Plan {
+            namespace: namespace.to_string(),
+            direction: Direction::Up,
+            versions: selected.iter().map(|m| m.version.to_string()).collect(),
+        });
+        let parts = RunnerParts::load(&db, &history).await?;
+        let runner = parts.runner(env, target, &db, &history);
+        let mut ran = Vec::with_capacity(selected.len());
+        for migration in selected {
+            ran.push(run_one(env, &runner, migration, Direction::Up, migration.version.as_str()).await?);
+        }
+        Ok(ran)
+    })
+    .await?;
+    Ok(NamespaceRun {
+        namespace: namespace.to_string(),
+        ran,
+        duration_ms: millis(started.elapsed()),
+    })
+}
+
+/// Runs one script with its start / finish / failure events.
+pub async fn run_one(
+    env: &Env<'_>,
+    runner: &Runner<'_>,
+    migration: &Migration,
+    direction: Direction,
+    recorded: &str,
+) -> Result<Ran> {
+    let script = match direction {
+        Direction::Up => Some(&migration.up),
+        Direction::Down => migration.down.as_ref(),
+    };
+    let no_transaction = script.is_some_and(|s| s.no_transaction());
+    env.events.emit(&Event::MigrationStarted {
+        namespace: runner.namespace.to_string(),
+        version: migration.version.to_string(),
+        name: migration.name.clone(),
+        direction,
+        transactional: !no_transaction,
+    });
+    let started = Instant::now();
+    match runner.run(migration, direction, recorded).await {
+        Ok(duration) => {
+            env.events.emit(&Event::MigrationFinished {
+                namespace: runner.namespace.to_string(),
+                version: migration.version.to_string(),
+                name: migration.name.clone(),
+                direction,
+                duration_ms: millis(duration),
+            });
+            Ok(Ran {
+                version: migration.version.to_string(),
+                name: migration.name.clone(),
+                duration_ms: millis(duration),
+                no_transaction,
+            })
+        }
+        Err(err) => {
+            env.events.emit(&Event::MigrationFailed {
+                namespace: runner.namespace.to_string(),
+                version: migration.version.to_string(),
+                name: migration.name.clone(),
+                direction,
+                reason: err.reason().to_string(),
+                message: err.to_string(),
+                duration_ms: millis(started.elapsed()),
+            });
+            Err(err)
+        }
+    }
+}

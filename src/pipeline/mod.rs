@@ -1,0 +1,141 @@
+//! The phases that change (or describe changing) a database: apply,
+//! rollback, stamp, repair, and the psql script of `apply --sql`.
+//!
+//! Each phase works on one namespace ([`Target`]) and returns a typed value;
+//! the [`crate::Migrator`] runs them over `--target ns|all`. The SPEC's later
+//! phases (preflight, backup, postflight) slot in around `apply` here.
+
+pub mod apply;
+pub mod repair;
+pub mod rollback;
+pub mod script;
+pub mod stamp;
+
+use crate::config::{Config, Namespace};
+use crate::db::execute::{Limits, Runner};
+use crate::db::history::{History, Prepared, database_error, operator};
+use crate::db::{ConnectionSettings, Db};
+use crate::error::Result;
+use crate::events::{Event, EventSink, Interrupt};
+use crate::plan::NamespaceState;
+use crate::source::MigrationSet;
+
+/// What every phase needs besides its namespace.
+pub struct Env<'a> {
+    /// The configuration.
+    pub config: &'a Config,
+    /// Where events go.
+    pub events: &'a dyn EventSink,
+    /// Ctrl-C.
+    pub interrupt: &'a Interrupt,
+}
+
+/// One namespace with its files and database.
+pub struct Target<'a> {
+    /// The namespace.
+    pub namespace: &'a Namespace,
+    /// Its migration files.
+    pub sources: &'a MigrationSet,
+    /// Its database.
+    pub settings: &'a ConnectionSettings,
+}
+
+impl Target<'_> {
+    /// The namespace name.
+    pub fn name(&self) -> &str {
+        &self.namespace.name
+    }
+
+    /// Reads the history and joins it with the files.
+    pub async fn state(&self, db: &Db, history: &History) -> Result<NamespaceState> {
+        let rows = history.read(db, self.name()).await?;
+        Ok(NamespaceState::build(
+            self.name(),
+            self.namespace.forward_only,
+            self.sources,
+            rows,
+        ))
+    }
+}
+
+/// Runs `work` holding the namespace lock; the lock is released whatever
+/// `work` returns. The history tables are created (if needed) inside it.
+pub async fn with_namespace_lock<T, F, Fut>(env: &Env<'_>, target: &Target<'_>, db: &Db, history: &History, work: F) -> Result<T>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let namespace = target.name();
+    let key = crate::db::lock::key(history.schema(), namespace);
+    let waited = crate::db::lock::acquire(db, key, namespace, env.config.defaults.lock_wait, |holder| {
+        env.events.emit(&Event::LockWaiting {
+            namespace: namespace.to_string(),
+            holder: holder.cloned(),
+        });
+    })
+    .await?;
+    env.events.emit(&Event::LockAcquired {
+        namespace: namespace.to_string(),
+        duration_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+    });
+    let result = async {
+        history.ensure(db).await?;
+        work().await
+    }
+    .await;
+    crate::db::lock::release(db, key).await;
+    result
+}
+
+/// What a [`Runner`] borrows, prepared once the lock is held.
+pub struct RunnerParts {
+    prepared: Prepared,
+    backend_pid: i32,
+    applied_by: String,
+}
+
+impl RunnerParts {
+    /// Prepares the history statements and reads the backend pid.
+    pub async fn load(db: &Db, history: &History) -> Result<RunnerParts> {
+        let prepared = history.prepare(db).await?;
+        let backend_pid: i32 = db
+            .client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .map_err(|e| database_error(db, "read the backend pid", &e))?
+            .get(0);
+        Ok(RunnerParts {
+            prepared,
+            backend_pid,
+            applied_by: operator(),
+        })
+    }
+
+    /// A runner for one namespace on `db`.
+    pub fn runner<'a>(&'a self, env: &'a Env<'a>, target: &'a Target<'a>, db: &'a Db, history: &'a History) -> Runner<'a> {
+        let d = &env.config.defaults;
+        Runner {
+            db,
+            settings: target.settings,
+            history,
+            prepared: &self.prepared,
+            backend_pid: self.backend_pid,
+            namespace: target.name(),
+            applied_by: &self.applied_by,
+            limits: Limits {
+                lock_timeout: d.lock_timeout,
+                statement_timeout: d.statement_timeout,
+                lock_retries: d.lock_retries,
+                lock_retry_delay: d.lock_retry_delay,
+            },
+            events: env.events,
+            interrupt: env.interrupt,
+            side: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+/// Milliseconds as the u64 events carry.
+pub fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

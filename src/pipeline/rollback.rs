@@ -1,0 +1,79 @@
+//! `rollback`: run down scripts, newest first, under the namespace lock.
+//!
+//! Every migration to undo is checked before the first down script runs
+//! (forward-only namespace, missing down file, unreadable script), so a
+//! rollback is refused as a whole rather than stopping half way.
+
+use std::time::Instant;
+
+use super::apply::{NamespaceRun, check_scripts, run_one};
+use super::{Env, RunnerParts, Target, millis, with_namespace_lock};
+use crate::db::history::History;
+use crate::error::Result;
+use crate::events::{Direction, Event};
+use crate::plan::Tolerance;
+use crate::source::Version;
+
+/// What `rollback` may do.
+#[derive(Debug, Clone, Default)]
+pub struct RollbackOptions {
+    /// How many applied migrations to undo (default 1).
+    pub steps: Option<usize>,
+    /// Undo every applied migration newer than this version.
+    pub to: Option<Version>,
+}
+
+/// Rolls back one namespace.
+pub async fn rollback(env: &Env<'_>, target: &Target<'_>, options: &RollbackOptions) -> Result<NamespaceRun> {
+    let started = Instant::now();
+    let namespace = target.name();
+    let db = target.settings.connect().await?;
+    let history = History::new(&env.config.history_schema);
+    // Missing files of versions we do not touch are no reason to refuse.
+    let tolerance = Tolerance {
+        allow_out_of_order: true,
+        ignore_missing: true,
+    };
+    let state = target.state(&db, &history).await?;
+    state.check_can_move(&tolerance)?;
+    let selected = state.select_down(options.steps, options.to.as_ref())?;
+    if selected.is_empty() {
+        env.events.emit(&Event::UpToDate {
+            namespace: namespace.to_string(),
+        });
+        return Ok(NamespaceRun {
+            namespace: namespace.to_string(),
+            ran: Vec::new(),
+            duration_ms: millis(started.elapsed()),
+        });
+    }
+    check_scripts(namespace, selected.iter().map(|(_, m)| (*m, Direction::Down)))?;
+
+    let ran = with_namespace_lock(env, target, &db, &history, || async {
+        let state = target.state(&db, &history).await?;
+        state.check_can_move(&tolerance)?;
+        let selected = state.select_down(options.steps, options.to.as_ref())?;
+        env.events.emit(&Event::Plan {
+            namespace: namespace.to_string(),
+            direction: Direction::Down,
+            versions: selected.iter().map(|(e, _)| e.version.to_string()).collect(),
+        });
+        let parts = RunnerParts::load(&db, &history).await?;
+        let runner = parts.runner(env, target, &db, &history);
+        let mut ran = Vec::with_capacity(selected.len());
+        for (entry, migration) in selected {
+            let recorded = entry
+                .applied
+                .as_ref()
+                .map_or_else(|| migration.version.to_string(), |r| r.version.to_string());
+            ran.push(run_one(env, &runner, migration, Direction::Down, &recorded).await?);
+        }
+        Ok(ran)
+    })
+    .await?;
+    Ok(NamespaceRun {
+        namespace: namespace.to_string(),
+        ran,
+        duration_ms: millis(started.elapsed()),
+    })
+}

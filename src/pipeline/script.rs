@@ -1,0 +1,75 @@
+//! `apply --sql`: the psql-runnable script of what `apply` would do, for teams
+//! whose change process runs reviewed SQL by hand. The script takes the same
+//! advisory lock, creates the history table if needed, and writes the same
+//! history rows, so migsafe and the script see each other's work.
+
+use std::fmt::Write;
+
+use crate::db::history::{History, operator};
+use crate::db::{lock, quote_ident, quote_literal};
+use crate::config::Defaults;
+use crate::source::Migration;
+use crate::source::statements;
+
+/// Renders the psql script applying `migrations` to `namespace`.
+pub fn render(history: &History, defaults: &Defaults, namespace: &str, migrations: &[&Migration]) -> String {
+    let key = lock::key(history.schema(), namespace);
+    let table = history.table();
+    let by = quote_literal(&format!("{} (psql script)", operator()));
+    let tool = quote_literal(env!("CARGO_PKG_VERSION"));
+    let ns = quote_literal(namespace);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "-- migsafe {} apply script for namespace {}\n-- Run it with: psql -X -v ON_ERROR_STOP=1 -f <this file>\n\\set ON_ERROR_STOP on\nSET standard_conforming_strings = on;\nSELECT pg_advisory_lock({key});\n{}\n",
+        env!("CARGO_PKG_VERSION"),
+        quote_ident(namespace),
+        history.create_sql()
+    );
+    for migration in migrations {
+        let script = &migration.up;
+        let lock_timeout = script.directives.lock_timeout.unwrap_or(defaults.lock_timeout).as_millis();
+        let statement_timeout = script
+            .directives
+            .statement_timeout
+            .unwrap_or(defaults.statement_timeout)
+            .as_millis();
+        let version = quote_literal(migration.version.as_str());
+        let name = quote_literal(&migration.name);
+        let checksum = quote_literal(&script.checksum);
+        let down = migration
+            .down
+            .as_ref()
+            .map_or_else(|| "NULL".to_string(), |d| quote_literal(&d.checksum));
+        let _ = writeln!(out, "-- {} {} ({})", migration.version, migration.name, script.path.display());
+        let columns = "(namespace, version, name, checksum, down_checksum, applied_at, execution_ms, applied_by, tool_version, dirty)";
+        if script.no_transaction() {
+            let _ = writeln!(
+                out,
+                "INSERT INTO {table} {columns} VALUES ({ns}, {version}, {name}, {checksum}, {down}, now(), 0, {by}, {tool}, true);\nSET lock_timeout = {lock_timeout};\nSET statement_timeout = {statement_timeout};"
+            );
+            match statements::split(&script.sql) {
+                Ok(parts) => {
+                    for statement in parts {
+                        let _ = writeln!(out, "{}\n;", statement.text);
+                    }
+                }
+                Err(_) => {
+                    let _ = writeln!(out, "{}\n;", script.sql.trim_end());
+                }
+            }
+            let _ = writeln!(
+                out,
+                "UPDATE {table} SET dirty = false WHERE namespace = {ns} AND version = {version};\nRESET lock_timeout;\nRESET statement_timeout;\n"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "BEGIN;\nSET LOCAL lock_timeout = {lock_timeout};\nSET LOCAL statement_timeout = {statement_timeout};\n{}\n;\nINSERT INTO {table} {columns} VALUES ({ns}, {version}, {name}, {checksum}, {down}, now(), (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint, {by}, {tool}, false);\nCOMMIT;\n",
+                script.sql.trim_end()
+            );
+        }
+    }
+    let _ = writeln!(out, "SELECT pg_advisory_unlock({key});");
+    out
+}

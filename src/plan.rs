@@ -1,0 +1,392 @@
+//! Files + history → the state of a namespace, and what `apply` or
+//! `rollback` would run.
+//!
+//! Pure: no database, no disk. Everything that must stop a run before it
+//! changes anything (dirty rows, edited files, vanished files, out-of-order
+//! versions) is decided here, with its reason code.
+
+use serde::Serialize;
+
+use crate::db::history::HistoryRow;
+use crate::error::{Code, Error, ReasonCode, Result};
+use crate::source::{Migration, MigrationSet, Version};
+
+/// The state of one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Applied, file unchanged.
+    Applied,
+    /// Not applied yet.
+    Pending,
+    /// Not applied yet, but older than the newest applied version.
+    OutOfOrder,
+    /// An interrupted no-transaction migration.
+    Dirty,
+    /// Applied, but the file changed since.
+    ChecksumMismatch,
+    /// Applied, but its file is gone.
+    FileMissing,
+}
+
+/// One version of a namespace: its file, its history row, or both.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Version.
+    #[serde(serialize_with = "version_text")]
+    pub version: Version,
+    /// Name (from the file, else from history).
+    pub name: String,
+    /// State.
+    pub state: State,
+    /// The migration on disk.
+    #[serde(skip)]
+    pub migration: Option<Migration>,
+    /// The history row.
+    pub applied: Option<HistoryRow>,
+    /// Whether it runs outside a transaction.
+    pub no_transaction: bool,
+    /// Whether a down script exists.
+    pub reversible: bool,
+}
+
+fn version_text<S: serde::Serializer>(v: &Version, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(v.as_str())
+}
+
+/// What `apply` may tolerate.
+#[derive(Debug, Clone, Default)]
+pub struct Tolerance {
+    /// Apply pending versions older than the newest applied one.
+    pub allow_out_of_order: bool,
+    /// Go on although applied versions have no file.
+    pub ignore_missing: bool,
+}
+
+/// A namespace's versions in order, with their states.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamespaceState {
+    /// Namespace.
+    pub namespace: String,
+    /// Every version in order.
+    pub entries: Vec<Entry>,
+    /// Forward-only namespace.
+    pub forward_only: bool,
+}
+
+impl NamespaceState {
+    /// Joins files and history.
+    pub fn build(namespace: &str, forward_only: bool, set: &MigrationSet, history: Vec<HistoryRow>) -> Self {
+        let newest_applied = history.iter().map(|r| r.version.clone()).max();
+        let mut entries: Vec<Entry> = Vec::with_capacity(set.migrations.len().max(history.len()));
+        let mut rows = history.into_iter().peekable();
+        let mut files = set.migrations.iter().peekable();
+        loop {
+            let take_row = match (files.peek(), rows.peek()) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(file), Some(row)) => row.version <= file.version,
+            };
+            if take_row {
+                let Some(row) = rows.next() else { break };
+                let file = files.next_if(|f| f.version == row.version);
+                let state = match &file {
+                    _ if row.dirty => State::Dirty,
+                    None => State::FileMissing,
+                    Some(f) if f.up.checksum != row.checksum => State::ChecksumMismatch,
+                    Some(_) => State::Applied,
+                };
+                entries.push(Entry {
+                    version: row.version.clone(),
+                    name: file.map_or_else(|| row.name.clone(), |f| f.name.clone()),
+                    state,
+                    no_transaction: file.is_some_and(|f| f.up.no_transaction()),
+                    reversible: file.is_some_and(|f| f.down.is_some()),
+                    migration: file.cloned(),
+                    applied: Some(row),
+                });
+            } else {
+                let Some(file) = files.next() else { break };
+                let state = match &newest_applied {
+                    Some(newest) if file.version < *newest => State::OutOfOrder,
+                    _ => State::Pending,
+                };
+                entries.push(Entry {
+                    version: file.version.clone(),
+                    name: file.name.clone(),
+                    state,
+                    no_transaction: file.up.no_transaction(),
+                    reversible: file.down.is_some(),
+                    migration: Some(file.clone()),
+                    applied: None,
+                });
+            }
+        }
+        NamespaceState {
+            namespace: namespace.to_string(),
+            entries,
+            forward_only,
+        }
+    }
+
+    /// Entries in a given state.
+    pub fn in_state(&self, state: State) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(move |e| e.state == state)
+    }
+
+    /// Versions not applied yet (pending and out-of-order), in order.
+    pub fn pending(&self) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.state, State::Pending | State::OutOfOrder))
+    }
+
+    /// Refuses, with the most serious problem's code, when the namespace must
+    /// not move: dirty rows, edited or vanished applied files, out-of-order
+    /// pending versions (unless tolerated).
+    pub fn check_can_move(&self, tolerance: &Tolerance) -> Result<()> {
+        let ns = &self.namespace;
+        if let Some(entry) = self.in_state(State::Dirty).next() {
+            let since = entry
+                .applied
+                .as_ref()
+                .map(|r| r.applied_at.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_default();
+            return Err(Error::Refused {
+                reason: ReasonCode::migration(Code::MigrationDirty, ns, &entry.version),
+                message: format!(
+                    "namespace `{ns}` is dirty: {} {} was interrupted (started {since}) and may be half applied",
+                    entry.version, entry.name
+                ),
+                hint: Some(format!(
+                    "check the schema by hand and finish or undo that migration's statements, then record it: `migsafe repair --target {ns} --clear-dirty {v} --reason \"…\"` (finished) or `migsafe repair --target {ns} --forget {v} --reason \"…\"` (undone)",
+                    v = entry.version
+                )),
+            });
+        }
+        if let Some(entry) = self.in_state(State::ChecksumMismatch).next() {
+            let (recorded, current) = (
+                entry.applied.as_ref().map(|r| short(&r.checksum)).unwrap_or_default(),
+                entry.migration.as_ref().map(|m| short(&m.up.checksum)).unwrap_or_default(),
+            );
+            let path = entry
+                .migration
+                .as_ref()
+                .map(|m| m.up.path.display().to_string())
+                .unwrap_or_default();
+            return Err(Error::Refused {
+                reason: ReasonCode::migration(Code::PostgresMigrationChecksumMismatch, ns, &entry.version),
+                message: format!(
+                    "{path} was edited after it was applied to namespace `{ns}` (checksum {recorded}… when applied, {current}… now); the database does not have what the file says"
+                ),
+                hint: Some(format!(
+                    "restore the file as it was applied (git log -p {path}) and put the change in a new migration; if the edit is only cosmetic: `migsafe repair --target {ns} --accept-checksum {} --reason \"…\"`",
+                    entry.version
+                )),
+            });
+        }
+        if !tolerance.ignore_missing
+            && let Some(entry) = self.in_state(State::FileMissing).next()
+        {
+            return Err(Error::Refused {
+                reason: ReasonCode::migration(Code::MigrationFileMissing, ns, &entry.version),
+                message: format!(
+                    "{} {} is recorded as applied in namespace `{ns}` but its file is gone",
+                    entry.version, entry.name
+                ),
+                hint: Some("restore the file (a branch that is behind?), or pass --ignore-missing if it was removed on purpose".into()),
+            });
+        }
+        if !tolerance.allow_out_of_order
+            && let Some(entry) = self.in_state(State::OutOfOrder).next()
+        {
+            return Err(Error::Refused {
+                reason: ReasonCode::migration(Code::MigrationOutOfOrder, ns, &entry.version),
+                message: format!(
+                    "pending {} {} sorts before versions already applied to namespace `{ns}` (merged late?)",
+                    entry.version, entry.name
+                ),
+                hint: Some("give it a newer version (rename the file), or pass --allow-out-of-order if it is independent of the newer ones".into()),
+            });
+        }
+        Ok(())
+    }
+
+    /// The migrations `apply` would run: every pending one, the first
+    /// `steps`, or those up to and including `to`.
+    pub fn select_up(&self, steps: Option<usize>, to: Option<&Version>) -> Result<Vec<&Migration>> {
+        if let Some(target) = to
+            && !self.entries.iter().any(|e| &e.version == target)
+        {
+            return Err(unknown_version(&self.namespace, target));
+        }
+        let selected = self
+            .pending()
+            .filter(|e| to.is_none_or(|t| e.version <= *t))
+            .filter_map(|e| e.migration.as_ref());
+        Ok(match steps {
+            Some(n) => selected.take(n).collect(),
+            None => selected.collect(),
+        })
+    }
+
+    /// What `rollback` would undo, newest first: `steps` (default 1) applied
+    /// migrations, or every applied one newer than `to`. Refused as a whole
+    /// when any of them has no down script, so a rollback never stops half way
+    /// for want of a file.
+    pub fn select_down(&self, steps: Option<usize>, to: Option<&Version>) -> Result<Vec<(&Entry, &Migration)>> {
+        let ns = &self.namespace;
+        let applied = self.entries.iter().rev().filter(|e| e.applied.is_some());
+        let chosen: Vec<&Entry> = match to {
+            Some(target) => applied.filter(|e| e.version > *target).collect(),
+            None => applied.take(steps.unwrap_or(1)).collect(),
+        };
+        let mut out = Vec::with_capacity(chosen.len());
+        for entry in chosen {
+            if self.forward_only {
+                return Err(Error::Refused {
+                    reason: ReasonCode::migration(Code::DownScriptMissing, ns, &entry.version),
+                    message: format!("namespace `{ns}` is forward-only: rollback is refused"),
+                    hint: Some("write a new migration that undoes the change, or restore from a backup".into()),
+                });
+            }
+            let Some(migration) = entry.migration.as_ref() else {
+                return Err(Error::Refused {
+                    reason: ReasonCode::migration(Code::MigrationFileMissing, ns, &entry.version),
+                    message: format!("{} {} has no file any more, so it cannot be rolled back", entry.version, entry.name),
+                    hint: Some("restore the file first".into()),
+                });
+            };
+            if migration.down.is_none() {
+                return Err(Error::Refused {
+                    reason: ReasonCode::migration(Code::DownScriptMissing, ns, &entry.version),
+                    message: format!(
+                        "{} {} has no down script; nothing was rolled back",
+                        entry.version, entry.name
+                    ),
+                    hint: Some(format!(
+                        "add the down script next to {} or write a new forward migration",
+                        migration.up.path.display()
+                    )),
+                });
+            }
+            out.push((entry, migration));
+        }
+        Ok(out)
+    }
+}
+
+fn short(checksum: &str) -> String {
+    checksum.chars().take(12).collect()
+}
+
+/// `VERSION_UNKNOWN` for a version given on the command line.
+pub fn unknown_version(namespace: &str, version: &Version) -> Error {
+    Error::Config {
+        reason: ReasonCode::migration(Code::VersionUnknown, namespace, version),
+        message: format!("namespace `{namespace}` has no migration with version {version}"),
+        hint: Some("see `migsafe status` for the versions".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::directives::Directives;
+    use crate::source::layout::Layout;
+    use crate::source::Script;
+    use chrono::Utc;
+
+    fn migration(version: &str, sql: &str, down: bool) -> Migration {
+        let script = |text: &str| Script {
+            path: format!("{version}.sql").into(),
+            sql: text.to_string(),
+            checksum: crate::source::checksum::checksum(text),
+            directives: Directives::default(),
+            first_line: 1,
+        };
+        Migration {
+            version: Version::parse(version).unwrap(),
+            name: format!("m{version}"),
+            layout: Layout::Reversible,
+            up: script(sql),
+            down: down.then(|| script("DROP TABLE x;")),
+        }
+    }
+
+    fn row(version: &str, sql: &str, dirty: bool) -> HistoryRow {
+        HistoryRow {
+            namespace: "app".into(),
+            version: Version::parse(version).unwrap(),
+            name: format!("m{version}"),
+            checksum: crate::source::checksum::checksum(sql),
+            down_checksum: None,
+            applied_at: Utc::now(),
+            execution_ms: 1,
+            applied_by: "t".into(),
+            tool_version: "0".into(),
+            dirty,
+            schema_checksum: None,
+        }
+    }
+
+    fn set(migrations: Vec<Migration>) -> MigrationSet {
+        MigrationSet {
+            migrations,
+            ignored: vec![],
+        }
+    }
+
+    #[test]
+    fn joins_files_and_history_into_states() {
+        let files = set(vec![
+            migration("1", "a", true),
+            migration("2", "b-edited", true),
+            migration("3", "c", true),
+            migration("5", "e", true),
+        ]);
+        let history = vec![row("1", "a", false), row("2", "b", false), row("4", "d", false)];
+        let state = NamespaceState::build("app", false, &files, history);
+        let states: Vec<_> = state.entries.iter().map(|e| (e.version.as_str().to_string(), e.state)).collect();
+        assert_eq!(
+            states,
+            vec![
+                ("1".into(), State::Applied),
+                ("2".into(), State::ChecksumMismatch),
+                ("3".into(), State::OutOfOrder),
+                ("4".into(), State::FileMissing),
+                ("5".into(), State::Pending),
+            ]
+        );
+        let err = state.check_can_move(&Tolerance::default()).unwrap_err();
+        assert_eq!(err.reason().to_string(), "POSTGRES_MIGRATION_CHECKSUM_MISMATCH:app:2");
+        assert_eq!(err.exit_code(), 1);
+    }
+
+    #[test]
+    fn dirty_comes_first_and_refuses() {
+        let files = set(vec![migration("1", "a", true), migration("2", "b", true)]);
+        let state = NamespaceState::build("app", false, &files, vec![row("1", "a", true)]);
+        let err = state.check_can_move(&Tolerance::default()).unwrap_err();
+        assert_eq!(err.reason().to_string(), "MIGRATION_DIRTY:app:1");
+    }
+
+    #[test]
+    fn selects_steps_and_targets() {
+        let files = set(vec![migration("1", "a", true), migration("2", "b", true), migration("3", "c", false)]);
+        let state = NamespaceState::build("app", false, &files, vec![]);
+        assert_eq!(state.select_up(Some(2), None).unwrap().len(), 2);
+        assert_eq!(state.select_up(None, Some(&Version::parse("2").unwrap())).unwrap().len(), 2);
+        assert!(state.select_up(None, Some(&Version::parse("9").unwrap())).is_err());
+
+        let applied = NamespaceState::build("app", false, &files, vec![row("1", "a", false), row("2", "b", false), row("3", "c", false)]);
+        let err = applied.select_down(Some(1), None).unwrap_err();
+        assert_eq!(err.reason().to_string(), "DOWN_SCRIPT_MISSING:app:3");
+        assert_eq!(err.exit_code(), 4);
+        let down = applied.select_down(None, Some(&Version::parse("3").unwrap())).unwrap();
+        assert!(down.is_empty());
+        let forward_only = NamespaceState::build("app", true, &files, vec![row("1", "a", false)]);
+        assert_eq!(forward_only.select_down(None, None).unwrap_err().reason().to_string(), "DOWN_SCRIPT_MISSING:app:1");
+    }
+}

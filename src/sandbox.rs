@@ -1,0 +1,331 @@
+//! A throwaway PostgreSQL server from the installed server binaries, for
+//! `migsafe sandbox`, `migsafe demo` and the tests.
+//!
+//! It runs initdb in a fresh temporary directory (as the `postgres` user when
+//! migsafe runs as root, since PostgreSQL refuses to run as root), starts on a
+//! free loopback port with a private socket directory, and waits until it
+//! accepts connections. It removes itself on drop, and a small watchdog
+//! process holding the read end of a pipe from us stops the server and deletes
+//! the directory if we die any other way (SIGKILL, a panic outside unwinding,
+//! a test binary exiting without running destructors).
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::error::{Code, Error, ReasonCode, Result};
+
+/// The superuser of every sandbox.
+pub const SUPERUSER: &str = "postgres";
+
+/// A running throwaway server.
+pub struct Sandbox {
+    root: Option<tempfile::TempDir>,
+    data_dir: PathBuf,
+    socket_dir: PathBuf,
+    bin_dir: PathBuf,
+    port: u16,
+    password: String,
+    run_as: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+    watchdog: Option<Child>,
+    stopped: bool,
+}
+
+fn failed(message: impl Into<String>) -> Error {
+    Error::Sandbox {
+        reason: ReasonCode::new(Code::SandboxFailed),
+        message: message.into(),
+    }
+}
+
+const INSTALL_HINT: &str = "install the PostgreSQL server (Debian: apt-get install postgresql) or point MIGSAFE_PG_BIN at the directory holding initdb and pg_ctl";
+
+/// Finds the directory holding `initdb` and `pg_ctl`: `$MIGSAFE_PG_BIN`,
+/// then `PATH`, then `pg_config --bindir`, then the newest
+/// `/usr/lib/postgresql/*/bin`.
+pub fn find_bin_dir() -> Result<PathBuf> {
+    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Some(dir) = std::env::var_os("MIGSAFE_PG_BIN") {
+        let dir = PathBuf::from(dir);
+        if has_server(&dir) {
+            return Ok(dir);
+        }
+        return Err(failed(format!(
+            "MIGSAFE_PG_BIN={} holds no initdb and pg_ctl",
+            dir.display()
+        )));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if has_server(&dir) {
+                return Ok(dir);
+            }
+        }
+    }
+    if let Ok(output) = Command::new("pg_config").arg("--bindir").output()
+        && output.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        if has_server(&dir) {
+            return Ok(dir);
+        }
+    }
+    let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+                    Some((version, e.path().join("bin")))
+                })
+                .filter(|(_, dir)| has_server(dir))
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates.sort();
+    candidates
+        .pop()
+        .map(|(_, dir)| dir)
+        .ok_or_else(|| failed(format!("no PostgreSQL server binaries (initdb, pg_ctl) found; {INSTALL_HINT}")))
+}
+
+impl Sandbox {
+    /// Creates, starts and waits for a new server.
+    pub fn start() -> Result<Sandbox> {
+        let bin_dir = find_bin_dir()?;
+        let run_as = if nix::unistd::geteuid().is_root() {
+            let user = nix::unistd::User::from_name(SUPERUSER)
+                .ok()
+                .flatten()
+                .ok_or_else(|| failed("running as root, but there is no `postgres` user to run the server as (PostgreSQL refuses to run as root); create one or run as a normal user"))?;
+            Some((user.uid, user.gid))
+        } else {
+            None
+        };
+        let root = tempfile::Builder::new()
+            .prefix("migsafe-sandbox-")
+            .tempdir()
+            .map_err(|e| failed(format!("cannot create a temporary directory: {e}")))?;
+        let data_dir = root.path().join("data");
+        let socket_dir = root.path().join("socket");
+        std::fs::create_dir(&socket_dir).map_err(|e| failed(format!("cannot create the socket directory: {e}")))?;
+        let password: String = std::iter::repeat_with(fastrand::alphanumeric).take(24).collect();
+        let pwfile = root.path().join("pwfile");
+        write_private(&pwfile, password.as_bytes())?;
+        if let Some((uid, gid)) = run_as {
+            for path in [root.path(), socket_dir.as_path(), pwfile.as_path()] {
+                std::os::unix::fs::chown(path, Some(uid.as_raw()), Some(gid.as_raw()))
+                    .map_err(|e| failed(format!("cannot hand {} to the postgres user: {e}", path.display())))?;
+            }
+        }
+        let mut sandbox = Sandbox {
+            root: Some(root),
+            data_dir,
+            socket_dir,
+            bin_dir,
+            port: 0,
+            password,
+            run_as,
+            watchdog: None,
+            stopped: false,
+        };
+        sandbox.spawn_watchdog()?;
+        let initdb = sandbox
+            .command("initdb")
+            .arg("-D")
+            .arg(&sandbox.data_dir)
+            .args(["-U", SUPERUSER, "-E", "UTF8", "--locale=C", "--no-sync"])
+            .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .output()
+            .map_err(|e| failed(format!("cannot run initdb: {e}")))?;
+        let _ = std::fs::remove_file(&pwfile);
+        if !initdb.status.success() {
+            return Err(failed(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&initdb.stderr).trim()
+            )));
+        }
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port()?;
+            match sandbox.start_on(port) {
+                Ok(()) => {
+                    sandbox.port = port;
+                    return Ok(sandbox);
+                }
+                Err(message) => last_error = message,
+            }
+        }
+        Err(failed(format!("the server did not start: {last_error}")))
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bin_dir.join(program));
+        if let Some((uid, gid)) = self.run_as {
+            command.uid(uid.as_raw()).gid(gid.as_raw());
+            // The server inherits the environment; keep root's HOME out of it.
+            command.env("HOME", &self.socket_dir);
+        }
+        command.env_remove("PGDATA").env("LC_ALL", "C");
+        command
+    }
+
+    fn server_log(&self) -> PathBuf {
+        self.root
+            .as_ref()
+            .map_or_else(|| self.data_dir.join("server.log"), |r| r.path().join("server.log"))
+    }
+
+    fn start_on(&self, port: u16) -> Result<(), String> {
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB \
+             -c max_locks_per_transaction=256 -c log_min_messages=warning -c log_statement=none",
+            self.socket_dir.display()
+        );
+        let output = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(self.server_log())
+            .args(["-w", "-t", "60", "-o", &options, "start"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let log = std::fs::read_to_string(self.server_log()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(10).collect();
+        Err(format!(
+            "{} {}",
+            String::from_utf8_lossy(&output.stderr).trim(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ))
+    }
+
+    fn spawn_watchdog(&mut self) -> Result<()> {
+        let Some(root) = &self.root else { return Ok(()) };
+        // Blocks on stdin until our end of the pipe closes (we exit or stop),
+        // then makes sure the server is down and the directory gone.
+        let script = r#"while read -r _; do :; done; "$0/pg_ctl" -D "$1" -m immediate -w stop >/dev/null 2>&1; rm -rf "$2""#;
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(script)
+            .arg(&self.bin_dir)
+            .arg(&self.data_dir)
+            .arg(root.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        if let Some((uid, gid)) = self.run_as {
+            command.uid(uid.as_raw()).gid(gid.as_raw());
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| failed(format!("cannot start the sandbox watchdog: {e}")))?;
+        self.watchdog = Some(child);
+        Ok(())
+    }
+
+    /// The loopback TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The superuser password (the server uses scram-sha-256 over TCP).
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The directory of the server binaries (pg_dump, psql… of the same version).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// A URL for `dbname` as the superuser, with the password.
+    pub fn url(&self, dbname: &str) -> String {
+        format!(
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{dbname}?sslmode=disable",
+            self.password, self.port
+        )
+    }
+
+    /// Runs `pg_ctl <args>` against this server (restart, stop -m immediate…),
+    /// for tests that need a server that goes away.
+    pub fn pg_ctl(&self, args: &[&str]) -> Result<()> {
+        let output = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(self.server_log())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| failed(format!("cannot run pg_ctl: {e}")))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(failed(format!(
+                "pg_ctl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )))
+        }
+    }
+
+    /// Stops the server and removes its directory.
+    pub fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let _ = self.pg_ctl(&["-m", "fast", "-w", "stop"]);
+        if let Some(mut watchdog) = self.watchdog.take() {
+            drop(watchdog.stdin.take());
+            let _ = watchdog.wait();
+        }
+        if let Some(root) = self.root.take() {
+            let _ = root.close();
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| failed(format!("cannot find a free port: {e}")))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| failed(format!("cannot find a free port: {e}")))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| failed(format!("cannot write {}: {e}", path.display())))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| failed(format!("cannot protect {}: {e}", path.display())))?;
+    file.write_all(bytes)
+        .map_err(|e| failed(format!("cannot write {}: {e}", path.display())))
+}

@@ -1,0 +1,204 @@
+//! File and directory names of the five layouts of SPEC section 2.
+//!
+//! Pure functions on names, so the rules can be property-tested without a disk.
+//! A name that does not start with a version is ignored (README.md, .keep,
+//! seed_data.sql); a name that starts with one but does not otherwise parse is
+//! an error, because a migration that silently never runs is worse than a stop.
+
+use super::version::Version;
+
+/// Which tool's conventions a migration follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// `<ver>_<name>.up.sql` / `<ver>_<name>.down.sql` (golang-migrate, sqlx).
+    Reversible,
+    /// `<ver>_<name>.sql`, forward only.
+    UpOnly,
+    /// `<ver>_<name>/up.sql` and `down.sql`.
+    Diesel,
+    /// `<ver>_<name>.sql` with `-- migrate:up` / `-- migrate:down` sections.
+    Dbmate,
+    /// `V<ver>__<name>.sql` and `U<ver>__<name>.sql`.
+    Flyway,
+}
+
+/// The part a file plays in a migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An up script.
+    Up,
+    /// A down script.
+    Down,
+    /// A `.sql` file that is either up-only or a dbmate file; its content decides.
+    Plain,
+}
+
+/// What a file name says about the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationName {
+    /// The version.
+    pub version: Version,
+    /// The descriptive name after the version.
+    pub name: String,
+    /// Up, down, or content-decided.
+    pub role: Role,
+    /// The layout the name belongs to (`UpOnly` for plain files until read).
+    pub layout: Layout,
+}
+
+/// Reads a file name. `Ok(None)`: not a migration, ignore it.
+pub fn parse_file_name(file_name: &str) -> Result<Option<MigrationName>, String> {
+    if file_name.starts_with('.') {
+        return Ok(None);
+    }
+    if file_name.starts_with("R__") {
+        return Err(
+            "Flyway repeatable migrations (R__) are not supported; turn it into a versioned migration".into(),
+        );
+    }
+    let mut chars = file_name.chars();
+    let first = chars.next();
+    let second = chars.next();
+    match (first, second) {
+        (Some(prefix @ ('V' | 'U')), Some(digit)) if digit.is_ascii_digit() => {
+            parse_flyway(file_name, prefix).map(Some)
+        }
+        (Some(digit), _) if digit.is_ascii_digit() => parse_plain(file_name).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Reads a diesel migration directory name. `Ok(None)`: not a migration.
+pub fn parse_dir_name(dir_name: &str) -> Result<Option<(Version, String)>, String> {
+    if !dir_name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Ok(None);
+    }
+    let (version, name) = split_version(dir_name)
+        .ok_or_else(|| "expected a directory named `<version>_<name>`".to_string())?;
+    Ok(Some((version, name.to_string())))
+}
+
+fn parse_flyway(file_name: &str, prefix: char) -> Result<MigrationName, String> {
+    let expected = format!("expected `{prefix}<version>__<name>.sql`");
+    let stem = file_name
+        .strip_suffix(".sql")
+        .ok_or_else(|| format!("starts with a Flyway version but is not a .sql file ({expected})"))?;
+    let (raw_version, name) = stem[1..]
+        .split_once("__")
+        .ok_or_else(|| format!("{expected}: the `__` after the version is missing"))?;
+    if name.is_empty() {
+        return Err(format!("{expected}: the name after `__` is empty"));
+    }
+    let version = Version::parse(&raw_version.replace('_', ".")).map_err(|e| format!("{expected}: {e}"))?;
+    Ok(MigrationName {
+        version,
+        name: name.to_string(),
+        role: if prefix == 'V' { Role::Up } else { Role::Down },
+        layout: Layout::Flyway,
+    })
+}
+
+fn parse_plain(file_name: &str) -> Result<MigrationName, String> {
+    let (stem, role, layout) = if let Some(stem) = file_name.strip_suffix(".up.sql") {
+        (stem, Role::Up, Layout::Reversible)
+    } else if let Some(stem) = file_name.strip_suffix(".down.sql") {
+        (stem, Role::Down, Layout::Reversible)
+    } else if let Some(stem) = file_name.strip_suffix(".sql") {
+        (stem, Role::Plain, Layout::UpOnly)
+    } else {
+        return Err(
+            "starts with a version but is not a .sql file (expected `<version>_<name>.sql`, `.up.sql` or `.down.sql`); rename or move it".into(),
+        );
+    };
+    let (version, name) = split_version(stem).ok_or_else(|| {
+        "expected `<version>_<name>.sql`, `.up.sql` or `.down.sql` (digits, then `_`, then a name)".to_string()
+    })?;
+    Ok(MigrationName {
+        version,
+        name: name.to_string(),
+        role,
+        layout,
+    })
+}
+
+/// Splits `<version>_<name>`: the version is the leading run of digits, `.`
+/// and `-`; the name follows the first `_` and must not be empty.
+fn split_version(stem: &str) -> Option<(Version, &str)> {
+    let end = stem
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(stem.len());
+    let (raw_version, rest) = stem.split_at(end);
+    let name = rest.strip_prefix('_')?;
+    if name.is_empty() {
+        return None;
+    }
+    let version = Version::parse(raw_version).ok()?;
+    Some((version, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parsed(name: &str) -> MigrationName {
+        parse_file_name(name).unwrap().unwrap()
+    }
+
+    #[test]
+    fn reads_every_layout() {
+        let up = parsed("20240101120000_create_users.up.sql");
+        assert_eq!((up.version.as_str(), up.name.as_str(), up.role), ("20240101120000", "create_users", Role::Up));
+        assert_eq!(parsed("0002_add.down.sql").role, Role::Down);
+        assert_eq!(parsed("0003_seed.sql").role, Role::Plain);
+        let flyway = parsed("V1_2__add_orders.sql");
+        assert_eq!((flyway.version.as_str(), flyway.name.as_str(), flyway.layout), ("1.2", "add_orders", Layout::Flyway));
+        assert_eq!(parsed("V1.10__x.sql").version, Version::parse("1.10").unwrap());
+        assert_eq!(parsed("U3__undo.sql").role, Role::Down);
+        let (v, n) = parse_dir_name("2019-01-01-000000_create_users").unwrap().unwrap();
+        assert_eq!((v.as_str(), n.as_str()), ("20190101000000", "create_users"));
+    }
+
+    #[test]
+    fn ignores_files_that_do_not_start_with_a_version() {
+        for name in ["README.md", ".keep", "seed_data.sql", "V_x.sql", ".0001_x.sql.swp", "Vacuum.sql"] {
+            assert_eq!(parse_file_name(name), Ok(None), "{name}");
+        }
+        assert_eq!(parse_dir_name("helpers"), Ok(None));
+    }
+
+    #[test]
+    fn rejects_names_that_start_with_a_version_but_do_not_parse() {
+        for name in ["0001.sql", "0001_.sql", "0001_x.txt", "0001-x.sql", "V1_x.sql", "V1__.sql", "R__views.sql", "1..2_x.sql", "V1.__x.sql"] {
+            assert!(parse_file_name(name).is_err(), "{name}");
+        }
+        assert!(parse_dir_name("0001").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_any_name(name in "\\PC{0,40}") {
+            let _ = parse_file_name(&name);
+            let _ = parse_dir_name(&name);
+        }
+
+        #[test]
+        fn round_trips_generated_names(version in "[0-9]{1,20}", name in "[a-z][a-z0-9_]{0,20}",
+                                       suffix in prop::sample::select(vec![".up.sql", ".down.sql", ".sql"])) {
+            let file = format!("{version}_{name}{suffix}");
+            let parsed = parse_file_name(&file).unwrap().unwrap();
+            prop_assert_eq!(parsed.version, Version::parse(&version).unwrap());
+            prop_assert_eq!(parsed.name, name);
+        }
+
+        #[test]
+        fn flyway_underscores_are_dots(parts in proptest::collection::vec(0u32..500, 1..4), name in "[a-z]{1,10}") {
+            let dotted = parts.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+            let underscored = parts.iter().map(u32::to_string).collect::<Vec<_>>().join("_");
+            let a = parse_file_name(&format!("V{dotted}__{name}.sql")).unwrap().unwrap();
+            let b = parse_file_name(&format!("V{underscored}__{name}.sql")).unwrap().unwrap();
+            prop_assert_eq!(a.version, b.version);
+        }
+    }
+}

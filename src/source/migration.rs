@@ -1,0 +1,64 @@
+//! The migration value type that flows through the pipeline.
+
+use std::path::PathBuf;
+
+use super::directives::Directives;
+use super::layout::Layout;
+use super::version::Version;
+
+/// One script (up or down) as read from disk, normalised.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Normalised text (no BOM, LF line ends): what is checksummed and run.
+    pub sql: String,
+    /// SHA-256 hex of `sql`.
+    pub checksum: String,
+    /// Header directives.
+    pub directives: Directives,
+    /// 1-based line of the file where `sql` starts (dbmate sections start
+    /// below their marker), so server error positions map to the file.
+    pub first_line: usize,
+}
+
+impl Script {
+    /// True when the script must run outside a transaction.
+    pub fn no_transaction(&self) -> bool {
+        self.directives.no_transaction
+    }
+}
+
+/// A migration: a version, a name, an up script and maybe a down script.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// Its version.
+    pub version: Version,
+    /// Its descriptive name.
+    pub name: String,
+    /// The layout its files follow.
+    pub layout: Layout,
+    /// The up script.
+    pub up: Script,
+    /// The down script, when there is one.
+    pub down: Option<Script>,
+}
+
+/// Everything found in one namespace's directory.
+#[derive(Debug, Clone, Default)]
+pub struct MigrationSet {
+    /// Migrations in version order.
+    pub migrations: Vec<Migration>,
+    /// Files and directories that do not start with a version, for `status -v`.
+    pub ignored: Vec<PathBuf>,
+}
+
+impl MigrationSet {
+    /// The migration with this version.
+    pub fn get(&self, version: &Version) -> Option<&Migration> {
+        self.migrations
+            .binary_search_by(|m| m.version.cmp(version))
+            .ok()
+            .map(|index| &self.migrations[index])
+    }
+}

@@ -1,0 +1,341 @@
+//! Migrations on disk: finding files, pairing up and down scripts, reading them.
+//!
+//! `source` knows nothing of the database. It turns one namespace directory into
+//! a [`MigrationSet`], or into an error that lists every unusable file with its
+//! path, so an operator fixes them all in one pass.
+
+pub mod checksum;
+pub mod directives;
+pub mod layout;
+pub mod migration;
+pub mod scaffold;
+pub mod statements;
+pub mod version;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Code, Error, FileProblem, ReasonCode, Result};
+use layout::{Layout, Role};
+pub use migration::{Migration, MigrationSet, Script};
+pub use version::Version;
+
+/// A script file before pairing.
+struct Part {
+    name: String,
+    layout: Layout,
+    role: Role,
+    path: PathBuf,
+    no_transaction_from_metadata: bool,
+}
+
+#[derive(Default)]
+struct Slot {
+    ups: Vec<Part>,
+    downs: Vec<Part>,
+}
+
+/// Loads every migration of `namespace` from `dir`.
+pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Config {
+                reason: ReasonCode::about(Code::MigrationDirMissing, namespace),
+                message: format!(
+                    "the migrations directory of namespace `{namespace}` does not exist: {}",
+                    dir.display()
+                ),
+                hint: Some("create it (`migsafe init` makes one) or fix `dir` in migsafe.toml".into()),
+            });
+        }
+        Err(err) => return Err(Error::io(dir, "read the directory", &err)),
+    };
+    let mut names: Vec<(String, PathBuf)> = Vec::new();
+    let mut problems = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|err| Error::io(dir, "read the directory", &err))?;
+        let path = entry.path();
+        match entry.file_name().into_string() {
+            Ok(name) => names.push((name, path)),
+            Err(_) => problems.push(problem(namespace, &path, "the file name is not valid UTF-8; rename it")),
+        }
+    }
+    names.sort();
+
+    let mut slots: BTreeMap<Version, Slot> = BTreeMap::new();
+    let mut ignored = Vec::new();
+    for (name, path) in names {
+        let is_dir = fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false);
+        if is_dir {
+            match layout::parse_dir_name(&name) {
+                Ok(None) => ignored.push(path),
+                Ok(Some((version, migration_name))) => {
+                    match read_diesel_dir(&path) {
+                        Ok(parts) => {
+                            let slot = slots.entry(version).or_default();
+                            let no_tx = parts.no_transaction;
+                            slot.ups.push(Part {
+                                name: migration_name.clone(),
+                                layout: Layout::Diesel,
+                                role: Role::Up,
+                                path: path.join("up.sql"),
+                                no_transaction_from_metadata: no_tx,
+                            });
+                            if parts.has_down {
+                                slot.downs.push(Part {
+                                    name: migration_name,
+                                    layout: Layout::Diesel,
+                                    role: Role::Down,
+                                    path: path.join("down.sql"),
+                                    no_transaction_from_metadata: no_tx,
+                                });
+                            }
+                        }
+                        Err(message) => problems.push(problem(namespace, &path, &message)),
+                    }
+                }
+                Err(message) => problems.push(problem(namespace, &path, &message)),
+            }
+            continue;
+        }
+        match layout::parse_file_name(&name) {
+            Ok(None) => ignored.push(path),
+            Ok(Some(parsed)) => {
+                let slot = slots.entry(parsed.version.clone()).or_default();
+                let part = Part {
+                    name: parsed.name,
+                    layout: parsed.layout,
+                    role: parsed.role,
+                    path,
+                    no_transaction_from_metadata: false,
+                };
+                match parsed.role {
+                    Role::Down => slot.downs.push(part),
+                    Role::Up | Role::Plain => slot.ups.push(part),
+                }
+            }
+            Err(message) => problems.push(problem(namespace, &path, &message)),
+        }
+    }
+
+    let mut migrations = Vec::with_capacity(slots.len());
+    for (version, slot) in slots {
+        match assemble(namespace, &version, slot) {
+            Ok(migration) => migrations.push(migration),
+            Err(mut found) => problems.append(&mut found),
+        }
+    }
+    if !problems.is_empty() {
+        let reason = problems[0].reason.clone();
+        return Err(Error::Source { reason, problems });
+    }
+    Ok(MigrationSet {
+        migrations,
+        ignored,
+    })
+}
+
+fn problem(namespace: &str, path: &Path, message: &str) -> FileProblem {
+    FileProblem {
+        reason: ReasonCode::about(Code::MigrationFileInvalid, namespace),
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+struct DieselDir {
+    has_down: bool,
+    no_transaction: bool,
+}
+
+fn read_diesel_dir(dir: &Path) -> Result<DieselDir, String> {
+    if !dir.join("up.sql").is_file() {
+        return Err("a diesel migration directory needs an up.sql".into());
+    }
+    let metadata = dir.join("metadata.toml");
+    let no_transaction = if metadata.is_file() {
+        #[derive(serde::Deserialize)]
+        struct Metadata {
+            run_in_transaction: Option<bool>,
+        }
+        let text = fs::read_to_string(&metadata).map_err(|e| format!("cannot read metadata.toml: {e}"))?;
+        let parsed: Metadata =
+            toml::from_str(&text).map_err(|e| format!("metadata.toml is not valid: {}", e.message()))?;
+        parsed.run_in_transaction == Some(false)
+    } else {
+        false
+    };
+    Ok(DieselDir {
+        has_down: dir.join("down.sql").is_file(),
+        no_transaction,
+    })
+}
+
+fn assemble(namespace: &str, version: &Version, mut slot: Slot) -> Result<Migration, Vec<FileProblem>> {
+    let duplicate = |parts: &[Part]| FileProblem {
+        reason: ReasonCode::migration(Code::MigrationVersionDuplicate, namespace, version),
+        path: parts[1].path.clone(),
+        message: format!(
+            "version {version} is used by more than one file: {}; give each migration its own version",
+            parts.iter().map(|p| p.path.display().to_string()).collect::<Vec<_>>().join(" and ")
+        ),
+    };
+    if slot.ups.len() > 1 {
+        return Err(vec![duplicate(&slot.ups)]);
+    }
+    if slot.downs.len() > 1 {
+        return Err(vec![duplicate(&slot.downs)]);
+    }
+    let Some(up_part) = slot.ups.pop() else {
+        let down = &slot.downs[0];
+        return Err(vec![problem(
+            namespace,
+            &down.path,
+            "a down script without an up script; add the up script or remove this file",
+        )]);
+    };
+    let down_part = slot.downs.pop();
+    if let Some(down) = &down_part {
+        if down.name != up_part.name {
+            return Err(vec![problem(
+                namespace,
+                &down.path,
+                &format!("its name `{}` differs from the up script's `{}`; make them match", down.name, up_part.name),
+            )]);
+        }
+        if up_part.role == Role::Plain {
+            return Err(vec![problem(
+                namespace,
+                &down.path,
+                &format!(
+                    "a down script for the up-only file {}; rename the up file to `.up.sql`",
+                    up_part.path.display()
+                ),
+            )]);
+        }
+    }
+
+    let up_bytes = read_file(namespace, &up_part.path).map_err(|p| vec![p])?;
+    let mut layout = up_part.layout;
+    let (up, down) = if up_part.role == Role::Plain && is_dbmate(&up_bytes) {
+        layout = Layout::Dbmate;
+        split_dbmate(namespace, &up_part.path, &up_bytes)?
+    } else {
+        let up = script(namespace, &up_part.path, up_bytes, 1, up_part.no_transaction_from_metadata)?;
+        let down = match &down_part {
+            Some(part) => {
+                let bytes = read_file(namespace, &part.path).map_err(|p| vec![p])?;
+                Some(script(namespace, &part.path, bytes, 1, part.no_transaction_from_metadata)?)
+            }
+            None => None,
+        };
+        (up, down)
+    };
+    if !checksum::has_sql(&up.sql) {
+        return Err(vec![problem(
+            namespace,
+            &up.path,
+            "the up script is empty (no SQL besides comments); write the migration or delete the file",
+        )]);
+    }
+    Ok(Migration {
+        version: version.clone(),
+        name: up_part.name,
+        layout,
+        up,
+        down,
+    })
+}
+
+fn read_file(namespace: &str, path: &Path) -> Result<Vec<u8>, FileProblem> {
+    fs::read(path).map_err(|e| problem(namespace, path, &format!("cannot be read: {e}")))
+}
+
+fn script(
+    namespace: &str,
+    path: &Path,
+    bytes: Vec<u8>,
+    first_line: usize,
+    no_transaction: bool,
+) -> Result<Script, Vec<FileProblem>> {
+    let sql = checksum::normalize(&bytes).map_err(|m| vec![problem(namespace, path, &m)])?;
+    script_from_text(namespace, path, sql, first_line, no_transaction)
+}
+
+fn script_from_text(
+    namespace: &str,
+    path: &Path,
+    sql: String,
+    first_line: usize,
+    no_transaction: bool,
+) -> Result<Script, Vec<FileProblem>> {
+    let mut directives = directives::parse(&sql).map_err(|m| vec![problem(namespace, path, &m)])?;
+    directives.no_transaction |= no_transaction;
+    Ok(Script {
+        path: path.to_path_buf(),
+        checksum: checksum::checksum(&sql),
+        sql,
+        directives,
+        first_line,
+    })
+}
+
+const DBMATE_UP: &str = "-- migrate:up";
+const DBMATE_DOWN: &str = "-- migrate:down";
+
+fn is_dbmate(bytes: &[u8]) -> bool {
+    bytes.split(|b| *b == b'\n').any(|line| {
+        let line = line.trim_ascii();
+        line.starts_with(DBMATE_UP.as_bytes()) || line.starts_with(DBMATE_DOWN.as_bytes())
+    })
+}
+
+/// Splits a dbmate file into its up and down sections; each section starts at
+/// its marker line, so the marker's options (`transaction:false`) are read as
+/// directives and error positions keep their file line numbers.
+fn split_dbmate(namespace: &str, path: &Path, bytes: &[u8]) -> Result<(Script, Option<Script>), Vec<FileProblem>> {
+    let text = checksum::normalize(bytes).map_err(|m| vec![problem(namespace, path, &m)])?;
+    let mut up_start = None;
+    let mut down_start = None;
+    let mut offset = 0;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with(DBMATE_UP) && up_start.is_none() {
+            up_start = Some((offset, index + 1));
+        } else if trimmed.starts_with(DBMATE_DOWN) && down_start.is_none() {
+            down_start = Some((offset, index + 1));
+        }
+        offset += line.len();
+    }
+    let Some((up_offset, up_line)) = up_start else {
+        return Err(vec![problem(
+            namespace,
+            path,
+            "has a `-- migrate:down` section but no `-- migrate:up` section",
+        )]);
+    };
+    let up_end = match down_start {
+        Some((down_offset, _)) if down_offset > up_offset => down_offset,
+        Some(_) => {
+            return Err(vec![problem(
+                namespace,
+                path,
+                "`-- migrate:down` comes before `-- migrate:up`; put the up section first",
+            )]);
+        }
+        None => text.len(),
+    };
+    let up = script_from_text(namespace, path, text[up_offset..up_end].to_string(), up_line, false)?;
+    let down = match down_start {
+        Some((down_offset, down_line)) => {
+            let mut down = script_from_text(namespace, path, text[down_offset..].to_string(), down_line, false)?;
+            // dbmate's transaction option is per file: the up marker's applies to both.
+            down.directives.no_transaction |= up.directives.no_transaction;
+            checksum::has_sql(&down.sql).then_some(down)
+        }
+        None => None,
+    };
+    Ok((up, down))
+}

@@ -1,0 +1,187 @@
+//! Statement boundaries and transaction-control detection, read with the real
+//! PostgreSQL grammar (pg_query), so dollar quotes, comments, `E''` strings and
+//! semicolons inside function bodies never split a statement.
+
+use pg_query::NodeEnum;
+use pg_query::protobuf::TransactionStmtKind;
+
+/// One top-level statement of a script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The statement text, without its terminating semicolon.
+    pub text: String,
+    /// Byte offset of the statement in the script.
+    pub offset: usize,
+    /// 1-based line of the statement in the script.
+    pub line: usize,
+    /// The index built when the statement is `CREATE INDEX CONCURRENTLY`
+    /// (schema, index name, table): a failed build leaves it INVALID.
+    pub concurrent_index: Option<ConcurrentIndex>,
+}
+
+/// What a `CREATE INDEX CONCURRENTLY` statement builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConcurrentIndex {
+    /// The schema written on the table, if any (the index lives there).
+    pub schema: Option<String>,
+    /// The index name, when the statement gives one.
+    pub name: Option<String>,
+}
+
+/// Splits a script into its statements. The error is the parser's message.
+pub fn split(sql: &str) -> Result<Vec<Statement>, String> {
+    let parsed = pg_query::parse(sql, 0).map_err(|e| parse_message(&e))?;
+    let mut statements = Vec::with_capacity(parsed.protobuf.stmts.len());
+    for raw in &parsed.protobuf.stmts {
+        let start = usize::try_from(raw.stmt_location).unwrap_or(0);
+        let end = match usize::try_from(raw.stmt_len) {
+            Ok(0) | Err(_) => sql.len(),
+            Ok(len) => start.saturating_add(len).min(sql.len()),
+        };
+        let Some(text) = sql.get(start..end) else {
+            return Err(format!("cannot cut the statement at byte {start}"));
+        };
+        let leading = text.len() - text.trim_start().len();
+        let offset = start + leading;
+        let line = sql[..offset].matches('\n').count() + 1;
+        let concurrent_index = match raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+            Some(NodeEnum::IndexStmt(index)) if index.concurrent => Some(ConcurrentIndex {
+                schema: index
+                    .relation
+                    .as_ref()
+                    .map(|r| r.schemaname.clone())
+                    .filter(|s| !s.is_empty()),
+                name: Some(index.idxname.clone()).filter(|s| !s.is_empty()),
+            }),
+            _ => None,
+        };
+        statements.push(Statement {
+            text: text.trim().to_string(),
+            offset,
+            line,
+            concurrent_index,
+        });
+    }
+    Ok(statements)
+}
+
+/// The first statement that ends or starts a transaction (BEGIN, COMMIT,
+/// ROLLBACK, PREPARE TRANSACTION…), as (keyword, 1-based line). Savepoints are
+/// fine inside a migration's transaction. `None` also when the grammar cannot
+/// read the script: the server then reports the syntax error itself.
+pub fn transaction_control(sql: &str) -> Option<(&'static str, usize)> {
+    let parsed = pg_query::parse(sql, 0).ok()?;
+    for raw in &parsed.protobuf.stmts {
+        let Some(NodeEnum::TransactionStmt(stmt)) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+            continue;
+        };
+        let keyword = match TransactionStmtKind::try_from(stmt.kind) {
+            Ok(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart) => "BEGIN",
+            Ok(TransactionStmtKind::TransStmtCommit) => "COMMIT",
+            Ok(TransactionStmtKind::TransStmtRollback) => "ROLLBACK",
+            Ok(TransactionStmtKind::TransStmtPrepare) => "PREPARE TRANSACTION",
+            Ok(TransactionStmtKind::TransStmtCommitPrepared) => "COMMIT PREPARED",
+            Ok(TransactionStmtKind::TransStmtRollbackPrepared) => "ROLLBACK PREPARED",
+            _ => continue,
+        };
+        let offset = usize::try_from(raw.stmt_location).unwrap_or(0).min(sql.len());
+        let skipped = sql.get(offset..).map_or(0, |rest| rest.len() - rest.trim_start().len());
+        let line = sql.get(..offset + skipped).map_or(1, |head| head.matches('\n').count() + 1);
+        return Some((keyword, line));
+    }
+    None
+}
+
+/// Replaces every constant in a query with a placeholder (`$1`), so a query
+/// seen in `pg_stat_activity` can be logged without the values it carries
+/// (passwords in `ALTER ROLE`, personal data in `WHERE`).
+pub fn redact_query(query: &str) -> String {
+    match pg_query::normalize(query) {
+        Ok(normalized) => normalized,
+        Err(_) => {
+            // Truncated by track_activity_query_size, or not SQL: keep only the
+            // leading keyword, never the values.
+            let keyword: String = query
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_alphabetic())
+                .collect();
+            format!("{} … (not shown: {} characters)", keyword.to_uppercase(), query.chars().count())
+        }
+    }
+}
+
+fn parse_message(err: &pg_query::Error) -> String {
+    match err {
+        pg_query::Error::Parse(message) | pg_query::Error::Split(message) => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn splits_around_dollar_quotes_comments_and_e_strings() {
+        let sql = "-- header; not a statement\nCREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql;\n/* a ; comment */ SELECT E'it\\'s; fine';\nCREATE INDEX CONCURRENTLY idx_a ON app.t (a)";
+        let statements = split(sql).unwrap();
+        assert_eq!(statements.len(), 3);
+        assert!(statements[0].text.starts_with("CREATE FUNCTION"));
+        assert!(statements[0].text.contains("SELECT 1; $body$"));
+        assert!(statements[1].text.ends_with("'it\\'s; fine'"));
+        assert_eq!(statements[2].line, 4);
+        assert_eq!(
+            statements[2].concurrent_index,
+            Some(ConcurrentIndex {
+                schema: Some("app".into()),
+                name: Some("idx_a".into())
+            })
+        );
+    }
+
+    #[test]
+    fn reports_the_parser_message() {
+        let err = split("SELECT 1; this is not sql;").unwrap_err();
+        assert!(err.contains("syntax error"), "{err}");
+    }
+
+    #[test]
+    fn finds_transaction_control_but_not_savepoints() {
+        assert_eq!(transaction_control("CREATE TABLE t (a int);\n\nCOMMIT;"), Some(("COMMIT", 3)));
+        assert_eq!(transaction_control("BEGIN; SELECT 1;").map(|t| t.0), Some("BEGIN"));
+        assert_eq!(transaction_control("SAVEPOINT a; RELEASE a; ROLLBACK TO a;"), None);
+        assert_eq!(transaction_control("CREATE FUNCTION f() RETURNS void AS $$ BEGIN END $$ LANGUAGE plpgsql;"), None);
+    }
+
+    #[test]
+    fn redacts_constants() {
+        let redacted = redact_query("ALTER ROLE app PASSWORD 'hunter2'");
+        assert!(!redacted.contains("hunter2"), "{redacted}");
+        let truncated = redact_query("UPDATE users SET email = 'a@b.c' WHERE id = 4");
+        assert!(!truncated.contains("a@b.c"));
+        assert!(!redact_query("SELECT 'secret' FROM (").contains("secret"));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(sql in "\\PC{0,200}") {
+            let _ = split(&sql);
+            let _ = transaction_control(&sql);
+            let _ = redact_query(&sql);
+        }
+
+        #[test]
+        fn splits_generated_scripts(count in 1usize..8, body in "[a-z ;]{0,12}") {
+            let script: String = (0..count)
+                .map(|i| format!("CREATE FUNCTION f{i}() RETURNS text AS $$ SELECT '{body}' $$ LANGUAGE sql;\n"))
+                .collect();
+            let statements = split(&script).unwrap();
+            prop_assert_eq!(statements.len(), count);
+            for (i, statement) in statements.iter().enumerate() {
+                prop_assert_eq!(statement.line, i + 1);
+            }
+        }
+    }
+}
