@@ -3,13 +3,22 @@
 
 mod cli;
 
-use clap::Parser;
+use clap::Parser as _;
 
 use cli::args::{Cli, Format};
 use migsafe::events::Interrupt;
 
 fn main() {
-    let cli = Cli::parse();
+    // Usage errors exit 5 (SPEC 11), not clap's default 2, which means
+    // "migration failed" here.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { 5 } else { 0 };
+            let _ = error.print();
+            std::process::exit(code);
+        }
+    };
     let level = match cli.global.verbose {
         0 | 1 => "warn",
         2 => "info",

@@ -46,6 +46,18 @@ const INSTALL_HINT: &str = "install the PostgreSQL server (Debian: apt-get insta
 /// then `PATH`, then `pg_config --bindir`, then the newest
 /// `/usr/lib/postgresql/*/bin`.
 pub fn find_bin_dir() -> Result<PathBuf> {
+    // Follow symlinks (/usr/local/bin/initdb -> /usr/lib/postgresql/15/bin/initdb)
+    // so psql and pg_dump of the same version are found next to it.
+    find_linked_bin_dir().map(|dir| {
+        std::fs::canonicalize(dir.join("initdb"))
+            .ok()
+            .and_then(|real| real.parent().map(Path::to_path_buf))
+            .filter(|real| real.join("pg_ctl").is_file())
+            .unwrap_or(dir)
+    })
+}
+
+fn find_linked_bin_dir() -> Result<PathBuf> {
     let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
     if let Some(dir) = std::env::var_os("MIGSAFE_PG_BIN") {
         let dir = PathBuf::from(dir);

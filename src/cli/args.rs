@@ -76,7 +76,8 @@ pub enum Command {
     /// Record versions up to VERSION as applied without running them (baseline).
     Stamp {
         /// The newest version to record.
-        version: String,
+        #[arg(value_name = "VERSION")]
+        up_to: String,
     },
     /// Change the history by hand after checking the database; needs --reason.
     Repair(RepairArgs),
@@ -129,15 +130,14 @@ pub struct RollbackArgs {
     pub to: Option<String>,
 }
 
-/// `repair` options: exactly one action.
+/// `repair` options: exactly one action, and a reason.
 #[derive(Debug, Args)]
-#[group(id = "action", required = true, multiple = false, args = ["accept_checksum", "clear_dirty", "forget"])]
 pub struct RepairArgs {
     /// Record the file's current checksum for an applied VERSION (cosmetic edits only).
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", conflicts_with_all = ["clear_dirty", "forget"])]
     pub accept_checksum: Option<String>,
     /// Mark a dirty VERSION as finished (you completed its statements by hand).
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", conflicts_with = "forget")]
     pub clear_dirty: Option<String>,
     /// Delete VERSION's history row (you undid it by hand; it becomes pending).
     #[arg(long, value_name = "VERSION")]
@@ -145,4 +145,14 @@ pub struct RepairArgs {
     /// Why; kept in the audit table and the event log.
     #[arg(long, required = true)]
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

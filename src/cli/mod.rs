@@ -204,8 +204,8 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
             let runs = migrator.rollback(target, &options).await?;
             render_runs("rollback", &runs, json_format, "rolled back", "nothing to roll back");
         }
-        Command::Stamp { version } => {
-            let version = parse_version(version)?;
+        Command::Stamp { up_to } => {
+            let version = parse_version(up_to)?;
             let stamped = migrator.stamp(target, &version).await?;
             if json_format {
                 json("stamp", &serde_json::json!({ "stamped": stamped }));

@@ -85,9 +85,19 @@ enum Failure {
 }
 
 /// Checks, before anything runs, that a script can be run the way it asks:
-/// a transactional script must not carry its own BEGIN/COMMIT, and a
+/// an up script must hold SQL, a transactional script must not carry its own BEGIN/COMMIT, and a
 /// no-transaction script must split into statements.
 pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> Result<()> {
+    if std::ptr::eq(script, &migration.up) && !crate::source::checksum::has_sql(&script.sql) {
+        return Err(Error::Config {
+            reason: ReasonCode::migration(Code::MigrationFileInvalid, namespace, &migration.version),
+            message: format!(
+                "{}: the up script is empty (no SQL besides comments)",
+                script.path.display()
+            ),
+            hint: Some("write the migration or delete the file".into()),
+        });
+    }
     if script.no_transaction() {
         statements::split(&script.sql).map_err(|message| Error::Config {
             reason: ReasonCode::migration(Code::MigrationFileInvalid, namespace, &migration.version),

@@ -21,7 +21,7 @@ pub fn render(history: &History, defaults: &Defaults, namespace: &str, migration
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "-- migsafe {} apply script for namespace {}\n-- Run it with: psql -X -v ON_ERROR_STOP=1 -f <this file>\n\\set ON_ERROR_STOP on\nSET standard_conforming_strings = on;\nSELECT pg_advisory_lock({key});\n{}\n",
+        "-- migsafe {} apply script for namespace {}\n-- Run it with: psql -X -v ON_ERROR_STOP=1 -f <this file>\n\\set ON_ERROR_STOP on\nSET standard_conforming_strings = on;\nDO $$ BEGIN PERFORM pg_advisory_lock({key}); END $$;\n{}\n",
         env!("CARGO_PKG_VERSION"),
         quote_ident(namespace),
         history.create_sql()
@@ -70,6 +70,6 @@ pub fn render(history: &History, defaults: &Defaults, namespace: &str, migration
             );
         }
     }
-    let _ = writeln!(out, "SELECT pg_advisory_unlock({key});");
+    let _ = writeln!(out, "DO $$ BEGIN PERFORM pg_advisory_unlock({key}); END $$;");
     out
 }

@@ -233,13 +233,6 @@ fn assemble(namespace: &str, version: &Version, mut slot: Slot) -> Result<Migrat
         };
         (up, down)
     };
-    if !checksum::has_sql(&up.sql) {
-        return Err(vec![problem(
-            namespace,
-            &up.path,
-            "the up script is empty (no SQL besides comments); write the migration or delete the file",
-        )]);
-    }
     Ok(Migration {
         version: version.clone(),
         name: up_part.name,

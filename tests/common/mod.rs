@@ -1,0 +1,196 @@
+//! Test support: one real PostgreSQL sandbox per test binary, a fresh
+//! database per test, a project directory per test, and the built binary.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use migsafe::sandbox::Sandbox;
+
+static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The sandbox of this test binary (started on first use; the watchdog
+/// removes it when the binary exits).
+pub fn sandbox() -> &'static Sandbox {
+    SANDBOX.get_or_init(|| Sandbox::start().expect("the test sandbox must start"))
+}
+
+/// A fresh database on the sandbox.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// Creates `t_<pid>_<n>` from template0.
+    pub fn new() -> TestDb {
+        let sandbox = sandbox();
+        let name = format!("t_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        query(&sandbox.url("postgres"), &format!("CREATE DATABASE {name} TEMPLATE template0"));
+        TestDb {
+            url: sandbox.url(&name),
+            name,
+        }
+    }
+
+    /// Runs SQL, returns the rows as text.
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        query(&self.url, sql)
+    }
+
+    /// The first column of the first row.
+    pub fn scalar(&self, sql: &str) -> Option<String> {
+        self.query(sql).into_iter().next().and_then(|row| row.into_iter().next().flatten())
+    }
+
+    /// Whether a relation exists.
+    pub fn exists(&self, relation: &str) -> bool {
+        self.scalar(&format!("SELECT to_regclass('{relation}') IS NOT NULL")).as_deref() == Some("t")
+    }
+
+    /// History rows as (version, dirty).
+    pub fn history(&self, namespace: &str) -> Vec<(String, bool)> {
+        self.query(&format!(
+            "SELECT version, dirty::text FROM migsafe.schema_migrations WHERE namespace = '{namespace}' ORDER BY applied_at, version"
+        ))
+        .into_iter()
+        .map(|row| (row[0].clone().unwrap(), row[1].as_deref() == Some("true")))
+        .collect()
+    }
+}
+
+/// Runs SQL with the simple query protocol on a throwaway runtime.
+pub fn query(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        messages
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    Some((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// A project directory with the given files.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new(files: &[(&str, &str)]) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project { dir };
+        for (path, text) in files {
+            project.write(path, text.as_bytes());
+        }
+        project
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, path: &str, bytes: &[u8]) {
+        let target = self.dir.path().join(path);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, bytes).unwrap();
+    }
+
+    pub fn remove(&self, path: &str) {
+        std::fs::remove_file(self.dir.path().join(path)).unwrap();
+    }
+
+    /// `migsafe` in this project against `db`.
+    pub fn migsafe(&self, db: &TestDb) -> assert_cmd::Command {
+        let mut command = migsafe_command();
+        command.current_dir(self.path()).env("DATABASE_URL", &db.url);
+        command
+    }
+
+    /// The event log text.
+    pub fn event_log(&self) -> String {
+        std::fs::read_to_string(self.path().join("logs/migrations.jsonl")).unwrap_or_default()
+    }
+}
+
+/// The built binary with a clean environment.
+pub fn migsafe_command() -> assert_cmd::Command {
+    let mut command = assert_cmd::Command::cargo_bin("migsafe").unwrap();
+    command
+        .env_remove("DATABASE_URL")
+        .env_remove("MIGSAFE_CONFIG")
+        .env_remove("PGPASSWORD")
+        .env("NO_COLOR", "1")
+        .timeout(std::time::Duration::from_secs(120));
+    command
+}
+
+/// The path of the built binary (for spawning many at once).
+pub fn migsafe_bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("migsafe")
+}
+
+/// Stdout and stderr as one string.
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Asserts the exit code and returns everything printed.
+pub fn expect_exit(output: &Output, code: i32) -> String {
+    let all = text(output);
+    assert_eq!(output.status.code(), Some(code), "unexpected exit code; output:\n{all}");
+    all
+}
+
+/// Asserts that no byte printed, logged or reported holds `secret`.
+pub fn assert_no_secret(project: &Project, output: &Output, secret: &str) {
+    assert!(!text(output).contains(secret), "the password leaked into the output:\n{}", text(output));
+    for entry in walk(project.path()) {
+        if let Ok(content) = std::fs::read(&entry) {
+            assert!(
+                !String::from_utf8_lossy(&content).contains(secret),
+                "the password leaked into {}",
+                entry.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// A simple reversible two-migration project in the default namespace.
+pub fn two_tables() -> Project {
+    Project::new(&[
+        ("migrations/0001_create_users.up.sql", "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL);\n"),
+        ("migrations/0001_create_users.down.sql", "DROP TABLE users;\n"),
+        ("migrations/0002_create_orders.up.sql", "CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint REFERENCES users (id));\n"),
+        ("migrations/0002_create_orders.down.sql", "DROP TABLE orders;\n"),
+    ])
+}
