@@ -58,6 +58,9 @@ impl Target<'_> {
     }
 }
 
+const CHECK_CLIENT: &str = "DO $$ BEGIN IF current_setting('server_version_num')::int >= 140000 THEN \
+     PERFORM set_config('client_connection_check_interval', '1000', false); END IF; END $$";
+
 /// Runs `work` holding the namespace lock; the lock is released whatever
 /// `work` returns. The history tables are created (if needed) inside it.
 pub async fn with_namespace_lock<T, F, Fut>(env: &Env<'_>, target: &Target<'_>, db: &Db, history: &History, work: F) -> Result<T>
@@ -66,6 +69,13 @@ where
     Fut: std::future::Future<Output = Result<T>>,
 {
     let namespace = target.name();
+    // If this process dies (SIGKILL, lost network), the server notices within a
+    // second even in the middle of a long statement, rolls the migration back
+    // and frees the namespace lock for the next runner (PostgreSQL 14+).
+    db.client
+        .batch_execute(CHECK_CLIENT)
+        .await
+        .map_err(|e| database_error(db, "prepare the session", &e))?;
     let key = crate::db::lock::key(history.schema(), namespace);
     let waited = crate::db::lock::acquire(db, key, namespace, env.config.defaults.lock_wait, |holder| {
         env.events.emit(&Event::LockWaiting {
