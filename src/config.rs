@@ -183,7 +183,13 @@ impl Config {
         let base = match &path {
             Some(p) => p
                 .parent()
-                .map(|d| if d.as_os_str().is_empty() { cwd.to_path_buf() } else { cwd.join(d) })
+                .map(|d| {
+                    if d.as_os_str().is_empty() {
+                        cwd.to_path_buf()
+                    } else {
+                        cwd.join(d)
+                    }
+                })
                 .unwrap_or_else(|| cwd.to_path_buf()),
             None => cwd.to_path_buf(),
         };
@@ -202,23 +208,32 @@ impl Config {
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(toml_message(&e, text)))?;
         let duration = |key: &str, value: Option<String>, default: &str| -> Result<Duration> {
-            parse_duration(value.as_deref().unwrap_or(default)).map_err(|e| invalid(format!("defaults.{key}: {e}")))
+            parse_duration(value.as_deref().unwrap_or(default))
+                .map_err(|e| invalid(format!("defaults.{key}: {e}")))
         };
         let d = raw.defaults;
         let not_valid = d.not_valid.unwrap_or_else(|| "fail".into());
         if not_valid != "fail" && not_valid != "warn" {
-            return Err(invalid(format!("defaults.not_valid must be \"fail\" or \"warn\", not {not_valid:?}")));
+            return Err(invalid(format!(
+                "defaults.not_valid must be \"fail\" or \"warn\", not {not_valid:?}"
+            )));
         }
         let recovery = d.recovery.unwrap_or_else(|| "auto".into());
         if recovery != "auto" && recovery != "manual" {
-            return Err(invalid(format!("defaults.recovery must be \"auto\" or \"manual\", not {recovery:?}")));
+            return Err(invalid(format!(
+                "defaults.recovery must be \"auto\" or \"manual\", not {recovery:?}"
+            )));
         }
         let defaults = Defaults {
             lock_timeout: duration("lock_timeout", d.lock_timeout, "1s")?,
             lock_retries: d.lock_retries.unwrap_or(10),
             lock_retry_delay: duration("lock_retry_delay", d.lock_retry_delay, "1s")?,
             statement_timeout: duration("statement_timeout", d.statement_timeout, "0")?,
-            migration_time_budget: duration("migration_time_budget", d.migration_time_budget, "30s")?,
+            migration_time_budget: duration(
+                "migration_time_budget",
+                d.migration_time_budget,
+                "30s",
+            )?,
             long_transaction: duration("long_transaction", d.long_transaction, "30s")?,
             lock_wait: duration("lock_wait", d.lock_wait, "5m")?,
             not_valid,
@@ -229,7 +244,11 @@ impl Config {
             return Err(invalid("history_schema must not be empty".into()));
         }
         let backup = BackupConfig {
-            dir: base.join(raw.backup.dir.unwrap_or_else(|| "backups/migrations".into())),
+            dir: base.join(
+                raw.backup
+                    .dir
+                    .unwrap_or_else(|| "backups/migrations".into()),
+            ),
             keep: raw.backup.keep.unwrap_or(10),
         };
         let mut namespaces = Vec::new();
@@ -239,9 +258,9 @@ impl Config {
                     "namespace name {name:?} must be non-empty, without spaces or `:`"
                 )));
             }
-            let ns: RawNamespace = value
-                .try_into()
-                .map_err(|e: toml::de::Error| invalid(format!("namespaces.{name}: {}", e.message())))?;
+            let ns: RawNamespace = value.try_into().map_err(|e: toml::de::Error| {
+                invalid(format!("namespaces.{name}: {}", e.message()))
+            })?;
             namespaces.push(Namespace {
                 dir: base.join(ns.dir.unwrap_or_else(|| format!("migrations/{name}"))),
                 name,
@@ -282,7 +301,11 @@ impl Config {
                     message: format!("there is no namespace `{name}` in the configuration"),
                     hint: Some(format!(
                         "configured namespaces: {}",
-                        self.namespaces.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                        self.namespaces
+                            .iter()
+                            .map(|n| n.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )),
                 }),
         }
@@ -304,7 +327,9 @@ impl Config {
                             "no database URL for namespace `{}`: --database-url and DATABASE_URL are not set, and neither is {var}",
                             namespace.name
                         ),
-                        hint: Some(format!("export {var}=postgres://user@host:5432/db (or DATABASE_URL)")),
+                        hint: Some(format!(
+                            "export {var}=postgres://user@host:5432/db (or DATABASE_URL)"
+                        )),
                     });
                 }
             }
@@ -361,7 +386,10 @@ mod tests {
         let names: Vec<_> = config.namespaces.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["zeta", "alpha"]);
         assert_eq!(config.namespaces[0].dir, Path::new("/project/db/z"));
-        assert_eq!(config.namespaces[1].dir, Path::new("/project/migrations/alpha"));
+        assert_eq!(
+            config.namespaces[1].dir,
+            Path::new("/project/migrations/alpha")
+        );
         assert!(config.namespaces[1].forward_only);
         assert!(config.select(Some("nope")).is_err());
         assert_eq!(config.select(Some("alpha")).unwrap().len(), 1);

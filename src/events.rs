@@ -4,8 +4,8 @@
 //! `report::EventLog` appends them to `logs/migrations.jsonl`. An embedding
 //! application can pass its own sink (or [`NoEvents`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use tokio::sync::Notify;

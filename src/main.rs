@@ -31,8 +31,9 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the connection task and the migration run side by side
+    // without cross-thread wake-ups, which matter at one round trip each.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -63,7 +64,10 @@ fn main() {
 /// stop after it (the history stays true). Second one: leave now.
 async fn watch_signals(interrupt: Interrupt) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     let mut received = 0;
@@ -74,7 +78,9 @@ async fn watch_signals(interrupt: Interrupt) {
         }
         received += 1;
         if received == 1 {
-            cli::output::err("interrupted: cancelling the running statement on the server; press Ctrl-C again to leave at once");
+            cli::output::err(
+                "interrupted: cancelling the running statement on the server; press Ctrl-C again to leave at once",
+            );
             interrupt.trigger();
         } else {
             std::process::exit(130);

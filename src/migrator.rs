@@ -154,7 +154,9 @@ impl Migrator {
     pub fn load(&self, target: Option<&str>) -> Result<Vec<Loaded>> {
         let mut loaded = Vec::new();
         for (namespace, sources) in self.sources(target)? {
-            let url = self.config.database_url(&namespace, self.database_url.as_deref())?;
+            let url = self
+                .config
+                .database_url(&namespace, self.database_url.as_deref())?;
             let settings = ConnectionSettings::parse(&url)?;
             loaded.push(Loaded {
                 namespace,
@@ -172,19 +174,30 @@ impl Migrator {
                 reason: ReasonCode::new(Code::Usage),
                 message: format!(
                     "`{command}` changes one namespace at a time; name it with --target (configured: {})",
-                    self.config.namespaces.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                    self.config
+                        .namespaces
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 hint: None,
             });
         }
         if target == Some("all") {
-            return Err(Error::config(Code::Usage, format!("`{command}` needs one namespace, not --target all")));
+            return Err(Error::config(
+                Code::Usage,
+                format!("`{command}` needs one namespace, not --target all"),
+            ));
         }
         self.load(target)
     }
 
     /// The state of every selected namespace (read-only: creates nothing).
-    pub async fn status(&self, target: Option<&str>) -> Result<Vec<(NamespaceState, Vec<std::path::PathBuf>)>> {
+    pub async fn status(
+        &self,
+        target: Option<&str>,
+    ) -> Result<Vec<(NamespaceState, Vec<std::path::PathBuf>)>> {
         let history = History::new(&self.config.history_schema);
         let mut out = Vec::new();
         for loaded in self.load(target)? {
@@ -200,15 +213,24 @@ impl Migrator {
         let history = History::new(&self.config.history_schema);
         let mut out = Vec::new();
         for namespace in self.config.select(target)? {
-            let url = self.config.database_url(namespace, self.database_url.as_deref())?;
+            let url = self
+                .config
+                .database_url(namespace, self.database_url.as_deref())?;
             let db = ConnectionSettings::parse(&url)?.connect().await?;
-            out.push((namespace.name.clone(), history.read(&db, &namespace.name).await?));
+            out.push((
+                namespace.name.clone(),
+                history.read(&db, &namespace.name).await?,
+            ));
         }
         Ok(out)
     }
 
     /// What `apply` would do, and whether it would refuse (no lock, no writes).
-    pub async fn plan(&self, target: Option<&str>, options: &ApplyOptions) -> Result<Vec<NamespacePlan>> {
+    pub async fn plan(
+        &self,
+        target: Option<&str>,
+        options: &ApplyOptions,
+    ) -> Result<Vec<NamespacePlan>> {
         let history = History::new(&self.config.history_schema);
         let defaults = &self.config.defaults;
         let mut out = Vec::new();
@@ -233,9 +255,21 @@ impl Migrator {
                     version: m.version.to_string(),
                     name: m.name.clone(),
                     path: m.up.path.display().to_string(),
-                    mode: if m.up.no_transaction() { "no-transaction" } else { "transaction" },
-                    lock_timeout_ms: ms(m.up.directives.lock_timeout.unwrap_or(defaults.lock_timeout)),
-                    statement_timeout_ms: ms(m.up.directives.statement_timeout.unwrap_or(defaults.statement_timeout)),
+                    mode: if m.up.no_transaction() {
+                        "no-transaction"
+                    } else {
+                        "transaction"
+                    },
+                    lock_timeout_ms: ms(m
+                        .up
+                        .directives
+                        .lock_timeout
+                        .unwrap_or(defaults.lock_timeout)),
+                    statement_timeout_ms: ms(m
+                        .up
+                        .directives
+                        .statement_timeout
+                        .unwrap_or(defaults.statement_timeout)),
                     reversible: m.down.is_some(),
                 })
                 .collect();
@@ -249,12 +283,58 @@ impl Migrator {
     }
 
     /// Applies pending migrations, namespace by namespace in config order.
-    pub async fn apply(&self, target: Option<&str>, options: &ApplyOptions) -> Result<Vec<NamespaceRun>> {
-        let loaded = self.load(target)?;
+    ///
+    /// The first connection is opened while the files are read (on another
+    /// thread): on the common "nothing pending" deploy, the two take about
+    /// as long as each other. Every file of every selected namespace is still
+    /// checked before anything is written.
+    pub async fn apply(
+        &self,
+        target: Option<&str>,
+        options: &ApplyOptions,
+    ) -> Result<Vec<NamespaceRun>> {
+        let namespaces: Vec<Namespace> = self.config.select(target)?.into_iter().cloned().collect();
+        let mut settings = Vec::with_capacity(namespaces.len());
+        for namespace in &namespaces {
+            let url = self
+                .config
+                .database_url(namespace, self.database_url.as_deref())?;
+            settings.push(ConnectionSettings::parse(&url)?);
+        }
+        let to_read: Vec<(String, std::path::PathBuf)> = namespaces
+            .iter()
+            .map(|n| (n.name.clone(), n.dir.clone()))
+            .collect();
+        let reading = tokio::task::spawn_blocking(move || {
+            to_read
+                .iter()
+                .map(|(name, dir)| source::load(name, dir))
+                .collect::<Result<Vec<MigrationSet>>>()
+        });
+        let first = async {
+            match settings.first() {
+                Some(first) => Some(first.connect().await),
+                None => None,
+            }
+        };
+        let (sources, first_db) = tokio::join!(reading, first);
+        let sources = sources.map_err(|e| {
+            Error::config(Code::Io, format!("reading the migration files failed: {e}"))
+        })??;
+        let mut first_db = first_db.transpose()?;
         let env = self.env();
         let mut runs = Vec::new();
-        for item in &loaded {
-            runs.push(crate::pipeline::apply::apply(&env, &item.target(), options).await?);
+        for ((namespace, sources), settings) in namespaces.iter().zip(&sources).zip(&settings) {
+            let db = match first_db.take() {
+                Some(db) => db,
+                None => settings.connect().await?,
+            };
+            let target = Target {
+                namespace,
+                sources,
+                settings,
+            };
+            runs.push(crate::pipeline::apply::apply(&env, &target, db, options).await?);
         }
         Ok(runs)
     }
@@ -283,7 +363,11 @@ impl Migrator {
     }
 
     /// Rolls back one namespace.
-    pub async fn rollback(&self, target: Option<&str>, options: &RollbackOptions) -> Result<Vec<NamespaceRun>> {
+    pub async fn rollback(
+        &self,
+        target: Option<&str>,
+        options: &RollbackOptions,
+    ) -> Result<Vec<NamespaceRun>> {
         let loaded = self.single(target, "rollback")?;
         let env = self.env();
         let mut runs = Vec::new();
@@ -305,12 +389,18 @@ impl Migrator {
     }
 
     /// Repairs one history row of one namespace.
-    pub async fn repair(&self, target: Option<&str>, action: &RepairAction, reason: &str) -> Result<Vec<Repaired>> {
+    pub async fn repair(
+        &self,
+        target: Option<&str>,
+        action: &RepairAction,
+        reason: &str,
+    ) -> Result<Vec<Repaired>> {
         let loaded = self.single(target, "repair")?;
         let env = self.env();
         let mut repaired = Vec::new();
         for item in &loaded {
-            repaired.push(crate::pipeline::repair::repair(&env, &item.target(), action, reason).await?);
+            repaired
+                .push(crate::pipeline::repair::repair(&env, &item.target(), action, reason).await?);
         }
         Ok(repaired)
     }

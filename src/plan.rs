@@ -76,7 +76,12 @@ pub struct NamespaceState {
 
 impl NamespaceState {
     /// Joins files and history.
-    pub fn build(namespace: &str, forward_only: bool, set: &MigrationSet, history: Vec<HistoryRow>) -> Self {
+    pub fn build(
+        namespace: &str,
+        forward_only: bool,
+        set: &MigrationSet,
+        history: Vec<HistoryRow>,
+    ) -> Self {
         let newest_applied = history.iter().map(|r| r.version.clone()).max();
         let mut entries: Vec<Entry> = Vec::with_capacity(set.migrations.len().max(history.len()));
         let mut rows = history.into_iter().peekable();
@@ -167,8 +172,16 @@ impl NamespaceState {
         }
         if let Some(entry) = self.in_state(State::ChecksumMismatch).next() {
             let (recorded, current) = (
-                entry.applied.as_ref().map(|r| short(&r.checksum)).unwrap_or_default(),
-                entry.migration.as_ref().map(|m| short(&m.up.checksum)).unwrap_or_default(),
+                entry
+                    .applied
+                    .as_ref()
+                    .map(|r| short(&r.checksum))
+                    .unwrap_or_default(),
+                entry
+                    .migration
+                    .as_ref()
+                    .map(|m| short(&m.up.checksum))
+                    .unwrap_or_default(),
             );
             let path = entry
                 .migration
@@ -176,7 +189,11 @@ impl NamespaceState {
                 .map(|m| m.up.path.display().to_string())
                 .unwrap_or_default();
             return Err(Error::Refused {
-                reason: ReasonCode::migration(Code::PostgresMigrationChecksumMismatch, ns, &entry.version),
+                reason: ReasonCode::migration(
+                    Code::PostgresMigrationChecksumMismatch,
+                    ns,
+                    &entry.version,
+                ),
                 message: format!(
                     "{path} was edited after it was applied to namespace `{ns}` (checksum {recorded}… when applied, {current}… now); the database does not have what the file says"
                 ),
@@ -235,7 +252,11 @@ impl NamespaceState {
     /// migrations, or every applied one newer than `to`. Refused as a whole
     /// when any of them has no down script, so a rollback never stops half way
     /// for want of a file.
-    pub fn select_down(&self, steps: Option<usize>, to: Option<&Version>) -> Result<Vec<(&Entry, &Migration)>> {
+    pub fn select_down(
+        &self,
+        steps: Option<usize>,
+        to: Option<&Version>,
+    ) -> Result<Vec<(&Entry, &Migration)>> {
         let ns = &self.namespace;
         let applied = self.entries.iter().rev().filter(|e| e.applied.is_some());
         let chosen: Vec<&Entry> = match to {
@@ -248,13 +269,19 @@ impl NamespaceState {
                 return Err(Error::Refused {
                     reason: ReasonCode::migration(Code::DownScriptMissing, ns, &entry.version),
                     message: format!("namespace `{ns}` is forward-only: rollback is refused"),
-                    hint: Some("write a new migration that undoes the change, or restore from a backup".into()),
+                    hint: Some(
+                        "write a new migration that undoes the change, or restore from a backup"
+                            .into(),
+                    ),
                 });
             }
             let Some(migration) = entry.migration.as_ref() else {
                 return Err(Error::Refused {
                     reason: ReasonCode::migration(Code::MigrationFileMissing, ns, &entry.version),
-                    message: format!("{} {} has no file any more, so it cannot be rolled back", entry.version, entry.name),
+                    message: format!(
+                        "{} {} has no file any more, so it cannot be rolled back",
+                        entry.version, entry.name
+                    ),
                     hint: Some("restore the file first".into()),
                 });
             };
@@ -293,9 +320,9 @@ pub fn unknown_version(namespace: &str, version: &Version) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::Script;
     use crate::source::directives::Directives;
     use crate::source::layout::Layout;
-    use crate::source::Script;
     use chrono::Utc;
 
     fn migration(version: &str, sql: &str, down: bool) -> Migration {
@@ -346,9 +373,17 @@ mod tests {
             migration("3", "c", true),
             migration("5", "e", true),
         ]);
-        let history = vec![row("1", "a", false), row("2", "b", false), row("4", "d", false)];
+        let history = vec![
+            row("1", "a", false),
+            row("2", "b", false),
+            row("4", "d", false),
+        ];
         let state = NamespaceState::build("app", false, &files, history);
-        let states: Vec<_> = state.entries.iter().map(|e| (e.version.as_str().to_string(), e.state)).collect();
+        let states: Vec<_> = state
+            .entries
+            .iter()
+            .map(|e| (e.version.as_str().to_string(), e.state))
+            .collect();
         assert_eq!(
             states,
             vec![
@@ -360,7 +395,10 @@ mod tests {
             ]
         );
         let err = state.check_can_move(&Tolerance::default()).unwrap_err();
-        assert_eq!(err.reason().to_string(), "POSTGRES_MIGRATION_CHECKSUM_MISMATCH:app:2");
+        assert_eq!(
+            err.reason().to_string(),
+            "POSTGRES_MIGRATION_CHECKSUM_MISMATCH:app:2"
+        );
         assert_eq!(err.exit_code(), 1);
     }
 
@@ -374,19 +412,51 @@ mod tests {
 
     #[test]
     fn selects_steps_and_targets() {
-        let files = set(vec![migration("1", "a", true), migration("2", "b", true), migration("3", "c", false)]);
+        let files = set(vec![
+            migration("1", "a", true),
+            migration("2", "b", true),
+            migration("3", "c", false),
+        ]);
         let state = NamespaceState::build("app", false, &files, vec![]);
         assert_eq!(state.select_up(Some(2), None).unwrap().len(), 2);
-        assert_eq!(state.select_up(None, Some(&Version::parse("2").unwrap())).unwrap().len(), 2);
-        assert!(state.select_up(None, Some(&Version::parse("9").unwrap())).is_err());
+        assert_eq!(
+            state
+                .select_up(None, Some(&Version::parse("2").unwrap()))
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(
+            state
+                .select_up(None, Some(&Version::parse("9").unwrap()))
+                .is_err()
+        );
 
-        let applied = NamespaceState::build("app", false, &files, vec![row("1", "a", false), row("2", "b", false), row("3", "c", false)]);
+        let applied = NamespaceState::build(
+            "app",
+            false,
+            &files,
+            vec![
+                row("1", "a", false),
+                row("2", "b", false),
+                row("3", "c", false),
+            ],
+        );
         let err = applied.select_down(Some(1), None).unwrap_err();
         assert_eq!(err.reason().to_string(), "DOWN_SCRIPT_MISSING:app:3");
         assert_eq!(err.exit_code(), 4);
-        let down = applied.select_down(None, Some(&Version::parse("3").unwrap())).unwrap();
+        let down = applied
+            .select_down(None, Some(&Version::parse("3").unwrap()))
+            .unwrap();
         assert!(down.is_empty());
         let forward_only = NamespaceState::build("app", true, &files, vec![row("1", "a", false)]);
-        assert_eq!(forward_only.select_down(None, None).unwrap_err().reason().to_string(), "DOWN_SCRIPT_MISSING:app:1");
+        assert_eq!(
+            forward_only
+                .select_down(None, None)
+                .unwrap_err()
+                .reason()
+                .to_string(),
+            "DOWN_SCRIPT_MISSING:app:1"
+        );
     }
 }

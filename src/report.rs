@@ -61,10 +61,15 @@ impl EventSink for EventLog {
             tool_version: env!("CARGO_PKG_VERSION"),
             event,
         };
-        let Ok(mut text) = serde_json::to_string(&line) else { return };
+        let Ok(mut text) = serde_json::to_string(&line) else {
+            return;
+        };
         text = scrub(&text);
         text.push('\n');
-        let mut file = self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // One write per line with O_APPEND: concurrent runners never interleave lines.
         if let Err(err) = file.write_all(text.as_bytes()) {
             tracing::warn!("cannot write the event log {}: {err}", self.path.display());

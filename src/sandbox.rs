@@ -97,10 +97,11 @@ fn find_linked_bin_dir() -> Result<PathBuf> {
         })
         .unwrap_or_default();
     candidates.sort();
-    candidates
-        .pop()
-        .map(|(_, dir)| dir)
-        .ok_or_else(|| failed(format!("no PostgreSQL server binaries (initdb, pg_ctl) found; {INSTALL_HINT}")))
+    candidates.pop().map(|(_, dir)| dir).ok_or_else(|| {
+        failed(format!(
+            "no PostgreSQL server binaries (initdb, pg_ctl) found; {INSTALL_HINT}"
+        ))
+    })
 }
 
 impl Sandbox {
@@ -116,20 +117,34 @@ impl Sandbox {
         } else {
             None
         };
+        // MIGSAFE_SANDBOX_DIR puts the server elsewhere (tmpfs for benchmarks
+        // and tests: no disk noise, nothing left on disk).
+        let base = std::env::var_os("MIGSAFE_SANDBOX_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
         let root = tempfile::Builder::new()
             .prefix("migsafe-sandbox-")
-            .tempdir()
+            .tempdir_in(&base)
             .map_err(|e| failed(format!("cannot create a temporary directory: {e}")))?;
         let data_dir = root.path().join("data");
         let socket_dir = root.path().join("socket");
-        std::fs::create_dir(&socket_dir).map_err(|e| failed(format!("cannot create the socket directory: {e}")))?;
-        let password: String = std::iter::repeat_with(fastrand::alphanumeric).take(24).collect();
+        std::fs::create_dir(&socket_dir)
+            .map_err(|e| failed(format!("cannot create the socket directory: {e}")))?;
+        let password: String = std::iter::repeat_with(fastrand::alphanumeric)
+            .take(24)
+            .collect();
         let pwfile = root.path().join("pwfile");
         write_private(&pwfile, password.as_bytes())?;
         if let Some((uid, gid)) = run_as {
             for path in [root.path(), socket_dir.as_path(), pwfile.as_path()] {
-                std::os::unix::fs::chown(path, Some(uid.as_raw()), Some(gid.as_raw()))
-                    .map_err(|e| failed(format!("cannot hand {} to the postgres user: {e}", path.display())))?;
+                std::os::unix::fs::chown(path, Some(uid.as_raw()), Some(gid.as_raw())).map_err(
+                    |e| {
+                        failed(format!(
+                            "cannot hand {} to the postgres user: {e}",
+                            path.display()
+                        ))
+                    },
+                )?;
             }
         }
         let mut sandbox = Sandbox {
@@ -186,9 +201,10 @@ impl Sandbox {
     }
 
     fn server_log(&self) -> PathBuf {
-        self.root
-            .as_ref()
-            .map_or_else(|| self.data_dir.join("server.log"), |r| r.path().join("server.log"))
+        self.root.as_ref().map_or_else(
+            || self.data_dir.join("server.log"),
+            |r| r.path().join("server.log"),
+        )
     }
 
     fn start_on(&self, port: u16) -> Result<(), String> {
@@ -221,7 +237,9 @@ impl Sandbox {
     }
 
     fn spawn_watchdog(&mut self) -> Result<()> {
-        let Some(root) = &self.root else { return Ok(()) };
+        let Some(root) = &self.root else {
+            return Ok(());
+        };
         // Blocks on stdin until our end of the pipe closes (we exit or stop),
         // then makes sure the server is down and the directory gone.
         let script = r#"while read -r _; do :; done; "$0/pg_ctl" -D "$1" -m immediate -w stop >/dev/null 2>&1; rm -rf "$2""#;

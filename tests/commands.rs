@@ -1,5 +1,7 @@
 //! Every command's happy path and its refusals, against a real PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Project, TestDb, expect_exit, two_tables};
@@ -17,7 +19,10 @@ fn apply_status_history_and_rollback_round_trip() {
     let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
     assert!(out.contains("applied 2 migration(s)"), "{out}");
     assert!(db.exists("users") && db.exists("orders"));
-    assert_eq!(db.history("default"), vec![("0001".into(), false), ("0002".into(), false)]);
+    assert_eq!(
+        db.history("default"),
+        vec![("0001".into(), false), ("0002".into(), false)]
+    );
     let row = db.query("SELECT name, checksum, down_checksum IS NOT NULL, applied_by, tool_version, execution_ms >= 0 FROM migsafe.schema_migrations WHERE version = '0001'");
     assert_eq!(row[0][0].as_deref(), Some("create_users"));
     assert_eq!(row[0][1].as_ref().map(String::len), Some(64));
@@ -29,7 +34,14 @@ fn apply_status_history_and_rollback_round_trip() {
     let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
     assert!(out.contains("up to date"), "{out}");
 
-    let out = expect_exit(&project.migsafe(&db).args(["history", "--format", "json"]).output().unwrap(), 0);
+    let out = expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["history", "--format", "json"])
+            .output()
+            .unwrap(),
+        0,
+    );
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["schema_version"], 1);
     assert_eq!(doc["namespaces"][0]["applied"].as_array().unwrap().len(), 2);
@@ -39,25 +51,51 @@ fn apply_status_history_and_rollback_round_trip() {
     assert!(!db.exists("orders") && db.exists("users"));
     assert_eq!(db.history("default"), vec![("0001".into(), false)]);
 
-    expect_exit(&project.migsafe(&db).args(["rollback", "--to", "0"]).output().unwrap(), 0);
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["rollback", "--to", "0"])
+            .output()
+            .unwrap(),
+        0,
+    );
     assert!(!db.exists("users"));
     assert!(db.history("default").is_empty());
 
     // The event log has one JSON object per line, with the SPEC fields.
     let log = project.event_log();
-    let events: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(events.iter().any(|e| e["event"] == "migration_finished" && e["version"] == "0002" && e["duration_ms"].is_u64()));
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events.iter().any(|e| e["event"] == "migration_finished"
+        && e["version"] == "0002"
+        && e["duration_ms"].is_u64()));
     assert!(events.iter().all(|e| e["ts"].is_string()));
     let mode = std::fs::metadata(project.path().join("logs/migrations.jsonl")).unwrap();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
 }
 
 #[test]
 fn status_json_is_one_document_with_states() {
     let db = TestDb::new();
     let project = two_tables();
-    expect_exit(&project.migsafe(&db).args(["apply", "--steps", "1"]).output().unwrap(), 0);
-    let output = project.migsafe(&db).args(["status", "--format", "json"]).output().unwrap();
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--steps", "1"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    let output = project
+        .migsafe(&db)
+        .args(["status", "--format", "json"])
+        .output()
+        .unwrap();
     expect_exit(&output, 0);
     let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let entries = doc["namespaces"][0]["entries"].as_array().unwrap();
@@ -69,12 +107,36 @@ fn status_json_is_one_document_with_states() {
 fn apply_to_and_steps_select_a_prefix() {
     let db = TestDb::new();
     let project = two_tables();
-    project.write("migrations/0003_more.up.sql", b"CREATE TABLE more (id int);");
-    expect_exit(&project.migsafe(&db).args(["apply", "--to", "2"]).output().unwrap(), 0);
+    project.write(
+        "migrations/0003_more.up.sql",
+        b"CREATE TABLE more (id int);",
+    );
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--to", "2"])
+            .output()
+            .unwrap(),
+        0,
+    );
     assert_eq!(db.history("default").len(), 2);
-    let out = expect_exit(&project.migsafe(&db).args(["apply", "--to", "99"]).output().unwrap(), 5);
+    let out = expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--to", "99"])
+            .output()
+            .unwrap(),
+        5,
+    );
     assert!(out.contains("VERSION_UNKNOWN:default:99"), "{out}");
-    expect_exit(&project.migsafe(&db).args(["apply", "--steps", "1"]).output().unwrap(), 0);
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--steps", "1"])
+            .output()
+            .unwrap(),
+        0,
+    );
     assert_eq!(db.history("default").len(), 3);
 }
 
@@ -99,7 +161,11 @@ fn plan_lists_the_order_and_mode_without_writing() {
 fn apply_sql_prints_a_script_psql_can_run() {
     let db = TestDb::new();
     let project = two_tables();
-    let output = project.migsafe(&db).args(["apply", "--sql"]).output().unwrap();
+    let output = project
+        .migsafe(&db)
+        .args(["apply", "--sql"])
+        .output()
+        .unwrap();
     expect_exit(&output, 0);
     let script = String::from_utf8(output.stdout).unwrap();
     assert!(script.contains("pg_advisory_lock"));
@@ -123,16 +189,39 @@ fn apply_sql_prints_a_script_psql_can_run() {
 fn tampered_applied_file_stops_everything_with_the_checksum_code() {
     let db = TestDb::new();
     let project = two_tables();
-    expect_exit(&project.migsafe(&db).args(["apply", "--steps", "1"]).output().unwrap(), 0);
-    project.write("migrations/0001_create_users.up.sql", b"CREATE TABLE users (id bigint PRIMARY KEY, name text, email text);\n");
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--steps", "1"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    project.write(
+        "migrations/0001_create_users.up.sql",
+        b"CREATE TABLE users (id bigint PRIMARY KEY, name text, email text);\n",
+    );
     let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 1);
-    assert!(out.contains("error[POSTGRES_MIGRATION_CHECKSUM_MISMATCH:default:0001]"), "{out}");
-    assert!(!db.exists("orders"), "nothing may run after a checksum mismatch");
+    assert!(
+        out.contains("error[POSTGRES_MIGRATION_CHECKSUM_MISMATCH:default:0001]"),
+        "{out}"
+    );
+    assert!(
+        !db.exists("orders"),
+        "nothing may run after a checksum mismatch"
+    );
 
     // CRLF and a BOM are not a modification.
     let project2 = two_tables();
     let db2 = TestDb::new();
-    expect_exit(&project2.migsafe(&db2).args(["apply", "--steps", "1"]).output().unwrap(), 0);
+    expect_exit(
+        &project2
+            .migsafe(&db2)
+            .args(["apply", "--steps", "1"])
+            .output()
+            .unwrap(),
+        0,
+    );
     project2.write(
         "migrations/0001_create_users.up.sql",
         b"\xEF\xBB\xBFCREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL);\r\n",
@@ -141,19 +230,33 @@ fn tampered_applied_file_stops_everything_with_the_checksum_code() {
 
     // repair --accept-checksum records the new checksum, with a reason.
     let out = expect_exit(
-        &project.migsafe(&db).args(["repair", "--accept-checksum", "1"]).output().unwrap(),
+        &project
+            .migsafe(&db)
+            .args(["repair", "--accept-checksum", "1"])
+            .output()
+            .unwrap(),
         5,
     );
     assert!(out.contains("reason"), "{out}");
     expect_exit(
         &project
             .migsafe(&db)
-            .args(["repair", "--accept-checksum", "1", "--reason", "added a column before deploy, by hand too"])
+            .args([
+                "repair",
+                "--accept-checksum",
+                "1",
+                "--reason",
+                "added a column before deploy, by hand too",
+            ])
             .output()
             .unwrap(),
         0,
     );
-    assert_eq!(db.scalar("SELECT count(*) FROM migsafe.history_audit WHERE action = 'accept-checksum'").as_deref(), Some("1"));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM migsafe.history_audit WHERE action = 'accept-checksum'")
+            .as_deref(),
+        Some("1")
+    );
     expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
     assert!(db.exists("orders"));
 }
@@ -162,13 +265,26 @@ fn tampered_applied_file_stops_everything_with_the_checksum_code() {
 fn missing_and_out_of_order_files_are_refused_unless_allowed() {
     let db = TestDb::new();
     let project = two_tables();
-    project.write("migrations/0005_later.up.sql", b"CREATE TABLE later (id int);");
+    project.write(
+        "migrations/0005_later.up.sql",
+        b"CREATE TABLE later (id int);",
+    );
     expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
 
-    project.write("migrations/0003_merged_late.up.sql", b"CREATE TABLE late (id int);");
+    project.write(
+        "migrations/0003_merged_late.up.sql",
+        b"CREATE TABLE late (id int);",
+    );
     let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 1);
     assert!(out.contains("MIGRATION_OUT_OF_ORDER:default:0003"), "{out}");
-    expect_exit(&project.migsafe(&db).args(["apply", "--allow-out-of-order"]).output().unwrap(), 0);
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--allow-out-of-order"])
+            .output()
+            .unwrap(),
+        0,
+    );
     assert!(db.exists("late"));
 
     project.remove("migrations/0005_later.up.sql");
@@ -176,7 +292,14 @@ fn missing_and_out_of_order_files_are_refused_unless_allowed() {
     assert!(out.contains("MIGRATION_FILE_MISSING:default:0005"), "{out}");
     let out = expect_exit(&project.migsafe(&db).arg("status").output().unwrap(), 0);
     assert!(out.contains("FILE MISSING"), "{out}");
-    expect_exit(&project.migsafe(&db).args(["apply", "--ignore-missing"]).output().unwrap(), 0);
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--ignore-missing"])
+            .output()
+            .unwrap(),
+        0,
+    );
 }
 
 #[test]
@@ -189,11 +312,24 @@ fn a_failing_migration_is_rolled_back_whole_and_named_with_its_position() {
     );
     let output = project.migsafe(&db).arg("apply").output().unwrap();
     let out = expect_exit(&output, 2);
-    assert!(out.contains("error[MIGRATION_FAILED:default:0003]"), "{out}");
-    assert!(out.contains("0003_broken.up.sql:3:22"), "the position must be file:line:column\n{out}");
+    assert!(
+        out.contains("error[MIGRATION_FAILED:default:0003]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("0003_broken.up.sql:3:22"),
+        "the position must be file:line:column\n{out}"
+    );
     assert!(out.contains("42703"), "{out}");
-    assert!(!db.exists("partial"), "the failed migration must leave nothing behind");
-    assert_eq!(db.history("default").len(), 2, "migrations before it stay applied");
+    assert!(
+        !db.exists("partial"),
+        "the failed migration must leave nothing behind"
+    );
+    assert_eq!(
+        db.history("default").len(),
+        2,
+        "migrations before it stay applied"
+    );
 }
 
 #[test]
@@ -208,7 +344,14 @@ fn rollback_refusals_use_exit_4() {
     let out = expect_exit(&project.migsafe(&db).arg("rollback").output().unwrap(), 4);
     assert!(out.contains("DOWN_SCRIPT_MISSING:default:0002"), "{out}");
     // Refused as a whole: even --steps 2 undoes nothing.
-    expect_exit(&project.migsafe(&db).args(["rollback", "--steps", "2"]).output().unwrap(), 4);
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["rollback", "--steps", "2"])
+            .output()
+            .unwrap(),
+        4,
+    );
     assert!(db.exists("a") && db.exists("b"));
 }
 
@@ -219,26 +362,60 @@ fn stamp_records_without_running_and_init_new_scaffold() {
     let out = expect_exit(&project.migsafe(&db).arg("init").output().unwrap(), 0);
     assert!(out.contains("migsafe.toml"), "{out}");
     expect_exit(&project.migsafe(&db).arg("init").output().unwrap(), 5);
-    expect_exit(&project.migsafe(&db).args(["new", "Create users"]).output().unwrap(), 0);
-    expect_exit(&project.migsafe(&db).args(["new", "add email"]).output().unwrap(), 0);
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["new", "Create users"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["new", "add email"])
+            .output()
+            .unwrap(),
+        0,
+    );
     let mut names: Vec<String> = std::fs::read_dir(project.path().join("migrations"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
     assert_eq!(names.len(), 4, "{names:?}");
-    assert!(names[0].ends_with("_add_email.down.sql") || names[0].ends_with("_create_users.down.sql"));
+    assert!(
+        names[0].ends_with("_add_email.down.sql") || names[0].ends_with("_create_users.down.sql")
+    );
     for name in &names {
         let path = project.path().join("migrations").join(name);
-        let body = if name.ends_with(".up.sql") { "CREATE TABLE t_x (id int);" } else { "DROP TABLE t_x;" };
+        let body = if name.ends_with(".up.sql") {
+            "CREATE TABLE t_x (id int);"
+        } else {
+            "DROP TABLE t_x;"
+        };
         let unique = body.replace("t_x", &format!("t_{}", &name[..14]));
         std::fs::write(path, unique).unwrap();
     }
     let first_version = names[0][..14].to_string();
-    let out = expect_exit(&project.migsafe(&db).args(["stamp", &first_version]).output().unwrap(), 0);
+    let out = expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["stamp", &first_version])
+            .output()
+            .unwrap(),
+        0,
+    );
     assert!(out.contains(&first_version), "{out}");
-    assert!(!db.exists(&format!("t_{first_version}")), "stamp must not run the script");
-    assert_eq!(db.scalar("SELECT count(*) FROM migsafe.history_audit WHERE action = 'stamp'").as_deref(), Some("1"));
+    assert!(
+        !db.exists(&format!("t_{first_version}")),
+        "stamp must not run the script"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM migsafe.history_audit WHERE action = 'stamp'")
+            .as_deref(),
+        Some("1")
+    );
     expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
     assert_eq!(db.history("app").len(), 2);
 }
@@ -251,19 +428,53 @@ fn namespaces_are_independent_and_targeted() {
             "migsafe.toml",
             "[namespaces.billing]\ndir = \"db/billing\"\n[namespaces.catalog]\ndir = \"db/catalog\"\nforward_only = true\n",
         ),
-        ("db/billing/1_invoices.up.sql", "CREATE TABLE invoices (id int);"),
+        (
+            "db/billing/1_invoices.up.sql",
+            "CREATE TABLE invoices (id int);",
+        ),
         ("db/billing/1_invoices.down.sql", "DROP TABLE invoices;"),
-        ("db/catalog/1_products.sql", "CREATE TABLE products (id int);"),
+        (
+            "db/catalog/1_products.sql",
+            "CREATE TABLE products (id int);",
+        ),
     ]);
-    expect_exit(&project.migsafe(&db).args(["apply", "--target", "catalog"]).output().unwrap(), 0);
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--target", "catalog"])
+            .output()
+            .unwrap(),
+        0,
+    );
     assert!(db.exists("products") && !db.exists("invoices"));
-    expect_exit(&project.migsafe(&db).args(["--target", "all", "apply"]).output().unwrap(), 0);
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["--target", "all", "apply"])
+            .output()
+            .unwrap(),
+        0,
+    );
     assert!(db.exists("invoices"));
     let out = expect_exit(&project.migsafe(&db).arg("rollback").output().unwrap(), 5);
     assert!(out.contains("--target"), "{out}");
-    let out = expect_exit(&project.migsafe(&db).args(["rollback", "--target", "nope"]).output().unwrap(), 5);
+    let out = expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["rollback", "--target", "nope"])
+            .output()
+            .unwrap(),
+        5,
+    );
     assert!(out.contains("NAMESPACE_UNKNOWN:nope"), "{out}");
-    expect_exit(&project.migsafe(&db).args(["rollback", "--target", "billing"]).output().unwrap(), 0);
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["rollback", "--target", "billing"])
+            .output()
+            .unwrap(),
+        0,
+    );
     assert!(!db.exists("invoices") && db.exists("products"));
 }
 
@@ -271,9 +482,15 @@ fn namespaces_are_independent_and_targeted() {
 fn transaction_control_in_a_transactional_script_is_refused_before_anything_runs() {
     let db = TestDb::new();
     let project = two_tables();
-    project.write("migrations/0003_own_tx.up.sql", b"BEGIN;\nCREATE TABLE t3 (id int);\nCOMMIT;\n");
+    project.write(
+        "migrations/0003_own_tx.up.sql",
+        b"BEGIN;\nCREATE TABLE t3 (id int);\nCOMMIT;\n",
+    );
     let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 5);
-    assert!(out.contains("MIGRATION_TRANSACTION_CONTROL:default:0003"), "{out}");
+    assert!(
+        out.contains("MIGRATION_TRANSACTION_CONTROL:default:0003"),
+        "{out}"
+    );
     assert!(out.contains("0003_own_tx.up.sql:1"), "{out}");
     assert!(!db.exists("users"), "nothing of the plan may run");
 }
@@ -282,7 +499,10 @@ fn transaction_control_in_a_transactional_script_is_refused_before_anything_runs
 fn a_concurrent_index_needs_no_transaction_and_says_so() {
     let db = TestDb::new();
     let project = two_tables();
-    project.write("migrations/0003_idx.up.sql", b"CREATE INDEX CONCURRENTLY users_name ON users (name);\n");
+    project.write(
+        "migrations/0003_idx.up.sql",
+        b"CREATE INDEX CONCURRENTLY users_name ON users (name);\n",
+    );
     let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 2);
     assert!(out.contains("25001"), "{out}");
     assert!(out.contains("migsafe:no-transaction"), "{out}");
@@ -292,5 +512,8 @@ fn a_concurrent_index_needs_no_transaction_and_says_so() {
     );
     expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
     assert!(db.exists("users_name") && db.exists("users_id_name"));
-    assert_eq!(db.history("default").last(), Some(&("0003".to_string(), false)));
+    assert_eq!(
+        db.history("default").last(),
+        Some(&("0003".to_string(), false))
+    );
 }

@@ -1,6 +1,8 @@
 //! What migsafe survives: many runners at once, SIGKILL in the middle of a
 //! migration, Ctrl-C, sessions holding conflicting locks.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::{Command, Stdio};
@@ -45,11 +47,19 @@ fn hold_lock(db: &TestDb, lock_sql: &str) -> (mpsc::Sender<()>, std::thread::Joi
     let url = db.url.clone();
     let sql = lock_sql.to_string();
     let handle = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
             tokio::spawn(connection);
-            client.batch_execute(&format!("SET application_name = 'blocker'; BEGIN; {sql}")).await.unwrap();
+            client
+                .batch_execute(&format!("SET application_name = 'blocker'; BEGIN; {sql}"))
+                .await
+                .unwrap();
             locked_tx.send(()).unwrap();
             let _ = tokio::task::spawn_blocking(move || release_rx.recv()).await;
             client.batch_execute("COMMIT").await.unwrap();
@@ -66,7 +76,10 @@ fn many_migrations(count: usize) -> Project {
             &format!("migrations/{i:04}_table_{i}.up.sql"),
             format!("CREATE TABLE t{i} (id bigint PRIMARY KEY, v text);\nCREATE INDEX t{i}_v ON t{i} (v);\n").as_bytes(),
         );
-        project.write(&format!("migrations/{i:04}_table_{i}.down.sql"), format!("DROP TABLE t{i};").as_bytes());
+        project.write(
+            &format!("migrations/{i:04}_table_{i}.down.sql"),
+            format!("DROP TABLE t{i};").as_bytes(),
+        );
     }
     project
 }
@@ -83,7 +96,12 @@ fn sixteen_runners_at_once_apply_everything_exactly_once() {
             failures.push(common::text(&output));
         }
     }
-    assert!(failures.is_empty(), "{} runner(s) failed:\n{}", failures.len(), failures.join("\n---\n"));
+    assert!(
+        failures.is_empty(),
+        "{} runner(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n---\n")
+    );
     let history = db.history("default");
     assert_eq!(history.len(), 25);
     assert!(history.iter().all(|(_, dirty)| !dirty));
@@ -92,7 +110,10 @@ fn sixteen_runners_at_once_apply_everything_exactly_once() {
         .lines()
         .filter(|l| l.contains("\"migration_finished\""))
         .count();
-    assert_eq!(ran, 25, "each migration ran exactly once across all runners");
+    assert_eq!(
+        ran, 25,
+        "each migration ran exactly once across all runners"
+    );
 }
 
 #[test]
@@ -111,16 +132,28 @@ fn sigkill_during_a_transactional_migration_leaves_nothing_and_the_next_apply_su
 
     // The server notices the dead client within a second, rolls back, and
     // frees the namespace lock: a normal apply can proceed.
-    project.write("migrations/0003_slow.up.sql", b"CREATE TABLE half_done (id int);\nINSERT INTO half_done VALUES (1);\n");
+    project.write(
+        "migrations/0003_slow.up.sql",
+        b"CREATE TABLE half_done (id int);\nINSERT INTO half_done VALUES (1);\n",
+    );
     let mut command = project.migsafe(&db);
     command.arg("status");
     let out = expect_exit(&command.output().unwrap(), 0);
-    assert!(out.contains("pending 0003") || out.contains("pending"), "{out}");
+    assert!(
+        out.contains("pending 0003") || out.contains("pending"),
+        "{out}"
+    );
     let started = Instant::now();
     // The edited file is fine: 0003 was never recorded.
     expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
-    assert!(started.elapsed() < Duration::from_secs(20), "waited for the dead runner's lock too long");
-    assert_eq!(db.scalar("SELECT count(*) FROM half_done").as_deref(), Some("1"));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "waited for the dead runner's lock too long"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM half_done").as_deref(),
+        Some("1")
+    );
 }
 
 #[test]
@@ -136,11 +169,17 @@ fn sigkill_during_a_no_transaction_migration_leaves_it_dirty_and_refused() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(db.exists("step_one") && !db.exists("step_three"));
-    assert_eq!(db.history("default").last(), Some(&("0003".to_string(), true)));
+    assert_eq!(
+        db.history("default").last(),
+        Some(&("0003".to_string(), true))
+    );
 
     let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 1);
     assert!(out.contains("error[MIGRATION_DIRTY:default:0003]"), "{out}");
-    assert!(out.contains("repair --target default --clear-dirty 0003"), "{out}");
+    assert!(
+        out.contains("repair --target default --clear-dirty 0003"),
+        "{out}"
+    );
     let out = expect_exit(&project.migsafe(&db).arg("rollback").output().unwrap(), 1);
     assert!(out.contains("MIGRATION_DIRTY:default:0003"), "{out}");
 
@@ -149,12 +188,21 @@ fn sigkill_during_a_no_transaction_migration_leaves_it_dirty_and_refused() {
     expect_exit(
         &project
             .migsafe(&db)
-            .args(["repair", "--clear-dirty", "3", "--reason", "finished step_three by hand"])
+            .args([
+                "repair",
+                "--clear-dirty",
+                "3",
+                "--reason",
+                "finished step_three by hand",
+            ])
             .output()
             .unwrap(),
         0,
     );
-    assert_eq!(db.history("default").last(), Some(&("0003".to_string(), false)));
+    assert_eq!(
+        db.history("default").last(),
+        Some(&("0003".to_string(), false))
+    );
     let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
     assert!(out.contains("up to date"), "{out}");
 }
@@ -163,13 +211,24 @@ fn sigkill_during_a_no_transaction_migration_leaves_it_dirty_and_refused() {
 fn ctrl_c_cancels_the_running_statement_and_keeps_the_history_true() {
     let db = TestDb::new();
     let project = two_tables();
-    project.write("migrations/0003_slow.up.sql", b"CREATE TABLE never (id int);\nSELECT pg_sleep(60);\n");
+    project.write(
+        "migrations/0003_slow.up.sql",
+        b"CREATE TABLE never (id int);\nSELECT pg_sleep(60);\n",
+    );
     let child = spawn_apply(&project, &db, &[]);
     wait_for_query(&db, "pg_sleep(60)");
     let started = Instant::now();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let output = child.wait_with_output().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10), "cancel took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "cancel took {:?}",
+        started.elapsed()
+    );
     let out = expect_exit(&output, 2);
     assert!(out.contains("MIGRATION_CANCELLED:default:0003"), "{out}");
     assert!(!db.exists("never"));
@@ -180,11 +239,20 @@ fn ctrl_c_cancels_the_running_statement_and_keeps_the_history_true() {
 fn a_conflicting_lock_makes_apply_retry_then_succeed_once_released() {
     let db = TestDb::new();
     let project = two_tables();
-    project.write("migsafe.toml", b"[defaults]\nlock_timeout = \"200ms\"\nlock_retry_delay = \"300ms\"\nlock_retries = 20\n");
+    project.write(
+        "migsafe.toml",
+        b"[defaults]\nlock_timeout = \"200ms\"\nlock_retry_delay = \"300ms\"\nlock_retries = 20\n",
+    );
     expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
-    project.write("migrations/0003_add_email.up.sql", b"ALTER TABLE users ADD COLUMN email text;\n");
+    project.write(
+        "migrations/0003_add_email.up.sql",
+        b"ALTER TABLE users ADD COLUMN email text;\n",
+    );
 
-    let (release, handle) = hold_lock(&db, "LOCK TABLE users IN ACCESS SHARE MODE; SELECT 'secret-value' FROM users;");
+    let (release, handle) = hold_lock(
+        &db,
+        "LOCK TABLE users IN ACCESS SHARE MODE; SELECT 'secret-value' FROM users;",
+    );
     let child = spawn_apply(&project, &db, &[]);
     std::thread::sleep(Duration::from_millis(1500));
     release.send(()).unwrap();
@@ -192,10 +260,24 @@ fn a_conflicting_lock_makes_apply_retry_then_succeed_once_released() {
     let output = child.wait_with_output().unwrap();
     let out = expect_exit(&output, 0);
     assert!(out.contains("retry"), "{out}");
-    assert!(out.contains("blocked by pid"), "the blocker is named: {out}");
+    assert!(
+        out.contains("blocked by pid"),
+        "the blocker is named: {out}"
+    );
     assert!(out.contains("blocker"), "with its application name: {out}");
-    assert!(!out.contains("secret-value"), "the blocker's query is shown without its constants: {out}");
-    assert!(db.exists("users") && db.scalar("SELECT count(*) FROM information_schema.columns WHERE column_name = 'email'").as_deref() == Some("1"));
+    assert!(
+        !out.contains("secret-value"),
+        "the blocker's query is shown without its constants: {out}"
+    );
+    assert!(
+        db.exists("users")
+            && db
+                .scalar(
+                    "SELECT count(*) FROM information_schema.columns WHERE column_name = 'email'"
+                )
+                .as_deref()
+                == Some("1")
+    );
     let retried: Vec<serde_json::Value> = project
         .event_log()
         .lines()
@@ -204,16 +286,26 @@ fn a_conflicting_lock_makes_apply_retry_then_succeed_once_released() {
         .collect();
     assert!(!retried.is_empty());
     assert_eq!(retried[0]["reason"], "LOCK_TIMEOUT:default:0003");
-    assert!(retried.iter().any(|e| !e["blockers"].as_array().unwrap().is_empty()));
+    assert!(
+        retried
+            .iter()
+            .any(|e| !e["blockers"].as_array().unwrap().is_empty())
+    );
 }
 
 #[test]
 fn lock_retries_exhausted_is_lock_timeout_with_history_unchanged() {
     let db = TestDb::new();
     let project = two_tables();
-    project.write("migsafe.toml", b"[defaults]\nlock_timeout = \"100ms\"\nlock_retry_delay = \"100ms\"\nlock_retries = 2\n");
+    project.write(
+        "migsafe.toml",
+        b"[defaults]\nlock_timeout = \"100ms\"\nlock_retry_delay = \"100ms\"\nlock_retries = 2\n",
+    );
     expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
-    project.write("migrations/0003_add_email.up.sql", b"CREATE TABLE side (id int);\nALTER TABLE users ADD COLUMN email text;\n");
+    project.write(
+        "migrations/0003_add_email.up.sql",
+        b"CREATE TABLE side (id int);\nALTER TABLE users ADD COLUMN email text;\n",
+    );
     let (release, handle) = hold_lock(&db, "LOCK TABLE users IN ACCESS SHARE MODE;");
     let output = project.migsafe(&db).arg("apply").output().unwrap();
     release.send(()).unwrap();

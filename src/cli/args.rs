@@ -7,7 +7,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Safe PostgreSQL schema migrations: applied exactly once, in order, under a
 /// lock, with an honest history and a reason code for every failure.
 #[derive(Debug, Parser)]
-#[command(name = "migsafe", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "migsafe",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Options accepted before or after the subcommand.
     #[command(flatten)]
@@ -33,7 +38,13 @@ pub struct Global {
     #[arg(long, global = true, env = "MIGSAFE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Database URL (postgres://… or key=value); the password is never printed.
-    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub database_url: Option<String>,
     /// Namespace to work on, or `all` [default: all, in config order].
     #[arg(long, global = true, value_name = "NAMESPACE")]

@@ -44,7 +44,8 @@ pub fn command_name(command: &Command) -> &'static str {
 }
 
 fn parse_version(text: &str) -> Result<Version> {
-    Version::parse(text).map_err(|e| Error::config(Code::Usage, format!("`{text}` is not a version: {e}")))
+    Version::parse(text)
+        .map_err(|e| Error::config(Code::Usage, format!("`{text}` is not a version: {e}")))
 }
 
 fn apply_options(selection: &Selection) -> Result<ApplyOptions> {
@@ -63,14 +64,17 @@ fn apply_options(selection: &Selection) -> Result<ApplyOptions> {
 pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
     let g = &cli.global;
     let json_format = g.format == Format::Json;
-    let cwd = std::env::current_dir().map_err(|e| Error::io(Path::new("."), "read the working directory", &e))?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Error::io(Path::new("."), "read the working directory", &e))?;
     match &cli.command {
         Command::Init => {
             let created = scaffold::init(&cwd)?;
             report_created("init", &created, json_format);
             return Ok(0);
         }
-        Command::Sandbox { command } => return sandbox::sandbox(command, interrupt, json_format).await,
+        Command::Sandbox { command } => {
+            return sandbox::sandbox(command, interrupt, json_format).await;
+        }
         Command::Demo => return sandbox::demo(interrupt).await,
         _ => {}
     }
@@ -79,7 +83,10 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
     let writes = matches!(
         cli.command,
         Command::Apply(ref a) if !a.sql
-    ) || matches!(cli.command, Command::Rollback(_) | Command::Stamp { .. } | Command::Repair(_));
+    ) || matches!(
+        cli.command,
+        Command::Rollback(_) | Command::Stamp { .. } | Command::Repair(_)
+    );
     let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
     if !g.quiet {
         sinks.push(Arc::new(progress::HumanProgress));
@@ -104,7 +111,8 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
             }
             let (namespace, set) = &selected[0];
             let version = scaffold::next_version(set, chrono::Utc::now());
-            let created = scaffold::new_migration(&namespace.dir, &version, name, namespace.forward_only)?;
+            let created =
+                scaffold::new_migration(&namespace.dir, &version, name, namespace.forward_only)?;
             report_created("new", &created, json_format);
         }
         Command::Status => {
@@ -149,9 +157,16 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
                 json("history", &Body { namespaces });
             } else {
                 for (namespace, rows) in &histories {
-                    out(&paint(BOLD, format!("{namespace} ({} applied)", rows.len())));
+                    out(&paint(
+                        BOLD,
+                        format!("{namespace} ({} applied)", rows.len()),
+                    ));
                     for row in rows {
-                        let dirty = if row.dirty { paint(RED, " DIRTY") } else { String::new() };
+                        let dirty = if row.dirty {
+                            paint(RED, " DIRTY")
+                        } else {
+                            String::new()
+                        };
                         out(&format!(
                             "  {:<16} {:<36} {}  {:>8}  {}{dirty}",
                             row.version.as_str(),
@@ -202,7 +217,13 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
                 to: rollback.to.as_deref().map(parse_version).transpose()?,
             };
             let runs = migrator.rollback(target, &options).await?;
-            render_runs("rollback", &runs, json_format, "rolled back", "nothing to roll back");
+            render_runs(
+                "rollback",
+                &runs,
+                json_format,
+                "rolled back",
+                "nothing to roll back",
+            );
         }
         Command::Stamp { up_to } => {
             let version = parse_version(up_to)?;
@@ -212,7 +233,10 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
             } else if stamped.is_empty() {
                 out("nothing to stamp: every version up to it is already recorded");
             } else {
-                out(&format!("recorded as applied without running: {}", stamped.join(", ")));
+                out(&format!(
+                    "recorded as applied without running: {}",
+                    stamped.join(", ")
+                ));
             }
         }
         Command::Repair(repair) => {
@@ -220,7 +244,12 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
                 (Some(v), _, _) => RepairAction::AcceptChecksum(parse_version(v)?),
                 (_, Some(v), _) => RepairAction::ClearDirty(parse_version(v)?),
                 (_, _, Some(v)) => RepairAction::Forget(parse_version(v)?),
-                _ => return Err(Error::config(Code::Usage, "give --accept-checksum, --clear-dirty or --forget")),
+                _ => {
+                    return Err(Error::config(
+                        Code::Usage,
+                        "give --accept-checksum, --clear-dirty or --forget",
+                    ));
+                }
             };
             let repaired = migrator.repair(target, &action, &repair.reason).await?;
             if json_format {
@@ -232,7 +261,10 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
                         r.namespace,
                         r.action,
                         r.version,
-                        r.detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default()
+                        r.detail
+                            .as_ref()
+                            .map(|d| format!(": {d}"))
+                            .unwrap_or_default()
                     ));
                 }
             }
@@ -255,7 +287,13 @@ fn report_created(command: &str, created: &[std::path::PathBuf], json_format: bo
 fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf], verbose: bool) {
     let count = |s: State| state.in_state(s).count();
     let pending = count(State::Pending) + count(State::OutOfOrder);
-    let mut summary = format!("{} applied, {pending} pending", count(State::Applied) + count(State::ChecksumMismatch) + count(State::Dirty) + count(State::FileMissing));
+    let mut summary = format!(
+        "{} applied, {pending} pending",
+        count(State::Applied)
+            + count(State::ChecksumMismatch)
+            + count(State::Dirty)
+            + count(State::FileMissing)
+    );
     for (s, label) in [
         (State::Dirty, "dirty"),
         (State::ChecksumMismatch, "edited after apply"),
@@ -266,8 +304,15 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
             summary.push_str(&format!(", {} {label}", count(s)));
         }
     }
-    let mode = if state.forward_only { ", forward-only" } else { "" };
-    out(&format!("{} ({summary}{mode})", paint(BOLD, &state.namespace)));
+    let mode = if state.forward_only {
+        ", forward-only"
+    } else {
+        ""
+    };
+    out(&format!(
+        "{} ({summary}{mode})",
+        paint(BOLD, &state.namespace)
+    ));
     for entry in &state.entries {
         let (label, style) = match entry.state {
             State::Applied => ("applied", GREEN),
@@ -282,7 +327,11 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
             .as_ref()
             .map(|r| format!("  {}", r.applied_at.format("%Y-%m-%d %H:%M:%S UTC")))
             .unwrap_or_default();
-        let notes = if entry.no_transaction { "  no-transaction" } else { "" };
+        let notes = if entry.no_transaction {
+            "  no-transaction"
+        } else {
+            ""
+        };
         out(&format!(
             "  {:<13} {:<16} {}{}{}",
             paint(style, label),
@@ -294,19 +343,33 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
     }
     if verbose {
         for path in ignored {
-            out(&format!("  {:<13} {}", paint(DIM, "ignored"), path.display()));
+            out(&format!(
+                "  {:<13} {}",
+                paint(DIM, "ignored"),
+                path.display()
+            ));
         }
     }
 }
 
 fn render_plan(plan: &migsafe::migrator::NamespacePlan) {
     if plan.migrations.is_empty() {
-        out(&format!("{}: nothing to apply", paint(BOLD, &plan.namespace)));
+        out(&format!(
+            "{}: nothing to apply",
+            paint(BOLD, &plan.namespace)
+        ));
     } else {
-        out(&format!("{}: {} migration(s) to apply, in this order:", paint(BOLD, &plan.namespace), plan.migrations.len()));
+        out(&format!(
+            "{}: {} migration(s) to apply, in this order:",
+            paint(BOLD, &plan.namespace),
+            plan.migrations.len()
+        ));
         for m in &plan.migrations {
             let timeout = if m.statement_timeout_ms > 0 {
-                format!(", statement_timeout {}", format_duration(std::time::Duration::from_millis(m.statement_timeout_ms)))
+                format!(
+                    ", statement_timeout {}",
+                    format_duration(std::time::Duration::from_millis(m.statement_timeout_ms))
+                )
             } else {
                 String::new()
             };
@@ -327,7 +390,12 @@ fn render_plan(plan: &migsafe::migrator::NamespacePlan) {
         }
     }
     if let Some(refused) = &plan.refused {
-        out(&format!("  {} {}: {}", paint(RED, "apply would refuse:"), refused.reason, refused.message));
+        out(&format!(
+            "  {} {}: {}",
+            paint(RED, "apply would refuse:"),
+            refused.reason,
+            refused.message
+        ));
         if let Some(hint) = &refused.hint {
             out(&format!("  {} {hint}", paint(BOLD, "next:")));
         }

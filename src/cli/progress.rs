@@ -37,10 +37,18 @@ impl EventSink for HumanProgress {
             Event::LockWaiting { namespace, holder } => err(&format!(
                 "{namespace}: {} the namespace lock is held by {}; waiting",
                 paint(YELLOW, "waiting:"),
-                holder.as_ref().map_or_else(|| "another session".to_string(), Session::describe)
+                holder
+                    .as_ref()
+                    .map_or_else(|| "another session".to_string(), Session::describe)
             )),
-            Event::LockAcquired { namespace, duration_ms } if *duration_ms > 0 => {
-                err(&format!("{namespace}: lock acquired after {}", ms(*duration_ms)));
+            Event::LockAcquired {
+                namespace,
+                duration_ms,
+            } if *duration_ms > 0 => {
+                err(&format!(
+                    "{namespace}: lock acquired after {}",
+                    ms(*duration_ms)
+                ));
             }
             Event::LockAcquired { .. } => {}
             Event::UpToDate { .. } => {}
@@ -53,7 +61,11 @@ impl EventSink for HumanProgress {
             } => err(&format!(
                 "{namespace}: {} {version} {name}{}",
                 verb(*direction),
-                if *transactional { "" } else { " (no transaction)" }
+                if *transactional {
+                    ""
+                } else {
+                    " (no transaction)"
+                }
             )),
             Event::MigrationRetried {
                 namespace,
@@ -89,8 +101,13 @@ impl EventSink for HumanProgress {
                 name,
                 reason,
                 ..
-            } => err(&format!("{namespace}: {} {version} {name} ({reason})", paint(RED, "FAILED"))),
-            Event::Stamped { namespace, version } => err(&format!("{namespace}: stamped {version}")),
+            } => err(&format!(
+                "{namespace}: {} {version} {name} ({reason})",
+                paint(RED, "FAILED")
+            )),
+            Event::Stamped { namespace, version } => {
+                err(&format!("{namespace}: stamped {version}"))
+            }
             Event::Repaired {
                 namespace,
                 version,

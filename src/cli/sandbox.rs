@@ -28,7 +28,10 @@ pub async fn sandbox(command: &[String], interrupt: Interrupt, json_format: bool
     if command.is_empty() {
         // The URL (with its throwaway password) is the product here: print it.
         if json_format {
-            json("sandbox", &serde_json::json!({ "url": url, "port": sandbox.port() }));
+            json(
+                "sandbox",
+                &serde_json::json!({ "url": url, "port": sandbox.port() }),
+            );
         } else {
             println!("{url}");
             err(&format!(
@@ -38,7 +41,9 @@ pub async fn sandbox(command: &[String], interrupt: Interrupt, json_format: bool
         }
         interrupt.wait().await;
         err("stopping the sandbox…");
-        tokio::task::spawn_blocking(move || sandbox.stop()).await.ok();
+        tokio::task::spawn_blocking(move || sandbox.stop())
+            .await
+            .ok();
         return Ok(0);
     }
     let mut child = tokio::process::Command::new(&command[0])
@@ -54,7 +59,9 @@ pub async fn sandbox(command: &[String], interrupt: Interrupt, json_format: bool
             None
         }
     };
-    tokio::task::spawn_blocking(move || sandbox.stop()).await.ok();
+    tokio::task::spawn_blocking(move || sandbox.stop())
+        .await
+        .ok();
     Ok(status.and_then(|s| s.code()).unwrap_or(130))
 }
 
@@ -97,15 +104,47 @@ const EXAMPLE: &[(&str, &str)] = &[
 
 /// The demo steps: arguments and the exit code each must end with.
 const STEPS: &[(&[&str], i32, &str)] = &[
-    (&["status"], 0, "nothing applied yet: every migration is pending"),
-    (&["plan"], 0, "what apply would run, with each migration's transaction mode"),
-    (&["apply"], 0, "apply both namespaces under their advisory locks"),
+    (
+        &["status"],
+        0,
+        "nothing applied yet: every migration is pending",
+    ),
+    (
+        &["plan"],
+        0,
+        "what apply would run, with each migration's transaction mode",
+    ),
+    (
+        &["apply"],
+        0,
+        "apply both namespaces under their advisory locks",
+    ),
     (&["status"], 0, "everything applied"),
-    (&["rollback", "--target", "app", "--steps", "2"], 0, "undo the last two `app` migrations (one is no-transaction)"),
-    (&["rollback", "--target", "audit"], 4, "`audit` is forward-only: rollback is refused with DOWN_SCRIPT_MISSING"),
-    (&["status", "--target", "app"], 0, "two `app` migrations pending again"),
-    (&["apply"], 0, "apply again: only the rolled-back migrations run"),
-    (&["history", "--target", "app"], 0, "the history, with durations and who applied"),
+    (
+        &["rollback", "--target", "app", "--steps", "2"],
+        0,
+        "undo the last two `app` migrations (one is no-transaction)",
+    ),
+    (
+        &["rollback", "--target", "audit"],
+        4,
+        "`audit` is forward-only: rollback is refused with DOWN_SCRIPT_MISSING",
+    ),
+    (
+        &["status", "--target", "app"],
+        0,
+        "two `app` migrations pending again",
+    ),
+    (
+        &["apply"],
+        0,
+        "apply again: only the rolled-back migrations run",
+    ),
+    (
+        &["history", "--target", "app"],
+        0,
+        "the history, with durations and who applied",
+    ),
 ];
 
 /// `migsafe demo`.
@@ -124,7 +163,8 @@ pub async fn demo(interrupt: Interrupt) -> Result<i32> {
     err("starting a throwaway PostgreSQL for the demo…");
     let mut sandbox = start().await?;
     let url = sandbox.url("postgres");
-    let exe = std::env::current_exe().map_err(|e| Error::io(Path::new("migsafe"), "find the running", &e))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::io(Path::new("migsafe"), "find the running", &e))?;
     out(&format!(
         "{} the bundled example (namespaces `app` and `audit`) in {}\n",
         paint(BOLD, "migsafe demo:"),
@@ -136,7 +176,11 @@ pub async fn demo(interrupt: Interrupt) -> Result<i32> {
             failed = Some("interrupted".to_string());
             break;
         }
-        out(&format!("{} {}", paint(BOLD, "$ migsafe"), paint(BOLD, args.join(" "))));
+        out(&format!(
+            "{} {}",
+            paint(BOLD, "$ migsafe"),
+            paint(BOLD, args.join(" "))
+        ));
         out(&format!("  # {why}"));
         let status = tokio::process::Command::new(&exe)
             .args(*args)
@@ -148,14 +192,21 @@ pub async fn demo(interrupt: Interrupt) -> Result<i32> {
             .map_err(|e| Error::io(&exe, "run", &e))?;
         let code = status.code().unwrap_or(-1);
         if code != *expected {
-            failed = Some(format!("`migsafe {}` exited {code}, expected {expected}", args.join(" ")));
+            failed = Some(format!(
+                "`migsafe {}` exited {code}, expected {expected}",
+                args.join(" ")
+            ));
             break;
         }
         out("");
     }
     let log = workdir.path().join("logs").join(migsafe::report::EVENT_LOG);
-    let events = std::fs::read_to_string(&log).map(|t| t.lines().count()).unwrap_or(0);
-    tokio::task::spawn_blocking(move || sandbox.stop()).await.ok();
+    let events = std::fs::read_to_string(&log)
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
+    tokio::task::spawn_blocking(move || sandbox.stop())
+        .await
+        .ok();
     match failed {
         None => {
             out(&format!(

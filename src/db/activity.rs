@@ -68,7 +68,10 @@ pub async fn blockers_of(db: &Db, pid: i32) -> Result<Vec<Session>, tokio_postgr
 }
 
 /// The session holding the advisory lock `key` in this database.
-pub async fn advisory_lock_holder(db: &Db, key: i64) -> Result<Option<Session>, tokio_postgres::Error> {
+pub async fn advisory_lock_holder(
+    db: &Db,
+    key: i64,
+) -> Result<Option<Session>, tokio_postgres::Error> {
     let bits = key as u64;
     let classid = (bits >> 32) as u32;
     let objid = (bits & 0xFFFF_FFFF) as u32;
@@ -91,6 +94,8 @@ fn session_from_row(row: &tokio_postgres::Row) -> Session {
         client: row.get(3),
         state: row.get(4),
         transaction_secs: row.get(5),
-        query: query.filter(|q| !q.trim().is_empty()).map(|q| redact_query(&q)),
+        query: query
+            .filter(|q| !q.trim().is_empty())
+            .map(|q| redact_query(&q)),
     }
 }

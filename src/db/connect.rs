@@ -35,7 +35,8 @@ pub fn register_secret(secret: &str) {
         }
     };
     add(secret.to_string());
-    let encoded = percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let encoded = percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+        .to_string();
     add(encoded);
 }
 
@@ -91,7 +92,10 @@ impl Db {
             None => token.cancel_query(NoTls).await,
         };
         if let Err(err) = result {
-            tracing::warn!("could not send the cancel request: {}", scrub(&err.to_string()));
+            tracing::warn!(
+                "could not send the cancel request: {}",
+                scrub(&err.to_string())
+            );
         }
     }
 }
@@ -110,21 +114,24 @@ impl ConnectionSettings {
     /// string has no password, `PGPASSWORD` is used; `PGSSLMODE` and
     /// `PGSSLROOTCERT` fill in what the string does not say.
     pub fn parse(url: &str) -> Result<ConnectionSettings> {
-        let invalid = |detail: String| Error::Config {
+        let invalid = |detail: String| {
+            Error::Config {
             reason: ReasonCode::new(Code::DatabaseUrlInvalid),
             message: format!("the database URL cannot be used: {detail}"),
             hint: Some(
                 "write it as postgres://user:password@host:5432/dbname?sslmode=require or as key=value pairs"
                     .into(),
             ),
+        }
         };
         let trimmed = url.trim();
-        let (rest, params) = if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-            register_url_password(trimmed);
-            split_url_params(trimmed)
-        } else {
-            split_keyword_params(trimmed)
-        };
+        let (rest, params) =
+            if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+                register_url_password(trimmed);
+                split_url_params(trimmed)
+            } else {
+                split_keyword_params(trimmed)
+            };
         let mut config =
             tokio_postgres::Config::from_str(&rest).map_err(|e| invalid(scrub(&e.to_string())))?;
         if let Some(password) = config.get_password() {
@@ -145,7 +152,9 @@ impl ConnectionSettings {
                 ))
             })?,
         };
-        let root_text = params.sslrootcert.or_else(|| std::env::var("PGSSLROOTCERT").ok());
+        let root_text = params
+            .sslrootcert
+            .or_else(|| std::env::var("PGSSLROOTCERT").ok());
         let root_given = root_text.is_some();
         let roots = match root_text.as_deref() {
             None => RootCerts::Default,
@@ -183,7 +192,11 @@ impl ConnectionSettings {
     /// Opens a connection; failures carry a reason code and say what to check.
     pub async fn connect(&self) -> Result<Db> {
         if self.ssl_mode == SslMode::Disable {
-            let (client, connection) = self.config.connect(NoTls).await.map_err(|e| self.connect_error(&e))?;
+            let (client, connection) = self
+                .config
+                .connect(NoTls)
+                .await
+                .map_err(|e| self.connect_error(&e))?;
             tokio::spawn(async move {
                 let _ = connection.await;
             });
@@ -193,13 +206,12 @@ impl ConnectionSettings {
                 target: self.shown.clone(),
             });
         }
-        let client_config = tls::client_config(self.ssl_mode, &self.roots, self.root_given).map_err(|message| {
-            Error::Config {
+        let client_config = tls::client_config(self.ssl_mode, &self.roots, self.root_given)
+            .map_err(|message| Error::Config {
                 reason: ReasonCode::new(Code::DatabaseTlsFailed),
                 message: format!("{}: {message}", self.shown),
                 hint: None,
-            }
-        })?;
+            })?;
         let connector = MakeRustlsConnect::new(client_config);
         let (client, connection) = self
             .config
@@ -219,7 +231,8 @@ impl ConnectionSettings {
     fn connect_error(&self, err: &tokio_postgres::Error) -> Error {
         let detail = scrub(&error_chain(err));
         let (code, hint) = match err.as_db_error().map(|db| db.code().clone()) {
-            Some(SqlState::INVALID_PASSWORD) | Some(SqlState::INVALID_AUTHORIZATION_SPECIFICATION) => (
+            Some(SqlState::INVALID_PASSWORD)
+            | Some(SqlState::INVALID_AUTHORIZATION_SPECIFICATION) => (
                 Code::DatabaseAuthFailed,
                 "check the user and password in the URL, and the server's pg_hba.conf entry for this client",
             ),
@@ -292,7 +305,11 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 fn describe(config: &tokio_postgres::Config, mode: SslMode) -> String {
     use tokio_postgres::config::Host;
     let user = config.get_user().unwrap_or("");
-    let password = if config.get_password().is_some() { ":****" } else { "" };
+    let password = if config.get_password().is_some() {
+        ":****"
+    } else {
+        ""
+    };
     let ports = config.get_ports();
     let hosts: Vec<String> = config
         .get_hosts()
@@ -308,7 +325,11 @@ fn describe(config: &tokio_postgres::Config, mode: SslMode) -> String {
         })
         .collect();
     let dbname = config.get_dbname().unwrap_or(user);
-    let at = if user.is_empty() { String::new() } else { format!("{user}{password}@") };
+    let at = if user.is_empty() {
+        String::new()
+    } else {
+        format!("{user}{password}@")
+    };
     let mut shown = format!("postgres://{at}{}/{dbname}", hosts.join(","));
     if mode != SslMode::Prefer {
         shown.push_str("?sslmode=");
@@ -326,7 +347,9 @@ fn split_url_params(url: &str) -> (String, TlsParams) {
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy().to_string();
+        let value = percent_encoding::percent_decode_str(value)
+            .decode_utf8_lossy()
+            .to_string();
         match key {
             "sslmode" => params.sslmode = Some(value),
             "sslrootcert" => params.sslrootcert = Some(value),
@@ -416,7 +439,10 @@ mod tests {
     fn display_hides_the_password() {
         let settings = ConnectionSettings::parse("postgres://app:s3cr3t-pw@db.example:6432/orders?sslmode=verify-full&sslrootcert=/etc/ca.pem").unwrap();
         let shown = settings.to_string();
-        assert_eq!(shown, "postgres://app:****@db.example:6432/orders?sslmode=verify-full");
+        assert_eq!(
+            shown,
+            "postgres://app:****@db.example:6432/orders?sslmode=verify-full"
+        );
         assert!(!format!("{settings:?}").contains("s3cr3t"));
         assert_eq!(settings.ssl_mode(), SslMode::VerifyFull);
         assert_eq!(settings.roots, RootCerts::File("/etc/ca.pem".into()));
@@ -430,12 +456,16 @@ mod tests {
         assert_eq!(settings.ssl_mode(), SslMode::VerifyCa);
         assert_eq!(settings.roots, RootCerts::System);
         assert_eq!(settings.config().get_password(), Some(&b"p w'd"[..]));
-        assert_eq!(settings.to_string(), "postgres://app:****@localhost:5433/x?sslmode=verify-ca");
+        assert_eq!(
+            settings.to_string(),
+            "postgres://app:****@localhost:5433/x?sslmode=verify-ca"
+        );
     }
 
     #[test]
     fn bad_urls_are_config_errors_without_the_password() {
-        let err = ConnectionSettings::parse("postgres://u:hunter22@h/db?sslmode=sometimes").unwrap_err();
+        let err =
+            ConnectionSettings::parse("postgres://u:hunter22@h/db?sslmode=sometimes").unwrap_err();
         assert_eq!(err.reason().to_string(), "DATABASE_URL_INVALID");
         assert_eq!(err.exit_code(), 5);
         assert!(!err.to_string().contains("hunter22"));

@@ -44,6 +44,18 @@ pub struct Limits {
     pub lock_retry_delay: Duration,
 }
 
+impl Limits {
+    /// The session-level settings a run starts with. Set once, so a
+    /// migration that keeps the defaults costs the server no extra statement.
+    pub fn session_sql(&self) -> String {
+        format!(
+            "SET lock_timeout = {}; SET statement_timeout = {}",
+            self.lock_timeout.as_millis(),
+            self.statement_timeout.as_millis()
+        )
+    }
+}
+
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// Everything a migration needs to run on one connection.
@@ -90,7 +102,11 @@ enum Failure {
 pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> Result<()> {
     if std::ptr::eq(script, &migration.up) && !crate::source::checksum::has_sql(&script.sql) {
         return Err(Error::Config {
-            reason: ReasonCode::migration(Code::MigrationFileInvalid, namespace, &migration.version),
+            reason: ReasonCode::migration(
+                Code::MigrationFileInvalid,
+                namespace,
+                &migration.version,
+            ),
             message: format!(
                 "{}: the up script is empty (no SQL besides comments)",
                 script.path.display()
@@ -129,11 +145,20 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
 impl Runner<'_> {
     /// Runs the up or down script of `migration` and writes the history.
     /// `recorded` is the version text as stored in history (for down).
-    pub async fn run(&self, migration: &Migration, direction: Direction, recorded: &str) -> Result<Duration> {
+    pub async fn run(
+        &self,
+        migration: &Migration,
+        direction: Direction,
+        recorded: &str,
+    ) -> Result<Duration> {
         let script = match direction {
             Direction::Up => &migration.up,
             Direction::Down => migration.down.as_ref().ok_or_else(|| Error::Refused {
-                reason: ReasonCode::migration(Code::DownScriptMissing, self.namespace, &migration.version),
+                reason: ReasonCode::migration(
+                    Code::DownScriptMissing,
+                    self.namespace,
+                    &migration.version,
+                ),
                 message: format!("{} has no down script", migration.version),
                 hint: None,
             })?,
@@ -142,15 +167,20 @@ impl Runner<'_> {
             return Err(self.cancelled(migration, direction, false));
         }
         if script.no_transaction() {
-            self.run_statements(migration, script, direction, recorded).await
+            self.run_statements(migration, script, direction, recorded)
+                .await
         } else {
-            self.run_transactional(migration, script, direction, recorded).await
+            self.run_transactional(migration, script, direction, recorded)
+                .await
         }
     }
 
     fn timeouts(&self, script: &Script) -> (Duration, Duration) {
         (
-            script.directives.lock_timeout.unwrap_or(self.limits.lock_timeout),
+            script
+                .directives
+                .lock_timeout
+                .unwrap_or(self.limits.lock_timeout),
             script
                 .directives
                 .statement_timeout
@@ -166,11 +196,23 @@ impl Runner<'_> {
         recorded: &str,
     ) -> Result<Duration> {
         let (lock_timeout, statement_timeout) = self.timeouts(script);
-        let begin = format!(
-            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
-            lock_timeout.as_millis(),
-            statement_timeout.as_millis()
-        );
+        // BEGIN travels in the same message as the script: the server does
+        // exactly the work of the script, its history row and COMMIT.
+        let mut sent = String::from("BEGIN;\n");
+        if lock_timeout != self.limits.lock_timeout {
+            sent.push_str(&format!(
+                "SET LOCAL lock_timeout = {};\n",
+                lock_timeout.as_millis()
+            ));
+        }
+        if statement_timeout != self.limits.statement_timeout {
+            sent.push_str(&format!(
+                "SET LOCAL statement_timeout = {};\n",
+                statement_timeout.as_millis()
+            ));
+        }
+        let prefix_chars = sent.chars().count();
+        sent.push_str(&script.sql);
         let version = migration.version.as_str();
         let down_checksum = migration.down.as_ref().map(|d| d.checksum.as_str());
         let tool_version = env!("CARGO_PKG_VERSION");
@@ -201,18 +243,12 @@ impl Runner<'_> {
                         }
                     }
                 };
-                let (begin_result, script_result, write_result, commit_result) = tokio::join!(
-                    client.batch_execute(&begin),
-                    client.batch_execute(&script.sql),
+                let (script_result, write_result, commit_result) = tokio::join!(
+                    client.batch_execute(&sent),
                     write,
                     client.batch_execute("COMMIT"),
                 );
-                first_failure([
-                    begin_result.err(),
-                    script_result.err(),
-                    write_result.err(),
-                    commit_result.err(),
-                ])
+                first_failure([script_result.err(), write_result.err(), commit_result.err()])
             };
             let (failure, blockers, cancelled) = self.drive(pipeline, lock_timeout).await;
             let Some(err) = failure else {
@@ -228,7 +264,7 @@ impl Runner<'_> {
                     return Err(self.failed(
                         migration,
                         direction,
-                        &describe_server_error(&err, script, None, statement_timeout),
+                        &describe_server_error(&err, script, None, prefix_chars, statement_timeout),
                         "it was rolled back: nothing of it remains and its history row was not written",
                     ));
                 }
@@ -247,16 +283,29 @@ impl Runner<'_> {
         recorded: &str,
     ) -> Result<Duration> {
         let statements = statements::split(&script.sql).map_err(|message| Error::Config {
-            reason: ReasonCode::migration(Code::MigrationFileInvalid, self.namespace, &migration.version),
-            message: format!("{}: cannot split into statements: {message}", script.path.display()),
+            reason: ReasonCode::migration(
+                Code::MigrationFileInvalid,
+                self.namespace,
+                &migration.version,
+            ),
+            message: format!(
+                "{}: cannot split into statements: {message}",
+                script.path.display()
+            ),
             hint: None,
         })?;
         let (lock_timeout, statement_timeout) = self.timeouts(script);
-        let session_limits = format!(
-            "SET lock_timeout = {}; SET statement_timeout = {}",
-            lock_timeout.as_millis(),
-            statement_timeout.as_millis()
-        );
+        let own_limits = lock_timeout != self.limits.lock_timeout
+            || statement_timeout != self.limits.statement_timeout;
+        let session_limits = if own_limits {
+            format!(
+                "SET lock_timeout = {}; SET statement_timeout = {}",
+                lock_timeout.as_millis(),
+                statement_timeout.as_millis()
+            )
+        } else {
+            String::new()
+        };
         let client = &self.db.client;
         let version = migration.version.as_str();
         let down_checksum = migration.down.as_ref().map(|d| d.checksum.as_str());
@@ -285,7 +334,8 @@ impl Runner<'_> {
                 }
             }
         };
-        let (limits_result, mark_result) = tokio::join!(client.batch_execute(&session_limits), mark);
+        let (limits_result, mark_result) =
+            tokio::join!(client.batch_execute(&session_limits), mark);
         if let Some(err) = first_failure([limits_result.err(), mark_result.err()]) {
             return Err(self.failed(
                 migration,
@@ -311,7 +361,9 @@ impl Runner<'_> {
                     "statements 1–{index} of {total} ran and are committed; the migration is left DIRTY and migsafe will refuse to move this namespace until it is repaired"
                 );
                 let done = if index == 0 {
-                    format!("no statement of {total} completed; the migration is left DIRTY until repaired")
+                    format!(
+                        "no statement of {total} completed; the migration is left DIRTY until repaired"
+                    )
                 } else {
                     done
                 };
@@ -337,7 +389,13 @@ impl Runner<'_> {
                         ));
                     }
                     Failure::Server(err) => {
-                        let mut what = describe_server_error(&err, script, Some(statement), statement_timeout);
+                        let mut what = describe_server_error(
+                            &err,
+                            script,
+                            Some(statement),
+                            0,
+                            statement_timeout,
+                        );
                         if let Some(index_info) = &statement.concurrent_index {
                             what.push_str(&format!(
                                 "\n    a failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind: {}",
@@ -358,7 +416,10 @@ impl Runner<'_> {
             match direction {
                 Direction::Up => {
                     client
-                        .execute(&self.prepared.mark_clean, &[&self.namespace, &version, &elapsed_ms])
+                        .execute(
+                            &self.prepared.mark_clean,
+                            &[&self.namespace, &version, &elapsed_ms],
+                        )
                         .await
                 }
                 Direction::Down => {
@@ -368,10 +429,12 @@ impl Runner<'_> {
                 }
             }
         };
-        let (finish_result, reset_result) = tokio::join!(
-            finish,
-            client.batch_execute("RESET lock_timeout; RESET statement_timeout")
-        );
+        let restore = if own_limits {
+            self.limits.session_sql()
+        } else {
+            String::new()
+        };
+        let (finish_result, reset_result) = tokio::join!(finish, client.batch_execute(&restore));
         if let Some(err) = first_failure([finish_result.err(), reset_result.err()]) {
             return Err(self.failed(
                 migration,
@@ -386,7 +449,11 @@ impl Runner<'_> {
     /// Awaits `work` while sampling blockers and honouring Ctrl-C. Returns
     /// the work's output, the last non-empty blocker sample, and whether a
     /// cancel was sent.
-    async fn drive<F: Future>(&self, work: F, lock_timeout: Duration) -> (F::Output, Vec<Session>, bool) {
+    async fn drive<F: Future>(
+        &self,
+        work: F,
+        lock_timeout: Duration,
+    ) -> (F::Output, Vec<Session>, bool) {
         tokio::pin!(work);
         let every = if lock_timeout.is_zero() {
             Duration::from_secs(2)
@@ -447,9 +514,15 @@ impl Runner<'_> {
             let who = if blockers.is_empty() {
                 "the blocking sessions had ended when we looked".to_string()
             } else {
-                blockers.iter().map(Session::describe).collect::<Vec<_>>().join("; ")
+                blockers
+                    .iter()
+                    .map(Session::describe)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             };
-            let message = err.as_db_error().map_or_else(|| error_chain(err), |db| db.message().to_string());
+            let message = err
+                .as_db_error()
+                .map_or_else(|| error_chain(err), |db| db.message().to_string());
             return Err(Error::Migration {
                 reason,
                 message: scrub(&format!(
@@ -487,7 +560,11 @@ impl Runner<'_> {
     async fn drop_invalid_index(&self, index: &ConcurrentIndex) {
         let Some(name) = &index.name else { return };
         let qualified = match &index.schema {
-            Some(schema) => format!("{}.{}", super::quote_ident(schema), super::quote_ident(name)),
+            Some(schema) => format!(
+                "{}.{}",
+                super::quote_ident(schema),
+                super::quote_ident(name)
+            ),
             None => super::quote_ident(name),
         };
         let invalid = self
@@ -506,7 +583,13 @@ impl Runner<'_> {
         }
     }
 
-    fn failed(&self, migration: &Migration, direction: Direction, what: &str, state: &str) -> Error {
+    fn failed(
+        &self,
+        migration: &Migration,
+        direction: Direction,
+        what: &str,
+        state: &str,
+    ) -> Error {
         let (code, verb) = match direction {
             Direction::Up => (Code::MigrationFailed, "failed"),
             Direction::Down => (Code::RollbackFailed, "failed to roll back"),
@@ -531,20 +614,26 @@ impl Runner<'_> {
         }
     }
 
-    fn leave_dirty(&self, err: Error, migration: &Migration, direction: Direction, done: &str) -> Error {
+    fn leave_dirty(
+        &self,
+        err: Error,
+        migration: &Migration,
+        direction: Direction,
+        done: &str,
+    ) -> Error {
         let repair = format!(
             "{done}. Check the schema by hand and finish or undo what is missing, then record the outcome: `migsafe repair --target {} --clear-dirty {} --reason \"…\"` (finished) or `--forget {}` (undone)",
             self.namespace, migration.version, migration.version
         );
-        let reason = ReasonCode::migration(Code::MigrationDirty, self.namespace, &migration.version);
+        let reason =
+            ReasonCode::migration(Code::MigrationDirty, self.namespace, &migration.version);
         match (err, direction) {
-            (Error::Migration { message, .. }, _) | (Error::Rollback { message, .. }, Direction::Up) => {
-                Error::Migration {
-                    reason,
-                    message,
-                    hint: Some(repair),
-                }
-            }
+            (Error::Migration { message, .. }, _)
+            | (Error::Rollback { message, .. }, Direction::Up) => Error::Migration {
+                reason,
+                message,
+                hint: Some(repair),
+            },
             (Error::Rollback { message, .. }, Direction::Down) => Error::Rollback {
                 reason,
                 message,
@@ -560,8 +649,12 @@ impl Runner<'_> {
         } else {
             "the running statement was cancelled on the server and rolled back; the history is unchanged"
         };
-        let reason = ReasonCode::migration(Code::MigrationCancelled, self.namespace, &migration.version);
-        let message = format!("interrupted during {} {}: {state}", migration.version, migration.name);
+        let reason =
+            ReasonCode::migration(Code::MigrationCancelled, self.namespace, &migration.version);
+        let message = format!(
+            "interrupted during {} {}: {state}",
+            migration.version, migration.name
+        );
         match direction {
             Direction::Up => Error::Migration {
                 reason,
@@ -642,7 +735,9 @@ impl Runner<'_> {
     }
 }
 
-fn first_failure<const N: usize>(results: [Option<tokio_postgres::Error>; N]) -> Option<tokio_postgres::Error> {
+fn first_failure<const N: usize>(
+    results: [Option<tokio_postgres::Error>; N],
+) -> Option<tokio_postgres::Error> {
     // A server error explains the failure better than the "transaction is
     // aborted" errors that follow it, and better than a later broken pipe.
     let mut first_other = None;
@@ -701,6 +796,7 @@ pub fn describe_server_error(
     err: &tokio_postgres::Error,
     script: &Script,
     statement: Option<&Statement>,
+    prefix_chars: usize,
     statement_timeout: Duration,
 ) -> String {
     let Some(db) = err.as_db_error() else {
@@ -713,11 +809,17 @@ pub fn describe_server_error(
     let mut location = script.path.display().to_string();
     let mut excerpt = None;
     let position = match db.position() {
-        Some(ErrorPosition::Original(pos)) => Some(*pos as usize),
+        Some(ErrorPosition::Original(pos)) => {
+            (*pos as usize).checked_sub(prefix_chars).filter(|p| *p > 0)
+        }
         _ => None,
     };
     let byte = position
-        .and_then(|pos| sent.char_indices().nth(pos.saturating_sub(1)).map(|(b, _)| b))
+        .and_then(|pos| {
+            sent.char_indices()
+                .nth(pos.saturating_sub(1))
+                .map(|(b, _)| b)
+        })
         .map(|b| base + b)
         .or_else(|| statement.map(|s| s.offset));
     if let Some(byte) = byte.filter(|b| *b <= script.sql.len()) {
@@ -734,7 +836,12 @@ pub fn describe_server_error(
             ));
         }
     }
-    let mut text = format!("{location}: {} {}: {}", db.severity(), db.code().code(), db.message());
+    let mut text = format!(
+        "{location}: {} {}: {}",
+        db.severity(),
+        db.code().code(),
+        db.message()
+    );
     if let Some(excerpt) = excerpt {
         text.push('\n');
         text.push_str(&excerpt);
@@ -746,7 +853,10 @@ pub fn describe_server_error(
         text.push_str(&format!("\n    HINT: {hint}"));
     }
     if let Some(context) = db.where_() {
-        text.push_str(&format!("\n    CONTEXT: {}", context.replace('\n', "\n             ")));
+        text.push_str(&format!(
+            "\n    CONTEXT: {}",
+            context.replace('\n', "\n             ")
+        ));
     }
     if *db.code() == SqlState::ACTIVE_SQL_TRANSACTION {
         text.push_str("\n    migsafe: this statement cannot run inside a transaction; put `-- migsafe:no-transaction` at the top of the file");
@@ -769,8 +879,13 @@ mod tests {
         let base = Duration::from_secs(1);
         for attempt in 1..20 {
             let delay = backoff(base, attempt);
-            let floor = base.saturating_mul(1 << (attempt - 1).min(16)).min(MAX_RETRY_DELAY);
-            assert!(delay >= floor && delay <= floor + floor / 2, "{attempt}: {delay:?}");
+            let floor = base
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(MAX_RETRY_DELAY);
+            assert!(
+                delay >= floor && delay <= floor + floor / 2,
+                "{attempt}: {delay:?}"
+            );
         }
     }
 }

@@ -157,7 +157,11 @@ CREATE TABLE IF NOT EXISTS {audit} (
                     tool_version, dirty, schema_checksum FROM {} WHERE namespace = $1",
             self.table
         );
-        let rows = match db.client.query_typed(&sql, &[(&namespace, Type::TEXT)]).await {
+        let rows = match db
+            .client
+            .query_typed(&sql, &[(&namespace, Type::TEXT)])
+            .await
+        {
             Ok(rows) => rows,
             Err(err)
                 if matches!(
@@ -174,7 +178,10 @@ CREATE TABLE IF NOT EXISTS {audit} (
             let text: String = row.get(0);
             let version = Version::parse(&text).map_err(|e| Error::Config {
                 reason: ReasonCode::about(Code::HistoryInvalid, namespace),
-                message: format!("{} has a row with version {text:?} that is not a version: {e}", self.table),
+                message: format!(
+                    "{} has a row with version {text:?} that is not a version: {e}",
+                    self.table
+                ),
                 hint: Some("the history table was edited by hand; fix or delete that row".into()),
             })?;
             history.push(HistoryRow {
@@ -228,7 +235,9 @@ CREATE TABLE IF NOT EXISTS {audit} (
                 insert_types,
             ),
             prepare(
-                format!("UPDATE {t} SET dirty = false, execution_ms = $3, applied_at = now() WHERE namespace = $1 AND version = $2"),
+                format!(
+                    "UPDATE {t} SET dirty = false, execution_ms = $3, applied_at = now() WHERE namespace = $1 AND version = $2"
+                ),
                 &[Type::TEXT, Type::TEXT, Type::INT8],
             ),
             prepare(
@@ -302,7 +311,14 @@ CREATE TABLE IF NOT EXISTS {audit} (
     }
 
     /// Updates the recorded checksum of one row (repair --accept-checksum).
-    pub async fn set_checksum(&self, db: &Db, namespace: &str, version: &str, checksum: &str, down: Option<&str>) -> Result<u64> {
+    pub async fn set_checksum(
+        &self,
+        db: &Db,
+        namespace: &str,
+        version: &str,
+        checksum: &str,
+        down: Option<&str>,
+    ) -> Result<u64> {
         let sql = format!(
             "UPDATE {} SET checksum = $3, down_checksum = $4 WHERE namespace = $1 AND version = $2",
             self.table
@@ -315,7 +331,10 @@ CREATE TABLE IF NOT EXISTS {audit} (
 
     /// Clears the dirty flag of one row (repair --clear-dirty).
     pub async fn clear_dirty(&self, db: &Db, namespace: &str, version: &str) -> Result<u64> {
-        let sql = format!("UPDATE {} SET dirty = false WHERE namespace = $1 AND version = $2", self.table);
+        let sql = format!(
+            "UPDATE {} SET dirty = false WHERE namespace = $1 AND version = $2",
+            self.table
+        );
         db.client
             .execute(&sql, &[&namespace, &version])
             .await
@@ -324,7 +343,10 @@ CREATE TABLE IF NOT EXISTS {audit} (
 
     /// Deletes one row (repair --forget).
     pub async fn forget(&self, db: &Db, namespace: &str, version: &str) -> Result<u64> {
-        let sql = format!("DELETE FROM {} WHERE namespace = $1 AND version = $2", self.table);
+        let sql = format!(
+            "DELETE FROM {} WHERE namespace = $1 AND version = $2",
+            self.table
+        );
         db.client
             .execute(&sql, &[&namespace, &version])
             .await

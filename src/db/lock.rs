@@ -70,7 +70,11 @@ pub async fn acquire(
 
 /// Releases the lock (closing the connection releases it too).
 pub async fn release(db: &Db, key: i64) {
-    if let Err(err) = db.client.query_one("SELECT pg_advisory_unlock($1)", &[&key]).await {
+    if let Err(err) = db
+        .client
+        .query_one("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+    {
         tracing::warn!("could not release the namespace lock: {err}");
     }
 }

@@ -20,6 +20,13 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// Quotes a value as a SQL string literal, for the psql script of
+/// `apply --sql` only (a script has no bind parameters). The script sets
+/// `standard_conforming_strings = on`, under which only `'` needs doubling.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -28,11 +35,4 @@ mod tests {
         assert_eq!(super::quote_ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(super::quote_literal("it's"), "'it''s'");
     }
-}
-
-/// Quotes a value as a SQL string literal, for the psql script of
-/// `apply --sql` only (a script has no bind parameters). The script sets
-/// `standard_conforming_strings = on`, under which only `'` needs doubling.
-pub fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
 }

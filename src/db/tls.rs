@@ -10,12 +10,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 /// libpq's `sslmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +86,11 @@ pub enum RootCerts {
 }
 
 /// Builds the rustls client configuration for a mode.
-pub fn client_config(mode: SslMode, roots: &RootCerts, root_given: bool) -> Result<ClientConfig, String> {
+pub fn client_config(
+    mode: SslMode,
+    roots: &RootCerts,
+    root_given: bool,
+) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -125,7 +131,9 @@ fn load_roots(roots: &RootCerts) -> Result<RootCertStore, String> {
         }
         RootCerts::File(path) => path.clone(),
         RootCerts::Default => {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
             home.join(".postgresql").join("root.crt")
         }
     };
@@ -142,10 +150,14 @@ fn load_roots(roots: &RootCerts) -> Result<RootCertStore, String> {
 fn add_pem(store: &mut RootCertStore, pem: &[u8], path: &Path) -> Result<(), String> {
     let mut count = 0;
     for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|e| format!("{} is not a PEM certificate file: {e}", path.display()))?;
-        store
-            .add(cert)
-            .map_err(|e| format!("{} holds a certificate rustls cannot use: {e}", path.display()))?;
+        let cert =
+            cert.map_err(|e| format!("{} is not a PEM certificate file: {e}", path.display()))?;
+        store.add(cert).map_err(|e| {
+            format!(
+                "{} holds a certificate rustls cannot use: {e}",
+                path.display()
+            )
+        })?;
         count += 1;
     }
     if count == 0 {
@@ -216,10 +228,13 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),

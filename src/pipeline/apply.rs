@@ -9,6 +9,7 @@ use serde::Serialize;
 use std::time::Instant;
 
 use super::{Env, RunnerParts, Target, millis, with_namespace_lock};
+use crate::db::Db;
 use crate::db::execute::{Runner, check_script};
 use crate::db::history::History;
 use crate::error::Result;
@@ -69,11 +70,15 @@ pub fn check_scripts<'m>(
     Ok(())
 }
 
-/// Applies the selected pending migrations of one namespace.
-pub async fn apply(env: &Env<'_>, target: &Target<'_>, options: &ApplyOptions) -> Result<NamespaceRun> {
+/// Applies the selected pending migrations of one namespace on `db`.
+pub async fn apply(
+    env: &Env<'_>,
+    target: &Target<'_>,
+    db: Db,
+    options: &ApplyOptions,
+) -> Result<NamespaceRun> {
     let started = Instant::now();
     let namespace = target.name();
-    let db = target.settings.connect().await?;
     let history = History::new(&env.config.history_schema);
 
     let state = target.state(&db, &history).await?;
@@ -106,11 +111,20 @@ pub async fn apply(env: &Env<'_>, target: &Target<'_>, options: &ApplyOptions) -
             direction: Direction::Up,
             versions: selected.iter().map(|m| m.version.to_string()).collect(),
         });
-        let parts = RunnerParts::load(&db, &history).await?;
+        let parts = RunnerParts::load(env, &db, &history).await?;
         let runner = parts.runner(env, target, &db, &history);
         let mut ran = Vec::with_capacity(selected.len());
         for migration in selected {
-            ran.push(run_one(env, &runner, migration, Direction::Up, migration.version.as_str()).await?);
+            ran.push(
+                run_one(
+                    env,
+                    &runner,
+                    migration,
+                    Direction::Up,
+                    migration.version.as_str(),
+                )
+                .await?,
+            );
         }
         Ok(ran)
     })

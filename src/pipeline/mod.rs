@@ -63,7 +63,13 @@ const CHECK_CLIENT: &str = "DO $$ BEGIN IF current_setting('server_version_num')
 
 /// Runs `work` holding the namespace lock; the lock is released whatever
 /// `work` returns. The history tables are created (if needed) inside it.
-pub async fn with_namespace_lock<T, F, Fut>(env: &Env<'_>, target: &Target<'_>, db: &Db, history: &History, work: F) -> Result<T>
+pub async fn with_namespace_lock<T, F, Fut>(
+    env: &Env<'_>,
+    target: &Target<'_>,
+    db: &Db,
+    history: &History,
+    work: F,
+) -> Result<T>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -77,12 +83,18 @@ where
         .await
         .map_err(|e| database_error(db, "prepare the session", &e))?;
     let key = crate::db::lock::key(history.schema(), namespace);
-    let waited = crate::db::lock::acquire(db, key, namespace, env.config.defaults.lock_wait, |holder| {
-        env.events.emit(&Event::LockWaiting {
-            namespace: namespace.to_string(),
-            holder: holder.cloned(),
-        });
-    })
+    let waited = crate::db::lock::acquire(
+        db,
+        key,
+        namespace,
+        env.config.defaults.lock_wait,
+        |holder| {
+            env.events.emit(&Event::LockWaiting {
+                namespace: namespace.to_string(),
+                holder: holder.cloned(),
+            });
+        },
+    )
     .await?;
     env.events.emit(&Event::LockAcquired {
         namespace: namespace.to_string(),
@@ -105,8 +117,13 @@ pub struct RunnerParts {
 }
 
 impl RunnerParts {
-    /// Prepares the history statements and reads the backend pid.
-    pub async fn load(db: &Db, history: &History) -> Result<RunnerParts> {
+    /// Sets the run's default timeouts on the session, prepares the history
+    /// statements and reads the backend pid.
+    pub async fn load(env: &Env<'_>, db: &Db, history: &History) -> Result<RunnerParts> {
+        db.client
+            .batch_execute(&limits(env).session_sql())
+            .await
+            .map_err(|e| database_error(db, "set the session's timeouts", &e))?;
         let prepared = history.prepare(db).await?;
         let backend_pid: i32 = db
             .client
@@ -122,8 +139,13 @@ impl RunnerParts {
     }
 
     /// A runner for one namespace on `db`.
-    pub fn runner<'a>(&'a self, env: &'a Env<'a>, target: &'a Target<'a>, db: &'a Db, history: &'a History) -> Runner<'a> {
-        let d = &env.config.defaults;
+    pub fn runner<'a>(
+        &'a self,
+        env: &'a Env<'a>,
+        target: &'a Target<'a>,
+        db: &'a Db,
+        history: &'a History,
+    ) -> Runner<'a> {
         Runner {
             db,
             settings: target.settings,
@@ -132,16 +154,21 @@ impl RunnerParts {
             backend_pid: self.backend_pid,
             namespace: target.name(),
             applied_by: &self.applied_by,
-            limits: Limits {
-                lock_timeout: d.lock_timeout,
-                statement_timeout: d.statement_timeout,
-                lock_retries: d.lock_retries,
-                lock_retry_delay: d.lock_retry_delay,
-            },
+            limits: limits(env),
             events: env.events,
             interrupt: env.interrupt,
             side: tokio::sync::Mutex::new(None),
         }
+    }
+}
+
+fn limits(env: &Env<'_>) -> Limits {
+    let d = &env.config.defaults;
+    Limits {
+        lock_timeout: d.lock_timeout,
+        statement_timeout: d.statement_timeout,
+        lock_retries: d.lock_retries,
+        lock_retry_delay: d.lock_retry_delay,
     }
 }
 

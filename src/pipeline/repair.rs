@@ -25,7 +25,9 @@ pub enum RepairAction {
 impl RepairAction {
     fn version(&self) -> &Version {
         match self {
-            RepairAction::AcceptChecksum(v) | RepairAction::ClearDirty(v) | RepairAction::Forget(v) => v,
+            RepairAction::AcceptChecksum(v)
+            | RepairAction::ClearDirty(v)
+            | RepairAction::Forget(v) => v,
         }
     }
 
@@ -52,10 +54,18 @@ pub struct Repaired {
 }
 
 /// Repairs one history row.
-pub async fn repair(env: &Env<'_>, target: &Target<'_>, action: &RepairAction, reason: &str) -> Result<Repaired> {
+pub async fn repair(
+    env: &Env<'_>,
+    target: &Target<'_>,
+    action: &RepairAction,
+    reason: &str,
+) -> Result<Repaired> {
     let namespace = target.name();
     if reason.trim().is_empty() {
-        return Err(Error::config(Code::Usage, "repair needs --reason \"…\": it is kept in the audit log"));
+        return Err(Error::config(
+            Code::Usage,
+            "repair needs --reason \"…\": it is kept in the audit log",
+        ));
     }
     let version = action.version();
     let db = target.settings.connect().await?;

@@ -24,7 +24,11 @@ pub struct RollbackOptions {
 }
 
 /// Rolls back one namespace.
-pub async fn rollback(env: &Env<'_>, target: &Target<'_>, options: &RollbackOptions) -> Result<NamespaceRun> {
+pub async fn rollback(
+    env: &Env<'_>,
+    target: &Target<'_>,
+    options: &RollbackOptions,
+) -> Result<NamespaceRun> {
     let started = Instant::now();
     let namespace = target.name();
     let db = target.settings.connect().await?;
@@ -47,7 +51,10 @@ pub async fn rollback(env: &Env<'_>, target: &Target<'_>, options: &RollbackOpti
             duration_ms: millis(started.elapsed()),
         });
     }
-    check_scripts(namespace, selected.iter().map(|(_, m)| (*m, Direction::Down)))?;
+    check_scripts(
+        namespace,
+        selected.iter().map(|(_, m)| (*m, Direction::Down)),
+    )?;
 
     let ran = with_namespace_lock(env, target, &db, &history, || async {
         let state = target.state(&db, &history).await?;
@@ -56,9 +63,12 @@ pub async fn rollback(env: &Env<'_>, target: &Target<'_>, options: &RollbackOpti
         env.events.emit(&Event::Plan {
             namespace: namespace.to_string(),
             direction: Direction::Down,
-            versions: selected.iter().map(|(e, _)| e.version.to_string()).collect(),
+            versions: selected
+                .iter()
+                .map(|(e, _)| e.version.to_string())
+                .collect(),
         });
-        let parts = RunnerParts::load(&db, &history).await?;
+        let parts = RunnerParts::load(env, &db, &history).await?;
         let runner = parts.runner(env, target, &db, &history);
         let mut ran = Vec::with_capacity(selected.len());
         for (entry, migration) in selected {

@@ -5,14 +5,19 @@
 
 use std::fmt::Write;
 
+use crate::config::Defaults;
 use crate::db::history::{History, operator};
 use crate::db::{lock, quote_ident, quote_literal};
-use crate::config::Defaults;
 use crate::source::Migration;
 use crate::source::statements;
 
 /// Renders the psql script applying `migrations` to `namespace`.
-pub fn render(history: &History, defaults: &Defaults, namespace: &str, migrations: &[&Migration]) -> String {
+pub fn render(
+    history: &History,
+    defaults: &Defaults,
+    namespace: &str,
+    migrations: &[&Migration],
+) -> String {
     let key = lock::key(history.schema(), namespace);
     let table = history.table();
     let by = quote_literal(&format!("{} (psql script)", operator()));
@@ -28,7 +33,11 @@ pub fn render(history: &History, defaults: &Defaults, namespace: &str, migration
     );
     for migration in migrations {
         let script = &migration.up;
-        let lock_timeout = script.directives.lock_timeout.unwrap_or(defaults.lock_timeout).as_millis();
+        let lock_timeout = script
+            .directives
+            .lock_timeout
+            .unwrap_or(defaults.lock_timeout)
+            .as_millis();
         let statement_timeout = script
             .directives
             .statement_timeout
@@ -41,7 +50,13 @@ pub fn render(history: &History, defaults: &Defaults, namespace: &str, migration
             .down
             .as_ref()
             .map_or_else(|| "NULL".to_string(), |d| quote_literal(&d.checksum));
-        let _ = writeln!(out, "-- {} {} ({})", migration.version, migration.name, script.path.display());
+        let _ = writeln!(
+            out,
+            "-- {} {} ({})",
+            migration.version,
+            migration.name,
+            script.path.display()
+        );
         let columns = "(namespace, version, name, checksum, down_checksum, applied_at, execution_ms, applied_by, tool_version, dirty)";
         if script.no_transaction() {
             let _ = writeln!(
@@ -70,6 +85,9 @@ pub fn render(history: &History, defaults: &Defaults, namespace: &str, migration
             );
         }
     }
-    let _ = writeln!(out, "DO $$ BEGIN PERFORM pg_advisory_unlock({key}); END $$;");
+    let _ = writeln!(
+        out,
+        "DO $$ BEGIN PERFORM pg_advisory_unlock({key}); END $$;"
+    );
     out
 }

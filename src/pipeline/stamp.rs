@@ -22,14 +22,19 @@ pub async fn stamp(env: &Env<'_>, target: &Target<'_>, version: &Version) -> Res
         if let Some(dirty) = state.in_state(State::Dirty).next() {
             return Err(Error::Refused {
                 reason: ReasonCode::migration(Code::MigrationDirty, namespace, &dirty.version),
-                message: format!("namespace `{namespace}` is dirty at {}; repair it before stamping", dirty.version),
+                message: format!(
+                    "namespace `{namespace}` is dirty at {}; repair it before stamping",
+                    dirty.version
+                ),
                 hint: None,
             });
         }
         let by = operator();
         let mut stamped = Vec::new();
         for entry in state.pending().filter(|e| e.version <= *version) {
-            let Some(migration) = &entry.migration else { continue };
+            let Some(migration) = &entry.migration else {
+                continue;
+            };
             history
                 .insert_stamped(
                     &db,

@@ -137,14 +137,23 @@ mod tests {
 
     #[test]
     fn honours_dbmate_transaction_false() {
-        let d = parse("-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY i ON t (a);").unwrap();
+        let d = parse("-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY i ON t (a);")
+            .unwrap();
         assert!(d.no_transaction);
     }
 
     #[test]
     fn rejects_unknown_and_malformed_directives() {
-        assert!(parse("-- migsafe:no-transactoin\nSELECT 1;").unwrap_err().contains("unknown directive"));
-        assert!(parse("-- migsafe:lock-timeout soon\n").unwrap_err().contains("line 1"));
+        assert!(
+            parse("-- migsafe:no-transactoin\nSELECT 1;")
+                .unwrap_err()
+                .contains("unknown directive")
+        );
+        assert!(
+            parse("-- migsafe:lock-timeout soon\n")
+                .unwrap_err()
+                .contains("line 1")
+        );
         assert!(parse("-- migsafe:allow\n").is_err());
     }
 

@@ -81,16 +81,17 @@ pub fn parse_dir_name(dir_name: &str) -> Result<Option<(Version, String)>, Strin
 
 fn parse_flyway(file_name: &str, prefix: char) -> Result<MigrationName, String> {
     let expected = format!("expected `{prefix}<version>__<name>.sql`");
-    let stem = file_name
-        .strip_suffix(".sql")
-        .ok_or_else(|| format!("starts with a Flyway version but is not a .sql file ({expected})"))?;
+    let stem = file_name.strip_suffix(".sql").ok_or_else(|| {
+        format!("starts with a Flyway version but is not a .sql file ({expected})")
+    })?;
     let (raw_version, name) = stem[1..]
         .split_once("__")
         .ok_or_else(|| format!("{expected}: the `__` after the version is missing"))?;
     if name.is_empty() {
         return Err(format!("{expected}: the name after `__` is empty"));
     }
-    let version = Version::parse(&raw_version.replace('_', ".")).map_err(|e| format!("{expected}: {e}"))?;
+    let version =
+        Version::parse(&raw_version.replace('_', ".")).map_err(|e| format!("{expected}: {e}"))?;
     Ok(MigrationName {
         version,
         name: name.to_string(),
@@ -149,20 +150,38 @@ mod tests {
     #[test]
     fn reads_every_layout() {
         let up = parsed("20240101120000_create_users.up.sql");
-        assert_eq!((up.version.as_str(), up.name.as_str(), up.role), ("20240101120000", "create_users", Role::Up));
+        assert_eq!(
+            (up.version.as_str(), up.name.as_str(), up.role),
+            ("20240101120000", "create_users", Role::Up)
+        );
         assert_eq!(parsed("0002_add.down.sql").role, Role::Down);
         assert_eq!(parsed("0003_seed.sql").role, Role::Plain);
         let flyway = parsed("V1_2__add_orders.sql");
-        assert_eq!((flyway.version.as_str(), flyway.name.as_str(), flyway.layout), ("1.2", "add_orders", Layout::Flyway));
-        assert_eq!(parsed("V1.10__x.sql").version, Version::parse("1.10").unwrap());
+        assert_eq!(
+            (flyway.version.as_str(), flyway.name.as_str(), flyway.layout),
+            ("1.2", "add_orders", Layout::Flyway)
+        );
+        assert_eq!(
+            parsed("V1.10__x.sql").version,
+            Version::parse("1.10").unwrap()
+        );
         assert_eq!(parsed("U3__undo.sql").role, Role::Down);
-        let (v, n) = parse_dir_name("2019-01-01-000000_create_users").unwrap().unwrap();
+        let (v, n) = parse_dir_name("2019-01-01-000000_create_users")
+            .unwrap()
+            .unwrap();
         assert_eq!((v.as_str(), n.as_str()), ("20190101000000", "create_users"));
     }
 
     #[test]
     fn ignores_files_that_do_not_start_with_a_version() {
-        for name in ["README.md", ".keep", "seed_data.sql", "V_x.sql", ".0001_x.sql.swp", "Vacuum.sql"] {
+        for name in [
+            "README.md",
+            ".keep",
+            "seed_data.sql",
+            "V_x.sql",
+            ".0001_x.sql.swp",
+            "Vacuum.sql",
+        ] {
             assert_eq!(parse_file_name(name), Ok(None), "{name}");
         }
         assert_eq!(parse_dir_name("helpers"), Ok(None));
@@ -170,7 +189,17 @@ mod tests {
 
     #[test]
     fn rejects_names_that_start_with_a_version_but_do_not_parse() {
-        for name in ["0001.sql", "0001_.sql", "0001_x.txt", "0001-x.sql", "V1_x.sql", "V1__.sql", "R__views.sql", "1..2_x.sql", "V1.__x.sql"] {
+        for name in [
+            "0001.sql",
+            "0001_.sql",
+            "0001_x.txt",
+            "0001-x.sql",
+            "V1_x.sql",
+            "V1__.sql",
+            "R__views.sql",
+            "1..2_x.sql",
+            "V1.__x.sql",
+        ] {
             assert!(parse_file_name(name).is_err(), "{name}");
         }
         assert!(parse_dir_name("0001").is_err());

@@ -47,19 +47,29 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
                     "the migrations directory of namespace `{namespace}` does not exist: {}",
                     dir.display()
                 ),
-                hint: Some("create it (`migsafe init` makes one) or fix `dir` in migsafe.toml".into()),
+                hint: Some(
+                    "create it (`migsafe init` makes one) or fix `dir` in migsafe.toml".into(),
+                ),
             });
         }
         Err(err) => return Err(Error::io(dir, "read the directory", &err)),
     };
     let mut names: Vec<(String, PathBuf)> = Vec::new();
+    let mut kinds = std::collections::HashMap::new();
     let mut problems = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|err| Error::io(dir, "read the directory", &err))?;
         let path = entry.path();
+        if let Ok(kind) = entry.file_type() {
+            kinds.insert(path.clone(), kind);
+        }
         match entry.file_name().into_string() {
             Ok(name) => names.push((name, path)),
-            Err(_) => problems.push(problem(namespace, &path, "the file name is not valid UTF-8; rename it")),
+            Err(_) => problems.push(problem(
+                namespace,
+                &path,
+                "the file name is not valid UTF-8; rename it",
+            )),
         }
     }
     names.sort();
@@ -67,35 +77,33 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
     let mut slots: BTreeMap<Version, Slot> = BTreeMap::new();
     let mut ignored = Vec::new();
     for (name, path) in names {
-        let is_dir = fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false);
+        let is_dir = is_dir_entry(&path, kinds.get(&path).copied());
         if is_dir {
             match layout::parse_dir_name(&name) {
                 Ok(None) => ignored.push(path),
-                Ok(Some((version, migration_name))) => {
-                    match read_diesel_dir(&path) {
-                        Ok(parts) => {
-                            let slot = slots.entry(version).or_default();
-                            let no_tx = parts.no_transaction;
-                            slot.ups.push(Part {
-                                name: migration_name.clone(),
+                Ok(Some((version, migration_name))) => match read_diesel_dir(&path) {
+                    Ok(parts) => {
+                        let slot = slots.entry(version).or_default();
+                        let no_tx = parts.no_transaction;
+                        slot.ups.push(Part {
+                            name: migration_name.clone(),
+                            layout: Layout::Diesel,
+                            role: Role::Up,
+                            path: path.join("up.sql"),
+                            no_transaction_from_metadata: no_tx,
+                        });
+                        if parts.has_down {
+                            slot.downs.push(Part {
+                                name: migration_name,
                                 layout: Layout::Diesel,
-                                role: Role::Up,
-                                path: path.join("up.sql"),
+                                role: Role::Down,
+                                path: path.join("down.sql"),
                                 no_transaction_from_metadata: no_tx,
                             });
-                            if parts.has_down {
-                                slot.downs.push(Part {
-                                    name: migration_name,
-                                    layout: Layout::Diesel,
-                                    role: Role::Down,
-                                    path: path.join("down.sql"),
-                                    no_transaction_from_metadata: no_tx,
-                                });
-                            }
                         }
-                        Err(message) => problems.push(problem(namespace, &path, &message)),
                     }
-                }
+                    Err(message) => problems.push(problem(namespace, &path, &message)),
+                },
                 Err(message) => problems.push(problem(namespace, &path, &message)),
             }
             continue;
@@ -121,8 +129,8 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
     }
 
     let mut migrations = Vec::with_capacity(slots.len());
-    for (version, slot) in slots {
-        match assemble(namespace, &version, slot) {
+    for result in assemble_all(namespace, slots.into_iter().collect()) {
+        match result {
             Ok(migration) => migrations.push(migration),
             Err(mut found) => problems.append(&mut found),
         }
@@ -134,6 +142,59 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
     Ok(MigrationSet {
         migrations,
         ignored,
+    })
+}
+
+/// The directory entry's type says whether it is a directory without another
+/// system call; only symlinks need a `stat`.
+fn is_dir_entry(path: &Path, kind: Option<fs::FileType>) -> bool {
+    match kind {
+        Some(kind) if !kind.is_symlink() => kind.is_dir(),
+        _ => fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false),
+    }
+}
+
+/// Reads and checksums every migration, on a few threads when there are many
+/// (a thousand small files is mostly system calls), keeping version order.
+fn assemble_all(
+    namespace: &str,
+    slots: Vec<(Version, Slot)>,
+) -> Vec<Result<Migration, Vec<FileProblem>>> {
+    const PER_THREAD: usize = 128;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if slots.len() < 2 * PER_THREAD || threads < 2 {
+        return slots
+            .into_iter()
+            .map(|(v, slot)| assemble(namespace, &v, slot))
+            .collect();
+    }
+    let chunk = slots.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<(Version, Slot)>> = Vec::new();
+    let mut rest = slots.into_iter().peekable();
+    while rest.peek().is_some() {
+        chunks.push(rest.by_ref().take(chunk).collect());
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|part| {
+                scope.spawn(move || {
+                    part.into_iter()
+                        .map(|(v, slot)| assemble(namespace, &v, slot))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
     })
 }
 
@@ -160,9 +221,10 @@ fn read_diesel_dir(dir: &Path) -> Result<DieselDir, String> {
         struct Metadata {
             run_in_transaction: Option<bool>,
         }
-        let text = fs::read_to_string(&metadata).map_err(|e| format!("cannot read metadata.toml: {e}"))?;
-        let parsed: Metadata =
-            toml::from_str(&text).map_err(|e| format!("metadata.toml is not valid: {}", e.message()))?;
+        let text =
+            fs::read_to_string(&metadata).map_err(|e| format!("cannot read metadata.toml: {e}"))?;
+        let parsed: Metadata = toml::from_str(&text)
+            .map_err(|e| format!("metadata.toml is not valid: {}", e.message()))?;
         parsed.run_in_transaction == Some(false)
     } else {
         false
@@ -173,13 +235,21 @@ fn read_diesel_dir(dir: &Path) -> Result<DieselDir, String> {
     })
 }
 
-fn assemble(namespace: &str, version: &Version, mut slot: Slot) -> Result<Migration, Vec<FileProblem>> {
+fn assemble(
+    namespace: &str,
+    version: &Version,
+    mut slot: Slot,
+) -> Result<Migration, Vec<FileProblem>> {
     let duplicate = |parts: &[Part]| FileProblem {
         reason: ReasonCode::migration(Code::MigrationVersionDuplicate, namespace, version),
         path: parts[1].path.clone(),
         message: format!(
             "version {version} is used by more than one file: {}; give each migration its own version",
-            parts.iter().map(|p| p.path.display().to_string()).collect::<Vec<_>>().join(" and ")
+            parts
+                .iter()
+                .map(|p| p.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" and ")
         ),
     };
     if slot.ups.len() > 1 {
@@ -202,7 +272,10 @@ fn assemble(namespace: &str, version: &Version, mut slot: Slot) -> Result<Migrat
             return Err(vec![problem(
                 namespace,
                 &down.path,
-                &format!("its name `{}` differs from the up script's `{}`; make them match", down.name, up_part.name),
+                &format!(
+                    "its name `{}` differs from the up script's `{}`; make them match",
+                    down.name, up_part.name
+                ),
             )]);
         }
         if up_part.role == Role::Plain {
@@ -223,11 +296,23 @@ fn assemble(namespace: &str, version: &Version, mut slot: Slot) -> Result<Migrat
         layout = Layout::Dbmate;
         split_dbmate(namespace, &up_part.path, &up_bytes)?
     } else {
-        let up = script(namespace, &up_part.path, up_bytes, 1, up_part.no_transaction_from_metadata)?;
+        let up = script(
+            namespace,
+            &up_part.path,
+            up_bytes,
+            1,
+            up_part.no_transaction_from_metadata,
+        )?;
         let down = match &down_part {
             Some(part) => {
                 let bytes = read_file(namespace, &part.path).map_err(|p| vec![p])?;
-                Some(script(namespace, &part.path, bytes, 1, part.no_transaction_from_metadata)?)
+                Some(script(
+                    namespace,
+                    &part.path,
+                    bytes,
+                    1,
+                    part.no_transaction_from_metadata,
+                )?)
             }
             None => None,
         };
@@ -288,7 +373,11 @@ fn is_dbmate(bytes: &[u8]) -> bool {
 /// Splits a dbmate file into its up and down sections; each section starts at
 /// its marker line, so the marker's options (`transaction:false`) are read as
 /// directives and error positions keep their file line numbers.
-fn split_dbmate(namespace: &str, path: &Path, bytes: &[u8]) -> Result<(Script, Option<Script>), Vec<FileProblem>> {
+fn split_dbmate(
+    namespace: &str,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(Script, Option<Script>), Vec<FileProblem>> {
     let text = checksum::normalize(bytes).map_err(|m| vec![problem(namespace, path, &m)])?;
     let mut up_start = None;
     let mut down_start = None;
@@ -320,10 +409,22 @@ fn split_dbmate(namespace: &str, path: &Path, bytes: &[u8]) -> Result<(Script, O
         }
         None => text.len(),
     };
-    let up = script_from_text(namespace, path, text[up_offset..up_end].to_string(), up_line, false)?;
+    let up = script_from_text(
+        namespace,
+        path,
+        text[up_offset..up_end].to_string(),
+        up_line,
+        false,
+    )?;
     let down = match down_start {
         Some((down_offset, down_line)) => {
-            let mut down = script_from_text(namespace, path, text[down_offset..].to_string(), down_line, false)?;
+            let mut down = script_from_text(
+                namespace,
+                path,
+                text[down_offset..].to_string(),
+                down_line,
+                false,
+            )?;
             // dbmate's transaction option is per file: the up marker's applies to both.
             down.directives.no_transaction |= up.directives.no_transaction;
             checksum::has_sql(&down.sql).then_some(down)

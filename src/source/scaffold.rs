@@ -51,7 +51,8 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>> {
 /// otherwise a UTC timestamp `YYYYMMDDHHMMSS`, bumped past the newest version.
 pub fn next_version(set: &MigrationSet, now: chrono::DateTime<chrono::Utc>) -> String {
     let newest = set.migrations.last().map(|m| &m.version);
-    let sequential = !set.migrations.is_empty() && set.migrations.iter().all(|m| m.version.is_sequential());
+    let sequential =
+        !set.migrations.is_empty() && set.migrations.iter().all(|m| m.version.is_sequential());
     if sequential && let Some(number) = newest.and_then(Version::as_u64) {
         let width = newest.map_or(4, |v| v.as_str().len());
         return format!("{:0width$}", number + 1);
@@ -81,7 +82,12 @@ pub fn slug(name: &str) -> String {
 
 /// Creates the files of a new migration in `dir`: `<v>_<name>.up.sql` and
 /// `.down.sql`, or one `<v>_<name>.sql` for a forward-only namespace.
-pub fn new_migration(dir: &Path, version: &str, name: &str, forward_only: bool) -> Result<Vec<PathBuf>> {
+pub fn new_migration(
+    dir: &Path,
+    version: &str,
+    name: &str,
+    forward_only: bool,
+) -> Result<Vec<PathBuf>> {
     let name = slug(name);
     if name.is_empty() {
         return Err(Error::config(
@@ -92,7 +98,10 @@ pub fn new_migration(dir: &Path, version: &str, name: &str, forward_only: bool) 
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create", &e))?;
     if forward_only {
         let path = dir.join(format!("{version}_{name}.sql"));
-        write_new(&path, format!("-- {name}: forward-only (this namespace refuses rollback)\n\n").as_bytes())?;
+        write_new(
+            &path,
+            format!("-- {name}: forward-only (this namespace refuses rollback)\n\n").as_bytes(),
+        )?;
         return Ok(vec![path]);
     }
     let up = dir.join(format!("{version}_{name}.up.sql"));
@@ -111,13 +120,17 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 Error::config(
                     crate::error::Code::Usage,
-                    format!("{} already exists; migsafe never overwrites it", path.display()),
+                    format!(
+                        "{} already exists; migsafe never overwrites it",
+                        path.display()
+                    ),
                 )
             } else {
                 Error::io(path, "create", &e)
             }
         })?;
-    file.write_all(bytes).map_err(|e| Error::io(path, "write", &e))
+    file.write_all(bytes)
+        .map_err(|e| Error::io(path, "write", &e))
 }
 
 #[cfg(test)]
@@ -132,7 +145,8 @@ mod tests {
 
     #[test]
     fn the_template_is_a_valid_config() {
-        let config = crate::Config::parse(CONFIG_TEMPLATE, Path::new("/p"), None, "migsafe.toml").unwrap();
+        let config =
+            crate::Config::parse(CONFIG_TEMPLATE, Path::new("/p"), None, "migsafe.toml").unwrap();
         assert_eq!(config.namespaces[0].name, "app");
     }
 }

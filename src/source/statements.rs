@@ -70,13 +70,36 @@ pub fn split(sql: &str) -> Result<Vec<Statement>, String> {
 /// fine inside a migration's transaction. `None` also when the grammar cannot
 /// read the script: the server then reports the syntax error itself.
 pub fn transaction_control(sql: &str) -> Option<(&'static str, usize)> {
+    // Most migrations hold none of these words at all: then no statement can
+    // be transaction control, and the full parse (a few µs each, thousands of
+    // times in a big plan) is not needed. Any occurrence, even inside an
+    // identifier, falls through to the grammar, which decides.
+    const WORDS: [&[u8]; 7] = [
+        b"begin",
+        b"start",
+        b"commit",
+        b"end",
+        b"rollback",
+        b"abort",
+        b"prepare",
+    ];
+    let lower = sql.to_ascii_lowercase();
+    if !WORDS
+        .iter()
+        .any(|word| lower.as_bytes().windows(word.len()).any(|w| w == *word))
+    {
+        return None;
+    }
     let parsed = pg_query::parse(sql, 0).ok()?;
     for raw in &parsed.protobuf.stmts {
-        let Some(NodeEnum::TransactionStmt(stmt)) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+        let Some(NodeEnum::TransactionStmt(stmt)) = raw.stmt.as_ref().and_then(|n| n.node.as_ref())
+        else {
             continue;
         };
         let keyword = match TransactionStmtKind::try_from(stmt.kind) {
-            Ok(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart) => "BEGIN",
+            Ok(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart) => {
+                "BEGIN"
+            }
             Ok(TransactionStmtKind::TransStmtCommit) => "COMMIT",
             Ok(TransactionStmtKind::TransStmtRollback) => "ROLLBACK",
             Ok(TransactionStmtKind::TransStmtPrepare) => "PREPARE TRANSACTION",
@@ -84,9 +107,15 @@ pub fn transaction_control(sql: &str) -> Option<(&'static str, usize)> {
             Ok(TransactionStmtKind::TransStmtRollbackPrepared) => "ROLLBACK PREPARED",
             _ => continue,
         };
-        let offset = usize::try_from(raw.stmt_location).unwrap_or(0).min(sql.len());
-        let skipped = sql.get(offset..).map_or(0, |rest| rest.len() - rest.trim_start().len());
-        let line = sql.get(..offset + skipped).map_or(1, |head| head.matches('\n').count() + 1);
+        let offset = usize::try_from(raw.stmt_location)
+            .unwrap_or(0)
+            .min(sql.len());
+        let skipped = sql
+            .get(offset..)
+            .map_or(0, |rest| rest.len() - rest.trim_start().len());
+        let line = sql
+            .get(..offset + skipped)
+            .map_or(1, |head| head.matches('\n').count() + 1);
         return Some((keyword, line));
     }
     None
@@ -106,7 +135,11 @@ pub fn redact_query(query: &str) -> String {
                 .chars()
                 .take_while(|c| c.is_ascii_alphabetic())
                 .collect();
-            format!("{} … (not shown: {} characters)", keyword.to_uppercase(), query.chars().count())
+            format!(
+                "{} … (not shown: {} characters)",
+                keyword.to_uppercase(),
+                query.chars().count()
+            )
         }
     }
 }
@@ -149,10 +182,24 @@ mod tests {
 
     #[test]
     fn finds_transaction_control_but_not_savepoints() {
-        assert_eq!(transaction_control("CREATE TABLE t (a int);\n\nCOMMIT;"), Some(("COMMIT", 3)));
-        assert_eq!(transaction_control("BEGIN; SELECT 1;").map(|t| t.0), Some("BEGIN"));
-        assert_eq!(transaction_control("SAVEPOINT a; RELEASE a; ROLLBACK TO a;"), None);
-        assert_eq!(transaction_control("CREATE FUNCTION f() RETURNS void AS $$ BEGIN END $$ LANGUAGE plpgsql;"), None);
+        assert_eq!(
+            transaction_control("CREATE TABLE t (a int);\n\nCOMMIT;"),
+            Some(("COMMIT", 3))
+        );
+        assert_eq!(
+            transaction_control("BEGIN; SELECT 1;").map(|t| t.0),
+            Some("BEGIN")
+        );
+        assert_eq!(
+            transaction_control("SAVEPOINT a; RELEASE a; ROLLBACK TO a;"),
+            None
+        );
+        assert_eq!(
+            transaction_control(
+                "CREATE FUNCTION f() RETURNS void AS $$ BEGIN END $$ LANGUAGE plpgsql;"
+            ),
+            None
+        );
     }
 
     #[test]

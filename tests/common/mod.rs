@@ -28,8 +28,15 @@ impl TestDb {
     /// Creates `t_<pid>_<n>` from template0.
     pub fn new() -> TestDb {
         let sandbox = sandbox();
-        let name = format!("t_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
-        query(&sandbox.url("postgres"), &format!("CREATE DATABASE {name} TEMPLATE template0"));
+        let name = format!(
+            "t_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        query(
+            &sandbox.url("postgres"),
+            &format!("CREATE DATABASE {name} TEMPLATE template0"),
+        );
         TestDb {
             url: sandbox.url(&name),
             name,
@@ -43,12 +50,17 @@ impl TestDb {
 
     /// The first column of the first row.
     pub fn scalar(&self, sql: &str) -> Option<String> {
-        self.query(sql).into_iter().next().and_then(|row| row.into_iter().next().flatten())
+        self.query(sql)
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next().flatten())
     }
 
     /// Whether a relation exists.
     pub fn exists(&self, relation: &str) -> bool {
-        self.scalar(&format!("SELECT to_regclass('{relation}') IS NOT NULL")).as_deref() == Some("t")
+        self.scalar(&format!("SELECT to_regclass('{relation}') IS NOT NULL"))
+            .as_deref()
+            == Some("t")
     }
 
     /// History rows as (version, dirty).
@@ -64,17 +76,27 @@ impl TestDb {
 
 /// Runs SQL with the simple query protocol on a throwaway runtime.
 pub fn query(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(connection);
-        let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let messages = client
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         messages
             .into_iter()
             .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => {
-                    Some((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect())
-                }
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_string))
+                        .collect(),
+                ),
                 _ => None,
             })
             .collect()
@@ -113,7 +135,9 @@ impl Project {
     /// `migsafe` in this project against `db`.
     pub fn migsafe(&self, db: &TestDb) -> assert_cmd::Command {
         let mut command = migsafe_command();
-        command.current_dir(self.path()).env("DATABASE_URL", &db.url);
+        command
+            .current_dir(self.path())
+            .env("DATABASE_URL", &db.url);
         command
     }
 
@@ -152,13 +176,21 @@ pub fn text(output: &Output) -> String {
 /// Asserts the exit code and returns everything printed.
 pub fn expect_exit(output: &Output, code: i32) -> String {
     let all = text(output);
-    assert_eq!(output.status.code(), Some(code), "unexpected exit code; output:\n{all}");
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "unexpected exit code; output:\n{all}"
+    );
     all
 }
 
 /// Asserts that no byte printed, logged or reported holds `secret`.
 pub fn assert_no_secret(project: &Project, output: &Output, secret: &str) {
-    assert!(!text(output).contains(secret), "the password leaked into the output:\n{}", text(output));
+    assert!(
+        !text(output).contains(secret),
+        "the password leaked into the output:\n{}",
+        text(output)
+    );
     for entry in walk(project.path()) {
         if let Ok(content) = std::fs::read(&entry) {
             assert!(
@@ -188,9 +220,21 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// A simple reversible two-migration project in the default namespace.
 pub fn two_tables() -> Project {
     Project::new(&[
-        ("migrations/0001_create_users.up.sql", "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL);\n"),
-        ("migrations/0001_create_users.down.sql", "DROP TABLE users;\n"),
-        ("migrations/0002_create_orders.up.sql", "CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint REFERENCES users (id));\n"),
-        ("migrations/0002_create_orders.down.sql", "DROP TABLE orders;\n"),
+        (
+            "migrations/0001_create_users.up.sql",
+            "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL);\n",
+        ),
+        (
+            "migrations/0001_create_users.down.sql",
+            "DROP TABLE users;\n",
+        ),
+        (
+            "migrations/0002_create_orders.up.sql",
+            "CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint REFERENCES users (id));\n",
+        ),
+        (
+            "migrations/0002_create_orders.down.sql",
+            "DROP TABLE orders;\n",
+        ),
     ])
 }
