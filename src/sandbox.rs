@@ -207,9 +207,12 @@ impl Sandbox {
         )
     }
 
+    /// fsync and full-page writes are off (a sandbox need not survive an
+    /// operating-system crash), but commits are synchronous: a crash of the
+    /// server process itself loses nothing, which the crash tests rely on.
     fn start_on(&self, port: u16) -> Result<(), String> {
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
              -c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB \
              -c max_locks_per_transaction=256 -c log_min_messages=warning -c log_statement=none",
             self.socket_dir.display()
@@ -314,6 +317,39 @@ impl Sandbox {
                 String::from_utf8_lossy(&output.stderr).trim()
             )))
         }
+    }
+
+    /// Turns TLS on with the given PEM certificate (chain) and key, and waits
+    /// until the server has reloaded its configuration. For TLS tests.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) -> Result<()> {
+        let cert = self.data_dir.join("server.crt");
+        let key = self.data_dir.join("server.key");
+        let _ = std::fs::remove_file(&cert);
+        let _ = std::fs::remove_file(&key);
+        write_private(&cert, cert_pem.as_bytes())?;
+        write_private(&key, key_pem.as_bytes())?;
+        let conf = self.data_dir.join("postgresql.auto.conf");
+        let mut settings = std::fs::read_to_string(&conf).unwrap_or_default();
+        settings
+            .push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, settings)
+            .map_err(|e| failed(format!("cannot write {}: {e}", conf.display())))?;
+        if let Some((uid, gid)) = self.run_as {
+            for path in [&cert, &key] {
+                std::os::unix::fs::chown(path, Some(uid.as_raw()), Some(gid.as_raw())).map_err(
+                    |e| {
+                        failed(format!(
+                            "cannot hand {} to the postgres user: {e}",
+                            path.display()
+                        ))
+                    },
+                )?;
+            }
+        }
+        self.pg_ctl(&["reload"])?;
+        // Reload is asynchronous; the postmaster has applied it once the log says so.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        Ok(())
     }
 
     /// Stops the server and removes its directory.

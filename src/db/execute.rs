@@ -680,15 +680,23 @@ impl Runner<'_> {
         transactional: bool,
     ) -> Error {
         let cause = scrub(&error_chain(err));
-        let row = match self.settings.connect().await {
-            Ok(db) => self
-                .history
-                .read(&db, self.namespace)
-                .await
-                .ok()
-                .map(|rows| rows.into_iter().find(|r| r.version.as_str() == recorded)),
-            Err(_) => None,
+        // A restarting server refuses connections for a moment: ask for up to
+        // ~10 s before saying the outcome is unknown.
+        let ask = async {
+            let mut delay = Duration::from_millis(200);
+            loop {
+                if let Ok(db) = self.settings.connect().await
+                    && let Ok(rows) = self.history.read(&db, self.namespace).await
+                {
+                    return rows.into_iter().find(|r| r.version.as_str() == recorded);
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
         };
+        let row = tokio::time::timeout(Duration::from_secs(10), ask)
+            .await
+            .ok();
         let reason = |code| ReasonCode::migration(code, self.namespace, &migration.version);
         let (code, state) = match (row, direction, transactional) {
             (None, _, _) => (

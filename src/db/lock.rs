@@ -70,12 +70,15 @@ pub async fn acquire(
 
 /// Releases the lock (closing the connection releases it too).
 pub async fn release(db: &Db, key: i64) {
-    if let Err(err) = db
+    match db
         .client
         .query_one("SELECT pg_advisory_unlock($1)", &[&key])
         .await
     {
-        tracing::warn!("could not release the namespace lock: {err}");
+        Ok(_) => {}
+        // The session is gone, and the lock with it.
+        Err(err) if err.is_closed() => {}
+        Err(err) => tracing::warn!("could not release the namespace lock: {err}"),
     }
 }
 
