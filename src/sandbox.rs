@@ -135,18 +135,10 @@ impl Sandbox {
             .collect();
         let pwfile = root.path().join("pwfile");
         write_private(&pwfile, password.as_bytes())?;
-        if let Some((uid, gid)) = run_as {
-            for path in [root.path(), socket_dir.as_path(), pwfile.as_path()] {
-                std::os::unix::fs::chown(path, Some(uid.as_raw()), Some(gid.as_raw())).map_err(
-                    |e| {
-                        failed(format!(
-                            "cannot hand {} to the postgres user: {e}",
-                            path.display()
-                        ))
-                    },
-                )?;
-            }
-        }
+        give_to(
+            run_as,
+            &[root.path(), socket_dir.as_path(), pwfile.as_path()],
+        )?;
         let mut sandbox = Sandbox {
             root: Some(root),
             data_dir,
@@ -334,18 +326,7 @@ impl Sandbox {
             .push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
         std::fs::write(&conf, settings)
             .map_err(|e| failed(format!("cannot write {}: {e}", conf.display())))?;
-        if let Some((uid, gid)) = self.run_as {
-            for path in [&cert, &key] {
-                std::os::unix::fs::chown(path, Some(uid.as_raw()), Some(gid.as_raw())).map_err(
-                    |e| {
-                        failed(format!(
-                            "cannot hand {} to the postgres user: {e}",
-                            path.display()
-                        ))
-                    },
-                )?;
-            }
-        }
+        give_to(self.run_as, &[cert.as_path(), key.as_path()])?;
         self.pg_ctl(&["reload"])?;
         // Reload is asynchronous; the postmaster has applied it once the log says so.
         std::thread::sleep(std::time::Duration::from_millis(500));
@@ -373,6 +354,22 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Hands files to the user the server runs as (when we run as root).
+fn give_to(run_as: Option<(nix::unistd::Uid, nix::unistd::Gid)>, paths: &[&Path]) -> Result<()> {
+    let Some((uid, gid)) = run_as else {
+        return Ok(());
+    };
+    for path in paths {
+        std::os::unix::fs::chown(path, Some(uid.as_raw()), Some(gid.as_raw())).map_err(|e| {
+            failed(format!(
+                "cannot hand {} to the postgres user: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 fn free_port() -> Result<u16> {

@@ -175,6 +175,37 @@ impl Runner<'_> {
         }
     }
 
+    /// The history write of a migration: insert its row (up) with `insert`,
+    /// or apply `down` (delete, or mark dirty) to its recorded row. Sent when
+    /// first polled, so it pipelines behind the script.
+    async fn write_history(
+        &self,
+        direction: Direction,
+        insert: &tokio_postgres::Statement,
+        down: &tokio_postgres::Statement,
+        migration: &Migration,
+        script: &Script,
+        recorded: &str,
+    ) -> Result<u64, tokio_postgres::Error> {
+        let client = &self.db.client;
+        match direction {
+            Direction::Up => {
+                let down_checksum = migration.down.as_ref().map(|d| d.checksum.as_str());
+                let params: [&(dyn ToSql + Sync); 7] = [
+                    &self.namespace,
+                    &migration.version.as_str(),
+                    &migration.name,
+                    &script.checksum,
+                    &down_checksum,
+                    &self.applied_by,
+                    &env!("CARGO_PKG_VERSION"),
+                ];
+                client.execute(insert, &params).await
+            }
+            Direction::Down => client.execute(down, &[&self.namespace, &recorded]).await,
+        }
+    }
+
     fn timeouts(&self, script: &Script) -> (Duration, Duration) {
         (
             script
@@ -213,36 +244,20 @@ impl Runner<'_> {
         }
         let prefix_chars = sent.chars().count();
         sent.push_str(&script.sql);
-        let version = migration.version.as_str();
-        let down_checksum = migration.down.as_ref().map(|d| d.checksum.as_str());
-        let tool_version = env!("CARGO_PKG_VERSION");
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let client = &self.db.client;
             let pipeline = async {
-                let write = async {
-                    match direction {
-                        Direction::Up => {
-                            let params: [&(dyn ToSql + Sync); 7] = [
-                                &self.namespace,
-                                &version,
-                                &migration.name,
-                                &script.checksum,
-                                &down_checksum,
-                                &self.applied_by,
-                                &tool_version,
-                            ];
-                            client.execute(&self.prepared.insert_applied, &params).await
-                        }
-                        Direction::Down => {
-                            client
-                                .execute(&self.prepared.delete, &[&self.namespace, &recorded])
-                                .await
-                        }
-                    }
-                };
+                let write = self.write_history(
+                    direction,
+                    &self.prepared.insert_applied,
+                    &self.prepared.delete,
+                    migration,
+                    script,
+                    recorded,
+                );
                 let (script_result, write_result, commit_result) = tokio::join!(
                     client.batch_execute(&sent),
                     write,
@@ -308,32 +323,17 @@ impl Runner<'_> {
         };
         let client = &self.db.client;
         let version = migration.version.as_str();
-        let down_checksum = migration.down.as_ref().map(|d| d.checksum.as_str());
-        let tool_version = env!("CARGO_PKG_VERSION");
         let started = Instant::now();
 
         // Dirty before the first statement: a crash from here on is visible.
-        let mark = async {
-            match direction {
-                Direction::Up => {
-                    let params: [&(dyn ToSql + Sync); 7] = [
-                        &self.namespace,
-                        &version,
-                        &migration.name,
-                        &script.checksum,
-                        &down_checksum,
-                        &self.applied_by,
-                        &tool_version,
-                    ];
-                    client.execute(&self.prepared.insert_dirty, &params).await
-                }
-                Direction::Down => {
-                    client
-                        .execute(&self.prepared.mark_dirty, &[&self.namespace, &recorded])
-                        .await
-                }
-            }
-        };
+        let mark = self.write_history(
+            direction,
+            &self.prepared.insert_dirty,
+            &self.prepared.mark_dirty,
+            migration,
+            script,
+            recorded,
+        );
         let (limits_result, mark_result) =
             tokio::join!(client.batch_execute(&session_limits), mark);
         if let Some(err) = first_failure([limits_result.err(), mark_result.err()]) {

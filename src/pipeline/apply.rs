@@ -52,6 +52,18 @@ pub struct NamespaceRun {
     pub duration_ms: u64,
 }
 
+/// The result of a run that found nothing to do, with its event.
+pub fn nothing_to_do(env: &Env<'_>, namespace: &str, started: Instant) -> NamespaceRun {
+    env.events.emit(&Event::UpToDate {
+        namespace: namespace.to_string(),
+    });
+    NamespaceRun {
+        namespace: namespace.to_string(),
+        ran: Vec::new(),
+        duration_ms: millis(started.elapsed()),
+    }
+}
+
 /// Checks every selected script before the first one runs, so a bad file
 /// late in the plan does not stop the run half way.
 pub fn check_scripts<'m>(
@@ -85,14 +97,7 @@ pub async fn apply(
     state.check_can_move(&options.tolerance)?;
     let selected = state.select_up(options.steps, options.to.as_ref())?;
     if selected.is_empty() {
-        env.events.emit(&Event::UpToDate {
-            namespace: namespace.to_string(),
-        });
-        return Ok(NamespaceRun {
-            namespace: namespace.to_string(),
-            ran: Vec::new(),
-            duration_ms: millis(started.elapsed()),
-        });
+        return Ok(nothing_to_do(env, namespace, started));
     }
     check_scripts(namespace, selected.iter().map(|m| (*m, Direction::Up)))?;
 

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use super::apply::{NamespaceRun, check_scripts, run_one};
+use super::apply::{NamespaceRun, check_scripts, nothing_to_do, run_one};
 use super::{Env, RunnerParts, Target, millis, with_namespace_lock};
 use crate::db::history::History;
 use crate::error::Result;
@@ -42,14 +42,7 @@ pub async fn rollback(
     state.check_can_move(&tolerance)?;
     let selected = state.select_down(options.steps, options.to.as_ref())?;
     if selected.is_empty() {
-        env.events.emit(&Event::UpToDate {
-            namespace: namespace.to_string(),
-        });
-        return Ok(NamespaceRun {
-            namespace: namespace.to_string(),
-            ran: Vec::new(),
-            duration_ms: millis(started.elapsed()),
-        });
+        return Ok(nothing_to_do(env, namespace, started));
     }
     check_scripts(
         namespace,
