@@ -236,22 +236,27 @@ impl Sandbox {
             return Ok(());
         };
         // Blocks on stdin until our end of the pipe closes (we exit or stop),
-        // then makes sure the server is down and the directory gone.
-        let script = r#"while read -r _; do :; done; "$0/pg_ctl" -D "$1" -m immediate -w stop >/dev/null 2>&1; rm -rf "$2""#;
+        // then stops the server with SIGQUIT (immediate shutdown) and deletes
+        // the directory. It runs as us, not as the server's user: root may
+        // signal the server, and may delete the directory wherever it is.
+        let script = r#"while read -r _; do :; done
+if [ -f "$0/postmaster.pid" ]; then
+  pid=$(head -n 1 "$0/postmaster.pid")
+  kill -QUIT "$pid" 2>/dev/null
+  i=0
+  while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+fi
+rm -rf "$1""#;
         let mut command = Command::new("sh");
         command
             .arg("-c")
             .arg(script)
-            .arg(&self.bin_dir)
             .arg(&self.data_dir)
             .arg(root.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0);
-        if let Some((uid, gid)) = self.run_as {
-            command.uid(uid.as_raw()).gid(gid.as_raw());
-        }
         let child = command
             .spawn()
             .map_err(|e| failed(format!("cannot start the sandbox watchdog: {e}")))?;

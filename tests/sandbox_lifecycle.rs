@@ -1,0 +1,83 @@
+//! `migsafe sandbox` always removes its server and directory: on Ctrl-C, and
+//! (through its watchdog) when migsafe itself is killed with SIGKILL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn start_sandbox(base: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(common::migsafe_bin())
+        .arg("sandbox")
+        .env("MIGSAFE_SANDBOX_DIR", base)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().to_string();
+    assert!(url.starts_with("postgres://postgres:"), "{url}");
+    (child, url)
+}
+
+fn accepts(url: &str) -> bool {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                client.simple_query("SELECT 1").await.is_ok()
+            }
+            Err(_) => false,
+        }
+    })
+}
+
+fn wait_until_gone(url: &str, base: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let empty = std::fs::read_dir(base).unwrap().next().is_none();
+        if empty && !accepts(url) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sandbox outlived its process"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn ctrl_c_stops_and_removes_the_sandbox() {
+    let base = tempfile::tempdir().unwrap();
+    let (child, url) = start_sandbox(base.path());
+    assert!(accepts(&url));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    wait_until_gone(&url, base.path());
+}
+
+#[test]
+fn sigkill_of_migsafe_still_removes_the_sandbox() {
+    let base = tempfile::tempdir().unwrap();
+    let (mut child, url) = start_sandbox(base.path());
+    assert!(accepts(&url));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until_gone(&url, base.path());
+}
