@@ -31,6 +31,7 @@ pub mod migrator;
 pub mod pipeline;
 pub mod plan;
 pub mod report;
+pub mod schema;
 pub mod sandbox;
 pub mod source;
 

@@ -193,6 +193,27 @@ impl Migrator {
         self.load(target)
     }
 
+    /// The database of the first selected namespace (for commands about a
+    /// whole database: schema, backup).
+    pub fn primary_settings(&self, target: Option<&str>) -> Result<ConnectionSettings> {
+        let namespaces = self.config.select(target)?;
+        let Some(namespace) = namespaces.first() else {
+            return Err(Error::config(Code::Usage, "no namespace is configured"));
+        };
+        let url = self.config.database_url(namespace, self.database_url.as_deref())?;
+        ConnectionSettings::parse(&url)
+    }
+
+    /// The canonical schema snapshot of a database (the selected one, or `url`).
+    pub async fn snapshot(&self, target: Option<&str>, url: Option<&str>) -> Result<crate::schema::Snapshot> {
+        let settings = match url {
+            Some(url) => ConnectionSettings::parse(url)?,
+            None => self.primary_settings(target)?,
+        };
+        let db = settings.connect().await?;
+        crate::schema::read(&db, &self.config.history_schema).await
+    }
+
     /// The state of every selected namespace (read-only: creates nothing).
     pub async fn status(
         &self,

@@ -92,6 +92,12 @@ pub enum Command {
     },
     /// Change the history by hand after checking the database; needs --reason.
     Repair(RepairArgs),
+    /// The canonical schema: dump it, checksum it, or diff two databases.
+    Schema {
+        /// What to do.
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
     /// Start a throwaway PostgreSQL and print its URL; with `-- CMD`, run CMD against it.
     Sandbox {
         /// A command to run with DATABASE_URL set; the server stops when it ends.
@@ -100,6 +106,27 @@ pub enum Command {
     },
     /// Run the whole pipeline on the bundled example against a sandbox.
     Demo,
+}
+
+/// `schema` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SchemaAction {
+    /// Print the canonical schema (one `object: definition` line each, sorted).
+    Dump,
+    /// Print the SHA-256 of the canonical schema.
+    Checksum,
+    /// Show what differs between two databases' schemas.
+    Diff {
+        /// The first database (the "before" side).
+        #[arg(value_name = "URL-A")]
+        url_a: String,
+        /// The second database (the "after" side).
+        #[arg(value_name = "URL-B")]
+        url_b: String,
+        /// Exit 6 when the schemas differ.
+        #[arg(long)]
+        exit_code: bool,
+    },
 }
 
 /// Which pending migrations.

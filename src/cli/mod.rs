@@ -23,8 +23,8 @@ use migsafe::source::Version;
 use migsafe::source::scaffold;
 use migsafe::{Config, Migrator};
 
-use args::{Cli, Command, Format, Selection};
-use output::{BOLD, DIM, GREEN, RED, YELLOW, json, out, paint};
+use args::{Cli, Command, Format, SchemaAction, Selection};
+use output::{BOLD, DIM, GREEN, RED, YELLOW, err, json, out, paint};
 
 /// The name of a command for JSON documents and messages.
 pub fn command_name(command: &Command) -> &'static str {
@@ -38,6 +38,7 @@ pub fn command_name(command: &Command) -> &'static str {
         Command::Rollback(_) => "rollback",
         Command::Stamp { .. } => "stamp",
         Command::Repair(_) => "repair",
+        Command::Schema { .. } => "schema",
         Command::Sandbox { .. } => "sandbox",
         Command::Demo => "demo",
     }
@@ -269,7 +270,60 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
                 }
             }
         }
+        Command::Schema { action } => return schema(&migrator, target, action, json_format).await,
         Command::Init | Command::Sandbox { .. } | Command::Demo => {}
+    }
+    Ok(0)
+}
+
+async fn schema(migrator: &Migrator, target: Option<&str>, action: &SchemaAction, json_format: bool) -> Result<i32> {
+    match action {
+        SchemaAction::Dump => {
+            let snapshot = migrator.snapshot(target, None).await?;
+            if json_format {
+                json(
+                    "schema dump",
+                    &serde_json::json!({ "checksum": snapshot.checksum(), "objects": snapshot.objects }),
+                );
+            } else {
+                print!("{}", migsafe::db::scrub(&snapshot.canonical_text()));
+            }
+        }
+        SchemaAction::Checksum => {
+            let snapshot = migrator.snapshot(target, None).await?;
+            if json_format {
+                json(
+                    "schema checksum",
+                    &serde_json::json!({ "checksum": snapshot.checksum(), "objects": snapshot.objects.len() }),
+                );
+            } else {
+                out(&snapshot.checksum());
+            }
+        }
+        SchemaAction::Diff { url_a, url_b, exit_code } => {
+            let (a, b) = tokio::join!(migrator.snapshot(None, Some(url_a)), migrator.snapshot(None, Some(url_b)));
+            let (a, b) = (a?, b?);
+            let changes = migsafe::schema::diff(&a, &b);
+            if json_format {
+                json(
+                    "schema diff",
+                    &serde_json::json!({
+                        "checksum_a": a.checksum(),
+                        "checksum_b": b.checksum(),
+                        "identical": changes.is_empty(),
+                        "changes": changes,
+                    }),
+                );
+            } else if changes.is_empty() {
+                out(&format!("identical schemas ({} objects, checksum {})", a.objects.len(), a.checksum()));
+            } else {
+                print!("{}", migsafe::db::scrub(&migsafe::schema::diff::render(&changes)));
+                err(&format!("{} difference(s)", changes.len()));
+            }
+            if *exit_code && !changes.is_empty() {
+                return Ok(6);
+            }
+        }
     }
     Ok(0)
 }
