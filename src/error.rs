@@ -71,6 +71,34 @@ pub enum Code {
     SandboxFailed,
     /// The history table holds something migsafe cannot read.
     HistoryInvalid,
+    /// The live schema differs from the one recorded after the last run.
+    SchemaDrift,
+    /// A transaction has been open longer than `long_transaction`.
+    LongRunningTransaction,
+    /// A session holds a lock that pending DDL would wait for.
+    BlockingLock,
+    /// Sessions are waiting for locks right now.
+    LockWaiters,
+    /// A foreign key is NOT VALID.
+    FkNotValidated,
+    /// A check constraint is NOT VALID.
+    CheckNotValidated,
+    /// Rows whose foreign key points at no parent.
+    FkOrphanedRows,
+    /// An index is INVALID.
+    IndexInvalid,
+    /// A migration took longer than `migration_time_budget`.
+    MigrationOverBudget,
+    /// Preflight found a failing check.
+    PreflightFailed,
+    /// Postflight found a failing check.
+    PostflightFailed,
+    /// The backup could not be written or verified.
+    BackupFailed,
+    /// Not enough free space for the backup.
+    BackupSpaceLow,
+    /// pg_dump is older than the server.
+    BackupToolTooOld,
 }
 
 impl Code {
@@ -106,6 +134,20 @@ impl Code {
             Code::Io => "IO_ERROR",
             Code::SandboxFailed => "SANDBOX_FAILED",
             Code::HistoryInvalid => "HISTORY_INVALID",
+            Code::SchemaDrift => "SCHEMA_DRIFT",
+            Code::LongRunningTransaction => "LONG_RUNNING_TRANSACTION",
+            Code::BlockingLock => "BLOCKING_LOCK",
+            Code::LockWaiters => "LOCK_WAITERS",
+            Code::FkNotValidated => "FK_NOT_VALIDATED",
+            Code::CheckNotValidated => "CHECK_NOT_VALIDATED",
+            Code::FkOrphanedRows => "FK_ORPHANED_ROWS",
+            Code::IndexInvalid => "INDEX_INVALID",
+            Code::MigrationOverBudget => "MIGRATION_OVER_BUDGET",
+            Code::PreflightFailed => "PREFLIGHT_FAILED",
+            Code::PostflightFailed => "POSTFLIGHT_FAILED",
+            Code::BackupFailed => "BACKUP_FAILED",
+            Code::BackupSpaceLow => "BACKUP_SPACE_LOW",
+            Code::BackupToolTooOld => "BACKUP_TOOL_TOO_OLD",
         }
     }
 }
@@ -207,6 +249,13 @@ pub enum Error {
     /// The throwaway server could not be started or used.
     #[error("{message}")]
     Sandbox { reason: ReasonCode, message: String },
+    /// The migrations ran, but a postflight check failed.
+    #[error("{message}")]
+    Postflight {
+        reason: ReasonCode,
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 /// One unusable migration file and why.
@@ -256,7 +305,8 @@ impl Error {
             Error::Config { hint, .. }
             | Error::Refused { hint, .. }
             | Error::Migration { hint, .. }
-            | Error::Rollback { hint, .. } => *hint = Some(text.into()),
+            | Error::Rollback { hint, .. }
+            | Error::Postflight { hint, .. } => *hint = Some(text.into()),
             Error::Source { .. } | Error::Sandbox { .. } => {}
         }
         self
@@ -270,7 +320,8 @@ impl Error {
             | Error::Refused { reason, .. }
             | Error::Migration { reason, .. }
             | Error::Rollback { reason, .. }
-            | Error::Sandbox { reason, .. } => reason,
+            | Error::Sandbox { reason, .. }
+            | Error::Postflight { reason, .. } => reason,
         }
     }
 
@@ -280,7 +331,8 @@ impl Error {
             Error::Config { hint, .. }
             | Error::Refused { hint, .. }
             | Error::Migration { hint, .. }
-            | Error::Rollback { hint, .. } => hint.as_deref(),
+            | Error::Rollback { hint, .. }
+            | Error::Postflight { hint, .. } => hint.as_deref(),
             Error::Source { .. } | Error::Sandbox { .. } => None,
         }
     }
@@ -291,6 +343,7 @@ impl Error {
             Error::Refused { reason, .. } if reason.code() == Code::DownScriptMissing => 4,
             Error::Refused { .. } => 1,
             Error::Migration { .. } => 2,
+            Error::Postflight { .. } => 3,
             Error::Rollback { .. } => 4,
             Error::Config { .. } | Error::Source { .. } | Error::Sandbox { .. } => 5,
         }

@@ -112,6 +112,24 @@ pub enum Event {
         /// Time spent before the failure.
         duration_ms: u64,
     },
+    /// A verified backup was written.
+    BackupWritten {
+        /// The file.
+        path: String,
+        /// Its size.
+        bytes: u64,
+        /// How long pg_dump and the verification took.
+        duration_ms: u64,
+    },
+    /// A dirty migration was recovered (down script, then retried).
+    Recovered {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// What was done.
+        detail: String,
+    },
     /// A history row was written without running the script.
     Stamped {
         /// Namespace.

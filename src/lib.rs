@@ -16,7 +16,9 @@
 //! let config = Config::load(None, std::path::Path::new("."))?;
 //! let migrator = Migrator::new(config)
 //!     .with_database_url(Some("postgres://app@localhost/app".into()));
-//! for namespace in migrator.apply(None, &ApplyOptions::default()).await? {
+//! // preflight → backup → migrate → postflight, under the namespace locks
+//! let report = migrator.apply(None, &ApplyOptions::default()).await?;
+//! for namespace in &report.namespaces {
 //!     println!("{}: {} applied", namespace.namespace, namespace.ran.len());
 //! }
 //! # Ok(())
@@ -31,8 +33,8 @@ pub mod migrator;
 pub mod pipeline;
 pub mod plan;
 pub mod report;
-pub mod schema;
 pub mod sandbox;
+pub mod schema;
 pub mod source;
 
 pub use config::Config;

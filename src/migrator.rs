@@ -13,10 +13,13 @@ use crate::db::history::{History, HistoryRow};
 use crate::error::{Code, Error, ReasonCode, Result};
 use crate::events::{EventSink, Interrupt, NoEvents};
 use crate::pipeline::apply::{ApplyOptions, NamespaceRun};
+use crate::pipeline::backup::BackupFile;
+use crate::pipeline::guarded::{ApplyReport, Opened};
 use crate::pipeline::repair::{RepairAction, Repaired};
 use crate::pipeline::rollback::RollbackOptions;
 use crate::pipeline::{Env, Target};
 use crate::plan::NamespaceState;
+use crate::report::PhaseReport;
 use crate::source::{self, MigrationSet, Version};
 
 /// Runs migsafe's commands against the configured namespaces.
@@ -25,6 +28,7 @@ pub struct Migrator {
     database_url: Option<String>,
     events: Arc<dyn EventSink>,
     interrupt: Interrupt,
+    log_dir: std::path::PathBuf,
 }
 
 /// A namespace with its files and its database.
@@ -107,6 +111,7 @@ impl Migrator {
             database_url: None,
             events: Arc::new(NoEvents),
             interrupt: Interrupt::new(),
+            log_dir: std::path::PathBuf::from("logs"),
         }
     }
 
@@ -119,6 +124,12 @@ impl Migrator {
     /// Where events go.
     pub fn with_events(mut self, events: Arc<dyn EventSink>) -> Self {
         self.events = events;
+        self
+    }
+
+    /// Where preflight and postflight reports go (default `logs`).
+    pub fn with_log_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.log_dir = dir;
         self
     }
 
@@ -138,6 +149,7 @@ impl Migrator {
             config: &self.config,
             events: self.events.as_ref(),
             interrupt: &self.interrupt,
+            log_dir: &self.log_dir,
         }
     }
 
@@ -200,12 +212,18 @@ impl Migrator {
         let Some(namespace) = namespaces.first() else {
             return Err(Error::config(Code::Usage, "no namespace is configured"));
         };
-        let url = self.config.database_url(namespace, self.database_url.as_deref())?;
+        let url = self
+            .config
+            .database_url(namespace, self.database_url.as_deref())?;
         ConnectionSettings::parse(&url)
     }
 
     /// The canonical schema snapshot of a database (the selected one, or `url`).
-    pub async fn snapshot(&self, target: Option<&str>, url: Option<&str>) -> Result<crate::schema::Snapshot> {
+    pub async fn snapshot(
+        &self,
+        target: Option<&str>,
+        url: Option<&str>,
+    ) -> Result<crate::schema::Snapshot> {
         let settings = match url {
             Some(url) => ConnectionSettings::parse(url)?,
             None => self.primary_settings(target)?,
@@ -309,11 +327,7 @@ impl Migrator {
     /// thread): on the common "nothing pending" deploy, the two take about
     /// as long as each other. Every file of every selected namespace is still
     /// checked before anything is written.
-    pub async fn apply(
-        &self,
-        target: Option<&str>,
-        options: &ApplyOptions,
-    ) -> Result<Vec<NamespaceRun>> {
+    pub async fn apply(&self, target: Option<&str>, options: &ApplyOptions) -> Result<ApplyReport> {
         let namespaces: Vec<Namespace> = self.config.select(target)?.into_iter().cloned().collect();
         let mut settings = Vec::with_capacity(namespaces.len());
         for namespace in &namespaces {
@@ -343,21 +357,22 @@ impl Migrator {
             Error::config(Code::Io, format!("reading the migration files failed: {e}"))
         })??;
         let mut first_db = first_db.transpose()?;
-        let env = self.env();
-        let mut runs = Vec::new();
+        let mut opened = Vec::with_capacity(namespaces.len());
         for ((namespace, sources), settings) in namespaces.iter().zip(&sources).zip(&settings) {
             let db = match first_db.take() {
                 Some(db) => db,
                 None => settings.connect().await?,
             };
-            let target = Target {
-                namespace,
-                sources,
-                settings,
-            };
-            runs.push(crate::pipeline::apply::apply(&env, &target, db, options).await?);
+            opened.push(Opened {
+                target: Target {
+                    namespace,
+                    sources,
+                    settings,
+                },
+                db,
+            });
         }
-        Ok(runs)
+        crate::pipeline::guarded::apply(&self.env(), &opened, options).await
     }
 
     /// The psql script `apply` would run (read-only).
@@ -381,6 +396,84 @@ impl Migrator {
             ));
         }
         Ok(out)
+    }
+
+    /// Preflight checks of what `apply` would do (read-only); one report per
+    /// database, written to the log directory.
+    pub async fn preflight(
+        &self,
+        target: Option<&str>,
+        options: &ApplyOptions,
+    ) -> Result<Vec<PhaseReport>> {
+        let history = History::new(&self.config.history_schema);
+        let mut reports = Vec::new();
+        let loaded = self.load(target)?;
+        let mut by_database: Vec<(String, Vec<usize>)> = Vec::new();
+        for (index, item) in loaded.iter().enumerate() {
+            let key = item.settings.to_string();
+            match by_database.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, group)) => group.push(index),
+                None => by_database.push((key, vec![index])),
+            }
+        }
+        for (_, group) in by_database {
+            let first = &loaded[group[0]];
+            let db = first.settings.connect().await?;
+            let mut states = Vec::new();
+            for &i in &group {
+                states.push(loaded[i].target().state(&db, &history).await?);
+            }
+            let mut pending = Vec::new();
+            for state in &states {
+                pending.push(crate::pipeline::preflight::Pending {
+                    state,
+                    selected: state.select_up(options.steps, options.to.as_ref())?,
+                });
+            }
+            let backup_dir = (!options.skip_backup).then_some(self.config.backup.dir.as_path());
+            let mut report = crate::pipeline::preflight::preflight(
+                &self.config,
+                &first.settings,
+                &db,
+                &pending,
+                &options.tolerance,
+                backup_dir,
+            )
+            .await?;
+            report.write(&self.log_dir)?;
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    /// Postflight checks of the database as it is (read-only).
+    pub async fn postflight(&self, target: Option<&str>, deep: bool) -> Result<PhaseReport> {
+        let settings = self.primary_settings(target)?;
+        let db = settings.connect().await?;
+        let (mut report, _) = crate::pipeline::postflight::postflight(
+            &self.config,
+            &settings,
+            &db,
+            &[],
+            &crate::pipeline::postflight::PostflightOptions { deep },
+        )
+        .await?;
+        report.write(&self.log_dir)?;
+        Ok(report)
+    }
+
+    /// Writes a verified pg_dump backup of the selected database.
+    pub async fn backup(&self, target: Option<&str>) -> Result<BackupFile> {
+        let settings = self.primary_settings(target)?;
+        let db = settings.connect().await?;
+        crate::pipeline::backup::create(&self.config, &settings, &db, self.events.as_ref()).await
+    }
+
+    /// Restores a backup into the selected database.
+    pub async fn restore(&self, target: Option<&str>, file: &std::path::Path) -> Result<()> {
+        let settings = self.primary_settings(target)?;
+        let db = settings.connect().await?;
+        crate::pipeline::backup::restore(&settings, &db, file).await
     }
 
     /// Rolls back one namespace.

@@ -11,7 +11,7 @@ use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::db::scrub;
-use crate::error::{Error, Result};
+use crate::error::{Error, ReasonCode, Result};
 use crate::events::{Event, EventSink};
 
 /// The event log file name inside the log directory.
@@ -84,4 +84,153 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| Error::io(dir, "create the directory", &e))
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Fine.
+    Pass,
+    /// Worth a look; does not stop the run.
+    Warn,
+    /// Stops the run (unless forced).
+    Fail,
+}
+
+/// One check of a phase report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was checked (`dirty_rows`, `invalid_indexes`…).
+    pub check: String,
+    /// Pass, warn or fail.
+    pub status: Status,
+    /// Reason code, for warn and fail.
+    pub reason: Option<ReasonCode>,
+    /// What was found, for people.
+    pub detail: String,
+}
+
+impl Check {
+    /// A passing check.
+    pub fn pass(check: &str, detail: impl Into<String>) -> Check {
+        Check {
+            check: check.to_string(),
+            status: Status::Pass,
+            reason: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// A warning with its reason code.
+    pub fn warn(check: &str, reason: ReasonCode, detail: impl Into<String>) -> Check {
+        Check {
+            check: check.to_string(),
+            status: Status::Warn,
+            reason: Some(reason),
+            detail: detail.into(),
+        }
+    }
+
+    /// A failure with its reason code.
+    pub fn fail(check: &str, reason: ReasonCode, detail: impl Into<String>) -> Check {
+        Check {
+            check: check.to_string(),
+            status: Status::Fail,
+            reason: Some(reason),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A preflight or postflight report (`logs/<phase>-report-<timestamp>.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    /// Format version of this document.
+    pub schema_version: u32,
+    /// `preflight` or `postflight`.
+    pub phase: String,
+    /// When the checks started.
+    pub started_at: chrono::DateTime<Utc>,
+    /// How long they took.
+    pub duration_ms: u64,
+    /// The database (no password).
+    pub database: String,
+    /// The worst status of all checks.
+    pub result: Status,
+    /// `--force` was given and a failure was overridden.
+    pub forced: bool,
+    /// Every check, in the order run.
+    pub checks: Vec<Check>,
+    /// Canonical schema checksum (postflight).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_checksum: Option<String>,
+    /// Where the report was written.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+impl PhaseReport {
+    /// A report from its checks.
+    pub fn new(
+        phase: &str,
+        started_at: chrono::DateTime<Utc>,
+        database: &str,
+        checks: Vec<Check>,
+    ) -> PhaseReport {
+        let result = checks
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Status::Pass);
+        PhaseReport {
+            schema_version: 1,
+            phase: phase.to_string(),
+            duration_ms: u64::try_from((Utc::now() - started_at).num_milliseconds()).unwrap_or(0),
+            started_at,
+            database: database.to_string(),
+            result,
+            forced: false,
+            checks,
+            schema_checksum: None,
+            path: None,
+        }
+    }
+
+    /// The failing checks.
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.status == Status::Fail)
+    }
+
+    /// Writes the report as `<dir>/<phase>-report-<timestamp>.json`, 0600.
+    pub fn write(&mut self, dir: &Path) -> Result<PathBuf> {
+        let stamp = self.started_at.format("%Y%m%dT%H%M%S%.3fZ");
+        let path = dir.join(format!("{}-report-{stamp}.json", self.phase));
+        write_private_json(&path, self)?;
+        self.path = Some(path.clone());
+        Ok(path)
+    }
+}
+
+/// Writes a JSON document with owner-only permissions (in a 0700 directory),
+/// secrets scrubbed.
+pub fn write_private_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    let text = serde_json::to_string_pretty(value).map_err(|e| {
+        Error::config(
+            crate::error::Code::Io,
+            format!("cannot render {}: {e}", path.display()),
+        )
+    })?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, "write", &e))?;
+    file.write_all(scrub(&text).as_bytes())
+        .map_err(|e| Error::io(path, "write", &e))
 }

@@ -307,7 +307,11 @@ fn lock_retries_exhausted_is_lock_timeout_with_history_unchanged() {
         b"CREATE TABLE side (id int);\nALTER TABLE users ADD COLUMN email text;\n",
     );
     let (release, handle) = hold_lock(&db, "LOCK TABLE users IN ACCESS SHARE MODE;");
-    let output = project.migsafe(&db).arg("apply").output().unwrap();
+    let output = project
+        .migsafe(&db)
+        .args(["apply", "--force"])
+        .output()
+        .unwrap();
     release.send(()).unwrap();
     handle.join().unwrap();
     let out = expect_exit(&output, 2);

@@ -46,14 +46,22 @@ const PARTS: [&str; 4] = [
 
 fn snapshot(db: &TestDb) -> String {
     let project = Project::new(&[]);
-    let output = project.migsafe(db).args(["schema", "dump"]).output().unwrap();
+    let output = project
+        .migsafe(db)
+        .args(["schema", "dump"])
+        .output()
+        .unwrap();
     expect_exit(&output, 0);
     String::from_utf8(output.stdout).unwrap()
 }
 
 fn checksum(db: &TestDb) -> String {
     let project = Project::new(&[]);
-    let output = project.migsafe(db).args(["schema", "checksum"]).output().unwrap();
+    let output = project
+        .migsafe(db)
+        .args(["schema", "checksum"])
+        .output()
+        .unwrap();
     expect_exit(&output, 0);
     String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
@@ -98,7 +106,10 @@ fn the_same_schema_built_in_two_orders_has_the_same_checksum() {
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
-    assert!(!text.contains("gen_random_uuid"), "extension members are left out");
+    assert!(
+        !text.contains("gen_random_uuid"),
+        "extension members are left out"
+    );
     assert_eq!(text, snapshot(&backward));
     assert_eq!(checksum(&forward), checksum(&backward));
     assert_eq!(checksum(&forward).len(), 64);
@@ -111,7 +122,12 @@ fn the_history_tables_are_not_part_of_the_schema() {
     let before = checksum(&db);
     expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
     let text = snapshot(&db);
-    assert!(!text.contains("schema_migrations") && !text.contains("history_audit") && !text.contains("schema migsafe"), "{text}");
+    assert!(
+        !text.contains("schema_migrations")
+            && !text.contains("history_audit")
+            && !text.contains("schema migsafe"),
+        "{text}"
+    );
     assert!(text.contains("table public.t"));
     assert_ne!(before, checksum(&db));
 }
@@ -124,11 +140,22 @@ fn diff_names_what_differs_and_exit_code_gives_6() {
         db.query("CREATE TABLE t (id int PRIMARY KEY, name text); CREATE INDEX t_name ON t (name); CREATE TYPE color AS ENUM ('red');");
     }
     let project = Project::new(&[]);
-    let out = expect_exit(&project.migsafe(&a).args(["schema", "diff", &a.url, &b.url, "--exit-code"]).output().unwrap(), 0);
+    let out = expect_exit(
+        &project
+            .migsafe(&a)
+            .args(["schema", "diff", &a.url, &b.url, "--exit-code"])
+            .output()
+            .unwrap(),
+        0,
+    );
     assert!(out.contains("identical schemas"), "{out}");
 
     b.query("ALTER TABLE t ALTER COLUMN name TYPE varchar(20); DROP INDEX t_name; ALTER TABLE t ADD COLUMN email text; ALTER TYPE color ADD VALUE 'blue'; CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';");
-    let output = project.migsafe(&a).args(["schema", "diff", &a.url, &b.url, "--exit-code"]).output().unwrap();
+    let output = project
+        .migsafe(&a)
+        .args(["schema", "diff", &a.url, &b.url, "--exit-code"])
+        .output()
+        .unwrap();
     let out = expect_exit(&output, 6);
     assert!(out.contains("~ column public.t.name"), "{out}");
     assert!(out.contains("now: #2 character varying(20)"), "{out}");
@@ -137,7 +164,11 @@ fn diff_names_what_differs_and_exit_code_gives_6() {
     assert!(out.contains("~ enum public.color"), "{out}");
     assert!(out.contains("+ function public.f()"), "{out}");
     assert!(!out.contains(common::sandbox().password()));
-    let output = project.migsafe(&a).args(["schema", "diff", &a.url, &b.url, "--format", "json"]).output().unwrap();
+    let output = project
+        .migsafe(&a)
+        .args(["schema", "diff", &a.url, &b.url, "--format", "json"])
+        .output()
+        .unwrap();
     expect_exit(&output, 0);
     let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(doc["identical"], false);

@@ -82,6 +82,20 @@ pub enum Command {
     Plan(Selection),
     /// Apply pending migrations under the namespace lock.
     Apply(ApplyArgs),
+    /// Read-only checks before applying (SPEC 5); report in the log directory; exit 1 on a failure.
+    Preflight(Selection),
+    /// Read-only checks of the database after migrating (SPEC 6); exit 3 on a failure.
+    Postflight {
+        /// Look for orphaned rows behind every foreign key, not only NOT VALID ones.
+        #[arg(long)]
+        deep: bool,
+    },
+    /// pg_dump backups: create, list, verify, restore.
+    Backup {
+        /// What to do.
+        #[command(subcommand)]
+        action: BackupAction,
+    },
     /// Run down scripts, newest first.
     Rollback(RollbackArgs),
     /// Record versions up to VERSION as applied without running them (baseline).
@@ -106,6 +120,28 @@ pub enum Command {
     },
     /// Run the whole pipeline on the bundled example against a sandbox.
     Demo,
+}
+
+/// `backup` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BackupAction {
+    /// Write a verified pg_dump (custom format) into the backup directory.
+    Create,
+    /// List the backups, newest first.
+    List,
+    /// Check that a backup can be read back (pg_restore --list).
+    Verify {
+        /// The backup file.
+        file: PathBuf,
+    },
+    /// Restore a backup into the database (pg_restore --clean, in one transaction).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Confirm: this replaces the objects in the backup.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// `schema` subcommands.
@@ -155,6 +191,19 @@ pub struct ApplyArgs {
     /// Print a psql-runnable script (with history inserts) instead of running.
     #[arg(long)]
     pub sql: bool,
+    /// Go on although preflight fails (recorded in the report; never overrides
+    /// dirty or edited migrations).
+    #[arg(long)]
+    pub force: bool,
+    /// Do not take a pg_dump backup first.
+    #[arg(long)]
+    pub skip_backup: bool,
+    /// Do not run the postflight checks (the schema checksum is still recorded).
+    #[arg(long)]
+    pub no_postflight: bool,
+    /// Postflight looks for orphaned rows behind every foreign key.
+    #[arg(long)]
+    pub deep: bool,
 }
 
 /// `rollback` options.
@@ -166,6 +215,9 @@ pub struct RollbackArgs {
     /// Undo every applied migration newer than VERSION.
     #[arg(long, value_name = "VERSION")]
     pub to: Option<String>,
+    /// Do not take a pg_dump backup first.
+    #[arg(long)]
+    pub skip_backup: bool,
 }
 
 /// `repair` options: exactly one action, and a reason.

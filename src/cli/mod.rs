@@ -23,7 +23,8 @@ use migsafe::source::Version;
 use migsafe::source::scaffold;
 use migsafe::{Config, Migrator};
 
-use args::{Cli, Command, Format, SchemaAction, Selection};
+use args::{BackupAction, Cli, Command, Format, SchemaAction, Selection};
+use migsafe::report::{PhaseReport, Status};
 use output::{BOLD, DIM, GREEN, RED, YELLOW, err, json, out, paint};
 
 /// The name of a command for JSON documents and messages.
@@ -39,6 +40,9 @@ pub fn command_name(command: &Command) -> &'static str {
         Command::Stamp { .. } => "stamp",
         Command::Repair(_) => "repair",
         Command::Schema { .. } => "schema",
+        Command::Preflight(_) => "preflight",
+        Command::Postflight { .. } => "postflight",
+        Command::Backup { .. } => "backup",
         Command::Sandbox { .. } => "sandbox",
         Command::Demo => "demo",
     }
@@ -57,6 +61,7 @@ fn apply_options(selection: &Selection) -> Result<ApplyOptions> {
             allow_out_of_order: selection.allow_out_of_order,
             ignore_missing: selection.ignore_missing,
         },
+        ..ApplyOptions::default()
     })
 }
 
@@ -98,7 +103,8 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
     let migrator = Migrator::new(config)
         .with_database_url(g.database_url.clone())
         .with_events(Arc::new(Fanout(sinks)))
-        .with_interrupt(interrupt);
+        .with_interrupt(interrupt)
+        .with_log_dir(g.log_dir.clone());
     let target = g.target.as_deref();
 
     match &cli.command {
@@ -199,7 +205,11 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
             return Ok(if refused { 1 } else { 0 });
         }
         Command::Apply(apply) => {
-            let options = apply_options(&apply.selection)?;
+            let mut options = apply_options(&apply.selection)?;
+            options.force = apply.force;
+            options.skip_backup = apply.skip_backup;
+            options.skip_postflight = apply.no_postflight;
+            options.deep = apply.deep;
             if apply.sql {
                 let script = migrator.apply_sql(target, &options).await?;
                 if json_format {
@@ -209,13 +219,24 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
                 }
                 return Ok(0);
             }
-            let runs = migrator.apply(target, &options).await?;
-            render_runs("apply", &runs, json_format, "applied", "up to date");
+            let report = migrator.apply(target, &options).await?;
+            if json_format {
+                json("apply", &report);
+            } else {
+                render_runs("apply", &report.namespaces, false, "applied", "up to date");
+                for phase in report.preflight.iter().chain(&report.postflight) {
+                    render_phase_summary(phase);
+                }
+                for backup in &report.backups {
+                    out(&format!("backup: {}", backup.path.display()));
+                }
+            }
         }
         Command::Rollback(rollback) => {
             let options = RollbackOptions {
                 steps: rollback.steps,
                 to: rollback.to.as_deref().map(parse_version).transpose()?,
+                skip_backup: rollback.skip_backup,
             };
             let runs = migrator.rollback(target, &options).await?;
             render_runs(
@@ -271,12 +292,41 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
             }
         }
         Command::Schema { action } => return schema(&migrator, target, action, json_format).await,
+        Command::Preflight(selection) => {
+            let reports = migrator
+                .preflight(target, &apply_options(selection)?)
+                .await?;
+            let failed = reports.iter().any(|r| r.result == Status::Fail);
+            if json_format {
+                json("preflight", &serde_json::json!({ "reports": reports }));
+            } else {
+                for report in &reports {
+                    render_phase(report);
+                }
+            }
+            return Ok(if failed { 1 } else { 0 });
+        }
+        Command::Postflight { deep } => {
+            let report = migrator.postflight(target, *deep).await?;
+            if json_format {
+                json("postflight", &report);
+            } else {
+                render_phase(&report);
+            }
+            return Ok(if report.result == Status::Fail { 3 } else { 0 });
+        }
+        Command::Backup { action } => return backup(&migrator, target, action, json_format).await,
         Command::Init | Command::Sandbox { .. } | Command::Demo => {}
     }
     Ok(0)
 }
 
-async fn schema(migrator: &Migrator, target: Option<&str>, action: &SchemaAction, json_format: bool) -> Result<i32> {
+async fn schema(
+    migrator: &Migrator,
+    target: Option<&str>,
+    action: &SchemaAction,
+    json_format: bool,
+) -> Result<i32> {
     match action {
         SchemaAction::Dump => {
             let snapshot = migrator.snapshot(target, None).await?;
@@ -300,8 +350,15 @@ async fn schema(migrator: &Migrator, target: Option<&str>, action: &SchemaAction
                 out(&snapshot.checksum());
             }
         }
-        SchemaAction::Diff { url_a, url_b, exit_code } => {
-            let (a, b) = tokio::join!(migrator.snapshot(None, Some(url_a)), migrator.snapshot(None, Some(url_b)));
+        SchemaAction::Diff {
+            url_a,
+            url_b,
+            exit_code,
+        } => {
+            let (a, b) = tokio::join!(
+                migrator.snapshot(None, Some(url_a)),
+                migrator.snapshot(None, Some(url_b))
+            );
             let (a, b) = (a?, b?);
             let changes = migsafe::schema::diff(&a, &b);
             if json_format {
@@ -315,9 +372,16 @@ async fn schema(migrator: &Migrator, target: Option<&str>, action: &SchemaAction
                     }),
                 );
             } else if changes.is_empty() {
-                out(&format!("identical schemas ({} objects, checksum {})", a.objects.len(), a.checksum()));
+                out(&format!(
+                    "identical schemas ({} objects, checksum {})",
+                    a.objects.len(),
+                    a.checksum()
+                ));
             } else {
-                print!("{}", migsafe::db::scrub(&migsafe::schema::diff::render(&changes)));
+                print!(
+                    "{}",
+                    migsafe::db::scrub(&migsafe::schema::diff::render(&changes))
+                );
                 err(&format!("{} difference(s)", changes.len()));
             }
             if *exit_code && !changes.is_empty() {
@@ -326,6 +390,120 @@ async fn schema(migrator: &Migrator, target: Option<&str>, action: &SchemaAction
         }
     }
     Ok(0)
+}
+
+async fn backup(
+    migrator: &Migrator,
+    target: Option<&str>,
+    action: &BackupAction,
+    json_format: bool,
+) -> Result<i32> {
+    match action {
+        BackupAction::Create => {
+            let file = migrator.backup(target).await?;
+            if json_format {
+                json("backup create", &file);
+            } else {
+                out(&format!("{}", file.path.display()));
+            }
+        }
+        BackupAction::List => {
+            let files = migsafe::pipeline::backup::list(&migrator.config().backup.dir)?;
+            if json_format {
+                json("backup list", &serde_json::json!({ "backups": files }));
+            } else if files.is_empty() {
+                out(&format!(
+                    "no backups in {}",
+                    migrator.config().backup.dir.display()
+                ));
+            } else {
+                for file in &files {
+                    out(&format!(
+                        "{}  {}",
+                        file.path.display(),
+                        migsafe::pipeline::preflight::human_bytes(file.bytes)
+                    ));
+                }
+            }
+        }
+        BackupAction::Verify { file } => {
+            let checked = migsafe::pipeline::backup::verify(file).await?;
+            if json_format {
+                json("backup verify", &checked);
+            } else {
+                out(&format!(
+                    "{}: readable, {} entries",
+                    file.display(),
+                    checked.entries.unwrap_or(0)
+                ));
+            }
+        }
+        BackupAction::Restore { file, yes } => {
+            if !yes {
+                return Err(Error::config(
+                    Code::Usage,
+                    format!(
+                        "restoring {} replaces the objects it holds in the database; add --yes to go on",
+                        file.display()
+                    ),
+                ));
+            }
+            migrator.restore(target, file).await?;
+            if json_format {
+                json("backup restore", &serde_json::json!({ "restored": file }));
+            } else {
+                out(&format!("restored {}", file.display()));
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn render_phase(report: &PhaseReport) {
+    out(&paint(
+        BOLD,
+        format!("{} of {}", report.phase, report.database),
+    ));
+    for check in &report.checks {
+        let (label, style) = match check.status {
+            Status::Pass => ("pass", GREEN),
+            Status::Warn => ("warn", YELLOW),
+            Status::Fail => ("FAIL", RED),
+        };
+        let reason = check
+            .reason
+            .as_ref()
+            .map(|r| format!(" [{r}]"))
+            .unwrap_or_default();
+        let detail = check.detail.replace('\n', "\n        ");
+        out(&format!(
+            "  {} {}{}: {detail}",
+            paint(style, label),
+            check.check,
+            paint(DIM, reason)
+        ));
+    }
+    render_phase_summary(report);
+}
+
+fn render_phase_summary(report: &PhaseReport) {
+    let (word, style) = match report.result {
+        Status::Pass => ("passed", GREEN),
+        Status::Warn => ("passed with warnings", YELLOW),
+        Status::Fail if report.forced => ("FAILED (forced past)", RED),
+        Status::Fail => ("FAILED", RED),
+    };
+    let path = report
+        .path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    out(&format!(
+        "{} {} {}",
+        report.phase,
+        paint(style, word),
+        paint(DIM, format!("({path})"))
+    ));
 }
 
 fn report_created(command: &str, created: &[std::path::PathBuf], json_format: bool) {

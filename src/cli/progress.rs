@@ -105,6 +105,23 @@ impl EventSink for HumanProgress {
                 "{namespace}: {} {version} {name} ({reason})",
                 paint(RED, "FAILED")
             )),
+            Event::BackupWritten {
+                path,
+                bytes,
+                duration_ms,
+            } => err(&format!(
+                "backup: {path} ({}, verified with pg_restore --list) {}",
+                migsafe::pipeline::preflight::human_bytes(*bytes),
+                paint(DIM, format!("in {}", ms(*duration_ms)))
+            )),
+            Event::Recovered {
+                namespace,
+                version,
+                detail,
+            } => err(&format!(
+                "{namespace}: {} {version}: {detail}",
+                paint(YELLOW, "recovered")
+            )),
             Event::Stamped { namespace, version } => {
                 err(&format!("{namespace}: stamped {version}"))
             }

@@ -99,3 +99,48 @@ fn session_from_row(row: &tokio_postgres::Row) -> Session {
             .map(|q| redact_query(&q)),
     }
 }
+
+/// Sessions whose transaction has been open longer than `threshold`.
+pub async fn long_transactions(
+    db: &Db,
+    threshold: std::time::Duration,
+) -> Result<Vec<Session>, tokio_postgres::Error> {
+    let secs = threshold.as_secs_f64();
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM pg_stat_activity a WHERE a.xact_start < now() - make_interval(secs => $1) \
+         AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend' ORDER BY a.xact_start"
+    );
+    let rows = db.client.query(&sql, &[&secs]).await?;
+    Ok(rows.iter().map(session_from_row).collect())
+}
+
+/// Sessions waiting for a lock right now.
+pub async fn lock_waiters(db: &Db) -> Result<Vec<Session>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid() ORDER BY a.pid"
+    );
+    let rows = db.client.query(&sql, &[]).await?;
+    Ok(rows.iter().map(session_from_row).collect())
+}
+
+/// Other sessions holding a lock on any of `relations` (names as written in
+/// SQL; those that do not exist yet are skipped), with the relation and mode.
+pub async fn lock_holders(
+    db: &Db,
+    relations: &[String],
+) -> Result<Vec<(Session, String, String)>, tokio_postgres::Error> {
+    if relations.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS}, l.relation::regclass::text, l.mode FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.granted AND l.pid <> pg_backend_pid() AND l.locktype = 'relation' \
+           AND l.relation IN (SELECT to_regclass(r) FROM unnest($1::text[]) r WHERE to_regclass(r) IS NOT NULL) \
+         ORDER BY a.pid"
+    );
+    let rows = db.client.query(&sql, &[&relations]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| (session_from_row(row), row.get(7), row.get(8)))
+        .collect())
+}

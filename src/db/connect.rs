@@ -184,6 +184,47 @@ impl ConnectionSettings {
         &self.config
     }
 
+    /// The libpq environment for a child process (pg_dump, pg_restore, psql):
+    /// every setting, the password included, goes through the environment —
+    /// never through argv, where any user can read it.
+    pub fn libpq_env(&self) -> Vec<(&'static str, String)> {
+        use tokio_postgres::config::Host;
+        let mut env = Vec::new();
+        if let Some(host) = self.config.get_hosts().first() {
+            env.push((
+                "PGHOST",
+                match host {
+                    Host::Tcp(name) => name.clone(),
+                    Host::Unix(path) => path.display().to_string(),
+                },
+            ));
+        }
+        if let Some(addr) = self.config.get_hostaddrs().first() {
+            env.push(("PGHOSTADDR", addr.to_string()));
+        }
+        if let Some(port) = self.config.get_ports().first() {
+            env.push(("PGPORT", port.to_string()));
+        }
+        if let Some(user) = self.config.get_user() {
+            env.push(("PGUSER", user.to_string()));
+        }
+        if let Some(db) = self.config.get_dbname().or(self.config.get_user()) {
+            env.push(("PGDATABASE", db.to_string()));
+        }
+        if let Some(password) = self.config.get_password() {
+            env.push(("PGPASSWORD", String::from_utf8_lossy(password).to_string()));
+        }
+        env.push(("PGSSLMODE", self.ssl_mode.as_str().to_string()));
+        match &self.roots {
+            RootCerts::File(path) => env.push(("PGSSLROOTCERT", path.display().to_string())),
+            RootCerts::System => env.push(("PGSSLROOTCERT", "system".to_string())),
+            RootCerts::Default => {}
+        }
+        env.push(("PGAPPNAME", "migsafe".to_string()));
+        env.push(("PGCONNECT_TIMEOUT", "10".to_string()));
+        env
+    }
+
     /// The TLS mode.
     pub fn ssl_mode(&self) -> SslMode {
         self.ssl_mode

@@ -52,6 +52,7 @@ pub struct History {
     schema: String,
     table: String,
     audit: String,
+    snapshots: String,
 }
 
 /// Statements prepared once per run, so each migration needs no extra
@@ -78,6 +79,7 @@ impl History {
             schema: schema.to_string(),
             table: format!("{quoted}.schema_migrations"),
             audit: format!("{quoted}.history_audit"),
+            snapshots: format!("{quoted}.schema_snapshots"),
         }
     }
 
@@ -121,9 +123,15 @@ CREATE TABLE IF NOT EXISTS {audit} (
     performed_at timestamptz NOT NULL DEFAULT now(),
     performed_by text        NOT NULL,
     tool_version text        NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {snapshots} (
+    checksum    text        PRIMARY KEY,
+    snapshot    jsonb       NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now()
 );",
             table = self.table,
             audit = self.audit,
+            snapshots = self.snapshots,
         )
     }
 
@@ -132,8 +140,8 @@ CREATE TABLE IF NOT EXISTS {audit} (
         let row = db
             .client
             .query_one(
-                "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
-                &[&self.table, &self.audit],
+                "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL",
+                &[&self.table, &self.audit, &self.snapshots],
             )
             .await
             .map_err(|e| database_error(db, "check the history table", &e))?;
@@ -351,6 +359,80 @@ CREATE TABLE IF NOT EXISTS {audit} (
             .execute(&sql, &[&namespace, &version])
             .await
             .map_err(|e| database_error(db, "update the history table", &e))
+    }
+}
+
+impl History {
+    /// Records the schema after a run: the snapshot (kept by checksum, so
+    /// drift can later be shown as a structural diff) and its checksum on
+    /// the newest history row of `namespace`.
+    pub async fn record_schema(
+        &self,
+        db: &Db,
+        namespace: &str,
+        checksum: &str,
+        snapshot: &serde_json::Value,
+    ) -> Result<()> {
+        let upsert = format!(
+            "INSERT INTO {} (checksum, snapshot) VALUES ($1, $2) ON CONFLICT (checksum) DO UPDATE SET recorded_at = now()",
+            self.snapshots
+        );
+        let stamp = format!(
+            "UPDATE {t} SET schema_checksum = $2 WHERE namespace = $1 AND version = \
+             (SELECT version FROM {t} WHERE namespace = $1 ORDER BY applied_at DESC, length(version) DESC, version DESC LIMIT 1)",
+            t = self.table
+        );
+        let upsert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&checksum, snapshot];
+        let stamp_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&namespace, &checksum];
+        let (a, b) = tokio::join!(
+            db.client.execute(&upsert, &upsert_params),
+            db.client.execute(&stamp, &stamp_params),
+        );
+        a.and(b)
+            .map(|_| ())
+            .map_err(|e| database_error(db, "record the schema checksum", &e))
+    }
+
+    /// Every dirty row, of every namespace: (namespace, version).
+    pub async fn dirty_rows(&self, db: &Db) -> Result<Vec<(String, String)>> {
+        let sql = format!(
+            "SELECT namespace, version FROM {} WHERE dirty ORDER BY 1, 2",
+            self.table
+        );
+        match db.client.query(&sql, &[]).await {
+            Ok(rows) => Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect()),
+            Err(err)
+                if matches!(
+                    err.code(),
+                    Some(&SqlState::UNDEFINED_TABLE) | Some(&SqlState::INVALID_SCHEMA_NAME)
+                ) =>
+            {
+                Ok(Vec::new())
+            }
+            Err(err) => Err(database_error(db, "read the history table", &err)),
+        }
+    }
+
+    /// The schema recorded after the last run on this database: its checksum
+    /// and snapshot. `None` before the first recorded run (or before the
+    /// history tables exist).
+    pub async fn recorded_schema(&self, db: &Db) -> Result<Option<(String, serde_json::Value)>> {
+        let sql = format!(
+            "SELECT checksum, snapshot FROM {} ORDER BY recorded_at DESC LIMIT 1",
+            self.snapshots
+        );
+        match db.client.query_opt(&sql, &[]).await {
+            Ok(row) => Ok(row.map(|r| (r.get(0), r.get(1)))),
+            Err(err)
+                if matches!(
+                    err.code(),
+                    Some(&SqlState::UNDEFINED_TABLE) | Some(&SqlState::INVALID_SCHEMA_NAME)
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(database_error(db, "read the recorded schema", &err)),
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! what happened in typed values.
 
 pub mod activity;
+pub mod catalog;
 pub mod connect;
 pub mod execute;
 pub mod history;

@@ -8,13 +8,13 @@
 use serde::Serialize;
 use std::time::Instant;
 
-use super::{Env, RunnerParts, Target, millis, with_namespace_lock};
+use super::{Env, RunnerParts, Target, millis};
 use crate::db::Db;
 use crate::db::execute::{Runner, check_script};
 use crate::db::history::History;
 use crate::error::Result;
 use crate::events::{Direction, Event};
-use crate::plan::{NamespaceState, Tolerance};
+use crate::plan::Tolerance;
 use crate::source::{Migration, Version};
 
 /// What `apply` may do.
@@ -26,6 +26,14 @@ pub struct ApplyOptions {
     pub to: Option<Version>,
     /// What problems to tolerate.
     pub tolerance: Tolerance,
+    /// Go on although preflight fails (recorded in its report).
+    pub force: bool,
+    /// Do not back up first.
+    pub skip_backup: bool,
+    /// Do not run the postflight checks (the schema is still recorded).
+    pub skip_postflight: bool,
+    /// Postflight checks every foreign key for orphans.
+    pub deep: bool,
 }
 
 /// One migration that ran.
@@ -82,58 +90,40 @@ pub fn check_scripts<'m>(
     Ok(())
 }
 
-/// Applies the selected pending migrations of one namespace on `db`.
-pub async fn apply(
+/// Runs `selected` (pending migrations of one namespace, in order) on `db`,
+/// which must hold the namespace lock.
+pub async fn run_selected(
     env: &Env<'_>,
     target: &Target<'_>,
-    db: Db,
-    options: &ApplyOptions,
+    db: &Db,
+    selected: &[&Migration],
 ) -> Result<NamespaceRun> {
     let started = Instant::now();
     let namespace = target.name();
-    let history = History::new(&env.config.history_schema);
-
-    let state = target.state(&db, &history).await?;
-    state.check_can_move(&options.tolerance)?;
-    let selected = state.select_up(options.steps, options.to.as_ref())?;
     if selected.is_empty() {
         return Ok(nothing_to_do(env, namespace, started));
     }
-    check_scripts(namespace, selected.iter().map(|m| (*m, Direction::Up)))?;
-
-    let ran = with_namespace_lock(env, target, &db, &history, || async {
-        let state: NamespaceState = target.state(&db, &history).await?;
-        state.check_can_move(&options.tolerance)?;
-        let selected = state.select_up(options.steps, options.to.as_ref())?;
-        if selected.is_empty() {
-            env.events.emit(&Event::UpToDate {
-                namespace: namespace.to_string(),
-            });
-            return Ok(Vec::new());
-        }
-        env.events.emit(&Event::Plan {
-            namespace: namespace.to_string(),
-            direction: Direction::Up,
-            versions: selected.iter().map(|m| m.version.to_string()).collect(),
-        });
-        let parts = RunnerParts::load(env, &db, &history).await?;
-        let runner = parts.runner(env, target, &db, &history);
-        let mut ran = Vec::with_capacity(selected.len());
-        for migration in selected {
-            ran.push(
-                run_one(
-                    env,
-                    &runner,
-                    migration,
-                    Direction::Up,
-                    migration.version.as_str(),
-                )
-                .await?,
-            );
-        }
-        Ok(ran)
-    })
-    .await?;
+    let history = History::new(&env.config.history_schema);
+    env.events.emit(&Event::Plan {
+        namespace: namespace.to_string(),
+        direction: Direction::Up,
+        versions: selected.iter().map(|m| m.version.to_string()).collect(),
+    });
+    let parts = RunnerParts::load(env, db, &history).await?;
+    let runner = parts.runner(env, target, db, &history);
+    let mut ran = Vec::with_capacity(selected.len());
+    for migration in selected {
+        ran.push(
+            run_one(
+                env,
+                &runner,
+                migration,
+                Direction::Up,
+                migration.version.as_str(),
+            )
+            .await?,
+        );
+    }
     Ok(NamespaceRun {
         namespace: namespace.to_string(),
         ran,

@@ -6,6 +6,10 @@
 //! phases (preflight, backup, postflight) slot in around `apply` here.
 
 pub mod apply;
+pub mod backup;
+pub mod guarded;
+pub mod postflight;
+pub mod preflight;
 pub mod repair;
 pub mod rollback;
 pub mod script;
@@ -28,6 +32,8 @@ pub struct Env<'a> {
     pub events: &'a dyn EventSink,
     /// Ctrl-C.
     pub interrupt: &'a Interrupt,
+    /// Where reports go.
+    pub log_dir: &'a std::path::Path,
 }
 
 /// One namespace with its files and database.
@@ -61,19 +67,14 @@ impl Target<'_> {
 const CHECK_CLIENT: &str = "DO $$ BEGIN IF current_setting('server_version_num')::int >= 140000 THEN \
      PERFORM set_config('client_connection_check_interval', '1000', false); END IF; END $$";
 
-/// Runs `work` holding the namespace lock; the lock is released whatever
-/// `work` returns. The history tables are created (if needed) inside it.
-pub async fn with_namespace_lock<T, F, Fut>(
+/// Takes the namespace lock (waiting up to `lock_wait`) and creates the
+/// history tables if needed; returns the lock key for [`unlock_namespace`].
+pub async fn lock_namespace(
     env: &Env<'_>,
     target: &Target<'_>,
     db: &Db,
     history: &History,
-    work: F,
-) -> Result<T>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
+) -> Result<i64> {
     let namespace = target.name();
     // If this process dies (SIGKILL, lost network), the server notices within a
     // second even in the middle of a long statement, rolls the migration back
@@ -100,12 +101,34 @@ where
         namespace: namespace.to_string(),
         duration_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
     });
-    let result = async {
-        history.ensure(db).await?;
-        work().await
+    if let Err(err) = history.ensure(db).await {
+        crate::db::lock::release(db, key).await;
+        return Err(err);
     }
-    .await;
+    Ok(key)
+}
+
+/// Releases a lock taken by [`lock_namespace`].
+pub async fn unlock_namespace(db: &Db, key: i64) {
     crate::db::lock::release(db, key).await;
+}
+
+/// Runs `work` holding the namespace lock; the lock is released whatever
+/// `work` returns. The history tables are created (if needed) inside it.
+pub async fn with_namespace_lock<T, F, Fut>(
+    env: &Env<'_>,
+    target: &Target<'_>,
+    db: &Db,
+    history: &History,
+    work: F,
+) -> Result<T>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let key = lock_namespace(env, target, db, history).await?;
+    let result = work().await;
+    unlock_namespace(db, key).await;
     result
 }
 

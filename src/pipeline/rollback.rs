@@ -21,6 +21,8 @@ pub struct RollbackOptions {
     pub steps: Option<usize>,
     /// Undo every applied migration newer than this version.
     pub to: Option<Version>,
+    /// Do not back up first.
+    pub skip_backup: bool,
 }
 
 /// Rolls back one namespace.
@@ -61,6 +63,9 @@ pub async fn rollback(
                 .map(|(e, _)| e.version.to_string())
                 .collect(),
         });
+        if !options.skip_backup {
+            super::backup::create(env.config, target.settings, &db, env.events).await?;
+        }
         let parts = RunnerParts::load(env, &db, &history).await?;
         let runner = parts.runner(env, target, &db, &history);
         let mut ran = Vec::with_capacity(selected.len());
@@ -69,8 +74,19 @@ pub async fn rollback(
                 .applied
                 .as_ref()
                 .map_or_else(|| migration.version.to_string(), |r| r.version.to_string());
-            ran.push(run_one(env, &runner, migration, Direction::Down, &recorded).await?);
+            match run_one(env, &runner, migration, Direction::Down, &recorded).await {
+                Ok(done) => ran.push(done),
+                Err(err) => {
+                    if let Err(record_err) = record_schema(env, target, &db, &history).await {
+                        tracing::warn!(
+                            "could not record the schema after the failure: {record_err}"
+                        );
+                    }
+                    return Err(err);
+                }
+            }
         }
+        record_schema(env, target, &db, &history).await?;
         Ok(ran)
     })
     .await?;
@@ -79,4 +95,18 @@ pub async fn rollback(
         ran,
         duration_ms: millis(started.elapsed()),
     })
+}
+
+/// Records the schema after a rollback (drift detection compares with it).
+async fn record_schema(
+    env: &Env<'_>,
+    target: &Target<'_>,
+    db: &crate::db::Db,
+    history: &History,
+) -> Result<()> {
+    let snapshot = crate::schema::read(db, &env.config.history_schema).await?;
+    let json = serde_json::to_value(&snapshot).unwrap_or(serde_json::Value::Null);
+    history
+        .record_schema(db, target.name(), &snapshot.checksum(), &json)
+        .await
 }

@@ -98,10 +98,18 @@ pub fn render(changes: &[Change]) -> String {
         let indent = |text: &str| text.replace('\n', "\n      ");
         match change.kind {
             ChangeKind::Added => {
-                out.push_str(&format!("+ {}: {}\n", change.object, indent(change.after.as_deref().unwrap_or(""))));
+                out.push_str(&format!(
+                    "+ {}: {}\n",
+                    change.object,
+                    indent(change.after.as_deref().unwrap_or(""))
+                ));
             }
             ChangeKind::Removed => {
-                out.push_str(&format!("- {}: {}\n", change.object, indent(change.before.as_deref().unwrap_or(""))));
+                out.push_str(&format!(
+                    "- {}: {}\n",
+                    change.object,
+                    indent(change.before.as_deref().unwrap_or(""))
+                ));
             }
             ChangeKind::Changed => {
                 out.push_str(&format!(
@@ -122,16 +130,30 @@ mod tests {
 
     fn snapshot(pairs: &[(&str, &str)]) -> Snapshot {
         Snapshot {
-            objects: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            objects: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
     #[test]
     fn finds_added_removed_and_changed_objects() {
-        let a = snapshot(&[("column s.t.a", "#1 integer"), ("column s.t.b", "#2 text"), ("table s.t", "table")]);
-        let b = snapshot(&[("column s.t.a", "#1 bigint"), ("index s.t_a", "CREATE INDEX"), ("table s.t", "table")]);
+        let a = snapshot(&[
+            ("column s.t.a", "#1 integer"),
+            ("column s.t.b", "#2 text"),
+            ("table s.t", "table"),
+        ]);
+        let b = snapshot(&[
+            ("column s.t.a", "#1 bigint"),
+            ("index s.t_a", "CREATE INDEX"),
+            ("table s.t", "table"),
+        ]);
         let changes = diff(&a, &b);
-        let kinds: Vec<_> = changes.iter().map(|c| (c.kind, c.object.as_str())).collect();
+        let kinds: Vec<_> = changes
+            .iter()
+            .map(|c| (c.kind, c.object.as_str()))
+            .collect();
         assert_eq!(
             kinds,
             [
@@ -141,6 +163,8 @@ mod tests {
             ]
         );
         assert!(diff(&a, &a).is_empty());
-        assert!(render(&changes).contains("~ column s.t.a\n    was: #1 integer\n    now: #1 bigint"));
+        assert!(
+            render(&changes).contains("~ column s.t.a\n    was: #1 integer\n    now: #1 bigint")
+        );
     }
 }

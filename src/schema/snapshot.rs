@@ -59,15 +59,17 @@ fn not_extension_member(classid: &str, objid: &str) -> String {
 }
 
 /// migsafe's own tables in the history schema ($1).
-const NOT_HISTORY: &str =
-    "NOT (n.nspname = $1 AND c.relname IN ('schema_migrations', 'history_audit', 'history_audit_id_seq', \
+const NOT_HISTORY: &str = "NOT (n.nspname = $1 AND c.relname IN ('schema_migrations', 'history_audit', 'history_audit_id_seq', \
      'schema_migrations_pkey', 'history_audit_pkey', 'schema_snapshots', 'schema_snapshots_pkey'))";
 
 /// Reads the snapshot of every non-system schema of the database.
 pub async fn read(db: &Db, history_schema: &str) -> Result<Snapshot> {
     let client = &db.client;
     let h: &(dyn tokio_postgres::types::ToSql + Sync) = &history_schema;
-    let rel_filter = format!("{SYSTEM_SCHEMAS} AND {NOT_HISTORY} AND {}", not_extension_member("pg_class", "c.oid"));
+    let rel_filter = format!(
+        "{SYSTEM_SCHEMAS} AND {NOT_HISTORY} AND {}",
+        not_extension_member("pg_class", "c.oid")
+    );
     let schemas_sql = format!(
         "SELECT 'schema ' || quote_ident(n.nspname), coalesce(array_to_string(ARRAY(SELECT x::text FROM unnest(n.nspacl) x ORDER BY 1), ' '), '') \
          FROM pg_namespace n WHERE {SYSTEM_SCHEMAS} AND n.nspname <> $1 AND {}",
@@ -191,10 +193,16 @@ pub async fn read(db: &Db, history_schema: &str) -> Result<Snapshot> {
     // Prepared and run concurrently: tokio-postgres pipelines them on the
     // one connection, so the whole snapshot costs a couple of round trips.
     let params = [h];
-    let results = futures_util::future::join_all(queries.iter().map(|sql| client.query(sql.as_str(), &params))).await;
+    let results = futures_util::future::join_all(
+        queries
+            .iter()
+            .map(|sql| client.query(sql.as_str(), &params)),
+    )
+    .await;
     let mut objects = BTreeMap::new();
     for result in results {
-        let rows = result.map_err(|e| database_error(db, "read the schema from the catalogs", &e))?;
+        let rows =
+            result.map_err(|e| database_error(db, "read the schema from the catalogs", &e))?;
         for row in rows {
             let key: Option<String> = row.get(0);
             let value: Option<String> = row.get(1);

@@ -1,0 +1,164 @@
+//! Catalog queries about schema objects, shared by preflight and postflight:
+//! invalid indexes, NOT VALID constraints, foreign keys and their orphans,
+//! server version and size.
+
+use serde::Serialize;
+
+use super::Db;
+use super::history::database_error;
+use super::quote_ident;
+use crate::error::Result;
+
+/// A constraint that was added NOT VALID and never validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotValid {
+    /// `schema.table.constraint`.
+    pub name: String,
+    /// `FOREIGN KEY` or `CHECK`.
+    pub kind: String,
+    /// Its definition.
+    pub definition: String,
+}
+
+/// A foreign key, with quoted identifiers ready for an anti-join.
+#[derive(Debug, Clone)]
+pub struct ForeignKey {
+    /// `schema.table.constraint` (for codes and messages).
+    pub name: String,
+    /// Whether it was validated.
+    pub validated: bool,
+    child: String,
+    child_columns: Vec<String>,
+    parent: String,
+    parent_columns: Vec<String>,
+}
+
+/// The server's version text and number (`15.18`, 150018).
+pub async fn server_version(db: &Db) -> Result<(String, i32)> {
+    let row = db
+        .client
+        .query_one(
+            "SELECT current_setting('server_version'), current_setting('server_version_num')::int",
+            &[],
+        )
+        .await
+        .map_err(|e| database_error(db, "read the server version", &e))?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// The size of the current database in bytes.
+pub async fn database_size(db: &Db) -> Result<i64> {
+    let row = db
+        .client
+        .query_one("SELECT pg_database_size(current_database())", &[])
+        .await
+        .map_err(|e| database_error(db, "read the database size", &e))?;
+    Ok(row.get(0))
+}
+
+/// Indexes left INVALID (a failed or interrupted CREATE INDEX CONCURRENTLY).
+pub async fn invalid_indexes(db: &Db) -> Result<Vec<String>> {
+    let rows = db
+        .client
+        .query(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE NOT i.indisvalid ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| database_error(db, "look for invalid indexes", &e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Foreign key and check constraints that are NOT VALID.
+pub async fn not_valid_constraints(db: &Db) -> Result<Vec<NotValid>> {
+    let rows = db
+        .client
+        .query(
+            "SELECT n.nspname || '.' || c.relname || '.' || con.conname, \
+                    CASE con.contype WHEN 'f' THEN 'FOREIGN KEY' ELSE 'CHECK' END, pg_get_constraintdef(con.oid) \
+             FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE NOT con.convalidated AND con.contype IN ('f', 'c') ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| database_error(db, "look for NOT VALID constraints", &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| NotValid {
+            name: r.get(0),
+            kind: r.get(1),
+            definition: r.get(2),
+        })
+        .collect())
+}
+
+/// Foreign keys: the NOT VALID ones, or all of them (`deep`).
+pub async fn foreign_keys(db: &Db, deep: bool) -> Result<Vec<ForeignKey>> {
+    let rows = db
+        .client
+        .query(
+            "SELECT n.nspname || '.' || c.relname || '.' || con.conname, con.convalidated, \
+                    quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
+                    ARRAY(SELECT quote_ident(a.attname) FROM unnest(con.conkey) WITH ORDINALITY k(num, ord) \
+                          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num ORDER BY k.ord), \
+                    quote_ident(pn.nspname) || '.' || quote_ident(p.relname), \
+                    ARRAY(SELECT quote_ident(a.attname) FROM unnest(con.confkey) WITH ORDINALITY k(num, ord) \
+                          JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num ORDER BY k.ord) \
+             FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_class p ON p.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace \
+             WHERE con.contype = 'f' AND con.conparentid = 0 AND ($1 OR NOT con.convalidated) ORDER BY 1",
+            &[&deep],
+        )
+        .await
+        .map_err(|e| database_error(db, "list the foreign keys", &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| ForeignKey {
+            name: r.get(0),
+            validated: r.get(1),
+            child: r.get(2),
+            child_columns: r.get(3),
+            parent: r.get(4),
+            parent_columns: r.get(5),
+        })
+        .collect())
+}
+
+/// How many child rows have no parent (MATCH SIMPLE: rows with a NULL key
+/// column are exempt), counted up to `cap`.
+pub async fn orphan_count(db: &Db, fk: &ForeignKey, cap: i64) -> Result<i64> {
+    let not_null: Vec<String> = fk
+        .child_columns
+        .iter()
+        .map(|c| format!("c.{c} IS NOT NULL"))
+        .collect();
+    let join: Vec<String> = fk
+        .child_columns
+        .iter()
+        .zip(&fk.parent_columns)
+        .map(|(c, p)| format!("p.{p} = c.{c}"))
+        .collect();
+    let sql = format!(
+        "SELECT count(*) FROM (SELECT 1 FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {}) LIMIT $1) orphans",
+        fk.child,
+        not_null.join(" AND "),
+        fk.parent,
+        join.join(" AND ")
+    );
+    let row = db
+        .client
+        .query_one(&sql, &[&cap])
+        .await
+        .map_err(|e| database_error(db, &format!("count orphaned rows of {}", fk.name), &e))?;
+    Ok(row.get(0))
+}
+
+/// Quoted `schema.name` from a possibly qualified, unquoted name.
+pub fn qualified(schema: Option<&str>, name: &str) -> String {
+    match schema {
+        Some(schema) => format!("{}.{}", quote_ident(schema), quote_ident(name)),
+        None => quote_ident(name),
+    }
+}

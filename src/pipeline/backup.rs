@@ -1,0 +1,305 @@
+//! Backups with pg_dump (custom format) before a migration, and their
+//! listing, verification and restore.
+//!
+//! A backup is written under a temporary name, read back with
+//! `pg_restore --list`, and only then renamed to `backup-<timestamp>.dump`:
+//! a file with that name is always a complete, readable dump. Files are
+//! 0600 in a 0700 directory. Credentials reach pg_dump through its
+//! environment, never its arguments.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::db::catalog::server_version;
+use crate::db::{ConnectionSettings, Db, scrub};
+use crate::error::{Code, Error, ReasonCode, Result};
+use crate::events::{Event, EventSink};
+use crate::report::create_private_dir;
+
+/// The pointer to the newest backup.
+pub const LATEST: &str = "latest-backup.txt";
+
+/// A backup file.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+    /// Entries in its table of contents (when verified).
+    pub entries: Option<usize>,
+}
+
+fn failed(message: impl Into<String>) -> Error {
+    Error::Refused {
+        reason: ReasonCode::new(Code::BackupFailed),
+        message: message.into(),
+        hint: Some("nothing was changed; fix the backup problem, or pass --skip-backup if you have another backup".into()),
+    }
+}
+
+/// A PostgreSQL client tool (`pg_dump`, `pg_restore`) at least as new as the
+/// server: the same major version when installed, else the newest newer one.
+pub fn find_tool(name: &str, server_major: u32) -> Result<PathBuf> {
+    let mut candidates: Vec<(u32, PathBuf)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+        for entry in entries.flatten() {
+            if let Some(major) = entry
+                .file_name()
+                .to_str()
+                .and_then(|v| v.parse::<u32>().ok())
+            {
+                let path = entry.path().join("bin").join(name);
+                if path.is_file() {
+                    candidates.push((major, path));
+                }
+            }
+        }
+    }
+    if let Ok(dir) = crate::sandbox::find_bin_dir() {
+        let path = dir.join(name);
+        if let Some(major) = tool_major(&path) {
+            candidates.push((major, path));
+        }
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let path = dir.join(name);
+            if let Some(major) = tool_major(&path) {
+                candidates.push((major, path));
+            }
+        }
+    }
+    if let Some((_, path)) = candidates.iter().find(|(major, _)| *major == server_major) {
+        return Ok(path.clone());
+    }
+    let newest_newer = candidates
+        .iter()
+        .filter(|(major, _)| *major > server_major)
+        .min_by_key(|(major, _)| *major);
+    if let Some((_, path)) = newest_newer {
+        return Ok(path.clone());
+    }
+    let found = candidates.iter().map(|(m, _)| *m).max();
+    Err(Error::Refused {
+        reason: ReasonCode::new(Code::BackupToolTooOld),
+        message: match found {
+            Some(major) => format!(
+                "{name} {major} is older than the server (PostgreSQL {server_major}); {name} cannot dump a newer server"
+            ),
+            None => format!("{name} was not found"),
+        },
+        hint: Some(format!(
+            "install the client tools of the server's version (Debian: apt-get install postgresql-client-{server_major}), or pass --skip-backup"
+        )),
+    })
+}
+
+fn tool_major(path: &Path) -> Option<u32> {
+    let output = std::process::Command::new(path)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = text.split_whitespace().last()?;
+    version.split('.').next()?.parse().ok()
+}
+
+/// Dumps the database into the backup directory; returns the verified file.
+pub async fn create(
+    config: &Config,
+    settings: &ConnectionSettings,
+    db: &Db,
+    events: &dyn EventSink,
+) -> Result<BackupFile> {
+    let started = Instant::now();
+    let (_, version_num) = server_version(db).await?;
+    let server_major = u32::try_from(version_num / 10_000).unwrap_or(0);
+    let pg_dump = find_tool("pg_dump", server_major)?;
+    let pg_restore = find_tool("pg_restore", server_major)?;
+    let dir = &config.backup.dir;
+    create_private_dir(dir)?;
+    let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let final_path = dir.join(format!("backup-{stamp}.dump"));
+    let partial = dir.join(format!(".backup-{stamp}.dump.partial"));
+    // Created 0600 before pg_dump opens it, so it is never readable by others.
+    private_file(&partial)?;
+    let output = tokio::process::Command::new(&pg_dump)
+        .args(["--format=custom", "--no-password", "--file"])
+        .arg(&partial)
+        .envs(settings.libpq_env())
+        .stdin(Stdio::null())
+        .output()
+        .await;
+    let output = match output {
+        Ok(output) => output,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(failed(format!("cannot run {}: {e}", pg_dump.display())));
+        }
+    };
+    if !output.status.success() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(failed(format!(
+            "pg_dump failed; no backup was kept: {}",
+            scrub(String::from_utf8_lossy(&output.stderr).trim())
+        )));
+    }
+    let entries = match list_entries(&pg_restore, &partial).await {
+        Ok(entries) => entries,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&partial, &final_path).map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        Error::io(&final_path, "rename the verified backup to", &e)
+    })?;
+    let latest = dir.join(LATEST);
+    let _ = std::fs::remove_file(&latest);
+    private_file(&latest)?;
+    std::fs::write(&latest, format!("{}\n", final_path.display()))
+        .map_err(|e| Error::io(&latest, "write", &e))?;
+    prune(dir, config.backup.keep)?;
+    let bytes = std::fs::metadata(&final_path).map(|m| m.len()).unwrap_or(0);
+    events.emit(&Event::BackupWritten {
+        path: final_path.display().to_string(),
+        bytes,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    });
+    Ok(BackupFile {
+        path: final_path,
+        bytes,
+        entries: Some(entries),
+    })
+}
+
+async fn list_entries(pg_restore: &Path, file: &Path) -> Result<usize> {
+    let output = tokio::process::Command::new(pg_restore)
+        .arg("--list")
+        .arg(file)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| failed(format!("cannot run {}: {e}", pg_restore.display())))?;
+    if !output.status.success() {
+        return Err(failed(format!(
+            "{} cannot be read back by pg_restore: {}",
+            file.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .count())
+}
+
+fn private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map(|_| ())
+        .map_err(|e| Error::io(path, "create", &e))
+}
+
+/// Complete backups in the directory, newest first.
+pub fn list(dir: &Path) -> Result<Vec<BackupFile>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, "read", &e)),
+    };
+    let mut files: Vec<BackupFile> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("backup-") && n.ends_with(".dump"))
+        })
+        .map(|e| BackupFile {
+            bytes: e.metadata().map(|m| m.len()).unwrap_or(0),
+            path: e.path(),
+            entries: None,
+        })
+        .collect();
+    files.sort_by(|a, b| b.path.cmp(&a.path));
+    Ok(files)
+}
+
+/// Deletes all but the newest `keep` backups (0 keeps all).
+fn prune(dir: &Path, keep: u32) -> Result<()> {
+    if keep == 0 {
+        return Ok(());
+    }
+    for old in list(dir)?.into_iter().skip(keep as usize) {
+        std::fs::remove_file(&old.path)
+            .map_err(|e| Error::io(&old.path, "remove the old backup", &e))?;
+    }
+    Ok(())
+}
+
+/// Reads a backup's table of contents with pg_restore.
+pub async fn verify(file: &Path) -> Result<BackupFile> {
+    let pg_restore = find_tool("pg_restore", 0)?;
+    let entries = list_entries(&pg_restore, file).await?;
+    Ok(BackupFile {
+        path: file.to_path_buf(),
+        bytes: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
+        entries: Some(entries),
+    })
+}
+
+/// Restores a backup into the database: `pg_restore --clean --if-exists
+/// --single-transaction`, so a failed restore changes nothing.
+pub async fn restore(settings: &ConnectionSettings, db: &Db, file: &Path) -> Result<()> {
+    let (_, version_num) = server_version(db).await?;
+    let pg_restore = find_tool(
+        "pg_restore",
+        u32::try_from(version_num / 10_000).unwrap_or(0),
+    )?;
+    verify(file).await?;
+    let output = tokio::process::Command::new(&pg_restore)
+        .args([
+            "--clean",
+            "--if-exists",
+            "--single-transaction",
+            "--exit-on-error",
+            "--no-password",
+            "--dbname",
+        ])
+        .arg(
+            settings
+                .libpq_env()
+                .iter()
+                .find(|(k, _)| *k == "PGDATABASE")
+                .map_or("", |(_, v)| v.as_str()),
+        )
+        .arg(file)
+        .envs(settings.libpq_env())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| failed(format!("cannot run {}: {e}", pg_restore.display())))?;
+    if !output.status.success() {
+        return Err(Error::Config {
+            reason: ReasonCode::new(Code::BackupFailed),
+            message: format!(
+                "pg_restore failed and rolled back; the database is as it was: {}",
+                scrub(String::from_utf8_lossy(&output.stderr).trim())
+            ),
+            hint: None,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! The guarded apply of SPEC 12a: preflight → backup → migrate → postflight,
+//! each phase with its report, over every selected namespace.
+//!
+//! Nothing pending is decided first, from one history read per namespace,
+//! and costs no lock, no snapshot, no backup: deploy pipelines call `apply`
+//! on every release. Phases that look at a database (preflight, backup,
+//! postflight) run once per distinct database, not once per namespace.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::apply::{ApplyOptions, NamespaceRun, nothing_to_do, run_selected};
+use super::backup::{self, BackupFile};
+use super::postflight::{self, PostflightOptions};
+use super::preflight::{self, Pending};
+use super::{Env, Target, lock_namespace, unlock_namespace};
+use crate::db::Db;
+use crate::db::history::History;
+use crate::error::{Error, Result};
+use crate::events::Direction;
+use crate::report::{PhaseReport, Status};
+use crate::schema;
+
+/// A namespace with its open connection.
+pub struct Opened<'a> {
+    /// The namespace, files and settings.
+    pub target: Target<'a>,
+    /// Its connection.
+    pub db: Db,
+}
+
+/// Everything `apply` did.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ApplyReport {
+    /// Per namespace, what ran.
+    pub namespaces: Vec<NamespaceRun>,
+    /// Preflight reports (one per database).
+    pub preflight: Vec<PhaseReport>,
+    /// Backups written (one per database).
+    pub backups: Vec<BackupFile>,
+    /// Postflight reports (one per database).
+    pub postflight: Vec<PhaseReport>,
+}
+
+/// Indexes of `opened` grouped by database, in first-seen order.
+fn databases(opened: &[Opened<'_>]) -> Vec<Vec<usize>> {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (index, item) in opened.iter().enumerate() {
+        let key = item.target.settings.to_string();
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(index);
+    }
+    order
+        .into_iter()
+        .filter_map(|k| groups.remove(&k))
+        .collect()
+}
+
+/// Runs the whole guarded apply.
+pub async fn apply(
+    env: &Env<'_>,
+    opened: &[Opened<'_>],
+    options: &ApplyOptions,
+) -> Result<ApplyReport> {
+    let history = History::new(&env.config.history_schema);
+    let mut report = ApplyReport::default();
+    // Without a lock: refusals and the nothing-pending case.
+    let mut anything = false;
+    for item in opened {
+        let state = item.target.state(&item.db, &history).await?;
+        state.check_can_move(&options.tolerance)?;
+        let selected = state.select_up(options.steps, options.to.as_ref())?;
+        super::apply::check_scripts(
+            item.target.name(),
+            selected.iter().map(|m| (*m, Direction::Up)),
+        )?;
+        anything |= !selected.is_empty();
+    }
+    if !anything {
+        for item in opened {
+            report.namespaces.push(nothing_to_do(
+                env,
+                item.target.name(),
+                std::time::Instant::now(),
+            ));
+        }
+        return Ok(report);
+    }
+    // The whole apply holds every namespace lock, taken in config order.
+    let mut keys = Vec::with_capacity(opened.len());
+    for item in opened {
+        match lock_namespace(env, &item.target, &item.db, &history).await {
+            Ok(key) => keys.push(key),
+            Err(err) => {
+                release(opened, &keys).await;
+                return Err(err);
+            }
+        }
+    }
+    let result = locked(env, &history, opened, options, &mut report).await;
+    release(opened, &keys).await;
+    result.map(|()| report)
+}
+
+async fn release(opened: &[Opened<'_>], keys: &[i64]) {
+    for (item, key) in opened.iter().zip(keys) {
+        unlock_namespace(&item.db, *key).await;
+    }
+}
+
+/// The part of apply that runs under the locks.
+async fn locked(
+    env: &Env<'_>,
+    history: &History,
+    opened: &[Opened<'_>],
+    options: &ApplyOptions,
+    report: &mut ApplyReport,
+) -> Result<()> {
+    // Another runner may have applied everything while we waited.
+    let mut states = Vec::with_capacity(opened.len());
+    for item in opened {
+        let state = item.target.state(&item.db, history).await?;
+        state.check_can_move(&options.tolerance)?;
+        states.push(state);
+    }
+    let mut selected = Vec::with_capacity(states.len());
+    for state in &states {
+        selected.push(state.select_up(options.steps, options.to.as_ref())?);
+    }
+    if selected.iter().all(Vec::is_empty) {
+        for item in opened {
+            report.namespaces.push(nothing_to_do(
+                env,
+                item.target.name(),
+                std::time::Instant::now(),
+            ));
+        }
+        return Ok(());
+    }
+    let groups = databases(opened);
+    let backup_dir = (!options.skip_backup).then_some(env.config.backup.dir.as_path());
+    for group in &groups {
+        let first = &opened[group[0]];
+        let pending: Vec<Pending<'_>> = group
+            .iter()
+            .map(|&i| Pending {
+                state: &states[i],
+                selected: selected[i].clone(),
+            })
+            .collect();
+        let mut phase = preflight::preflight(
+            env.config,
+            first.target.settings,
+            &first.db,
+            &pending,
+            &options.tolerance,
+            backup_dir,
+        )
+        .await?;
+        let failed = phase.result == Status::Fail;
+        phase.forced = failed && options.force;
+        phase.write(env.log_dir)?;
+        if failed && !options.force {
+            return Err(preflight::failed(&phase));
+        }
+        report.preflight.push(phase);
+    }
+    if !options.skip_backup {
+        for group in &groups {
+            let first = &opened[group[0]];
+            report.backups.push(
+                backup::create(env.config, first.target.settings, &first.db, env.events).await?,
+            );
+        }
+    }
+    let mut failure = None;
+    for (item, chosen) in opened.iter().zip(&selected) {
+        match run_selected(env, &item.target, &item.db, chosen).await {
+            Ok(run) => report.namespaces.push(run),
+            Err(err) => {
+                failure = Some(err);
+                break;
+            }
+        }
+    }
+    // Whatever happened, record the schema as it now is, so the next
+    // preflight compares against the truth and not a stale snapshot.
+    let mut postflight_error: Option<Error> = None;
+    for group in &groups {
+        let first = &opened[group[0]];
+        let runs: Vec<NamespaceRun> = report
+            .namespaces
+            .iter()
+            .filter(|run| {
+                group
+                    .iter()
+                    .any(|&i| opened[i].target.name() == run.namespace)
+            })
+            .cloned()
+            .collect();
+        if failure.is_some() {
+            // Best effort, on a fresh connection (the old one may be what
+            // broke); never hides the failure itself.
+            if let Err(err) = record_fresh(env, history, opened, group).await {
+                tracing::warn!("could not record the schema after the failure: {err}");
+            }
+            continue;
+        }
+        let snapshot = if options.skip_postflight {
+            schema::read(&first.db, &env.config.history_schema).await?
+        } else {
+            let (mut phase, snapshot) = postflight::postflight(
+                env.config,
+                first.target.settings,
+                &first.db,
+                &runs,
+                &PostflightOptions { deep: options.deep },
+            )
+            .await?;
+            phase.write(env.log_dir)?;
+            if phase.result == Status::Fail && postflight_error.is_none() {
+                postflight_error = Some(postflight::failed(&phase));
+            }
+            report.postflight.push(phase);
+            snapshot
+        };
+        record(history, opened, group, &snapshot).await?;
+    }
+    match failure.or(postflight_error) {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+async fn record_fresh(
+    env: &Env<'_>,
+    history: &History,
+    opened: &[Opened<'_>],
+    group: &[usize],
+) -> Result<()> {
+    let settings = opened[group[0]].target.settings;
+    let db = settings.connect().await?;
+    let snapshot = schema::read(&db, &env.config.history_schema).await?;
+    let json = serde_json::to_value(&snapshot).unwrap_or(serde_json::Value::Null);
+    for &i in group {
+        history
+            .record_schema(&db, opened[i].target.name(), &snapshot.checksum(), &json)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Stores the snapshot and its checksum for every namespace of a database.
+pub async fn record(
+    history: &History,
+    opened: &[Opened<'_>],
+    group: &[usize],
+    snapshot: &schema::Snapshot,
+) -> Result<()> {
+    let json = serde_json::to_value(snapshot).unwrap_or(serde_json::Value::Null);
+    let checksum = snapshot.checksum();
+    for &i in group {
+        let item = &opened[i];
+        history
+            .record_schema(&item.db, item.target.name(), &checksum, &json)
+            .await?;
+    }
+    Ok(())
+}

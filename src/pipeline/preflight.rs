@@ -1,0 +1,382 @@
+//! Preflight (SPEC 5): read-only checks before anything changes, each a
+//! pass / warn / fail with a reason code, written as
+//! `logs/preflight-report-<timestamp>.json`.
+//!
+//! Integrity problems (dirty, edited, missing, out of order) are reported
+//! here and also refused by `apply` itself; `--force` overrides the other
+//! failures (drift, blocking sessions, backup space), never those.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use chrono::Utc;
+
+use crate::config::{Config, format_duration};
+use crate::db::activity::{self, Session};
+use crate::db::catalog;
+use crate::db::history::History;
+use crate::db::{ConnectionSettings, Db};
+use crate::error::{Code, Error, ReasonCode, Result};
+use crate::plan::{NamespaceState, State, Tolerance};
+use crate::report::{Check, PhaseReport};
+use crate::schema::{self, Snapshot};
+use crate::source::Migration;
+
+/// One namespace as preflight sees it: its state and what would run.
+pub struct Pending<'a> {
+    /// Files + history.
+    pub state: &'a NamespaceState,
+    /// The migrations apply would run.
+    pub selected: Vec<&'a Migration>,
+}
+
+/// Runs every preflight check for the namespaces on one database.
+pub async fn preflight(
+    config: &Config,
+    settings: &ConnectionSettings,
+    db: &Db,
+    namespaces: &[Pending<'_>],
+    tolerance: &Tolerance,
+    backup_dir: Option<&Path>,
+) -> Result<PhaseReport> {
+    let started = Utc::now();
+    let history = History::new(&config.history_schema);
+    let relations = touched_relations(namespaces);
+    let (version, recorded, live, long, holders, waiters, size) = tokio::join!(
+        catalog::server_version(db),
+        history.recorded_schema(db),
+        schema::read(db, &config.history_schema),
+        activity::long_transactions(db, config.defaults.long_transaction),
+        activity::lock_holders(db, &relations),
+        activity::lock_waiters(db),
+        catalog::database_size(db),
+    );
+    let (version, _) = version?;
+    let mut checks = vec![Check::pass(
+        "connectivity",
+        format!("PostgreSQL {version} at {settings}"),
+    )];
+    for pending in namespaces {
+        integrity_checks(pending, tolerance, config, &mut checks);
+    }
+    let drift_subject = namespaces
+        .first()
+        .map_or("all", |p| p.state.namespace.as_str());
+    checks.push(drift_check(recorded?, &live?, drift_subject));
+
+    let session_error = |e: tokio_postgres::Error| {
+        crate::db::history::database_error(db, "read pg_stat_activity", &e)
+    };
+    let long = long.map_err(session_error)?;
+    if long.is_empty() {
+        checks.push(Check::pass(
+            "long_transactions",
+            format!(
+                "no transaction open longer than {}",
+                format_duration(config.defaults.long_transaction)
+            ),
+        ));
+    }
+    for session in &long {
+        checks.push(Check::warn(
+            "long_transactions",
+            ReasonCode::about(Code::LongRunningTransaction, session.pid.to_string()),
+            format!(
+                "{}; DDL waiting behind it would stall every query queued after it",
+                session.describe()
+            ),
+        ));
+    }
+    let holders = holders.map_err(session_error)?;
+    let lock_timeout_secs = config.defaults.lock_timeout.as_secs_f64();
+    if holders.is_empty() {
+        checks.push(Check::pass(
+            "blocking_locks",
+            format!(
+                "no other session holds a lock on the {} table(s) the pending migrations touch",
+                relations.len()
+            ),
+        ));
+    }
+    for (session, relation, mode) in &holders {
+        let detail = format!(
+            "{} holds {mode} on {relation}, which a pending migration changes",
+            session.describe()
+        );
+        // A short query holding a lock for a moment is normal traffic; a
+        // transaction older than lock_timeout would make the DDL time out.
+        if session.transaction_secs.unwrap_or(0.0) >= lock_timeout_secs {
+            checks.push(Check::fail(
+                "blocking_locks",
+                ReasonCode::about(Code::BlockingLock, session.pid.to_string()),
+                detail,
+            ));
+        } else {
+            checks.push(Check::warn(
+                "blocking_locks",
+                ReasonCode::about(Code::BlockingLock, session.pid.to_string()),
+                detail,
+            ));
+        }
+    }
+    let waiters = waiters.map_err(session_error)?;
+    if !waiters.is_empty() {
+        checks.push(Check::warn(
+            "lock_waiters",
+            ReasonCode::new(Code::LockWaiters),
+            format!(
+                "{} session(s) are waiting for locks now: {}",
+                waiters.len(),
+                waiters
+                    .iter()
+                    .take(5)
+                    .map(Session::describe)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        ));
+    }
+    if let Some(dir) = backup_dir {
+        checks.push(space_check(dir, size?));
+    }
+    Ok(PhaseReport::new(
+        "preflight",
+        started,
+        &settings.to_string(),
+        checks,
+    ))
+}
+
+fn integrity_checks(
+    pending: &Pending<'_>,
+    tolerance: &Tolerance,
+    config: &Config,
+    checks: &mut Vec<Check>,
+) {
+    let state = pending.state;
+    let ns = &state.namespace;
+    checks.push(Check::pass(
+        "pending",
+        format!("{ns}: {} migration(s) to apply", pending.selected.len()),
+    ));
+    let mut problems = 0;
+    for entry in &state.entries {
+        let check = match entry.state {
+            State::ChecksumMismatch => Check::fail(
+                "checksums",
+                ReasonCode::migration(Code::PostgresMigrationChecksumMismatch, ns, &entry.version),
+                format!(
+                    "{ns} {} {} was edited after it was applied",
+                    entry.version, entry.name
+                ),
+            ),
+            State::FileMissing if tolerance.ignore_missing => Check::warn(
+                "missing_files",
+                ReasonCode::migration(Code::MigrationFileMissing, ns, &entry.version),
+                format!(
+                    "{ns} {} is applied but its file is gone (--ignore-missing)",
+                    entry.version
+                ),
+            ),
+            State::FileMissing => Check::fail(
+                "missing_files",
+                ReasonCode::migration(Code::MigrationFileMissing, ns, &entry.version),
+                format!("{ns} {} is applied but its file is gone", entry.version),
+            ),
+            State::OutOfOrder if tolerance.allow_out_of_order => Check::warn(
+                "out_of_order",
+                ReasonCode::migration(Code::MigrationOutOfOrder, ns, &entry.version),
+                format!(
+                    "{ns} {} is older than applied versions (--allow-out-of-order)",
+                    entry.version
+                ),
+            ),
+            State::OutOfOrder => Check::fail(
+                "out_of_order",
+                ReasonCode::migration(Code::MigrationOutOfOrder, ns, &entry.version),
+                format!("{ns} {} is older than applied versions", entry.version),
+            ),
+            State::Dirty => {
+                let recoverable = config.defaults.recovery == "auto"
+                    && entry.migration.as_ref().is_some_and(|m| m.down.is_some());
+                let reason = ReasonCode::migration(Code::MigrationDirty, ns, &entry.version);
+                if recoverable {
+                    Check::warn(
+                        "dirty",
+                        reason,
+                        format!(
+                            "{ns} {} is dirty; recovery = \"auto\" will run its down script and retry it",
+                            entry.version
+                        ),
+                    )
+                } else {
+                    Check::fail(
+                        "dirty",
+                        reason,
+                        format!(
+                            "{ns} {} is dirty and needs `migsafe repair` after a manual check",
+                            entry.version
+                        ),
+                    )
+                }
+            }
+            State::Applied | State::Pending => continue,
+        };
+        problems += 1;
+        checks.push(check);
+    }
+    if problems == 0 {
+        checks.push(Check::pass(
+            "history",
+            format!("{ns}: checksums match, no missing file, nothing dirty or out of order"),
+        ));
+    }
+}
+
+fn drift_check(
+    recorded: Option<(String, serde_json::Value)>,
+    live: &Snapshot,
+    namespace: &str,
+) -> Check {
+    let Some((checksum, stored)) = recorded else {
+        return Check::pass(
+            "schema_drift",
+            "no schema recorded yet (first run with migsafe's safety pipeline)",
+        );
+    };
+    let live_checksum = live.checksum();
+    if live_checksum == checksum {
+        return Check::pass(
+            "schema_drift",
+            format!("live schema matches the one recorded after the last run ({checksum})"),
+        );
+    }
+    let diff = serde_json::from_value::<Snapshot>(stored)
+        .map(|before| schema::diff::render(&schema::diff(&before, live)))
+        .unwrap_or_else(|_| {
+            "(the recorded snapshot cannot be read; run `migsafe schema dump`)".into()
+        });
+    let shown: Vec<&str> = diff.lines().take(40).collect();
+    Check::fail(
+        "schema_drift",
+        ReasonCode::about(Code::SchemaDrift, namespace),
+        format!(
+            "the live schema ({live_checksum}) differs from the one recorded after the last migsafe run ({checksum}): someone changed it outside migsafe:\n{}",
+            shown.join("\n")
+        ),
+    )
+}
+
+fn space_check(dir: &Path, database_bytes: i64) -> Check {
+    let mut probe = dir.to_path_buf();
+    while !probe.exists() {
+        if !probe.pop() {
+            break;
+        }
+    }
+    let probe = if probe.as_os_str().is_empty() {
+        Path::new(".").to_path_buf()
+    } else {
+        probe
+    };
+    // The field types differ between platforms; on Linux they are u64.
+    #[allow(clippy::unnecessary_cast)]
+    let free = match nix::sys::statvfs::statvfs(&probe) {
+        Ok(stat) => (stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64),
+        Err(e) => {
+            return Check::warn(
+                "backup_space",
+                ReasonCode::new(Code::BackupSpaceLow),
+                format!("cannot read the free space of {}: {e}", probe.display()),
+            );
+        }
+    };
+    let size = u64::try_from(database_bytes).unwrap_or(0);
+    let detail = format!(
+        "{} free in {} for a database of {}",
+        human_bytes(free),
+        probe.display(),
+        human_bytes(size)
+    );
+    // pg_dump's custom format is compressed; half the on-disk size is a
+    // conservative floor, the full size comfortable.
+    if free < size / 2 {
+        Check::fail(
+            "backup_space",
+            ReasonCode::new(Code::BackupSpaceLow),
+            detail,
+        )
+    } else if free < size {
+        Check::warn(
+            "backup_space",
+            ReasonCode::new(Code::BackupSpaceLow),
+            detail,
+        )
+    } else {
+        Check::pass("backup_space", detail)
+    }
+}
+
+/// Tables the selected migrations name (as written), from the grammar.
+fn touched_relations(namespaces: &[Pending<'_>]) -> Vec<String> {
+    let mut tables = BTreeSet::new();
+    for pending in namespaces {
+        for migration in &pending.selected {
+            if let Ok(parsed) = pg_query::parse(&migration.up.sql, 0) {
+                tables.extend(parsed.tables());
+            }
+        }
+    }
+    tables.into_iter().collect()
+}
+
+/// Sizes for people: `48.2 GB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The error for a failed preflight (exit 1): nothing was changed.
+pub fn failed(report: &PhaseReport) -> Error {
+    let reason = report
+        .failures()
+        .find_map(|c| c.reason.clone())
+        .unwrap_or_else(|| ReasonCode::new(Code::PreflightFailed));
+    let lines: Vec<String> = report
+        .failures()
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.reason
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                c.detail
+            )
+        })
+        .collect();
+    Error::Refused {
+        reason,
+        message: format!(
+            "preflight failed; nothing was changed:\n{}",
+            lines.join("\n")
+        ),
+        hint: Some(format!(
+            "fix what is listed, or pass --force to go on anyway (recorded in the report; never overrides dirty or edited migrations). Report: {}",
+            report
+                .path
+                .as_ref()
+                .map_or_else(|| "not written".to_string(), |p| p.display().to_string())
+        )),
+    }
+}
