@@ -1,0 +1,467 @@
+//! The safety pipeline, each check provoked for real: preflight (long
+//! transactions, blocking locks, drift), backup (restore gives the same schema
+//! and rows; a failing pg_dump leaves nothing that looks like a backup),
+//! postflight (NOT VALID foreign keys with orphans, INVALID indexes, time
+//! budget) and the report files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{Project, TestDb, expect_exit, two_tables};
+
+fn reports(project: &Project, phase: &str) -> Vec<serde_json::Value> {
+    let mut found: Vec<_> = std::fs::read_dir(project.path().join("logs"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{phase}-report-"))
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+        .iter()
+        .map(|path| {
+            let mode = std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(path).unwrap().permissions(),
+            );
+            assert_eq!(mode & 0o777, 0o600, "{} must be owner-only", path.display());
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        })
+        .collect()
+}
+
+fn check<'a>(report: &'a serde_json::Value, reason_prefix: &str) -> Option<&'a serde_json::Value> {
+    report["checks"].as_array().unwrap().iter().find(|c| {
+        c["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(reason_prefix))
+    })
+}
+
+/// Holds `sql` in an open transaction until the returned sender fires.
+fn hold(db: &TestDb, sql: &str) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let url = db.url.clone();
+    let sql = sql.to_string();
+    let handle = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!(
+                    "SET application_name = 'report_job'; BEGIN; {sql}"
+                ))
+                .await
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let _ = tokio::task::spawn_blocking(move || done_rx.recv()).await;
+            let _ = client.batch_execute("COMMIT").await;
+        });
+    });
+    ready_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    (done_tx, handle)
+}
+
+#[test]
+fn apply_runs_preflight_backup_postflight_and_writes_reports() {
+    let db = TestDb::new();
+    let project = two_tables();
+    let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    assert!(
+        out.contains("preflight passed") && out.contains("postflight passed"),
+        "{out}"
+    );
+    let pre = reports(&project, "preflight");
+    let post = reports(&project, "postflight");
+    assert_eq!((pre.len(), post.len()), (1, 1));
+    assert_eq!(pre[0]["schema_version"], 1);
+    assert_eq!(pre[0]["result"], "pass");
+    let checksum = post[0]["schema_checksum"].as_str().unwrap().to_string();
+    assert_eq!(checksum.len(), 64);
+    // The checksum is on the newest history row.
+    assert_eq!(
+        db.scalar("SELECT schema_checksum FROM migsafe.schema_migrations WHERE version = '0002'")
+            .as_deref(),
+        Some(checksum.as_str())
+    );
+    // A verified backup, owner-only, and the pointer to it.
+    let backups = project.path().join("backups/migrations");
+    let dumps: Vec<_> = std::fs::read_dir(&backups)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".dump"))
+        .collect();
+    assert_eq!(dumps.len(), 1);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&dumps[0].metadata().unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let latest = std::fs::read_to_string(backups.join("latest-backup.txt")).unwrap();
+    assert_eq!(latest.trim(), dumps[0].path().display().to_string());
+
+    // Nothing pending: no preflight, no backup, no postflight.
+    expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    assert_eq!(reports(&project, "preflight").len(), 1);
+    assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 2);
+}
+
+#[test]
+fn a_backup_taken_by_apply_restores_to_the_same_schema_and_rows() {
+    let db = TestDb::new();
+    let project = two_tables();
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    db.query("INSERT INTO users SELECT g, 'user ' || g FROM generate_series(1, 500) g; INSERT INTO orders SELECT g, g % 500 + 1 FROM generate_series(1, 1200) g;");
+    project.write(
+        "migrations/0003_more.up.sql",
+        b"ALTER TABLE users ADD COLUMN email text;",
+    );
+    let before_schema = {
+        let output = project
+            .migsafe(&db)
+            .args(["schema", "checksum"])
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    let latest =
+        std::fs::read_to_string(project.path().join("backups/migrations/latest-backup.txt"))
+            .unwrap();
+    let fresh = TestDb::new();
+    let out = expect_exit(
+        &project
+            .migsafe(&fresh)
+            .args(["backup", "restore", latest.trim()])
+            .output()
+            .unwrap(),
+        5,
+    );
+    assert!(out.contains("--yes"), "{out}");
+    expect_exit(
+        &project
+            .migsafe(&fresh)
+            .args(["backup", "restore", latest.trim(), "--yes"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    let after_schema = {
+        let output = project
+            .migsafe(&fresh)
+            .args(["schema", "checksum"])
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(
+        before_schema, after_schema,
+        "the restored schema is the one before the migration"
+    );
+    assert_eq!(
+        fresh.scalar("SELECT count(*) FROM users").as_deref(),
+        Some("500")
+    );
+    assert_eq!(
+        fresh.scalar("SELECT count(*) FROM orders").as_deref(),
+        Some("1200")
+    );
+    let out = expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["backup", "list"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    assert!(out.contains(".dump"), "{out}");
+    let out = expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["backup", "verify", latest.trim()])
+            .output()
+            .unwrap(),
+        0,
+    );
+    assert!(out.contains("readable"), "{out}");
+}
+
+#[test]
+fn a_failing_pg_dump_leaves_nothing_that_looks_like_a_backup() {
+    let db = TestDb::new();
+    let project = two_tables();
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    // A role that may migrate but not read one table: pg_dump fails on it.
+    let role = format!("limited_{}", db.name);
+    db.query(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'Limited-Pw-123'; GRANT ALL ON SCHEMA public TO {role}; \
+         GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; GRANT ALL ON SCHEMA migsafe TO {role}; \
+         GRANT ALL ON ALL TABLES IN SCHEMA migsafe TO {role}; GRANT ALL ON ALL SEQUENCES IN SCHEMA migsafe TO {role}; \
+         CREATE TABLE secret_stuff (x int); REVOKE ALL ON secret_stuff FROM {role};"
+    ));
+    project.write(
+        "migrations/0003_more.up.sql",
+        b"CREATE TABLE more_stuff (id int);",
+    );
+    let url = format!(
+        "postgres://{role}:Limited-Pw-123@127.0.0.1:{}/{}?sslmode=disable",
+        common::sandbox().port(),
+        db.name
+    );
+    let output = common::migsafe_command()
+        .current_dir(project.path())
+        .args(["apply", "--force", "--database-url", &url])
+        .output()
+        .unwrap();
+    let out = expect_exit(&output, 1);
+    assert!(out.contains("BACKUP_FAILED"), "{out}");
+    assert!(out.contains("permission denied"), "{out}");
+    common::assert_no_secret(&project, &output, "Limited-Pw-123");
+    assert!(
+        !db.exists("more_stuff"),
+        "nothing may run without its backup"
+    );
+    let left: Vec<String> = std::fs::read_dir(project.path().join("backups/migrations"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|n| !n.ends_with(".dump") && !n.ends_with(".partial")),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn preflight_fails_on_a_session_holding_a_lock_the_migration_needs_and_force_records_it() {
+    let db = TestDb::new();
+    let project = two_tables();
+    project.write("migsafe.toml", b"[defaults]\nlong_transaction = \"1s\"\nlock_timeout = \"200ms\"\nlock_retries = 30\nlock_retry_delay = \"100ms\"\n");
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    project.write(
+        "migrations/0003_email.up.sql",
+        b"ALTER TABLE users ADD COLUMN email text;",
+    );
+    let (release, handle) = hold(&db, "LOCK TABLE users IN ACCESS SHARE MODE;");
+    std::thread::sleep(Duration::from_millis(1300));
+    let output = project
+        .migsafe(&db)
+        .args(["apply", "--skip-backup"])
+        .output()
+        .unwrap();
+    let out = expect_exit(&output, 1);
+    assert!(out.contains("error[BLOCKING_LOCK:"), "{out}");
+    assert!(
+        out.contains("report_job") && out.contains("AccessShareLock on users"),
+        "{out}"
+    );
+    let pre = reports(&project, "preflight");
+    let last = pre.last().unwrap();
+    assert_eq!(last["result"], "fail");
+    assert!(check(last, "LONG_RUNNING_TRANSACTION:").is_some(), "{last}");
+    assert!(
+        !db.query("SELECT 1 FROM information_schema.columns WHERE column_name = 'email'")
+            .iter()
+            .any(|_| true)
+    );
+
+    // The standalone preflight says the same, read-only.
+    expect_exit(&project.migsafe(&db).arg("preflight").output().unwrap(), 1);
+
+    // --force goes on (and the retries wait for the blocker), recorded in the report.
+    let child = std::process::Command::new(common::migsafe_bin())
+        .current_dir(project.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["apply", "--skip-backup", "--force"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    release.send(()).unwrap();
+    handle.join().unwrap();
+    expect_exit(&child.wait_with_output().unwrap(), 0);
+    let forced = reports(&project, "preflight")
+        .into_iter()
+        .rev()
+        .find(|r| r["forced"] == true);
+    assert!(forced.is_some(), "the forced preflight is recorded");
+}
+
+#[test]
+fn manual_ddl_outside_migsafe_is_drift_with_a_structural_diff() {
+    let db = TestDb::new();
+    let project = two_tables();
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    db.query(
+        "ALTER TABLE users ADD COLUMN hotfix text; CREATE INDEX users_name_hotfix ON users (name);",
+    );
+    project.write(
+        "migrations/0003_more.up.sql",
+        b"CREATE TABLE more_stuff (id int);",
+    );
+    let out = expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        1,
+    );
+    assert!(out.contains("error[SCHEMA_DRIFT:default]"), "{out}");
+    assert!(out.contains("+ column public.users.hotfix"), "{out}");
+    assert!(out.contains("+ index public.users_name_hotfix"), "{out}");
+    assert!(!db.exists("more_stuff"));
+    // An operator who accepts the change goes on with --force; the new
+    // schema is recorded and the next run is clean again.
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup", "--force"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    project.write(
+        "migrations/0004_even_more.up.sql",
+        b"CREATE TABLE even_more (id int);",
+    );
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        0,
+    );
+}
+
+#[test]
+fn postflight_catches_orphans_behind_not_valid_keys_invalid_indexes_and_slow_migrations() {
+    let db = TestDb::new();
+    let project = two_tables();
+    project.write(
+        "migsafe.toml",
+        b"[defaults]\nmigration_time_budget = \"100ms\"\n",
+    );
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    db.query("CREATE TABLE payments (id int PRIMARY KEY, order_id int); INSERT INTO payments VALUES (1, 1), (2, 999), (3, NULL);");
+    db.query("INSERT INTO users VALUES (1, 'a'); INSERT INTO orders VALUES (1, 1);");
+    project.write(
+        "migrations/0003_fk.up.sql",
+        b"ALTER TABLE payments ADD CONSTRAINT payments_order_fk FOREIGN KEY (order_id) REFERENCES orders (id) NOT VALID;\nSELECT pg_sleep(0.3);\n",
+    );
+    let output = project
+        .migsafe(&db)
+        .args(["apply", "--skip-backup", "--force"])
+        .output()
+        .unwrap();
+    let out = expect_exit(&output, 3);
+    assert!(
+        out.contains("FK_NOT_VALIDATED:public.payments.payments_order_fk"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FK_ORPHANED_ROWS:public.payments.payments_order_fk"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 row(s)"),
+        "exactly the one dangling row, not the NULL one: {out}"
+    );
+    let post = reports(&project, "postflight");
+    let last = post.last().unwrap();
+    assert_eq!(last["result"], "fail");
+    assert!(
+        check(last, "MIGRATION_OVER_BUDGET:default:0003").is_some(),
+        "{last}"
+    );
+    // The migration itself is applied and recorded: postflight is after the fact.
+    assert_eq!(db.history("default").len(), 3);
+
+    // An INVALID index from a failed concurrent build.
+    db.query("DELETE FROM payments WHERE id = 2; ALTER TABLE payments VALIDATE CONSTRAINT payments_order_fk;");
+    db.query("INSERT INTO users VALUES (2, 'a');");
+    let failed = std::panic::catch_unwind(|| {
+        db.query("CREATE UNIQUE INDEX CONCURRENTLY users_name_unique ON users (name)")
+    });
+    assert!(
+        failed.is_err(),
+        "duplicate names make the concurrent build fail"
+    );
+    let output = project.migsafe(&db).arg("postflight").output().unwrap();
+    let out = expect_exit(&output, 3);
+    assert!(
+        out.contains("INDEX_INVALID:public.users_name_unique"),
+        "{out}"
+    );
+    assert!(!out.contains("FK_ORPHANED_ROWS"), "{out}");
+    db.query("DROP INDEX users_name_unique");
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["postflight", "--deep"])
+            .output()
+            .unwrap(),
+        0,
+    );
+
+    // not_valid = "warn": teams that validate in a later deploy.
+    db.query("ALTER TABLE payments ADD CONSTRAINT payments_positive CHECK (id > 0) NOT VALID;");
+    expect_exit(&project.migsafe(&db).arg("postflight").output().unwrap(), 3);
+    project.write("migsafe.toml", b"[defaults]\nnot_valid = \"warn\"\n");
+    let out = expect_exit(&project.migsafe(&db).arg("postflight").output().unwrap(), 0);
+    assert!(
+        out.contains("CHECK_NOT_VALIDATED:public.payments.payments_positive"),
+        "{out}"
+    );
+}
