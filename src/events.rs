@@ -112,6 +112,21 @@ pub enum Event {
         /// Time spent before the failure.
         duration_ms: u64,
     },
+    /// Preflight or postflight finished; its report is written.
+    PhaseChecked {
+        /// `preflight` or `postflight`.
+        phase: String,
+        /// `pass`, `warn` or `fail`.
+        result: crate::report::Status,
+        /// Failing checks.
+        failures: usize,
+        /// Warnings.
+        warnings: usize,
+        /// `--force` overrode a failure.
+        forced: bool,
+        /// The report file.
+        path: String,
+    },
     /// A verified backup was written.
     BackupWritten {
         /// The file.

@@ -210,6 +210,21 @@ impl PhaseReport {
         self.path = Some(path.clone());
         Ok(path)
     }
+
+    /// Writes the report and tells the event sink.
+    pub fn write_and_announce(&mut self, dir: &Path, events: &dyn EventSink) -> Result<PathBuf> {
+        let path = self.write(dir)?;
+        let count = |status| self.checks.iter().filter(|c| c.status == status).count();
+        events.emit(&Event::PhaseChecked {
+            phase: self.phase.clone(),
+            result: self.result,
+            failures: count(Status::Fail),
+            warnings: count(Status::Warn),
+            forced: self.forced,
+            path: path.display().to_string(),
+        });
+        Ok(path)
+    }
 }
 
 /// Writes a JSON document with owner-only permissions (in a 0700 directory),

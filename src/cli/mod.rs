@@ -224,12 +224,6 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
                 json("apply", &report);
             } else {
                 render_runs("apply", &report.namespaces, false, "applied", "up to date");
-                for phase in report.preflight.iter().chain(&report.postflight) {
-                    render_phase_summary(phase);
-                }
-                for backup in &report.backups {
-                    out(&format!("backup: {}", backup.path.display()));
-                }
             }
         }
         Command::Rollback(rollback) => {

@@ -3,6 +3,7 @@
 use migsafe::config::format_duration;
 use migsafe::db::activity::Session;
 use migsafe::events::{Direction, Event, EventSink};
+use migsafe::report::Status;
 use std::time::Duration;
 
 use super::output::{DIM, GREEN, RED, YELLOW, err, paint};
@@ -105,6 +106,28 @@ impl EventSink for HumanProgress {
                 "{namespace}: {} {version} {name} ({reason})",
                 paint(RED, "FAILED")
             )),
+            Event::PhaseChecked {
+                phase,
+                result,
+                failures,
+                warnings,
+                forced,
+                path,
+            } => {
+                let (word, style) = match result {
+                    Status::Pass => ("passed".to_string(), GREEN),
+                    Status::Warn => (format!("passed with {warnings} warning(s)"), YELLOW),
+                    Status::Fail if *forced => {
+                        (format!("FAILED {failures} check(s), forced past"), RED)
+                    }
+                    Status::Fail => (format!("FAILED {failures} check(s)"), RED),
+                };
+                err(&format!(
+                    "{phase} {} {}",
+                    paint(style, word),
+                    paint(DIM, format!("({path})"))
+                ));
+            }
             Event::BackupWritten {
                 path,
                 bytes,

@@ -163,7 +163,7 @@ async fn locked(
         .await?;
         let failed = phase.result == Status::Fail;
         phase.forced = failed && options.force;
-        phase.write(env.log_dir)?;
+        phase.write_and_announce(env.log_dir, env.events)?;
         if failed && !options.force {
             return Err(preflight::failed(&phase));
         }
@@ -221,7 +221,7 @@ async fn locked(
                 &PostflightOptions { deep: options.deep },
             )
             .await?;
-            phase.write(env.log_dir)?;
+            phase.write_and_announce(env.log_dir, env.events)?;
             if phase.result == Status::Fail && postflight_error.is_none() {
                 postflight_error = Some(postflight::failed(&phase));
             }
