@@ -56,6 +56,9 @@ impl Loaded {
 pub struct NamespacePlan {
     /// Namespace.
     pub namespace: String,
+    /// Dirty versions apply would first roll back with their down script
+    /// and then apply again (`recovery = "auto"`).
+    pub recover: Vec<String>,
     /// Migrations `apply` would run, in order.
     pub migrations: Vec<PlannedMigration>,
     /// Why `apply` would refuse, if it would.
@@ -276,7 +279,16 @@ impl Migrator {
         for loaded in self.load(target)? {
             let db = loaded.settings.connect().await?;
             let state = loaded.target().state(&db, &history).await?;
-            let refused = state.check_can_move(&options.tolerance).err();
+            let tolerance = crate::plan::Tolerance {
+                recover_dirty: self.config.defaults.recovery == "auto",
+                ..options.tolerance.clone()
+            };
+            let refused = state.check_can_move(&tolerance).err();
+            let recover: Vec<String> = if tolerance.recover_dirty {
+                state.recoverable().map(|e| e.version.to_string()).collect()
+            } else {
+                Vec::new()
+            };
             let selected = state.select_up(options.steps, options.to.as_ref())?;
             let mut refused = refused.as_ref().map(Refusal::from);
             if refused.is_none()
@@ -314,6 +326,7 @@ impl Migrator {
                 .collect();
             out.push(NamespacePlan {
                 namespace: loaded.namespace.name.clone(),
+                recover,
                 migrations,
                 refused,
             });

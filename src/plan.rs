@@ -61,6 +61,9 @@ pub struct Tolerance {
     pub allow_out_of_order: bool,
     /// Go on although applied versions have no file.
     pub ignore_missing: bool,
+    /// Dirty migrations that have a down script will be recovered
+    /// (`recovery = "auto"`): not a reason to refuse.
+    pub recover_dirty: bool,
 }
 
 /// A namespace's versions in order, with their states.
@@ -135,6 +138,12 @@ impl NamespaceState {
         }
     }
 
+    /// Dirty entries that `recovery = "auto"` can roll back and retry.
+    pub fn recoverable(&self) -> impl Iterator<Item = &Entry> {
+        self.in_state(State::Dirty)
+            .filter(|e| e.migration.as_ref().is_some_and(|m| m.down.is_some()))
+    }
+
     /// Entries in a given state.
     pub fn in_state(&self, state: State) -> impl Iterator<Item = &Entry> {
         self.entries.iter().filter(move |e| e.state == state)
@@ -152,7 +161,10 @@ impl NamespaceState {
     /// pending versions (unless tolerated).
     pub fn check_can_move(&self, tolerance: &Tolerance) -> Result<()> {
         let ns = &self.namespace;
-        if let Some(entry) = self.in_state(State::Dirty).next() {
+        let recoverable = |e: &&Entry| {
+            tolerance.recover_dirty && e.migration.as_ref().is_some_and(|m| m.down.is_some())
+        };
+        if let Some(entry) = self.in_state(State::Dirty).find(|e| !recoverable(e)) {
             let since = entry
                 .applied
                 .as_ref()

@@ -465,3 +465,150 @@ fn postflight_catches_orphans_behind_not_valid_keys_invalid_indexes_and_slow_mig
         "{out}"
     );
 }
+
+fn kill_during(project: &Project, db: &TestDb, marker: &str) {
+    let mut child = std::process::Command::new(common::migsafe_bin())
+        .current_dir(project.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["apply", "--skip-backup"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{marker}%' AND pid <> pg_backend_pid() AND query NOT LIKE '%pg_stat_activity%'"
+    );
+    while db.scalar(&sql).as_deref() == Some("0") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the migration never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_dirty_migration_with_a_down_script_is_recovered_and_retried() {
+    let db = TestDb::new();
+    let project = two_tables();
+    project.write(
+        "migrations/0003_steps.up.sql",
+        b"-- migsafe:no-transaction\nCREATE TABLE step_one (id int);\nSELECT pg_sleep(60);\nCREATE TABLE step_three (id int);\n",
+    );
+    project.write(
+        "migrations/0003_steps.down.sql",
+        b"-- migsafe:no-transaction\nDROP TABLE IF EXISTS step_three;\nDROP TABLE IF EXISTS step_one;\n",
+    );
+    kill_during(&project, &db, "pg_sleep(60)");
+    assert_eq!(
+        db.history("default").last(),
+        Some(&("0003".to_string(), true))
+    );
+    // The slow statement is fixed; the dirty row keeps the old checksum, but
+    // recovery rolls it back first, so the new file is what runs.
+    project.write(
+        "migrations/0003_steps.up.sql",
+        b"-- migsafe:no-transaction\nCREATE TABLE step_one (id int);\nCREATE TABLE step_three (id int);\n",
+    );
+    let out = expect_exit(&project.migsafe(&db).arg("plan").output().unwrap(), 0);
+    assert!(out.contains("recover:"), "{out}");
+    let out = expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    assert!(out.contains("recovered 0003"), "{out}");
+    assert!(db.exists("step_one") && db.exists("step_three"));
+    assert_eq!(
+        db.history("default").last(),
+        Some(&("0003".to_string(), false))
+    );
+    assert!(project.event_log().contains("\"event\":\"recovered\""));
+}
+
+#[test]
+fn recovery_drops_the_invalid_index_of_a_failed_concurrent_build() {
+    let db = TestDb::new();
+    let project = two_tables();
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    db.query("INSERT INTO users VALUES (1, 'same'), (2, 'same');");
+    project.write(
+        "migrations/0003_unique_name.up.sql",
+        b"-- migsafe:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY users_name_uq ON users (name);\n",
+    );
+    project.write(
+        "migrations/0003_unique_name.down.sql",
+        b"-- migsafe:no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS users_name_uq;\n",
+    );
+    let out = expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        2,
+    );
+    assert!(out.contains("MIGRATION_DIRTY:default:0003"), "{out}");
+    assert!(out.contains("INVALID index"), "{out}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_index WHERE NOT indisvalid")
+            .as_deref(),
+        Some("1")
+    );
+
+    // recovery = "manual": refused, with the repair command.
+    project.write("migsafe.toml", b"[defaults]\nrecovery = \"manual\"\n");
+    let out = expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        1,
+    );
+    assert!(
+        out.contains("error[MIGRATION_DIRTY:default:0003]")
+            && out.contains("repair --target default --clear-dirty 0003"),
+        "{out}"
+    );
+
+    // The data is fixed; auto recovery drops the invalid index and builds it again.
+    db.query("UPDATE users SET name = 'other' WHERE id = 2;");
+    project.write("migsafe.toml", b"[defaults]\nrecovery = \"auto\"\n");
+    let out = expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    assert!(
+        out.contains("after dropping the INVALID index(es) \"public\".\"users_name_uq\"")
+            || out.contains("recovered 0003"),
+        "{out}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_index WHERE NOT indisvalid")
+            .as_deref(),
+        Some("0")
+    );
+    assert!(db.exists("users_name_uq"));
+    assert_eq!(
+        db.history("default").last(),
+        Some(&("0003".to_string(), false))
+    );
+}

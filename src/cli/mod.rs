@@ -60,6 +60,7 @@ fn apply_options(selection: &Selection) -> Result<ApplyOptions> {
         tolerance: Tolerance {
             allow_out_of_order: selection.allow_out_of_order,
             ignore_missing: selection.ignore_missing,
+            recover_dirty: false,
         },
         ..ApplyOptions::default()
     })
@@ -579,6 +580,13 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
 }
 
 fn render_plan(plan: &migsafe::migrator::NamespacePlan) {
+    for version in &plan.recover {
+        out(&format!(
+            "{}: {} {version} is dirty; apply will roll it back with its down script and apply it again",
+            paint(BOLD, &plan.namespace),
+            paint(YELLOW, "recover:")
+        ));
+    }
     if plan.migrations.is_empty() {
         out(&format!(
             "{}: nothing to apply",

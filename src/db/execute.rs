@@ -402,7 +402,12 @@ impl Runner<'_> {
                                 drop_invalid_index_hint(index_info)
                             ));
                         }
-                        return Err(self.failed(migration, direction, &what, &done));
+                        return Err(self.leave_dirty(
+                            self.failed(migration, direction, &what, &done),
+                            migration,
+                            direction,
+                            &done,
+                        ));
                     }
                     Failure::Lost(err) => {
                         return Err(self.lost(migration, direction, recorded, &err, false).await);
@@ -556,17 +561,9 @@ impl Runner<'_> {
 
     /// A CREATE INDEX CONCURRENTLY that timed out leaves an INVALID index
     /// that would make the retry fail (or, with IF NOT EXISTS, silently keep
-    /// the broken index): drop it first.
-    async fn drop_invalid_index(&self, index: &ConcurrentIndex) {
-        let Some(name) = &index.name else { return };
-        let qualified = match &index.schema {
-            Some(schema) => format!(
-                "{}.{}",
-                super::quote_ident(schema),
-                super::quote_ident(name)
-            ),
-            None => super::quote_ident(name),
-        };
+    /// the broken index): drop it first. Returns the index when dropped.
+    async fn drop_invalid_index(&self, index: &ConcurrentIndex) -> Option<String> {
+        let qualified = qualified_index(index)?;
         let invalid = self
             .db
             .client
@@ -577,10 +574,26 @@ impl Runner<'_> {
             .await;
         if let Ok(Some(_)) = invalid {
             let drop = format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}");
-            if let Err(err) = self.db.client.batch_execute(&drop).await {
-                tracing::warn!("could not drop the invalid index {qualified}: {err}");
+            match self.db.client.batch_execute(&drop).await {
+                Ok(()) => return Some(qualified),
+                Err(err) => tracing::warn!("could not drop the invalid index {qualified}: {err}"),
             }
         }
+        None
+    }
+
+    /// Drops the INVALID indexes left by the `CREATE INDEX CONCURRENTLY`
+    /// statements of `script` (dirty recovery). Returns what was dropped.
+    pub async fn drop_invalid_indexes(&self, script: &Script) -> Vec<String> {
+        let mut dropped = Vec::new();
+        for statement in statements::split(&script.sql).unwrap_or_default() {
+            if let Some(index) = &statement.concurrent_index
+                && let Some(name) = self.drop_invalid_index(index).await
+            {
+                dropped.push(name);
+            }
+        }
+        dropped
     }
 
     fn failed(
@@ -785,15 +798,16 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
     delay + Duration::from_millis(fastrand::u64(0..=jitter_ms))
 }
 
+fn qualified_index(index: &ConcurrentIndex) -> Option<String> {
+    index
+        .name
+        .as_ref()
+        .map(|name| super::catalog::qualified(index.schema.as_deref(), name))
+}
+
 fn drop_invalid_index_hint(index: &ConcurrentIndex) -> String {
-    match &index.name {
-        Some(name) => {
-            let qualified = match &index.schema {
-                Some(schema) => format!("{}.{}", super::quote_ident(schema), super::quote_ident(name)),
-                None => super::quote_ident(name),
-            };
-            format!("drop it with `DROP INDEX CONCURRENTLY IF EXISTS {qualified};` before retrying")
-        }
+    match qualified_index(index) {
+        Some(qualified) => format!("drop it with `DROP INDEX CONCURRENTLY IF EXISTS {qualified};` before retrying"),
         None => "find it with `SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid` and drop it before retrying".into(),
     }
 }

@@ -14,11 +14,14 @@ use super::apply::{ApplyOptions, NamespaceRun, nothing_to_do, run_selected};
 use super::backup::{self, BackupFile};
 use super::postflight::{self, PostflightOptions};
 use super::preflight::{self, Pending};
-use super::{Env, Target, lock_namespace, unlock_namespace};
+use super::{
+    Env, RunnerParts, Target, lock_namespace, record_schema, store_schema, unlock_namespace,
+};
 use crate::db::Db;
 use crate::db::history::History;
-use crate::error::{Error, Result};
-use crate::events::Direction;
+use crate::error::{Code, Error, ReasonCode, Result};
+use crate::events::{Direction, Event};
+use crate::plan::Tolerance;
 use crate::report::{PhaseReport, Status};
 use crate::schema;
 
@@ -68,6 +71,13 @@ pub async fn apply(
 ) -> Result<ApplyReport> {
     let history = History::new(&env.config.history_schema);
     let mut report = ApplyReport::default();
+    let options = &ApplyOptions {
+        tolerance: Tolerance {
+            recover_dirty: env.config.defaults.recovery == "auto",
+            ..options.tolerance.clone()
+        },
+        ..options.clone()
+    };
     // Without a lock: refusals and the nothing-pending case.
     let mut anything = false;
     for item in opened {
@@ -78,7 +88,8 @@ pub async fn apply(
             item.target.name(),
             selected.iter().map(|m| (*m, Direction::Up)),
         )?;
-        anything |= !selected.is_empty();
+        anything |= !selected.is_empty()
+            || (options.tolerance.recover_dirty && state.recoverable().next().is_some());
     }
     if !anything {
         for item in opened {
@@ -120,6 +131,11 @@ async fn locked(
     options: &ApplyOptions,
     report: &mut ApplyReport,
 ) -> Result<()> {
+    if options.tolerance.recover_dirty {
+        for item in opened {
+            recover(env, history, item).await?;
+        }
+    }
     // Another runner may have applied everything while we waited.
     let mut states = Vec::with_capacity(opened.len());
     for item in opened {
@@ -236,38 +252,85 @@ async fn locked(
     }
 }
 
+/// `recovery = "auto"`: rolls each dirty migration that has a down script
+/// back with it (after dropping the INVALID indexes its failed concurrent
+/// builds left), so that it is pending again and applied in this run.
+async fn recover(env: &Env<'_>, history: &History, item: &Opened<'_>) -> Result<()> {
+    let state = item.target.state(&item.db, history).await?;
+    let dirty: Vec<_> = state.recoverable().collect();
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    let parts = RunnerParts::load(env, &item.db, history).await?;
+    let runner = parts.runner(env, &item.target, &item.db, history);
+    for entry in dirty.into_iter().rev() {
+        let Some(migration) = entry.migration.as_ref() else {
+            continue;
+        };
+        let recorded = entry.applied.as_ref().map_or_else(
+            || migration.version.to_string(),
+            |row| row.version.to_string(),
+        );
+        let dropped = runner.drop_invalid_indexes(&migration.up).await;
+        if let Err(err) = runner.run(migration, Direction::Down, &recorded).await {
+            return Err(Error::Migration {
+                reason: ReasonCode::migration(
+                    Code::MigrationDirty,
+                    item.target.name(),
+                    &migration.version,
+                ),
+                message: format!(
+                    "{} {} is dirty and its automatic recovery failed: the down script did not run cleanly:\n{err}",
+                    migration.version, migration.name
+                ),
+                hint: Some(format!(
+                    "check the schema by hand, then `migsafe repair --target {ns} --clear-dirty {v} --reason \"…\"` (finished) or `--forget {v}` (undone); or set recovery = \"manual\"",
+                    ns = item.target.name(),
+                    v = migration.version
+                )),
+            });
+        }
+        let mut detail = String::from("interrupted earlier; rolled back with its down script");
+        if !dropped.is_empty() {
+            detail.push_str(&format!(
+                " after dropping the INVALID index(es) {}",
+                dropped.join(", ")
+            ));
+        }
+        detail.push_str("; it is applied again now");
+        env.events.emit(&Event::Recovered {
+            namespace: item.target.name().to_string(),
+            version: migration.version.to_string(),
+            detail,
+        });
+    }
+    // The recovery is migsafe's own change: record it, or preflight would
+    // take it for drift.
+    record_schema(env, &item.db, history, &[item.target.name()]).await?;
+    Ok(())
+}
+
 async fn record_fresh(
     env: &Env<'_>,
     history: &History,
     opened: &[Opened<'_>],
     group: &[usize],
 ) -> Result<()> {
-    let settings = opened[group[0]].target.settings;
-    let db = settings.connect().await?;
-    let snapshot = schema::read(&db, &env.config.history_schema).await?;
-    let json = serde_json::to_value(&snapshot).unwrap_or(serde_json::Value::Null);
-    for &i in group {
-        history
-            .record_schema(&db, opened[i].target.name(), &snapshot.checksum(), &json)
-            .await?;
-    }
-    Ok(())
+    let db = opened[group[0]].target.settings.connect().await?;
+    let names: Vec<&str> = group.iter().map(|&i| opened[i].target.name()).collect();
+    record_schema(env, &db, history, &names).await.map(|_| ())
 }
 
-/// Stores the snapshot and its checksum for every namespace of a database.
-pub async fn record(
+/// Stores the snapshot for every namespace of a database.
+async fn record(
     history: &History,
     opened: &[Opened<'_>],
     group: &[usize],
     snapshot: &schema::Snapshot,
 ) -> Result<()> {
-    let json = serde_json::to_value(snapshot).unwrap_or(serde_json::Value::Null);
-    let checksum = snapshot.checksum();
     for &i in group {
         let item = &opened[i];
-        history
-            .record_schema(&item.db, item.target.name(), &checksum, &json)
-            .await?;
+        store_schema(&item.db, history, &[item.target.name()], snapshot).await?;
     }
     Ok(())
 }

@@ -195,6 +195,36 @@ fn limits(env: &Env<'_>) -> Limits {
     }
 }
 
+/// Reads the schema and records it for `namespaces` on `db`: drift
+/// detection compares the live schema with the last one recorded.
+pub async fn record_schema(
+    env: &Env<'_>,
+    db: &Db,
+    history: &History,
+    namespaces: &[&str],
+) -> Result<crate::schema::Snapshot> {
+    let snapshot = crate::schema::read(db, &env.config.history_schema).await?;
+    store_schema(db, history, namespaces, &snapshot).await?;
+    Ok(snapshot)
+}
+
+/// Records an already-read snapshot for `namespaces` on `db`.
+pub async fn store_schema(
+    db: &Db,
+    history: &History,
+    namespaces: &[&str],
+    snapshot: &crate::schema::Snapshot,
+) -> Result<()> {
+    let json = serde_json::to_value(snapshot).unwrap_or(serde_json::Value::Null);
+    let checksum = snapshot.checksum();
+    for namespace in namespaces {
+        history
+            .record_schema(db, namespace, &checksum, &json)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Milliseconds as the u64 events carry.
 pub fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)

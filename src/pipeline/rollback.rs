@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use super::apply::{NamespaceRun, check_scripts, nothing_to_do, run_one};
-use super::{Env, RunnerParts, Target, millis, with_namespace_lock};
+use super::{Env, RunnerParts, Target, millis, record_schema, with_namespace_lock};
 use crate::db::history::History;
 use crate::error::Result;
 use crate::events::{Direction, Event};
@@ -39,6 +39,7 @@ pub async fn rollback(
     let tolerance = Tolerance {
         allow_out_of_order: true,
         ignore_missing: true,
+        recover_dirty: false,
     };
     let state = target.state(&db, &history).await?;
     state.check_can_move(&tolerance)?;
@@ -77,7 +78,9 @@ pub async fn rollback(
             match run_one(env, &runner, migration, Direction::Down, &recorded).await {
                 Ok(done) => ran.push(done),
                 Err(err) => {
-                    if let Err(record_err) = record_schema(env, target, &db, &history).await {
+                    if let Err(record_err) =
+                        record_schema(env, &db, &history, &[target.name()]).await
+                    {
                         tracing::warn!(
                             "could not record the schema after the failure: {record_err}"
                         );
@@ -86,7 +89,7 @@ pub async fn rollback(
                 }
             }
         }
-        record_schema(env, target, &db, &history).await?;
+        record_schema(env, &db, &history, &[target.name()]).await?;
         Ok(ran)
     })
     .await?;
@@ -95,18 +98,4 @@ pub async fn rollback(
         ran,
         duration_ms: millis(started.elapsed()),
     })
-}
-
-/// Records the schema after a rollback (drift detection compares with it).
-async fn record_schema(
-    env: &Env<'_>,
-    target: &Target<'_>,
-    db: &crate::db::Db,
-    history: &History,
-) -> Result<()> {
-    let snapshot = crate::schema::read(db, &env.config.history_schema).await?;
-    let json = serde_json::to_value(&snapshot).unwrap_or(serde_json::Value::Null);
-    history
-        .record_schema(db, target.name(), &snapshot.checksum(), &json)
-        .await
 }
