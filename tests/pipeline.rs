@@ -612,3 +612,68 @@ fn recovery_drops_the_invalid_index_of_a_failed_concurrent_build() {
         Some(&("0003".to_string(), false))
     );
 }
+
+#[test]
+fn no_postflight_marks_the_schema_unknown_instead_of_a_stale_snapshot() {
+    let db = TestDb::new();
+    let project = two_tables();
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup", "--steps", "1"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup", "--no-postflight"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    project.write(
+        "migrations/0003_more.up.sql",
+        b"CREATE TABLE more_stuff (id int);",
+    );
+    // Not a false SCHEMA_DRIFT for the table 0002 created: the check says why it cannot run.
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    let pre = reports(&project, "preflight");
+    let drift = pre.last().unwrap()["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "schema_drift")
+        .unwrap()
+        .clone();
+    assert!(
+        drift["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--no-postflight"),
+        "{drift}"
+    );
+    // The full run recorded it again: real drift is caught from here on.
+    db.query("CREATE TABLE sneaky (id int);");
+    project.write(
+        "migrations/0004_more.up.sql",
+        b"CREATE TABLE even_more (id int);",
+    );
+    let out = expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        1,
+    );
+    assert!(out.contains("+ table public.sneaky"), "{out}");
+}

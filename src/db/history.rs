@@ -413,6 +413,21 @@ impl History {
         }
     }
 
+    /// Marks the recorded schema as unknown (a run skipped its snapshot):
+    /// the next preflight then says drift cannot be checked, instead of
+    /// comparing with a snapshot that is out of date.
+    pub async fn forget_schema(&self, db: &Db) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {} (checksum, snapshot) VALUES ($1, 'null') ON CONFLICT (checksum) DO UPDATE SET recorded_at = now()",
+            self.snapshots
+        );
+        db.client
+            .execute(&sql, &[&UNRECORDED])
+            .await
+            .map(|_| ())
+            .map_err(|e| database_error(db, "mark the recorded schema as unknown", &e))
+    }
+
     /// The schema recorded after the last run on this database: its checksum
     /// and snapshot. `None` before the first recorded run (or before the
     /// history tables exist).
@@ -435,6 +450,9 @@ impl History {
         }
     }
 }
+
+/// The checksum stored when a run skipped its snapshot.
+pub const UNRECORDED: &str = "unrecorded";
 
 /// A row written by `stamp`.
 pub struct StampRow<'a> {

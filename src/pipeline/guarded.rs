@@ -226,9 +226,13 @@ async fn locked(
             }
             continue;
         }
-        let snapshot = if options.skip_postflight {
-            schema::read(&first.db, &env.config.history_schema).await?
-        } else {
+        if options.skip_postflight {
+            // No snapshot (its cost is the point of --no-postflight): mark the
+            // recorded one unknown rather than leave a stale one to compare with.
+            history.forget_schema(&first.db).await?;
+            continue;
+        }
+        let snapshot = {
             let (mut phase, snapshot) = postflight::postflight(
                 env.config,
                 first.target.settings,

@@ -244,6 +244,12 @@ fn drift_check(
             "no schema recorded yet (first run with migsafe's safety pipeline)",
         );
     };
+    if checksum == crate::db::history::UNRECORDED {
+        return Check::pass(
+            "schema_drift",
+            "not checked: the last run skipped postflight (--no-postflight), so no schema was recorded; the next full run records it again",
+        );
+    }
     let live_checksum = live.checksum();
     if live_checksum == checksum {
         return Check::pass(
