@@ -36,6 +36,7 @@ pub mod report;
 pub mod sandbox;
 pub mod schema;
 pub mod source;
+pub mod verify;
 
 pub use config::Config;
 pub use error::{Code, Error, ReasonCode, Result};

@@ -489,6 +489,31 @@ impl Migrator {
         crate::pipeline::backup::restore(&settings, &db, file).await
     }
 
+    /// Verifies the selected namespaces on a scratch database (SPEC 8) and
+    /// writes the report to the log directory.
+    pub async fn verify(
+        &self,
+        target: Option<&str>,
+        scratch_url: Option<&str>,
+        options: &crate::verify::VerifyOptions,
+    ) -> Result<crate::verify::VerifyReport> {
+        let sources = self.sources(target)?;
+        let report = crate::verify::verify(
+            &self.config,
+            &sources,
+            scratch_url,
+            options,
+            &self.interrupt,
+        )
+        .await?;
+        let stamp = report.started_at.format("%Y%m%dT%H%M%S%.3fZ");
+        crate::report::write_private_json(
+            &self.log_dir.join(format!("verify-report-{stamp}.json")),
+            &report,
+        )?;
+        Ok(report)
+    }
+
     /// Rolls back one namespace.
     pub async fn rollback(
         &self,

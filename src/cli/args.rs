@@ -90,6 +90,19 @@ pub enum Command {
         #[arg(long)]
         deep: bool,
     },
+    /// Prove on a scratch database that every migration reverses cleanly (up, down, up).
+    Verify {
+        /// A server where verify creates (and always drops) a scratch database;
+        /// without it, a sandbox is started. Never the production database.
+        #[arg(long, value_name = "URL")]
+        scratch_url: Option<String>,
+        /// Check each migration on its own: up, down (must restore the schema before it), up again.
+        #[arg(long)]
+        stepwise: bool,
+        /// Migrations over `migration_time_budget` fail the run (exit 6).
+        #[arg(long)]
+        strict: bool,
+    },
     /// pg_dump backups: create, list, verify, restore.
     Backup {
         /// What to do.

@@ -43,6 +43,7 @@ pub fn command_name(command: &Command) -> &'static str {
         Command::Preflight(_) => "preflight",
         Command::Postflight { .. } => "postflight",
         Command::Backup { .. } => "backup",
+        Command::Verify { .. } => "verify",
         Command::Sandbox { .. } => "sandbox",
         Command::Demo => "demo",
     }
@@ -311,6 +312,59 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
             return Ok(if report.result == Status::Fail { 3 } else { 0 });
         }
         Command::Backup { action } => return backup(&migrator, target, action, json_format).await,
+        Command::Verify {
+            scratch_url,
+            stepwise,
+            strict,
+        } => {
+            let options = migsafe::verify::VerifyOptions {
+                stepwise: *stepwise,
+                strict: *strict,
+            };
+            let report = migrator
+                .verify(target, scratch_url.as_deref(), &options)
+                .await?;
+            if json_format {
+                json("verify", &report);
+            } else {
+                for namespace in &report.namespaces {
+                    let mode = if namespace.forward_only {
+                        "forward-only: up only, nothing to reverse"
+                    } else if options.stepwise {
+                        "each migration up, down, up"
+                    } else {
+                        "all up, all down, all up"
+                    };
+                    out(&format!(
+                        "{}: {} migration(s) verified ({mode})",
+                        paint(BOLD, &namespace.namespace),
+                        namespace.migrations.len()
+                    ));
+                }
+                let details = migsafe::verify::describe(&report);
+                if !details.is_empty() {
+                    out(details.trim_end());
+                }
+                let (word, style) = match report.result {
+                    Status::Pass => ("verify passed", GREEN),
+                    Status::Warn => ("verify passed with warnings", YELLOW),
+                    Status::Fail => ("verify FAILED", RED),
+                };
+                out(&format!(
+                    "{} {}",
+                    paint(style, word),
+                    paint(
+                        DIM,
+                        format!(
+                            "({}, on a scratch database: {})",
+                            format_duration(std::time::Duration::from_millis(report.duration_ms)),
+                            report.scratch
+                        )
+                    )
+                ));
+            }
+            return Ok(if report.result == Status::Fail { 6 } else { 0 });
+        }
         Command::Init | Command::Sandbox { .. } | Command::Demo => {}
     }
     Ok(0)

@@ -179,6 +179,19 @@ impl ConnectionSettings {
         })
     }
 
+    /// The same server and credentials, another database.
+    pub fn with_dbname(&self, dbname: &str) -> ConnectionSettings {
+        let mut copy = self.clone();
+        copy.config.dbname(dbname);
+        copy.shown = describe(&copy.config, copy.ssl_mode);
+        copy
+    }
+
+    /// The database name.
+    pub fn dbname(&self) -> Option<&str> {
+        self.config.get_dbname()
+    }
+
     /// The parsed tokio-postgres configuration (holds the password).
     pub fn config(&self) -> &tokio_postgres::Config {
         &self.config

@@ -6,4 +6,4 @@ pub mod diff;
 pub mod snapshot;
 
 pub use diff::{Change, ChangeKind, diff};
-pub use snapshot::{Snapshot, read};
+pub use snapshot::{Reader, Snapshot, read};

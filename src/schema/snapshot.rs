@@ -64,8 +64,61 @@ const NOT_HISTORY: &str = "NOT (n.nspname = $1 AND c.relname IN ('schema_migrati
 
 /// Reads the snapshot of every non-system schema of the database.
 pub async fn read(db: &Db, history_schema: &str) -> Result<Snapshot> {
-    let client = &db.client;
-    let h: &(dyn tokio_postgres::types::ToSql + Sync) = &history_schema;
+    Reader::prepare(db).await?.read(db, history_schema).await
+}
+
+/// The snapshot queries prepared on one connection, for reading many
+/// snapshots in a row (verify takes one per step): the server plans them once.
+pub struct Reader {
+    statements: Vec<tokio_postgres::Statement>,
+}
+
+impl Reader {
+    /// Prepares the catalog queries on `db`.
+    pub async fn prepare(db: &Db) -> Result<Reader> {
+        let queries = queries();
+        let prepared = futures_util::future::join_all(queries.iter().map(|sql| {
+            db.client
+                .prepare_typed(sql, &[tokio_postgres::types::Type::TEXT])
+        }))
+        .await;
+        let mut statements = Vec::with_capacity(prepared.len());
+        for statement in prepared {
+            statements
+                .push(statement.map_err(|e| database_error(db, "prepare the schema queries", &e))?);
+        }
+        Ok(Reader { statements })
+    }
+
+    /// Reads a snapshot (on the connection the reader was prepared on).
+    pub async fn read(&self, db: &Db, history_schema: &str) -> Result<Snapshot> {
+        let h: &(dyn tokio_postgres::types::ToSql + Sync) = &history_schema;
+        let params = [h];
+        // Sent together: tokio-postgres pipelines them on the one connection.
+        let results = futures_util::future::join_all(
+            self.statements
+                .iter()
+                .map(|statement| db.client.query(statement, &params)),
+        )
+        .await;
+        let mut objects = BTreeMap::new();
+        for result in results {
+            let rows =
+                result.map_err(|e| database_error(db, "read the schema from the catalogs", &e))?;
+            for row in rows {
+                let key: Option<String> = row.get(0);
+                let value: Option<String> = row.get(1);
+                if let Some(key) = key {
+                    objects.insert(key, value.unwrap_or_default());
+                }
+            }
+        }
+        Ok(Snapshot { objects })
+    }
+}
+
+/// The catalog queries; each takes the history schema as $1.
+fn queries() -> Vec<String> {
     let rel_filter = format!(
         "{SYSTEM_SCHEMAS} AND {NOT_HISTORY} AND {}",
         not_extension_member("pg_class", "c.oid")
@@ -176,7 +229,7 @@ pub async fn read(db: &Db, history_schema: &str) -> Result<Snapshot> {
              CASE WHEN p.polwithcheck IS NOT NULL THEN 'with check (' || pg_get_expr(p.polwithcheck, p.polrelid) || ')' END) \
          FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {rel_filter}"
     );
-    let queries = [
+    vec![
         schemas_sql,
         extensions_sql,
         tables_sql,
@@ -189,27 +242,5 @@ pub async fn read(db: &Db, history_schema: &str) -> Result<Snapshot> {
         triggers_sql,
         types_sql,
         policies_sql,
-    ];
-    // Prepared and run concurrently: tokio-postgres pipelines them on the
-    // one connection, so the whole snapshot costs a couple of round trips.
-    let params = [h];
-    let results = futures_util::future::join_all(
-        queries
-            .iter()
-            .map(|sql| client.query(sql.as_str(), &params)),
-    )
-    .await;
-    let mut objects = BTreeMap::new();
-    for result in results {
-        let rows =
-            result.map_err(|e| database_error(db, "read the schema from the catalogs", &e))?;
-        for row in rows {
-            let key: Option<String> = row.get(0);
-            let value: Option<String> = row.get(1);
-            if let Some(key) = key {
-                objects.insert(key, value.unwrap_or_default());
-            }
-        }
-    }
-    Ok(Snapshot { objects })
+    ]
 }

@@ -1,0 +1,303 @@
+//! `migsafe verify` against real PostgreSQL: down scripts that forget
+//! something are caught and named, a clean corpus passes, scratch databases
+//! never outlive the run, production is never touched.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Project, TestDb, expect_exit, sandbox};
+
+fn scratch_url() -> String {
+    sandbox().url("postgres")
+}
+
+fn verify_dbs() -> usize {
+    common::query(
+        &scratch_url(),
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'migsafe_verify_%'",
+    )[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn each_forgotten_undo_is_caught_and_named() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_base.up.sql",
+            "CREATE TABLE t (id int PRIMARY KEY, name text);\nCREATE TYPE color AS ENUM ('red');\nDO $$ BEGIN CREATE ROLE verify_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$;",
+        ),
+        (
+            "migrations/0001_base.down.sql",
+            "DROP TYPE color;\nDROP TABLE t;",
+        ),
+        (
+            "migrations/0002_index.up.sql",
+            "CREATE INDEX t_name ON t (name);",
+        ),
+        (
+            "migrations/0002_index.down.sql",
+            "SELECT 1; -- forgot DROP INDEX t_name",
+        ),
+        (
+            "migrations/0003_default.up.sql",
+            "ALTER TABLE t ALTER COLUMN name SET DEFAULT 'anon';",
+        ),
+        (
+            "migrations/0003_default.down.sql",
+            "SELECT 1; -- forgot DROP DEFAULT",
+        ),
+        (
+            "migrations/0004_function.up.sql",
+            "CREATE FUNCTION shout(x text) RETURNS text LANGUAGE sql AS $$ SELECT upper(x) $$;",
+        ),
+        (
+            "migrations/0004_function.down.sql",
+            "SELECT 1; -- forgot DROP FUNCTION",
+        ),
+        (
+            "migrations/0005_enum.up.sql",
+            "ALTER TYPE color ADD VALUE 'blue';",
+        ),
+        (
+            "migrations/0005_enum.down.sql",
+            "SELECT 1; -- an enum value cannot be dropped",
+        ),
+        (
+            "migrations/0006_sequence.up.sql",
+            "CREATE SEQUENCE ticket START 100;",
+        ),
+        (
+            "migrations/0006_sequence.down.sql",
+            "SELECT 1; -- forgot DROP SEQUENCE",
+        ),
+        (
+            "migrations/0007_grant.up.sql",
+            "GRANT SELECT ON t TO verify_reader;",
+        ),
+        (
+            "migrations/0007_grant.down.sql",
+            "SELECT 1; -- forgot REVOKE",
+        ),
+    ]);
+    let output = common::migsafe_command()
+        .current_dir(project.path())
+        .args(["verify", "--stepwise", "--scratch-url", &scratch_url()])
+        .output()
+        .unwrap();
+    let out = expect_exit(&output, 6);
+    for (version, object) in [
+        ("0002", "+ index public.t_name"),
+        ("0003", "~ column public.t.name"),
+        ("0004", "+ function public.shout(x text)"),
+        ("0005", "~ enum public.color"),
+        ("0006", "+ sequence public.ticket"),
+        ("0007", "~ table public.t"),
+    ] {
+        let header = format!("default {version}: its down script did not undo its up script");
+        let at = out
+            .find(&header)
+            .unwrap_or_else(|| panic!("{version} not named:\n{out}"));
+        assert!(
+            out[at..].contains(object),
+            "{version} should name `{object}`:\n{out}"
+        );
+    }
+    assert!(
+        !out.contains("default 0001:"),
+        "0001 reverses cleanly:\n{out}"
+    );
+    assert!(!out.contains(sandbox().password()));
+    assert_eq!(
+        verify_dbs(),
+        0,
+        "the scratch database is dropped after a mismatch"
+    );
+
+    // The full cycle finds it too, for the namespace as a whole; JSON has the details.
+    let output = common::migsafe_command()
+        .current_dir(project.path())
+        .args([
+            "verify",
+            "--format",
+            "json",
+            "--scratch-url",
+            &scratch_url(),
+        ])
+        .output()
+        .unwrap();
+    expect_exit(&output, 6);
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["result"], "fail");
+    assert_eq!(doc["mode"], "full");
+    assert!(!doc["mismatches"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_clean_corpus_of_fifty_reversible_migrations_passes() {
+    let project = Project::new(&[]);
+    for i in 1..=50 {
+        let (up, down) = match i % 5 {
+            0 => (
+                format!(
+                    "CREATE TABLE c{i} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text DEFAULT 'x', at timestamptz NOT NULL DEFAULT now());"
+                ),
+                format!("DROP TABLE c{i};"),
+            ),
+            1 => (
+                format!(
+                    "CREATE TABLE c{i} (id int PRIMARY KEY);\nCREATE INDEX c{i}_id ON c{i} (id);"
+                ),
+                format!("DROP TABLE c{i};"),
+            ),
+            2 => (
+                format!(
+                    "CREATE TYPE e{i} AS ENUM ('a', 'b');\nCREATE TABLE c{i} (id int, e e{i});"
+                ),
+                format!("DROP TABLE c{i};\nDROP TYPE e{i};"),
+            ),
+            3 => (
+                format!(
+                    "CREATE FUNCTION f{i}(x int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN x + {i}; END $$;"
+                ),
+                format!("DROP FUNCTION f{i}(int);"),
+            ),
+            _ => (
+                format!("CREATE SEQUENCE s{i};\nCREATE VIEW v{i} AS SELECT {i} AS n;"),
+                format!("DROP VIEW v{i};\nDROP SEQUENCE s{i};"),
+            ),
+        };
+        project.write(&format!("migrations/{i:04}_m{i}.up.sql"), up.as_bytes());
+        project.write(&format!("migrations/{i:04}_m{i}.down.sql"), down.as_bytes());
+    }
+    let out = expect_exit(
+        &common::migsafe_command()
+            .current_dir(project.path())
+            .args(["verify", "--stepwise"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    assert!(
+        out.contains("50 migration(s) verified") && out.contains("verify passed"),
+        "{out}"
+    );
+    expect_exit(
+        &common::migsafe_command()
+            .current_dir(project.path())
+            .arg("verify")
+            .output()
+            .unwrap(),
+        0,
+    );
+    let reports = std::fs::read_dir(project.path().join("logs"))
+        .unwrap()
+        .count();
+    assert_eq!(reports, 2);
+}
+
+#[test]
+fn a_failing_script_is_exit_2_with_its_position_and_the_scratch_database_is_dropped() {
+    let project = Project::new(&[
+        ("migrations/0001_a.up.sql", "CREATE TABLE a (id int);"),
+        ("migrations/0001_a.down.sql", "DROP TABLE a;"),
+        ("migrations/0002_b.up.sql", "CREATE TABLE b (id int);"),
+        (
+            "migrations/0002_b.down.sql",
+            "DROP TABLE b;\nDROP TABLE not_there;",
+        ),
+    ]);
+    let out = expect_exit(
+        &common::migsafe_command()
+            .current_dir(project.path())
+            .args(["verify", "--scratch-url", &scratch_url()])
+            .output()
+            .unwrap(),
+        2,
+    );
+    assert!(out.contains("the down script of 0002 b failed"), "{out}");
+    // The server gives no position for DROP TABLE: the file and the object are named.
+    assert!(
+        out.contains("0002_b.down.sql") && out.contains("\"not_there\""),
+        "{out}"
+    );
+    assert!(out.contains("42P01"), "{out}");
+    assert_eq!(verify_dbs(), 0);
+}
+
+#[test]
+fn an_interrupted_verify_drops_its_scratch_database() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_slow.up.sql",
+            "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);",
+        ),
+        ("migrations/0001_slow.down.sql", "DROP TABLE slow;"),
+    ]);
+    let child = std::process::Command::new(common::migsafe_bin())
+        .current_dir(project.path())
+        .args(["verify", "--scratch-url", &scratch_url()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while common::query(&scratch_url(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid() AND query NOT LIKE '%pg_stat_activity%'")[0][0].as_deref() == Some("0") {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(verify_dbs(), 1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let out = expect_exit(&output, 2);
+    assert!(out.contains("MIGRATION_CANCELLED"), "{out}");
+    assert_eq!(
+        verify_dbs(),
+        0,
+        "the scratch database is dropped after Ctrl-C"
+    );
+}
+
+#[test]
+fn over_budget_warns_unless_strict_and_production_is_never_touched() {
+    let production = TestDb::new();
+    let project = Project::new(&[
+        (
+            "migsafe.toml",
+            "[defaults]\nmigration_time_budget = \"50ms\"\n",
+        ),
+        (
+            "migrations/0001_slowish.up.sql",
+            "CREATE TABLE s (id int);\nSELECT pg_sleep(0.1);",
+        ),
+        ("migrations/0001_slowish.down.sql", "DROP TABLE s;"),
+    ]);
+    let out = expect_exit(
+        &project.migsafe(&production).arg("verify").output().unwrap(),
+        0,
+    );
+    assert!(
+        out.contains("over the time budget") && out.contains("passed with warnings"),
+        "{out}"
+    );
+    expect_exit(
+        &project
+            .migsafe(&production)
+            .args(["verify", "--strict"])
+            .output()
+            .unwrap(),
+        6,
+    );
+    assert!(
+        !production.exists("migsafe.schema_migrations") && !production.exists("s"),
+        "verify must not touch DATABASE_URL"
+    );
+}
