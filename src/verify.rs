@@ -225,7 +225,7 @@ async fn run(
     let history = History::new(&config.history_schema);
     // A fresh scratch database: nobody else creates the tables concurrently.
     history.ensure(&db).await?;
-    let reader = Reader::prepare(&db).await?;
+    let reader = Reader::prepare_split(&db, scratch.connect().await?).await?;
     let env = Env {
         config,
         events: &NoEvents,
