@@ -33,6 +33,15 @@ pub struct Config {
     pub namespaces: Vec<Namespace>,
     /// Readiness profiles, kept as written (SPEC section 9).
     pub profiles: toml::Table,
+    /// Lint settings.
+    pub lint: LintConfig,
+}
+
+/// `[lint]`.
+#[derive(Debug, Clone)]
+pub struct LintConfig {
+    /// Tables at least this big (bytes) make size-dependent findings errors.
+    pub large_table_bytes: i64,
 }
 
 /// `[defaults]`.
@@ -93,6 +102,14 @@ struct RawConfig {
     namespaces: toml::Table,
     #[serde(default)]
     profiles: toml::Table,
+    #[serde(default)]
+    lint: RawLint,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLint {
+    large_table: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -133,6 +150,31 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     }
     humantime::parse_duration(text)
         .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 500ms, 5s, 10min"))
+}
+
+/// Parses a size: `10MB`, `500kB`, `2GB`, `1048576` (bytes; decimal units).
+pub fn parse_size(text: &str) -> std::result::Result<i64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size; write e.g. 500kB, 10MB, 2GB"))?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}`; use B, kB, MB, GB or TB"
+            ));
+        }
+    };
+    Ok((value * factor) as i64)
 }
 
 /// Prints a duration for humans: `850ms`, `5s`, `2m 3s`.
@@ -276,6 +318,10 @@ impl Config {
                 database_url_env: None,
             });
         }
+        let lint = LintConfig {
+            large_table_bytes: parse_size(raw.lint.large_table.as_deref().unwrap_or("10MB"))
+                .map_err(|e| invalid(format!("lint.large_table: {e}")))?,
+        };
         Ok(Config {
             path,
             history_schema,
@@ -283,6 +329,7 @@ impl Config {
             backup,
             namespaces,
             profiles: raw.profiles,
+            lint,
         })
     }
 
@@ -416,5 +463,8 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(850)), "850ms");
         assert_eq!(format_duration(Duration::from_millis(5200)), "5.2s");
         assert_eq!(format_duration(Duration::from_secs(123)), "2m 3s");
+        assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert!(parse_size("10 parsecs").is_err());
     }
 }

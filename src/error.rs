@@ -99,6 +99,8 @@ pub enum Code {
     BackupSpaceLow,
     /// pg_dump is older than the server.
     BackupToolTooOld,
+    /// A lint error in a pending migration.
+    LintError,
 }
 
 impl Code {
@@ -148,6 +150,7 @@ impl Code {
             Code::BackupFailed => "BACKUP_FAILED",
             Code::BackupSpaceLow => "BACKUP_SPACE_LOW",
             Code::BackupToolTooOld => "BACKUP_TOOL_TOO_OLD",
+            Code::LintError => "LINT_ERROR",
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod lint;
 pub mod migrator;
 pub mod pipeline;
 pub mod plan;

@@ -51,6 +51,17 @@ impl Loaded {
     }
 }
 
+/// What `lint` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct LintReport {
+    /// Scripts linted.
+    pub files: usize,
+    /// The database whose live sizes were used, if any.
+    pub database: Option<String>,
+    /// Findings, in plan order.
+    pub findings: Vec<crate::lint::Finding>,
+}
+
 /// What `plan` shows for one namespace.
 #[derive(Debug, Clone, Serialize)]
 pub struct NamespacePlan {
@@ -512,6 +523,75 @@ impl Migrator {
             &report,
         )?;
         Ok(report)
+    }
+
+    /// Lints migrations (SPEC 7). `paths` are files or namespace names; without
+    /// any, the selected namespaces: their pending migrations when a database
+    /// is reachable (with live table sizes), else all of them.
+    pub async fn lint(&self, target: Option<&str>, paths: &[String]) -> Result<LintReport> {
+        let mut context = crate::lint::Context {
+            large_table_bytes: self.config.lint.large_table_bytes,
+            ..crate::lint::Context::default()
+        };
+        let mut scripts = Vec::new();
+        let mut database = None;
+        if paths.is_empty() {
+            let sources = self.sources(target)?;
+            let settings = self.primary_settings(target).ok();
+            let db = match &settings {
+                Some(settings) => Some(settings.connect().await?),
+                None => None,
+            };
+            let history = History::new(&self.config.history_schema);
+            for (namespace, set) in &sources {
+                match &db {
+                    Some(db) => {
+                        let rows = history.read(db, &namespace.name).await?;
+                        let state = NamespaceState::build(
+                            &namespace.name,
+                            namespace.forward_only,
+                            set,
+                            rows,
+                        );
+                        for entry in state.pending() {
+                            if let Some(migration) = &entry.migration {
+                                scripts.push(crate::lint::Script::of(&namespace.name, migration));
+                            }
+                        }
+                    }
+                    None => scripts.extend(
+                        set.migrations
+                            .iter()
+                            .map(|m| crate::lint::Script::of(&namespace.name, m)),
+                    ),
+                }
+            }
+            if let (Some(db), Some(settings)) = (&db, &settings) {
+                context.sizes = crate::db::catalog::table_sizes(db).await?;
+                context.server_version = Some(crate::db::catalog::server_version(db).await?.1);
+                database = Some(settings.to_string());
+            }
+        } else {
+            for path in paths {
+                match self.config.namespaces.iter().find(|n| &n.name == path) {
+                    Some(namespace) => {
+                        let set = source::load(&namespace.name, &namespace.dir)?;
+                        scripts.extend(
+                            set.migrations
+                                .iter()
+                                .map(|m| crate::lint::Script::of(&namespace.name, m)),
+                        );
+                    }
+                    None => scripts.push(crate::lint::Script::file(std::path::Path::new(path))?),
+                }
+            }
+        }
+        let findings = crate::lint::lint(&scripts, &context);
+        Ok(LintReport {
+            files: scripts.len(),
+            database,
+            findings,
+        })
     }
 
     /// Rolls back one namespace.

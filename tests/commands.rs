@@ -503,7 +503,21 @@ fn a_concurrent_index_needs_no_transaction_and_says_so() {
         "migrations/0003_idx.up.sql",
         b"CREATE INDEX CONCURRENTLY users_name ON users (name);\n",
     );
-    let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 2);
+    // The linter in preflight catches it before anything runs…
+    let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 1);
+    assert!(
+        out.contains("LINT_ERROR:default:0003") && out.contains("concurrent-index-in-transaction"),
+        "{out}"
+    );
+    // …and past it, the server refuses it and migsafe says what to do.
+    let out = expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--force"])
+            .output()
+            .unwrap(),
+        2,
+    );
     assert!(out.contains("25001"), "{out}");
     assert!(out.contains("migsafe:no-transaction"), "{out}");
     project.write(

@@ -29,6 +29,8 @@ pub enum Format {
     Human,
     /// One JSON document on stdout.
     Json,
+    /// GitHub Actions workflow annotations (`lint`; others print human text).
+    Github,
 }
 
 /// Global options.
@@ -89,6 +91,14 @@ pub enum Command {
         /// Look for orphaned rows behind every foreign key, not only NOT VALID ones.
         #[arg(long)]
         deep: bool,
+    },
+    /// Lint migrations (files or namespaces; pending ones by default when a database is given).
+    Lint {
+        /// SQL files or namespace names [default: the selected namespaces].
+        paths: Vec<String>,
+        /// Print docs/lint.md, generated from the rules.
+        #[arg(long, hide = true)]
+        rules_doc: bool,
     },
     /// Prove on a scratch database that every migration reverses cleanly (up, down, up).
     Verify {

@@ -44,6 +44,7 @@ pub fn command_name(command: &Command) -> &'static str {
         Command::Postflight { .. } => "postflight",
         Command::Backup { .. } => "backup",
         Command::Verify { .. } => "verify",
+        Command::Lint { .. } => "lint",
         Command::Sandbox { .. } => "sandbox",
         Command::Demo => "demo",
     }
@@ -312,6 +313,28 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
             return Ok(if report.result == Status::Fail { 3 } else { 0 });
         }
         Command::Backup { action } => return backup(&migrator, target, action, json_format).await,
+        Command::Lint { paths, rules_doc } => {
+            if *rules_doc {
+                print!("{}", migsafe::lint::docs::markdown());
+                return Ok(0);
+            }
+            let report = migrator.lint(target, paths).await?;
+            let errors = report
+                .findings
+                .iter()
+                .filter(|f| f.severity == migsafe::lint::Severity::Error)
+                .count();
+            match g.format {
+                Format::Json => json("lint", &report),
+                Format::Github => {
+                    for finding in &report.findings {
+                        println!("{}", github_annotation(finding));
+                    }
+                }
+                Format::Human => render_lint(&report),
+            }
+            return Ok(if errors > 0 { 1 } else { 0 });
+        }
         Command::Verify {
             scratch_url,
             stepwise,
@@ -506,6 +529,69 @@ async fn backup(
         }
     }
     Ok(0)
+}
+
+fn render_lint(report: &migsafe::migrator::LintReport) {
+    for finding in &report.findings {
+        render_finding(finding);
+    }
+    let errors = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == migsafe::lint::Severity::Error)
+        .count();
+    let warnings = report.findings.len() - errors;
+    let sizes = report
+        .database
+        .as_ref()
+        .map(|d| format!(", live table sizes from {d}"))
+        .unwrap_or_default();
+    out(&format!(
+        "{errors} error(s), {warnings} warning(s) in {} file(s){sizes}",
+        report.files
+    ));
+}
+
+fn render_finding(finding: &migsafe::lint::Finding) {
+    let (label, style) = match finding.severity {
+        migsafe::lint::Severity::Error => ("error", RED),
+        migsafe::lint::Severity::Warning => ("warning", YELLOW),
+    };
+    out(&format!(
+        "{}:{}:{}: {}: {}",
+        finding.path.display(),
+        finding.line,
+        finding.column,
+        paint(style, format!("{label}[{}]", finding.rule)),
+        finding.message
+    ));
+    if !finding.statement.is_empty() {
+        out(&format!("    | {}", finding.statement));
+    }
+    out(&format!("    = {} {}", paint(BOLD, "fix:"), finding.help));
+}
+
+/// A GitHub Actions workflow command: `::error file=…,line=…,col=…,title=…::message`.
+fn github_annotation(finding: &migsafe::lint::Finding) -> String {
+    let escape = |text: &str| {
+        text.replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
+    };
+    let property = |text: &str| escape(text).replace(':', "%3A").replace(',', "%2C");
+    let level = match finding.severity {
+        migsafe::lint::Severity::Error => "error",
+        migsafe::lint::Severity::Warning => "warning",
+    };
+    format!(
+        "::{level} file={},line={},col={},title={}::{} (fix: {})",
+        property(&finding.path.display().to_string()),
+        finding.line,
+        finding.column,
+        property(finding.rule),
+        escape(&finding.message),
+        escape(finding.help)
+    )
 }
 
 fn render_phase(report: &PhaseReport) {

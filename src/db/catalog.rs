@@ -162,3 +162,32 @@ pub fn qualified(schema: Option<&str>, name: &str) -> String {
         None => quote_ident(name),
     }
 }
+
+/// Live sizes of tables and materialized views, by `schema.name` and by
+/// `name` (the first schema wins for a name used twice).
+pub async fn table_sizes(
+    db: &Db,
+) -> Result<std::collections::HashMap<String, crate::lint::TableSize>> {
+    let rows = db
+        .client
+        .query(
+            "SELECT n.nspname, c.relname, pg_total_relation_size(c.oid), c.reltuples::float8 FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm') \
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') ORDER BY n.nspname <> 'public', 1, 2",
+            &[],
+        )
+        .await
+        .map_err(|e| database_error(db, "read table sizes", &e))?;
+    let mut sizes = std::collections::HashMap::new();
+    for row in rows {
+        let schema: String = row.get(0);
+        let name: String = row.get(1);
+        let size = crate::lint::TableSize {
+            bytes: row.get(2),
+            rows: row.get(3),
+        };
+        sizes.insert(format!("{schema}.{name}"), size);
+        sizes.entry(name).or_insert(size);
+    }
+    Ok(sizes)
+}

@@ -42,7 +42,7 @@ pub async fn preflight(
     let started = Utc::now();
     let history = History::new(&config.history_schema);
     let relations = touched_relations(namespaces);
-    let (version, recorded, live, long, holders, waiters, size) = tokio::join!(
+    let (version, recorded, live, long, holders, waiters, size, sizes) = tokio::join!(
         catalog::server_version(db),
         history.recorded_schema(db),
         schema::read(db, &config.history_schema),
@@ -50,8 +50,9 @@ pub async fn preflight(
         activity::lock_holders(db, &relations),
         activity::lock_waiters(db),
         catalog::database_size(db),
+        catalog::table_sizes(db),
     );
-    let (version, _) = version?;
+    let (version, version_num) = version?;
     let mut checks = vec![Check::pass(
         "connectivity",
         format!("PostgreSQL {version} at {settings}"),
@@ -59,6 +60,7 @@ pub async fn preflight(
     for pending in namespaces {
         integrity_checks(pending, tolerance, config, &mut checks);
     }
+    checks.extend(lint_checks(namespaces, config, sizes?, version_num));
     let drift_subject = namespaces
         .first()
         .map_or("all", |p| p.state.namespace.as_str());
@@ -231,6 +233,60 @@ fn integrity_checks(
             format!("{ns}: checksums match, no missing file, nothing dirty or out of order"),
         ));
     }
+}
+
+/// Lints the migrations about to run, with live table sizes: an error fails
+/// preflight, a warning warns.
+fn lint_checks(
+    namespaces: &[Pending<'_>],
+    config: &Config,
+    sizes: std::collections::HashMap<String, crate::lint::TableSize>,
+    server_version: i32,
+) -> Vec<Check> {
+    let scripts: Vec<crate::lint::Script> = namespaces
+        .iter()
+        .flat_map(|p| {
+            p.selected
+                .iter()
+                .map(|m| crate::lint::Script::of(&p.state.namespace, m))
+        })
+        .collect();
+    let context = crate::lint::Context {
+        sizes,
+        server_version: Some(server_version),
+        large_table_bytes: config.lint.large_table_bytes,
+        ..crate::lint::Context::default()
+    };
+    let findings = crate::lint::lint(&scripts, &context);
+    if findings.is_empty() {
+        return vec![Check::pass(
+            "lint",
+            format!(
+                "{} pending migration(s) linted with live table sizes: no finding",
+                scripts.len()
+            ),
+        )];
+    }
+    findings
+        .into_iter()
+        .map(|f| {
+            let (ns, version) = f.migration.clone().unwrap_or_default();
+            let reason = ReasonCode::migration(Code::LintError, &ns, &version);
+            let detail = format!(
+                "{}:{}:{}: {} [{}] (fix: {})",
+                f.path.display(),
+                f.line,
+                f.column,
+                f.message,
+                f.rule,
+                f.help
+            );
+            match f.severity {
+                crate::lint::Severity::Error => Check::fail("lint", reason, detail),
+                crate::lint::Severity::Warning => Check::warn("lint", reason, detail),
+            }
+        })
+        .collect()
 }
 
 fn drift_check(

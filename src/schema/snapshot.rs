@@ -81,14 +81,15 @@ pub struct Reader {
 const HELPER_QUERIES: [usize; 3] = [5, 7, 8];
 
 async fn prepare_on(db: &Db, sqls: &[&String]) -> Result<Vec<tokio_postgres::Statement>> {
-    let prepared = futures_util::future::join_all(
-        sqls.iter()
-            .map(|sql| db.client.prepare_typed(sql, &[tokio_postgres::types::Type::TEXT])),
-    )
+    let prepared = futures_util::future::join_all(sqls.iter().map(|sql| {
+        db.client
+            .prepare_typed(sql, &[tokio_postgres::types::Type::TEXT])
+    }))
     .await;
     let mut statements = Vec::with_capacity(prepared.len());
     for statement in prepared {
-        statements.push(statement.map_err(|e| database_error(db, "prepare the schema queries", &e))?);
+        statements
+            .push(statement.map_err(|e| database_error(db, "prepare the schema queries", &e))?);
     }
     Ok(statements)
 }
@@ -109,11 +110,14 @@ impl Reader {
     /// (verify's scratch database): the two connections read separately.
     pub async fn prepare_split(db: &Db, helper: Db) -> Result<Reader> {
         let queries = queries();
-        let (mine, theirs): (Vec<_>, Vec<_>) =
-            queries.iter().enumerate().partition(|(i, _)| !HELPER_QUERIES.contains(i));
+        let (mine, theirs): (Vec<_>, Vec<_>) = queries
+            .iter()
+            .enumerate()
+            .partition(|(i, _)| !HELPER_QUERIES.contains(i));
         let mine: Vec<&String> = mine.into_iter().map(|(_, q)| q).collect();
         let theirs: Vec<&String> = theirs.into_iter().map(|(_, q)| q).collect();
-        let (statements, helper_statements) = tokio::join!(prepare_on(db, &mine), prepare_on(&helper, &theirs));
+        let (statements, helper_statements) =
+            tokio::join!(prepare_on(db, &mine), prepare_on(&helper, &theirs));
         Ok(Reader {
             statements: statements?,
             helper: Some((helper, helper_statements?)),
@@ -125,12 +129,20 @@ impl Reader {
         let h: &(dyn tokio_postgres::types::ToSql + Sync) = &history_schema;
         let params = [h];
         // Sent together: tokio-postgres pipelines them on each connection.
-        let main = futures_util::future::join_all(self.statements.iter().map(|statement| db.client.query(statement, &params)));
+        let main = futures_util::future::join_all(
+            self.statements
+                .iter()
+                .map(|statement| db.client.query(statement, &params)),
+        );
         let helper = async {
             match &self.helper {
                 Some((helper, statements)) => {
-                    futures_util::future::join_all(statements.iter().map(|statement| helper.client.query(statement, &params)))
-                        .await
+                    futures_util::future::join_all(
+                        statements
+                            .iter()
+                            .map(|statement| helper.client.query(statement, &params)),
+                    )
+                    .await
                 }
                 None => Vec::new(),
             }
@@ -138,7 +150,8 @@ impl Reader {
         let (main, helper) = tokio::join!(main, helper);
         let mut objects = BTreeMap::new();
         for result in main.into_iter().chain(helper) {
-            let rows = result.map_err(|e| database_error(db, "read the schema from the catalogs", &e))?;
+            let rows =
+                result.map_err(|e| database_error(db, "read the schema from the catalogs", &e))?;
             for row in rows {
                 let key: Option<String> = row.get(0);
                 let value: Option<String> = row.get(1);
