@@ -72,6 +72,8 @@ pub struct NamespacePlan {
     pub recover: Vec<String>,
     /// Migrations `apply` would run, in order.
     pub migrations: Vec<PlannedMigration>,
+    /// Lint findings for those migrations, with live table sizes.
+    pub findings: Vec<crate::lint::Finding>,
     /// Why `apply` would refuse, if it would.
     pub refused: Option<Refusal>,
 }
@@ -335,10 +337,21 @@ impl Migrator {
                     reversible: m.down.is_some(),
                 })
                 .collect();
+            let context = crate::lint::Context {
+                sizes: crate::db::catalog::table_sizes(&db).await?,
+                server_version: Some(crate::db::catalog::server_version(&db).await?.1),
+                large_table_bytes: self.config.lint.large_table_bytes,
+                ..crate::lint::Context::default()
+            };
+            let scripts: Vec<crate::lint::Script> = selected
+                .iter()
+                .map(|m| crate::lint::Script::of(&loaded.namespace.name, m))
+                .collect();
             out.push(NamespacePlan {
                 namespace: loaded.namespace.name.clone(),
                 recover,
                 migrations,
+                findings: crate::lint::lint(&scripts, &context),
                 refused,
             });
         }

@@ -8,43 +8,86 @@ mod common;
 use common::{Project, TestDb, expect_exit};
 
 const MIGRATIONS: &[(&str, &str)] = &[
-    ("migrations/0001_events.up.sql", "CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, kind text, at timestamptz);\n-- an index on a table created in the same plan is fine\nCREATE INDEX events_kind ON events (kind);\n"),
-    ("migrations/0002_index.up.sql", "CREATE INDEX events_at ON events (at);\n"),
+    (
+        "migrations/0001_events.up.sql",
+        "CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, kind text, at timestamptz);\n-- an index on a table created in the same plan is fine\nCREATE INDEX events_kind ON events (kind);\n",
+    ),
+    (
+        "migrations/0002_index.up.sql",
+        "CREATE INDEX events_at ON events (at);\n",
+    ),
 ];
 
 #[test]
 fn live_sizes_name_the_table_and_decide_the_severity() {
     let db = TestDb::new();
     let project = Project::new(&MIGRATIONS[..1]);
-    expect_exit(&project.migsafe(&db).args(["apply", "--skip-backup"]).output().unwrap(), 0);
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        0,
+    );
     db.query("INSERT INTO events (kind, at) SELECT 'k' || g, now() FROM generate_series(1, 20000) g; ANALYZE events;");
     project.write(MIGRATIONS[1].0, MIGRATIONS[1].1.as_bytes());
 
     // Under the large-table threshold (default 10 MB): a warning naming the size.
     let output = project.migsafe(&db).arg("lint").output().unwrap();
     let out = expect_exit(&output, 0);
-    assert!(out.contains("0002_index.up.sql:1:1: warning[require-concurrent-index]"), "{out}");
-    assert!(out.contains("`events`: ") && out.contains("MB") && out.contains("~20000 rows"), "{out}");
-    assert!(out.contains("1 file(s), live table sizes from postgres://postgres:****@"), "only pending migrations: {out}");
+    assert!(
+        out.contains("0002_index.up.sql:1:1: warning[require-concurrent-index]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("`events`: ") && out.contains("MB") && out.contains("~20000 rows"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 file(s), live table sizes from postgres://postgres:****@"),
+        "only pending migrations: {out}"
+    );
 
     // Over it: an error, exit 1, and preflight fails on it.
     project.write("migsafe.toml", b"[lint]\nlarge_table = \"100kB\"\n");
     let out = expect_exit(&project.migsafe(&db).arg("lint").output().unwrap(), 1);
     assert!(out.contains("error[require-concurrent-index]"), "{out}");
-    let out = expect_exit(&project.migsafe(&db).args(["apply", "--skip-backup"]).output().unwrap(), 1);
+    let out = expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        1,
+    );
     assert!(out.contains("LINT_ERROR:default:0002"), "{out}");
 
     // Without a database: every migration is the plan, so `events` is created
     // earlier in it and both indexes are fine.
-    let output = common::migsafe_command().current_dir(project.path()).arg("lint").output().unwrap();
+    let output = common::migsafe_command()
+        .current_dir(project.path())
+        .arg("lint")
+        .output()
+        .unwrap();
     let out = expect_exit(&output, 0);
-    assert!(out.contains("0 error(s), 0 warning(s) in 2 file(s)") && !out.contains("live table sizes"), "{out}");
+    assert!(
+        out.contains("0 error(s), 0 warning(s) in 2 file(s)") && !out.contains("live table sizes"),
+        "{out}"
+    );
 }
 
 #[test]
 fn json_and_github_formats() {
-    let project = Project::new(&[("bad.sql", "ALTER TABLE users ADD COLUMN plan text NOT NULL;\nALTER TABLE users RENAME COLUMN a TO b;\n")]);
-    let output = common::migsafe_command().current_dir(project.path()).args(["lint", "bad.sql", "--format", "json"]).output().unwrap();
+    let project = Project::new(&[(
+        "bad.sql",
+        "ALTER TABLE users ADD COLUMN plan text NOT NULL;\nALTER TABLE users RENAME COLUMN a TO b;\n",
+    )]);
+    let output = common::migsafe_command()
+        .current_dir(project.path())
+        .args(["lint", "bad.sql", "--format", "json"])
+        .output()
+        .unwrap();
     expect_exit(&output, 1);
     let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let findings = doc["findings"].as_array().unwrap();
@@ -53,37 +96,103 @@ fn json_and_github_formats() {
     assert_eq!(findings[0]["severity"], "error");
     assert_eq!(findings[1]["line"], 2);
 
-    let output = common::migsafe_command().current_dir(project.path()).args(["lint", "bad.sql", "--format", "github"]).output().unwrap();
+    let output = common::migsafe_command()
+        .current_dir(project.path())
+        .args(["lint", "bad.sql", "--format", "github"])
+        .output()
+        .unwrap();
     expect_exit(&output, 1);
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(text.starts_with("::error file=bad.sql,line=1,col=1,title=add-column-not-null-without-default::"), "{text}");
-    assert!(text.contains("::warning file=bad.sql,line=2,col=1,title=rename-column-or-table::"), "{text}");
+    assert!(
+        text.starts_with(
+            "::error file=bad.sql,line=1,col=1,title=add-column-not-null-without-default::"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("::warning file=bad.sql,line=2,col=1,title=rename-column-or-table::"),
+        "{text}"
+    );
 }
 
 #[test]
 fn suppressions_need_a_reason_and_bad_sql_does_not_stop_the_rest() {
     let project = Project::new(&[
-        ("allowed.sql", "-- migsafe:allow drop-column-or-table -- unused since release 42\nALTER TABLE users DROP COLUMN legacy;\n"),
-        ("no_reason.sql", "-- migsafe:allow drop-column-or-table\nALTER TABLE users DROP COLUMN legacy;\n"),
-        ("broken.sql", "CREATE TABLE ok (id bigint);\nCREATE TABLE nope (id bigint,,);\nVACUUM FULL users;\n"),
+        (
+            "allowed.sql",
+            "-- migsafe:allow drop-column-or-table -- unused since release 42\nALTER TABLE users DROP COLUMN legacy;\n",
+        ),
+        (
+            "no_reason.sql",
+            "-- migsafe:allow drop-column-or-table\nALTER TABLE users DROP COLUMN legacy;\n",
+        ),
+        (
+            "broken.sql",
+            "CREATE TABLE ok (id bigint);\nCREATE TABLE nope (id bigint,,);\nVACUUM FULL users;\n",
+        ),
     ]);
-    let out = expect_exit(&common::migsafe_command().current_dir(project.path()).args(["lint", "allowed.sql"]).output().unwrap(), 0);
+    let out = expect_exit(
+        &common::migsafe_command()
+            .current_dir(project.path())
+            .args(["lint", "allowed.sql"])
+            .output()
+            .unwrap(),
+        0,
+    );
     assert!(out.contains("0 error(s), 0 warning(s)"), "{out}");
-    let out = expect_exit(&common::migsafe_command().current_dir(project.path()).args(["lint", "no_reason.sql"]).output().unwrap(), 0);
-    assert!(out.contains("warning[allow-without-reason]") && out.contains("warning[drop-column-or-table]"), "{out}");
-    let out = expect_exit(&common::migsafe_command().current_dir(project.path()).args(["lint", "broken.sql"]).output().unwrap(), 1);
-    assert!(out.contains("broken.sql:2:1: error[syntax-error]") && out.contains("syntax error at or near"), "{out}");
-    assert!(out.contains("broken.sql:3:1: error[vacuum-full-cluster-reindex]"), "the statement after the bad one is linted: {out}");
+    let out = expect_exit(
+        &common::migsafe_command()
+            .current_dir(project.path())
+            .args(["lint", "no_reason.sql"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    assert!(
+        out.contains("warning[allow-without-reason]")
+            && out.contains("warning[drop-column-or-table]"),
+        "{out}"
+    );
+    let out = expect_exit(
+        &common::migsafe_command()
+            .current_dir(project.path())
+            .args(["lint", "broken.sql"])
+            .output()
+            .unwrap(),
+        1,
+    );
+    assert!(
+        out.contains("broken.sql:2:1: error[syntax-error]")
+            && out.contains("syntax error at or near"),
+        "{out}"
+    );
+    assert!(
+        out.contains("broken.sql:3:1: error[vacuum-full-cluster-reindex]"),
+        "the statement after the bad one is linted: {out}"
+    );
 }
 
 #[test]
 fn plan_order_matters_for_tables_created_earlier() {
     let project = Project::new(&[
         ("migrations/0001_a.up.sql", "CREATE TABLE a (id bigint);"),
-        ("migrations/0002_a_idx.up.sql", "CREATE INDEX a_id ON a (id);\nALTER TABLE a ADD COLUMN n text NOT NULL;"),
+        (
+            "migrations/0002_a_idx.up.sql",
+            "CREATE INDEX a_id ON a (id);\nALTER TABLE a ADD COLUMN n text NOT NULL;",
+        ),
     ]);
-    let out = expect_exit(&common::migsafe_command().current_dir(project.path()).arg("lint").output().unwrap(), 0);
-    assert!(out.contains("0 error(s), 0 warning(s) in 2 file(s)"), "a table created earlier in the plan blocks nobody: {out}");
+    let out = expect_exit(
+        &common::migsafe_command()
+            .current_dir(project.path())
+            .arg("lint")
+            .output()
+            .unwrap(),
+        0,
+    );
+    assert!(
+        out.contains("0 error(s), 0 warning(s) in 2 file(s)"),
+        "a table created earlier in the plan blocks nobody: {out}"
+    );
 }
 
 #[test]
@@ -119,4 +228,25 @@ fn the_linter_never_panics_on_arbitrary_bytes() {
             Ok(())
         })
         .unwrap();
+}
+
+#[test]
+fn plan_shows_the_findings_of_what_would_run() {
+    let db = TestDb::new();
+    let project = Project::new(&MIGRATIONS[..1]);
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    project.write(MIGRATIONS[1].0, MIGRATIONS[1].1.as_bytes());
+    let out = expect_exit(&project.migsafe(&db).arg("plan").output().unwrap(), 0);
+    assert!(
+        out.contains("1 migration(s) to apply")
+            && out.contains("warning[require-concurrent-index]"),
+        "{out}"
+    );
 }

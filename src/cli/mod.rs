@@ -763,6 +763,9 @@ fn render_plan(plan: &migsafe::migrator::NamespacePlan) {
             ));
         }
     }
+    for finding in &plan.findings {
+        render_finding(finding);
+    }
     if let Some(refused) = &plan.refused {
         out(&format!(
             "  {} {}: {}",
