@@ -26,6 +26,9 @@ lock_wait = "5m"             # how long a runner waits for the namespace lock
 dir = "backups/migrations"
 keep = 10
 
+[lint]
+large_table = "10MB"         # size-dependent lint findings: error at or above, warning below
+
 # One section per namespace; without any, `migrations/` is the namespace "default".
 [namespaces.app]
 dir = "migrations"
