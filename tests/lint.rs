@@ -250,3 +250,31 @@ fn plan_shows_the_findings_of_what_would_run() {
         "{out}"
     );
 }
+
+/// A corpus of realistic migrations (tests/corpus), linted as one plan without
+/// a database; the human and JSON output are snapshots (tests/snapshots).
+#[test]
+fn the_corpus_output_is_stable() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut files: Vec<String> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    let human = common::migsafe_command()
+        .current_dir(&corpus)
+        .arg("lint")
+        .args(&files)
+        .output()
+        .unwrap();
+    expect_exit(&human, 1);
+    insta::assert_snapshot!("corpus_human", String::from_utf8(human.stdout).unwrap());
+    let json = common::migsafe_command()
+        .current_dir(&corpus)
+        .args(["lint", "--format", "json"])
+        .args(&files)
+        .output()
+        .unwrap();
+    expect_exit(&json, 1);
+    insta::assert_snapshot!("corpus_json", String::from_utf8(json.stdout).unwrap());
+}

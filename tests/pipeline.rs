@@ -677,3 +677,38 @@ fn no_postflight_marks_the_schema_unknown_instead_of_a_stale_snapshot() {
     );
     assert!(out.contains("+ table public.sneaky"), "{out}");
 }
+
+#[test]
+fn backup_retention_keeps_the_newest() {
+    let db = TestDb::new();
+    let project = two_tables();
+    project.write("migsafe.toml", b"[backup]\nkeep = 2\n");
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        let output = project
+            .migsafe(&db)
+            .args(["backup", "create"])
+            .output()
+            .unwrap();
+        made.push(
+            String::from_utf8(output.stdout.clone())
+                .unwrap()
+                .trim()
+                .to_string(),
+        );
+        expect_exit(&output, 0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut left: Vec<String> = std::fs::read_dir(project.path().join("backups/migrations"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().display().to_string())
+        .filter(|p| p.ends_with(".dump"))
+        .collect();
+    left.sort();
+    assert_eq!(left, made[1..].to_vec(), "the oldest backup is removed");
+    let latest =
+        std::fs::read_to_string(project.path().join("backups/migrations/latest-backup.txt"))
+            .unwrap();
+    assert_eq!(latest.trim(), made[2]);
+}
