@@ -202,6 +202,27 @@ impl PhaseReport {
         self.checks.iter().filter(|c| c.status == Status::Fail)
     }
 
+    /// The first failure's reason code (or `fallback`), and one
+    /// `CODE: detail` line per failure, for the phase's error.
+    pub fn failure_summary(&self, fallback: crate::error::Code) -> (ReasonCode, Vec<String>) {
+        let reason = self
+            .failures()
+            .find_map(|c| c.reason.clone())
+            .unwrap_or_else(|| ReasonCode::new(fallback));
+        let lines = self
+            .failures()
+            .map(|c| {
+                let code = c
+                    .reason
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                format!("{code}: {}", c.detail)
+            })
+            .collect();
+        (reason, lines)
+    }
+
     /// Writes the report as `<dir>/<phase>-report-<timestamp>.json`, 0600.
     pub fn write(&mut self, dir: &Path) -> Result<PathBuf> {
         let stamp = self.started_at.format("%Y%m%dT%H%M%S%.3fZ");

@@ -6,7 +6,6 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Project, TestDb, expect_exit, migsafe_bin, two_tables};
@@ -22,51 +21,6 @@ fn spawn_apply(project: &Project, db: &TestDb, extra: &[&str]) -> std::process::
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// Waits until a session other than ours runs a query containing `marker`.
-fn wait_for_query(db: &TestDb, marker: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let sql = format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() AND query LIKE '%{marker}%' AND query NOT LIKE '%pg_stat_activity%'"
-        );
-        if db.scalar(&sql).as_deref() != Some("0") {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no session ran {marker} within 30s");
-}
-
-/// Holds `lock_sql` in an open transaction on another connection until
-/// `release` fires; returns once the lock is held.
-fn hold_lock(db: &TestDb, lock_sql: &str) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
-    let (locked_tx, locked_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let url = db.url.clone();
-    let sql = lock_sql.to_string();
-    let handle = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            client
-                .batch_execute(&format!("SET application_name = 'blocker'; BEGIN; {sql}"))
-                .await
-                .unwrap();
-            locked_tx.send(()).unwrap();
-            let _ = tokio::task::spawn_blocking(move || release_rx.recv()).await;
-            client.batch_execute("COMMIT").await.unwrap();
-        });
-    });
-    locked_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    (release_tx, handle)
 }
 
 fn many_migrations(count: usize) -> Project {
@@ -125,7 +79,7 @@ fn sigkill_during_a_transactional_migration_leaves_nothing_and_the_next_apply_su
         b"CREATE TABLE half_done (id int);\nINSERT INTO half_done VALUES (1);\nSELECT pg_sleep(60);\n",
     );
     let mut child = spawn_apply(&project, &db, &[]);
-    wait_for_query(&db, "pg_sleep(60)");
+    common::wait_for_query(&db, "pg_sleep(60)");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(!db.history("default").iter().any(|(v, _)| v == "0003"));
@@ -165,7 +119,7 @@ fn sigkill_during_a_no_transaction_migration_leaves_it_dirty_and_refused() {
         b"-- migsafe:no-transaction\nCREATE TABLE step_one (id int);\nSELECT pg_sleep(60);\nCREATE TABLE step_three (id int);\n",
     );
     let mut child = spawn_apply(&project, &db, &[]);
-    wait_for_query(&db, "pg_sleep(60)");
+    common::wait_for_query(&db, "pg_sleep(60)");
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(db.exists("step_one") && !db.exists("step_three"));
@@ -216,7 +170,7 @@ fn ctrl_c_cancels_the_running_statement_and_keeps_the_history_true() {
         b"CREATE TABLE never (id int);\nSELECT pg_sleep(60);\n",
     );
     let child = spawn_apply(&project, &db, &[]);
-    wait_for_query(&db, "pg_sleep(60)");
+    common::wait_for_query(&db, "pg_sleep(60)");
     let started = Instant::now();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -249,7 +203,7 @@ fn a_conflicting_lock_makes_apply_retry_then_succeed_once_released() {
         b"ALTER TABLE users ADD COLUMN email text;\n",
     );
 
-    let (release, handle) = hold_lock(
+    let (release, handle) = common::hold_lock(
         &db,
         "LOCK TABLE users IN ACCESS SHARE MODE; SELECT 'secret-value' FROM users;",
     );
@@ -306,7 +260,7 @@ fn lock_retries_exhausted_is_lock_timeout_with_history_unchanged() {
         "migrations/0003_add_email.up.sql",
         b"CREATE TABLE side (id int);\nALTER TABLE users ADD COLUMN email text;\n",
     );
-    let (release, handle) = hold_lock(&db, "LOCK TABLE users IN ACCESS SHARE MODE;");
+    let (release, handle) = common::hold_lock(&db, "LOCK TABLE users IN ACCESS SHARE MODE;");
     let output = project
         .migsafe(&db)
         .args(["apply", "--force"])
@@ -327,7 +281,7 @@ fn a_held_namespace_lock_is_waited_for_then_reported_busy_with_the_holder() {
     let project = two_tables();
     project.write("migsafe.toml", b"[defaults]\nlock_wait = \"1s\"\n");
     let key = migsafe::db::lock::key("migsafe", "default");
-    let (release, handle) = hold_lock(&db, &format!("SELECT pg_advisory_lock({key});"));
+    let (release, handle) = common::hold_lock(&db, &format!("SELECT pg_advisory_lock({key});"));
     let output = project.migsafe(&db).arg("apply").output().unwrap();
     let out = expect_exit(&output, 1);
     assert!(out.contains("error[ADVISORY_LOCK_BUSY:default]"), "{out}");

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{Project, TestDb, expect_exit, two_tables};
@@ -45,37 +44,6 @@ fn check<'a>(report: &'a serde_json::Value, reason_prefix: &str) -> Option<&'a s
             .as_str()
             .is_some_and(|r| r.starts_with(reason_prefix))
     })
-}
-
-/// Holds `sql` in an open transaction until the returned sender fires.
-fn hold(db: &TestDb, sql: &str) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let url = db.url.clone();
-    let sql = sql.to_string();
-    let handle = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            client
-                .batch_execute(&format!(
-                    "SET application_name = 'report_job'; BEGIN; {sql}"
-                ))
-                .await
-                .unwrap();
-            ready_tx.send(()).unwrap();
-            let _ = tokio::task::spawn_blocking(move || done_rx.recv()).await;
-            let _ = client.batch_execute("COMMIT").await;
-        });
-    });
-    ready_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    (done_tx, handle)
 }
 
 #[test]
@@ -277,7 +245,7 @@ fn preflight_fails_on_a_session_holding_a_lock_the_migration_needs_and_force_rec
         "migrations/0003_email.up.sql",
         b"ALTER TABLE users ADD COLUMN email text;",
     );
-    let (release, handle) = hold(&db, "LOCK TABLE users IN ACCESS SHARE MODE;");
+    let (release, handle) = common::hold_lock(&db, "LOCK TABLE users IN ACCESS SHARE MODE;");
     std::thread::sleep(Duration::from_millis(1300));
     let output = project
         .migsafe(&db)
@@ -287,7 +255,7 @@ fn preflight_fails_on_a_session_holding_a_lock_the_migration_needs_and_force_rec
     let out = expect_exit(&output, 1);
     assert!(out.contains("error[BLOCKING_LOCK:"), "{out}");
     assert!(
-        out.contains("report_job") && out.contains("AccessShareLock on users"),
+        out.contains("blocker") && out.contains("AccessShareLock on users"),
         "{out}"
     );
     let pre = reports(&project, "preflight");
@@ -464,30 +432,6 @@ fn postflight_catches_orphans_behind_not_valid_keys_invalid_indexes_and_slow_mig
         out.contains("CHECK_NOT_VALIDATED:public.payments.payments_positive"),
         "{out}"
     );
-}
-
-fn kill_during(project: &Project, db: &TestDb, marker: &str) {
-    let mut child = std::process::Command::new(common::migsafe_bin())
-        .current_dir(project.path())
-        .env("DATABASE_URL", &db.url)
-        .args(["apply", "--skip-backup"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let sql = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{marker}%' AND pid <> pg_backend_pid() AND query NOT LIKE '%pg_stat_activity%'"
-    );
-    while db.scalar(&sql).as_deref() == Some("0") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the migration never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]
@@ -711,4 +655,18 @@ fn backup_retention_keeps_the_newest() {
         std::fs::read_to_string(project.path().join("backups/migrations/latest-backup.txt"))
             .unwrap();
     assert_eq!(latest.trim(), made[2]);
+}
+
+fn kill_during(project: &Project, db: &TestDb, marker: &str) {
+    let mut child = std::process::Command::new(common::migsafe_bin())
+        .current_dir(project.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["apply", "--skip-backup"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for_query(db, marker);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -200,23 +200,7 @@ async fn count_orphans(
 
 /// The error for a failed postflight (exit 3): the migrations are applied.
 pub fn failed(report: &PhaseReport) -> Error {
-    let reason = report
-        .failures()
-        .find_map(|c| c.reason.clone())
-        .unwrap_or_else(|| ReasonCode::new(Code::PostflightFailed));
-    let lines: Vec<String> = report
-        .failures()
-        .map(|c| {
-            format!(
-                "{}: {}",
-                c.reason
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                c.detail
-            )
-        })
-        .collect();
+    let (reason, lines) = report.failure_summary(Code::PostflightFailed);
     Error::Postflight {
         reason,
         message: format!(

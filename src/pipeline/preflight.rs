@@ -410,23 +410,7 @@ pub fn human_bytes(bytes: u64) -> String {
 
 /// The error for a failed preflight (exit 1): nothing was changed.
 pub fn failed(report: &PhaseReport) -> Error {
-    let reason = report
-        .failures()
-        .find_map(|c| c.reason.clone())
-        .unwrap_or_else(|| ReasonCode::new(Code::PreflightFailed));
-    let lines: Vec<String> = report
-        .failures()
-        .map(|c| {
-            format!(
-                "{}: {}",
-                c.reason
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                c.detail
-            )
-        })
-        .collect();
+    let (reason, lines) = report.failure_summary(Code::PreflightFailed);
     Error::Refused {
         reason,
         message: format!(

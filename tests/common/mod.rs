@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use migsafe::sandbox::Sandbox;
 
@@ -237,4 +239,49 @@ pub fn two_tables() -> Project {
             "DROP TABLE orders;\n",
         ),
     ])
+}
+
+/// Waits until a session other than ours runs a query containing `marker`.
+pub fn wait_for_query(db: &TestDb, marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() AND query LIKE '%{marker}%' AND query NOT LIKE '%pg_stat_activity%'"
+        );
+        if db.scalar(&sql).as_deref() != Some("0") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no session ran {marker} within 30s");
+}
+
+/// Holds `lock_sql` in an open transaction on another connection until
+/// `release` fires; returns once the lock is held.
+pub fn hold_lock(db: &TestDb, lock_sql: &str) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (locked_tx, locked_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let url = db.url.clone();
+    let sql = lock_sql.to_string();
+    let handle = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("SET application_name = 'blocker'; BEGIN; {sql}"))
+                .await
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = tokio::task::spawn_blocking(move || release_rx.recv()).await;
+            client.batch_execute("COMMIT").await.unwrap();
+        });
+    });
+    locked_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    (release_tx, handle)
 }

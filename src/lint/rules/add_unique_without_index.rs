@@ -1,9 +1,9 @@
 //! `add-unique-without-index`: ADD UNIQUE / PRIMARY KEY builds its index while locking.
 
 use pg_query::NodeEnum;
-use pg_query::protobuf::{AlterTableType, ConstrType};
+use pg_query::protobuf::ConstrType;
 
-use super::{Hit, Rule, alter_table};
+use super::{Hit, Rule, added_constraints};
 use crate::lint::context::Context;
 use crate::lint::engine::Severity;
 
@@ -29,21 +29,14 @@ EXCLUSIVE lock: no reads, no writes until it is built. Build the index concurren
 first, then attach it, which is instant.\n\n```sql\n-- migsafe:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (email);\n-- next migration:\nALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_key;\n```"
     }
     fn check(&self, statement: &NodeEnum, context: &Context) -> Vec<Hit> {
-        let Some((table, cmds)) = alter_table(statement) else {
+        let Some((table, constraints)) = added_constraints(statement) else {
             return Vec::new();
         };
         if context.is_new(&table) {
             return Vec::new();
         }
         let mut hits = Vec::new();
-        for cmd in cmds
-            .into_iter()
-            .filter(|c| c.subtype == AlterTableType::AtAddConstraint as i32)
-        {
-            let Some(NodeEnum::Constraint(con)) = cmd.def.as_ref().and_then(|d| d.node.as_ref())
-            else {
-                continue;
-            };
+        for con in constraints {
             let kind = if con.contype == ConstrType::ConstrUnique as i32 {
                 "UNIQUE"
             } else if con.contype == ConstrType::ConstrPrimary as i32 {

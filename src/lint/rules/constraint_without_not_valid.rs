@@ -1,9 +1,9 @@
 //! `constraint-without-not-valid`: FOREIGN KEY / CHECK validated while locking.
 
 use pg_query::NodeEnum;
-use pg_query::protobuf::{AlterTableType, ConstrType};
+use pg_query::protobuf::ConstrType;
 
-use super::{Hit, Rule, alter_table};
+use super::{Hit, Rule, added_constraints};
 use crate::lint::context::Context;
 use crate::lint::engine::Severity;
 
@@ -32,21 +32,14 @@ which lets writes go on. `NOT VALID` followed by `VALIDATE CONSTRAINT` in a late
 migration of the same plan is the safe pattern and is not flagged.\n\n```sql\nALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n-- later migration:\nALTER TABLE orders VALIDATE CONSTRAINT orders_user_fk;\n```"
     }
     fn check(&self, statement: &NodeEnum, context: &Context) -> Vec<Hit> {
-        let Some((table, cmds)) = alter_table(statement) else {
+        let Some((table, constraints)) = added_constraints(statement) else {
             return Vec::new();
         };
         if context.is_new(&table) {
             return Vec::new();
         }
         let mut hits = Vec::new();
-        for cmd in cmds
-            .into_iter()
-            .filter(|c| c.subtype == AlterTableType::AtAddConstraint as i32)
-        {
-            let Some(NodeEnum::Constraint(con)) = cmd.def.as_ref().and_then(|d| d.node.as_ref())
-            else {
-                continue;
-            };
+        for con in constraints {
             let kind = if con.contype == ConstrType::ConstrForeign as i32 {
                 "FOREIGN KEY"
             } else if con.contype == ConstrType::ConstrCheck as i32 {

@@ -109,6 +109,22 @@ pub fn alter_table(
     Some((table, cmds))
 }
 
+/// The constraints an `ALTER TABLE … ADD CONSTRAINT` adds, with the table.
+pub fn added_constraints(
+    statement: &NodeEnum,
+) -> Option<(String, Vec<&pg_query::protobuf::Constraint>)> {
+    let (table, cmds) = alter_table(statement)?;
+    let constraints = cmds
+        .into_iter()
+        .filter(|c| c.subtype == pg_query::protobuf::AlterTableType::AtAddConstraint as i32)
+        .filter_map(|c| match c.def.as_ref().and_then(|d| d.node.as_ref()) {
+            Some(NodeEnum::Constraint(con)) => Some(con.as_ref()),
+            _ => None,
+        })
+        .collect();
+    Some((table, constraints))
+}
+
 /// The column definitions a statement adds (CREATE TABLE, ADD COLUMN), with
 /// their table.
 pub fn new_columns(statement: &NodeEnum) -> Vec<(String, &pg_query::protobuf::ColumnDef)> {
