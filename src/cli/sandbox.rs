@@ -102,12 +102,25 @@ const EXAMPLE: &[(&str, &str)] = &[
     ),
 ];
 
+/// Replaced by the sandbox URL in the demo steps.
+const SCRATCH: &str = "{sandbox-url}";
+
 /// The demo steps: arguments and the exit code each must end with.
 const STEPS: &[(&[&str], i32, &str)] = &[
     (
         &["status"],
         0,
         "nothing applied yet: every migration is pending",
+    ),
+    (
+        &["lint"],
+        0,
+        "the pending migrations, read with the PostgreSQL grammar and the live catalog",
+    ),
+    (
+        &["verify", "--stepwise", "--scratch-url", SCRATCH],
+        0,
+        "every migration up, down, up on a scratch database (created, then dropped)",
     ),
     (
         &["plan"],
@@ -176,14 +189,28 @@ pub async fn demo(interrupt: Interrupt) -> Result<i32> {
             failed = Some("interrupted".to_string());
             break;
         }
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == SCRATCH { url.as_str() } else { a })
+            .collect();
+        let shown: Vec<&str> = args
+            .iter()
+            .map(|a| {
+                if *a == url.as_str() {
+                    "<sandbox URL>"
+                } else {
+                    a
+                }
+            })
+            .collect();
         out(&format!(
             "{} {}",
             paint(BOLD, "$ migsafe"),
-            paint(BOLD, args.join(" "))
+            paint(BOLD, shown.join(" "))
         ));
         out(&format!("  # {why}"));
         let status = tokio::process::Command::new(&exe)
-            .args(*args)
+            .args(&args)
             .current_dir(workdir.path())
             .env("DATABASE_URL", &url)
             .env_remove("MIGSAFE_CONFIG")
@@ -194,7 +221,7 @@ pub async fn demo(interrupt: Interrupt) -> Result<i32> {
         if code != *expected {
             failed = Some(format!(
                 "`migsafe {}` exited {code}, expected {expected}",
-                args.join(" ")
+                shown.join(" ")
             ));
             break;
         }
