@@ -208,6 +208,7 @@ fn the_linter_never_panics_on_arbitrary_bytes() {
                 first_line: 1,
                 transactional: true,
                 allows: Vec::new(),
+                lock_timeout: None,
                 migration: None,
             };
             let _ = migsafe::lint::lint(&[script], &migsafe::lint::Context::default());
@@ -222,6 +223,7 @@ fn the_linter_never_panics_on_arbitrary_bytes() {
                 first_line: 1,
                 transactional: true,
                 allows: Vec::new(),
+                lock_timeout: None,
                 migration: None,
             };
             let _ = migsafe::lint::lint(&[script], &migsafe::lint::Context::default());

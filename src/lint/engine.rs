@@ -37,6 +37,8 @@ pub struct Script {
     pub transactional: bool,
     /// Its suppressions.
     pub allows: Vec<Allow>,
+    /// `-- migsafe:lock-timeout` of its header, when given.
+    pub lock_timeout: Option<std::time::Duration>,
     /// Namespace and version, for preflight's reason codes.
     pub migration: Option<(String, String)>,
 }
@@ -74,6 +76,7 @@ impl Script {
             first_line: migration.up.first_line,
             transactional: !migration.up.no_transaction(),
             allows: migration.up.directives.allows.clone(),
+            lock_timeout: migration.up.directives.lock_timeout,
             migration: Some((namespace.to_string(), migration.version.to_string())),
         }
     }
@@ -99,6 +102,7 @@ impl Script {
             first_line: 1,
             transactional: !directives.no_transaction,
             allows: directives.allows,
+            lock_timeout: directives.lock_timeout,
             migration: None,
         })
     }
@@ -124,12 +128,28 @@ fn statements(sql: &str) -> Vec<(usize, &str)> {
             .into_iter()
             .map(|part| {
                 let offset = part.as_ptr() as usize - sql.as_ptr() as usize;
-                let trimmed = part.trim_start();
-                (offset + (part.len() - trimmed.len()), trimmed)
+                let skip = leading_comments(part);
+                (offset + skip, &part[skip..])
             })
             .filter(|(_, text)| !text.trim().is_empty())
             .collect(),
         Err(_) => vec![(0, sql)],
+    }
+}
+
+/// Bytes of whitespace and comments before the first token of a statement,
+/// read with the scanner, so positions and excerpts point at the SQL itself.
+fn leading_comments(part: &str) -> usize {
+    use pg_query::protobuf::Token;
+    let first = pg_query::scan(part).ok().and_then(|scan| {
+        scan.tokens
+            .iter()
+            .find(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32)
+            .map(|t| usize::try_from(t.start).unwrap_or(0))
+    });
+    match first {
+        Some(start) if part.is_char_boundary(start) => start,
+        _ => part.len() - part.trim_start().len(),
     }
 }
 
@@ -145,6 +165,26 @@ fn lint_script(script: &Script, context: &mut Context, findings: &mut Vec<Findin
             help: "write `-- migsafe:allow <rule> -- <reason>`",
             path: script.path.clone(),
             line: allow.line + script.first_line - 1,
+            column: 1,
+            statement: String::new(),
+            migration: script.migration.clone(),
+        });
+    }
+    let allowed = |rule: &str| {
+        script
+            .allows
+            .iter()
+            .any(|a| a.rule == rule && !a.reason.trim().is_empty())
+    };
+    if script.lock_timeout == Some(std::time::Duration::ZERO) && !allowed("lock-timeout-disabled") {
+        let rule = &rules::lock_timeout_disabled::LockTimeoutDisabled as &dyn rules::Rule;
+        findings.push(Finding {
+            rule: rule.id(),
+            severity: rule.severity(),
+            message: "`-- migsafe:lock-timeout 0` turns off the lock_timeout migsafe sets: DDL here may wait for its lock forever, with every query on the table queued behind it".into(),
+            help: rule.help(),
+            path: script.path.clone(),
+            line: script.first_line,
             column: 1,
             statement: String::new(),
             migration: script.migration.clone(),

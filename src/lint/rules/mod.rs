@@ -13,6 +13,7 @@ pub mod concurrent_index_in_transaction;
 pub mod constraint_without_not_valid;
 pub mod drop_column_or_table;
 pub mod enum_add_value_in_transaction;
+pub mod lock_timeout_disabled;
 pub mod prefer_bigint;
 pub mod prefer_identity;
 pub mod prefer_text;
@@ -83,6 +84,7 @@ pub fn all() -> &'static [&'static dyn Rule] {
         &enum_add_value_in_transaction::EnumAddValueInTransaction,
         &blocking_maintenance::BlockingMaintenance,
         &truncate_or_delete_without_where::TruncateOrDeleteWithoutWhere,
+        &lock_timeout_disabled::LockTimeoutDisabled,
         &prefer_bigint::PreferBigint,
         &prefer_identity::PreferIdentity,
         &prefer_timestamptz::PreferTimestamptz,

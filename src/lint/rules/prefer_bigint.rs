@@ -37,14 +37,13 @@ impl Rule for PreferBigint {
                 "serial2",
             ],
             |ty| {
-                format!(
-                    "is `{ty}`, which overflows at {}; use bigint",
-                    if ty.ends_with('2') || ty == "smallserial" {
-                        "32,767"
-                    } else {
-                        "2,147,483,647"
-                    }
-                )
+                let (shown, limit) = match ty {
+                    "int4" => ("integer", "2,147,483,647"),
+                    "int2" => ("smallint", "32,767"),
+                    "smallserial" | "serial2" => (ty, "32,767"),
+                    _ => (ty, "2,147,483,647"),
+                };
+                format!("is `{shown}`, which overflows at {limit}; use bigint")
             },
         )
     }
