@@ -700,19 +700,21 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
             ""
         };
         out(&format!(
-            "  {:<13} {:<16} {}{}{}",
-            paint(style, label),
+            "  {} {:<16} {:<36}{}{}",
+            // Padded before painting: escape codes must not count as width.
+            paint(style, format!("{label:<12}")),
             entry.version.as_str(),
             entry.name,
             paint(DIM, when),
             paint(DIM, notes)
-        ));
+        )
+        .trim_end());
     }
     if verbose {
         for path in ignored {
             out(&format!(
-                "  {:<13} {}",
-                paint(DIM, "ignored"),
+                "  {} {}",
+                paint(DIM, format!("{:<12}", "ignored")),
                 path.display()
             ));
         }
