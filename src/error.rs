@@ -101,6 +101,8 @@ pub enum Code {
     BackupToolTooOld,
     /// A lint error in a pending migration.
     LintError,
+    /// `wait` gave up: the database (or its migrations) was not ready in time.
+    WaitTimeout,
 }
 
 impl Code {
@@ -151,6 +153,7 @@ impl Code {
             Code::BackupSpaceLow => "BACKUP_SPACE_LOW",
             Code::BackupToolTooOld => "BACKUP_TOOL_TOO_OLD",
             Code::LintError => "LINT_ERROR",
+            Code::WaitTimeout => "WAIT_TIMEOUT",
         }
     }
 }
@@ -252,6 +255,13 @@ pub enum Error {
     /// The throwaway server could not be started or used.
     #[error("{message}")]
     Sandbox { reason: ReasonCode, message: String },
+    /// The readiness contract is not met (SPEC 9): not ready to start.
+    #[error("{message}")]
+    NotReady {
+        reason: ReasonCode,
+        message: String,
+        hint: Option<String>,
+    },
     /// The migrations ran, but a postflight check failed.
     #[error("{message}")]
     Postflight {
@@ -309,6 +319,7 @@ impl Error {
             | Error::Refused { hint, .. }
             | Error::Migration { hint, .. }
             | Error::Rollback { hint, .. }
+            | Error::NotReady { hint, .. }
             | Error::Postflight { hint, .. } => *hint = Some(text.into()),
             Error::Source { .. } | Error::Sandbox { .. } => {}
         }
@@ -324,6 +335,7 @@ impl Error {
             | Error::Migration { reason, .. }
             | Error::Rollback { reason, .. }
             | Error::Sandbox { reason, .. }
+            | Error::NotReady { reason, .. }
             | Error::Postflight { reason, .. } => reason,
         }
     }
@@ -335,6 +347,7 @@ impl Error {
             | Error::Refused { hint, .. }
             | Error::Migration { hint, .. }
             | Error::Rollback { hint, .. }
+            | Error::NotReady { hint, .. }
             | Error::Postflight { hint, .. } => hint.as_deref(),
             Error::Source { .. } | Error::Sandbox { .. } => None,
         }
@@ -347,6 +360,7 @@ impl Error {
             Error::Refused { .. } => 1,
             Error::Migration { .. } => 2,
             Error::Postflight { .. } => 3,
+            Error::NotReady { .. } => 7,
             Error::Rollback { .. } => 4,
             Error::Config { .. } | Error::Source { .. } | Error::Sandbox { .. } => 5,
         }

@@ -33,6 +33,7 @@ pub mod lint;
 pub mod migrator;
 pub mod pipeline;
 pub mod plan;
+pub mod readiness;
 pub mod report;
 pub mod sandbox;
 pub mod schema;

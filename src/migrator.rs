@@ -607,6 +607,42 @@ impl Migrator {
         })
     }
 
+    /// Waits until the databases of the selected namespaces accept
+    /// connections (and, with `migrated`, every namespace is fully applied).
+    pub async fn wait(
+        &self,
+        target: Option<&str>,
+        timeout: std::time::Duration,
+        migrated: bool,
+    ) -> Result<std::time::Duration> {
+        // Only --migrated needs the files; a plain wait needs just the URLs.
+        let loaded = if migrated {
+            self.load(target)?
+        } else {
+            let mut loaded = Vec::new();
+            for namespace in self.config.select(target)? {
+                let url = self
+                    .config
+                    .database_url(namespace, self.database_url.as_deref())?;
+                loaded.push(Loaded {
+                    namespace: namespace.clone(),
+                    sources: MigrationSet::default(),
+                    settings: ConnectionSettings::parse(&url)?,
+                });
+            }
+            loaded
+        };
+        let items: Vec<crate::readiness::Waited<'_>> = loaded
+            .iter()
+            .map(|l| crate::readiness::Waited {
+                namespace: &l.namespace,
+                sources: &l.sources,
+                settings: &l.settings,
+            })
+            .collect();
+        crate::readiness::wait(&items, &self.config.history_schema, timeout, migrated).await
+    }
+
     /// Rolls back one namespace.
     pub async fn rollback(
         &self,

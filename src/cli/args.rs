@@ -100,6 +100,15 @@ pub enum Command {
         #[arg(long, hide = true)]
         rules_doc: bool,
     },
+    /// Wait until the database accepts connections (and, with --migrated, is fully migrated).
+    Wait {
+        /// Give up after this long (exit 7).
+        #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+        timeout: std::time::Duration,
+        /// Also wait until every namespace is fully applied, clean and unedited.
+        #[arg(long)]
+        migrated: bool,
+    },
     /// Prove on a scratch database that every migration reverses cleanly (up, down, up).
     Verify {
         /// A server where verify creates (and always drops) a scratch database;
@@ -143,6 +152,10 @@ pub enum Command {
     },
     /// Run the whole pipeline on the bundled example against a sandbox.
     Demo,
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    migsafe::config::parse_duration(text)
 }
 
 /// `backup` subcommands.

@@ -45,6 +45,7 @@ pub fn command_name(command: &Command) -> &'static str {
         Command::Backup { .. } => "backup",
         Command::Verify { .. } => "verify",
         Command::Lint { .. } => "lint",
+        Command::Wait { .. } => "wait",
         Command::Sandbox { .. } => "sandbox",
         Command::Demo => "demo",
     }
@@ -313,6 +314,21 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
             return Ok(if report.result == Status::Fail { 3 } else { 0 });
         }
         Command::Backup { action } => return backup(&migrator, target, action, json_format).await,
+        Command::Wait { timeout, migrated } => {
+            let took = migrator.wait(target, *timeout, *migrated).await?;
+            if json_format {
+                json(
+                    "wait",
+                    &serde_json::json!({ "ready": true, "waited_ms": took.as_millis() as u64 }),
+                );
+            } else {
+                out(&format!(
+                    "ready{} after {}",
+                    if *migrated { " and fully migrated" } else { "" },
+                    format_duration(took)
+                ));
+            }
+        }
         Command::Lint { paths, rules_doc } => {
             if *rules_doc {
                 print!("{}", migsafe::lint::docs::markdown());
