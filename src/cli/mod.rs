@@ -715,7 +715,7 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
         } else {
             ""
         };
-        out(&format!(
+        let line = format!(
             "  {} {:<16} {:<36}{}{}",
             // Padded before painting: escape codes must not count as width.
             paint(style, format!("{label:<12}")),
@@ -723,8 +723,8 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
             entry.name,
             paint(DIM, when),
             paint(DIM, notes)
-        )
-        .trim_end());
+        );
+        out(line.trim_end());
     }
     if verbose {
         for path in ignored {
