@@ -103,6 +103,8 @@ pub enum Code {
     LintError,
     /// `wait` gave up: the database (or its migrations) was not ready in time.
     WaitTimeout,
+    /// A migration is not applied (readiness check).
+    MigrationPending,
 }
 
 impl Code {
@@ -154,6 +156,7 @@ impl Code {
             Code::BackupToolTooOld => "BACKUP_TOOL_TOO_OLD",
             Code::LintError => "LINT_ERROR",
             Code::WaitTimeout => "WAIT_TIMEOUT",
+            Code::MigrationPending => "MIGRATION_PENDING",
         }
     }
 }

@@ -643,6 +643,41 @@ impl Migrator {
         crate::readiness::wait(&items, &self.config.history_schema, timeout, migrated).await
     }
 
+    /// Evaluates a readiness profile (SPEC 9); returns every unmet rule.
+    /// `check_migrations` adds the migration rule even when the profile
+    /// does not ask for it.
+    pub async fn check(
+        &self,
+        target: Option<&str>,
+        profile: &str,
+        check_migrations: bool,
+    ) -> Result<Vec<crate::readiness::Unmet>> {
+        let profile = crate::readiness::profile(&self.config, profile)?;
+        let mut unmet = crate::readiness::check_profile(&profile).await;
+        if profile.require_migrated || check_migrations {
+            match self.load(target) {
+                Ok(loaded) => {
+                    let items: Vec<crate::readiness::Waited<'_>> = loaded
+                        .iter()
+                        .map(|l| crate::readiness::Waited {
+                            namespace: &l.namespace,
+                            sources: &l.sources,
+                            settings: &l.settings,
+                        })
+                        .collect();
+                    unmet.extend(
+                        crate::readiness::check_migrated(&items, &self.config.history_schema).await,
+                    );
+                }
+                Err(err) => unmet.push(crate::readiness::Unmet {
+                    reason: err.reason().to_string(),
+                    message: err.to_string(),
+                }),
+            }
+        }
+        Ok(unmet)
+    }
+
     /// Rolls back one namespace.
     pub async fn rollback(
         &self,

@@ -97,3 +97,178 @@ pub async fn wait(
         tokio::time::sleep(POLL.min(remaining)).await;
     }
 }
+
+/// One rule of a profile that does not hold.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Unmet {
+    /// The profile's reason code (or migsafe's, for migration rules).
+    pub reason: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// `[profiles.<name>]`, parsed.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Every namespace applied, clean and unedited.
+    #[serde(default)]
+    pub require_migrated: bool,
+    /// Environment variables holding database URLs that must be set and reachable.
+    #[serde(default)]
+    pub require_database_urls: Vec<String>,
+    /// Environment variables and what they must hold.
+    #[serde(default)]
+    pub require_env: std::collections::BTreeMap<String, EnvRule>,
+}
+
+/// A rule on one environment variable.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvRule {
+    /// The exact value it must have.
+    pub equals: Option<String>,
+    /// It must be set (to anything non-empty).
+    #[serde(default)]
+    pub set: bool,
+    /// The reason code printed when the rule is not met.
+    pub reason: Option<String>,
+}
+
+/// Reads a profile from the config.
+pub fn profile(config: &crate::config::Config, name: &str) -> Result<Profile> {
+    let Some(value) = config.profiles.get(name) else {
+        return Err(Error::Config {
+            reason: ReasonCode::about(Code::ConfigInvalid, name),
+            message: format!("there is no [profiles.{name}] in the configuration"),
+            hint: Some(format!(
+                "profiles defined: {}",
+                config
+                    .profiles
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        });
+    };
+    value.clone().try_into().map_err(|e: toml::de::Error| {
+        Error::config(
+            Code::ConfigInvalid,
+            format!("profiles.{name}: {}", e.message()),
+        )
+    })
+}
+
+/// Evaluates the environment and database-URL rules of a profile; every unmet
+/// rule is returned, not only the first.
+pub async fn check_profile(profile: &Profile) -> Vec<Unmet> {
+    let mut unmet = Vec::new();
+    for (name, rule) in &profile.require_env {
+        let value = std::env::var(name).ok().filter(|v| !v.is_empty());
+        let reason = rule
+            .reason
+            .clone()
+            .unwrap_or_else(|| format!("ENV_REQUIRED:{name}"));
+        match (&rule.equals, value) {
+            (Some(expected), Some(actual)) if &actual == expected => {}
+            (Some(expected), Some(actual)) => unmet.push(Unmet {
+                reason,
+                message: format!("{name} is {actual:?}, but this profile requires {expected:?}"),
+            }),
+            (Some(expected), None) => unmet.push(Unmet {
+                reason,
+                message: format!("{name} is not set; this profile requires {expected:?}"),
+            }),
+            (None, None) if rule.set => unmet.push(Unmet {
+                reason,
+                message: format!("{name} is not set; this profile requires it"),
+            }),
+            (None, _) => {}
+        }
+    }
+    for name in &profile.require_database_urls {
+        let reason = format!("DATABASE_URL_REQUIRED:{name}");
+        match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
+            None => unmet.push(Unmet {
+                reason,
+                message: format!(
+                    "{name} is not set; this profile requires a reachable database URL in it"
+                ),
+            }),
+            Some(url) => {
+                let reached = match ConnectionSettings::parse(&url) {
+                    Ok(settings) => settings.connect().await.map(|_| ()),
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = reached {
+                    unmet.push(Unmet {
+                        reason: format!("{}:{name}", err.reason()),
+                        message: format!("{name}: {err}"),
+                    });
+                }
+            }
+        }
+    }
+    unmet
+}
+
+/// The migration rule: every namespace applied, clean, unedited. Every
+/// problem of every namespace is listed.
+pub async fn check_migrated(items: &[Waited<'_>], history_schema: &str) -> Vec<Unmet> {
+    let mut unmet = Vec::new();
+    for item in items {
+        let db = match item.settings.connect().await {
+            Ok(db) => db,
+            Err(err) => {
+                unmet.push(Unmet {
+                    reason: err.reason().to_string(),
+                    message: err.to_string(),
+                });
+                continue;
+            }
+        };
+        let rows = match History::new(history_schema)
+            .read(&db, &item.namespace.name)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(err) => {
+                unmet.push(Unmet {
+                    reason: err.reason().to_string(),
+                    message: err.to_string(),
+                });
+                continue;
+            }
+        };
+        let state = NamespaceState::build(
+            &item.namespace.name,
+            item.namespace.forward_only,
+            item.sources,
+            rows,
+        );
+        let ns = &item.namespace.name;
+        for entry in &state.entries {
+            let (code, what) = match entry.state {
+                crate::plan::State::Pending | crate::plan::State::OutOfOrder => {
+                    (Code::MigrationPending, "is not applied")
+                }
+                crate::plan::State::Dirty => (Code::MigrationDirty, "is dirty (interrupted)"),
+                crate::plan::State::ChecksumMismatch => (
+                    Code::PostgresMigrationChecksumMismatch,
+                    "was edited after it was applied",
+                ),
+                crate::plan::State::FileMissing => (
+                    Code::MigrationFileMissing,
+                    "is applied but its file is gone",
+                ),
+                crate::plan::State::Applied => continue,
+            };
+            unmet.push(Unmet {
+                reason: ReasonCode::migration(code, ns, &entry.version).to_string(),
+                message: format!("{ns} {} {} {what}", entry.version, entry.name),
+            });
+        }
+    }
+    unmet
+}

@@ -100,6 +100,15 @@ pub enum Command {
         #[arg(long, hide = true)]
         rules_doc: bool,
     },
+    /// Check a readiness profile (SPEC 9): every unmet rule with its reason code; exit 7.
+    Check {
+        /// The profile, `[profiles.<name>]` in migsafe.toml.
+        #[arg(long)]
+        profile: String,
+        /// Also require every namespace applied, clean and unedited.
+        #[arg(long)]
+        check_migrations: bool,
+    },
     /// Wait until the database accepts connections (and, with --migrated, is fully migrated).
     Wait {
         /// Give up after this long (exit 7).

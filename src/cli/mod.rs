@@ -46,6 +46,7 @@ pub fn command_name(command: &Command) -> &'static str {
         Command::Verify { .. } => "verify",
         Command::Lint { .. } => "lint",
         Command::Wait { .. } => "wait",
+        Command::Check { .. } => "check",
         Command::Sandbox { .. } => "sandbox",
         Command::Demo => "demo",
     }
@@ -314,6 +315,36 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
             return Ok(if report.result == Status::Fail { 3 } else { 0 });
         }
         Command::Backup { action } => return backup(&migrator, target, action, json_format).await,
+        Command::Check {
+            profile,
+            check_migrations,
+        } => {
+            let unmet = migrator.check(target, profile, *check_migrations).await?;
+            if json_format {
+                json(
+                    "check",
+                    &serde_json::json!({ "profile": profile, "ready": unmet.is_empty(), "unmet": unmet }),
+                );
+            } else if unmet.is_empty() {
+                out(&format!(
+                    "profile `{profile}`: {}",
+                    paint(GREEN, "every rule is met")
+                ));
+            } else {
+                for rule in &unmet {
+                    out(&format!(
+                        "{} {}",
+                        paint(RED, format!("[{}]", rule.reason)),
+                        rule.message
+                    ));
+                }
+                out(&format!(
+                    "profile `{profile}`: {} rule(s) not met; do not start the application",
+                    unmet.len()
+                ));
+            }
+            return Ok(if unmet.is_empty() { 0 } else { 7 });
+        }
         Command::Wait { timeout, migrated } => {
             let took = migrator.wait(target, *timeout, *migrated).await?;
             if json_format {

@@ -1,0 +1,119 @@
+//! `migsafe check --profile`: every rule kind met and unmet, all unmet rules
+//! reported at once, exit 7.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Project, TestDb, expect_exit};
+
+const CONFIG: &str = r#"
+[profiles.production]
+require_migrated = true
+require_database_urls = ["SUPPORT_DSN"]
+[profiles.production.require_env.STORE_BACKEND]
+equals = "POSTGRES"
+reason = "PERSISTENCE_PROFILE_REQUIRES_POSTGRES"
+[profiles.production.require_env.API_TOKEN]
+set = true
+reason = "API_TOKEN_REQUIRED"
+
+[profiles.dev]
+require_env = { STORE_BACKEND = { equals = "SQLITE", reason = "DEV_USES_SQLITE" } }
+"#;
+
+fn project() -> Project {
+    Project::new(&[
+        ("migsafe.toml", CONFIG),
+        ("migrations/0001_a.up.sql", "CREATE TABLE a (id bigint);"),
+        ("migrations/0002_b.up.sql", "CREATE TABLE b (id bigint);"),
+    ])
+}
+
+#[test]
+fn every_unmet_rule_is_reported_with_its_code() {
+    let db = TestDb::new();
+    let project = project();
+    let output = project
+        .migsafe(&db)
+        .args(["check", "--profile", "production"])
+        .env("STORE_BACKEND", "SQLITE")
+        .env_remove("API_TOKEN")
+        .env("SUPPORT_DSN", "postgres://u:Dsn-Secret-9@127.0.0.1:1/db")
+        .output()
+        .unwrap();
+    let out = expect_exit(&output, 7);
+    for code in [
+        "[PERSISTENCE_PROFILE_REQUIRES_POSTGRES]",
+        "[API_TOKEN_REQUIRED]",
+        "[DATABASE_UNREACHABLE:SUPPORT_DSN]",
+        "[MIGRATION_PENDING:default:0001]",
+        "[MIGRATION_PENDING:default:0002]",
+    ] {
+        assert!(out.contains(code), "{code} missing:\n{out}");
+    }
+    assert!(out.contains("5 rule(s) not met"), "{out}");
+    assert!(!out.contains("Dsn-Secret-9"), "{out}");
+}
+
+#[test]
+fn a_met_profile_exits_0_and_json_lists_what_is_unmet() {
+    let db = TestDb::new();
+    let project = project();
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    let ok = project
+        .migsafe(&db)
+        .args(["check", "--profile", "production"])
+        .env("STORE_BACKEND", "POSTGRES")
+        .env("API_TOKEN", "t")
+        .env("SUPPORT_DSN", &db.url)
+        .output()
+        .unwrap();
+    let out = expect_exit(&ok, 0);
+    assert!(out.contains("every rule is met"), "{out}");
+
+    // Inline tables work too; --check-migrations adds the migration rule.
+    project.write("migrations/0003_c.up.sql", b"CREATE TABLE c (id bigint);");
+    let output = project
+        .migsafe(&db)
+        .args([
+            "check",
+            "--profile",
+            "dev",
+            "--check-migrations",
+            "--format",
+            "json",
+        ])
+        .env("STORE_BACKEND", "POSTGRES")
+        .output()
+        .unwrap();
+    expect_exit(&output, 7);
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let reasons: Vec<&str> = doc["unmet"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["DEV_USES_SQLITE", "MIGRATION_PENDING:default:0003"]
+    );
+    assert_eq!(doc["ready"], false);
+
+    let out = expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["check", "--profile", "staging"])
+            .output()
+            .unwrap(),
+        5,
+    );
+    assert!(out.contains("no [profiles.staging]"), "{out}");
+}
