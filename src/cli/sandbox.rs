@@ -158,6 +158,11 @@ const STEPS: &[(&[&str], i32, &str)] = &[
         0,
         "the history, with durations and who applied",
     ),
+    (
+        &["backup", "list"],
+        0,
+        "the verified pg_dump backups taken before each apply and rollback",
+    ),
 ];
 
 /// `migsafe demo`.
