@@ -1,15 +1,17 @@
 //! The per-namespace session advisory lock that makes concurrent runners
 //! (replicas migrating at start-up) take turns.
 //!
-//! The wait happens on the server (`pg_advisory_lock` under a `lock_timeout`),
-//! so a waiting runner gets the lock the moment it is released, without
-//! polling. Session locks do not survive a transaction-pooling pgbouncer:
-//! migrate over a direct connection.
+//! A waiting runner polls `pg_try_advisory_lock` (every 100-200 ms, jittered)
+//! rather than blocking in `pg_advisory_lock`: a blocked call is an open
+//! transaction, and `CREATE INDEX CONCURRENTLY` in the lock holder's
+//! migration waits for every open transaction to end — holder and waiter
+//! would wait for each other until the deadlock detector killed one. Each try
+//! is a transaction of a few microseconds. Session locks do not survive a
+//! transaction-pooling pgbouncer: migrate over a direct connection.
 
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio_postgres::error::SqlState;
 
 use super::activity::{Session, advisory_lock_holder};
 use super::connect::Db;
@@ -36,36 +38,36 @@ pub async fn acquire(
     on_wait: impl FnOnce(Option<&Session>),
 ) -> Result<Duration> {
     let started = Instant::now();
-    let free: bool = db
-        .client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-        .await
-        .map_err(|e| database_error(db, "take the namespace lock", &e))?
-        .get(0);
-    if free {
+    if try_lock(db, key).await? {
         return Ok(Duration::ZERO);
     }
     let holder = advisory_lock_holder(db, key).await.ok().flatten();
     on_wait(holder.as_ref());
-    if wait.is_zero() {
-        return Err(busy(namespace, holder.as_ref(), wait));
-    }
-    // lock_timeout bounds the wait on the server; one simple query, so the
-    // wait starts at once. The key is an integer, safe to write inline.
-    let wait_sql = format!(
-        "SET lock_timeout = {}; SELECT pg_advisory_lock({key}); RESET lock_timeout",
-        wait.as_millis().max(1)
-    );
-    match db.client.batch_execute(&wait_sql).await {
-        Ok(()) => {}
-        Err(err) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
-            let _ = db.client.batch_execute("RESET lock_timeout").await;
+    loop {
+        let remaining = wait.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
             let holder = advisory_lock_holder(db, key).await.ok().flatten();
             return Err(busy(namespace, holder.as_ref(), wait));
         }
-        Err(err) => return Err(database_error(db, "take the namespace lock", &err)),
+        let pause = POLL + Duration::from_millis(fastrand::u64(0..=POLL_JITTER_MS));
+        tokio::time::sleep(pause.min(remaining)).await;
+        if try_lock(db, key).await? {
+            return Ok(started.elapsed());
+        }
     }
-    Ok(started.elapsed())
+}
+
+/// Pause between tries while another runner holds the lock, plus jitter.
+const POLL: Duration = Duration::from_millis(100);
+const POLL_JITTER_MS: u64 = 100;
+
+async fn try_lock(db: &Db, key: i64) -> Result<bool> {
+    Ok(db
+        .client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .await
+        .map_err(|e| database_error(db, "take the namespace lock", &e))?
+        .get(0))
 }
 
 /// Releases the lock (closing the connection releases it too).
