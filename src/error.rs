@@ -315,6 +315,41 @@ impl Error {
         }
     }
 
+    /// A lost connection after a run has started is a failure of that run
+    /// (exit 2 for apply, 4 for rollback), not a configuration problem (5):
+    /// this turns `DATABASE_UNREACHABLE` into the run's failure, keeping its
+    /// reason code and message.
+    pub fn during_run(self, rollback: bool) -> Error {
+        match self {
+            Error::Config {
+                reason,
+                message,
+                hint,
+            } if reason.code() == Code::DatabaseUnreachable => {
+                let hint = hint.or_else(|| {
+                    Some(
+                        "the connection broke during the run; nothing is half-applied (a transactional migration rolls back, a no-transaction one is marked dirty). Run `migsafe status` when the server is back, then run again"
+                            .into(),
+                    )
+                });
+                if rollback {
+                    Error::Rollback {
+                        reason,
+                        message,
+                        hint,
+                    }
+                } else {
+                    Error::Migration {
+                        reason,
+                        message,
+                        hint,
+                    }
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Adds a "what to do next" line.
     pub fn with_hint(mut self, text: impl Into<String>) -> Self {
         match &mut self {
@@ -406,5 +441,22 @@ mod tests {
         };
         assert_eq!(down.exit_code(), 4);
         assert_eq!(Error::config(Code::ConfigInvalid, "x").exit_code(), 5);
+    }
+
+    #[test]
+    fn a_connection_lost_during_a_run_is_that_run_failing() {
+        let lost = || Error::config(Code::DatabaseUnreachable, "connection closed");
+        assert_eq!(lost().during_run(false).exit_code(), 2);
+        assert_eq!(lost().during_run(true).exit_code(), 4);
+        assert_eq!(
+            lost().during_run(false).reason().to_string(),
+            "DATABASE_UNREACHABLE"
+        );
+        assert_eq!(
+            Error::config(Code::ConfigInvalid, "x")
+                .during_run(false)
+                .exit_code(),
+            5
+        );
     }
 }

@@ -409,7 +409,9 @@ impl Migrator {
                 db,
             });
         }
-        crate::pipeline::guarded::apply(&self.env(), &opened, options).await
+        crate::pipeline::guarded::apply(&self.env(), &opened, options)
+            .await
+            .map_err(|e| e.during_run(false))
     }
 
     /// The psql script `apply` would run (read-only).
@@ -688,7 +690,11 @@ impl Migrator {
         let env = self.env();
         let mut runs = Vec::new();
         for item in &loaded {
-            runs.push(crate::pipeline::rollback::rollback(&env, &item.target(), options).await?);
+            runs.push(
+                crate::pipeline::rollback::rollback(&env, &item.target(), options)
+                    .await
+                    .map_err(|e| e.during_run(true))?,
+            );
         }
         Ok(runs)
     }

@@ -492,7 +492,10 @@ pub fn database_error(db: &Db, doing: &str, err: &tokio_postgres::Error) -> Erro
         Some(db_err) => format!("{} ({})", db_err.message(), db_err.code().code()),
         None => super::connect::error_chain(err),
     };
-    let code = if err.as_db_error().is_some() {
+    // A server shutting down or restarting (SQLSTATE class 57) is as gone as
+    // a closed socket.
+    let shutting_down = err.code().is_some_and(|c| c.code().starts_with("57"));
+    let code = if err.as_db_error().is_some() && !shutting_down {
         Code::DatabaseError
     } else {
         Code::DatabaseUnreachable

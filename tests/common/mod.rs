@@ -67,6 +67,9 @@ impl TestDb {
 
     /// History rows as (version, dirty).
     pub fn history(&self, namespace: &str) -> Vec<(String, bool)> {
+        if !self.exists("migsafe.schema_migrations") {
+            return Vec::new();
+        }
         self.query(&format!(
             "SELECT version, dirty::text FROM migsafe.schema_migrations WHERE namespace = '{namespace}' ORDER BY applied_at, version"
         ))
