@@ -24,6 +24,20 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! A service that should not start on an out-of-date schema checks at
+//! start-up, on the same lock and history as the CLI (a runnable example is
+//! `examples/service.rs`):
+//!
+//! ```no_run
+//! # async fn start(migrator: migsafe::Migrator) {
+//! if let Err(err) = migrator.require_up_to_date(None).await {
+//!     // e.g. MIGRATION_PENDING:billing:20260101090000, exit code 7
+//!     eprintln!("error[{}]: {err}", err.reason());
+//!     std::process::exit(err.exit_code());
+//! }
+//! # }
+//! ```
 
 pub mod config;
 pub mod db;

@@ -645,6 +645,58 @@ impl Migrator {
         crate::readiness::wait(&items, &self.config.history_schema, timeout, migrated).await
     }
 
+    /// For services at start-up: `Ok` when every selected namespace is fully
+    /// applied, with nothing dirty, edited or missing; otherwise a
+    /// [`Error::NotReady`] (exit 7) whose reason is the first problem's code and
+    /// whose message lists every problem with its code. Reads only; the same
+    /// history as the CLI.
+    pub async fn require_up_to_date(&self, target: Option<&str>) -> Result<()> {
+        let loaded = self.load(target)?;
+        let items: Vec<crate::readiness::Waited<'_>> = loaded
+            .iter()
+            .map(|l| crate::readiness::Waited {
+                namespace: &l.namespace,
+                sources: &l.sources,
+                settings: &l.settings,
+            })
+            .collect();
+        let unmet = crate::readiness::check_migrated(&items, &self.config.history_schema).await;
+        let Some(first) = unmet.first() else {
+            return Ok(());
+        };
+        let code = first.reason.split(':').next().unwrap_or_default();
+        let subject: Vec<&str> = first.reason.split(':').skip(1).collect();
+        let code = [
+            Code::MigrationPending,
+            Code::MigrationDirty,
+            Code::PostgresMigrationChecksumMismatch,
+            Code::MigrationFileMissing,
+            Code::DatabaseUnreachable,
+            Code::DatabaseAuthFailed,
+            Code::DatabaseNotFound,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == code)
+        .unwrap_or(Code::MigrationPending);
+        let reason = match subject.as_slice() {
+            [ns, version] => ReasonCode::migration(code, ns, version),
+            [one] => ReasonCode::about(code, *one),
+            _ => ReasonCode::new(code),
+        };
+        Err(Error::NotReady {
+            reason,
+            message: unmet
+                .iter()
+                .map(|u| format!("{}: {}", u.reason, u.message))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            hint: Some(
+                "run `migsafe apply` (or `migsafe status` to see why) before starting the service"
+                    .into(),
+            ),
+        })
+    }
+
     /// Evaluates a readiness profile (SPEC 9); returns every unmet rule.
     /// `check_migrations` adds the migration rule even when the profile
     /// does not ask for it.

@@ -117,3 +117,79 @@ fn a_met_profile_exits_0_and_json_lists_what_is_unmet() {
     );
     assert!(out.contains("no [profiles.staging]"), "{out}");
 }
+
+/// The library call a service makes at start-up: the reason codes for
+/// pending, dirty and edited migrations, on the same history as the CLI.
+#[test]
+fn require_up_to_date_returns_the_reason_codes() {
+    let db = TestDb::new();
+    let project = Project::new(&[
+        ("migrations/0001_a.up.sql", "CREATE TABLE a (id bigint);"),
+        (
+            "migrations/0002_b.up.sql",
+            "-- migsafe:no-transaction\nCREATE TABLE b (id bigint);\nSELECT pg_sleep(60);",
+        ),
+    ]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let check = |project: &Project| {
+        let config = migsafe::Config::load(None, project.path()).unwrap();
+        let migrator = migsafe::Migrator::new(config).with_database_url(Some(db.url.clone()));
+        runtime.block_on(migrator.require_up_to_date(None))
+    };
+    let err = check(&project).unwrap_err();
+    assert_eq!(err.reason().to_string(), "MIGRATION_PENDING:default:0001");
+    assert_eq!(err.exit_code(), 7);
+
+    // The CLI applies 0001 and is killed in the middle of 0002: dirty.
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args(["apply", "--skip-backup", "--to", "1"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    let mut child = std::process::Command::new(common::migsafe_bin())
+        .current_dir(project.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["apply", "--skip-backup"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for_query(&db, "pg_sleep(60)");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        check(&project).unwrap_err().reason().to_string(),
+        "MIGRATION_DIRTY:default:0002"
+    );
+
+    // Repaired by hand; then an applied file is edited.
+    expect_exit(
+        &project
+            .migsafe(&db)
+            .args([
+                "repair",
+                "--clear-dirty",
+                "2",
+                "--reason",
+                "finished by hand",
+            ])
+            .output()
+            .unwrap(),
+        0,
+    );
+    assert!(check(&project).is_ok());
+    project.write(
+        "migrations/0001_a.up.sql",
+        b"CREATE TABLE a (id bigint, extra text);",
+    );
+    assert_eq!(
+        check(&project).unwrap_err().reason().to_string(),
+        "POSTGRES_MIGRATION_CHECKSUM_MISMATCH:default:0001"
+    );
+}
