@@ -169,3 +169,103 @@ fn killed_client() {
     assert_eq!((consistent, converged), (rounds, rounds));
     assert_eq!(dirty_seen, recovered);
 }
+
+/// Every file under `dir`, recursively.
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(files(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn secrets_and_permissions() {
+    let db = TestDb::new();
+    let project = fifty();
+    let password = common::sandbox().password().to_string();
+    let wrong = format!(
+        "postgres://postgres:Wrong-{password}@127.0.0.1:{}/{}?sslmode=disable",
+        common::sandbox().port(),
+        db.name
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("postgres://postgres:{password}@127.0.0.1:{closed}/x");
+    let mut outputs = Vec::new();
+    let mut run = |args: &[&str], url: &str| {
+        let output = common::migsafe_command()
+            .current_dir(project.path())
+            .env("DATABASE_URL", url)
+            .args(args)
+            .output()
+            .unwrap();
+        outputs.push(output);
+    };
+    // Failing runs of every kind, each with the password in the URL.
+    run(&["apply"], &wrong);
+    run(&["apply"], &unreachable);
+    run(&["status", "--format", "json"], &unreachable);
+    run(&["-q", "apply", "--steps", "3"], &db.url); // succeeds: writes a backup and reports
+    project.write(
+        "migrations/0004_m4.up.sql",
+        b"CREATE TABLE t4 (id bigint PRIMARY KEY);\nSELECT * FROM no_such_table;\n",
+    );
+    run(&["apply"], &db.url); // fails in a migration
+    db.query("CREATE TABLE drift_here (id int);");
+    run(&["apply"], &db.url); // preflight fails on drift
+    run(&["verify", "--scratch-url", &unreachable], &db.url);
+    run(&["wait", "--timeout", "1s"], &unreachable);
+    run(&["check", "--profile", "nope"], &unreachable);
+    let failing = outputs.iter().filter(|o| !o.status.success()).count();
+    let printed = outputs
+        .iter()
+        .filter(|o| common::text(o).contains(&password))
+        .count();
+    let written = files(project.path());
+    let leaked_files = written
+        .iter()
+        .filter(|p| {
+            std::fs::read(p)
+                .map(|b| String::from_utf8_lossy(&b).contains(&password))
+                .unwrap_or(false)
+        })
+        .count();
+    let private: Vec<_> = written
+        .iter()
+        .filter(|p| {
+            let s = p.display().to_string();
+            s.contains("/logs/") || s.contains("/backups/")
+        })
+        .collect();
+    let not_private = private
+        .iter()
+        .filter(|p| {
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+                & 0o077
+                != 0
+        })
+        .count();
+    println!(
+        "secrets: {} runs ({failing} failing) with the password in the URL: outputs holding it {printed}, files holding it {leaked_files} of {} (target 0); reports, logs and backups not owner-only {not_private} of {} (target 0)",
+        outputs.len(),
+        written.len(),
+        private.len()
+    );
+    assert!(failing >= 7, "the scenario must really fail");
+    assert!(
+        private.len() >= 3,
+        "reports, the event log and a backup were written"
+    );
+    assert_eq!((printed, leaked_files, not_private), (0, 0, 0));
+}
