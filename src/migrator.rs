@@ -42,6 +42,14 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    fn waited(&self) -> crate::readiness::Waited<'_> {
+        crate::readiness::Waited {
+            namespace: &self.namespace,
+            sources: &self.sources,
+            settings: &self.settings,
+        }
+    }
+
     fn target(&self) -> Target<'_> {
         Target {
             namespace: &self.namespace,
@@ -178,14 +186,20 @@ impl Migrator {
             .collect()
     }
 
+    /// The database settings of a namespace (URL resolution of SPEC 3).
+    fn settings_of(&self, namespace: &Namespace) -> Result<ConnectionSettings> {
+        ConnectionSettings::parse(
+            &self
+                .config
+                .database_url(namespace, self.database_url.as_deref())?,
+        )
+    }
+
     /// Loads files and database settings of the selected namespaces.
     pub fn load(&self, target: Option<&str>) -> Result<Vec<Loaded>> {
         let mut loaded = Vec::new();
         for (namespace, sources) in self.sources(target)? {
-            let url = self
-                .config
-                .database_url(&namespace, self.database_url.as_deref())?;
-            let settings = ConnectionSettings::parse(&url)?;
+            let settings = self.settings_of(&namespace)?;
             loaded.push(Loaded {
                 namespace,
                 sources,
@@ -228,10 +242,7 @@ impl Migrator {
         let Some(namespace) = namespaces.first() else {
             return Err(Error::config(Code::Usage, "no namespace is configured"));
         };
-        let url = self
-            .config
-            .database_url(namespace, self.database_url.as_deref())?;
-        ConnectionSettings::parse(&url)
+        self.settings_of(namespace)
     }
 
     /// The canonical schema snapshot of a database (the selected one, or `url`).
@@ -268,10 +279,7 @@ impl Migrator {
         let history = History::new(&self.config.history_schema);
         let mut out = Vec::new();
         for namespace in self.config.select(target)? {
-            let url = self
-                .config
-                .database_url(namespace, self.database_url.as_deref())?;
-            let db = ConnectionSettings::parse(&url)?.connect().await?;
+            let db = self.settings_of(namespace)?.connect().await?;
             out.push((
                 namespace.name.clone(),
                 history.read(&db, &namespace.name).await?,
@@ -368,10 +376,7 @@ impl Migrator {
         let namespaces: Vec<Namespace> = self.config.select(target)?.into_iter().cloned().collect();
         let mut settings = Vec::with_capacity(namespaces.len());
         for namespace in &namespaces {
-            let url = self
-                .config
-                .database_url(namespace, self.database_url.as_deref())?;
-            settings.push(ConnectionSettings::parse(&url)?);
+            settings.push(self.settings_of(namespace)?);
         }
         let to_read: Vec<(String, std::path::PathBuf)> = namespaces
             .iter()
@@ -623,25 +628,15 @@ impl Migrator {
         } else {
             let mut loaded = Vec::new();
             for namespace in self.config.select(target)? {
-                let url = self
-                    .config
-                    .database_url(namespace, self.database_url.as_deref())?;
                 loaded.push(Loaded {
                     namespace: namespace.clone(),
                     sources: MigrationSet::default(),
-                    settings: ConnectionSettings::parse(&url)?,
+                    settings: self.settings_of(namespace)?,
                 });
             }
             loaded
         };
-        let items: Vec<crate::readiness::Waited<'_>> = loaded
-            .iter()
-            .map(|l| crate::readiness::Waited {
-                namespace: &l.namespace,
-                sources: &l.sources,
-                settings: &l.settings,
-            })
-            .collect();
+        let items: Vec<crate::readiness::Waited<'_>> = loaded.iter().map(Loaded::waited).collect();
         crate::readiness::wait(&items, &self.config.history_schema, timeout, migrated).await
     }
 
@@ -652,37 +647,15 @@ impl Migrator {
     /// history as the CLI.
     pub async fn require_up_to_date(&self, target: Option<&str>) -> Result<()> {
         let loaded = self.load(target)?;
-        let items: Vec<crate::readiness::Waited<'_>> = loaded
-            .iter()
-            .map(|l| crate::readiness::Waited {
-                namespace: &l.namespace,
-                sources: &l.sources,
-                settings: &l.settings,
-            })
-            .collect();
+        let items: Vec<crate::readiness::Waited<'_>> = loaded.iter().map(Loaded::waited).collect();
         let unmet = crate::readiness::check_migrated(&items, &self.config.history_schema).await;
         let Some(first) = unmet.first() else {
             return Ok(());
         };
-        let code = first.reason.split(':').next().unwrap_or_default();
-        let subject: Vec<&str> = first.reason.split(':').skip(1).collect();
-        let code = [
-            Code::MigrationPending,
-            Code::MigrationDirty,
-            Code::PostgresMigrationChecksumMismatch,
-            Code::MigrationFileMissing,
-            Code::DatabaseUnreachable,
-            Code::DatabaseAuthFailed,
-            Code::DatabaseNotFound,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == code)
-        .unwrap_or(Code::MigrationPending);
-        let reason = match subject.as_slice() {
-            [ns, version] => ReasonCode::migration(code, ns, version),
-            [one] => ReasonCode::about(code, *one),
-            _ => ReasonCode::new(code),
-        };
+        let reason = first
+            .code
+            .clone()
+            .unwrap_or_else(|| ReasonCode::new(Code::MigrationPending));
         Err(Error::NotReady {
             reason,
             message: unmet
@@ -711,22 +684,13 @@ impl Migrator {
         if profile.require_migrated || check_migrations {
             match self.load(target) {
                 Ok(loaded) => {
-                    let items: Vec<crate::readiness::Waited<'_>> = loaded
-                        .iter()
-                        .map(|l| crate::readiness::Waited {
-                            namespace: &l.namespace,
-                            sources: &l.sources,
-                            settings: &l.settings,
-                        })
-                        .collect();
+                    let items: Vec<crate::readiness::Waited<'_>> =
+                        loaded.iter().map(Loaded::waited).collect();
                     unmet.extend(
                         crate::readiness::check_migrated(&items, &self.config.history_schema).await,
                     );
                 }
-                Err(err) => unmet.push(crate::readiness::Unmet {
-                    reason: err.reason().to_string(),
-                    message: err.to_string(),
-                }),
+                Err(err) => unmet.push(crate::readiness::Unmet::from(&err)),
             }
         }
         Ok(unmet)

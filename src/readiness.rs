@@ -105,6 +105,36 @@ pub struct Unmet {
     pub reason: String,
     /// What is wrong.
     pub message: String,
+    /// migsafe's own reason code, when the rule is migsafe's (not a
+    /// profile's free-form code).
+    #[serde(skip)]
+    pub code: Option<ReasonCode>,
+}
+
+impl Unmet {
+    /// A rule of the profile, with the profile's own reason text.
+    fn profile(reason: String, message: String) -> Unmet {
+        Unmet {
+            reason,
+            message,
+            code: None,
+        }
+    }
+
+    /// One of migsafe's own rules.
+    fn migsafe(code: ReasonCode, message: String) -> Unmet {
+        Unmet {
+            reason: code.to_string(),
+            message,
+            code: Some(code),
+        }
+    }
+}
+
+impl From<&Error> for Unmet {
+    fn from(err: &Error) -> Unmet {
+        Unmet::migsafe(err.reason().clone(), err.to_string())
+    }
 }
 
 /// `[profiles.<name>]`, parsed.
@@ -172,40 +202,38 @@ pub async fn check_profile(profile: &Profile) -> Vec<Unmet> {
             .unwrap_or_else(|| format!("ENV_REQUIRED:{name}"));
         match (&rule.equals, value) {
             (Some(expected), Some(actual)) if &actual == expected => {}
-            (Some(expected), Some(actual)) => unmet.push(Unmet {
+            (Some(expected), Some(actual)) => unmet.push(Unmet::profile(
                 reason,
-                message: format!("{name} is {actual:?}, but this profile requires {expected:?}"),
-            }),
-            (Some(expected), None) => unmet.push(Unmet {
+                format!("{name} is {actual:?}, but this profile requires {expected:?}"),
+            )),
+            (Some(expected), None) => unmet.push(Unmet::profile(
                 reason,
-                message: format!("{name} is not set; this profile requires {expected:?}"),
-            }),
-            (None, None) if rule.set => unmet.push(Unmet {
+                format!("{name} is not set; this profile requires {expected:?}"),
+            )),
+            (None, None) if rule.set => unmet.push(Unmet::profile(
                 reason,
-                message: format!("{name} is not set; this profile requires it"),
-            }),
+                format!("{name} is not set; this profile requires it"),
+            )),
             (None, _) => {}
         }
     }
     for name in &profile.require_database_urls {
         let reason = format!("DATABASE_URL_REQUIRED:{name}");
         match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
-            None => unmet.push(Unmet {
+            None => unmet.push(Unmet::profile(
                 reason,
-                message: format!(
-                    "{name} is not set; this profile requires a reachable database URL in it"
-                ),
-            }),
+                format!("{name} is not set; this profile requires a reachable database URL in it"),
+            )),
             Some(url) => {
                 let reached = match ConnectionSettings::parse(&url) {
                     Ok(settings) => settings.connect().await.map(|_| ()),
                     Err(err) => Err(err),
                 };
                 if let Err(err) = reached {
-                    unmet.push(Unmet {
-                        reason: format!("{}:{name}", err.reason()),
-                        message: format!("{name}: {err}"),
-                    });
+                    unmet.push(Unmet::profile(
+                        format!("{}:{name}", err.reason()),
+                        format!("{name}: {err}"),
+                    ));
                 }
             }
         }
@@ -221,10 +249,7 @@ pub async fn check_migrated(items: &[Waited<'_>], history_schema: &str) -> Vec<U
         let db = match item.settings.connect().await {
             Ok(db) => db,
             Err(err) => {
-                unmet.push(Unmet {
-                    reason: err.reason().to_string(),
-                    message: err.to_string(),
-                });
+                unmet.push(Unmet::from(&err));
                 continue;
             }
         };
@@ -234,10 +259,7 @@ pub async fn check_migrated(items: &[Waited<'_>], history_schema: &str) -> Vec<U
         {
             Ok(rows) => rows,
             Err(err) => {
-                unmet.push(Unmet {
-                    reason: err.reason().to_string(),
-                    message: err.to_string(),
-                });
+                unmet.push(Unmet::from(&err));
                 continue;
             }
         };
@@ -264,10 +286,10 @@ pub async fn check_migrated(items: &[Waited<'_>], history_schema: &str) -> Vec<U
                 ),
                 crate::plan::State::Applied => continue,
             };
-            unmet.push(Unmet {
-                reason: ReasonCode::migration(code, ns, &entry.version).to_string(),
-                message: format!("{ns} {} {} {what}", entry.version, entry.name),
-            });
+            unmet.push(Unmet::migsafe(
+                ReasonCode::migration(code, ns, &entry.version),
+                format!("{ns} {} {} {what}", entry.version, entry.name),
+            ));
         }
     }
     unmet
