@@ -8,53 +8,13 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Project, TestDb, expect_exit, migsafe_bin};
+use common::{TestDb, expect_exit, migsafe_bin};
 
 fn rounds(smoke: usize) -> usize {
     std::env::var("TORTURE_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(smoke)
-}
-
-/// 50 migrations: tables with data, a few no-transaction index builds, all
-/// reversible, some slow enough to be killed in the middle of.
-fn fifty() -> Project {
-    let project = Project::new(&[("migsafe.toml", "[defaults]\nlock_wait = \"60s\"\n")]);
-    for i in 1..=50 {
-        let (up, down) = if i % 10 == 0 {
-            (
-                format!(
-                    "-- migsafe:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS t{p}_v ON t{p} (v);\nSELECT pg_sleep(0.02);\n",
-                    p = i - 1
-                ),
-                format!(
-                    "-- migsafe:no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS t{p}_v;\n",
-                    p = i - 1
-                ),
-            )
-        } else {
-            (
-                format!(
-                    "CREATE TABLE t{i} (id bigint PRIMARY KEY, v text);\nINSERT INTO t{i} SELECT g, 'v' || g FROM generate_series(1, 200) g;\nSELECT pg_sleep(0.01);\n"
-                ),
-                format!("DROP TABLE t{i};\n"),
-            )
-        };
-        project.write(&format!("migrations/{i:04}_m{i}.up.sql"), up.as_bytes());
-        project.write(&format!("migrations/{i:04}_m{i}.down.sql"), down.as_bytes());
-    }
-    project
-}
-
-fn checksum(project: &Project, db: &TestDb) -> String {
-    let output = project
-        .migsafe(db)
-        .args(["schema", "checksum"])
-        .output()
-        .unwrap();
-    expect_exit(&output, 0);
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
 
 #[test]
@@ -64,7 +24,7 @@ fn concurrent_runners() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(8);
-    let project = fifty();
+    let project = common::fifty();
     let mut exact = 0;
     let mut failed = 0;
     for _ in 0..rounds {
@@ -104,7 +64,7 @@ fn concurrent_runners() {
 #[test]
 fn killed_client() {
     let rounds = rounds(2);
-    let project = fifty();
+    let project = common::fifty();
     let reference = {
         let db = TestDb::new();
         expect_exit(
@@ -115,7 +75,7 @@ fn killed_client() {
                 .unwrap(),
             0,
         );
-        checksum(&project, &db)
+        common::checksum(&project, &db)
     };
     let (mut converged, mut consistent, mut dirty_seen, mut recovered) = (0, 0, 0, 0);
     for _ in 0..rounds {
@@ -154,7 +114,7 @@ fn killed_client() {
             .args(["-q", "apply", "--skip-backup"])
             .output()
             .unwrap();
-        if output.status.success() && checksum(&project, &db) == reference {
+        if output.status.success() && common::checksum(&project, &db) == reference {
             converged += 1;
             if history.iter().any(|(_, dirty)| *dirty) {
                 recovered += 1;
@@ -189,7 +149,7 @@ fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn secrets_and_permissions() {
     let db = TestDb::new();
-    let project = fifty();
+    let project = common::fifty();
     let password = common::sandbox().password().to_string();
     let wrong = format!(
         "postgres://postgres:Wrong-{password}@127.0.0.1:{}/{}?sslmode=disable",

@@ -10,45 +10,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Project, TestDb, expect_exit, migsafe_bin, sandbox};
-
-fn fifty() -> Project {
-    let project = Project::new(&[]);
-    for i in 1..=50 {
-        let (up, down) = if i % 10 == 0 {
-            (
-                format!(
-                    "-- migsafe:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS t{p}_v ON t{p} (v);\n",
-                    p = i - 1
-                ),
-                format!(
-                    "-- migsafe:no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS t{p}_v;\n",
-                    p = i - 1
-                ),
-            )
-        } else {
-            (
-                format!(
-                    "CREATE TABLE t{i} (id bigint PRIMARY KEY, v text);\nINSERT INTO t{i} SELECT g, 'v' || g FROM generate_series(1, 200) g;\nSELECT pg_sleep(0.01);\n"
-                ),
-                format!("DROP TABLE t{i};\n"),
-            )
-        };
-        project.write(&format!("migrations/{i:04}_m{i}.up.sql"), up.as_bytes());
-        project.write(&format!("migrations/{i:04}_m{i}.down.sql"), down.as_bytes());
-    }
-    project
-}
-
-fn checksum(project: &Project, db: &TestDb) -> String {
-    let output = project
-        .migsafe(db)
-        .args(["schema", "checksum"])
-        .output()
-        .unwrap();
-    expect_exit(&output, 0);
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
-}
+use common::{TestDb, expect_exit, migsafe_bin, sandbox};
 
 #[test]
 fn crashed_server() {
@@ -56,7 +18,7 @@ fn crashed_server() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(2);
-    let project = fifty();
+    let project = common::fifty();
     let reference = {
         let db = TestDb::new();
         expect_exit(
@@ -67,7 +29,7 @@ fn crashed_server() {
                 .unwrap(),
             0,
         );
-        checksum(&project, &db)
+        common::checksum(&project, &db)
     };
     let (mut clean_exit, mut hangs, mut consistent, mut converged) = (0, 0, 0, 0);
     for _ in 0..rounds {
@@ -124,7 +86,7 @@ fn crashed_server() {
             .args(["-q", "apply", "--skip-backup"])
             .output()
             .unwrap();
-        if next.status.success() && checksum(&project, &db) == reference {
+        if next.status.success() && common::checksum(&project, &db) == reference {
             converged += 1;
         } else {
             eprintln!("{}", common::text(&next));

@@ -288,3 +288,43 @@ pub fn hold_lock(db: &TestDb, lock_sql: &str) -> (mpsc::Sender<()>, std::thread:
     locked_rx.recv_timeout(Duration::from_secs(30)).unwrap();
     (release_tx, handle)
 }
+
+/// 50 migrations: tables with data, a few no-transaction index builds, all
+/// reversible, some slow enough to be killed in the middle of.
+pub fn fifty() -> Project {
+    let project = Project::new(&[("migsafe.toml", "[defaults]\nlock_wait = \"60s\"\n")]);
+    for i in 1..=50 {
+        let (up, down) = if i % 10 == 0 {
+            (
+                format!(
+                    "-- migsafe:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS t{p}_v ON t{p} (v);\nSELECT pg_sleep(0.02);\n",
+                    p = i - 1
+                ),
+                format!(
+                    "-- migsafe:no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS t{p}_v;\n",
+                    p = i - 1
+                ),
+            )
+        } else {
+            (
+                format!(
+                    "CREATE TABLE t{i} (id bigint PRIMARY KEY, v text);\nINSERT INTO t{i} SELECT g, 'v' || g FROM generate_series(1, 200) g;\nSELECT pg_sleep(0.01);\n"
+                ),
+                format!("DROP TABLE t{i};\n"),
+            )
+        };
+        project.write(&format!("migrations/{i:04}_m{i}.up.sql"), up.as_bytes());
+        project.write(&format!("migrations/{i:04}_m{i}.down.sql"), down.as_bytes());
+    }
+    project
+}
+
+pub fn checksum(project: &Project, db: &TestDb) -> String {
+    let output = project
+        .migsafe(db)
+        .args(["schema", "checksum"])
+        .output()
+        .unwrap();
+    expect_exit(&output, 0);
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
