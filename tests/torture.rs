@@ -95,18 +95,7 @@ fn killed_client() {
         if history.iter().any(|(_, dirty)| *dirty) {
             dirty_seen += 1;
         }
-        // The history must say exactly what the schema has: one table per
-        // applied table migration, nothing half-created.
-        let applied_tables = history
-            .iter()
-            .filter(|(v, _)| v.parse::<u32>().unwrap() % 10 != 0)
-            .count();
-        let tables: usize = db
-            .scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename ~ '^t[0-9]+$'")
-            .unwrap()
-            .parse()
-            .unwrap();
-        if tables == applied_tables {
+        if common::history_matches_tables(&db) {
             consistent += 1;
         }
         let output = project

@@ -68,17 +68,7 @@ fn crashed_server() {
             other => eprintln!("unexpected exit {other:?}:\n{text}"),
         }
         assert!(!text.contains(sandbox().password()));
-        let history = db.history("default");
-        let applied_tables = history
-            .iter()
-            .filter(|(v, _)| v.parse::<u32>().unwrap() % 10 != 0)
-            .count();
-        let tables: usize = db
-            .scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename ~ '^t[0-9]+$'")
-            .unwrap()
-            .parse()
-            .unwrap();
-        if tables == applied_tables {
+        if common::history_matches_tables(&db) {
             consistent += 1;
         }
         let next = project

@@ -328,3 +328,19 @@ pub fn checksum(project: &Project, db: &TestDb) -> String {
     expect_exit(&output, 0);
     String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
+
+/// For the `fifty()` set: the history says exactly what the schema has — one
+/// table per applied table migration, nothing half-created.
+pub fn history_matches_tables(db: &TestDb) -> bool {
+    let applied_tables = db
+        .history("default")
+        .iter()
+        .filter(|(v, _)| v.parse::<u32>().unwrap() % 10 != 0)
+        .count();
+    let tables: usize = db
+        .scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename ~ '^t[0-9]+$'")
+        .unwrap()
+        .parse()
+        .unwrap();
+    tables == applied_tables
+}
