@@ -75,6 +75,8 @@ pub struct BackupConfig {
     pub dir: PathBuf,
     /// How many backups to keep.
     pub keep: u32,
+    /// Where `cutover sqlite run` puts its online backups of the SQLite file.
+    pub sqlite_dir: PathBuf,
 }
 
 /// `[namespaces.<name>]`.
@@ -131,6 +133,7 @@ struct RawDefaults {
 struct RawBackup {
     dir: Option<String>,
     keep: Option<u32>,
+    sqlite_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,6 +295,11 @@ impl Config {
                     .unwrap_or_else(|| "backups/migrations".into()),
             ),
             keep: raw.backup.keep.unwrap_or(10),
+            sqlite_dir: base.join(
+                raw.backup
+                    .sqlite_dir
+                    .unwrap_or_else(|| "backups/sqlite".into()),
+            ),
         };
         let mut namespaces = Vec::new();
         for (name, value) in raw.namespaces {

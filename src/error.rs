@@ -105,6 +105,32 @@ pub enum Code {
     WaitTimeout,
     /// A migration is not applied (readiness check).
     MigrationPending,
+    /// The SQLite file of a cutover is missing or unreadable.
+    SqliteSourceInvalid,
+    /// A SQLite table has no table in the target schema.
+    CutoverTableMissing,
+    /// A target table has no SQLite table (left as it is).
+    CutoverTableUnmapped,
+    /// A SQLite table that is not copied (virtual table).
+    CutoverTableSkipped,
+    /// A SQLite column has no column in the target table.
+    CutoverColumnMissing,
+    /// A target column is NOT NULL without default and has no source.
+    CutoverColumnRequired,
+    /// A column that is not copied (generated on the target).
+    CutoverColumnSkipped,
+    /// A target column's type has no conversion.
+    CutoverTypeUnsupported,
+    /// Values that cannot become the target type exactly.
+    CutoverValueMisfit,
+    /// The cutover precheck found problems; nothing was loaded.
+    CutoverPrecheckFailed,
+    /// Target tables already hold rows.
+    CutoverTargetNotEmpty,
+    /// The load failed; the target tables were emptied again.
+    CutoverCopyFailed,
+    /// A table's rows differ between SQLite and PostgreSQL.
+    CutoverMismatch,
 }
 
 impl Code {
@@ -157,6 +183,19 @@ impl Code {
             Code::LintError => "LINT_ERROR",
             Code::WaitTimeout => "WAIT_TIMEOUT",
             Code::MigrationPending => "MIGRATION_PENDING",
+            Code::SqliteSourceInvalid => "SQLITE_SOURCE_INVALID",
+            Code::CutoverTableMissing => "CUTOVER_TABLE_MISSING",
+            Code::CutoverTableUnmapped => "CUTOVER_TABLE_UNMAPPED",
+            Code::CutoverTableSkipped => "CUTOVER_TABLE_SKIPPED",
+            Code::CutoverColumnMissing => "CUTOVER_COLUMN_MISSING",
+            Code::CutoverColumnRequired => "CUTOVER_COLUMN_REQUIRED",
+            Code::CutoverColumnSkipped => "CUTOVER_COLUMN_SKIPPED",
+            Code::CutoverTypeUnsupported => "CUTOVER_TYPE_UNSUPPORTED",
+            Code::CutoverValueMisfit => "CUTOVER_VALUE_MISFIT",
+            Code::CutoverPrecheckFailed => "CUTOVER_PRECHECK_FAILED",
+            Code::CutoverTargetNotEmpty => "CUTOVER_TARGET_NOT_EMPTY",
+            Code::CutoverCopyFailed => "CUTOVER_COPY_FAILED",
+            Code::CutoverMismatch => "CUTOVER_MISMATCH",
         }
     }
 }

@@ -163,6 +163,42 @@ pub enum Event {
         /// The operator's reason.
         reason: String,
     },
+    /// The SQLite file was copied with SQLite's online backup API.
+    SourceBackupWritten {
+        /// The copy.
+        path: String,
+        /// Its size.
+        bytes: u64,
+        /// How long the backup and its check took.
+        duration_ms: u64,
+    },
+    /// A cutover table starts loading.
+    CopyStarted {
+        /// Target table.
+        table: String,
+        /// Rows to copy.
+        rows: u64,
+    },
+    /// A cutover table is loading (at most every two seconds per table).
+    CopyProgress {
+        /// Target table.
+        table: String,
+        /// Rows sent so far.
+        rows: u64,
+        /// Rows to copy.
+        total: u64,
+    },
+    /// A cutover table is loaded (not yet committed when others still load).
+    CopyFinished {
+        /// Target table.
+        table: String,
+        /// Rows copied.
+        rows: u64,
+        /// Bytes sent.
+        bytes: u64,
+        /// Wall time.
+        duration_ms: u64,
+    },
 }
 
 /// Where events go.

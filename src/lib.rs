@@ -40,6 +40,7 @@
 //! ```
 
 pub mod config;
+pub mod cutover;
 pub mod db;
 pub mod error;
 pub mod events;
@@ -51,6 +52,7 @@ pub mod readiness;
 pub mod report;
 pub mod sandbox;
 pub mod schema;
+pub mod scratch;
 pub mod source;
 pub mod verify;
 

@@ -20,7 +20,10 @@ use crate::pipeline::rollback::RollbackOptions;
 use crate::pipeline::{Env, Target};
 use crate::plan::NamespaceState;
 use crate::report::PhaseReport;
+
+mod cutover;
 use crate::source::{self, MigrationSet, Version};
+pub use cutover::{CutoverReport, CutoverRunOptions, describe_problems};
 
 /// Runs migsafe's commands against the configured namespaces.
 pub struct Migrator {

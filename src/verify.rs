@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use crate::config::{Config, Namespace, format_duration};
 use crate::db::history::History;
-use crate::db::{ConnectionSettings, Db, quote_ident};
-use crate::error::{Code, Error, ReasonCode, Result};
+use crate::db::{ConnectionSettings, Db};
+use crate::error::{Error, Result};
 use crate::events::{Direction, Interrupt, NoEvents};
 use crate::pipeline::{Env, RunnerParts, Target, lock_namespace, unlock_namespace};
 use crate::schema::{Change, Reader, Snapshot, diff};
@@ -99,55 +99,18 @@ pub async fn verify(
     options: &VerifyOptions,
     interrupt: &Interrupt,
 ) -> Result<VerifyReport> {
-    match scratch_url {
-        Some(url) => {
-            let server = ConnectionSettings::parse(url)?;
-            let admin = server.connect().await?;
-            let name = format!(
-                "migsafe_verify_{}_{}",
-                std::process::id(),
-                fastrand::u32(..)
-            );
-            admin
-                .client
-                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
-                .await
-                .map_err(|e| {
-                    crate::db::history::database_error(&admin, "create the scratch database", &e)
-                })?;
-            let scratch = server.with_dbname(&name);
-            let result = run(
-                config,
-                namespaces,
-                &scratch,
-                &server.to_string(),
-                options,
-                interrupt,
-            )
-            .await;
-            // Always dropped, whatever happened (FORCE ends leftover sessions).
-            let drop = format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                quote_ident(&name)
-            );
-            if let Err(err) = admin.client.batch_execute(&drop).await {
-                tracing::warn!("could not drop the scratch database {name}: {err}");
-            }
-            result
-        }
-        None => {
-            let sandbox = tokio::task::spawn_blocking(crate::sandbox::Sandbox::start)
-                .await
-                .map_err(|e| Error::Sandbox {
-                    reason: ReasonCode::new(Code::SandboxFailed),
-                    message: format!("the sandbox start-up task failed: {e}"),
-                })??;
-            let scratch = ConnectionSettings::parse(&sandbox.url("postgres"))?;
-            let result = run(config, namespaces, &scratch, "sandbox", options, interrupt).await;
-            let _ = tokio::task::spawn_blocking(move || drop(sandbox)).await;
-            result
-        }
-    }
+    let scratch = crate::scratch::Scratch::create(scratch_url, "verify").await?;
+    let result = run(
+        config,
+        namespaces,
+        &scratch.settings,
+        &scratch.shown,
+        options,
+        interrupt,
+    )
+    .await;
+    scratch.remove().await;
+    result
 }
 
 struct Session<'a> {

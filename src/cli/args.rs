@@ -131,6 +131,12 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Move a service's data from SQLite into PostgreSQL, verified row by row.
+    Cutover {
+        /// Where the data comes from.
+        #[command(subcommand)]
+        source: CutoverSource,
+    },
     /// pg_dump backups: create, list, verify, restore.
     Backup {
         /// What to do.
@@ -290,4 +296,73 @@ mod tests {
     fn the_command_line_definition_is_consistent() {
         super::Cli::command().debug_assert();
     }
+}
+
+/// Where a cutover's data comes from.
+#[derive(Debug, Subcommand)]
+pub enum CutoverSource {
+    /// A SQLite file (only ever read; `run` loads from an online backup of it).
+    Sqlite {
+        /// The step.
+        #[command(subcommand)]
+        step: CutoverStep,
+    },
+}
+
+/// The steps of a cutover.
+#[derive(Debug, Subcommand)]
+pub enum CutoverStep {
+    /// What would stop an exact copy: missing tables or columns, values that do
+    /// not fit their column, rows whose parent is missing. Exit 1 when any.
+    Precheck {
+        /// Source, schema, exclusions.
+        #[command(flatten)]
+        common: CutoverArgs,
+        /// When the target still has pending migrations, build the schema on a
+        /// scratch database on this server (default: a sandbox).
+        #[arg(long, value_name = "URL")]
+        scratch_url: Option<String>,
+    },
+    /// Back up the file, apply the migrations, load every table by binary COPY,
+    /// set sequences, verify. All or nothing.
+    Run {
+        /// Source, schema, exclusions.
+        #[command(flatten)]
+        common: CutoverArgs,
+        /// Empty the target tables first (default: refuse tables that hold rows).
+        #[arg(long)]
+        truncate: bool,
+        /// Do not end with a verify.
+        #[arg(long)]
+        no_verify: bool,
+        /// Skip the pg_dump backup of the target before its migrations run.
+        #[arg(long)]
+        skip_backup: bool,
+    },
+    /// Compare every table: row counts and a content hash on both sides.
+    Verify {
+        /// Source, schema, exclusions.
+        #[command(flatten)]
+        common: CutoverArgs,
+        /// Exit 6 when any table differs (default: report only).
+        #[arg(long)]
+        fail_on_mismatch: bool,
+    },
+}
+
+/// Options of every cutover step.
+#[derive(Debug, Args)]
+pub struct CutoverArgs {
+    /// The SQLite database file.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// The PostgreSQL schema holding the target tables.
+    #[arg(long, default_value = "public", value_name = "SCHEMA")]
+    pub schema: String,
+    /// A SQLite table to leave out (repeatable).
+    #[arg(long, value_name = "TABLE")]
+    pub exclude: Vec<String>,
+    /// Tables copied or compared at once, each on its own connection.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
 }

@@ -2,6 +2,7 @@
 //! return the exit code. No migration logic lives here.
 
 pub mod args;
+pub mod cutover;
 pub mod output;
 pub mod progress;
 pub mod sandbox;
@@ -44,6 +45,7 @@ pub fn command_name(command: &Command) -> &'static str {
         Command::Postflight { .. } => "postflight",
         Command::Backup { .. } => "backup",
         Command::Verify { .. } => "verify",
+        Command::Cutover { .. } => "cutover",
         Command::Lint { .. } => "lint",
         Command::Wait { .. } => "wait",
         Command::Check { .. } => "check",
@@ -97,6 +99,13 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
     ) || matches!(
         cli.command,
         Command::Rollback(_) | Command::Stamp { .. } | Command::Repair(_)
+    ) || matches!(
+        cli.command,
+        Command::Cutover {
+            source: args::CutoverSource::Sqlite {
+                step: args::CutoverStep::Run { .. }
+            }
+        }
     );
     let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
     if !g.quiet {
@@ -435,6 +444,9 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
             }
             return Ok(if report.result == Status::Fail { 6 } else { 0 });
         }
+        Command::Cutover {
+            source: args::CutoverSource::Sqlite { step },
+        } => return cutover::cutover(&migrator, target, step, json_format).await,
         Command::Init | Command::Sandbox { .. } | Command::Demo => {}
     }
     Ok(0)

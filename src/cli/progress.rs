@@ -154,6 +154,40 @@ impl EventSink for HumanProgress {
                 action,
                 ..
             } => err(&format!("{namespace}: repaired {version} ({action})")),
+            Event::SourceBackupWritten {
+                path,
+                bytes,
+                duration_ms,
+            } => err(&format!(
+                "backup: {path} ({}, SQLite online backup, checked with PRAGMA quick_check) {}",
+                migsafe::pipeline::preflight::human_bytes(*bytes),
+                paint(DIM, format!("in {}", ms(*duration_ms)))
+            )),
+            Event::CopyStarted { table, rows } => err(&format!("copying {table} ({rows} rows)")),
+            Event::CopyProgress { table, rows, total } => {
+                let percent = if *total > 0 { rows * 100 / total } else { 100 };
+                err(&format!(
+                    "  {table}: {rows}/{total} rows {}",
+                    paint(DIM, format!("({percent}%)"))
+                ))
+            }
+            Event::CopyFinished {
+                table,
+                rows,
+                bytes,
+                duration_ms,
+            } => {
+                let rate = if *duration_ms > 0 {
+                    rows * 1000 / duration_ms
+                } else {
+                    *rows
+                };
+                err(&format!(
+                    "copied {table}: {rows} rows, {} {}",
+                    migsafe::pipeline::preflight::human_bytes(*bytes),
+                    paint(DIM, format!("in {} ({rate} rows/s)", ms(*duration_ms)))
+                ))
+            }
         }
     }
 }

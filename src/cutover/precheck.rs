@@ -1,0 +1,403 @@
+//! `cutover sqlite precheck`: everything that would stop an exact copy,
+//! found before anything is loaded. Read-only on both sides.
+//!
+//! Every value of every copied column goes through the same conversion as
+//! the load ([`super::types::convert`]), so a clean precheck means the load
+//! will not meet a value it cannot convert. Foreign keys are checked in the
+//! SQLite file for both what SQLite declares and what the target enforces
+//! (the target's are the ones that would fail the load).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use super::sqlite::{self, quote};
+use super::target::TargetSchema;
+use super::types::{convert, show};
+use super::{CutoverOptions, Mapping, Problem, TableMap, result_of};
+use crate::error::{Code, Error, ReasonCode, Result};
+use crate::events::Interrupt;
+use crate::report::Status;
+
+/// Examples kept per problem.
+const SAMPLES: usize = 5;
+
+/// Rows of one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableRows {
+    /// SQLite table.
+    pub table: String,
+    /// Target table.
+    pub target: String,
+    /// Rows in the SQLite file.
+    pub rows: u64,
+}
+
+/// What precheck found.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrecheckReport {
+    /// Format version.
+    pub schema_version: u32,
+    /// The SQLite file.
+    pub source: String,
+    /// The target database (no password).
+    pub target: String,
+    /// The target schema.
+    pub schema: String,
+    /// Where the target's tables were read: `target`, or `scratch` when the
+    /// target still had pending migrations (they were applied to a scratch
+    /// database instead; the target was not touched).
+    pub schema_from: String,
+    /// Per copied table.
+    pub tables: Vec<TableRows>,
+    /// Everything found, failures first.
+    pub problems: Vec<Problem>,
+    /// `fail` when the copy could not be exact.
+    pub result: Status,
+}
+
+/// Runs every check of the SQLite file against the target schema.
+pub async fn precheck(
+    source: &Path,
+    schema: &TargetSchema,
+    options: &CutoverOptions,
+    interrupt: &Interrupt,
+) -> Result<(Mapping, Vec<TableRows>, Vec<Problem>)> {
+    let path = source.to_path_buf();
+    let (tables, virtual_tables) = blocking(move || {
+        let db = sqlite::open(&path)?;
+        sqlite::tables(&db, &path)
+    })
+    .await?;
+    let mapping = super::map(&tables, &virtual_tables, schema, options);
+    let mut problems = mapping.problems.clone();
+    let scans = futures_util::stream::iter(mapping.tables.clone().into_iter().map(|table| {
+        let path = source.to_path_buf();
+        let interrupt = interrupt.clone();
+        blocking(move || scan(&path, &table, &interrupt))
+    }))
+    .buffered(options.jobs.max(1))
+    .collect::<Vec<_>>()
+    .await;
+    let mut rows = Vec::new();
+    for (table, scanned) in mapping.tables.iter().zip(scans) {
+        let (count, found) = scanned?;
+        rows.push(TableRows {
+            table: table.source.clone(),
+            target: table.target.clone(),
+            rows: count,
+        });
+        problems.extend(found);
+    }
+    let path = source.to_path_buf();
+    let checks = foreign_key_checks(&tables, &mapping, schema);
+    problems.extend(blocking(move || orphans(&path, &checks)).await?);
+    problems.sort_by_key(|p| std::cmp::Reverse(p.status));
+    Ok((mapping, rows, problems))
+}
+
+/// Builds the report from [`precheck`]'s findings.
+pub fn report(
+    source: &Path,
+    target: String,
+    options: &CutoverOptions,
+    schema_from: &str,
+    tables: Vec<TableRows>,
+    problems: Vec<Problem>,
+) -> PrecheckReport {
+    PrecheckReport {
+        schema_version: super::REPORT_VERSION,
+        source: source.display().to_string(),
+        target,
+        schema: options.schema.clone(),
+        schema_from: schema_from.to_string(),
+        tables,
+        result: result_of(&problems),
+        problems,
+    }
+}
+
+/// Runs blocking SQLite work off the async runtime (a reader thread).
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::config(Code::Io, format!("a SQLite reader thread failed: {e}")))?
+}
+
+/// How a row is named in messages: its primary key values, else its position.
+pub fn row_name(table: &TableMap, row: &rusqlite::Row<'_>, position: u64) -> String {
+    if table.key.is_empty() {
+        return format!("row {position}");
+    }
+    let values: Vec<String> = table
+        .key
+        .iter()
+        .map(|&k| row.get_ref(k).map(show).unwrap_or_default())
+        .collect();
+    let names: Vec<&str> = table
+        .key
+        .iter()
+        .map(|&k| table.columns[k].target.as_str())
+        .collect();
+    format!("({})=({})", names.join(", "), values.join(", "))
+}
+
+fn source_error(path: &Path, table: &str, err: rusqlite::Error) -> Error {
+    Error::Config {
+        reason: ReasonCode::new(Code::SqliteSourceInvalid),
+        message: format!(
+            "cannot read table `{table}` of the SQLite file {}: {err}",
+            path.display()
+        ),
+        hint: None,
+    }
+}
+
+/// Converts every value of one table; returns its row count and misfits.
+fn scan(path: &Path, table: &TableMap, interrupt: &Interrupt) -> Result<(u64, Vec<Problem>)> {
+    let db = sqlite::open(path)?;
+    let mut statement = db
+        .prepare(&table.source_select())
+        .map_err(|e| source_error(path, &table.source, e))?;
+    let mut rows = statement
+        .query([])
+        .map_err(|e| source_error(path, &table.source, e))?;
+    let mut found: BTreeMap<(usize, &'static str), (u64, Vec<String>)> = BTreeMap::new();
+    let mut count = 0u64;
+    while let Some(row) = rows
+        .next()
+        .map_err(|e| source_error(path, &table.source, e))?
+    {
+        count += 1;
+        if count.is_multiple_of(65_536) && interrupt.is_triggered() {
+            return Err(interrupted());
+        }
+        for (index, column) in table.columns.iter().enumerate() {
+            let value = row
+                .get_ref(index)
+                .map_err(|e| source_error(path, &table.source, e))?;
+            if let Err(misfit) = convert(value, &column.kind, column.not_null) {
+                let entry = found.entry((index, misfit.problem)).or_default();
+                entry.0 += 1;
+                if entry.1.len() < SAMPLES {
+                    entry.1.push(format!(
+                        "{}: {}",
+                        row_name(table, row, count),
+                        misfit.detail
+                    ));
+                }
+            }
+        }
+    }
+    let problems = found
+        .into_iter()
+        .map(|((index, problem), (count, samples))| {
+            let column = &table.columns[index];
+            let mut p = Problem::about(
+                Code::CutoverValueMisfit,
+                Status::Fail,
+                &table.source,
+                Some(&column.source),
+                problem,
+                format!(
+                    "{count} value(s) cannot become {} exactly ({}); fix them in the SQLite file (or change the column in a migration) and run precheck again",
+                    column.type_display,
+                    problem.replace('_', " ")
+                ),
+            );
+            p.count = count;
+            p.samples = samples;
+            p
+        })
+        .collect();
+    Ok((count, problems))
+}
+
+fn interrupted() -> Error {
+    Error::Refused {
+        reason: ReasonCode::new(Code::MigrationCancelled),
+        message: "interrupted; nothing was changed".into(),
+        hint: None,
+    }
+}
+
+/// A reference to check in the SQLite file, in SQLite names.
+#[derive(Debug, Clone)]
+struct ForeignKeyCheck {
+    /// Constraint name (target) or a description (SQLite-declared).
+    name: String,
+    table: String,
+    columns: Vec<String>,
+    parent: String,
+    parent_columns: Vec<String>,
+    /// Enforced by the target (the load would fail), or only declared in SQLite.
+    enforced: bool,
+}
+
+fn foreign_key_checks(
+    sources: &[sqlite::SourceTable],
+    mapping: &Mapping,
+    schema: &TargetSchema,
+) -> Vec<ForeignKeyCheck> {
+    let source_of = |target: &str| mapping.tables.iter().find(|t| t.target == target);
+    let source_column = |table: &TableMap, target: &str| {
+        table
+            .columns
+            .iter()
+            .find(|c| c.target == target)
+            .map(|c| c.source.clone())
+    };
+    let mut checks: Vec<ForeignKeyCheck> = Vec::new();
+    for fk in &schema.foreign_keys {
+        let (Some(child), Some(parent)) = (source_of(&fk.table), source_of(&fk.parent)) else {
+            continue;
+        };
+        let columns: Option<Vec<String>> =
+            fk.columns.iter().map(|c| source_column(child, c)).collect();
+        let parent_columns: Option<Vec<String>> = fk
+            .parent_columns
+            .iter()
+            .map(|c| source_column(parent, c))
+            .collect();
+        if let (Some(columns), Some(parent_columns)) = (columns, parent_columns) {
+            checks.push(ForeignKeyCheck {
+                name: fk.name.clone(),
+                table: child.source.clone(),
+                columns,
+                parent: parent.source.clone(),
+                parent_columns,
+                enforced: true,
+            });
+        }
+    }
+    // What SQLite declares but the target does not enforce: still dangling data.
+    for table in sources {
+        for declared in &table.foreign_keys {
+            let parent = sources
+                .iter()
+                .find(|s| s.name.eq_ignore_ascii_case(&declared.parent));
+            let Some(parent) = parent else { continue };
+            let parent_columns = if declared.parent_columns.is_empty() {
+                parent.primary_key.clone()
+            } else {
+                declared.parent_columns.clone()
+            };
+            let same = |c: &ForeignKeyCheck| {
+                c.table.eq_ignore_ascii_case(&table.name)
+                    && c.parent.eq_ignore_ascii_case(&parent.name)
+                    && c.columns.len() == declared.columns.len()
+                    && c.columns
+                        .iter()
+                        .zip(&declared.columns)
+                        .all(|(a, b)| a.eq_ignore_ascii_case(b))
+            };
+            if parent_columns.len() != declared.columns.len() || checks.iter().any(same) {
+                continue;
+            }
+            if !mapping.tables.iter().any(|t| t.source == table.name) {
+                continue;
+            }
+            checks.push(ForeignKeyCheck {
+                name: format!(
+                    "{}({})->{}",
+                    table.name,
+                    declared.columns.join(","),
+                    parent.name
+                ),
+                table: table.name.clone(),
+                columns: declared.columns.clone(),
+                parent: parent.name.clone(),
+                parent_columns,
+                enforced: false,
+            });
+        }
+    }
+    checks
+}
+
+/// Rows whose reference has no parent row (MATCH SIMPLE: a NULL in any
+/// referencing column means no reference).
+fn orphans(path: &Path, checks: &[ForeignKeyCheck]) -> Result<Vec<Problem>> {
+    let db = sqlite::open(path)?;
+    let mut problems = Vec::new();
+    for check in checks {
+        let not_null = check
+            .columns
+            .iter()
+            .map(|c| format!("c.{} IS NOT NULL", quote(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let matches = check
+            .columns
+            .iter()
+            .zip(&check.parent_columns)
+            .map(|(c, p)| format!("p.{} = c.{}", quote(p), quote(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let shown = check
+            .columns
+            .iter()
+            .map(|c| format!("c.{}", quote(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {shown} FROM {} AS c WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {} AS p WHERE {matches})",
+            quote(&check.table),
+            quote(&check.parent)
+        );
+        let mut statement = db
+            .prepare(&sql)
+            .map_err(|e| source_error(path, &check.table, e))?;
+        let mut rows = statement
+            .query([])
+            .map_err(|e| source_error(path, &check.table, e))?;
+        let mut count = 0u64;
+        let mut samples = Vec::new();
+        while let Some(row) = rows
+            .next()
+            .map_err(|e| source_error(path, &check.table, e))?
+        {
+            count += 1;
+            if samples.len() < SAMPLES {
+                let values: Vec<String> = (0..check.columns.len())
+                    .map(|i| row.get_ref(i).map(show).unwrap_or_default())
+                    .collect();
+                samples.push(format!(
+                    "({})=({}) has no row in {}",
+                    check.columns.join(", "),
+                    values.join(", "),
+                    check.parent
+                ));
+            }
+        }
+        if count == 0 {
+            continue;
+        }
+        let detail = if check.enforced {
+            format!(
+                "{count} row(s) of `{}` refer to rows of `{}` that do not exist; the target enforces this key ({}) and the load would fail. Delete or fix those rows in SQLite (or add the parents) and run precheck again",
+                check.table, check.parent, check.name
+            )
+        } else {
+            format!(
+                "{count} row(s) of `{}` refer to rows of `{}` that do not exist (declared in SQLite, not enforced on the target): dangling data would be copied as it is. Fix it, or add the foreign key to the target",
+                check.table, check.parent
+            )
+        };
+        problems.push(Problem {
+            reason: ReasonCode::about(Code::FkOrphanedRows, &check.name),
+            status: Status::Fail,
+            table: check.table.clone(),
+            column: Some(check.columns.join(",")),
+            problem: "missing_parent".into(),
+            count,
+            samples,
+            detail,
+        });
+    }
+    Ok(problems)
+}

@@ -1,0 +1,208 @@
+//! The SQLite side of a cutover: opening the file strictly read-only, the
+//! online backup, and what the file declares (tables, columns, foreign keys).
+//!
+//! The source file is never written: it is opened with
+//! `SQLITE_OPEN_READ_ONLY`, and `run` reads from a backup taken with SQLite's
+//! own online backup API, which is consistent even while the application is
+//! still writing.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Code, Error, ReasonCode, Result};
+
+/// A table in the SQLite file.
+#[derive(Debug, Clone)]
+pub struct SourceTable {
+    /// Its name.
+    pub name: String,
+    /// Its columns, in declaration order.
+    pub columns: Vec<String>,
+    /// Its primary key columns, in key order.
+    pub primary_key: Vec<String>,
+    /// The foreign keys it declares.
+    pub foreign_keys: Vec<SourceForeignKey>,
+}
+
+/// A foreign key the SQLite file declares.
+#[derive(Debug, Clone)]
+pub struct SourceForeignKey {
+    /// The table with the reference.
+    pub table: String,
+    /// Its columns.
+    pub columns: Vec<String>,
+    /// The table referred to.
+    pub parent: String,
+    /// The parent's columns (empty: its primary key).
+    pub parent_columns: Vec<String>,
+    /// SQLite's id of the key within the table.
+    pub id: i64,
+}
+
+fn invalid(path: &Path, what: impl std::fmt::Display) -> Error {
+    Error::Config {
+        reason: ReasonCode::new(Code::SqliteSourceInvalid),
+        message: format!("cannot read the SQLite file {}: {what}", path.display()),
+        hint: Some("check the path (--from) and that it is a SQLite 3 database".into()),
+    }
+}
+
+/// Opens a SQLite file read-only; fails clearly when it is missing or not SQLite.
+pub fn open(path: &Path) -> Result<Connection> {
+    if !path.is_file() {
+        return Err(invalid(path, "no such file"));
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let db = Connection::open_with_flags(path, flags).map_err(|e| invalid(path, e))?;
+    // Opening is lazy: the first read tells whether this is a database at all.
+    db.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|e| invalid(path, e))?;
+    Ok(db)
+}
+
+/// `"name"` for SQLite (same quoting rule as PostgreSQL).
+pub fn quote(name: &str) -> String {
+    crate::db::quote_ident(name)
+}
+
+/// The tables to copy: every ordinary table, not SQLite's own, not virtual
+/// ones (their contents live in shadow tables). Virtual tables are returned
+/// in the second list so that they can be named.
+pub fn tables(db: &Connection, path: &Path) -> Result<(Vec<SourceTable>, Vec<String>)> {
+    let mut statement = db
+        .prepare(
+            "SELECT name, coalesce(sql, '') FROM sqlite_schema \
+             WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+        )
+        .map_err(|e| invalid(path, e))?;
+    let rows: Vec<(String, String)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| invalid(path, e))?;
+    let mut tables = Vec::new();
+    let mut virtual_tables = Vec::new();
+    for (name, sql) in rows {
+        if sql
+            .trim_start()
+            .to_ascii_uppercase()
+            .starts_with("CREATE VIRTUAL")
+        {
+            virtual_tables.push(name);
+            continue;
+        }
+        let info: Vec<(String, i64)> = db
+            .prepare(&format!("PRAGMA table_info({})", quote(&name)))
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, i64>(5)?)))
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            })
+            .map_err(|e| invalid(path, e))?;
+        let mut key: Vec<&(String, i64)> = info.iter().filter(|(_, pk)| *pk > 0).collect();
+        key.sort_by_key(|(_, pk)| *pk);
+        let primary_key = key.into_iter().map(|(c, _)| c.clone()).collect();
+        let foreign_keys = foreign_keys(db, &name).map_err(|e| invalid(path, e))?;
+        tables.push(SourceTable {
+            columns: info.into_iter().map(|(c, _)| c).collect(),
+            name,
+            primary_key,
+            foreign_keys,
+        });
+    }
+    Ok((tables, virtual_tables))
+}
+
+/// The foreign keys a table declares.
+pub fn foreign_keys(db: &Connection, table: &str) -> rusqlite::Result<Vec<SourceForeignKey>> {
+    let mut statement = db.prepare(&format!("PRAGMA foreign_key_list({})", quote(table)))?;
+    let rows: Vec<(i64, String, String, Option<String>)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut keys: Vec<SourceForeignKey> = Vec::new();
+    for (id, parent, from, to) in rows {
+        match keys.iter_mut().find(|k| k.id == id) {
+            Some(key) => {
+                key.columns.push(from);
+                key.parent_columns.extend(to);
+            }
+            None => keys.push(SourceForeignKey {
+                table: table.to_string(),
+                columns: vec![from],
+                parent,
+                parent_columns: to.into_iter().collect(),
+                id,
+            }),
+        }
+    }
+    Ok(keys)
+}
+
+/// Row count of a table.
+pub fn count(db: &Connection, table: &str) -> rusqlite::Result<u64> {
+    db.query_row(&format!("SELECT count(*) FROM {}", quote(table)), [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| u64::try_from(n).unwrap_or(0))
+}
+
+/// Copies the SQLite file with SQLite's online backup API into
+/// `<dir>/<stem>-<timestamp>.db` (0600), checks the copy with
+/// `PRAGMA quick_check`, and only then gives it its final name: a file with
+/// that name is always a complete, checked copy.
+pub fn backup(source: &Path, dir: &Path) -> Result<PathBuf> {
+    crate::report::create_private_dir(dir)?;
+    let stem = source
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sqlite".into());
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let path = dir.join(format!("{stem}-{stamp}.db"));
+    let partial = dir.join(format!(".{stem}-{stamp}.db.partial"));
+    // Created 0600 before SQLite writes a byte into it.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(|e| Error::io(&partial, "create", &e))?;
+    let result = (|| -> std::result::Result<(), String> {
+        let db = open(source).map_err(|e| e.to_string())?;
+        db.backup(
+            rusqlite::MAIN_DB,
+            &partial,
+            None::<fn(rusqlite::backup::Progress)>,
+        )
+        .map_err(|e| format!("the online backup failed: {e}"))?;
+        let copy = Connection::open_with_flags(&partial, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| e.to_string())?;
+        let check: String = copy
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| e.to_string())?;
+        if check != "ok" {
+            return Err(format!("the copy failed PRAGMA quick_check: {check}"));
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            std::fs::rename(&partial, &path).map_err(|e| Error::io(&path, "rename", &e))?;
+            Ok(path)
+        }
+        Err(message) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(Error::Config {
+                reason: ReasonCode::new(Code::BackupFailed),
+                message: format!(
+                    "the backup of {} could not be made: {message}",
+                    source.display()
+                ),
+                hint: Some(
+                    "nothing was loaded; the source file was only read. Check free space in the backup directory".into(),
+                ),
+            })
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The PostgreSQL side of a cutover: the tables, columns, keys and
+//! sequences of the target schema, read from the catalog.
+
+use tokio_postgres::types::Type;
+
+use super::types::Kind;
+use crate::db::{Db, history::database_error, quote_ident};
+use crate::error::Result;
+
+/// A column of a target table.
+#[derive(Debug, Clone)]
+pub struct TargetColumn {
+    /// Name.
+    pub name: String,
+    /// `format_type()` of it, for messages.
+    pub type_display: String,
+    /// How values are converted for it; `None` when migsafe cannot.
+    pub kind: Option<Kind>,
+    /// NOT NULL (on the column or its domain).
+    pub not_null: bool,
+    /// A generated column: computed by the server, never copied.
+    pub generated: bool,
+    /// Has a default or is an identity column.
+    pub has_default: bool,
+}
+
+/// A table of the target schema.
+#[derive(Debug, Clone)]
+pub struct TargetTable {
+    /// Name (in the cutover schema).
+    pub name: String,
+    /// Columns in order.
+    pub columns: Vec<TargetColumn>,
+    /// Primary key columns, in key order.
+    pub primary_key: Vec<String>,
+}
+
+/// A foreign key between two tables of the target schema.
+#[derive(Debug, Clone)]
+pub struct TargetForeignKey {
+    /// Constraint name.
+    pub name: String,
+    /// Referencing table.
+    pub table: String,
+    /// Its columns.
+    pub columns: Vec<String>,
+    /// Referenced table.
+    pub parent: String,
+    /// Its columns.
+    pub parent_columns: Vec<String>,
+}
+
+/// The target schema as the copy sees it.
+#[derive(Debug, Clone, Default)]
+pub struct TargetSchema {
+    /// Tables by name.
+    pub tables: Vec<TargetTable>,
+    /// Foreign keys whose both ends are in the schema.
+    pub foreign_keys: Vec<TargetForeignKey>,
+}
+
+const COLUMNS: &str = "
+SELECT c.relname, a.attname, bt.typname::text, bt.typtype::text,
+       CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END,
+       a.attnotnull OR t.typnotnull, a.attgenerated <> '', a.atthasdef OR a.attidentity <> '',
+       format_type(a.atttypid, a.atttypmod),
+       coalesce((SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
+                 FROM pg_enum e WHERE e.enumtypid = bt.oid), '{}')
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+ORDER BY c.relname, a.attnum";
+
+const PRIMARY_KEYS: &str = "
+SELECT c.relname, array_agg(a.attname::text ORDER BY k.ord)
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+WHERE n.nspname = $1 AND con.contype = 'p'
+GROUP BY c.relname";
+
+const FOREIGN_KEYS: &str = "
+SELECT con.conname::text, c.relname::text, p.relname::text,
+       (SELECT array_agg(a.attname::text ORDER BY k.ord)
+          FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum),
+       (SELECT array_agg(a.attname::text ORDER BY k.ord)
+          FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum)
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class p ON p.oid = con.confrelid
+JOIN pg_namespace pn ON pn.oid = p.relnamespace
+WHERE n.nspname = $1 AND pn.nspname = $1 AND con.contype = 'f'
+ORDER BY con.conname";
+
+/// Every serial or identity column's sequence in one table.
+const SEQUENCES: &str = "
+SELECT a.attname::text, pg_get_serial_sequence(format('%I.%I', n.nspname, c.relname), a.attname)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = $1 AND c.relname = $2
+  AND pg_get_serial_sequence(format('%I.%I', n.nspname, c.relname), a.attname) IS NOT NULL";
+
+impl TargetSchema {
+    /// Reads the tables of `schema`.
+    pub async fn read(db: &Db, schema: &str) -> Result<TargetSchema> {
+        let columns = db
+            .client
+            .query(COLUMNS, &[&schema])
+            .await
+            .map_err(|e| database_error(db, "read the target tables", &e))?;
+        let mut tables: Vec<TargetTable> = Vec::new();
+        for row in columns {
+            let table: String = row.get(0);
+            let typname: String = row.get(2);
+            let typtype: String = row.get(3);
+            let typmod: i32 = row.get(4);
+            let labels: Vec<String> = row.get(9);
+            let column = TargetColumn {
+                name: row.get(1),
+                kind: Kind::from_catalog(&typname, &typtype, typmod, &labels),
+                not_null: row.get(5),
+                generated: row.get(6),
+                has_default: row.get(7),
+                type_display: row.get(8),
+            };
+            match tables.last_mut() {
+                Some(last) if last.name == table => last.columns.push(column),
+                _ => tables.push(TargetTable {
+                    name: table,
+                    columns: vec![column],
+                    primary_key: Vec::new(),
+                }),
+            }
+        }
+        let keys = db
+            .client
+            .query(PRIMARY_KEYS, &[&schema])
+            .await
+            .map_err(|e| database_error(db, "read the primary keys", &e))?;
+        for row in keys {
+            let table: String = row.get(0);
+            if let Some(t) = tables.iter_mut().find(|t| t.name == table) {
+                t.primary_key = row.get(1);
+            }
+        }
+        let foreign_keys = db
+            .client
+            .query(FOREIGN_KEYS, &[&schema])
+            .await
+            .map_err(|e| database_error(db, "read the foreign keys", &e))?
+            .into_iter()
+            .map(|row| TargetForeignKey {
+                name: row.get(0),
+                table: row.get(1),
+                parent: row.get(2),
+                columns: row.get(3),
+                parent_columns: row.get(4),
+            })
+            .collect();
+        Ok(TargetSchema {
+            tables,
+            foreign_keys,
+        })
+    }
+
+    /// The table SQLite's `name` maps to: the same name, else the only one
+    /// equal ignoring case (SQLite names are case-insensitive; unquoted
+    /// PostgreSQL names are lower case).
+    pub fn find(&self, name: &str) -> Option<&TargetTable> {
+        self.tables.iter().find(|t| t.name == name).or_else(|| {
+            let mut same = self
+                .tables
+                .iter()
+                .filter(|t| t.name.eq_ignore_ascii_case(name));
+            match (same.next(), same.next()) {
+                (Some(only), None) => Some(only),
+                _ => None,
+            }
+        })
+    }
+}
+
+impl TargetTable {
+    /// The column SQLite's `name` maps to (same rule as tables).
+    pub fn column(&self, name: &str) -> Option<&TargetColumn> {
+        self.columns.iter().find(|c| c.name == name).or_else(|| {
+            let mut same = self
+                .columns
+                .iter()
+                .filter(|c| c.name.eq_ignore_ascii_case(name));
+            match (same.next(), same.next()) {
+                (Some(only), None) => Some(only),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// `"schema"."table"`.
+pub fn qualified(schema: &str, table: &str) -> String {
+    crate::db::catalog::qualified(Some(schema), table)
+}
+
+/// The wire types of `columns` of a table, as the server will describe them
+/// to COPY (custom types such as enums resolved by the driver).
+pub async fn column_types(db: &Db, table: &str, columns: &[String]) -> Result<Vec<Type>> {
+    let list = columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let statement = db
+        .client
+        .prepare(&format!("SELECT {list} FROM {table} LIMIT 0"))
+        .await
+        .map_err(|e| database_error(db, "describe the target table", &e))?;
+    Ok(statement
+        .columns()
+        .iter()
+        .map(|c| c.type_().clone())
+        .collect())
+}
+
+/// Whether a table has any row.
+pub async fn has_rows(db: &Db, table: &str) -> Result<bool> {
+    let row = db
+        .client
+        .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])
+        .await
+        .map_err(|e| database_error(db, "look into the target table", &e))?;
+    Ok(row.get(0))
+}
+
+/// One sequence moved past the copied maximum.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SequenceSet {
+    /// The column it feeds.
+    pub column: String,
+    /// The sequence.
+    pub sequence: String,
+    /// Its new value (the next `nextval` returns one more).
+    pub value: Option<i64>,
+}
+
+/// Sets every serial/identity sequence of a table to the column's maximum,
+/// so that the application's next insert does not collide with copied rows.
+pub async fn set_sequences(db: &Db, schema: &str, table: &str) -> Result<Vec<SequenceSet>> {
+    let rows = db
+        .client
+        .query(SEQUENCES, &[&schema, &table])
+        .await
+        .map_err(|e| database_error(db, "find the table's sequences", &e))?;
+    let mut set = Vec::new();
+    for row in rows {
+        let column: String = row.get(0);
+        let sequence: String = row.get(1);
+        let sql = format!(
+            "SELECT setval($1::text::regclass, m) FROM (SELECT max({})::bigint AS m FROM {}) AS x \
+             WHERE m >= (SELECT seqmin FROM pg_sequence WHERE seqrelid = $1::text::regclass)",
+            quote_ident(&column),
+            qualified(schema, table)
+        );
+        let value = db
+            .client
+            .query_opt(&sql, &[&sequence])
+            .await
+            .map_err(|e| database_error(db, "set the sequence", &e))?
+            .map(|r| r.get::<_, i64>(0));
+        set.push(SequenceSet {
+            column,
+            sequence,
+            value,
+        });
+    }
+    Ok(set)
+}

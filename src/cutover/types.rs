@@ -1,0 +1,1074 @@
+//! How a SQLite value becomes a PostgreSQL value (the type mapping of
+//! `docs/cutover.md`), and the canonical form both sides are hashed in.
+//!
+//! SQLite stores a storage class per *value*, not per column, so the mapping
+//! is decided by the target column's type: an INTEGER 1 becomes `true` in a
+//! boolean column and `1` in an integer one. A value that cannot become the
+//! target type exactly is a [`Misfit`], never a silent change: the precheck
+//! reports every misfit and `run` refuses to load until there are none.
+//!
+//! The same [`convert`] runs in precheck, run and verify, so what precheck
+//! predicts is what run loads and what verify expects to find.
+
+use std::error::Error as StdError;
+
+use bytes::{BufMut, BytesMut};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+use rusqlite::types::ValueRef;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+/// What a target column is, as far as the copy is concerned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// `boolean`.
+    Bool,
+    /// `smallint`.
+    Int2,
+    /// `integer`.
+    Int4,
+    /// `bigint`.
+    Int8,
+    /// `real`.
+    Float4,
+    /// `double precision`.
+    Float8,
+    /// `numeric(precision, scale)`.
+    Numeric {
+        /// Total digits allowed, when declared.
+        precision: Option<u32>,
+        /// Fraction digits kept, when declared.
+        scale: Option<u32>,
+    },
+    /// `text`, `varchar(n)`, `char(n)`, `citext`, `name`.
+    Text {
+        /// The declared length, when there is one.
+        max_chars: Option<usize>,
+        /// `char(n)`: trailing spaces are insignificant.
+        padded: bool,
+    },
+    /// `bytea`.
+    Bytea,
+    /// `timestamp(p)` without time zone.
+    Timestamp {
+        /// Fraction digits kept (6 unless declared).
+        precision: u32,
+    },
+    /// `timestamptz(p)`.
+    TimestampTz {
+        /// Fraction digits kept (6 unless declared).
+        precision: u32,
+    },
+    /// `date`.
+    Date,
+    /// `time` without time zone.
+    Time,
+    /// `uuid`.
+    Uuid,
+    /// `json`.
+    Json,
+    /// `jsonb`.
+    Jsonb,
+    /// An enum type, with its labels.
+    Enum {
+        /// The labels the type accepts.
+        labels: Vec<String>,
+    },
+}
+
+impl Kind {
+    /// The kind of a column from its (domain-resolved) type name, `typtype`
+    /// and `atttypmod`; `None` for types the copy does not convert.
+    pub fn from_catalog(
+        typname: &str,
+        typtype: &str,
+        typmod: i32,
+        labels: &[String],
+    ) -> Option<Kind> {
+        if typtype == "e" {
+            return Some(Kind::Enum {
+                labels: labels.to_vec(),
+            });
+        }
+        let modifier = (typmod >= 4).then(|| typmod - 4);
+        let precision_of = |default: u32| {
+            if typmod >= 0 {
+                u32::try_from(typmod).unwrap_or(default)
+            } else {
+                default
+            }
+        };
+        Some(match typname {
+            "bool" => Kind::Bool,
+            "int2" => Kind::Int2,
+            "int4" => Kind::Int4,
+            "int8" => Kind::Int8,
+            "float4" => Kind::Float4,
+            "float8" => Kind::Float8,
+            "numeric" => Kind::Numeric {
+                precision: modifier.map(|m| ((m >> 16) & 0xffff) as u32),
+                scale: modifier.map(|m| (m & 0xffff) as u32),
+            },
+            "text" | "citext" | "name" => Kind::Text {
+                max_chars: None,
+                padded: false,
+            },
+            "varchar" => Kind::Text {
+                max_chars: modifier.and_then(|m| usize::try_from(m).ok()),
+                padded: false,
+            },
+            "bpchar" => Kind::Text {
+                max_chars: modifier.and_then(|m| usize::try_from(m).ok()),
+                padded: true,
+            },
+            "bytea" => Kind::Bytea,
+            "timestamp" => Kind::Timestamp {
+                precision: precision_of(6),
+            },
+            "timestamptz" => Kind::TimestampTz {
+                precision: precision_of(6),
+            },
+            "date" => Kind::Date,
+            "time" => Kind::Time,
+            "uuid" => Kind::Uuid,
+            "json" => Kind::Json,
+            "jsonb" => Kind::Jsonb,
+            _ => return None,
+        })
+    }
+}
+
+/// One converted value, ready for binary COPY.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// SQL NULL.
+    Null,
+    /// boolean.
+    Bool(bool),
+    /// smallint.
+    I16(i16),
+    /// integer.
+    I32(i32),
+    /// bigint.
+    I64(i64),
+    /// real.
+    F32(f32),
+    /// double precision.
+    F64(f64),
+    /// numeric.
+    Numeric(Decimal),
+    /// text-like and enum labels.
+    Text(String),
+    /// bytea.
+    Bytes(Vec<u8>),
+    /// timestamp.
+    Timestamp(NaiveDateTime),
+    /// timestamptz.
+    TimestampTz(DateTime<Utc>),
+    /// date.
+    Date(NaiveDate),
+    /// time.
+    Time(NaiveTime),
+    /// uuid.
+    Uuid(uuid::Uuid),
+    /// json (the source text, unchanged).
+    Json(String),
+    /// jsonb (the source text, unchanged).
+    Jsonb(String),
+}
+
+impl Cell {
+    /// Roughly how many bytes this value puts on the wire (for progress and
+    /// the report; batching uses it to bound memory).
+    pub fn size(&self) -> usize {
+        match self {
+            Cell::Null => 0,
+            Cell::Bool(_) => 1,
+            Cell::I16(_) => 2,
+            Cell::I32(_) | Cell::F32(_) | Cell::Date(_) => 4,
+            Cell::I64(_)
+            | Cell::F64(_)
+            | Cell::Timestamp(_)
+            | Cell::TimestampTz(_)
+            | Cell::Time(_) => 8,
+            Cell::Uuid(_) => 16,
+            Cell::Numeric(d) => 8 + d.int_digits.len() / 2 + d.frac_digits.len() / 2,
+            Cell::Text(s) | Cell::Json(s) | Cell::Jsonb(s) => s.len(),
+            Cell::Bytes(b) => b.len(),
+        }
+    }
+}
+
+impl ToSql for Cell {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self {
+            Cell::Null => Ok(IsNull::Yes),
+            Cell::Bool(v) => v.to_sql(ty, out),
+            Cell::I16(v) => v.to_sql(ty, out),
+            Cell::I32(v) => v.to_sql(ty, out),
+            Cell::I64(v) => v.to_sql(ty, out),
+            Cell::F32(v) => v.to_sql(ty, out),
+            Cell::F64(v) => v.to_sql(ty, out),
+            Cell::Numeric(v) => {
+                v.encode(out);
+                Ok(IsNull::No)
+            }
+            // text, varchar, bpchar, citext, enum labels and json all travel
+            // as their UTF-8 bytes in binary COPY.
+            Cell::Text(v) | Cell::Json(v) => {
+                out.put_slice(v.as_bytes());
+                Ok(IsNull::No)
+            }
+            Cell::Jsonb(v) => {
+                out.put_u8(1); // jsonb binary format version
+                out.put_slice(v.as_bytes());
+                Ok(IsNull::No)
+            }
+            Cell::Bytes(v) => {
+                out.put_slice(v);
+                Ok(IsNull::No)
+            }
+            Cell::Timestamp(v) => v.to_sql(ty, out),
+            Cell::TimestampTz(v) => v.to_sql(ty, out),
+            Cell::Date(v) => v.to_sql(ty, out),
+            Cell::Time(v) => v.to_sql(ty, out),
+            Cell::Uuid(v) => v.to_sql(ty, out),
+        }
+    }
+
+    // The conversion already chose the cell for the column's type.
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// A value that cannot become the target type exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Misfit {
+    /// Stable short name of the problem (`text_in_integer_column`…).
+    pub problem: &'static str,
+    /// The value, shortened, for people.
+    pub detail: String,
+}
+
+fn misfit(problem: &'static str, detail: impl Into<String>) -> Misfit {
+    Misfit {
+        problem,
+        detail: detail.into(),
+    }
+}
+
+/// A short, printable rendering of a SQLite value for messages.
+pub fn show(value: ValueRef<'_>) -> String {
+    const MAX: usize = 40;
+    match value {
+        ValueRef::Null => "NULL".into(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => format!("{f:?}"),
+        ValueRef::Text(bytes) => {
+            let text = String::from_utf8_lossy(bytes);
+            let short: String = text.chars().take(MAX).collect();
+            let more = if text.chars().count() > MAX {
+                "…"
+            } else {
+                ""
+            };
+            format!("{:?}{more}", short)
+        }
+        ValueRef::Blob(bytes) => format!("blob of {} bytes", bytes.len()),
+    }
+}
+
+/// Converts one SQLite value for a column of `kind`.
+pub fn convert(value: ValueRef<'_>, kind: &Kind, not_null: bool) -> Result<Cell, Misfit> {
+    if let ValueRef::Null = value {
+        return if not_null {
+            Err(misfit("null_in_not_null_column", "NULL"))
+        } else {
+            Ok(Cell::Null)
+        };
+    }
+    match kind {
+        Kind::Bool => to_bool(value),
+        Kind::Int2 => to_integer(value).and_then(|i| {
+            i16::try_from(i)
+                .map(Cell::I16)
+                .map_err(|_| misfit("out_of_range", format!("{i} does not fit smallint")))
+        }),
+        Kind::Int4 => to_integer(value).and_then(|i| {
+            i32::try_from(i)
+                .map(Cell::I32)
+                .map_err(|_| misfit("out_of_range", format!("{i} does not fit integer")))
+        }),
+        Kind::Int8 => to_integer(value).map(Cell::I64),
+        Kind::Float4 => to_float(value).and_then(|f| {
+            if f.is_finite() && f.abs() > f64::from(f32::MAX) {
+                Err(misfit("out_of_range", format!("{f:?} does not fit real")))
+            } else {
+                Ok(Cell::F32(f as f32))
+            }
+        }),
+        Kind::Float8 => to_float(value).map(Cell::F64),
+        Kind::Numeric { precision, scale } => to_numeric(value, *precision, *scale),
+        Kind::Text { max_chars, .. } => to_text(value).and_then(|s| match max_chars {
+            Some(max) if s.chars().count() > *max => Err(misfit(
+                "too_long",
+                format!("{} characters, the column allows {max}", s.chars().count()),
+            )),
+            _ => Ok(Cell::Text(s)),
+        }),
+        Kind::Bytea => match value {
+            ValueRef::Blob(b) | ValueRef::Text(b) => Ok(Cell::Bytes(b.to_vec())),
+            other => Err(misfit("number_in_bytea_column", show(other))),
+        },
+        Kind::Timestamp { precision } => to_instant(value).and_then(|t| {
+            check_precision(t.naive_utc(), *precision)?;
+            Ok(Cell::Timestamp(t.naive_utc()))
+        }),
+        Kind::TimestampTz { precision } => to_instant(value).and_then(|t| {
+            check_precision(t.naive_utc(), *precision)?;
+            Ok(Cell::TimestampTz(t))
+        }),
+        Kind::Date => to_instant(value).and_then(|t| {
+            if t.time() == NaiveTime::MIN {
+                Ok(Cell::Date(t.date_naive()))
+            } else {
+                Err(misfit(
+                    "time_in_date_column",
+                    format!("{} has a time of day a date column would drop", show(value)),
+                ))
+            }
+        }),
+        Kind::Time => {
+            let text = utf8_text(value)?;
+            NaiveTime::parse_from_str(&text, "%H:%M:%S%.f")
+                .or_else(|_| NaiveTime::parse_from_str(&text, "%H:%M"))
+                .map(Cell::Time)
+                .map_err(|_| misfit("not_a_time", show(value)))
+        }
+        Kind::Uuid => match value {
+            ValueRef::Blob(b) if b.len() == 16 => uuid::Uuid::from_slice(b)
+                .map(Cell::Uuid)
+                .map_err(|_| misfit("not_a_uuid", show(value))),
+            ValueRef::Text(_) => {
+                let text = utf8_text(value)?;
+                uuid::Uuid::parse_str(&text)
+                    .map(Cell::Uuid)
+                    .map_err(|_| misfit("not_a_uuid", show(value)))
+            }
+            other => Err(misfit("not_a_uuid", show(other))),
+        },
+        Kind::Json | Kind::Jsonb => {
+            let text = to_text(value)?;
+            if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_err() {
+                return Err(misfit("invalid_json", show(value)));
+            }
+            if *kind == Kind::Jsonb {
+                // jsonb refuses the NUL escape that json and SQLite accept.
+                if text.contains("\\u0000") {
+                    return Err(misfit("nul_in_jsonb", show(value)));
+                }
+                Ok(Cell::Jsonb(text))
+            } else {
+                Ok(Cell::Json(text))
+            }
+        }
+        Kind::Enum { labels } => {
+            let text = utf8_text(value)?;
+            if labels.contains(&text) {
+                Ok(Cell::Text(text))
+            } else {
+                Err(misfit("unknown_enum_label", show(value)))
+            }
+        }
+    }
+}
+
+/// Text that is valid UTF-8 without NUL bytes (PostgreSQL text cannot hold NUL).
+fn utf8_text(value: ValueRef<'_>) -> Result<String, Misfit> {
+    match value {
+        ValueRef::Text(bytes) => {
+            let text = std::str::from_utf8(bytes).map_err(|e| {
+                misfit(
+                    "invalid_utf8",
+                    format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                )
+            })?;
+            if text.contains('\0') {
+                return Err(misfit("nul_byte_in_text", show(value)));
+            }
+            Ok(text.to_string())
+        }
+        ValueRef::Blob(_) => Err(misfit("blob_in_text_column", show(value))),
+        other => Err(misfit("number_in_text_column", show(other))),
+    }
+}
+
+fn to_text(value: ValueRef<'_>) -> Result<String, Misfit> {
+    match value {
+        ValueRef::Integer(i) => Ok(i.to_string()),
+        // `{:?}` keeps the `.0` of whole numbers and round-trips every double.
+        ValueRef::Real(f) => Ok(format!("{f:?}")),
+        other => utf8_text(other),
+    }
+}
+
+fn to_bool(value: ValueRef<'_>) -> Result<Cell, Misfit> {
+    match value {
+        ValueRef::Integer(0) => Ok(Cell::Bool(false)),
+        ValueRef::Integer(1) => Ok(Cell::Bool(true)),
+        ValueRef::Real(0.0) => Ok(Cell::Bool(false)),
+        ValueRef::Real(1.0) => Ok(Cell::Bool(true)),
+        ValueRef::Text(_) => {
+            let text = utf8_text(value)?;
+            // PostgreSQL's own boolean spellings.
+            match text.trim().to_ascii_lowercase().as_str() {
+                "t" | "true" | "y" | "yes" | "on" | "1" => Ok(Cell::Bool(true)),
+                "f" | "false" | "n" | "no" | "off" | "0" => Ok(Cell::Bool(false)),
+                _ => Err(misfit("not_a_boolean", show(value))),
+            }
+        }
+        other => Err(misfit("not_a_boolean", show(other))),
+    }
+}
+
+fn to_integer(value: ValueRef<'_>) -> Result<i64, Misfit> {
+    match value {
+        ValueRef::Integer(i) => Ok(i),
+        ValueRef::Real(f) => {
+            // 2^63 is exactly representable; anything at or beyond it is not an i64.
+            if f.fract() == 0.0
+                && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)
+            {
+                Ok(f as i64)
+            } else {
+                Err(misfit("fraction_in_integer_column", show(value)))
+            }
+        }
+        ValueRef::Text(_) => {
+            let text = utf8_text(value)?;
+            text.parse::<i64>()
+                .map_err(|_| misfit("text_in_integer_column", show(value)))
+        }
+        ValueRef::Blob(_) => Err(misfit("blob_in_integer_column", show(value))),
+        ValueRef::Null => Err(misfit("null_in_not_null_column", "NULL")),
+    }
+}
+
+fn to_float(value: ValueRef<'_>) -> Result<f64, Misfit> {
+    match value {
+        ValueRef::Integer(i) => {
+            let f = i as f64;
+            // i64::MAX rounds up to 2^63, which saturates back to i64::MAX:
+            // compare in i128 to see the rounding.
+            if f as i128 == i128::from(i) {
+                Ok(f)
+            } else {
+                Err(misfit(
+                    "integer_loses_precision",
+                    format!("{i} has no exact double precision value"),
+                ))
+            }
+        }
+        ValueRef::Real(f) => Ok(f),
+        ValueRef::Text(_) => {
+            let text = utf8_text(value)?;
+            let trimmed = text.trim();
+            // Rust's parser takes "NaN", "inf", "Infinity" (any case) and
+            // exponents, which are PostgreSQL's float spellings too.
+            trimmed
+                .parse::<f64>()
+                .map_err(|_| misfit("text_in_float_column", show(value)))
+        }
+        other => Err(misfit("blob_in_float_column", show(other))),
+    }
+}
+
+fn to_numeric(
+    value: ValueRef<'_>,
+    precision: Option<u32>,
+    scale: Option<u32>,
+) -> Result<Cell, Misfit> {
+    let decimal = match value {
+        ValueRef::Integer(i) => Decimal::parse(&i.to_string()),
+        ValueRef::Real(f) if f.is_nan() => Some(Decimal::special(Special::NaN)),
+        ValueRef::Real(f) if f.is_infinite() => Some(Decimal::special(if f > 0.0 {
+            Special::Infinity
+        } else {
+            Special::NegInfinity
+        })),
+        // Display never uses an exponent and gives the shortest exact digits.
+        ValueRef::Real(f) => Decimal::parse(&format!("{f}")),
+        ValueRef::Text(_) => Decimal::parse(utf8_text(value)?.trim()),
+        _ => None,
+    }
+    .ok_or_else(|| misfit("text_in_numeric_column", show(value)))?;
+    if decimal.special.is_none() {
+        let fraction = decimal.frac_digits.trim_end_matches('0').len();
+        if let Some(scale) = scale
+            && fraction > scale as usize
+        {
+            return Err(misfit(
+                "would_round",
+                format!(
+                    "{} has {fraction} decimal places, the column keeps {scale}",
+                    show(value)
+                ),
+            ));
+        }
+        if let (Some(precision), Some(scale)) = (precision, scale) {
+            let allowed = precision.saturating_sub(scale) as usize;
+            if decimal.int_digits.len() > allowed {
+                return Err(misfit(
+                    "out_of_range",
+                    format!("{} does not fit numeric({precision},{scale})", show(value)),
+                ));
+            }
+        }
+    }
+    Ok(Cell::Numeric(decimal))
+}
+
+/// Microsecond digits beyond the column's precision would be rounded away.
+fn check_precision(t: NaiveDateTime, precision: u32) -> Result<(), Misfit> {
+    if precision >= 6 {
+        return Ok(());
+    }
+    let micros = t.nanosecond() / 1_000;
+    if !micros.is_multiple_of(10u32.pow(6 - precision)) {
+        return Err(misfit(
+            "would_round",
+            format!("{t} has more than {precision} fraction digits"),
+        ));
+    }
+    Ok(())
+}
+
+/// Unix epoch as a Julian day number (SQLite's REAL date convention).
+const UNIX_EPOCH_JULIAN_DAY: f64 = 2_440_587.5;
+
+/// The three date storages SQLite documents: TEXT as ISO-8601, REAL as a
+/// Julian day number, INTEGER as Unix time (seconds). Text without an offset
+/// is UTC, as SQLite's own date functions read it.
+fn to_instant(value: ValueRef<'_>) -> Result<DateTime<Utc>, Misfit> {
+    let parsed = match value {
+        ValueRef::Integer(seconds) => DateTime::from_timestamp(seconds, 0),
+        ValueRef::Real(day) if day.is_finite() => {
+            let micros = ((day - UNIX_EPOCH_JULIAN_DAY) * 86_400_000_000.0).round();
+            if micros.abs() < 9.2e18 {
+                DateTime::from_timestamp_micros(micros as i64)
+            } else {
+                None
+            }
+        }
+        ValueRef::Text(_) => parse_datetime(&utf8_text(value)?),
+        _ => None,
+    };
+    let instant = parsed.ok_or_else(|| misfit("not_a_date", show(value)))?;
+    // Nanoseconds PostgreSQL cannot keep would be rounded away.
+    if instant.nanosecond() % 1_000 != 0 {
+        return Err(misfit(
+            "would_round",
+            format!("{} has more than 6 fraction digits", show(value)),
+        ));
+    }
+    Ok(instant)
+}
+
+fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let with_offset = [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M%:z",
+        "%Y-%m-%dT%H:%M%:z",
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+    ];
+    for format in with_offset {
+        if let Ok(t) = DateTime::parse_from_str(text, format) {
+            return Some(t.with_timezone(&Utc));
+        }
+    }
+    let stripped = text.strip_suffix('Z').unwrap_or(text);
+    let naive = [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ];
+    for format in naive {
+        if let Ok(t) = NaiveDateTime::parse_from_str(stripped, format) {
+            return Some(t.and_utc());
+        }
+    }
+    NaiveDate::parse_from_str(stripped, "%Y-%m-%d")
+        .ok()
+        .map(|d| d.and_time(NaiveTime::MIN).and_utc())
+}
+
+/// numeric's special values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    /// NaN.
+    NaN,
+    /// +Infinity (PostgreSQL 14 and later).
+    Infinity,
+    /// -Infinity (PostgreSQL 14 and later).
+    NegInfinity,
+}
+
+/// An exact decimal as digits, for numeric columns of any size (1e308
+/// included): no floating point on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decimal {
+    negative: bool,
+    /// Integer digits without leading zeros ("" for zero).
+    int_digits: String,
+    /// Fraction digits as written (their count is the display scale).
+    frac_digits: String,
+    special: Option<Special>,
+}
+
+impl Decimal {
+    fn special(special: Special) -> Decimal {
+        Decimal {
+            negative: false,
+            int_digits: String::new(),
+            frac_digits: String::new(),
+            special: Some(special),
+        }
+    }
+
+    /// Parses PostgreSQL's numeric input syntax: sign, digits, point,
+    /// exponent, `NaN`, `Infinity`.
+    pub fn parse(text: &str) -> Option<Decimal> {
+        match text.to_ascii_lowercase().as_str() {
+            "nan" => return Some(Decimal::special(Special::NaN)),
+            "infinity" | "+infinity" | "inf" | "+inf" => {
+                return Some(Decimal::special(Special::Infinity));
+            }
+            "-infinity" | "-inf" => return Some(Decimal::special(Special::NegInfinity)),
+            _ => {}
+        }
+        let (negative, rest) = match text.as_bytes().first()? {
+            b'-' => (true, &text[1..]),
+            b'+' => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let (mantissa, exponent) = match rest.find(['e', 'E']) {
+            Some(at) => (&rest[..at], rest[at + 1..].parse::<i32>().ok()?),
+            None => (rest, 0),
+        };
+        let (int_part, frac_part) = match mantissa.split_once('.') {
+            Some((i, f)) => (i, f),
+            None => (mantissa, ""),
+        };
+        if (int_part.is_empty() && frac_part.is_empty())
+            || !int_part.bytes().all(|b| b.is_ascii_digit())
+            || !frac_part.bytes().all(|b| b.is_ascii_digit())
+            || exponent.unsigned_abs() > 1000
+        {
+            return None;
+        }
+        // Move the point by the exponent, over the digits as a whole.
+        let digits = format!("{int_part}{frac_part}");
+        let point = i64::try_from(int_part.len()).ok()? + i64::from(exponent);
+        let (int_digits, frac_digits) = if point <= 0 {
+            (
+                String::new(),
+                format!("{}{digits}", "0".repeat(point.unsigned_abs() as usize)),
+            )
+        } else if point as usize >= digits.len() {
+            (
+                format!("{digits}{}", "0".repeat(point as usize - digits.len())),
+                String::new(),
+            )
+        } else {
+            (
+                digits[..point as usize].to_string(),
+                digits[point as usize..].to_string(),
+            )
+        };
+        let int_digits = int_digits.trim_start_matches('0').to_string();
+        let zero = int_digits.is_empty() && frac_digits.bytes().all(|b| b == b'0');
+        Some(Decimal {
+            negative: negative && !zero,
+            int_digits,
+            frac_digits,
+            special: None,
+        })
+    }
+
+    /// PostgreSQL's binary numeric: base-10000 digits around the point.
+    fn encode(&self, out: &mut BytesMut) {
+        let sign: u16 = match self.special {
+            Some(Special::NaN) => 0xC000,
+            Some(Special::Infinity) => 0xD000,
+            Some(Special::NegInfinity) => 0xF000,
+            None if self.negative => 0x4000,
+            None => 0x0000,
+        };
+        let dscale = u16::try_from(self.frac_digits.len()).unwrap_or(u16::MAX);
+        let mut int = self.int_digits.clone();
+        while !int.len().is_multiple_of(4) {
+            int.insert(0, '0');
+        }
+        let mut frac = self.frac_digits.clone();
+        while !frac.len().is_multiple_of(4) {
+            frac.push('0');
+        }
+        let group = |s: &str| -> Vec<i16> {
+            s.as_bytes()
+                .chunks(4)
+                .map(|c| c.iter().fold(0i16, |acc, d| acc * 10 + i16::from(d - b'0')))
+                .collect()
+        };
+        let mut digits: Vec<i16> = group(&int);
+        let mut weight = i32::try_from(digits.len()).unwrap_or(0) - 1;
+        digits.extend(group(&frac));
+        // Normalise as the server does: no leading or trailing zero groups.
+        let leading = digits.iter().take_while(|d| **d == 0).count();
+        digits.drain(..leading);
+        weight -= i32::try_from(leading).unwrap_or(0);
+        while digits.last() == Some(&0) {
+            digits.pop();
+        }
+        if digits.is_empty() || self.special.is_some() {
+            digits.clear();
+            weight = 0;
+        }
+        out.put_i16(i16::try_from(digits.len()).unwrap_or(i16::MAX));
+        out.put_i16(i16::try_from(weight).unwrap_or(0));
+        out.put_u16(sign);
+        out.put_u16(if self.special.is_some() { 0 } else { dscale });
+        for digit in digits {
+            out.put_i16(digit);
+        }
+    }
+}
+
+/// numeric's binary form as canonical text: value only, no display scale
+/// (`1.50` and `1.5` are the same number), `-0` is `0`.
+pub fn numeric_text(raw: &[u8]) -> Option<String> {
+    let field = |at: usize| -> Option<i32> {
+        raw.get(at..at + 2)
+            .map(|b| i32::from(i16::from_be_bytes([b[0], b[1]])))
+    };
+    let ndigits = usize::try_from(field(0)?).ok()?;
+    let weight = field(2)?;
+    let sign = u16::from_be_bytes([*raw.get(4)?, *raw.get(5)?]);
+    match sign {
+        0xC000 => return Some("NaN".into()),
+        0xD000 => return Some("Infinity".into()),
+        0xF000 => return Some("-Infinity".into()),
+        _ => {}
+    }
+    let mut int = String::new();
+    let mut frac = String::new();
+    for index in 0..ndigits {
+        let digit = field(8 + 2 * index)?;
+        let text = format!("{digit:04}");
+        let position = weight - i32::try_from(index).ok()?;
+        if position >= 0 {
+            int.push_str(&text);
+        } else {
+            frac.push_str(&text);
+        }
+    }
+    // Groups between the last integer digit and the point are zeros.
+    let last_int_position = weight - i32::try_from(ndigits).ok()? + 1;
+    if weight >= 0 && last_int_position > 0 {
+        for _ in 0..last_int_position {
+            int.push_str("0000");
+        }
+    }
+    // Zero groups between the point and the first fraction digit.
+    if weight < -1 {
+        frac.insert_str(0, &"0000".repeat(usize::try_from(-weight - 1).ok()?));
+    }
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    let body = match (int.is_empty(), frac.is_empty()) {
+        (true, true) => return Some("0".into()),
+        (true, false) => format!("0.{frac}"),
+        (false, true) => int.to_string(),
+        (false, false) => format!("{int}.{frac}"),
+    };
+    Some(if sign == 0x4000 {
+        format!("-{body}")
+    } else {
+        body
+    })
+}
+
+/// Appends a field's canonical form to a row's hash input: the binary COPY
+/// bytes, with what PostgreSQL does not consider part of the value removed
+/// (numeric display scale, `char(n)` padding, json whitespace and key order).
+pub fn canonical(kind: &Kind, raw: Option<&[u8]>, out: &mut Vec<u8>) {
+    let Some(raw) = raw else {
+        out.push(0);
+        return;
+    };
+    let owned;
+    let bytes: &[u8] = match kind {
+        Kind::Numeric { .. } => {
+            owned = numeric_text(raw).map(String::into_bytes);
+            owned.as_deref().unwrap_or(raw)
+        }
+        Kind::Text { padded: true, .. } => {
+            let end = raw.iter().rposition(|b| *b != b' ').map_or(0, |p| p + 1);
+            &raw[..end]
+        }
+        Kind::Json | Kind::Jsonb => {
+            let text = if *kind == Kind::Jsonb && raw.first() == Some(&1) {
+                &raw[1..]
+            } else {
+                raw
+            };
+            owned = serde_json::from_slice::<serde_json::Value>(text)
+                .ok()
+                .map(|v| v.to_string().into_bytes());
+            owned.as_deref().unwrap_or(text)
+        }
+        Kind::Float8
+            if raw.len() == 8 && f64::from_be_bytes(raw.try_into().unwrap_or([0; 8])).is_nan() =>
+        {
+            b"NaN"
+        }
+        Kind::Float4
+            if raw.len() == 4 && f32::from_be_bytes(raw.try_into().unwrap_or([0; 4])).is_nan() =>
+        {
+            b"NaN"
+        }
+        _ => raw,
+    };
+    out.push(1);
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// A key column's value for people, from its binary form.
+pub fn display_key(kind: &Kind, raw: Option<&[u8]>) -> String {
+    let Some(raw) = raw else {
+        return "NULL".into();
+    };
+    match kind {
+        Kind::Int2 if raw.len() == 2 => i16::from_be_bytes([raw[0], raw[1]]).to_string(),
+        Kind::Int4 if raw.len() == 4 => {
+            i32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]).to_string()
+        }
+        Kind::Int8 if raw.len() == 8 => {
+            i64::from_be_bytes(raw.try_into().unwrap_or([0; 8])).to_string()
+        }
+        Kind::Numeric { .. } => numeric_text(raw).unwrap_or_else(|| hex::encode(raw)),
+        Kind::Uuid => uuid::Uuid::from_slice(raw)
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| hex::encode(raw)),
+        Kind::Text { .. } | Kind::Enum { .. } | Kind::Json => match std::str::from_utf8(raw) {
+            Ok(text) => format!("{text:?}"),
+            Err(_) => hex::encode(raw),
+        },
+        _ => format!("\\x{}", hex::encode(&raw[..raw.len().min(32)])),
+    }
+}
+
+/// Encodes a cell the way binary COPY sends it (for hashing the source side).
+pub fn encode(cell: &Cell, ty: &Type, buf: &mut BytesMut) -> Option<usize> {
+    buf.clear();
+    match cell.to_sql(ty, buf) {
+        Ok(IsNull::No) => Some(buf.len()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> ValueRef<'_> {
+        ValueRef::Text(s.as_bytes())
+    }
+
+    fn roundtrip(text: &str) -> String {
+        let mut buf = BytesMut::new();
+        if let Some(d) = Decimal::parse(text) {
+            d.encode(&mut buf);
+        }
+        numeric_text(&buf).unwrap_or_default()
+    }
+
+    #[test]
+    fn numerics_survive_the_binary_form_exactly() {
+        for (input, expected) in [
+            ("0", "0"),
+            ("-0.000", "0"),
+            ("1", "1"),
+            ("10000", "10000"),
+            ("12345678.9", "12345678.9"),
+            ("-0.00012", "-0.00012"),
+            ("1.50", "1.5"),
+            ("1e5", "100000"),
+            ("2.5E-3", "0.0025"),
+            (
+                "123456789012345678901234567890",
+                "123456789012345678901234567890",
+            ),
+            ("0.0000000001", "0.0000000001"),
+            ("NaN", "NaN"),
+            ("-Infinity", "-Infinity"),
+        ] {
+            assert_eq!(roundtrip(input), expected, "{input}");
+        }
+        let big = format!("{}", 1e308f64);
+        assert_eq!(roundtrip(&big), big);
+        assert!(Decimal::parse("1.2.3").is_none());
+        assert!(Decimal::parse("abc").is_none());
+        assert!(Decimal::parse("").is_none());
+    }
+
+    #[test]
+    fn integers_convert_only_when_exact() {
+        assert_eq!(
+            convert(ValueRef::Integer(7), &Kind::Int4, false),
+            Ok(Cell::I32(7))
+        );
+        assert_eq!(
+            convert(ValueRef::Real(7.0), &Kind::Int8, false),
+            Ok(Cell::I64(7))
+        );
+        assert_eq!(
+            convert(ValueRef::Integer(i64::MIN), &Kind::Int8, false),
+            Ok(Cell::I64(i64::MIN))
+        );
+        let misfit = |v, k: &Kind| convert(v, k, false).err().map(|m| m.problem);
+        assert_eq!(
+            misfit(ValueRef::Integer(1 << 40), &Kind::Int4),
+            Some("out_of_range")
+        );
+        assert_eq!(
+            misfit(text("abc"), &Kind::Int8),
+            Some("text_in_integer_column")
+        );
+        assert_eq!(
+            misfit(ValueRef::Real(1.5), &Kind::Int8),
+            Some("fraction_in_integer_column")
+        );
+        assert_eq!(
+            misfit(ValueRef::Real(9.3e18), &Kind::Int8),
+            Some("fraction_in_integer_column")
+        );
+        assert_eq!(
+            misfit(ValueRef::Integer(i64::MAX), &Kind::Float8),
+            Some("integer_loses_precision")
+        );
+        assert_eq!(misfit(ValueRef::Null, &Kind::Int4), None);
+        assert_eq!(
+            convert(ValueRef::Null, &Kind::Int4, true)
+                .err()
+                .map(|m| m.problem),
+            Some("null_in_not_null_column")
+        );
+    }
+
+    #[test]
+    fn text_must_be_utf8_without_nul() {
+        let misfit = |v| {
+            convert(
+                v,
+                &Kind::Text {
+                    max_chars: None,
+                    padded: false,
+                },
+                false,
+            )
+            .err()
+            .map(|m| m.problem)
+        };
+        assert_eq!(misfit(ValueRef::Text(b"ok\xff")), Some("invalid_utf8"));
+        assert_eq!(misfit(ValueRef::Text(b"a\0b")), Some("nul_byte_in_text"));
+        assert_eq!(misfit(ValueRef::Blob(b"x")), Some("blob_in_text_column"));
+        assert_eq!(misfit(text("héllo 🎉")), None);
+        let short = Kind::Text {
+            max_chars: Some(3),
+            padded: false,
+        };
+        assert_eq!(
+            convert(text("abcd"), &short, false)
+                .err()
+                .map(|m| m.problem),
+            Some("too_long")
+        );
+        assert_eq!(
+            convert(text("äöü"), &short, false),
+            Ok(Cell::Text("äöü".into()))
+        );
+    }
+
+    #[test]
+    fn dates_in_sqlite_s_three_storages() {
+        let tz = Kind::TimestampTz { precision: 6 };
+        let at = |v| match convert(v, &tz, false) {
+            Ok(Cell::TimestampTz(t)) => t.to_rfc3339(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(at(text("2024-02-29")), "2024-02-29T00:00:00+00:00");
+        assert_eq!(at(text("2024-02-29 13:45")), "2024-02-29T13:45:00+00:00");
+        assert_eq!(
+            at(text("2024-02-29T13:45:12.5Z")),
+            "2024-02-29T13:45:12.500+00:00"
+        );
+        assert_eq!(
+            at(text("2024-02-29 13:45:12+02:00")),
+            "2024-02-29T11:45:12+00:00"
+        );
+        assert_eq!(at(ValueRef::Integer(0)), "1970-01-01T00:00:00+00:00");
+        assert_eq!(at(ValueRef::Real(2_440_588.0)), "1970-01-01T12:00:00+00:00");
+        assert!(convert(text("yesterday"), &tz, false).is_err());
+        assert_eq!(
+            convert(text("2024-01-01 10:00"), &Kind::Date, false)
+                .err()
+                .map(|m| m.problem),
+            Some("time_in_date_column")
+        );
+    }
+
+    #[test]
+    fn canonical_forms_ignore_what_postgres_ignores() {
+        let canon = |kind: &Kind, raw: &[u8]| {
+            let mut out = Vec::new();
+            canonical(kind, Some(raw), &mut out);
+            out
+        };
+        let padded = Kind::Text {
+            max_chars: Some(5),
+            padded: true,
+        };
+        assert_eq!(canon(&padded, b"ab   "), canon(&padded, b"ab"));
+        assert_eq!(
+            canon(&Kind::Jsonb, b"\x01{\"b\": 1, \"a\": [1, 2]}"),
+            canon(&Kind::Json, b"{\"a\":[1,2],\"b\":1}")
+        );
+        let mut null = Vec::new();
+        canonical(&Kind::Int4, None, &mut null);
+        assert_ne!(
+            null,
+            canon(
+                &Kind::Text {
+                    max_chars: None,
+                    padded: false
+                },
+                b""
+            )
+        );
+    }
+}

@@ -1,0 +1,396 @@
+//! The cutover commands of [`Migrator`] (SPEC 10): precheck, run, verify.
+//! They resolve the namespace and its database like every other command,
+//! and write their reports next to the others in the log directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use super::{Loaded, Migrator};
+use crate::cutover::copy::{LoadOptions, LoadPlan, TableCopy};
+use crate::cutover::precheck::{self, PrecheckReport, blocking};
+use crate::cutover::target::TargetSchema;
+use crate::cutover::verify::{self, VerifyReport};
+use crate::cutover::{self, CutoverOptions, Problem, sqlite};
+use crate::db::history::History;
+use crate::error::{Code, Error, ReasonCode, Result};
+use crate::events::{Event, NoEvents};
+use crate::pipeline::Env;
+use crate::pipeline::apply::ApplyOptions;
+use crate::pipeline::guarded::Opened;
+use crate::report::{Status, write_private_json};
+
+/// How `cutover sqlite run` works.
+#[derive(Debug, Clone)]
+pub struct CutoverRunOptions {
+    /// Source, schema, exclusions, parallelism.
+    pub cutover: CutoverOptions,
+    /// Empty the target tables first instead of refusing non-empty ones.
+    pub truncate: bool,
+    /// End with `cutover sqlite verify` (on by default).
+    pub verify: bool,
+    /// Skip the pg_dump backup of the target before its migrations run.
+    pub skip_backup: bool,
+}
+
+/// The report of `cutover sqlite run` (`logs/cutover-report-<timestamp>.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct CutoverReport {
+    /// Format version.
+    pub schema_version: u32,
+    /// The SQLite file named with --from (only read).
+    pub source: String,
+    /// The online backup the rows were loaded from.
+    pub backup: String,
+    /// The target database (no password).
+    pub target: String,
+    /// The target schema.
+    pub schema: String,
+    /// When it started.
+    pub started_at: chrono::DateTime<Utc>,
+    /// Wall time of the whole run.
+    pub duration_ms: u64,
+    /// Migrations applied to the target first.
+    pub migrations_applied: Vec<String>,
+    /// Warnings of the precheck (a failing precheck stops the run).
+    pub warnings: Vec<Problem>,
+    /// Per table: rows, bytes, seconds, sequences.
+    pub tables: Vec<TableCopy>,
+    /// All rows copied.
+    pub rows: u64,
+    /// All bytes sent.
+    pub bytes: u64,
+    /// Wall time of the load alone.
+    pub load_seconds: f64,
+    /// The verify at the end, unless --no-verify.
+    pub verify: Option<VerifyReport>,
+    /// `pass`, `warn` (precheck warnings) or `fail` (verify mismatch).
+    pub result: Status,
+}
+
+fn stamp() -> String {
+    Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string()
+}
+
+fn millis(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The problems for people, failures first, at most `limit` lines.
+pub fn describe_problems(problems: &[Problem], limit: usize) -> String {
+    let mut out = String::new();
+    for problem in problems.iter().take(limit) {
+        out.push_str(&format!("  {} {}\n", problem.reason, problem.detail));
+        for sample in &problem.samples {
+            out.push_str(&format!("      {sample}\n"));
+        }
+    }
+    if problems.len() > limit {
+        out.push_str(&format!("  … and {} more\n", problems.len() - limit));
+    }
+    out
+}
+
+impl Migrator {
+    fn cutover_namespace(&self, target: Option<&str>, command: &str) -> Result<Loaded> {
+        self.single(target, command)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::config(Code::Usage, "no namespace is configured"))
+    }
+
+    /// The target schema as the namespace's migrations build it: read from
+    /// the target when nothing is pending, else from a scratch database the
+    /// migrations are applied to (the target is never written by precheck).
+    async fn cutover_schema(
+        &self,
+        loaded: &Loaded,
+        schema: &str,
+        scratch_url: Option<&str>,
+    ) -> Result<(TargetSchema, &'static str)> {
+        let db = loaded.settings.connect().await?;
+        let history = History::new(&self.config.history_schema);
+        let state = loaded.target().state(&db, &history).await?;
+        if state.pending().next().is_none() {
+            return Ok((TargetSchema::read(&db, schema).await?, "target"));
+        }
+        let scratch = crate::scratch::Scratch::create(scratch_url, "cutover").await?;
+        let built = async {
+            let logs = tempfile::tempdir()
+                .map_err(|e| Error::io(Path::new("(temporary directory)"), "create", &e))?;
+            let env = Env {
+                config: &self.config,
+                events: &NoEvents,
+                interrupt: &self.interrupt,
+                log_dir: logs.path(),
+            };
+            let target = crate::pipeline::Target {
+                namespace: &loaded.namespace,
+                sources: &loaded.sources,
+                settings: &scratch.settings,
+            };
+            let opened = [Opened {
+                db: scratch.settings.connect().await?,
+                target,
+            }];
+            let options = ApplyOptions {
+                skip_backup: true,
+                skip_postflight: true,
+                force: true,
+                ..ApplyOptions::default()
+            };
+            crate::pipeline::guarded::apply(&env, &opened, &options).await?;
+            TargetSchema::read(&opened[0].db, schema).await
+        }
+        .await;
+        scratch.remove().await;
+        Ok((built?, "scratch"))
+    }
+
+    /// `cutover sqlite precheck`: read-only on both sides; writes
+    /// `logs/cutover-precheck-<timestamp>.json`.
+    pub async fn cutover_precheck(
+        &self,
+        target: Option<&str>,
+        options: &CutoverOptions,
+        scratch_url: Option<&str>,
+    ) -> Result<PrecheckReport> {
+        let loaded = self.cutover_namespace(target, "cutover sqlite precheck")?;
+        open_source(&options.from).await?;
+        let (schema, from) = self
+            .cutover_schema(&loaded, &options.schema, scratch_url)
+            .await?;
+        let (_, tables, problems) =
+            precheck::precheck(&options.from, &schema, options, &self.interrupt).await?;
+        let report = precheck::report(
+            &options.from,
+            loaded.settings.to_string(),
+            options,
+            from,
+            tables,
+            problems,
+        );
+        write_private_json(
+            &self
+                .log_dir
+                .join(format!("cutover-precheck-{}.json", stamp())),
+            &report,
+        )?;
+        Ok(report)
+    }
+
+    /// `cutover sqlite run`: SQLite backup → migrations → precheck → load →
+    /// verify; writes `logs/cutover-report-<timestamp>.json`.
+    pub async fn cutover_run(
+        &self,
+        target: Option<&str>,
+        options: &CutoverRunOptions,
+    ) -> Result<CutoverReport> {
+        let started_at = Utc::now();
+        let started = Instant::now();
+        let cutover = &options.cutover;
+        let loaded = self.cutover_namespace(target, "cutover sqlite run")?;
+        open_source(&cutover.from).await?;
+
+        let backup = {
+            let from = cutover.from.clone();
+            let dir = self.config.backup.sqlite_dir.clone();
+            let began = Instant::now();
+            let path = blocking(move || sqlite::backup(&from, &dir)).await?;
+            self.events.emit(&Event::SourceBackupWritten {
+                path: path.display().to_string(),
+                bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+                duration_ms: millis(began),
+            });
+            path
+        };
+
+        let applied = self
+            .apply(
+                Some(&loaded.namespace.name),
+                &ApplyOptions {
+                    skip_backup: options.skip_backup,
+                    ..ApplyOptions::default()
+                },
+            )
+            .await?;
+        let migrations_applied = applied
+            .namespaces
+            .iter()
+            .flat_map(|n| n.ran.iter().map(|r| r.version.clone()))
+            .collect();
+
+        let db = loaded.settings.connect().await?;
+        let schema = TargetSchema::read(&db, &cutover.schema).await?;
+        let (mapping, rows, problems) =
+            precheck::precheck(&backup, &schema, cutover, &self.interrupt).await?;
+        if cutover::result_of(&problems) == Status::Fail {
+            let report = precheck::report(
+                &cutover.from,
+                loaded.settings.to_string(),
+                cutover,
+                "target",
+                rows,
+                problems.clone(),
+            );
+            let path = self
+                .log_dir
+                .join(format!("cutover-precheck-{}.json", stamp()));
+            write_private_json(&path, &report)?;
+            let failures: Vec<Problem> = problems
+                .into_iter()
+                .filter(|p| p.status == Status::Fail)
+                .collect();
+            return Err(Error::Refused {
+                reason: ReasonCode::new(Code::CutoverPrecheckFailed),
+                message: format!(
+                    "the copy could not be exact; nothing was loaded ({} problem(s)):\n{}",
+                    failures.len(),
+                    describe_problems(&failures, 10).trim_end()
+                ),
+                hint: Some(format!(
+                    "fix the SQLite data or the schema and run again; the full list is in {}",
+                    path.display()
+                )),
+            });
+        }
+        let warnings = problems;
+
+        let totals: Vec<u64> = rows.iter().map(|r| r.rows).collect();
+        let load_started = Instant::now();
+        let tables = crate::cutover::copy::load(
+            &loaded.settings,
+            &LoadPlan {
+                source: &backup,
+                tables: &mapping.tables,
+                keys: &schema.foreign_keys,
+                totals: &totals,
+            },
+            &LoadOptions {
+                truncate: options.truncate,
+                jobs: cutover.jobs,
+                lock_timeout: self.config.defaults.lock_timeout,
+            },
+            self.events.as_ref(),
+            &self.interrupt,
+        )
+        .await
+        .map_err(|e| e.during_run(false))?;
+        let load_seconds = load_started.elapsed().as_secs_f64();
+
+        let verify = if options.verify {
+            let began = Instant::now();
+            let compared = verify::verify(
+                &loaded.settings,
+                &backup,
+                &mapping.tables,
+                cutover.jobs,
+                &self.interrupt,
+            )
+            .await?;
+            Some(VerifyReport {
+                schema_version: cutover::REPORT_VERSION,
+                source: backup.display().to_string(),
+                target: loaded.settings.to_string(),
+                schema: cutover.schema.clone(),
+                duration_ms: millis(began),
+                result: verify::result_of(&compared),
+                tables: compared,
+            })
+        } else {
+            None
+        };
+        let result = match &verify {
+            Some(v) if v.result == Status::Fail => Status::Fail,
+            _ => cutover::result_of(&warnings),
+        };
+        let report = CutoverReport {
+            schema_version: cutover::REPORT_VERSION,
+            source: cutover.from.display().to_string(),
+            backup: backup.display().to_string(),
+            target: loaded.settings.to_string(),
+            schema: cutover.schema.clone(),
+            started_at,
+            duration_ms: millis(started),
+            migrations_applied,
+            warnings,
+            rows: tables.iter().map(|t| t.rows).sum(),
+            bytes: tables.iter().map(|t| t.bytes).sum(),
+            load_seconds,
+            tables,
+            verify,
+            result,
+        };
+        write_private_json(
+            &self.log_dir.join(format!(
+                "cutover-report-{}.json",
+                started_at.format("%Y%m%dT%H%M%S%.3fZ")
+            )),
+            &report,
+        )?;
+        Ok(report)
+    }
+
+    /// `cutover sqlite verify`: compares every table of the SQLite file with
+    /// the target; writes `logs/cutover-verify-<timestamp>.json`.
+    pub async fn cutover_verify(
+        &self,
+        target: Option<&str>,
+        options: &CutoverOptions,
+    ) -> Result<(VerifyReport, Vec<Problem>)> {
+        let began = Instant::now();
+        let loaded = self.cutover_namespace(target, "cutover sqlite verify")?;
+        let from: PathBuf = options.from.clone();
+        let (tables, virtual_tables) = blocking(move || {
+            let db = sqlite::open(&from)?;
+            sqlite::tables(&db, &from)
+        })
+        .await?;
+        let db = loaded.settings.connect().await?;
+        let schema = TargetSchema::read(&db, &options.schema).await?;
+        let mapping = cutover::map(&tables, &virtual_tables, &schema, options);
+        let compared = verify::verify(
+            &loaded.settings,
+            &options.from,
+            &mapping.tables,
+            options.jobs,
+            &self.interrupt,
+        )
+        .await?;
+        // A table or column the target lacks is data that is not there.
+        let missing: Vec<Problem> = mapping
+            .problems
+            .into_iter()
+            .filter(|p| p.status == Status::Fail)
+            .collect();
+        let result = if missing.is_empty() {
+            verify::result_of(&compared)
+        } else {
+            Status::Fail
+        };
+        let report = VerifyReport {
+            schema_version: cutover::REPORT_VERSION,
+            source: options.from.display().to_string(),
+            target: loaded.settings.to_string(),
+            schema: options.schema.clone(),
+            duration_ms: millis(began),
+            tables: compared,
+            result,
+        };
+        write_private_json(
+            &self
+                .log_dir
+                .join(format!("cutover-verify-{}.json", stamp())),
+            &(&report, &missing),
+        )?;
+        Ok((report, missing))
+    }
+}
+
+/// Fails early (exit 5) when the SQLite file is missing or not SQLite.
+async fn open_source(path: &Path) -> Result<()> {
+    let path = path.to_path_buf();
+    blocking(move || sqlite::open(&path).map(|_| ())).await
+}
