@@ -316,6 +316,21 @@ fn a_failure_half_way_leaves_every_table_empty() {
     for table in ["users", "items", "orders"] {
         assert_eq!(count(&db, table), 0, "{table} must be empty again");
     }
+    // A value the load cannot convert stops it the same way, naming the row.
+    sqlite(&project, "UPDATE items SET qty = 'many' WHERE id = 3;");
+    let output = project
+        .migsafe(&db)
+        .args(["cutover", "sqlite", "run", "--from", "app.db"])
+        .output()
+        .unwrap();
+    let text = expect_exit(&output, 2);
+    assert!(text.contains("CUTOVER_COPY_FAILED:items"), "{text}");
+    assert!(text.contains("(id)=(3)") && text.contains("qty"), "{text}");
+    for table in ["users", "items", "orders"] {
+        assert_eq!(count(&db, table), 0, "{table} must be empty again");
+    }
+    sqlite(&project, "UPDATE items SET qty = 3 WHERE id = 3;");
+
     // The migrations stay applied; a fixed file then loads.
     sqlite(
         &project,
@@ -414,4 +429,108 @@ fn a_missing_or_foreign_source_file_is_a_usage_error() {
     }
     // Nothing was written anywhere.
     assert!(!db.exists("users"));
+}
+
+#[test]
+fn big_tables_load_in_parts_and_fail_as_one() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_events.up.sql",
+            "CREATE TABLE kinds (id int PRIMARY KEY, name text NOT NULL);
+             CREATE TABLE events (id bigint PRIMARY KEY, kind_id int NOT NULL REFERENCES kinds (id),
+                                  at timestamptz NOT NULL, payload text);",
+        ),
+        (
+            "migrations/0001_events.down.sql",
+            "DROP TABLE events, kinds;",
+        ),
+    ]);
+    let db = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE kinds (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+         INSERT INTO kinds VALUES (1, 'click'), (2, 'view');
+         CREATE TABLE events (id INTEGER PRIMARY KEY, kind_id INTEGER NOT NULL, at TEXT NOT NULL, payload TEXT);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 130000)
+         INSERT INTO events SELECT i * 3, 1 + i % 2, '2024-05-01 10:00:00', 'event ' || i FROM s;
+         DELETE FROM events WHERE id % 7 = 0;",
+    )
+    .unwrap();
+    let rows: i64 = db
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    // A bad row in the last part: every part, and the parent table, are undone.
+    db.execute_batch("UPDATE events SET at = 'not a time' WHERE id = (SELECT max(id) FROM events)")
+        .unwrap();
+    let target = TestDb::new();
+    let run = || {
+        project
+            .migsafe(&target)
+            .args([
+                "cutover", "sqlite", "run", "--from", "app.db", "--jobs", "3",
+            ])
+            .output()
+            .unwrap()
+    };
+    let text = expect_exit(&run(), 2);
+    assert!(
+        text.contains("[part 1/"),
+        "the table loaded in parts:\n{text}"
+    );
+    assert!(text.contains("CUTOVER_COPY_FAILED:events"), "{text}");
+    assert_eq!(count(&target, "events"), 0);
+    assert_eq!(count(&target, "kinds"), 0);
+
+    db.execute_batch("UPDATE events SET at = '2024-05-02' WHERE at = 'not a time'")
+        .unwrap();
+    let text = expect_exit(&run(), 0);
+    assert!(text.contains("verify passed"), "{text}");
+    assert_eq!(count(&target, "events"), rows);
+    let report = std::fs::read_dir(project.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("cutover-report-"))
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    let events = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "events")
+        .unwrap()
+        .clone();
+    assert_eq!(events["rows"], rows);
+}
+
+#[test]
+fn tables_in_a_foreign_key_cycle_load_together() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_cycle.up.sql",
+            "CREATE TABLE teams (id int PRIMARY KEY, lead_id int);
+             CREATE TABLE people (id int PRIMARY KEY, team_id int REFERENCES teams (id) DEFERRABLE);
+             ALTER TABLE teams ADD FOREIGN KEY (lead_id) REFERENCES people (id) DEFERRABLE;",
+        ),
+        (
+            "migrations/0001_cycle.down.sql",
+            "DROP TABLE people, teams CASCADE;",
+        ),
+    ]);
+    let db = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE teams (id INTEGER PRIMARY KEY, lead_id INTEGER);
+         CREATE TABLE people (id INTEGER PRIMARY KEY, team_id INTEGER);
+         INSERT INTO teams VALUES (1, 10), (2, 20);
+         INSERT INTO people VALUES (10, 1), (20, 2), (30, 1);",
+    )
+    .unwrap();
+    let target = TestDb::new();
+    let output = project
+        .migsafe(&target)
+        .args(["cutover", "sqlite", "run", "--from", "app.db"])
+        .output()
+        .unwrap();
+    let text = expect_exit(&output, 0);
+    assert!(text.contains("verify passed"), "{text}");
+    assert_eq!(count(&target, "people"), 3);
 }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 
 use super::TableMap;
-use super::precheck::row_name;
+use super::precheck::{blocking, row_name};
 use super::sqlite;
 use super::target::{self, SequenceSet, TargetForeignKey};
 use super::types::{Cell, convert};
@@ -37,6 +37,8 @@ const BATCH_BYTES: usize = 4 << 20;
 /// Batches in flight per table: with the sizes above, at most ~16 MiB per
 /// table plus the row being converted.
 const BATCHES_IN_FLIGHT: usize = 4;
+/// Tables of at least twice this many rows load in parts, one per job.
+const ROWS_PER_PART: u64 = 50_000;
 /// Progress at most this often per table.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -186,25 +188,38 @@ pub async fn load(
     events: &dyn EventSink,
     interrupt: &Interrupt,
 ) -> Result<Vec<TableCopy>> {
-    let LoadPlan {
-        source,
-        tables,
-        keys,
-        totals,
-    } = *plan;
     let control = settings.connect().await?;
-    prepare_targets(&control, tables, options.truncate).await?;
-    let result = load_waves(
-        settings, source, tables, keys, totals, options, events, interrupt,
-    )
+    prepare_targets(&control, plan.tables, options.truncate).await?;
+    let result = async {
+        let parts = load_waves(settings, plan, options, events, interrupt).await?;
+        let mut copies = Vec::new();
+        for (index, table) in plan.tables.iter().enumerate() {
+            let mine: Vec<&PartCopy> = parts.iter().filter(|p| p.table == index).collect();
+            let (Some(first), Some(last)) = (
+                mine.iter().map(|p| p.started).min(),
+                mine.iter().map(|p| p.finished).max(),
+            ) else {
+                continue;
+            };
+            copies.push(TableCopy {
+                table: table.source.clone(),
+                target: table.target.clone(),
+                rows: mine.iter().map(|p| p.rows).sum(),
+                bytes: mine.iter().map(|p| p.bytes).sum(),
+                seconds: (last - first).as_secs_f64(),
+                sequences: target::set_sequences(&control, &table.schema, &table.target).await?,
+            });
+        }
+        Ok(copies)
+    }
     .await;
     if let Err(err) = result {
-        return Err(match empty_again(settings, tables).await {
+        return Err(match empty_again(settings, plan.tables).await {
             Ok(()) => err,
             Err(cleanup) => {
                 let hint = format!(
                     "emptying the tables again failed too ({cleanup}): the target may hold part of the data. Run again with --truncate once the server is reachable, or TRUNCATE {} by hand",
-                    tables
+                    plan.tables
                         .iter()
                         .map(|t| t.qualified.clone())
                         .collect::<Vec<_>>()
@@ -280,48 +295,110 @@ async fn empty_again(settings: &ConnectionSettings, tables: &[TableMap]) -> Resu
         .map_err(|e| crate::db::history::database_error(&db, "empty the target tables", &e))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one part (a table, or a rowid range of a big one) did.
+struct PartCopy {
+    table: usize,
+    rows: u64,
+    bytes: u64,
+    started: Instant,
+    finished: Instant,
+}
+
+/// Rowid ranges to load a big table on several connections at once (the
+/// server's side of COPY is the bottleneck: one backend per part). `None`
+/// when the table stays whole: small, WITHOUT ROWID, or a column named like
+/// the rowid.
+fn split(path: &Path, table: &TableMap, rows: u64, jobs: usize) -> Result<Vec<Option<(i64, i64)>>> {
+    let parts = usize::try_from(rows / ROWS_PER_PART)
+        .unwrap_or(usize::MAX)
+        .min(jobs);
+    let shadowed = table.columns.iter().any(|c| {
+        ["rowid", "_rowid_", "oid"]
+            .iter()
+            .any(|r| c.source.eq_ignore_ascii_case(r))
+    });
+    if parts < 2 || shadowed {
+        return Ok(vec![None]);
+    }
+    let db = sqlite::open(path)?;
+    let bounds = db.query_row(
+        &format!(
+            "SELECT min(rowid), max(rowid) FROM {}",
+            sqlite::quote(&table.source)
+        ),
+        [],
+        |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
+    );
+    let Ok((Some(low), Some(high))) = bounds else {
+        return Ok(vec![None]);
+    };
+    let span = i128::from(high) - i128::from(low) + 1;
+    let count = parts as i128;
+    Ok((0..count)
+        .map(|i| {
+            let from = i128::from(low) + span * i / count;
+            let to = i128::from(low) + span * (i + 1) / count - 1;
+            Some((
+                i64::try_from(from).unwrap_or(i64::MIN),
+                i64::try_from(to).unwrap_or(i64::MAX),
+            ))
+        })
+        .collect())
+}
+
 async fn load_waves(
     settings: &ConnectionSettings,
-    source: &Path,
-    tables: &[TableMap],
-    keys: &[TargetForeignKey],
-    totals: &[u64],
+    plan: &LoadPlan<'_>,
     options: &LoadOptions,
     events: &dyn EventSink,
     interrupt: &Interrupt,
-) -> Result<Vec<TableCopy>> {
-    let mut done: Vec<(usize, TableCopy)> = Vec::new();
-    for wave in waves(tables, keys) {
-        let results = futures_util::stream::iter(wave.into_iter().map(|unit| {
-            load_unit(
-                settings, source, tables, unit, totals, options, events, interrupt,
-            )
-        }))
-        .buffer_unordered(options.jobs.max(1))
-        .collect::<Vec<_>>()
-        .await;
-        for result in results {
+) -> Result<Vec<PartCopy>> {
+    let mut done = Vec::new();
+    for wave in waves(plan.tables, plan.keys) {
+        // A table alone in its unit may be split; a cycle loads whole, in one transaction.
+        let mut units = Vec::new();
+        for unit in wave {
+            if let [index] = unit.tables[..] {
+                let (path, table) = (plan.source.to_path_buf(), plan.tables[index].clone());
+                let (rows, jobs) = (plan.totals[index], options.jobs);
+                let ranges = blocking(move || split(&path, &table, rows, jobs)).await?;
+                let parts = ranges.len();
+                for (number, range) in ranges.into_iter().enumerate() {
+                    units.push((unit.clone(), range, (number + 1, parts)));
+                }
+            } else {
+                units.push((unit, None, (1, 1)));
+            }
+        }
+        let mut running =
+            futures_util::stream::iter(units.into_iter().map(|(unit, range, part)| {
+                load_unit(
+                    settings, plan, unit, range, part, options, events, interrupt,
+                )
+            }))
+            .buffer_unordered(options.jobs.max(1));
+        // The first failure stops the others: dropping them closes their
+        // connections, and the server rolls their COPY back.
+        while let Some(result) = running.next().await {
             done.extend(result?);
         }
     }
-    done.sort_by_key(|(i, _)| *i);
-    Ok(done.into_iter().map(|(_, copy)| copy).collect())
+    Ok(done)
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn load_unit(
     settings: &ConnectionSettings,
-    source: &Path,
-    tables: &[TableMap],
+    plan: &LoadPlan<'_>,
     unit: Unit,
-    totals: &[u64],
+    range: Option<(i64, i64)>,
+    (part, parts): (usize, usize),
     options: &LoadOptions,
     events: &dyn EventSink,
     interrupt: &Interrupt,
-) -> Result<Vec<(usize, TableCopy)>> {
+) -> Result<Vec<PartCopy>> {
     let db = settings.connect().await?;
-    let first = &tables[unit.tables[0]].target;
+    let first = &plan.tables[unit.tables[0]].target;
     let setup = format!(
         "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = {}{}",
         options.lock_timeout.as_millis(),
@@ -337,10 +414,32 @@ async fn load_unit(
         .map_err(|e| db_failure(&db, first, "starting the transaction", &e))?;
     let mut copies = Vec::new();
     for &index in &unit.tables {
-        let table = &tables[index];
-        let mut copy = copy_table(&db, source, table, totals[index], events, interrupt).await?;
-        copy.sequences = target::set_sequences(&db, &table.schema, &table.target).await?;
-        copies.push((index, copy));
+        let table = &plan.tables[index];
+        let label = if parts > 1 {
+            format!("{} [part {part}/{parts}]", table.target)
+        } else {
+            table.target.clone()
+        };
+        let total = plan.totals[index] / parts as u64;
+        let started = Instant::now();
+        let (rows, bytes) = copy_table(
+            &db,
+            plan.source,
+            table,
+            range,
+            &label,
+            total,
+            events,
+            interrupt,
+        )
+        .await?;
+        copies.push(PartCopy {
+            table: index,
+            rows,
+            bytes,
+            started,
+            finished: Instant::now(),
+        });
     }
     db.client
         .batch_execute("COMMIT")
@@ -349,17 +448,21 @@ async fn load_unit(
     Ok(copies)
 }
 
+/// Streams one table (or one rowid range of it) into COPY; returns rows and bytes.
+#[allow(clippy::too_many_arguments)]
 async fn copy_table(
     db: &Db,
     source: &Path,
     table: &TableMap,
+    range: Option<(i64, i64)>,
+    label: &str,
     total: u64,
     events: &dyn EventSink,
     interrupt: &Interrupt,
-) -> Result<TableCopy> {
+) -> Result<(u64, u64)> {
     let started = Instant::now();
     events.emit(&Event::CopyStarted {
-        table: table.target.clone(),
+        table: label.to_string(),
         rows: total,
     });
     let columns = table.target_columns();
@@ -386,7 +489,7 @@ async fn copy_table(
         let path = source.to_path_buf();
         let table = table.clone();
         let interrupt = interrupt.clone();
-        tokio::task::spawn_blocking(move || read(&path, &table, &sender, &interrupt))
+        tokio::task::spawn_blocking(move || read(&path, &table, range, &sender, &interrupt))
     };
     let mut rows = 0u64;
     let mut bytes = 0u64;
@@ -413,7 +516,7 @@ async fn copy_table(
         if last_progress.elapsed() >= PROGRESS_EVERY {
             last_progress = Instant::now();
             events.emit(&Event::CopyProgress {
-                table: table.target.clone(),
+                table: label.to_string(),
                 rows,
                 total,
             });
@@ -446,27 +549,20 @@ async fn copy_table(
             "the cutover's tables were emptied again; please report this",
         ));
     }
-    let elapsed = started.elapsed();
     events.emit(&Event::CopyFinished {
-        table: table.target.clone(),
+        table: label.to_string(),
         rows,
         bytes,
-        duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     });
-    Ok(TableCopy {
-        table: table.source.clone(),
-        target: table.target.clone(),
-        rows,
-        bytes,
-        seconds: elapsed.as_secs_f64(),
-        sequences: Vec::new(),
-    })
+    Ok((rows, bytes))
 }
 
 /// The reader thread: SQLite rows → converted batches.
 fn read(
     path: &Path,
     table: &TableMap,
+    range: Option<(i64, i64)>,
     sender: &mpsc::Sender<Batch>,
     interrupt: &Interrupt,
 ) -> Result<()> {
@@ -482,8 +578,17 @@ fn read(
         )
     };
     let db = sqlite::open(path)?;
-    let mut statement = db.prepare(&table.source_select()).map_err(source_error)?;
-    let mut rows = statement.query([]).map_err(source_error)?;
+    let (sql, bounds) = match range {
+        Some((from, to)) => (
+            format!("{} WHERE rowid BETWEEN ?1 AND ?2", table.source_select()),
+            vec![from, to],
+        ),
+        None => (table.source_select(), Vec::new()),
+    };
+    let mut statement = db.prepare(&sql).map_err(source_error)?;
+    let mut rows = statement
+        .query(rusqlite::params_from_iter(bounds))
+        .map_err(source_error)?;
     let mut batch = Batch {
         rows: Vec::with_capacity(BATCH_ROWS),
         bytes: 0,

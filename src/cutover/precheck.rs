@@ -59,10 +59,15 @@ pub struct PrecheckReport {
 }
 
 /// Runs every check of the SQLite file against the target schema.
+///
+/// `values: false` leaves out the conversion of every value (a full read of
+/// the file): `run` uses that, because its load converts every value anyway
+/// and stops at the first misfit, emptying the target again.
 pub async fn precheck(
     source: &Path,
     schema: &TargetSchema,
     options: &CutoverOptions,
+    values: bool,
     interrupt: &Interrupt,
 ) -> Result<(Mapping, Vec<TableRows>, Vec<Problem>)> {
     let path = source.to_path_buf();
@@ -76,7 +81,16 @@ pub async fn precheck(
     let scans = futures_util::stream::iter(mapping.tables.clone().into_iter().map(|table| {
         let path = source.to_path_buf();
         let interrupt = interrupt.clone();
-        blocking(move || scan(&path, &table, &interrupt))
+        blocking(move || {
+            if values {
+                scan(&path, &table, &interrupt)
+            } else {
+                let db = sqlite::open(&path)?;
+                let rows = sqlite::count(&db, &table.source)
+                    .map_err(|e| source_error(&path, &table.source, e))?;
+                Ok((rows, Vec::new()))
+            }
+        })
     }))
     .buffered(options.jobs.max(1))
     .collect::<Vec<_>>()

@@ -163,7 +163,7 @@ impl Migrator {
             .cutover_schema(&loaded, &options.schema, scratch_url)
             .await?;
         let (_, tables, problems) =
-            precheck::precheck(&options.from, &schema, options, &self.interrupt).await?;
+            precheck::precheck(&options.from, &schema, options, true, &self.interrupt).await?;
         let report = precheck::report(
             &options.from,
             loaded.settings.to_string(),
@@ -225,7 +225,7 @@ impl Migrator {
         let db = loaded.settings.connect().await?;
         let schema = TargetSchema::read(&db, &cutover.schema).await?;
         let (mapping, rows, problems) =
-            precheck::precheck(&backup, &schema, cutover, &self.interrupt).await?;
+            precheck::precheck(&backup, &schema, cutover, false, &self.interrupt).await?;
         if cutover::result_of(&problems) == Status::Fail {
             let report = precheck::report(
                 &cutover.from,
