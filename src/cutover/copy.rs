@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 
 use super::TableMap;
@@ -34,9 +34,13 @@ use crate::events::{Event, EventSink, Interrupt};
 const BATCH_ROWS: usize = 2048;
 /// Bytes per batch (a batch closes at whichever comes first).
 const BATCH_BYTES: usize = 4 << 20;
-/// Batches in flight per table: with the sizes above, at most ~16 MiB per
-/// table plus the row being converted.
+/// Batches queued per table.
 const BATCHES_IN_FLIGHT: usize = 4;
+/// Converted rows waiting to be sent, all tables together, in KiB: the
+/// load's memory stays flat however big the file, its tables or its blobs
+/// are (a single row larger than this still goes through, alone).
+const QUEUED_KIB: u32 = 64 * 1024;
+static QUEUED: Semaphore = Semaphore::const_new(QUEUED_KIB as usize);
 /// Tables of at least twice this many rows load in parts, one per job.
 const ROWS_PER_PART: u64 = 50_000;
 /// Progress at most this often per table.
@@ -88,6 +92,27 @@ pub struct LoadPlan<'a> {
 struct Batch {
     rows: Vec<Vec<Cell>>,
     bytes: u64,
+    /// Its share of [`QUEUED`], given back when the batch is written.
+    _queued: Option<SemaphorePermit<'static>>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            rows: Vec::with_capacity(BATCH_ROWS),
+            bytes: 0,
+            _queued: None,
+        }
+    }
+}
+
+/// Waits (on a reader thread) until the batch fits in the queue budget.
+fn queue(mut batch: Batch, runtime: &tokio::runtime::Handle) -> Batch {
+    let kib = u32::try_from(batch.bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .clamp(1, QUEUED_KIB);
+    batch._queued = runtime.block_on(QUEUED.acquire_many(kib)).ok();
+    batch
 }
 
 /// A group of tables loaded in one transaction.
@@ -589,10 +614,8 @@ fn read(
     let mut rows = statement
         .query(rusqlite::params_from_iter(bounds))
         .map_err(source_error)?;
-    let mut batch = Batch {
-        rows: Vec::with_capacity(BATCH_ROWS),
-        bytes: 0,
-    };
+    let runtime = tokio::runtime::Handle::current();
+    let mut batch = Batch::new();
     let mut position = 0u64;
     while let Some(row) = rows.next().map_err(source_error)? {
         position += 1;
@@ -622,13 +645,7 @@ fn read(
         }
         batch.rows.push(cells);
         if batch.rows.len() >= BATCH_ROWS || batch.bytes as usize >= BATCH_BYTES {
-            let full = std::mem::replace(
-                &mut batch,
-                Batch {
-                    rows: Vec::with_capacity(BATCH_ROWS),
-                    bytes: 0,
-                },
-            );
+            let full = queue(std::mem::replace(&mut batch, Batch::new()), &runtime);
             // The writer hung up: it failed and says why.
             if sender.blocking_send(full).is_err() || interrupt.is_triggered() {
                 return Ok(());
@@ -636,7 +653,7 @@ fn read(
         }
     }
     if !batch.rows.is_empty() {
-        let _ = sender.blocking_send(batch);
+        let _ = sender.blocking_send(queue(batch, &runtime));
     }
     Ok(())
 }
