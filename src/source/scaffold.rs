@@ -25,6 +25,7 @@ lock_wait = "5m"             # how long a runner waits for the namespace lock
 [backup]
 dir = "backups/migrations"
 keep = 10
+sqlite_dir = "backups/sqlite" # online backups of SQLite files (cutover sqlite run)
 
 [lint]
 large_table = "10MB"         # size-dependent lint findings: error at or above, warning below
