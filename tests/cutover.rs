@@ -431,8 +431,8 @@ fn a_missing_or_foreign_source_file_is_a_usage_error() {
     assert!(!db.exists("users"));
 }
 
-#[test]
-fn big_tables_load_in_parts_and_fail_as_one() {
+/// Two tables, `events` big enough to load in parts (ids with gaps).
+fn events_project(rows: u32) -> (Project, rusqlite::Connection) {
     let project = Project::new(&[
         (
             "migrations/0001_events.up.sql",
@@ -447,14 +447,21 @@ fn big_tables_load_in_parts_and_fail_as_one() {
     ]);
     let db = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
     db.execute_batch(
-        "CREATE TABLE kinds (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+        &"CREATE TABLE kinds (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
          INSERT INTO kinds VALUES (1, 'click'), (2, 'view');
          CREATE TABLE events (id INTEGER PRIMARY KEY, kind_id INTEGER NOT NULL, at TEXT NOT NULL, payload TEXT);
-         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 130000)
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ?1)
          INSERT INTO events SELECT i * 3, 1 + i % 2, '2024-05-01 10:00:00', 'event ' || i FROM s;
-         DELETE FROM events WHERE id % 7 = 0;",
+         DELETE FROM events WHERE id % 7 = 0;"
+            .replace("?1", &rows.to_string()),
     )
     .unwrap();
+    (project, db)
+}
+
+#[test]
+fn big_tables_load_in_parts_and_fail_as_one() {
+    let (project, db) = events_project(130_000);
     let rows: i64 = db
         .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
         .unwrap();
@@ -533,4 +540,53 @@ fn tables_in_a_foreign_key_cycle_load_together() {
     let text = expect_exit(&output, 0);
     assert!(text.contains("verify passed"), "{text}");
     assert_eq!(count(&target, "people"), 3);
+}
+
+#[test]
+fn ctrl_c_during_the_load_leaves_every_table_empty() {
+    use std::io::{BufRead, BufReader};
+    let (project, _db) = events_project(600_000);
+    let target = TestDb::new();
+    let mut child = std::process::Command::new(common::migsafe_bin())
+        .current_dir(project.path())
+        .env("DATABASE_URL", &target.url)
+        .env("NO_COLOR", "1")
+        .args([
+            "cutover",
+            "sqlite",
+            "run",
+            "--from",
+            "app.db",
+            "--skip-backup",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut lines = stderr.lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("copying events") {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    for line in lines {
+        seen.push_str(&line.unwrap());
+        seen.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2), "{seen}");
+    assert!(seen.contains("MIGRATION_CANCELLED"), "{seen}");
+    assert_eq!(count(&target, "events"), 0, "{seen}");
+    assert_eq!(count(&target, "kinds"), 0, "{seen}");
 }

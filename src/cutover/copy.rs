@@ -165,6 +165,16 @@ fn waves(tables: &[TableMap], keys: &[TargetForeignKey]) -> Vec<Vec<Unit>> {
     waves
 }
 
+fn cancelled(table: &str) -> Error {
+    Error::Migration {
+        reason: ReasonCode::new(Code::MigrationCancelled),
+        message: format!("interrupted while loading `{table}`"),
+        hint: Some(
+            "nothing stays half-loaded: the cutover's tables were emptied again. Run it again when ready".into(),
+        ),
+    }
+}
+
 fn failed(table: &str, message: String, hint: &str) -> Error {
     Error::Migration {
         reason: ReasonCode::about(Code::CutoverCopyFailed, table),
@@ -380,6 +390,9 @@ async fn load_waves(
 ) -> Result<Vec<PartCopy>> {
     let mut done = Vec::new();
     for wave in waves(plan.tables, plan.keys) {
+        if interrupt.is_triggered() {
+            return Err(cancelled(&plan.tables[wave[0].tables[0]].target));
+        }
         // A table alone in its unit may be split; a cycle loads whole, in one transaction.
         let mut units = Vec::new();
         for unit in wave {
@@ -516,64 +529,74 @@ async fn copy_table(
         let interrupt = interrupt.clone();
         tokio::task::spawn_blocking(move || read(&path, &table, range, &sender, &interrupt))
     };
-    let mut rows = 0u64;
-    let mut bytes = 0u64;
-    let mut last_progress = Instant::now();
-    while let Some(batch) = batches.recv().await {
+    let streaming = async {
+        let mut rows = 0u64;
+        let mut bytes = 0u64;
+        let mut last_progress = Instant::now();
+        while let Some(batch) = batches.recv().await {
+            if interrupt.is_triggered() {
+                return Err(cancelled(&table.target));
+            }
+            for row in &batch.rows {
+                writer
+                    .as_mut()
+                    .write_raw(row.iter())
+                    .await
+                    .map_err(|e| db_failure(db, &table.target, "sending rows", &e))?;
+            }
+            rows += batch.rows.len() as u64;
+            bytes += batch.bytes;
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = Instant::now();
+                events.emit(&Event::CopyProgress {
+                    table: label.to_string(),
+                    rows,
+                    total,
+                });
+            }
+        }
+        // The channel closed: the reader is done, or stopped at a bad row or a
+        // Ctrl-C. Only a reader that read every row lets the COPY finish.
         if interrupt.is_triggered() {
-            return Err(Error::Migration {
-                reason: ReasonCode::new(Code::MigrationCancelled),
-                message: format!("interrupted while loading `{}`", table.target),
-                hint: Some(
-                    "the cutover's tables were emptied again; run it again when ready".into(),
-                ),
-            });
+            return Err(cancelled(&table.target));
         }
-        for row in &batch.rows {
-            writer
-                .as_mut()
-                .write_raw(row.iter())
-                .await
-                .map_err(|e| db_failure(db, &table.target, "sending rows", &e))?;
+        match reader.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(err),
+            Err(err) => {
+                return Err(failed(
+                    &table.target,
+                    format!("the SQLite reader of `{}` failed: {err}", table.source),
+                    "the cutover's tables were emptied again",
+                ));
+            }
         }
-        rows += batch.rows.len() as u64;
-        bytes += batch.bytes;
-        if last_progress.elapsed() >= PROGRESS_EVERY {
-            last_progress = Instant::now();
-            events.emit(&Event::CopyProgress {
-                table: label.to_string(),
-                rows,
-                total,
-            });
-        }
-    }
-    // The channel closed: the reader is done, or stopped at a bad row.
-    match reader.await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => return Err(err),
-        Err(err) => {
+        let loaded = writer
+            .as_mut()
+            .finish()
+            .await
+            .map_err(|e| db_failure(db, &table.target, "finishing COPY", &e))?;
+        if loaded != rows {
             return Err(failed(
                 &table.target,
-                format!("the SQLite reader of `{}` failed: {err}", table.source),
-                "the cutover's tables were emptied again",
+                format!(
+                    "`{}`: the server loaded {loaded} rows, migsafe sent {rows}",
+                    table.target
+                ),
+                "the cutover's tables were emptied again; please report this",
             ));
         }
-    }
-    let loaded = writer
-        .as_mut()
-        .finish()
-        .await
-        .map_err(|e| db_failure(db, &table.target, "finishing COPY", &e))?;
-    if loaded != rows {
-        return Err(failed(
-            &table.target,
-            format!(
-                "`{}`: the server loaded {loaded} rows, migsafe sent {rows}",
-                table.target
-            ),
-            "the cutover's tables were emptied again; please report this",
-        ));
-    }
+        Ok::<_, Error>((rows, bytes))
+    };
+    // Rows may already sit in socket buffers when Ctrl-C comes: cancel the
+    // COPY on the server instead of waiting for it to finish.
+    let (rows, bytes) = tokio::select! {
+        done = streaming => done?,
+        () = interrupt.wait() => {
+            db.cancel_running().await;
+            return Err(cancelled(&table.target));
+        }
+    };
     events.emit(&Event::CopyFinished {
         table: label.to_string(),
         rows,
@@ -647,8 +670,10 @@ fn read(
         if batch.rows.len() >= BATCH_ROWS || batch.bytes as usize >= BATCH_BYTES {
             let full = queue(std::mem::replace(&mut batch, Batch::new()), &runtime);
             // The writer hung up: it failed and says why.
-            if sender.blocking_send(full).is_err() || interrupt.is_triggered() {
-                return Ok(());
+            // A Ctrl-C, or the writer hung up (it failed and says why):
+            // never end as if every row had been read.
+            if interrupt.is_triggered() || sender.blocking_send(full).is_err() {
+                return Err(cancelled(&table.target));
             }
         }
     }

@@ -282,6 +282,7 @@ impl Migrator {
 
         let verify = if options.verify {
             let began = Instant::now();
+            let rows: u64 = tables.iter().map(|t| t.rows).sum();
             let compared = verify::verify(
                 &loaded.settings,
                 &backup,
@@ -289,7 +290,23 @@ impl Migrator {
                 cutover.jobs,
                 &self.interrupt,
             )
-            .await?;
+            .await
+            .map_err(|e| {
+                let hint = format!(
+                    "the load itself finished: {rows} rows are committed. Check them with `migsafe cutover sqlite verify --from {}`",
+                    backup.display()
+                );
+                match e {
+                    Error::Refused { reason, .. } if reason.code() == Code::MigrationCancelled => {
+                        Error::Migration {
+                            reason,
+                            message: "interrupted during the verify that ends the run".into(),
+                            hint: Some(hint),
+                        }
+                    }
+                    other => other.with_hint(hint),
+                }
+            })?;
             Some(VerifyReport {
                 schema_version: cutover::REPORT_VERSION,
                 source: backup.display().to_string(),
