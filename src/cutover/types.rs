@@ -1042,6 +1042,38 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn every_integer_and_double_survives_numeric(i in proptest::num::i64::ANY, f in proptest::num::f64::NORMAL) {
+            proptest::prop_assert_eq!(roundtrip(&i.to_string()), i.to_string());
+            // The digits Display gives are the exact shortest decimal of the double.
+            let text = format!("{f}");
+            let back: f64 = roundtrip(&text).parse().unwrap_or(f64::NAN);
+            proptest::prop_assert_eq!(back, f);
+        }
+
+        #[test]
+        fn no_input_makes_the_conversion_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let kinds = [
+                Kind::Bool, Kind::Int2, Kind::Int8, Kind::Float4, Kind::Float8,
+                Kind::Numeric { precision: Some(5), scale: Some(2) }, Kind::Numeric { precision: None, scale: None },
+                Kind::Text { max_chars: Some(3), padded: true }, Kind::Bytea,
+                Kind::Timestamp { precision: 0 }, Kind::TimestampTz { precision: 6 }, Kind::Date, Kind::Time,
+                Kind::Uuid, Kind::Json, Kind::Jsonb, Kind::Enum { labels: vec!["a".into()] },
+            ];
+            for kind in &kinds {
+                for value in [ValueRef::Text(&bytes), ValueRef::Blob(&bytes)] {
+                    if let Ok(cell) = convert(value, kind, true) {
+                        let mut buf = BytesMut::new();
+                        let mut out = Vec::new();
+                        let size = encode(&cell, &Type::TEXT, &mut buf);
+                        canonical(kind, size.map(|_| &buf[..]), &mut out);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn canonical_forms_ignore_what_postgres_ignores() {
         let canon = |kind: &Kind, raw: &[u8]| {
