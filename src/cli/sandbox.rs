@@ -163,7 +163,58 @@ const STEPS: &[(&[&str], i32, &str)] = &[
         0,
         "the verified pg_dump backups taken before each apply and rollback",
     ),
+    (
+        &[
+            "cutover",
+            "sqlite",
+            "precheck",
+            "--from",
+            "legacy.db",
+            "--target",
+            "app",
+        ],
+        0,
+        "moving off SQLite: the old file's every value and key checked against the `app` schema",
+    ),
+    (
+        &[
+            "cutover",
+            "sqlite",
+            "run",
+            "--from",
+            "legacy.db",
+            "--target",
+            "app",
+        ],
+        0,
+        "copy it (online backup of the file, binary COPY, identity set past the copied ids), then verify row by row",
+    ),
 ];
+
+/// The SQLite file the demo moves into PostgreSQL: the `accounts` of an
+/// older version of the app, with the awkward values real files have.
+fn write_legacy_sqlite(path: &Path) -> Result<()> {
+    let fail = |e: rusqlite::Error| {
+        Error::config(
+            migsafe::error::Code::Io,
+            format!(
+                "cannot write the demo's SQLite file {}: {e}",
+                path.display()
+            ),
+        )
+    };
+    let db = rusqlite::Connection::open(path).map_err(fail)?;
+    db.execute_batch(
+        "CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL, created_at DATETIME NOT NULL, email TEXT);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 5000)
+         INSERT INTO accounts SELECT i,
+             CASE i % 3 WHEN 0 THEN 'Zoë ' || i WHEN 1 THEN '山田 ' || i ELSE 'account ' || i END,
+             CASE i % 2 WHEN 0 THEN printf('2021-%02d-%02d 09:30:00', 1 + i % 12, 1 + i % 28) ELSE 1600000000 + i * 3600 END,
+             CASE WHEN i % 10 = 0 THEN NULL ELSE 'user' || i || '@example.org' END
+         FROM s;",
+    )
+    .map_err(fail)
+}
 
 /// `migsafe demo`.
 pub async fn demo(interrupt: Interrupt) -> Result<i32> {
@@ -178,6 +229,7 @@ pub async fn demo(interrupt: Interrupt) -> Result<i32> {
         }
         std::fs::write(&target, text).map_err(|e| Error::io(&target, "write", &e))?;
     }
+    write_legacy_sqlite(&workdir.path().join("legacy.db"))?;
     err("starting a throwaway PostgreSQL for the demo…");
     let mut sandbox = start().await?;
     let url = sandbox.url("postgres");
