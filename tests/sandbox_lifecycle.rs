@@ -81,3 +81,19 @@ fn sigkill_of_migsafe_still_removes_the_sandbox() {
     child.wait().unwrap();
     wait_until_gone(&url, base.path());
 }
+
+#[test]
+fn the_demo_runs_every_step_against_its_own_sandbox() {
+    let output = common::migsafe_command()
+        .arg("demo")
+        .timeout(std::time::Duration::from_secs(300))
+        .output()
+        .unwrap();
+    let text = common::expect_exit(&output, 0);
+    assert!(text.contains("demo complete"), "{text}");
+    assert!(text.contains("DOWN_SCRIPT_MISSING"), "{text}");
+    assert!(
+        text.contains("verify passed: every table is identical"),
+        "{text}"
+    );
+}
