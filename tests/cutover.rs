@@ -277,6 +277,8 @@ fn precheck_finds_every_problem_then_the_fixed_file_copies_exactly() {
         .output()
         .unwrap();
     let text = expect_exit(&output, 6);
+    // No byte printed, logged or reported (backups included) holds the password.
+    common::assert_no_secret(&project, &output, common::sandbox().password());
     assert!(text.contains("(id)=(2): values differ"), "{text}");
     assert!(text.contains("(id)=(2): missing on target"), "{text}");
     assert!(text.contains("same items"), "{text}");
@@ -304,6 +306,7 @@ fn a_failure_half_way_leaves_every_table_empty() {
         .output()
         .unwrap();
     let text = expect_exit(&output, 2);
+    common::assert_no_secret(&project, &output, common::sandbox().password());
     assert!(text.contains("CUTOVER_COPY_FAILED:orders"), "{text}");
     assert!(
         text.contains("placed_recent"),
