@@ -38,6 +38,34 @@
 //! }
 //! # }
 //! ```
+//!
+//! ## Migrations compiled into the service
+//!
+//! A service can carry its migrations inside its binary instead of reading a
+//! directory at start-up. Its `build.rs` (with `migsafe` also under
+//! `[build-dependencies]`) reads the directory with the same code as the CLI
+//! — a malformed file fails the build, every problem listed — and writes the
+//! normalised scripts with their build-time checksums into `OUT_DIR`:
+//!
+//! ```no_run
+//! // in build.rs, inside fn main():
+//! migsafe::source::embed::build("app", "migrations");
+//! ```
+//!
+//! [`embedded_migrations!`] includes them; [`Migrator::with_embedded`] uses
+//! them for their namespace. `apply` and `require_up_to_date` then work as
+//! above, on the same lock and history as the CLI, which sees the same
+//! versions and checksums (`examples/service.rs` runs this):
+//!
+//! ```ignore
+//! static MIGRATIONS: migsafe::source::embed::Embedded = migsafe::embedded_migrations!("app");
+//!
+//! # async fn start(config: migsafe::Config) -> migsafe::Result<()> {
+//! let migrator = migsafe::Migrator::new(config).with_embedded(&MIGRATIONS)?;
+//! migrator.require_up_to_date(Some("app")).await?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod config;
 pub mod cutover;

@@ -32,6 +32,8 @@ pub struct Migrator {
     events: Arc<dyn EventSink>,
     interrupt: Interrupt,
     log_dir: std::path::PathBuf,
+    /// Namespaces whose migrations are compiled in (no directory is read).
+    embedded: Vec<(String, MigrationSet)>,
 }
 
 /// A namespace with its files and its database.
@@ -139,6 +141,48 @@ impl Migrator {
             events: Arc::new(NoEvents),
             interrupt: Interrupt::new(),
             log_dir: std::path::PathBuf::from("logs"),
+            embedded: Vec::new(),
+        }
+    }
+
+    /// Uses migrations compiled into the binary for their namespace instead
+    /// of its directory (see [`crate::source::embed`]). Same lock, history and
+    /// checksums as the CLI reading the same files. Fails (exit 5) when the
+    /// namespace is not configured, or a checksum differs from build time.
+    pub fn with_embedded(mut self, embedded: &crate::source::embed::Embedded) -> Result<Self> {
+        if !self
+            .config
+            .namespaces
+            .iter()
+            .any(|n| n.name == embedded.namespace)
+        {
+            return Err(Error::Config {
+                reason: ReasonCode::about(Code::NamespaceUnknown, embedded.namespace),
+                message: format!(
+                    "the embedded migrations belong to namespace `{}`, which the configuration does not have",
+                    embedded.namespace
+                ),
+                hint: Some(format!(
+                    "add [namespaces.{}] to migsafe.toml, or build the configuration with Config::parse",
+                    embedded.namespace
+                )),
+            });
+        }
+        let set = embedded.load()?;
+        self.embedded.retain(|(name, _)| name != embedded.namespace);
+        self.embedded.push((embedded.namespace.to_string(), set));
+        Ok(self)
+    }
+
+    /// A namespace's migrations: compiled in, or read from its directory.
+    fn read_sources(
+        embedded: &[(String, MigrationSet)],
+        namespace: &str,
+        dir: &std::path::Path,
+    ) -> Result<MigrationSet> {
+        match embedded.iter().find(|(name, _)| name == namespace) {
+            Some((_, set)) => Ok(set.clone()),
+            None => source::load(namespace, dir),
         }
     }
 
@@ -185,7 +229,12 @@ impl Migrator {
         self.config
             .select(target)?
             .into_iter()
-            .map(|ns| Ok((ns.clone(), source::load(&ns.name, &ns.dir)?)))
+            .map(|ns| {
+                Ok((
+                    ns.clone(),
+                    Self::read_sources(&self.embedded, &ns.name, &ns.dir)?,
+                ))
+            })
             .collect()
     }
 
@@ -385,10 +434,11 @@ impl Migrator {
             .iter()
             .map(|n| (n.name.clone(), n.dir.clone()))
             .collect();
+        let embedded = self.embedded.clone();
         let reading = tokio::task::spawn_blocking(move || {
             to_read
                 .iter()
-                .map(|(name, dir)| source::load(name, dir))
+                .map(|(name, dir)| Self::read_sources(&embedded, name, dir))
                 .collect::<Result<Vec<MigrationSet>>>()
         });
         let first = async {
@@ -598,7 +648,8 @@ impl Migrator {
             for path in paths {
                 match self.config.namespaces.iter().find(|n| &n.name == path) {
                     Some(namespace) => {
-                        let set = source::load(&namespace.name, &namespace.dir)?;
+                        let set =
+                            Self::read_sources(&self.embedded, &namespace.name, &namespace.dir)?;
                         scripts.extend(
                             set.migrations
                                 .iter()

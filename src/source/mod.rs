@@ -6,6 +6,7 @@
 
 pub mod checksum;
 pub mod directives;
+pub mod embed;
 pub mod layout;
 pub mod migration;
 pub mod scaffold;
@@ -342,7 +343,7 @@ fn script(
     script_from_text(namespace, path, sql, first_line, no_transaction)
 }
 
-fn script_from_text(
+pub(crate) fn script_from_text(
     namespace: &str,
     path: &Path,
     sql: String,

@@ -1,0 +1,292 @@
+//! Migrations embedded in an application binary at compile time.
+//!
+//! A build script reads the migrations directory with the same code as the
+//! CLI ([`super::load`]): a malformed file name, a duplicate version, a file
+//! that is not UTF-8 or an invalid directive fails the build, with every
+//! problem listed. It writes the normalised scripts and their build-time
+//! checksums as Rust code into `OUT_DIR`, and [`embedded_migrations!`]
+//! includes that code. At start-up, [`Embedded::load`] rebuilds the
+//! [`MigrationSet`] without touching the file system and checks that every
+//! checksum still matches the one computed at build time.
+//!
+//! `build.rs` of the application (with `migsafe` as a build-dependency too):
+//!
+//! ```no_run
+//! // in build.rs, inside fn main():
+//! migsafe::source::embed::build("app", "migrations");
+//! ```
+//!
+//! The application:
+//!
+//! ```ignore
+//! static MIGRATIONS: migsafe::source::embed::Embedded = migsafe::embedded_migrations!("app");
+//!
+//! let migrator = migsafe::Migrator::new(config).with_embedded(&MIGRATIONS)?;
+//! migrator.apply(Some("app"), &Default::default()).await?;
+//! ```
+//!
+//! [`embedded_migrations!`]: crate::embedded_migrations
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::layout::Layout;
+use super::migration::{Migration, MigrationSet, Script};
+use super::version::Version;
+use crate::error::{Code, Error, FileProblem, ReasonCode, Result};
+
+/// One script as embedded: its normalised text and build-time checksum.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddedScript {
+    /// The file it came from (as a path relative to the crate, for messages).
+    pub path: &'static str,
+    /// Normalised text (no BOM, LF line ends).
+    pub sql: &'static str,
+    /// 1-based line of the file where `sql` starts.
+    pub first_line: usize,
+    /// No-transaction from metadata outside the text (diesel's metadata.toml).
+    pub no_transaction: bool,
+    /// SHA-256 computed at build time.
+    pub checksum: &'static str,
+}
+
+/// One migration as embedded.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddedMigration {
+    /// Its version as written.
+    pub version: &'static str,
+    /// Its name.
+    pub name: &'static str,
+    /// Its layout (`reversible`, `up-only`, `diesel`, `dbmate`, `flyway`).
+    pub layout: &'static str,
+    /// The up script.
+    pub up: EmbeddedScript,
+    /// The down script, if any.
+    pub down: Option<EmbeddedScript>,
+}
+
+/// A namespace's migrations compiled into the binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Embedded {
+    /// The namespace they belong to.
+    pub namespace: &'static str,
+    /// In version order.
+    pub migrations: &'static [EmbeddedMigration],
+}
+
+fn layout_name(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Reversible => "reversible",
+        Layout::UpOnly => "up-only",
+        Layout::Diesel => "diesel",
+        Layout::Dbmate => "dbmate",
+        Layout::Flyway => "flyway",
+    }
+}
+
+fn layout_of(name: &str) -> Option<Layout> {
+    Some(match name {
+        "reversible" => Layout::Reversible,
+        "up-only" => Layout::UpOnly,
+        "diesel" => Layout::Diesel,
+        "dbmate" => Layout::Dbmate,
+        "flyway" => Layout::Flyway,
+        _ => return None,
+    })
+}
+
+impl Embedded {
+    /// The migration set, rebuilt from the embedded text. Fails (exit 5) when
+    /// a checksum differs from the build-time one — a migsafe library newer
+    /// than the build script normalising differently — rather than run
+    /// scripts whose history rows would not match the CLI's.
+    pub fn load(&self) -> Result<MigrationSet> {
+        let mut problems = Vec::new();
+        let mut migrations = Vec::with_capacity(self.migrations.len());
+        for embedded in self.migrations {
+            match self.migration(embedded) {
+                Ok(migration) => migrations.push(migration),
+                Err(problem) => problems.push(problem),
+            }
+        }
+        if let Some(first) = problems.first() {
+            return Err(Error::Source {
+                reason: first.reason.clone(),
+                problems,
+            });
+        }
+        migrations.sort_by(|a, b| a.version.cmp(&b.version));
+        Ok(MigrationSet {
+            migrations,
+            ignored: Vec::new(),
+        })
+    }
+
+    fn migration(
+        &self,
+        embedded: &EmbeddedMigration,
+    ) -> std::result::Result<Migration, FileProblem> {
+        let problem = |path: &str, message: String| FileProblem {
+            reason: ReasonCode::about(Code::MigrationFileInvalid, self.namespace),
+            path: PathBuf::from(path),
+            message,
+        };
+        let version = Version::parse(embedded.version)
+            .map_err(|e| problem(embedded.up.path, format!("embedded version: {e}")))?;
+        let layout = layout_of(embedded.layout).ok_or_else(|| {
+            problem(
+                embedded.up.path,
+                format!("unknown embedded layout `{}`", embedded.layout),
+            )
+        })?;
+        let script = |s: &EmbeddedScript| -> std::result::Result<Script, FileProblem> {
+            let rebuilt = super::script_from_text(
+                self.namespace,
+                Path::new(s.path),
+                s.sql.to_string(),
+                s.first_line,
+                s.no_transaction,
+            )
+            .map_err(|mut found| found.remove(0))?;
+            if rebuilt.checksum != s.checksum {
+                return Err(problem(
+                    s.path,
+                    format!(
+                        "its checksum at start-up ({}) differs from the one computed at build time ({}): rebuild the application with the same migsafe version",
+                        rebuilt.checksum, s.checksum
+                    ),
+                ));
+            }
+            Ok(rebuilt)
+        };
+        Ok(Migration {
+            version,
+            name: embedded.name.to_string(),
+            layout,
+            up: script(&embedded.up)?,
+            down: embedded.down.as_ref().map(script).transpose()?,
+        })
+    }
+}
+
+/// The Rust expression (an [`Embedded`]) for the migrations of `dir`, or the
+/// problems that must fail the build.
+pub fn generate(namespace: &str, dir: &Path) -> Result<String> {
+    let set = super::load(namespace, dir)?;
+    let shown = |path: &Path| -> String {
+        path.strip_prefix(dir.parent().unwrap_or(dir))
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    };
+    let script = |s: &Script| {
+        format!(
+            "::migsafe::source::embed::EmbeddedScript {{ path: {:?}, sql: {:?}, first_line: {}, no_transaction: {}, checksum: {:?} }}",
+            shown(&s.path),
+            s.sql,
+            s.first_line,
+            s.directives.no_transaction,
+            s.checksum
+        )
+    };
+    let mut code = format!(
+        "// @generated by migsafe::source::embed from {} — do not edit.\n::migsafe::source::embed::Embedded {{\n    namespace: {namespace:?},\n    migrations: &[\n",
+        dir.display()
+    );
+    for migration in &set.migrations {
+        let _ = writeln!(
+            code,
+            "        ::migsafe::source::embed::EmbeddedMigration {{\n            version: {:?},\n            name: {:?},\n            layout: {:?},\n            up: {},\n            down: {},\n        }},",
+            migration.version.to_string(),
+            migration.name,
+            layout_name(migration.layout),
+            script(&migration.up),
+            match &migration.down {
+                Some(down) => format!("Some({})", script(down)),
+                None => "None".into(),
+            }
+        );
+    }
+    code.push_str("    ],\n}\n");
+    Ok(code)
+}
+
+/// The file [`build`] writes for `namespace` in `out_dir`.
+pub fn generated_path(out_dir: &Path, namespace: &str) -> PathBuf {
+    out_dir.join(format!("migsafe-{namespace}.rs"))
+}
+
+/// For a build script: embeds the migrations of `dir` (relative to the
+/// crate) for namespace `namespace`, and asks Cargo to run again when the
+/// directory changes. A malformed migration fails the build, every problem
+/// printed.
+pub fn build(namespace: &str, dir: impl AsRef<Path>) {
+    let dir = dir.as_ref();
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let out_dir = std::env::var_os("OUT_DIR").map(PathBuf::from);
+    let result = match &out_dir {
+        Some(out_dir) => generate(namespace, dir).and_then(|code| {
+            let path = generated_path(out_dir, namespace);
+            std::fs::write(&path, code).map_err(|e| Error::io(&path, "write", &e))
+        }),
+        None => Err(Error::config(
+            Code::Usage,
+            "migsafe::source::embed::build runs in a build script (OUT_DIR is not set)",
+        )),
+    };
+    if let Err(err) = result {
+        eprintln!(
+            "error[{}]: the migrations of namespace `{namespace}` in {} cannot be embedded:\n{err}",
+            err.reason(),
+            dir.display()
+        );
+        std::process::exit(1);
+    }
+}
+
+/// Includes the migrations a build script embedded with
+/// [`source::embed::build`](crate::source::embed::build): an expression of
+/// type [`Embedded`](crate::source::embed::Embedded).
+#[macro_export]
+macro_rules! embedded_migrations {
+    ($namespace:literal) => {
+        include!(concat!(env!("OUT_DIR"), "/migsafe-", $namespace, ".rs"))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_directories_fail_with_every_problem() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let write = |name: &str, text: &[u8]| {
+            std::fs::write(dir.path().join(name), text).unwrap_or_else(|e| panic!("{e}"));
+        };
+        write("0001_a.up.sql", b"SELECT 1;");
+        write("0001_b.up.sql", b"SELECT 2;");
+        write("0002_c.up.sql", b"\xff\xfe");
+        let Err(err) = generate("app", dir.path()) else {
+            panic!("a malformed directory must not generate code");
+        };
+        let text = err.to_string();
+        assert!(text.contains("0001"), "{text}");
+        assert!(text.contains("0002_c.up.sql"), "{text}");
+    }
+
+    #[test]
+    fn generated_code_names_every_script_with_its_checksum() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/migrations/app");
+        let code = generate("app", &dir).unwrap_or_else(|e| panic!("{e}"));
+        let set = super::super::load("app", &dir).unwrap_or_else(|e| panic!("{e}"));
+        for migration in &set.migrations {
+            assert!(code.contains(&migration.up.checksum));
+            assert!(code.contains(&format!("{:?}", migration.version.to_string())));
+        }
+        assert!(
+            code.contains("no_transaction: true"),
+            "the CONCURRENTLY migration"
+        );
+    }
+}
