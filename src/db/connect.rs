@@ -132,8 +132,8 @@ impl ConnectionSettings {
             } else {
                 split_keyword_params(trimmed)
             };
-        let mut config =
-            tokio_postgres::Config::from_str(&rest).map_err(|e| invalid(scrub(&e.to_string())))?;
+        let mut config = tokio_postgres::Config::from_str(&rest)
+            .map_err(|e| invalid(scrub(&error_chain(&e))))?;
         if let Some(password) = config.get_password() {
             register_secret(&String::from_utf8_lossy(password));
         } else if let Ok(password) = std::env::var("PGPASSWORD") {
