@@ -131,6 +131,8 @@ pub enum Code {
     CutoverCopyFailed,
     /// A table's rows differ between SQLite and PostgreSQL.
     CutoverMismatch,
+    /// Rows the target's primary or unique key would refuse as duplicates.
+    CutoverDuplicateKey,
 }
 
 impl Code {
@@ -196,6 +198,7 @@ impl Code {
             Code::CutoverTargetNotEmpty => "CUTOVER_TARGET_NOT_EMPTY",
             Code::CutoverCopyFailed => "CUTOVER_COPY_FAILED",
             Code::CutoverMismatch => "CUTOVER_MISMATCH",
+            Code::CutoverDuplicateKey => "CUTOVER_DUPLICATE_KEY",
         }
     }
 }

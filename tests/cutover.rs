@@ -12,7 +12,7 @@ use common::{Project, TestDb, expect_exit};
 use sha2::{Digest, Sha256};
 
 const SCHEMA: &str = "
-CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, name text, active boolean,
+CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL UNIQUE, name text, active boolean,
                     born date, created timestamptz, avatar bytea);
 CREATE TABLE items (id bigserial PRIMARY KEY, qty integer, big bigint, ratio double precision,
                     price numeric, label varchar(20), meta jsonb);
@@ -35,7 +35,7 @@ INSERT INTO users VALUES
   (1, 'a@example.org', '', 1, '2000-02-29', '2024-01-02 03:04:05', NULL),
   (2, 'b@example.org', 'Zoë 🎉 日本', 0, '1999-12-31', '2024-01-02T03:04:05.123456Z', NULL),
   (3, 'c@example.org', NULL, NULL, NULL, 1700000000, x''),
-  (4, 'd@example.org', 'offset', 1, NULL, '2024-06-01 12:00:00+02:00', NULL),
+  (4, 'a@example.org', 'offset', 1, NULL, '2024-06-01 12:00:00+02:00', NULL),
   (5, 'e@example.org', 'julian', 1, NULL, 2460000.5, NULL);
 INSERT INTO items VALUES
   (1, 5, 9223372036854775807, 'NaN', '12.50', 'short', '{\"a\": [1, 2]}'),
@@ -77,6 +77,7 @@ fn fix(project: &Project) {
     sqlite(
         project,
         "UPDATE items SET qty = 7 WHERE id = 2;
+         UPDATE users SET email = 'd@example.org' WHERE id = 4;
          UPDATE items SET label = 'fixed' WHERE id IN (4, 5);
          DELETE FROM orders WHERE id = 3;",
     );
@@ -108,12 +109,17 @@ fn precheck_finds_every_problem_then_the_fixed_file_copies_exactly() {
         "CUTOVER_VALUE_MISFIT:items.qty",
         "CUTOVER_VALUE_MISFIT:items.label",
         "FK_ORPHANED_ROWS:orders_user_id_fkey",
+        "CUTOVER_DUPLICATE_KEY:users_email_key",
     ] {
         assert!(text.contains(code), "{code} missing:\n{text}");
     }
     assert!(text.contains("(id)=(2)"), "the row is named:\n{text}");
     assert!(text.contains("invalid UTF-8"), "{text}");
     assert!(text.contains("999"), "the dangling key is shown:\n{text}");
+    assert!(
+        text.contains("(email)=(\"a@example.org\") appears 2 times"),
+        "the duplicate is shown:\n{text}"
+    );
     // Precheck never writes: the target still has no tables.
     assert!(!db.exists("users"));
 
@@ -137,6 +143,7 @@ fn precheck_finds_every_problem_then_the_fixed_file_copies_exactly() {
         "invalid_utf8",
         "nul_byte_in_text",
         "missing_parent",
+        "duplicate_key",
     ] {
         assert!(problems.contains(&problem.to_string()), "{problems:?}");
     }

@@ -108,6 +108,9 @@ pub async fn precheck(
     let path = source.to_path_buf();
     let checks = foreign_key_checks(&tables, &mapping, schema);
     problems.extend(blocking(move || orphans(&path, &checks)).await?);
+    let path = source.to_path_buf();
+    let keys = unique_key_checks(&mapping, schema);
+    problems.extend(blocking(move || duplicates(&path, &keys)).await?);
     problems.sort_by_key(|p| std::cmp::Reverse(p.status));
     Ok((mapping, rows, problems))
 }
@@ -411,6 +414,108 @@ fn orphans(path: &Path, checks: &[ForeignKeyCheck]) -> Result<Vec<Problem>> {
             count,
             samples,
             detail,
+        });
+    }
+    Ok(problems)
+}
+
+/// A primary or unique key of the target, in SQLite names.
+#[derive(Debug, Clone)]
+struct UniqueKeyCheck {
+    name: String,
+    table: String,
+    columns: Vec<String>,
+}
+
+fn unique_key_checks(mapping: &Mapping, schema: &TargetSchema) -> Vec<UniqueKeyCheck> {
+    let mut checks = Vec::new();
+    for table in &mapping.tables {
+        let Some(target) = schema.tables.iter().find(|t| t.name == table.target) else {
+            continue;
+        };
+        for (name, columns) in &target.unique_keys {
+            let source: Option<Vec<String>> = columns
+                .iter()
+                .map(|c| {
+                    table
+                        .columns
+                        .iter()
+                        .find(|m| m.target == *c)
+                        .map(|m| m.source.clone())
+                })
+                .collect();
+            if let Some(columns) = source {
+                checks.push(UniqueKeyCheck {
+                    name: name.clone(),
+                    table: table.source.clone(),
+                    columns,
+                });
+            }
+        }
+    }
+    checks
+}
+
+/// Values that the target's primary or unique keys would refuse twice (rows
+/// with a NULL in the key are never duplicates, as in PostgreSQL).
+fn duplicates(path: &Path, checks: &[UniqueKeyCheck]) -> Result<Vec<Problem>> {
+    let db = sqlite::open(path)?;
+    let mut problems = Vec::new();
+    for check in checks {
+        let columns = check.columns.iter().map(|c| quote(c)).collect::<Vec<_>>();
+        let sql = format!(
+            "SELECT {list}, count(*) FROM {table} WHERE {not_null} GROUP BY {list} HAVING count(*) > 1",
+            list = columns.join(", "),
+            table = quote(&check.table),
+            not_null = columns
+                .iter()
+                .map(|c| format!("{c} IS NOT NULL"))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+        );
+        let mut statement = db
+            .prepare(&sql)
+            .map_err(|e| source_error(path, &check.table, e))?;
+        let mut rows = statement
+            .query([])
+            .map_err(|e| source_error(path, &check.table, e))?;
+        let (mut groups, mut extra) = (0u64, 0u64);
+        let mut samples = Vec::new();
+        while let Some(row) = rows
+            .next()
+            .map_err(|e| source_error(path, &check.table, e))?
+        {
+            groups += 1;
+            let times: i64 = row.get(check.columns.len()).unwrap_or(2);
+            extra += u64::try_from(times - 1).unwrap_or(0);
+            if samples.len() < SAMPLES {
+                let values: Vec<String> = (0..check.columns.len())
+                    .map(|i| row.get_ref(i).map(show).unwrap_or_default())
+                    .collect();
+                samples.push(format!(
+                    "({})=({}) appears {times} times",
+                    check.columns.join(", "),
+                    values.join(", ")
+                ));
+            }
+        }
+        if groups == 0 {
+            continue;
+        }
+        problems.push(Problem {
+            reason: ReasonCode::about(Code::CutoverDuplicateKey, &check.name),
+            status: Status::Fail,
+            table: check.table.clone(),
+            column: Some(check.columns.join(",")),
+            problem: "duplicate_key".into(),
+            count: extra,
+            samples,
+            detail: format!(
+                "{groups} value(s) of ({}) appear more than once in `{}`; the target's key {} allows each once and the load would fail. Remove the duplicates in SQLite (SQLite does not enforce this key) and run precheck again",
+                check.columns.join(", "),
+                check.table,
+                check.name
+            ),
         });
     }
     Ok(problems)

@@ -33,6 +33,8 @@ pub struct TargetTable {
     pub columns: Vec<TargetColumn>,
     /// Primary key columns, in key order.
     pub primary_key: Vec<String>,
+    /// Primary key and unique constraints: name and columns.
+    pub unique_keys: Vec<(String, Vec<String>)>,
 }
 
 /// A foreign key between two tables of the target schema.
@@ -74,15 +76,15 @@ JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.
 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 ORDER BY c.relname, a.attnum";
 
-const PRIMARY_KEYS: &str = "
-SELECT c.relname, array_agg(a.attname::text ORDER BY k.ord)
+const UNIQUE_KEYS: &str = "
+SELECT c.relname, con.conname::text, con.contype = 'p', array_agg(a.attname::text ORDER BY k.ord)
 FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
-WHERE n.nspname = $1 AND con.contype = 'p'
-GROUP BY c.relname";
+WHERE n.nspname = $1 AND con.contype IN ('p', 'u')
+GROUP BY c.relname, con.conname, con.contype";
 
 const FOREIGN_KEYS: &str = "
 SELECT con.conname::text, c.relname::text, p.relname::text,
@@ -138,18 +140,23 @@ impl TargetSchema {
                     name: table,
                     columns: vec![column],
                     primary_key: Vec::new(),
+                    unique_keys: Vec::new(),
                 }),
             }
         }
         let keys = db
             .client
-            .query(PRIMARY_KEYS, &[&schema])
+            .query(UNIQUE_KEYS, &[&schema])
             .await
-            .map_err(|e| database_error(db, "read the primary keys", &e))?;
+            .map_err(|e| database_error(db, "read the primary and unique keys", &e))?;
         for row in keys {
             let table: String = row.get(0);
             if let Some(t) = tables.iter_mut().find(|t| t.name == table) {
-                t.primary_key = row.get(1);
+                let columns: Vec<String> = row.get(3);
+                if row.get::<_, bool>(2) {
+                    t.primary_key = columns.clone();
+                }
+                t.unique_keys.push((row.get(1), columns));
             }
         }
         let foreign_keys = db
