@@ -83,6 +83,16 @@ fn fix(project: &Project) {
     );
 }
 
+/// `migsafe cutover sqlite ARGS` in the project against `db`.
+fn cutover(project: &Project, db: &TestDb, args: &[&str]) -> std::process::Output {
+    project
+        .migsafe(db)
+        .args(["cutover", "sqlite"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn file_hash(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
@@ -99,11 +109,7 @@ fn precheck_finds_every_problem_then_the_fixed_file_copies_exactly() {
     let project = project();
     let db = TestDb::new();
 
-    let output = project
-        .migsafe(&db)
-        .args(["cutover", "sqlite", "precheck", "--from", "app.db"])
-        .output()
-        .unwrap();
+    let output = cutover(&project, &db, &["precheck", "--from", "app.db"]);
     let text = expect_exit(&output, 1);
     for code in [
         "CUTOVER_VALUE_MISFIT:items.qty",
@@ -150,11 +156,7 @@ fn precheck_finds_every_problem_then_the_fixed_file_copies_exactly() {
 
     // `run` refuses too, and loads nothing.
     let before = file_hash(&project.path().join("app.db"));
-    let output = project
-        .migsafe(&db)
-        .args(["cutover", "sqlite", "run", "--from", "app.db"])
-        .output()
-        .unwrap();
+    let output = cutover(&project, &db, &["run", "--from", "app.db"]);
     let text = expect_exit(&output, 1);
     assert!(text.contains("CUTOVER_PRECHECK_FAILED"), "{text}");
     assert_eq!(count(&db, "users"), 0);
@@ -162,11 +164,7 @@ fn precheck_finds_every_problem_then_the_fixed_file_copies_exactly() {
     fix(&project);
     let before_run = file_hash(&project.path().join("app.db"));
     assert_ne!(before, before_run);
-    let output = project
-        .migsafe(&db)
-        .args(["cutover", "sqlite", "run", "--from", "app.db"])
-        .output()
-        .unwrap();
+    let output = cutover(&project, &db, &["run", "--from", "app.db"]);
     let text = expect_exit(&output, 0);
     assert!(text.contains("verify passed"), "{text}");
     // The source was only read; the backup is owner-only and complete.
@@ -264,25 +262,14 @@ fn precheck_finds_every_problem_then_the_fixed_file_copies_exactly() {
     // A tampered row and a lost row are caught and named.
     db.query("UPDATE users SET name = 'tampered' WHERE id = 2");
     db.query("DELETE FROM orders WHERE id = 2");
-    let output = project
-        .migsafe(&db)
-        .args(["cutover", "sqlite", "verify", "--from", "app.db"])
-        .output()
-        .unwrap();
+    let output = cutover(&project, &db, &["verify", "--from", "app.db"]);
     let text = expect_exit(&output, 0);
     assert!(text.contains("verify FAILED"), "{text}");
-    let output = project
-        .migsafe(&db)
-        .args([
-            "cutover",
-            "sqlite",
-            "verify",
-            "--from",
-            "app.db",
-            "--fail-on-mismatch",
-        ])
-        .output()
-        .unwrap();
+    let output = cutover(
+        &project,
+        &db,
+        &["verify", "--from", "app.db", "--fail-on-mismatch"],
+    );
     let text = expect_exit(&output, 6);
     // No byte printed, logged or reported (backups included) holds the password.
     common::assert_no_secret(&project, &output, common::sandbox().password());
@@ -307,11 +294,7 @@ fn a_failure_half_way_leaves_every_table_empty() {
         b"ALTER TABLE orders DROP CONSTRAINT placed_recent;",
     );
     let db = TestDb::new();
-    let output = project
-        .migsafe(&db)
-        .args(["cutover", "sqlite", "run", "--from", "app.db"])
-        .output()
-        .unwrap();
+    let output = cutover(&project, &db, &["run", "--from", "app.db"]);
     let text = expect_exit(&output, 2);
     common::assert_no_secret(&project, &output, common::sandbox().password());
     assert!(text.contains("CUTOVER_COPY_FAILED:orders"), "{text}");
@@ -328,11 +311,7 @@ fn a_failure_half_way_leaves_every_table_empty() {
     }
     // A value the load cannot convert stops it the same way, naming the row.
     sqlite(&project, "UPDATE items SET qty = 'many' WHERE id = 3;");
-    let output = project
-        .migsafe(&db)
-        .args(["cutover", "sqlite", "run", "--from", "app.db"])
-        .output()
-        .unwrap();
+    let output = cutover(&project, &db, &["run", "--from", "app.db"]);
     let text = expect_exit(&output, 2);
     assert!(text.contains("CUTOVER_COPY_FAILED:items"), "{text}");
     assert!(text.contains("(id)=(3)") && text.contains("qty"), "{text}");
@@ -346,11 +325,7 @@ fn a_failure_half_way_leaves_every_table_empty() {
         &project,
         "UPDATE orders SET placed = '2024-02-01' WHERE id = 1;",
     );
-    let output = project
-        .migsafe(&db)
-        .args(["cutover", "sqlite", "run", "--from", "app.db"])
-        .output()
-        .unwrap();
+    let output = cutover(&project, &db, &["run", "--from", "app.db"]);
     expect_exit(&output, 0);
     assert_eq!(count(&db, "orders"), 2);
 }
@@ -386,30 +361,18 @@ fn missing_tables_and_columns_are_named_and_can_be_excluded() {
          ALTER TABLE users ADD COLUMN nickname TEXT;",
     );
     let db = TestDb::new();
-    let output = project
-        .migsafe(&db)
-        .args(["cutover", "sqlite", "precheck", "--from", "app.db"])
-        .output()
-        .unwrap();
+    let output = cutover(&project, &db, &["precheck", "--from", "app.db"]);
     let text = expect_exit(&output, 1);
     assert!(text.contains("CUTOVER_TABLE_MISSING:audit"), "{text}");
     assert!(
         text.contains("CUTOVER_COLUMN_MISSING:users.nickname"),
         "{text}"
     );
-    let output = project
-        .migsafe(&db)
-        .args([
-            "cutover",
-            "sqlite",
-            "precheck",
-            "--from",
-            "app.db",
-            "--exclude",
-            "audit",
-        ])
-        .output()
-        .unwrap();
+    let output = cutover(
+        &project,
+        &db,
+        &["precheck", "--from", "app.db", "--exclude", "audit"],
+    );
     let text = expect_exit(&output, 1);
     assert!(!text.contains("CUTOVER_TABLE_MISSING"), "{text}");
     assert!(
@@ -425,11 +388,7 @@ fn a_missing_or_foreign_source_file_is_a_usage_error() {
     let db = TestDb::new();
     for file in ["nope.db", "notes.txt"] {
         for step in ["precheck", "run", "verify"] {
-            let output = project
-                .migsafe(&db)
-                .args(["cutover", "sqlite", step, "--from", file])
-                .output()
-                .unwrap();
+            let output = cutover(&project, &db, &[step, "--from", file]);
             let text = expect_exit(&output, 5);
             assert!(
                 text.contains("SQLITE_SOURCE_INVALID"),
@@ -480,13 +439,11 @@ fn big_tables_load_in_parts_and_fail_as_one() {
         .unwrap();
     let target = TestDb::new();
     let run = || {
-        project
-            .migsafe(&target)
-            .args([
-                "cutover", "sqlite", "run", "--from", "app.db", "--jobs", "3",
-            ])
-            .output()
-            .unwrap()
+        cutover(
+            &project,
+            &target,
+            &["run", "--from", "app.db", "--jobs", "3"],
+        )
     };
     let text = expect_exit(&run(), 2);
     assert!(
@@ -542,11 +499,7 @@ fn tables_in_a_foreign_key_cycle_load_together() {
     )
     .unwrap();
     let target = TestDb::new();
-    let output = project
-        .migsafe(&target)
-        .args(["cutover", "sqlite", "run", "--from", "app.db"])
-        .output()
-        .unwrap();
+    let output = cutover(&project, &target, &["run", "--from", "app.db"]);
     let text = expect_exit(&output, 0);
     assert!(text.contains("verify passed"), "{text}");
     assert_eq!(count(&target, "people"), 3);

@@ -254,11 +254,7 @@ pub async fn load(
             Err(cleanup) => {
                 let hint = format!(
                     "emptying the tables again failed too ({cleanup}): the target may hold part of the data. Run again with --truncate once the server is reachable, or TRUNCATE {} by hand",
-                    plan.tables
-                        .iter()
-                        .map(|t| t.qualified.clone())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    table_list(plan.tables)
                 );
                 err.with_hint(hint)
             }
@@ -267,14 +263,19 @@ pub async fn load(
     result
 }
 
+/// `"s"."a", "s"."b"`: the cutover's tables, for TRUNCATE and messages.
+fn table_list(tables: &[TableMap]) -> String {
+    tables
+        .iter()
+        .map(|t| t.qualified.clone())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Refuses non-empty target tables, or empties them with `--truncate`.
 async fn prepare_targets(db: &Db, tables: &[TableMap], truncate: bool) -> Result<()> {
     if truncate {
-        let list = tables
-            .iter()
-            .map(|t| t.qualified.clone())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = table_list(tables);
         if list.is_empty() {
             return Ok(());
         }
@@ -316,11 +317,7 @@ async fn prepare_targets(db: &Db, tables: &[TableMap], truncate: bool) -> Result
 
 async fn empty_again(settings: &ConnectionSettings, tables: &[TableMap]) -> Result<()> {
     let db = settings.connect().await?;
-    let list = tables
-        .iter()
-        .map(|t| t.qualified.clone())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = table_list(tables);
     if list.is_empty() {
         return Ok(());
     }

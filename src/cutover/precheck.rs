@@ -177,18 +177,9 @@ fn source_error(path: &Path, table: &str, err: rusqlite::Error) -> Error {
 /// Converts every value of one table; returns its row count and misfits.
 fn scan(path: &Path, table: &TableMap, interrupt: &Interrupt) -> Result<(u64, Vec<Problem>)> {
     let db = sqlite::open(path)?;
-    let mut statement = db
-        .prepare(&table.source_select())
-        .map_err(|e| source_error(path, &table.source, e))?;
-    let mut rows = statement
-        .query([])
-        .map_err(|e| source_error(path, &table.source, e))?;
     let mut found: BTreeMap<(usize, &'static str), (u64, Vec<String>)> = BTreeMap::new();
     let mut count = 0u64;
-    while let Some(row) = rows
-        .next()
-        .map_err(|e| source_error(path, &table.source, e))?
-    {
+    each_row(&db, path, &table.source, &table.source_select(), |row| {
         count += 1;
         if count.is_multiple_of(65_536) && interrupt.is_triggered() {
             return Err(interrupted());
@@ -209,7 +200,8 @@ fn scan(path: &Path, table: &TableMap, interrupt: &Interrupt) -> Result<(u64, Ve
                 }
             }
         }
-    }
+        Ok(())
+    })?;
     let problems = found
         .into_iter()
         .map(|((index, problem), (count, samples))| {
@@ -232,6 +224,33 @@ fn scan(path: &Path, table: &TableMap, interrupt: &Interrupt) -> Result<(u64, Ve
         })
         .collect();
     Ok((count, problems))
+}
+
+/// Runs `sql` on the SQLite file and hands every row to `each`; a read
+/// error names the table.
+fn each_row(
+    db: &rusqlite::Connection,
+    path: &Path,
+    table: &str,
+    sql: &str,
+    mut each: impl FnMut(&rusqlite::Row<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut statement = db.prepare(sql).map_err(|e| source_error(path, table, e))?;
+    let mut rows = statement
+        .query([])
+        .map_err(|e| source_error(path, table, e))?;
+    while let Some(row) = rows.next().map_err(|e| source_error(path, table, e))? {
+        each(row)?;
+    }
+    Ok(())
+}
+
+/// `(a, b)=(1, "x")`: the first `columns.len()` values of a row, named.
+fn key_text(columns: &[String], row: &rusqlite::Row<'_>) -> String {
+    let values: Vec<String> = (0..columns.len())
+        .map(|i| row.get_ref(i).map(show).unwrap_or_default())
+        .collect();
+    format!("({})=({})", columns.join(", "), values.join(", "))
 }
 
 fn interrupted() -> Error {
@@ -366,31 +385,19 @@ fn orphans(path: &Path, checks: &[ForeignKeyCheck]) -> Result<Vec<Problem>> {
             quote(&check.table),
             quote(&check.parent)
         );
-        let mut statement = db
-            .prepare(&sql)
-            .map_err(|e| source_error(path, &check.table, e))?;
-        let mut rows = statement
-            .query([])
-            .map_err(|e| source_error(path, &check.table, e))?;
         let mut count = 0u64;
         let mut samples = Vec::new();
-        while let Some(row) = rows
-            .next()
-            .map_err(|e| source_error(path, &check.table, e))?
-        {
+        each_row(&db, path, &check.table, &sql, |row| {
             count += 1;
             if samples.len() < SAMPLES {
-                let values: Vec<String> = (0..check.columns.len())
-                    .map(|i| row.get_ref(i).map(show).unwrap_or_default())
-                    .collect();
                 samples.push(format!(
-                    "({})=({}) has no row in {}",
-                    check.columns.join(", "),
-                    values.join(", "),
+                    "{} has no row in {}",
+                    key_text(&check.columns, row),
                     check.parent
                 ));
             }
-        }
+            Ok(())
+        })?;
         if count == 0 {
             continue;
         }
@@ -473,32 +480,20 @@ fn duplicates(path: &Path, checks: &[UniqueKeyCheck]) -> Result<Vec<Problem>> {
                 .collect::<Vec<_>>()
                 .join(" AND "),
         );
-        let mut statement = db
-            .prepare(&sql)
-            .map_err(|e| source_error(path, &check.table, e))?;
-        let mut rows = statement
-            .query([])
-            .map_err(|e| source_error(path, &check.table, e))?;
         let (mut groups, mut extra) = (0u64, 0u64);
         let mut samples = Vec::new();
-        while let Some(row) = rows
-            .next()
-            .map_err(|e| source_error(path, &check.table, e))?
-        {
+        each_row(&db, path, &check.table, &sql, |row| {
             groups += 1;
             let times: i64 = row.get(check.columns.len()).unwrap_or(2);
             extra += u64::try_from(times - 1).unwrap_or(0);
             if samples.len() < SAMPLES {
-                let values: Vec<String> = (0..check.columns.len())
-                    .map(|i| row.get_ref(i).map(show).unwrap_or_default())
-                    .collect();
                 samples.push(format!(
-                    "({})=({}) appears {times} times",
-                    check.columns.join(", "),
-                    values.join(", ")
+                    "{} appears {times} times",
+                    key_text(&check.columns, row)
                 ));
             }
-        }
+            Ok(())
+        })?;
         if groups == 0 {
             continue;
         }
