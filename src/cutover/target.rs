@@ -183,33 +183,28 @@ impl TargetSchema {
     /// equal ignoring case (SQLite names are case-insensitive; unquoted
     /// PostgreSQL names are lower case).
     pub fn find(&self, name: &str) -> Option<&TargetTable> {
-        self.tables.iter().find(|t| t.name == name).or_else(|| {
-            let mut same = self
-                .tables
-                .iter()
-                .filter(|t| t.name.eq_ignore_ascii_case(name));
-            match (same.next(), same.next()) {
-                (Some(only), None) => Some(only),
-                _ => None,
-            }
-        })
+        by_name(&self.tables, name, |t| &t.name)
     }
 }
 
 impl TargetTable {
     /// The column SQLite's `name` maps to (same rule as tables).
     pub fn column(&self, name: &str) -> Option<&TargetColumn> {
-        self.columns.iter().find(|c| c.name == name).or_else(|| {
-            let mut same = self
-                .columns
-                .iter()
-                .filter(|c| c.name.eq_ignore_ascii_case(name));
-            match (same.next(), same.next()) {
-                (Some(only), None) => Some(only),
-                _ => None,
-            }
-        })
+        by_name(&self.columns, name, |c| &c.name)
     }
+}
+
+/// The item named exactly `name`, else the only one equal ignoring case.
+fn by_name<'a, T>(items: &'a [T], name: &str, name_of: impl Fn(&T) -> &String) -> Option<&'a T> {
+    items.iter().find(|i| name_of(i) == name).or_else(|| {
+        let mut same = items
+            .iter()
+            .filter(|i| name_of(i).eq_ignore_ascii_case(name));
+        match (same.next(), same.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
+    })
 }
 
 /// `"schema"."table"`.
