@@ -10,8 +10,12 @@ use std::time::{Duration, Instant};
 
 use common::{TestDb, expect_exit, migsafe_bin, sandbox, two_tables};
 
+/// Tests here restart the shared sandbox: one at a time.
+static RESTARTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_server_restart_mid_migration_is_exit_2_and_recoverable() {
+    let _one_at_a_time = RESTARTS.lock().unwrap_or_else(|e| e.into_inner());
     for mode in ["fast", "immediate"] {
         let db = TestDb::new();
         let project = two_tables();
@@ -65,5 +69,84 @@ fn a_server_restart_mid_migration_is_exit_2_and_recoverable() {
         );
         expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
         assert!(db.exists("slow_t"));
+    }
+}
+
+/// A server restart in the middle of a SQLite cutover: exit 2, never a hang,
+/// and once the server is back every table of the cutover is empty again —
+/// also the parent table that was already committed.
+#[test]
+fn a_server_restart_mid_cutover_leaves_the_tables_empty() {
+    use std::io::{BufRead, BufReader};
+    let _one_at_a_time = RESTARTS.lock().unwrap_or_else(|e| e.into_inner());
+    let project = common::Project::new(&[
+        (
+            "migrations/0001_events.up.sql",
+            "CREATE TABLE kinds (id int PRIMARY KEY, name text NOT NULL);
+             CREATE TABLE events (id bigint PRIMARY KEY, kind_id int NOT NULL REFERENCES kinds (id), payload text);",
+        ),
+        ("migrations/0001_events.down.sql", "DROP TABLE events, kinds;"),
+    ]);
+    let source = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
+    source
+        .execute_batch(
+            "CREATE TABLE kinds (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+             INSERT INTO kinds VALUES (1, 'click'), (2, 'view');
+             CREATE TABLE events (id INTEGER PRIMARY KEY, kind_id INTEGER NOT NULL, payload TEXT);
+             WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 600000)
+             INSERT INTO events SELECT i, 1 + i % 2, 'event ' || i FROM s;",
+        )
+        .unwrap();
+    let db = TestDb::new();
+    let mut child = Command::new(migsafe_bin())
+        .current_dir(project.path())
+        .env("DATABASE_URL", &db.url)
+        .env("NO_COLOR", "1")
+        .args([
+            "cutover",
+            "sqlite",
+            "run",
+            "--from",
+            "app.db",
+            "--skip-backup",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("copying events") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    sandbox()
+        .pg_ctl(&["-m", "immediate", "-w", "-t", "60", "restart"])
+        .unwrap();
+    for line in lines {
+        seen.push_str(&line.unwrap());
+        seen.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "migsafe hung for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(2), "{seen}");
+    assert!(!seen.contains(sandbox().password()), "{seen}");
+    for table in ["kinds", "events"] {
+        assert_eq!(
+            db.scalar(&format!("SELECT count(*) FROM {table}"))
+                .as_deref(),
+            Some("0"),
+            "{table} must be empty again:\n{seen}"
+        );
     }
 }

@@ -315,16 +315,34 @@ async fn prepare_targets(db: &Db, tables: &[TableMap], truncate: bool) -> Result
     Ok(())
 }
 
+/// How long emptying the tables after a failure keeps trying while the
+/// server is unreachable (a restart, a failover).
+const EMPTY_AGAIN_FOR: Duration = Duration::from_secs(30);
+
 async fn empty_again(settings: &ConnectionSettings, tables: &[TableMap]) -> Result<()> {
-    let db = settings.connect().await?;
     let list = table_list(tables);
     if list.is_empty() {
         return Ok(());
     }
-    db.client
-        .batch_execute(&format!("TRUNCATE {list}"))
-        .await
-        .map_err(|e| crate::db::history::database_error(&db, "empty the target tables", &e))
+    let started = Instant::now();
+    loop {
+        let attempt = async {
+            let db = settings.connect().await?;
+            db.client
+                .batch_execute(&format!("TRUNCATE {list}"))
+                .await
+                .map_err(|e| crate::db::history::database_error(&db, "empty the target tables", &e))
+        };
+        match attempt.await {
+            Err(err)
+                if err.reason().code() == Code::DatabaseUnreachable
+                    && started.elapsed() < EMPTY_AGAIN_FOR =>
+            {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// What one part (a table, or a rowid range of a big one) did.
