@@ -137,7 +137,7 @@ fn malformed_files_each_name_their_path() {
     for (path, bytes, expected) in cases {
         let project = Project::new(&[]);
         project.write(path, bytes);
-        let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 5);
+        let out = project.run(&db, &["apply"], 5);
         assert!(
             out.contains("MIGRATION_FILE_INVALID:default"),
             "{path}: {out}"
@@ -185,7 +185,7 @@ fn an_empty_up_script_is_refused_before_anything_runs() {
     let db = TestDb::new();
     let project = two_tables();
     project.write("migrations/0003_todo.up.sql", b"-- TODO: write this\n\n");
-    let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 5);
+    let out = project.run(&db, &["apply"], 5);
     assert!(out.contains("MIGRATION_FILE_INVALID:default:0003"), "{out}");
     assert!(
         out.contains("0003_todo.up.sql: the up script is empty"),
@@ -193,7 +193,7 @@ fn an_empty_up_script_is_refused_before_anything_runs() {
     );
     assert!(!db.exists("users"));
     // status still works, to show what is there.
-    expect_exit(&project.migsafe(&db).arg("status").output().unwrap(), 0);
+    project.run(&db, &["status"], 0);
 }
 
 #[test]
@@ -203,31 +203,17 @@ fn bad_config_is_exit_5_with_the_line() {
         "migsafe.toml",
         "[defaults]\nlock_timeout = \"1s\"\nlock_retires = 3\n",
     )]);
-    let out = expect_exit(&project.migsafe(&db).arg("status").output().unwrap(), 5);
+    let out = project.run(&db, &["status"], 5);
     assert!(
         out.contains("CONFIG_INVALID") && out.contains("line 3"),
         "{out}"
     );
     let project = Project::new(&[]);
-    let out = expect_exit(&project.migsafe(&db).arg("status").output().unwrap(), 5);
+    let out = project.run(&db, &["status"], 5);
     assert!(out.contains("MIGRATION_DIR_MISSING:default"), "{out}");
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["--config", "nope.toml", "status"])
-            .output()
-            .unwrap(),
-        5,
-    );
+    let out = project.run(&db, &["--config", "nope.toml", "status"], 5);
     assert!(out.contains("nope.toml"), "{out}");
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--steps", "many"])
-            .output()
-            .unwrap(),
-        5,
-    );
+    let out = project.run(&db, &["apply", "--steps", "many"], 5);
     assert!(out.contains("many"), "{out}");
 }
 
@@ -277,19 +263,12 @@ fn every_layout_is_read_and_applied() {
         ("uponly/0001_g.sql", "CREATE TABLE uponly_g (id int);"),
         ("uponly/seed_data.sql", "INSERT INTO nothing VALUES (1);"),
     ]);
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["status", "-v"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    let out = project.run(&db, &["status", "-v"], 0);
     assert!(
         out.contains("README.md") && out.contains("seed_data.sql"),
         "ignored files are listed: {out}"
     );
-    expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    project.run(&db, &["apply"], 0);
     for table in [
         "native_a",
         "diesel_b",
@@ -311,39 +290,11 @@ fn every_layout_is_read_and_applied() {
         ["1", "1.9", "1.10"]
     );
     assert_eq!(db.history("diesel")[0].0, "20190101000000");
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["rollback", "--target", "flyway"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["rollback", "--target", "flyway"], 0);
     assert!(!db.exists("flyway_e"));
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["rollback", "--target", "diesel", "--to", "0"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["rollback", "--target", "diesel", "--to", "0"], 0);
     assert!(!db.exists("diesel_b"));
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["rollback", "--target", "dbmate"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["rollback", "--target", "dbmate"], 0);
     assert!(!db.exists("dbmate_c"));
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["rollback", "--target", "uponly"])
-            .output()
-            .unwrap(),
-        4,
-    );
+    project.run(&db, &["rollback", "--target", "uponly"], 4);
 }

@@ -11,12 +11,12 @@ fn apply_status_history_and_rollback_round_trip() {
     let db = TestDb::new();
     let project = two_tables();
 
-    let out = expect_exit(&project.migsafe(&db).arg("status").output().unwrap(), 0);
+    let out = project.run(&db, &["status"], 0);
     assert!(out.contains("0 applied, 2 pending"), "{out}");
     // Read commands never create the history table.
     assert!(!db.exists("migsafe.schema_migrations"));
 
-    let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    let out = project.run(&db, &["apply"], 0);
     assert!(out.contains("applied 2 migration(s)"), "{out}");
     assert!(db.exists("users") && db.exists("orders"));
     assert_eq!(
@@ -31,34 +31,20 @@ fn apply_status_history_and_rollback_round_trip() {
     assert_eq!(row[0][5].as_deref(), Some("t"));
 
     // Nothing pending: exit 0, nothing runs.
-    let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    let out = project.run(&db, &["apply"], 0);
     assert!(out.contains("up to date"), "{out}");
 
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["history", "--format", "json"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    let out = project.run(&db, &["history", "--format", "json"], 0);
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["schema_version"], 1);
     assert_eq!(doc["namespaces"][0]["applied"].as_array().unwrap().len(), 2);
 
-    let out = expect_exit(&project.migsafe(&db).arg("rollback").output().unwrap(), 0);
+    let out = project.run(&db, &["rollback"], 0);
     assert!(out.contains("rolled back 1 migration(s)"), "{out}");
     assert!(!db.exists("orders") && db.exists("users"));
     assert_eq!(db.history("default"), vec![("0001".into(), false)]);
 
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["rollback", "--to", "0"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["rollback", "--to", "0"], 0);
     assert!(!db.exists("users"));
     assert!(db.history("default").is_empty());
 
@@ -83,14 +69,7 @@ fn apply_status_history_and_rollback_round_trip() {
 fn status_json_is_one_document_with_states() {
     let db = TestDb::new();
     let project = two_tables();
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--steps", "1"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--steps", "1"], 0);
     let output = project
         .migsafe(&db)
         .args(["status", "--format", "json"])
@@ -111,32 +90,11 @@ fn apply_to_and_steps_select_a_prefix() {
         "migrations/0003_more.up.sql",
         b"CREATE TABLE more (id int);",
     );
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--to", "2"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--to", "2"], 0);
     assert_eq!(db.history("default").len(), 2);
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--to", "99"])
-            .output()
-            .unwrap(),
-        5,
-    );
+    let out = project.run(&db, &["apply", "--to", "99"], 5);
     assert!(out.contains("VERSION_UNKNOWN:default:99"), "{out}");
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--steps", "1"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--steps", "1"], 0);
     assert_eq!(db.history("default").len(), 3);
 }
 
@@ -148,10 +106,10 @@ fn plan_lists_the_order_and_mode_without_writing() {
         "migrations/0003_index.up.sql",
         b"-- migsafe:no-transaction\nCREATE INDEX CONCURRENTLY users_name ON users (name);\n",
     );
-    let out = expect_exit(&project.migsafe(&db).arg("plan").output().unwrap(), 0);
+    let out = project.run(&db, &["plan"], 0);
     assert!(out.contains("3 migration(s) to apply"), "{out}");
     assert!(out.contains("no-transaction"), "{out}");
-    let out = expect_exit(&project.migsafe(&db).arg("dry-run").output().unwrap(), 0);
+    let out = project.run(&db, &["dry-run"], 0);
     assert!(out.contains("0001"), "{out}");
     assert!(!db.exists("migsafe.schema_migrations"));
     assert!(!db.exists("users"));
@@ -181,7 +139,7 @@ fn apply_sql_prints_a_script_psql_can_run() {
     assert!(status.success());
     assert!(db.exists("orders"));
     // migsafe sees what the script recorded.
-    let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    let out = project.run(&db, &["apply"], 0);
     assert!(out.contains("up to date"), "{out}");
 }
 
@@ -189,19 +147,12 @@ fn apply_sql_prints_a_script_psql_can_run() {
 fn tampered_applied_file_stops_everything_with_the_checksum_code() {
     let db = TestDb::new();
     let project = two_tables();
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--steps", "1"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--steps", "1"], 0);
     project.write(
         "migrations/0001_create_users.up.sql",
         b"CREATE TABLE users (id bigint PRIMARY KEY, name text, email text);\n",
     );
-    let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 1);
+    let out = project.run(&db, &["apply"], 1);
     assert!(
         out.contains("error[POSTGRES_MIGRATION_CHECKSUM_MISMATCH:default:0001]"),
         "{out}"
@@ -214,42 +165,25 @@ fn tampered_applied_file_stops_everything_with_the_checksum_code() {
     // CRLF and a BOM are not a modification.
     let project2 = two_tables();
     let db2 = TestDb::new();
-    expect_exit(
-        &project2
-            .migsafe(&db2)
-            .args(["apply", "--steps", "1"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project2.run(&db2, &["apply", "--steps", "1"], 0);
     project2.write(
         "migrations/0001_create_users.up.sql",
         b"\xEF\xBB\xBFCREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL);\r\n",
     );
-    expect_exit(&project2.migsafe(&db2).arg("apply").output().unwrap(), 0);
+    project2.run(&db2, &["apply"], 0);
 
     // repair --accept-checksum records the new checksum, with a reason.
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["repair", "--accept-checksum", "1"])
-            .output()
-            .unwrap(),
-        5,
-    );
+    let out = project.run(&db, &["repair", "--accept-checksum", "1"], 5);
     assert!(out.contains("reason"), "{out}");
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args([
-                "repair",
-                "--accept-checksum",
-                "1",
-                "--reason",
-                "added a column before deploy, by hand too",
-            ])
-            .output()
-            .unwrap(),
+    project.run(
+        &db,
+        &[
+            "repair",
+            "--accept-checksum",
+            "1",
+            "--reason",
+            "added a column before deploy, by hand too",
+        ],
         0,
     );
     assert_eq!(
@@ -257,7 +191,7 @@ fn tampered_applied_file_stops_everything_with_the_checksum_code() {
             .as_deref(),
         Some("1")
     );
-    expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    project.run(&db, &["apply"], 0);
     assert!(db.exists("orders"));
 }
 
@@ -269,37 +203,23 @@ fn missing_and_out_of_order_files_are_refused_unless_allowed() {
         "migrations/0005_later.up.sql",
         b"CREATE TABLE later (id int);",
     );
-    expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    project.run(&db, &["apply"], 0);
 
     project.write(
         "migrations/0003_merged_late.up.sql",
         b"CREATE TABLE late (id int);",
     );
-    let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 1);
+    let out = project.run(&db, &["apply"], 1);
     assert!(out.contains("MIGRATION_OUT_OF_ORDER:default:0003"), "{out}");
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--allow-out-of-order"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--allow-out-of-order"], 0);
     assert!(db.exists("late"));
 
     project.remove("migrations/0005_later.up.sql");
-    let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 1);
+    let out = project.run(&db, &["apply"], 1);
     assert!(out.contains("MIGRATION_FILE_MISSING:default:0005"), "{out}");
-    let out = expect_exit(&project.migsafe(&db).arg("status").output().unwrap(), 0);
+    let out = project.run(&db, &["status"], 0);
     assert!(out.contains("FILE MISSING"), "{out}");
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--ignore-missing"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--ignore-missing"], 0);
 }
 
 #[test]
@@ -340,18 +260,11 @@ fn rollback_refusals_use_exit_4() {
         ("migrations/0001_a.down.sql", "DROP TABLE a;"),
         ("migrations/0002_b.sql", "CREATE TABLE b (id int);"),
     ]);
-    expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
-    let out = expect_exit(&project.migsafe(&db).arg("rollback").output().unwrap(), 4);
+    project.run(&db, &["apply"], 0);
+    let out = project.run(&db, &["rollback"], 4);
     assert!(out.contains("DOWN_SCRIPT_MISSING:default:0002"), "{out}");
     // Refused as a whole: even --steps 2 undoes nothing.
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["rollback", "--steps", "2"])
-            .output()
-            .unwrap(),
-        4,
-    );
+    project.run(&db, &["rollback", "--steps", "2"], 4);
     assert!(db.exists("a") && db.exists("b"));
 }
 
@@ -359,25 +272,11 @@ fn rollback_refusals_use_exit_4() {
 fn stamp_records_without_running_and_init_new_scaffold() {
     let db = TestDb::new();
     let project = Project::new(&[]);
-    let out = expect_exit(&project.migsafe(&db).arg("init").output().unwrap(), 0);
+    let out = project.run(&db, &["init"], 0);
     assert!(out.contains("migsafe.toml"), "{out}");
-    expect_exit(&project.migsafe(&db).arg("init").output().unwrap(), 5);
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["new", "Create users"])
-            .output()
-            .unwrap(),
-        0,
-    );
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["new", "add email"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["init"], 5);
+    project.run(&db, &["new", "Create users"], 0);
+    project.run(&db, &["new", "add email"], 0);
     let mut names: Vec<String> = std::fs::read_dir(project.path().join("migrations"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -398,14 +297,7 @@ fn stamp_records_without_running_and_init_new_scaffold() {
         std::fs::write(path, unique).unwrap();
     }
     let first_version = names[0][..14].to_string();
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["stamp", &first_version])
-            .output()
-            .unwrap(),
-        0,
-    );
+    let out = project.run(&db, &["stamp", &first_version], 0);
     assert!(out.contains(&first_version), "{out}");
     assert!(
         !db.exists(&format!("t_{first_version}")),
@@ -416,7 +308,7 @@ fn stamp_records_without_running_and_init_new_scaffold() {
             .as_deref(),
         Some("1")
     );
-    expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    project.run(&db, &["apply"], 0);
     assert_eq!(db.history("app").len(), 2);
 }
 
@@ -438,43 +330,15 @@ fn namespaces_are_independent_and_targeted() {
             "CREATE TABLE products (id int);",
         ),
     ]);
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--target", "catalog"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--target", "catalog"], 0);
     assert!(db.exists("products") && !db.exists("invoices"));
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["--target", "all", "apply"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["--target", "all", "apply"], 0);
     assert!(db.exists("invoices"));
-    let out = expect_exit(&project.migsafe(&db).arg("rollback").output().unwrap(), 5);
+    let out = project.run(&db, &["rollback"], 5);
     assert!(out.contains("--target"), "{out}");
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["rollback", "--target", "nope"])
-            .output()
-            .unwrap(),
-        5,
-    );
+    let out = project.run(&db, &["rollback", "--target", "nope"], 5);
     assert!(out.contains("NAMESPACE_UNKNOWN:nope"), "{out}");
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["rollback", "--target", "billing"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["rollback", "--target", "billing"], 0);
     assert!(!db.exists("invoices") && db.exists("products"));
 }
 
@@ -486,7 +350,7 @@ fn transaction_control_in_a_transactional_script_is_refused_before_anything_runs
         "migrations/0003_own_tx.up.sql",
         b"BEGIN;\nCREATE TABLE t3 (id int);\nCOMMIT;\n",
     );
-    let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 5);
+    let out = project.run(&db, &["apply"], 5);
     assert!(
         out.contains("MIGRATION_TRANSACTION_CONTROL:default:0003"),
         "{out}"
@@ -504,27 +368,20 @@ fn a_concurrent_index_needs_no_transaction_and_says_so() {
         b"CREATE INDEX CONCURRENTLY users_name ON users (name);\n",
     );
     // The linter in preflight catches it before anything runs…
-    let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 1);
+    let out = project.run(&db, &["apply"], 1);
     assert!(
         out.contains("LINT_ERROR:default:0003") && out.contains("concurrent-index-in-transaction"),
         "{out}"
     );
     // …and past it, the server refuses it and migsafe says what to do.
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--force"])
-            .output()
-            .unwrap(),
-        2,
-    );
+    let out = project.run(&db, &["apply", "--force"], 2);
     assert!(out.contains("25001"), "{out}");
     assert!(out.contains("migsafe:no-transaction"), "{out}");
     project.write(
         "migrations/0003_idx.up.sql",
         b"-- migsafe:no-transaction\nCREATE INDEX CONCURRENTLY users_name ON users (name);\nCREATE INDEX CONCURRENTLY users_id_name ON users (id, name);\n",
     );
-    expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    project.run(&db, &["apply"], 0);
     assert!(db.exists("users_name") && db.exists("users_id_name"));
     assert_eq!(
         db.history("default").last(),

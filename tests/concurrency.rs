@@ -99,7 +99,7 @@ fn sigkill_during_a_transactional_migration_leaves_nothing_and_the_next_apply_su
     );
     let started = Instant::now();
     // The edited file is fine: 0003 was never recorded.
-    expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    project.run(&db, &["apply"], 0);
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "waited for the dead runner's lock too long"
@@ -128,36 +128,33 @@ fn sigkill_during_a_no_transaction_migration_leaves_it_dirty_and_refused() {
         Some(&("0003".to_string(), true))
     );
 
-    let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 1);
+    let out = project.run(&db, &["apply"], 1);
     assert!(out.contains("error[MIGRATION_DIRTY:default:0003]"), "{out}");
     assert!(
         out.contains("repair --target default --clear-dirty 0003"),
         "{out}"
     );
-    let out = expect_exit(&project.migsafe(&db).arg("rollback").output().unwrap(), 1);
+    let out = project.run(&db, &["rollback"], 1);
     assert!(out.contains("MIGRATION_DIRTY:default:0003"), "{out}");
 
     // The operator finishes the statements by hand and records it.
     db.query("CREATE TABLE step_three (id int)");
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args([
-                "repair",
-                "--clear-dirty",
-                "3",
-                "--reason",
-                "finished step_three by hand",
-            ])
-            .output()
-            .unwrap(),
+    project.run(
+        &db,
+        &[
+            "repair",
+            "--clear-dirty",
+            "3",
+            "--reason",
+            "finished step_three by hand",
+        ],
         0,
     );
     assert_eq!(
         db.history("default").last(),
         Some(&("0003".to_string(), false))
     );
-    let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    let out = project.run(&db, &["apply"], 0);
     assert!(out.contains("up to date"), "{out}");
 }
 
@@ -197,7 +194,7 @@ fn a_conflicting_lock_makes_apply_retry_then_succeed_once_released() {
         "migsafe.toml",
         b"[defaults]\nlock_timeout = \"200ms\"\nlock_retry_delay = \"300ms\"\nlock_retries = 20\n",
     );
-    expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    project.run(&db, &["apply"], 0);
     project.write(
         "migrations/0003_add_email.up.sql",
         b"ALTER TABLE users ADD COLUMN email text;\n",
@@ -255,7 +252,7 @@ fn lock_retries_exhausted_is_lock_timeout_with_history_unchanged() {
         "migsafe.toml",
         b"[defaults]\nlock_timeout = \"100ms\"\nlock_retry_delay = \"100ms\"\nlock_retries = 2\n",
     );
-    expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    project.run(&db, &["apply"], 0);
     project.write(
         "migrations/0003_add_email.up.sql",
         b"CREATE TABLE side (id int);\nALTER TABLE users ADD COLUMN email text;\n",
@@ -291,5 +288,5 @@ fn a_held_namespace_lock_is_waited_for_then_reported_busy_with_the_holder() {
     handle.join().unwrap();
     // The session lock outlives the transaction: end the session's hold by
     // reconnecting; a fresh apply then goes through.
-    expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    project.run(&db, &["apply"], 0);
 }

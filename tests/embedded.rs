@@ -115,13 +115,7 @@ fn the_embedded_migrator_and_the_cli_share_one_history() {
         !text.contains("CHECKSUM") && !text.contains("edited"),
         "{text}"
     );
-    expect_exit(
-        &cli.migsafe(&db)
-            .args(["rollback", "--target", "app", "--skip-backup"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    cli.run(&db, &["rollback", "--target", "app", "--skip-backup"], 0);
     let err = rt
         .block_on(migrator(&project, &db).require_up_to_date(None))
         .unwrap_err();
@@ -135,7 +129,7 @@ fn the_embedded_migrator_and_the_cli_share_one_history() {
     // The embedded migrator applies it again under the same lock and history.
     rt.block_on(migrator(&project, &db).apply(Some("app"), &options))
         .unwrap();
-    let text = expect_exit(&cli.migsafe(&db).args(["status"]).output().unwrap(), 0);
+    let text = cli.run(&db, &["status"], 0);
     assert!(text.contains("app (3 applied, 0 pending)"), "{text}");
 }
 

@@ -22,14 +22,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
 fn live_sizes_name_the_table_and_decide_the_severity() {
     let db = TestDb::new();
     let project = Project::new(&MIGRATIONS[..1]);
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
     db.query("INSERT INTO events (kind, at) SELECT 'k' || g, now() FROM generate_series(1, 20000) g; ANALYZE events;");
     project.write(MIGRATIONS[1].0, MIGRATIONS[1].1.as_bytes());
 
@@ -51,16 +44,9 @@ fn live_sizes_name_the_table_and_decide_the_severity() {
 
     // Over it: an error, exit 1, and preflight fails on it.
     project.write("migsafe.toml", b"[lint]\nlarge_table = \"100kB\"\n");
-    let out = expect_exit(&project.migsafe(&db).arg("lint").output().unwrap(), 1);
+    let out = project.run(&db, &["lint"], 1);
     assert!(out.contains("error[require-concurrent-index]"), "{out}");
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        1,
-    );
+    let out = project.run(&db, &["apply", "--skip-backup"], 1);
     assert!(out.contains("LINT_ERROR:default:0002"), "{out}");
 
     // Without a database: every migration is the plan, so `events` is created
@@ -236,16 +222,9 @@ fn the_linter_never_panics_on_arbitrary_bytes() {
 fn plan_shows_the_findings_of_what_would_run() {
     let db = TestDb::new();
     let project = Project::new(&MIGRATIONS[..1]);
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
     project.write(MIGRATIONS[1].0, MIGRATIONS[1].1.as_bytes());
-    let out = expect_exit(&project.migsafe(&db).arg("plan").output().unwrap(), 0);
+    let out = project.run(&db, &["plan"], 0);
     assert!(
         out.contains("1 migration(s) to apply")
             && out.contains("warning[require-concurrent-index]"),

@@ -50,7 +50,7 @@ fn check<'a>(report: &'a serde_json::Value, reason_prefix: &str) -> Option<&'a s
 fn apply_runs_preflight_backup_postflight_and_writes_reports() {
     let db = TestDb::new();
     let project = two_tables();
-    let out = expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    let out = project.run(&db, &["apply"], 0);
     assert!(
         out.contains("preflight passed") && out.contains("postflight passed"),
         "{out}"
@@ -82,7 +82,7 @@ fn apply_runs_preflight_backup_postflight_and_writes_reports() {
     assert_eq!(latest.trim(), dumps[0].path().display().to_string());
 
     // Nothing pending: no preflight, no backup, no postflight.
-    expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    project.run(&db, &["apply"], 0);
     assert_eq!(reports(&project, "preflight").len(), 1);
     assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 2);
 }
@@ -91,14 +91,7 @@ fn apply_runs_preflight_backup_postflight_and_writes_reports() {
 fn a_backup_taken_by_apply_restores_to_the_same_schema_and_rows() {
     let db = TestDb::new();
     let project = two_tables();
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
     db.query("INSERT INTO users SELECT g, 'user ' || g FROM generate_series(1, 500) g; INSERT INTO orders SELECT g, g % 500 + 1 FROM generate_series(1, 1200) g;");
     project.write(
         "migrations/0003_more.up.sql",
@@ -112,28 +105,14 @@ fn a_backup_taken_by_apply_restores_to_the_same_schema_and_rows() {
             .unwrap();
         String::from_utf8(output.stdout).unwrap()
     };
-    expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    project.run(&db, &["apply"], 0);
     let latest =
         std::fs::read_to_string(project.path().join("backups/migrations/latest-backup.txt"))
             .unwrap();
     let fresh = TestDb::new();
-    let out = expect_exit(
-        &project
-            .migsafe(&fresh)
-            .args(["backup", "restore", latest.trim()])
-            .output()
-            .unwrap(),
-        5,
-    );
+    let out = project.run(&fresh, &["backup", "restore", latest.trim()], 5);
     assert!(out.contains("--yes"), "{out}");
-    expect_exit(
-        &project
-            .migsafe(&fresh)
-            .args(["backup", "restore", latest.trim(), "--yes"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&fresh, &["backup", "restore", latest.trim(), "--yes"], 0);
     let after_schema = {
         let output = project
             .migsafe(&fresh)
@@ -154,23 +133,9 @@ fn a_backup_taken_by_apply_restores_to_the_same_schema_and_rows() {
         fresh.scalar("SELECT count(*) FROM orders").as_deref(),
         Some("1200")
     );
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["backup", "list"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    let out = project.run(&db, &["backup", "list"], 0);
     assert!(out.contains(".dump"), "{out}");
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["backup", "verify", latest.trim()])
-            .output()
-            .unwrap(),
-        0,
-    );
+    let out = project.run(&db, &["backup", "verify", latest.trim()], 0);
     assert!(out.contains("readable"), "{out}");
 }
 
@@ -178,14 +143,7 @@ fn a_backup_taken_by_apply_restores_to_the_same_schema_and_rows() {
 fn a_failing_pg_dump_leaves_nothing_that_looks_like_a_backup() {
     let db = TestDb::new();
     let project = two_tables();
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
     // A role that may migrate but not read one table: pg_dump fails on it.
     let role = format!("limited_{}", db.name);
     db.query(&format!(
@@ -233,14 +191,7 @@ fn preflight_fails_on_a_session_holding_a_lock_the_migration_needs_and_force_rec
     let db = TestDb::new();
     let project = two_tables();
     project.write("migsafe.toml", b"[defaults]\nlong_transaction = \"1s\"\nlock_timeout = \"200ms\"\nlock_retries = 30\nlock_retry_delay = \"100ms\"\n");
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
     project.write(
         "migrations/0003_email.up.sql",
         b"ALTER TABLE users ADD COLUMN email text;",
@@ -269,7 +220,7 @@ fn preflight_fails_on_a_session_holding_a_lock_the_migration_needs_and_force_rec
     );
 
     // The standalone preflight says the same, read-only.
-    expect_exit(&project.migsafe(&db).arg("preflight").output().unwrap(), 1);
+    project.run(&db, &["preflight"], 1);
 
     // --force goes on (and the retries wait for the blocker), recorded in the report.
     let child = std::process::Command::new(common::migsafe_bin())
@@ -295,14 +246,7 @@ fn preflight_fails_on_a_session_holding_a_lock_the_migration_needs_and_force_rec
 fn manual_ddl_outside_migsafe_is_drift_with_a_structural_diff() {
     let db = TestDb::new();
     let project = two_tables();
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
     db.query(
         "ALTER TABLE users ADD COLUMN hotfix text; CREATE INDEX users_name_hotfix ON users (name);",
     );
@@ -310,40 +254,19 @@ fn manual_ddl_outside_migsafe_is_drift_with_a_structural_diff() {
         "migrations/0003_more.up.sql",
         b"CREATE TABLE more_stuff (id int);",
     );
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        1,
-    );
+    let out = project.run(&db, &["apply", "--skip-backup"], 1);
     assert!(out.contains("error[SCHEMA_DRIFT:default]"), "{out}");
     assert!(out.contains("+ column public.users.hotfix"), "{out}");
     assert!(out.contains("+ index public.users_name_hotfix"), "{out}");
     assert!(!db.exists("more_stuff"));
     // An operator who accepts the change goes on with --force; the new
     // schema is recorded and the next run is clean again.
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup", "--force"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--skip-backup", "--force"], 0);
     project.write(
         "migrations/0004_even_more.up.sql",
         b"CREATE TABLE even_more (id int);",
     );
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
 }
 
 #[test]
@@ -354,14 +277,7 @@ fn postflight_catches_orphans_behind_not_valid_keys_invalid_indexes_and_slow_mig
         "migsafe.toml",
         b"[defaults]\nmigration_time_budget = \"100ms\"\n",
     );
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
     db.query("CREATE TABLE payments (id int PRIMARY KEY, order_id int); INSERT INTO payments VALUES (1, 1), (2, 999), (3, NULL);");
     db.query("INSERT INTO users VALUES (1, 'a'); INSERT INTO orders VALUES (1, 1);");
     project.write(
@@ -414,20 +330,13 @@ fn postflight_catches_orphans_behind_not_valid_keys_invalid_indexes_and_slow_mig
     );
     assert!(!out.contains("FK_ORPHANED_ROWS"), "{out}");
     db.query("DROP INDEX users_name_unique");
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["postflight", "--deep"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["postflight", "--deep"], 0);
 
     // not_valid = "warn": teams that validate in a later deploy.
     db.query("ALTER TABLE payments ADD CONSTRAINT payments_positive CHECK (id > 0) NOT VALID;");
-    expect_exit(&project.migsafe(&db).arg("postflight").output().unwrap(), 3);
+    project.run(&db, &["postflight"], 3);
     project.write("migsafe.toml", b"[defaults]\nnot_valid = \"warn\"\n");
-    let out = expect_exit(&project.migsafe(&db).arg("postflight").output().unwrap(), 0);
+    let out = project.run(&db, &["postflight"], 0);
     assert!(
         out.contains("CHECK_NOT_VALIDATED:public.payments.payments_positive"),
         "{out}"
@@ -457,16 +366,9 @@ fn a_dirty_migration_with_a_down_script_is_recovered_and_retried() {
         "migrations/0003_steps.up.sql",
         b"-- migsafe:no-transaction\nCREATE TABLE step_one (id int);\nCREATE TABLE step_three (id int);\n",
     );
-    let out = expect_exit(&project.migsafe(&db).arg("plan").output().unwrap(), 0);
+    let out = project.run(&db, &["plan"], 0);
     assert!(out.contains("recover:"), "{out}");
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    let out = project.run(&db, &["apply", "--skip-backup"], 0);
     assert!(out.contains("recovered 0003"), "{out}");
     assert!(db.exists("step_one") && db.exists("step_three"));
     assert_eq!(
@@ -480,14 +382,7 @@ fn a_dirty_migration_with_a_down_script_is_recovered_and_retried() {
 fn recovery_drops_the_invalid_index_of_a_failed_concurrent_build() {
     let db = TestDb::new();
     let project = two_tables();
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
     db.query("INSERT INTO users VALUES (1, 'same'), (2, 'same');");
     project.write(
         "migrations/0003_unique_name.up.sql",
@@ -497,14 +392,7 @@ fn recovery_drops_the_invalid_index_of_a_failed_concurrent_build() {
         "migrations/0003_unique_name.down.sql",
         b"-- migsafe:no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS users_name_uq;\n",
     );
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        2,
-    );
+    let out = project.run(&db, &["apply", "--skip-backup"], 2);
     assert!(out.contains("MIGRATION_DIRTY:default:0003"), "{out}");
     assert!(out.contains("INVALID index"), "{out}");
     assert_eq!(
@@ -515,14 +403,7 @@ fn recovery_drops_the_invalid_index_of_a_failed_concurrent_build() {
 
     // recovery = "manual": refused, with the repair command.
     project.write("migsafe.toml", b"[defaults]\nrecovery = \"manual\"\n");
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        1,
-    );
+    let out = project.run(&db, &["apply", "--skip-backup"], 1);
     assert!(
         out.contains("error[MIGRATION_DIRTY:default:0003]")
             && out.contains("repair --target default --clear-dirty 0003"),
@@ -532,14 +413,7 @@ fn recovery_drops_the_invalid_index_of_a_failed_concurrent_build() {
     // The data is fixed; auto recovery drops the invalid index and builds it again.
     db.query("UPDATE users SET name = 'other' WHERE id = 2;");
     project.write("migsafe.toml", b"[defaults]\nrecovery = \"auto\"\n");
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    let out = project.run(&db, &["apply", "--skip-backup"], 0);
     assert!(
         out.contains("after dropping the INVALID index(es) \"public\".\"users_name_uq\"")
             || out.contains("recovered 0003"),
@@ -561,35 +435,14 @@ fn recovery_drops_the_invalid_index_of_a_failed_concurrent_build() {
 fn no_postflight_marks_the_schema_unknown_instead_of_a_stale_snapshot() {
     let db = TestDb::new();
     let project = two_tables();
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup", "--steps", "1"])
-            .output()
-            .unwrap(),
-        0,
-    );
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup", "--no-postflight"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--skip-backup", "--steps", "1"], 0);
+    project.run(&db, &["apply", "--skip-backup", "--no-postflight"], 0);
     project.write(
         "migrations/0003_more.up.sql",
         b"CREATE TABLE more_stuff (id int);",
     );
     // Not a false SCHEMA_DRIFT for the table 0002 created: the check says why it cannot run.
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
     let pre = reports(&project, "preflight");
     let drift = pre.last().unwrap()["checks"]
         .as_array()
@@ -611,14 +464,7 @@ fn no_postflight_marks_the_schema_unknown_instead_of_a_stale_snapshot() {
         "migrations/0004_more.up.sql",
         b"CREATE TABLE even_more (id int);",
     );
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        1,
-    );
+    let out = project.run(&db, &["apply", "--skip-backup"], 1);
     assert!(out.contains("+ table public.sneaky"), "{out}");
 }
 

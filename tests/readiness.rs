@@ -42,23 +42,9 @@ fn wait_times_out_with_a_clear_message_when_nothing_listens() {
 fn wait_migrated_waits_for_pending_migrations_then_succeeds() {
     let db = TestDb::new();
     let project = two_tables();
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["wait", "--timeout", "2s"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    let out = project.run(&db, &["wait", "--timeout", "2s"], 0);
     assert!(out.starts_with("ready after"), "{out}");
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["wait", "--migrated", "--timeout", "1s"])
-            .output()
-            .unwrap(),
-        7,
-    );
+    let out = project.run(&db, &["wait", "--migrated", "--timeout", "1s"], 7);
     assert!(out.contains("2 pending migration(s)"), "{out}");
     // Another process applies while wait is waiting.
     let waiter = std::process::Command::new(common::migsafe_bin())
@@ -70,14 +56,7 @@ fn wait_migrated_waits_for_pending_migrations_then_succeeds() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
     let out = expect_exit(&waiter.wait_with_output().unwrap(), 0);
     assert!(out.contains("ready and fully migrated"), "{out}");
 }

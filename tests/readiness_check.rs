@@ -59,14 +59,7 @@ fn every_unmet_rule_is_reported_with_its_code() {
 fn a_met_profile_exits_0_and_json_lists_what_is_unmet() {
     let db = TestDb::new();
     let project = project();
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
     let ok = project
         .migsafe(&db)
         .args(["check", "--profile", "production"])
@@ -107,14 +100,7 @@ fn a_met_profile_exits_0_and_json_lists_what_is_unmet() {
     );
     assert_eq!(doc["ready"], false);
 
-    let out = expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["check", "--profile", "staging"])
-            .output()
-            .unwrap(),
-        5,
-    );
+    let out = project.run(&db, &["check", "--profile", "staging"], 5);
     assert!(out.contains("no [profiles.staging]"), "{out}");
 }
 
@@ -144,14 +130,7 @@ fn require_up_to_date_returns_the_reason_codes() {
     assert_eq!(err.exit_code(), 7);
 
     // The CLI applies 0001 and is killed in the middle of 0002: dirty.
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args(["apply", "--skip-backup", "--to", "1"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    project.run(&db, &["apply", "--skip-backup", "--to", "1"], 0);
     let mut child = std::process::Command::new(common::migsafe_bin())
         .current_dir(project.path())
         .env("DATABASE_URL", &db.url)
@@ -169,18 +148,15 @@ fn require_up_to_date_returns_the_reason_codes() {
     );
 
     // Repaired by hand; then an applied file is edited.
-    expect_exit(
-        &project
-            .migsafe(&db)
-            .args([
-                "repair",
-                "--clear-dirty",
-                "2",
-                "--reason",
-                "finished by hand",
-            ])
-            .output()
-            .unwrap(),
+    project.run(
+        &db,
+        &[
+            "repair",
+            "--clear-dirty",
+            "2",
+            "--reason",
+            "finished by hand",
+        ],
         0,
     );
     assert!(check(&project).is_ok());

@@ -120,7 +120,7 @@ fn the_history_tables_are_not_part_of_the_schema() {
     let db = TestDb::new();
     let project = Project::new(&[("migrations/0001_t.up.sql", "CREATE TABLE t (id int);")]);
     let before = checksum(&db);
-    expect_exit(&project.migsafe(&db).arg("apply").output().unwrap(), 0);
+    project.run(&db, &["apply"], 0);
     let text = snapshot(&db);
     assert!(
         !text.contains("schema_migrations")
@@ -140,14 +140,7 @@ fn diff_names_what_differs_and_exit_code_gives_6() {
         db.query("CREATE TABLE t (id int PRIMARY KEY, name text); CREATE INDEX t_name ON t (name); CREATE TYPE color AS ENUM ('red');");
     }
     let project = Project::new(&[]);
-    let out = expect_exit(
-        &project
-            .migsafe(&a)
-            .args(["schema", "diff", &a.url, &b.url, "--exit-code"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    let out = project.run(&a, &["schema", "diff", &a.url, &b.url, "--exit-code"], 0);
     assert!(out.contains("identical schemas"), "{out}");
 
     b.query("ALTER TABLE t ALTER COLUMN name TYPE varchar(20); DROP INDEX t_name; ALTER TABLE t ADD COLUMN email text; ALTER TYPE color ADD VALUE 'blue'; CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';");

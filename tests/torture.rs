@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{TestDb, expect_exit, migsafe_bin};
+use common::{TestDb, migsafe_bin};
 
 fn rounds(smoke: usize) -> usize {
     std::env::var("TORTURE_ROUNDS")
@@ -67,14 +67,7 @@ fn killed_client() {
     let project = common::fifty();
     let reference = {
         let db = TestDb::new();
-        expect_exit(
-            &project
-                .migsafe(&db)
-                .args(["-q", "apply", "--skip-backup"])
-                .output()
-                .unwrap(),
-            0,
-        );
+        project.run(&db, &["-q", "apply", "--skip-backup"], 0);
         common::checksum(&project, &db)
     };
     let (mut converged, mut consistent, mut dirty_seen, mut recovered) = (0, 0, 0, 0);

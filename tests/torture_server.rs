@@ -10,7 +10,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestDb, expect_exit, migsafe_bin, sandbox};
+use common::{TestDb, migsafe_bin, sandbox};
 
 #[test]
 fn crashed_server() {
@@ -21,14 +21,7 @@ fn crashed_server() {
     let project = common::fifty();
     let reference = {
         let db = TestDb::new();
-        expect_exit(
-            &project
-                .migsafe(&db)
-                .args(["-q", "apply", "--skip-backup"])
-                .output()
-                .unwrap(),
-            0,
-        );
+        project.run(&db, &["-q", "apply", "--skip-backup"], 0);
         common::checksum(&project, &db)
     };
     let (mut clean_exit, mut hangs, mut consistent, mut converged) = (0, 0, 0, 0);

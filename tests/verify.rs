@@ -280,22 +280,12 @@ fn over_budget_warns_unless_strict_and_production_is_never_touched() {
         ),
         ("migrations/0001_slowish.down.sql", "DROP TABLE s;"),
     ]);
-    let out = expect_exit(
-        &project.migsafe(&production).arg("verify").output().unwrap(),
-        0,
-    );
+    let out = project.run(&production, &["verify"], 0);
     assert!(
         out.contains("over the time budget") && out.contains("passed with warnings"),
         "{out}"
     );
-    expect_exit(
-        &project
-            .migsafe(&production)
-            .args(["verify", "--strict"])
-            .output()
-            .unwrap(),
-        6,
-    );
+    project.run(&production, &["verify", "--strict"], 6);
     assert!(
         !production.exists("migsafe.schema_migrations") && !production.exists("s"),
         "verify must not touch DATABASE_URL"

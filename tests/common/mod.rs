@@ -146,6 +146,12 @@ impl Project {
         command
     }
 
+    /// Runs `migsafe ARGS` here against `db`, asserts the exit code, and
+    /// returns everything it printed.
+    pub fn run(&self, db: &TestDb, args: &[&str], code: i32) -> String {
+        expect_exit(&self.migsafe(db).args(args).output().unwrap(), code)
+    }
+
     /// The event log text.
     pub fn event_log(&self) -> String {
         std::fs::read_to_string(self.path().join("logs/migrations.jsonl")).unwrap_or_default()
