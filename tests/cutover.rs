@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Project, TestDb, expect_exit};
+use common::{Project, TestDb, events_project, expect_exit};
 use sha2::{Digest, Sha256};
 
 const SCHEMA: &str = "
@@ -400,34 +400,6 @@ fn a_missing_or_foreign_source_file_is_a_usage_error() {
     assert!(!db.exists("users"));
 }
 
-/// Two tables, `events` big enough to load in parts (ids with gaps).
-fn events_project(rows: u32) -> (Project, rusqlite::Connection) {
-    let project = Project::new(&[
-        (
-            "migrations/0001_events.up.sql",
-            "CREATE TABLE kinds (id int PRIMARY KEY, name text NOT NULL);
-             CREATE TABLE events (id bigint PRIMARY KEY, kind_id int NOT NULL REFERENCES kinds (id),
-                                  at timestamptz NOT NULL, payload text);",
-        ),
-        (
-            "migrations/0001_events.down.sql",
-            "DROP TABLE events, kinds;",
-        ),
-    ]);
-    let db = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
-    db.execute_batch(
-        &"CREATE TABLE kinds (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
-         INSERT INTO kinds VALUES (1, 'click'), (2, 'view');
-         CREATE TABLE events (id INTEGER PRIMARY KEY, kind_id INTEGER NOT NULL, at TEXT NOT NULL, payload TEXT);
-         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ?1)
-         INSERT INTO events SELECT i * 3, 1 + i % 2, '2024-05-01 10:00:00', 'event ' || i FROM s;
-         DELETE FROM events WHERE id % 7 = 0;"
-            .replace("?1", &rows.to_string()),
-    )
-    .unwrap();
-    (project, db)
-}
-
 #[test]
 fn big_tables_load_in_parts_and_fail_as_one() {
     let (project, db) = events_project(130_000);
@@ -507,48 +479,29 @@ fn tables_in_a_foreign_key_cycle_load_together() {
 
 #[test]
 fn ctrl_c_during_the_load_leaves_every_table_empty() {
-    use std::io::{BufRead, BufReader};
     let (project, _db) = events_project(600_000);
     let target = TestDb::new();
-    let mut child = std::process::Command::new(common::migsafe_bin())
-        .current_dir(project.path())
-        .env("DATABASE_URL", &target.url)
-        .env("NO_COLOR", "1")
-        .args([
+    let running = common::Running::until(
+        &project,
+        &target,
+        &[
             "cutover",
             "sqlite",
             "run",
             "--from",
             "app.db",
             "--skip-backup",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut lines = stderr.lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.starts_with("copying events") {
-            break;
-        }
-    }
+        ],
+        "copying events",
+    );
     std::thread::sleep(std::time::Duration::from_millis(300));
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(running.child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    for line in lines {
-        seen.push_str(&line.unwrap());
-        seen.push('\n');
-    }
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(2), "{seen}");
+    let (code, seen) = running.finish();
+    assert_eq!(code, Some(2), "{seen}");
     assert!(seen.contains("MIGRATION_CANCELLED"), "{seen}");
     assert_eq!(count(&target, "events"), 0, "{seen}");
     assert_eq!(count(&target, "kinds"), 0, "{seen}");

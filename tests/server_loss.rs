@@ -77,69 +77,34 @@ fn a_server_restart_mid_migration_is_exit_2_and_recoverable() {
 /// also the parent table that was already committed.
 #[test]
 fn a_server_restart_mid_cutover_leaves_the_tables_empty() {
-    use std::io::{BufRead, BufReader};
     let _one_at_a_time = RESTARTS.lock().unwrap_or_else(|e| e.into_inner());
-    let project = common::Project::new(&[
-        (
-            "migrations/0001_events.up.sql",
-            "CREATE TABLE kinds (id int PRIMARY KEY, name text NOT NULL);
-             CREATE TABLE events (id bigint PRIMARY KEY, kind_id int NOT NULL REFERENCES kinds (id), payload text);",
-        ),
-        ("migrations/0001_events.down.sql", "DROP TABLE events, kinds;"),
-    ]);
-    let source = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
-    source
-        .execute_batch(
-            "CREATE TABLE kinds (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
-             INSERT INTO kinds VALUES (1, 'click'), (2, 'view');
-             CREATE TABLE events (id INTEGER PRIMARY KEY, kind_id INTEGER NOT NULL, payload TEXT);
-             WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 600000)
-             INSERT INTO events SELECT i, 1 + i % 2, 'event ' || i FROM s;",
-        )
-        .unwrap();
+    let (project, _source) = common::events_project(600_000);
     let db = TestDb::new();
-    let mut child = Command::new(migsafe_bin())
-        .current_dir(project.path())
-        .env("DATABASE_URL", &db.url)
-        .env("NO_COLOR", "1")
-        .args([
+    let running = common::Running::until(
+        &project,
+        &db,
+        &[
             "cutover",
             "sqlite",
             "run",
             "--from",
             "app.db",
             "--skip-backup",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.starts_with("copying events") {
-            break;
-        }
-    }
+        ],
+        "copying events",
+    );
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     sandbox()
         .pg_ctl(&["-m", "immediate", "-w", "-t", "60", "restart"])
         .unwrap();
-    for line in lines {
-        seen.push_str(&line.unwrap());
-        seen.push('\n');
-    }
-    let status = child.wait().unwrap();
+    let (code, seen) = running.finish();
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "migsafe hung for {:?}",
         started.elapsed()
     );
-    assert_eq!(status.code(), Some(2), "{seen}");
+    assert_eq!(code, Some(2), "{seen}");
     assert!(!seen.contains(sandbox().password()), "{seen}");
     for table in ["kinds", "events"] {
         assert_eq!(

@@ -350,3 +350,85 @@ pub fn history_matches_tables(db: &TestDb) -> bool {
         .unwrap();
     tables == applied_tables
 }
+
+/// A SQLite cutover project: `kinds` and `events` (`rows` rows, ids with
+/// gaps, big enough to load in parts), the schema as its migration, the file
+/// as `app.db`. Returns the open SQLite file too, to change it.
+pub fn events_project(rows: u32) -> (Project, rusqlite::Connection) {
+    let project = Project::new(&[
+        (
+            "migrations/0001_events.up.sql",
+            "CREATE TABLE kinds (id int PRIMARY KEY, name text NOT NULL);
+             CREATE TABLE events (id bigint PRIMARY KEY, kind_id int NOT NULL REFERENCES kinds (id),
+                                  at timestamptz NOT NULL, payload text);",
+        ),
+        (
+            "migrations/0001_events.down.sql",
+            "DROP TABLE events, kinds;",
+        ),
+    ]);
+    let db = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
+    db.execute_batch(
+        &"CREATE TABLE kinds (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+         INSERT INTO kinds VALUES (1, 'click'), (2, 'view');
+         CREATE TABLE events (id INTEGER PRIMARY KEY, kind_id INTEGER NOT NULL, at TEXT NOT NULL, payload TEXT);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ?1)
+         INSERT INTO events SELECT i * 3, 1 + i % 2, '2024-05-01 10:00:00', 'event ' || i FROM s;
+         DELETE FROM events WHERE id % 7 = 0;"
+            .replace("?1", &rows.to_string()),
+    )
+    .unwrap();
+    (project, db)
+}
+
+/// A migsafe process whose stderr is followed line by line.
+pub struct Running {
+    pub child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+    /// Everything it printed on stderr so far.
+    pub seen: String,
+}
+
+impl Running {
+    /// Starts `migsafe ARGS` in `project` against `db` and returns once it
+    /// printed a stderr line starting with `marker`.
+    pub fn until(project: &Project, db: &TestDb, args: &[&str], marker: &str) -> Running {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(migsafe_bin())
+            .current_dir(project.path())
+            .env("DATABASE_URL", &db.url)
+            .env("NO_COLOR", "1")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut running = Running {
+            lines: std::io::BufReader::new(child.stderr.take().unwrap()).lines(),
+            child,
+            seen: String::new(),
+        };
+        for line in running.lines.by_ref() {
+            let line = line.unwrap();
+            running.seen.push_str(&line);
+            running.seen.push('\n');
+            if line.starts_with(marker) {
+                return running;
+            }
+        }
+        panic!(
+            "migsafe ended before printing {marker:?}:\n{}",
+            running.seen
+        );
+    }
+
+    /// Reads the rest of stderr, waits, and returns the exit code and all it printed.
+    pub fn finish(mut self) -> (Option<i32>, String) {
+        for line in self.lines.by_ref() {
+            self.seen.push_str(&line.unwrap());
+            self.seen.push('\n');
+        }
+        let status = self.child.wait().unwrap();
+        (status.code(), self.seen)
+    }
+}
