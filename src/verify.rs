@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Namespace, format_duration};
 use crate::db::history::History;
-use crate::db::{ConnectionSettings, Db};
+use crate::db::{ConnectionSettings, Db, quote_ident};
 use crate::error::{Error, Result};
 use crate::events::{Direction, Interrupt, NoEvents};
 use crate::pipeline::{Env, RunnerParts, Target, lock_namespace, unlock_namespace};
@@ -121,9 +121,121 @@ struct Session<'a> {
     history: History,
     parts: RunnerParts,
     interrupt: &'a Interrupt,
+    /// The DDL tracker of [`TRACKER`] is installed (it needs a superuser).
+    tracking: bool,
 }
 
-impl Session<'_> {
+/// Records, on the session that runs the scripts, the OID of every object
+/// a DDL command creates, alters or drops (event triggers), in the session
+/// setting `migsafe.touched`. Lives in `pg_temp`: never part of a snapshot.
+const TRACKER: &str = r#"
+CREATE FUNCTION pg_temp.migsafe_verify_touched() RETURNS event_trigger LANGUAGE plpgsql AS $fn$
+DECLARE seen text := coalesce(current_setting('migsafe.touched', true), '');
+BEGIN
+  IF TG_EVENT = 'sql_drop' THEN
+    SELECT seen || coalesce(string_agg(' ' || objid::text, ''), '') INTO seen FROM pg_event_trigger_dropped_objects();
+  ELSE
+    SELECT seen || coalesce(string_agg(' ' || coalesce(objid, 0)::text, ''), '') INTO seen FROM pg_event_trigger_ddl_commands();
+  END IF;
+  PERFORM set_config('migsafe.touched', seen, false);
+END $fn$;
+CREATE EVENT TRIGGER migsafe_verify_ddl ON ddl_command_end EXECUTE FUNCTION pg_temp.migsafe_verify_touched();
+CREATE EVENT TRIGGER migsafe_verify_drop ON sql_drop EXECUTE FUNCTION pg_temp.migsafe_verify_touched();
+"#;
+
+/// The highest OID of any object a snapshot can show. On a scratch database
+/// the OID counter only grows, so every object created later has a higher one.
+const NEWEST_OID: &str = "greatest(
+  (SELECT max(oid) FROM pg_namespace), (SELECT max(oid) FROM pg_class), (SELECT max(oid) FROM pg_type),
+  (SELECT max(oid) FROM pg_proc), (SELECT max(oid) FROM pg_constraint), (SELECT max(oid) FROM pg_attrdef),
+  (SELECT max(oid) FROM pg_trigger), (SELECT max(oid) FROM pg_rewrite), (SELECT max(oid) FROM pg_policy),
+  (SELECT max(oid) FROM pg_enum), (SELECT max(oid) FROM pg_extension), (SELECT max(oid) FROM pg_collation),
+  (SELECT max(oid) FROM pg_opclass), (SELECT max(oid) FROM pg_operator), (SELECT max(oid) FROM pg_cast),
+  (SELECT max(oid) FROM pg_default_acl))::text::bigint";
+
+impl<'a> Session<'a> {
+    /// Connects to a scratch database and prepares to run scripts and read
+    /// snapshots there (`split`: snapshots on two connections).
+    async fn open(
+        config: &'a Config,
+        settings: &'a ConnectionSettings,
+        interrupt: &'a Interrupt,
+        split: bool,
+    ) -> Result<Session<'a>> {
+        let db = settings.connect().await?;
+        let history = History::new(&config.history_schema);
+        // A fresh scratch database: nobody else creates the tables concurrently.
+        history.ensure(&db).await?;
+        let reader = if split {
+            Reader::prepare_split(&db, settings.connect().await?).await?
+        } else {
+            Reader::prepare(&db).await?
+        };
+        let env = Env {
+            config,
+            events: &NoEvents,
+            interrupt,
+            log_dir: std::path::Path::new("logs"),
+        };
+        let parts = RunnerParts::load(&env, &db, &history).await?;
+        Ok(Session {
+            config,
+            settings,
+            db,
+            reader,
+            history,
+            parts,
+            interrupt,
+            tracking: false,
+        })
+    }
+
+    /// Installs the DDL tracker; without the rights for event triggers,
+    /// every step takes its two snapshots.
+    async fn track(&mut self) {
+        match self.db.client.batch_execute(TRACKER).await {
+            Ok(()) => self.tracking = true,
+            Err(err) => tracing::debug!("verify without the DDL tracker: {err}"),
+        }
+    }
+
+    /// The newest OID now, with the tracker's record cleared.
+    async fn mark(&self) -> Result<i64> {
+        let row = self
+            .db
+            .client
+            .query_one(
+                &format!("SELECT set_config('migsafe.touched', '', false), {NEWEST_OID}"),
+                &[],
+            )
+            .await
+            .map_err(|e| crate::db::history::database_error(&self.db, "mark the schema", &e))?;
+        Ok(row.get(1))
+    }
+
+    /// True when, since `mark`, DDL touched only objects newer than the mark
+    /// and none of them is left: the schema is then exactly what it was at
+    /// the mark, without reading it. False means: compare snapshots.
+    async fn restored(&self, mark: i64) -> Result<bool> {
+        let row = self
+            .db
+            .client
+            .query_one(
+                &format!(
+                    "SELECT coalesce(current_setting('migsafe.touched', true), ''), set_config('migsafe.touched', '', false), {NEWEST_OID}"
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| crate::db::history::database_error(&self.db, "read the DDL record", &e))?;
+        let touched: String = row.get(0);
+        let newest: i64 = row.get(2);
+        let only_new = touched
+            .split_whitespace()
+            .all(|oid| oid.parse::<i64>().is_ok_and(|oid| oid > mark));
+        Ok(only_new && newest <= mark)
+    }
+
     async fn snapshot(&self) -> Result<Snapshot> {
         self.reader
             .read(&self.db, &self.config.history_schema)
@@ -184,31 +296,14 @@ async fn run(
 ) -> Result<VerifyReport> {
     let started_at = Utc::now();
     let started = Instant::now();
-    let db = scratch.connect().await?;
-    let history = History::new(&config.history_schema);
-    // A fresh scratch database: nobody else creates the tables concurrently.
-    history.ensure(&db).await?;
-    let reader = Reader::prepare_split(&db, scratch.connect().await?).await?;
-    let env = Env {
-        config,
-        events: &NoEvents,
-        interrupt,
-        log_dir: std::path::Path::new("logs"),
-    };
-    let parts = RunnerParts::load(&env, &db, &history).await?;
-    let session = Session {
-        config,
-        settings: scratch,
-        db,
-        reader,
-        history,
-        parts,
-        interrupt,
-    };
+    let mut session = Session::open(config, scratch, interrupt, true).await?;
+    if options.stepwise {
+        session.track().await;
+    }
     let budget = config.defaults.migration_time_budget;
     let mut results = Vec::new();
     let mut mismatches = Vec::new();
-    for (namespace, sources) in namespaces {
+    for (index, (namespace, sources)) in namespaces.iter().enumerate() {
         let env = Env {
             config,
             events: &NoEvents,
@@ -222,7 +317,15 @@ async fn run(
         };
         let key = lock_namespace(&env, &target, &session.db, &session.history).await?;
         let outcome = if options.stepwise {
-            stepwise(&session, namespace, sources, budget, &mut mismatches).await
+            stepwise(
+                &session,
+                &namespaces[..index],
+                namespace,
+                sources,
+                budget,
+                &mut mismatches,
+            )
+            .await
         } else {
             full_cycle(&session, namespace, sources, budget, &mut mismatches).await
         };
@@ -363,47 +466,85 @@ async fn full_cycle(
 }
 
 /// For each migration: up → down → must equal before → up again.
+///
+/// A step whose up script only creates new objects (the common case) is
+/// checked without reading the schema: the DDL tracker shows that up and
+/// down touched only objects newer than the step's start and none is left,
+/// which makes the schema exactly what it was. Any other step — or one where
+/// the tracker saw more — compares full snapshots; the "before" snapshot of a
+/// step that was expected to be simple is rebuilt on a second scratch
+/// database from the migrations before it.
 async fn stepwise(
     session: &Session<'_>,
+    earlier: &[(Namespace, MigrationSet)],
     namespace: &Namespace,
     sources: &MigrationSet,
     budget: Duration,
     mismatches: &mut Vec<Mismatch>,
 ) -> Result<NamespaceResult> {
-    let mut before = session.snapshot().await?;
     let mut results = Vec::new();
-    for migration in &sources.migrations {
-        let up = session
-            .run(namespace, sources, migration, Direction::Up)
-            .await?;
+    // The snapshot of the current schema, when one was taken and still holds.
+    let mut known: Option<Snapshot> = None;
+    for (index, migration) in sources.migrations.iter().enumerate() {
         if namespace.forward_only {
+            let up = session
+                .run(namespace, sources, migration, Direction::Up)
+                .await?;
             results.push(result_for(migration, up, None, budget));
             continue;
         }
-        let after = session.snapshot().await?;
+        // After a mismatch the replayed schema would not hold what the
+        // faulty down scripts left: take snapshots from then on.
+        let tracked = session.tracking && mismatches.is_empty() && creates_only(&migration.up);
+        let before = if tracked {
+            None
+        } else {
+            match known.take() {
+                Some(snapshot) => Some(snapshot),
+                None => Some(session.snapshot().await?),
+            }
+        };
+        let mark = if tracked {
+            Some(session.mark().await?)
+        } else {
+            None
+        };
+        let up = session
+            .run(namespace, sources, migration, Direction::Up)
+            .await?;
         let down = session
             .run(namespace, sources, migration, Direction::Down)
             .await?;
         let found = mismatches.len();
-        compare(
-            &before,
-            &session.snapshot().await?,
-            &namespace.name,
-            Some(migration),
-            "down",
-            mismatches,
-        );
+        let restored = match mark {
+            Some(mark) => session.restored(mark).await?,
+            None => false,
+        };
+        if !restored {
+            let before = match before {
+                Some(snapshot) => snapshot,
+                None => replay(session, earlier, namespace, sources, index).await?,
+            };
+            compare(
+                &before,
+                &session.snapshot().await?,
+                &namespace.name,
+                Some(migration),
+                "down",
+                mismatches,
+            );
+        }
         let incomplete_down = mismatches.len() > found;
         results.push(result_for(migration, up, Some(down), budget));
         match session
             .run(namespace, sources, migration, Direction::Up)
             .await
         {
-            Ok(_) => before = after,
+            Ok(_) => {}
             // What the down script left behind usually makes the up script
             // fail again: the same fault, already reported. Go on from the
             // schema as it is, so the next migrations are still checked.
-            Err(_) if incomplete_down => before = session.snapshot().await?,
+            Err(_) if incomplete_down => {}
             Err(err) => return Err(err),
         }
     }
@@ -412,6 +553,90 @@ async fn stepwise(
         forward_only: namespace.forward_only,
         migrations: results,
     })
+}
+
+/// An up script that only makes new objects (tables, indexes, views,
+/// functions, types…) and moves data: its down script usually drops exactly
+/// those, which the DDL tracker can confirm without a snapshot.
+fn creates_only(script: &crate::source::Script) -> bool {
+    use pg_query::NodeEnum;
+    let Ok(parsed) = pg_query::parse(&script.sql, 0) else {
+        return false;
+    };
+    parsed.protobuf.stmts.iter().all(
+        |raw| match raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+            Some(NodeEnum::CreateStmt(_))
+            | Some(NodeEnum::IndexStmt(_))
+            | Some(NodeEnum::CreateSeqStmt(_))
+            | Some(NodeEnum::CreateEnumStmt(_))
+            | Some(NodeEnum::CompositeTypeStmt(_))
+            | Some(NodeEnum::CreateDomainStmt(_))
+            | Some(NodeEnum::CreateRangeStmt(_))
+            | Some(NodeEnum::CreateSchemaStmt(_))
+            | Some(NodeEnum::CreatePolicyStmt(_))
+            | Some(NodeEnum::CreateTableAsStmt(_))
+            | Some(NodeEnum::CreateExtensionStmt(_))
+            | Some(NodeEnum::SelectStmt(_))
+            | Some(NodeEnum::InsertStmt(_))
+            | Some(NodeEnum::UpdateStmt(_))
+            | Some(NodeEnum::DeleteStmt(_)) => true,
+            Some(NodeEnum::ViewStmt(view)) => !view.replace,
+            Some(NodeEnum::CreateFunctionStmt(function)) => !function.replace,
+            Some(NodeEnum::CreateTrigStmt(trigger)) => !trigger.replace,
+            _ => false,
+        },
+    )
+}
+
+/// The schema as it was before `sources.migrations[upto]`: built on a second
+/// scratch database (same server, always dropped) from every earlier
+/// namespace and the migrations before it, then read.
+async fn replay(
+    session: &Session<'_>,
+    earlier: &[(Namespace, MigrationSet)],
+    namespace: &Namespace,
+    sources: &MigrationSet,
+    upto: usize,
+) -> Result<Snapshot> {
+    let name = format!(
+        "{}_replay_{}",
+        session.settings.dbname().unwrap_or("migsafe_verify"),
+        fastrand::u32(..)
+    );
+    session
+        .db
+        .client
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+        .await
+        .map_err(|e| {
+            crate::db::history::database_error(&session.db, "create the replay database", &e)
+        })?;
+    let settings = session.settings.with_dbname(&name);
+    let result = async {
+        let replay = Session::open(session.config, &settings, session.interrupt, false).await?;
+        for (earlier_namespace, earlier_sources) in earlier {
+            for migration in &earlier_sources.migrations {
+                replay
+                    .run(earlier_namespace, earlier_sources, migration, Direction::Up)
+                    .await?;
+            }
+        }
+        for migration in &sources.migrations[..upto] {
+            replay
+                .run(namespace, sources, migration, Direction::Up)
+                .await?;
+        }
+        replay.snapshot().await
+    }
+    .await;
+    let drop = format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quote_ident(&name)
+    );
+    if let Err(err) = session.db.client.batch_execute(&drop).await {
+        tracing::warn!("could not drop the replay database {name}: {err}");
+    }
+    result
 }
 
 /// One line per mismatch and its structural diff, for people.

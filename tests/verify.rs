@@ -291,3 +291,55 @@ fn over_budget_warns_unless_strict_and_production_is_never_touched() {
         "verify must not touch DATABASE_URL"
     );
 }
+
+/// Steps whose up script only creates objects are checked from the DDL
+/// record instead of two snapshots; when the down script turns out to touch
+/// older objects, the schema before the step is rebuilt and compared, so a
+/// leftover is still caught and named, and a faithful down still passes.
+#[test]
+fn steps_checked_from_the_ddl_record_still_catch_what_the_down_leaves() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_base.up.sql",
+            "CREATE TABLE t (id int PRIMARY KEY, a int);",
+        ),
+        ("migrations/0001_base.down.sql", "DROP TABLE t;"),
+        (
+            "migrations/0002_table.up.sql",
+            "CREATE TABLE u (id int PRIMARY KEY, t_id int REFERENCES t (id));\nCREATE INDEX u_t ON u (t_id);",
+        ),
+        ("migrations/0002_table.down.sql", "DROP TABLE u;"),
+        (
+            "migrations/0003_view.up.sql",
+            "CREATE VIEW v AS SELECT id FROM t;",
+        ),
+        (
+            "migrations/0003_view.down.sql",
+            "DROP VIEW v;\nCOMMENT ON TABLE t IS 'touched, and restored';\nCOMMENT ON TABLE t IS NULL;",
+        ),
+        ("migrations/0004_index.up.sql", "CREATE INDEX t_a ON t (a);"),
+        (
+            "migrations/0004_index.down.sql",
+            "DROP INDEX t_a;\nALTER TABLE t ALTER COLUMN a SET DEFAULT 7;",
+        ),
+    ]);
+    let out = project
+        .migsafe(&TestDb::new())
+        .args(["verify", "--stepwise"])
+        .output()
+        .unwrap();
+    let text = expect_exit(&out, 6);
+    assert!(text.contains("0004"), "{text}");
+    assert!(
+        text.contains("column public.t.a"),
+        "the default left behind:\n{text}"
+    );
+    assert!(!text.contains("0002") && !text.contains("0003"), "{text}");
+
+    // Without the leftover, every step passes.
+    project.write(
+        "migrations/0004_index.down.sql",
+        b"DROP INDEX t_a;\nALTER TABLE t ALTER COLUMN a SET DEFAULT 7;\nALTER TABLE t ALTER COLUMN a DROP DEFAULT;",
+    );
+    project.run(&TestDb::new(), &["verify", "--stepwise"], 0);
+}
