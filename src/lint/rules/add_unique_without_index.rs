@@ -3,7 +3,7 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::ConstrType;
 
-use super::{Hit, Rule, added_constraints};
+use super::{Hit, Rule, constraints_added_to_existing};
 use crate::lint::context::Context;
 use crate::lint::engine::Severity;
 
@@ -29,12 +29,9 @@ EXCLUSIVE lock: no reads, no writes until it is built. Build the index concurren
 first, then attach it, which is instant.\n\n```sql\n-- migsafe:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (email);\n-- next migration:\nALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_key;\n```"
     }
     fn check(&self, statement: &NodeEnum, context: &Context) -> Vec<Hit> {
-        let Some((table, constraints)) = added_constraints(statement) else {
+        let Some((table, constraints)) = constraints_added_to_existing(statement, context) else {
             return Vec::new();
         };
-        if context.is_new(&table) {
-            return Vec::new();
-        }
         let mut hits = Vec::new();
         for con in constraints {
             let kind = if con.contype == ConstrType::ConstrUnique as i32 {

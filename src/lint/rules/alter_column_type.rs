@@ -3,7 +3,7 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::AlterTableType;
 
-use super::{Hit, Rule, alter_table};
+use super::{Hit, Rule, existing_table_changes};
 use crate::lint::context::Context;
 use crate::lint::engine::Severity;
 
@@ -30,14 +30,12 @@ changes are catalog-only (`varchar(n)` to a larger `n` or to `text`). For anythi
 else, migrate in steps.\n\n```sql\nALTER TABLE events ADD COLUMN payload_new jsonb;\n-- backfill in batches, dual-write from the application, then:\nALTER TABLE events RENAME COLUMN payload TO payload_old;\nALTER TABLE events RENAME COLUMN payload_new TO payload;\n```"
     }
     fn check(&self, statement: &NodeEnum, context: &Context) -> Vec<Hit> {
-        let Some((table, cmds)) = alter_table(statement) else {
+        let Some((table, cmds)) =
+            existing_table_changes(statement, context, AlterTableType::AtAlterColumnType)
+        else {
             return Vec::new();
         };
-        if context.is_new(&table) {
-            return Vec::new();
-        }
         cmds.into_iter()
-            .filter(|c| c.subtype == AlterTableType::AtAlterColumnType as i32)
             .map(|c| {
                 Hit::with(
                     format!(

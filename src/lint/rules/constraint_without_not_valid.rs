@@ -3,7 +3,7 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::ConstrType;
 
-use super::{Hit, Rule, added_constraints};
+use super::{Hit, Rule, constraints_added_to_existing};
 use crate::lint::context::Context;
 use crate::lint::engine::Severity;
 
@@ -32,12 +32,9 @@ which lets writes go on. `NOT VALID` followed by `VALIDATE CONSTRAINT` in a late
 migration of the same plan is the safe pattern and is not flagged.\n\n```sql\nALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n-- later migration:\nALTER TABLE orders VALIDATE CONSTRAINT orders_user_fk;\n```"
     }
     fn check(&self, statement: &NodeEnum, context: &Context) -> Vec<Hit> {
-        let Some((table, constraints)) = added_constraints(statement) else {
+        let Some((table, constraints)) = constraints_added_to_existing(statement, context) else {
             return Vec::new();
         };
-        if context.is_new(&table) {
-            return Vec::new();
-        }
         let mut hits = Vec::new();
         for con in constraints {
             let kind = if con.contype == ConstrType::ConstrForeign as i32 {

@@ -3,7 +3,7 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::{AlterTableType, ObjectType};
 
-use super::{Hit, Rule, alter_table};
+use super::{Hit, Rule, existing_table_changes};
 use crate::lint::context::Context;
 use crate::lint::engine::Severity;
 
@@ -52,14 +52,12 @@ a reason.\n\n```sql\n-- migsafe:allow drop-column-or-table -- unused since relea
                 })
                 .collect();
         }
-        let Some((table, cmds)) = alter_table(statement) else {
+        let Some((table, cmds)) =
+            existing_table_changes(statement, context, AlterTableType::AtDropColumn)
+        else {
             return Vec::new();
         };
-        if context.is_new(&table) {
-            return Vec::new();
-        }
         cmds.into_iter()
-            .filter(|c| c.subtype == AlterTableType::AtDropColumn as i32)
             .map(|c| {
                 Hit::new(format!(
                     "dropping `{table}.{}` destroys its data and breaks running code that still reads it",

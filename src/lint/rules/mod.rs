@@ -111,6 +111,33 @@ pub fn alter_table(
     Some((table, cmds))
 }
 
+/// The subcommands of one kind (`AtSetNotNull`…) of an `ALTER TABLE` on a
+/// table that exists before the plan; `None` for other statements and for
+/// tables the plan itself creates (empty: nothing to rewrite, scan or block).
+pub fn existing_table_changes<'a>(
+    statement: &'a NodeEnum,
+    context: &Context,
+    kind: pg_query::protobuf::AlterTableType,
+) -> Option<(String, Vec<&'a pg_query::protobuf::AlterTableCmd>)> {
+    let (table, cmds) = alter_table(statement)?;
+    if context.is_new(&table) {
+        return None;
+    }
+    let cmds = cmds
+        .into_iter()
+        .filter(|c| c.subtype == kind as i32)
+        .collect();
+    Some((table, cmds))
+}
+
+/// [`added_constraints`] on a table that exists before the plan.
+pub fn constraints_added_to_existing<'a>(
+    statement: &'a NodeEnum,
+    context: &Context,
+) -> Option<(String, Vec<&'a pg_query::protobuf::Constraint>)> {
+    added_constraints(statement).filter(|(table, _)| !context.is_new(table))
+}
+
 /// The constraints an `ALTER TABLE … ADD CONSTRAINT` adds, with the table.
 pub fn added_constraints(
     statement: &NodeEnum,

@@ -3,7 +3,7 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::AlterTableType;
 
-use super::{Hit, Rule, alter_table};
+use super::{Hit, Rule, existing_table_changes};
 use crate::lint::context::Context;
 use crate::lint::engine::Severity;
 
@@ -30,14 +30,12 @@ is skipped when a validated `CHECK (col IS NOT NULL)` exists, and that check can
 validated without blocking writes.\n\n```sql\nALTER TABLE users ADD CONSTRAINT users_email_not_null CHECK (email IS NOT NULL) NOT VALID;\n-- next migration:\nALTER TABLE users VALIDATE CONSTRAINT users_email_not_null;\nALTER TABLE users ALTER COLUMN email SET NOT NULL;\nALTER TABLE users DROP CONSTRAINT users_email_not_null;\n```"
     }
     fn check(&self, statement: &NodeEnum, context: &Context) -> Vec<Hit> {
-        let Some((table, cmds)) = alter_table(statement) else {
+        let Some((table, cmds)) =
+            existing_table_changes(statement, context, AlterTableType::AtSetNotNull)
+        else {
             return Vec::new();
         };
-        if context.is_new(&table) {
-            return Vec::new();
-        }
         cmds.into_iter()
-            .filter(|c| c.subtype == AlterTableType::AtSetNotNull as i32)
             .map(|c| {
                 Hit::with(
                     format!(
