@@ -181,38 +181,33 @@ fn plan_order_matters_for_tables_created_earlier() {
     );
 }
 
+/// Lints one script of `sql` (the result does not matter: it must not panic).
+fn lint_text(sql: String) {
+    let script = migsafe::lint::Script {
+        path: "fuzz.sql".into(),
+        sql,
+        first_line: 1,
+        transactional: true,
+        allows: Vec::new(),
+        lock_timeout: None,
+        migration: None,
+    };
+    let _ = migsafe::lint::lint(&[script], &migsafe::lint::Context::default());
+}
+
 #[test]
 fn the_linter_never_panics_on_arbitrary_bytes() {
     use proptest::prelude::*;
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(300));
     runner
         .run(&proptest::collection::vec(any::<u8>(), 0..400), |bytes| {
-            let sql = String::from_utf8_lossy(&bytes).to_string();
-            let script = migsafe::lint::Script {
-                path: "fuzz.sql".into(),
-                sql,
-                first_line: 1,
-                transactional: true,
-                allows: Vec::new(),
-                lock_timeout: None,
-                migration: None,
-            };
-            let _ = migsafe::lint::lint(&[script], &migsafe::lint::Context::default());
+            lint_text(String::from_utf8_lossy(&bytes).to_string());
             Ok(())
         })
         .unwrap();
     runner
         .run(&"(ALTER TABLE|CREATE INDEX|DROP|VACUUM|;|\\(|\\)|'|\\$\\$| |[a-z]{1,5}|NOT NULL|DEFAULT){0,30}", |sql| {
-            let script = migsafe::lint::Script {
-                path: "fuzz.sql".into(),
-                sql,
-                first_line: 1,
-                transactional: true,
-                allows: Vec::new(),
-                lock_timeout: None,
-                migration: None,
-            };
-            let _ = migsafe::lint::lint(&[script], &migsafe::lint::Context::default());
+            lint_text(sql);
             Ok(())
         })
         .unwrap();
