@@ -193,7 +193,8 @@ pub fn backup(source: &Path, dir: &Path) -> Result<PathBuf> {
         }
         Err(message) => {
             let _ = std::fs::remove_file(&partial);
-            Err(Error::Config {
+            // Like a failed pg_dump: refused before anything changed (exit 1).
+            Err(Error::Refused {
                 reason: ReasonCode::new(Code::BackupFailed),
                 message: format!(
                     "the backup of {} could not be made: {message}",
