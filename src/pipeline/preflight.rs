@@ -172,28 +172,16 @@ fn integrity_checks(
                     entry.version, entry.name
                 ),
             ),
-            State::FileMissing if tolerance.ignore_missing => Check::warn(
-                "missing_files",
-                ReasonCode::migration(Code::MigrationFileMissing, ns, &entry.version),
-                format!(
-                    "{ns} {} is applied but its file is gone (--ignore-missing)",
-                    entry.version
-                ),
-            ),
-            State::FileMissing => Check::fail(
+            State::FileMissing => tolerated(
+                tolerance.ignore_missing,
+                "--ignore-missing",
                 "missing_files",
                 ReasonCode::migration(Code::MigrationFileMissing, ns, &entry.version),
                 format!("{ns} {} is applied but its file is gone", entry.version),
             ),
-            State::OutOfOrder if tolerance.allow_out_of_order => Check::warn(
-                "out_of_order",
-                ReasonCode::migration(Code::MigrationOutOfOrder, ns, &entry.version),
-                format!(
-                    "{ns} {} is older than applied versions (--allow-out-of-order)",
-                    entry.version
-                ),
-            ),
-            State::OutOfOrder => Check::fail(
+            State::OutOfOrder => tolerated(
+                tolerance.allow_out_of_order,
+                "--allow-out-of-order",
                 "out_of_order",
                 ReasonCode::migration(Code::MigrationOutOfOrder, ns, &entry.version),
                 format!("{ns} {} is older than applied versions", entry.version),
@@ -424,5 +412,14 @@ pub fn failed(report: &PhaseReport) -> Error {
                 .as_ref()
                 .map_or_else(|| "not written".to_string(), |p| p.display().to_string())
         )),
+    }
+}
+
+/// A failing check, or a warning naming the flag that tolerates it.
+fn tolerated(allowed: bool, flag: &str, check: &str, reason: ReasonCode, detail: String) -> Check {
+    if allowed {
+        Check::warn(check, reason, format!("{detail} ({flag})"))
+    } else {
+        Check::fail(check, reason, detail)
     }
 }
