@@ -12,6 +12,11 @@ use tokio::sync::Notify;
 
 use crate::db::activity::Session;
 
+/// A duration in whole milliseconds, as events and reports carry it.
+pub fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Up or down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

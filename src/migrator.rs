@@ -372,7 +372,7 @@ impl Migrator {
             {
                 refused = Some(Refusal::from(&err));
             }
-            let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            let ms = crate::events::millis;
             let migrations = selected
                 .iter()
                 .map(|m| PlannedMigration {
@@ -590,7 +590,7 @@ impl Migrator {
             &self.interrupt,
         )
         .await?;
-        let stamp = report.started_at.format("%Y%m%dT%H%M%S%.3fZ");
+        let stamp = crate::report::file_stamp(report.started_at);
         crate::report::write_private_json(
             &self.log_dir.join(format!("verify-report-{stamp}.json")),
             &report,

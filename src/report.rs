@@ -77,6 +77,12 @@ impl EventSink for EventLog {
     }
 }
 
+/// The UTC timestamp in report and backup file names (`20261124T081500.123Z`):
+/// sorts in time order, no characters a shell or a file system dislikes.
+pub fn file_stamp(at: chrono::DateTime<Utc>) -> String {
+    at.format("%Y%m%dT%H%M%S%.3fZ").to_string()
+}
+
 /// Creates a directory (and parents) readable only by its owner.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
@@ -225,7 +231,7 @@ impl PhaseReport {
 
     /// Writes the report as `<dir>/<phase>-report-<timestamp>.json`, 0600.
     pub fn write(&mut self, dir: &Path) -> Result<PathBuf> {
-        let stamp = self.started_at.format("%Y%m%dT%H%M%S%.3fZ");
+        let stamp = file_stamp(self.started_at);
         let path = dir.join(format!("{}-report-{stamp}.json", self.phase));
         write_private_json(&path, self)?;
         self.path = Some(path.clone());

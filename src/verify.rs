@@ -267,7 +267,7 @@ impl<'a> Session<'a> {
             .run(migration, direction, migration.version.as_str())
             .await
         {
-            Ok(duration) => Ok(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
+            Ok(duration) => Ok(crate::events::millis(duration)),
             Err(err) => Err(Error::Migration {
                 reason: err.reason().clone(),
                 message: format!(
@@ -348,7 +348,7 @@ async fn run(
         mode: if options.stepwise { "stepwise" } else { "full" },
         scratch: shown.to_string(),
         started_at,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        duration_ms: crate::events::millis(started.elapsed()),
         namespaces: results,
         mismatches,
         result,

@@ -616,7 +616,7 @@ async fn copy_table(
         table: label.to_string(),
         rows,
         bytes,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        duration_ms: crate::events::millis(started.elapsed()),
     });
     Ok((rows, bytes))
 }

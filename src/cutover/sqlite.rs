@@ -158,7 +158,7 @@ pub fn backup(source: &Path, dir: &Path) -> Result<PathBuf> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "sqlite".into());
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let stamp = crate::report::file_stamp(chrono::Utc::now());
     let path = dir.join(format!("{stem}-{stamp}.db"));
     let partial = dir.join(format!(".{stem}-{stamp}.db.partial"));
     // Created 0600 before SQLite writes a byte into it.

@@ -549,7 +549,7 @@ impl Runner<'_> {
             namespace: self.namespace.to_string(),
             version: migration.version.to_string(),
             attempt,
-            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            delay_ms: crate::events::millis(delay),
             reason: reason.to_string(),
             blockers,
         });

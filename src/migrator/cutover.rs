@@ -16,7 +16,7 @@ use crate::cutover::verify::{self, VerifyReport};
 use crate::cutover::{self, CutoverOptions, Problem, sqlite};
 use crate::db::history::History;
 use crate::error::{Code, Error, ReasonCode, Result};
-use crate::events::{Event, NoEvents};
+use crate::events::{Event, NoEvents, millis};
 use crate::pipeline::Env;
 use crate::pipeline::apply::ApplyOptions;
 use crate::pipeline::guarded::Opened;
@@ -71,11 +71,7 @@ pub struct CutoverReport {
 }
 
 fn stamp() -> String {
-    Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string()
-}
-
-fn millis(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    crate::report::file_stamp(Utc::now())
 }
 
 /// The problems for people, failures first, at most `limit` lines.
@@ -202,7 +198,7 @@ impl Migrator {
             self.events.emit(&Event::SourceBackupWritten {
                 path: path.display().to_string(),
                 bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
-                duration_ms: millis(began),
+                duration_ms: millis(began.elapsed()),
             });
             path
         };
@@ -312,7 +308,7 @@ impl Migrator {
                 source: backup.display().to_string(),
                 target: loaded.settings.to_string(),
                 schema: cutover.schema.clone(),
-                duration_ms: millis(began),
+                duration_ms: millis(began.elapsed()),
                 result: verify::result_of(&compared),
                 tables: compared,
             })
@@ -330,7 +326,7 @@ impl Migrator {
             target: loaded.settings.to_string(),
             schema: cutover.schema.clone(),
             started_at,
-            duration_ms: millis(started),
+            duration_ms: millis(started.elapsed()),
             migrations_applied,
             warnings,
             rows: tables.iter().map(|t| t.rows).sum(),
@@ -343,7 +339,7 @@ impl Migrator {
         write_private_json(
             &self.log_dir.join(format!(
                 "cutover-report-{}.json",
-                started_at.format("%Y%m%dT%H%M%S%.3fZ")
+                crate::report::file_stamp(started_at)
             )),
             &report,
         )?;
@@ -392,7 +388,7 @@ impl Migrator {
             source: options.from.display().to_string(),
             target: loaded.settings.to_string(),
             schema: options.schema.clone(),
-            duration_ms: millis(began),
+            duration_ms: millis(began.elapsed()),
             tables: compared,
             result,
         };

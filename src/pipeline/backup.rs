@@ -124,7 +124,7 @@ pub async fn create(
     let pg_restore = find_tool("pg_restore", server_major)?;
     let dir = &config.backup.dir;
     create_private_dir(dir)?;
-    let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let stamp = crate::report::file_stamp(Utc::now());
     let final_path = dir.join(format!("backup-{stamp}.dump"));
     let partial = dir.join(format!(".backup-{stamp}.dump.partial"));
     // Created 0600 before pg_dump opens it, so it is never readable by others.
@@ -171,7 +171,7 @@ pub async fn create(
     events.emit(&Event::BackupWritten {
         path: final_path.display().to_string(),
         bytes,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        duration_ms: crate::events::millis(started.elapsed()),
     });
     Ok(BackupFile {
         path: final_path,

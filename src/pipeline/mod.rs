@@ -99,7 +99,7 @@ pub async fn lock_namespace(
     .await?;
     env.events.emit(&Event::LockAcquired {
         namespace: namespace.to_string(),
-        duration_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+        duration_ms: millis(waited),
     });
     if let Err(err) = history.ensure(db).await {
         crate::db::lock::release(db, key).await;
@@ -225,7 +225,4 @@ pub async fn store_schema(
     Ok(())
 }
 
-/// Milliseconds as the u64 events carry.
-pub fn millis(duration: std::time::Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
+pub use crate::events::millis;
