@@ -379,6 +379,33 @@ fn missing_tables_and_columns_are_named_and_can_be_excluded() {
         text.contains("CUTOVER_COLUMN_MISSING:users.nickname"),
         "{text}"
     );
+
+    // verify counts missing data as a difference, in one JSON document.
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    let output = project
+        .migsafe(&db)
+        .args([
+            "--format", "json", "cutover", "sqlite", "verify", "--from", "app.db",
+        ])
+        .output()
+        .unwrap();
+    expect_exit(&output, 0);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["result"], "fail");
+    let reasons: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.contains(&"CUTOVER_TABLE_MISSING:audit"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"CUTOVER_COLUMN_MISSING:users.nickname"),
+        "{reasons:?}"
+    );
 }
 
 #[test]

@@ -100,7 +100,7 @@ pub async fn cutover(
                     report.backup
                 ));
                 if let Some(verify) = &report.verify {
-                    render_verify(verify, &[]);
+                    render_verify(verify);
                 } else {
                     out(&paint(
                         YELLOW,
@@ -114,14 +114,11 @@ pub async fn cutover(
             common,
             fail_on_mismatch,
         } => {
-            let (report, missing) = migrator.cutover_verify(target, &options(common)).await?;
+            let report = migrator.cutover_verify(target, &options(common)).await?;
             if json_format {
-                json(
-                    "cutover",
-                    &serde_json::json!({ "verify": &report, "problems": &missing }),
-                );
+                json("cutover", &report);
             } else {
-                render_verify(&report, &missing);
+                render_verify(&report);
             }
             Ok(if report.result == Status::Fail && *fail_on_mismatch {
                 6
@@ -138,7 +135,7 @@ fn render_problems(problems: &[Problem]) {
     }
 }
 
-fn render_verify(report: &VerifyReport, missing: &[Problem]) {
+fn render_verify(report: &VerifyReport) {
     for table in &report.tables {
         let mark = if table.matches {
             paint(GREEN, "same")
@@ -156,7 +153,7 @@ fn render_verify(report: &VerifyReport, missing: &[Problem]) {
             out(&format!("      {difference}"));
         }
     }
-    render_problems(missing);
+    render_problems(&report.problems);
     out(&verdict(
         report.result,
         "verify passed: every table is identical",

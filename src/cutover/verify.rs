@@ -78,7 +78,9 @@ pub struct VerifyReport {
     pub duration_ms: u64,
     /// Per table.
     pub tables: Vec<TableVerify>,
-    /// `pass`, or `fail` when any table differs.
+    /// SQLite tables or columns the target lacks: data that is not there.
+    pub problems: Vec<super::Problem>,
+    /// `pass`, or `fail` when any table differs or data is missing.
     pub result: Status,
 }
 

@@ -311,6 +311,7 @@ impl Migrator {
                 duration_ms: millis(began.elapsed()),
                 result: verify::result_of(&compared),
                 tables: compared,
+                problems: Vec::new(),
             })
         } else {
             None
@@ -352,7 +353,7 @@ impl Migrator {
         &self,
         target: Option<&str>,
         options: &CutoverOptions,
-    ) -> Result<(VerifyReport, Vec<Problem>)> {
+    ) -> Result<VerifyReport> {
         let began = Instant::now();
         let loaded = self.cutover_namespace(target, "cutover sqlite verify")?;
         let from: PathBuf = options.from.clone();
@@ -390,15 +391,16 @@ impl Migrator {
             schema: options.schema.clone(),
             duration_ms: millis(began.elapsed()),
             tables: compared,
+            problems: missing,
             result,
         };
         write_private_json(
             &self
                 .log_dir
                 .join(format!("cutover-verify-{}.json", stamp())),
-            &(&report, &missing),
+            &report,
         )?;
-        Ok((report, missing))
+        Ok(report)
     }
 }
 
