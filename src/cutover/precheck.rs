@@ -253,7 +253,8 @@ fn key_text(columns: &[String], row: &rusqlite::Row<'_>) -> String {
     format!("({})=({})", columns.join(", "), values.join(", "))
 }
 
-fn interrupted() -> Error {
+/// Ctrl-C during a read-only step (precheck, verify): nothing was changed.
+pub fn interrupted() -> Error {
     Error::Refused {
         reason: ReasonCode::new(Code::MigrationCancelled),
         message: "interrupted; nothing was changed".into(),

@@ -222,11 +222,7 @@ fn hash_source(
     let mut spans: Vec<Option<(usize, usize)>> = Vec::with_capacity(kinds.len());
     while let Some(row) = rows.next().map_err(read_error)? {
         if digester.side.rows.is_multiple_of(65_536) && interrupt.is_triggered() {
-            return Err(Error::Refused {
-                reason: ReasonCode::new(Code::MigrationCancelled),
-                message: "interrupted; nothing was changed".into(),
-                hint: None,
-            });
+            return Err(super::precheck::interrupted());
         }
         encoded.clear();
         spans.clear();
