@@ -129,13 +129,11 @@ fn precheck_finds_every_problem_then_the_fixed_file_copies_exactly() {
     // Precheck never writes: the target still has no tables.
     assert!(!db.exists("users"));
 
-    let json = project
-        .migsafe(&db)
-        .args([
-            "--format", "json", "cutover", "sqlite", "precheck", "--from", "app.db",
-        ])
-        .output()
-        .unwrap();
+    let json = cutover(
+        &project,
+        &db,
+        &["precheck", "--from", "app.db", "--format", "json"],
+    );
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(report["result"], "fail");
     let problems: Vec<String> = report["problems"]
@@ -382,13 +380,11 @@ fn missing_tables_and_columns_are_named_and_can_be_excluded() {
 
     // verify counts missing data as a difference, in one JSON document.
     project.run(&db, &["apply", "--skip-backup"], 0);
-    let output = project
-        .migsafe(&db)
-        .args([
-            "--format", "json", "cutover", "sqlite", "verify", "--from", "app.db",
-        ])
-        .output()
-        .unwrap();
+    let output = cutover(
+        &project,
+        &db,
+        &["verify", "--from", "app.db", "--format", "json"],
+    );
     expect_exit(&output, 0);
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["result"], "fail");
@@ -508,20 +504,7 @@ fn tables_in_a_foreign_key_cycle_load_together() {
 fn ctrl_c_during_the_load_leaves_every_table_empty() {
     let (project, _db) = events_project(600_000);
     let target = TestDb::new();
-    let running = common::Running::until(
-        &project,
-        &target,
-        &[
-            "cutover",
-            "sqlite",
-            "run",
-            "--from",
-            "app.db",
-            "--skip-backup",
-        ],
-        "copying events",
-    );
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let running = common::Running::cutover_mid_load(&project, &target);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(running.child.id() as i32),
         nix::sys::signal::Signal::SIGINT,

@@ -80,20 +80,7 @@ fn a_server_restart_mid_cutover_leaves_the_tables_empty() {
     let _one_at_a_time = RESTARTS.lock().unwrap_or_else(|e| e.into_inner());
     let (project, _source) = common::events_project(600_000);
     let db = TestDb::new();
-    let running = common::Running::until(
-        &project,
-        &db,
-        &[
-            "cutover",
-            "sqlite",
-            "run",
-            "--from",
-            "app.db",
-            "--skip-backup",
-        ],
-        "copying events",
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let running = common::Running::cutover_mid_load(&project, &db);
     let started = Instant::now();
     sandbox()
         .pg_ctl(&["-m", "immediate", "-w", "-t", "60", "restart"])

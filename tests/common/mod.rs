@@ -422,6 +422,26 @@ impl Running {
         );
     }
 
+    /// `cutover sqlite run` of an [`events_project`], some way into loading
+    /// `events` (to interrupt it there).
+    pub fn cutover_mid_load(project: &Project, db: &TestDb) -> Running {
+        let running = Running::until(
+            project,
+            db,
+            &[
+                "cutover",
+                "sqlite",
+                "run",
+                "--from",
+                "app.db",
+                "--skip-backup",
+            ],
+            "copying events",
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        running
+    }
+
     /// Reads the rest of stderr, waits, and returns the exit code and all it printed.
     pub fn finish(mut self) -> (Option<i32>, String) {
         for line in self.lines.by_ref() {
