@@ -90,6 +90,15 @@ pub fn describe_problems(problems: &[Problem], limit: usize) -> String {
 }
 
 impl Migrator {
+    /// `logs/cutover-<kind>-<timestamp>.json`, owner-only.
+    fn write_cutover_report<T: Serialize>(&self, kind: &str, report: &T) -> Result<PathBuf> {
+        let path = self
+            .log_dir
+            .join(format!("cutover-{kind}-{}.json", stamp()));
+        write_private_json(&path, report)?;
+        Ok(path)
+    }
+
     fn cutover_namespace(&self, target: Option<&str>, command: &str) -> Result<Loaded> {
         self.single(target, command)?
             .into_iter()
@@ -168,12 +177,7 @@ impl Migrator {
             tables,
             problems,
         );
-        write_private_json(
-            &self
-                .log_dir
-                .join(format!("cutover-precheck-{}.json", stamp())),
-            &report,
-        )?;
+        self.write_cutover_report("precheck", &report)?;
         Ok(report)
     }
 
@@ -231,10 +235,7 @@ impl Migrator {
                 rows,
                 problems.clone(),
             );
-            let path = self
-                .log_dir
-                .join(format!("cutover-precheck-{}.json", stamp()));
-            write_private_json(&path, &report)?;
+            let path = self.write_cutover_report("precheck", &report)?;
             let failures: Vec<Problem> = problems
                 .into_iter()
                 .filter(|p| p.status == Status::Fail)
@@ -337,13 +338,7 @@ impl Migrator {
             verify,
             result,
         };
-        write_private_json(
-            &self.log_dir.join(format!(
-                "cutover-report-{}.json",
-                crate::report::file_stamp(started_at)
-            )),
-            &report,
-        )?;
+        self.write_cutover_report("report", &report)?;
         Ok(report)
     }
 
@@ -394,12 +389,7 @@ impl Migrator {
             problems: missing,
             result,
         };
-        write_private_json(
-            &self
-                .log_dir
-                .join(format!("cutover-verify-{}.json", stamp())),
-            &report,
-        )?;
+        self.write_cutover_report("verify", &report)?;
         Ok(report)
     }
 }
