@@ -33,6 +33,10 @@ pub enum Code {
     RollbackFailed,
     /// The run was interrupted (Ctrl-C); the running statement was cancelled.
     MigrationCancelled,
+    /// Ctrl-C or SIGTERM before anything started (exit 130).
+    Interrupted,
+    /// Recovery's down script would destroy rows written after the interruption.
+    RecoveryWouldDestroyData,
     /// The connection broke after COMMIT was sent: the outcome must be checked.
     MigrationOutcomeUnknown,
     /// A transactional script contains BEGIN/COMMIT/ROLLBACK of its own.
@@ -149,6 +153,8 @@ impl Code {
             Code::MigrationFailed => "MIGRATION_FAILED",
             Code::RollbackFailed => "ROLLBACK_FAILED",
             Code::MigrationCancelled => "MIGRATION_CANCELLED",
+            Code::Interrupted => "INTERRUPTED",
+            Code::RecoveryWouldDestroyData => "RECOVERY_WOULD_DESTROY_DATA",
             Code::MigrationOutcomeUnknown => "MIGRATION_OUTCOME_UNKNOWN",
             Code::MigrationTransactionControl => "MIGRATION_TRANSACTION_CONTROL",
             Code::MigrationFileInvalid => "MIGRATION_FILE_INVALID",
@@ -437,6 +443,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Refused { reason, .. } if reason.code() == Code::DownScriptMissing => 4,
+            // The shell's convention for "stopped by SIGINT": nothing started.
+            Error::Refused { reason, .. } if reason.code() == Code::Interrupted => 130,
             Error::Refused { .. } => 1,
             Error::Migration { .. } => 2,
             Error::Postflight { .. } => 3,

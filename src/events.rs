@@ -131,6 +131,10 @@ pub enum Event {
         forced: bool,
         /// The report file.
         path: String,
+        /// Every warning and failure, `CODE: detail`, for people to read
+        /// without opening the report.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        notes: Vec<String>,
     },
     /// A verified backup was written.
     BackupWritten {

@@ -1,5 +1,5 @@
 //! The `migsafe` binary: parse flags, build the runtime, run the command,
-//! turn an error into its message and SPEC exit code.
+//! turn an error into its message and exit code (docs/reason-codes.md).
 
 mod cli;
 

@@ -121,6 +121,38 @@ pub struct Refusal {
     pub hint: Option<String>,
 }
 
+/// A preflight of one database, not yet written.
+struct Preflighted {
+    /// The namespaces on that database.
+    namespaces: Vec<String>,
+    /// The report.
+    report: PhaseReport,
+    /// What recovering their dirty migrations would destroy.
+    recovery: Vec<crate::pipeline::recovery::Assessment>,
+}
+
+impl Preflighted {
+    /// The refusal apply would give for `namespace` after this preflight:
+    /// a failed preflight (without --force), or recovery destroying rows
+    /// (without --recover, --force or not).
+    fn refusal(&self, namespace: &str, options: &ApplyOptions) -> Option<Refusal> {
+        if !self.namespaces.iter().any(|n| n == namespace) {
+            return None;
+        }
+        if !options.tolerance.recover
+            && let Some(err) = self
+                .recovery
+                .iter()
+                .filter(|a| a.namespace == namespace)
+                .find_map(|a| a.refusal())
+        {
+            return Some(Refusal::from(&err));
+        }
+        (self.report.result == crate::report::Status::Fail && !options.force)
+            .then(|| Refusal::from(&crate::pipeline::preflight::failed(&self.report)))
+    }
+}
+
 impl From<&Error> for Refusal {
     fn from(err: &Error) -> Self {
         Refusal {
@@ -349,6 +381,9 @@ impl Migrator {
         let history = History::new(&self.config.history_schema);
         let defaults = &self.config.defaults;
         let mut out = Vec::new();
+        // The same preflight apply runs: a plan that passes is an apply that
+        // does not refuse (at this moment; sessions and locks change).
+        let preflights = self.preflight_unwritten(target, options).await?;
         for loaded in self.load(target)? {
             let db = loaded.settings.connect().await?;
             let state = loaded.target().state(&db, &history).await?;
@@ -407,6 +442,11 @@ impl Migrator {
                 .iter()
                 .map(|m| crate::lint::Script::of(&loaded.namespace.name, m))
                 .collect();
+            if refused.is_none() {
+                refused = preflights
+                    .iter()
+                    .find_map(|p| p.refusal(&loaded.namespace.name, options));
+            }
             out.push(NamespacePlan {
                 namespace: loaded.namespace.name.clone(),
                 recover,
@@ -502,8 +542,28 @@ impl Migrator {
         target: Option<&str>,
         options: &ApplyOptions,
     ) -> Result<Vec<PhaseReport>> {
-        let history = History::new(&self.config.history_schema);
         let mut reports = Vec::new();
+        for mut checked in self.preflight_unwritten(target, options).await? {
+            checked.report.write(&self.log_dir)?;
+            reports.push(checked.report);
+        }
+        Ok(reports)
+    }
+
+    /// The preflight apply would run, per database, without writing its
+    /// report: `preflight` writes it, `plan` turns its failures into the
+    /// refusal apply would give.
+    async fn preflight_unwritten(
+        &self,
+        target: Option<&str>,
+        options: &ApplyOptions,
+    ) -> Result<Vec<Preflighted>> {
+        let history = History::new(&self.config.history_schema);
+        let tolerance = crate::plan::Tolerance {
+            recover_dirty: self.config.defaults.recovery == "auto",
+            ..options.tolerance.clone()
+        };
+        let mut out = Vec::new();
         let loaded = self.load(target)?;
         let mut by_database: Vec<(String, Vec<usize>)> = Vec::new();
         for (index, item) in loaded.iter().enumerate() {
@@ -517,30 +577,44 @@ impl Migrator {
             let first = &loaded[group[0]];
             let db = first.settings.connect().await?;
             let mut states = Vec::new();
+            let mut assessments = Vec::new();
             for &i in &group {
-                states.push(loaded[i].target().state(&db, &history).await?);
+                let state = loaded[i].target().state(&db, &history).await?;
+                assessments.push(if tolerance.recover_dirty {
+                    crate::pipeline::recovery::assess(&db, &history, &state).await?
+                } else {
+                    Vec::new()
+                });
+                states.push(state);
             }
             let mut pending = Vec::new();
-            for state in &states {
-                pending.push(crate::pipeline::preflight::Pending {
+            for (state, assessed) in states.iter().zip(&assessments) {
+                pending.push(crate::pipeline::preflight::Pending::new(
                     state,
-                    selected: state.select_up(options.steps, options.to.as_ref())?,
-                });
+                    state.select_up(options.steps, options.to.as_ref())?,
+                    assessed.clone(),
+                ));
             }
             let backup_dir = (!options.skip_backup).then_some(self.config.backup.dir.as_path());
-            let mut report = crate::pipeline::preflight::preflight(
+            let report = crate::pipeline::preflight::preflight(
                 &self.config,
                 &first.settings,
                 &db,
                 &pending,
-                &options.tolerance,
+                &tolerance,
                 backup_dir,
             )
             .await?;
-            report.write(&self.log_dir)?;
-            reports.push(report);
+            out.push(Preflighted {
+                namespaces: group
+                    .iter()
+                    .map(|&i| loaded[i].namespace.name.clone())
+                    .collect(),
+                report,
+                recovery: assessments.into_iter().flatten().collect(),
+            });
         }
-        Ok(reports)
+        Ok(out)
     }
 
     /// Postflight checks of the database as it is (read-only).

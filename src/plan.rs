@@ -64,6 +64,9 @@ pub struct Tolerance {
     /// Dirty migrations that have a down script will be recovered
     /// (`recovery = "auto"`): not a reason to refuse.
     pub recover_dirty: bool,
+    /// `apply --recover`: recovery may run a down script that destroys rows
+    /// written after the interruption (they are in the backup taken first).
+    pub recover: bool,
 }
 
 /// A namespace's versions in order, with their states.

@@ -104,6 +104,17 @@ pub enum Status {
     Fail,
 }
 
+impl Status {
+    /// `pass`, `warn`, `FAIL`: as printed in front of a check.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        }
+    }
+}
+
 /// One check of a phase report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -249,6 +260,19 @@ impl PhaseReport {
             warnings: count(Status::Warn),
             forced: self.forced,
             path: path.display().to_string(),
+            notes: self
+                .checks
+                .iter()
+                .filter(|c| c.status != Status::Pass)
+                .map(|c| {
+                    let code = c
+                        .reason
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    format!("{} {code}: {}", c.status.label(), c.detail)
+                })
+                .collect(),
         });
         Ok(path)
     }

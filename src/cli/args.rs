@@ -84,9 +84,11 @@ pub enum Command {
     Plan(Selection),
     /// Apply pending migrations under the namespace lock.
     Apply(ApplyArgs),
-    /// Read-only checks before applying (SPEC 5); report in the log directory; exit 1 on a failure.
+    /// Read-only checks before applying: history, drift, long transactions, blocking locks, lint,
+    /// backup space; report in the log directory; exit 1 on a failure.
     Preflight(Selection),
-    /// Read-only checks of the database after migrating (SPEC 6); exit 3 on a failure.
+    /// Read-only checks of the database after migrating: dirty rows, NOT VALID constraints,
+    /// orphaned rows, INVALID indexes, time budget; exit 3 on a failure.
     Postflight {
         /// Look for orphaned rows behind every foreign key, not only NOT VALID ones.
         #[arg(long)]
@@ -100,7 +102,7 @@ pub enum Command {
         #[arg(long, hide = true)]
         rules_doc: bool,
     },
-    /// Check a readiness profile (SPEC 9): every unmet rule with its reason code; exit 7.
+    /// Check a readiness profile (`[profiles.<name>]`): every unmet rule with its reason code; exit 7.
     Check {
         /// The profile, `[profiles.<name>]` in migsafe.toml.
         #[arg(long)]
@@ -231,6 +233,11 @@ pub struct Selection {
     /// Go on although applied versions have no file.
     #[arg(long)]
     pub ignore_missing: bool,
+    /// Let recovery of an interrupted migration run its down script even
+    /// though that destroys rows written after the interruption (they are in
+    /// the backup taken first).
+    #[arg(long)]
+    pub recover: bool,
 }
 
 /// `apply` options.

@@ -67,6 +67,7 @@ fn apply_options(selection: &Selection) -> Result<ApplyOptions> {
             allow_out_of_order: selection.allow_out_of_order,
             ignore_missing: selection.ignore_missing,
             recover_dirty: false,
+            recover: selection.recover,
         },
         ..ApplyOptions::default()
     })
@@ -783,7 +784,7 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
 fn render_plan(plan: &migsafe::migrator::NamespacePlan) {
     for version in &plan.recover {
         out(&format!(
-            "{}: {} {version} is dirty; apply will roll it back with its down script and apply it again",
+            "{}: {} {version} is dirty; after preflight and the backup, apply rolls it back with its down script and applies it again",
             paint(BOLD, &plan.namespace),
             paint(YELLOW, "recover:")
         ));

@@ -113,6 +113,7 @@ impl EventSink for HumanProgress {
                 warnings,
                 forced,
                 path,
+                notes,
             } => {
                 let (word, style) = match result {
                     Status::Pass => ("passed".to_string(), GREEN),
@@ -127,6 +128,9 @@ impl EventSink for HumanProgress {
                     paint(style, word),
                     paint(DIM, format!("({path})"))
                 ));
+                for note in notes {
+                    err(&format!("  {}", note.replace('\n', "\n    ")));
+                }
             }
             Event::BackupWritten {
                 path,

@@ -49,10 +49,25 @@ impl Session {
         }
         if let Some(query) = &self.query {
             line.push_str(": ");
-            line.push_str(query);
+            line.push_str(&one_line(query, QUERY_SHOWN_CHARS));
         }
         line
     }
+}
+
+/// How much of a session's query a message shows.
+const QUERY_SHOWN_CHARS: usize = 160;
+
+/// A query on one line (whitespace runs folded to one space), cut at
+/// `max` characters with `…`: a message line must stay a line.
+pub fn one_line(query: &str, max: usize) -> String {
+    let folded = query.split_whitespace().collect::<Vec<_>>().join(" ");
+    if folded.chars().count() <= max {
+        return folded;
+    }
+    let mut cut: String = folded.chars().take(max).collect();
+    cut.push('…');
+    cut
 }
 
 const SESSION_COLUMNS: &str = "a.pid, a.usename::text, a.application_name, host(a.client_addr), a.state, \
@@ -143,4 +158,34 @@ pub async fn lock_holders(
         .iter()
         .map(|row| (session_from_row(row), row.get(7), row.get(8)))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Session, one_line};
+
+    #[test]
+    fn a_multi_line_query_is_shown_on_one_line_and_cut() {
+        assert_eq!(
+            one_line("SELECT *\n  FROM t\n\tWHERE a = $1", 100),
+            "SELECT * FROM t WHERE a = $1"
+        );
+        let long = format!("SELECT {}", "x, ".repeat(200));
+        let shown = one_line(&long, 20);
+        assert_eq!(shown.chars().count(), 21);
+        assert!(shown.ends_with('…'));
+        let session = Session {
+            pid: 7,
+            user: None,
+            application: None,
+            client: None,
+            state: None,
+            transaction_secs: None,
+            query: Some("UPDATE t\nSET a = $1\nWHERE b = $2".into()),
+        };
+        assert_eq!(
+            session.describe(),
+            "pid 7: UPDATE t SET a = $1 WHERE b = $2"
+        );
+    }
 }

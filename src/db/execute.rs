@@ -80,6 +80,9 @@ pub struct Runner<'a> {
     pub events: &'a dyn EventSink,
     /// Ctrl-C.
     pub interrupt: &'a Interrupt,
+    /// `recovery = "auto"`: the next apply recovers a dirty migration that
+    /// has a down script (what a failure's message must say).
+    pub auto_recovery: bool,
     /// Lazily opened second connection for blocker sampling.
     pub side: tokio::sync::Mutex<Option<Db>>,
 }
@@ -167,8 +170,23 @@ impl Runner<'_> {
             return Err(self.cancelled(migration, direction, false));
         }
         if script.no_transaction() {
-            self.run_statements(migration, script, direction, recorded)
-                .await
+            let started = Instant::now();
+            let result = self
+                .run_statements(migration, script, direction, recorded)
+                .await;
+            if let Err(err) = &result
+                && err.reason().code() == Code::MigrationDirty
+            {
+                let version = match direction {
+                    Direction::Up => migration.version.as_str(),
+                    Direction::Down => recorded,
+                };
+                let ran_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+                self.history
+                    .mark_interrupted(self.db, self.namespace, version, ran_ms)
+                    .await;
+            }
+            result
         } else {
             self.run_transactional(migration, script, direction, recorded)
                 .await
@@ -271,8 +289,16 @@ impl Runner<'_> {
             };
             match classify(err, cancelled) {
                 Failure::Lock(err) => {
-                    self.retry_or_give_up(migration, attempt, &err, blockers, lock_timeout, None)
-                        .await?;
+                    self.retry_or_give_up(
+                        migration,
+                        direction,
+                        attempt,
+                        &err,
+                        blockers,
+                        lock_timeout,
+                        None,
+                    )
+                    .await?;
                 }
                 Failure::Cancelled => return Err(self.cancelled(migration, direction, false)),
                 Failure::Server(err) => {
@@ -280,7 +306,7 @@ impl Runner<'_> {
                         migration,
                         direction,
                         &describe_server_error(&err, script, None, prefix_chars, statement_timeout),
-                        "it was rolled back: nothing of it remains and its history row was not written",
+                        rolled_back_state(direction),
                     ));
                 }
                 Failure::Lost(err) => {
@@ -358,7 +384,7 @@ impl Runner<'_> {
                     .await;
                 let Some(err) = failure else { break };
                 let done = format!(
-                    "statements 1–{index} of {total} ran and are committed; the migration is left DIRTY and migsafe will refuse to move this namespace until it is repaired"
+                    "statements 1–{index} of {total} ran and are committed; the migration is left DIRTY"
                 );
                 let done = if index == 0 {
                     format!(
@@ -371,6 +397,7 @@ impl Runner<'_> {
                     Failure::Lock(err) => {
                         self.retry_or_give_up(
                             migration,
+                            direction,
                             attempt,
                             &err,
                             blockers,
@@ -505,9 +532,11 @@ impl Runner<'_> {
     }
 
     /// After a 55P03: waits and returns Ok to retry, or the final LOCK_TIMEOUT.
+    #[allow(clippy::too_many_arguments)]
     async fn retry_or_give_up(
         &self,
         migration: &Migration,
+        direction: Direction,
         attempt: u32,
         err: &tokio_postgres::Error,
         blockers: Vec<Session>,
@@ -528,17 +557,30 @@ impl Runner<'_> {
             let message = err
                 .as_db_error()
                 .map_or_else(|| error_chain(err), |db| db.message().to_string());
-            return Err(Error::Migration {
-                reason,
-                message: scrub(&format!(
-                    "{} {}: gave up after {attempt} attempts, each waiting at most lock_timeout = {} for a lock ({message}); blocked by: {who}",
-                    migration.version,
-                    migration.name,
-                    format_duration(lock_timeout),
-                )),
-                hint: Some(
-                    "each attempt was rolled back, so the history is unchanged. Let the blocking sessions finish (or end them), then run apply again; raise lock_retries or `-- migsafe:lock-timeout` if the table is always busy".into(),
-                ),
+            let message = scrub(&format!(
+                "{} {}: gave up after {attempt} attempts, each waiting at most lock_timeout = {} for a lock ({message}); blocked by: {who}",
+                migration.version,
+                migration.name,
+                format_duration(lock_timeout),
+            ));
+            let (command, state) = match direction {
+                Direction::Up => ("apply", "the migration is not applied"),
+                Direction::Down => ("rollback", "the migration is still applied"),
+            };
+            let hint = Some(format!(
+                "each attempt was rolled back, so the history is unchanged and {state}. Let the blocking sessions finish (or end them), then run {command} again; raise lock_retries or `-- migsafe:lock-timeout` if the table is always busy"
+            ));
+            return Err(match direction {
+                Direction::Up => Error::Migration {
+                    reason,
+                    message,
+                    hint,
+                },
+                Direction::Down => Error::Rollback {
+                    reason,
+                    message,
+                    hint,
+                },
             });
         }
         if let Some(index) = concurrent_index {
@@ -555,7 +597,7 @@ impl Runner<'_> {
         });
         tokio::select! {
             () = tokio::time::sleep(delay) => Ok(()),
-            () = self.interrupt.wait() => Err(self.cancelled(migration, Direction::Up, false)),
+            () = self.interrupt.wait() => Err(self.cancelled(migration, direction, false)),
         }
     }
 
@@ -634,10 +676,16 @@ impl Runner<'_> {
         direction: Direction,
         done: &str,
     ) -> Error {
-        let repair = format!(
-            "{done}. Check the schema by hand and finish or undo what is missing, then record the outcome: `migsafe repair --target {} --clear-dirty {} --reason \"…\"` (finished) or `--forget {}` (undone)",
-            self.namespace, migration.version, migration.version
-        );
+        let (ns, v) = (self.namespace, &migration.version);
+        let repair = if self.auto_recovery && migration.down.is_some() {
+            format!(
+                "{done}. The next `migsafe apply` runs preflight, takes a verified backup, then rolls it back with its down script and applies it again; it refuses (RECOVERY_WOULD_DESTROY_DATA) if the down script would destroy rows written after now, unless you pass --recover. To settle it by hand instead: `migsafe repair --target {ns} --clear-dirty {v} --reason \"…\"` (finished) or `--forget {v}` (undone)"
+            )
+        } else {
+            format!(
+                "{done}. migsafe refuses to move this namespace until it is repaired: check the schema by hand and finish or undo what is missing, then record the outcome: `migsafe repair --target {ns} --clear-dirty {v} --reason \"…\"` (finished) or `--forget {v}` (undone)"
+            )
+        };
         let reason =
             ReasonCode::migration(Code::MigrationDirty, self.namespace, &migration.version);
         match (err, direction) {
@@ -752,6 +800,18 @@ impl Runner<'_> {
                 message,
                 hint: Some("check `migsafe status`, then run rollback again if needed".into()),
             },
+        }
+    }
+}
+
+/// What a failed transactional script left: nothing of its own transaction.
+fn rolled_back_state(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Up => {
+            "it was rolled back: nothing of it remains and its history row was not written; the migration is still pending"
+        }
+        Direction::Down => {
+            "the down script's transaction was rolled back: nothing of it remains, the migration is still applied and its history row is unchanged"
         }
     }
 }

@@ -349,6 +349,47 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
             .map_err(|e| database_error(db, "update the history table", &e))
     }
 
+    /// Touches a dirty row when its migration stops part-way (best effort):
+    /// the row's `xmin` then marks the moment, so recovery can tell rows
+    /// written afterwards from the migration's own. `execution_ms` becomes
+    /// how long it ran (at least 1, which says the moment was recorded).
+    pub async fn mark_interrupted(&self, db: &Db, namespace: &str, version: &str, ran_ms: i64) {
+        let sql = format!(
+            "UPDATE {} SET execution_ms = greatest($3::bigint, 1) WHERE namespace = $1 AND version = $2 AND dirty",
+            self.table
+        );
+        if let Err(err) = db
+            .client
+            .execute(&sql, &[&namespace, &version, &ran_ms])
+            .await
+        {
+            tracing::warn!("could not record when the migration stopped: {err}");
+        }
+    }
+
+    /// Rows of `relation` (a name as the server prints a regclass) written
+    /// after the dirty history row of `version` was last touched, counted up
+    /// to `cap`. `age(xmin)` handles wraparound; frozen rows are oldest.
+    pub async fn rows_written_after(
+        &self,
+        db: &Db,
+        namespace: &str,
+        version: &str,
+        relation: &str,
+        cap: i64,
+    ) -> Result<i64> {
+        // `relation` comes from `regclass::text`: quoted by the server.
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {relation} t              WHERE age(t.xmin) < (SELECT age(h.xmin) FROM {} h WHERE h.namespace = $1 AND h.version = $2)              LIMIT $3) s",
+            self.table
+        );
+        db.client
+            .query_one(&sql, &[&namespace, &version, &cap])
+            .await
+            .map(|row| row.get(0))
+            .map_err(|e| database_error(db, &format!("count the rows of {relation}"), &e))
+    }
+
     /// Deletes one row (repair --forget).
     pub async fn forget(&self, db: &Db, namespace: &str, version: &str) -> Result<u64> {
         let sql = format!(

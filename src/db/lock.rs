@@ -17,6 +17,7 @@ use super::activity::{Session, advisory_lock_holder};
 use super::connect::Db;
 use super::history::database_error;
 use crate::error::{Code, Error, ReasonCode, Result};
+use crate::events::Interrupt;
 
 /// The advisory lock key of a namespace: the first 8 bytes of
 /// SHA-256("migsafe:<history schema>:<namespace>"), so two histories in one
@@ -30,11 +31,16 @@ pub fn key(history_schema: &str, namespace: &str) -> i64 {
 
 /// Takes the lock, waiting at most `wait`. `on_wait` is called once with the
 /// holder when the lock is not free at once. Returns how long it waited.
+///
+/// The first Ctrl-C or SIGTERM ends the wait at once (`interrupt`): a
+/// Kubernetes grace period is far shorter than `lock_wait`, and nothing has
+/// started yet, so there is nothing to finish.
 pub async fn acquire(
     db: &Db,
     key: i64,
     namespace: &str,
     wait: Duration,
+    interrupt: &Interrupt,
     on_wait: impl FnOnce(Option<&Session>),
 ) -> Result<Duration> {
     let started = Instant::now();
@@ -50,7 +56,10 @@ pub async fn acquire(
             return Err(busy(namespace, holder.as_ref(), wait));
         }
         let pause = POLL + Duration::from_millis(fastrand::u64(0..=POLL_JITTER_MS));
-        tokio::time::sleep(pause.min(remaining)).await;
+        tokio::select! {
+            () = tokio::time::sleep(pause.min(remaining)) => {}
+            () = interrupt.wait() => return Err(interrupted(namespace, started.elapsed())),
+        }
         if try_lock(db, key).await? {
             return Ok(started.elapsed());
         }
@@ -84,21 +93,32 @@ pub async fn release(db: &Db, key: i64) {
     }
 }
 
+fn interrupted(namespace: &str, waited: Duration) -> Error {
+    Error::Refused {
+        reason: ReasonCode::about(Code::Interrupted, namespace),
+        message: format!(
+            "interrupted while waiting {} for the lock of namespace `{namespace}`: nothing was started and nothing changed",
+            crate::config::format_duration(waited)
+        ),
+        hint: Some("run the command again when the other migsafe run has finished".into()),
+    }
+}
+
 fn busy(namespace: &str, holder: Option<&Session>, wait: Duration) -> Error {
     let who = holder.map_or_else(
         || "another session (it ended while we looked)".to_string(),
         Session::describe,
     );
+    let pid = holder.map_or_else(|| "<pid>".to_string(), |h| h.pid.to_string());
     Error::Refused {
         reason: ReasonCode::about(Code::AdvisoryLockBusy, namespace),
         message: format!(
-            "namespace `{namespace}` is locked by another migsafe run, held by {who}; gave up after waiting {}",
+            "namespace `{namespace}` is locked by another migsafe run, held by {who}; gave up after waiting {}; nothing was changed",
             crate::config::format_duration(wait)
         ),
-        hint: Some(
-            "let that run finish (or, if it is stuck, end it with SELECT pg_terminate_backend(<pid>)), then retry; `lock_wait` sets how long to wait"
-                .into(),
-        ),
+        hint: Some(format!(
+            "let that run finish (or, if it is stuck, end it with SELECT pg_terminate_backend({pid}); its migration then rolls back or is left dirty), then retry; `lock_wait` sets how long to wait"
+        )),
     }
 }
 

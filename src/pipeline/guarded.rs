@@ -14,14 +14,13 @@ use super::apply::{ApplyOptions, NamespaceRun, nothing_to_do, run_selected};
 use super::backup::{self, BackupFile};
 use super::postflight::{self, PostflightOptions};
 use super::preflight::{self, Pending};
-use super::{
-    Env, RunnerParts, Target, lock_namespace, record_schema, store_schema, unlock_namespace,
-};
+use super::recovery;
+use super::{Env, Target, lock_namespace, record_schema, store_schema, unlock_namespace};
 use crate::db::Db;
 use crate::db::history::History;
-use crate::error::{Code, Error, ReasonCode, Result};
-use crate::events::{Direction, Event};
-use crate::plan::Tolerance;
+use crate::error::{Error, Result};
+use crate::events::Direction;
+use crate::plan::{NamespaceState, Tolerance};
 use crate::report::{PhaseReport, Status};
 use crate::schema;
 
@@ -123,7 +122,8 @@ async fn release(opened: &[Opened<'_>], keys: &[i64]) {
     }
 }
 
-/// The part of apply that runs under the locks.
+/// The part of apply that runs under the locks: preflight, the verified
+/// backup, recovery of interrupted migrations, the migrations, postflight.
 async fn locked(
     env: &Env<'_>,
     history: &History,
@@ -131,23 +131,24 @@ async fn locked(
     options: &ApplyOptions,
     report: &mut ApplyReport,
 ) -> Result<()> {
-    if options.tolerance.recover_dirty {
-        for item in opened {
-            recover(env, history, item).await?;
-        }
-    }
     // Another runner may have applied everything while we waited.
     let mut states = Vec::with_capacity(opened.len());
+    let mut assessments = Vec::with_capacity(opened.len());
     for item in opened {
         let state = item.target.state(&item.db, history).await?;
         state.check_can_move(&options.tolerance)?;
+        assessments.push(if options.tolerance.recover_dirty {
+            recovery::assess(&item.db, history, &state).await?
+        } else {
+            Vec::new()
+        });
         states.push(state);
     }
     let mut selected = Vec::with_capacity(states.len());
     for state in &states {
         selected.push(state.select_up(options.steps, options.to.as_ref())?);
     }
-    if selected.iter().all(Vec::is_empty) {
+    if selected.iter().all(Vec::is_empty) && assessments.iter().all(Vec::is_empty) {
         for item in opened {
             report.namespaces.push(nothing_to_do(
                 env,
@@ -163,10 +164,7 @@ async fn locked(
         let first = &opened[group[0]];
         let pending: Vec<Pending<'_>> = group
             .iter()
-            .map(|&i| Pending {
-                state: &states[i],
-                selected: selected[i].clone(),
-            })
+            .map(|&i| Pending::new(&states[i], selected[i].clone(), assessments[i].clone()))
             .collect();
         let mut phase = preflight::preflight(
             env.config,
@@ -180,10 +178,33 @@ async fn locked(
         let failed = phase.result == Status::Fail;
         phase.forced = failed && options.force;
         phase.write_and_announce(env.log_dir, env.events)?;
+        // --force skips preflight's other failures, never this one: only
+        // --recover lets a down script destroy rows written since.
+        if !options.tolerance.recover
+            && let Some(refusal) = group
+                .iter()
+                .flat_map(|&i| &assessments[i])
+                .find_map(recovery::Assessment::refusal)
+        {
+            return Err(refusal);
+        }
         if failed && !options.force {
             return Err(preflight::failed(&phase));
         }
         report.preflight.push(phase);
+    }
+    // ...and only with a backup of the rows it destroys.
+    for assessment in assessments.iter().flatten() {
+        if assessment.refusal().is_some() && options.skip_backup {
+            return Err(Error::Refused {
+                reason: assessment.reason(),
+                message: format!(
+                    "--recover with --skip-backup would destroy rows written after {} {} was interrupted without a copy of them; nothing was changed",
+                    assessment.version, assessment.name
+                ),
+                hint: Some("run `migsafe apply --recover` without --skip-backup".into()),
+            });
+        }
     }
     if !options.skip_backup {
         for group in &groups {
@@ -193,6 +214,30 @@ async fn locked(
             );
         }
     }
+    let mut recovered_any = false;
+    if options.tolerance.recover_dirty {
+        for (item, assessed) in opened.iter().zip(&assessments) {
+            if !assessed.is_empty() {
+                recovered_any |= !recovery::recover(env, history, item).await?.is_empty();
+            }
+        }
+    }
+    // The recovered migrations are pending again: select from fresh states.
+    let fresh: Vec<NamespaceState>;
+    let selected = if recovered_any {
+        let mut read = Vec::with_capacity(opened.len());
+        for item in opened {
+            read.push(item.target.state(&item.db, history).await?);
+        }
+        fresh = read;
+        let mut again = Vec::with_capacity(fresh.len());
+        for state in &fresh {
+            again.push(state.select_up(options.steps, options.to.as_ref())?);
+        }
+        again
+    } else {
+        selected
+    };
     let mut failure = None;
     for (item, chosen) in opened.iter().zip(&selected) {
         match run_selected(env, &item.target, &item.db, chosen).await {
@@ -254,64 +299,6 @@ async fn locked(
         Some(err) => Err(err),
         None => Ok(()),
     }
-}
-
-/// `recovery = "auto"`: rolls each dirty migration that has a down script
-/// back with it (after dropping the INVALID indexes its failed concurrent
-/// builds left), so that it is pending again and applied in this run.
-async fn recover(env: &Env<'_>, history: &History, item: &Opened<'_>) -> Result<()> {
-    let state = item.target.state(&item.db, history).await?;
-    let dirty: Vec<_> = state.recoverable().collect();
-    if dirty.is_empty() {
-        return Ok(());
-    }
-    let parts = RunnerParts::load(env, &item.db, history).await?;
-    let runner = parts.runner(env, &item.target, &item.db, history);
-    for entry in dirty.into_iter().rev() {
-        let Some(migration) = entry.migration.as_ref() else {
-            continue;
-        };
-        let recorded = entry.applied.as_ref().map_or_else(
-            || migration.version.to_string(),
-            |row| row.version.to_string(),
-        );
-        let dropped = runner.drop_invalid_indexes(&migration.up).await;
-        if let Err(err) = runner.run(migration, Direction::Down, &recorded).await {
-            return Err(Error::Migration {
-                reason: ReasonCode::migration(
-                    Code::MigrationDirty,
-                    item.target.name(),
-                    &migration.version,
-                ),
-                message: format!(
-                    "{} {} is dirty and its automatic recovery failed: the down script did not run cleanly:\n{err}",
-                    migration.version, migration.name
-                ),
-                hint: Some(format!(
-                    "check the schema by hand, then `migsafe repair --target {ns} --clear-dirty {v} --reason \"…\"` (finished) or `--forget {v}` (undone); or set recovery = \"manual\"",
-                    ns = item.target.name(),
-                    v = migration.version
-                )),
-            });
-        }
-        let mut detail = String::from("interrupted earlier; rolled back with its down script");
-        if !dropped.is_empty() {
-            detail.push_str(&format!(
-                " after dropping the INVALID index(es) {}",
-                dropped.join(", ")
-            ));
-        }
-        detail.push_str("; it is applied again now");
-        env.events.emit(&Event::Recovered {
-            namespace: item.target.name().to_string(),
-            version: migration.version.to_string(),
-            detail,
-        });
-    }
-    // The recovery is migsafe's own change: record it, or preflight would
-    // take it for drift.
-    record_schema(env, &item.db, history, &[item.target.name()]).await?;
-    Ok(())
 }
 
 async fn record_fresh(

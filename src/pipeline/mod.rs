@@ -10,6 +10,7 @@ pub mod backup;
 pub mod guarded;
 pub mod postflight;
 pub mod preflight;
+pub mod recovery;
 pub mod repair;
 pub mod rollback;
 pub mod script;
@@ -89,6 +90,7 @@ pub async fn lock_namespace(
         key,
         namespace,
         env.config.defaults.lock_wait,
+        env.interrupt,
         |holder| {
             env.events.emit(&Event::LockWaiting {
                 namespace: namespace.to_string(),
@@ -180,6 +182,7 @@ impl RunnerParts {
             limits: limits(env),
             events: env.events,
             interrupt: env.interrupt,
+            auto_recovery: env.config.defaults.recovery == "auto",
             side: tokio::sync::Mutex::new(None),
         }
     }

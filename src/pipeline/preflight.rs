@@ -17,6 +17,7 @@ use crate::db::catalog;
 use crate::db::history::History;
 use crate::db::{ConnectionSettings, Db};
 use crate::error::{Code, Error, ReasonCode, Result};
+use crate::pipeline::recovery::Assessment;
 use crate::plan::{NamespaceState, State, Tolerance};
 use crate::report::{Check, PhaseReport};
 use crate::schema::{self, Snapshot};
@@ -28,6 +29,42 @@ pub struct Pending<'a> {
     pub state: &'a NamespaceState,
     /// The migrations apply would run.
     pub selected: Vec<&'a Migration>,
+    /// What recovering its dirty migrations would destroy.
+    pub recovery: Vec<Assessment>,
+}
+
+impl<'a> Pending<'a> {
+    /// A namespace with what would run and what recovery would destroy.
+    pub fn new(
+        state: &'a NamespaceState,
+        selected: Vec<&'a Migration>,
+        recovery: Vec<Assessment>,
+    ) -> Self {
+        Pending {
+            state,
+            selected,
+            recovery,
+        }
+    }
+
+    /// What preflight lints: the selected migrations and, first, the dirty
+    /// ones recovery applies again.
+    fn to_lint(&self) -> Vec<&'a Migration> {
+        let mut out: Vec<&'a Migration> = Vec::new();
+        for assessed in &self.recovery {
+            if let Some(m) = self
+                .state
+                .entries
+                .iter()
+                .find(|e| e.version.as_str() == assessed.version)
+                .and_then(|e| e.migration.as_ref())
+            {
+                out.push(m);
+            }
+        }
+        out.extend(self.selected.iter().copied());
+        out
+    }
 }
 
 /// Runs every preflight check for the namespaces on one database.
@@ -190,12 +227,27 @@ fn integrity_checks(
                 let recoverable = config.defaults.recovery == "auto"
                     && entry.migration.as_ref().is_some_and(|m| m.down.is_some());
                 let reason = ReasonCode::migration(Code::MigrationDirty, ns, &entry.version);
-                if recoverable {
+                let assessed = pending
+                    .recovery
+                    .iter()
+                    .find(|a| a.version == entry.version.as_str());
+                if let Some(refusal) = assessed.and_then(|a| a.refusal()) {
+                    let detail = refusal.to_string();
+                    if tolerance.recover {
+                        Check::warn(
+                            "dirty",
+                            refusal.reason().clone(),
+                            format!("{detail} (--recover: the backup taken first keeps them)"),
+                        )
+                    } else {
+                        Check::fail("dirty", refusal.reason().clone(), detail)
+                    }
+                } else if recoverable {
                     Check::warn(
                         "dirty",
                         reason,
                         format!(
-                            "{ns} {} is dirty; recovery = \"auto\" will run its down script and retry it",
+                            "{ns} {} is dirty; after this preflight and the backup, recovery = \"auto\" rolls it back with its down script (nothing it destroys holds rows written since it stopped) and applies it again",
                             entry.version
                         ),
                     )
@@ -234,8 +286,8 @@ fn lint_checks(
     let scripts: Vec<crate::lint::Script> = namespaces
         .iter()
         .flat_map(|p| {
-            p.selected
-                .iter()
+            p.to_lint()
+                .into_iter()
                 .map(|m| crate::lint::Script::of(&p.state.namespace, m))
         })
         .collect();
@@ -371,7 +423,7 @@ fn space_check(dir: &Path, database_bytes: i64) -> Check {
 fn touched_relations(namespaces: &[Pending<'_>]) -> Vec<String> {
     let mut tables = BTreeSet::new();
     for pending in namespaces {
-        for migration in &pending.selected {
+        for migration in pending.to_lint() {
             if let Ok(parsed) = pg_query::parse(&migration.up.sql, 0) {
                 tables.extend(parsed.tables());
             }
@@ -406,7 +458,7 @@ pub fn failed(report: &PhaseReport) -> Error {
             lines.join("\n")
         ),
         hint: Some(format!(
-            "fix what is listed, or pass --force to go on anyway (recorded in the report; never overrides dirty or edited migrations). Report: {}",
+            "fix what is listed, or pass --force to go on anyway (recorded in the report; never overrides dirty or edited migrations, nor a recovery that would destroy data). Report: {}",
             report
                 .path
                 .as_ref()

@@ -40,6 +40,7 @@ pub async fn rollback(
         allow_out_of_order: true,
         ignore_missing: true,
         recover_dirty: false,
+        recover: false,
     };
     let state = target.state(&db, &history).await?;
     state.check_can_move(&tolerance)?;

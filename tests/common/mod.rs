@@ -255,7 +255,7 @@ pub fn wait_for_query(db: &TestDb, marker: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         let sql = format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() AND query LIKE '%{marker}%' AND query NOT LIKE '%pg_stat_activity%'"
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%{marker}%' AND query NOT LIKE '%pg_stat_activity%'"
         );
         if db.scalar(&sql).as_deref() != Some("0") {
             return;

@@ -1,0 +1,197 @@
+//! Recovery of an interrupted no-transaction migration is a step of the
+//! guarded pipeline: preflight, the verified backup, then the down script;
+//! and a down script that would destroy rows written after the interruption
+//! is refused unless the operator passes `--recover`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Project, TestDb, expect_exit};
+
+/// The scenario: a no-transaction migration copies `events` into
+/// `archive`, sleeps, then builds an index; its down drops `archive`.
+fn archive_project() -> Project {
+    Project::new(&[
+        (
+            "migrations/0001_events.up.sql",
+            "CREATE TABLE events (id bigint PRIMARY KEY, kind text NOT NULL);\nINSERT INTO events SELECT g, 'k' || g FROM generate_series(1, 50) g;\n",
+        ),
+        ("migrations/0001_events.down.sql", "DROP TABLE events;\n"),
+        (
+            "migrations/0002_archive.up.sql",
+            "-- migsafe:no-transaction\nCREATE TABLE archive AS SELECT * FROM events;\nSELECT pg_sleep(4);\nCREATE INDEX CONCURRENTLY archive_kind_idx ON archive (kind);\n",
+        ),
+        (
+            "migrations/0002_archive.down.sql",
+            "-- migsafe:no-transaction\nDROP TABLE IF EXISTS archive;\n",
+        ),
+    ])
+}
+
+/// Starts `apply` and sends SIGINT while it sleeps in 0002; returns what it printed.
+fn interrupt_during_sleep(project: &Project, db: &TestDb) -> String {
+    let child = std::process::Command::new(common::migsafe_bin())
+        .current_dir(project.path())
+        .env("DATABASE_URL", &db.url)
+        .env("NO_COLOR", "1")
+        .args(["apply", "--skip-backup"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for_query(db, "pg_sleep(4)");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    expect_exit(&output, 2)
+}
+
+/// The rows of `archive` as pg_restore prints them from a backup file.
+fn archive_rows_in(backup: &std::path::Path) -> String {
+    let pg_restore = migsafe::pipeline::backup::find_tool("pg_restore", 0).unwrap();
+    let output = std::process::Command::new(pg_restore)
+        .args(["--data-only", "--table", "archive", "--file", "-"])
+        .arg(backup)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn newest_backup(project: &Project) -> std::path::PathBuf {
+    let mut dumps: Vec<_> = std::fs::read_dir(project.path().join("backups/migrations"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dump"))
+        .collect();
+    dumps.sort();
+    dumps.pop().expect("a backup")
+}
+
+#[test]
+fn recovery_that_would_drop_rows_written_since_is_refused_then_runs_after_the_backup() {
+    let db = TestDb::new();
+    let project = archive_project();
+    let out = interrupt_during_sleep(&project, &db);
+    assert!(out.contains("MIGRATION_DIRTY:default:0002"), "{out}");
+    assert!(out.contains("cancelled on the server"), "{out}");
+    // The message says what the next apply does, not "refuses until repaired".
+    assert!(
+        out.contains("The next `migsafe apply` runs preflight, takes a verified backup"),
+        "{out}"
+    );
+    assert_eq!(
+        db.history("default").last(),
+        Some(&("0002".to_string(), true))
+    );
+    // The application writes into the half-made table.
+    db.query("INSERT INTO archive VALUES (9001, 'written-after-the-interruption');");
+
+    // Plain apply: refused before anything, the row is still there.
+    let out = project.run(&db, &["apply"], 1);
+    assert!(
+        out.contains("RECOVERY_WOULD_DESTROY_DATA:default:0002"),
+        "{out}"
+    );
+    assert!(out.contains("archive (DROP TABLE) holds 1 row(s)"), "{out}");
+    assert!(out.contains("--recover"), "{out}");
+    assert!(!out.contains("recovered 0002"), "{out}");
+    assert_eq!(
+        db.scalar("SELECT kind FROM archive WHERE id = 9001")
+            .as_deref(),
+        Some("written-after-the-interruption")
+    );
+    // --force does not override it.
+    let out = project.run(&db, &["apply", "--force"], 1);
+    assert!(
+        out.contains("RECOVERY_WOULD_DESTROY_DATA:default:0002"),
+        "{out}"
+    );
+    // plan says the same as apply.
+    let out = project.run(&db, &["plan"], 1);
+    assert!(
+        out.contains("RECOVERY_WOULD_DESTROY_DATA:default:0002"),
+        "{out}"
+    );
+    // --recover without a backup is refused too.
+    let out = project.run(&db, &["apply", "--recover", "--skip-backup"], 1);
+    assert!(out.contains("without --skip-backup"), "{out}");
+    assert!(db.exists("archive"));
+
+    // --recover: preflight, then the backup, then recovery, then the migration.
+    let out = project.run(&db, &["apply", "--recover"], 0);
+    let preflight = out.find("preflight passed").expect(&out);
+    let backup = out.find("\nbackup: ").expect(&out);
+    let recovered = out.find("recovered 0002").expect(&out);
+    assert!(preflight < recovered && backup < recovered, "{out}");
+    let rows = archive_rows_in(&newest_backup(&project));
+    assert!(rows.contains("written-after-the-interruption"), "{rows}");
+    // Applied again from scratch: the copy of events, without the later row.
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM archive").as_deref(),
+        Some("50")
+    );
+    assert_eq!(
+        db.history("default").last(),
+        Some(&("0002".to_string(), false))
+    );
+}
+
+#[test]
+fn recovery_with_nothing_written_since_runs_after_preflight_and_backup() {
+    let db = TestDb::new();
+    let project = archive_project();
+    interrupt_during_sleep(&project, &db);
+    // Nothing written since: the migration's own 50 copied rows do not count.
+    let out = project.run(&db, &["apply"], 0);
+    let preflight = out.find("preflight passed").expect(&out);
+    let recovered = out.find("recovered 0002").expect(&out);
+    assert!(preflight < recovered, "{out}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM archive").as_deref(),
+        Some("50")
+    );
+}
+
+#[test]
+fn ctrl_c_ends_the_wait_for_the_namespace_lock_at_once() {
+    let db = TestDb::new();
+    let project = common::two_tables();
+    project.write("migsafe.toml", b"[defaults]\nlock_wait = \"5m\"\n");
+    // Another runner holds the namespace lock (same key migsafe uses).
+    let key = migsafe::db::lock::key("migsafe", "default");
+    let (release, holder) = common::hold_lock(&db, &format!("SELECT pg_advisory_lock({key})"));
+    let child = std::process::Command::new(common::migsafe_bin())
+        .current_dir(project.path())
+        .env("DATABASE_URL", &db.url)
+        .env("NO_COLOR", "1")
+        .args(["apply", "--skip-backup"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it polls for the lock.
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+    let out = expect_exit(&output, 130);
+    assert!(out.contains("INTERRUPTED:default"), "{out}");
+    assert!(out.contains("nothing was started"), "{out}");
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(db.history("default").is_empty());
+}
