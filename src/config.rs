@@ -90,6 +90,9 @@ pub struct Namespace {
     pub forward_only: bool,
     /// Environment variable holding this namespace's database URL.
     pub database_url_env: Option<String>,
+    /// The schemas drift detection and the recorded schema checksum look at;
+    /// `None`: the schemas its migrations create or change.
+    pub schemas: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -143,6 +146,7 @@ struct RawNamespace {
     #[serde(default)]
     forward_only: bool,
     database_url_env: Option<String>,
+    schemas: Option<Vec<String>>,
 }
 
 /// Parses a human duration: `0`, `500ms`, `5s`, `10min`, `1h 30m`.
@@ -203,11 +207,13 @@ impl Config {
     pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Config> {
         let (path, text) = match explicit {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    Error::config(
-                        Code::ConfigInvalid,
-                        format!("cannot read the config file {}: {e}", path.display()),
-                    )
+                let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+                    reason: ReasonCode::new(Code::ConfigInvalid),
+                    message: format!("cannot read the config file {}: {e}", path.display()),
+                    hint: Some(format!(
+                        "check the path given to --config (relative paths start at {}); `migsafe init` writes a commented migsafe.toml; nothing ran",
+                        cwd.display()
+                    )),
                 })?;
                 (Some(path.to_path_buf()), text)
             }
@@ -316,6 +322,7 @@ impl Config {
                 name,
                 forward_only: ns.forward_only,
                 database_url_env: ns.database_url_env,
+                schemas: ns.schemas,
             });
         }
         if namespaces.is_empty() {
@@ -324,6 +331,7 @@ impl Config {
                 dir: base.join("migrations"),
                 forward_only: false,
                 database_url_env: None,
+                schemas: None,
             });
         }
         let lint = LintConfig {

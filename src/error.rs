@@ -344,6 +344,34 @@ fn render_problems(problems: &[FileProblem]) -> String {
     out
 }
 
+/// What to do next, for errors raised without a hint of their own: every
+/// failure a user meets ends with a `next:` line.
+fn default_hint(code: Code) -> Option<&'static str> {
+    Some(match code {
+        Code::MigrationVersionDuplicate => {
+            "give each migration its own version: rename one of the files (`migsafe new` picks the next version); nothing ran"
+        }
+        Code::MigrationFileInvalid => {
+            "fix the file(s) listed (saved as UTF-8, named like 0001_name.up.sql, with SQL in the up script); every problem is listed at once, and nothing ran"
+        }
+        Code::MigrationDirMissing => {
+            "create the directory, or point the namespace's `dir` in migsafe.toml at it; nothing ran"
+        }
+        Code::ConfigInvalid => {
+            "fix migsafe.toml (docs/configuration.md lists every key and its default); nothing ran"
+        }
+        Code::Io => "check the path and its permissions; nothing ran",
+        Code::SandboxFailed => {
+            "install the PostgreSQL server binaries (scripts/test does, as root) or set MIGSAFE_PG_BIN to their directory"
+        }
+        Code::Usage => "see `migsafe <command> --help`; nothing ran",
+        Code::DatabaseUrlMissing => {
+            "give --database-url, set DATABASE_URL, or set the namespace's database_url_env"
+        }
+        _ => return None,
+    })
+}
+
 impl Error {
     /// A configuration or usage error (exit 5).
     pub fn config(code: Code, message: impl Into<String>) -> Self {
@@ -434,8 +462,11 @@ impl Error {
             | Error::Migration { hint, .. }
             | Error::Rollback { hint, .. }
             | Error::NotReady { hint, .. }
-            | Error::Postflight { hint, .. } => hint.as_deref(),
-            Error::Source { .. } | Error::Sandbox { .. } => None,
+            | Error::Postflight { hint, .. } => hint
+                .as_deref()
+                .or_else(|| default_hint(self.reason().code())),
+            Error::Source { reason, .. } => default_hint(reason.code()),
+            Error::Sandbox { .. } => default_hint(Code::SandboxFailed),
         }
     }
 

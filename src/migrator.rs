@@ -588,11 +588,12 @@ impl Migrator {
                 states.push(state);
             }
             let mut pending = Vec::new();
-            for (state, assessed) in states.iter().zip(&assessments) {
+            for ((state, assessed), &i) in states.iter().zip(&assessments).zip(&group) {
                 pending.push(crate::pipeline::preflight::Pending::new(
                     state,
                     state.select_up(options.steps, options.to.as_ref())?,
                     assessed.clone(),
+                    loaded[i].target().scope(),
                 ));
             }
             let backup_dir = (!options.skip_backup).then_some(self.config.backup.dir.as_path());

@@ -171,15 +171,26 @@ pub fn profile(config: &crate::config::Config, name: &str) -> Result<Profile> {
         return Err(Error::Config {
             reason: ReasonCode::about(Code::ConfigInvalid, name),
             message: format!("there is no [profiles.{name}] in the configuration"),
-            hint: Some(format!(
-                "profiles defined: {}",
-                config
-                    .profiles
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            hint: Some(if config.profiles.is_empty() {
+                format!(
+                    "no profile is defined{}; add `[profiles.{name}]` with its rules (docs/configuration.md, readiness profiles)",
+                    config
+                        .path
+                        .as_ref()
+                        .map(|p| format!(" in {}", p.display()))
+                        .unwrap_or_else(|| " (there is no migsafe.toml here)".into())
+                )
+            } else {
+                format!(
+                    "profiles defined: {}",
+                    config
+                        .profiles
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }),
         });
     };
     value.clone().try_into().map_err(|e: toml::de::Error| {

@@ -716,10 +716,8 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
     let pending = count(State::Pending) + count(State::OutOfOrder);
     let mut summary = format!(
         "{} applied, {pending} pending",
-        count(State::Applied)
-            + count(State::ChecksumMismatch)
-            + count(State::Dirty)
-            + count(State::FileMissing)
+        // A dirty migration is not applied: it stopped part-way.
+        count(State::Applied) + count(State::ChecksumMismatch) + count(State::FileMissing)
     );
     for (s, label) in [
         (State::Dirty, "dirty"),

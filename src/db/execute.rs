@@ -261,12 +261,44 @@ impl Runner<'_> {
             ));
         }
         let prefix_chars = sent.chars().count();
+        // Several statements go as one simple query each, pipelined (no
+        // extra round trip): a failure then names its statement and line
+        // even when the server gives no position (`index "x" does not exist`).
+        let pieces = statements::split(&script.sql)
+            .ok()
+            .filter(|pieces| pieces.len() > 1);
+        let prefix = sent.clone();
         sent.push_str(&script.sql);
+        let failed_at = std::cell::Cell::new(None::<usize>);
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
+            failed_at.set(None);
             let client = &self.db.client;
+            let send_script = async {
+                let Some(pieces) = &pieces else {
+                    return client.batch_execute(&sent).await;
+                };
+                let (head, results) = tokio::join!(
+                    client.batch_execute(&prefix),
+                    futures_util::future::join_all(
+                        pieces.iter().map(|piece| client.batch_execute(&piece.text))
+                    ),
+                );
+                head?;
+                let mut aborted = None;
+                for (index, result) in results.into_iter().enumerate() {
+                    if let Err(err) = result {
+                        if err.code() != Some(&SqlState::IN_FAILED_SQL_TRANSACTION) {
+                            failed_at.set(Some(index));
+                            return Err(err);
+                        }
+                        aborted.get_or_insert(err);
+                    }
+                }
+                aborted.map_or(Ok(()), Err)
+            };
             let pipeline = async {
                 let write = self.write_history(
                     direction,
@@ -276,11 +308,8 @@ impl Runner<'_> {
                     script,
                     recorded,
                 );
-                let (script_result, write_result, commit_result) = tokio::join!(
-                    client.batch_execute(&sent),
-                    write,
-                    client.batch_execute("COMMIT"),
-                );
+                let (script_result, write_result, commit_result) =
+                    tokio::join!(send_script, write, client.batch_execute("COMMIT"),);
                 first_failure([script_result.err(), write_result.err(), commit_result.err()])
             };
             let (failure, blockers, cancelled) = self.drive(pipeline, lock_timeout).await;
@@ -302,10 +331,14 @@ impl Runner<'_> {
                 }
                 Failure::Cancelled => return Err(self.cancelled(migration, direction, false)),
                 Failure::Server(err) => {
+                    let statement = failed_at
+                        .get()
+                        .and_then(|i| pieces.as_ref().and_then(|p| p.get(i)));
+                    let prefix = if statement.is_some() { 0 } else { prefix_chars };
                     return Err(self.failed(
                         migration,
                         direction,
-                        &describe_server_error(&err, script, None, prefix_chars, statement_timeout),
+                        &describe_server_error(&err, script, statement, prefix, statement_timeout),
                         rolled_back_state(direction),
                     ));
                 }

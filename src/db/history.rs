@@ -457,27 +457,31 @@ impl History {
     /// Marks the recorded schema as unknown (a run skipped its snapshot):
     /// the next preflight then says drift cannot be checked, instead of
     /// comparing with a snapshot that is out of date.
-    pub async fn forget_schema(&self, db: &Db) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO {} (checksum, snapshot) VALUES ($1, 'null') ON CONFLICT (checksum) DO UPDATE SET recorded_at = now()",
-            self.snapshots
-        );
-        db.client
-            .execute(&sql, &[&UNRECORDED])
+    pub async fn forget_schema(&self, db: &Db, namespace: &str) -> Result<()> {
+        self.record_schema(db, namespace, UNRECORDED, &serde_json::Value::Null)
             .await
-            .map(|_| ())
-            .map_err(|e| database_error(db, "mark the recorded schema as unknown", &e))
     }
 
-    /// The schema recorded after the last run on this database: its checksum
-    /// and snapshot. `None` before the first recorded run (or before the
-    /// history tables exist).
-    pub async fn recorded_schema(&self, db: &Db) -> Result<Option<(String, serde_json::Value)>> {
+    /// The schema recorded for `namespace` after the last run that moved it
+    /// (its scope only, see [`crate::schema::Scope`]): checksum and snapshot.
+    /// `None` before the first recorded run (or before the history tables
+    /// exist).
+    pub async fn recorded_schema(
+        &self,
+        db: &Db,
+        namespace: &str,
+    ) -> Result<Option<(String, serde_json::Value)>> {
+        // The newest row of the namespace carries the checksum recorded
+        // after the last run that moved it (the same row record_schema stamps).
         let sql = format!(
-            "SELECT checksum, snapshot FROM {} ORDER BY recorded_at DESC LIMIT 1",
-            self.snapshots
+            "SELECT h.schema_checksum, coalesce(s.snapshot, 'null'::jsonb) FROM {t} h \
+             LEFT JOIN {s} s ON s.checksum = h.schema_checksum \
+             WHERE h.namespace = $1 AND h.schema_checksum IS NOT NULL \
+             ORDER BY h.applied_at DESC, length(h.version) DESC, h.version DESC LIMIT 1",
+            t = self.table,
+            s = self.snapshots
         );
-        match db.client.query_opt(&sql, &[]).await {
+        match db.client.query_opt(&sql, &[&namespace]).await {
             Ok(row) => Ok(row.map(|r| (r.get(0), r.get(1)))),
             Err(err)
                 if matches!(
@@ -541,10 +545,21 @@ pub fn database_error(db: &Db, doing: &str, err: &tokio_postgres::Error) -> Erro
     } else {
         Code::DatabaseUnreachable
     };
+    let hint = match err.code() {
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => {
+            "the database role lacks a privilege this step needs; nothing was changed. Run migsafe as the role that owns the migrated schemas (and the history schema), or grant it, e.g. `GRANT USAGE, CREATE ON SCHEMA <history_schema> TO <role>`"
+        }
+        _ if code == Code::DatabaseUnreachable => {
+            "the server went away; nothing more was changed. Run `migsafe status` when it is back to see where things stand"
+        }
+        _ => {
+            "nothing more was changed; the server's message above says why. Run `migsafe status` to see where things stand"
+        }
+    };
     Error::Config {
         reason: ReasonCode::new(code),
         message: super::scrub(&format!("cannot {doing} on {}: {detail}", db.target)),
-        hint: None,
+        hint: Some(hint.into()),
     }
 }
 

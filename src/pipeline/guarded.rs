@@ -164,7 +164,14 @@ async fn locked(
         let first = &opened[group[0]];
         let pending: Vec<Pending<'_>> = group
             .iter()
-            .map(|&i| Pending::new(&states[i], selected[i].clone(), assessments[i].clone()))
+            .map(|&i| {
+                Pending::new(
+                    &states[i],
+                    selected[i].clone(),
+                    assessments[i].clone(),
+                    opened[i].target.scope(),
+                )
+            })
             .collect();
         let mut phase = preflight::preflight(
             env.config,
@@ -274,7 +281,11 @@ async fn locked(
         if options.skip_postflight {
             // No snapshot (its cost is the point of --no-postflight): mark the
             // recorded one unknown rather than leave a stale one to compare with.
-            history.forget_schema(&first.db).await?;
+            for &i in group {
+                history
+                    .forget_schema(&first.db, opened[i].target.name())
+                    .await?;
+            }
             continue;
         }
         let snapshot = {
@@ -308,8 +319,8 @@ async fn record_fresh(
     group: &[usize],
 ) -> Result<()> {
     let db = opened[group[0]].target.settings.connect().await?;
-    let names: Vec<&str> = group.iter().map(|&i| opened[i].target.name()).collect();
-    record_schema(env, &db, history, &names).await.map(|_| ())
+    let targets: Vec<&Target<'_>> = group.iter().map(|&i| &opened[i].target).collect();
+    record_schema(env, &db, history, &targets).await.map(|_| ())
 }
 
 /// Stores the snapshot for every namespace of a database.
@@ -321,7 +332,7 @@ async fn record(
 ) -> Result<()> {
     for &i in group {
         let item = &opened[i];
-        store_schema(&item.db, history, &[item.target.name()], snapshot).await?;
+        store_schema(&item.db, history, &[&item.target], snapshot).await?;
     }
     Ok(())
 }

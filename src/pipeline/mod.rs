@@ -53,6 +53,11 @@ impl Target<'_> {
         &self.namespace.name
     }
 
+    /// The schemas this namespace answers for (drift, recorded checksum).
+    pub fn scope(&self) -> crate::schema::Scope {
+        crate::schema::Scope::of(self.namespace, self.sources)
+    }
+
     /// Reads the history and joins it with the files.
     pub async fn state(&self, db: &Db, history: &History) -> Result<NamespaceState> {
         let rows = history.read(db, self.name()).await?;
@@ -198,31 +203,32 @@ fn limits(env: &Env<'_>) -> Limits {
     }
 }
 
-/// Reads the schema and records it for `namespaces` on `db`: drift
+/// Reads the schema and records it for `targets` on `db`: drift
 /// detection compares the live schema with the last one recorded.
 pub async fn record_schema(
     env: &Env<'_>,
     db: &Db,
     history: &History,
-    namespaces: &[&str],
+    targets: &[&Target<'_>],
 ) -> Result<crate::schema::Snapshot> {
     let snapshot = crate::schema::read(db, &env.config.history_schema).await?;
-    store_schema(db, history, namespaces, &snapshot).await?;
+    store_schema(db, history, targets, &snapshot).await?;
     Ok(snapshot)
 }
 
-/// Records an already-read snapshot for `namespaces` on `db`.
+/// Records an already-read snapshot for `targets` on `db`, each cut to the
+/// schemas its namespace answers for.
 pub async fn store_schema(
     db: &Db,
     history: &History,
-    namespaces: &[&str],
+    targets: &[&Target<'_>],
     snapshot: &crate::schema::Snapshot,
 ) -> Result<()> {
-    let json = serde_json::to_value(snapshot).unwrap_or(serde_json::Value::Null);
-    let checksum = snapshot.checksum();
-    for namespace in namespaces {
+    for target in targets {
+        let scoped = target.scope().apply(snapshot);
+        let json = serde_json::to_value(&scoped).unwrap_or(serde_json::Value::Null);
         history
-            .record_schema(db, namespace, &checksum, &json)
+            .record_schema(db, target.name(), &scoped.checksum(), &json)
             .await?;
     }
     Ok(())

@@ -20,7 +20,7 @@ use crate::error::{Code, Error, ReasonCode, Result};
 use crate::pipeline::recovery::Assessment;
 use crate::plan::{NamespaceState, State, Tolerance};
 use crate::report::{Check, PhaseReport};
-use crate::schema::{self, Snapshot};
+use crate::schema::{self, Scope, Snapshot};
 use crate::source::Migration;
 
 /// One namespace as preflight sees it: its state and what would run.
@@ -31,6 +31,8 @@ pub struct Pending<'a> {
     pub selected: Vec<&'a Migration>,
     /// What recovering its dirty migrations would destroy.
     pub recovery: Vec<Assessment>,
+    /// The schemas it answers for (drift).
+    pub scope: Scope,
 }
 
 impl<'a> Pending<'a> {
@@ -39,11 +41,13 @@ impl<'a> Pending<'a> {
         state: &'a NamespaceState,
         selected: Vec<&'a Migration>,
         recovery: Vec<Assessment>,
+        scope: Scope,
     ) -> Self {
         Pending {
             state,
             selected,
             recovery,
+            scope,
         }
     }
 
@@ -79,9 +83,16 @@ pub async fn preflight(
     let started = Utc::now();
     let history = History::new(&config.history_schema);
     let relations = touched_relations(namespaces);
+    let recorded_all = async {
+        let mut out = Vec::with_capacity(namespaces.len());
+        for pending in namespaces {
+            out.push(history.recorded_schema(db, &pending.state.namespace).await);
+        }
+        out
+    };
     let (version, recorded, live, long, holders, waiters, size, sizes) = tokio::join!(
         catalog::server_version(db),
-        history.recorded_schema(db),
+        recorded_all,
         schema::read(db, &config.history_schema),
         activity::long_transactions(db, config.defaults.long_transaction),
         activity::lock_holders(db, &relations),
@@ -98,10 +109,15 @@ pub async fn preflight(
         integrity_checks(pending, tolerance, config, &mut checks);
     }
     checks.extend(lint_checks(namespaces, config, sizes?, version_num));
-    let drift_subject = namespaces
-        .first()
-        .map_or("all", |p| p.state.namespace.as_str());
-    checks.push(drift_check(recorded?, &live?, drift_subject));
+    let live = live?;
+    for (pending, recorded) in namespaces.iter().zip(recorded) {
+        checks.push(drift_check(
+            recorded?,
+            &live,
+            &pending.scope,
+            &pending.state.namespace,
+        ));
+    }
 
     let session_error = |e: tokio_postgres::Error| {
         crate::db::history::database_error(db, "read pg_stat_activity", &e)
@@ -329,41 +345,60 @@ fn lint_checks(
         .collect()
 }
 
+/// Drift of one namespace: the live schema against the one recorded after
+/// its last run, both cut to the schemas it answers for.
 fn drift_check(
     recorded: Option<(String, serde_json::Value)>,
     live: &Snapshot,
+    scope: &Scope,
     namespace: &str,
 ) -> Check {
     let Some((checksum, stored)) = recorded else {
         return Check::pass(
             "schema_drift",
-            "no schema recorded yet (first run with migsafe's safety pipeline)",
+            format!(
+                "{namespace}: no schema recorded yet (first run with migsafe's safety pipeline)"
+            ),
         );
     };
     if checksum == crate::db::history::UNRECORDED {
         return Check::pass(
             "schema_drift",
-            "not checked: the last run skipped postflight (--no-postflight), so no schema was recorded; the next full run records it again",
+            format!(
+                "{namespace}: not checked: the last run skipped postflight (--no-postflight), so no schema was recorded; the next full run records it again"
+            ),
         );
     }
-    let live_checksum = live.checksum();
-    if live_checksum == checksum {
+    let Ok(before) = serde_json::from_value::<Snapshot>(stored) else {
+        return Check::warn(
+            "schema_drift",
+            ReasonCode::about(Code::SchemaDrift, namespace),
+            format!(
+                "{namespace}: the recorded snapshot cannot be read, so drift is not checked; the next run records it again"
+            ),
+        );
+    };
+    // Cut both: a snapshot recorded by an older migsafe covers the whole database.
+    let (before, now) = (scope.apply(&before), scope.apply(live));
+    let live_checksum = now.checksum();
+    if before == now {
         return Check::pass(
             "schema_drift",
-            format!("live schema matches the one recorded after the last run ({checksum})"),
+            format!(
+                "{namespace}: live schema matches the one recorded after its last run ({live_checksum}; schemas {})",
+                scope.describe()
+            ),
         );
     }
-    let diff = serde_json::from_value::<Snapshot>(stored)
-        .map(|before| schema::diff::render(&schema::diff(&before, live)))
-        .unwrap_or_else(|_| {
-            "(the recorded snapshot cannot be read; run `migsafe schema dump`)".into()
-        });
+    let diff = schema::diff::render(&schema::diff(&before, &now));
     let shown: Vec<&str> = diff.lines().take(40).collect();
     Check::fail(
         "schema_drift",
         ReasonCode::about(Code::SchemaDrift, namespace),
         format!(
-            "the live schema ({live_checksum}) differs from the one recorded after the last migsafe run ({checksum}): someone changed it outside migsafe:\n{}",
+            "{namespace}: the live schema of {} ({live_checksum}) differs from the one recorded after the last migsafe run ({}): someone changed it outside migsafe:\n{}",
+            scope.describe(),
+            before.checksum(),
             shown.join("\n")
         ),
     )

@@ -347,6 +347,6 @@ pub async fn recover(env: &Env<'_>, history: &History, item: &Opened<'_>) -> Res
     }
     // The recovery is migsafe's own change: record it, or the next preflight
     // would take it for drift.
-    record_schema(env, &item.db, history, &[item.target.name()]).await?;
+    record_schema(env, &item.db, history, &[&item.target]).await?;
     Ok(recovered)
 }

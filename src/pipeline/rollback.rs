@@ -79,9 +79,7 @@ pub async fn rollback(
             match run_one(env, &runner, migration, Direction::Down, &recorded).await {
                 Ok(done) => ran.push(done),
                 Err(err) => {
-                    if let Err(record_err) =
-                        record_schema(env, &db, &history, &[target.name()]).await
-                    {
+                    if let Err(record_err) = record_schema(env, &db, &history, &[target]).await {
                         tracing::warn!(
                             "could not record the schema after the failure: {record_err}"
                         );
@@ -90,7 +88,7 @@ pub async fn rollback(
                 }
             }
         }
-        record_schema(env, &db, &history, &[target.name()]).await?;
+        record_schema(env, &db, &history, &[target]).await?;
         Ok(ran)
     })
     .await?;

@@ -3,7 +3,9 @@
 //! `migsafe schema`, drift detection, postflight and verify.
 
 pub mod diff;
+pub mod scope;
 pub mod snapshot;
 
 pub use diff::{Change, ChangeKind, diff};
+pub use scope::Scope;
 pub use snapshot::{Reader, Snapshot, read};
