@@ -179,9 +179,13 @@ pub struct PhaseReport {
     pub forced: bool,
     /// Every check, in the order run.
     pub checks: Vec<Check>,
-    /// Canonical schema checksum (postflight).
+    /// Canonical schema checksum of the whole database (postflight).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema_checksum: Option<String>,
+    /// Per namespace, the checksum of the schemas it answers for, as recorded
+    /// on its newest history row (postflight within apply).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub namespace_checksums: std::collections::BTreeMap<String, String>,
     /// Where the report was written.
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -210,6 +214,7 @@ impl PhaseReport {
             forced: false,
             checks,
             schema_checksum: None,
+            namespace_checksums: std::collections::BTreeMap::new(),
             path: None,
         }
     }

@@ -1,6 +1,7 @@
 //! Drift is judged per namespace, over the schemas its migrations create or
 //! change (or its `schemas = [...]`), never over another project's tables or
 //! another migsafe history schema in the same database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

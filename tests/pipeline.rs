@@ -60,9 +60,13 @@ fn apply_runs_preflight_backup_postflight_and_writes_reports() {
     assert_eq!((pre.len(), post.len()), (1, 1));
     assert_eq!(pre[0]["schema_version"], 1);
     assert_eq!(pre[0]["result"], "pass");
-    let checksum = post[0]["schema_checksum"].as_str().unwrap().to_string();
+    assert_eq!(post[0]["schema_checksum"].as_str().unwrap().len(), 64);
+    let checksum = post[0]["namespace_checksums"]["default"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(checksum.len(), 64);
-    // The checksum is on the newest history row.
+    // The namespace's checksum (its schemas only) is on the newest history row.
     assert_eq!(
         db.scalar("SELECT schema_checksum FROM migsafe.schema_migrations WHERE version = '0002'")
             .as_deref(),

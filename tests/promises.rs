@@ -1,6 +1,7 @@
 //! What migsafe says matches what happened and what happens next: `plan`
 //! refuses what `apply` refuses, every failure's `next:` line describes the
 //! database as it is, and every failure has a `next:` line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

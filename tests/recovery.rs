@@ -2,6 +2,7 @@
 //! guarded pipeline: preflight, the verified backup, then the down script;
 //! and a down script that would destroy rows written after the interruption
 //! is refused unless the operator passes `--recover`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -297,6 +297,13 @@ async fn locked(
                 &PostflightOptions { deep: options.deep },
             )
             .await?;
+            for &i in group {
+                let target = &opened[i].target;
+                phase.namespace_checksums.insert(
+                    target.name().to_string(),
+                    target.scope().apply(&snapshot).checksum(),
+                );
+            }
             phase.write_and_announce(env.log_dir, env.events)?;
             if phase.result == Status::Fail && postflight_error.is_none() {
                 postflight_error = Some(postflight::failed(&phase));
