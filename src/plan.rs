@@ -377,6 +377,7 @@ mod tests {
         MigrationSet {
             migrations,
             ignored: vec![],
+            ..MigrationSet::default()
         }
     }
 

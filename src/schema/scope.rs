@@ -40,17 +40,22 @@ impl Scope {
                 schemas: schemas.iter().cloned().collect(),
             };
         }
-        let mut schemas = BTreeSet::new();
-        for migration in &set.migrations {
-            named_schemas(&migration.up.sql, &mut schemas);
-            if let Some(down) = &migration.down {
-                named_schemas(&down.sql, &mut schemas);
+        let schemas = set.named_schemas.get_or_init(|| {
+            let mut schemas = BTreeSet::new();
+            for migration in &set.migrations {
+                named_schemas(&migration.up.sql, &mut schemas);
+                if let Some(down) = &migration.down {
+                    named_schemas(&down.sql, &mut schemas);
+                }
             }
+            if schemas.is_empty() {
+                schemas.insert(DEFAULT_SCHEMA.to_string());
+            }
+            schemas
+        });
+        Scope {
+            schemas: schemas.clone(),
         }
-        if schemas.is_empty() {
-            schemas.insert(DEFAULT_SCHEMA.to_string());
-        }
-        Scope { schemas }
     }
 
     /// The objects of `snapshot` in this scope, without any migsafe history

@@ -119,6 +119,7 @@ impl Embedded {
         Ok(MigrationSet {
             migrations,
             ignored: Vec::new(),
+            named_schemas: std::sync::OnceLock::new(),
         })
     }
 

@@ -51,6 +51,8 @@ pub struct MigrationSet {
     pub migrations: Vec<Migration>,
     /// Files and directories that do not start with a version, for `status -v`.
     pub ignored: Vec<PathBuf>,
+    /// The schemas the scripts name, read once ([`crate::schema::Scope`]).
+    pub named_schemas: std::sync::OnceLock<std::collections::BTreeSet<String>>,
 }
 
 impl MigrationSet {

@@ -143,6 +143,7 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
     Ok(MigrationSet {
         migrations,
         ignored,
+        named_schemas: std::sync::OnceLock::new(),
     })
 }
 
