@@ -393,11 +393,12 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
         }
         Command::Verify {
             scratch_url,
-            stepwise,
+            quick,
             strict,
+            ..
         } => {
             let options = migsafe::verify::VerifyOptions {
-                stepwise: *stepwise,
+                quick: *quick,
                 strict: *strict,
             };
             let report = migrator
@@ -409,10 +410,10 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
                 for namespace in &report.namespaces {
                     let mode = if namespace.forward_only {
                         "forward-only: up only, nothing to reverse"
-                    } else if options.stepwise {
-                        "each migration up, down, up"
+                    } else if options.quick {
+                        "quick: all up, all down, all up; a down that misses what a later down removes still passes"
                     } else {
-                        "all up, all down, all up"
+                        "each migration up, down, up"
                     };
                     out(&format!(
                         "{}: {} migration(s) verified ({mode})",
