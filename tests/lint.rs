@@ -148,7 +148,7 @@ fn suppressions_need_a_reason_and_bad_sql_does_not_stop_the_rest() {
         1,
     );
     assert!(
-        out.contains("broken.sql:2:1: error[syntax-error]")
+        out.contains("broken.sql:2:30: error[syntax-error]")
             && out.contains("syntax error at or near"),
         "{out}"
     );
@@ -182,6 +182,70 @@ fn plan_order_matters_for_tables_created_earlier() {
 }
 
 /// Lints one script of `sql` (the result does not matter: it must not panic).
+/// An unclosed parenthesis used to hide the rest of the file (the scanner's
+/// split kept it open to the end): "0 error(s)", exit 0. Now the error is
+/// reported where the grammar stopped, the dangerous index after it is still
+/// linted, and preflight fails on it.
+#[test]
+fn a_syntax_error_is_reported_at_its_position_and_does_not_hide_the_rest() {
+    let db = TestDb::new();
+    db.query("CREATE TABLE users (id bigint PRIMARY KEY)");
+    let project = Project::new(&[(
+        "migrations/0001_af.up.sql",
+        "-- a comment line first\nCREATE TABLE af (id bigint;\nCREATE INDEX users_id ON users (id);\n",
+    )]);
+    let out = expect_exit(
+        &common::migsafe_command()
+            .current_dir(project.path())
+            .arg("lint")
+            .output()
+            .unwrap(),
+        1,
+    );
+    assert!(
+        out.contains("0001_af.up.sql:2:27: error[syntax-error]")
+            && out.contains("syntax error at or near \";\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("0001_af.up.sql:3:1: error[require-concurrent-index]"),
+        "the index after the broken statement is linted: {out}"
+    );
+    assert!(out.contains("2 error(s)"), "{out}");
+
+    for format in ["json", "github"] {
+        let output = common::migsafe_command()
+            .current_dir(project.path())
+            .args(["lint", "--format", format])
+            .output()
+            .unwrap();
+        expect_exit(&output, 1);
+        let text = String::from_utf8(output.stdout).unwrap();
+        if format == "json" {
+            let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let finding = &doc["findings"][0];
+            assert_eq!(finding["rule"], "syntax-error", "{text}");
+            assert_eq!(finding["severity"], "error");
+            assert_eq!(
+                (finding["line"].as_u64(), finding["column"].as_u64()),
+                (Some(2), Some(27))
+            );
+        } else {
+            assert!(
+                text.contains("0001_af.up.sql,line=2,col=27,title=syntax-error::"),
+                "{text}"
+            );
+        }
+    }
+
+    // Preflight turns it into a failed check naming the migration.
+    let out = project.run(&db, &["preflight"], 1);
+    assert!(
+        out.contains("LINT_ERROR:default:0001") && out.contains("[syntax-error]"),
+        "{out}"
+    );
+}
+
 fn lint_text(sql: String) {
     let script = migsafe::lint::Script {
         path: "fuzz.sql".into(),

@@ -16,7 +16,8 @@ severity depends on size are errors for tables of at least `[lint] large_table` 
 (default 10 MB) and warnings below. Suppress a finding for one file with \
 `-- migsafe:allow <rule> -- <reason>` in its header; a suppression without a reason is \
 itself a finding (`allow-without-reason`). A statement the grammar cannot read is a \
-`syntax-error` finding, and the rest of the file is still linted.\n\n| rule | severity | flags |\n|---|---|---|\n",
+[`syntax-error`](#syntax-error) finding at the line and column where the grammar stopped, \
+and the rest of the file is still linted.\n\n| rule | severity | flags |\n|---|---|---|\n",
     );
     for rule in rules::all() {
         let _ = writeln!(
