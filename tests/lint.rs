@@ -246,6 +246,53 @@ fn a_syntax_error_is_reported_at_its_position_and_does_not_hide_the_rest() {
     );
 }
 
+/// A table filled and never analyzed has no `reltuples` (-1, or 0 with no
+/// pages recorded): lint used to say `~0 rows` however big it was. Its rows
+/// are now estimated from its pages and said to be an estimate.
+#[test]
+fn a_never_analyzed_table_gets_a_row_estimate_from_its_pages() {
+    let db = TestDb::new();
+    db.query(
+        "CREATE TABLE big (id bigint PRIMARY KEY, note text) WITH (autovacuum_enabled = false);
+         INSERT INTO big SELECT g, 'note ' || g FROM generate_series(1, 50000) g;",
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT (reltuples < 0 OR relpages = 0)::text FROM pg_class WHERE relname = 'big'"
+        )
+        .as_deref(),
+        Some("true"),
+        "the catalog has no row count for `big` yet"
+    );
+    let project = Project::new(&[(
+        "migrations/0001_note.up.sql",
+        "CREATE INDEX big_note ON big (note);\n",
+    )]);
+    let out = project.run(&db, &["lint"], 0);
+    let rows: f64 = out
+        .split("~")
+        .nth(1)
+        .and_then(|rest| rest.split(" rows").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no row count in:\n{out}"));
+    assert!(
+        (10_000.0..=200_000.0).contains(&rows),
+        "about 50000 rows, not {rows}:\n{out}"
+    );
+    assert!(
+        out.contains("rows estimated from its pages: never analyzed"),
+        "{out}"
+    );
+
+    // Once analyzed, the statistic is used and not called an estimate from pages.
+    db.query("ANALYZE big");
+    let out = project.run(&db, &["lint"], 0);
+    assert!(
+        out.contains("~50000 rows)") && !out.contains("never analyzed"),
+        "{out}"
+    );
+}
+
 fn lint_text(sql: String) {
     let script = migsafe::lint::Script {
         path: "fuzz.sql".into(),
