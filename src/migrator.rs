@@ -537,7 +537,7 @@ impl Migrator {
                 backup_dir,
             )
             .await?;
-            report.write(&self.log_dir)?;
+            report.write(&self.log_dir, self.config.logs.keep)?;
             reports.push(report);
         }
         Ok(reports)
@@ -555,7 +555,7 @@ impl Migrator {
             &crate::pipeline::postflight::PostflightOptions { deep },
         )
         .await?;
-        report.write(&self.log_dir)?;
+        report.write(&self.log_dir, self.config.logs.keep)?;
         Ok(report)
     }
 
@@ -590,10 +590,12 @@ impl Migrator {
             &self.interrupt,
         )
         .await?;
-        let stamp = crate::report::file_stamp(report.started_at);
-        crate::report::write_private_json(
-            &self.log_dir.join(format!("verify-report-{stamp}.json")),
+        crate::report::write_report(
+            &self.log_dir,
+            "verify-report",
+            report.started_at,
             &report,
+            self.config.logs.keep,
         )?;
         Ok(report)
     }

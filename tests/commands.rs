@@ -388,3 +388,41 @@ fn a_concurrent_index_needs_no_transaction_and_says_so() {
         Some(&("0003".to_string(), false))
     );
 }
+
+/// `[logs] keep`: reports are pruned like backups, per kind, and the event
+/// log (one appended file) is left alone.
+#[test]
+fn old_reports_are_pruned_to_logs_keep() {
+    let db = TestDb::new();
+    let project = two_tables();
+    project.write("migsafe.toml", b"[logs]\nkeep = 2\n");
+    for _ in 0..3 {
+        project.run(&db, &["preflight"], 0);
+    }
+    project.run(&db, &["postflight"], 0);
+    let names: Vec<String> = std::fs::read_dir(project.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let count = |prefix: &str| names.iter().filter(|n| n.starts_with(prefix)).count();
+    assert_eq!(count("preflight-report-"), 2, "{names:?}");
+    assert_eq!(count("postflight-report-"), 1, "{names:?}");
+
+    // keep = 0 keeps every report; an unknown key is still refused.
+    project.write("migsafe.toml", b"[logs]\nkeep = 0\n");
+    project.run(&db, &["preflight"], 0);
+    let preflights = std::fs::read_dir(project.path().join("logs"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("preflight-report-")
+        })
+        .count();
+    assert_eq!(preflights, 3);
+    project.write("migsafe.toml", b"[logs]\nkeep = 2\nkeeep = 3\n");
+    let out = project.run(&db, &["status"], 5);
+    assert!(out.contains("keeep"), "{out}");
+}

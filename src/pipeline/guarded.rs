@@ -179,7 +179,7 @@ async fn locked(
         .await?;
         let failed = phase.result == Status::Fail;
         phase.forced = failed && options.force;
-        phase.write_and_announce(env.log_dir, env.events)?;
+        phase.write_and_announce(env.log_dir, env.config.logs.keep, env.events)?;
         if failed && !options.force {
             return Err(preflight::failed(&phase));
         }
@@ -241,7 +241,7 @@ async fn locked(
                 &PostflightOptions { deep: options.deep },
             )
             .await?;
-            phase.write_and_announce(env.log_dir, env.events)?;
+            phase.write_and_announce(env.log_dir, env.config.logs.keep, env.events)?;
             if phase.result == Status::Fail && postflight_error.is_none() {
                 postflight_error = Some(postflight::failed(&phase));
             }

@@ -30,6 +30,9 @@ sqlite_dir = "backups/sqlite" # online backups of SQLite files (cutover sqlite r
 [lint]
 large_table = "10MB"         # size-dependent lint findings: error at or above, warning below
 
+[logs]
+keep = 50                    # report files kept per kind in the log directory (0 keeps all)
+
 # One section per namespace; without any, `migrations/` is the namespace "default".
 [namespaces.app]
 dir = "migrations"
