@@ -274,6 +274,15 @@ fn stamp_records_without_running_and_init_new_scaffold() {
     let project = Project::new(&[]);
     let out = project.run(&db, &["init"], 0);
     assert!(out.contains("migsafe.toml"), "{out}");
+    // Backups (the whole database) and logs are kept out of git.
+    assert!(
+        out.contains("created ") && out.contains(".gitignore"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.path().join(".gitignore")).unwrap(),
+        "backups/\nlogs/\n"
+    );
     project.run(&db, &["init"], 5);
     project.run(&db, &["new", "Create users"], 0);
     project.run(&db, &["new", "add email"], 0);
@@ -425,4 +434,31 @@ fn old_reports_are_pruned_to_logs_keep() {
     project.write("migsafe.toml", b"[logs]\nkeep = 2\nkeeep = 3\n");
     let out = project.run(&db, &["status"], 5);
     assert!(out.contains("keeep"), "{out}");
+}
+
+/// `init` in a repository that has a `.gitignore` adds only what it lacks.
+#[test]
+fn init_appends_to_an_existing_gitignore_without_duplicating() {
+    let db = TestDb::new();
+    let project = Project::new(&[(".gitignore", "target/\nlogs/")]);
+    let out = project.run(&db, &["init"], 0);
+    assert!(
+        out.contains(".gitignore: it now ignores backups/ and logs/"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.path().join(".gitignore")).unwrap(),
+        "target/\nlogs/\nbackups/\n"
+    );
+    let output = project
+        .migsafe(&db)
+        .args(["init", "--format", "json"])
+        .output()
+        .unwrap();
+    // migsafe.toml exists now: refused, and the .gitignore is not touched again.
+    expect_exit(&output, 5);
+    assert_eq!(
+        std::fs::read_to_string(project.path().join(".gitignore")).unwrap(),
+        "target/\nlogs/\nbackups/\n"
+    );
 }

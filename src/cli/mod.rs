@@ -81,8 +81,19 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
         .map_err(|e| Error::io(Path::new("."), "read the working directory", &e))?;
     match &cli.command {
         Command::Init => {
-            let created = scaffold::init(&cwd)?;
-            report_created("init", &created, json_format);
+            let done = scaffold::init(&cwd)?;
+            if json_format {
+                json("init", &done);
+            } else {
+                report_created("init", &done.created, false);
+                for path in &done.updated {
+                    out(&format!(
+                        "updated {}: it now ignores {} (lines added at its end)",
+                        path.display(),
+                        scaffold::GITIGNORE_LINES.join(" and ")
+                    ));
+                }
+            }
             return Ok(0);
         }
         Command::Sandbox { command } => {
