@@ -84,7 +84,8 @@ fn apply_runs_preflight_backup_postflight_and_writes_reports() {
     // Nothing pending: no preflight, no backup, no postflight.
     project.run(&db, &["apply"], 0);
     assert_eq!(reports(&project, "preflight").len(), 1);
-    assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 2);
+    // The dump, its origin file and the pointer.
+    assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 3);
 }
 
 #[test]
@@ -497,10 +498,85 @@ fn backup_retention_keeps_the_newest() {
         .collect();
     left.sort();
     assert_eq!(left, made[1..].to_vec(), "the oldest backup is removed");
+    let origins = std::fs::read_dir(project.path().join("backups/migrations"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".dump.json"))
+        .count();
+    assert_eq!(origins, 2, "its origin file goes with it");
     let latest =
         std::fs::read_to_string(project.path().join("backups/migrations/latest-backup.txt"))
             .unwrap();
     assert_eq!(latest.trim(), made[2]);
+}
+
+/// Two databases backed up into one directory: `backup list` says which
+/// database (and server) each dump holds, in text and JSON, also for a dump
+/// copied in without its origin file (read from pg_restore's header).
+#[test]
+fn backup_list_names_the_database_of_each_dump() {
+    let (a, b) = (TestDb::new(), TestDb::new());
+    let project = two_tables();
+    let create = |db: &TestDb| {
+        let output = project
+            .migsafe(db)
+            .args(["backup", "create"])
+            .output()
+            .unwrap();
+        let path = String::from_utf8(output.stdout.clone()).unwrap();
+        expect_exit(&output, 0);
+        std::thread::sleep(Duration::from_millis(20));
+        path.trim().to_string()
+    };
+    let dump_a = create(&a);
+    let dump_b = create(&b);
+    // A dump from elsewhere, without its origin file.
+    let copied = project
+        .path()
+        .join("backups/migrations/backup-20000101T000000.000Z.dump");
+    std::fs::copy(&dump_a, &copied).unwrap();
+
+    let server = format!("127.0.0.1:{}", common::sandbox().port());
+    let out = project.run(&a, &["backup", "list"], 0);
+    let line = |path: &str| {
+        out.lines()
+            .find(|l| l.starts_with(path))
+            .unwrap_or_else(|| panic!("{path} not listed:\n{out}"))
+            .to_string()
+    };
+    assert!(
+        line(&dump_a).ends_with(&format!("database {} on {server}", a.name)),
+        "{out}"
+    );
+    assert!(
+        line(&dump_b).ends_with(&format!("database {} on {server}", b.name)),
+        "{out}"
+    );
+    assert!(
+        line(&copied.display().to_string())
+            .ends_with(&format!("database {} (server not recorded)", a.name)),
+        "{out}"
+    );
+
+    let output = project
+        .migsafe(&a)
+        .args(["backup", "list", "--format", "json"])
+        .output()
+        .unwrap();
+    expect_exit(&output, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let backups = doc["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 3, "{doc}");
+    let by_path = |path: &str| {
+        backups
+            .iter()
+            .find(|f| f["path"] == path)
+            .unwrap_or_else(|| panic!("{path} missing: {doc}"))
+    };
+    assert_eq!(by_path(&dump_a)["database"], a.name.as_str());
+    assert_eq!(by_path(&dump_b)["database"], b.name.as_str());
+    assert_eq!(by_path(&dump_b)["server"], server.as_str());
+    assert!(by_path(&copied.display().to_string())["server"].is_null());
 }
 
 fn kill_during(project: &Project, db: &TestDb, marker: &str) {

@@ -2,6 +2,7 @@
 //! return the exit code. No migration logic lives here.
 
 pub mod args;
+pub mod backup;
 pub mod cutover;
 pub mod output;
 pub mod progress;
@@ -24,7 +25,7 @@ use migsafe::source::Version;
 use migsafe::source::scaffold;
 use migsafe::{Config, Migrator};
 
-use args::{BackupAction, Cli, Command, Format, SchemaAction, Selection};
+use args::{Cli, Command, Format, SchemaAction, Selection};
 use migsafe::report::{PhaseReport, Status};
 use output::{BOLD, DIM, GREEN, RED, YELLOW, err, json, out, paint};
 
@@ -334,7 +335,9 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
             }
             return Ok(if report.result == Status::Fail { 3 } else { 0 });
         }
-        Command::Backup { action } => return backup(&migrator, target, action, json_format).await,
+        Command::Backup { action } => {
+            return backup::backup(&migrator, target, action, json_format).await;
+        }
         Command::Check {
             profile,
             check_migrations,
@@ -529,73 +532,6 @@ async fn schema(
             }
             if *exit_code && !changes.is_empty() {
                 return Ok(6);
-            }
-        }
-    }
-    Ok(0)
-}
-
-async fn backup(
-    migrator: &Migrator,
-    target: Option<&str>,
-    action: &BackupAction,
-    json_format: bool,
-) -> Result<i32> {
-    match action {
-        BackupAction::Create => {
-            let file = migrator.backup(target).await?;
-            if json_format {
-                json("backup create", &file);
-            } else {
-                out(&format!("{}", file.path.display()));
-            }
-        }
-        BackupAction::List => {
-            let files = migsafe::pipeline::backup::list(&migrator.config().backup.dir)?;
-            if json_format {
-                json("backup list", &serde_json::json!({ "backups": files }));
-            } else if files.is_empty() {
-                out(&format!(
-                    "no backups in {}",
-                    migrator.config().backup.dir.display()
-                ));
-            } else {
-                for file in &files {
-                    out(&format!(
-                        "{}  {}",
-                        file.path.display(),
-                        migsafe::pipeline::preflight::human_bytes(file.bytes)
-                    ));
-                }
-            }
-        }
-        BackupAction::Verify { file } => {
-            let checked = migsafe::pipeline::backup::verify(file).await?;
-            if json_format {
-                json("backup verify", &checked);
-            } else {
-                out(&format!(
-                    "{}: readable, {} entries",
-                    file.display(),
-                    checked.entries.unwrap_or(0)
-                ));
-            }
-        }
-        BackupAction::Restore { file, yes } => {
-            if !yes {
-                return Err(Error::config(
-                    Code::Usage,
-                    format!(
-                        "restoring {} replaces the objects it holds in the database; add --yes to go on",
-                        file.display()
-                    ),
-                ));
-            }
-            migrator.restore(target, file).await?;
-            if json_format {
-                json("backup restore", &serde_json::json!({ "restored": file }));
-            } else {
-                out(&format!("restored {}", file.display()));
             }
         }
     }
