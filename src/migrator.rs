@@ -566,11 +566,25 @@ impl Migrator {
         crate::pipeline::backup::create(&self.config, &settings, &db, self.events.as_ref()).await
     }
 
-    /// Restores a backup into the selected database.
-    pub async fn restore(&self, target: Option<&str>, file: &std::path::Path) -> Result<()> {
+    /// Restores a backup into the selected database, after a safety backup
+    /// of it; says how the history changed.
+    pub async fn restore(
+        &self,
+        target: Option<&str>,
+        file: &std::path::Path,
+        options: &crate::pipeline::backup::RestoreOptions,
+    ) -> Result<crate::pipeline::backup::Restored> {
         let settings = self.primary_settings(target)?;
         let db = settings.connect().await?;
-        crate::pipeline::backup::restore(&settings, &db, file).await
+        crate::pipeline::backup::restore_guarded(
+            &self.config,
+            &settings,
+            &db,
+            file,
+            options,
+            self.events.as_ref(),
+        )
+        .await
     }
 
     /// Verifies the selected namespaces on a scratch database (SPEC 8) and

@@ -579,6 +579,95 @@ fn backup_list_names_the_database_of_each_dump() {
     assert!(by_path(&copied.display().to_string())["server"].is_null());
 }
 
+/// `backup restore` first takes a verified safety dump of the database as it
+/// is, and says plainly that the history was rewound to the dump's.
+#[test]
+fn restore_takes_a_safety_backup_and_names_the_versions_it_unrecords() {
+    let db = TestDb::new();
+    let project = two_tables();
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    let first = {
+        let output = project
+            .migsafe(&db)
+            .args(["backup", "create"])
+            .output()
+            .unwrap();
+        expect_exit(&output, 0);
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    };
+    project.write(
+        "migrations/0003_notes.up.sql",
+        b"ALTER TABLE users ADD COLUMN note text;",
+    );
+    project.write(
+        "migrations/0003_notes.down.sql",
+        b"ALTER TABLE users DROP COLUMN note;",
+    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    db.query("INSERT INTO users VALUES (1, 'after the first backup', 'kept in the safety dump')");
+    std::thread::sleep(Duration::from_millis(20));
+
+    let dumps = || -> Vec<String> {
+        let mut found: Vec<String> = std::fs::read_dir(project.path().join("backups/migrations"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().display().to_string())
+            .filter(|p| p.ends_with(".dump"))
+            .collect();
+        found.sort();
+        found
+    };
+    let out = project.run(&db, &["backup", "restore", &first, "--yes"], 0);
+    let made = dumps();
+    assert_eq!(made.len(), 2, "{made:?}");
+    let safety = made.iter().find(|p| **p != first).unwrap();
+    assert!(
+        out.contains(&format!(
+            "safety backup of the database before the restore: {safety}"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("history in the database is now the one in the dump")
+            && out.contains("no longer recorded as applied: default 0003"),
+        "{out}"
+    );
+    assert!(out.contains("migsafe apply"), "says what to do next: {out}");
+    assert_eq!(
+        db.history("default")
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect::<Vec<_>>(),
+        ["0001", "0002"]
+    );
+
+    // The safety dump holds the state before the restore: 0003 and its row.
+    let elsewhere = TestDb::new();
+    project.run(
+        &elsewhere,
+        &["backup", "restore", safety, "--yes", "--no-safety-backup"],
+        0,
+    );
+    assert_eq!(elsewhere.history("default").len(), 3);
+    assert_eq!(
+        elsewhere.scalar("SELECT note FROM users").as_deref(),
+        Some("kept in the safety dump")
+    );
+    assert_eq!(dumps().len(), 2, "--no-safety-backup takes none");
+
+    // JSON says the same.
+    let output = project
+        .migsafe(&db)
+        .args(["backup", "restore", safety, "--yes", "--format", "json"])
+        .output()
+        .unwrap();
+    expect_exit(&output, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(doc["safety_backup"]["path"].is_string(), "{doc}");
+    assert_eq!(doc["newly_recorded"][0]["version"], "0003", "{doc}");
+    assert_eq!(doc["no_longer_recorded"].as_array().unwrap().len(), 0);
+}
+
 fn kill_during(project: &Project, db: &TestDb, marker: &str) {
     let mut child = std::process::Command::new(common::migsafe_bin())
         .current_dir(project.path())

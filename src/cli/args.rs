@@ -191,13 +191,17 @@ pub enum BackupAction {
         /// The backup file.
         file: PathBuf,
     },
-    /// Restore a backup into the database (pg_restore --clean, in one transaction).
+    /// Restore a backup into the database (pg_restore --clean, in one
+    /// transaction), after a verified safety backup of the database as it is.
     Restore {
         /// The backup file.
         file: PathBuf,
-        /// Confirm: this replaces the objects in the backup.
+        /// Confirm: this replaces the objects in the backup, and migsafe's history.
         #[arg(long)]
         yes: bool,
+        /// Do not back up the current database first (you have another copy).
+        #[arg(long)]
+        no_safety_backup: bool,
     },
 }
 

@@ -3,11 +3,11 @@
 
 use migsafe::Migrator;
 use migsafe::error::{Code, Error, Result};
-use migsafe::pipeline::backup::BackupFile;
+use migsafe::pipeline::backup::{BackupFile, Recorded, RestoreOptions, Restored};
 use migsafe::pipeline::preflight::human_bytes;
 
 use super::args::BackupAction;
-use super::output::{json, out};
+use super::output::{BOLD, YELLOW, json, out, paint};
 
 /// Runs a `backup` subcommand.
 pub async fn backup(
@@ -56,21 +56,28 @@ pub async fn backup(
                 ));
             }
         }
-        BackupAction::Restore { file, yes } => {
+        BackupAction::Restore {
+            file,
+            yes,
+            no_safety_backup,
+        } => {
             if !yes {
                 return Err(Error::config(
                     Code::Usage,
                     format!(
-                        "restoring {} replaces the objects it holds in the database; add --yes to go on",
+                        "restoring {} replaces the objects it holds in the database, and migsafe's history with the one in the dump; add --yes to go on (a safety backup of the database is taken first)",
                         file.display()
                     ),
                 ));
             }
-            migrator.restore(target, file).await?;
+            let options = RestoreOptions {
+                safety_backup: !no_safety_backup,
+            };
+            let restored = migrator.restore(target, file, &options).await?;
             if json_format {
-                json("backup restore", &serde_json::json!({ "restored": file }));
+                json("backup restore", &restored);
             } else {
-                out(&format!("restored {}", file.display()));
+                render_restored(&restored);
             }
         }
     }
@@ -83,5 +90,63 @@ fn origin(file: &BackupFile) -> String {
         (Some(db), Some(server)) => format!("database {db} on {server}"),
         (Some(db), None) => format!("database {db} (server not recorded)"),
         (None, _) => "database unknown (pg_restore could not read its header)".to_string(),
+    }
+}
+
+/// What the restore did, what is kept safe, what to do next.
+fn render_restored(restored: &Restored) {
+    match &restored.safety_backup {
+        Some(safety) => out(&format!(
+            "safety backup of the database before the restore: {} (restore it to undo this)",
+            safety.path.display()
+        )),
+        None => out(&paint(
+            YELLOW,
+            "no safety backup was taken (--no-safety-backup)",
+        )),
+    }
+    let of = restored
+        .dump_database
+        .as_ref()
+        .map(|db| format!(" (a dump of database {db})"))
+        .unwrap_or_default();
+    out(&format!(
+        "restored {}{of} into {}",
+        restored.restored.display(),
+        restored.into
+    ));
+    let list = |rows: &[Recorded]| {
+        rows.iter()
+            .map(|r| format!("{} {}", r.namespace, r.version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if restored.no_longer_recorded.is_empty() && restored.newly_recorded.is_empty() {
+        out(
+            "migsafe's history is the one in the dump, and records the same applied versions as before",
+        );
+        return;
+    }
+    out(&paint(
+        BOLD,
+        "migsafe's history in the database is now the one in the dump:",
+    ));
+    if !restored.no_longer_recorded.is_empty() {
+        out(&format!(
+            "  no longer recorded as applied: {}",
+            list(&restored.no_longer_recorded)
+        ));
+    }
+    if !restored.newly_recorded.is_empty() {
+        out(&format!(
+            "  now recorded as applied: {}",
+            list(&restored.newly_recorded)
+        ));
+    }
+    if !restored.no_longer_recorded.is_empty() {
+        out(&format!(
+            "{} `migsafe status` shows them as pending and `migsafe apply` would run them again; objects they created that the dump does not hold are not dropped by the restore, so check the schema (`migsafe schema dump`) first",
+            paint(BOLD, "next:")
+        ));
     }
 }

@@ -144,6 +144,17 @@ pub async fn create(
     db: &Db,
     events: &dyn EventSink,
 ) -> Result<BackupFile> {
+    create_keeping(config, settings, db, events, None).await
+}
+
+/// [`create`], never pruning `protect` (the dump a restore is about to read).
+async fn create_keeping(
+    config: &Config,
+    settings: &ConnectionSettings,
+    db: &Db,
+    events: &dyn EventSink,
+    protect: Option<&Path>,
+) -> Result<BackupFile> {
     let started = Instant::now();
     let (_, version_num) = server_version(db).await?;
     let server_major = u32::try_from(version_num / 10_000).unwrap_or(0);
@@ -204,7 +215,7 @@ pub async fn create(
     private_file(&latest)?;
     std::fs::write(&latest, format!("{}\n", final_path.display()))
         .map_err(|e| Error::io(&latest, "write", &e))?;
-    prune(dir, config.backup.keep)?;
+    prune(dir, config.backup.keep, protect)?;
     let bytes = std::fs::metadata(&final_path).map(|m| m.len()).unwrap_or(0);
     events.emit(&Event::BackupWritten {
         path: final_path.display().to_string(),
@@ -316,12 +327,16 @@ pub async fn list_described(dir: &Path) -> Result<Vec<BackupFile>> {
     Ok(files)
 }
 
-/// Deletes all but the newest `keep` backups (0 keeps all).
-fn prune(dir: &Path, keep: u32) -> Result<()> {
+/// Deletes all but the newest `keep` backups (0 keeps all), never `protect`.
+fn prune(dir: &Path, keep: u32, protect: Option<&Path>) -> Result<()> {
     if keep == 0 {
         return Ok(());
     }
+    let protected = protect.and_then(|p| std::fs::canonicalize(p).ok());
     for old in list(dir)?.into_iter().skip(keep as usize) {
+        if protected.is_some() && std::fs::canonicalize(&old.path).ok() == protected {
+            continue;
+        }
         std::fs::remove_file(&old.path)
             .map_err(|e| Error::io(&old.path, "remove the old backup", &e))?;
         let _ = std::fs::remove_file(origin_path(&old.path));
@@ -340,6 +355,105 @@ pub async fn verify(file: &Path) -> Result<BackupFile> {
         entries: Some(entries),
         database: database.or_else(|| origin.as_ref().and_then(|o| o.database.clone())),
         server: origin.and_then(|o| o.server),
+    })
+}
+
+/// How `backup restore` runs.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Take a verified backup of the database as it is before restoring
+    /// (the default; `--no-safety-backup` turns it off).
+    pub safety_backup: bool,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            safety_backup: true,
+        }
+    }
+}
+
+/// A history row, for saying what a restore changed in the history.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Recorded {
+    /// Namespace.
+    pub namespace: String,
+    /// Version.
+    pub version: String,
+}
+
+/// What `backup restore` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    /// The dump restored.
+    pub restored: PathBuf,
+    /// The database the dump holds (its header), when known.
+    pub dump_database: Option<String>,
+    /// Where it was restored (no password).
+    pub into: String,
+    /// The backup of the database taken just before, to undo the restore
+    /// (`None` with `--no-safety-backup`).
+    pub safety_backup: Option<BackupFile>,
+    /// Versions recorded as applied before the restore and not after: the
+    /// history now is the dump's.
+    pub no_longer_recorded: Vec<Recorded>,
+    /// Versions the dump records that were not recorded before.
+    pub newly_recorded: Vec<Recorded>,
+}
+
+/// `backup restore`: checks that the dump is readable, takes a verified
+/// safety backup of the database as it is (the same code as `backup create`;
+/// the dump being restored is never pruned by it), restores, and compares
+/// migsafe's history before and after, since the restore replaces it with
+/// the one in the dump.
+pub async fn restore_guarded(
+    config: &Config,
+    settings: &ConnectionSettings,
+    db: &Db,
+    file: &Path,
+    options: &RestoreOptions,
+    events: &dyn EventSink,
+) -> Result<Restored> {
+    let checked = verify(file).await?;
+    let history = crate::db::history::History::new(&config.history_schema);
+    let before = history.recorded_versions(db).await?;
+    let safety_backup = if options.safety_backup {
+        Some(
+            create_keeping(config, settings, db, events, Some(file))
+                .await
+                .map_err(|e| {
+                    e.with_hint(
+                        "nothing was restored: the safety backup of the current database failed; fix that, or pass --no-safety-backup if you have another copy",
+                    )
+                })?,
+        )
+    } else {
+        None
+    };
+    restore(settings, db, file)
+        .await
+        .map_err(|e| match &safety_backup {
+            Some(safety) => e.with_hint(format!(
+                "the database is as it was; a safety backup of it is at {}",
+                safety.path.display()
+            )),
+            None => e,
+        })?;
+    let after = history.recorded_versions(db).await?;
+    let as_rows = |rows: Vec<(String, String)>| -> std::collections::BTreeSet<Recorded> {
+        rows.into_iter()
+            .map(|(namespace, version)| Recorded { namespace, version })
+            .collect()
+    };
+    let (before, after) = (as_rows(before), as_rows(after));
+    Ok(Restored {
+        restored: file.to_path_buf(),
+        dump_database: checked.database,
+        into: settings.to_string(),
+        safety_backup,
+        no_longer_recorded: before.difference(&after).cloned().collect(),
+        newly_recorded: after.difference(&before).cloned().collect(),
     })
 }
 
