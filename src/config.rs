@@ -35,6 +35,17 @@ pub struct Config {
     pub profiles: toml::Table,
     /// Lint settings.
     pub lint: LintConfig,
+    /// Log directory settings.
+    pub logs: LogsConfig,
+}
+
+/// `[logs]`.
+#[derive(Debug, Clone)]
+pub struct LogsConfig {
+    /// How many report files of each kind (preflight, postflight, verify,
+    /// cutover…) to keep in the log directory; 0 keeps all. The JSONL event
+    /// log is one file and is never pruned.
+    pub keep: u32,
 }
 
 /// `[lint]`.
@@ -109,6 +120,14 @@ struct RawConfig {
     profiles: toml::Table,
     #[serde(default)]
     lint: RawLint,
+    #[serde(default)]
+    logs: RawLogs,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLogs {
+    keep: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -338,6 +357,9 @@ impl Config {
             large_table_bytes: parse_size(raw.lint.large_table.as_deref().unwrap_or("10MB"))
                 .map_err(|e| invalid(format!("lint.large_table: {e}")))?,
         };
+        let logs = LogsConfig {
+            keep: raw.logs.keep.unwrap_or(50),
+        };
         Ok(Config {
             path,
             history_schema,
@@ -346,6 +368,7 @@ impl Config {
             namespaces,
             profiles: raw.profiles,
             lint,
+            logs,
         })
     }
 
@@ -438,6 +461,7 @@ mod tests {
         assert_eq!(config.defaults.lock_wait, Duration::from_secs(300));
         assert_eq!(config.defaults.statement_timeout, Duration::ZERO);
         assert_eq!(config.backup.keep, 10);
+        assert_eq!(config.logs.keep, 50);
     }
 
     #[test]

@@ -544,7 +544,7 @@ impl Migrator {
     ) -> Result<Vec<PhaseReport>> {
         let mut reports = Vec::new();
         for mut checked in self.preflight_unwritten(target, options).await? {
-            checked.report.write(&self.log_dir)?;
+            checked.report.write(&self.log_dir, self.config.logs.keep)?;
             reports.push(checked.report);
         }
         Ok(reports)
@@ -630,7 +630,7 @@ impl Migrator {
             &crate::pipeline::postflight::PostflightOptions { deep },
         )
         .await?;
-        report.write(&self.log_dir)?;
+        report.write(&self.log_dir, self.config.logs.keep)?;
         Ok(report)
     }
 
@@ -641,11 +641,25 @@ impl Migrator {
         crate::pipeline::backup::create(&self.config, &settings, &db, self.events.as_ref()).await
     }
 
-    /// Restores a backup into the selected database.
-    pub async fn restore(&self, target: Option<&str>, file: &std::path::Path) -> Result<()> {
+    /// Restores a backup into the selected database, after a safety backup
+    /// of it; says how the history changed.
+    pub async fn restore(
+        &self,
+        target: Option<&str>,
+        file: &std::path::Path,
+        options: &crate::pipeline::backup::RestoreOptions,
+    ) -> Result<crate::pipeline::backup::Restored> {
         let settings = self.primary_settings(target)?;
         let db = settings.connect().await?;
-        crate::pipeline::backup::restore(&settings, &db, file).await
+        crate::pipeline::backup::restore_guarded(
+            &self.config,
+            &settings,
+            &db,
+            file,
+            options,
+            self.events.as_ref(),
+        )
+        .await
     }
 
     /// Verifies the selected namespaces on a scratch database (SPEC 8) and
@@ -665,10 +679,12 @@ impl Migrator {
             &self.interrupt,
         )
         .await?;
-        let stamp = crate::report::file_stamp(report.started_at);
-        crate::report::write_private_json(
-            &self.log_dir.join(format!("verify-report-{stamp}.json")),
+        crate::report::write_report(
+            &self.log_dir,
+            "verify-report",
+            report.started_at,
             &report,
+            self.config.logs.keep,
         )?;
         Ok(report)
     }

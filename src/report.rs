@@ -1,5 +1,6 @@
 //! The JSONL event log (`logs/migrations.jsonl`, SPEC 12a) and the helpers
-//! every report file uses: owner-only permissions and secrets scrubbed.
+//! every report file uses: owner-only permissions, secrets scrubbed, and
+//! retention (`[logs] keep`: the newest N files of each kind, like backups).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -81,6 +82,59 @@ impl EventSink for EventLog {
 /// sorts in time order, no characters a shell or a file system dislikes.
 pub fn file_stamp(at: chrono::DateTime<Utc>) -> String {
     at.format("%Y%m%dT%H%M%S%.3fZ").to_string()
+}
+
+/// Writes `<dir>/<kind>-<timestamp>.json` (0600, secrets scrubbed), then
+/// keeps only the newest `keep` files of that kind (0 keeps all).
+pub fn write_report<T: Serialize>(
+    dir: &Path,
+    kind: &str,
+    at: chrono::DateTime<Utc>,
+    value: &T,
+    keep: u32,
+) -> Result<PathBuf> {
+    let path = dir.join(format!("{kind}-{}.json", file_stamp(at)));
+    write_private_json(&path, value)?;
+    prune_reports(dir, kind, keep);
+    Ok(path)
+}
+
+/// Deletes all but the newest `keep` report files `<kind>-<timestamp>.json`
+/// in `dir` (0 keeps all). Only names of exactly that shape are touched:
+/// other kinds, the event log and anything a person put there stay. The
+/// report just written is kept whatever happens, so a file that cannot be
+/// removed is a warning in the debug log, never a failed run.
+pub fn prune_reports(dir: &Path, kind: &str, keep: u32) {
+    if keep == 0 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut reports: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix(kind))
+                .and_then(|n| n.strip_prefix('-'))
+                .and_then(|n| n.strip_suffix(".json"))
+                .is_some_and(is_file_stamp)
+        })
+        .map(|e| e.path())
+        .collect();
+    // The stamps sort in time order: newest first.
+    reports.sort_by(|a, b| b.cmp(a));
+    for old in reports.into_iter().skip(keep as usize) {
+        if let Err(err) = std::fs::remove_file(&old) {
+            tracing::warn!("cannot remove the old report {}: {err}", old.display());
+        }
+    }
+}
+
+/// True for text written by [`file_stamp`].
+fn is_file_stamp(text: &str) -> bool {
+    chrono::NaiveDateTime::parse_from_str(text, "%Y%m%dT%H%M%S%.3fZ").is_ok()
 }
 
 /// Creates a directory (and parents) readable only by its owner.
@@ -245,18 +299,23 @@ impl PhaseReport {
         (reason, lines)
     }
 
-    /// Writes the report as `<dir>/<phase>-report-<timestamp>.json`, 0600.
-    pub fn write(&mut self, dir: &Path) -> Result<PathBuf> {
-        let stamp = file_stamp(self.started_at);
-        let path = dir.join(format!("{}-report-{stamp}.json", self.phase));
-        write_private_json(&path, self)?;
+    /// Writes the report as `<dir>/<phase>-report-<timestamp>.json`, 0600,
+    /// keeping the newest `keep` reports of the phase (`[logs] keep`).
+    pub fn write(&mut self, dir: &Path, keep: u32) -> Result<PathBuf> {
+        let kind = format!("{}-report", self.phase);
+        let path = write_report(dir, &kind, self.started_at, self, keep)?;
         self.path = Some(path.clone());
         Ok(path)
     }
 
-    /// Writes the report and tells the event sink.
-    pub fn write_and_announce(&mut self, dir: &Path, events: &dyn EventSink) -> Result<PathBuf> {
-        let path = self.write(dir)?;
+    /// Writes the report (see [`PhaseReport::write`]) and tells the event sink.
+    pub fn write_and_announce(
+        &mut self,
+        dir: &Path,
+        keep: u32,
+        events: &dyn EventSink,
+    ) -> Result<PathBuf> {
+        let path = self.write(dir, keep)?;
         let count = |status| self.checks.iter().filter(|c| c.status == status).count();
         events.emit(&Event::PhaseChecked {
             phase: self.phase.clone(),
@@ -304,4 +363,56 @@ pub fn write_private_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         .map_err(|e| Error::io(path, "write", &e))?;
     file.write_all(scrub(&text).as_bytes())
         .map_err(|e| Error::io(path, "write", &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{file_stamp, prune_reports, write_report};
+
+    #[test]
+    fn keeps_the_newest_reports_of_each_kind_and_nothing_else_is_touched() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let start = chrono::Utc::now();
+        for i in 0..4 {
+            let at = start + chrono::Duration::seconds(i);
+            write_report(dir.path(), "preflight-report", at, &i, 2)
+                .unwrap_or_else(|e| panic!("{e}"));
+            write_report(dir.path(), "postflight-report", at, &i, 0)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        for other in ["migrations.jsonl", "preflight-report-notes.json"] {
+            std::fs::write(dir.path().join(other), "x").unwrap_or_else(|e| panic!("{e}"));
+        }
+        prune_reports(dir.path(), "preflight-report", 2);
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        let newest = |i: i64| {
+            format!(
+                "preflight-report-{}.json",
+                file_stamp(start + chrono::Duration::seconds(i))
+            )
+        };
+        assert!(
+            names.contains(&newest(3)) && names.contains(&newest(2)),
+            "{names:?}"
+        );
+        assert!(
+            !names.contains(&newest(1)) && !names.contains(&newest(0)),
+            "{names:?}"
+        );
+        assert_eq!(
+            names
+                .iter()
+                .filter(|n| n.starts_with("postflight-report-"))
+                .count(),
+            4,
+            "keep = 0 keeps all: {names:?}"
+        );
+        assert!(names.contains(&"migrations.jsonl".to_string()));
+        assert!(names.contains(&"preflight-report-notes.json".to_string()));
+    }
 }

@@ -20,11 +20,15 @@ use crate::pipeline::{Env, RunnerParts, Target, lock_namespace, unlock_namespace
 use crate::schema::{Change, Reader, Snapshot, diff};
 use crate::source::{Migration, MigrationSet};
 
-/// How to verify.
+/// How to verify. The default checks every migration on its own: up → down →
+/// same as before → up again.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
-    /// Every migration on its own: up → down → same as before → up again.
-    pub stepwise: bool,
+    /// Only the full cycle (all up, all down, all up). Weaker: a down script
+    /// that forgets something a later down script removes anyway (a column of
+    /// a table dropped further down) passes, and a difference is blamed on
+    /// the namespace, not on a migration.
+    pub quick: bool,
     /// Over-budget migrations fail the run instead of warning.
     pub strict: bool,
 }
@@ -75,7 +79,7 @@ pub struct NamespaceResult {
 pub struct VerifyReport {
     /// Format version.
     pub schema_version: u32,
-    /// `full` or `stepwise`.
+    /// `stepwise` (the default) or `quick` (the full cycle only).
     pub mode: &'static str,
     /// Where it ran (`sandbox`, or the scratch server without password).
     pub scratch: String,
@@ -297,7 +301,7 @@ async fn run(
     let started_at = Utc::now();
     let started = Instant::now();
     let mut session = Session::open(config, scratch, interrupt, true).await?;
-    if options.stepwise {
+    if !options.quick {
         session.track().await;
     }
     let budget = config.defaults.migration_time_budget;
@@ -316,7 +320,7 @@ async fn run(
             settings: scratch,
         };
         let key = lock_namespace(&env, &target, &session.db, &session.history).await?;
-        let outcome = if options.stepwise {
+        let outcome = if !options.quick {
             stepwise(
                 &session,
                 &namespaces[..index],
@@ -345,7 +349,7 @@ async fn run(
     };
     Ok(VerifyReport {
         schema_version: 1,
-        mode: if options.stepwise { "stepwise" } else { "full" },
+        mode: if options.quick { "quick" } else { "stepwise" },
         scratch: shown.to_string(),
         started_at,
         duration_ms: crate::events::millis(started.elapsed()),
@@ -438,7 +442,7 @@ async fn full_cycle(
     );
     if mismatches.len() > found {
         // Applying again on top of what the down scripts left would fail on
-        // the same fault; it is reported, run --stepwise to find the migration.
+        // the same fault; it is reported, verify without --quick finds the migration.
         return Ok(NamespaceResult {
             namespace: namespace.name.clone(),
             forward_only: false,
@@ -660,7 +664,7 @@ pub fn describe(report: &VerifyReport) -> String {
                 mismatch.namespace
             ),
             (None, "down") => format!(
-                "{}: rolling everything back did not return to the schema before it (run `migsafe verify --stepwise` to find the migration)",
+                "{}: rolling everything back did not return to the schema before it (`verify --quick` cannot say which migration: run `migsafe verify` without --quick to name it)",
                 mismatch.namespace
             ),
             (_, _) => format!(

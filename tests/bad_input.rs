@@ -154,6 +154,39 @@ fn malformed_files_each_name_their_path() {
     );
 }
 
+/// Editors, merge tools and patch leave copies beside a migration; they used
+/// to make read-only commands exit 5 as badly named migrations.
+#[test]
+fn editor_and_backup_copies_are_ignored_and_listed() {
+    let db = TestDb::new();
+    let project = two_tables();
+    let leftovers = [
+        "0001_create_users.up.sql.bak",
+        "0001_create_users.up.sql~",
+        ".0001_create_users.up.sql.swp",
+        "#0001_create_users.up.sql#",
+        "0002_create_orders.up.sql.orig",
+        "0002_create_orders.down.sql.rej",
+        "0002_create_orders.up.sql.tmp",
+    ];
+    for name in leftovers {
+        project.write(&format!("migrations/{name}"), b"DROP TABLE users;\n");
+    }
+    let out = project.run(&db, &["status"], 0);
+    assert!(out.contains("0 applied, 2 pending"), "{out}");
+    let out = project.run(&db, &["status", "-v"], 0);
+    for name in leftovers {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with("ignored") && l.ends_with(name)),
+            "{name} is listed as ignored:\n{out}"
+        );
+    }
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    assert_eq!(db.history("default").len(), 2);
+    assert!(db.exists("users"), "no leftover ran");
+}
+
 #[test]
 fn duplicate_versions_name_both_files() {
     let db = TestDb::new();

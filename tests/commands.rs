@@ -274,6 +274,15 @@ fn stamp_records_without_running_and_init_new_scaffold() {
     let project = Project::new(&[]);
     let out = project.run(&db, &["init"], 0);
     assert!(out.contains("migsafe.toml"), "{out}");
+    // Backups (the whole database) and logs are kept out of git.
+    assert!(
+        out.contains("created ") && out.contains(".gitignore"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.path().join(".gitignore")).unwrap(),
+        "backups/\nlogs/\n"
+    );
     project.run(&db, &["init"], 5);
     project.run(&db, &["new", "Create users"], 0);
     project.run(&db, &["new", "add email"], 0);
@@ -386,5 +395,70 @@ fn a_concurrent_index_needs_no_transaction_and_says_so() {
     assert_eq!(
         db.history("default").last(),
         Some(&("0003".to_string(), false))
+    );
+}
+
+/// `[logs] keep`: reports are pruned like backups, per kind, and the event
+/// log (one appended file) is left alone.
+#[test]
+fn old_reports_are_pruned_to_logs_keep() {
+    let db = TestDb::new();
+    let project = two_tables();
+    project.write("migsafe.toml", b"[logs]\nkeep = 2\n");
+    for _ in 0..3 {
+        project.run(&db, &["preflight"], 0);
+    }
+    project.run(&db, &["postflight"], 0);
+    let names: Vec<String> = std::fs::read_dir(project.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let count = |prefix: &str| names.iter().filter(|n| n.starts_with(prefix)).count();
+    assert_eq!(count("preflight-report-"), 2, "{names:?}");
+    assert_eq!(count("postflight-report-"), 1, "{names:?}");
+
+    // keep = 0 keeps every report; an unknown key is still refused.
+    project.write("migsafe.toml", b"[logs]\nkeep = 0\n");
+    project.run(&db, &["preflight"], 0);
+    let preflights = std::fs::read_dir(project.path().join("logs"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("preflight-report-")
+        })
+        .count();
+    assert_eq!(preflights, 3);
+    project.write("migsafe.toml", b"[logs]\nkeep = 2\nkeeep = 3\n");
+    let out = project.run(&db, &["status"], 5);
+    assert!(out.contains("keeep"), "{out}");
+}
+
+/// `init` in a repository that has a `.gitignore` adds only what it lacks.
+#[test]
+fn init_appends_to_an_existing_gitignore_without_duplicating() {
+    let db = TestDb::new();
+    let project = Project::new(&[(".gitignore", "target/\nlogs/")]);
+    let out = project.run(&db, &["init"], 0);
+    assert!(
+        out.contains(".gitignore: it now ignores backups/ and logs/"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.path().join(".gitignore")).unwrap(),
+        "target/\nlogs/\nbackups/\n"
+    );
+    let output = project
+        .migsafe(&db)
+        .args(["init", "--format", "json"])
+        .output()
+        .unwrap();
+    // migsafe.toml exists now: refused, and the .gitignore is not touched again.
+    expect_exit(&output, 5);
+    assert_eq!(
+        std::fs::read_to_string(project.path().join(".gitignore")).unwrap(),
+        "target/\nlogs/\nbackups/\n"
     );
 }

@@ -148,7 +148,7 @@ fn suppressions_need_a_reason_and_bad_sql_does_not_stop_the_rest() {
         1,
     );
     assert!(
-        out.contains("broken.sql:2:1: error[syntax-error]")
+        out.contains("broken.sql:2:30: error[syntax-error]")
             && out.contains("syntax error at or near"),
         "{out}"
     );
@@ -182,6 +182,117 @@ fn plan_order_matters_for_tables_created_earlier() {
 }
 
 /// Lints one script of `sql` (the result does not matter: it must not panic).
+/// An unclosed parenthesis used to hide the rest of the file (the scanner's
+/// split kept it open to the end): "0 error(s)", exit 0. Now the error is
+/// reported where the grammar stopped, the dangerous index after it is still
+/// linted, and preflight fails on it.
+#[test]
+fn a_syntax_error_is_reported_at_its_position_and_does_not_hide_the_rest() {
+    let db = TestDb::new();
+    db.query("CREATE TABLE users (id bigint PRIMARY KEY)");
+    let project = Project::new(&[(
+        "migrations/0001_af.up.sql",
+        "-- a comment line first\nCREATE TABLE af (id bigint;\nCREATE INDEX users_id ON users (id);\n",
+    )]);
+    let out = expect_exit(
+        &common::migsafe_command()
+            .current_dir(project.path())
+            .arg("lint")
+            .output()
+            .unwrap(),
+        1,
+    );
+    assert!(
+        out.contains("0001_af.up.sql:2:27: error[syntax-error]")
+            && out.contains("syntax error at or near \";\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("0001_af.up.sql:3:1: error[require-concurrent-index]"),
+        "the index after the broken statement is linted: {out}"
+    );
+    assert!(out.contains("2 error(s)"), "{out}");
+
+    for format in ["json", "github"] {
+        let output = common::migsafe_command()
+            .current_dir(project.path())
+            .args(["lint", "--format", format])
+            .output()
+            .unwrap();
+        expect_exit(&output, 1);
+        let text = String::from_utf8(output.stdout).unwrap();
+        if format == "json" {
+            let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let finding = &doc["findings"][0];
+            assert_eq!(finding["rule"], "syntax-error", "{text}");
+            assert_eq!(finding["severity"], "error");
+            assert_eq!(
+                (finding["line"].as_u64(), finding["column"].as_u64()),
+                (Some(2), Some(27))
+            );
+        } else {
+            assert!(
+                text.contains("0001_af.up.sql,line=2,col=27,title=syntax-error::"),
+                "{text}"
+            );
+        }
+    }
+
+    // Preflight turns it into a failed check naming the migration.
+    let out = project.run(&db, &["preflight"], 1);
+    assert!(
+        out.contains("LINT_ERROR:default:0001") && out.contains("[syntax-error]"),
+        "{out}"
+    );
+}
+
+/// A table filled and never analyzed has no `reltuples` (-1, or 0 with no
+/// pages recorded): lint used to say `~0 rows` however big it was. Its rows
+/// are now estimated from its pages and said to be an estimate.
+#[test]
+fn a_never_analyzed_table_gets_a_row_estimate_from_its_pages() {
+    let db = TestDb::new();
+    db.query(
+        "CREATE TABLE big (id bigint PRIMARY KEY, note text) WITH (autovacuum_enabled = false);
+         INSERT INTO big SELECT g, 'note ' || g FROM generate_series(1, 50000) g;",
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT (reltuples < 0 OR relpages = 0)::text FROM pg_class WHERE relname = 'big'"
+        )
+        .as_deref(),
+        Some("true"),
+        "the catalog has no row count for `big` yet"
+    );
+    let project = Project::new(&[(
+        "migrations/0001_note.up.sql",
+        "CREATE INDEX big_note ON big (note);\n",
+    )]);
+    let out = project.run(&db, &["lint"], 0);
+    let rows: f64 = out
+        .split("~")
+        .nth(1)
+        .and_then(|rest| rest.split(" rows").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no row count in:\n{out}"));
+    assert!(
+        (10_000.0..=200_000.0).contains(&rows),
+        "about 50000 rows, not {rows}:\n{out}"
+    );
+    assert!(
+        out.contains("rows estimated from its pages: never analyzed"),
+        "{out}"
+    );
+
+    // Once analyzed, the statistic is used and not called an estimate from pages.
+    db.query("ANALYZE big");
+    let out = project.run(&db, &["lint"], 0);
+    assert!(
+        out.contains("~50000 rows)") && !out.contains("never analyzed"),
+        "{out}"
+    );
+}
+
 fn lint_text(sql: String) {
     let script = migsafe::lint::Script {
         path: "fuzz.sql".into(),

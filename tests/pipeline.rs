@@ -88,7 +88,8 @@ fn apply_runs_preflight_backup_postflight_and_writes_reports() {
     // Nothing pending: no preflight, no backup, no postflight.
     project.run(&db, &["apply"], 0);
     assert_eq!(reports(&project, "preflight").len(), 1);
-    assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 2);
+    // The dump, its origin file and the pointer.
+    assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 3);
 }
 
 #[test]
@@ -501,10 +502,174 @@ fn backup_retention_keeps_the_newest() {
         .collect();
     left.sort();
     assert_eq!(left, made[1..].to_vec(), "the oldest backup is removed");
+    let origins = std::fs::read_dir(project.path().join("backups/migrations"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".dump.json"))
+        .count();
+    assert_eq!(origins, 2, "its origin file goes with it");
     let latest =
         std::fs::read_to_string(project.path().join("backups/migrations/latest-backup.txt"))
             .unwrap();
     assert_eq!(latest.trim(), made[2]);
+}
+
+/// Two databases backed up into one directory: `backup list` says which
+/// database (and server) each dump holds, in text and JSON, also for a dump
+/// copied in without its origin file (read from pg_restore's header).
+#[test]
+fn backup_list_names_the_database_of_each_dump() {
+    let (a, b) = (TestDb::new(), TestDb::new());
+    let project = two_tables();
+    let create = |db: &TestDb| {
+        let output = project
+            .migsafe(db)
+            .args(["backup", "create"])
+            .output()
+            .unwrap();
+        let path = String::from_utf8(output.stdout.clone()).unwrap();
+        expect_exit(&output, 0);
+        std::thread::sleep(Duration::from_millis(20));
+        path.trim().to_string()
+    };
+    let dump_a = create(&a);
+    let dump_b = create(&b);
+    // A dump from elsewhere, without its origin file.
+    let copied = project
+        .path()
+        .join("backups/migrations/backup-20000101T000000.000Z.dump");
+    std::fs::copy(&dump_a, &copied).unwrap();
+
+    let server = format!("127.0.0.1:{}", common::sandbox().port());
+    let out = project.run(&a, &["backup", "list"], 0);
+    let line = |path: &str| {
+        out.lines()
+            .find(|l| l.starts_with(path))
+            .unwrap_or_else(|| panic!("{path} not listed:\n{out}"))
+            .to_string()
+    };
+    assert!(
+        line(&dump_a).ends_with(&format!("database {} on {server}", a.name)),
+        "{out}"
+    );
+    assert!(
+        line(&dump_b).ends_with(&format!("database {} on {server}", b.name)),
+        "{out}"
+    );
+    assert!(
+        line(&copied.display().to_string())
+            .ends_with(&format!("database {} (server not recorded)", a.name)),
+        "{out}"
+    );
+
+    let output = project
+        .migsafe(&a)
+        .args(["backup", "list", "--format", "json"])
+        .output()
+        .unwrap();
+    expect_exit(&output, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let backups = doc["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 3, "{doc}");
+    let by_path = |path: &str| {
+        backups
+            .iter()
+            .find(|f| f["path"] == path)
+            .unwrap_or_else(|| panic!("{path} missing: {doc}"))
+    };
+    assert_eq!(by_path(&dump_a)["database"], a.name.as_str());
+    assert_eq!(by_path(&dump_b)["database"], b.name.as_str());
+    assert_eq!(by_path(&dump_b)["server"], server.as_str());
+    assert!(by_path(&copied.display().to_string())["server"].is_null());
+}
+
+/// `backup restore` first takes a verified safety dump of the database as it
+/// is, and says plainly that the history was rewound to the dump's.
+#[test]
+fn restore_takes_a_safety_backup_and_names_the_versions_it_unrecords() {
+    let db = TestDb::new();
+    let project = two_tables();
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    let first = {
+        let output = project
+            .migsafe(&db)
+            .args(["backup", "create"])
+            .output()
+            .unwrap();
+        expect_exit(&output, 0);
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    };
+    project.write(
+        "migrations/0003_notes.up.sql",
+        b"ALTER TABLE users ADD COLUMN note text;",
+    );
+    project.write(
+        "migrations/0003_notes.down.sql",
+        b"ALTER TABLE users DROP COLUMN note;",
+    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    db.query("INSERT INTO users VALUES (1, 'after the first backup', 'kept in the safety dump')");
+    std::thread::sleep(Duration::from_millis(20));
+
+    let dumps = || -> Vec<String> {
+        let mut found: Vec<String> = std::fs::read_dir(project.path().join("backups/migrations"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().display().to_string())
+            .filter(|p| p.ends_with(".dump"))
+            .collect();
+        found.sort();
+        found
+    };
+    let out = project.run(&db, &["backup", "restore", &first, "--yes"], 0);
+    let made = dumps();
+    assert_eq!(made.len(), 2, "{made:?}");
+    let safety = made.iter().find(|p| **p != first).unwrap();
+    assert!(
+        out.contains(&format!(
+            "safety backup of the database before the restore: {safety}"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("history in the database is now the one in the dump")
+            && out.contains("no longer recorded as applied: default 0003"),
+        "{out}"
+    );
+    assert!(out.contains("migsafe apply"), "says what to do next: {out}");
+    assert_eq!(
+        db.history("default")
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect::<Vec<_>>(),
+        ["0001", "0002"]
+    );
+
+    // The safety dump holds the state before the restore: 0003 and its row.
+    let elsewhere = TestDb::new();
+    project.run(
+        &elsewhere,
+        &["backup", "restore", safety, "--yes", "--no-safety-backup"],
+        0,
+    );
+    assert_eq!(elsewhere.history("default").len(), 3);
+    assert_eq!(
+        elsewhere.scalar("SELECT note FROM users").as_deref(),
+        Some("kept in the safety dump")
+    );
+    assert_eq!(dumps().len(), 2, "--no-safety-backup takes none");
+
+    // JSON says the same.
+    let output = project
+        .migsafe(&db)
+        .args(["backup", "restore", safety, "--yes", "--format", "json"])
+        .output()
+        .unwrap();
+    expect_exit(&output, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(doc["safety_backup"]["path"].is_string(), "{doc}");
+    assert_eq!(doc["newly_recorded"][0]["version"], "0003", "{doc}");
+    assert_eq!(doc["no_longer_recorded"].as_array().unwrap().len(), 0);
 }
 
 fn kill_during(project: &Project, db: &TestDb, marker: &str) {

@@ -123,6 +123,7 @@ fn each_forgotten_undo_is_caught_and_named() {
         .current_dir(project.path())
         .args([
             "verify",
+            "--quick",
             "--format",
             "json",
             "--scratch-url",
@@ -133,8 +134,58 @@ fn each_forgotten_undo_is_caught_and_named() {
     expect_exit(&output, 6);
     let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(doc["result"], "fail");
-    assert_eq!(doc["mode"], "full");
+    assert_eq!(doc["mode"], "quick");
     assert!(!doc["mismatches"].as_array().unwrap().is_empty());
+}
+
+/// 0002's down forgets its column; 0001's down drops the whole table, so
+/// "all down" ends empty anyway. The default (stepwise) names 0002; `--quick`
+/// cannot see it, which is why it is documented as the weaker check.
+#[test]
+fn the_default_catches_a_forgotten_column_that_a_later_down_hides_and_quick_does_not() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_table.up.sql",
+            "CREATE TABLE accounts (id bigint PRIMARY KEY);",
+        ),
+        ("migrations/0001_table.down.sql", "DROP TABLE accounts;"),
+        (
+            "migrations/0002_column.up.sql",
+            "ALTER TABLE accounts ADD COLUMN email text;",
+        ),
+        (
+            "migrations/0002_column.down.sql",
+            "SELECT 1; -- forgot DROP COLUMN email",
+        ),
+    ]);
+    let run = |args: &[&str], code: i32| {
+        expect_exit(
+            &common::migsafe_command()
+                .current_dir(project.path())
+                .args(args)
+                .args(["--scratch-url", &scratch_url()])
+                .output()
+                .unwrap(),
+            code,
+        )
+    };
+    let out = run(&["verify"], 6);
+    let at = out
+        .find("default 0002: its down script did not undo its up script")
+        .unwrap_or_else(|| panic!("0002 not named:\n{out}"));
+    assert!(out[at..].contains("public.accounts"), "{out}");
+    assert!(!out.contains("default 0001:"), "{out}");
+    assert!(out.contains("each migration up, down, up"), "{out}");
+
+    // `--stepwise` still works and means the default.
+    run(&["verify", "--stepwise"], 6);
+
+    let out = run(&["verify", "--quick"], 0);
+    assert!(
+        out.contains("quick") && out.contains("still passes"),
+        "--quick says what it cannot see:\n{out}"
+    );
+    assert_eq!(verify_dbs(), 0);
 }
 
 #[test]
@@ -177,7 +228,7 @@ fn a_clean_corpus_of_fifty_reversible_migrations_passes() {
     let out = expect_exit(
         &common::migsafe_command()
             .current_dir(project.path())
-            .args(["verify", "--stepwise"])
+            .arg("verify")
             .output()
             .unwrap(),
         0,
@@ -189,7 +240,7 @@ fn a_clean_corpus_of_fifty_reversible_migrations_passes() {
     expect_exit(
         &common::migsafe_command()
             .current_dir(project.path())
-            .arg("verify")
+            .args(["verify", "--quick"])
             .output()
             .unwrap(),
         0,

@@ -120,15 +120,21 @@ pub enum Command {
         #[arg(long)]
         migrated: bool,
     },
-    /// Prove on a scratch database that every migration reverses cleanly (up, down, up).
+    /// Prove on a scratch database that every migration reverses cleanly: each
+    /// migration up, down (must restore the schema before it), up again.
     Verify {
         /// A server where verify creates (and always drops) a scratch database;
         /// without it, a sandbox is started. Never the production database.
         #[arg(long, value_name = "URL")]
         scratch_url: Option<String>,
-        /// Check each migration on its own: up, down (must restore the schema before it), up again.
-        #[arg(long)]
+        /// The default (each migration up, down, up); accepted so older scripts keep working.
+        #[arg(long, conflicts_with = "quick")]
         stepwise: bool,
+        /// Only all up, all down, all up: faster but weaker — a down script that
+        /// forgets something a later down script removes (a column of a table
+        /// dropped later) passes.
+        #[arg(long)]
+        quick: bool,
         /// Migrations over `migration_time_budget` fail the run (exit 6).
         #[arg(long)]
         strict: bool,
@@ -187,13 +193,17 @@ pub enum BackupAction {
         /// The backup file.
         file: PathBuf,
     },
-    /// Restore a backup into the database (pg_restore --clean, in one transaction).
+    /// Restore a backup into the database (pg_restore --clean, in one
+    /// transaction), after a verified safety backup of the database as it is.
     Restore {
         /// The backup file.
         file: PathBuf,
-        /// Confirm: this replaces the objects in the backup.
+        /// Confirm: this replaces the objects in the backup, and migsafe's history.
         #[arg(long)]
         yes: bool,
+        /// Do not back up the current database first (you have another copy).
+        #[arg(long)]
+        no_safety_backup: bool,
     },
 }
 

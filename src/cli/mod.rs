@@ -2,6 +2,7 @@
 //! return the exit code. No migration logic lives here.
 
 pub mod args;
+pub mod backup;
 pub mod cutover;
 pub mod output;
 pub mod progress;
@@ -24,7 +25,7 @@ use migsafe::source::Version;
 use migsafe::source::scaffold;
 use migsafe::{Config, Migrator};
 
-use args::{BackupAction, Cli, Command, Format, SchemaAction, Selection};
+use args::{Cli, Command, Format, SchemaAction, Selection};
 use migsafe::report::{PhaseReport, Status};
 use output::{BOLD, DIM, GREEN, RED, YELLOW, err, json, out, paint};
 
@@ -82,8 +83,19 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
         .map_err(|e| Error::io(Path::new("."), "read the working directory", &e))?;
     match &cli.command {
         Command::Init => {
-            let created = scaffold::init(&cwd)?;
-            report_created("init", &created, json_format);
+            let done = scaffold::init(&cwd)?;
+            if json_format {
+                json("init", &done);
+            } else {
+                report_created("init", &done.created, false);
+                for path in &done.updated {
+                    out(&format!(
+                        "updated {}: it now ignores {} (lines added at its end)",
+                        path.display(),
+                        scaffold::GITIGNORE_LINES.join(" and ")
+                    ));
+                }
+            }
             return Ok(0);
         }
         Command::Sandbox { command } => {
@@ -324,7 +336,9 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
             }
             return Ok(if report.result == Status::Fail { 3 } else { 0 });
         }
-        Command::Backup { action } => return backup(&migrator, target, action, json_format).await,
+        Command::Backup { action } => {
+            return backup::backup(&migrator, target, action, json_format).await;
+        }
         Command::Check {
             profile,
             check_migrations,
@@ -394,11 +408,12 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
         }
         Command::Verify {
             scratch_url,
-            stepwise,
+            quick,
             strict,
+            ..
         } => {
             let options = migsafe::verify::VerifyOptions {
-                stepwise: *stepwise,
+                quick: *quick,
                 strict: *strict,
             };
             let report = migrator
@@ -410,10 +425,10 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
                 for namespace in &report.namespaces {
                     let mode = if namespace.forward_only {
                         "forward-only: up only, nothing to reverse"
-                    } else if options.stepwise {
-                        "each migration up, down, up"
+                    } else if options.quick {
+                        "quick: all up, all down, all up; a down that misses what a later down removes still passes"
                     } else {
-                        "all up, all down, all up"
+                        "each migration up, down, up"
                     };
                     out(&format!(
                         "{}: {} migration(s) verified ({mode})",
@@ -518,73 +533,6 @@ async fn schema(
             }
             if *exit_code && !changes.is_empty() {
                 return Ok(6);
-            }
-        }
-    }
-    Ok(0)
-}
-
-async fn backup(
-    migrator: &Migrator,
-    target: Option<&str>,
-    action: &BackupAction,
-    json_format: bool,
-) -> Result<i32> {
-    match action {
-        BackupAction::Create => {
-            let file = migrator.backup(target).await?;
-            if json_format {
-                json("backup create", &file);
-            } else {
-                out(&format!("{}", file.path.display()));
-            }
-        }
-        BackupAction::List => {
-            let files = migsafe::pipeline::backup::list(&migrator.config().backup.dir)?;
-            if json_format {
-                json("backup list", &serde_json::json!({ "backups": files }));
-            } else if files.is_empty() {
-                out(&format!(
-                    "no backups in {}",
-                    migrator.config().backup.dir.display()
-                ));
-            } else {
-                for file in &files {
-                    out(&format!(
-                        "{}  {}",
-                        file.path.display(),
-                        migsafe::pipeline::preflight::human_bytes(file.bytes)
-                    ));
-                }
-            }
-        }
-        BackupAction::Verify { file } => {
-            let checked = migsafe::pipeline::backup::verify(file).await?;
-            if json_format {
-                json("backup verify", &checked);
-            } else {
-                out(&format!(
-                    "{}: readable, {} entries",
-                    file.display(),
-                    checked.entries.unwrap_or(0)
-                ));
-            }
-        }
-        BackupAction::Restore { file, yes } => {
-            if !yes {
-                return Err(Error::config(
-                    Code::Usage,
-                    format!(
-                        "restoring {} replaces the objects it holds in the database; add --yes to go on",
-                        file.display()
-                    ),
-                ));
-            }
-            migrator.restore(target, file).await?;
-            if json_format {
-                json("backup restore", &serde_json::json!({ "restored": file }));
-            } else {
-                out(&format!("restored {}", file.display()));
             }
         }
     }

@@ -118,7 +118,7 @@ const STEPS: &[(&[&str], i32, &str)] = &[
         "the pending migrations, read with the PostgreSQL grammar and the live catalog",
     ),
     (
-        &["verify", "--stepwise", "--scratch-url", SCRATCH],
+        &["verify", "--scratch-url", SCRATCH],
         0,
         "every migration up, down, up on a scratch database (created, then dropped)",
     ),

@@ -165,17 +165,19 @@ pub fn qualified(schema: Option<&str>, name: &str) -> String {
 
 /// Live sizes of tables and materialized views, by `schema.name` and by
 /// `name` (the first schema wins for a name used twice).
+///
+/// Rows come from `reltuples`, which PostgreSQL sets on VACUUM and ANALYZE. A
+/// table never analyzed has none (-1 since PostgreSQL 14; before, 0 with
+/// `relpages` 0) however big it is, so its rows are estimated the way the
+/// planner does (`estimate_rel_size`): its pages times the rows that fit in a
+/// page, from the columns' widths (`attlen`, or 32 bytes for a variable-width
+/// column) plus the tuple header and line pointer.
 pub async fn table_sizes(
     db: &Db,
 ) -> Result<std::collections::HashMap<String, crate::lint::TableSize>> {
     let rows = db
         .client
-        .query(
-            "SELECT n.nspname, c.relname, pg_total_relation_size(c.oid), c.reltuples::float8 FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm') \
-             AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') ORDER BY n.nspname <> 'public', 1, 2",
-            &[],
-        )
+        .query(TABLE_SIZES, &[])
         .await
         .map_err(|e| database_error(db, "read table sizes", &e))?;
     let mut sizes = std::collections::HashMap::new();
@@ -185,9 +187,32 @@ pub async fn table_sizes(
         let size = crate::lint::TableSize {
             bytes: row.get(2),
             rows: row.get(3),
+            estimated_from_pages: row.get(4),
         };
         sizes.insert(format!("{schema}.{name}"), size);
         sizes.entry(name).or_insert(size);
     }
     Ok(sizes)
 }
+
+/// Per table: schema, name, total bytes, rows, and whether the rows were
+/// estimated from the pages (never analyzed). 24 bytes of page header; per
+/// row, the 23-byte tuple header aligned to 24 and a 4-byte line pointer.
+const TABLE_SIZES: &str = "
+WITH t AS (
+  SELECT n.nspname, c.relname, pg_total_relation_size(c.oid) AS total_bytes,
+         pg_relation_size(c.oid) AS heap_bytes, c.reltuples::float8 AS reltuples, c.relpages,
+         current_setting('block_size')::float8 AS block,
+         (SELECT coalesce(sum(CASE WHEN a.attlen > 0 THEN a.attlen ELSE 32 END), 0)
+            FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)::float8 AS width
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+), e AS (
+  SELECT *, (reltuples < 0 OR relpages = 0) AND heap_bytes > 0 AS unanalyzed FROM t
+)
+SELECT nspname, relname, total_bytes,
+       CASE WHEN unanalyzed
+            THEN floor(heap_bytes / block) * greatest(1, floor((block - 24) / (ceil(width / 8) * 8 + 28)))
+            ELSE greatest(reltuples, 0) END,
+       unanalyzed
+FROM e ORDER BY nspname <> 'public', 1, 2";

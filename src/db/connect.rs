@@ -192,6 +192,18 @@ impl ConnectionSettings {
         self.config.get_dbname()
     }
 
+    /// The server as `host:port` (the first one when several are given),
+    /// for saying where a backup came from; never holds the password.
+    pub fn server(&self) -> Option<String> {
+        use tokio_postgres::config::Host;
+        let host = match self.config.get_hosts().first()? {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        Some(format!("{host}:{port}"))
+    }
+
     /// The parsed tokio-postgres configuration (holds the password).
     pub fn config(&self) -> &tokio_postgres::Config {
         &self.config

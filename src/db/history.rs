@@ -454,6 +454,27 @@ impl History {
         }
     }
 
+    /// Every recorded version, of every namespace: (namespace, version),
+    /// sorted. Empty before the history table exists.
+    pub async fn recorded_versions(&self, db: &Db) -> Result<Vec<(String, String)>> {
+        let sql = format!(
+            "SELECT namespace, version FROM {} ORDER BY 1, 2",
+            self.table
+        );
+        match db.client.query(&sql, &[]).await {
+            Ok(rows) => Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect()),
+            Err(err)
+                if matches!(
+                    err.code(),
+                    Some(&SqlState::UNDEFINED_TABLE) | Some(&SqlState::INVALID_SCHEMA_NAME)
+                ) =>
+            {
+                Ok(Vec::new())
+            }
+            Err(err) => Err(database_error(db, "read the history table", &err)),
+        }
+    }
+
     /// Marks the recorded schema as unknown (a run skipped its snapshot):
     /// the next preflight then says drift cannot be checked, instead of
     /// comparing with a snapshot that is out of date.

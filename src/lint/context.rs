@@ -8,8 +8,11 @@ use std::collections::{HashMap, HashSet};
 pub struct TableSize {
     /// Bytes, with indexes and TOAST.
     pub bytes: i64,
-    /// Estimated rows (`reltuples`).
+    /// Estimated rows (`reltuples`, or from the pages when never analyzed).
     pub rows: f64,
+    /// The table was never analyzed: `rows` is its pages times the rows that
+    /// fit in a page, not a statistic.
+    pub estimated_from_pages: bool,
 }
 
 /// Everything rules may consult.
@@ -44,13 +47,19 @@ impl Context {
             .copied()
     }
 
-    /// ` (users: 48.2 GB, ~1,000,000 rows)` for messages, when known.
+    /// ` (users: 48.2 GB, ~1,000,000 rows)` for messages, when known; for a
+    /// table never analyzed, says the rows are estimated from its size.
     pub fn describe(&self, table: &str) -> String {
         match self.size(table) {
             Some(size) => format!(
-                " (`{table}`: {}, ~{} rows)",
+                " (`{table}`: {}, ~{} rows{})",
                 crate::pipeline::preflight::human_bytes(u64::try_from(size.bytes).unwrap_or(0)),
-                size.rows.max(0.0).round()
+                size.rows.max(0.0).round(),
+                if size.estimated_from_pages {
+                    " estimated from its pages: never analyzed"
+                } else {
+                    ""
+                }
             ),
             None => String::new(),
         }

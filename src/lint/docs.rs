@@ -11,12 +11,14 @@ pub fn markdown() -> String {
     let mut out = String::from(
         "# Lint rules\n\n<!-- Generated from src/lint/rules/*.rs by `migsafe lint --rules-doc`; do not edit. -->\n\n\
 `migsafe lint` reads migrations with the PostgreSQL grammar (pg_query). With a database \
-it also reads live table sizes: findings name the table and its size, and rules whose \
+it also reads live table sizes: findings name the table, its size and its rows (`reltuples`; \
+for a table never analyzed, estimated from its pages and column widths, and said so), and rules whose \
 severity depends on size are errors for tables of at least `[lint] large_table` \
 (default 10 MB) and warnings below. Suppress a finding for one file with \
 `-- migsafe:allow <rule> -- <reason>` in its header; a suppression without a reason is \
 itself a finding (`allow-without-reason`). A statement the grammar cannot read is a \
-`syntax-error` finding, and the rest of the file is still linted.\n\n| rule | severity | flags |\n|---|---|---|\n",
+[`syntax-error`](#syntax-error) finding at the line and column where the grammar stopped, \
+and the rest of the file is still linted.\n\n| rule | severity | flags |\n|---|---|---|\n",
     );
     for rule in rules::all() {
         let _ = writeln!(

@@ -2,7 +2,10 @@
 //!
 //! Each script is split into statements by the PostgreSQL scanner and every
 //! statement is parsed on its own, so an unparseable statement is reported
-//! with the parser's message and the statements around it are still linted.
+//! (`syntax-error`, at the parser's cursor) and the statements around it are
+//! still linted. After a syntax error linting resumes after the next `;`,
+//! because the scanner's split keeps an unclosed parenthesis open to the end
+//! of the file and would otherwise hide everything after it.
 //! Suppressions come from the file header: `-- migsafe:allow <rule> -- <reason>`;
 //! one without a reason is itself a finding.
 
@@ -120,37 +123,66 @@ pub fn lint(scripts: &[Script], base: &Context) -> Vec<Finding> {
     findings
 }
 
-/// Statements with their byte offsets, by the scanner (falls back to the
-/// whole text when even the scanner cannot read it).
-fn statements(sql: &str) -> Vec<(usize, &str)> {
-    match pg_query::split_with_scanner(sql) {
-        Ok(parts) => parts
-            .into_iter()
-            .map(|part| {
-                let offset = part.as_ptr() as usize - sql.as_ptr() as usize;
-                let skip = leading_comments(part);
-                (offset + skip, &part[skip..])
-            })
-            .filter(|(_, text)| !text.trim().is_empty())
-            .collect(),
-        Err(_) => vec![(0, sql)],
+/// Statements with their byte offsets, by the scanner, and whether the
+/// scanner could read the text. The splitter leaves out text after an
+/// unclosed parenthesis; that rest is returned as one more statement, so the
+/// grammar reports it instead of lint passing over it in silence. When even
+/// the scanner cannot read the text (an unterminated quote), it is returned
+/// whole.
+fn statements(sql: &str) -> (Vec<(usize, &str)>, bool) {
+    let Ok(parts) = pg_query::split_with_scanner(sql) else {
+        return (vec![(0, sql)], false);
+    };
+    let mut end = 0;
+    let mut found = Vec::new();
+    for part in parts {
+        let offset = part.as_ptr() as usize - sql.as_ptr() as usize;
+        end = offset + part.len();
+        let skip = first_token(part);
+        if !part[skip..].trim().is_empty() {
+            found.push((offset + skip, &part[skip..]));
+        }
     }
+    let tail = &sql[end..];
+    let skip = first_token(tail);
+    if skip < tail.len() {
+        found.push((end + skip, &tail[skip..]));
+    }
+    (found, true)
 }
 
-/// Bytes of whitespace and comments before the first token of a statement,
-/// read with the scanner, so positions and excerpts point at the SQL itself.
-fn leading_comments(part: &str) -> usize {
+/// Bytes of whitespace, comments and empty statements (`;`) before the
+/// first token of a statement, read with the scanner, so positions and
+/// excerpts point at the SQL itself.
+fn first_token(part: &str) -> usize {
     use pg_query::protobuf::Token;
-    let first = pg_query::scan(part).ok().and_then(|scan| {
+    let first = pg_query::scan(part).ok().map(|scan| {
         scan.tokens
             .iter()
-            .find(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32)
-            .map(|t| usize::try_from(t.start).unwrap_or(0))
+            .find(|t| {
+                t.token != Token::SqlComment as i32
+                    && t.token != Token::CComment as i32
+                    && t.token != Token::Ascii59 as i32
+            })
+            .map_or(part.len(), |t| usize::try_from(t.start).unwrap_or(0))
     });
     match first {
         Some(start) if part.is_char_boundary(start) => start,
         _ => part.len() - part.trim_start().len(),
     }
+}
+
+/// The byte offset just after the first `;` at or after `from`, whatever the
+/// parentheses around it: where linting resumes after a syntax error.
+fn after_next_terminator(sql: &str, from: usize) -> Option<usize> {
+    use pg_query::protobuf::Token;
+    let rest = sql.get(from..)?;
+    let scan = pg_query::scan(rest).ok()?;
+    let semicolon = scan
+        .tokens
+        .iter()
+        .find(|t| t.token == Token::Ascii59 as i32)?;
+    Some(from + usize::try_from(semicolon.end).ok()?)
 }
 
 fn lint_script(script: &Script, context: &mut Context, findings: &mut Vec<Finding>) {
@@ -190,58 +222,109 @@ fn lint_script(script: &Script, context: &mut Context, findings: &mut Vec<Findin
             migration: script.migration.clone(),
         });
     }
-    for (offset, text) in statements(&script.sql) {
-        let (line, column) = position(&script.sql, offset, script.first_line);
-        let excerpt = shorten(text);
-        let parsed = match pg_query::parse(text, 0) {
-            Ok(parsed) => parsed,
-            Err(err) => {
+    let mut from = 0;
+    while from < script.sql.len() {
+        let (found, scanned) = statements(&script.sql[from..]);
+        let mut resume = None;
+        for (offset, text) in found {
+            let offset = from + offset;
+            match pg_query::parse(text, 0) {
+                Ok(parsed) => lint_statement(script, &parsed, offset, text, context, findings),
+                Err(err) => {
+                    let at = syntax_error(script, offset, text, &err, findings);
+                    // The rest of this piece may hold statements the splitter
+                    // merged into it; start again after the next `;`.
+                    resume = if scanned {
+                        after_next_terminator(&script.sql, at)
+                    } else {
+                        None
+                    };
+                    break;
+                }
+            }
+        }
+        match resume {
+            Some(next) if next > from => from = next,
+            _ => break,
+        }
+    }
+}
+
+/// Reports a `syntax-error` at the parser's cursor; returns its byte offset
+/// in the script.
+fn syntax_error(
+    script: &Script,
+    offset: usize,
+    text: &str,
+    err: &pg_query::Error,
+    findings: &mut Vec<Finding>,
+) -> usize {
+    let rule = &rules::syntax_error::SyntaxError as &dyn rules::Rule;
+    let located = rules::syntax_error::locate(text);
+    let message = located
+        .as_ref()
+        .map_or_else(|| err.to_string(), |l| l.message.clone());
+    let at = offset + located.and_then(|l| l.offset).unwrap_or(0);
+    let (line, column) = position(&script.sql, at, script.first_line);
+    let statement_end = after_next_terminator(&script.sql, at).unwrap_or(script.sql.len());
+    findings.push(Finding {
+        rule: rule.id(),
+        severity: rule.severity(),
+        message: format!(
+            "the PostgreSQL grammar cannot read this statement: {message} (the server would reject it too); the statements after the next `;` are still linted"
+        ),
+        help: rule.help(),
+        path: script.path.clone(),
+        line,
+        column,
+        statement: shorten(script.sql.get(offset..statement_end).unwrap_or(text)),
+        migration: script.migration.clone(),
+    });
+    at
+}
+
+/// Runs every rule over one parsed statement found at `offset`.
+fn lint_statement(
+    script: &Script,
+    parsed: &pg_query::ParseResult,
+    offset: usize,
+    text: &str,
+    context: &mut Context,
+    findings: &mut Vec<Finding>,
+) {
+    let (line, column) = position(&script.sql, offset, script.first_line);
+    let excerpt = shorten(text);
+    for raw in &parsed.protobuf.stmts {
+        let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+            continue;
+        };
+        for rule in rules::all() {
+            if script
+                .allows
+                .iter()
+                .any(|a| a.rule == rule.id() && !a.reason.trim().is_empty())
+            {
+                continue;
+            }
+            for hit in rule.check(node, context) {
                 findings.push(Finding {
-                    rule: "syntax-error",
-                    severity: Severity::Error,
-                    message: format!("the PostgreSQL grammar cannot read this statement: {err}"),
-                    help: "fix the SQL",
+                    rule: rule.id(),
+                    severity: hit.severity.unwrap_or(rule.severity()),
+                    message: hit.message,
+                    help: rule.help(),
                     path: script.path.clone(),
                     line,
                     column,
-                    statement: excerpt,
+                    statement: excerpt.clone(),
                     migration: script.migration.clone(),
                 });
-                continue;
             }
-        };
-        for raw in &parsed.protobuf.stmts {
-            let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
-                continue;
-            };
-            for rule in rules::all() {
-                if script
-                    .allows
-                    .iter()
-                    .any(|a| a.rule == rule.id() && !a.reason.trim().is_empty())
-                {
-                    continue;
-                }
-                for hit in rule.check(node, context) {
-                    findings.push(Finding {
-                        rule: rule.id(),
-                        severity: hit.severity.unwrap_or(rule.severity()),
-                        message: hit.message,
-                        help: rule.help(),
-                        path: script.path.clone(),
-                        line,
-                        column,
-                        statement: excerpt.clone(),
-                        migration: script.migration.clone(),
-                    });
-                }
-            }
-            // Later statements may use the tables this one creates.
-            if let pg_query::NodeEnum::CreateStmt(create) = node
-                && let Some(relation) = &create.relation
-            {
-                context.created.insert(relation.relname.to_lowercase());
-            }
+        }
+        // Later statements may use the tables this one creates.
+        if let pg_query::NodeEnum::CreateStmt(create) = node
+            && let Some(relation) = &create.relation
+        {
+            context.created.insert(relation.relname.to_lowercase());
         }
     }
 }

@@ -96,6 +96,11 @@ impl Migrator {
             .log_dir
             .join(format!("cutover-{kind}-{}.json", stamp()));
         write_private_json(&path, report)?;
+        crate::report::prune_reports(
+            &self.log_dir,
+            &format!("cutover-{kind}"),
+            self.config.logs.keep,
+        );
         Ok(path)
     }
 

@@ -3,8 +3,10 @@
 //!
 //! A backup is written under a temporary name, read back with
 //! `pg_restore --list`, and only then renamed to `backup-<timestamp>.dump`:
-//! a file with that name is always a complete, readable dump. Files are
-//! 0600 in a 0700 directory. Credentials reach pg_dump through its
+//! a file with that name is always a complete, readable dump. Beside it,
+//! `backup-<timestamp>.dump.json` records which database on which server it
+//! came from (a dump's own header names the database, not the server). Files
+//! are 0600 in a 0700 directory. Credentials reach pg_dump through its
 //! environment, never its arguments.
 
 use std::path::{Path, PathBuf};
@@ -33,6 +35,31 @@ pub struct BackupFile {
     pub bytes: u64,
     /// Entries in its table of contents (when verified).
     pub entries: Option<usize>,
+    /// The database it is a dump of (`dbname:` of its header, or its
+    /// origin file), when known.
+    pub database: Option<String>,
+    /// The server it was dumped from, `host:port`, when recorded.
+    pub server: Option<String>,
+}
+
+/// `<dump>.json`: where a backup migsafe wrote came from.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct Origin {
+    schema_version: u32,
+    database: Option<String>,
+    server: Option<String>,
+}
+
+/// The origin file of a dump.
+fn origin_path(dump: &Path) -> PathBuf {
+    let mut name = dump.as_os_str().to_os_string();
+    name.push(".json");
+    PathBuf::from(name)
+}
+
+fn read_origin(dump: &Path) -> Option<Origin> {
+    let text = std::fs::read_to_string(origin_path(dump)).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 fn failed(message: impl Into<String>) -> Error {
@@ -117,6 +144,17 @@ pub async fn create(
     db: &Db,
     events: &dyn EventSink,
 ) -> Result<BackupFile> {
+    create_keeping(config, settings, db, events, None).await
+}
+
+/// [`create`], never pruning `protect` (the dump a restore is about to read).
+async fn create_keeping(
+    config: &Config,
+    settings: &ConnectionSettings,
+    db: &Db,
+    events: &dyn EventSink,
+    protect: Option<&Path>,
+) -> Result<BackupFile> {
     let started = Instant::now();
     let (_, version_num) = server_version(db).await?;
     let server_major = u32::try_from(version_num / 10_000).unwrap_or(0);
@@ -150,15 +188,26 @@ pub async fn create(
             scrub(String::from_utf8_lossy(&output.stderr).trim())
         )));
     }
-    let entries = match list_entries(&pg_restore, &partial).await {
-        Ok(entries) => entries,
+    let (entries, dumped_db) = match list_entries(&pg_restore, &partial).await {
+        Ok(found) => found,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
             return Err(e);
         }
     };
+    let origin = Origin {
+        schema_version: 1,
+        database: dumped_db.or_else(|| settings.dbname().map(str::to_string)),
+        server: settings.server(),
+    };
+    // Written before the dump gets its final name: a listed dump always has it.
+    if let Err(e) = crate::report::write_private_json(&origin_path(&final_path), &origin) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
     std::fs::rename(&partial, &final_path).map_err(|e| {
         let _ = std::fs::remove_file(&partial);
+        let _ = std::fs::remove_file(origin_path(&final_path));
         Error::io(&final_path, "rename the verified backup to", &e)
     })?;
     let latest = dir.join(LATEST);
@@ -166,7 +215,7 @@ pub async fn create(
     private_file(&latest)?;
     std::fs::write(&latest, format!("{}\n", final_path.display()))
         .map_err(|e| Error::io(&latest, "write", &e))?;
-    prune(dir, config.backup.keep)?;
+    prune(dir, config.backup.keep, protect)?;
     let bytes = std::fs::metadata(&final_path).map(|m| m.len()).unwrap_or(0);
     events.emit(&Event::BackupWritten {
         path: final_path.display().to_string(),
@@ -177,10 +226,14 @@ pub async fn create(
         path: final_path,
         bytes,
         entries: Some(entries),
+        database: origin.database,
+        server: origin.server,
     })
 }
 
-async fn list_entries(pg_restore: &Path, file: &Path) -> Result<usize> {
+/// The number of entries in a dump's table of contents, and the database
+/// its header names (`;     dbname: app`).
+async fn list_entries(pg_restore: &Path, file: &Path) -> Result<(usize, Option<String>)> {
     let output = tokio::process::Command::new(pg_restore)
         .arg("--list")
         .arg(file)
@@ -195,10 +248,21 @@ async fn list_entries(pg_restore: &Path, file: &Path) -> Result<usize> {
             String::from_utf8_lossy(&output.stderr).trim()
         )));
     }
-    Ok(String::from_utf8_lossy(&output.stdout)
+    let text = String::from_utf8_lossy(&output.stdout);
+    let entries = text
         .lines()
         .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .count())
+        .count();
+    Ok((entries, header_dbname(&text)))
+}
+
+/// `dbname:` of a `pg_restore --list` header.
+fn header_dbname(list: &str) -> Option<String> {
+    list.lines()
+        .take_while(|l| l.starts_with(';'))
+        .find_map(|l| l.trim_start_matches(';').trim().strip_prefix("dbname:"))
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
 }
 
 fn private_file(path: &Path) -> Result<()> {
@@ -227,24 +291,55 @@ pub fn list(dir: &Path) -> Result<Vec<BackupFile>> {
                 .to_str()
                 .is_some_and(|n| n.starts_with("backup-") && n.ends_with(".dump"))
         })
-        .map(|e| BackupFile {
-            bytes: e.metadata().map(|m| m.len()).unwrap_or(0),
-            path: e.path(),
-            entries: None,
+        .map(|e| {
+            let path = e.path();
+            let origin = read_origin(&path);
+            BackupFile {
+                bytes: e.metadata().map(|m| m.len()).unwrap_or(0),
+                entries: None,
+                database: origin.as_ref().and_then(|o| o.database.clone()),
+                server: origin.and_then(|o| o.server),
+                path,
+            }
         })
         .collect();
     files.sort_by(|a, b| b.path.cmp(&a.path));
     Ok(files)
 }
 
-/// Deletes all but the newest `keep` backups (0 keeps all).
-fn prune(dir: &Path, keep: u32) -> Result<()> {
+/// [`list`], with the database of each dump read from its header when no
+/// origin file says it (a dump copied in from elsewhere). Without
+/// pg_restore, what the origin files say.
+pub async fn list_described(dir: &Path) -> Result<Vec<BackupFile>> {
+    let mut files = list(dir)?;
+    if files.iter().all(|f| f.database.is_some()) {
+        return Ok(files);
+    }
+    let Ok(pg_restore) = find_tool("pg_restore", 0) else {
+        return Ok(files);
+    };
+    for file in files.iter_mut().filter(|f| f.database.is_none()) {
+        if let Ok((entries, database)) = list_entries(&pg_restore, &file.path).await {
+            file.entries = Some(entries);
+            file.database = database;
+        }
+    }
+    Ok(files)
+}
+
+/// Deletes all but the newest `keep` backups (0 keeps all), never `protect`.
+fn prune(dir: &Path, keep: u32, protect: Option<&Path>) -> Result<()> {
     if keep == 0 {
         return Ok(());
     }
+    let protected = protect.and_then(|p| std::fs::canonicalize(p).ok());
     for old in list(dir)?.into_iter().skip(keep as usize) {
+        if protected.is_some() && std::fs::canonicalize(&old.path).ok() == protected {
+            continue;
+        }
         std::fs::remove_file(&old.path)
             .map_err(|e| Error::io(&old.path, "remove the old backup", &e))?;
+        let _ = std::fs::remove_file(origin_path(&old.path));
     }
     Ok(())
 }
@@ -252,11 +347,113 @@ fn prune(dir: &Path, keep: u32) -> Result<()> {
 /// Reads a backup's table of contents with pg_restore.
 pub async fn verify(file: &Path) -> Result<BackupFile> {
     let pg_restore = find_tool("pg_restore", 0)?;
-    let entries = list_entries(&pg_restore, file).await?;
+    let (entries, database) = list_entries(&pg_restore, file).await?;
+    let origin = read_origin(file);
     Ok(BackupFile {
         path: file.to_path_buf(),
         bytes: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
         entries: Some(entries),
+        database: database.or_else(|| origin.as_ref().and_then(|o| o.database.clone())),
+        server: origin.and_then(|o| o.server),
+    })
+}
+
+/// How `backup restore` runs.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Take a verified backup of the database as it is before restoring
+    /// (the default; `--no-safety-backup` turns it off).
+    pub safety_backup: bool,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            safety_backup: true,
+        }
+    }
+}
+
+/// A history row, for saying what a restore changed in the history.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Recorded {
+    /// Namespace.
+    pub namespace: String,
+    /// Version.
+    pub version: String,
+}
+
+/// What `backup restore` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    /// The dump restored.
+    pub restored: PathBuf,
+    /// The database the dump holds (its header), when known.
+    pub dump_database: Option<String>,
+    /// Where it was restored (no password).
+    pub into: String,
+    /// The backup of the database taken just before, to undo the restore
+    /// (`None` with `--no-safety-backup`).
+    pub safety_backup: Option<BackupFile>,
+    /// Versions recorded as applied before the restore and not after: the
+    /// history now is the dump's.
+    pub no_longer_recorded: Vec<Recorded>,
+    /// Versions the dump records that were not recorded before.
+    pub newly_recorded: Vec<Recorded>,
+}
+
+/// `backup restore`: checks that the dump is readable, takes a verified
+/// safety backup of the database as it is (the same code as `backup create`;
+/// the dump being restored is never pruned by it), restores, and compares
+/// migsafe's history before and after, since the restore replaces it with
+/// the one in the dump.
+pub async fn restore_guarded(
+    config: &Config,
+    settings: &ConnectionSettings,
+    db: &Db,
+    file: &Path,
+    options: &RestoreOptions,
+    events: &dyn EventSink,
+) -> Result<Restored> {
+    let checked = verify(file).await?;
+    let history = crate::db::history::History::new(&config.history_schema);
+    let before = history.recorded_versions(db).await?;
+    let safety_backup = if options.safety_backup {
+        Some(
+            create_keeping(config, settings, db, events, Some(file))
+                .await
+                .map_err(|e| {
+                    e.with_hint(
+                        "nothing was restored: the safety backup of the current database failed; fix that, or pass --no-safety-backup if you have another copy",
+                    )
+                })?,
+        )
+    } else {
+        None
+    };
+    restore(settings, db, file)
+        .await
+        .map_err(|e| match &safety_backup {
+            Some(safety) => e.with_hint(format!(
+                "the database is as it was; a safety backup of it is at {}",
+                safety.path.display()
+            )),
+            None => e,
+        })?;
+    let after = history.recorded_versions(db).await?;
+    let as_rows = |rows: Vec<(String, String)>| -> std::collections::BTreeSet<Recorded> {
+        rows.into_iter()
+            .map(|(namespace, version)| Recorded { namespace, version })
+            .collect()
+    };
+    let (before, after) = (as_rows(before), as_rows(after));
+    Ok(Restored {
+        restored: file.to_path_buf(),
+        dump_database: checked.database,
+        into: settings.to_string(),
+        safety_backup,
+        no_longer_recorded: before.difference(&after).cloned().collect(),
+        newly_recorded: after.difference(&before).cloned().collect(),
     })
 }
 
@@ -302,4 +499,14 @@ pub async fn restore(settings: &ConnectionSettings, db: &Db, file: &Path) -> Res
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_database_comes_from_the_list_header() {
+        let list = ";\n; Archive created at 2026-01-01 10:00:00 UTC\n;     dbname: app_prod\n;     TOC Entries: 12\n;\n3; 2615 2200 SCHEMA - public pg_database_owner\n";
+        assert_eq!(super::header_dbname(list).as_deref(), Some("app_prod"));
+        assert_eq!(super::header_dbname("3; 2615 SCHEMA - dbname: x\n"), None);
+    }
 }

@@ -184,7 +184,7 @@ async fn locked(
         .await?;
         let failed = phase.result == Status::Fail;
         phase.forced = failed && options.force;
-        phase.write_and_announce(env.log_dir, env.events)?;
+        phase.write_and_announce(env.log_dir, env.config.logs.keep, env.events)?;
         // --force skips preflight's other failures, never this one: only
         // --recover lets a down script destroy rows written since.
         if !options.tolerance.recover
@@ -304,7 +304,7 @@ async fn locked(
                     target.scope().apply(&snapshot).checksum(),
                 );
             }
-            phase.write_and_announce(env.log_dir, env.events)?;
+            phase.write_and_announce(env.log_dir, env.config.logs.keep, env.events)?;
             if phase.result == Status::Fail && postflight_error.is_none() {
                 postflight_error = Some(postflight::failed(&phase));
             }

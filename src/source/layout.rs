@@ -2,8 +2,11 @@
 //!
 //! Pure functions on names, so the rules can be property-tested without a disk.
 //! A name that does not start with a version is ignored (README.md, .keep,
-//! seed_data.sql); a name that starts with one but does not otherwise parse is
-//! an error, because a migration that silently never runs is worse than a stop.
+//! seed_data.sql); so are the copies editors, merge tools and patch leave
+//! beside a migration (`0001_x.up.sql~`, `.bak`, `.orig`, `.rej`, `.swp`…),
+//! which are never migrations. A name that starts with a version but does not
+//! otherwise parse is an error, because a migration that silently never runs
+//! is worse than a stop.
 
 use super::version::Version;
 
@@ -47,9 +50,31 @@ pub struct MigrationName {
     pub layout: Layout,
 }
 
+/// Endings of the copies that editors (vim swap files, emacs and nano
+/// backups), merge tools (`.orig`), `patch` (`.rej`) and scripts leave next to
+/// a file they change.
+const LEFTOVER_SUFFIXES: &[&str] = &[
+    "~", ".bak", ".orig", ".rej", ".tmp", ".swp", ".swo", ".swx", ".save", ".old",
+];
+
+/// True for a name no tool gives a migration: hidden files (`.keep`, vim's
+/// `.0001_x.up.sql.swp`, emacs' `.#0001_x.up.sql` lock), emacs auto-saves
+/// (`#0001_x.up.sql#`) and editor or backup copies (`0001_x.up.sql~`,
+/// `0001_x.up.sql.bak`, `.orig`, `.rej`, `.tmp`…). Such a file or directory is
+/// ignored, and listed as ignored by `status -v`, instead of being read as a
+/// badly named migration.
+pub fn is_leftover(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    name.starts_with('.')
+        || (name.starts_with('#') && name.ends_with('#'))
+        || LEFTOVER_SUFFIXES
+            .iter()
+            .any(|suffix| lower.ends_with(suffix))
+}
+
 /// Reads a file name. `Ok(None)`: not a migration, ignore it.
 pub fn parse_file_name(file_name: &str) -> Result<Option<MigrationName>, String> {
-    if file_name.starts_with('.') {
+    if is_leftover(file_name) {
         return Ok(None);
     }
     if file_name.starts_with("R__") {
@@ -71,7 +96,7 @@ pub fn parse_file_name(file_name: &str) -> Result<Option<MigrationName>, String>
 
 /// Reads a diesel migration directory name. `Ok(None)`: not a migration.
 pub fn parse_dir_name(dir_name: &str) -> Result<Option<(Version, String)>, String> {
-    if !dir_name.starts_with(|c: char| c.is_ascii_digit()) {
+    if is_leftover(dir_name) || !dir_name.starts_with(|c: char| c.is_ascii_digit()) {
         return Ok(None);
     }
     let (version, name) = split_version(dir_name)
@@ -185,6 +210,38 @@ mod tests {
             assert_eq!(parse_file_name(name), Ok(None), "{name}");
         }
         assert_eq!(parse_dir_name("helpers"), Ok(None));
+    }
+
+    #[test]
+    fn ignores_editor_and_backup_copies_of_migrations() {
+        for name in [
+            "0001_x.up.sql.bak",
+            "0001_x.up.sql~",
+            ".0001_x.up.sql.swp",
+            "#0001_x.up.sql#",
+            ".#0001_x.up.sql",
+            "0001_x.up.sql.orig",
+            "0001_x.down.sql.rej",
+            "0001_x.sql.tmp",
+            "0001_x.sql.swp",
+            "0001_X.SQL.BAK",
+            "V1__x.sql.orig",
+            "U1__x.sql~",
+        ] {
+            assert_eq!(parse_file_name(name), Ok(None), "{name}");
+        }
+        assert_eq!(parse_dir_name("0001_x.bak"), Ok(None));
+        assert_eq!(parse_dir_name("0001_x~"), Ok(None));
+        // Real migrations whose names merely contain those words still count.
+        for name in [
+            "0001_bak.up.sql",
+            "0001_tmp_table.sql",
+            "0001_orig.down.sql",
+        ] {
+            assert!(matches!(parse_file_name(name), Ok(Some(_))), "{name}");
+        }
+        // And a misnamed migration is still an error, not silently skipped.
+        assert!(parse_file_name("0001_x.up.sql.txt").is_err());
     }
 
     #[test]

@@ -30,6 +30,9 @@ sqlite_dir = "backups/sqlite" # online backups of SQLite files (cutover sqlite r
 [lint]
 large_table = "10MB"         # size-dependent lint findings: error at or above, warning below
 
+[logs]
+keep = 50                    # report files kept per kind in the log directory (0 keeps all)
+
 # One section per namespace; without any, `migrations/` is the namespace "default".
 [namespaces.app]
 dir = "migrations"
@@ -37,17 +40,96 @@ forward_only = false         # true: rollback refused, down files optional
 # database_url_env = "APP_DATABASE_URL"   # used when neither --database-url nor DATABASE_URL is set
 "#;
 
-/// Writes `migsafe.toml` and `migrations/` in `dir`. Returns what was created.
-pub fn init(dir: &Path) -> Result<Vec<PathBuf>> {
+/// What `init` wrote.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Initialized {
+    /// Files and directories it created.
+    pub created: Vec<PathBuf>,
+    /// Existing files it added lines to (a `.gitignore`).
+    pub updated: Vec<PathBuf>,
+}
+
+/// What `.gitignore` needs so that backups (pg_dump files: the whole
+/// database, data included) and run logs are never committed.
+pub const GITIGNORE_LINES: &[&str] = &["backups/", "logs/"];
+
+/// Writes `migsafe.toml` and `migrations/` in `dir`, and makes `.gitignore`
+/// ignore `backups/` and `logs/` (creating it, or appending the lines it
+/// lacks).
+pub fn init(dir: &Path) -> Result<Initialized> {
     let config = dir.join(crate::config::CONFIG_FILE);
     write_new(&config, CONFIG_TEMPLATE.as_bytes())?;
-    let mut created = vec![config];
+    let mut done = Initialized {
+        created: vec![config],
+        updated: Vec::new(),
+    };
     let migrations = dir.join("migrations");
     if !migrations.exists() {
         std::fs::create_dir_all(&migrations).map_err(|e| Error::io(&migrations, "create", &e))?;
-        created.push(migrations);
+        done.created.push(migrations);
     }
-    Ok(created)
+    let gitignore = dir.join(".gitignore");
+    match ignore_outputs(&gitignore)? {
+        GitignoreChange::Created => done.created.push(gitignore),
+        GitignoreChange::Appended => done.updated.push(gitignore),
+        GitignoreChange::Unchanged => {}
+    }
+    Ok(done)
+}
+
+/// What [`ignore_outputs`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitignoreChange {
+    /// There was no `.gitignore`; it was written.
+    Created,
+    /// Lines were added at its end.
+    Appended,
+    /// It already ignored both directories.
+    Unchanged,
+}
+
+/// Adds the [`GITIGNORE_LINES`] a `.gitignore` lacks, at its end; a line
+/// already there in another spelling (`/logs`, `logs`, `logs/`) counts.
+pub fn ignore_outputs(path: &Path) -> Result<GitignoreChange> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(path, "read", &e)),
+    };
+    let text = existing.as_deref().unwrap_or("");
+    let present = |wanted: &str| {
+        text.lines()
+            .map(|l| l.trim().trim_start_matches('/').trim_end_matches('/'))
+            .any(|l| l == wanted.trim_end_matches('/'))
+    };
+    let missing: Vec<&str> = GITIGNORE_LINES
+        .iter()
+        .copied()
+        .filter(|l| !present(l))
+        .collect();
+    if missing.is_empty() {
+        return Ok(GitignoreChange::Unchanged);
+    }
+    let mut addition = String::new();
+    if !text.is_empty() && !text.ends_with('\n') {
+        addition.push('\n');
+    }
+    for line in missing {
+        addition.push_str(line);
+        addition.push('\n');
+    }
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, "write", &e))?;
+    file.write_all(addition.as_bytes())
+        .map_err(|e| Error::io(path, "write", &e))?;
+    Ok(if existing.is_some() {
+        GitignoreChange::Appended
+    } else {
+        GitignoreChange::Created
+    })
 }
 
 /// The version `new` gives the next migration: the next sequence number when
@@ -145,6 +227,23 @@ mod tests {
     fn slugs_are_file_name_safe() {
         assert_eq!(slug(" Add email to Users! "), "add_email_to_users");
         assert_eq!(slug("--"), "");
+    }
+
+    #[test]
+    fn gitignore_gets_the_missing_lines_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".gitignore");
+        assert_eq!(ignore_outputs(&path).unwrap(), GitignoreChange::Created);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "backups/\nlogs/\n");
+        assert_eq!(ignore_outputs(&path).unwrap(), GitignoreChange::Unchanged);
+
+        std::fs::write(&path, "target\n/logs").unwrap();
+        assert_eq!(ignore_outputs(&path).unwrap(), GitignoreChange::Appended);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "target\n/logs\nbackups/\n"
+        );
+        assert_eq!(ignore_outputs(&path).unwrap(), GitignoreChange::Unchanged);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod prefer_timestamptz;
 pub mod rename_column_or_table;
 pub mod require_concurrent_index;
 pub mod set_not_null_without_check;
+pub mod syntax_error;
 pub mod truncate_or_delete_without_where;
 pub mod volatile_default;
 
@@ -71,6 +72,7 @@ pub trait Rule: Sync {
 /// Every rule, in documentation order.
 pub fn all() -> &'static [&'static dyn Rule] {
     &[
+        &syntax_error::SyntaxError,
         &require_concurrent_index::RequireConcurrentIndex,
         &concurrent_index_in_transaction::ConcurrentIndexInTransaction,
         &add_column_not_null_without_default::AddColumnNotNullWithoutDefault,

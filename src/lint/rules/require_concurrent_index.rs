@@ -92,6 +92,7 @@ mod tests {
             crate::lint::TableSize {
                 bytes: 8192,
                 rows: 3.0,
+                estimated_from_pages: false,
             },
         );
         let hits = check(
