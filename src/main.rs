@@ -83,7 +83,7 @@ async fn watch_signals(interrupt: Interrupt) {
         received += 1;
         if received == 1 {
             cli::output::err(
-                "interrupted: cancelling the running statement on the server; press Ctrl-C again to leave at once",
+                "interrupted: stopping (a statement running on the server is cancelled there); press Ctrl-C again to leave at once",
             );
             interrupt.trigger();
         } else {

@@ -397,7 +397,17 @@ impl Migrator {
             } else {
                 Vec::new()
             };
-            let selected = state.select_up(options.steps, options.to.as_ref())?;
+            // What apply runs: the recovered migrations again first (after
+            // their down scripts), then the pending ones.
+            let mut selected: Vec<&crate::source::Migration> = if tolerance.recover_dirty {
+                state
+                    .recoverable()
+                    .filter_map(|e| e.migration.as_ref())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            selected.extend(state.select_up(options.steps, options.to.as_ref())?);
             let mut refused = refused.as_ref().map(Refusal::from);
             if refused.is_none()
                 && let Err(err) = crate::pipeline::apply::check_scripts(
@@ -593,7 +603,7 @@ impl Migrator {
                     state,
                     state.select_up(options.steps, options.to.as_ref())?,
                     assessed.clone(),
-                    loaded[i].target().scope(),
+                    loaded[i].target().scope().on(&db).await?,
                 ));
             }
             let backup_dir = (!options.skip_backup).then_some(self.config.backup.dir.as_path());

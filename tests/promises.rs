@@ -168,3 +168,69 @@ fn every_failure_has_a_next_line() {
     assert!(out.contains("permission denied"), "{out}");
     assert!(next_line(&out).contains("role"), "{out}");
 }
+
+#[test]
+fn a_session_setting_of_one_migration_does_not_carry_into_the_next() {
+    let db = TestDb::new();
+    let project = Project::new(&[
+        ("migrations/0001_schema.up.sql", "CREATE SCHEMA billing;\n"),
+        (
+            "migrations/0002_invoices.up.sql",
+            "SET search_path = billing;\nCREATE TABLE invoices (id int);\n",
+        ),
+        ("migrations/0003_foo.up.sql", "CREATE TABLE foo (id int);\n"),
+    ]);
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    assert!(db.exists("billing.invoices"));
+    assert!(
+        db.exists("public.foo"),
+        "foo went where the previous migration's search_path pointed"
+    );
+}
+
+#[test]
+fn drift_follows_the_database_default_search_path_and_quoted_names_do_not_break_preflight() {
+    let db = TestDb::new();
+    db.query(&format!(
+        "CREATE SCHEMA app; ALTER DATABASE {} SET search_path = app;",
+        db.name
+    ));
+    let project = Project::new(&[(
+        "migrations/0001_t.up.sql",
+        "CREATE TABLE t (id int);\nCREATE TABLE \"Ar chive\" (id int);\n",
+    )]);
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    assert!(db.exists("app.t"));
+    project.write(
+        "migrations/0002_copy.up.sql",
+        b"CREATE TABLE copy AS SELECT * FROM \"Ar chive\";\n",
+    );
+    project.run(&db, &["plan"], 0);
+    db.query("ALTER TABLE app.t ADD COLUMN hacked text;");
+    let out = project.run(&db, &["plan"], 1);
+    assert!(out.contains("SCHEMA_DRIFT:default"), "{out}");
+    assert!(out.contains("hacked"), "{out}");
+}
+
+#[test]
+fn preflight_does_not_hang_behind_a_lock_on_an_unrelated_table() {
+    let db = TestDb::new();
+    let project = two_tables();
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    db.query("CREATE SCHEMA other; CREATE TABLE other.unrelated (id int); INSERT INTO other.unrelated VALUES (1);");
+    let (release, holder) =
+        common::hold_lock(&db, "LOCK TABLE other.unrelated IN ACCESS EXCLUSIVE MODE;");
+    project.write(
+        "migrations/0003_email.up.sql",
+        b"ALTER TABLE users ADD COLUMN email text;\n",
+    );
+    let started = std::time::Instant::now();
+    project.run(&db, &["apply", "--skip-backup", "--no-postflight"], 0);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    release.send(()).unwrap();
+    holder.join().unwrap();
+}

@@ -196,3 +196,113 @@ fn ctrl_c_ends_the_wait_for_the_namespace_lock_at_once() {
     holder.join().unwrap();
     assert!(db.history("default").is_empty());
 }
+
+/// The archive project with `down` as 0002's down script and `up` as its
+/// first statements (before the sleep), interrupted during the sleep.
+fn interrupted_with(db: &TestDb, up: &str, down: &str) -> Project {
+    let project = archive_project();
+    project.write(
+        "migrations/0002_archive.up.sql",
+        format!("-- migsafe:no-transaction\n{up}\nSELECT pg_sleep(4);\nCREATE INDEX CONCURRENTLY archive_kind_idx ON archive (kind);\n").as_bytes(),
+    );
+    project.write(
+        "migrations/0002_archive.down.sql",
+        format!("-- migsafe:no-transaction\n{down}\n").as_bytes(),
+    );
+    interrupt_during_sleep(&project, db);
+    project
+}
+
+#[test]
+fn what_a_down_script_reaches_counts_cascades_search_path_types_and_opaque_blocks() {
+    // ON DELETE CASCADE behind a DELETE, and TRUNCATE … CASCADE.
+    for down in ["DELETE FROM archive;", "TRUNCATE archive CASCADE;"] {
+        let db = TestDb::new();
+        let project = interrupted_with(
+            &db,
+            "CREATE TABLE archive (id bigint PRIMARY KEY, kind text);\nINSERT INTO archive SELECT * FROM events;\nCREATE TABLE notes (archive_id bigint REFERENCES archive ON DELETE CASCADE, note text);",
+            down,
+        );
+        db.query("INSERT INTO notes VALUES (1, 'precious');");
+        let out = project.run(&db, &["apply"], 1);
+        assert!(
+            out.contains("RECOVERY_WOULD_DESTROY_DATA:default:0002"),
+            "{down}: {out}"
+        );
+        assert!(out.contains("notes"), "{down}: {out}");
+        assert_eq!(
+            db.scalar("SELECT count(*) FROM notes").as_deref(),
+            Some("1")
+        );
+    }
+    // An unqualified name under the down script's own search_path.
+    let db = TestDb::new();
+    let project = interrupted_with(
+        &db,
+        "CREATE SCHEMA app;\nCREATE TABLE app.archive AS SELECT * FROM events;\nCREATE TABLE archive (id bigint, kind text);",
+        "SET search_path = app;\nDROP TABLE IF EXISTS archive;",
+    );
+    db.query("INSERT INTO app.archive VALUES (100, 'x');");
+    let out = project.run(&db, &["apply"], 1);
+    assert!(
+        out.contains("app.archive (DROP TABLE) holds 1 row(s)"),
+        "{out}"
+    );
+    // A DO block: what it destroys is unknown, so it needs --recover.
+    let db = TestDb::new();
+    let project = interrupted_with(
+        &db,
+        "CREATE TABLE archive AS SELECT * FROM events;",
+        "DO $$ BEGIN EXECUTE 'DROP TABLE IF EXISTS archive'; END $$;",
+    );
+    let out = project.run(&db, &["apply"], 1);
+    assert!(out.contains("a DO block"), "{out}");
+    assert!(db.exists("archive"));
+    // DROP TYPE … CASCADE drops the columns of that type.
+    let db = TestDb::new();
+    let project = interrupted_with(
+        &db,
+        "CREATE TYPE mood AS ENUM ('ok', 'bad');\nALTER TABLE events ADD COLUMN m mood;\nCREATE TABLE archive AS SELECT * FROM events;",
+        "DROP TABLE IF EXISTS archive;\nDROP TYPE IF EXISTS mood CASCADE;",
+    );
+    db.query("UPDATE events SET m = 'bad' WHERE id = 1;");
+    let out = project.run(&db, &["apply"], 1);
+    assert!(out.contains("events (DROP TYPE"), "{out}");
+    assert_eq!(
+        db.scalar("SELECT m::text FROM events WHERE id = 1")
+            .as_deref(),
+        Some("bad")
+    );
+}
+
+#[test]
+fn rows_written_while_the_backup_is_taken_stop_the_recovery() {
+    let db = TestDb::new();
+    let project = archive_project();
+    interrupt_during_sleep(&project, &db);
+    // A table big enough that pg_dump takes a while to copy it.
+    db.query("CREATE SCHEMA x; CREATE TABLE x.big AS SELECT g, md5(g::text) AS m FROM generate_series(1, 400000) g;");
+    let child = std::process::Command::new(common::migsafe_bin())
+        .current_dir(project.path())
+        .env("DATABASE_URL", &db.url)
+        .env("NO_COLOR", "1")
+        .args(["apply", "--recover"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for_query(&db, "COPY x.big");
+    db.query("INSERT INTO archive VALUES (888, 'written during the backup');");
+    let output = child.wait_with_output().unwrap();
+    let out = expect_exit(&output, 1);
+    assert!(
+        out.contains("RECOVERY_WOULD_DESTROY_DATA:default:0002"),
+        "{out}"
+    );
+    assert!(out.contains("while the backup was being taken"), "{out}");
+    assert_eq!(
+        db.scalar("SELECT kind FROM archive WHERE id = 888")
+            .as_deref(),
+        Some("written during the backup")
+    );
+}

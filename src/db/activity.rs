@@ -49,7 +49,7 @@ impl Session {
         }
         if let Some(query) = &self.query {
             line.push_str(": ");
-            line.push_str(&one_line(query, QUERY_SHOWN_CHARS));
+            line.push_str(&one_line(&without_comments(query), QUERY_SHOWN_CHARS));
         }
         line
     }
@@ -57,6 +57,42 @@ impl Session {
 
 /// How much of a session's query a message shows.
 const QUERY_SHOWN_CHARS: usize = 160;
+
+/// `query` without its comments (read by the scanner, so `--` in a string
+/// stays), and with runs of `;` folded: on one line, a `--` comment would
+/// make the rest of the line read as commented out.
+fn without_comments(query: &str) -> String {
+    let Ok(scanned) = pg_query::scan(query) else {
+        return query.to_string();
+    };
+    let mut out = String::with_capacity(query.len());
+    let mut last = 0;
+    for token in &scanned.tokens {
+        let comment = token.token == pg_query::protobuf::Token::SqlComment as i32
+            || token.token == pg_query::protobuf::Token::CComment as i32;
+        if !comment {
+            continue;
+        }
+        let (start, end) = (
+            usize::try_from(token.start).unwrap_or(0),
+            usize::try_from(token.end).unwrap_or(0),
+        );
+        if let Some(before) = query.get(last..start) {
+            out.push_str(before);
+            out.push(' ');
+        }
+        last = end.max(last);
+    }
+    out.push_str(query.get(last..).unwrap_or(""));
+    let mut folded = String::with_capacity(out.len());
+    for c in out.chars() {
+        if c == ';' && folded.trim_end().ends_with(';') {
+            continue;
+        }
+        folded.push(c);
+    }
+    folded
+}
 
 /// A query on one line (whitespace runs folded to one space), cut at
 /// `max` characters with `…`: a message line must stay a line.

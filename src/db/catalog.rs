@@ -200,12 +200,21 @@ pub async fn table_sizes(
 /// row, the 23-byte tuple header aligned to 24 and a 4-byte line pointer.
 const TABLE_SIZES: &str = "
 WITH t AS (
-  SELECT n.nspname, c.relname, pg_total_relation_size(c.oid) AS total_bytes,
-         pg_relation_size(c.oid) AS heap_bytes, c.reltuples::float8 AS reltuples, c.relpages,
+  SELECT n.nspname, c.relname,
+         CASE WHEN l.locked THEN c.relpages::bigint * current_setting('block_size')::bigint
+              ELSE pg_total_relation_size(c.oid) END AS total_bytes,
+         CASE WHEN l.locked THEN c.relpages::bigint * current_setting('block_size')::bigint
+              ELSE pg_relation_size(c.oid) END AS heap_bytes,
+         c.reltuples::float8 AS reltuples, c.relpages,
          current_setting('block_size')::float8 AS block,
          (SELECT coalesce(sum(CASE WHEN a.attlen > 0 THEN a.attlen ELSE 32 END), 0)
             FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)::float8 AS width
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  -- Reading a size takes ACCESS SHARE, which queues behind an ACCESS EXCLUSIVE
+  -- lock held or awaited by another session: preflight would hang there. Such
+  -- a table's size comes from pg_class instead.
+  CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'relation'
+         AND k.relation = c.oid AND k.mode = 'AccessExclusiveLock' AND k.pid <> pg_backend_pid())) AS l(locked)
   WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
 ), e AS (
   SELECT *, (reltuples < 0 OR relpages = 0) AND heap_bytes > 0 AS unanalyzed FROM t

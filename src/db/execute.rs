@@ -58,6 +58,11 @@ impl Limits {
 
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
+/// Makes the server notice a dead client within a second, even in the
+/// middle of a long statement (PostgreSQL 14+).
+pub const CHECK_CLIENT: &str = "DO $$ BEGIN IF current_setting('server_version_num')::int >= 140000 THEN \
+     PERFORM set_config('client_connection_check_interval', '1000', false); END IF; END $$";
+
 /// Everything a migration needs to run on one connection.
 pub struct Runner<'a> {
     /// The connection holding the namespace lock.
@@ -169,6 +174,34 @@ impl Runner<'_> {
         if self.interrupt.is_triggered() {
             return Err(self.cancelled(migration, direction, false));
         }
+        let result = self
+            .run_script(migration, script, direction, recorded)
+            .await;
+        // A `SET search_path` (or role…) in one migration must not decide
+        // where the next one's objects go: that would depend on how
+        // migrations happen to be batched into runs.
+        if statements::changes_session(&script.sql) {
+            let reset = format!(
+                "RESET SESSION AUTHORIZATION; RESET ALL; {}; {CHECK_CLIENT}",
+                self.limits.session_sql()
+            );
+            if let Err(err) = self.db.client.batch_execute(&reset).await {
+                tracing::warn!(
+                    "could not reset the session after {}: {err}",
+                    migration.version
+                );
+            }
+        }
+        result
+    }
+
+    async fn run_script(
+        &self,
+        migration: &Migration,
+        script: &Script,
+        direction: Direction,
+        recorded: &str,
+    ) -> Result<Duration> {
         if script.no_transaction() {
             let started = Instant::now();
             let result = self
@@ -710,14 +743,28 @@ impl Runner<'_> {
         done: &str,
     ) -> Error {
         let (ns, v) = (self.namespace, &migration.version);
-        let repair = if self.auto_recovery && migration.down.is_some() {
-            format!(
-                "{done}. The next `migsafe apply` runs preflight, takes a verified backup, then rolls it back with its down script and applies it again; it refuses (RECOVERY_WOULD_DESTROY_DATA) if the down script would destroy rows written after now, unless you pass --recover. To settle it by hand instead: `migsafe repair --target {ns} --clear-dirty {v} --reason \"…\"` (finished) or `--forget {v}` (undone)"
-            )
-        } else {
-            format!(
-                "{done}. migsafe refuses to move this namespace until it is repaired: check the schema by hand and finish or undo what is missing, then record the outcome: `migsafe repair --target {ns} --clear-dirty {v} --reason \"…\"` (finished) or `--forget {v}` (undone)"
-            )
+        let broken = matches!(
+            err.reason().code(),
+            Code::MigrationFailed | Code::RollbackFailed
+        );
+        let repair = match direction {
+            Direction::Up if self.auto_recovery && migration.down.is_some() => {
+                let first = if broken {
+                    "Fix the failing statement in the file first (it would fail again). Then the"
+                } else {
+                    "The"
+                };
+                format!(
+                    "{done}. {first} next `migsafe apply` runs preflight, takes a verified backup, then rolls it back with its down script and applies it again; it refuses (RECOVERY_WOULD_DESTROY_DATA) if the down script would destroy rows written after now, unless you pass --recover. To settle it by hand instead: `migsafe repair --target {ns} --clear-dirty {v} --reason \"…\"` (finished) or `--forget {v}` (undone)"
+                )
+            }
+            Direction::Up => format!(
+                "{done}. migsafe refuses to move this namespace until it is repaired: check the schema by hand and finish or undo what is missing, then record the outcome: `migsafe repair --target {ns} --clear-dirty {v} --reason \"…\"` (finished: it stays applied) or `--forget {v}` (undone: it is pending again)"
+            ),
+            Direction::Down => format!(
+                "{done}. The rollback stopped part-way{fix}: check the schema by hand, then record the outcome: `migsafe repair --target {ns} --forget {v} --reason \"…\"` if you finished undoing it (it is then pending), or `--clear-dirty {v}` if you restored what the down script removed (it is then applied)",
+                fix = if broken { " (fix the down script)" } else { "" }
+            ),
         };
         let reason =
             ReasonCode::migration(Code::MigrationDirty, self.namespace, &migration.version);

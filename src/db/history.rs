@@ -390,6 +390,25 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
             .map_err(|e| database_error(db, &format!("count the rows of {relation}"), &e))
     }
 
+    /// Rows of `relation` (a regclass text) whose `xmin` is not older than
+    /// the transaction id `mark` (text), counted up to `cap`.
+    pub async fn rows_newer_than(
+        &self,
+        db: &Db,
+        relation: &str,
+        mark: &str,
+        cap: i64,
+    ) -> Result<i64> {
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {relation} t WHERE age(t.xmin) <= age($1::text::xid) LIMIT $2) s"
+        );
+        db.client
+            .query_one(&sql, &[&mark, &cap])
+            .await
+            .map(|row| row.get(0))
+            .map_err(|e| database_error(db, &format!("count the rows of {relation}"), &e))
+    }
+
     /// Deletes one row (repair --forget).
     pub async fn forget(&self, db: &Db, namespace: &str, version: &str) -> Result<u64> {
         let sql = format!(

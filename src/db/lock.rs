@@ -100,7 +100,7 @@ fn interrupted(namespace: &str, waited: Duration) -> Error {
             "interrupted while waiting {} for the lock of namespace `{namespace}`: nothing was started and nothing changed",
             crate::config::format_duration(waited)
         ),
-        hint: Some("run the command again when the other migsafe run has finished".into()),
+        hint: Some("run the command again once the session holding the lock has finished (`migsafe status` and pg_stat_activity show who it is)".into()),
     }
 }
 

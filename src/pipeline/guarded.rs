@@ -148,6 +148,10 @@ async fn locked(
     for state in &states {
         selected.push(state.select_up(options.steps, options.to.as_ref())?);
     }
+    let mut scopes = Vec::with_capacity(opened.len());
+    for item in opened {
+        scopes.push(item.target.scope().on(&item.db).await?);
+    }
     if selected.iter().all(Vec::is_empty) && assessments.iter().all(Vec::is_empty) {
         for item in opened {
             report.namespaces.push(nothing_to_do(
@@ -169,7 +173,7 @@ async fn locked(
                     &states[i],
                     selected[i].clone(),
                     assessments[i].clone(),
-                    opened[i].target.scope(),
+                    scopes[i].clone(),
                 )
             })
             .collect();
@@ -183,16 +187,19 @@ async fn locked(
         )
         .await?;
         let failed = phase.result == Status::Fail;
-        phase.forced = failed && options.force;
-        phase.write_and_announce(env.log_dir, env.config.logs.keep, env.events)?;
         // --force skips preflight's other failures, never this one: only
         // --recover lets a down script destroy rows written since.
-        if !options.tolerance.recover
-            && let Some(refusal) = group
+        let recovery_refused = if options.tolerance.recover {
+            None
+        } else {
+            group
                 .iter()
                 .flat_map(|&i| &assessments[i])
                 .find_map(recovery::Assessment::refusal)
-        {
+        };
+        phase.forced = failed && options.force && recovery_refused.is_none();
+        phase.write_and_announce(env.log_dir, env.config.logs.keep, env.events)?;
+        if let Some(refusal) = recovery_refused {
             return Err(refusal);
         }
         if failed && !options.force {
@@ -213,6 +220,14 @@ async fn locked(
             });
         }
     }
+    // Writes go on while the backup is taken: mark its start, so recovery can
+    // refuse when rows it would destroy may be missing from the backup.
+    let mut marks = vec![None; opened.len()];
+    for (i, assessed) in assessments.iter().enumerate() {
+        if !assessed.is_empty() {
+            marks[i] = Some(recovery::backup_mark(&opened[i].db).await?);
+        }
+    }
     if !options.skip_backup {
         for group in &groups {
             let first = &opened[group[0]];
@@ -223,8 +238,11 @@ async fn locked(
     }
     let mut recovered_any = false;
     if options.tolerance.recover_dirty {
-        for (item, assessed) in opened.iter().zip(&assessments) {
-            if !assessed.is_empty() {
+        for (item, mark) in opened.iter().zip(&marks) {
+            if let Some(mark) = mark {
+                let state = item.target.state(&item.db, history).await?;
+                recovery::recheck(&item.db, history, &state, mark, options.tolerance.recover)
+                    .await?;
                 recovered_any |= !recovery::recover(env, history, item).await?.is_empty();
             }
         }
@@ -301,7 +319,7 @@ async fn locked(
                 let target = &opened[i].target;
                 phase.namespace_checksums.insert(
                     target.name().to_string(),
-                    target.scope().apply(&snapshot).checksum(),
+                    scopes[i].apply(&snapshot).checksum(),
                 );
             }
             phase.write_and_announce(env.log_dir, env.config.logs.keep, env.events)?;

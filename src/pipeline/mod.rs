@@ -70,8 +70,7 @@ impl Target<'_> {
     }
 }
 
-const CHECK_CLIENT: &str = "DO $$ BEGIN IF current_setting('server_version_num')::int >= 140000 THEN \
-     PERFORM set_config('client_connection_check_interval', '1000', false); END IF; END $$";
+use crate::db::execute::CHECK_CLIENT;
 
 /// Takes the namespace lock (waiting up to `lock_wait`) and creates the
 /// history tables if needed; returns the lock key for [`unlock_namespace`].
@@ -225,7 +224,7 @@ pub async fn store_schema(
     snapshot: &crate::schema::Snapshot,
 ) -> Result<()> {
     for target in targets {
-        let scoped = target.scope().apply(snapshot);
+        let scoped = target.scope().on(db).await?.apply(snapshot);
         let json = serde_json::to_value(&scoped).unwrap_or(serde_json::Value::Null);
         history
             .record_schema(db, target.name(), &scoped.checksum(), &json)

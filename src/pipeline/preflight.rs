@@ -23,6 +23,8 @@ use crate::report::{Check, PhaseReport};
 use crate::schema::{self, Scope, Snapshot};
 use crate::source::Migration;
 
+const PREFLIGHT_LOCK_TIMEOUT: &str = "SET lock_timeout = '10s'";
+
 /// One namespace as preflight sees it: its state and what would run.
 pub struct Pending<'a> {
     /// Files + history.
@@ -83,6 +85,13 @@ pub async fn preflight(
     let started = Utc::now();
     let history = History::new(&config.history_schema);
     let relations = touched_relations(namespaces);
+    // Preflight only reads, but reading a relation's size or definition
+    // queues behind another session's ACCESS EXCLUSIVE lock: give up
+    // instead of hanging (the runner sets its own timeouts afterwards).
+    db.client
+        .batch_execute(PREFLIGHT_LOCK_TIMEOUT)
+        .await
+        .map_err(|e| crate::db::history::database_error(db, "prepare the preflight session", &e))?;
     let recorded_all = async {
         let mut out = Vec::with_capacity(namespaces.len());
         for pending in namespaces {
@@ -454,13 +463,26 @@ fn space_check(dir: &Path, database_bytes: i64) -> Check {
     }
 }
 
-/// Tables the selected migrations name (as written), from the grammar.
+/// Tables the selected migrations name, from the grammar, quoted for
+/// `to_regclass` (`"My Schema"."Ar chive"`, `users`).
 fn touched_relations(namespaces: &[Pending<'_>]) -> Vec<String> {
     let mut tables = BTreeSet::new();
     for pending in namespaces {
         for migration in pending.to_lint() {
-            if let Ok(parsed) = pg_query::parse(&migration.up.sql, 0) {
-                tables.extend(parsed.tables());
+            let Ok(parsed) = pg_query::parse(&migration.up.sql, 0) else {
+                continue;
+            };
+            for (node, _, _, _) in parsed.protobuf.nodes() {
+                if let pg_query::NodeRef::RangeVar(r) = node
+                    && !r.relname.is_empty()
+                {
+                    let name = crate::db::quote_ident(&r.relname);
+                    tables.insert(if r.schemaname.is_empty() {
+                        name
+                    } else {
+                        format!("{}.{name}", crate::db::quote_ident(&r.schemaname))
+                    });
+                }
             }
         }
     }

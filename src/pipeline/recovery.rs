@@ -55,15 +55,21 @@ pub struct Assessment {
     pub interruption_recorded: bool,
     /// Relations holding rows the down script would destroy.
     pub at_risk: Vec<AtRisk>,
+    /// Statements of the down script migsafe cannot see into (a DO block, a
+    /// CALL…): what they destroy is unknown.
+    pub opaque: Vec<String>,
+    /// Every existing relation the down script would destroy rows of.
+    #[serde(skip)]
+    pub destroys: Vec<(String, String)>,
 }
 
 impl Assessment {
     /// The refusal for this assessment (when something is at risk).
     pub fn refusal(&self) -> Option<Error> {
-        if self.at_risk.is_empty() {
+        if self.at_risk.is_empty() && self.opaque.is_empty() {
             return None;
         }
-        let what: Vec<String> = self
+        let mut what: Vec<String> = self
             .at_risk
             .iter()
             .map(|r| {
@@ -80,15 +86,34 @@ impl Assessment {
         } else {
             "that may have been written after it was interrupted (migsafe could not record when it stopped, so rows the migration wrote itself count too)"
         };
+        let mut message = format!(
+            "{ns} {v} {name} is dirty, and recovering it would run its down script",
+            ns = self.namespace,
+            v = self.version,
+            name = self.name,
+        );
+        if !what.is_empty() {
+            message.push_str(&format!(
+                ", which destroys data {since}: {}",
+                what.join(", ")
+            ));
+            what.clear();
+        }
+        if !self.opaque.is_empty() {
+            message.push_str(&format!(
+                "{}it holds {} that migsafe cannot see into, so what it destroys is unknown",
+                if self.at_risk.is_empty() {
+                    ", and "
+                } else {
+                    "; also, "
+                },
+                self.opaque.join(", ")
+            ));
+        }
+        message.push_str("; nothing was changed");
         Some(Error::Refused {
             reason: self.reason(),
-            message: format!(
-                "{ns} {v} {name} is dirty, and recovering it would run its down script, which destroys data {since}: {}; nothing was changed",
-                what.join(", "),
-                ns = self.namespace,
-                v = self.version,
-                name = self.name,
-            ),
+            message,
             hint: Some(format!(
                 "look at those rows first. To recover anyway: `migsafe apply --recover` (preflight and a verified backup come first, so the rows are in the backup); to keep the objects and settle it by hand: `migsafe repair --target {ns} --clear-dirty {v} --reason \"…\"` (finished) or `--forget {v}` (undone)",
                 ns = self.namespace,
@@ -122,21 +147,22 @@ pub async fn assess(db: &Db, history: &History, state: &NamespaceState) -> Resul
         let Some(down) = migration.down.as_ref() else {
             continue;
         };
+        let destroyed = destroyed(db, &down.sql).await?;
         let mut at_risk = Vec::new();
-        for (relation, action) in destroyed(db, &down.sql).await? {
+        for (relation, action) in &destroyed.relations {
             let rows = history
                 .rows_written_after(
                     db,
                     &state.namespace,
                     row.version.as_str(),
-                    &relation,
+                    relation,
                     COUNT_CAP,
                 )
                 .await?;
             if rows > 0 {
                 at_risk.push(AtRisk {
-                    relation,
-                    action,
+                    relation: relation.clone(),
+                    action: action.clone(),
                     rows,
                 });
             }
@@ -147,142 +173,353 @@ pub async fn assess(db: &Db, history: &History, state: &NamespaceState) -> Resul
             name: migration.name.clone(),
             interruption_recorded: row.execution_ms > 0,
             at_risk,
+            opaque: destroyed.opaque,
+            destroys: destroyed.relations,
         });
     }
     Ok(out)
 }
 
-/// The existing relations whose rows `sql` would destroy, with how, as the
-/// server names them (`public.archive`).
-async fn destroyed(db: &Db, sql: &str) -> Result<Vec<(String, String)>> {
-    let mut named: Vec<(String, String)> = Vec::new();
-    let mut schemas: Vec<String> = Vec::new();
-    // A down script the grammar cannot read is not assessed statement by
-    // statement: every relation it names counts.
-    let Ok(parsed) = pg_query::parse(sql, 0) else {
-        if let Ok(pieces) = pg_query::split_with_scanner(sql) {
-            for piece in pieces {
-                if let Ok(p) = pg_query::parse(piece, 0) {
-                    named.extend(
-                        p.tables()
-                            .into_iter()
-                            .map(|t| (t, "unparsed down script".into())),
-                    );
-                }
-            }
-        }
-        return resolve(db, named, schemas).await;
-    };
-    for raw in &parsed.protobuf.stmts {
-        let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) else {
-            continue;
-        };
-        match node {
-            NodeEnum::DropStmt(drop) => {
-                let kind = ObjectType::try_from(drop.remove_type).unwrap_or(ObjectType::Undefined);
-                let names = drop.objects.iter().filter_map(|o| match o.node.as_ref() {
-                    Some(NodeEnum::List(list)) => Some(ast::strings(&list.items).join(".")),
-                    Some(NodeEnum::String(s)) => Some(s.sval.clone()),
-                    _ => None,
-                });
-                match kind {
-                    ObjectType::ObjectTable => {
-                        named.extend(names.map(|n| (n, "DROP TABLE".to_string())));
-                    }
-                    ObjectType::ObjectMatview => {
-                        named.extend(names.map(|n| (n, "DROP MATERIALIZED VIEW".to_string())));
-                    }
-                    ObjectType::ObjectSchema => schemas.extend(names),
-                    _ => {}
-                }
-            }
-            NodeEnum::TruncateStmt(truncate) => {
-                for relation in &truncate.relations {
-                    if let Some(NodeEnum::RangeVar(r)) = relation.node.as_ref() {
-                        named.push((ast::table_name(Some(r)), "TRUNCATE".into()));
-                    }
-                }
-            }
-            NodeEnum::DeleteStmt(delete) => {
-                named.push((ast::table_name(delete.relation.as_ref()), "DELETE".into()));
-            }
-            NodeEnum::AlterTableStmt(alter) => {
-                let drops_column = alter.cmds.iter().any(|c| {
-                    matches!(c.node.as_ref(), Some(NodeEnum::AlterTableCmd(cmd))
-                        if cmd.subtype == AlterTableType::AtDropColumn as i32)
-                });
-                if drops_column {
-                    named.push((
-                        ast::table_name(alter.relation.as_ref()),
-                        "ALTER TABLE … DROP COLUMN".into(),
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
-    resolve(db, named, schemas).await
+/// A transaction-age mark taken just before the backup: rows whose `xmin`
+/// is not older than it may be missing from the dump.
+pub async fn backup_mark(db: &Db) -> Result<String> {
+    db.client
+        .query_one(
+            "SELECT ((pg_snapshot_xmin(pg_current_snapshot())::text::bigint) % 4294967296)::text",
+            &[],
+        )
+        .await
+        .map(|row| row.get(0))
+        .map_err(|e| crate::db::history::database_error(db, "mark the start of the backup", &e))
 }
 
-const EXISTING_RELATIONS: &str = "SELECT r.name, c.oid::regclass::text \
-     FROM unnest($1::text[]) WITH ORDINALITY AS r(name, n) \
-     JOIN pg_class c ON c.oid = to_regclass(r.name) \
-     WHERE c.relkind IN ('r', 'm', 'p') ORDER BY r.n";
-
-const TABLES_IN_SCHEMAS: &str = "SELECT c.oid::regclass::text FROM pg_class c \
-     JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE n.nspname = ANY ($1) AND c.relkind IN ('r', 'm', 'p') ORDER BY 1";
-
-async fn resolve(
+/// After the backup: refuses when rows were written into what recovery
+/// destroys while the backup was taken (they may not be in it), or since
+/// the interruption without `--recover` (the first check ran before the
+/// backup; writes go on meanwhile).
+pub async fn recheck(
     db: &Db,
-    named: Vec<(String, String)>,
+    history: &History,
+    state: &NamespaceState,
+    mark: &str,
+    recover: bool,
+) -> Result<()> {
+    for assessed in assess(db, history, state).await? {
+        if !recover && let Some(refusal) = assessed.refusal() {
+            return Err(refusal);
+        }
+        let mut late = Vec::new();
+        for (relation, action) in &assessed.destroys {
+            let rows = history
+                .rows_newer_than(db, relation, mark, COUNT_CAP)
+                .await?;
+            if rows > 0 {
+                late.push(format!("{relation} ({action}): {rows} row(s)"));
+            }
+        }
+        if !late.is_empty() {
+            return Err(Error::Refused {
+                reason: assessed.reason(),
+                message: format!(
+                    "rows were written into what recovering {} {} would destroy while the backup was being taken, so the backup may not hold them: {}; recovery did not run and nothing was changed",
+                    assessed.version,
+                    assessed.name,
+                    late.join(", ")
+                ),
+                hint: Some("stop the writes to those tables (or let them finish), then run apply again: it takes a new backup".into()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A relation named in a down script, as written.
+#[derive(Debug, Clone)]
+struct Named {
+    /// The schema written, or the `search_path` in force at that statement.
     schemas: Vec<String>,
-) -> Result<Vec<(String, String)>> {
-    let error = |e: tokio_postgres::Error| {
-        crate::db::history::database_error(db, "look up what a down script drops", &e)
+    /// The relation (or type) name.
+    name: String,
+    /// What the script does to it.
+    action: &'static str,
+    /// What else it reaches: rows of referencing tables (TRUNCATE CASCADE,
+    /// DELETE through ON DELETE CASCADE / SET NULL), or the columns of a
+    /// dropped type.
+    reach: Reach,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// The relation itself.
+    Itself,
+    /// The relation and every table referencing it (TRUNCATE … CASCADE).
+    AllReferencing,
+    /// The relation and the tables whose foreign keys act on delete.
+    DeleteActions,
+    /// The tables with a column of this type or domain (DROP TYPE … CASCADE).
+    ColumnsOfType,
+}
+
+/// What a down script would destroy: the relations (as the server names
+/// them) with how, and the statements migsafe cannot see into.
+struct Destroyed {
+    relations: Vec<(String, String)>,
+    opaque: Vec<String>,
+}
+
+/// Reads `sql` statement by statement (the scanner's split, so one
+/// unreadable statement does not hide the rest).
+fn analyse(sql: &str) -> (Vec<Named>, Vec<String>) {
+    let mut named = Vec::new();
+    let mut opaque = Vec::new();
+    let mut search_path: Vec<String> = Vec::new();
+    let pieces: Vec<String> = match pg_query::split_with_scanner(sql) {
+        Ok(pieces) => pieces.into_iter().map(str::to_string).collect(),
+        Err(_) => vec![sql.to_string()],
     };
-    let names: Vec<String> = named.iter().map(|(n, _)| n.clone()).collect();
-    let mut out: Vec<(String, String)> = Vec::new();
-    // to_regclass raises on a malformed name; those are skipped one by one.
-    let rows = match db.client.query(EXISTING_RELATIONS, &[&names]).await {
-        Ok(rows) => rows,
-        Err(_) => {
-            let mut rows = Vec::new();
-            for name in &names {
-                if let Ok(mut found) = db
-                    .client
-                    .query(EXISTING_RELATIONS, &[&vec![name.clone()]])
-                    .await
-                {
-                    rows.append(&mut found);
+    for piece in pieces {
+        let Ok(parsed) = pg_query::parse(&piece, 0) else {
+            opaque.push(format!(
+                "a statement the grammar cannot read ({})",
+                one_line(&piece)
+            ));
+            continue;
+        };
+        for raw in &parsed.protobuf.stmts {
+            let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) else {
+                continue;
+            };
+            let at = |schema: &str| -> Vec<String> {
+                if schema.is_empty() {
+                    search_path.clone()
+                } else {
+                    vec![schema.to_string()]
                 }
+            };
+            let mut push = |schema: &str, name: &str, action: &'static str, reach: Reach| {
+                named.push(Named {
+                    schemas: at(schema),
+                    name: name.to_string(),
+                    action,
+                    reach,
+                });
+            };
+            match node {
+                NodeEnum::DropStmt(drop) => {
+                    let kind =
+                        ObjectType::try_from(drop.remove_type).unwrap_or(ObjectType::Undefined);
+                    let cascade =
+                        drop.behavior == pg_query::protobuf::DropBehavior::DropCascade as i32;
+                    for object in &drop.objects {
+                        let parts = match object.node.as_ref() {
+                            Some(NodeEnum::List(list)) => ast::strings(&list.items),
+                            Some(NodeEnum::String(s)) => vec![s.sval.clone()],
+                            Some(NodeEnum::TypeName(t)) => ast::strings(&t.names),
+                            _ => Vec::new(),
+                        };
+                        let Some((name, schema)) = parts.split_last() else {
+                            continue;
+                        };
+                        let schema = schema.last().map_or("", String::as_str);
+                        match kind {
+                            ObjectType::ObjectTable => {
+                                push(schema, name, "DROP TABLE", Reach::Itself)
+                            }
+                            ObjectType::ObjectMatview => {
+                                push(schema, name, "DROP MATERIALIZED VIEW", Reach::Itself)
+                            }
+                            ObjectType::ObjectSchema => {
+                                push(name, "", "DROP SCHEMA", Reach::Itself)
+                            }
+                            ObjectType::ObjectType | ObjectType::ObjectDomain if cascade => push(
+                                schema,
+                                name,
+                                "DROP TYPE … CASCADE (drops the columns of that type)",
+                                Reach::ColumnsOfType,
+                            ),
+                            ObjectType::ObjectExtension if cascade => opaque.push(format!(
+                                "DROP EXTENSION {name} CASCADE (drops whatever uses it)"
+                            )),
+                            _ => {}
+                        }
+                    }
+                }
+                NodeEnum::TruncateStmt(truncate) => {
+                    let cascade =
+                        truncate.behavior == pg_query::protobuf::DropBehavior::DropCascade as i32;
+                    for relation in &truncate.relations {
+                        if let Some(NodeEnum::RangeVar(r)) = relation.node.as_ref() {
+                            push(
+                                &r.schemaname,
+                                &r.relname,
+                                "TRUNCATE",
+                                if cascade {
+                                    Reach::AllReferencing
+                                } else {
+                                    Reach::Itself
+                                },
+                            );
+                        }
+                    }
+                }
+                NodeEnum::DeleteStmt(delete) => {
+                    if let Some(r) = delete.relation.as_ref() {
+                        push(&r.schemaname, &r.relname, "DELETE", Reach::DeleteActions);
+                    }
+                }
+                NodeEnum::UpdateStmt(update) => {
+                    if let Some(r) = update.relation.as_ref() {
+                        push(&r.schemaname, &r.relname, "UPDATE", Reach::Itself);
+                    }
+                }
+                NodeEnum::AlterTableStmt(alter) => {
+                    let drops_column = alter.cmds.iter().any(|c| {
+                        matches!(c.node.as_ref(), Some(NodeEnum::AlterTableCmd(cmd))
+                            if cmd.subtype == AlterTableType::AtDropColumn as i32
+                                || cmd.subtype == AlterTableType::AtAlterColumnType as i32)
+                    });
+                    if drops_column && let Some(r) = alter.relation.as_ref() {
+                        push(
+                            &r.schemaname,
+                            &r.relname,
+                            "ALTER TABLE … DROP COLUMN / ALTER COLUMN TYPE",
+                            Reach::Itself,
+                        );
+                    }
+                }
+                NodeEnum::VariableSetStmt(set) if set.name.eq_ignore_ascii_case("search_path") => {
+                    search_path = set
+                        .args
+                        .iter()
+                        .filter_map(|arg| match arg.node.as_ref() {
+                            Some(NodeEnum::AConst(c)) => match &c.val {
+                                Some(pg_query::protobuf::a_const::Val::Sval(s)) => {
+                                    Some(s.sval.clone())
+                                }
+                                _ => None,
+                            },
+                            _ => None,
+                        })
+                        .collect();
+                }
+                NodeEnum::DoStmt(_) => opaque.push("a DO block".into()),
+                NodeEnum::CallStmt(_) => opaque.push("a CALL of a procedure".into()),
+                NodeEnum::ExecuteStmt(_) => {
+                    opaque.push("an EXECUTE of a prepared statement".into())
+                }
+                _ => {}
             }
-            rows
         }
+    }
+    (named, opaque)
+}
+
+fn one_line(sql: &str) -> String {
+    crate::db::activity::one_line(sql, 60)
+}
+
+/// The existing relations whose rows `sql` would destroy, with how, as the
+/// server names them (`public.archive`), and what migsafe cannot see into.
+async fn destroyed(db: &Db, sql: &str) -> Result<Destroyed> {
+    let (named, opaque) = analyse(sql);
+    let mut relations: Vec<(String, String)> = Vec::new();
+    for item in &named {
+        for relation in resolve(db, item).await? {
+            if !relations.iter().any(|(r, _)| *r == relation) {
+                relations.push((relation, item.action.to_string()));
+            }
+        }
+    }
+    Ok(Destroyed { relations, opaque })
+}
+
+/// The first of the candidate schemas (the one written, else the script's
+/// `search_path`, else the session's) where `name` exists, as a regclass.
+const FIND_RELATION: &str = "SELECT c.oid FROM unnest($1::text[]) WITH ORDINALITY AS s(schema, n) \
+     JOIN pg_namespace ns ON ns.nspname = s.schema \
+     JOIN pg_class c ON c.relnamespace = ns.oid AND c.relname = $2 \
+     WHERE c.relkind IN ('r', 'm', 'p') ORDER BY s.n LIMIT 1";
+
+const FIND_TYPE: &str = "SELECT t.oid FROM unnest($1::text[]) WITH ORDINALITY AS s(schema, n) \
+     JOIN pg_namespace ns ON ns.nspname = s.schema \
+     JOIN pg_type t ON t.typnamespace = ns.oid AND t.typname = $2 ORDER BY s.n LIMIT 1";
+
+const SESSION_PATH: &str =
+    "SELECT coalesce(array_agg(s), '{}') FROM unnest(current_schemas(false)) s";
+
+const TABLES_IN_SCHEMA: &str = "SELECT c.oid::regclass::text FROM pg_class c \
+     JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = $1 AND c.relkind IN ('r', 'm', 'p') ORDER BY 1";
+
+/// Tables reached from `$1` through foreign keys: every referencing table
+/// (`$2` true: TRUNCATE CASCADE) or those whose key acts on delete.
+const REFERENCING: &str = "WITH RECURSIVE r(oid) AS ( \
+       SELECT $1::oid \
+       UNION SELECT k.conrelid FROM pg_constraint k JOIN r ON k.confrelid = r.oid \
+       WHERE k.contype = 'f' AND ($2 OR k.confdeltype IN ('c', 'n', 'd'))) \
+     SELECT oid::regclass::text FROM r";
+
+const COLUMNS_OF_TYPE: &str = "SELECT DISTINCT a.attrelid::regclass::text FROM pg_attribute a \
+     JOIN pg_class c ON c.oid = a.attrelid \
+     LEFT JOIN pg_type d ON d.oid = a.atttypid \
+     WHERE (a.atttypid = $1 OR d.typbasetype = $1 OR d.typelem = $1) \
+       AND c.relkind IN ('r', 'p', 'm') AND NOT a.attisdropped ORDER BY 1";
+
+async fn resolve(db: &Db, item: &Named) -> Result<Vec<String>> {
+    let error = |e: tokio_postgres::Error| {
+        crate::db::history::database_error(db, "look up what a down script destroys", &e)
     };
-    for row in rows {
-        let written: String = row.get(0);
-        let relation: String = row.get(1);
-        if let Some((_, action)) = named.iter().find(|(n, _)| *n == written)
-            && !out.iter().any(|(r, _)| *r == relation)
-        {
-            out.push((relation, action.clone()));
-        }
-    }
-    if !schemas.is_empty() {
-        for row in db
+    if item.action == "DROP SCHEMA" {
+        let schema = item.schemas.first().cloned().unwrap_or_default();
+        let rows = db
             .client
-            .query(TABLES_IN_SCHEMAS, &[&schemas])
+            .query(TABLES_IN_SCHEMA, &[&schema])
             .await
-            .map_err(error)?
-        {
-            let relation: String = row.get(0);
-            if !out.iter().any(|(r, _)| *r == relation) {
-                out.push((relation, "DROP SCHEMA".into()));
-            }
-        }
+            .map_err(error)?;
+        return Ok(rows.iter().map(|r| r.get(0)).collect());
     }
-    Ok(out)
+    let schemas = if item.schemas.is_empty() {
+        let row = db
+            .client
+            .query_one(SESSION_PATH, &[])
+            .await
+            .map_err(error)?;
+        row.get::<_, Vec<String>>(0)
+    } else {
+        item.schemas.clone()
+    };
+    let find = if item.reach == Reach::ColumnsOfType {
+        FIND_TYPE
+    } else {
+        FIND_RELATION
+    };
+    let Some(row) = db
+        .client
+        .query_opt(find, &[&schemas, &item.name])
+        .await
+        .map_err(error)?
+    else {
+        return Ok(Vec::new());
+    };
+    let oid: u32 = row.get(0);
+    let rows = match item.reach {
+        Reach::Itself => db
+            .client
+            .query("SELECT $1::oid::regclass::text", &[&oid])
+            .await
+            .map_err(error)?,
+        Reach::AllReferencing | Reach::DeleteActions => db
+            .client
+            .query(REFERENCING, &[&oid, &(item.reach == Reach::AllReferencing)])
+            .await
+            .map_err(error)?,
+        Reach::ColumnsOfType => db
+            .client
+            .query(COLUMNS_OF_TYPE, &[&oid])
+            .await
+            .map_err(error)?,
+    };
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Rolls each recoverable dirty migration of `item` back with its down

@@ -25,8 +25,9 @@ pub struct Scope {
     pub schemas: BTreeSet<String>,
 }
 
-/// The schema unqualified names land in (the default search_path).
-const DEFAULT_SCHEMA: &str = "public";
+/// Stands for "the schema unqualified names land in" until the scope is
+/// [`Scope::on`] a connection (it is not a valid identifier in a script).
+const DEFAULT_SCHEMA: &str = "\u{0}current_schema";
 
 /// migsafe's own tables, in whatever history schema.
 const HISTORY_TABLES: [&str; 3] = ["schema_migrations", "history_audit", "schema_snapshots"];
@@ -56,6 +57,27 @@ impl Scope {
         Scope {
             schemas: schemas.clone(),
         }
+    }
+
+    /// The scope with unqualified names placed in `current_schema` (the first
+    /// existing schema of the session's search_path: `public` unless the
+    /// database or role sets another).
+    pub fn resolved(mut self, current_schema: &str) -> Scope {
+        if self.schemas.remove(DEFAULT_SCHEMA) {
+            self.schemas.insert(current_schema.to_string());
+        }
+        self
+    }
+
+    /// [`Scope::resolved`] with the current schema of `db`.
+    pub async fn on(self, db: &crate::db::Db) -> crate::error::Result<Scope> {
+        let row = db
+            .client
+            .query_one("SELECT coalesce(current_schema(), 'public')", &[])
+            .await
+            .map_err(|e| crate::db::history::database_error(db, "read the current schema", &e))?;
+        let current: String = row.get(0);
+        Ok(self.resolved(&current))
     }
 
     /// The objects of `snapshot` in this scope, without any migsafe history
@@ -88,7 +110,17 @@ impl Scope {
 
     /// The schema names, for messages.
     pub fn describe(&self) -> String {
-        self.schemas.iter().cloned().collect::<Vec<_>>().join(", ")
+        self.schemas
+            .iter()
+            .map(|s| {
+                if s == DEFAULT_SCHEMA {
+                    "(the current schema)"
+                } else {
+                    s.as_str()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -268,7 +300,7 @@ mod tests {
     fn scope_of(sql: &str) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         named_schemas(sql, &mut out);
-        out
+        Scope { schemas: out }.resolved("public").schemas
     }
 
     #[test]

@@ -121,6 +121,33 @@ pub fn transaction_control(sql: &str) -> Option<(&'static str, usize)> {
     None
 }
 
+/// Whether `sql` changes the session beyond its own transaction (`SET`
+/// without LOCAL, `RESET`, `SET ROLE`, `SET SESSION AUTHORIZATION`, `DISCARD`,
+/// `set_config(…, false)`): such a change would carry into the migrations
+/// that run after it on the same connection, so the runner resets it.
+pub fn changes_session(sql: &str) -> bool {
+    const WORDS: [&[u8]; 2] = [b"set", b"discard"];
+    let lower = sql.to_ascii_lowercase();
+    if !WORDS
+        .iter()
+        .any(|word| lower.as_bytes().windows(word.len()).any(|w| w == *word))
+    {
+        return false;
+    }
+    // Unreadable: it may change anything.
+    let Ok(parsed) = pg_query::parse(sql, 0) else {
+        return true;
+    };
+    parsed.protobuf.nodes().into_iter().any(|(node, _, _, _)| match node {
+        pg_query::NodeRef::VariableSetStmt(set) => !set.is_local,
+        pg_query::NodeRef::DiscardStmt(_) => true,
+        pg_query::NodeRef::FuncCall(call) => call.funcname.iter().any(|n| {
+            matches!(n.node.as_ref(), Some(NodeEnum::String(s)) if s.sval.eq_ignore_ascii_case("set_config"))
+        }),
+        _ => false,
+    })
+}
+
 /// Replaces every constant in a query with a placeholder (`$1`), so a query
 /// seen in `pg_stat_activity` can be logged without the values it carries
 /// (passwords in `ALTER ROLE`, personal data in `WHERE`).
@@ -200,6 +227,24 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn finds_session_changes_but_not_local_ones() {
+        use super::changes_session;
+        assert!(changes_session(
+            "SET search_path = billing; CREATE TABLE t (id int);"
+        ));
+        assert!(changes_session("SET ROLE app_owner"));
+        assert!(changes_session("RESET search_path"));
+        assert!(changes_session(
+            "SELECT set_config('search_path', 'x', false)"
+        ));
+        assert!(!changes_session(
+            "SET LOCAL lock_timeout = '1s'; ALTER TABLE t ALTER COLUMN a SET NOT NULL"
+        ));
+        assert!(!changes_session("UPDATE t SET a = 1"));
+        assert!(!changes_session("CREATE TABLE t (id int)"));
     }
 
     #[test]
