@@ -47,6 +47,8 @@ pub enum Code {
     MigrationVersionDuplicate,
     /// The migrations directory of a namespace does not exist.
     MigrationDirMissing,
+    /// The directory holds files, but none in a layout migsafe reads.
+    MigrationLayoutUnknown,
     /// `migsafe.toml` cannot be read or is invalid.
     ConfigInvalid,
     /// No database URL was given for a namespace that needs one.
@@ -160,6 +162,7 @@ impl Code {
             Code::MigrationFileInvalid => "MIGRATION_FILE_INVALID",
             Code::MigrationVersionDuplicate => "MIGRATION_VERSION_DUPLICATE",
             Code::MigrationDirMissing => "MIGRATION_DIR_MISSING",
+            Code::MigrationLayoutUnknown => "MIGRATION_LAYOUT_UNKNOWN",
             Code::ConfigInvalid => "CONFIG_INVALID",
             Code::DatabaseUrlMissing => "DATABASE_URL_MISSING",
             Code::DatabaseUrlInvalid => "DATABASE_URL_INVALID",

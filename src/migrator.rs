@@ -102,6 +102,10 @@ pub struct PlannedMigration {
     pub path: String,
     /// `transaction` or `no-transaction`.
     pub mode: &'static str,
+    /// Why, when no directive said so (`CREATE INDEX CONCURRENTLY`, `its own
+    /// BEGIN/COMMIT blocks`…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inferred: Option<&'static str>,
     /// Effective lock_timeout in ms.
     pub lock_timeout_ms: u64,
     /// Effective statement_timeout in ms (0 = none).
@@ -429,6 +433,7 @@ impl Migrator {
                     } else {
                         "transaction"
                     },
+                    inferred: m.up.directives.inferred,
                     lock_timeout_ms: ms(m
                         .up
                         .directives
@@ -444,6 +449,7 @@ impl Migrator {
                 .collect();
             let context = crate::lint::Context {
                 sizes: crate::db::catalog::table_sizes(&db).await?,
+                existing: Some(crate::db::catalog::relation_names(&db).await?),
                 server_version: Some(crate::db::catalog::server_version(&db).await?.1),
                 large_table_bytes: self.config.lint.large_table_bytes,
                 ..crate::lint::Context::default()
@@ -742,6 +748,7 @@ impl Migrator {
             }
             if let (Some(db), Some(settings)) = (&db, &settings) {
                 context.sizes = crate::db::catalog::table_sizes(db).await?;
+                context.existing = Some(crate::db::catalog::relation_names(db).await?);
                 context.server_version = Some(crate::db::catalog::server_version(db).await?.1);
                 database = Some(settings.to_string());
             }

@@ -137,7 +137,7 @@ impl NamespaceState {
         NamespaceState {
             namespace: namespace.to_string(),
             entries,
-            forward_only,
+            forward_only: forward_only || set.forward_only(),
         }
     }
 

@@ -352,44 +352,36 @@ fn namespaces_are_independent_and_targeted() {
 }
 
 #[test]
-fn transaction_control_in_a_transactional_script_is_refused_before_anything_runs() {
+fn a_script_with_its_own_begin_commit_runs_as_one_transaction_with_its_history_row() {
     let db = TestDb::new();
     let project = two_tables();
     project.write(
         "migrations/0003_own_tx.up.sql",
         b"BEGIN;\nCREATE TABLE t3 (id int);\nCOMMIT;\n",
     );
-    let out = project.run(&db, &["apply"], 5);
-    assert!(
-        out.contains("MIGRATION_TRANSACTION_CONTROL:default:0003"),
-        "{out}"
+    project.run(&db, &["apply"], 0);
+    assert!(db.exists("t3"));
+    assert_eq!(
+        db.history("default").last(),
+        Some(&("0003".to_string(), false))
     );
-    assert!(out.contains("0003_own_tx.up.sql:1"), "{out}");
-    assert!(!db.exists("users"), "nothing of the plan may run");
 }
 
 #[test]
-fn a_concurrent_index_needs_no_transaction_and_says_so() {
+fn a_concurrent_index_runs_outside_a_transaction_without_a_directive_and_says_so() {
     let db = TestDb::new();
     let project = two_tables();
+    project.run(&db, &["apply"], 0);
     project.write(
         "migrations/0003_idx.up.sql",
-        b"CREATE INDEX CONCURRENTLY users_name ON users (name);\n",
+        b"CREATE INDEX CONCURRENTLY users_name ON users (name);\nCREATE INDEX CONCURRENTLY users_id_name ON users (id, name);\n",
     );
-    // The linter in preflight catches it before anything runs…
-    let out = project.run(&db, &["apply"], 1);
+    let out = project.run(&db, &["plan"], 0);
     assert!(
-        out.contains("LINT_ERROR:default:0003") && out.contains("concurrent-index-in-transaction"),
+        out.contains("no-transaction (inferred: CREATE INDEX CONCURRENTLY)"),
         "{out}"
     );
-    // …and past it, the server refuses it and migsafe says what to do.
-    let out = project.run(&db, &["apply", "--force"], 2);
-    assert!(out.contains("25001"), "{out}");
-    assert!(out.contains("migsafe:no-transaction"), "{out}");
-    project.write(
-        "migrations/0003_idx.up.sql",
-        b"-- migsafe:no-transaction\nCREATE INDEX CONCURRENTLY users_name ON users (name);\nCREATE INDEX CONCURRENTLY users_id_name ON users (id, name);\n",
-    );
+    assert!(!out.contains("concurrent-index-in-transaction"), "{out}");
     project.run(&db, &["apply"], 0);
     assert!(db.exists("users_name") && db.exists("users_id_name"));
     assert_eq!(

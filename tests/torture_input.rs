@@ -196,13 +196,13 @@ fn malformed_input_table() -> (usize, usize) {
         ),
         (
             &[
-                ("migrations/0001_a.up.sql", b"SELECT 1;"),
+                ("migrations/0001_a.sql", b"SELECT 1;"),
                 ("migrations/0001_b.down.sql", b"SELECT 1;"),
             ],
             &["plan"],
             5,
             "MIGRATION_FILE_INVALID:default",
-            "differs from the up script",
+            "a down script for the up-only file",
         ),
         (
             &[
@@ -249,14 +249,11 @@ fn malformed_input_table() -> (usize, usize) {
             "soon",
         ),
         (
-            &[(
-                "migrations/0001_x.sql",
-                b"BEGIN;\nCREATE TABLE t (id int);\nCOMMIT;",
-            )],
+            &[("migrations/create_t.sql", b"CREATE TABLE t (id int);")],
             &["apply", "--skip-backup"],
             5,
-            "MIGRATION_TRANSACTION_CONTROL:default:0001",
-            "BEGIN",
+            "MIGRATION_LAYOUT_UNKNOWN:default",
+            "create_t.sql",
         ),
         (
             &[

@@ -145,8 +145,12 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
             }
             let (namespace, set) = &selected[0];
             let version = scaffold::next_version(set, chrono::Utc::now());
-            let created =
-                scaffold::new_migration(&namespace.dir, &version, name, namespace.forward_only)?;
+            let created = scaffold::new_migration(
+                &namespace.dir,
+                &version,
+                name,
+                namespace.forward_only || set.forward_only(),
+            )?;
             report_created("new", &created, json_format);
         }
         Command::Status => {
@@ -717,6 +721,23 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
         out(line.trim_end());
     }
     if verbose {
+        for entry in &state.entries {
+            let Some(down) = entry.migration.as_ref().and_then(|m| m.down.as_ref()) else {
+                continue;
+            };
+            let file = down
+                .path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !file.contains(&entry.name) && !file.starts_with("down.") {
+                out(&format!(
+                    "  {} {} pairs by version with {file}",
+                    paint(DIM, format!("{:<12}", "note")),
+                    entry.version.as_str()
+                ));
+            }
+        }
         for path in ignored {
             out(&format!(
                 "  {} {}",
@@ -762,8 +783,11 @@ fn render_plan(plan: &migsafe::migrator::NamespacePlan) {
                 paint(
                     DIM,
                     format!(
-                        "{}, lock_timeout {}{timeout}{}",
+                        "{}{}, lock_timeout {}{timeout}{}",
                         m.mode,
+                        m.inferred
+                            .map(|why| format!(" (inferred: {why})"))
+                            .unwrap_or_default(),
                         format_duration(std::time::Duration::from_millis(m.lock_timeout_ms)),
                         if m.reversible { "" } else { ", no down script" }
                     )

@@ -195,6 +195,30 @@ pub async fn table_sizes(
     Ok(sizes)
 }
 
+/// Every relation of the database outside the system schemas, as
+/// `schema.name` and `name`, lower case: lint's "does it exist yet".
+pub async fn relation_names(db: &Db) -> Result<std::collections::HashSet<String>> {
+    let rows = db
+        .client
+        .query(RELATION_NAMES, &[])
+        .await
+        .map_err(|e| database_error(db, "read the relation names", &e))?;
+    let mut names = std::collections::HashSet::with_capacity(rows.len() * 2);
+    for row in rows {
+        let schema: String = row.get(0);
+        let name: String = row.get(1);
+        let name = name.to_lowercase();
+        names.insert(format!("{}.{name}", schema.to_lowercase()));
+        names.insert(name);
+    }
+    Ok(names)
+}
+
+const RELATION_NAMES: &str = "SELECT n.nspname, c.relname FROM pg_class c \
+     JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p', 'm', 'v', 'f') \
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')";
+
 /// Per table: schema, name, total bytes, rows, and whether the rows were
 /// estimated from the pages (never analyzed). 24 bytes of page header; per
 /// row, the 23-byte tuple header aligned to 24 and a 4-byte line pointer.

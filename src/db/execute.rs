@@ -133,7 +133,7 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
         })?;
         return Ok(());
     }
-    if let Some((keyword, line)) = statements::transaction_control(&script.sql) {
+    if let Some((keyword, line)) = statements::transaction_control(&script.runnable_sql()) {
         return Err(Error::Config {
             reason: ReasonCode::migration(Code::MigrationTransactionControl, namespace, &migration.version),
             message: format!(
@@ -297,11 +297,12 @@ impl Runner<'_> {
         // Several statements go as one simple query each, pipelined (no
         // extra round trip): a failure then names its statement and line
         // even when the server gives no position (`index "x" does not exist`).
-        let pieces = statements::split(&script.sql)
+        let runnable = script.runnable_sql();
+        let pieces = statements::split(&runnable)
             .ok()
             .filter(|pieces| pieces.len() > 1);
         let prefix = sent.clone();
-        sent.push_str(&script.sql);
+        sent.push_str(&runnable);
         let failed_at = std::cell::Cell::new(None::<usize>);
         let started = Instant::now();
         let mut attempt = 0;

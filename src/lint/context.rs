@@ -18,9 +18,18 @@ pub struct TableSize {
 /// Everything rules may consult.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
-    /// Tables created earlier in the plan (unqualified, lower case): DDL on
+    /// Relations created earlier in the plan (unqualified, lower case), in
+    /// every form (tables, partitions, `CREATE TABLE AS`, `SELECT INTO`, views,
+    /// materialized views) and under the names renames gave them: DDL on
     /// them blocks nobody.
     pub created: HashSet<String>,
+    /// Renames earlier in the plan: new name → old name (unqualified, lower
+    /// case), so a renamed live table is still the live table.
+    pub renamed: HashMap<String, String>,
+    /// With a database: every relation that exists there (qualified and
+    /// unqualified, lower case). A relation that does not exist yet is new
+    /// and empty, whatever the plan's earlier statements are.
+    pub existing: Option<HashSet<String>>,
     /// Live table sizes by unqualified and qualified name, with a database.
     pub sizes: HashMap<String, TableSize>,
     /// `server_version_num`, with a database.
@@ -33,10 +42,75 @@ pub struct Context {
 }
 
 impl Context {
-    /// True when the table was created earlier in this plan.
+    /// True when the relation was created earlier in this plan, or, with a
+    /// database, does not exist there (under its name before any rename).
     pub fn is_new(&self, table: &str) -> bool {
-        self.created
-            .contains(&super::ast::unqualified(table).to_lowercase())
+        let mut name = super::ast::unqualified(table).to_lowercase();
+        if self.created.contains(&name) {
+            return true;
+        }
+        // Follow renames back to the name the relation has in the database.
+        let mut qualified = table.to_lowercase();
+        for _ in 0..64 {
+            match self.renamed.get(&name) {
+                Some(old) => {
+                    name = old.clone();
+                    qualified = old.clone();
+                    if self.created.contains(&name) {
+                        return true;
+                    }
+                }
+                None => break,
+            }
+        }
+        match &self.existing {
+            Some(existing) => !existing.contains(&qualified) && !existing.contains(&name),
+            None => false,
+        }
+    }
+
+    /// Records what a statement creates or renames, for the statements after it.
+    pub fn learn(&mut self, node: &pg_query::NodeEnum) {
+        use pg_query::NodeEnum;
+        use pg_query::protobuf::ObjectType;
+        let mut create = |relation: Option<&pg_query::protobuf::RangeVar>| {
+            if let Some(r) = relation {
+                self.created.insert(r.relname.to_lowercase());
+            }
+        };
+        match node {
+            NodeEnum::CreateStmt(c) => create(c.relation.as_ref()),
+            NodeEnum::CreateTableAsStmt(c) => {
+                create(c.into.as_ref().and_then(|i| i.rel.as_ref()));
+            }
+            NodeEnum::SelectStmt(s) => create(s.into_clause.as_ref().and_then(|i| i.rel.as_ref())),
+            NodeEnum::ViewStmt(v) => create(v.view.as_ref()),
+            NodeEnum::CreateForeignTableStmt(f) => {
+                create(f.base_stmt.as_ref().and_then(|b| b.relation.as_ref()));
+            }
+            NodeEnum::RenameStmt(r) => {
+                let kind = ObjectType::try_from(r.rename_type).unwrap_or(ObjectType::Undefined);
+                let relation_kind = matches!(
+                    kind,
+                    ObjectType::ObjectTable
+                        | ObjectType::ObjectView
+                        | ObjectType::ObjectMatview
+                        | ObjectType::ObjectForeignTable
+                );
+                if let (true, Some(relation)) = (relation_kind, r.relation.as_ref())
+                    && !r.newname.is_empty()
+                {
+                    let old = relation.relname.to_lowercase();
+                    let new = r.newname.to_lowercase();
+                    if self.created.contains(&old) {
+                        self.created.insert(new);
+                    } else {
+                        self.renamed.insert(new, old);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The live size of a table, when a database was given.

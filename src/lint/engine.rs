@@ -320,12 +320,8 @@ fn lint_statement(
                 });
             }
         }
-        // Later statements may use the tables this one creates.
-        if let pg_query::NodeEnum::CreateStmt(create) = node
-            && let Some(relation) = &create.relation
-        {
-            context.created.insert(relation.relname.to_lowercase());
-        }
+        // Later statements may use the relations this one creates or renames.
+        context.learn(node);
     }
 }
 

@@ -99,7 +99,7 @@ pub async fn preflight(
         }
         out
     };
-    let (version, recorded, live, long, holders, waiters, size, sizes) = tokio::join!(
+    let (version, recorded, live, long, holders, waiters, size, sizes, existing) = tokio::join!(
         catalog::server_version(db),
         recorded_all,
         schema::read(db, &config.history_schema),
@@ -108,6 +108,7 @@ pub async fn preflight(
         activity::lock_waiters(db),
         catalog::database_size(db),
         catalog::table_sizes(db),
+        catalog::relation_names(db),
     );
     let (version, version_num) = version?;
     let mut checks = vec![Check::pass(
@@ -117,7 +118,13 @@ pub async fn preflight(
     for pending in namespaces {
         integrity_checks(pending, tolerance, config, &mut checks);
     }
-    checks.extend(lint_checks(namespaces, config, sizes?, version_num));
+    checks.extend(lint_checks(
+        namespaces,
+        config,
+        sizes?,
+        existing?,
+        version_num,
+    ));
     let live = live?;
     for (pending, recorded) in namespaces.iter().zip(recorded) {
         checks.push(drift_check(
@@ -306,6 +313,7 @@ fn lint_checks(
     namespaces: &[Pending<'_>],
     config: &Config,
     sizes: std::collections::HashMap<String, crate::lint::TableSize>,
+    existing: std::collections::HashSet<String>,
     server_version: i32,
 ) -> Vec<Check> {
     let scripts: Vec<crate::lint::Script> = namespaces
@@ -318,6 +326,7 @@ fn lint_checks(
         .collect();
     let context = crate::lint::Context {
         sizes,
+        existing: Some(existing),
         server_version: Some(server_version),
         large_table_bytes: config.lint.large_table_bytes,
         ..crate::lint::Context::default()

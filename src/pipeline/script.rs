@@ -81,7 +81,7 @@ pub fn render(
             let _ = writeln!(
                 out,
                 "BEGIN;\nSET LOCAL lock_timeout = {lock_timeout};\nSET LOCAL statement_timeout = {statement_timeout};\n{}\n;\nINSERT INTO {table} {columns} VALUES ({ns}, {version}, {name}, {checksum}, {down}, now(), (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint, {by}, {tool}, false);\nCOMMIT;\n",
-                script.sql.trim_end()
+                script.runnable_sql().trim_end()
             );
         }
     }

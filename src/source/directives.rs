@@ -21,6 +21,12 @@ pub struct Directives {
     pub statement_timeout: Option<Duration>,
     /// Lint suppressions: `-- migsafe:allow <rule> -- <reason>`.
     pub allows: Vec<Allow>,
+    /// Why migsafe chose how the script runs when no directive said so
+    /// ("CREATE INDEX CONCURRENTLY", "its own BEGIN/COMMIT blocks"), for `plan`.
+    pub inferred: Option<&'static str>,
+    /// One `BEGIN; … COMMIT;` wraps the whole script: it runs without those
+    /// two statements, inside migsafe's transaction.
+    pub wrapped: bool,
 }
 
 /// One lint suppression and the reason given for it.

@@ -27,6 +27,17 @@ impl Script {
     pub fn no_transaction(&self) -> bool {
         self.directives.no_transaction
     }
+
+    /// The SQL to send: the file's text, without the `BEGIN;` and `COMMIT;`
+    /// of a script that wraps itself in one transaction (migsafe's
+    /// transaction takes their place, with the history row).
+    pub fn runnable_sql(&self) -> std::borrow::Cow<'_, str> {
+        if self.directives.wrapped {
+            std::borrow::Cow::Owned(super::statements::unwrap(&self.sql))
+        } else {
+            std::borrow::Cow::Borrowed(&self.sql)
+        }
+    }
 }
 
 /// A migration: a version, a name, an up script and maybe a down script.
@@ -56,6 +67,12 @@ pub struct MigrationSet {
 }
 
 impl MigrationSet {
+    /// A history with migrations and not one down script is forward-only
+    /// without configuration (up-only layouts, Flyway `V` files only).
+    pub fn forward_only(&self) -> bool {
+        !self.migrations.is_empty() && self.migrations.iter().all(|m| m.down.is_none())
+    }
+
     /// The migration with this version.
     pub fn get(&self, version: &Version) -> Option<&Migration> {
         self.migrations

@@ -140,10 +140,61 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
         let reason = problems[0].reason.clone();
         return Err(Error::Source { reason, problems });
     }
+    if migrations.is_empty()
+        && let Some(unknown) = unknown_layout(namespace, dir, &ignored)
+    {
+        return Err(unknown);
+    }
     Ok(MigrationSet {
         migrations,
         ignored,
         named_schemas: std::sync::OnceLock::new(),
+    })
+}
+
+/// Files that say "these are migrations" (SQL, folders, other tools' plans),
+/// found in a directory where no migration was recognised: an empty result
+/// would be a silent success that applies nothing.
+fn unknown_layout(namespace: &str, dir: &Path, ignored: &[PathBuf]) -> Option<Error> {
+    const MARKERS: [&str; 4] = [
+        "sqitch.plan",
+        "migration_lock.toml",
+        "_journal.json",
+        "changelog.xml",
+    ];
+    let telling: Vec<String> = ignored
+        .iter()
+        .filter(|path| {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let hidden = name.starts_with('.');
+            !hidden
+                && (path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("sql"))
+                    || MARKERS.contains(&name.as_str())
+                    || path.is_dir())
+        })
+        .filter_map(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    if telling.is_empty() {
+        return None;
+    }
+    let shown: Vec<&str> = telling.iter().take(8).map(String::as_str).collect();
+    Some(Error::Config {
+        reason: ReasonCode::about(Code::MigrationLayoutUnknown, namespace),
+        message: format!(
+            "{} holds {} file(s) or folder(s) ({}{}), but none in a layout migsafe reads, so it would apply nothing",
+            dir.display(),
+            telling.len(),
+            shown.join(", "),
+            if telling.len() > shown.len() { ", …" } else { "" }
+        ),
+        hint: Some(
+            "name files like `0001_create_users.up.sql` / `.down.sql`, `V1__name.sql` (Flyway), `<version>_<name>/up.sql` (diesel) or `<version>_<name>.sql` (dbmate, up-only); docs/migrations.md lists the layouts migsafe reads".into(),
+        ),
     })
 }
 
@@ -269,17 +320,10 @@ fn assemble(
         )]);
     };
     let down_part = slot.downs.pop();
+    // Up and down pair by version alone, as golang-migrate does:
+    // `30_add_x.up.sql` and `30_drop_x.down.sql` are one migration (named
+    // after the up script; `status -v` shows the pairing).
     if let Some(down) = &down_part {
-        if down.name != up_part.name {
-            return Err(vec![problem(
-                namespace,
-                &down.path,
-                &format!(
-                    "its name `{}` differs from the up script's `{}`; make them match",
-                    down.name, up_part.name
-                ),
-            )]);
-        }
         if up_part.role == Role::Plain {
             return Err(vec![problem(
                 namespace,
@@ -353,6 +397,19 @@ pub(crate) fn script_from_text(
 ) -> Result<Script, Vec<FileProblem>> {
     let mut directives = directives::parse(&sql).map_err(|m| vec![problem(namespace, path, &m)])?;
     directives.no_transaction |= no_transaction;
+    if !directives.no_transaction {
+        match statements::transaction_mode(&sql) {
+            statements::TransactionMode::Plain => {}
+            statements::TransactionMode::Wrapped => {
+                directives.wrapped = true;
+                directives.inferred = Some("its own BEGIN … COMMIT, run as migsafe's transaction");
+            }
+            statements::TransactionMode::NoTransaction(why) => {
+                directives.no_transaction = true;
+                directives.inferred = Some(why);
+            }
+        }
+    }
     Ok(Script {
         path: path.to_path_buf(),
         checksum: checksum::checksum(&sql),

@@ -121,6 +121,153 @@ pub fn transaction_control(sql: &str) -> Option<(&'static str, usize)> {
     None
 }
 
+/// How a script without a `no-transaction` directive must run, read with
+/// the grammar (SPEC 2: real histories are taken as they are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransactionMode {
+    /// In migsafe's transaction, together with its history row.
+    Plain,
+    /// One `BEGIN; … COMMIT;` wraps the whole script: its body runs in
+    /// migsafe's transaction (the two statements are left out, see [`unwrap`]).
+    Wrapped,
+    /// Outside a transaction, statement by statement, and why.
+    NoTransaction(&'static str),
+}
+
+/// Decides [`TransactionMode`]. Text the grammar cannot read is `Plain`
+/// (the server reports the error, in a transaction that changes nothing).
+pub fn transaction_mode(sql: &str) -> TransactionMode {
+    // Most scripts hold none of these words: no parse needed (a no-op apply
+    // reads every file of a long history).
+    const WORDS: [&[u8]; 8] = [
+        b"begin",
+        b"start",
+        b"commit",
+        b"concurrently",
+        b"vacuum",
+        b"system",
+        b"database",
+        b"tablespace",
+    ];
+    let lower = sql.to_ascii_lowercase();
+    if !WORDS
+        .iter()
+        .any(|word| lower.as_bytes().windows(word.len()).any(|w| w == *word))
+    {
+        return TransactionMode::Plain;
+    }
+    let Ok(parsed) = pg_query::parse(sql, 0) else {
+        return TransactionMode::Plain;
+    };
+    let nodes: Vec<&NodeEnum> = parsed
+        .protobuf
+        .stmts
+        .iter()
+        .filter_map(|raw| raw.stmt.as_ref().and_then(|n| n.node.as_ref()))
+        .collect();
+    for node in &nodes {
+        if let Some(why) = needs_no_transaction(node) {
+            return TransactionMode::NoTransaction(why);
+        }
+    }
+    let kind = |node: &NodeEnum| match node {
+        NodeEnum::TransactionStmt(t) => TransactionStmtKind::try_from(t.kind).ok(),
+        _ => None,
+    };
+    let control: Vec<usize> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| {
+            !matches!(
+                kind(n),
+                None | Some(
+                    TransactionStmtKind::TransStmtSavepoint
+                        | TransactionStmtKind::TransStmtRelease
+                        | TransactionStmtKind::TransStmtRollbackTo
+                )
+            )
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if control.is_empty() {
+        return TransactionMode::Plain;
+    }
+    let begins = |i: usize| {
+        matches!(
+            kind(nodes[i]),
+            Some(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart)
+        )
+    };
+    let commits = |i: usize| matches!(kind(nodes[i]), Some(TransactionStmtKind::TransStmtCommit));
+    if control == [0, nodes.len() - 1] && nodes.len() >= 2 && begins(0) && commits(nodes.len() - 1)
+    {
+        return TransactionMode::Wrapped;
+    }
+    TransactionMode::NoTransaction("its own BEGIN/COMMIT blocks")
+}
+
+/// Statements PostgreSQL refuses inside a transaction block.
+fn needs_no_transaction(node: &NodeEnum) -> Option<&'static str> {
+    Some(match node {
+        NodeEnum::IndexStmt(i) if i.concurrent => "CREATE INDEX CONCURRENTLY",
+        NodeEnum::DropStmt(d) if d.concurrent => "DROP INDEX CONCURRENTLY",
+        NodeEnum::ReindexStmt(r)
+            if r.params.iter().any(|p| {
+                matches!(p.node.as_ref(), Some(NodeEnum::DefElem(d)) if d.defname == "concurrently")
+            }) =>
+        {
+            "REINDEX CONCURRENTLY"
+        }
+        NodeEnum::VacuumStmt(v) if v.is_vacuumcmd => "VACUUM",
+        NodeEnum::AlterSystemStmt(_) => "ALTER SYSTEM",
+        NodeEnum::CreatedbStmt(_) => "CREATE DATABASE",
+        NodeEnum::DropdbStmt(_) => "DROP DATABASE",
+        NodeEnum::CreateTableSpaceStmt(_) => "CREATE TABLESPACE",
+        NodeEnum::DropTableSpaceStmt(_) => "DROP TABLESPACE",
+        _ => return None,
+    })
+}
+
+/// `sql` with the `BEGIN;` and `COMMIT;` of a [`TransactionMode::Wrapped`]
+/// script blanked out (same length, same lines), so positions in errors
+/// still point into the file.
+pub fn unwrap(sql: &str) -> String {
+    let Ok(parsed) = pg_query::parse(sql, 0) else {
+        return sql.to_string();
+    };
+    let stmts = &parsed.protobuf.stmts;
+    let (Some(first), Some(last)) = (stmts.first(), stmts.last()) else {
+        return sql.to_string();
+    };
+    let mut bytes = sql.as_bytes().to_vec();
+    for raw in [first, last] {
+        let start = usize::try_from(raw.stmt_location)
+            .unwrap_or(0)
+            .min(bytes.len());
+        let end = match usize::try_from(raw.stmt_len) {
+            Ok(0) | Err(_) => bytes.len(),
+            Ok(len) => (start + len).min(bytes.len()),
+        };
+        // The statement and the `;` after it.
+        let mut stop = end;
+        while stop < bytes.len() && bytes[stop].is_ascii_whitespace() {
+            stop += 1;
+        }
+        if stop < bytes.len() && bytes[stop] == b';' {
+            stop += 1;
+        } else {
+            stop = end;
+        }
+        for byte in &mut bytes[start..stop] {
+            if *byte != b'\n' {
+                *byte = b' ';
+            }
+        }
+    }
+    // Only ASCII bytes of whole statements were replaced.
+    String::from_utf8(bytes).unwrap_or_else(|_| sql.to_string())
+}
+
 /// Whether `sql` changes the session beyond its own transaction (`SET`
 /// without LOCAL, `RESET`, `SET ROLE`, `SET SESSION AUTHORIZATION`, `DISCARD`,
 /// `set_config(…, false)`): such a change would carry into the migrations
@@ -227,6 +374,54 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn infers_how_a_script_must_run() {
+        use super::{TransactionMode as M, transaction_mode, unwrap};
+        assert_eq!(transaction_mode("CREATE TABLE t (id int);"), M::Plain);
+        assert_eq!(
+            transaction_mode("BEGIN;\nCREATE TABLE t (id int);\nCOMMIT;\n"),
+            M::Wrapped
+        );
+        assert_eq!(
+            transaction_mode(
+                "BEGIN; CREATE TABLE a (id int); COMMIT; BEGIN; CREATE TABLE b (id int); COMMIT;"
+            ),
+            M::NoTransaction("its own BEGIN/COMMIT blocks")
+        );
+        assert_eq!(
+            transaction_mode("CREATE TABLE a (id int); COMMIT;"),
+            M::NoTransaction("its own BEGIN/COMMIT blocks")
+        );
+        assert_eq!(
+            transaction_mode("CREATE INDEX CONCURRENTLY i ON t (a);"),
+            M::NoTransaction("CREATE INDEX CONCURRENTLY")
+        );
+        assert_eq!(
+            transaction_mode("REINDEX INDEX CONCURRENTLY i;"),
+            M::NoTransaction("REINDEX CONCURRENTLY")
+        );
+        assert_eq!(
+            transaction_mode("VACUUM ANALYZE t;"),
+            M::NoTransaction("VACUUM")
+        );
+        assert_eq!(transaction_mode("ANALYZE t;"), M::Plain);
+        assert_eq!(
+            transaction_mode(
+                "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$;"
+            ),
+            M::Plain
+        );
+        let sql = "BEGIN;\nCREATE TABLE t (id int);\nCOMMIT;\n";
+        let unwrapped = unwrap(sql);
+        assert_eq!(unwrapped.len(), sql.len());
+        assert_eq!(unwrapped.lines().count(), sql.lines().count());
+        assert!(
+            !unwrapped.contains("BEGIN") && !unwrapped.contains("COMMIT"),
+            "{unwrapped}"
+        );
+        assert!(unwrapped.contains("CREATE TABLE t (id int);"));
     }
 
     #[test]
