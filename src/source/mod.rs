@@ -323,17 +323,17 @@ fn assemble(
     // Up and down pair by version alone, as golang-migrate does:
     // `30_add_x.up.sql` and `30_drop_x.down.sql` are one migration (named
     // after the up script; `status -v` shows the pairing).
-    if let Some(down) = &down_part {
-        if up_part.role == Role::Plain {
-            return Err(vec![problem(
-                namespace,
-                &down.path,
-                &format!(
-                    "a down script for the up-only file {}; rename the up file to `.up.sql`",
-                    up_part.path.display()
-                ),
-            )]);
-        }
+    if let Some(down) = &down_part
+        && up_part.role == Role::Plain
+    {
+        return Err(vec![problem(
+            namespace,
+            &down.path,
+            &format!(
+                "a down script for the up-only file {}; rename the up file to `.up.sql`",
+                up_part.path.display()
+            ),
+        )]);
     }
 
     let up_bytes = read_file(namespace, &up_part.path).map_err(|p| vec![p])?;
