@@ -193,6 +193,9 @@ impl Migrator {
         let cutover = &options.cutover;
         let loaded = self.cutover_namespace(target, "cutover sqlite run")?;
         open_source(&cutover.from).await?;
+        // A target that cannot be reached refuses the run before the backup
+        // of the SQLite file is written.
+        drop(loaded.settings.connect().await?);
 
         let backup = {
             let from = cutover.from.clone();
