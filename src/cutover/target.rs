@@ -249,37 +249,50 @@ pub struct SequenceSet {
     pub column: String,
     /// The sequence.
     pub sequence: String,
+    /// The highest id SQLite's `AUTOINCREMENT` had handed out, when it is
+    /// this column's (`sqlite_sequence`).
+    pub sqlite_sequence: Option<i64>,
     /// Its new value (the next `nextval` returns one more).
     pub value: Option<i64>,
 }
 
-/// Sets every serial/identity sequence of a table to the column's maximum,
-/// so that the application's next insert does not collide with copied rows.
-pub async fn set_sequences(db: &Db, schema: &str, table: &str) -> Result<Vec<SequenceSet>> {
+/// Sets every serial/identity sequence of a table past the column's
+/// maximum, and past the highest id SQLite's `AUTOINCREMENT` ever handed
+/// out (rows deleted at the end keep their ids used), so that the
+/// application's next insert gets an id SQLite never gave.
+pub async fn set_sequences(db: &Db, table: &super::TableMap) -> Result<Vec<SequenceSet>> {
     let rows = db
         .client
-        .query(SEQUENCES, &[&schema, &table])
+        .query(SEQUENCES, &[&table.schema, &table.target])
         .await
         .map_err(|e| database_error(db, "find the table's sequences", &e))?;
     let mut set = Vec::new();
     for row in rows {
         let column: String = row.get(0);
         let sequence: String = row.get(1);
+        let floor = table
+            .sequence_floor
+            .as_ref()
+            .filter(|(c, _)| *c == column)
+            .map(|(_, value)| *value);
+        // greatest() ignores NULL: an empty table still moves past the floor.
         let sql = format!(
-            "SELECT setval($1::text::regclass, m) FROM (SELECT max({})::bigint AS m FROM {}) AS x \
+            "SELECT setval($1::text::regclass, m) \
+             FROM (SELECT greatest(max({})::bigint, $2::bigint) AS m FROM {}) AS x \
              WHERE m >= (SELECT seqmin FROM pg_sequence WHERE seqrelid = $1::text::regclass)",
             quote_ident(&column),
-            qualified(schema, table)
+            table.qualified
         );
         let value = db
             .client
-            .query_opt(&sql, &[&sequence])
+            .query_opt(&sql, &[&sequence, &floor])
             .await
             .map_err(|e| database_error(db, "set the sequence", &e))?
             .map(|r| r.get::<_, i64>(0));
         set.push(SequenceSet {
             column,
             sequence,
+            sqlite_sequence: floor,
             value,
         });
     }
