@@ -133,6 +133,10 @@ pub enum Code {
     CutoverMismatch,
     /// Rows the target's primary or unique key would refuse as duplicates.
     CutoverDuplicateKey,
+    /// How the numbers of a date column are read (detected or decided).
+    CutoverEpochUnit,
+    /// A cutover step was interrupted (Ctrl-C, SIGTERM).
+    CutoverCancelled,
 }
 
 impl Code {
@@ -199,6 +203,8 @@ impl Code {
             Code::CutoverCopyFailed => "CUTOVER_COPY_FAILED",
             Code::CutoverMismatch => "CUTOVER_MISMATCH",
             Code::CutoverDuplicateKey => "CUTOVER_DUPLICATE_KEY",
+            Code::CutoverEpochUnit => "CUTOVER_EPOCH_UNIT",
+            Code::CutoverCancelled => "CUTOVER_CANCELLED",
         }
     }
 }

@@ -572,3 +572,126 @@ fn autoincrement_ids_are_never_handed_out_twice() {
     assert_eq!(tickets["sequences"][0]["sqlite_sequence"], 5);
     assert_eq!(tickets["sequences"][0]["value"], 5);
 }
+
+#[test]
+fn epoch_milliseconds_are_detected_never_read_as_seconds() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_events.up.sql",
+            "CREATE TABLE events (id bigint PRIMARY KEY, created timestamptz, paid timestamptz, day date);",
+        ),
+        ("migrations/0001_events.down.sql", "DROP TABLE events;"),
+    ]);
+    let db = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
+    // Milliseconds (JavaScript's Date.now()), one stray seconds value, REAL
+    // Unix seconds with a fraction (Python's time.time()), and a date column
+    // in seconds.
+    db.execute_batch(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, created DATETIME, paid DATETIME, day DATETIME);
+         INSERT INTO events VALUES
+           (1, 1704164645123, 1704164645.5, 1704153600),
+           (2, 1704164700000, NULL, NULL),
+           (3, 1704164645, NULL, NULL),
+           (4, '2024-01-02 03:04:05', NULL, '2024-01-02');",
+    )
+    .unwrap();
+    drop(db);
+    let target = TestDb::new();
+    let output = cutover(&project, &target, &["precheck", "--from", "app.db"]);
+    let text = expect_exit(&output, 1);
+    // The unit chosen is said, per column.
+    assert!(text.contains("CUTOVER_EPOCH_UNIT:events.created"), "{text}");
+    assert!(
+        text.contains("3 INTEGER value(s) read as Unix time in milliseconds"),
+        "{text}"
+    );
+    assert!(text.contains("CUTOVER_EPOCH_UNIT:events.day"), "{text}");
+    assert!(text.contains("read as Unix time in seconds"), "{text}");
+    assert!(
+        text.contains("REAL value(s) read as Julian day numbers"),
+        "{text}"
+    );
+    assert!(text.contains("--epoch-unit events.paid=s"), "{text}");
+    // The stray seconds value and the REAL seconds are misfits, by row.
+    assert!(
+        text.contains("CUTOVER_VALUE_MISFIT:events.created"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(id)=(3): 1704164645 looks like Unix time in seconds"),
+        "{text}"
+    );
+    assert!(text.contains("CUTOVER_VALUE_MISFIT:events.paid"), "{text}");
+    let output = cutover(&project, &target, &["run", "--from", "app.db"]);
+    expect_exit(&output, 1);
+    assert!(!target.exists("events") || count(&target, "events") == 0);
+
+    // A typo in the switch is refused, not ignored.
+    let output = cutover(
+        &project,
+        &target,
+        &[
+            "precheck",
+            "--from",
+            "app.db",
+            "--epoch-unit",
+            "events.paied=s",
+        ],
+    );
+    let text = expect_exit(&output, 5);
+    assert!(
+        text.contains("USAGE") && text.contains("events.paid"),
+        "{text}"
+    );
+
+    // Fixed data and a decision for the REAL column: the instants are exact,
+    // and verify (same switch) agrees.
+    let db = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
+    db.execute_batch("UPDATE events SET created = created * 1000 WHERE id = 3")
+        .unwrap();
+    drop(db);
+    let switch = ["--epoch-unit", "events.paid=s"];
+    let output = cutover(
+        &project,
+        &target,
+        &[&["precheck", "--from", "app.db"][..], &switch].concat(),
+    );
+    let text = expect_exit(&output, 0);
+    assert!(
+        text.contains("1 REAL value(s) read as Unix time in seconds (--epoch-unit)"),
+        "{text}"
+    );
+    let output = cutover(
+        &project,
+        &target,
+        &[&["run", "--from", "app.db"][..], &switch].concat(),
+    );
+    let text = expect_exit(&output, 0);
+    assert!(text.contains("verify passed"), "{text}");
+    let at = |sql: &str| target.scalar(sql).unwrap();
+    assert_eq!(
+        at(
+            "SELECT to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS') FROM events WHERE id = 1"
+        ),
+        "2024-01-02 03:04:05.123"
+    );
+    assert_eq!(
+        at("SELECT extract(epoch FROM created)::bigint FROM events WHERE id = 3"),
+        "1704164645"
+    );
+    assert_eq!(
+        at("SELECT extract(epoch FROM paid)::numeric FROM events WHERE id = 1"),
+        "1704164645.500000"
+    );
+    assert_eq!(at("SELECT day FROM events WHERE id = 1"), "2024-01-02");
+    let output = cutover(
+        &project,
+        &target,
+        &[
+            &["verify", "--from", "app.db", "--fail-on-mismatch"][..],
+            &switch,
+        ]
+        .concat(),
+    );
+    expect_exit(&output, 0);
+}

@@ -14,6 +14,7 @@
 //! is decided by the target column's type ([`types`]).
 
 pub mod copy;
+pub mod epoch;
 pub mod precheck;
 pub mod sqlite;
 pub mod target;
@@ -44,6 +45,9 @@ pub struct CutoverOptions {
     pub exclude: Vec<String>,
     /// Tables copied (or hashed) at once, each on its own connection.
     pub jobs: usize,
+    /// `--epoch-unit`: how the numbers of date columns are read, where the
+    /// operator decided (the others are detected from the values).
+    pub epoch_units: Vec<epoch::EpochChoice>,
 }
 
 /// Something precheck found.

@@ -77,7 +77,18 @@ pub async fn precheck(
     })
     .await?;
     let mapping = super::map(&tables, &virtual_tables, schema, options);
+    let (mapping, units) = {
+        let path = source.to_path_buf();
+        let choices = options.epoch_units.clone();
+        let mut mapping = mapping;
+        blocking(move || {
+            let units = super::epoch::decide(&path, &mut mapping, &choices)?;
+            Ok((mapping, units))
+        })
+        .await?
+    };
     let mut problems = mapping.problems.clone();
+    problems.extend(units);
     let scans = futures_util::stream::iter(mapping.tables.clone().into_iter().map(|table| {
         let path = source.to_path_buf();
         let interrupt = interrupt.clone();

@@ -13,7 +13,7 @@
 use std::error::Error as StdError;
 
 use bytes::{BufMut, BytesMut};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 use rusqlite::types::ValueRef;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
@@ -52,14 +52,21 @@ pub enum Kind {
     Timestamp {
         /// Fraction digits kept (6 unless declared).
         precision: u32,
+        /// How numbers in the column are read.
+        epoch: Epoch,
     },
     /// `timestamptz(p)`.
     TimestampTz {
         /// Fraction digits kept (6 unless declared).
         precision: u32,
+        /// How numbers in the column are read.
+        epoch: Epoch,
     },
     /// `date`.
-    Date,
+    Date {
+        /// How numbers in the column are read.
+        epoch: Epoch,
+    },
     /// `time` without time zone.
     Time,
     /// `uuid`.
@@ -123,17 +130,210 @@ impl Kind {
             "bytea" => Kind::Bytea,
             "timestamp" => Kind::Timestamp {
                 precision: precision_of(6),
+                epoch: Epoch::default(),
             },
             "timestamptz" => Kind::TimestampTz {
                 precision: precision_of(6),
+                epoch: Epoch::default(),
             },
-            "date" => Kind::Date,
+            "date" => Kind::Date {
+                epoch: Epoch::default(),
+            },
             "time" => Kind::Time,
             "uuid" => Kind::Uuid,
             "json" => Kind::Json,
             "jsonb" => Kind::Jsonb,
             _ => return None,
         })
+    }
+}
+
+impl Kind {
+    /// How numbers are read, for the date kinds.
+    pub fn epoch(&self) -> Option<Epoch> {
+        match self {
+            Kind::Timestamp { epoch, .. }
+            | Kind::TimestampTz { epoch, .. }
+            | Kind::Date { epoch } => Some(*epoch),
+            _ => None,
+        }
+    }
+
+    /// The same kind reading numbers as `new` (no change for other kinds).
+    pub fn with_epoch(&self, new: Epoch) -> Kind {
+        let mut kind = self.clone();
+        match &mut kind {
+            Kind::Timestamp { epoch, .. }
+            | Kind::TimestampTz { epoch, .. }
+            | Kind::Date { epoch } => {
+                *epoch = new;
+            }
+            _ => {}
+        }
+        kind
+    }
+}
+
+/// A unit numbers in a date column can be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum EpochUnit {
+    /// Unix time in seconds.
+    #[serde(rename = "s")]
+    Seconds,
+    /// Unix time in milliseconds (JavaScript's `Date.now()`, Java's
+    /// `System.currentTimeMillis()`).
+    #[serde(rename = "ms")]
+    Millis,
+    /// Unix time in microseconds.
+    #[serde(rename = "us")]
+    Micros,
+    /// A Julian day number (SQLite's `julianday()`).
+    #[serde(rename = "julian")]
+    Julian,
+}
+
+impl EpochUnit {
+    /// The Unix-time units, coarsest first.
+    pub const UNIX: [EpochUnit; 3] = [EpochUnit::Seconds, EpochUnit::Millis, EpochUnit::Micros];
+
+    /// The spelling of `--epoch-unit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EpochUnit::Seconds => "s",
+            EpochUnit::Millis => "ms",
+            EpochUnit::Micros => "us",
+            EpochUnit::Julian => "julian",
+        }
+    }
+
+    /// For people: `seconds`, `milliseconds`…
+    pub fn describe(self) -> &'static str {
+        match self {
+            EpochUnit::Seconds => "Unix time in seconds",
+            EpochUnit::Millis => "Unix time in milliseconds",
+            EpochUnit::Micros => "Unix time in microseconds",
+            EpochUnit::Julian => "Julian day numbers",
+        }
+    }
+
+    /// Reads `s`, `ms`, `us`, `julian` (and their long names).
+    pub fn parse(text: &str) -> Option<EpochUnit> {
+        Some(match text.trim().to_ascii_lowercase().as_str() {
+            "s" | "sec" | "seconds" => EpochUnit::Seconds,
+            "ms" | "millis" | "milliseconds" => EpochUnit::Millis,
+            "us" | "µs" | "micros" | "microseconds" => EpochUnit::Micros,
+            "julian" | "jd" | "julianday" => EpochUnit::Julian,
+            _ => return None,
+        })
+    }
+
+    /// Its short name: `seconds`, `milliseconds`…
+    pub fn name(self) -> &'static str {
+        match self {
+            EpochUnit::Seconds => "seconds",
+            EpochUnit::Millis => "milliseconds",
+            EpochUnit::Micros => "microseconds",
+            EpochUnit::Julian => "Julian days",
+        }
+    }
+
+    /// Microseconds per unit (Unix units).
+    fn micros(self) -> i128 {
+        match self {
+            EpochUnit::Seconds => 1_000_000,
+            EpochUnit::Millis => 1_000,
+            EpochUnit::Micros | EpochUnit::Julian => 1,
+        }
+    }
+
+    /// `[low, high)`: the integers that land in 1900–2200 in this unit.
+    pub fn integer_range(self) -> (i128, i128) {
+        match self {
+            EpochUnit::Julian => (JULIAN_1900.ceil() as i128, JULIAN_2200.ceil() as i128),
+            unit => (
+                i128::from(UNIX_1900) * 1_000_000 / unit.micros(),
+                i128::from(UNIX_2200) * 1_000_000 / unit.micros(),
+            ),
+        }
+    }
+
+    /// The instant `value` stands for in this unit (microseconds rounded).
+    fn instant(self, value: f64) -> Option<DateTime<Utc>> {
+        if !value.is_finite() {
+            return None;
+        }
+        let micros = match self {
+            EpochUnit::Julian => ((value - UNIX_EPOCH_JULIAN_DAY) * 86_400_000_000.0).round(),
+            unit => (value * unit.micros() as f64).round(),
+        };
+        if micros.abs() < 9.2e18 {
+            DateTime::from_timestamp_micros(micros as i64)
+        } else {
+            None
+        }
+    }
+
+    /// The instant an integer stands for in this unit, exactly.
+    fn instant_of_integer(self, value: i64) -> Option<DateTime<Utc>> {
+        match self {
+            EpochUnit::Julian => self.instant(value as f64),
+            unit => i64::try_from(i128::from(value) * unit.micros())
+                .ok()
+                .and_then(DateTime::from_timestamp_micros),
+        }
+    }
+
+    /// The coarsest Unix unit in which `value` lands in 1900–2200: what a
+    /// plain integer in a date column most likely is.
+    pub fn natural(value: i64) -> Option<EpochUnit> {
+        EpochUnit::UNIX.into_iter().find(|unit| {
+            let (low, high) = unit.integer_range();
+            (low..high).contains(&i128::from(value))
+        })
+    }
+}
+
+/// 1900-01-01T00:00:00Z and 2200-01-01T00:00:00Z as Unix seconds: a number
+/// that lands outside them in its unit is not a date anyone meant.
+const UNIX_1900: i64 = -2_208_988_800;
+const UNIX_2200: i64 = 7_258_118_400;
+/// The same two instants as Julian day numbers.
+const JULIAN_1900: f64 = 2_415_020.5;
+const JULIAN_2200: f64 = 2_524_593.5;
+
+/// How numbers in one date column become instants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch {
+    /// The unit of INTEGER values.
+    pub integer: EpochUnit,
+    /// The unit of REAL values.
+    pub real: EpochUnit,
+    /// Chosen with `--epoch-unit` (else detected from the values). Either
+    /// way a number outside 1900–2200 in its unit is a misfit, and so is an
+    /// integer whose size says another Unix unit (seconds among
+    /// milliseconds would land in January 1970).
+    pub decided: bool,
+}
+
+impl Default for Epoch {
+    /// SQLite's own conventions: INTEGER as Unix seconds, REAL as a Julian day.
+    fn default() -> Self {
+        Epoch {
+            integer: EpochUnit::Seconds,
+            real: EpochUnit::Julian,
+            decided: false,
+        }
+    }
+}
+
+impl Epoch {
+    /// Every number read as `unit`, as the operator decided.
+    pub fn decided(unit: EpochUnit) -> Epoch {
+        Epoch {
+            integer: unit,
+            real: unit,
+            decided: true,
+        }
     }
 }
 
@@ -326,15 +526,15 @@ pub fn convert(value: ValueRef<'_>, kind: &Kind, not_null: bool) -> Result<Cell,
             ValueRef::Blob(b) | ValueRef::Text(b) => Ok(Cell::Bytes(b.to_vec())),
             other => Err(misfit("number_in_bytea_column", show(other))),
         },
-        Kind::Timestamp { precision } => to_instant(value).and_then(|t| {
+        Kind::Timestamp { precision, epoch } => to_instant(value, epoch).and_then(|t| {
             check_precision(t.naive_utc(), *precision)?;
             Ok(Cell::Timestamp(t.naive_utc()))
         }),
-        Kind::TimestampTz { precision } => to_instant(value).and_then(|t| {
+        Kind::TimestampTz { precision, epoch } => to_instant(value, epoch).and_then(|t| {
             check_precision(t.naive_utc(), *precision)?;
             Ok(Cell::TimestampTz(t))
         }),
-        Kind::Date => to_instant(value).and_then(|t| {
+        Kind::Date { epoch } => to_instant(value, epoch).and_then(|t| {
             if t.time() == NaiveTime::MIN {
                 Ok(Cell::Date(t.date_naive()))
             } else {
@@ -553,22 +753,57 @@ fn check_precision(t: NaiveDateTime, precision: u32) -> Result<(), Misfit> {
 const UNIX_EPOCH_JULIAN_DAY: f64 = 2_440_587.5;
 
 /// The three date storages SQLite documents: TEXT as ISO-8601, REAL as a
-/// Julian day number, INTEGER as Unix time (seconds). Text without an offset
-/// is UTC, as SQLite's own date functions read it.
-fn to_instant(value: ValueRef<'_>) -> Result<DateTime<Utc>, Misfit> {
-    let parsed = match value {
-        ValueRef::Integer(seconds) => DateTime::from_timestamp(seconds, 0),
-        ValueRef::Real(day) if day.is_finite() => {
-            let micros = ((day - UNIX_EPOCH_JULIAN_DAY) * 86_400_000_000.0).round();
-            if micros.abs() < 9.2e18 {
-                DateTime::from_timestamp_micros(micros as i64)
-            } else {
-                None
+/// Julian day number, INTEGER as Unix time — in the column's [`Epoch`]
+/// (seconds unless detected or decided otherwise). Text without an offset is
+/// UTC, as SQLite's own date functions read it. A number that lands outside
+/// 1900–2200 in its unit is a misfit: that is how milliseconds read as
+/// seconds (the year 55972) are caught instead of loaded.
+fn to_instant(value: ValueRef<'_>, epoch: &Epoch) -> Result<DateTime<Utc>, Misfit> {
+    let (parsed, unit) = match value {
+        ValueRef::Integer(number) => {
+            // Seconds among milliseconds land in January 1970, inside the
+            // range: an integer whose size says another unit is refused too.
+            if epoch.integer != EpochUnit::Julian
+                && let Some(natural) = EpochUnit::natural(number)
+                && natural != epoch.integer
+            {
+                return Err(misfit(
+                    "epoch_unit_mismatch",
+                    format!(
+                        "{number} looks like {} but this column's integers are read as {}",
+                        natural.describe(),
+                        epoch.integer.describe()
+                    ),
+                ));
             }
+            (
+                epoch.integer.instant_of_integer(number),
+                Some(epoch.integer),
+            )
         }
-        ValueRef::Text(_) => parse_datetime(&utf8_text(value)?),
-        _ => None,
+        ValueRef::Real(number) => (epoch.real.instant(number), Some(epoch.real)),
+        ValueRef::Text(_) => (parse_datetime(&utf8_text(value)?), None),
+        _ => (None, None),
     };
+    if let Some(unit) = unit {
+        let low = DateTime::from_timestamp(UNIX_1900, 0);
+        let high = DateTime::from_timestamp(UNIX_2200, 0);
+        let inside = parsed.is_some_and(|t| Some(t) >= low && Some(t) < high);
+        if !inside {
+            let lands = parsed.map_or_else(
+                || "far outside 1900-2200".to_string(),
+                |t| format!("the year {}, outside 1900-2200", t.year()),
+            );
+            return Err(misfit(
+                "date_out_of_range",
+                format!(
+                    "{} read as {} is {lands}; say which unit it is with --epoch-unit",
+                    show(value),
+                    unit.describe()
+                ),
+            ));
+        }
+    }
     let instant = parsed.ok_or_else(|| misfit("not_a_date", show(value)))?;
     // Nanoseconds PostgreSQL cannot keep would be rounded away.
     if instant.nanosecond() % 1_000 != 0 {
@@ -1016,7 +1251,10 @@ mod tests {
 
     #[test]
     fn dates_in_sqlite_s_three_storages() {
-        let tz = Kind::TimestampTz { precision: 6 };
+        let tz = Kind::TimestampTz {
+            precision: 6,
+            epoch: Epoch::default(),
+        };
         let at = |v| match convert(v, &tz, false) {
             Ok(Cell::TimestampTz(t)) => t.to_rfc3339(),
             other => format!("{other:?}"),
@@ -1035,10 +1273,109 @@ mod tests {
         assert_eq!(at(ValueRef::Real(2_440_588.0)), "1970-01-01T12:00:00+00:00");
         assert!(convert(text("yesterday"), &tz, false).is_err());
         assert_eq!(
-            convert(text("2024-01-01 10:00"), &Kind::Date, false)
-                .err()
-                .map(|m| m.problem),
+            convert(
+                text("2024-01-01 10:00"),
+                &Kind::Date {
+                    epoch: Epoch::default()
+                },
+                false
+            )
+            .err()
+            .map(|m| m.problem),
             Some("time_in_date_column")
+        );
+    }
+
+    #[test]
+    fn numbers_in_date_columns_are_read_in_their_unit_or_refused() {
+        let at = |value, epoch: Epoch| {
+            let kind = Kind::TimestampTz {
+                precision: 6,
+                epoch,
+            };
+            match convert(value, &kind, false) {
+                Ok(Cell::TimestampTz(t)) => t.to_rfc3339(),
+                Ok(other) => format!("{other:?}"),
+                Err(misfit) => misfit.problem.to_string(),
+            }
+        };
+        let millis = 1_704_164_645_123i64;
+        // Read as seconds it would be the year 55972: refused, never loaded.
+        assert_eq!(
+            at(ValueRef::Integer(millis), Epoch::default()),
+            "epoch_unit_mismatch"
+        );
+        assert_eq!(
+            at(
+                ValueRef::Integer(millis),
+                Epoch::decided(EpochUnit::Seconds)
+            ),
+            "epoch_unit_mismatch"
+        );
+        assert_eq!(
+            at(
+                ValueRef::Integer(100_000_000_000_000_000),
+                Epoch::decided(EpochUnit::Millis)
+            ),
+            "date_out_of_range"
+        );
+        let detected = Epoch {
+            integer: EpochUnit::Millis,
+            ..Epoch::default()
+        };
+        assert_eq!(
+            at(ValueRef::Integer(millis), detected),
+            "2024-01-02T03:04:05.123+00:00"
+        );
+        // Seconds among milliseconds: it would land in January 1970.
+        assert_eq!(
+            at(ValueRef::Integer(1_704_164_645), detected),
+            "epoch_unit_mismatch"
+        );
+        // Decided or detected, seconds among milliseconds are refused.
+        assert_eq!(
+            at(
+                ValueRef::Integer(1_704_164_645),
+                Epoch::decided(EpochUnit::Millis)
+            ),
+            "epoch_unit_mismatch"
+        );
+        assert_eq!(
+            at(
+                ValueRef::Integer(1_704_164_645_123_456),
+                Epoch::decided(EpochUnit::Micros)
+            ),
+            "2024-01-02T03:04:05.123456+00:00"
+        );
+        // REAL: a Julian day unless decided; Unix seconds with a fraction when told.
+        assert_eq!(
+            at(ValueRef::Real(2_460_311.5), Epoch::default()),
+            "2024-01-02T00:00:00+00:00"
+        );
+        assert_eq!(
+            at(ValueRef::Real(1_704_164_645.25), Epoch::default()),
+            "date_out_of_range"
+        );
+        assert_eq!(
+            at(
+                ValueRef::Real(1_704_164_645.25),
+                Epoch::decided(EpochUnit::Seconds)
+            ),
+            "2024-01-02T03:04:05.250+00:00"
+        );
+        assert_eq!(
+            at(
+                ValueRef::Integer(2_460_311),
+                Epoch::decided(EpochUnit::Julian)
+            ),
+            "2024-01-01T12:00:00+00:00"
+        );
+        assert_eq!(EpochUnit::natural(millis), Some(EpochUnit::Millis));
+        assert_eq!(EpochUnit::natural(0), Some(EpochUnit::Seconds));
+        assert_eq!(EpochUnit::natural(i64::MAX), None);
+        assert_eq!(
+            at(ValueRef::Integer(i64::MIN), Epoch::default()),
+            "date_out_of_range"
         );
     }
 
@@ -1058,7 +1395,9 @@ mod tests {
                 Kind::Bool, Kind::Int2, Kind::Int8, Kind::Float4, Kind::Float8,
                 Kind::Numeric { precision: Some(5), scale: Some(2) }, Kind::Numeric { precision: None, scale: None },
                 Kind::Text { max_chars: Some(3), padded: true }, Kind::Bytea,
-                Kind::Timestamp { precision: 0 }, Kind::TimestampTz { precision: 6 }, Kind::Date, Kind::Time,
+                Kind::Timestamp { precision: 0, epoch: Epoch::default() },
+                Kind::TimestampTz { precision: 6, epoch: Epoch::decided(EpochUnit::Millis) },
+                Kind::Date { epoch: Epoch::default() }, Kind::Time,
                 Kind::Uuid, Kind::Json, Kind::Jsonb, Kind::Enum { labels: vec!["a".into()] },
             ];
             for kind in &kinds {

@@ -362,7 +362,17 @@ impl Migrator {
         .await?;
         let db = loaded.settings.connect().await?;
         let schema = TargetSchema::read(&db, &options.schema).await?;
-        let mapping = cutover::map(&tables, &virtual_tables, &schema, options);
+        let mut mapping = cutover::map(&tables, &virtual_tables, &schema, options);
+        // The same units as precheck and run decide, from the same file.
+        let mapping = {
+            let path = options.from.clone();
+            let choices = options.epoch_units.clone();
+            blocking(move || {
+                cutover::epoch::decide(&path, &mut mapping, &choices)?;
+                Ok(mapping)
+            })
+            .await?
+        };
         let compared = verify::verify(
             &loaded.settings,
             &options.from,
