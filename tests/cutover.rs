@@ -695,3 +695,108 @@ fn epoch_milliseconds_are_detected_never_read_as_seconds() {
     );
     expect_exit(&output, 0);
 }
+
+/// Unique keys as PostgreSQL compares them, not as SQLite does.
+const UNIQUE_SCHEMA: &str = "
+CREATE EXTENSION IF NOT EXISTS citext;
+CREATE COLLATION nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE tags (id bigint PRIMARY KEY, label citext UNIQUE);
+CREATE TABLE products (id bigint PRIMARY KEY, sku text NOT NULL, name text COLLATE nocase UNIQUE);
+CREATE UNIQUE INDEX products_sku_lower ON products (lower(sku));
+CREATE TABLE accounts (id bigint PRIMARY KEY, email text, deleted_at timestamptz);
+CREATE UNIQUE INDEX accounts_live_email ON accounts (email) WHERE deleted_at IS NULL;
+CREATE TABLE codes (region text, code text, CONSTRAINT codes_region_code UNIQUE NULLS NOT DISTINCT (region, code));
+CREATE TABLE pairs (a text, b text, UNIQUE (a, b));
+CREATE TABLE slots (id bigint PRIMARY KEY, starts timestamptz UNIQUE);
+";
+
+#[test]
+fn precheck_finds_every_conflict_postgres_would_refuse() {
+    let project = Project::new(&[
+        ("migrations/0001_unique.up.sql", UNIQUE_SCHEMA),
+        (
+            "migrations/0001_unique.down.sql",
+            "DROP TABLE tags, products, accounts, codes, pairs, slots; DROP COLLATION nocase;",
+        ),
+    ]);
+    let db = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE tags (id INTEGER PRIMARY KEY, label TEXT UNIQUE);
+         INSERT INTO tags VALUES (1, 'Urgent'), (2, 'later'), (3, 'urgent'), (4, 'URGENT');
+         CREATE TABLE products (id INTEGER PRIMARY KEY, sku TEXT, name TEXT);
+         INSERT INTO products VALUES (1, 'AB-1', 'Chair'), (2, 'ab-1', 'Table'), (3, 'CD-2', 'chair');
+         CREATE TABLE accounts (id INTEGER PRIMARY KEY, email TEXT, deleted_at TEXT);
+         INSERT INTO accounts VALUES (1, 'a@x.org', '2023-01-01'), (2, 'a@x.org', NULL),
+                                     (3, 'b@x.org', NULL), (4, 'b@x.org', NULL);
+         CREATE TABLE codes (region TEXT, code TEXT);
+         INSERT INTO codes VALUES (NULL, 'x'), (NULL, 'x'), ('eu', 'y');
+         CREATE TABLE pairs (a TEXT, b TEXT);
+         INSERT INTO pairs VALUES (NULL, 'x'), (NULL, 'x'), ('p', 'q');
+         CREATE TABLE slots (id INTEGER PRIMARY KEY, starts DATETIME);
+         INSERT INTO slots VALUES (1, '2024-01-02'), (2, '2024-01-02 00:00:00'), (3, '2024-01-02T01:00:00+01:00');",
+    )
+    .unwrap();
+    drop(db);
+    let target = TestDb::new();
+    let output = cutover(&project, &target, &["precheck", "--from", "app.db"]);
+    let text = expect_exit(&output, 1);
+    // Every conflict of every table in one run, with the SQLite rowids.
+    for (code, sample) in [
+        (
+            "CUTOVER_DUPLICATE_KEY:tags_label_key",
+            "(label)=(\"Urgent\") appears 3 times: rowid 1 (\"Urgent\"), rowid 3 (\"urgent\"), rowid 4 (\"URGENT\")",
+        ),
+        (
+            "CUTOVER_DUPLICATE_KEY:products_sku_lower",
+            "(lower(sku))=(\"ab-1\") appears 2 times: rowid 1 (sku)=(\"AB-1\"), rowid 2 (sku)=(\"ab-1\")",
+        ),
+        (
+            "CUTOVER_DUPLICATE_KEY:products_name_key",
+            "(name)=(\"Chair\") appears 2 times: rowid 1 (\"Chair\"), rowid 3 (\"chair\")",
+        ),
+        (
+            "CUTOVER_DUPLICATE_KEY:accounts_live_email",
+            "(email)=(\"b@x.org\") appears 2 times: rowids 3, 4",
+        ),
+        (
+            "CUTOVER_DUPLICATE_KEY:codes_region_code",
+            "(region, code)=(NULL, \"x\") appears 2 times: rowids 1, 2",
+        ),
+        (
+            "CUTOVER_DUPLICATE_KEY:slots_starts_key",
+            "(starts)=(\"2024-01-02 00:00:00+00\") appears 3 times: rowids 1, 2, 3",
+        ),
+    ] {
+        assert!(text.contains(code), "{code} missing:\n{text}");
+        assert!(text.contains(sample), "{sample} missing:\n{text}");
+    }
+    // A partial index only sees its rows; NULLS DISTINCT never conflicts.
+    assert!(!text.contains("a@x.org"), "{text}");
+    assert!(!text.contains("pairs_a_b_key"), "{text}");
+    // Precheck wrote nothing on the target (the schema was built on a
+    // scratch database).
+    assert!(!target.exists("tags"));
+
+    // With the schema applied, the check runs on the target, in a
+    // transaction that is rolled back, and run refuses before it loads.
+    project.run(&target, &["apply", "--skip-backup"], 0);
+    let output = cutover(&project, &target, &["precheck", "--from", "app.db"]);
+    let again = expect_exit(&output, 1);
+    assert!(
+        again.contains("CUTOVER_DUPLICATE_KEY:products_sku_lower"),
+        "{again}"
+    );
+    assert_eq!(
+        target.scalar("SELECT count(*) FROM pg_class WHERE relname = 'migsafe_unique_keys'"),
+        Some("0".into())
+    );
+    let output = cutover(&project, &target, &["run", "--from", "app.db"]);
+    let text = expect_exit(&output, 1);
+    assert!(text.contains("CUTOVER_PRECHECK_FAILED"), "{text}");
+    assert!(
+        text.contains("CUTOVER_DUPLICATE_KEY:tags_label_key"),
+        "{text}"
+    );
+    assert!(!text.contains("copying"), "{text}");
+    assert_eq!(count(&target, "tags"), 0);
+}

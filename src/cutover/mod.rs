@@ -19,6 +19,7 @@ pub mod precheck;
 pub mod sqlite;
 pub mod target;
 pub mod types;
+pub mod unique;
 pub mod verify;
 
 use std::path::PathBuf;

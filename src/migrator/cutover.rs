@@ -109,17 +109,19 @@ impl Migrator {
     /// The target schema as the namespace's migrations build it: read from
     /// the target when nothing is pending, else from a scratch database the
     /// migrations are applied to (the target is never written by precheck).
+    /// The scratch database is returned too, still there: precheck compares
+    /// keys on it; the caller removes it.
     async fn cutover_schema(
         &self,
         loaded: &Loaded,
         schema: &str,
         scratch_url: Option<&str>,
-    ) -> Result<(TargetSchema, &'static str)> {
+    ) -> Result<(TargetSchema, &'static str, Option<crate::scratch::Scratch>)> {
         let db = loaded.settings.connect().await?;
         let history = History::new(&self.config.history_schema);
         let state = loaded.target().state(&db, &history).await?;
         if state.pending().next().is_none() {
-            return Ok((TargetSchema::read(&db, schema).await?, "target"));
+            return Ok((TargetSchema::read(&db, schema).await?, "target", None));
         }
         let scratch = crate::scratch::Scratch::create(scratch_url, "cutover").await?;
         let built = async {
@@ -150,8 +152,13 @@ impl Migrator {
             TargetSchema::read(&opened[0].db, schema).await
         }
         .await;
-        scratch.remove().await;
-        Ok((built?, "scratch"))
+        match built {
+            Ok(built) => Ok((built, "scratch", Some(scratch))),
+            Err(err) => {
+                scratch.remove().await;
+                Err(err)
+            }
+        }
     }
 
     /// `cutover sqlite precheck`: read-only on both sides; writes
@@ -164,11 +171,23 @@ impl Migrator {
     ) -> Result<PrecheckReport> {
         let loaded = self.cutover_namespace(target, "cutover sqlite precheck")?;
         open_source(&options.from).await?;
-        let (schema, from) = self
+        let (schema, from, scratch) = self
             .cutover_schema(&loaded, &options.schema, scratch_url)
             .await?;
-        let (_, tables, problems) =
-            precheck::precheck(&options.from, &schema, options, true, &self.interrupt).await?;
+        let keys_on = scratch.as_ref().map_or(&loaded.settings, |s| &s.settings);
+        let checked = precheck::precheck(
+            &options.from,
+            &schema,
+            keys_on,
+            options,
+            true,
+            &self.interrupt,
+        )
+        .await;
+        if let Some(scratch) = scratch {
+            scratch.remove().await;
+        }
+        let (_, tables, problems) = checked?;
         let report = precheck::report(
             &options.from,
             loaded.settings.to_string(),
@@ -227,8 +246,15 @@ impl Migrator {
 
         let db = loaded.settings.connect().await?;
         let schema = TargetSchema::read(&db, &cutover.schema).await?;
-        let (mapping, rows, problems) =
-            precheck::precheck(&backup, &schema, cutover, false, &self.interrupt).await?;
+        let (mapping, rows, problems) = precheck::precheck(
+            &backup,
+            &schema,
+            &loaded.settings,
+            cutover,
+            false,
+            &self.interrupt,
+        )
+        .await?;
         if cutover::result_of(&problems) == Status::Fail {
             let report = precheck::report(
                 &cutover.from,
