@@ -800,3 +800,43 @@ fn precheck_finds_every_conflict_postgres_would_refuse() {
     assert!(!text.contains("copying"), "{text}");
     assert_eq!(count(&target, "tags"), 0);
 }
+
+#[test]
+fn orphans_are_named_by_their_own_key() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_fk.up.sql",
+            "CREATE TABLE users (id bigint PRIMARY KEY);
+             CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint REFERENCES users (id));
+             CREATE TABLE visits (user_id bigint REFERENCES users (id), at text);",
+        ),
+        (
+            "migrations/0001_fk.down.sql",
+            "DROP TABLE visits, orders, users;",
+        ),
+    ]);
+    let db = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE users (id INTEGER PRIMARY KEY);
+         CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER);
+         CREATE TABLE visits (user_id INTEGER, at TEXT);
+         INSERT INTO users VALUES (1);
+         INSERT INTO orders VALUES (10, 1), (11, 999), (12, 999), (13, 999);
+         INSERT INTO visits VALUES (1, 'a'), (999, 'b'), (999, 'c');",
+    )
+    .unwrap();
+    drop(db);
+    let target = TestDb::new();
+    let output = cutover(&project, &target, &["precheck", "--from", "app.db"]);
+    let text = expect_exit(&output, 1);
+    for sample in [
+        "(id)=(11): (user_id)=(999) has no row in users",
+        "(id)=(12): (user_id)=(999) has no row in users",
+        "(id)=(13): (user_id)=(999) has no row in users",
+        // A table without a primary key: the rowid.
+        "(rowid)=(2): (user_id)=(999) has no row in users",
+        "(rowid)=(3): (user_id)=(999) has no row in users",
+    ] {
+        assert!(text.contains(sample), "{sample} missing:\n{text}");
+    }
+}

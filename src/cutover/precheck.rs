@@ -122,7 +122,7 @@ pub async fn precheck(
     }
     let path = source.to_path_buf();
     let checks = foreign_key_checks(&tables, &mapping, schema);
-    problems.extend(blocking(move || orphans(&path, &checks)).await?);
+    problems.extend(blocking(move || orphans(&path, &tables, &checks)).await?);
     problems.extend(super::unique::conflicts(keys_on, source, &mapping, schema, interrupt).await?);
     problems.sort_by_key(|p| std::cmp::Reverse(p.status));
     Ok((mapping, rows, problems))
@@ -258,12 +258,23 @@ fn each_row(
     Ok(())
 }
 
-/// `(a, b)=(1, "x")`: the first `columns.len()` values of a row, named.
-fn key_text(columns: &[String], row: &rusqlite::Row<'_>) -> String {
-    let values: Vec<String> = (0..columns.len())
+/// `(a, b)=(1, "x")`: `columns.len()` values of a row from `offset` on, named.
+fn key_text(columns: &[String], row: &rusqlite::Row<'_>, offset: usize) -> String {
+    let values: Vec<String> = (offset..offset + columns.len())
         .map(|i| row.get_ref(i).map(show).unwrap_or_default())
         .collect();
     format!("({})=({})", columns.join(", "), values.join(", "))
+}
+
+/// How a SQLite row is named in samples: its primary key, else its rowid.
+fn row_identity(table: Option<&sqlite::SourceTable>) -> Vec<String> {
+    match table {
+        Some(t) if !t.primary_key.is_empty() => t.primary_key.clone(),
+        Some(t) => sqlite::rowid_name(t)
+            .map(|r| vec![r.to_string()])
+            .unwrap_or_default(),
+        None => Vec::new(),
+    }
 }
 
 /// Ctrl-C during a read-only step (precheck, verify): nothing was changed.
@@ -371,10 +382,17 @@ fn foreign_key_checks(
 
 /// Rows whose reference has no parent row (MATCH SIMPLE: a NULL in any
 /// referencing column means no reference).
-fn orphans(path: &Path, checks: &[ForeignKeyCheck]) -> Result<Vec<Problem>> {
+fn orphans(
+    path: &Path,
+    tables: &[sqlite::SourceTable],
+    checks: &[ForeignKeyCheck],
+) -> Result<Vec<Problem>> {
     let db = sqlite::open(path)?;
     let mut problems = Vec::new();
     for check in checks {
+        // Each orphan is named by its own key, not by the parent it misses
+        // (five rows pointing at one missing parent are five rows to fix).
+        let identity = row_identity(tables.iter().find(|t| t.name == check.table));
         let not_null = check
             .columns
             .iter()
@@ -388,10 +406,16 @@ fn orphans(path: &Path, checks: &[ForeignKeyCheck]) -> Result<Vec<Problem>> {
             .map(|(c, p)| format!("p.{} = c.{}", quote(p), quote(c)))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let shown = check
-            .columns
+        let shown = identity
             .iter()
-            .map(|c| format!("c.{}", quote(c)))
+            .map(|c| {
+                if ["rowid", "_rowid_", "oid"].contains(&c.as_str()) {
+                    format!("c.{c}")
+                } else {
+                    format!("c.{}", quote(c))
+                }
+            })
+            .chain(check.columns.iter().map(|c| format!("c.{}", quote(c))))
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
@@ -404,11 +428,16 @@ fn orphans(path: &Path, checks: &[ForeignKeyCheck]) -> Result<Vec<Problem>> {
         each_row(&db, path, &check.table, &sql, |row| {
             count += 1;
             if samples.len() < SAMPLES {
-                samples.push(format!(
-                    "{} has no row in {}",
-                    key_text(&check.columns, row),
-                    check.parent
-                ));
+                let reference = key_text(&check.columns, row, identity.len());
+                samples.push(if identity.is_empty() {
+                    format!("{reference} has no row in {}", check.parent)
+                } else {
+                    format!(
+                        "{}: {reference} has no row in {}",
+                        key_text(&identity, row, 0),
+                        check.parent
+                    )
+                });
             }
             Ok(())
         })?;

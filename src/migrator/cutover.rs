@@ -74,13 +74,23 @@ fn stamp() -> String {
     crate::report::file_stamp(Utc::now())
 }
 
-/// The problems for people, failures first, at most `limit` lines.
+/// Samples printed per problem (the report keeps them all).
+const SAMPLES_SHOWN: usize = 5;
+
+/// The problems for people, failures first, at most `limit` problems and
+/// five samples each.
 pub fn describe_problems(problems: &[Problem], limit: usize) -> String {
     let mut out = String::new();
     for problem in problems.iter().take(limit) {
         out.push_str(&format!("  {} {}\n", problem.reason, problem.detail));
-        for sample in &problem.samples {
+        for sample in problem.samples.iter().take(SAMPLES_SHOWN) {
             out.push_str(&format!("      {sample}\n"));
+        }
+        if problem.samples.len() > SAMPLES_SHOWN {
+            out.push_str(&format!(
+                "      … {} more in the report\n",
+                problem.samples.len() - SAMPLES_SHOWN
+            ));
         }
     }
     if problems.len() > limit {
