@@ -259,6 +259,8 @@ fn precheck_finds_every_problem_then_the_fixed_file_copies_exactly() {
 
     // A tampered row and a lost row are caught and named.
     db.query("UPDATE users SET name = 'tampered' WHERE id = 2");
+    db.query("UPDATE users SET created = created + interval '1 hour', active = false WHERE id = 1");
+    db.query("UPDATE items SET meta = '{\"a\": [1, 3]}' WHERE id = 1");
     db.query("DELETE FROM orders WHERE id = 2");
     let output = cutover(&project, &db, &["verify", "--from", "app.db"]);
     let text = expect_exit(&output, 0);
@@ -271,9 +273,23 @@ fn precheck_finds_every_problem_then_the_fixed_file_copies_exactly() {
     let text = expect_exit(&output, 6);
     // No byte printed, logged or reported (backups included) holds the password.
     common::assert_no_secret(&project, &output, common::sandbox().password());
-    assert!(text.contains("(id)=(2): values differ"), "{text}");
+    // The differing columns are named, their values shown as text.
+    assert!(
+        text.contains(
+            "(id)=(2): values differ in name (SQLite \"Zoë 🎉 日本\", PostgreSQL \"tampered\")"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("(id)=(1): values differ in active (SQLite true, PostgreSQL false), created (SQLite 2024-01-02 03:04:05+00, PostgreSQL 2024-01-02 04:04:05+00)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"(id)=(1): values differ in meta (SQLite "{\"a\": [1, 2]}", PostgreSQL "{\"a\": [1, 3]}")"#),
+        "{text}"
+    );
     assert!(text.contains("(id)=(2): missing on target"), "{text}");
-    assert!(text.contains("same items"), "{text}");
+    assert!(text.contains("DIFFERS items"), "{text}");
 }
 
 #[test]

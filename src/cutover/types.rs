@@ -1092,28 +1092,94 @@ pub fn canonical(kind: &Kind, raw: Option<&[u8]>, out: &mut Vec<u8>) {
     out.extend_from_slice(bytes);
 }
 
-/// A key column's value for people, from its binary form.
-pub fn display_key(kind: &Kind, raw: Option<&[u8]>) -> String {
+/// The marker verify puts in place of a SQLite value that does not
+/// convert, so that its row differs (followed by the misfit's detail).
+pub const UNCONVERTIBLE: &[u8] = b"\xffunconvertible:";
+
+/// A value for people, from its binary COPY form (either side's): text, a
+/// number, an instant, never raw bytes; long values shortened.
+pub fn display_value(kind: &Kind, raw: Option<&[u8]>) -> String {
+    const MAX: usize = 40;
     let Some(raw) = raw else {
         return "NULL".into();
     };
-    match kind {
-        Kind::Int2 if raw.len() == 2 => i16::from_be_bytes([raw[0], raw[1]]).to_string(),
-        Kind::Int4 if raw.len() == 4 => {
-            i32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]).to_string()
+    if let Some(detail) = raw.strip_prefix(UNCONVERTIBLE) {
+        return format!("unconvertible ({})", String::from_utf8_lossy(detail));
+    }
+    let text = |bytes: &[u8]| match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            let short: String = text.chars().take(MAX).collect();
+            let more = if text.chars().count() > MAX {
+                "…"
+            } else {
+                ""
+            };
+            format!("{short:?}{more}")
         }
-        Kind::Int8 if raw.len() == 8 => {
-            i64::from_be_bytes(raw.try_into().unwrap_or([0; 8])).to_string()
-        }
-        Kind::Numeric { .. } => numeric_text(raw).unwrap_or_else(|| hex::encode(raw)),
-        Kind::Uuid => uuid::Uuid::from_slice(raw)
-            .map(|u| u.to_string())
-            .unwrap_or_else(|_| hex::encode(raw)),
-        Kind::Text { .. } | Kind::Enum { .. } | Kind::Json => match std::str::from_utf8(raw) {
-            Ok(text) => format!("{text:?}"),
-            Err(_) => hex::encode(raw),
-        },
-        _ => format!("\\x{}", hex::encode(&raw[..raw.len().min(32)])),
+        Err(_) => bytes_shown(bytes),
+    };
+    let be8 = |raw: &[u8]| <[u8; 8]>::try_from(raw).ok().map(i64::from_be_bytes);
+    // PostgreSQL counts days and microseconds from 2000-01-01.
+    let since_2000 = |micros: i64| {
+        DateTime::from_timestamp(946_684_800, 0)
+            .and_then(|base| base.checked_add_signed(chrono::TimeDelta::microseconds(micros)))
+    };
+    let infinite = match (kind, be8(raw)) {
+        (Kind::Timestamp { .. } | Kind::TimestampTz { .. }, Some(i64::MAX)) => Some("infinity"),
+        (Kind::Timestamp { .. } | Kind::TimestampTz { .. }, Some(i64::MIN)) => Some("-infinity"),
+        _ => None,
+    };
+    if let Some(infinite) = infinite {
+        return infinite.to_string();
+    }
+    let shown = match kind {
+        Kind::Bool if raw.len() == 1 => Some((raw[0] != 0).to_string()),
+        Kind::Int2 if raw.len() == 2 => Some(i16::from_be_bytes([raw[0], raw[1]]).to_string()),
+        Kind::Int4 => <[u8; 4]>::try_from(raw)
+            .ok()
+            .map(|b| i32::from_be_bytes(b).to_string()),
+        Kind::Int8 => be8(raw).map(|i| i.to_string()),
+        Kind::Float4 => <[u8; 4]>::try_from(raw)
+            .ok()
+            .map(|b| format!("{:?}", f32::from_be_bytes(b))),
+        Kind::Float8 => be8(raw).map(|i| format!("{:?}", f64::from_bits(i as u64))),
+        Kind::Numeric { .. } => numeric_text(raw),
+        Kind::Uuid => uuid::Uuid::from_slice(raw).ok().map(|u| u.to_string()),
+        Kind::Text { .. } | Kind::Enum { .. } | Kind::Json => Some(text(raw)),
+        Kind::Jsonb => Some(text(raw.strip_prefix(&[1]).unwrap_or(raw))),
+        Kind::Bytea => Some(bytes_shown(raw)),
+        Kind::Timestamp { .. } => be8(raw)
+            .and_then(since_2000)
+            .map(|t| t.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string()),
+        Kind::TimestampTz { .. } => be8(raw)
+            .and_then(since_2000)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S%.f+00").to_string()),
+        Kind::Date { .. } => <[u8; 4]>::try_from(raw).ok().and_then(|b| {
+            NaiveDate::from_ymd_opt(2000, 1, 1)
+                .and_then(|d| {
+                    d.checked_add_signed(chrono::TimeDelta::days(i64::from(i32::from_be_bytes(b))))
+                })
+                .map(|d| d.to_string())
+        }),
+        Kind::Time => be8(raw).map(|micros| {
+            NaiveTime::MIN
+                .overflowing_add_signed(chrono::TimeDelta::microseconds(micros))
+                .0
+                .format("%H:%M:%S%.f")
+                .to_string()
+        }),
+        _ => None,
+    };
+    shown.unwrap_or_else(|| bytes_shown(raw))
+}
+
+/// `\x0102… (N bytes)`: the start of a binary value and its size.
+fn bytes_shown(raw: &[u8]) -> String {
+    const MAX: usize = 16;
+    if raw.len() <= MAX {
+        format!("\\x{}", hex::encode(raw))
+    } else {
+        format!("\\x{}… ({} bytes)", hex::encode(&raw[..MAX]), raw.len())
     }
 }
 
@@ -1376,6 +1442,51 @@ mod tests {
         assert_eq!(
             at(ValueRef::Integer(i64::MIN), Epoch::default()),
             "date_out_of_range"
+        );
+    }
+
+    #[test]
+    fn values_are_shown_as_text_never_as_raw_bytes() {
+        let shown = |kind: &Kind, value: ValueRef<'_>| {
+            let cell = convert(value, kind, false).unwrap_or(Cell::Null);
+            let mut buf = BytesMut::new();
+            let size = encode(&cell, &Type::TEXT, &mut buf);
+            display_value(kind, size.map(|_| &buf[..]))
+        };
+        let tz = Kind::TimestampTz {
+            precision: 6,
+            epoch: Epoch::default(),
+        };
+        assert_eq!(
+            shown(&tz, text("2024-01-02 03:04:05.5")),
+            "2024-01-02 03:04:05.500+00"
+        );
+        assert_eq!(
+            shown(
+                &Kind::Date {
+                    epoch: Epoch::default()
+                },
+                text("1999-12-31")
+            ),
+            "1999-12-31"
+        );
+        assert_eq!(shown(&Kind::Bool, ValueRef::Integer(1)), "true");
+        assert_eq!(shown(&Kind::Float8, ValueRef::Real(0.1)), "0.1");
+        assert_eq!(shown(&Kind::Time, text("13:45")), "13:45:00");
+        assert_eq!(
+            shown(&Kind::Bytea, ValueRef::Blob(&[0xde, 0xad])),
+            "\\xdead"
+        );
+        assert_eq!(
+            shown(&Kind::Bytea, ValueRef::Blob(&[7; 100])),
+            format!("\\x{}… (100 bytes)", "07".repeat(16))
+        );
+        assert_eq!(shown(&Kind::Int4, ValueRef::Null), "NULL");
+        let mut marked = UNCONVERTIBLE.to_vec();
+        marked.extend_from_slice(b"\"abc\"");
+        assert_eq!(
+            display_value(&Kind::Int4, Some(&marked)),
+            "unconvertible (\"abc\")"
         );
     }
 
