@@ -528,7 +528,7 @@ fn ctrl_c_during_the_load_leaves_every_table_empty() {
     .unwrap();
     let (code, seen) = running.finish();
     assert_eq!(code, Some(2), "{seen}");
-    assert!(seen.contains("MIGRATION_CANCELLED"), "{seen}");
+    assert!(seen.contains("CUTOVER_CANCELLED:events"), "{seen}");
     assert_eq!(count(&target, "events"), 0, "{seen}");
     assert_eq!(count(&target, "kinds"), 0, "{seen}");
 }
@@ -855,4 +855,33 @@ fn orphans_are_named_by_their_own_key() {
     ] {
         assert!(text.contains(sample), "{sample} missing:\n{text}");
     }
+}
+
+#[test]
+fn ctrl_c_during_precheck_is_a_cutover_interruption() {
+    let (project, _db) = events_project(600_000);
+    let target = TestDb::new();
+    project.run(&target, &["apply", "--skip-backup"], 0);
+    let started = std::time::Instant::now();
+    let child = std::process::Command::new(common::migsafe_bin())
+        .current_dir(project.path())
+        .env("DATABASE_URL", &target.url)
+        .env("NO_COLOR", "1")
+        .args(["cutover", "sqlite", "precheck", "--from", "app.db"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = common::text(&output);
+    eprintln!("precheck ran {:?}", started.elapsed());
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("CUTOVER_CANCELLED"), "{text}");
+    assert!(text.contains("nothing was changed"), "{text}");
 }

@@ -167,7 +167,7 @@ fn waves(tables: &[TableMap], keys: &[TargetForeignKey]) -> Vec<Vec<Unit>> {
 
 fn cancelled(table: &str) -> Error {
     Error::Migration {
-        reason: ReasonCode::new(Code::MigrationCancelled),
+        reason: ReasonCode::about(Code::CutoverCancelled, table),
         message: format!("interrupted while loading `{table}`"),
         hint: Some(
             "nothing stays half-loaded: the cutover's tables were emptied again. Run it again when ready".into(),

@@ -280,7 +280,7 @@ fn row_identity(table: Option<&sqlite::SourceTable>) -> Vec<String> {
 /// Ctrl-C during a read-only step (precheck, verify): nothing was changed.
 pub fn interrupted() -> Error {
     Error::Refused {
-        reason: ReasonCode::new(Code::MigrationCancelled),
+        reason: ReasonCode::new(Code::CutoverCancelled),
         message: "interrupted; nothing was changed".into(),
         hint: None,
     }

@@ -166,6 +166,11 @@ impl Migrator {
             Ok(built) => Ok((built, "scratch", Some(scratch))),
             Err(err) => {
                 scratch.remove().await;
+                // Ctrl-C while the scratch schema was built: a cutover
+                // interruption, nothing of the target was touched.
+                if err.reason().code() == Code::MigrationCancelled {
+                    return Err(precheck::interrupted());
+                }
                 Err(err)
             }
         }
@@ -333,7 +338,7 @@ impl Migrator {
                     backup.display()
                 );
                 match e {
-                    Error::Refused { reason, .. } if reason.code() == Code::MigrationCancelled => {
+                    Error::Refused { reason, .. } if reason.code() == Code::CutoverCancelled => {
                         Error::Migration {
                             reason,
                             message: "interrupted during the verify that ends the run".into(),
