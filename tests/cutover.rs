@@ -152,12 +152,16 @@ fn precheck_finds_every_problem_then_the_fixed_file_copies_exactly() {
         assert!(problems.contains(&problem.to_string()), "{problems:?}");
     }
 
-    // `run` refuses too, and loads nothing.
+    // `run` refuses too, loads nothing, and keeps no backup it has no use for.
     let before = file_hash(&project.path().join("app.db"));
     let output = cutover(&project, &db, &["run", "--from", "app.db"]);
     let text = expect_exit(&output, 1);
     assert!(text.contains("CUTOVER_PRECHECK_FAILED"), "{text}");
     assert_eq!(count(&db, "users"), 0);
+    let backups = std::fs::read_dir(project.path().join("backups/sqlite"))
+        .unwrap()
+        .count();
+    assert_eq!(backups, 0, "a refused run removes its backup");
 
     fix(&project);
     let before_run = file_hash(&project.path().join("app.db"));
@@ -171,8 +175,8 @@ fn precheck_finds_every_problem_then_the_fixed_file_copies_exactly() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    // One per run (the refused one too), complete (no partial file left).
-    assert_eq!(backups.len(), 2, "{backups:?}");
+    // One for the run that loaded, complete (no partial file left).
+    assert_eq!(backups.len(), 1, "{backups:?}");
     use std::os::unix::fs::PermissionsExt;
     for backup in &backups {
         let mode = std::fs::metadata(backup).unwrap().permissions().mode();
@@ -348,6 +352,7 @@ fn a_failure_half_way_leaves_every_table_empty() {
 fn tables_with_rows_are_refused_unless_truncate() {
     let project = project();
     fix(&project);
+    project.write("migsafe.toml", b"[backup]\nkeep = 2\n");
     let db = TestDb::new();
     let run = |extra: &[&str]| {
         let mut args = vec!["cutover", "sqlite", "run", "--from", "app.db"];
@@ -363,6 +368,12 @@ fn tables_with_rows_are_refused_unless_truncate() {
     assert!(text.contains("verify passed"), "{text}");
     assert_eq!(count(&db, "users"), 5);
     assert_eq!(count(&db, "orders"), 2);
+    expect_exit(&run(&["--truncate", "--no-verify"]), 0);
+    // The refused run left no copy; [backup] keep = 2 holds the others.
+    let backups = std::fs::read_dir(project.path().join("backups/sqlite"))
+        .unwrap()
+        .count();
+    assert_eq!(backups, 2);
 }
 
 #[test]

@@ -226,10 +226,7 @@ pub fn count(db: &Connection, table: &str) -> rusqlite::Result<u64> {
 /// that name is always a complete, checked copy.
 pub fn backup(source: &Path, dir: &Path) -> Result<PathBuf> {
     crate::report::create_private_dir(dir)?;
-    let stem = source
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "sqlite".into());
+    let stem = stem(source);
     let stamp = crate::report::file_stamp(chrono::Utc::now());
     let path = dir.join(format!("{stem}-{stamp}.db"));
     let partial = dir.join(format!(".{stem}-{stamp}.db.partial"));
@@ -277,5 +274,94 @@ pub fn backup(source: &Path, dir: &Path) -> Result<PathBuf> {
                 ),
             })
         }
+    }
+}
+
+/// The name backups of `source` start with (`app` for `app.db`).
+fn stem(source: &Path) -> String {
+    source
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sqlite".into())
+}
+
+/// Deletes all but the newest `keep` backups of `source` in `dir`
+/// (`[backup] keep`; 0 keeps all). Only files named as [`backup`] names
+/// them (`<stem>-<timestamp>.db`) are counted or touched.
+pub fn prune(source: &Path, dir: &Path, keep: u32) -> Result<()> {
+    if keep == 0 {
+        return Ok(());
+    }
+    let prefix = format!("{}-", stem(source));
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, "read", &e)),
+    };
+    let mut backups: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name().to_str().is_some_and(|name| {
+                name.strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(".db"))
+                    .is_some_and(is_stamp)
+            })
+        })
+        .map(|e| e.path())
+        .collect();
+    // The stamp sorts in time order: newest first.
+    backups.sort_by(|a, b| b.cmp(a));
+    for old in backups.into_iter().skip(keep as usize) {
+        std::fs::remove_file(&old).map_err(|e| Error::io(&old, "remove the old backup", &e))?;
+    }
+    Ok(())
+}
+
+/// `20261124T081500.123Z`, as [`crate::report::file_stamp`] writes it.
+fn is_stamp(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 20
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 => *b == b'T',
+            15 => *b == b'.',
+            19 => *b == b'Z',
+            _ => b.is_ascii_digit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_backup_names_are_pruned() {
+        assert!(is_stamp(&crate::report::file_stamp(chrono::Utc::now())));
+        assert!(!is_stamp("old"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        for name in [
+            "app-20240101T000000.000Z.db",
+            "app-20240102T000000.000Z.db",
+            "app-20240103T000000.000Z.db",
+            "app-old.db",
+            "other-20240101T000000.000Z.db",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap_or_else(|e| panic!("{e}"));
+        }
+        prune(Path::new("/srv/app.db"), dir.path(), 2).unwrap_or_else(|e| panic!("{e}"));
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "app-20240102T000000.000Z.db",
+                "app-20240103T000000.000Z.db",
+                "app-old.db",
+                "other-20240101T000000.000Z.db"
+            ]
+        );
     }
 }

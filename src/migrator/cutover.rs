@@ -244,6 +244,52 @@ impl Migrator {
             path
         };
 
+        let keep = self.config.backup.keep;
+        let kept = {
+            let (from, dir) = (cutover.from.clone(), self.config.backup.sqlite_dir.clone());
+            blocking(move || sqlite::prune(&from, &dir, keep)).await
+        };
+        if let Err(err) = kept {
+            tracing::warn!("{err}");
+        }
+        let result = self
+            .cutover_from_backup(&loaded, options, &backup, started_at, started)
+            .await;
+        // Refused before anything was loaded from it (precheck, rows in the
+        // target, a refused migration): the copy is of no use, and retries
+        // must not pile copies up.
+        match result {
+            Err(err @ Error::Refused { .. }) => {
+                if std::fs::remove_file(&backup).is_err() {
+                    return Err(err);
+                }
+                let hint = match err.hint() {
+                    Some(hint) => format!(
+                        "{hint} (the backup {} was removed again: nothing was loaded from it)",
+                        backup.display()
+                    ),
+                    None => format!(
+                        "the backup {} was removed again: nothing was loaded from it",
+                        backup.display()
+                    ),
+                };
+                Err(err.with_hint(hint))
+            }
+            other => other,
+        }
+    }
+
+    /// `cutover sqlite run` once the SQLite backup is written: migrations →
+    /// precheck → load → verify, from the backup.
+    async fn cutover_from_backup(
+        &self,
+        loaded: &Loaded,
+        options: &CutoverRunOptions,
+        backup: &Path,
+        started_at: chrono::DateTime<Utc>,
+        started: Instant,
+    ) -> Result<CutoverReport> {
+        let cutover = &options.cutover;
         let applied = self
             .apply(
                 Some(&loaded.namespace.name),
@@ -262,7 +308,7 @@ impl Migrator {
         let db = loaded.settings.connect().await?;
         let schema = TargetSchema::read(&db, &cutover.schema).await?;
         let (mapping, rows, problems) = precheck::precheck(
-            &backup,
+            backup,
             &schema,
             &loaded.settings,
             cutover,
@@ -304,7 +350,7 @@ impl Migrator {
         let tables = crate::cutover::copy::load(
             &loaded.settings,
             &LoadPlan {
-                source: &backup,
+                source: backup,
                 tables: &mapping.tables,
                 keys: &schema.foreign_keys,
                 totals: &totals,
@@ -326,7 +372,7 @@ impl Migrator {
             let rows: u64 = tables.iter().map(|t| t.rows).sum();
             let compared = verify::verify(
                 &loaded.settings,
-                &backup,
+                backup,
                 &mapping.tables,
                 cutover.jobs,
                 &self.interrupt,
