@@ -649,6 +649,16 @@ fn epoch_milliseconds_are_detected_never_read_as_seconds() {
         "{text}"
     );
     assert!(text.contains("CUTOVER_VALUE_MISFIT:events.paid"), "{text}");
+    // A switch naming no column refuses run before it writes anything.
+    let output = cutover(
+        &project,
+        &target,
+        &["run", "--from", "app.db", "--epoch-unit", "events.paied=s"],
+    );
+    let text = expect_exit(&output, 5);
+    assert!(text.contains("names no column of the SQLite file"), "{text}");
+    assert!(!target.exists("events"), "no migration ran");
+    assert!(!project.path().join("backups").exists(), "no backup was made");
     let output = cutover(&project, &target, &["run", "--from", "app.db"]);
     expect_exit(&output, 1);
     assert!(!target.exists("events") || count(&target, "events") == 0);

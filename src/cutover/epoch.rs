@@ -94,6 +94,32 @@ struct Census {
     real_seconds: u64,
 }
 
+/// Refuses choices that name no column of the SQLite file at all: `run`
+/// checks this before it writes anything (whether the column is a date
+/// column is known once the target schema is).
+pub fn check_names(choices: &[EpochChoice], tables: &[sqlite::SourceTable]) -> Result<()> {
+    for choice in choices {
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        let found = tables.iter().any(|t| {
+            choice
+                .table
+                .as_deref()
+                .is_none_or(|name| same(name, &t.name))
+                && t.columns.iter().any(|c| same(c, &choice.column))
+        });
+        if !found {
+            return Err(Error::config(
+                Code::Usage,
+                format!(
+                    "--epoch-unit {} names no column of the SQLite file",
+                    choice.shown()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Decides the unit of every date column of the mapping (in place) and
 /// says what was decided, per column holding numbers. A choice that names
 /// no date column is a usage error: a typo must not go unnoticed.

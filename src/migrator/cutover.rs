@@ -227,8 +227,17 @@ impl Migrator {
         let cutover = &options.cutover;
         let loaded = self.cutover_namespace(target, "cutover sqlite run")?;
         open_source(&cutover.from).await?;
-        // A target that cannot be reached refuses the run before the backup
-        // of the SQLite file is written.
+        // What can be refused before the backup of the SQLite file is
+        // written, is: a typo in --epoch-unit, a target that cannot be reached.
+        {
+            let (from, choices) = (cutover.from.clone(), cutover.epoch_units.clone());
+            blocking(move || {
+                let db = sqlite::open(&from)?;
+                let (tables, _) = sqlite::tables(&db, &from)?;
+                cutover::epoch::check_names(&choices, &tables)
+            })
+            .await?;
+        }
         drop(loaded.settings.connect().await?);
 
         let backup = {
@@ -256,10 +265,10 @@ impl Migrator {
             .cutover_from_backup(&loaded, options, &backup, started_at, started)
             .await;
         // Refused before anything was loaded from it (precheck, rows in the
-        // target, a refused migration): the copy is of no use, and retries
-        // must not pile copies up.
+        // target, a refused migration, a bad option): the copy is of no use,
+        // and retries must not pile copies up.
         match result {
-            Err(err @ Error::Refused { .. }) => {
+            Err(err @ (Error::Refused { .. } | Error::Config { .. })) => {
                 if std::fs::remove_file(&backup).is_err() {
                     return Err(err);
                 }
