@@ -605,7 +605,8 @@ fn epoch_milliseconds_are_detected_never_read_as_seconds() {
     let project = Project::new(&[
         (
             "migrations/0001_events.up.sql",
-            "CREATE TABLE events (id bigint PRIMARY KEY, created timestamptz, paid timestamptz, day date);",
+            "CREATE TABLE events (id bigint PRIMARY KEY, created timestamptz, paid timestamptz, day date,
+                                  shipped timestamptz);",
         ),
         ("migrations/0001_events.down.sql", "DROP TABLE events;"),
     ]);
@@ -614,12 +615,13 @@ fn epoch_milliseconds_are_detected_never_read_as_seconds() {
     // Unix seconds with a fraction (Python's time.time()), and a date column
     // in seconds.
     db.execute_batch(
-        "CREATE TABLE events (id INTEGER PRIMARY KEY, created DATETIME, paid DATETIME, day DATETIME);
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, created DATETIME, paid DATETIME, day DATETIME,
+                              shipped DATETIME);
          INSERT INTO events VALUES
-           (1, 1704164645123, 1704164645.5, 1704153600),
-           (2, 1704164700000, NULL, NULL),
-           (3, 1704164645, NULL, NULL),
-           (4, '2024-01-02 03:04:05', NULL, '2024-01-02');",
+           (1, 1704164645123, 1704164645.5, 1704153600, 2460311.75),
+           (2, 1704164700000, NULL, NULL, 2460312.0),
+           (3, 1704164645, NULL, NULL, 2460312.0),
+           (4, '2024-01-02 03:04:05', NULL, '2024-01-02', NULL);",
     )
     .unwrap();
     drop(db);
@@ -633,6 +635,11 @@ fn epoch_milliseconds_are_detected_never_read_as_seconds() {
         "{text}"
     );
     assert!(text.contains("CUTOVER_EPOCH_UNIT:events.day"), "{text}");
+    // Julian days that SQLite's affinity stored as integers stay Julian days.
+    assert!(
+        text.contains("2 INTEGER value(s) read as Julian day numbers (detected from the values: 2 look like Julian days)"),
+        "{text}"
+    );
     assert!(text.contains("read as Unix time in seconds"), "{text}");
     assert!(
         text.contains("REAL value(s) read as Julian day numbers"),
@@ -656,9 +663,15 @@ fn epoch_milliseconds_are_detected_never_read_as_seconds() {
         &["run", "--from", "app.db", "--epoch-unit", "events.paied=s"],
     );
     let text = expect_exit(&output, 5);
-    assert!(text.contains("names no column of the SQLite file"), "{text}");
+    assert!(
+        text.contains("names no column of the SQLite file"),
+        "{text}"
+    );
     assert!(!target.exists("events"), "no migration ran");
-    assert!(!project.path().join("backups").exists(), "no backup was made");
+    assert!(
+        !project.path().join("backups").exists(),
+        "no backup was made"
+    );
     let output = cutover(&project, &target, &["run", "--from", "app.db"]);
     expect_exit(&output, 1);
     assert!(!target.exists("events") || count(&target, "events") == 0);
@@ -721,6 +734,12 @@ fn epoch_milliseconds_are_detected_never_read_as_seconds() {
         "1704164645.500000"
     );
     assert_eq!(at("SELECT day FROM events WHERE id = 1"), "2024-01-02");
+    assert_eq!(
+        at(
+            "SELECT string_agg(to_char(shipped AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), ' ' ORDER BY id) FROM events"
+        ),
+        "2024-01-02 06:00 2024-01-02 12:00 2024-01-02 12:00"
+    );
     let output = cutover(
         &project,
         &target,

@@ -7,8 +7,10 @@
 //! verify cannot notice, because it reads both sides through the same
 //! conversion. So the unit is decided per column, before anything converts:
 //! by `--epoch-unit TABLE.COLUMN=UNIT` when the operator says, else from the
-//! values themselves. Each INTEGER votes for the coarsest unit in which it
-//! lands in 1900–2200; the unit with most votes wins (seconds on a tie).
+//! values themselves. Each INTEGER votes for the unit it most likely is in
+//! ([`EpochUnit::natural`]: a whole Julian day of 1900–2200, else the
+//! coarsest Unix unit that puts it in 1900–2200); the unit with most votes
+//! wins (seconds on a tie).
 //! REAL values are Julian days unless decided otherwise. Precheck reports the
 //! unit of every date column that holds numbers; a value that does not fit
 //! the unit (outside 1900–2200 in it, or sized like another unit: seconds
@@ -85,8 +87,9 @@ impl EpochChoice {
 #[derive(Debug, Default)]
 struct Census {
     integers: u64,
-    /// Integers by the coarsest Unix unit they fit (seconds, ms, µs).
-    natural: [u64; 3],
+    /// Integers by the unit they most likely are in, in
+    /// [`EpochUnit::CANDIDATES`] order (Julian days, seconds, ms, µs).
+    natural: [u64; 4],
     reals: u64,
     /// REALs that are Julian days of 1900–2200.
     julian: u64,
@@ -213,12 +216,24 @@ pub fn decide(path: &Path, mapping: &mut Mapping, choices: &[EpochChoice]) -> Re
     Ok(problems)
 }
 
-/// The unit most integers fit, coarsest on a tie; seconds when none fits.
+/// The unit most integers fit; on a tie seconds, then the finer Unix
+/// units, then Julian days; seconds when none fits.
 fn detected(census: &Census) -> EpochUnit {
+    let votes = |unit: EpochUnit| {
+        EpochUnit::CANDIDATES
+            .iter()
+            .position(|u| *u == unit)
+            .map_or(0, |i| census.natural[i])
+    };
     let mut best = (EpochUnit::Seconds, 0);
-    for (unit, &count) in EpochUnit::UNIX.iter().zip(&census.natural) {
-        if count > best.1 {
-            best = (*unit, count);
+    for unit in [
+        EpochUnit::Seconds,
+        EpochUnit::Millis,
+        EpochUnit::Micros,
+        EpochUnit::Julian,
+    ] {
+        if votes(unit) > best.1 {
+            best = (unit, votes(unit));
         }
     }
     best.0
@@ -232,7 +247,7 @@ fn describe(table: &str, column: &str, census: &Census, epoch: Epoch) -> (Status
         let how = if epoch.decided {
             "--epoch-unit".to_string()
         } else {
-            let votes: Vec<String> = EpochUnit::UNIX
+            let votes: Vec<String> = EpochUnit::CANDIDATES
                 .iter()
                 .zip(&census.natural)
                 .filter(|(_, n)| **n > 0)
@@ -257,8 +272,7 @@ fn describe(table: &str, column: &str, census: &Census, epoch: Epoch) -> (Status
             census.integers,
             epoch.integer.describe(),
         );
-        // Julian integers are only range-checked, by the load.
-        let fitting = EpochUnit::UNIX
+        let fitting = EpochUnit::CANDIDATES
             .iter()
             .position(|u| *u == epoch.integer)
             .map_or(census.integers, |i| census.natural[i]);
@@ -328,12 +342,16 @@ fn census(
         let q = sqlite::quote(&columns[index].source);
         let int = format!("typeof({q}) = 'integer'");
         let real = format!("typeof({q}) = 'real'");
+        let jd = range(EpochUnit::Julian, &q);
         let s = range(EpochUnit::Seconds, &q);
         let ms = range(EpochUnit::Millis, &q);
         let us = range(EpochUnit::Micros, &q);
+        // The ranges nest (Julian days in seconds in ms in µs): each integer
+        // counts for the first that holds it, as EpochUnit::natural decides.
         for condition in [
             int.clone(),
-            format!("{int} AND {s}"),
+            format!("{int} AND {jd}"),
+            format!("{int} AND NOT {jd} AND {s}"),
             format!("{int} AND NOT {s} AND {ms}"),
             format!("{int} AND NOT {ms} AND {us}"),
             real.clone(),
@@ -360,13 +378,13 @@ fn census(
     let n = |i: usize| u64::try_from(counts[i]).unwrap_or(0);
     Ok((0..dates.len())
         .map(|c| {
-            let at = c * 7;
+            let at = c * 8;
             Census {
                 integers: n(at),
-                natural: [n(at + 1), n(at + 2), n(at + 3)],
-                reals: n(at + 4),
-                julian: n(at + 5),
-                real_seconds: n(at + 6),
+                natural: [n(at + 1), n(at + 2), n(at + 3), n(at + 4)],
+                reals: n(at + 5),
+                julian: n(at + 6),
+                real_seconds: n(at + 7),
             }
         })
         .collect())
@@ -404,9 +422,12 @@ mod tests {
             natural,
             ..Census::default()
         };
-        assert_eq!(detected(&census([0, 0, 0])), EpochUnit::Seconds);
-        assert_eq!(detected(&census([3, 7, 0])), EpochUnit::Millis);
-        assert_eq!(detected(&census([5, 5, 0])), EpochUnit::Seconds);
-        assert_eq!(detected(&census([0, 1, 9])), EpochUnit::Micros);
+        // [Julian days, seconds, ms, µs]
+        assert_eq!(detected(&census([0, 0, 0, 0])), EpochUnit::Seconds);
+        assert_eq!(detected(&census([0, 3, 7, 0])), EpochUnit::Millis);
+        assert_eq!(detected(&census([0, 5, 5, 0])), EpochUnit::Seconds);
+        assert_eq!(detected(&census([0, 0, 1, 9])), EpochUnit::Micros);
+        assert_eq!(detected(&census([8, 2, 0, 0])), EpochUnit::Julian);
+        assert_eq!(detected(&census([5, 5, 0, 0])), EpochUnit::Seconds);
     }
 }

@@ -196,6 +196,15 @@ impl EpochUnit {
     /// The Unix-time units, coarsest first.
     pub const UNIX: [EpochUnit; 3] = [EpochUnit::Seconds, EpochUnit::Millis, EpochUnit::Micros];
 
+    /// The units an integer can be told apart in, in the order they are
+    /// tried (see [`EpochUnit::natural`]) and preferred on a tie.
+    pub const CANDIDATES: [EpochUnit; 4] = [
+        EpochUnit::Julian,
+        EpochUnit::Seconds,
+        EpochUnit::Millis,
+        EpochUnit::Micros,
+    ];
+
     /// The spelling of `--epoch-unit`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -283,10 +292,13 @@ impl EpochUnit {
         }
     }
 
-    /// The coarsest Unix unit in which `value` lands in 1900–2200: what a
-    /// plain integer in a date column most likely is.
+    /// What a plain integer in a date column most likely is: a whole Julian
+    /// day of 1900–2200 (as seconds it would be a moment of 28–30 January
+    /// 1970; SQLite's NUMERIC affinity turns a REAL Julian day such as
+    /// `2460312.0` into exactly such an integer), else the coarsest Unix unit
+    /// in which it lands in 1900–2200.
     pub fn natural(value: i64) -> Option<EpochUnit> {
-        EpochUnit::UNIX.into_iter().find(|unit| {
+        EpochUnit::CANDIDATES.into_iter().find(|unit| {
             let (low, high) = unit.integer_range();
             (low..high).contains(&i128::from(value))
         })
@@ -763,8 +775,7 @@ fn to_instant(value: ValueRef<'_>, epoch: &Epoch) -> Result<DateTime<Utc>, Misfi
         ValueRef::Integer(number) => {
             // Seconds among milliseconds land in January 1970, inside the
             // range: an integer whose size says another unit is refused too.
-            if epoch.integer != EpochUnit::Julian
-                && let Some(natural) = EpochUnit::natural(number)
+            if let Some(natural) = EpochUnit::natural(number)
                 && natural != epoch.integer
             {
                 return Err(misfit(
@@ -1435,6 +1446,21 @@ mod tests {
                 Epoch::decided(EpochUnit::Julian)
             ),
             "2024-01-01T12:00:00+00:00"
+        );
+        // A whole Julian day (SQLite's NUMERIC affinity makes 2460312.0 an
+        // integer) is not a moment of January 1970.
+        assert_eq!(EpochUnit::natural(2_460_312), Some(EpochUnit::Julian));
+        assert_eq!(
+            at(ValueRef::Integer(2_460_312), Epoch::default()),
+            "epoch_unit_mismatch"
+        );
+        let julian = Epoch {
+            integer: EpochUnit::Julian,
+            ..Epoch::default()
+        };
+        assert_eq!(
+            at(ValueRef::Integer(2_460_312), julian),
+            "2024-01-02T12:00:00+00:00"
         );
         assert_eq!(EpochUnit::natural(millis), Some(EpochUnit::Millis));
         assert_eq!(EpochUnit::natural(0), Some(EpochUnit::Seconds));
