@@ -266,13 +266,19 @@ impl EpochUnit {
         }
     }
 
-    /// The instant `value` stands for in this unit (microseconds rounded).
+    /// The instant `value` stands for in this unit. A Julian day is rounded
+    /// to the millisecond exactly as SQLite's date functions do
+    /// (`iJD = (i64)(jd * 86400000.0 + 0.5)`): a double near 2.46 million
+    /// days carries no more than that, and `datetime(2460312.51)` is
+    /// `00:14:24`, not `00:14:23.999981`. Unix time keeps the microsecond.
     fn instant(self, value: f64) -> Option<DateTime<Utc>> {
         if !value.is_finite() {
             return None;
         }
         let micros = match self {
-            EpochUnit::Julian => ((value - UNIX_EPOCH_JULIAN_DAY) * 86_400_000_000.0).round(),
+            EpochUnit::Julian => {
+                ((value * 86_400_000.0 + 0.5).floor() - UNIX_EPOCH_JULIAN_MS) * 1000.0
+            }
             unit => (value * unit.micros() as f64).round(),
         };
         if micros.abs() < 9.2e18 {
@@ -761,8 +767,8 @@ fn check_precision(t: NaiveDateTime, precision: u32) -> Result<(), Misfit> {
     Ok(())
 }
 
-/// Unix epoch as a Julian day number (SQLite's REAL date convention).
-const UNIX_EPOCH_JULIAN_DAY: f64 = 2_440_587.5;
+/// The Unix epoch as SQLite's integer Julian milliseconds (2440587.5 days).
+const UNIX_EPOCH_JULIAN_MS: f64 = 210_866_760_000_000.0;
 
 /// The three date storages SQLite documents: TEXT as ISO-8601, REAL as a
 /// Julian day number, INTEGER as Unix time — in the column's [`Epoch`]
@@ -1428,6 +1434,11 @@ mod tests {
         assert_eq!(
             at(ValueRef::Real(2_460_311.5), Epoch::default()),
             "2024-01-02T00:00:00+00:00"
+        );
+        // As SQLite's datetime() reads it: whole milliseconds.
+        assert_eq!(
+            at(ValueRef::Real(2_460_312.51), Epoch::default()),
+            "2024-01-03T00:14:24+00:00"
         );
         assert_eq!(
             at(ValueRef::Real(1_704_164_645.25), Epoch::default()),
