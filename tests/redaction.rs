@@ -75,12 +75,20 @@ fn mistyped_urls(db: &TestDb) -> Vec<(String, String)> {
 #[test]
 fn no_command_prints_a_password_from_a_mistyped_url() {
     let db = TestDb::new();
-    let commands: [&[&str]; 8] = [
+    let commands: [&[&str]; 16] = [
         &["apply"],
         &["status"],
         &["plan"],
         &["history"],
         &["status", "--format", "json"],
+        &["rollback"],
+        &["stamp", "1"],
+        &["preflight"],
+        &["postflight"],
+        &["schema", "checksum"],
+        &["backup", "create"],
+        &["wait", "--timeout", "100ms"],
+        &["check", "--profile", "production"],
         &["cutover", "sqlite", "precheck", "--from", "app.db"],
         &["cutover", "sqlite", "run", "--from", "app.db"],
         &["cutover", "sqlite", "verify", "--from", "app.db"],
