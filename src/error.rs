@@ -139,6 +139,10 @@ pub enum Code {
     CutoverMismatch,
     /// Rows the target's primary or unique key would refuse as duplicates.
     CutoverDuplicateKey,
+    /// How the numbers of a date column are read (detected or decided).
+    CutoverEpochUnit,
+    /// A cutover step was interrupted (Ctrl-C, SIGTERM).
+    CutoverCancelled,
 }
 
 impl Code {
@@ -208,6 +212,8 @@ impl Code {
             Code::CutoverCopyFailed => "CUTOVER_COPY_FAILED",
             Code::CutoverMismatch => "CUTOVER_MISMATCH",
             Code::CutoverDuplicateKey => "CUTOVER_DUPLICATE_KEY",
+            Code::CutoverEpochUnit => "CUTOVER_EPOCH_UNIT",
+            Code::CutoverCancelled => "CUTOVER_CANCELLED",
         }
     }
 }

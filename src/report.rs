@@ -19,9 +19,14 @@ use crate::events::{Event, EventSink};
 pub const EVENT_LOG: &str = "migrations.jsonl";
 
 /// Appends one JSON object per event to `<log dir>/migrations.jsonl`.
+///
+/// The file (and the directory) are created with the first event, not
+/// before: a command refused before it did anything (a bad URL, a missing
+/// file) leaves no stray `logs/` behind.
 pub struct EventLog {
+    dir: PathBuf,
     path: PathBuf,
-    file: Mutex<File>,
+    file: Mutex<Option<File>>,
 }
 
 #[derive(Serialize)]
@@ -33,25 +38,62 @@ struct Line<'a> {
 }
 
 impl EventLog {
-    /// Opens (creating with mode 0600, in a 0700 directory) the event log.
+    /// The event log of `log_dir`, opened (mode 0600, in a 0700 directory)
+    /// at the first event. Fails now when the log could not be written then.
     pub fn open(log_dir: &Path) -> Result<EventLog> {
-        create_private_dir(log_dir)?;
         let path = log_dir.join(EVENT_LOG);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| Error::io(&path, "open the event log", &e))?;
+        writable(log_dir).map_err(|e| Error::io(&path, "open the event log", &e))?;
         Ok(EventLog {
+            dir: log_dir.to_path_buf(),
             path,
-            file: Mutex::new(file),
+            file: Mutex::new(None),
         })
     }
 
     /// Where the log is.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn create(&self) -> Result<File> {
+        create_private_dir(&self.dir)?;
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.path)
+            .map_err(|e| Error::io(&self.path, "open the event log", &e))
+    }
+}
+
+/// Whether `dir` (or, while it does not exist, its nearest existing
+/// ancestor) is a directory this process can write into.
+fn writable(dir: &Path) -> std::io::Result<()> {
+    let mut at = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    loop {
+        match std::fs::metadata(at) {
+            Ok(meta) if meta.is_dir() => {
+                return nix::unistd::access(at, nix::unistd::AccessFlags::W_OK)
+                    .map_err(std::io::Error::from);
+            }
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    format!("{} is not a directory", at.display()),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                at = match at.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => parent,
+                    _ => Path::new("."),
+                };
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -71,8 +113,19 @@ impl EventSink for EventLog {
             .file
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if file.is_none() {
+            match self.create() {
+                Ok(opened) => *file = Some(opened),
+                Err(err) => {
+                    tracing::warn!("cannot write the event log: {err}");
+                    return;
+                }
+            }
+        }
         // One write per line with O_APPEND: concurrent runners never interleave lines.
-        if let Err(err) = file.write_all(text.as_bytes()) {
+        if let Some(file) = file.as_mut()
+            && let Err(err) = file.write_all(text.as_bytes())
+        {
             tracing::warn!("cannot write the event log {}: {err}", self.path.display());
         }
     }

@@ -382,4 +382,9 @@ pub struct CutoverArgs {
     /// Tables copied or compared at once, each on its own connection.
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// How the numbers of a date column are read: s, ms, us (Unix time) or
+    /// julian (Julian days), e.g. `events.created_at=ms` (repeatable; the
+    /// same in precheck, run and verify). Default: detected from the values.
+    #[arg(long, value_name = "[TABLE.]COLUMN=UNIT")]
+    pub epoch_unit: Vec<migsafe::cutover::epoch::EpochChoice>,
 }

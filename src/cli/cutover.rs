@@ -18,6 +18,7 @@ fn options(common: &CutoverArgs) -> CutoverOptions {
         schema: common.schema.clone(),
         exclude: common.exclude.clone(),
         jobs: usize::from(common.jobs),
+        epoch_units: common.epoch_unit.clone(),
     }
 }
 

@@ -167,7 +167,7 @@ fn waves(tables: &[TableMap], keys: &[TargetForeignKey]) -> Vec<Vec<Unit>> {
 
 fn cancelled(table: &str) -> Error {
     Error::Migration {
-        reason: ReasonCode::new(Code::MigrationCancelled),
+        reason: ReasonCode::about(Code::CutoverCancelled, table),
         message: format!("interrupted while loading `{table}`"),
         hint: Some(
             "nothing stays half-loaded: the cutover's tables were emptied again. Run it again when ready".into(),
@@ -242,7 +242,7 @@ pub async fn load(
                 rows: mine.iter().map(|p| p.rows).sum(),
                 bytes: mine.iter().map(|p| p.bytes).sum(),
                 seconds: (last - first).as_secs_f64(),
-                sequences: target::set_sequences(&control, &table.schema, &table.target).await?,
+                sequences: target::set_sequences(&control, table).await?,
             });
         }
         Ok(copies)
@@ -710,6 +710,9 @@ mod tests {
             qualified: format!("\"public\".\"{name}\""),
             columns: Vec::new(),
             key: Vec::new(),
+            rowid: Some("rowid"),
+            rowid_column: None,
+            sequence_floor: None,
         }
     }
 

@@ -14,10 +14,12 @@
 //! is decided by the target column's type ([`types`]).
 
 pub mod copy;
+pub mod epoch;
 pub mod precheck;
 pub mod sqlite;
 pub mod target;
 pub mod types;
+pub mod unique;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -44,6 +46,9 @@ pub struct CutoverOptions {
     pub exclude: Vec<String>,
     /// Tables copied (or hashed) at once, each on its own connection.
     pub jobs: usize,
+    /// `--epoch-unit`: how the numbers of date columns are read, where the
+    /// operator decided (the others are detected from the values).
+    pub epoch_units: Vec<epoch::EpochChoice>,
 }
 
 /// Something precheck found.
@@ -125,6 +130,14 @@ pub struct TableMap {
     /// rows in messages and to find differing rows; empty when the target
     /// has none (rows are then named by their position or all values).
     pub key: Vec<usize>,
+    /// How to name the SQLite rowid of this table (`None`: `WITHOUT ROWID`).
+    pub rowid: Option<&'static str>,
+    /// The target column fed by SQLite's `INTEGER PRIMARY KEY` (the rowid
+    /// itself, unique by construction).
+    pub rowid_column: Option<String>,
+    /// `(target column, value)`: the highest id SQLite's `AUTOINCREMENT` has
+    /// handed out (`sqlite_sequence`); the column's sequence is set past it.
+    pub sequence_floor: Option<(String, i64)>,
 }
 
 impl TableMap {
@@ -280,6 +293,13 @@ pub fn map(
         } else {
             Vec::new()
         };
+        let rowid_column = source.rowid_alias.as_ref().and_then(|alias| {
+            columns
+                .iter()
+                .find(|c| c.source == *alias)
+                .map(|c| c.target.clone())
+        });
+        let sequence_floor = rowid_column.clone().zip(source.sqlite_sequence);
         mapping.tables.push(TableMap {
             source: source.name.clone(),
             target: table.name.clone(),
@@ -287,6 +307,9 @@ pub fn map(
             qualified: target::qualified(&options.schema, &table.name),
             columns,
             key,
+            rowid: sqlite::rowid_name(source),
+            rowid_column,
+            sequence_floor,
         });
     }
     for table in &target.tables {

@@ -5,7 +5,8 @@
 //! the load ([`super::types::convert`]), so a clean precheck means the load
 //! will not meet a value it cannot convert. Foreign keys are checked in the
 //! SQLite file for both what SQLite declares and what the target enforces
-//! (the target's are the ones that would fail the load).
+//! (the target's are the ones that would fail the load). The target's unique
+//! indexes are evaluated by PostgreSQL itself ([`super::unique`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -62,10 +63,13 @@ pub struct PrecheckReport {
 ///
 /// `values: false` leaves out the conversion of every value (a full read of
 /// the file): `run` uses that, because its load converts every value anyway
-/// and stops at the first misfit, emptying the target again.
+/// and stops at the first misfit, emptying the target again. The unique
+/// indexes are evaluated on `keys_on`, the database `schema` was read from
+/// (in a temporary table that is rolled back, see [`super::unique`]).
 pub async fn precheck(
     source: &Path,
     schema: &TargetSchema,
+    keys_on: &crate::db::ConnectionSettings,
     options: &CutoverOptions,
     values: bool,
     interrupt: &Interrupt,
@@ -77,7 +81,18 @@ pub async fn precheck(
     })
     .await?;
     let mapping = super::map(&tables, &virtual_tables, schema, options);
+    let (mapping, units) = {
+        let path = source.to_path_buf();
+        let choices = options.epoch_units.clone();
+        let mut mapping = mapping;
+        blocking(move || {
+            let units = super::epoch::decide(&path, &mut mapping, &choices)?;
+            Ok((mapping, units))
+        })
+        .await?
+    };
     let mut problems = mapping.problems.clone();
+    problems.extend(units);
     let scans = futures_util::stream::iter(mapping.tables.clone().into_iter().map(|table| {
         let path = source.to_path_buf();
         let interrupt = interrupt.clone();
@@ -107,10 +122,8 @@ pub async fn precheck(
     }
     let path = source.to_path_buf();
     let checks = foreign_key_checks(&tables, &mapping, schema);
-    problems.extend(blocking(move || orphans(&path, &checks)).await?);
-    let path = source.to_path_buf();
-    let keys = unique_key_checks(&mapping, schema);
-    problems.extend(blocking(move || duplicates(&path, &keys)).await?);
+    problems.extend(blocking(move || orphans(&path, &tables, &checks)).await?);
+    problems.extend(super::unique::conflicts(keys_on, source, &mapping, schema, interrupt).await?);
     problems.sort_by_key(|p| std::cmp::Reverse(p.status));
     Ok((mapping, rows, problems))
 }
@@ -245,18 +258,29 @@ fn each_row(
     Ok(())
 }
 
-/// `(a, b)=(1, "x")`: the first `columns.len()` values of a row, named.
-fn key_text(columns: &[String], row: &rusqlite::Row<'_>) -> String {
-    let values: Vec<String> = (0..columns.len())
+/// `(a, b)=(1, "x")`: `columns.len()` values of a row from `offset` on, named.
+fn key_text(columns: &[String], row: &rusqlite::Row<'_>, offset: usize) -> String {
+    let values: Vec<String> = (offset..offset + columns.len())
         .map(|i| row.get_ref(i).map(show).unwrap_or_default())
         .collect();
     format!("({})=({})", columns.join(", "), values.join(", "))
 }
 
+/// How a SQLite row is named in samples: its primary key, else its rowid.
+fn row_identity(table: Option<&sqlite::SourceTable>) -> Vec<String> {
+    match table {
+        Some(t) if !t.primary_key.is_empty() => t.primary_key.clone(),
+        Some(t) => sqlite::rowid_name(t)
+            .map(|r| vec![r.to_string()])
+            .unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
+
 /// Ctrl-C during a read-only step (precheck, verify): nothing was changed.
 pub fn interrupted() -> Error {
     Error::Refused {
-        reason: ReasonCode::new(Code::MigrationCancelled),
+        reason: ReasonCode::new(Code::CutoverCancelled),
         message: "interrupted; nothing was changed".into(),
         hint: None,
     }
@@ -358,10 +382,17 @@ fn foreign_key_checks(
 
 /// Rows whose reference has no parent row (MATCH SIMPLE: a NULL in any
 /// referencing column means no reference).
-fn orphans(path: &Path, checks: &[ForeignKeyCheck]) -> Result<Vec<Problem>> {
+fn orphans(
+    path: &Path,
+    tables: &[sqlite::SourceTable],
+    checks: &[ForeignKeyCheck],
+) -> Result<Vec<Problem>> {
     let db = sqlite::open(path)?;
     let mut problems = Vec::new();
     for check in checks {
+        // Each orphan is named by its own key, not by the parent it misses
+        // (five rows pointing at one missing parent are five rows to fix).
+        let identity = row_identity(tables.iter().find(|t| t.name == check.table));
         let not_null = check
             .columns
             .iter()
@@ -375,10 +406,16 @@ fn orphans(path: &Path, checks: &[ForeignKeyCheck]) -> Result<Vec<Problem>> {
             .map(|(c, p)| format!("p.{} = c.{}", quote(p), quote(c)))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let shown = check
-            .columns
+        let shown = identity
             .iter()
-            .map(|c| format!("c.{}", quote(c)))
+            .map(|c| {
+                if ["rowid", "_rowid_", "oid"].contains(&c.as_str()) {
+                    format!("c.{c}")
+                } else {
+                    format!("c.{}", quote(c))
+                }
+            })
+            .chain(check.columns.iter().map(|c| format!("c.{}", quote(c))))
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
@@ -391,11 +428,16 @@ fn orphans(path: &Path, checks: &[ForeignKeyCheck]) -> Result<Vec<Problem>> {
         each_row(&db, path, &check.table, &sql, |row| {
             count += 1;
             if samples.len() < SAMPLES {
-                samples.push(format!(
-                    "{} has no row in {}",
-                    key_text(&check.columns, row),
-                    check.parent
-                ));
+                let reference = key_text(&check.columns, row, identity.len());
+                samples.push(if identity.is_empty() {
+                    format!("{reference} has no row in {}", check.parent)
+                } else {
+                    format!(
+                        "{}: {reference} has no row in {}",
+                        key_text(&identity, row, 0),
+                        check.parent
+                    )
+                });
             }
             Ok(())
         })?;
@@ -422,96 +464,6 @@ fn orphans(path: &Path, checks: &[ForeignKeyCheck]) -> Result<Vec<Problem>> {
             count,
             samples,
             detail,
-        });
-    }
-    Ok(problems)
-}
-
-/// A primary or unique key of the target, in SQLite names.
-#[derive(Debug, Clone)]
-struct UniqueKeyCheck {
-    name: String,
-    table: String,
-    columns: Vec<String>,
-}
-
-fn unique_key_checks(mapping: &Mapping, schema: &TargetSchema) -> Vec<UniqueKeyCheck> {
-    let mut checks = Vec::new();
-    for table in &mapping.tables {
-        let Some(target) = schema.tables.iter().find(|t| t.name == table.target) else {
-            continue;
-        };
-        for (name, columns) in &target.unique_keys {
-            let source: Option<Vec<String>> = columns
-                .iter()
-                .map(|c| {
-                    table
-                        .columns
-                        .iter()
-                        .find(|m| m.target == *c)
-                        .map(|m| m.source.clone())
-                })
-                .collect();
-            if let Some(columns) = source {
-                checks.push(UniqueKeyCheck {
-                    name: name.clone(),
-                    table: table.source.clone(),
-                    columns,
-                });
-            }
-        }
-    }
-    checks
-}
-
-/// Values that the target's primary or unique keys would refuse twice (rows
-/// with a NULL in the key are never duplicates, as in PostgreSQL).
-fn duplicates(path: &Path, checks: &[UniqueKeyCheck]) -> Result<Vec<Problem>> {
-    let db = sqlite::open(path)?;
-    let mut problems = Vec::new();
-    for check in checks {
-        let columns = check.columns.iter().map(|c| quote(c)).collect::<Vec<_>>();
-        let sql = format!(
-            "SELECT {list}, count(*) FROM {table} WHERE {not_null} GROUP BY {list} HAVING count(*) > 1",
-            list = columns.join(", "),
-            table = quote(&check.table),
-            not_null = columns
-                .iter()
-                .map(|c| format!("{c} IS NOT NULL"))
-                .collect::<Vec<_>>()
-                .join(" AND "),
-        );
-        let (mut groups, mut extra) = (0u64, 0u64);
-        let mut samples = Vec::new();
-        each_row(&db, path, &check.table, &sql, |row| {
-            groups += 1;
-            let times: i64 = row.get(check.columns.len()).unwrap_or(2);
-            extra += u64::try_from(times - 1).unwrap_or(0);
-            if samples.len() < SAMPLES {
-                samples.push(format!(
-                    "{} appears {times} times",
-                    key_text(&check.columns, row)
-                ));
-            }
-            Ok(())
-        })?;
-        if groups == 0 {
-            continue;
-        }
-        problems.push(Problem {
-            reason: ReasonCode::about(Code::CutoverDuplicateKey, &check.name),
-            status: Status::Fail,
-            table: check.table.clone(),
-            column: Some(check.columns.join(",")),
-            problem: "duplicate_key".into(),
-            count: extra,
-            samples,
-            detail: format!(
-                "{groups} value(s) of ({}) appear more than once in `{}`; the target's key {} allows each once and the load would fail. Remove the duplicates in SQLite (SQLite does not enforce this key) and run precheck again",
-                check.columns.join(", "),
-                check.table,
-                check.name
-            ),
         });
     }
     Ok(problems)

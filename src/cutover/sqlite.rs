@@ -24,6 +24,15 @@ pub struct SourceTable {
     pub primary_key: Vec<String>,
     /// The foreign keys it declares.
     pub foreign_keys: Vec<SourceForeignKey>,
+    /// Whether it has a rowid (not `WITHOUT ROWID`).
+    pub has_rowid: bool,
+    /// Its `INTEGER PRIMARY KEY` column, the rowid under another name:
+    /// unique by construction.
+    pub rowid_alias: Option<String>,
+    /// The highest id `AUTOINCREMENT` ever handed out (`sqlite_sequence`),
+    /// which is above `max(id)` when the last rows were deleted: ids SQLite
+    /// never gives out again.
+    pub sqlite_sequence: Option<i64>,
 }
 
 /// A foreign key the SQLite file declares.
@@ -83,6 +92,13 @@ pub fn tables(db: &Connection, path: &Path) -> Result<(Vec<SourceTable>, Vec<Str
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .and_then(|rows| rows.collect())
         .map_err(|e| invalid(path, e))?;
+    let sequences: bool = db
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sqlite_sequence')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| invalid(path, e))?;
     let mut tables = Vec::new();
     let mut virtual_tables = Vec::new();
     for (name, sql) in rows {
@@ -94,25 +110,81 @@ pub fn tables(db: &Connection, path: &Path) -> Result<(Vec<SourceTable>, Vec<Str
             virtual_tables.push(name);
             continue;
         }
-        let info: Vec<(String, i64)> = db
+        let info: Vec<(String, String, i64)> = db
             .prepare(&format!("PRAGMA table_info({})", quote(&name)))
             .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, i64>(5)?)))
-                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                s.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(5)?,
+                    ))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             })
             .map_err(|e| invalid(path, e))?;
-        let mut key: Vec<&(String, i64)> = info.iter().filter(|(_, pk)| *pk > 0).collect();
-        key.sort_by_key(|(_, pk)| *pk);
-        let primary_key = key.into_iter().map(|(c, _)| c.clone()).collect();
+        let mut key: Vec<&(String, String, i64)> =
+            info.iter().filter(|(_, _, pk)| *pk > 0).collect();
+        key.sort_by_key(|(_, _, pk)| *pk);
+        let primary_key: Vec<String> = key.iter().map(|(c, _, _)| c.clone()).collect();
+        let has_rowid = has_rowid(db, &name).map_err(|e| invalid(path, e))?;
+        // SQLite's rule: a single-column key declared exactly INTEGER.
+        let rowid_alias = match key[..] {
+            [(column, declared, _)] if has_rowid && declared.eq_ignore_ascii_case("INTEGER") => {
+                Some(column.clone())
+            }
+            _ => None,
+        };
+        let sqlite_sequence = if sequences {
+            db.query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = ?1",
+                [&name],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                other => Err(other),
+            })
+            .map_err(|e| invalid(path, e))?
+            .flatten()
+        } else {
+            None
+        };
         let foreign_keys = foreign_keys(db, &name).map_err(|e| invalid(path, e))?;
         tables.push(SourceTable {
-            columns: info.into_iter().map(|(c, _)| c).collect(),
+            columns: info.into_iter().map(|(c, _, _)| c).collect(),
             name,
             primary_key,
             foreign_keys,
+            has_rowid,
+            rowid_alias,
+            sqlite_sequence,
         });
     }
     Ok((tables, virtual_tables))
+}
+
+/// Whether a table has a rowid (`PRAGMA table_list` says `wr` = 1 for
+/// `WITHOUT ROWID` tables).
+fn has_rowid(db: &Connection, table: &str) -> rusqlite::Result<bool> {
+    db.query_row(
+        "SELECT wr FROM pragma_table_list(?1) WHERE schema = 'main'",
+        [table],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|wr| wr == 0)
+}
+
+/// The name of the rowid that a table's own columns do not shadow, or
+/// `None` when it has none (`WITHOUT ROWID`) or every alias is a column.
+pub fn rowid_name(table: &SourceTable) -> Option<&'static str> {
+    if !table.has_rowid {
+        return None;
+    }
+    ["rowid", "_rowid_", "oid"]
+        .into_iter()
+        .find(|alias| !table.columns.iter().any(|c| c.eq_ignore_ascii_case(alias)))
 }
 
 /// The foreign keys a table declares.
@@ -154,10 +226,7 @@ pub fn count(db: &Connection, table: &str) -> rusqlite::Result<u64> {
 /// that name is always a complete, checked copy.
 pub fn backup(source: &Path, dir: &Path) -> Result<PathBuf> {
     crate::report::create_private_dir(dir)?;
-    let stem = source
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "sqlite".into());
+    let stem = stem(source);
     let stamp = crate::report::file_stamp(chrono::Utc::now());
     let path = dir.join(format!("{stem}-{stamp}.db"));
     let partial = dir.join(format!(".{stem}-{stamp}.db.partial"));
@@ -205,5 +274,94 @@ pub fn backup(source: &Path, dir: &Path) -> Result<PathBuf> {
                 ),
             })
         }
+    }
+}
+
+/// The name backups of `source` start with (`app` for `app.db`).
+fn stem(source: &Path) -> String {
+    source
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sqlite".into())
+}
+
+/// Deletes all but the newest `keep` backups of `source` in `dir`
+/// (`[backup] keep`; 0 keeps all). Only files named as [`backup`] names
+/// them (`<stem>-<timestamp>.db`) are counted or touched.
+pub fn prune(source: &Path, dir: &Path, keep: u32) -> Result<()> {
+    if keep == 0 {
+        return Ok(());
+    }
+    let prefix = format!("{}-", stem(source));
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, "read", &e)),
+    };
+    let mut backups: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name().to_str().is_some_and(|name| {
+                name.strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(".db"))
+                    .is_some_and(is_stamp)
+            })
+        })
+        .map(|e| e.path())
+        .collect();
+    // The stamp sorts in time order: newest first.
+    backups.sort_by(|a, b| b.cmp(a));
+    for old in backups.into_iter().skip(keep as usize) {
+        std::fs::remove_file(&old).map_err(|e| Error::io(&old, "remove the old backup", &e))?;
+    }
+    Ok(())
+}
+
+/// `20261124T081500.123Z`, as [`crate::report::file_stamp`] writes it.
+fn is_stamp(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 20
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 => *b == b'T',
+            15 => *b == b'.',
+            19 => *b == b'Z',
+            _ => b.is_ascii_digit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_backup_names_are_pruned() {
+        assert!(is_stamp(&crate::report::file_stamp(chrono::Utc::now())));
+        assert!(!is_stamp("old"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        for name in [
+            "app-20240101T000000.000Z.db",
+            "app-20240102T000000.000Z.db",
+            "app-20240103T000000.000Z.db",
+            "app-old.db",
+            "other-20240101T000000.000Z.db",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap_or_else(|e| panic!("{e}"));
+        }
+        prune(Path::new("/srv/app.db"), dir.path(), 2).unwrap_or_else(|e| panic!("{e}"));
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "app-20240102T000000.000Z.db",
+                "app-20240103T000000.000Z.db",
+                "app-old.db",
+                "other-20240101T000000.000Z.db"
+            ]
+        );
     }
 }

@@ -22,6 +22,12 @@ pub struct TargetColumn {
     pub generated: bool,
     /// Has a default or is an identity column.
     pub has_default: bool,
+    /// Its type as SQL, domains resolved to their base type
+    /// (`character varying(20)`, `citext`), for a table of the same values.
+    pub sql_type: String,
+    /// Its collation as SQL (`"pg_catalog"."default"`, `"public"."nocase"`),
+    /// when the type has one.
+    pub collation: Option<String>,
 }
 
 /// A table of the target schema.
@@ -33,8 +39,32 @@ pub struct TargetTable {
     pub columns: Vec<TargetColumn>,
     /// Primary key columns, in key order.
     pub primary_key: Vec<String>,
-    /// Primary key and unique constraints: name and columns.
-    pub unique_keys: Vec<(String, Vec<String>)>,
+    /// Every unique index (primary keys and unique constraints included):
+    /// what PostgreSQL will refuse as duplicates.
+    pub unique_indexes: Vec<UniqueIndex>,
+}
+
+/// A unique index of a target table, as PostgreSQL evaluates it.
+#[derive(Debug, Clone)]
+pub struct UniqueIndex {
+    /// The index (the constraint's name when it backs one).
+    pub name: String,
+    /// `CREATE UNIQUE INDEX …` as the server prints it, for messages.
+    pub definition: String,
+    /// The key, one SQL expression per key column over the table's column
+    /// names, with the index's collation (`("sku") COLLATE "pg_catalog"."C"`,
+    /// `(lower(sku)) COLLATE …`).
+    pub keys: Vec<String>,
+    /// The key as people read it (`email`, `lower(sku)`).
+    pub shown: Vec<String>,
+    /// Every key column is a plain column (no expression).
+    pub plain: bool,
+    /// The WHERE of a partial index.
+    pub predicate: Option<String>,
+    /// `NULLS NOT DISTINCT` (PostgreSQL 15 and later): NULLs conflict too.
+    pub nulls_not_distinct: bool,
+    /// The table's columns it reads (keys, expressions, predicate).
+    pub columns: Vec<String>,
 }
 
 /// A foreign key between two tables of the target schema.
@@ -67,7 +97,10 @@ SELECT c.relname, a.attname, bt.typname::text, bt.typtype::text,
        a.attnotnull OR t.typnotnull, a.attgenerated <> '', a.atthasdef OR a.attidentity <> '',
        format_type(a.atttypid, a.atttypmod),
        coalesce((SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
-                 FROM pg_enum e WHERE e.enumtypid = bt.oid), '{}')
+                 FROM pg_enum e WHERE e.enumtypid = bt.oid), '{}'),
+       format_type(bt.oid, CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END),
+       (SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co
+          JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -76,15 +109,50 @@ JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.
 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 ORDER BY c.relname, a.attnum";
 
-const UNIQUE_KEYS: &str = "
-SELECT c.relname, con.conname::text, con.contype = 'p', array_agg(a.attname::text ORDER BY k.ord)
+const PRIMARY_KEYS: &str = "
+SELECT c.relname, array_agg(a.attname::text ORDER BY k.ord)
 FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
-WHERE n.nspname = $1 AND con.contype IN ('p', 'u')
-GROUP BY c.relname, con.conname, con.contype";
+WHERE n.nspname = $1 AND con.contype = 'p'
+GROUP BY c.relname, con.conname";
+
+/// Every unique index that enforces uniqueness on inserts (`indisready`; an
+/// INVALID leftover of a concurrent build enforces it too): per key column
+/// its expression and collation, the partial WHERE, NULLS NOT DISTINCT
+/// (read through to_jsonb so that servers before 15 answer false), and the
+/// columns it reads (the key's, and for expressions and predicates those
+/// pg_depend records).
+const UNIQUE_INDEXES: &str = "
+SELECT c.relname::text, i.relname::text, pg_get_indexdef(x.indexrelid),
+       ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, true)
+               FROM generate_series(1, x.indnkeyatts) AS k ORDER BY k),
+       ARRAY(SELECT (SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co
+                       JOIN pg_namespace cn ON cn.oid = co.collnamespace
+                      WHERE co.oid = x.indcollation[k - 1])
+               FROM generate_series(1, x.indnkeyatts) AS k ORDER BY k),
+       x.indexprs IS NULL,
+       pg_get_expr(x.indpred, x.indrelid),
+       coalesce((to_jsonb(x) ->> 'indnullsnotdistinct')::boolean, false),
+       ARRAY(SELECT a.attname::text FROM pg_attribute a
+              WHERE a.attrelid = x.indrelid AND a.attnum > 0 AND NOT a.attisdropped
+                AND (a.attnum IN (SELECT x.indkey[k] FROM generate_series(0, x.indnkeyatts - 1) AS k)
+                     OR ((x.indexprs IS NOT NULL OR x.indpred IS NOT NULL)
+                         AND a.attnum IN (SELECT d.refobjsubid FROM pg_depend d
+                                           WHERE d.classid = 'pg_class'::regclass
+                                             AND d.objid = x.indexrelid
+                                             AND d.refclassid = 'pg_class'::regclass
+                                             AND d.refobjid = x.indrelid)))
+              ORDER BY a.attnum)
+FROM pg_index x
+JOIN pg_class c ON c.oid = x.indrelid
+JOIN pg_class i ON i.oid = x.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND x.indisunique AND x.indisready AND x.indislive
+  AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+ORDER BY c.relname, i.relname";
 
 const FOREIGN_KEYS: &str = "
 SELECT con.conname::text, c.relname::text, p.relname::text,
@@ -133,6 +201,8 @@ impl TargetSchema {
                 generated: row.get(6),
                 has_default: row.get(7),
                 type_display: row.get(8),
+                sql_type: row.get(10),
+                collation: row.get(11),
             };
             match tables.last_mut() {
                 Some(last) if last.name == table => last.columns.push(column),
@@ -140,24 +210,51 @@ impl TargetSchema {
                     name: table,
                     columns: vec![column],
                     primary_key: Vec::new(),
-                    unique_keys: Vec::new(),
+                    unique_indexes: Vec::new(),
                 }),
             }
         }
         let keys = db
             .client
-            .query(UNIQUE_KEYS, &[&schema])
+            .query(PRIMARY_KEYS, &[&schema])
             .await
-            .map_err(|e| database_error(db, "read the primary and unique keys", &e))?;
+            .map_err(|e| database_error(db, "read the primary keys", &e))?;
         for row in keys {
             let table: String = row.get(0);
             if let Some(t) = tables.iter_mut().find(|t| t.name == table) {
-                let columns: Vec<String> = row.get(3);
-                if row.get::<_, bool>(2) {
-                    t.primary_key = columns.clone();
-                }
-                t.unique_keys.push((row.get(1), columns));
+                t.primary_key = row.get(1);
             }
+        }
+        let indexes = db
+            .client
+            .query(UNIQUE_INDEXES, &[&schema])
+            .await
+            .map_err(|e| database_error(db, "read the unique indexes", &e))?;
+        for row in indexes {
+            let table: String = row.get(0);
+            let Some(t) = tables.iter_mut().find(|t| t.name == table) else {
+                continue;
+            };
+            let shown: Vec<String> = row.get(3);
+            let collations: Vec<Option<String>> = row.get(4);
+            let keys = shown
+                .iter()
+                .zip(collations.iter().chain(std::iter::repeat(&None)))
+                .map(|(key, collation)| match collation {
+                    Some(collation) => format!("({key}) COLLATE {collation}"),
+                    None => format!("({key})"),
+                })
+                .collect();
+            t.unique_indexes.push(UniqueIndex {
+                name: row.get(1),
+                definition: row.get(2),
+                keys,
+                shown,
+                plain: row.get(5),
+                predicate: row.get(6),
+                nulls_not_distinct: row.get(7),
+                columns: row.get(8),
+            });
         }
         let foreign_keys = db
             .client
@@ -249,37 +346,50 @@ pub struct SequenceSet {
     pub column: String,
     /// The sequence.
     pub sequence: String,
+    /// The highest id SQLite's `AUTOINCREMENT` had handed out, when it is
+    /// this column's (`sqlite_sequence`).
+    pub sqlite_sequence: Option<i64>,
     /// Its new value (the next `nextval` returns one more).
     pub value: Option<i64>,
 }
 
-/// Sets every serial/identity sequence of a table to the column's maximum,
-/// so that the application's next insert does not collide with copied rows.
-pub async fn set_sequences(db: &Db, schema: &str, table: &str) -> Result<Vec<SequenceSet>> {
+/// Sets every serial/identity sequence of a table past the column's
+/// maximum, and past the highest id SQLite's `AUTOINCREMENT` ever handed
+/// out (rows deleted at the end keep their ids used), so that the
+/// application's next insert gets an id SQLite never gave.
+pub async fn set_sequences(db: &Db, table: &super::TableMap) -> Result<Vec<SequenceSet>> {
     let rows = db
         .client
-        .query(SEQUENCES, &[&schema, &table])
+        .query(SEQUENCES, &[&table.schema, &table.target])
         .await
         .map_err(|e| database_error(db, "find the table's sequences", &e))?;
     let mut set = Vec::new();
     for row in rows {
         let column: String = row.get(0);
         let sequence: String = row.get(1);
+        let floor = table
+            .sequence_floor
+            .as_ref()
+            .filter(|(c, _)| *c == column)
+            .map(|(_, value)| *value);
+        // greatest() ignores NULL: an empty table still moves past the floor.
         let sql = format!(
-            "SELECT setval($1::text::regclass, m) FROM (SELECT max({})::bigint AS m FROM {}) AS x \
+            "SELECT setval($1::text::regclass, m) \
+             FROM (SELECT greatest(max({})::bigint, $2::bigint) AS m FROM {}) AS x \
              WHERE m >= (SELECT seqmin FROM pg_sequence WHERE seqrelid = $1::text::regclass)",
             quote_ident(&column),
-            qualified(schema, table)
+            table.qualified
         );
         let value = db
             .client
-            .query_opt(&sql, &[&sequence])
+            .query_opt(&sql, &[&sequence, &floor])
             .await
             .map_err(|e| database_error(db, "set the sequence", &e))?
             .map(|r| r.get::<_, i64>(0));
         set.push(SequenceSet {
             column,
             sequence,
+            sqlite_sequence: floor,
             value,
         });
     }

@@ -13,7 +13,7 @@
 use std::error::Error as StdError;
 
 use bytes::{BufMut, BytesMut};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 use rusqlite::types::ValueRef;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
@@ -52,14 +52,21 @@ pub enum Kind {
     Timestamp {
         /// Fraction digits kept (6 unless declared).
         precision: u32,
+        /// How numbers in the column are read.
+        epoch: Epoch,
     },
     /// `timestamptz(p)`.
     TimestampTz {
         /// Fraction digits kept (6 unless declared).
         precision: u32,
+        /// How numbers in the column are read.
+        epoch: Epoch,
     },
     /// `date`.
-    Date,
+    Date {
+        /// How numbers in the column are read.
+        epoch: Epoch,
+    },
     /// `time` without time zone.
     Time,
     /// `uuid`.
@@ -123,17 +130,228 @@ impl Kind {
             "bytea" => Kind::Bytea,
             "timestamp" => Kind::Timestamp {
                 precision: precision_of(6),
+                epoch: Epoch::default(),
             },
             "timestamptz" => Kind::TimestampTz {
                 precision: precision_of(6),
+                epoch: Epoch::default(),
             },
-            "date" => Kind::Date,
+            "date" => Kind::Date {
+                epoch: Epoch::default(),
+            },
             "time" => Kind::Time,
             "uuid" => Kind::Uuid,
             "json" => Kind::Json,
             "jsonb" => Kind::Jsonb,
             _ => return None,
         })
+    }
+}
+
+impl Kind {
+    /// How numbers are read, for the date kinds.
+    pub fn epoch(&self) -> Option<Epoch> {
+        match self {
+            Kind::Timestamp { epoch, .. }
+            | Kind::TimestampTz { epoch, .. }
+            | Kind::Date { epoch } => Some(*epoch),
+            _ => None,
+        }
+    }
+
+    /// The same kind reading numbers as `new` (no change for other kinds).
+    pub fn with_epoch(&self, new: Epoch) -> Kind {
+        let mut kind = self.clone();
+        match &mut kind {
+            Kind::Timestamp { epoch, .. }
+            | Kind::TimestampTz { epoch, .. }
+            | Kind::Date { epoch } => {
+                *epoch = new;
+            }
+            _ => {}
+        }
+        kind
+    }
+}
+
+/// A unit numbers in a date column can be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum EpochUnit {
+    /// Unix time in seconds.
+    #[serde(rename = "s")]
+    Seconds,
+    /// Unix time in milliseconds (JavaScript's `Date.now()`, Java's
+    /// `System.currentTimeMillis()`).
+    #[serde(rename = "ms")]
+    Millis,
+    /// Unix time in microseconds.
+    #[serde(rename = "us")]
+    Micros,
+    /// A Julian day number (SQLite's `julianday()`).
+    #[serde(rename = "julian")]
+    Julian,
+}
+
+impl EpochUnit {
+    /// The Unix-time units, coarsest first.
+    pub const UNIX: [EpochUnit; 3] = [EpochUnit::Seconds, EpochUnit::Millis, EpochUnit::Micros];
+
+    /// The units an integer can be told apart in, in the order they are
+    /// tried (see [`EpochUnit::natural`]) and preferred on a tie.
+    pub const CANDIDATES: [EpochUnit; 4] = [
+        EpochUnit::Julian,
+        EpochUnit::Seconds,
+        EpochUnit::Millis,
+        EpochUnit::Micros,
+    ];
+
+    /// The spelling of `--epoch-unit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EpochUnit::Seconds => "s",
+            EpochUnit::Millis => "ms",
+            EpochUnit::Micros => "us",
+            EpochUnit::Julian => "julian",
+        }
+    }
+
+    /// For people: `seconds`, `milliseconds`…
+    pub fn describe(self) -> &'static str {
+        match self {
+            EpochUnit::Seconds => "Unix time in seconds",
+            EpochUnit::Millis => "Unix time in milliseconds",
+            EpochUnit::Micros => "Unix time in microseconds",
+            EpochUnit::Julian => "Julian day numbers",
+        }
+    }
+
+    /// Reads `s`, `ms`, `us`, `julian` (and their long names).
+    pub fn parse(text: &str) -> Option<EpochUnit> {
+        Some(match text.trim().to_ascii_lowercase().as_str() {
+            "s" | "sec" | "seconds" => EpochUnit::Seconds,
+            "ms" | "millis" | "milliseconds" => EpochUnit::Millis,
+            "us" | "µs" | "micros" | "microseconds" => EpochUnit::Micros,
+            "julian" | "jd" | "julianday" => EpochUnit::Julian,
+            _ => return None,
+        })
+    }
+
+    /// Its short name: `seconds`, `milliseconds`…
+    pub fn name(self) -> &'static str {
+        match self {
+            EpochUnit::Seconds => "seconds",
+            EpochUnit::Millis => "milliseconds",
+            EpochUnit::Micros => "microseconds",
+            EpochUnit::Julian => "Julian days",
+        }
+    }
+
+    /// Microseconds per unit (Unix units).
+    fn micros(self) -> i128 {
+        match self {
+            EpochUnit::Seconds => 1_000_000,
+            EpochUnit::Millis => 1_000,
+            EpochUnit::Micros | EpochUnit::Julian => 1,
+        }
+    }
+
+    /// `[low, high)`: the integers that land in 1900–2200 in this unit.
+    pub fn integer_range(self) -> (i128, i128) {
+        match self {
+            EpochUnit::Julian => (JULIAN_1900.ceil() as i128, JULIAN_2200.ceil() as i128),
+            unit => (
+                i128::from(UNIX_1900) * 1_000_000 / unit.micros(),
+                i128::from(UNIX_2200) * 1_000_000 / unit.micros(),
+            ),
+        }
+    }
+
+    /// The instant `value` stands for in this unit. A Julian day is rounded
+    /// to the millisecond exactly as SQLite's date functions do
+    /// (`iJD = (i64)(jd * 86400000.0 + 0.5)`): a double near 2.46 million
+    /// days carries no more than that, and `datetime(2460312.51)` is
+    /// `00:14:24`, not `00:14:23.999981`. Unix time keeps the microsecond.
+    fn instant(self, value: f64) -> Option<DateTime<Utc>> {
+        if !value.is_finite() {
+            return None;
+        }
+        let micros = match self {
+            EpochUnit::Julian => {
+                ((value * 86_400_000.0 + 0.5).floor() - UNIX_EPOCH_JULIAN_MS) * 1000.0
+            }
+            unit => (value * unit.micros() as f64).round(),
+        };
+        if micros.abs() < 9.2e18 {
+            DateTime::from_timestamp_micros(micros as i64)
+        } else {
+            None
+        }
+    }
+
+    /// The instant an integer stands for in this unit, exactly.
+    fn instant_of_integer(self, value: i64) -> Option<DateTime<Utc>> {
+        match self {
+            EpochUnit::Julian => self.instant(value as f64),
+            unit => i64::try_from(i128::from(value) * unit.micros())
+                .ok()
+                .and_then(DateTime::from_timestamp_micros),
+        }
+    }
+
+    /// What a plain integer in a date column most likely is: a whole Julian
+    /// day of 1900–2200 (as seconds it would be a moment of 28–30 January
+    /// 1970; SQLite's NUMERIC affinity turns a REAL Julian day such as
+    /// `2460312.0` into exactly such an integer), else the coarsest Unix unit
+    /// in which it lands in 1900–2200.
+    pub fn natural(value: i64) -> Option<EpochUnit> {
+        EpochUnit::CANDIDATES.into_iter().find(|unit| {
+            let (low, high) = unit.integer_range();
+            (low..high).contains(&i128::from(value))
+        })
+    }
+}
+
+/// 1900-01-01T00:00:00Z and 2200-01-01T00:00:00Z as Unix seconds: a number
+/// that lands outside them in its unit is not a date anyone meant.
+const UNIX_1900: i64 = -2_208_988_800;
+const UNIX_2200: i64 = 7_258_118_400;
+/// The same two instants as Julian day numbers.
+const JULIAN_1900: f64 = 2_415_020.5;
+const JULIAN_2200: f64 = 2_524_593.5;
+
+/// How numbers in one date column become instants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch {
+    /// The unit of INTEGER values.
+    pub integer: EpochUnit,
+    /// The unit of REAL values.
+    pub real: EpochUnit,
+    /// Chosen with `--epoch-unit` (else detected from the values). Either
+    /// way a number outside 1900–2200 in its unit is a misfit, and so is an
+    /// integer whose size says another Unix unit (seconds among
+    /// milliseconds would land in January 1970).
+    pub decided: bool,
+}
+
+impl Default for Epoch {
+    /// SQLite's own conventions: INTEGER as Unix seconds, REAL as a Julian day.
+    fn default() -> Self {
+        Epoch {
+            integer: EpochUnit::Seconds,
+            real: EpochUnit::Julian,
+            decided: false,
+        }
+    }
+}
+
+impl Epoch {
+    /// Every number read as `unit`, as the operator decided.
+    pub fn decided(unit: EpochUnit) -> Epoch {
+        Epoch {
+            integer: unit,
+            real: unit,
+            decided: true,
+        }
     }
 }
 
@@ -326,15 +544,15 @@ pub fn convert(value: ValueRef<'_>, kind: &Kind, not_null: bool) -> Result<Cell,
             ValueRef::Blob(b) | ValueRef::Text(b) => Ok(Cell::Bytes(b.to_vec())),
             other => Err(misfit("number_in_bytea_column", show(other))),
         },
-        Kind::Timestamp { precision } => to_instant(value).and_then(|t| {
+        Kind::Timestamp { precision, epoch } => to_instant(value, epoch).and_then(|t| {
             check_precision(t.naive_utc(), *precision)?;
             Ok(Cell::Timestamp(t.naive_utc()))
         }),
-        Kind::TimestampTz { precision } => to_instant(value).and_then(|t| {
+        Kind::TimestampTz { precision, epoch } => to_instant(value, epoch).and_then(|t| {
             check_precision(t.naive_utc(), *precision)?;
             Ok(Cell::TimestampTz(t))
         }),
-        Kind::Date => to_instant(value).and_then(|t| {
+        Kind::Date { epoch } => to_instant(value, epoch).and_then(|t| {
             if t.time() == NaiveTime::MIN {
                 Ok(Cell::Date(t.date_naive()))
             } else {
@@ -549,26 +767,60 @@ fn check_precision(t: NaiveDateTime, precision: u32) -> Result<(), Misfit> {
     Ok(())
 }
 
-/// Unix epoch as a Julian day number (SQLite's REAL date convention).
-const UNIX_EPOCH_JULIAN_DAY: f64 = 2_440_587.5;
+/// The Unix epoch as SQLite's integer Julian milliseconds (2440587.5 days).
+const UNIX_EPOCH_JULIAN_MS: f64 = 210_866_760_000_000.0;
 
 /// The three date storages SQLite documents: TEXT as ISO-8601, REAL as a
-/// Julian day number, INTEGER as Unix time (seconds). Text without an offset
-/// is UTC, as SQLite's own date functions read it.
-fn to_instant(value: ValueRef<'_>) -> Result<DateTime<Utc>, Misfit> {
-    let parsed = match value {
-        ValueRef::Integer(seconds) => DateTime::from_timestamp(seconds, 0),
-        ValueRef::Real(day) if day.is_finite() => {
-            let micros = ((day - UNIX_EPOCH_JULIAN_DAY) * 86_400_000_000.0).round();
-            if micros.abs() < 9.2e18 {
-                DateTime::from_timestamp_micros(micros as i64)
-            } else {
-                None
+/// Julian day number, INTEGER as Unix time — in the column's [`Epoch`]
+/// (seconds unless detected or decided otherwise). Text without an offset is
+/// UTC, as SQLite's own date functions read it. A number that lands outside
+/// 1900–2200 in its unit is a misfit: that is how milliseconds read as
+/// seconds (the year 55972) are caught instead of loaded.
+fn to_instant(value: ValueRef<'_>, epoch: &Epoch) -> Result<DateTime<Utc>, Misfit> {
+    let (parsed, unit) = match value {
+        ValueRef::Integer(number) => {
+            // Seconds among milliseconds land in January 1970, inside the
+            // range: an integer whose size says another unit is refused too.
+            if let Some(natural) = EpochUnit::natural(number)
+                && natural != epoch.integer
+            {
+                return Err(misfit(
+                    "epoch_unit_mismatch",
+                    format!(
+                        "{number} looks like {} but this column's integers are read as {}",
+                        natural.describe(),
+                        epoch.integer.describe()
+                    ),
+                ));
             }
+            (
+                epoch.integer.instant_of_integer(number),
+                Some(epoch.integer),
+            )
         }
-        ValueRef::Text(_) => parse_datetime(&utf8_text(value)?),
-        _ => None,
+        ValueRef::Real(number) => (epoch.real.instant(number), Some(epoch.real)),
+        ValueRef::Text(_) => (parse_datetime(&utf8_text(value)?), None),
+        _ => (None, None),
     };
+    if let Some(unit) = unit {
+        let low = DateTime::from_timestamp(UNIX_1900, 0);
+        let high = DateTime::from_timestamp(UNIX_2200, 0);
+        let inside = parsed.is_some_and(|t| Some(t) >= low && Some(t) < high);
+        if !inside {
+            let lands = parsed.map_or_else(
+                || "far outside 1900-2200".to_string(),
+                |t| format!("the year {}, outside 1900-2200", t.year()),
+            );
+            return Err(misfit(
+                "date_out_of_range",
+                format!(
+                    "{} read as {} is {lands}; say which unit it is with --epoch-unit",
+                    show(value),
+                    unit.describe()
+                ),
+            ));
+        }
+    }
     let instant = parsed.ok_or_else(|| misfit("not_a_date", show(value)))?;
     // Nanoseconds PostgreSQL cannot keep would be rounded away.
     if instant.nanosecond() % 1_000 != 0 {
@@ -857,28 +1109,94 @@ pub fn canonical(kind: &Kind, raw: Option<&[u8]>, out: &mut Vec<u8>) {
     out.extend_from_slice(bytes);
 }
 
-/// A key column's value for people, from its binary form.
-pub fn display_key(kind: &Kind, raw: Option<&[u8]>) -> String {
+/// The marker verify puts in place of a SQLite value that does not
+/// convert, so that its row differs (followed by the misfit's detail).
+pub const UNCONVERTIBLE: &[u8] = b"\xffunconvertible:";
+
+/// A value for people, from its binary COPY form (either side's): text, a
+/// number, an instant, never raw bytes; long values shortened.
+pub fn display_value(kind: &Kind, raw: Option<&[u8]>) -> String {
+    const MAX: usize = 40;
     let Some(raw) = raw else {
         return "NULL".into();
     };
-    match kind {
-        Kind::Int2 if raw.len() == 2 => i16::from_be_bytes([raw[0], raw[1]]).to_string(),
-        Kind::Int4 if raw.len() == 4 => {
-            i32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]).to_string()
+    if let Some(detail) = raw.strip_prefix(UNCONVERTIBLE) {
+        return format!("unconvertible ({})", String::from_utf8_lossy(detail));
+    }
+    let text = |bytes: &[u8]| match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            let short: String = text.chars().take(MAX).collect();
+            let more = if text.chars().count() > MAX {
+                "…"
+            } else {
+                ""
+            };
+            format!("{short:?}{more}")
         }
-        Kind::Int8 if raw.len() == 8 => {
-            i64::from_be_bytes(raw.try_into().unwrap_or([0; 8])).to_string()
-        }
-        Kind::Numeric { .. } => numeric_text(raw).unwrap_or_else(|| hex::encode(raw)),
-        Kind::Uuid => uuid::Uuid::from_slice(raw)
-            .map(|u| u.to_string())
-            .unwrap_or_else(|_| hex::encode(raw)),
-        Kind::Text { .. } | Kind::Enum { .. } | Kind::Json => match std::str::from_utf8(raw) {
-            Ok(text) => format!("{text:?}"),
-            Err(_) => hex::encode(raw),
-        },
-        _ => format!("\\x{}", hex::encode(&raw[..raw.len().min(32)])),
+        Err(_) => bytes_shown(bytes),
+    };
+    let be8 = |raw: &[u8]| <[u8; 8]>::try_from(raw).ok().map(i64::from_be_bytes);
+    // PostgreSQL counts days and microseconds from 2000-01-01.
+    let since_2000 = |micros: i64| {
+        DateTime::from_timestamp(946_684_800, 0)
+            .and_then(|base| base.checked_add_signed(chrono::TimeDelta::microseconds(micros)))
+    };
+    let infinite = match (kind, be8(raw)) {
+        (Kind::Timestamp { .. } | Kind::TimestampTz { .. }, Some(i64::MAX)) => Some("infinity"),
+        (Kind::Timestamp { .. } | Kind::TimestampTz { .. }, Some(i64::MIN)) => Some("-infinity"),
+        _ => None,
+    };
+    if let Some(infinite) = infinite {
+        return infinite.to_string();
+    }
+    let shown = match kind {
+        Kind::Bool if raw.len() == 1 => Some((raw[0] != 0).to_string()),
+        Kind::Int2 if raw.len() == 2 => Some(i16::from_be_bytes([raw[0], raw[1]]).to_string()),
+        Kind::Int4 => <[u8; 4]>::try_from(raw)
+            .ok()
+            .map(|b| i32::from_be_bytes(b).to_string()),
+        Kind::Int8 => be8(raw).map(|i| i.to_string()),
+        Kind::Float4 => <[u8; 4]>::try_from(raw)
+            .ok()
+            .map(|b| format!("{:?}", f32::from_be_bytes(b))),
+        Kind::Float8 => be8(raw).map(|i| format!("{:?}", f64::from_bits(i as u64))),
+        Kind::Numeric { .. } => numeric_text(raw),
+        Kind::Uuid => uuid::Uuid::from_slice(raw).ok().map(|u| u.to_string()),
+        Kind::Text { .. } | Kind::Enum { .. } | Kind::Json => Some(text(raw)),
+        Kind::Jsonb => Some(text(raw.strip_prefix(&[1]).unwrap_or(raw))),
+        Kind::Bytea => Some(bytes_shown(raw)),
+        Kind::Timestamp { .. } => be8(raw)
+            .and_then(since_2000)
+            .map(|t| t.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string()),
+        Kind::TimestampTz { .. } => be8(raw)
+            .and_then(since_2000)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S%.f+00").to_string()),
+        Kind::Date { .. } => <[u8; 4]>::try_from(raw).ok().and_then(|b| {
+            NaiveDate::from_ymd_opt(2000, 1, 1)
+                .and_then(|d| {
+                    d.checked_add_signed(chrono::TimeDelta::days(i64::from(i32::from_be_bytes(b))))
+                })
+                .map(|d| d.to_string())
+        }),
+        Kind::Time => be8(raw).map(|micros| {
+            NaiveTime::MIN
+                .overflowing_add_signed(chrono::TimeDelta::microseconds(micros))
+                .0
+                .format("%H:%M:%S%.f")
+                .to_string()
+        }),
+        _ => None,
+    };
+    shown.unwrap_or_else(|| bytes_shown(raw))
+}
+
+/// `\x0102… (N bytes)`: the start of a binary value and its size.
+fn bytes_shown(raw: &[u8]) -> String {
+    const MAX: usize = 16;
+    if raw.len() <= MAX {
+        format!("\\x{}", hex::encode(raw))
+    } else {
+        format!("\\x{}… ({} bytes)", hex::encode(&raw[..MAX]), raw.len())
     }
 }
 
@@ -1016,7 +1334,10 @@ mod tests {
 
     #[test]
     fn dates_in_sqlite_s_three_storages() {
-        let tz = Kind::TimestampTz { precision: 6 };
+        let tz = Kind::TimestampTz {
+            precision: 6,
+            epoch: Epoch::default(),
+        };
         let at = |v| match convert(v, &tz, false) {
             Ok(Cell::TimestampTz(t)) => t.to_rfc3339(),
             other => format!("{other:?}"),
@@ -1035,10 +1356,174 @@ mod tests {
         assert_eq!(at(ValueRef::Real(2_440_588.0)), "1970-01-01T12:00:00+00:00");
         assert!(convert(text("yesterday"), &tz, false).is_err());
         assert_eq!(
-            convert(text("2024-01-01 10:00"), &Kind::Date, false)
-                .err()
-                .map(|m| m.problem),
+            convert(
+                text("2024-01-01 10:00"),
+                &Kind::Date {
+                    epoch: Epoch::default()
+                },
+                false
+            )
+            .err()
+            .map(|m| m.problem),
             Some("time_in_date_column")
+        );
+    }
+
+    #[test]
+    fn numbers_in_date_columns_are_read_in_their_unit_or_refused() {
+        let at = |value, epoch: Epoch| {
+            let kind = Kind::TimestampTz {
+                precision: 6,
+                epoch,
+            };
+            match convert(value, &kind, false) {
+                Ok(Cell::TimestampTz(t)) => t.to_rfc3339(),
+                Ok(other) => format!("{other:?}"),
+                Err(misfit) => misfit.problem.to_string(),
+            }
+        };
+        let millis = 1_704_164_645_123i64;
+        // Read as seconds it would be the year 55972: refused, never loaded.
+        assert_eq!(
+            at(ValueRef::Integer(millis), Epoch::default()),
+            "epoch_unit_mismatch"
+        );
+        assert_eq!(
+            at(
+                ValueRef::Integer(millis),
+                Epoch::decided(EpochUnit::Seconds)
+            ),
+            "epoch_unit_mismatch"
+        );
+        assert_eq!(
+            at(
+                ValueRef::Integer(100_000_000_000_000_000),
+                Epoch::decided(EpochUnit::Millis)
+            ),
+            "date_out_of_range"
+        );
+        let detected = Epoch {
+            integer: EpochUnit::Millis,
+            ..Epoch::default()
+        };
+        assert_eq!(
+            at(ValueRef::Integer(millis), detected),
+            "2024-01-02T03:04:05.123+00:00"
+        );
+        // Seconds among milliseconds: it would land in January 1970.
+        assert_eq!(
+            at(ValueRef::Integer(1_704_164_645), detected),
+            "epoch_unit_mismatch"
+        );
+        // Decided or detected, seconds among milliseconds are refused.
+        assert_eq!(
+            at(
+                ValueRef::Integer(1_704_164_645),
+                Epoch::decided(EpochUnit::Millis)
+            ),
+            "epoch_unit_mismatch"
+        );
+        assert_eq!(
+            at(
+                ValueRef::Integer(1_704_164_645_123_456),
+                Epoch::decided(EpochUnit::Micros)
+            ),
+            "2024-01-02T03:04:05.123456+00:00"
+        );
+        // REAL: a Julian day unless decided; Unix seconds with a fraction when told.
+        assert_eq!(
+            at(ValueRef::Real(2_460_311.5), Epoch::default()),
+            "2024-01-02T00:00:00+00:00"
+        );
+        // As SQLite's datetime() reads it: whole milliseconds.
+        assert_eq!(
+            at(ValueRef::Real(2_460_312.51), Epoch::default()),
+            "2024-01-03T00:14:24+00:00"
+        );
+        assert_eq!(
+            at(ValueRef::Real(1_704_164_645.25), Epoch::default()),
+            "date_out_of_range"
+        );
+        assert_eq!(
+            at(
+                ValueRef::Real(1_704_164_645.25),
+                Epoch::decided(EpochUnit::Seconds)
+            ),
+            "2024-01-02T03:04:05.250+00:00"
+        );
+        assert_eq!(
+            at(
+                ValueRef::Integer(2_460_311),
+                Epoch::decided(EpochUnit::Julian)
+            ),
+            "2024-01-01T12:00:00+00:00"
+        );
+        // A whole Julian day (SQLite's NUMERIC affinity makes 2460312.0 an
+        // integer) is not a moment of January 1970.
+        assert_eq!(EpochUnit::natural(2_460_312), Some(EpochUnit::Julian));
+        assert_eq!(
+            at(ValueRef::Integer(2_460_312), Epoch::default()),
+            "epoch_unit_mismatch"
+        );
+        let julian = Epoch {
+            integer: EpochUnit::Julian,
+            ..Epoch::default()
+        };
+        assert_eq!(
+            at(ValueRef::Integer(2_460_312), julian),
+            "2024-01-02T12:00:00+00:00"
+        );
+        assert_eq!(EpochUnit::natural(millis), Some(EpochUnit::Millis));
+        assert_eq!(EpochUnit::natural(0), Some(EpochUnit::Seconds));
+        assert_eq!(EpochUnit::natural(i64::MAX), None);
+        assert_eq!(
+            at(ValueRef::Integer(i64::MIN), Epoch::default()),
+            "date_out_of_range"
+        );
+    }
+
+    #[test]
+    fn values_are_shown_as_text_never_as_raw_bytes() {
+        let shown = |kind: &Kind, value: ValueRef<'_>| {
+            let cell = convert(value, kind, false).unwrap_or(Cell::Null);
+            let mut buf = BytesMut::new();
+            let size = encode(&cell, &Type::TEXT, &mut buf);
+            display_value(kind, size.map(|_| &buf[..]))
+        };
+        let tz = Kind::TimestampTz {
+            precision: 6,
+            epoch: Epoch::default(),
+        };
+        assert_eq!(
+            shown(&tz, text("2024-01-02 03:04:05.5")),
+            "2024-01-02 03:04:05.500+00"
+        );
+        assert_eq!(
+            shown(
+                &Kind::Date {
+                    epoch: Epoch::default()
+                },
+                text("1999-12-31")
+            ),
+            "1999-12-31"
+        );
+        assert_eq!(shown(&Kind::Bool, ValueRef::Integer(1)), "true");
+        assert_eq!(shown(&Kind::Float8, ValueRef::Real(0.1)), "0.1");
+        assert_eq!(shown(&Kind::Time, text("13:45")), "13:45:00");
+        assert_eq!(
+            shown(&Kind::Bytea, ValueRef::Blob(&[0xde, 0xad])),
+            "\\xdead"
+        );
+        assert_eq!(
+            shown(&Kind::Bytea, ValueRef::Blob(&[7; 100])),
+            format!("\\x{}… (100 bytes)", "07".repeat(16))
+        );
+        assert_eq!(shown(&Kind::Int4, ValueRef::Null), "NULL");
+        let mut marked = UNCONVERTIBLE.to_vec();
+        marked.extend_from_slice(b"\"abc\"");
+        assert_eq!(
+            display_value(&Kind::Int4, Some(&marked)),
+            "unconvertible (\"abc\")"
         );
     }
 
@@ -1058,7 +1543,9 @@ mod tests {
                 Kind::Bool, Kind::Int2, Kind::Int8, Kind::Float4, Kind::Float8,
                 Kind::Numeric { precision: Some(5), scale: Some(2) }, Kind::Numeric { precision: None, scale: None },
                 Kind::Text { max_chars: Some(3), padded: true }, Kind::Bytea,
-                Kind::Timestamp { precision: 0 }, Kind::TimestampTz { precision: 6 }, Kind::Date, Kind::Time,
+                Kind::Timestamp { precision: 0, epoch: Epoch::default() },
+                Kind::TimestampTz { precision: 6, epoch: Epoch::decided(EpochUnit::Millis) },
+                Kind::Date { epoch: Epoch::default() }, Kind::Time,
                 Kind::Uuid, Kind::Json, Kind::Jsonb, Kind::Enum { labels: vec!["a".into()] },
             ];
             for kind in &kinds {

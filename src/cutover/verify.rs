@@ -10,7 +10,16 @@
 //!
 //! To name rows that differ without holding a table in memory, rows are
 //! also summed into buckets by their primary key; only the few buckets that
-//! differ are read a second time, and only their rows are kept.
+//! differ are read a second time, and only their rows are kept. When a row
+//! is on both sides with other values, a third read keeps just those rows,
+//! column by column, so that the report names the columns that differ and
+//! shows both values as text ([`super::types::display_value`]).
+//!
+//! What this can prove: the target holds exactly the rows the conversion
+//! makes of the file. What it cannot: that the conversion chose what the
+//! application meant (a date column's unit, for one) — both sides go through
+//! it, so a wrong choice matches itself. That is precheck's job
+//! ([`super::epoch`]).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -25,7 +34,7 @@ use tokio_postgres::types::{FromSql, Type};
 
 use super::precheck::blocking;
 use super::target;
-use super::types::{Kind, canonical, convert, display_key, encode};
+use super::types::{Kind, UNCONVERTIBLE, canonical, convert, display_value, encode};
 use super::{TableMap, sqlite};
 use crate::db::{ConnectionSettings, Db, history::database_error, quote_ident};
 use crate::error::{Code, Error, ReasonCode, Result};
@@ -59,7 +68,7 @@ pub struct TableVerify {
     /// Reason code when it does not.
     pub reason: Option<ReasonCode>,
     /// Rows that differ, by key: `missing on target`, `extra on target`,
-    /// `differs`.
+    /// `values differ in name (SQLite "a", PostgreSQL "b")`.
     pub differences: Vec<String>,
 }
 
@@ -114,6 +123,17 @@ struct Side {
     buckets: Vec<(u128, u64)>,
     /// Rows of the examined buckets: key → (key for people, row hashes).
     picked: HashMap<Vec<u8>, (String, Vec<u128>)>,
+    /// Rows of the focused keys, column by column: key → per row, per
+    /// column, (hash of its canonical form, the value for people).
+    detail: HashMap<Vec<u8>, Vec<Vec<(u64, String)>>>,
+}
+
+/// What to keep while hashing, beyond the sums: the rows of some buckets
+/// (to name the keys that differ), or of some keys (to name the columns).
+#[derive(Clone, Default)]
+struct Keep {
+    buckets: Option<HashSet<usize>>,
+    keys: Option<HashSet<Vec<u8>>>,
 }
 
 /// Hashes rows into a [`Side`].
@@ -121,19 +141,19 @@ struct Digester<'a> {
     kinds: &'a [Kind],
     key: &'a [usize],
     names: Vec<&'a str>,
-    examine: Option<&'a HashSet<usize>>,
+    keep: &'a Keep,
     row: Vec<u8>,
     key_bytes: Vec<u8>,
     side: Side,
 }
 
 impl<'a> Digester<'a> {
-    fn new(table: &'a TableMap, kinds: &'a [Kind], examine: Option<&'a HashSet<usize>>) -> Self {
+    fn new(table: &'a TableMap, kinds: &'a [Kind], keep: &'a Keep) -> Self {
         Digester {
             kinds,
             key: &table.key,
             names: table.columns.iter().map(|c| c.target.as_str()).collect(),
-            examine,
+            keep,
             row: Vec::new(),
             key_bytes: Vec::new(),
             side: Side {
@@ -169,7 +189,33 @@ impl<'a> Digester<'a> {
         let slot = &mut side.buckets[bucket];
         slot.0 = slot.0.wrapping_add(hash);
         slot.1 += 1;
-        if self.examine.is_some_and(|e| e.contains(&bucket)) {
+        if let Some(keys) = &self.keep.keys
+            && keys.contains(&self.key_bytes)
+        {
+            let mut field = Vec::new();
+            let columns = self
+                .kinds
+                .iter()
+                .zip(fields)
+                .map(|(kind, raw)| {
+                    field.clear();
+                    canonical(kind, *raw, &mut field);
+                    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                    field.hash(&mut hasher);
+                    (hasher.finish(), display_value(kind, *raw))
+                })
+                .collect();
+            side.detail
+                .entry(self.key_bytes.clone())
+                .or_default()
+                .push(columns);
+        }
+        if self
+            .keep
+            .buckets
+            .as_ref()
+            .is_some_and(|e| e.contains(&bucket))
+        {
             let shown: Vec<usize> = if self.key.is_empty() {
                 (0..self.kinds.len()).collect()
             } else {
@@ -178,7 +224,7 @@ impl<'a> Digester<'a> {
             let names: Vec<&str> = shown.iter().map(|&i| self.names[i]).collect();
             let values: Vec<String> = shown
                 .iter()
-                .map(|&i| display_key(&self.kinds[i], fields[i]))
+                .map(|&i| display_value(&self.kinds[i], fields[i]))
                 .collect();
             let entry = side
                 .picked
@@ -199,7 +245,7 @@ fn hash_source(
     path: &Path,
     table: &TableMap,
     types: &[Type],
-    examine: Option<&HashSet<usize>>,
+    keep: &Keep,
     interrupt: &Interrupt,
 ) -> Result<Side> {
     let db = sqlite::open(path)?;
@@ -216,7 +262,7 @@ fn hash_source(
     let mut statement = db.prepare(&table.source_select()).map_err(read_error)?;
     let mut rows = statement.query([]).map_err(read_error)?;
     let kinds = table.kinds();
-    let mut digester = Digester::new(table, &kinds, examine);
+    let mut digester = Digester::new(table, &kinds, keep);
     let mut buf = BytesMut::new();
     let mut encoded = BytesMut::new();
     let mut spans: Vec<Option<(usize, usize)>> = Vec::with_capacity(kinds.len());
@@ -237,7 +283,7 @@ fn hash_source(
                 // Cannot be on the target as it is: make it differ.
                 Err(misfit) => {
                     let start = encoded.len();
-                    encoded.extend_from_slice(b"\xffunconvertible:");
+                    encoded.extend_from_slice(UNCONVERTIBLE);
                     encoded.extend_from_slice(misfit.detail.as_bytes());
                     Some((start, encoded.len()))
                 }
@@ -254,12 +300,7 @@ fn hash_source(
 }
 
 /// The PostgreSQL side: the fields exactly as the server sends them.
-async fn hash_target(
-    db: &Db,
-    table: &TableMap,
-    types: &[Type],
-    examine: Option<&HashSet<usize>>,
-) -> Result<Side> {
+async fn hash_target(db: &Db, table: &TableMap, types: &[Type], keep: &Keep) -> Result<Side> {
     let columns = table
         .target_columns()
         .iter()
@@ -278,7 +319,7 @@ async fn hash_target(
     let rows = BinaryCopyOutStream::new(stream, types);
     tokio::pin!(rows);
     let kinds = table.kinds();
-    let mut digester = Digester::new(table, &kinds, examine);
+    let mut digester = Digester::new(table, &kinds, keep);
     while let Some(row) = rows
         .try_next()
         .await
@@ -298,19 +339,18 @@ async fn both_sides(
     source: &Path,
     table: &TableMap,
     types: &[Type],
-    examine: Option<HashSet<usize>>,
+    keep: Keep,
     interrupt: &Interrupt,
 ) -> Result<(Side, Side)> {
     let reading = {
         let path = source.to_path_buf();
         let table = table.clone();
         let types = types.to_vec();
-        let examine = examine.clone();
+        let keep = keep.clone();
         let interrupt = interrupt.clone();
-        blocking(move || hash_source(&path, &table, &types, examine.as_ref(), &interrupt))
+        blocking(move || hash_source(&path, &table, &types, &keep, &interrupt))
     };
-    let (source_side, target_side) =
-        tokio::join!(reading, hash_target(db, table, types, examine.as_ref()));
+    let (source_side, target_side) = tokio::join!(reading, hash_target(db, table, types, &keep));
     Ok((source_side?, target_side?))
 }
 
@@ -327,7 +367,7 @@ async fn verify_table(
         .await
         .map_err(|e| database_error(&db, "start a read-only transaction", &e))?;
     let types = target::column_types(&db, &table.qualified, &table.target_columns()).await?;
-    let (ours, theirs) = both_sides(&db, source, table, &types, None, interrupt).await?;
+    let (ours, theirs) = both_sides(&db, source, table, &types, Keep::default(), interrupt).await?;
     let matches = ours.rows == theirs.rows && ours.sum == theirs.sum;
     let mut differences = Vec::new();
     if !matches {
@@ -335,9 +375,44 @@ async fn verify_table(
             .filter(|&b| ours.buckets[b] != theirs.buckets[b])
             .take(BUCKETS_EXAMINED)
             .collect();
-        let (ours, theirs) =
-            both_sides(&db, source, table, &types, Some(examine), interrupt).await?;
-        differences = compare(&ours.picked, &theirs.picked);
+        let keep = Keep {
+            buckets: Some(examine),
+            keys: None,
+        };
+        let (ours, theirs) = both_sides(&db, source, table, &types, keep, interrupt).await?;
+        let found = compare(&ours.picked, &theirs.picked);
+        // Rows whose values differ: one more pass keeps just those rows,
+        // column by column, to say which columns differ and how.
+        let changed: HashSet<Vec<u8>> = found
+            .iter()
+            .filter(|d| d.values_differ)
+            .map(|d| d.key.clone())
+            .collect();
+        let detail = if changed.is_empty() {
+            None
+        } else {
+            let keep = Keep {
+                buckets: None,
+                keys: Some(changed),
+            };
+            Some(both_sides(&db, source, table, &types, keep, interrupt).await?)
+        };
+        differences = found
+            .into_iter()
+            .map(|d| match &detail {
+                Some((ours, theirs)) if d.values_differ => {
+                    match columns_differing(
+                        table,
+                        ours.detail.get(&d.key),
+                        theirs.detail.get(&d.key),
+                    ) {
+                        Some(columns) => format!("{}: values differ in {columns}", d.shown),
+                        None => d.line,
+                    }
+                }
+                _ => d.line,
+            })
+            .collect();
     }
     let _ = db.client.batch_execute("COMMIT").await;
     Ok(TableVerify {
@@ -353,19 +428,30 @@ async fn verify_table(
     })
 }
 
+/// A row (by key) that differs.
+struct Difference {
+    key: Vec<u8>,
+    /// The key for people.
+    shown: String,
+    /// What differs, for people.
+    line: String,
+    /// One row on each side, with different values.
+    values_differ: bool,
+}
+
 /// Names the rows that differ in the examined buckets.
 fn compare(
     ours: &HashMap<Vec<u8>, (String, Vec<u128>)>,
     theirs: &HashMap<Vec<u8>, (String, Vec<u128>)>,
-) -> Vec<String> {
+) -> Vec<Difference> {
     let mut out = Vec::new();
     let mut keys: Vec<&Vec<u8>> = ours.keys().chain(theirs.keys()).collect();
     keys.sort();
     keys.dedup();
     for key in keys {
-        let line = match (ours.get(key), theirs.get(key)) {
-            (Some((shown, _)), None) => format!("{shown}: missing on target"),
-            (None, Some((shown, _))) => format!("{shown}: extra on target"),
+        let (shown, line, values_differ) = match (ours.get(key), theirs.get(key)) {
+            (Some((shown, _)), None) => (shown, format!("{shown}: missing on target"), false),
+            (None, Some((shown, _))) => (shown, format!("{shown}: extra on target"), false),
             (Some((shown, a)), Some((_, b))) => {
                 let (mut a, mut b) = (a.clone(), b.clone());
                 a.sort_unstable();
@@ -374,23 +460,53 @@ fn compare(
                     continue;
                 }
                 if a.len() != b.len() {
-                    format!(
-                        "{shown}: {} row(s) in SQLite, {} on target",
-                        a.len(),
-                        b.len()
+                    (
+                        shown,
+                        format!(
+                            "{shown}: {} row(s) in SQLite, {} on target",
+                            a.len(),
+                            b.len()
+                        ),
+                        false,
                     )
                 } else {
-                    format!("{shown}: values differ")
+                    (shown, format!("{shown}: values differ"), a.len() == 1)
                 }
             }
             (None, None) => continue,
         };
-        out.push(line);
+        out.push(Difference {
+            key: key.clone(),
+            shown: shown.clone(),
+            line,
+            values_differ,
+        });
         if out.len() >= SAMPLES {
             break;
         }
     }
     out
+}
+
+/// `name (SQLite "a", PostgreSQL "b"), active (…)`: the columns in which one
+/// row differs between the sides, with both values as text.
+fn columns_differing(
+    table: &TableMap,
+    ours: Option<&Vec<Vec<(u64, String)>>>,
+    theirs: Option<&Vec<Vec<(u64, String)>>>,
+) -> Option<String> {
+    let (Some([ours]), Some([theirs])) = (ours.map(Vec::as_slice), theirs.map(Vec::as_slice))
+    else {
+        return None;
+    };
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .zip(ours.iter().zip(theirs))
+        .filter(|(_, (a, b))| a.0 != b.0)
+        .map(|(column, (a, b))| format!("{} (SQLite {}, PostgreSQL {})", column.target, a.1, b.1))
+        .collect();
+    (!columns.is_empty()).then(|| columns.join(", "))
 }
 
 /// Compares every table.

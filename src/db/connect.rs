@@ -125,9 +125,9 @@ impl ConnectionSettings {
         }
         };
         let trimmed = url.trim();
+        register_possible_secrets(trimmed);
         let (rest, params) =
             if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-                register_url_password(trimmed);
                 split_url_params(trimmed)
             } else {
                 split_keyword_params(trimmed)
@@ -336,20 +336,131 @@ impl ConnectionSettings {
     }
 }
 
-/// Registers the password of a URL before anything parses it, so even a
-/// parse error that quotes the URL cannot show it.
-fn register_url_password(url: &str) {
-    let Some((_, after_scheme)) = url.split_once("://") else {
-        return;
-    };
-    let authority = after_scheme.split(['/', '?']).next().unwrap_or("");
-    let Some((userinfo, _)) = authority.rsplit_once('@') else {
-        return;
-    };
-    if let Some((_, password)) = userinfo.split_once(':') {
-        register_secret(password);
-        register_secret(&percent_encoding::percent_decode_str(password).decode_utf8_lossy());
+/// Registers everything in a database URL or key=value string that may be a
+/// password, before anything parses it, so that neither a parse error nor
+/// the URL shown in a message can carry it.
+///
+/// This must not depend on the text parsing as intended: a mistyped URL
+/// (`postgres://app?s3cret@host`, `u:p@ss@host`, a missing `@`, a `#` or `?`
+/// in the password, an unterminated quote in `password='…`) is exactly the one
+/// an operator pastes in a hurry. When the part between the scheme and the
+/// last `@` is not a clean `user[:password]`, all of it counts as secret.
+fn register_possible_secrets(text: &str) {
+    for secret in possible_secrets(text) {
+        let decoded = percent_encoding::percent_decode_str(&secret)
+            .decode_utf8_lossy()
+            .to_string();
+        register_secret(&secret);
+        register_secret(&decoded);
     }
+}
+
+/// Characters that end a piece of a mistyped userinfo.
+const USERINFO_SEPARATORS: [char; 8] = [':', '?', '#', '/', '@', '&', '=', ' '];
+
+/// What in `text` may be a password; longest first, so that scrubbing
+/// replaces a whole region before its parts.
+fn possible_secrets(text: &str) -> Vec<String> {
+    let text = text.trim();
+    let mut found = keyword_passwords(text);
+    if let Some(rest) = after_scheme(text) {
+        match rest.rfind('@') {
+            Some(at) => {
+                let region = &rest[..at];
+                let clean =
+                    !region.contains(['/', '?', '#', '@', ' ']) && region.matches(':').count() <= 1;
+                if clean {
+                    if let Some((_, password)) = region.split_once(':') {
+                        found.push(password.to_string());
+                    }
+                } else {
+                    found.push(region.to_string());
+                    if let Some(first) = region.find(USERINFO_SEPARATORS) {
+                        found.push(region[first + 1..].to_string());
+                    }
+                    found.extend(
+                        region
+                            .split(USERINFO_SEPARATORS)
+                            .skip(1)
+                            .map(str::to_string),
+                    );
+                }
+            }
+            None => {
+                // No `@`: `user:password` where `host:port` should be shows
+                // up as a port that is not a number.
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+                for entry in authority.split(',') {
+                    if entry.starts_with('[') {
+                        continue;
+                    }
+                    if let Some((_, after)) = entry.split_once(':')
+                        && !after.bytes().all(|b| b.is_ascii_digit())
+                    {
+                        found.push(after.to_string());
+                        found.extend(after.split(':').map(str::to_string));
+                    }
+                }
+            }
+        }
+    }
+    found.retain(|s| !s.is_empty() && !s.bytes().all(|b| b.is_ascii_digit()));
+    found.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    found.dedup();
+    found
+}
+
+/// The text after `scheme:` and its slashes, when `text` starts like a URL
+/// (any scheme: `postgress://` is a typo too), however malformed the rest.
+fn after_scheme(text: &str) -> Option<&str> {
+    let colon = text.find(':')?;
+    let scheme = &text[..colon];
+    let looks_like_scheme = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    looks_like_scheme.then(|| text[colon + 1..].trim_start_matches('/'))
+}
+
+/// Every `password=VALUE` (key=value strings, and `?password=` in a URL),
+/// quoted or not, terminated or not.
+fn keyword_passwords(text: &str) -> Vec<String> {
+    let lower = text.to_ascii_lowercase();
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find("password") {
+        let start = from + at + "password".len();
+        from = start;
+        let rest = text[start..].trim_start();
+        let Some(rest) = rest.strip_prefix('=') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        if let Some(quoted) = rest.strip_prefix('\'') {
+            let mut value = String::new();
+            let mut chars = quoted.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '\'' => break,
+                    other => value.push(other),
+                }
+            }
+            found.push(value);
+            // Unterminated or not, whatever follows the quote may be it too.
+            found.push(quoted.to_string());
+        } else {
+            let value: String = rest
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '&' && *c != '#')
+                .collect();
+            found.push(value);
+        }
+    }
+    found
 }
 
 /// The error and its sources, joined: tokio-postgres puts the useful part
@@ -370,7 +481,10 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 
 fn describe(config: &tokio_postgres::Config, mode: SslMode) -> String {
     use tokio_postgres::config::Host;
-    let user = config.get_user().unwrap_or("");
+    // A user name that holds a registered secret (a password typed where
+    // the user goes) is shown scrubbed.
+    let user = scrub(config.get_user().unwrap_or(""));
+    let user = user.as_str();
     let password = if config.get_password().is_some() {
         ":****"
     } else {
@@ -536,5 +650,61 @@ mod tests {
         assert_eq!(err.exit_code(), 5);
         assert!(!err.to_string().contains("hunter22"));
         assert!(ConnectionSettings::parse("postgres://u@h/db?nonsense_option=1").is_err());
+    }
+
+    #[test]
+    fn mistyped_urls_never_show_their_password() {
+        for (url, secret) in [
+            (
+                "postgres://app1?Typo-Secret-1@db.example/app",
+                "Typo-Secret-1",
+            ),
+            (
+                "postgres://app#Typo-Secret-2@db.example/app",
+                "Typo-Secret-2",
+            ),
+            ("postgres://app:Typo/Secret3@db.example/app", "Typo/Secret3"),
+            ("postgres://app:Typo@Secret4@db.example/app", "Typo@Secret4"),
+            (
+                "postgres://app:Typo-Secret-5db.example:5432/app",
+                "Typo-Secret-5db.example",
+            ),
+            (
+                "postgres:/app:Typo-Secret-6@db.example/app",
+                "Typo-Secret-6",
+            ),
+            (
+                "postgress://app:Typo-Secret-7@db.example/app",
+                "Typo-Secret-7",
+            ),
+            (
+                "postgres://db.example/app?password=Typo-Secret-8&x=1",
+                "Typo-Secret-8",
+            ),
+            (
+                "host=db.example user=app password=Typo-Secret-9 dbname",
+                "Typo-Secret-9",
+            ),
+            ("host=db.example password='Typo Secret 10", "Typo Secret 10"),
+            (
+                "host=db.example password = 'Typo\\'Secret11' dbname=x",
+                "Typo'Secret11",
+            ),
+        ] {
+            let shown = match ConnectionSettings::parse(url) {
+                Ok(settings) => format!("{settings} {settings:?}"),
+                Err(err) => format!("{err} {:?}", err.hint()),
+            };
+            assert!(!shown.contains(secret), "{url}: {shown}");
+            let echoed = scrub(&format!("cannot use {url}"));
+            assert!(!echoed.contains(secret), "{url}: {echoed}");
+        }
+        // Ordinary user names, hosts and ports stay readable.
+        let settings =
+            ConnectionSettings::parse("postgres://app:pw-123@db.example:6432/app").unwrap();
+        assert_eq!(
+            settings.to_string(),
+            "postgres://app:****@db.example:6432/app"
+        );
     }
 }

@@ -74,13 +74,23 @@ fn stamp() -> String {
     crate::report::file_stamp(Utc::now())
 }
 
-/// The problems for people, failures first, at most `limit` lines.
+/// Samples printed per problem (the report keeps them all).
+const SAMPLES_SHOWN: usize = 5;
+
+/// The problems for people, failures first, at most `limit` problems and
+/// five samples each.
 pub fn describe_problems(problems: &[Problem], limit: usize) -> String {
     let mut out = String::new();
     for problem in problems.iter().take(limit) {
         out.push_str(&format!("  {} {}\n", problem.reason, problem.detail));
-        for sample in &problem.samples {
+        for sample in problem.samples.iter().take(SAMPLES_SHOWN) {
             out.push_str(&format!("      {sample}\n"));
+        }
+        if problem.samples.len() > SAMPLES_SHOWN {
+            out.push_str(&format!(
+                "      … {} more in the report\n",
+                problem.samples.len() - SAMPLES_SHOWN
+            ));
         }
     }
     if problems.len() > limit {
@@ -114,17 +124,19 @@ impl Migrator {
     /// The target schema as the namespace's migrations build it: read from
     /// the target when nothing is pending, else from a scratch database the
     /// migrations are applied to (the target is never written by precheck).
+    /// The scratch database is returned too, still there: precheck compares
+    /// keys on it; the caller removes it.
     async fn cutover_schema(
         &self,
         loaded: &Loaded,
         schema: &str,
         scratch_url: Option<&str>,
-    ) -> Result<(TargetSchema, &'static str)> {
+    ) -> Result<(TargetSchema, &'static str, Option<crate::scratch::Scratch>)> {
         let db = loaded.settings.connect().await?;
         let history = History::new(&self.config.history_schema);
         let state = loaded.target().state(&db, &history).await?;
         if state.pending().next().is_none() {
-            return Ok((TargetSchema::read(&db, schema).await?, "target"));
+            return Ok((TargetSchema::read(&db, schema).await?, "target", None));
         }
         let scratch = crate::scratch::Scratch::create(scratch_url, "cutover").await?;
         let built = async {
@@ -155,8 +167,18 @@ impl Migrator {
             TargetSchema::read(&opened[0].db, schema).await
         }
         .await;
-        scratch.remove().await;
-        Ok((built?, "scratch"))
+        match built {
+            Ok(built) => Ok((built, "scratch", Some(scratch))),
+            Err(err) => {
+                scratch.remove().await;
+                // Ctrl-C while the scratch schema was built: a cutover
+                // interruption, nothing of the target was touched.
+                if err.reason().code() == Code::MigrationCancelled {
+                    return Err(precheck::interrupted());
+                }
+                Err(err)
+            }
+        }
     }
 
     /// `cutover sqlite precheck`: read-only on both sides; writes
@@ -169,11 +191,23 @@ impl Migrator {
     ) -> Result<PrecheckReport> {
         let loaded = self.cutover_namespace(target, "cutover sqlite precheck")?;
         open_source(&options.from).await?;
-        let (schema, from) = self
+        let (schema, from, scratch) = self
             .cutover_schema(&loaded, &options.schema, scratch_url)
             .await?;
-        let (_, tables, problems) =
-            precheck::precheck(&options.from, &schema, options, true, &self.interrupt).await?;
+        let keys_on = scratch.as_ref().map_or(&loaded.settings, |s| &s.settings);
+        let checked = precheck::precheck(
+            &options.from,
+            &schema,
+            keys_on,
+            options,
+            true,
+            &self.interrupt,
+        )
+        .await;
+        if let Some(scratch) = scratch {
+            scratch.remove().await;
+        }
+        let (_, tables, problems) = checked?;
         let report = precheck::report(
             &options.from,
             loaded.settings.to_string(),
@@ -198,6 +232,18 @@ impl Migrator {
         let cutover = &options.cutover;
         let loaded = self.cutover_namespace(target, "cutover sqlite run")?;
         open_source(&cutover.from).await?;
+        // What can be refused before the backup of the SQLite file is
+        // written, is: a typo in --epoch-unit, a target that cannot be reached.
+        {
+            let (from, choices) = (cutover.from.clone(), cutover.epoch_units.clone());
+            blocking(move || {
+                let db = sqlite::open(&from)?;
+                let (tables, _) = sqlite::tables(&db, &from)?;
+                cutover::epoch::check_names(&choices, &tables)
+            })
+            .await?;
+        }
+        drop(loaded.settings.connect().await?);
 
         let backup = {
             let from = cutover.from.clone();
@@ -212,6 +258,52 @@ impl Migrator {
             path
         };
 
+        let keep = self.config.backup.keep;
+        let kept = {
+            let (from, dir) = (cutover.from.clone(), self.config.backup.sqlite_dir.clone());
+            blocking(move || sqlite::prune(&from, &dir, keep)).await
+        };
+        if let Err(err) = kept {
+            tracing::warn!("{err}");
+        }
+        let result = self
+            .cutover_from_backup(&loaded, options, &backup, started_at, started)
+            .await;
+        // Refused before anything was loaded from it (precheck, rows in the
+        // target, a refused migration, a bad option): the copy is of no use,
+        // and retries must not pile copies up.
+        match result {
+            Err(err @ (Error::Refused { .. } | Error::Config { .. })) => {
+                if std::fs::remove_file(&backup).is_err() {
+                    return Err(err);
+                }
+                let hint = match err.hint() {
+                    Some(hint) => format!(
+                        "{hint} (the backup {} was removed again: nothing was loaded from it)",
+                        backup.display()
+                    ),
+                    None => format!(
+                        "the backup {} was removed again: nothing was loaded from it",
+                        backup.display()
+                    ),
+                };
+                Err(err.with_hint(hint))
+            }
+            other => other,
+        }
+    }
+
+    /// `cutover sqlite run` once the SQLite backup is written: migrations →
+    /// precheck → load → verify, from the backup.
+    async fn cutover_from_backup(
+        &self,
+        loaded: &Loaded,
+        options: &CutoverRunOptions,
+        backup: &Path,
+        started_at: chrono::DateTime<Utc>,
+        started: Instant,
+    ) -> Result<CutoverReport> {
+        let cutover = &options.cutover;
         let applied = self
             .apply(
                 Some(&loaded.namespace.name),
@@ -229,8 +321,15 @@ impl Migrator {
 
         let db = loaded.settings.connect().await?;
         let schema = TargetSchema::read(&db, &cutover.schema).await?;
-        let (mapping, rows, problems) =
-            precheck::precheck(&backup, &schema, cutover, false, &self.interrupt).await?;
+        let (mapping, rows, problems) = precheck::precheck(
+            backup,
+            &schema,
+            &loaded.settings,
+            cutover,
+            false,
+            &self.interrupt,
+        )
+        .await?;
         if cutover::result_of(&problems) == Status::Fail {
             let report = precheck::report(
                 &cutover.from,
@@ -265,7 +364,7 @@ impl Migrator {
         let tables = crate::cutover::copy::load(
             &loaded.settings,
             &LoadPlan {
-                source: &backup,
+                source: backup,
                 tables: &mapping.tables,
                 keys: &schema.foreign_keys,
                 totals: &totals,
@@ -287,7 +386,7 @@ impl Migrator {
             let rows: u64 = tables.iter().map(|t| t.rows).sum();
             let compared = verify::verify(
                 &loaded.settings,
-                &backup,
+                backup,
                 &mapping.tables,
                 cutover.jobs,
                 &self.interrupt,
@@ -299,7 +398,7 @@ impl Migrator {
                     backup.display()
                 );
                 match e {
-                    Error::Refused { reason, .. } if reason.code() == Code::MigrationCancelled => {
+                    Error::Refused { reason, .. } if reason.code() == Code::CutoverCancelled => {
                         Error::Migration {
                             reason,
                             message: "interrupted during the verify that ends the run".into(),
@@ -364,7 +463,17 @@ impl Migrator {
         .await?;
         let db = loaded.settings.connect().await?;
         let schema = TargetSchema::read(&db, &options.schema).await?;
-        let mapping = cutover::map(&tables, &virtual_tables, &schema, options);
+        let mut mapping = cutover::map(&tables, &virtual_tables, &schema, options);
+        // The same units as precheck and run decide, from the same file.
+        let mapping = {
+            let path = options.from.clone();
+            let choices = options.epoch_units.clone();
+            blocking(move || {
+                cutover::epoch::decide(&path, &mut mapping, &choices)?;
+                Ok(mapping)
+            })
+            .await?
+        };
         let compared = verify::verify(
             &loaded.settings,
             &options.from,

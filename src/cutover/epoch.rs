@@ -1,0 +1,433 @@
+//! Which unit the numbers in each date column are in.
+//!
+//! SQLite has no date type: applications store Unix time in seconds,
+//! milliseconds (JavaScript, Java) or microseconds, or Julian days (SQLite's
+//! own `julianday()`), and nothing in the file says which. Reading
+//! milliseconds as seconds puts `1704164645123` in the year 55972 — and the
+//! verify cannot notice, because it reads both sides through the same
+//! conversion. So the unit is decided per column, before anything converts:
+//! by `--epoch-unit TABLE.COLUMN=UNIT` when the operator says, else from the
+//! values themselves. Each INTEGER votes for the unit it most likely is in
+//! ([`EpochUnit::natural`]: a whole Julian day of 1900–2200, else the
+//! coarsest Unix unit that puts it in 1900–2200); the unit with most votes
+//! wins (seconds on a tie).
+//! REAL values are Julian days unless decided otherwise. Precheck reports the
+//! unit of every date column that holds numbers; a value that does not fit
+//! the unit (outside 1900–2200 in it, or sized like another unit: seconds
+//! among milliseconds would land in January 1970) is a misfit
+//! ([`super::types::convert`]); the census that decides
+//! counts them too, so `run` refuses them before it loads anything.
+//! Precheck, run and verify all decide here, from the same file, so they
+//! agree.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use super::types::{Epoch, EpochUnit};
+use super::{Mapping, Problem, sqlite};
+use crate::error::{Code, Error, Result};
+use crate::report::Status;
+
+/// `--epoch-unit [TABLE.]COLUMN=UNIT`: the operator's decision for a column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochChoice {
+    /// The SQLite (or target) table; `None`: that column in every table.
+    pub table: Option<String>,
+    /// The column.
+    pub column: String,
+    /// How its numbers are read.
+    pub unit: EpochUnit,
+}
+
+impl FromStr for EpochChoice {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        let (name, unit) = text.rsplit_once('=').ok_or_else(|| {
+            format!("`{text}` is not COLUMN=UNIT (for example events.created_at=ms)")
+        })?;
+        let unit = EpochUnit::parse(unit)
+            .ok_or_else(|| format!("`{unit}` is not a unit: use s, ms, us or julian"))?;
+        let (table, column) = match name.trim().rsplit_once('.') {
+            Some((table, column)) => (Some(table.trim().to_string()), column.trim().to_string()),
+            None => (None, name.trim().to_string()),
+        };
+        if column.is_empty() || table.as_deref().is_some_and(str::is_empty) {
+            return Err(format!(
+                "`{text}` names no column (for example events.created_at=ms)"
+            ));
+        }
+        Ok(EpochChoice {
+            table,
+            column,
+            unit,
+        })
+    }
+}
+
+impl EpochChoice {
+    fn matches(&self, table: &super::TableMap, column: &super::ColumnMap) -> bool {
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        (same(&self.column, &column.source) || same(&self.column, &column.target))
+            && self
+                .table
+                .as_deref()
+                .is_none_or(|t| same(t, &table.source) || same(t, &table.target))
+    }
+
+    fn shown(&self) -> String {
+        match &self.table {
+            Some(table) => format!("{table}.{}={}", self.column, self.unit.as_str()),
+            None => format!("{}={}", self.column, self.unit.as_str()),
+        }
+    }
+}
+
+/// What the numbers of one date column look like.
+#[derive(Debug, Default)]
+struct Census {
+    integers: u64,
+    /// Integers by the unit they most likely are in, in
+    /// [`EpochUnit::CANDIDATES`] order (Julian days, seconds, ms, µs).
+    natural: [u64; 4],
+    reals: u64,
+    /// REALs that are Julian days of 1900–2200.
+    julian: u64,
+    /// REALs that are not, but are Unix seconds of 1900–2200.
+    real_seconds: u64,
+}
+
+/// Refuses choices that name no column of the SQLite file at all: `run`
+/// checks this before it writes anything (whether the column is a date
+/// column is known once the target schema is).
+pub fn check_names(choices: &[EpochChoice], tables: &[sqlite::SourceTable]) -> Result<()> {
+    for choice in choices {
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        let found = tables.iter().any(|t| {
+            choice
+                .table
+                .as_deref()
+                .is_none_or(|name| same(name, &t.name))
+                && t.columns.iter().any(|c| same(c, &choice.column))
+        });
+        if !found {
+            return Err(Error::config(
+                Code::Usage,
+                format!(
+                    "--epoch-unit {} names no column of the SQLite file",
+                    choice.shown()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Decides the unit of every date column of the mapping (in place) and
+/// says what was decided, per column holding numbers. A choice that names
+/// no date column is a usage error: a typo must not go unnoticed.
+pub fn decide(path: &Path, mapping: &mut Mapping, choices: &[EpochChoice]) -> Result<Vec<Problem>> {
+    for choice in choices {
+        let mut matched = false;
+        for table in &mapping.tables {
+            for column in &table.columns {
+                if choice.matches(table, column) {
+                    matched = true;
+                    if column.kind.epoch().is_none() {
+                        return Err(Error::config(
+                            Code::Usage,
+                            format!(
+                                "--epoch-unit {}: `{}.{}` is a {} column, not a date column",
+                                choice.shown(),
+                                table.source,
+                                column.source,
+                                column.type_display
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if !matched {
+            let dates: Vec<String> = mapping
+                .tables
+                .iter()
+                .flat_map(|t| {
+                    t.columns
+                        .iter()
+                        .filter(|c| c.kind.epoch().is_some())
+                        .map(move |c| format!("{}.{}", t.source, c.source))
+                })
+                .collect();
+            return Err(Error::config(
+                Code::Usage,
+                format!(
+                    "--epoch-unit {} names no date column of the cutover (its date columns: {})",
+                    choice.shown(),
+                    if dates.is_empty() {
+                        "none".to_string()
+                    } else {
+                        dates.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    let db = sqlite::open(path)?;
+    let mut problems = Vec::new();
+    for table in &mut mapping.tables {
+        let dates: Vec<usize> = (0..table.columns.len())
+            .filter(|&i| table.columns[i].kind.epoch().is_some())
+            .collect();
+        if dates.is_empty() {
+            continue;
+        }
+        let censuses = census(&db, path, &table.source, &table.columns, &dates)?;
+        for (&index, census) in dates.iter().zip(censuses) {
+            let choice = choices
+                .iter()
+                .rev()
+                .find(|c| c.matches(table, &table.columns[index]));
+            let column = &mut table.columns[index];
+            let epoch = match choice {
+                Some(choice) => Epoch::decided(choice.unit),
+                None => Epoch {
+                    integer: detected(&census),
+                    ..Epoch::default()
+                },
+            };
+            column.kind = column.kind.with_epoch(epoch);
+            if census.integers + census.reals == 0 {
+                continue;
+            }
+            let (status, detail) = describe(&table.source, &column.source, &census, epoch);
+            let mut problem = Problem::about(
+                Code::CutoverEpochUnit,
+                status,
+                &table.source,
+                Some(&column.source),
+                "epoch_unit",
+                detail,
+            );
+            problem.count = census.integers + census.reals;
+            problems.push(problem);
+        }
+    }
+    Ok(problems)
+}
+
+/// The unit most integers fit; on a tie seconds, then the finer Unix
+/// units, then Julian days; seconds when none fits.
+fn detected(census: &Census) -> EpochUnit {
+    let votes = |unit: EpochUnit| {
+        EpochUnit::CANDIDATES
+            .iter()
+            .position(|u| *u == unit)
+            .map_or(0, |i| census.natural[i])
+    };
+    let mut best = (EpochUnit::Seconds, 0);
+    for unit in [
+        EpochUnit::Seconds,
+        EpochUnit::Millis,
+        EpochUnit::Micros,
+        EpochUnit::Julian,
+    ] {
+        if votes(unit) > best.1 {
+            best = (unit, votes(unit));
+        }
+    }
+    best.0
+}
+
+fn describe(table: &str, column: &str, census: &Census, epoch: Epoch) -> (Status, String) {
+    let switch = format!("--epoch-unit {table}.{column}=s|ms|us|julian");
+    let mut status = Status::Pass;
+    let mut parts = Vec::new();
+    if census.integers > 0 {
+        let how = if epoch.decided {
+            "--epoch-unit".to_string()
+        } else {
+            let votes: Vec<String> = EpochUnit::CANDIDATES
+                .iter()
+                .zip(&census.natural)
+                .filter(|(_, n)| **n > 0)
+                .map(|(unit, n)| format!("{n} look like {}", unit.name()))
+                .collect();
+            let fitting: u64 = census.natural.iter().sum();
+            let mut how = format!(
+                "detected from the values: {}",
+                if votes.is_empty() {
+                    "none is a date of 1900-2200 in any unit".to_string()
+                } else {
+                    votes.join(", ")
+                },
+            );
+            if census.integers > fitting {
+                how.push_str(&format!(", {} fit no unit", census.integers - fitting));
+            }
+            how
+        };
+        let mut text = format!(
+            "{} INTEGER value(s) read as {} ({how})",
+            census.integers,
+            epoch.integer.describe(),
+        );
+        let fitting = EpochUnit::CANDIDATES
+            .iter()
+            .position(|u| *u == epoch.integer)
+            .map_or(census.integers, |i| census.natural[i]);
+        if fitting < census.integers {
+            status = Status::Fail;
+            text.push_str(&format!(
+                "; {} of them do not fit it (misfits)",
+                census.integers - fitting
+            ));
+        }
+        parts.push(text);
+    }
+    if census.reals > 0 {
+        if epoch.decided {
+            parts.push(format!(
+                "{} REAL value(s) read as {} (--epoch-unit)",
+                census.reals,
+                epoch.real.describe()
+            ));
+        } else {
+            let mut text = format!(
+                "{} REAL value(s) read as Julian day numbers (SQLite's julianday())",
+                census.reals
+            );
+            if census.julian < census.reals {
+                status = Status::Fail;
+                text.push_str(&format!(
+                    "; {} of them are not a day of 1900-2200 that way",
+                    census.reals - census.julian
+                ));
+                if census.real_seconds > 0 {
+                    text.push_str(&format!(
+                        ", {} look like Unix seconds: --epoch-unit {table}.{column}=s reads them so",
+                        census.real_seconds
+                    ));
+                }
+            }
+            parts.push(text);
+        }
+    }
+    let mut detail = parts.join("; ");
+    if status == Status::Fail && epoch.decided {
+        detail.push_str(". Fix those values in the SQLite file");
+    } else if status == Status::Fail {
+        detail.push_str(&format!(". Fix those values, or decide with {switch}"));
+    } else if !epoch.decided {
+        detail.push_str(&format!(". {switch} decides otherwise"));
+    }
+    (status, detail)
+}
+
+/// One pass over the date columns of a table, counting in SQLite.
+fn census(
+    db: &rusqlite::Connection,
+    path: &Path,
+    table: &str,
+    columns: &[super::ColumnMap],
+    dates: &[usize],
+) -> Result<Vec<Census>> {
+    let range = |unit: EpochUnit, q: &str| {
+        let (low, high) = unit.integer_range();
+        format!("({q} >= {low} AND {q} < {high})")
+    };
+    let julian = |q: &str| format!("({q} >= 2415020.5 AND {q} < 2524593.5)");
+    let mut sums = Vec::new();
+    for &index in dates {
+        let q = sqlite::quote(&columns[index].source);
+        let int = format!("typeof({q}) = 'integer'");
+        let real = format!("typeof({q}) = 'real'");
+        let jd = range(EpochUnit::Julian, &q);
+        let s = range(EpochUnit::Seconds, &q);
+        let ms = range(EpochUnit::Millis, &q);
+        let us = range(EpochUnit::Micros, &q);
+        // The ranges nest (Julian days in seconds in ms in µs): each integer
+        // counts for the first that holds it, as EpochUnit::natural decides.
+        for condition in [
+            int.clone(),
+            format!("{int} AND {jd}"),
+            format!("{int} AND NOT {jd} AND {s}"),
+            format!("{int} AND NOT {s} AND {ms}"),
+            format!("{int} AND NOT {ms} AND {us}"),
+            real.clone(),
+            format!("{real} AND {}", julian(&q)),
+            format!("{real} AND NOT {} AND {s}", julian(&q)),
+        ] {
+            sums.push(format!("coalesce(sum({condition}), 0)"));
+        }
+    }
+    let sql = format!("SELECT {} FROM {}", sums.join(", "), sqlite::quote(table));
+    let counts: Vec<i64> = db
+        .query_row(&sql, [], |row| {
+            (0..sums.len()).map(|i| row.get::<_, i64>(i)).collect()
+        })
+        .map_err(|e| {
+            Error::config(
+                Code::SqliteSourceInvalid,
+                format!(
+                    "cannot read table `{table}` of the SQLite file {}: {e}",
+                    path.display()
+                ),
+            )
+        })?;
+    let n = |i: usize| u64::try_from(counts[i]).unwrap_or(0);
+    Ok((0..dates.len())
+        .map(|c| {
+            let at = c * 8;
+            Census {
+                integers: n(at),
+                natural: [n(at + 1), n(at + 2), n(at + 3), n(at + 4)],
+                reals: n(at + 5),
+                julian: n(at + 6),
+                real_seconds: n(at + 7),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choices_parse_with_or_without_a_table() {
+        assert_eq!(
+            "events.created_at=ms".parse::<EpochChoice>(),
+            Ok(EpochChoice {
+                table: Some("events".into()),
+                column: "created_at".into(),
+                unit: EpochUnit::Millis
+            })
+        );
+        assert_eq!(
+            "at=julian"
+                .parse::<EpochChoice>()
+                .map(|c| (c.table, c.unit)),
+            Ok((None, EpochUnit::Julian))
+        );
+        assert!("at".parse::<EpochChoice>().is_err());
+        assert!("at=hours".parse::<EpochChoice>().is_err());
+        assert!(".at=s".parse::<EpochChoice>().is_err());
+    }
+
+    #[test]
+    fn the_unit_most_values_fit_wins_coarsest_first() {
+        let census = |natural| Census {
+            integers: 10,
+            natural,
+            ..Census::default()
+        };
+        // [Julian days, seconds, ms, µs]
+        assert_eq!(detected(&census([0, 0, 0, 0])), EpochUnit::Seconds);
+        assert_eq!(detected(&census([0, 3, 7, 0])), EpochUnit::Millis);
+        assert_eq!(detected(&census([0, 5, 5, 0])), EpochUnit::Seconds);
+        assert_eq!(detected(&census([0, 0, 1, 9])), EpochUnit::Micros);
+        assert_eq!(detected(&census([8, 2, 0, 0])), EpochUnit::Julian);
+        assert_eq!(detected(&census([5, 5, 0, 0])), EpochUnit::Seconds);
+    }
+}
