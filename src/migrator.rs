@@ -412,6 +412,10 @@ impl Migrator {
                 Vec::new()
             };
             selected.extend(state.select_up(options.steps, options.to.as_ref())?);
+            // --steps counts the recovered migrations too, as apply does.
+            if let Some(steps) = options.steps {
+                selected.truncate(steps);
+            }
             let mut refused = refused.as_ref().map(Refusal::from);
             if refused.is_none()
                 && let Err(err) = crate::pipeline::apply::check_scripts(

@@ -183,3 +183,53 @@ fn a_directory_in_no_known_layout_is_an_error_not_an_empty_success() {
     let empty = Project::new(&[("migrations/README.md", "notes\n")]);
     empty.run(&db, &["status"], 0);
 }
+
+#[test]
+fn a_failure_inside_a_scripts_own_block_counts_what_committed_and_frees_the_session() {
+    let db = TestDb::new();
+    let project = Project::new(&[(
+        "migrations/0001_base.up.sql",
+        "CREATE TABLE base (id int PRIMARY KEY);\n",
+    )]);
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    project.write(
+        "migrations/0002_blocks.up.sql",
+        b"BEGIN;\nCREATE TABLE mb_a (id int);\nINSERT INTO mb_a VALUES (1);\nCOMMIT;\nBEGIN;\nCREATE TABLE mb_b (id int);\nINSERT INTO base VALUES (5), (5);\nCOMMIT;\n",
+    );
+    let out = project.run(&db, &["apply", "--skip-backup"], 2);
+    assert!(
+        out.contains("statements 1–4 of 8 ran and are committed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("statements 5–7 were in the script's own BEGIN block"),
+        "{out}"
+    );
+    assert!(!out.contains("could not release"), "{out}");
+    assert!(db.exists("mb_a") && !db.exists("mb_b"));
+    assert_eq!(
+        db.history("default").last(),
+        Some(&("0002".to_string(), true))
+    );
+}
+
+#[test]
+fn a_script_that_opens_a_transaction_and_never_ends_it_is_refused_before_anything_runs() {
+    let db = TestDb::new();
+    let project = Project::new(&[(
+        "migrations/0001_unterminated.up.sql",
+        "CREATE TABLE base (id int);\nCREATE INDEX CONCURRENTLY base_id ON base (id);\nBEGIN;\nCREATE TABLE forgot (id int);\n",
+    )]);
+    let out = project.run(&db, &["plan"], 1);
+    assert!(
+        out.contains("MIGRATION_TRANSACTION_CONTROL:default:0001"),
+        "{out}"
+    );
+    let out = project.run(&db, &["apply", "--skip-backup"], 5);
+    assert!(
+        out.contains("0001_unterminated.up.sql:3: the script opens a transaction"),
+        "{out}"
+    );
+    assert!(!db.exists("base"));
+    assert!(db.history("default").is_empty());
+}

@@ -306,3 +306,35 @@ fn rows_written_while_the_backup_is_taken_stop_the_recovery() {
         Some("written during the backup")
     );
 }
+
+#[test]
+fn a_down_script_migsafe_cannot_fully_read_is_not_trusted() {
+    for down in [
+        // Renamed, then dropped under the new name.
+        "ALTER TABLE IF EXISTS archive RENAME TO archive_old;\nDROP TABLE IF EXISTS archive_old;",
+        // A deleting CTE.
+        "WITH d AS (DELETE FROM archive RETURNING 1) SELECT count(*) FROM d;",
+        // A function that may delete anything.
+        "SELECT wipe_archive();",
+        // A MERGE.
+        "MERGE INTO archive a USING events e ON a.id = e.id WHEN MATCHED THEN DELETE;",
+    ] {
+        let db = TestDb::new();
+        let project = interrupted_with(&db, "CREATE TABLE archive AS SELECT * FROM events;", down);
+        db.query(
+            "CREATE FUNCTION wipe_archive() RETURNS void LANGUAGE sql AS 'DELETE FROM archive';",
+        );
+        db.query("INSERT INTO archive VALUES (100, 'x');");
+        let out = project.run(&db, &["apply", "--skip-backup"], 1);
+        assert!(
+            out.contains("RECOVERY_WOULD_DESTROY_DATA:default:0002"),
+            "{down}: {out}"
+        );
+        assert_eq!(
+            db.scalar("SELECT count(*) FROM archive WHERE id = 100")
+                .as_deref(),
+            Some("1"),
+            "{down}"
+        );
+    }
+}

@@ -123,6 +123,21 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
         });
     }
     if script.no_transaction() {
+        if let Some(line) = statements::unterminated_block(&script.sql) {
+            return Err(Error::Config {
+                reason: ReasonCode::migration(
+                    Code::MigrationTransactionControl,
+                    namespace,
+                    &migration.version,
+                ),
+                message: format!(
+                    "{}:{}: the script opens a transaction with BEGIN and never ends it; run statement by statement, everything after it would be rolled back when the session ends, its history row included",
+                    script.path.display(),
+                    line + script.first_line - 1
+                ),
+                hint: Some("end the block with COMMIT (or remove the BEGIN); nothing ran".into()),
+            });
+        }
         statements::split(&script.sql).map_err(|message| Error::Config {
             reason: ReasonCode::migration(Code::MigrationFileInvalid, namespace, &migration.version),
             message: format!(
@@ -439,6 +454,8 @@ impl Runner<'_> {
         }
 
         let total = statements.len();
+        // The BEGIN of a block of the script's own that is open now.
+        let mut block: Option<usize> = None;
         for (index, statement) in statements.iter().enumerate() {
             let mut attempt = 0;
             loop {
@@ -450,17 +467,31 @@ impl Runner<'_> {
                     )
                     .await;
                 let Some(err) = failure else { break };
-                let done = format!(
-                    "statements 1–{index} of {total} ran and are committed; the migration is left DIRTY"
-                );
-                let done = if index == 0 {
-                    format!(
-                        "no statement of {total} completed; the migration is left DIRTY until repaired"
-                    )
+                // Inside the script's own block, a failure aborts the whole
+                // block: end it, or the session is stuck in a failed
+                // transaction, and count only what committed before it.
+                let committed = block.unwrap_or(index);
+                let mut done = if committed == 0 {
+                    format!("no statement of {total} committed; the migration is left DIRTY")
                 } else {
-                    done
+                    format!(
+                        "statements 1–{committed} of {total} ran and are committed; the migration is left DIRTY"
+                    )
                 };
-                match classify(err, cancelled) {
+                if let Some(start) = block {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    done.push_str(&format!(
+                        " (statements {}–{} were in the script's own BEGIN block and were rolled back with it)",
+                        start + 1,
+                        index + 1
+                    ));
+                }
+                let classified = match classify(err, cancelled) {
+                    // A retry cannot resume inside a rolled-back block.
+                    Failure::Lock(err) if block.is_some() => Failure::Server(err),
+                    other => other,
+                };
+                match classified {
                     Failure::Lock(err) => {
                         self.retry_or_give_up(
                             migration,
@@ -507,6 +538,11 @@ impl Runner<'_> {
                         return Err(self.lost(migration, direction, recorded, &err, false).await);
                     }
                 }
+            }
+            if statement.opens {
+                block = Some(index);
+            } else if statement.closes {
+                block = None;
             }
         }
 

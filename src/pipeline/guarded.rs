@@ -243,7 +243,9 @@ async fn locked(
                 let state = item.target.state(&item.db, history).await?;
                 recovery::recheck(&item.db, history, &state, mark, options.tolerance.recover)
                     .await?;
-                recovered_any |= !recovery::recover(env, history, item).await?.is_empty();
+                recovered_any |= !recovery::recover(env, history, item, !options.skip_backup)
+                    .await?
+                    .is_empty();
             }
         }
     }

@@ -116,7 +116,13 @@ pub async fn preflight(
         format!("PostgreSQL {version} at {settings}"),
     )];
     for pending in namespaces {
-        integrity_checks(pending, tolerance, config, &mut checks);
+        integrity_checks(
+            pending,
+            tolerance,
+            config,
+            backup_dir.is_some(),
+            &mut checks,
+        );
     }
     checks.extend(lint_checks(
         namespaces,
@@ -222,6 +228,7 @@ fn integrity_checks(
     pending: &Pending<'_>,
     tolerance: &Tolerance,
     config: &Config,
+    backed_up: bool,
     checks: &mut Vec<Check>,
 ) {
     let state = pending.state;
@@ -279,8 +286,13 @@ fn integrity_checks(
                         "dirty",
                         reason,
                         format!(
-                            "{ns} {} is dirty; after this preflight and the backup, recovery = \"auto\" rolls it back with its down script (nothing it destroys holds rows written since it stopped) and applies it again",
-                            entry.version
+                            "{ns} {} is dirty; after this preflight{}, recovery = \"auto\" rolls it back with its down script (nothing it destroys holds rows written since it stopped) and applies it again",
+                            entry.version,
+                            if backed_up {
+                                " and the backup"
+                            } else {
+                                " (no backup: --skip-backup)"
+                            }
                         ),
                     )
                 } else {

@@ -273,6 +273,9 @@ fn analyse(sql: &str) -> (Vec<Named>, Vec<String>) {
     let mut named = Vec::new();
     let mut opaque = Vec::new();
     let mut search_path: Vec<String> = Vec::new();
+    // Renames earlier in the script: new name → (schemas, old name).
+    let mut aliases: std::collections::HashMap<String, (Vec<String>, String)> =
+        std::collections::HashMap::new();
     let pieces: Vec<String> = match pg_query::split_with_scanner(sql) {
         Ok(pieces) => pieces.into_iter().map(str::to_string).collect(),
         Err(_) => vec![sql.to_string()],
@@ -296,15 +299,46 @@ fn analyse(sql: &str) -> (Vec<Named>, Vec<String>) {
                     vec![schema.to_string()]
                 }
             };
+            let mut found: Vec<(String, String, &'static str, Reach)> = Vec::new();
+            let mut new_path: Option<Vec<String>> = None;
             let mut push = |schema: &str, name: &str, action: &'static str, reach: Reach| {
-                named.push(Named {
-                    schemas: at(schema),
-                    name: name.to_string(),
-                    action,
-                    reach,
-                });
+                found.push((schema.to_string(), name.to_string(), action, reach));
             };
+            if let Some(why) = unanalysed(node) {
+                opaque.push(why);
+            }
             match node {
+                NodeEnum::RenameStmt(r)
+                    if matches!(
+                        ObjectType::try_from(r.rename_type),
+                        Ok(ObjectType::ObjectTable
+                            | ObjectType::ObjectMatview
+                            | ObjectType::ObjectForeignTable)
+                    ) && r.relation.is_some()
+                        && !r.newname.is_empty() =>
+                {
+                    // A later DROP of the new name destroys the old relation.
+                    if let Some(rel) = &r.relation {
+                        let old = aliases
+                            .get(&rel.relname.to_lowercase())
+                            .cloned()
+                            .unwrap_or_else(|| (at(&rel.schemaname), rel.relname.clone()));
+                        aliases.insert(r.newname.to_lowercase(), old);
+                    }
+                }
+                NodeEnum::InsertStmt(insert) => {
+                    let overwrites = insert.on_conflict_clause.as_ref().is_some_and(|c| {
+                        c.action == pg_query::protobuf::OnConflictAction::OnconflictUpdate as i32
+                    });
+                    if overwrites && let Some(r) = insert.relation.as_ref() {
+                        push(
+                            &r.schemaname,
+                            &r.relname,
+                            "INSERT … ON CONFLICT DO UPDATE",
+                            Reach::Itself,
+                        );
+                    }
+                }
                 NodeEnum::DropStmt(drop) => {
                     let kind =
                         ObjectType::try_from(drop.remove_type).unwrap_or(ObjectType::Undefined);
@@ -388,19 +422,20 @@ fn analyse(sql: &str) -> (Vec<Named>, Vec<String>) {
                     }
                 }
                 NodeEnum::VariableSetStmt(set) if set.name.eq_ignore_ascii_case("search_path") => {
-                    search_path = set
-                        .args
-                        .iter()
-                        .filter_map(|arg| match arg.node.as_ref() {
-                            Some(NodeEnum::AConst(c)) => match &c.val {
-                                Some(pg_query::protobuf::a_const::Val::Sval(s)) => {
-                                    Some(s.sval.clone())
-                                }
+                    new_path = Some(
+                        set.args
+                            .iter()
+                            .filter_map(|arg| match arg.node.as_ref() {
+                                Some(NodeEnum::AConst(c)) => match &c.val {
+                                    Some(pg_query::protobuf::a_const::Val::Sval(s)) => {
+                                        Some(s.sval.clone())
+                                    }
+                                    _ => None,
+                                },
                                 _ => None,
-                            },
-                            _ => None,
-                        })
-                        .collect();
+                            })
+                            .collect(),
+                    );
                 }
                 NodeEnum::DoStmt(_) => opaque.push("a DO block".into()),
                 NodeEnum::CallStmt(_) => opaque.push("a CALL of a procedure".into()),
@@ -409,9 +444,141 @@ fn analyse(sql: &str) -> (Vec<Named>, Vec<String>) {
                 }
                 _ => {}
             }
+            for (schema, name, action, reach) in found {
+                let (schemas, name) = match aliases.get(&name.to_lowercase()) {
+                    Some((schemas, old))
+                        if reach != Reach::ColumnsOfType && action != "DROP SCHEMA" =>
+                    {
+                        (schemas.clone(), old.clone())
+                    }
+                    _ => (at(&schema), name),
+                };
+                named.push(Named {
+                    schemas,
+                    name,
+                    action,
+                    reach,
+                });
+            }
+            if let Some(path) = new_path {
+                search_path = path;
+            }
         }
     }
     (named, opaque)
+}
+
+/// Functions a down script may call without migsafe losing sight of what
+/// it destroys (built-ins that read, format or sleep).
+const KNOWN_FUNCTIONS: [&str; 26] = [
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "now",
+    "lower",
+    "upper",
+    "length",
+    "format",
+    "concat",
+    "md5",
+    "pg_sleep",
+    "current_setting",
+    "set_config",
+    "to_regclass",
+    "nextval",
+    "setval",
+    "currval",
+    "gen_random_uuid",
+    "string_agg",
+    "array_agg",
+    "date_trunc",
+    "generate_series",
+    "pg_advisory_lock",
+    "pg_advisory_unlock",
+];
+
+/// Why migsafe cannot tell what a statement destroys (`None`: it can).
+/// Anything it does not know is unknown: the safe answer for a down script.
+fn unanalysed(node: &NodeEnum) -> Option<String> {
+    let runs_queries = match node {
+        NodeEnum::SelectStmt(_)
+        | NodeEnum::InsertStmt(_)
+        | NodeEnum::UpdateStmt(_)
+        | NodeEnum::DeleteStmt(_)
+        | NodeEnum::CreateTableAsStmt(_) => true,
+        NodeEnum::DropStmt(_)
+        | NodeEnum::TruncateStmt(_)
+        | NodeEnum::AlterTableStmt(_)
+        | NodeEnum::RenameStmt(_)
+        | NodeEnum::VariableSetStmt(_)
+        | NodeEnum::TransactionStmt(_)
+        | NodeEnum::CreateStmt(_)
+        | NodeEnum::IndexStmt(_)
+        | NodeEnum::ViewStmt(_)
+        | NodeEnum::CreateFunctionStmt(_)
+        | NodeEnum::CreateTrigStmt(_)
+        | NodeEnum::CommentStmt(_)
+        | NodeEnum::GrantStmt(_)
+        | NodeEnum::GrantRoleStmt(_)
+        | NodeEnum::CreateSeqStmt(_)
+        | NodeEnum::AlterSeqStmt(_)
+        | NodeEnum::CreateEnumStmt(_)
+        | NodeEnum::AlterEnumStmt(_)
+        | NodeEnum::CreateDomainStmt(_)
+        | NodeEnum::AlterDomainStmt(_)
+        | NodeEnum::CreateSchemaStmt(_)
+        | NodeEnum::CompositeTypeStmt(_)
+        | NodeEnum::DefineStmt(_)
+        | NodeEnum::CreateExtensionStmt(_)
+        | NodeEnum::AlterDefaultPrivilegesStmt(_)
+        | NodeEnum::AlterOwnerStmt(_)
+        | NodeEnum::AlterObjectSchemaStmt(_)
+        | NodeEnum::CreatePolicyStmt(_)
+        | NodeEnum::AlterPolicyStmt(_)
+        | NodeEnum::CreateRoleStmt(_)
+        | NodeEnum::AlterRoleStmt(_)
+        | NodeEnum::DropRoleStmt(_)
+        | NodeEnum::RefreshMatViewStmt(_)
+        | NodeEnum::ReindexStmt(_)
+        | NodeEnum::VacuumStmt(_)
+        | NodeEnum::LockStmt(_)
+        | NodeEnum::RuleStmt(_) => false,
+        // Reported on their own.
+        NodeEnum::DoStmt(_) | NodeEnum::CallStmt(_) | NodeEnum::ExecuteStmt(_) => return None,
+        NodeEnum::MergeStmt(_) => return Some("a MERGE".into()),
+        NodeEnum::CopyStmt(_) => return Some("a COPY".into()),
+        other => {
+            let kind = format!("{other:?}");
+            let kind = kind.split('(').next().unwrap_or("statement").to_string();
+            return Some(format!("a {kind} migsafe does not analyse"));
+        }
+    };
+    if !runs_queries {
+        return None;
+    }
+    for (child, depth, _, _) in node.nodes() {
+        match child {
+            pg_query::NodeRef::FuncCall(call) => {
+                let name = ast::strings(&call.funcname).join(".");
+                let bare = name.rsplit('.').next().unwrap_or(&name).to_lowercase();
+                if !KNOWN_FUNCTIONS.contains(&bare.as_str()) {
+                    return Some(format!("a call of {name}() (what it changes is unknown)"));
+                }
+            }
+            // Data-modifying statements inside another one (WITH d AS (DELETE …)).
+            pg_query::NodeRef::DeleteStmt(_)
+            | pg_query::NodeRef::UpdateStmt(_)
+            | pg_query::NodeRef::MergeStmt(_)
+                if depth > 1 =>
+            {
+                return Some("a data-modifying WITH".into());
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn one_line(sql: &str) -> String {
@@ -526,7 +693,12 @@ async fn resolve(db: &Db, item: &Named) -> Result<Vec<String>> {
 /// script (after dropping the INVALID indexes its failed concurrent builds
 /// left), so that it is pending again and applied in this run. Called after
 /// the backup, with the assessments already checked.
-pub async fn recover(env: &Env<'_>, history: &History, item: &Opened<'_>) -> Result<Vec<String>> {
+pub async fn recover(
+    env: &Env<'_>,
+    history: &History,
+    item: &Opened<'_>,
+    backed_up: bool,
+) -> Result<Vec<String>> {
     let state = item.target.state(&item.db, history).await?;
     let dirty: Vec<_> = state.recoverable().collect();
     if dirty.is_empty() {
@@ -557,8 +729,14 @@ pub async fn recover(env: &Env<'_>, history: &History, item: &Opened<'_>) -> Res
                     &migration.version,
                 ),
                 message: format!(
-                    "{} {} is dirty and its automatic recovery failed ({still}); the backup taken before it holds the database as it was:\n{err}",
-                    migration.version, migration.name
+                    "{} {} is dirty and its automatic recovery failed ({still}){}:\n{err}",
+                    migration.version,
+                    migration.name,
+                    if backed_up {
+                        "; the backup taken just before it holds the database as it was"
+                    } else {
+                        "; no backup was taken in this run (--skip-backup)"
+                    }
                 ),
                 hint: Some(format!(
                     "check the schema by hand, then `migsafe repair --target {ns} --clear-dirty {v} --reason \"…\"` (finished) or `--forget {v}` (undone); or set recovery = \"manual\"",

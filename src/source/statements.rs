@@ -17,6 +17,10 @@ pub struct Statement {
     /// The index built when the statement is `CREATE INDEX CONCURRENTLY`
     /// (schema, index name, table): a failed build leaves it INVALID.
     pub concurrent_index: Option<ConcurrentIndex>,
+    /// `BEGIN` / `START TRANSACTION`: a block of the script's own starts.
+    pub opens: bool,
+    /// `COMMIT` / `ROLLBACK` / `PREPARE TRANSACTION`: the block ends.
+    pub closes: bool,
 }
 
 /// What a `CREATE INDEX CONCURRENTLY` statement builds.
@@ -55,11 +59,27 @@ pub fn split(sql: &str) -> Result<Vec<Statement>, String> {
             }),
             _ => None,
         };
+        let kind = match raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+            Some(NodeEnum::TransactionStmt(t)) => TransactionStmtKind::try_from(t.kind).ok(),
+            _ => None,
+        };
         statements.push(Statement {
             text: text.trim().to_string(),
             offset,
             line,
             concurrent_index,
+            opens: matches!(
+                kind,
+                Some(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart)
+            ),
+            closes: matches!(
+                kind,
+                Some(
+                    TransactionStmtKind::TransStmtCommit
+                        | TransactionStmtKind::TransStmtRollback
+                        | TransactionStmtKind::TransStmtPrepare
+                )
+            ),
         });
     }
     Ok(statements)
@@ -266,6 +286,22 @@ pub fn unwrap(sql: &str) -> String {
     }
     // Only ASCII bytes of whole statements were replaced.
     String::from_utf8(bytes).unwrap_or_else(|_| sql.to_string())
+}
+
+/// The line of a `BEGIN` the script never ends: run statement by statement,
+/// everything after it would stay in an open transaction that the session
+/// then rolls back, history row and all.
+pub fn unterminated_block(sql: &str) -> Option<usize> {
+    let statements = split(sql).ok()?;
+    let mut open = None;
+    for statement in &statements {
+        if statement.opens {
+            open = Some(statement.line);
+        } else if statement.closes {
+            open = None;
+        }
+    }
+    open
 }
 
 /// Whether `sql` changes the session beyond its own transaction (`SET`
