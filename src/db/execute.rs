@@ -58,6 +58,10 @@ impl Limits {
 
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
+/// Work still running after this long may be waiting for a lock: the side
+/// connection that names blockers is opened then.
+const WARM_SIDE_AFTER: Duration = Duration::from_millis(20);
+
 /// Makes the server notice a dead client within a second, even in the
 /// middle of a long statement (PostgreSQL 14+).
 pub const CHECK_CLIENT: &str = "DO $$ BEGIN IF current_setting('server_version_num')::int >= 140000 THEN \
@@ -599,9 +603,19 @@ impl Runner<'_> {
         tokio::pin!(sleep);
         let mut blockers = Vec::new();
         let mut cancelled = false;
+        // The side connection is opened while the work runs, so that the
+        // first sample (half of lock_timeout in) does not spend that time
+        // connecting and miss the blocker; not for work that ends at once.
+        let warm = async {
+            tokio::time::sleep(WARM_SIDE_AFTER).await;
+            self.warm_side().await;
+        };
+        tokio::pin!(warm);
+        let mut warmed = false;
         loop {
             tokio::select! {
                 output = &mut work => return (output, blockers, cancelled),
+                () = &mut warm, if !warmed => warmed = true,
                 () = &mut sleep => {
                     let sample = self.sample_blockers().await;
                     if !sample.is_empty() {
@@ -613,6 +627,17 @@ impl Runner<'_> {
                     cancelled = true;
                     self.db.cancel_running().await;
                 }
+            }
+        }
+    }
+
+    /// Opens the side connection for blocker sampling if it is not open.
+    async fn warm_side(&self) {
+        let mut side = self.side.lock().await;
+        if side.is_none() {
+            match self.settings.connect().await {
+                Ok(db) => *side = Some(db),
+                Err(err) => tracing::debug!("no side connection for blocker sampling: {err}"),
             }
         }
     }
