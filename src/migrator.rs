@@ -20,18 +20,18 @@ use crate::pipeline::rollback::RollbackOptions;
 use crate::pipeline::{Env, Target};
 use crate::plan::NamespaceState;
 use crate::report::PhaseReport;
-
-mod cutover;
 use crate::source::{self, MigrationSet, Version};
-pub use cutover::{CutoverReport, CutoverRunOptions, describe_problems};
+
+// The cutover commands are `impl Migrator` blocks in `cutover/run.rs`.
+pub use crate::cutover::run::{CutoverReport, CutoverRunOptions, describe_problems};
 
 /// Runs migsafe's commands against the configured namespaces.
 pub struct Migrator {
-    config: Config,
+    pub(crate) config: Config,
     database_url: Option<String>,
-    events: Arc<dyn EventSink>,
-    interrupt: Interrupt,
-    log_dir: std::path::PathBuf,
+    pub(crate) events: Arc<dyn EventSink>,
+    pub(crate) interrupt: Interrupt,
+    pub(crate) log_dir: std::path::PathBuf,
     /// Namespaces whose migrations are compiled in (no directory is read).
     embedded: Vec<(String, MigrationSet)>,
 }
@@ -55,7 +55,7 @@ impl Loaded {
         }
     }
 
-    fn target(&self) -> Target<'_> {
+    pub(crate) fn target(&self) -> Target<'_> {
         Target {
             namespace: &self.namespace,
             sources: &self.sources,
@@ -298,7 +298,7 @@ impl Migrator {
     }
 
     /// One namespace: the one named, or the only one configured.
-    fn single(&self, target: Option<&str>, command: &str) -> Result<Vec<Loaded>> {
+    pub(crate) fn single(&self, target: Option<&str>, command: &str) -> Result<Vec<Loaded>> {
         if target.is_none() && self.config.namespaces.len() > 1 {
             return Err(Error::Config {
                 reason: ReasonCode::new(Code::Usage),

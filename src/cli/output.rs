@@ -4,8 +4,11 @@
 use anstyle::{AnsiColor, Style};
 use serde::Serialize;
 
+use migsafe::config::format_duration;
 use migsafe::db::scrub;
 use migsafe::error::Error;
+use migsafe::pipeline::apply::NamespaceRun;
+use migsafe::report::{PhaseReport, Status};
 
 /// Bump when a JSON document changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -98,5 +101,110 @@ pub fn error(command: &str, error: &Error, json_format: bool) {
     }
     if let Some(hint) = error.hint() {
         err(&format!("  {} {hint}", paint(BOLD, "next:")));
+    }
+}
+
+/// `created <path>` per file, or `{"created": […]}`.
+pub fn report_created(command: &str, created: &[std::path::PathBuf], json_format: bool) {
+    if json_format {
+        json(command, &serde_json::json!({ "created": created }));
+    } else {
+        for path in created {
+            out(&format!("created {}", path.display()));
+        }
+    }
+}
+
+/// One lint finding, compiler style: where, rule, statement, fix.
+pub fn render_finding(finding: &migsafe::lint::Finding) {
+    let (label, style) = match finding.severity {
+        migsafe::lint::Severity::Error => ("error", RED),
+        migsafe::lint::Severity::Warning => ("warning", YELLOW),
+    };
+    out(&format!(
+        "{}:{}:{}: {}: {}",
+        finding.path.display(),
+        finding.line,
+        finding.column,
+        paint(style, format!("{label}[{}]", finding.rule)),
+        finding.message
+    ));
+    if !finding.statement.is_empty() {
+        out(&format!("    | {}", finding.statement));
+    }
+    out(&format!("    = {} {}", paint(BOLD, "fix:"), finding.help));
+}
+
+/// A preflight or postflight report: every check, then the verdict.
+pub fn render_phase(report: &PhaseReport) {
+    out(&paint(
+        BOLD,
+        format!("{} of {}", report.phase, report.database),
+    ));
+    for check in &report.checks {
+        let (label, style) = match check.status {
+            Status::Pass => ("pass", GREEN),
+            Status::Warn => ("warn", YELLOW),
+            Status::Fail => ("FAIL", RED),
+        };
+        let reason = check
+            .reason
+            .as_ref()
+            .map(|r| format!(" [{r}]"))
+            .unwrap_or_default();
+        let detail = check.detail.replace('\n', "\n        ");
+        out(&format!(
+            "  {} {}{}: {detail}",
+            paint(style, label),
+            check.check,
+            paint(DIM, reason)
+        ));
+    }
+    render_phase_summary(report);
+}
+
+fn render_phase_summary(report: &PhaseReport) {
+    let (word, style) = match report.result {
+        Status::Pass => ("passed", GREEN),
+        Status::Warn => ("passed with warnings", YELLOW),
+        Status::Fail if report.forced => ("FAILED (forced past)", RED),
+        Status::Fail => ("FAILED", RED),
+    };
+    let path = report
+        .path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    out(&format!(
+        "{} {} {}",
+        report.phase,
+        paint(style, word),
+        paint(DIM, format!("({path})"))
+    ));
+}
+
+/// What apply or rollback did, per namespace.
+pub fn render_runs(
+    command: &str,
+    runs: &[NamespaceRun],
+    json_format: bool,
+    done: &str,
+    nothing: &str,
+) {
+    if json_format {
+        json(command, &serde_json::json!({ "namespaces": runs }));
+        return;
+    }
+    for run in runs {
+        if run.ran.is_empty() {
+            out(&format!("{}: {nothing}", run.namespace));
+        } else {
+            out(&format!(
+                "{}: {done} {} migration(s) in {}",
+                run.namespace,
+                run.ran.len(),
+                format_duration(std::time::Duration::from_millis(run.duration_ms))
+            ));
+        }
     }
 }

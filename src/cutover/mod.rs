@@ -7,6 +7,8 @@
 //!   whose parent row is missing — read-only on both sides.
 //! - [`copy`]: the load: binary COPY, several tables at once on separate
 //!   connections, bounded memory, all-or-nothing.
+//! - [`run`]: the `Migrator` methods the CLI calls (precheck, run, verify),
+//!   which resolve the namespace and write the reports.
 //! - [`verify`]: per table, row counts and an order-independent content hash
 //!   computed the same way on both sides, with sample keys that differ.
 //!
@@ -16,6 +18,7 @@
 pub mod copy;
 pub mod epoch;
 pub mod precheck;
+pub mod run;
 pub mod sqlite;
 pub mod target;
 pub mod types;

@@ -2,17 +2,102 @@
 //! renders its reports (human or JSON). Exit codes: precheck problems 1, a
 //! failed load 2 (from the error), a verify mismatch 6.
 
-use migsafe::Migrator;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
 use migsafe::cutover::verify::VerifyReport;
 use migsafe::cutover::{CutoverOptions, Problem};
 use migsafe::error::Result;
 use migsafe::migrator::{CutoverRunOptions, describe_problems};
 use migsafe::report::Status;
 
-use super::args::{CutoverArgs, CutoverStep};
-use super::output::{BOLD, DIM, GREEN, RED, YELLOW, json, out, paint};
+use super::Context;
+use crate::cli::output::{BOLD, DIM, GREEN, RED, YELLOW, json, out, paint};
 
-fn options(common: &CutoverArgs) -> CutoverOptions {
+/// `cutover` options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where the data comes from.
+    #[command(subcommand)]
+    pub source: Source,
+}
+
+/// Where a cutover's data comes from.
+#[derive(Debug, Subcommand)]
+pub enum Source {
+    /// A SQLite file (only ever read; `run` loads from an online backup of it).
+    Sqlite {
+        /// The step.
+        #[command(subcommand)]
+        step: Step,
+    },
+}
+
+/// The steps of a cutover.
+#[derive(Debug, Subcommand)]
+pub enum Step {
+    /// What would stop an exact copy: missing tables or columns, values that do
+    /// not fit their column, rows whose parent is missing. Exit 1 when any.
+    Precheck {
+        /// Source, schema, exclusions.
+        #[command(flatten)]
+        common: CommonArgs,
+        /// When the target still has pending migrations, build the schema on a
+        /// scratch database on this server (default: a sandbox).
+        #[arg(long, value_name = "URL")]
+        scratch_url: Option<String>,
+    },
+    /// Back up the file, apply the migrations, load every table by binary COPY,
+    /// set sequences, verify. All or nothing.
+    Run {
+        /// Source, schema, exclusions.
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Empty the target tables first (default: refuse tables that hold rows).
+        #[arg(long)]
+        truncate: bool,
+        /// Do not end with a verify.
+        #[arg(long)]
+        no_verify: bool,
+        /// Skip the pg_dump backup of the target before its migrations run.
+        #[arg(long)]
+        skip_backup: bool,
+    },
+    /// Compare every table: row counts and a content hash on both sides.
+    Verify {
+        /// Source, schema, exclusions.
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Exit 6 when any table differs (default: report only).
+        #[arg(long)]
+        fail_on_mismatch: bool,
+    },
+}
+
+/// Options of every cutover step.
+#[derive(Debug, clap::Args)]
+pub struct CommonArgs {
+    /// The SQLite database file.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// The PostgreSQL schema holding the target tables.
+    #[arg(long, default_value = "public", value_name = "SCHEMA")]
+    pub schema: String,
+    /// A SQLite table to leave out (repeatable).
+    #[arg(long, value_name = "TABLE")]
+    pub exclude: Vec<String>,
+    /// Tables copied or compared at once, each on its own connection.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// How the numbers of a date column are read: s, ms, us (Unix time) or
+    /// julian (Julian days), e.g. `events.created_at=ms` (repeatable; the
+    /// same in precheck, run and verify). Default: detected from the values.
+    #[arg(long, value_name = "[TABLE.]COLUMN=UNIT")]
+    pub epoch_unit: Vec<migsafe::cutover::epoch::EpochChoice>,
+}
+
+fn options(common: &CommonArgs) -> CutoverOptions {
     CutoverOptions {
         from: common.from.clone(),
         schema: common.schema.clone(),
@@ -31,14 +116,13 @@ fn verdict(status: Status, pass: &str, warn: &str, fail: &str) -> String {
 }
 
 /// Runs one cutover step; returns the exit code.
-pub async fn cutover(
-    migrator: &Migrator,
-    target: Option<&str>,
-    step: &CutoverStep,
-    json_format: bool,
-) -> Result<i32> {
+pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
+    let Source::Sqlite { step } = &args.source;
+    // Only `run` writes (the target's migrations and its rows).
+    let migrator = ctx.migrator(matches!(step, Step::Run { .. }))?;
+    let (target, json_format) = (ctx.target(), ctx.json());
     match step {
-        CutoverStep::Precheck {
+        Step::Precheck {
             common,
             scratch_url,
         } => {
@@ -71,7 +155,7 @@ pub async fn cutover(
             }
             Ok(if report.result == Status::Fail { 1 } else { 0 })
         }
-        CutoverStep::Run {
+        Step::Run {
             common,
             truncate,
             no_verify,
@@ -111,7 +195,7 @@ pub async fn cutover(
             }
             Ok(if report.result == Status::Fail { 6 } else { 0 })
         }
-        CutoverStep::Verify {
+        Step::Verify {
             common,
             fail_on_mismatch,
         } => {

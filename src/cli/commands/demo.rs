@@ -1,104 +1,58 @@
-//! `migsafe sandbox` and `migsafe demo`: a throwaway server for trying
-//! things, and the whole pipeline on the bundled example against one.
+//! `migsafe demo`: the whole pipeline on the bundled example (compiled in)
+//! against a sandbox, each step run as `migsafe …` with the exit code it
+//! must end with. Runs without a config.
 
 use std::path::Path;
-use std::process::Stdio;
 
-use migsafe::error::{Code, Error, ReasonCode, Result};
-use migsafe::events::Interrupt;
-use migsafe::sandbox::Sandbox;
+use migsafe::error::{Error, Result};
 
-use super::output::{BOLD, GREEN, RED, err, json, out, paint};
+use super::Context;
+use super::sandbox::start;
+use crate::cli::output::{BOLD, GREEN, RED, err, out, paint};
 
-/// Starts a sandbox off the async runtime (initdb takes a few seconds).
-async fn start() -> Result<Sandbox> {
-    tokio::task::spawn_blocking(Sandbox::start)
-        .await
-        .map_err(|e| Error::Sandbox {
-            reason: ReasonCode::new(Code::SandboxFailed),
-            message: format!("the sandbox start-up task failed: {e}"),
-        })?
-}
-
-/// `migsafe sandbox [-- CMD…]`.
-pub async fn sandbox(command: &[String], interrupt: Interrupt, json_format: bool) -> Result<i32> {
-    err("starting a throwaway PostgreSQL (initdb in a temporary directory)…");
-    let mut sandbox = start().await?;
-    let url = sandbox.url("postgres");
-    if command.is_empty() {
-        // The URL (with its throwaway password) is the product here: print it.
-        if json_format {
-            json(
-                "sandbox",
-                &serde_json::json!({ "url": url, "port": sandbox.port() }),
-            );
-        } else {
-            println!("{url}");
-            err(&format!(
-                "ready on port {}; try: DATABASE_URL='{url}' migsafe status\nCtrl-C stops it and deletes everything.",
-                sandbox.port()
-            ));
-        }
-        interrupt.wait().await;
-        err("stopping the sandbox…");
-        tokio::task::spawn_blocking(move || sandbox.stop())
-            .await
-            .ok();
-        return Ok(0);
-    }
-    let mut child = tokio::process::Command::new(&command[0])
-        .args(&command[1..])
-        .env("DATABASE_URL", &url)
-        .stdin(Stdio::inherit())
-        .spawn()
-        .map_err(|e| Error::config(Code::Usage, format!("cannot run {}: {e}", command[0])))?;
-    let status = tokio::select! {
-        status = child.wait() => status.ok(),
-        () = interrupt.wait() => {
-            let _ = child.kill().await;
-            None
-        }
-    };
-    tokio::task::spawn_blocking(move || sandbox.stop())
-        .await
-        .ok();
-    Ok(status.and_then(|s| s.code()).unwrap_or(130))
-}
+/// `demo` takes no flags of its own.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
 
 /// The bundled example, compiled in so `migsafe demo` works from anywhere.
 const EXAMPLE: &[(&str, &str)] = &[
-    ("migsafe.toml", include_str!("../../examples/migsafe.toml")),
+    (
+        "migsafe.toml",
+        include_str!("../../../examples/migsafe.toml"),
+    ),
     (
         "migrations/app/20260101090000_create_accounts.up.sql",
-        include_str!("../../examples/migrations/app/20260101090000_create_accounts.up.sql"),
+        include_str!("../../../examples/migrations/app/20260101090000_create_accounts.up.sql"),
     ),
     (
         "migrations/app/20260101090000_create_accounts.down.sql",
-        include_str!("../../examples/migrations/app/20260101090000_create_accounts.down.sql"),
+        include_str!("../../../examples/migrations/app/20260101090000_create_accounts.down.sql"),
     ),
     (
         "migrations/app/20260102090000_add_account_email.up.sql",
-        include_str!("../../examples/migrations/app/20260102090000_add_account_email.up.sql"),
+        include_str!("../../../examples/migrations/app/20260102090000_add_account_email.up.sql"),
     ),
     (
         "migrations/app/20260102090000_add_account_email.down.sql",
-        include_str!("../../examples/migrations/app/20260102090000_add_account_email.down.sql"),
+        include_str!("../../../examples/migrations/app/20260102090000_add_account_email.down.sql"),
     ),
     (
         "migrations/app/20260103090000_index_accounts_email.up.sql",
-        include_str!("../../examples/migrations/app/20260103090000_index_accounts_email.up.sql"),
+        include_str!("../../../examples/migrations/app/20260103090000_index_accounts_email.up.sql"),
     ),
     (
         "migrations/app/20260103090000_index_accounts_email.down.sql",
-        include_str!("../../examples/migrations/app/20260103090000_index_accounts_email.down.sql"),
+        include_str!(
+            "../../../examples/migrations/app/20260103090000_index_accounts_email.down.sql"
+        ),
     ),
     (
         "migrations/audit/0001_create_audit_log.sql",
-        include_str!("../../examples/migrations/audit/0001_create_audit_log.sql"),
+        include_str!("../../../examples/migrations/audit/0001_create_audit_log.sql"),
     ),
     (
         "migrations/audit/0002_add_actor.sql",
-        include_str!("../../examples/migrations/audit/0002_add_actor.sql"),
+        include_str!("../../../examples/migrations/audit/0002_add_actor.sql"),
     ),
 ];
 
@@ -216,8 +170,9 @@ fn write_legacy_sqlite(path: &Path) -> Result<()> {
     .map_err(fail)
 }
 
-/// `migsafe demo`.
-pub async fn demo(interrupt: Interrupt) -> Result<i32> {
+/// Runs every step in a temporary directory against a fresh sandbox.
+pub async fn exec(_args: &Args, ctx: &Context<'_>) -> Result<i32> {
+    let interrupt = &ctx.interrupt;
     let workdir = tempfile::Builder::new()
         .prefix("migsafe-demo-")
         .tempdir()

@@ -1,23 +1,57 @@
 //! `migsafe backup create | list | verify | restore`: pg_dump backups, and
 //! which database (on which server) each one holds.
 
-use migsafe::Migrator;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
 use migsafe::error::{Code, Error, Result};
 use migsafe::pipeline::backup::{BackupFile, Recorded, RestoreOptions, Restored};
 use migsafe::pipeline::preflight::human_bytes;
 
-use super::args::BackupAction;
-use super::output::{BOLD, YELLOW, json, out, paint};
+use super::Context;
+use crate::cli::output::{BOLD, YELLOW, json, out, paint};
+
+/// `backup` options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+/// `backup` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Write a verified pg_dump (custom format) into the backup directory.
+    Create,
+    /// List the backups, newest first.
+    List,
+    /// Check that a backup can be read back (pg_restore --list).
+    Verify {
+        /// The backup file.
+        file: PathBuf,
+    },
+    /// Restore a backup into the database (pg_restore --clean, in one
+    /// transaction), after a verified safety backup of the database as it is.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Confirm: this replaces the objects in the backup, and migsafe's history.
+        #[arg(long)]
+        yes: bool,
+        /// Do not back up the current database first (you have another copy).
+        #[arg(long)]
+        no_safety_backup: bool,
+    },
+}
 
 /// Runs a `backup` subcommand.
-pub async fn backup(
-    migrator: &Migrator,
-    target: Option<&str>,
-    action: &BackupAction,
-    json_format: bool,
-) -> Result<i32> {
-    match action {
-        BackupAction::Create => {
+pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
+    let migrator = ctx.migrator(false)?;
+    let (target, json_format) = (ctx.target(), ctx.json());
+    match &args.action {
+        Action::Create => {
             let file = migrator.backup(target).await?;
             if json_format {
                 json("backup create", &file);
@@ -25,7 +59,7 @@ pub async fn backup(
                 out(&format!("{}", file.path.display()));
             }
         }
-        BackupAction::List => {
+        Action::List => {
             let dir = &migrator.config().backup.dir;
             let files = migsafe::pipeline::backup::list_described(dir).await?;
             if json_format {
@@ -43,7 +77,7 @@ pub async fn backup(
                 }
             }
         }
-        BackupAction::Verify { file } => {
+        Action::Verify { file } => {
             let checked = migsafe::pipeline::backup::verify(file).await?;
             if json_format {
                 json("backup verify", &checked);
@@ -56,7 +90,7 @@ pub async fn backup(
                 ));
             }
         }
-        BackupAction::Restore {
+        Action::Restore {
             file,
             yes,
             no_safety_backup,

@@ -1,6 +1,8 @@
 //! The cutover commands of [`Migrator`] (SPEC 10): precheck, run, verify.
 //! They resolve the namespace and its database like every other command,
-//! and write their reports next to the others in the log directory.
+//! and write their reports next to the others in the log directory. They
+//! live here, with the rest of cutover, as an `impl Migrator` block: the
+//! façade keeps one entry point while cutover keeps one home.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -8,7 +10,6 @@ use std::time::Instant;
 use chrono::Utc;
 use serde::Serialize;
 
-use super::{Loaded, Migrator};
 use crate::cutover::copy::{LoadOptions, LoadPlan, TableCopy};
 use crate::cutover::precheck::{self, PrecheckReport, blocking};
 use crate::cutover::target::TargetSchema;
@@ -17,6 +18,7 @@ use crate::cutover::{self, CutoverOptions, Problem, sqlite};
 use crate::db::history::History;
 use crate::error::{Code, Error, ReasonCode, Result};
 use crate::events::{Event, NoEvents, millis};
+use crate::migrator::{Loaded, Migrator};
 use crate::pipeline::Env;
 use crate::pipeline::apply::ApplyOptions;
 use crate::pipeline::guarded::Opened;

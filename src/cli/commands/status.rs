@@ -1,0 +1,132 @@
+//! `migsafe status`: per namespace, every migration's state (applied,
+//! pending, dirty, edited, missing, out of order); `-v` adds the files
+//! that were ignored and down scripts paired by version only.
+
+use serde::Serialize;
+
+use migsafe::error::Result;
+use migsafe::plan::State;
+
+use super::Context;
+use crate::cli::output::{BOLD, DIM, GREEN, RED, YELLOW, json, out, paint};
+
+/// `status` takes no flags of its own.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Reads files and history tables; prints each namespace's state.
+pub async fn exec(_args: &Args, ctx: &Context<'_>) -> Result<i32> {
+    let migrator = ctx.migrator(false)?;
+    let states = migrator.status(ctx.target()).await?;
+    if ctx.json() {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            namespaces: Vec<StatusJson<'a>>,
+        }
+        #[derive(Serialize)]
+        struct StatusJson<'a> {
+            #[serde(flatten)]
+            state: &'a migsafe::NamespaceState,
+            ignored: &'a [std::path::PathBuf],
+        }
+        json(
+            "status",
+            &Body {
+                namespaces: states
+                    .iter()
+                    .map(|(state, ignored)| StatusJson { state, ignored })
+                    .collect(),
+            },
+        );
+    } else {
+        for (state, ignored) in &states {
+            render_status(state, ignored, ctx.global.verbose > 0);
+        }
+    }
+    Ok(0)
+}
+
+fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf], verbose: bool) {
+    let count = |s: State| state.in_state(s).count();
+    let pending = count(State::Pending) + count(State::OutOfOrder);
+    let mut summary = format!(
+        "{} applied, {pending} pending",
+        // A dirty migration is not applied: it stopped part-way.
+        count(State::Applied) + count(State::ChecksumMismatch) + count(State::FileMissing)
+    );
+    for (s, label) in [
+        (State::Dirty, "dirty"),
+        (State::ChecksumMismatch, "edited after apply"),
+        (State::FileMissing, "file missing"),
+        (State::OutOfOrder, "out of order"),
+    ] {
+        if count(s) > 0 {
+            summary.push_str(&format!(", {} {label}", count(s)));
+        }
+    }
+    let mode = if state.forward_only {
+        ", forward-only"
+    } else {
+        ""
+    };
+    out(&format!(
+        "{} ({summary}{mode})",
+        paint(BOLD, &state.namespace)
+    ));
+    for entry in &state.entries {
+        let (label, style) = match entry.state {
+            State::Applied => ("applied", GREEN),
+            State::Pending => ("pending", YELLOW),
+            State::OutOfOrder => ("OUT OF ORDER", RED),
+            State::Dirty => ("DIRTY", RED),
+            State::ChecksumMismatch => ("EDITED", RED),
+            State::FileMissing => ("FILE MISSING", RED),
+        };
+        let when = entry
+            .applied
+            .as_ref()
+            .map(|r| format!("  {}", r.applied_at.format("%Y-%m-%d %H:%M:%S UTC")))
+            .unwrap_or_default();
+        let notes = if entry.no_transaction {
+            "  no-transaction"
+        } else {
+            ""
+        };
+        let line = format!(
+            "  {} {:<16} {:<36}{}{}",
+            // Padded before painting: escape codes must not count as width.
+            paint(style, format!("{label:<12}")),
+            entry.version.as_str(),
+            entry.name,
+            paint(DIM, when),
+            paint(DIM, notes)
+        );
+        out(line.trim_end());
+    }
+    if verbose {
+        for entry in &state.entries {
+            let Some(down) = entry.migration.as_ref().and_then(|m| m.down.as_ref()) else {
+                continue;
+            };
+            let file = down
+                .path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !file.contains(&entry.name) && !file.starts_with("down.") {
+                out(&format!(
+                    "  {} {} pairs by version with {file}",
+                    paint(DIM, format!("{:<12}", "note")),
+                    entry.version.as_str()
+                ));
+            }
+        }
+        for path in ignored {
+            out(&format!(
+                "  {} {}",
+                paint(DIM, format!("{:<12}", "ignored")),
+                path.display()
+            ));
+        }
+    }
+}
