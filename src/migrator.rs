@@ -270,13 +270,15 @@ impl Migrator {
             .collect()
     }
 
-    /// The database settings of a namespace (URL resolution of SPEC 3).
+    /// The database settings of a namespace (URL resolution of SPEC 3);
+    /// a Ctrl-C ends their connection attempts at once.
     fn settings_of(&self, namespace: &Namespace) -> Result<ConnectionSettings> {
-        ConnectionSettings::parse(
+        Ok(ConnectionSettings::parse(
             &self
                 .config
                 .database_url(namespace, self.database_url.as_deref())?,
-        )
+        )?
+        .with_interrupt(&self.interrupt))
     }
 
     /// Loads files and database settings of the selected namespaces.
@@ -336,7 +338,7 @@ impl Migrator {
         url: Option<&str>,
     ) -> Result<crate::schema::Snapshot> {
         let settings = match url {
-            Some(url) => ConnectionSettings::parse(url)?,
+            Some(url) => ConnectionSettings::parse(url)?.with_interrupt(&self.interrupt),
             None => self.primary_settings(target)?,
         };
         let db = settings.connect().await?;
@@ -792,7 +794,14 @@ impl Migrator {
             loaded
         };
         let items: Vec<crate::readiness::Waited<'_>> = loaded.iter().map(Loaded::waited).collect();
-        crate::readiness::wait(&items, &self.config.history_schema, timeout, migrated).await
+        crate::readiness::wait(
+            &items,
+            &self.config.history_schema,
+            timeout,
+            migrated,
+            &self.interrupt,
+        )
+        .await
     }
 
     /// For services at start-up: `Ok` when every selected namespace is fully
@@ -803,7 +812,12 @@ impl Migrator {
     pub async fn require_up_to_date(&self, target: Option<&str>) -> Result<()> {
         let loaded = self.load(target)?;
         let items: Vec<crate::readiness::Waited<'_>> = loaded.iter().map(Loaded::waited).collect();
-        let unmet = crate::readiness::check_migrated(&items, &self.config.history_schema).await;
+        let unmet = crate::readiness::until_interrupted(
+            &self.interrupt,
+            std::time::Instant::now(),
+            crate::readiness::check_migrated(&items, &self.config.history_schema),
+        )
+        .await?;
         let Some(first) = unmet.first() else {
             return Ok(());
         };
@@ -835,20 +849,26 @@ impl Migrator {
         check_migrations: bool,
     ) -> Result<Vec<crate::readiness::Unmet>> {
         let profile = crate::readiness::profile(&self.config, profile)?;
-        let mut unmet = crate::readiness::check_profile(&profile).await;
-        if profile.require_migrated || check_migrations {
-            match self.load(target) {
-                Ok(loaded) => {
-                    let items: Vec<crate::readiness::Waited<'_>> =
-                        loaded.iter().map(Loaded::waited).collect();
-                    unmet.extend(
-                        crate::readiness::check_migrated(&items, &self.config.history_schema).await,
-                    );
+        let checks = async {
+            let mut unmet = crate::readiness::check_profile(&profile).await;
+            if profile.require_migrated || check_migrations {
+                match self.load(target) {
+                    Ok(loaded) => {
+                        let items: Vec<crate::readiness::Waited<'_>> =
+                            loaded.iter().map(Loaded::waited).collect();
+                        unmet.extend(
+                            crate::readiness::check_migrated(&items, &self.config.history_schema)
+                                .await,
+                        );
+                    }
+                    Err(err) => unmet.push(crate::readiness::Unmet::from(&err)),
                 }
-                Err(err) => unmet.push(crate::readiness::Unmet::from(&err)),
             }
-        }
-        Ok(unmet)
+            unmet
+        };
+        // Read-only: a Ctrl-C may stop it anywhere, also between databases.
+        crate::readiness::until_interrupted(&self.interrupt, std::time::Instant::now(), checks)
+            .await
     }
 
     /// Rolls back one namespace.

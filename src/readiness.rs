@@ -9,6 +9,7 @@ use crate::config::{Namespace, format_duration};
 use crate::db::ConnectionSettings;
 use crate::db::history::History;
 use crate::error::{Code, Error, ReasonCode, Result};
+use crate::events::Interrupt;
 use crate::plan::{NamespaceState, Tolerance};
 use crate::source::MigrationSet;
 
@@ -61,26 +62,50 @@ async fn not_ready(item: &Waited<'_>, history_schema: &str, migrated: bool) -> O
 /// Waits until every database accepts connections (and, with `migrated`,
 /// every namespace is fully applied), at most `timeout`. Returns how long it
 /// took.
+///
+/// The timeout is kept to the second: each look is cut off when the time is
+/// up, whatever it is waiting for (a connection setup bounded only by the
+/// longer `connect_timeout`, a server that accepted the socket and never
+/// answers). The first Ctrl-C or SIGTERM ends the wait at once
+/// (`INTERRUPTED`, exit 130): nothing has started, so there is nothing to
+/// finish.
 pub async fn wait(
     items: &[Waited<'_>],
     history_schema: &str,
     timeout: Duration,
     migrated: bool,
+    interrupt: &Interrupt,
 ) -> Result<Duration> {
     let started = Instant::now();
+    let deadline = started + timeout;
     loop {
         let mut waiting_for = None;
         for item in items {
-            if let Some(why) = not_ready(item, history_schema, migrated).await {
-                waiting_for = Some(why);
+            let left = deadline.saturating_duration_since(Instant::now());
+            let look = tokio::time::timeout(left, not_ready(item, history_schema, migrated));
+            let why = match until_interrupted(interrupt, started, look).await? {
+                Ok(why) => why,
+                Err(_) => Some(format!(
+                    "{}: no answer yet (still waiting for the server when the time ran out; a connection setup alone may take up to connect_timeout, {})",
+                    item.settings,
+                    format_duration(item.settings.connect_limit())
+                )),
+            };
+            if why.is_some() {
+                waiting_for = why;
                 break;
             }
         }
         let Some(why) = waiting_for else {
             return Ok(started.elapsed());
         };
-        let remaining = timeout.saturating_sub(started.elapsed());
-        if remaining.is_zero() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if !remaining.is_zero() {
+            until_interrupted(interrupt, started, tokio::time::sleep(POLL.min(remaining))).await?;
+        }
+        // No new look once the time is up: it could only be cut off at once,
+        // and this one says more.
+        if Instant::now() >= deadline {
             return Err(Error::NotReady {
                 reason: ReasonCode::new(Code::WaitTimeout),
                 message: format!(
@@ -94,7 +119,32 @@ pub async fn wait(
                 }),
             });
         }
-        tokio::time::sleep(POLL.min(remaining)).await;
+    }
+}
+
+/// `future`'s outcome, or `INTERRUPTED` as soon as a stop is requested
+/// (for read-only work, which may stop anywhere).
+pub(crate) async fn until_interrupted<T>(
+    interrupt: &Interrupt,
+    started: Instant,
+    future: impl std::future::Future<Output = T>,
+) -> Result<T> {
+    tokio::select! {
+        biased;
+        () = interrupt.wait() => Err(interrupted(started.elapsed())),
+        outcome = future => Ok(outcome),
+    }
+}
+
+/// The stop request that ended a wait.
+fn interrupted(waited: Duration) -> Error {
+    Error::Refused {
+        reason: ReasonCode::new(Code::Interrupted),
+        message: format!(
+            "interrupted after waiting {}: nothing was started and nothing changed",
+            format_duration(waited)
+        ),
+        hint: Some("run it again when the database should be ready".into()),
     }
 }
 
