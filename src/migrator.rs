@@ -389,10 +389,10 @@ impl Migrator {
         for loaded in self.load(target)? {
             let db = loaded.settings.connect().await?;
             let state = loaded.target().state(&db, &history).await?;
-            let tolerance = crate::plan::Tolerance {
-                recover_dirty: self.config.defaults.recovery == "auto",
-                ..options.tolerance.clone()
-            };
+            let tolerance = options
+                .tolerance
+                .clone()
+                .with_defaults(&self.config.defaults);
             let refused = state.check_can_move(&tolerance).err();
             let recover: Vec<String> = if tolerance.recover_dirty {
                 state.recoverable().map(|e| e.version.to_string()).collect()
@@ -531,7 +531,11 @@ impl Migrator {
         for loaded in self.load(target)? {
             let db = loaded.settings.connect().await?;
             let state = loaded.target().state(&db, &history).await?;
-            state.check_can_move(&options.tolerance)?;
+            // The script recovers nothing: dirty rows refuse here.
+            state.check_can_move(&crate::plan::Tolerance {
+                refuse_newer_applied: !self.config.defaults.allow_newer_applied,
+                ..options.tolerance.clone()
+            })?;
             let selected = state.select_up(options.steps, options.to.as_ref())?;
             crate::pipeline::apply::check_scripts(
                 &loaded.namespace.name,
@@ -571,10 +575,10 @@ impl Migrator {
         options: &ApplyOptions,
     ) -> Result<Vec<Preflighted>> {
         let history = History::new(&self.config.history_schema);
-        let tolerance = crate::plan::Tolerance {
-            recover_dirty: self.config.defaults.recovery == "auto",
-            ..options.tolerance.clone()
-        };
+        let tolerance = options
+            .tolerance
+            .clone()
+            .with_defaults(&self.config.defaults);
         let mut out = Vec::new();
         let loaded = self.load(target)?;
         let mut by_database: Vec<(String, Vec<usize>)> = Vec::new();
@@ -794,14 +798,7 @@ impl Migrator {
             loaded
         };
         let items: Vec<crate::readiness::Waited<'_>> = loaded.iter().map(Loaded::waited).collect();
-        crate::readiness::wait(
-            &items,
-            &self.config.history_schema,
-            timeout,
-            migrated,
-            &self.interrupt,
-        )
-        .await
+        crate::readiness::wait(&self.env(), &items, timeout, migrated).await
     }
 
     /// For services at start-up: `Ok` when every selected namespace is fully
@@ -815,7 +812,7 @@ impl Migrator {
         let unmet = crate::readiness::until_interrupted(
             &self.interrupt,
             std::time::Instant::now(),
-            crate::readiness::check_migrated(&items, &self.config.history_schema),
+            crate::readiness::check_migrated(&self.env(), &items),
         )
         .await?;
         let Some(first) = unmet.first() else {
@@ -856,10 +853,7 @@ impl Migrator {
                     Ok(loaded) => {
                         let items: Vec<crate::readiness::Waited<'_>> =
                             loaded.iter().map(Loaded::waited).collect();
-                        unmet.extend(
-                            crate::readiness::check_migrated(&items, &self.config.history_schema)
-                                .await,
-                        );
+                        unmet.extend(crate::readiness::check_migrated(&self.env(), &items).await);
                     }
                     Err(err) => unmet.push(crate::readiness::Unmet::from(&err)),
                 }

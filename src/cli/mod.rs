@@ -67,8 +67,8 @@ fn apply_options(selection: &Selection) -> Result<ApplyOptions> {
         tolerance: Tolerance {
             allow_out_of_order: selection.allow_out_of_order,
             ignore_missing: selection.ignore_missing,
-            recover_dirty: false,
             recover: selection.recover,
+            ..Tolerance::default()
         },
         ..ApplyOptions::default()
     })
@@ -665,12 +665,16 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
     let mut summary = format!(
         "{} applied, {pending} pending",
         // A dirty migration is not applied: it stopped part-way.
-        count(State::Applied) + count(State::ChecksumMismatch) + count(State::FileMissing)
+        count(State::Applied)
+            + count(State::ChecksumMismatch)
+            + count(State::FileMissing)
+            + count(State::NewerApplied)
     );
     for (s, label) in [
         (State::Dirty, "dirty"),
         (State::ChecksumMismatch, "edited after apply"),
         (State::FileMissing, "file missing"),
+        (State::NewerApplied, "applied by a newer release"),
         (State::OutOfOrder, "out of order"),
     ] {
         if count(s) > 0 {
@@ -694,6 +698,7 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
             State::Dirty => ("DIRTY", RED),
             State::ChecksumMismatch => ("EDITED", RED),
             State::FileMissing => ("FILE MISSING", RED),
+            State::NewerApplied => ("newer", YELLOW),
         };
         let when = entry
             .applied

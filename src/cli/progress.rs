@@ -53,6 +53,16 @@ impl EventSink for HumanProgress {
             }
             Event::LockAcquired { .. } => {}
             Event::UpToDate { .. } => {}
+            Event::NewerApplied {
+                namespace,
+                versions,
+                known,
+                ..
+            } => err(&format!(
+                "{namespace}: {} {} applied by a newer release (this one knows up to {known}); allowed, nothing runs below it (allow_newer_applied)",
+                paint(YELLOW, "note:"),
+                versions.join(", ")
+            )),
             Event::MigrationStarted {
                 namespace,
                 version,
