@@ -77,6 +77,11 @@ pub struct Defaults {
     pub not_valid: String,
     /// Dirty recovery: `auto` or `manual`.
     pub recovery: String,
+    /// Applied versions newer than every migration this release has (a
+    /// newer release applied them) are reported, not refused: the previous
+    /// release must start again during a rolling deploy or a redeploy.
+    /// `false` refuses them as `MIGRATION_FILE_MISSING` (strict).
+    pub allow_newer_applied: bool,
 }
 
 /// `[backup]`.
@@ -148,6 +153,7 @@ struct RawDefaults {
     lock_wait: Option<String>,
     not_valid: Option<String>,
     recovery: Option<String>,
+    allow_newer_applied: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -308,6 +314,7 @@ impl Config {
             lock_wait: duration("lock_wait", d.lock_wait, "5m")?,
             not_valid,
             recovery,
+            allow_newer_applied: d.allow_newer_applied.unwrap_or(true),
         };
         let history_schema = raw.history_schema.unwrap_or_else(|| "migsafe".into());
         if history_schema.is_empty() {

@@ -21,6 +21,9 @@ pub enum Code {
     MigrationFileMissing,
     /// A pending version sorts before the newest applied one.
     MigrationOutOfOrder,
+    /// An applied version is newer than every migration of this release
+    /// (applied by a newer release): a note, unless `allow_newer_applied = false`.
+    MigrationNewerThanRelease,
     /// A statement gave up waiting for a lock after every retry.
     LockTimeout,
     /// Another runner holds the namespace lock past `lock_wait`.
@@ -153,6 +156,7 @@ impl Code {
             Code::MigrationDirty => "MIGRATION_DIRTY",
             Code::MigrationFileMissing => "MIGRATION_FILE_MISSING",
             Code::MigrationOutOfOrder => "MIGRATION_OUT_OF_ORDER",
+            Code::MigrationNewerThanRelease => "MIGRATION_NEWER_THAN_RELEASE",
             Code::LockTimeout => "LOCK_TIMEOUT",
             Code::AdvisoryLockBusy => "ADVISORY_LOCK_BUSY",
             Code::DownScriptMissing => "DOWN_SCRIPT_MISSING",

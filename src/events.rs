@@ -54,6 +54,18 @@ pub enum Event {
         /// How long we waited.
         duration_ms: u64,
     },
+    /// Versions applied by a newer release than this one (no file here,
+    /// newer than every file): allowed (`allow_newer_applied`), noted.
+    NewerApplied {
+        /// Namespace.
+        namespace: String,
+        /// The newer versions, in order.
+        versions: Vec<String>,
+        /// The newest version this release has.
+        known: String,
+        /// Reason code (`MIGRATION_NEWER_THAN_RELEASE:{ns}:{v}`, the newest one).
+        reason: String,
+    },
     /// Nothing to do in a namespace.
     UpToDate {
         /// Namespace.

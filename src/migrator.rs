@@ -274,13 +274,15 @@ impl Migrator {
             .collect()
     }
 
-    /// The database settings of a namespace (URL resolution of SPEC 3).
+    /// The database settings of a namespace (URL resolution of SPEC 3);
+    /// a Ctrl-C ends their connection attempts at once.
     fn settings_of(&self, namespace: &Namespace) -> Result<ConnectionSettings> {
-        ConnectionSettings::parse(
+        Ok(ConnectionSettings::parse(
             &self
                 .config
                 .database_url(namespace, self.database_url.as_deref())?,
-        )
+        )?
+        .with_interrupt(&self.interrupt))
     }
 
     /// Loads files and database settings of the selected namespaces.
@@ -340,7 +342,7 @@ impl Migrator {
         url: Option<&str>,
     ) -> Result<crate::schema::Snapshot> {
         let settings = match url {
-            Some(url) => ConnectionSettings::parse(url)?,
+            Some(url) => ConnectionSettings::parse(url)?.with_interrupt(&self.interrupt),
             None => self.primary_settings(target)?,
         };
         let db = settings.connect().await?;
@@ -391,10 +393,10 @@ impl Migrator {
         for loaded in self.load(target)? {
             let db = loaded.settings.connect().await?;
             let state = loaded.target().state(&db, &history).await?;
-            let tolerance = crate::plan::Tolerance {
-                recover_dirty: self.config.defaults.recovery == "auto",
-                ..options.tolerance.clone()
-            };
+            let tolerance = options
+                .tolerance
+                .clone()
+                .with_defaults(&self.config.defaults);
             let refused = state.check_can_move(&tolerance).err();
             let recover: Vec<String> = if tolerance.recover_dirty {
                 state.recoverable().map(|e| e.version.to_string()).collect()
@@ -539,7 +541,11 @@ impl Migrator {
         for loaded in self.load(target)? {
             let db = loaded.settings.connect().await?;
             let state = loaded.target().state(&db, &history).await?;
-            state.check_can_move(&options.tolerance)?;
+            // The script recovers nothing: dirty rows refuse here.
+            state.check_can_move(&crate::plan::Tolerance {
+                refuse_newer_applied: !self.config.defaults.allow_newer_applied,
+                ..options.tolerance.clone()
+            })?;
             let selected = state.select_up(options.steps, options.to.as_ref())?;
             crate::pipeline::apply::check_scripts(
                 &loaded.namespace.name,
@@ -579,10 +585,10 @@ impl Migrator {
         options: &ApplyOptions,
     ) -> Result<Vec<Preflighted>> {
         let history = History::new(&self.config.history_schema);
-        let tolerance = crate::plan::Tolerance {
-            recover_dirty: self.config.defaults.recovery == "auto",
-            ..options.tolerance.clone()
-        };
+        let tolerance = options
+            .tolerance
+            .clone()
+            .with_defaults(&self.config.defaults);
         let mut out = Vec::new();
         let loaded = self.load(target)?;
         let mut by_database: Vec<(String, Vec<usize>)> = Vec::new();
@@ -803,7 +809,7 @@ impl Migrator {
             loaded
         };
         let items: Vec<crate::readiness::Waited<'_>> = loaded.iter().map(Loaded::waited).collect();
-        crate::readiness::wait(&items, &self.config.history_schema, timeout, migrated).await
+        crate::readiness::wait(&self.env(), &items, timeout, migrated).await
     }
 
     /// For services at start-up: `Ok` when every selected namespace is fully
@@ -814,7 +820,12 @@ impl Migrator {
     pub async fn require_up_to_date(&self, target: Option<&str>) -> Result<()> {
         let loaded = self.load(target)?;
         let items: Vec<crate::readiness::Waited<'_>> = loaded.iter().map(Loaded::waited).collect();
-        let unmet = crate::readiness::check_migrated(&items, &self.config.history_schema).await;
+        let unmet = crate::readiness::until_interrupted(
+            &self.interrupt,
+            std::time::Instant::now(),
+            crate::readiness::check_migrated(&self.env(), &items),
+        )
+        .await?;
         let Some(first) = unmet.first() else {
             return Ok(());
         };
@@ -846,20 +857,23 @@ impl Migrator {
         check_migrations: bool,
     ) -> Result<Vec<crate::readiness::Unmet>> {
         let profile = crate::readiness::profile(&self.config, profile)?;
-        let mut unmet = crate::readiness::check_profile(&profile).await;
-        if profile.require_migrated || check_migrations {
-            match self.load(target) {
-                Ok(loaded) => {
-                    let items: Vec<crate::readiness::Waited<'_>> =
-                        loaded.iter().map(Loaded::waited).collect();
-                    unmet.extend(
-                        crate::readiness::check_migrated(&items, &self.config.history_schema).await,
-                    );
+        let checks = async {
+            let mut unmet = crate::readiness::check_profile(&profile).await;
+            if profile.require_migrated || check_migrations {
+                match self.load(target) {
+                    Ok(loaded) => {
+                        let items: Vec<crate::readiness::Waited<'_>> =
+                            loaded.iter().map(Loaded::waited).collect();
+                        unmet.extend(crate::readiness::check_migrated(&self.env(), &items).await);
+                    }
+                    Err(err) => unmet.push(crate::readiness::Unmet::from(&err)),
                 }
-                Err(err) => unmet.push(crate::readiness::Unmet::from(&err)),
             }
-        }
-        Ok(unmet)
+            unmet
+        };
+        // Read-only: a Ctrl-C may stop it anywhere, also between databases.
+        crate::readiness::until_interrupted(&self.interrupt, std::time::Instant::now(), checks)
+            .await
     }
 
     /// Rolls back one namespace.

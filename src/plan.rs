@@ -4,6 +4,15 @@
 //! Pure: no database, no disk. Everything that must stop a run before it
 //! changes anything (dirty rows, edited files, vanished files, out-of-order
 //! versions) is decided here, with its reason code.
+//!
+//! An applied version without a file is not always a vanished file: when it
+//! is newer than every migration this release has, a newer release applied
+//! it, and this (previous) release is starting again — a rolling deploy, an
+//! old replica restarting, a redeploy of the previous version. That is
+//! [`State::NewerApplied`]: noted, not refused (unless
+//! `allow_newer_applied = false`). A missing version older than the newest
+//! file is still [`State::FileMissing`], and pending files older than the
+//! newer versions are still out of order, so nothing runs below them.
 
 use serde::Serialize;
 
@@ -27,6 +36,9 @@ pub enum State {
     ChecksumMismatch,
     /// Applied, but its file is gone.
     FileMissing,
+    /// Applied, no file, and newer than every file: applied by a newer
+    /// release than this one.
+    NewerApplied,
 }
 
 /// One version of a namespace: its file, its history row, or both.
@@ -67,6 +79,21 @@ pub struct Tolerance {
     /// `apply --recover`: recovery may run a down script that destroys rows
     /// written after the interruption (they are in the backup taken first).
     pub recover: bool,
+    /// Strict: refuse versions applied by a newer release as
+    /// `MIGRATION_FILE_MISSING`, as for any vanished file
+    /// (`[defaults] allow_newer_applied = false`).
+    pub refuse_newer_applied: bool,
+}
+
+impl Tolerance {
+    /// This tolerance with what the configuration decides: dirty recovery
+    /// (`recovery = "auto"`) and versions applied by a newer release
+    /// (`allow_newer_applied`).
+    pub fn with_defaults(mut self, defaults: &crate::config::Defaults) -> Tolerance {
+        self.recover_dirty = defaults.recovery == "auto";
+        self.refuse_newer_applied |= !defaults.allow_newer_applied;
+        self
+    }
 }
 
 /// A namespace's versions in order, with their states.
@@ -89,6 +116,8 @@ impl NamespaceState {
         history: Vec<HistoryRow>,
     ) -> Self {
         let newest_applied = history.iter().map(|r| r.version.clone()).max();
+        // With no file at all, nothing says this is an older release.
+        let newest_file = set.migrations.iter().map(|m| &m.version).max().cloned();
         let mut entries: Vec<Entry> = Vec::with_capacity(set.migrations.len().max(history.len()));
         let mut rows = history.into_iter().peekable();
         let mut files = set.migrations.iter().peekable();
@@ -104,6 +133,9 @@ impl NamespaceState {
                 let file = files.next_if(|f| f.version == row.version);
                 let state = match &file {
                     _ if row.dirty => State::Dirty,
+                    None if newest_file.as_ref().is_some_and(|f| row.version > *f) => {
+                        State::NewerApplied
+                    }
                     None => State::FileMissing,
                     Some(f) if f.up.checksum != row.checksum => State::ChecksumMismatch,
                     Some(_) => State::Applied,
@@ -152,6 +184,41 @@ impl NamespaceState {
         self.entries.iter().filter(move |e| e.state == state)
     }
 
+    /// Versions applied by a newer release (no file, newer than every file).
+    pub fn newer_applied(&self) -> impl Iterator<Item = &Entry> {
+        self.in_state(State::NewerApplied)
+    }
+
+    /// The note that versions applied by a newer release were allowed, when
+    /// there are any.
+    pub fn newer_applied_note(&self) -> Option<crate::events::Event> {
+        let versions: Vec<String> = self
+            .newer_applied()
+            .map(|e| e.version.to_string())
+            .collect();
+        let newest = self.newer_applied().last()?;
+        Some(crate::events::Event::NewerApplied {
+            namespace: self.namespace.clone(),
+            reason: ReasonCode::migration(
+                Code::MigrationNewerThanRelease,
+                &self.namespace,
+                &newest.version,
+            )
+            .to_string(),
+            known: self.newest_file().map_or("-", Version::as_str).to_string(),
+            versions,
+        })
+    }
+
+    /// The newest version this release has a file for.
+    pub fn newest_file(&self) -> Option<&Version> {
+        self.entries
+            .iter()
+            .filter(|e| e.migration.is_some())
+            .map(|e| &e.version)
+            .max()
+    }
+
     /// Versions not applied yet (pending and out-of-order), in order.
     pub fn pending(&self) -> impl Iterator<Item = &Entry> {
         self.entries
@@ -161,7 +228,8 @@ impl NamespaceState {
 
     /// Refuses, with the most serious problem's code, when the namespace must
     /// not move: dirty rows, edited or vanished applied files, out-of-order
-    /// pending versions (unless tolerated).
+    /// pending versions (unless tolerated). Versions applied by a newer
+    /// release refuse only when strict ([`Tolerance::refuse_newer_applied`]).
     pub fn check_can_move(&self, tolerance: &Tolerance) -> Result<()> {
         let ns = &self.namespace;
         let recoverable = |e: &&Entry| {
@@ -230,6 +298,21 @@ impl NamespaceState {
                 hint: Some("restore the file (a branch that is behind?), or pass --ignore-missing if it was removed on purpose".into()),
             });
         }
+        if tolerance.refuse_newer_applied
+            && !tolerance.ignore_missing
+            && let Some(entry) = self.newer_applied().next()
+        {
+            return Err(Error::Refused {
+                reason: ReasonCode::migration(Code::MigrationFileMissing, ns, &entry.version),
+                message: format!(
+                    "{} {} is recorded as applied in namespace `{ns}` but this release has no file for it: it is newer than {}, the newest this release knows (applied by a newer release?)",
+                    entry.version,
+                    entry.name,
+                    self.newest_file().map_or("-", Version::as_str)
+                ),
+                hint: Some("deploy the release that has it; or, when this release runs correctly on that schema, set `allow_newer_applied = true` under [defaults] (the default)".into()),
+            });
+        }
         if !tolerance.allow_out_of_order
             && let Some(entry) = self.in_state(State::OutOfOrder).next()
         {
@@ -291,13 +374,27 @@ impl NamespaceState {
                 });
             }
             let Some(migration) = entry.migration.as_ref() else {
+                let (message, hint) = if entry.state == State::NewerApplied {
+                    (
+                        format!(
+                            "{} {} was applied by a newer release, which this one has no file for, so it cannot be rolled back from here",
+                            entry.version, entry.name
+                        ),
+                        "roll it back with the release that has its down script",
+                    )
+                } else {
+                    (
+                        format!(
+                            "{} {} has no file any more, so it cannot be rolled back",
+                            entry.version, entry.name
+                        ),
+                        "restore the file first",
+                    )
+                };
                 return Err(Error::Refused {
                     reason: ReasonCode::migration(Code::MigrationFileMissing, ns, &entry.version),
-                    message: format!(
-                        "{} {} has no file any more, so it cannot be rolled back",
-                        entry.version, entry.name
-                    ),
-                    hint: Some("restore the file first".into()),
+                    message,
+                    hint: Some(hint.into()),
                 });
             };
             if migration.down.is_none() {
@@ -416,6 +513,84 @@ mod tests {
             "POSTGRES_MIGRATION_CHECKSUM_MISMATCH:app:2"
         );
         assert_eq!(err.exit_code(), 1);
+    }
+
+    #[test]
+    fn versions_applied_by_a_newer_release_are_allowed_unless_strict() {
+        // This release has 1-2; a newer one applied 3 and 4.
+        let files = set(vec![migration("1", "a", true), migration("2", "b", true)]);
+        let history = vec![
+            row("1", "a", false),
+            row("2", "b", false),
+            row("3", "c", false),
+            row("4", "d", false),
+        ];
+        let state = NamespaceState::build("app", false, &files, history.clone());
+        let states: Vec<_> = state.entries.iter().map(|e| e.state).collect();
+        assert_eq!(
+            states,
+            vec![
+                State::Applied,
+                State::Applied,
+                State::NewerApplied,
+                State::NewerApplied
+            ]
+        );
+        state.check_can_move(&Tolerance::default()).unwrap();
+        assert!(state.select_up(None, None).unwrap().is_empty());
+        let Some(crate::events::Event::NewerApplied {
+            versions,
+            known,
+            reason,
+            ..
+        }) = state.newer_applied_note()
+        else {
+            panic!("the newer versions must be noted");
+        };
+        assert_eq!(versions, vec!["3", "4"]);
+        assert_eq!(known, "2");
+        assert_eq!(reason, "MIGRATION_NEWER_THAN_RELEASE:app:4");
+        let strict = Tolerance {
+            refuse_newer_applied: true,
+            ..Tolerance::default()
+        };
+        let err = state.check_can_move(&strict).unwrap_err();
+        assert_eq!(err.reason().to_string(), "MIGRATION_FILE_MISSING:app:3");
+        assert_eq!(err.exit_code(), 1);
+        // Rolling back from here cannot reach them.
+        let err = state.select_down(Some(1), None).unwrap_err();
+        assert_eq!(err.reason().to_string(), "MIGRATION_FILE_MISSING:app:4");
+
+        // A missing version older than the newest file still refuses.
+        let gap = set(vec![migration("1", "a", true), migration("3", "c", true)]);
+        let state = NamespaceState::build("app", false, &gap, history.clone());
+        assert_eq!(state.entries[1].state, State::FileMissing);
+        assert_eq!(state.entries[3].state, State::NewerApplied);
+        let err = state.check_can_move(&Tolerance::default()).unwrap_err();
+        assert_eq!(err.reason().to_string(), "MIGRATION_FILE_MISSING:app:2");
+
+        // A file of this release newer than what was applied is pending
+        // only above the newest applied version; below, out of order.
+        let hotfix = set(vec![
+            migration("1", "a", true),
+            migration("2", "b", true),
+            migration("2.5", "hotfix", true),
+        ]);
+        let state = NamespaceState::build("app", false, &hotfix, history.clone());
+        assert_eq!(state.entries[2].state, State::OutOfOrder);
+        assert_eq!(
+            state
+                .check_can_move(&Tolerance::default())
+                .unwrap_err()
+                .reason()
+                .to_string(),
+            "MIGRATION_OUT_OF_ORDER:app:2.5"
+        );
+
+        // No file at all says nothing about releases: missing, refused.
+        let state = NamespaceState::build("app", false, &set(vec![]), history);
+        assert!(state.entries.iter().all(|e| e.state == State::FileMissing));
+        assert!(state.check_can_move(&Tolerance::default()).is_err());
     }
 
     #[test]

@@ -5,10 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::{Namespace, format_duration};
+use crate::config::{Config, Namespace, format_duration};
 use crate::db::ConnectionSettings;
 use crate::db::history::History;
 use crate::error::{Code, Error, ReasonCode, Result};
+use crate::events::{Event, Interrupt};
+use crate::pipeline::Env;
 use crate::plan::{NamespaceState, Tolerance};
 use crate::source::MigrationSet;
 
@@ -25,62 +27,106 @@ pub struct Waited<'a> {
     pub settings: &'a ConnectionSettings,
 }
 
-/// Why a namespace is not ready yet, or `None` when it is.
-async fn not_ready(item: &Waited<'_>, history_schema: &str, migrated: bool) -> Option<String> {
-    let db = match item.settings.connect().await {
-        Ok(db) => db,
-        Err(err) => return Some(err.to_string()),
-    };
+/// `Err(why)` while a namespace is not ready; once it is, the note on
+/// versions applied by a newer release, if any.
+async fn not_ready(
+    item: &Waited<'_>,
+    config: &Config,
+    migrated: bool,
+) -> std::result::Result<Option<Event>, String> {
+    let db = item.settings.connect().await.map_err(|e| e.to_string())?;
     if !migrated {
-        return None;
+        return Ok(None);
     }
-    let history = History::new(history_schema);
-    let rows = match history.read(&db, &item.namespace.name).await {
-        Ok(rows) => rows,
-        Err(err) => return Some(err.to_string()),
-    };
+    let history = History::new(&config.history_schema);
+    let rows = history
+        .read(&db, &item.namespace.name)
+        .await
+        .map_err(|e| e.to_string())?;
     let state = NamespaceState::build(
         &item.namespace.name,
         item.namespace.forward_only,
         item.sources,
         rows,
     );
-    if let Err(err) = state.check_can_move(&Tolerance::default()) {
-        return Some(format!("{}: {err}", err.reason()));
+    // Not `with_defaults`: a dirty migration is not ready, recoverable or not.
+    let tolerance = Tolerance {
+        refuse_newer_applied: !config.defaults.allow_newer_applied,
+        ..Tolerance::default()
+    };
+    if let Err(err) = state.check_can_move(&tolerance) {
+        return Err(format!("{}: {err}", err.reason()));
     }
     let pending = state.pending().count();
     if pending > 0 {
-        return Some(format!(
+        return Err(format!(
             "namespace `{}` has {pending} pending migration(s)",
             item.namespace.name
         ));
     }
-    None
+    Ok(state.newer_applied_note())
 }
 
 /// Waits until every database accepts connections (and, with `migrated`,
 /// every namespace is fully applied), at most `timeout`. Returns how long it
 /// took.
+///
+/// The timeout is kept to the second: each look is cut off when the time is
+/// up, whatever it is waiting for (a connection setup bounded only by the
+/// longer `connect_timeout`, a server that accepted the socket and never
+/// answers). The first Ctrl-C or SIGTERM ends the wait at once
+/// (`INTERRUPTED`, exit 130): nothing has started, so there is nothing to
+/// finish.
 pub async fn wait(
+    env: &Env<'_>,
     items: &[Waited<'_>],
-    history_schema: &str,
     timeout: Duration,
     migrated: bool,
 ) -> Result<Duration> {
+    let interrupt = env.interrupt;
     let started = Instant::now();
+    let deadline = started + timeout;
+    // What the last finished look said: a look cut off by the deadline says
+    // nothing new, unless no look ever finished.
+    let mut last_why: Option<String> = None;
     loop {
         let mut waiting_for = None;
+        let mut notes = Vec::new();
         for item in items {
-            if let Some(why) = not_ready(item, history_schema, migrated).await {
-                waiting_for = Some(why);
+            let left = deadline.saturating_duration_since(Instant::now());
+            let look = tokio::time::timeout(left, not_ready(item, env.config, migrated));
+            let why = match until_interrupted(interrupt, started, look).await? {
+                Ok(Ok(note)) => {
+                    notes.extend(note);
+                    None
+                }
+                Ok(Err(why)) => Some(why),
+                Err(_) if last_why.is_some() => last_why.clone(),
+                Err(_) => Some(format!(
+                    "{}: no answer yet (still waiting for the server when the time ran out; a connection setup alone may take up to connect_timeout, {})",
+                    item.settings,
+                    format_duration(item.settings.connect_limit())
+                )),
+            };
+            if why.is_some() {
+                last_why.clone_from(&why);
+                waiting_for = why;
                 break;
             }
         }
         let Some(why) = waiting_for else {
+            for note in &notes {
+                env.events.emit(note);
+            }
             return Ok(started.elapsed());
         };
-        let remaining = timeout.saturating_sub(started.elapsed());
-        if remaining.is_zero() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if !remaining.is_zero() {
+            until_interrupted(interrupt, started, tokio::time::sleep(POLL.min(remaining))).await?;
+        }
+        // No new look once the time is up: it could only be cut off at once,
+        // and this one says more.
+        if Instant::now() >= deadline {
             return Err(Error::NotReady {
                 reason: ReasonCode::new(Code::WaitTimeout),
                 message: format!(
@@ -94,7 +140,32 @@ pub async fn wait(
                 }),
             });
         }
-        tokio::time::sleep(POLL.min(remaining)).await;
+    }
+}
+
+/// `future`'s outcome, or `INTERRUPTED` as soon as a stop is requested
+/// (for read-only work, which may stop anywhere).
+pub(crate) async fn until_interrupted<T>(
+    interrupt: &Interrupt,
+    started: Instant,
+    future: impl std::future::Future<Output = T>,
+) -> Result<T> {
+    tokio::select! {
+        biased;
+        () = interrupt.wait() => Err(interrupted(started.elapsed())),
+        outcome = future => Ok(outcome),
+    }
+}
+
+/// The stop request that ended a wait.
+fn interrupted(waited: Duration) -> Error {
+    Error::Refused {
+        reason: ReasonCode::new(Code::Interrupted),
+        message: format!(
+            "interrupted after waiting {}: nothing was started and nothing changed",
+            format_duration(waited)
+        ),
+        hint: Some("run it again when the database should be ready".into()),
     }
 }
 
@@ -253,8 +324,12 @@ pub async fn check_profile(profile: &Profile) -> Vec<Unmet> {
 }
 
 /// The migration rule: every namespace applied, clean, unedited. Every
-/// problem of every namespace is listed.
-pub async fn check_migrated(items: &[Waited<'_>], history_schema: &str) -> Vec<Unmet> {
+/// problem of every namespace is listed. Versions applied by a newer
+/// release are allowed and noted (an event), unless
+/// `allow_newer_applied = false`.
+pub async fn check_migrated(env: &Env<'_>, items: &[Waited<'_>]) -> Vec<Unmet> {
+    let history_schema = &env.config.history_schema;
+    let strict = !env.config.defaults.allow_newer_applied;
     let mut unmet = Vec::new();
     for item in items {
         let db = match item.settings.connect().await {
@@ -281,6 +356,9 @@ pub async fn check_migrated(items: &[Waited<'_>], history_schema: &str) -> Vec<U
             rows,
         );
         let ns = &item.namespace.name;
+        if !strict && let Some(note) = state.newer_applied_note() {
+            env.events.emit(&note);
+        }
         for entry in &state.entries {
             let (code, what) = match entry.state {
                 crate::plan::State::Pending | crate::plan::State::OutOfOrder => {
@@ -295,7 +373,11 @@ pub async fn check_migrated(items: &[Waited<'_>], history_schema: &str) -> Vec<U
                     Code::MigrationFileMissing,
                     "is applied but its file is gone",
                 ),
-                crate::plan::State::Applied => continue,
+                crate::plan::State::NewerApplied if strict => (
+                    Code::MigrationFileMissing,
+                    "is applied but this release has no file for it (applied by a newer release; allow_newer_applied = false)",
+                ),
+                crate::plan::State::Applied | crate::plan::State::NewerApplied => continue,
             };
             unmet.push(Unmet::migsafe(
                 ReasonCode::migration(code, ns, &entry.version),

@@ -30,6 +30,7 @@ impl EventSink for HumanProgress {
             | Event::LockWaiting { .. }
             | Event::LockAcquired { .. }
             | Event::UpToDate { .. }
+            | Event::NewerApplied { .. }
             | Event::MigrationStarted { .. }
             | Event::MigrationRetried { .. }
             | Event::MigrationFinished { .. }
@@ -78,6 +79,16 @@ fn migration(event: &Event) {
         }
         Event::LockAcquired { .. } => {}
         Event::UpToDate { .. } => {}
+        Event::NewerApplied {
+            namespace,
+            versions,
+            known,
+            ..
+        } => err(&format!(
+            "{namespace}: {} {} applied by a newer release (this one knows up to {known}); allowed, nothing runs below it (allow_newer_applied)",
+            paint(YELLOW, "note:"),
+            versions.join(", ")
+        )),
         Event::MigrationStarted {
             namespace,
             version,

@@ -44,8 +44,8 @@ pub fn apply_options(selection: &Selection) -> Result<ApplyOptions> {
         tolerance: Tolerance {
             allow_out_of_order: selection.allow_out_of_order,
             ignore_missing: selection.ignore_missing,
-            recover_dirty: false,
             recover: selection.recover,
+            ..Tolerance::default()
         },
         ..ApplyOptions::default()
     })

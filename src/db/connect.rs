@@ -19,6 +19,17 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::tls::{self, RootCerts, SslMode};
 use crate::error::{Code, Error, ReasonCode, Result};
+use crate::events::Interrupt;
+
+/// How long setting up a connection may take when the URL sets no
+/// `connect_timeout` (or sets 0, which libpq reads as "forever": a migration
+/// runner that waits forever on a stuck proxy is never what is wanted).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sent once on every new connection, inside the connect bound: a pooler
+/// completes authentication itself and may then queue the first real query
+/// for minutes while it has no server connection to give.
+const FIRST_QUERY: &str = "SELECT 1";
 
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -60,6 +71,8 @@ pub struct ConnectionSettings {
     roots: RootCerts,
     root_given: bool,
     shown: String,
+    /// A stop request that ends a connection attempt in progress.
+    interrupt: Option<Interrupt>,
 }
 
 impl fmt::Display for ConnectionSettings {
@@ -81,21 +94,31 @@ pub struct Db {
     tls: Option<MakeRustlsConnect>,
     /// What it is connected to, for messages (no password).
     pub target: String,
+    /// The connect bound, which also bounds the cancel request (a new
+    /// connection to the same server).
+    connect_limit: Duration,
 }
 
 impl Db {
     /// Asks the server to cancel whatever this connection is running.
     pub async fn cancel_running(&self) {
         let token = self.client.cancel_token();
-        let result = match &self.tls {
-            Some(tls) => token.cancel_query(tls.clone()).await,
-            None => token.cancel_query(NoTls).await,
+        let cancel = async {
+            match &self.tls {
+                Some(tls) => token.cancel_query(tls.clone()).await,
+                None => token.cancel_query(NoTls).await,
+            }
         };
-        if let Err(err) = result {
-            tracing::warn!(
+        match tokio::time::timeout(self.connect_limit, cancel).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(
                 "could not send the cancel request: {}",
                 scrub(&err.to_string())
-            );
+            ),
+            Err(_) => tracing::warn!(
+                "could not send the cancel request: the server did not answer within {}",
+                crate::config::format_duration(self.connect_limit)
+            ),
         }
     }
 }
@@ -165,8 +188,9 @@ impl ConnectionSettings {
         if config.get_application_name().is_none() {
             config.application_name("migsafe");
         }
+        // tokio-postgres leaves it unset for connect_timeout=0 too.
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
         config.keepalives(true);
         let shown = describe(&config, ssl_mode);
@@ -176,7 +200,36 @@ impl ConnectionSettings {
             roots,
             root_given,
             shown,
+            interrupt: None,
         })
+    }
+
+    /// The same settings, whose connection attempts end at once (with
+    /// `INTERRUPTED`, exit 130) when `interrupt` fires while they wait for
+    /// the server. Attempts started after it fired (cleanup after a stop)
+    /// still run, bounded by `connect_timeout`.
+    pub fn with_interrupt(mut self, interrupt: &Interrupt) -> ConnectionSettings {
+        self.interrupt = Some(interrupt.clone());
+        self
+    }
+
+    /// How long one connection setup may take: `connect_timeout` (default
+    /// 10 s) per host the URL names, as libpq tries them in turn. It covers
+    /// everything up to a usable connection: TCP, TLS, authentication and a
+    /// first query.
+    pub fn connect_limit(&self) -> Duration {
+        let per_host = self
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let hosts = self
+            .config
+            .get_hosts()
+            .len()
+            .max(self.config.get_hostaddrs().len())
+            .max(1);
+        per_host.saturating_mul(u32::try_from(hosts).unwrap_or(u32::MAX))
     }
 
     /// The same server and credentials, another database.
@@ -246,7 +299,12 @@ impl ConnectionSettings {
             RootCerts::Default => {}
         }
         env.push(("PGAPPNAME", "migsafe".to_string()));
-        env.push(("PGCONNECT_TIMEOUT", "10".to_string()));
+        let per_host = self
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        env.push(("PGCONNECT_TIMEOUT", per_host.as_secs().max(1).to_string()));
         env
     }
 
@@ -256,7 +314,41 @@ impl ConnectionSettings {
     }
 
     /// Opens a connection; failures carry a reason code and say what to check.
+    ///
+    /// The whole setup — TCP, TLS, authentication and a first query — is
+    /// bounded by [`Self::connect_limit`]: tokio-postgres bounds only the TCP
+    /// connect, and a server (or proxy, or pooler) that accepts the socket and
+    /// never answers would otherwise hold the caller forever.
     pub async fn connect(&self) -> Result<Db> {
+        let limit = self.connect_limit();
+        let started = tokio::time::Instant::now();
+        let attempt = async {
+            let db = match tokio::time::timeout(limit, self.handshake()).await {
+                Ok(result) => result?,
+                Err(_) => return Err(self.no_answer(limit, Stage::Handshake)),
+            };
+            let left = limit.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, db.client.simple_query(FIRST_QUERY)).await {
+                Ok(Ok(_)) => Ok(db),
+                Ok(Err(e)) => Err(self.connect_error(&e)),
+                Err(_) => Err(self.no_answer(limit, Stage::FirstQuery)),
+            }
+        };
+        match &self.interrupt {
+            Some(interrupt) if !interrupt.is_triggered() => {
+                tokio::select! {
+                    biased;
+                    () = interrupt.wait() => Err(self.interrupted(started.elapsed())),
+                    result = attempt => result,
+                }
+            }
+            _ => attempt.await,
+        }
+    }
+
+    /// TCP, TLS and authentication (tokio-postgres's `connect`).
+    async fn handshake(&self) -> Result<Db> {
+        let connect_limit = self.connect_limit();
         if self.ssl_mode == SslMode::Disable {
             let (client, connection) = self
                 .config
@@ -270,6 +362,7 @@ impl ConnectionSettings {
                 client,
                 tls: None,
                 target: self.shown.clone(),
+                connect_limit,
             });
         }
         let client_config = tls::client_config(self.ssl_mode, &self.roots, self.root_given)
@@ -291,7 +384,44 @@ impl ConnectionSettings {
             client,
             tls: Some(connector),
             target: self.shown.clone(),
+            connect_limit,
         })
+    }
+
+    /// The connect bound ran out.
+    fn no_answer(&self, limit: Duration, stage: Stage) -> Error {
+        let (what, hint) = match stage {
+            Stage::Handshake => (
+                "the connection was not set up",
+                "the server, or a proxy or pooler in front of it, accepts connections but does not answer (stuck, overloaded, or not PostgreSQL): check it, or raise connect_timeout in the URL",
+            ),
+            Stage::FirstQuery => (
+                "connected, but the first query got no answer",
+                "a pooler in front of the server may have no server connection to give (pgbouncer queues queries up to query_wait_timeout): check the pool and the server, or raise connect_timeout in the URL",
+            ),
+        };
+        Error::Config {
+            reason: ReasonCode::new(Code::DatabaseUnreachable),
+            message: format!(
+                "cannot connect to {}: {what} within {} (connect_timeout)",
+                self.shown,
+                crate::config::format_duration(limit)
+            ),
+            hint: Some(hint.to_string()),
+        }
+    }
+
+    /// A stop request ended the attempt.
+    fn interrupted(&self, waited: Duration) -> Error {
+        Error::Refused {
+            reason: ReasonCode::new(Code::Interrupted),
+            message: format!(
+                "interrupted after waiting {} for {} to answer: nothing was started and nothing changed",
+                crate::config::format_duration(waited),
+                self.shown
+            ),
+            hint: Some("run the command again once the database answers".into()),
+        }
     }
 
     fn connect_error(&self, err: &tokio_postgres::Error) -> Error {
@@ -334,6 +464,15 @@ impl ConnectionSettings {
             hint: Some(hint.to_string()),
         }
     }
+}
+
+/// Where a connection setup ran out of time.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// TCP, TLS, authentication.
+    Handshake,
+    /// The first query on the new connection.
+    FirstQuery,
 }
 
 /// Registers everything in a database URL or key=value string that may be a

@@ -20,7 +20,7 @@ use crate::db::Db;
 use crate::db::history::History;
 use crate::error::{Error, Result};
 use crate::events::Direction;
-use crate::plan::{NamespaceState, Tolerance};
+use crate::plan::NamespaceState;
 use crate::report::{PhaseReport, Status};
 use crate::schema;
 
@@ -71,10 +71,10 @@ pub async fn apply(
     let history = History::new(&env.config.history_schema);
     let mut report = ApplyReport::default();
     let options = &ApplyOptions {
-        tolerance: Tolerance {
-            recover_dirty: env.config.defaults.recovery == "auto",
-            ..options.tolerance.clone()
-        },
+        tolerance: options
+            .tolerance
+            .clone()
+            .with_defaults(&env.config.defaults),
         ..options.clone()
     };
     // Without a lock: refusals and the nothing-pending case.
@@ -82,6 +82,10 @@ pub async fn apply(
     for item in opened {
         let state = item.target.state(&item.db, &history).await?;
         state.check_can_move(&options.tolerance)?;
+        // A previous release starting again during a rolling deploy.
+        if let Some(note) = state.newer_applied_note() {
+            env.events.emit(&note);
+        }
         let selected = state.select_up(options.steps, options.to.as_ref())?;
         super::apply::check_scripts(
             item.target.name(),

@@ -255,6 +255,24 @@ fn integrity_checks(
                 ReasonCode::migration(Code::MigrationFileMissing, ns, &entry.version),
                 format!("{ns} {} is applied but its file is gone", entry.version),
             ),
+            State::NewerApplied if tolerance.refuse_newer_applied => tolerated(
+                tolerance.ignore_missing,
+                "--ignore-missing",
+                "missing_files",
+                ReasonCode::migration(Code::MigrationFileMissing, ns, &entry.version),
+                format!(
+                    "{ns} {} is applied but this release has no file for it (newer than its newest; allow_newer_applied = false)",
+                    entry.version
+                ),
+            ),
+            State::NewerApplied => Check::warn(
+                "newer_applied",
+                ReasonCode::migration(Code::MigrationNewerThanRelease, ns, &entry.version),
+                format!(
+                    "{ns} {} was applied by a newer release (no file here, newer than every file); allowed",
+                    entry.version
+                ),
+            ),
             State::OutOfOrder => tolerated(
                 tolerance.allow_out_of_order,
                 "--allow-out-of-order",

@@ -41,6 +41,7 @@ pub async fn rollback(
         ignore_missing: true,
         recover_dirty: false,
         recover: false,
+        refuse_newer_applied: false,
     };
     let state = target.state(&db, &history).await?;
     state.check_can_move(&tolerance)?;

@@ -21,6 +21,7 @@ statement_timeout = "0"      # 0 = none
 migration_time_budget = "30s"
 long_transaction = "30s"     # preflight threshold
 lock_wait = "5m"             # how long a runner waits for the namespace lock
+allow_newer_applied = true   # versions applied by a newer release are noted, not refused (false: strict)
 
 [backup]
 dir = "backups/migrations"

@@ -52,12 +52,16 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
     let mut summary = format!(
         "{} applied, {pending} pending",
         // A dirty migration is not applied: it stopped part-way.
-        count(State::Applied) + count(State::ChecksumMismatch) + count(State::FileMissing)
+        count(State::Applied)
+            + count(State::ChecksumMismatch)
+            + count(State::FileMissing)
+            + count(State::NewerApplied)
     );
     for (s, label) in [
         (State::Dirty, "dirty"),
         (State::ChecksumMismatch, "edited after apply"),
         (State::FileMissing, "file missing"),
+        (State::NewerApplied, "applied by a newer release"),
         (State::OutOfOrder, "out of order"),
     ] {
         if count(s) > 0 {
@@ -81,6 +85,7 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
             State::Dirty => ("DIRTY", RED),
             State::ChecksumMismatch => ("EDITED", RED),
             State::FileMissing => ("FILE MISSING", RED),
+            State::NewerApplied => ("newer", YELLOW),
         };
         let when = entry
             .applied
