@@ -68,9 +68,11 @@ fn main() {
 /// stop after it (the history stays true). Second one: leave now.
 async fn watch_signals(interrupt: Interrupt) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    // SIGHUP too: a dropped ssh session must stop as gently as Ctrl-C.
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
         return;
     };
@@ -79,14 +81,18 @@ async fn watch_signals(interrupt: Interrupt) {
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
+            _ = hup.recv() => {}
         }
         received += 1;
         if received == 1 {
+            interrupt.trigger();
             cli::output::err(
                 "interrupted: stopping (a statement running on the server is cancelled there); press Ctrl-C again to leave at once",
             );
-            interrupt.trigger();
         } else {
+            cli::output::err(
+                "left at once, without cleaning up: a no-transaction migration may be left DIRTY and a cutover's tables half-loaded (its next run refuses until --truncate); `migsafe status` shows where things stand",
+            );
             std::process::exit(130);
         }
     }

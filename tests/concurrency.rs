@@ -200,13 +200,17 @@ fn a_conflicting_lock_makes_apply_retry_then_succeed_once_released() {
         b"ALTER TABLE users ADD COLUMN email text;\n",
     );
 
-    let (release, handle) = common::hold_lock(
-        &db,
-        "LOCK TABLE users IN ACCESS SHARE MODE; SELECT 'secret-value' FROM users;",
-    );
+    // Ordinary traffic: a report busy in its transaction for 1.5 s (not idle
+    // in it), which preflight lets the lock_timeout retries wait out.
+    let url = db.url.clone();
+    let handle = std::thread::spawn(move || {
+        common::query(
+            &url,
+            "SET application_name = 'blocker'; BEGIN; LOCK TABLE users IN ACCESS SHARE MODE; SELECT 'secret-value' FROM users; SELECT pg_sleep(1.5); COMMIT;",
+        );
+    });
+    common::wait_for_query(&db, "pg_sleep");
     let child = spawn_apply(&project, &db, &[]);
-    std::thread::sleep(Duration::from_millis(1500));
-    release.send(()).unwrap();
     handle.join().unwrap();
     let output = child.wait_with_output().unwrap();
     let out = expect_exit(&output, 0);

@@ -24,14 +24,18 @@ pub fn paint(style: Style, text: impl std::fmt::Display) -> String {
     format!("{style}{text}{style:#}")
 }
 
-/// Prints a result line on stdout.
+/// Prints a result line on stdout. A closed stream (a dropped ssh session,
+/// `| head`) is ignored: printing must never stop a migration half-way.
 pub fn out(text: &str) {
-    anstream::println!("{}", scrub(text));
+    use std::io::Write as _;
+    let _ = writeln!(anstream::stdout(), "{}", scrub(text));
 }
 
-/// Prints a diagnostic line on stderr.
+/// Prints a diagnostic line on stderr (a closed stream is ignored, as for
+/// [`out`]).
 pub fn err(text: &str) {
-    anstream::eprintln!("{}", scrub(text));
+    use std::io::Write as _;
+    let _ = writeln!(anstream::stderr(), "{}", scrub(text));
 }
 
 #[derive(Serialize)]
@@ -50,8 +54,11 @@ pub fn json<T: Serialize>(command: &str, body: &T) {
         body,
     };
     match serde_json::to_string_pretty(&document) {
-        Ok(text) => println!("{}", scrub(&text)),
-        Err(e) => eprintln!("cannot render JSON: {e}"),
+        Ok(text) => {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stdout(), "{}", scrub(&text));
+        }
+        Err(e) => err(&format!("cannot render JSON: {e}")),
     }
 }
 

@@ -95,6 +95,9 @@ struct Census {
     julian: u64,
     /// REALs that are not, but are Unix seconds of 1900–2200.
     real_seconds: u64,
+    /// REALs by the unit they most likely are in, as [`Census::natural`]:
+    /// a decided unit must fit them too.
+    real_natural: [u64; 4],
 }
 
 /// Refuses choices that name no column of the SQLite file at all: `run`
@@ -287,11 +290,26 @@ fn describe(table: &str, column: &str, census: &Census, epoch: Epoch) -> (Status
     }
     if census.reals > 0 {
         if epoch.decided {
-            parts.push(format!(
+            let mut text = format!(
                 "{} REAL value(s) read as {} (--epoch-unit)",
                 census.reals,
                 epoch.real.describe()
-            ));
+            );
+            // A REAL sized like another unit (a Julian day read as ms lands
+            // in 1970) is a misfit, as an INTEGER would be.
+            let fitting = match EpochUnit::CANDIDATES.iter().position(|u| *u == epoch.real) {
+                Some(0) => census.julian,
+                Some(i) => census.real_natural[i],
+                None => census.reals,
+            };
+            if fitting < census.reals {
+                status = Status::Fail;
+                text.push_str(&format!(
+                    "; {} of them do not fit it (misfits: sized like another unit, or not a date of 1900-2200)",
+                    census.reals - fitting
+                ));
+            }
+            parts.push(text);
         } else {
             let mut text = format!(
                 "{} REAL value(s) read as Julian day numbers (SQLite's julianday())",
@@ -357,6 +375,10 @@ fn census(
             real.clone(),
             format!("{real} AND {}", julian(&q)),
             format!("{real} AND NOT {} AND {s}", julian(&q)),
+            format!("{real} AND {jd}"),
+            format!("{real} AND NOT {jd} AND {s}"),
+            format!("{real} AND NOT {s} AND {ms}"),
+            format!("{real} AND NOT {ms} AND {us}"),
         ] {
             sums.push(format!("coalesce(sum({condition}), 0)"));
         }
@@ -378,13 +400,14 @@ fn census(
     let n = |i: usize| u64::try_from(counts[i]).unwrap_or(0);
     Ok((0..dates.len())
         .map(|c| {
-            let at = c * 8;
+            let at = c * 12;
             Census {
                 integers: n(at),
                 natural: [n(at + 1), n(at + 2), n(at + 3), n(at + 4)],
                 reals: n(at + 5),
                 julian: n(at + 6),
                 real_seconds: n(at + 7),
+                real_natural: [n(at + 8), n(at + 9), n(at + 10), n(at + 11)],
             }
         })
         .collect())
@@ -413,6 +436,27 @@ mod tests {
         assert!("at".parse::<EpochChoice>().is_err());
         assert!("at=hours".parse::<EpochChoice>().is_err());
         assert!(".at=s".parse::<EpochChoice>().is_err());
+    }
+
+    #[test]
+    fn a_decided_unit_must_fit_the_reals_too() {
+        // A REAL Julian day (2460312.5) in a column decided to be ms.
+        let census = Census {
+            reals: 1,
+            julian: 1,
+            real_natural: [1, 0, 0, 0],
+            ..Census::default()
+        };
+        let (status, detail) = describe("e", "at", &census, Epoch::decided(EpochUnit::Millis));
+        assert_eq!(status, Status::Fail, "{detail}");
+        assert!(detail.contains("misfits"), "{detail}");
+        let fits = Census {
+            reals: 1,
+            real_natural: [0, 0, 1, 0],
+            ..Census::default()
+        };
+        let (status, detail) = describe("e", "at", &fits, Epoch::decided(EpochUnit::Millis));
+        assert_eq!(status, Status::Pass, "{detail}");
     }
 
     #[test]

@@ -632,13 +632,22 @@ impl Runner<'_> {
     }
 
     /// Opens the side connection for blocker sampling if it is not open.
+    ///
+    /// The lock is not held while connecting: `drive` runs the sampling in
+    /// a select arm while this future is suspended, and a guard held across
+    /// the connect would deadlock them.
     async fn warm_side(&self) {
-        let mut side = self.side.lock().await;
-        if side.is_none() {
-            match self.settings.connect().await {
-                Ok(db) => *side = Some(db),
-                Err(err) => tracing::debug!("no side connection for blocker sampling: {err}"),
+        if self.side.lock().await.is_some() {
+            return;
+        }
+        match self.settings.connect().await {
+            Ok(db) => {
+                let mut side = self.side.lock().await;
+                if side.is_none() {
+                    *side = Some(db);
+                }
             }
+            Err(err) => tracing::debug!("no side connection for blocker sampling: {err}"),
         }
     }
 

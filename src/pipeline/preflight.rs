@@ -165,7 +165,7 @@ pub async fn preflight(
         ));
     }
     let holders = holders.map_err(session_error)?;
-    let lock_timeout_secs = config.defaults.lock_timeout.as_secs_f64();
+    let long_transaction_secs = config.defaults.long_transaction.as_secs_f64();
     if holders.is_empty() {
         checks.push(Check::pass(
             "blocking_locks",
@@ -180,9 +180,15 @@ pub async fn preflight(
             "{} holds {mode} on {relation}, which a pending migration changes",
             session.describe()
         );
-        // A short query holding a lock for a moment is normal traffic; a
-        // transaction older than lock_timeout would make the DDL time out.
-        if session.transaction_secs.unwrap_or(0.0) >= lock_timeout_secs {
+        // Ordinary traffic (an active query, a transaction younger than
+        // long_transaction) is waited out by the lock_timeout retries; a
+        // session idle in its transaction, or one older than
+        // long_transaction, may never let go (SPEC 5).
+        let idle = session
+            .state
+            .as_deref()
+            .is_some_and(|s| s.starts_with("idle in transaction"));
+        if idle || session.transaction_secs.unwrap_or(0.0) >= long_transaction_secs {
             checks.push(Check::fail(
                 "blocking_locks",
                 ReasonCode::about(Code::BlockingLock, session.pid.to_string()),
