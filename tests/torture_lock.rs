@@ -14,7 +14,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Project, TestDb, hold_lock, migsafe_bin, sandbox};
+use common::{Project, TestDb, migsafe_bin, sandbox};
 
 /// The longest transaction latency in pgbench's per-transaction logs
 /// (`client_id transaction_no latency_us script_no epoch epoch_us`).
@@ -97,7 +97,19 @@ fn lock_contention_under_load() {
 
     // A long report query: its ACCESS SHARE lock conflicts with ALTER TABLE,
     // not with pgbench's reads and writes.
-    let (release, blocker) = hold_lock(&db, "SELECT count(*) FROM accounts;");
+    // Busy in its transaction (not idle in it): ordinary traffic, which
+    // preflight lets the lock_timeout retries wait out.
+    let url = db.url.clone();
+    let hold_secs = hold.as_secs_f64();
+    let blocker = std::thread::spawn(move || {
+        common::query(
+            &url,
+            &format!(
+                "SET application_name = 'blocker'; BEGIN; SELECT count(*) FROM accounts; SELECT pg_sleep({hold_secs}); COMMIT;"
+            ),
+        );
+    });
+    common::wait_for_query(&db, "pg_sleep");
     let blocked_at = Instant::now();
     let migsafe = Command::new(migsafe_bin())
         .current_dir(project.path())
@@ -108,8 +120,6 @@ fn lock_contention_under_load() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(hold.saturating_sub(blocked_at.elapsed()));
-    release.send(()).unwrap();
     blocker.join().unwrap();
     let released_at = blocked_at.elapsed();
 
