@@ -139,6 +139,8 @@ pub enum Code {
     CutoverMismatch,
     /// Rows the target's primary or unique key would refuse as duplicates.
     CutoverDuplicateKey,
+    /// The `[verify] setup` file could not be read or failed on a scratch database.
+    VerifySetupFailed,
 }
 
 impl Code {
@@ -208,6 +210,7 @@ impl Code {
             Code::CutoverCopyFailed => "CUTOVER_COPY_FAILED",
             Code::CutoverMismatch => "CUTOVER_MISMATCH",
             Code::CutoverDuplicateKey => "CUTOVER_DUPLICATE_KEY",
+            Code::VerifySetupFailed => "VERIFY_SETUP_FAILED",
         }
     }
 }
