@@ -13,6 +13,16 @@ fn scratch_url() -> String {
     sandbox().url("postgres")
 }
 
+/// Tests that count the scratch databases on the shared server take turns,
+/// so that one test's databases are not counted by another.
+static SCRATCH_SERVER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn scratch_server() -> std::sync::MutexGuard<'static, ()> {
+    SCRATCH_SERVER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn verify_dbs() -> usize {
     common::query(
         &scratch_url(),
@@ -26,6 +36,7 @@ fn verify_dbs() -> usize {
 
 #[test]
 fn each_forgotten_undo_is_caught_and_named() {
+    let _turn = scratch_server();
     let project = Project::new(&[
         (
             "migrations/0001_base.up.sql",
@@ -143,6 +154,7 @@ fn each_forgotten_undo_is_caught_and_named() {
 /// cannot see it, which is why it is documented as the weaker check.
 #[test]
 fn the_default_catches_a_forgotten_column_that_a_later_down_hides_and_quick_does_not() {
+    let _turn = scratch_server();
     let project = Project::new(&[
         (
             "migrations/0001_table.up.sql",
@@ -253,6 +265,7 @@ fn a_clean_corpus_of_fifty_reversible_migrations_passes() {
 
 #[test]
 fn a_failing_script_is_exit_2_with_its_position_and_the_scratch_database_is_dropped() {
+    let _turn = scratch_server();
     let project = Project::new(&[
         ("migrations/0001_a.up.sql", "CREATE TABLE a (id int);"),
         ("migrations/0001_a.down.sql", "DROP TABLE a;"),
@@ -282,6 +295,7 @@ fn a_failing_script_is_exit_2_with_its_position_and_the_scratch_database_is_drop
 
 #[test]
 fn an_interrupted_verify_drops_its_scratch_database() {
+    let _turn = scratch_server();
     let project = Project::new(&[
         (
             "migrations/0001_slow.up.sql",
@@ -393,4 +407,66 @@ fn steps_checked_from_the_ddl_record_still_catch_what_the_down_leaves() {
         b"DROP INDEX t_a;\nALTER TABLE t ALTER COLUMN a SET DEFAULT 7;\nALTER TABLE t ALTER COLUMN a DROP DEFAULT;",
     );
     project.run(&TestDb::new(), &["verify", "--stepwise"], 0);
+}
+
+/// Issue 12: 0001's down leaves its trigger function behind; 0002's up
+/// re-creates it with CREATE OR REPLACE and 0002's down drops it, so 0003's
+/// up no longer finds what 0001 made. The first broken step is 0001 (its
+/// down does not restore the schema); no later migration is blamed.
+#[test]
+fn a_trigger_function_left_by_a_down_is_blamed_on_that_down_not_on_a_later_up() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_audit.up.sql",
+            "CREATE TABLE items (id int PRIMARY KEY, touched timestamptz);\nCREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.touched := now(); RETURN NEW; END $$;\nCREATE TRIGGER items_touch BEFORE UPDATE ON items FOR EACH ROW EXECUTE FUNCTION touch();",
+        ),
+        ("migrations/0001_audit.down.sql", "DROP TABLE items;"),
+        (
+            "migrations/0002_orders.up.sql",
+            "CREATE OR REPLACE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.touched := now(); RETURN NEW; END $$;\nCREATE TABLE orders (id int PRIMARY KEY, touched timestamptz);\nCREATE TRIGGER orders_touch BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION touch();",
+        ),
+        (
+            "migrations/0002_orders.down.sql",
+            "DROP TABLE orders;\nDROP FUNCTION touch();",
+        ),
+        (
+            "migrations/0003_more.up.sql",
+            "CREATE INDEX items_touched ON items (touched);",
+        ),
+        ("migrations/0003_more.down.sql", "DROP INDEX items_touched;"),
+    ]);
+    // 0002's down is broken on its own too: on the schema a forward run
+    // gives, 0001's trigger needs the function 0002's down drops.
+    let text = project.run(&TestDb::new(), &["verify", "--stepwise"], 2);
+    let first = text
+        .find("default 0001: its down script did not undo its up script")
+        .unwrap_or_else(|| panic!("0001 not named:\n{text}"));
+    assert!(
+        text[first..].contains("+ function public.touch()"),
+        "{text}"
+    );
+    let second = text
+        .find("default 0002: its down script failed")
+        .unwrap_or_else(|| panic!("0002 not named:\n{text}"));
+    assert!(first < second, "the first broken step comes first:\n{text}");
+    assert!(
+        text[second..].contains("ROLLBACK_FAILED:default:0002")
+            && text[second..]
+                .contains("trigger items_touch on table items depends on function touch()"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("0003") && !text.contains("does not exist"),
+        "no later step is blamed:\n{text}"
+    );
+
+    // With 0002's down fixed, 0001 is the only broken step, in both modes.
+    project.write("migrations/0002_orders.down.sql", b"DROP TABLE orders;");
+    let text = project.run(&TestDb::new(), &["verify"], 6);
+    assert!(
+        text.contains("default 0001: its down script did not undo its up script")
+            && !text.contains("default 0002")
+            && !text.contains("0003"),
+        "{text}"
+    );
 }

@@ -419,6 +419,7 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
             let options = migsafe::verify::VerifyOptions {
                 quick: *quick,
                 strict: *strict,
+                ..Default::default()
             };
             let report = migrator
                 .verify(target, scratch_url.as_deref(), &options)
@@ -462,7 +463,7 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<i32> {
                     )
                 ));
             }
-            return Ok(if report.result == Status::Fail { 6 } else { 0 });
+            return Ok(report.exit_code());
         }
         Command::Cutover {
             source: args::CutoverSource::Sqlite { step },
