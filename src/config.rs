@@ -379,7 +379,12 @@ impl Config {
         let logs = LogsConfig {
             keep: raw.logs.keep.unwrap_or(50),
         };
-        if raw.verify.setup.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        if raw
+            .verify
+            .setup
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
             return Err(invalid("verify.setup must name a file".into()));
         }
         let verify = VerifyConfig {
