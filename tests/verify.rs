@@ -470,3 +470,119 @@ fn a_trigger_function_left_by_a_down_is_blamed_on_that_down_not_on_a_later_up() 
         "{text}"
     );
 }
+
+/// Issue 12: a history with no down script at all (up-only files, `.up.sql`
+/// alone, Flyway `V` files) is forward-only without configuration: verify
+/// runs the up half, passes and says so; rollback refuses as it always did.
+#[test]
+fn up_only_histories_verify_forward_only_in_every_layout() {
+    let layouts: [[(&str, &str); 2]; 3] = [
+        [
+            ("migrations/0001_a.sql", "CREATE TABLE a (id int);"),
+            ("migrations/0002_b.sql", "CREATE TABLE b (id int);"),
+        ],
+        [
+            ("migrations/0001_a.up.sql", "CREATE TABLE a (id int);"),
+            ("migrations/0002_b.up.sql", "CREATE TABLE b (id int);"),
+        ],
+        [
+            ("migrations/V1__a.sql", "CREATE TABLE a (id int);"),
+            ("migrations/V2__b.sql", "CREATE TABLE b (id int);"),
+        ],
+    ];
+    for files in layouts {
+        let project = Project::new(&files);
+        let db = TestDb::new();
+        for mode in [&["verify"][..], &["verify", "--quick"]] {
+            let out = project.run(&db, mode, 0);
+            assert!(
+                out.contains("2 migration(s) verified (forward-only")
+                    && out.contains("verify passed")
+                    && !out.contains("down script")
+                    && !out.contains("warnings"),
+                "{files:?} {mode:?}:\n{out}"
+            );
+        }
+        project.run(&db, &["apply"], 0);
+        let out = project.run(&db, &["rollback"], 4);
+        assert!(out.contains("DOWN_SCRIPT_MISSING:default:"), "{out}");
+    }
+}
+
+/// Issue 12: where only some migrations lack a down script, verify names each
+/// one with DOWN_SCRIPT_MISSING (a warning; a failure with --strict) and
+/// still checks every migration that has one — never "the down script failed".
+#[test]
+fn each_migration_without_a_down_is_named_and_the_others_are_still_checked() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_t.up.sql",
+            "CREATE TABLE t (id int, v text);",
+        ),
+        ("migrations/0001_t.down.sql", "DROP TABLE t;"),
+        (
+            "migrations/0002_seed.up.sql",
+            "INSERT INTO t VALUES (1, 'one');",
+        ),
+        ("migrations/0003_index.up.sql", "CREATE INDEX t_v ON t (v);"),
+        ("migrations/0003_index.down.sql", "DROP INDEX t_v;"),
+        (
+            "migrations/0004_widen.up.sql",
+            "ALTER TABLE t ALTER COLUMN id TYPE bigint;",
+        ),
+    ]);
+    let db = TestDb::new();
+    for mode in [&["verify"][..], &["verify", "--quick"]] {
+        let out = project.run(&db, mode, 0);
+        for version in ["0002 seed", "0004 widen"] {
+            let code = format!("DOWN_SCRIPT_MISSING:default:{}", &version[..4]);
+            assert!(
+                out.contains(&format!("default {version}: no down script ({code})")),
+                "{mode:?} names {version}:\n{out}"
+            );
+        }
+        assert!(
+            out.contains("verify passed with warnings") && !out.contains("failed"),
+            "{mode:?}:\n{out}"
+        );
+    }
+    project.run(&db, &["verify", "--strict"], 6);
+
+    // The migrations with a down script are still checked. (`--quick` can
+    // only cycle the migrations after the last one without a down script:
+    // here none, as 0004 has none.)
+    project.write(
+        "migrations/0003_index.down.sql",
+        b"SELECT 1; -- forgot DROP INDEX",
+    );
+    let out = project.run(&db, &["verify"], 6);
+    assert!(
+        out.contains("default 0003: its down script did not undo its up script")
+            && out.contains("+ index public.t_v"),
+        "{out}"
+    );
+    let output = project
+        .migsafe(&db)
+        .args(["verify", "--format", "json"])
+        .output()
+        .unwrap();
+    expect_exit(&output, 6);
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        doc["namespaces"][0]["down_missing"],
+        serde_json::json!(["0002", "0004"])
+    );
+    assert_eq!(doc["mismatches"][0]["version"], "0003");
+    assert_eq!(doc["mismatches"][0]["step"], "down");
+    assert_eq!(doc["mismatches"].as_array().unwrap().len(), 1);
+
+    // Without 0004, `--quick` cycles 0003 (after the last gap) and sees it too.
+    project.remove("migrations/0004_widen.up.sql");
+    let out = project.run(&db, &["verify", "--quick"], 6);
+    assert!(
+        out.contains("default: rolling everything back did not return")
+            && out.contains("+ index public.t_v")
+            && out.contains("DOWN_SCRIPT_MISSING:default:0002"),
+        "{out}"
+    );
+}
