@@ -586,3 +586,141 @@ fn each_migration_without_a_down_is_named_and_the_others_are_still_checked() {
         "{out}"
     );
 }
+
+/// Issue 12: a history that assumes setup done outside it — a schema, a
+/// role, `ALTER DATABASE … SET search_path`, the previous tool's bookkeeping
+/// table that a later migration alters. `[verify] setup` prepares every
+/// scratch database (also the ones a step is rebuilt or replayed on), and
+/// the migrations run on connections opened after it.
+#[test]
+fn a_setup_file_prepares_every_scratch_database_before_the_migrations() {
+    let _turn = scratch_server();
+    let role = format!("verify_reader_{}", std::process::id());
+    let setup = format!(
+        "CREATE SCHEMA app;\n\
+         DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role}; END IF; END $$;\n\
+         DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = app, public', current_database()); END $$;\n\
+         CREATE TABLE public.goose_db_version (id serial PRIMARY KEY, version_id bigint NOT NULL, is_applied boolean NOT NULL);\n"
+    );
+    let grant = format!("GRANT SELECT ON users TO {role};");
+    let revoke = format!("REVOKE SELECT ON users FROM {role};");
+    let project = Project::new(&[
+        (
+            "db/migsafe.toml",
+            "[verify]\nsetup = \"verify-setup.sql\"\n\n[namespaces.app]\ndir = \"migrations\"\n",
+        ),
+        ("db/verify-setup.sql", &setup),
+        (
+            "db/migrations/0001_users.up.sql",
+            "CREATE TABLE users (id int PRIMARY KEY);\n-- An explicit ACL: REVOKE after GRANT gives it back exactly (from no\n-- ACL at all it would leave the owner's default privileges spelled out).\nGRANT SELECT ON users TO PUBLIC;",
+        ),
+        ("db/migrations/0001_users.down.sql", "DROP TABLE users;"),
+        ("db/migrations/0002_grant.up.sql", &grant),
+        ("db/migrations/0002_grant.down.sql", &revoke),
+        (
+            "db/migrations/0003_bookkeeping.up.sql",
+            "ALTER TABLE goose_db_version ADD COLUMN migrated_by text;",
+        ),
+        (
+            "db/migrations/0003_bookkeeping.down.sql",
+            "ALTER TABLE goose_db_version DROP COLUMN migrated_by;",
+        ),
+        // Only right where `users` went to schema app (the search_path).
+        (
+            "db/migrations/0004_index.up.sql",
+            "CREATE INDEX users_id ON app.users (id);",
+        ),
+        (
+            "db/migrations/0004_index.down.sql",
+            "DROP INDEX app.users_id;",
+        ),
+        // Its down touches an older table: the schema before it is replayed
+        // on a second scratch database, which needs the setup too.
+        (
+            "db/migrations/0005_audit.up.sql",
+            "CREATE TABLE audit (id int);",
+        ),
+        (
+            "db/migrations/0005_audit.down.sql",
+            "DROP TABLE audit;\nCOMMENT ON TABLE goose_db_version IS 'touched';\nCOMMENT ON TABLE goose_db_version IS NULL;",
+        ),
+    ]);
+    let verify = |extra: &[&str], code: i32| {
+        expect_exit(
+            &common::migsafe_command()
+                .current_dir(project.path())
+                .args([
+                    "--config",
+                    "db/migsafe.toml",
+                    "verify",
+                    "--scratch-url",
+                    &scratch_url(),
+                ])
+                .args(extra)
+                .output()
+                .unwrap(),
+            code,
+        )
+    };
+    for mode in [&[][..], &["--quick"]] {
+        let out = verify(mode, 0);
+        assert!(
+            out.contains("5 migration(s) verified") && out.contains("verify passed"),
+            "{out}"
+        );
+    }
+    // A broken step: the next ones run on a rebuilt database, set up as well.
+    project.write(
+        "db/migrations/0002_grant.down.sql",
+        b"SELECT 1; -- forgot REVOKE",
+    );
+    let out = verify(&[], 6);
+    assert!(
+        out.contains("app 0002: its down script did not undo its up script")
+            && out.contains("~ table app.users"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("app 0003") && !out.contains("app 0004") && !out.contains("app 0005"),
+        "{out}"
+    );
+
+    // Without the setup, the history cannot even start.
+    project.write(
+        "db/migsafe.toml",
+        b"[namespaces.app]\ndir = \"migrations\"\n",
+    );
+    let out = verify(&[], 2);
+    assert!(
+        out.contains("MIGRATION_FAILED:app:0003")
+            && out.contains("\"goose_db_version\" does not exist"),
+        "{out}"
+    );
+
+    // A setup file that fails, or is missing, is named (exit 5).
+    project.write(
+        "db/migsafe.toml",
+        b"[verify]\nsetup = \"verify-setup.sql\"\n[namespaces.app]\ndir = \"migrations\"\n",
+    );
+    project.write(
+        "db/verify-setup.sql",
+        b"CREATE SCHEMA app;\nCREATE TABLE app.x (id nonsense);\n",
+    );
+    let out = verify(&[], 5);
+    assert!(
+        out.contains("VERIFY_SETUP_FAILED")
+            && out.contains("verify-setup.sql")
+            && out.contains("line 2")
+            && out.contains("nonsense"),
+        "{out}"
+    );
+    project.remove("db/verify-setup.sql");
+    let out = verify(&[], 5);
+    assert!(
+        out.contains("VERIFY_SETUP_FAILED") && out.contains("db/verify-setup.sql"),
+        "{out}"
+    );
+
+    assert_eq!(verify_dbs(), 0, "every scratch database is dropped");
+    common::query(&scratch_url(), &format!("DROP ROLE IF EXISTS {role}"));
+}
