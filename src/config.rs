@@ -37,6 +37,17 @@ pub struct Config {
     pub lint: LintConfig,
     /// Log directory settings.
     pub logs: LogsConfig,
+    /// Verify settings.
+    pub verify: VerifyConfig,
+}
+
+/// `[verify]`.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyConfig {
+    /// SQL run on every scratch database before the first migration, for
+    /// histories that assume schemas, roles, extensions or database settings
+    /// made outside them; resolved against the config file's directory.
+    pub setup: Option<PathBuf>,
 }
 
 /// `[logs]`.
@@ -127,6 +138,14 @@ struct RawConfig {
     lint: RawLint,
     #[serde(default)]
     logs: RawLogs,
+    #[serde(default)]
+    verify: RawVerify,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    setup: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -367,6 +386,17 @@ impl Config {
         let logs = LogsConfig {
             keep: raw.logs.keep.unwrap_or(50),
         };
+        if raw
+            .verify
+            .setup
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
+            return Err(invalid("verify.setup must name a file".into()));
+        }
+        let verify = VerifyConfig {
+            setup: raw.verify.setup.map(|file| base.join(file)),
+        };
         Ok(Config {
             path,
             history_schema,
@@ -376,6 +406,7 @@ impl Config {
             profiles: raw.profiles,
             lint,
             logs,
+            verify,
         })
     }
 
@@ -469,6 +500,18 @@ mod tests {
         assert_eq!(config.defaults.statement_timeout, Duration::ZERO);
         assert_eq!(config.backup.keep, 10);
         assert_eq!(config.logs.keep, 50);
+        assert_eq!(config.verify.setup, None);
+    }
+
+    #[test]
+    fn the_verify_setup_file_is_relative_to_the_config_file() {
+        let config = parse("[verify]\nsetup = \"db/setup.sql\"\n").unwrap();
+        assert_eq!(
+            config.verify.setup.as_deref(),
+            Some(Path::new("/project/db/setup.sql"))
+        );
+        assert!(parse("[verify]\nsetup = \"\"\n").is_err());
+        assert!(parse("[verify]\nsetpu = \"x.sql\"\n").is_err());
     }
 
     #[test]

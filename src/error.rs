@@ -146,6 +146,8 @@ pub enum Code {
     CutoverEpochUnit,
     /// A cutover step was interrupted (Ctrl-C, SIGTERM).
     CutoverCancelled,
+    /// The `[verify] setup` file could not be read or failed on a scratch database.
+    VerifySetupFailed,
 }
 
 impl Code {
@@ -218,6 +220,7 @@ impl Code {
             Code::CutoverDuplicateKey => "CUTOVER_DUPLICATE_KEY",
             Code::CutoverEpochUnit => "CUTOVER_EPOCH_UNIT",
             Code::CutoverCancelled => "CUTOVER_CANCELLED",
+            Code::VerifySetupFailed => "VERIFY_SETUP_FAILED",
         }
     }
 }

@@ -35,6 +35,7 @@ pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
     let options = VerifyOptions {
         quick: args.quick,
         strict: args.strict,
+        ..VerifyOptions::default()
     };
     let report = migrator
         .verify(ctx.target(), args.scratch_url.as_deref(), &options)
@@ -44,7 +45,7 @@ pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
     } else {
         render_verify(&report, &options);
     }
-    Ok(if report.result == Status::Fail { 6 } else { 0 })
+    Ok(report.exit_code())
 }
 
 fn render_verify(report: &VerifyReport, options: &VerifyOptions) {

@@ -1,0 +1,361 @@
+//! A connection to a scratch database as verify uses it: runs scripts
+//! (telling a script's own failure from losing the server), reads snapshots
+//! and the DDL record of the fast path, and runs the `[verify] setup` file
+//! on each new scratch database before anything else.
+
+use std::path::PathBuf;
+
+use crate::config::{Config, Namespace};
+use crate::db::history::{History, database_error};
+use crate::db::{ConnectionSettings, Db};
+use crate::error::{Code, Error, ReasonCode, Result};
+use crate::events::{Direction, Interrupt, NoEvents};
+use crate::pipeline::{Env, RunnerParts, Target};
+use crate::schema::{Reader, Snapshot};
+use crate::source::{Migration, MigrationSet};
+
+use super::Mismatch;
+
+const SETUP_HINT: &str = "the setup file runs on every scratch database verify creates, on a fresh connection before the migrations' own: create roles and other cluster-wide objects only if missing (DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app') THEN CREATE ROLE app; END IF; END $$), and name the database with current_database() (DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = app, public', current_database()); END $$); nothing ran on any real database";
+
+/// The `[verify] setup` file (SPEC 8), read once.
+pub(super) struct Setup {
+    path: PathBuf,
+    sql: String,
+}
+
+impl Setup {
+    pub(super) fn read(config: &Config) -> Result<Option<Setup>> {
+        let Some(path) = &config.verify.setup else {
+            return Ok(None);
+        };
+        let sql = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            reason: ReasonCode::new(Code::VerifySetupFailed),
+            message: format!("cannot read the verify setup file {}: {e}", path.display()),
+            hint: Some(
+                "`[verify] setup` is relative to the config file's directory; nothing ran".into(),
+            ),
+        })?;
+        Ok(Some(Setup {
+            path: path.clone(),
+            sql,
+        }))
+    }
+
+    /// Runs the file on a scratch database, on a connection of its own that
+    /// is closed before the migrations' connections open: `ALTER DATABASE …
+    /// SET` takes effect for them.
+    pub(super) async fn run(&self, settings: &ConnectionSettings) -> Result<()> {
+        let db = settings.connect().await?;
+        db.client.batch_execute(&self.sql).await.map_err(|e| {
+            let detail = match e.as_db_error() {
+                Some(server) => {
+                    let line = match server.position() {
+                        Some(tokio_postgres::error::ErrorPosition::Original(at)) => {
+                            let at = usize::try_from(*at).unwrap_or(0).saturating_sub(1);
+                            let upto: String = self.sql.chars().take(at).collect();
+                            format!(" (line {})", upto.matches('\n').count() + 1)
+                        }
+                        _ => String::new(),
+                    };
+                    format!("ERROR {}: {}{line}", server.code().code(), server.message())
+                }
+                None => database_error(&db, "run the verify setup file", &e).to_string(),
+            };
+            Error::Config {
+                reason: ReasonCode::new(Code::VerifySetupFailed),
+                message: crate::db::scrub(&format!(
+                    "verify: the setup file {} failed on the scratch database: {detail}",
+                    self.path.display()
+                )),
+                hint: Some(SETUP_HINT.into()),
+            }
+        })
+    }
+}
+
+/// A script's own failure on the scratch database: the step's verdict.
+/// (Losing the server or Ctrl-C end the run instead.)
+pub(super) struct Failed {
+    reason: ReasonCode,
+    message: String,
+}
+
+impl Failed {
+    pub(super) fn blame(
+        self,
+        namespace: &Namespace,
+        migration: &Migration,
+        step: &str,
+    ) -> Mismatch {
+        Mismatch {
+            namespace: namespace.name.clone(),
+            version: Some(migration.version.to_string()),
+            step: step.to_string(),
+            changes: Vec::new(),
+            reason: Some(self.reason.to_string()),
+            error: Some(self.message),
+        }
+    }
+
+    /// As an error, for a script that failed where it had succeeded before
+    /// (rebuilding a schema on another scratch database).
+    fn into_error(self, doing: &str) -> Error {
+        Error::Migration {
+            reason: self.reason,
+            message: format!("verify: {} ({doing})", self.message),
+            hint: Some(
+                "an up script that gives a different result when run again on the same schema (it depends on the time, random values or rows) cannot be verified step by step; `migsafe verify --quick` runs each up script once per cycle"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// A script's time, or its own failure.
+pub(super) type Ran = std::result::Result<u64, Failed>;
+
+pub(super) struct Session<'a> {
+    pub(super) config: &'a Config,
+    pub(super) settings: ConnectionSettings,
+    pub(super) db: Db,
+    pub(super) reader: Reader,
+    pub(super) history: History,
+    pub(super) parts: RunnerParts,
+    pub(super) interrupt: &'a Interrupt,
+    /// The DDL tracker of [`TRACKER`] is installed (it needs a superuser).
+    pub(super) tracking: bool,
+}
+
+/// Records, on the session that runs the scripts, the OID of every object a
+/// DDL command creates, alters or drops (event triggers), in the session
+/// setting `migsafe.touched`, and each command with the object's identity in
+/// `migsafe.commands`. Both start with `#` (see [`Session::mark`]): a script's
+/// `RESET ALL` empties them, and a record without its `#` proves nothing.
+/// Lives in `pg_temp`: never part of a snapshot.
+const TRACKER: &str = r#"
+CREATE FUNCTION pg_temp.migsafe_verify_touched() RETURNS event_trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  seen text := coalesce(current_setting('migsafe.touched', true), '');
+  done text := coalesce(current_setting('migsafe.commands', true), '');
+BEGIN
+  IF TG_EVENT = 'sql_drop' THEN
+    SELECT seen || coalesce(string_agg(' ' || objid::text, ''), ''),
+           done || coalesce(string_agg(E'\n' || 'DROP ' || object_type || ' ' || coalesce(object_identity, ''), ''), '')
+      INTO seen, done FROM pg_event_trigger_dropped_objects();
+  ELSE
+    SELECT seen || coalesce(string_agg(' ' || coalesce(objid, 0)::text, ''), ''),
+           done || coalesce(string_agg(E'\n' || command_tag || ' ' || coalesce(object_type, '') || ' ' || coalesce(object_identity, ''), ''), '')
+      INTO seen, done FROM pg_event_trigger_ddl_commands();
+  END IF;
+  PERFORM set_config('migsafe.touched', seen, false);
+  PERFORM set_config('migsafe.commands', done, false);
+END $fn$;
+CREATE EVENT TRIGGER migsafe_verify_ddl ON ddl_command_end EXECUTE FUNCTION pg_temp.migsafe_verify_touched();
+CREATE EVENT TRIGGER migsafe_verify_drop ON sql_drop EXECUTE FUNCTION pg_temp.migsafe_verify_touched();
+"#;
+
+/// The highest OID of any object a snapshot can show. On a scratch database
+/// the OID counter only grows, so every object created later has a higher one.
+const NEWEST_OID: &str = "greatest(
+  (SELECT max(oid) FROM pg_namespace), (SELECT max(oid) FROM pg_class), (SELECT max(oid) FROM pg_type),
+  (SELECT max(oid) FROM pg_proc), (SELECT max(oid) FROM pg_constraint), (SELECT max(oid) FROM pg_attrdef),
+  (SELECT max(oid) FROM pg_trigger), (SELECT max(oid) FROM pg_rewrite), (SELECT max(oid) FROM pg_policy),
+  (SELECT max(oid) FROM pg_enum), (SELECT max(oid) FROM pg_extension), (SELECT max(oid) FROM pg_collation),
+  (SELECT max(oid) FROM pg_opclass), (SELECT max(oid) FROM pg_operator), (SELECT max(oid) FROM pg_cast),
+  (SELECT max(oid) FROM pg_default_acl))::text::bigint";
+
+/// What DDL did since the last [`Session::mark`] or [`Session::record`].
+pub(super) struct Record {
+    /// The record survived (no `RESET ALL` emptied it).
+    pub(super) complete: bool,
+    /// OIDs of the objects created, altered or dropped.
+    pub(super) oids: Vec<i64>,
+    /// Each command and the identity of its object, in order.
+    pub(super) commands: String,
+    /// The newest OID now.
+    pub(super) newest: i64,
+}
+
+impl Record {
+    /// Every object touched is newer than `mark`: nothing that existed at the
+    /// mark was changed or dropped.
+    pub(super) fn only_newer_than(&self, mark: i64) -> bool {
+        self.complete && self.oids.iter().all(|oid| *oid > mark)
+    }
+}
+
+impl<'a> Session<'a> {
+    /// Connects to a scratch database and prepares to run scripts and read
+    /// snapshots there (`split`: snapshots on two connections).
+    pub(super) async fn open(
+        config: &'a Config,
+        settings: ConnectionSettings,
+        interrupt: &'a Interrupt,
+        split: bool,
+    ) -> Result<Session<'a>> {
+        let db = settings.connect().await?;
+        let history = History::new(&config.history_schema);
+        // A fresh scratch database: nobody else creates the tables concurrently.
+        history.ensure(&db).await?;
+        let reader = if split {
+            Reader::prepare_split(&db, settings.connect().await?).await?
+        } else {
+            Reader::prepare(&db).await?
+        };
+        let parts = RunnerParts::load(&env(config, interrupt), &db, &history).await?;
+        Ok(Session {
+            config,
+            settings,
+            db,
+            reader,
+            history,
+            parts,
+            interrupt,
+            tracking: false,
+        })
+    }
+
+    /// Installs the DDL tracker; without the rights for event triggers,
+    /// every step takes its snapshots.
+    pub(super) async fn track(&mut self) {
+        match self.db.client.batch_execute(TRACKER).await {
+            Ok(()) => self.tracking = true,
+            Err(err) => tracing::debug!("verify without the DDL tracker: {err}"),
+        }
+    }
+
+    /// Starts a new DDL record; returns the newest OID now.
+    pub(super) async fn mark(&self) -> Result<i64> {
+        let row = self
+            .db
+            .client
+            .query_one(
+                &format!(
+                    "SELECT set_config('migsafe.touched', '#', false), set_config('migsafe.commands', '#', false), {NEWEST_OID}"
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| database_error(&self.db, "mark the schema", &e))?;
+        Ok(row.get(2))
+    }
+
+    /// Reads the DDL record since the last mark or record, and starts a new one.
+    pub(super) async fn record(&self) -> Result<Record> {
+        let row = self
+            .db
+            .client
+            .query_one(
+                &format!(
+                    "SELECT coalesce(current_setting('migsafe.touched', true), ''), coalesce(current_setting('migsafe.commands', true), ''), \
+                     set_config('migsafe.touched', '#', false), set_config('migsafe.commands', '#', false), {NEWEST_OID}"
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| database_error(&self.db, "read the DDL record", &e))?;
+        let touched: String = row.get(0);
+        let commands: String = row.get(1);
+        let complete = touched.starts_with('#') && commands.starts_with('#');
+        let oids: Option<Vec<i64>> = touched
+            .trim_start_matches('#')
+            .split_whitespace()
+            .map(|oid| oid.parse().ok())
+            .collect();
+        Ok(Record {
+            complete: complete && oids.is_some(),
+            oids: oids.unwrap_or_default(),
+            commands,
+            newest: row.get(4),
+        })
+    }
+
+    pub(super) async fn snapshot(&self) -> Result<Snapshot> {
+        self.reader
+            .read(&self.db, &self.config.history_schema)
+            .await
+    }
+
+    /// Runs one script. The script's own failure (its SQL failed: the
+    /// message has the migration, the statement and the server's message
+    /// with its position) is the inner error; anything else (Ctrl-C, the
+    /// server gone) ends the run.
+    pub(super) async fn run(
+        &self,
+        namespace: &Namespace,
+        sources: &MigrationSet,
+        migration: &Migration,
+        direction: Direction,
+    ) -> Result<Ran> {
+        let env = env(self.config, self.interrupt);
+        let target = Target {
+            namespace,
+            sources,
+            settings: &self.settings,
+        };
+        let runner = self.parts.runner(&env, &target, &self.db, &self.history);
+        match runner
+            .run(migration, direction, migration.version.as_str())
+            .await
+        {
+            Ok(duration) => Ok(Ok(crate::events::millis(duration))),
+            Err(err) => {
+                let own = matches!(
+                    err.reason().code(),
+                    Code::MigrationFailed | Code::RollbackFailed | Code::MigrationDirty
+                ) && !self.db.client.is_closed();
+                if !own {
+                    return Err(err);
+                }
+                Ok(Err(Failed {
+                    reason: err.reason().clone(),
+                    message: format!(
+                        "the {} script of {} {} failed on the scratch database:\n{err}",
+                        if direction == Direction::Up {
+                            "up"
+                        } else {
+                            "down"
+                        },
+                        migration.version,
+                        migration.name
+                    ),
+                }))
+            }
+        }
+    }
+
+    /// Runs the up scripts of every earlier namespace and of
+    /// `migrations`, each of which succeeded before on the same schema.
+    pub(super) async fn forward(
+        &self,
+        earlier: &[(Namespace, MigrationSet)],
+        namespace: &Namespace,
+        sources: &MigrationSet,
+        migrations: &[Migration],
+    ) -> Result<()> {
+        let doing = "while rebuilding the schema on another scratch database";
+        for (earlier_namespace, earlier_sources) in earlier {
+            for migration in &earlier_sources.migrations {
+                self.run(earlier_namespace, earlier_sources, migration, Direction::Up)
+                    .await?
+                    .map_err(|f| f.into_error(doing))?;
+            }
+        }
+        for migration in migrations {
+            self.run(namespace, sources, migration, Direction::Up)
+                .await?
+                .map_err(|f| f.into_error(doing))?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn env<'a>(config: &'a Config, interrupt: &'a Interrupt) -> Env<'a> {
+    Env {
+        config,
+        events: &NoEvents,
+        interrupt,
+        log_dir: std::path::Path::new("logs"),
+    }
+}
