@@ -135,7 +135,8 @@ pub enum Command {
         /// dropped later) passes.
         #[arg(long)]
         quick: bool,
-        /// Migrations over `migration_time_budget` fail the run (exit 6).
+        /// Warnings fail the run (exit 6): migrations over `migration_time_budget`, and
+        /// migrations without a down script in a namespace that has down scripts.
         #[arg(long)]
         strict: bool,
     },
