@@ -724,3 +724,30 @@ fn a_setup_file_prepares_every_scratch_database_before_the_migrations() {
     assert_eq!(verify_dbs(), 0, "every scratch database is dropped");
     common::query(&scratch_url(), &format!("DROP ROLE IF EXISTS {role}"));
 }
+
+/// A down script that changes a session setting gets `RESET ALL` after it
+/// (settings never carry into the next migration), which also empties the
+/// DDL record of the fast path: an emptied record proves nothing, and the
+/// step is compared with snapshots, so what the down script left is found
+/// (here a change that makes no new object, which the newest OID would show).
+#[test]
+fn a_down_script_that_resets_the_session_does_not_hide_what_it_left() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_t.up.sql",
+            "CREATE TABLE t (id int, a int);",
+        ),
+        ("migrations/0001_t.down.sql", "DROP TABLE t;"),
+        ("migrations/0002_index.up.sql", "CREATE INDEX t_a ON t (a);"),
+        (
+            "migrations/0002_index.down.sql",
+            "SET search_path = public;\nDROP INDEX t_a;\nALTER TABLE t ALTER COLUMN a SET NOT NULL;",
+        ),
+    ]);
+    let text = project.run(&TestDb::new(), &["verify"], 6);
+    assert!(
+        text.contains("default 0002: its down script did not undo its up script")
+            && text.contains("column public.t.a"),
+        "{text}"
+    );
+}

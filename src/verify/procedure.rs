@@ -29,6 +29,16 @@ enum Verdict {
     Stopped(Mismatch),
 }
 
+/// What is known of the schema as it is now, between two steps.
+#[derive(Default)]
+struct Now {
+    /// Its snapshot.
+    snapshot: Option<Snapshot>,
+    /// The DDL record was just restarted, and this was the newest OID: the
+    /// next step's mark, without asking again.
+    mark: Option<i64>,
+}
+
 /// The state of one verify run.
 struct Run<'a> {
     config: &'a Config,
@@ -171,15 +181,14 @@ impl<'a> Run<'a> {
             down_missing: Vec::new(),
             migrations: Vec::new(),
         };
-        // The snapshot of the schema as it is now, when one was taken and still holds.
-        let mut known: Option<Snapshot> = None;
+        let mut now = Now::default();
         for (index, migration) in sources.migrations.iter().enumerate() {
             if self.stale {
                 self.rebuild(earlier, namespace, sources, index).await?;
-                known = None;
+                now = Now::default();
             }
             if forward_only || migration.down.is_none() {
-                known = None;
+                now = Now::default();
                 match self
                     .session
                     .run(namespace, sources, migration, Direction::Up)
@@ -201,7 +210,7 @@ impl<'a> Run<'a> {
                 continue;
             }
             let (times, verdict) = self
-                .step(earlier, namespace, sources, index, &mut known)
+                .step(earlier, namespace, sources, index, &mut now)
                 .await?;
             if let Some((up, down)) = times {
                 result
@@ -241,19 +250,19 @@ impl<'a> Run<'a> {
         namespace: &Namespace,
         sources: &MigrationSet,
         index: usize,
-        known: &mut Option<Snapshot>,
+        now: &mut Now,
     ) -> Result<(Option<(u64, Option<u64>)>, Verdict)> {
         let migration = &sources.migrations[index];
         let session = &self.session;
-        let fast = session.tracking && !self.options.exact && creates_only(&migration.up);
-        let mut before = known.take();
+        let fast = session.tracking() && !self.options.exact && creates_only(&migration.up);
+        let (mut before, hint) = (now.snapshot.take(), now.mark.take());
         if !fast && before.is_none() {
             before = Some(session.snapshot().await?);
         }
-        let mark = if fast {
-            Some(session.mark().await?)
-        } else {
-            None
+        let mark = match (fast, hint) {
+            (false, _) => None,
+            (true, Some(mark)) => Some(mark),
+            (true, None) => Some(session.mark().await?),
         };
         let broken = |step: &str, changes: Vec<Change>| {
             Verdict::Broken(Mismatch {
@@ -280,7 +289,7 @@ impl<'a> Run<'a> {
             }
         };
         let up_record = match mark {
-            Some(_) => Some(session.record().await?),
+            Some(_) => Some(session.record(false).await?),
             None => None,
         };
         let proving = match (&up_record, mark) {
@@ -308,12 +317,16 @@ impl<'a> Run<'a> {
             }
         };
         let times = Some((up, Some(down)));
-        let restored = match mark {
+        // Reading the record restarts it: its newest OID marks the second up.
+        let (restored, again_mark) = match mark {
             Some(mark) if proving => {
-                let record = session.record().await?;
-                record.only_newer_than(mark) && record.newest <= mark
+                let record = session.record(true).await?;
+                (
+                    record.only_newer_than(mark) && record.newest <= mark,
+                    record.newest,
+                )
             }
-            _ => false,
+            _ => (false, 0),
         };
         if !restored {
             let before = match before {
@@ -331,11 +344,6 @@ impl<'a> Run<'a> {
         }
 
         // Up again; compare with A.
-        let again_mark = if restored {
-            Some(session.mark().await?)
-        } else {
-            None
-        };
         if let Err(failed) = session
             .run(namespace, sources, migration, Direction::Up)
             .await?
@@ -345,9 +353,11 @@ impl<'a> Run<'a> {
                 Verdict::Broken(failed.blame(namespace, migration, "up-again")),
             ));
         }
-        if let (Some(mark), Some(first)) = (again_mark, &up_record) {
-            let again = session.record().await?;
-            if again.only_newer_than(mark) && again.commands == first.commands {
+        if let (true, Some(first)) = (restored, &up_record) {
+            let again = session.record(true).await?;
+            if again.only_newer_than(again_mark) && again.commands == first.commands {
+                // The record restarted here: the next step's mark.
+                now.mark = Some(again.newest);
                 return Ok((times, Verdict::Passed));
             }
         }
@@ -355,12 +365,12 @@ impl<'a> Run<'a> {
             Some(snapshot) => snapshot,
             None => self.replay(earlier, namespace, sources, index).await?.1,
         };
-        let now = session.snapshot().await?;
-        let changes = diff(&after_up, &now);
+        let after = session.snapshot().await?;
+        let changes = diff(&after_up, &after);
         if !changes.is_empty() {
             return Ok((times, broken("up-again", changes)));
         }
-        *known = Some(now);
+        now.snapshot = Some(after);
         Ok((times, Verdict::Passed))
     }
 
@@ -547,7 +557,7 @@ impl<'a> Run<'a> {
         let (settings, name) = self.create_database("step").await?;
         let result = async {
             let mut session = Session::open(self.config, settings, self.interrupt, true).await?;
-            if self.session.tracking {
+            if self.session.tracking() {
                 session.track().await;
             }
             let target = Target {

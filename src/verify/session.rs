@@ -123,8 +123,9 @@ pub(super) struct Session<'a> {
     pub(super) history: History,
     pub(super) parts: RunnerParts,
     pub(super) interrupt: &'a Interrupt,
-    /// The DDL tracker of [`TRACKER`] is installed (it needs a superuser).
-    pub(super) tracking: bool,
+    /// The DDL tracker of [`TRACKER`], when it could be installed (it needs
+    /// a superuser).
+    tracker: Option<Tracker>,
 }
 
 /// Records, on the session that runs the scripts, the OID of every object a
@@ -164,6 +165,13 @@ const NEWEST_OID: &str = "greatest(
   (SELECT max(oid) FROM pg_enum), (SELECT max(oid) FROM pg_extension), (SELECT max(oid) FROM pg_collation),
   (SELECT max(oid) FROM pg_opclass), (SELECT max(oid) FROM pg_operator), (SELECT max(oid) FROM pg_cast),
   (SELECT max(oid) FROM pg_default_acl))::text::bigint";
+
+/// The tracker's queries, prepared once: a step reads the record up to
+/// three times.
+struct Tracker {
+    read: tokio_postgres::Statement,
+    read_newest: tokio_postgres::Statement,
+}
 
 /// What DDL did since the last [`Session::mark`] or [`Session::record`].
 pub(super) struct Record {
@@ -212,47 +220,62 @@ impl<'a> Session<'a> {
             history,
             parts,
             interrupt,
-            tracking: false,
+            tracker: None,
         })
     }
 
     /// Installs the DDL tracker; without the rights for event triggers,
     /// every step takes its snapshots.
     pub(super) async fn track(&mut self) {
-        match self.db.client.batch_execute(TRACKER).await {
-            Ok(()) => self.tracking = true,
+        let installed = async {
+            self.db.client.batch_execute(TRACKER).await?;
+            let read = "coalesce(current_setting('migsafe.touched', true), ''), coalesce(current_setting('migsafe.commands', true), ''), \
+                        set_config('migsafe.touched', '#', false), set_config('migsafe.commands', '#', false)";
+            Ok::<_, tokio_postgres::Error>(Tracker {
+                read: self.db.client.prepare(&format!("SELECT {read}")).await?,
+                read_newest: self
+                    .db
+                    .client
+                    .prepare(&format!("SELECT {read}, {NEWEST_OID}"))
+                    .await?,
+            })
+        };
+        match installed.await {
+            Ok(tracker) => self.tracker = Some(tracker),
             Err(err) => tracing::debug!("verify without the DDL tracker: {err}"),
         }
     }
 
-    /// Starts a new DDL record; returns the newest OID now.
-    pub(super) async fn mark(&self) -> Result<i64> {
-        let row = self
-            .db
-            .client
-            .query_one(
-                &format!(
-                    "SELECT set_config('migsafe.touched', '#', false), set_config('migsafe.commands', '#', false), {NEWEST_OID}"
-                ),
-                &[],
-            )
-            .await
-            .map_err(|e| database_error(&self.db, "mark the schema", &e))?;
-        Ok(row.get(2))
+    /// The DDL tracker is installed.
+    pub(super) fn tracking(&self) -> bool {
+        self.tracker.is_some()
     }
 
-    /// Reads the DDL record since the last mark or record, and starts a new one.
-    pub(super) async fn record(&self) -> Result<Record> {
+    /// Starts a new DDL record; returns the newest OID now.
+    pub(super) async fn mark(&self) -> Result<i64> {
+        Ok(self.record(true).await?.newest)
+    }
+
+    /// Reads the DDL record since the last mark or record and starts a new
+    /// one; with `newest`, also the newest OID now (else 0).
+    pub(super) async fn record(&self, newest: bool) -> Result<Record> {
+        let Some(tracker) = &self.tracker else {
+            return Ok(Record {
+                complete: false,
+                oids: Vec::new(),
+                commands: String::new(),
+                newest: 0,
+            });
+        };
+        let statement = if newest {
+            &tracker.read_newest
+        } else {
+            &tracker.read
+        };
         let row = self
             .db
             .client
-            .query_one(
-                &format!(
-                    "SELECT coalesce(current_setting('migsafe.touched', true), ''), coalesce(current_setting('migsafe.commands', true), ''), \
-                     set_config('migsafe.touched', '#', false), set_config('migsafe.commands', '#', false), {NEWEST_OID}"
-                ),
-                &[],
-            )
+            .query_one(statement, &[])
             .await
             .map_err(|e| database_error(&self.db, "read the DDL record", &e))?;
         let touched: String = row.get(0);
@@ -267,7 +290,7 @@ impl<'a> Session<'a> {
             complete: complete && oids.is_some(),
             oids: oids.unwrap_or_default(),
             commands,
-            newest: row.get(4),
+            newest: if newest { row.get(4) } else { 0 },
         })
     }
 

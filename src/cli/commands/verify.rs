@@ -24,7 +24,8 @@ pub struct Args {
     /// dropped later) passes.
     #[arg(long)]
     pub quick: bool,
-    /// Migrations over `migration_time_budget` fail the run (exit 6).
+    /// Warnings fail the run (exit 6): migrations over `migration_time_budget`, and
+    /// migrations without a down script in a namespace that has down scripts.
     #[arg(long)]
     pub strict: bool,
 }
