@@ -236,6 +236,16 @@ pub struct Check {
 }
 
 impl Check {
+    /// `CODE: detail`, as a check is quoted in messages.
+    pub fn coded(&self) -> String {
+        let code = self
+            .reason
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        format!("{code}: {}", self.detail)
+    }
+
     /// A passing check.
     pub fn pass(check: &str, detail: impl Into<String>) -> Check {
         Check {
@@ -338,17 +348,7 @@ impl PhaseReport {
             .failures()
             .find_map(|c| c.reason.clone())
             .unwrap_or_else(|| ReasonCode::new(fallback));
-        let lines = self
-            .failures()
-            .map(|c| {
-                let code = c
-                    .reason
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                format!("{code}: {}", c.detail)
-            })
-            .collect();
+        let lines = self.failures().map(Check::coded).collect();
         (reason, lines)
     }
 
@@ -381,14 +381,7 @@ impl PhaseReport {
                 .checks
                 .iter()
                 .filter(|c| c.status != Status::Pass)
-                .map(|c| {
-                    let code = c
-                        .reason
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default();
-                    format!("{} {code}: {}", c.status.label(), c.detail)
-                })
+                .map(|c| format!("{} {}", c.status.label(), c.coded()))
                 .collect(),
         });
         Ok(path)

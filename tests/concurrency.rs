@@ -5,22 +5,15 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Project, TestDb, expect_exit, migsafe_bin, two_tables};
+use common::{Project, TestDb, expect_exit, two_tables};
 
 fn spawn_apply(project: &Project, db: &TestDb, extra: &[&str]) -> std::process::Child {
-    Command::new(migsafe_bin())
-        .current_dir(project.path())
-        .env("DATABASE_URL", &db.url)
-        .env("NO_COLOR", "1")
-        .arg("apply")
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    let args: Vec<&str> = std::iter::once("apply")
+        .chain(extra.iter().copied())
+        .collect();
+    project.spawn(db, &args)
 }
 
 fn many_migrations(count: usize) -> Project {

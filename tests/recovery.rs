@@ -32,15 +32,7 @@ fn archive_project() -> Project {
 
 /// Starts `apply` and sends SIGINT while it sleeps in 0002; returns what it printed.
 fn interrupt_during_sleep(project: &Project, db: &TestDb) -> String {
-    let child = std::process::Command::new(common::migsafe_bin())
-        .current_dir(project.path())
-        .env("DATABASE_URL", &db.url)
-        .env("NO_COLOR", "1")
-        .args(["apply", "--skip-backup"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = project.spawn(db, &["apply", "--skip-backup"]);
     common::wait_for_query(db, "pg_sleep(4)");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
@@ -166,15 +158,7 @@ fn ctrl_c_ends_the_wait_for_the_namespace_lock_at_once() {
     // Another runner holds the namespace lock (same key migsafe uses).
     let key = migsafe::db::lock::key("migsafe", "default");
     let (release, holder) = common::hold_lock(&db, &format!("SELECT pg_advisory_lock({key})"));
-    let child = std::process::Command::new(common::migsafe_bin())
-        .current_dir(project.path())
-        .env("DATABASE_URL", &db.url)
-        .env("NO_COLOR", "1")
-        .args(["apply", "--skip-backup"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = project.spawn(&db, &["apply", "--skip-backup"]);
     // Wait until it polls for the lock.
     std::thread::sleep(Duration::from_millis(1500));
     let sent = std::time::Instant::now();
@@ -282,15 +266,7 @@ fn rows_written_while_the_backup_is_taken_stop_the_recovery() {
     interrupt_during_sleep(&project, &db);
     // A table big enough that pg_dump takes a while to copy it.
     db.query("CREATE SCHEMA x; CREATE TABLE x.big AS SELECT g, md5(g::text) AS m FROM generate_series(1, 400000) g;");
-    let child = std::process::Command::new(common::migsafe_bin())
-        .current_dir(project.path())
-        .env("DATABASE_URL", &db.url)
-        .env("NO_COLOR", "1")
-        .args(["apply", "--recover"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = project.spawn(&db, &["apply", "--recover"]);
     common::wait_for_query(&db, "COPY x.big");
     db.query("INSERT INTO archive VALUES (888, 'written during the backup');");
     let output = child.wait_with_output().unwrap();

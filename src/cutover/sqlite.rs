@@ -73,6 +73,17 @@ pub fn open(path: &Path) -> Result<Connection> {
     Ok(db)
 }
 
+/// The error for a failed read of `table` from the SQLite file at `path`.
+pub fn read_error(table: &str, path: &Path) -> impl Fn(rusqlite::Error) -> Error {
+    let (table, path) = (table.to_string(), path.display().to_string());
+    move |e| {
+        Error::config(
+            Code::SqliteSourceInvalid,
+            format!("cannot read `{table}` from {path}: {e}"),
+        )
+    }
+}
+
 /// `"name"` for SQLite (same quoting rule as PostgreSQL).
 pub fn quote(name: &str) -> String {
     crate::db::quote_ident(name)

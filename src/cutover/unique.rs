@@ -250,16 +250,7 @@ fn read_keys(
     interrupt: &Interrupt,
 ) -> Result<()> {
     let db = sqlite::open(path)?;
-    let read_error = |e: rusqlite::Error| {
-        Error::config(
-            Code::SqliteSourceInvalid,
-            format!(
-                "cannot read `{}` from {}: {e}",
-                table.source,
-                path.display()
-            ),
-        )
-    };
+    let read_error = sqlite::read_error(&table.source, path);
     let sql = format!(
         "SELECT {}, {} FROM {}",
         table.rowid.unwrap_or("NULL"),
@@ -269,23 +260,23 @@ fn read_keys(
             .join(", "),
         sqlite::quote(&table.source)
     );
-    let mut statement = db.prepare(&sql).map_err(read_error)?;
-    let mut rows = statement.query([]).map_err(read_error)?;
+    let mut statement = db.prepare(&sql).map_err(&read_error)?;
+    let mut rows = statement.query([]).map_err(&read_error)?;
     let mut batch = Vec::with_capacity(BATCH_ROWS);
     let mut position = 0u64;
-    'rows: while let Some(row) = rows.next().map_err(read_error)? {
+    'rows: while let Some(row) = rows.next().map_err(&read_error)? {
         position += 1;
         if position.is_multiple_of(65_536) && interrupt.is_triggered() {
             return Err(super::precheck::interrupted());
         }
         // WITHOUT ROWID tables: the row's position in key order.
-        let id = row.get::<_, Option<i64>>(0).map_err(read_error)?;
+        let id = row.get::<_, Option<i64>>(0).map_err(&read_error)?;
         let mut cells = Vec::with_capacity(used.len() + 1);
         cells.push(Cell::I64(
             id.unwrap_or_else(|| i64::try_from(position).unwrap_or(i64::MAX)),
         ));
         for (offset, &index) in used.iter().enumerate() {
-            let value = row.get_ref(offset + 1).map_err(read_error)?;
+            let value = row.get_ref(offset + 1).map_err(&read_error)?;
             match convert(value, &table.columns[index].kind, false) {
                 Ok(cell) => cells.push(cell),
                 Err(_) => continue 'rows,

@@ -37,7 +37,7 @@ use super::target;
 use super::types::{Kind, UNCONVERTIBLE, canonical, convert, display_value, encode};
 use super::{TableMap, sqlite};
 use crate::db::{ConnectionSettings, Db, history::database_error, quote_ident};
-use crate::error::{Code, Error, ReasonCode, Result};
+use crate::error::{Code, ReasonCode, Result};
 use crate::events::Interrupt;
 use crate::report::Status;
 
@@ -249,31 +249,22 @@ fn hash_source(
     interrupt: &Interrupt,
 ) -> Result<Side> {
     let db = sqlite::open(path)?;
-    let read_error = |e: rusqlite::Error| {
-        Error::config(
-            Code::SqliteSourceInvalid,
-            format!(
-                "cannot read `{}` from {}: {e}",
-                table.source,
-                path.display()
-            ),
-        )
-    };
-    let mut statement = db.prepare(&table.source_select()).map_err(read_error)?;
-    let mut rows = statement.query([]).map_err(read_error)?;
+    let read_error = sqlite::read_error(&table.source, path);
+    let mut statement = db.prepare(&table.source_select()).map_err(&read_error)?;
+    let mut rows = statement.query([]).map_err(&read_error)?;
     let kinds = table.kinds();
     let mut digester = Digester::new(table, &kinds, keep);
     let mut buf = BytesMut::new();
     let mut encoded = BytesMut::new();
     let mut spans: Vec<Option<(usize, usize)>> = Vec::with_capacity(kinds.len());
-    while let Some(row) = rows.next().map_err(read_error)? {
+    while let Some(row) = rows.next().map_err(&read_error)? {
         if digester.side.rows.is_multiple_of(65_536) && interrupt.is_triggered() {
             return Err(super::precheck::interrupted());
         }
         encoded.clear();
         spans.clear();
         for (index, column) in table.columns.iter().enumerate() {
-            let value = row.get_ref(index).map_err(read_error)?;
+            let value = row.get_ref(index).map_err(&read_error)?;
             let span = match convert(value, &column.kind, false) {
                 Ok(cell) => encode(&cell, &types[index], &mut buf).map(|_| {
                     let start = encoded.len();

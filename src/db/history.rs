@@ -171,14 +171,7 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
             .await
         {
             Ok(rows) => rows,
-            Err(err)
-                if matches!(
-                    err.code(),
-                    Some(&SqlState::UNDEFINED_TABLE) | Some(&SqlState::INVALID_SCHEMA_NAME)
-                ) =>
-            {
-                return Ok(Vec::new());
-            }
+            Err(err) if not_created_yet(&err) => return Ok(Vec::new()),
             Err(err) => return Err(database_error(db, "read the history table", &err)),
         };
         let mut history = Vec::with_capacity(rows.len());
@@ -455,41 +448,23 @@ impl History {
 
     /// Every dirty row, of every namespace: (namespace, version).
     pub async fn dirty_rows(&self, db: &Db) -> Result<Vec<(String, String)>> {
-        let sql = format!(
-            "SELECT namespace, version FROM {} WHERE dirty ORDER BY 1, 2",
-            self.table
-        );
-        match db.client.query(&sql, &[]).await {
-            Ok(rows) => Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect()),
-            Err(err)
-                if matches!(
-                    err.code(),
-                    Some(&SqlState::UNDEFINED_TABLE) | Some(&SqlState::INVALID_SCHEMA_NAME)
-                ) =>
-            {
-                Ok(Vec::new())
-            }
-            Err(err) => Err(database_error(db, "read the history table", &err)),
-        }
+        self.versions_where(db, "dirty").await
     }
 
     /// Every recorded version, of every namespace: (namespace, version),
     /// sorted. Empty before the history table exists.
     pub async fn recorded_versions(&self, db: &Db) -> Result<Vec<(String, String)>> {
+        self.versions_where(db, "true").await
+    }
+
+    async fn versions_where(&self, db: &Db, condition: &str) -> Result<Vec<(String, String)>> {
         let sql = format!(
-            "SELECT namespace, version FROM {} ORDER BY 1, 2",
+            "SELECT namespace, version FROM {} WHERE {condition} ORDER BY 1, 2",
             self.table
         );
         match db.client.query(&sql, &[]).await {
             Ok(rows) => Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect()),
-            Err(err)
-                if matches!(
-                    err.code(),
-                    Some(&SqlState::UNDEFINED_TABLE) | Some(&SqlState::INVALID_SCHEMA_NAME)
-                ) =>
-            {
-                Ok(Vec::new())
-            }
+            Err(err) if not_created_yet(&err) => Ok(Vec::new()),
             Err(err) => Err(database_error(db, "read the history table", &err)),
         }
     }
@@ -523,17 +498,19 @@ impl History {
         );
         match db.client.query_opt(&sql, &[&namespace]).await {
             Ok(row) => Ok(row.map(|r| (r.get(0), r.get(1)))),
-            Err(err)
-                if matches!(
-                    err.code(),
-                    Some(&SqlState::UNDEFINED_TABLE) | Some(&SqlState::INVALID_SCHEMA_NAME)
-                ) =>
-            {
-                Ok(None)
-            }
+            Err(err) if not_created_yet(&err) => Ok(None),
             Err(err) => Err(database_error(db, "read the recorded schema", &err)),
         }
     }
+}
+
+/// The history tables (or their schema) do not exist yet: reading commands
+/// create nothing, so "nothing recorded" is their answer.
+fn not_created_yet(err: &tokio_postgres::Error) -> bool {
+    matches!(
+        err.code(),
+        Some(&SqlState::UNDEFINED_TABLE) | Some(&SqlState::INVALID_SCHEMA_NAME)
+    )
 }
 
 /// The checksum stored when a run skipped its snapshot.

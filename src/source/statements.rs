@@ -103,11 +103,7 @@ pub fn transaction_control(sql: &str) -> Option<(&'static str, usize)> {
         b"abort",
         b"prepare",
     ];
-    let lower = sql.to_ascii_lowercase();
-    if !WORDS
-        .iter()
-        .any(|word| lower.as_bytes().windows(word.len()).any(|w| w == *word))
-    {
+    if !mentions_any(sql, &WORDS) {
         return None;
     }
     let parsed = pg_query::parse(sql, 0).ok()?;
@@ -141,6 +137,16 @@ pub fn transaction_control(sql: &str) -> Option<(&'static str, usize)> {
     None
 }
 
+/// Whether `sql` holds any of `words` (lower case ASCII), in any case and
+/// anywhere, even inside an identifier: the cheap test before a parse that
+/// most scripts do not need.
+fn mentions_any(sql: &str, words: &[&[u8]]) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    words
+        .iter()
+        .any(|word| lower.as_bytes().windows(word.len()).any(|w| w == *word))
+}
+
 /// How a script without a `no-transaction` directive must run, read with
 /// the grammar (SPEC 2: real histories are taken as they are).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,11 +175,7 @@ pub fn transaction_mode(sql: &str) -> TransactionMode {
         b"database",
         b"tablespace",
     ];
-    let lower = sql.to_ascii_lowercase();
-    if !WORDS
-        .iter()
-        .any(|word| lower.as_bytes().windows(word.len()).any(|w| w == *word))
-    {
+    if !mentions_any(sql, &WORDS) {
         return TransactionMode::Plain;
     }
     let Ok(parsed) = pg_query::parse(sql, 0) else {
@@ -219,7 +221,14 @@ pub fn transaction_mode(sql: &str) -> TransactionMode {
         )
     };
     let commits = |i: usize| matches!(kind(nodes[i]), Some(TransactionStmtKind::TransStmtCommit));
-    if control == [0, nodes.len() - 1] && nodes.len() >= 2 && begins(0) && commits(nodes.len() - 1)
+    // `START TRANSACTION ISOLATION LEVEL …` keeps its options only when the
+    // script runs as written.
+    let plain_begin = matches!(nodes[0], NodeEnum::TransactionStmt(t) if t.options.is_empty());
+    if control == [0, nodes.len() - 1]
+        && nodes.len() >= 2
+        && begins(0)
+        && plain_begin
+        && commits(nodes.len() - 1)
     {
         return TransactionMode::Wrapped;
     }
@@ -310,11 +319,7 @@ pub fn unterminated_block(sql: &str) -> Option<usize> {
 /// that run after it on the same connection, so the runner resets it.
 pub fn changes_session(sql: &str) -> bool {
     const WORDS: [&[u8]; 2] = [b"set", b"discard"];
-    let lower = sql.to_ascii_lowercase();
-    if !WORDS
-        .iter()
-        .any(|word| lower.as_bytes().windows(word.len()).any(|w| w == *word))
-    {
+    if !mentions_any(sql, &WORDS) {
         return false;
     }
     // Unreadable: it may change anything.
@@ -423,6 +428,12 @@ mod tests {
         assert_eq!(
             transaction_mode(
                 "BEGIN; CREATE TABLE a (id int); COMMIT; BEGIN; CREATE TABLE b (id int); COMMIT;"
+            ),
+            M::NoTransaction("its own BEGIN/COMMIT blocks")
+        );
+        assert_eq!(
+            transaction_mode(
+                "START TRANSACTION ISOLATION LEVEL SERIALIZABLE; CREATE TABLE a (id int); COMMIT;"
             ),
             M::NoTransaction("its own BEGIN/COMMIT blocks")
         );

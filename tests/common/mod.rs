@@ -152,6 +152,20 @@ impl Project {
         expect_exit(&self.migsafe(db).args(args).output().unwrap(), code)
     }
 
+    /// Starts `migsafe ARGS` here against `db` in the background, its output
+    /// piped (for tests that signal it or act while it runs).
+    pub fn spawn(&self, db: &TestDb, args: &[&str]) -> std::process::Child {
+        std::process::Command::new(migsafe_bin())
+            .current_dir(self.path())
+            .env("DATABASE_URL", &db.url)
+            .env("NO_COLOR", "1")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// The event log text.
     pub fn event_log(&self) -> String {
         std::fs::read_to_string(self.path().join("logs/migrations.jsonl")).unwrap_or_default()
