@@ -313,44 +313,36 @@ impl Runner<'_> {
             ));
         }
         let prefix_chars = sent.chars().count();
-        // Several statements go as one simple query each, pipelined (no
-        // extra round trip): a failure then names its statement and line
-        // even when the server gives no position (`index "x" does not exist`).
+        // BEGIN and the SET LOCALs before the script: the server completes
+        // them first.
+        let prefix_statements = sent.matches(";\n").count();
         let runnable = script.runnable_sql();
-        let pieces = statements::split(&runnable)
-            .ok()
-            .filter(|pieces| pieces.len() > 1);
-        let prefix = sent.clone();
         sent.push_str(&runnable);
-        let failed_at = std::cell::Cell::new(None::<usize>);
+        // The statements the server completed before an error: which of the
+        // script's statements failed, even when the server gives no position
+        // (`index "x" does not exist`), without parsing scripts that succeed.
+        let completed = std::cell::Cell::new(None::<usize>);
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            failed_at.set(None);
+            completed.set(None);
             let client = &self.db.client;
             let send_script = async {
-                let Some(pieces) = &pieces else {
-                    return client.batch_execute(&sent).await;
-                };
-                let (head, results) = tokio::join!(
-                    client.batch_execute(&prefix),
-                    futures_util::future::join_all(
-                        pieces.iter().map(|piece| client.batch_execute(&piece.text))
-                    ),
-                );
-                head?;
-                let mut aborted = None;
-                for (index, result) in results.into_iter().enumerate() {
-                    if let Err(err) = result {
-                        if err.code() != Some(&SqlState::IN_FAILED_SQL_TRANSACTION) {
-                            failed_at.set(Some(index));
+                let stream = client.simple_query_raw(&sent).await?;
+                futures_util::pin_mut!(stream);
+                let mut done = 0usize;
+                while let Some(message) = futures_util::StreamExt::next(&mut stream).await {
+                    match message {
+                        Ok(tokio_postgres::SimpleQueryMessage::CommandComplete(_)) => done += 1,
+                        Ok(_) => {}
+                        Err(err) => {
+                            completed.set(Some(done));
                             return Err(err);
                         }
-                        aborted.get_or_insert(err);
                     }
                 }
-                aborted.map_or(Ok(()), Err)
+                Ok(())
             };
             let pipeline = async {
                 let write = self.write_history(
@@ -384,9 +376,21 @@ impl Runner<'_> {
                 }
                 Failure::Cancelled => return Err(self.cancelled(migration, direction, false)),
                 Failure::Server(err) => {
-                    let statement = failed_at
+                    // Parsed only now, and only when the server gave no
+                    // position, to name the statement that failed (a
+                    // position counts in the whole text sent).
+                    let positioned = err.as_db_error().is_some_and(|d| d.position().is_some());
+                    let failed = completed
                         .get()
-                        .and_then(|i| pieces.as_ref().and_then(|p| p.get(i)));
+                        .filter(|_| !positioned)
+                        .and_then(|done| done.checked_sub(prefix_statements))
+                        .and_then(|index| {
+                            statements::split(&runnable)
+                                .ok()
+                                .filter(|p| p.len() > 1)
+                                .and_then(|mut p| (index < p.len()).then(|| p.swap_remove(index)))
+                        });
+                    let statement = failed.as_ref();
                     let prefix = if statement.is_some() { 0 } else { prefix_chars };
                     return Err(self.failed(
                         migration,
