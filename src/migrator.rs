@@ -23,6 +23,7 @@ use crate::report::PhaseReport;
 use crate::source::{self, MigrationSet, Version};
 
 // The cutover commands are `impl Migrator` blocks in `cutover/run.rs`.
+#[cfg(feature = "cutover-sqlite")]
 pub use crate::cutover::run::{CutoverReport, CutoverRunOptions, describe_problems};
 
 /// Runs migsafe's commands against the configured namespaces.
@@ -37,7 +38,7 @@ pub struct Migrator {
 }
 
 /// A namespace with its files and its database.
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The namespace.
     pub namespace: Namespace,
     /// Its files.
@@ -286,7 +287,7 @@ impl Migrator {
     }
 
     /// Loads files and database settings of the selected namespaces.
-    pub fn load(&self, target: Option<&str>) -> Result<Vec<Loaded>> {
+    pub(crate) fn load(&self, target: Option<&str>) -> Result<Vec<Loaded>> {
         let mut loaded = Vec::new();
         for (namespace, sources) in self.sources(target)? {
             let settings = self.settings_of(&namespace)?;
@@ -829,10 +830,27 @@ impl Migrator {
         let Some(first) = unmet.first() else {
             return Ok(());
         };
+        let reasons: Vec<ReasonCode> = unmet
+            .iter()
+            .map(|u| {
+                u.code
+                    .clone()
+                    .unwrap_or_else(|| ReasonCode::new(Code::MigrationPending))
+            })
+            .collect();
         let reason = first
             .code
             .clone()
             .unwrap_or_else(|| ReasonCode::new(Code::MigrationPending));
+        // One line of advice per kind of problem, in the order met: a
+        // checksum mismatch is not cured by `migsafe apply`.
+        let mut hints: Vec<&str> = Vec::new();
+        for code in &reasons {
+            let hint = not_ready_hint(code.code());
+            if !hints.contains(&hint) {
+                hints.push(hint);
+            }
+        }
         Err(Error::NotReady {
             reason,
             message: unmet
@@ -840,10 +858,8 @@ impl Migrator {
                 .map(|u| format!("{}: {}", u.reason, u.message))
                 .collect::<Vec<_>>()
                 .join("\n"),
-            hint: Some(
-                "run `migsafe apply` (or `migsafe status` to see why) before starting the service"
-                    .into(),
-            ),
+            hint: Some(hints.join("; ")),
+            unmet: reasons,
         })
     }
 
@@ -921,5 +937,29 @@ impl Migrator {
                 .push(crate::pipeline::repair::repair(&env, &item.target(), action, reason).await?);
         }
         Ok(repaired)
+    }
+}
+
+/// What to do about one reason the service may not start.
+fn not_ready_hint(code: Code) -> &'static str {
+    match code {
+        Code::MigrationPending => {
+            "run `migsafe apply` (the release's migration job) before starting the service"
+        }
+        Code::PostgresMigrationChecksumMismatch => {
+            "an applied migration differs from the one built into this release: build from the files that were applied (put changes in a new migration), or `migsafe repair --accept-checksum` for a cosmetic edit"
+        }
+        Code::MigrationDirty => {
+            "a no-transaction migration was interrupted: `migsafe status`, then `migsafe apply` (recovers it with its down script) or `migsafe repair`"
+        }
+        Code::MigrationFileMissing => {
+            "an applied migration is not in this release: deploy the release that has it (or, under `allow_newer_applied = false`, a newer one)"
+        }
+        Code::MigrationOutOfOrder => {
+            "a migration of this release is older than the newest applied one: renumber it, or apply it with `migsafe apply --allow-out-of-order`"
+        }
+        Code::DatabaseUnreachable | Code::DatabaseAuthFailed | Code::DatabaseNotFound
+        | Code::DatabaseTlsFailed => "check the database URL, the server and the network from here",
+        _ => "run `migsafe status` to see the namespace's state",
     }
 }

@@ -68,7 +68,7 @@ pub const CHECK_CLIENT: &str = "DO $$ BEGIN IF current_setting('server_version_n
      PERFORM set_config('client_connection_check_interval', '1000', false); END IF; END $$";
 
 /// Everything a migration needs to run on one connection.
-pub struct Runner<'a> {
+pub(crate) struct Runner<'a> {
     /// The connection holding the namespace lock.
     pub db: &'a Db,
     /// To open the side connection that samples blockers.

@@ -186,7 +186,11 @@ pub fn generate(namespace: &str, dir: &Path) -> Result<String> {
             shown(&s.path),
             s.sql,
             s.first_line,
-            s.directives.no_transaction,
+            // What the text says is read again at start-up; only what came
+            // from outside it (diesel's metadata.toml) is carried, so the
+            // code is the same whether or not the build script has the SQL
+            // grammar.
+            s.directives.no_transaction && s.directives.inferred.is_none(),
             s.checksum
         )
     };

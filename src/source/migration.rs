@@ -31,6 +31,7 @@ impl Script {
     /// The SQL to send: the file's text, without the `BEGIN;` and `COMMIT;`
     /// of a script that wraps itself in one transaction (migsafe's
     /// transaction takes their place, with the history row).
+    #[cfg(feature = "engine")]
     pub fn runnable_sql(&self) -> std::borrow::Cow<'_, str> {
         if self.directives.wrapped {
             std::borrow::Cow::Owned(super::statements::unwrap(&self.sql))

@@ -9,7 +9,9 @@ pub mod directives;
 pub mod embed;
 pub mod layout;
 pub mod migration;
+#[cfg(feature = "engine")]
 pub mod scaffold;
+#[cfg(feature = "engine")]
 pub mod statements;
 pub mod version;
 
@@ -397,6 +399,10 @@ pub(crate) fn script_from_text(
 ) -> Result<Script, Vec<FileProblem>> {
     let mut directives = directives::parse(&sql).map_err(|m| vec![problem(namespace, path, &m)])?;
     directives.no_transaction |= no_transaction;
+    // Reading what the SQL itself says about transactions needs the grammar;
+    // a build script (no `engine`) checks the files and leaves this to the
+    // runtime, which rebuilds every script through here.
+    #[cfg(feature = "engine")]
     if !directives.no_transaction {
         match statements::transaction_mode(&sql) {
             statements::TransactionMode::Plain => {}
