@@ -479,6 +479,144 @@ fn toml_message(err: &toml::de::Error, text: &str) -> String {
     }
 }
 
+/// A configuration built in code, for a service that embeds its migrations
+/// and has no `migsafe.toml`: the same keys and defaults as the file, checked
+/// by the same code ([`Config::parse`]).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let config = migsafe::Config::builder()
+///     .namespace("app")
+///     .lock_timeout(Duration::from_secs(2))
+///     .lock_wait(Duration::from_secs(60))
+///     .build()?;
+/// assert_eq!(config.namespaces[0].name, "app");
+/// assert_eq!(config.defaults.lock_timeout, Duration::from_secs(2));
+/// # Ok::<(), migsafe::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ConfigBuilder {
+    table: toml::Table,
+    base: Option<PathBuf>,
+}
+
+impl Config {
+    /// Starts a configuration in code (see [`ConfigBuilder`]).
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+}
+
+impl ConfigBuilder {
+    fn section(&mut self, name: &str) -> &mut toml::Table {
+        let entry = self
+            .table
+            .entry(name.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        match entry {
+            toml::Value::Table(table) => table,
+            _ => unreachable!("just made a table"),
+        }
+    }
+
+    fn default_key(mut self, key: &str, value: toml::Value) -> Self {
+        self.section("defaults").insert(key.into(), value);
+        self
+    }
+
+    fn millis(duration: Duration) -> toml::Value {
+        toml::Value::String(format!("{}ms", duration.as_millis()))
+    }
+
+    /// Adds a namespace (its history rows, lock and reason codes use the
+    /// name). Its directory is `migrations/<name>` unless [`Self::dir`]
+    /// says otherwise; embedded migrations read none.
+    pub fn namespace(mut self, name: &str) -> Self {
+        self.section("namespaces")
+            .entry(name.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        self
+    }
+
+    /// The migrations directory of namespace `name` (added if new).
+    pub fn dir(mut self, name: &str, dir: impl AsRef<Path>) -> Self {
+        self = self.namespace(name);
+        if let Some(toml::Value::Table(ns)) = self.section("namespaces").get_mut(name) {
+            ns.insert(
+                "dir".into(),
+                toml::Value::String(dir.as_ref().display().to_string()),
+            );
+        }
+        self
+    }
+
+    /// What relative paths (directories, `[backup] dir`) are resolved
+    /// against; default the working directory.
+    pub fn base(mut self, base: impl Into<PathBuf>) -> Self {
+        self.base = Some(base.into());
+        self
+    }
+
+    /// The schema holding migsafe's history table (default `migsafe`).
+    pub fn history_schema(mut self, schema: &str) -> Self {
+        self.table
+            .insert("history_schema".into(), toml::Value::String(schema.into()));
+        self
+    }
+
+    /// `lock_timeout` set before each migration (default 1 s).
+    pub fn lock_timeout(self, duration: Duration) -> Self {
+        self.default_key("lock_timeout", Self::millis(duration))
+    }
+
+    /// `statement_timeout` per migration (default none).
+    pub fn statement_timeout(self, duration: Duration) -> Self {
+        self.default_key("statement_timeout", Self::millis(duration))
+    }
+
+    /// How long to wait for another runner's namespace lock (default 5 min).
+    pub fn lock_wait(self, duration: Duration) -> Self {
+        self.default_key("lock_wait", Self::millis(duration))
+    }
+
+    /// Preflight's threshold for long transactions (default 30 s).
+    pub fn long_transaction(self, duration: Duration) -> Self {
+        self.default_key("long_transaction", Self::millis(duration))
+    }
+
+    /// Whether versions applied by a newer release are allowed (default
+    /// true; docs/deploy.md, rolling deploys).
+    pub fn allow_newer_applied(self, allow: bool) -> Self {
+        self.default_key("allow_newer_applied", toml::Value::Boolean(allow))
+    }
+
+    /// `recovery = "manual"`: a dirty migration is left for `repair`
+    /// instead of being rolled back with its down script and run again.
+    pub fn manual_recovery(self) -> Self {
+        self.default_key("recovery", toml::Value::String("manual".into()))
+    }
+
+    /// The configuration, checked as a `migsafe.toml` would be (exit 5,
+    /// `CONFIG_INVALID`, on a bad namespace name or schema).
+    pub fn build(self) -> Result<Config> {
+        let base = match self.base {
+            Some(base) => base,
+            None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        };
+        let text = toml::to_string(&self.table).map_err(|e| {
+            Error::config(
+                Code::ConfigInvalid,
+                format!("the configuration built in code cannot be written: {e}"),
+            )
+        })?;
+        Config::parse(&text, &base, None, "the configuration built in code")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

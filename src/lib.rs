@@ -42,30 +42,70 @@
 //! ## Migrations compiled into the service
 //!
 //! A service can carry its migrations inside its binary instead of reading a
-//! directory at start-up. Its `build.rs` (with `migsafe` also under
-//! `[build-dependencies]`) reads the directory with the same code as the CLI
-//! — a malformed file fails the build, every problem listed — and writes the
+//! directory at start-up. Its `build.rs`, with the small `migsafe-build`
+//! crate under `[build-dependencies]` (it compiles no SQL parser, database
+//! driver or SQLite), reads the directory with the same code as the CLI — a
+//! malformed file fails the build, every problem listed — and writes the
 //! normalised scripts with their build-time checksums into `OUT_DIR`:
 //!
-//! ```no_run
-//! // in build.rs, inside fn main():
-//! migsafe::source::embed::build("app", "migrations");
+//! ```ignore
+//! // build.rs
+//! fn main() {
+//!     migsafe_build::embed("app", "migrations");
+//! }
 //! ```
 //!
-//! [`embedded_migrations!`] includes them; [`Migrator::with_embedded`] uses
-//! them for their namespace. `apply` and `require_up_to_date` then work as
-//! above, on the same lock and history as the CLI, which sees the same
-//! versions and checksums (`examples/service.rs` runs this):
+//! [`embedded_migrations!`] includes them (`migsafe::embedded_migrations!("app")`;
+//! below, the same generated code of this repository's example is included
+//! by path). The service connects with its own settings — a
+//! `tokio_postgres::Config` built in code, its rustls configuration, a
+//! password asked for before every connection — sends events to its
+//! `tracing` subscriber, and writes no file unless asked:
 //!
-//! ```ignore
-//! static MIGRATIONS: migsafe::source::embed::Embedded = migsafe::embedded_migrations!("app");
+//! ```no_run
+//! use std::sync::Arc;
+//! use migsafe::{ConnectionSettings, Migrator, TracingEvents};
+//! use migsafe::source::embed::Embedded;
 //!
-//! # async fn start(config: migsafe::Config) -> migsafe::Result<()> {
-//! let migrator = migsafe::Migrator::new(config).with_embedded(&MIGRATIONS)?;
-//! migrator.require_up_to_date(Some("app")).await?;
+//! static MIGRATIONS: Embedded =
+//!     include!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/embedded/app.rs"));
+//!
+//! # async fn start() -> migsafe::Result<()> {
+//! let mut pg = tokio_postgres::Config::new();
+//! pg.host("db.internal").user("app").dbname("app");
+//! let settings = ConnectionSettings::from_config(pg)?.with_password_source(Arc::new(|| {
+//!     // e.g. a fresh IAM token or the secret store's current password
+//!     Box::pin(async { std::env::var("APP_DB_PASSWORD").map_err(Into::into) })
+//! }));
+//! let migrator = Migrator::for_embedded(&MIGRATIONS)?
+//!     .with_connection(settings)
+//!     .with_events(Arc::new(TracingEvents::new()));
+//! // The release job: migsafe apply's pipeline, without backup or report
+//! // files (`with_backups(true)`, `with_log_dir(…)` to have them).
+//! migrator.apply(None, &Default::default()).await?;
+//! // Every replica: refuse to start unless migrated (exit 7, every reason).
+//! migrator.require_up_to_date(None).await?;
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Settings beyond the defaults come from [`Config::builder`] (or a
+//! `migsafe.toml` with [`Config::load`]); [`Migrator::with_embedded`] adds
+//! the migrations of each namespace. The CLI reading the same files sees the
+//! same versions, checksums and history.
+//!
+//! ## Features
+//!
+//! - `engine`: connecting, planning, preflight (with lint), backup, apply,
+//!   rollback, postflight, readiness, verify, the sandbox — what a service
+//!   embeds: `migsafe = { version = "0.1", default-features = false,
+//!   features = ["engine"] }`.
+//! - `cutover-sqlite`: `cutover sqlite …` (bundled SQLite).
+//! - `cli` (default): the `migsafe` binary (clap, terminal output), with
+//!   both of the above.
+//!
+//! Without features, the crate only reads migration files (what
+//! `migsafe-build` uses at build time).
 
 // Always built: reading migration files, which a build script does too
 // (`migsafe-build`, with no SQL parser, database driver or SQLite).
@@ -100,10 +140,12 @@ pub mod scratch;
 #[cfg(feature = "engine")]
 pub mod verify;
 
-pub use config::Config;
+pub use config::{Config, ConfigBuilder};
+#[cfg(feature = "engine")]
+pub use db::ConnectionSettings;
 pub use error::{Code, Error, ReasonCode, Result};
 #[cfg(feature = "engine")]
-pub use events::{Event, EventSink, Interrupt};
+pub use events::{Event, EventSink, Interrupt, TracingEvents};
 #[cfg(feature = "engine")]
 pub use migrator::Migrator;
 #[cfg(feature = "engine")]

@@ -30,9 +30,15 @@ pub use crate::cutover::run::{CutoverReport, CutoverRunOptions, describe_problem
 pub struct Migrator {
     pub(crate) config: Config,
     database_url: Option<String>,
+    /// Settings given in code (a service's own Config, TLS or password
+    /// source); used for every namespace instead of a URL.
+    connection: Option<ConnectionSettings>,
     pub(crate) events: Arc<dyn EventSink>,
     pub(crate) interrupt: Interrupt,
-    pub(crate) log_dir: std::path::PathBuf,
+    pub(crate) log_dir: Option<std::path::PathBuf>,
+    /// Whether `apply` takes a pg_dump backup first (the CLI: yes, unless
+    /// `--skip-backup`; the library: when asked with `with_backups`).
+    backups: bool,
     /// Namespaces whose migrations are compiled in (no directory is read).
     embedded: Vec<(String, MigrationSet)>,
 }
@@ -175,11 +181,22 @@ impl Migrator {
         Migrator {
             config,
             database_url: None,
+            connection: None,
             events: Arc::new(NoEvents),
             interrupt: Interrupt::new(),
-            log_dir: std::path::PathBuf::from("logs"),
+            log_dir: None,
+            backups: false,
             embedded: Vec::new(),
         }
+    }
+
+    /// A migrator for one namespace whose migrations are compiled in, with
+    /// the default settings (`Config::builder().namespace(…)` for others):
+    /// no `migsafe.toml`, no migrations directory, no report files and no
+    /// backups unless asked for.
+    pub fn for_embedded(embedded: &crate::source::embed::Embedded) -> Result<Self> {
+        let config = Config::builder().namespace(embedded.namespace).build()?;
+        Migrator::new(config).with_embedded(embedded)
     }
 
     /// Uses migrations compiled into the binary for their namespace instead
@@ -229,16 +246,44 @@ impl Migrator {
         self
     }
 
+    /// Connects with these settings instead of a URL: a service's own
+    /// `tokio_postgres::Config` ([`ConnectionSettings::from_config`]), with
+    /// its TLS ([`ConnectionSettings::with_tls`]) and a password asked for
+    /// before every connection ([`ConnectionSettings::with_password_source`]).
+    pub fn with_connection(mut self, settings: ConnectionSettings) -> Self {
+        self.connection = Some(settings);
+        self
+    }
+
     /// Where events go.
     pub fn with_events(mut self, events: Arc<dyn EventSink>) -> Self {
         self.events = events;
         self
     }
 
-    /// Where preflight and postflight reports go (default `logs`).
+    /// Writes preflight, postflight, verify and cutover reports into `dir`
+    /// (the CLI: `logs`). Without it the library writes no file: reports
+    /// are returned as values and events go to the sink.
     pub fn with_log_dir(mut self, dir: std::path::PathBuf) -> Self {
-        self.log_dir = dir;
+        self.log_dir = Some(dir);
         self
+    }
+
+    /// Takes a verified pg_dump backup before `apply` and `rollback` change
+    /// anything, into `[backup] dir` (the CLI always does, unless
+    /// `--skip-backup`). Without it the library needs no `pg_dump` and no
+    /// writable directory, and refuses what is only safe with a backup (a
+    /// recovery that would destroy rows written after an interruption).
+    pub fn with_backups(mut self, backups: bool) -> Self {
+        self.backups = backups;
+        self
+    }
+
+    /// `options` with the backup skipped unless backups were asked for.
+    fn backup_rule(&self, options: &ApplyOptions) -> ApplyOptions {
+        let mut options = options.clone();
+        options.skip_backup |= !self.backups;
+        options
     }
 
     /// The interrupt to honour (Ctrl-C).
@@ -257,7 +302,7 @@ impl Migrator {
             config: &self.config,
             events: self.events.as_ref(),
             interrupt: &self.interrupt,
-            log_dir: &self.log_dir,
+            log_dir: self.log_dir.as_deref(),
         }
     }
 
@@ -278,6 +323,9 @@ impl Migrator {
     /// The database settings of a namespace (URL resolution of SPEC 3);
     /// a Ctrl-C ends their connection attempts at once.
     fn settings_of(&self, namespace: &Namespace) -> Result<ConnectionSettings> {
+        if let Some(settings) = &self.connection {
+            return Ok(settings.clone().with_interrupt(&self.interrupt));
+        }
         Ok(ConnectionSettings::parse(
             &self
                 .config
@@ -488,6 +536,7 @@ impl Migrator {
     /// as long as each other. Every file of every selected namespace is still
     /// checked before anything is written.
     pub async fn apply(&self, target: Option<&str>, options: &ApplyOptions) -> Result<ApplyReport> {
+        let options = &self.backup_rule(options);
         let namespaces: Vec<Namespace> = self.config.select(target)?.into_iter().cloned().collect();
         let mut settings = Vec::with_capacity(namespaces.len());
         for namespace in &namespaces {
@@ -571,7 +620,9 @@ impl Migrator {
     ) -> Result<Vec<PhaseReport>> {
         let mut reports = Vec::new();
         for mut checked in self.preflight_unwritten(target, options).await? {
-            checked.report.write(&self.log_dir, self.config.logs.keep)?;
+            checked
+                .report
+                .write(self.log_dir.as_deref(), self.config.logs.keep)?;
             reports.push(checked.report);
         }
         Ok(reports)
@@ -585,6 +636,7 @@ impl Migrator {
         target: Option<&str>,
         options: &ApplyOptions,
     ) -> Result<Vec<Preflighted>> {
+        let options = &self.backup_rule(options);
         let history = History::new(&self.config.history_schema);
         let tolerance = options
             .tolerance
@@ -657,7 +709,7 @@ impl Migrator {
             &crate::pipeline::postflight::PostflightOptions { deep },
         )
         .await?;
-        report.write(&self.log_dir, self.config.logs.keep)?;
+        report.write(self.log_dir.as_deref(), self.config.logs.keep)?;
         Ok(report)
     }
 
@@ -706,13 +758,15 @@ impl Migrator {
             &self.interrupt,
         )
         .await?;
-        crate::report::write_report(
-            &self.log_dir,
-            "verify-report",
-            report.started_at,
-            &report,
-            self.config.logs.keep,
-        )?;
+        if let Some(dir) = &self.log_dir {
+            crate::report::write_report(
+                dir,
+                "verify-report",
+                report.started_at,
+                &report,
+                self.config.logs.keep,
+            )?;
+        }
         Ok(report)
     }
 
@@ -898,6 +952,9 @@ impl Migrator {
         target: Option<&str>,
         options: &RollbackOptions,
     ) -> Result<Vec<NamespaceRun>> {
+        let mut options = options.clone();
+        options.skip_backup |= !self.backups;
+        let options = &options;
         let loaded = self.single(target, "rollback")?;
         let env = self.env();
         let mut runs = Vec::new();
@@ -958,7 +1015,9 @@ fn not_ready_hint(code: Code) -> &'static str {
         Code::MigrationOutOfOrder => {
             "a migration of this release is older than the newest applied one: renumber it, or apply it with `migsafe apply --allow-out-of-order`"
         }
-        Code::DatabaseUnreachable | Code::DatabaseAuthFailed | Code::DatabaseNotFound
+        Code::DatabaseUnreachable
+        | Code::DatabaseAuthFailed
+        | Code::DatabaseNotFound
         | Code::DatabaseTlsFailed => "check the database URL, the server and the network from here",
         _ => "run `migsafe status` to see the namespace's state",
     }

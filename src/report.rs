@@ -354,20 +354,25 @@ impl PhaseReport {
 
     /// Writes the report as `<dir>/<phase>-report-<timestamp>.json`, 0600,
     /// keeping the newest `keep` reports of the phase (`[logs] keep`).
-    pub fn write(&mut self, dir: &Path, keep: u32) -> Result<PathBuf> {
+    /// Nothing is written without a directory (library use that did not
+    /// opt in to report files).
+    pub fn write(&mut self, dir: Option<&Path>, keep: u32) -> Result<Option<PathBuf>> {
+        let Some(dir) = dir else {
+            return Ok(None);
+        };
         let kind = format!("{}-report", self.phase);
         let path = write_report(dir, &kind, self.started_at, self, keep)?;
         self.path = Some(path.clone());
-        Ok(path)
+        Ok(Some(path))
     }
 
     /// Writes the report (see [`PhaseReport::write`]) and tells the event sink.
     pub fn write_and_announce(
         &mut self,
-        dir: &Path,
+        dir: Option<&Path>,
         keep: u32,
         events: &dyn EventSink,
-    ) -> Result<PathBuf> {
+    ) -> Result<Option<PathBuf>> {
         let path = self.write(dir, keep)?;
         let count = |status| self.checks.iter().filter(|c| c.status == status).count();
         events.emit(&Event::PhaseChecked {
@@ -376,7 +381,7 @@ impl PhaseReport {
             failures: count(Status::Fail),
             warnings: count(Status::Warn),
             forced: self.forced,
-            path: path.display().to_string(),
+            path: path.as_ref().map(|p| p.display().to_string()),
             notes: self
                 .checks
                 .iter()

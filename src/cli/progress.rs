@@ -168,11 +168,11 @@ fn pipeline(event: &Event) {
                 }
                 Status::Fail => (format!("FAILED {failures} check(s)"), RED),
             };
-            err(&format!(
-                "{phase} {} {}",
-                paint(style, word),
-                paint(DIM, format!("({path})"))
-            ));
+            let written = path
+                .as_deref()
+                .map(|p| format!(" {}", paint(DIM, format!("({p})"))))
+                .unwrap_or_default();
+            err(&format!("{phase} {}{written}", paint(style, word)));
             for note in notes {
                 err(&format!("  {}", note.replace('\n', "\n    ")));
             }

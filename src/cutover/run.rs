@@ -103,17 +103,19 @@ pub fn describe_problems(problems: &[Problem], limit: usize) -> String {
 
 impl Migrator {
     /// `logs/cutover-<kind>-<timestamp>.json`, owner-only.
-    fn write_cutover_report<T: Serialize>(&self, kind: &str, report: &T) -> Result<PathBuf> {
-        let path = self
-            .log_dir
-            .join(format!("cutover-{kind}-{}.json", stamp()));
+    /// Nothing without a log directory (library use that did not ask).
+    fn write_cutover_report<T: Serialize>(
+        &self,
+        kind: &str,
+        report: &T,
+    ) -> Result<Option<PathBuf>> {
+        let Some(dir) = &self.log_dir else {
+            return Ok(None);
+        };
+        let path = dir.join(format!("cutover-{kind}-{}.json", stamp()));
         write_private_json(&path, report)?;
-        crate::report::prune_reports(
-            &self.log_dir,
-            &format!("cutover-{kind}"),
-            self.config.logs.keep,
-        );
-        Ok(path)
+        crate::report::prune_reports(dir, &format!("cutover-{kind}"), self.config.logs.keep);
+        Ok(Some(path))
     }
 
     fn cutover_namespace(&self, target: Option<&str>, command: &str) -> Result<Loaded> {
@@ -148,7 +150,7 @@ impl Migrator {
                 config: &self.config,
                 events: &NoEvents,
                 interrupt: &self.interrupt,
-                log_dir: logs.path(),
+                log_dir: Some(logs.path()),
             };
             let target = crate::pipeline::Target {
                 namespace: &loaded.namespace,
@@ -353,10 +355,13 @@ impl Migrator {
                     failures.len(),
                     describe_problems(&failures, 10).trim_end()
                 ),
-                hint: Some(format!(
-                    "fix the SQLite data or the schema and run again; the full list is in {}",
-                    path.display()
-                )),
+                hint: Some(match path {
+                    Some(path) => format!(
+                        "fix the SQLite data or the schema and run again; the full list is in {}",
+                        path.display()
+                    ),
+                    None => "fix the SQLite data or the schema and run again; `cutover sqlite precheck` lists every problem".into(),
+                }),
             });
         }
         let warnings = problems;

@@ -8,9 +8,11 @@
 //! quoting a connection string cannot leak it either.
 
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
@@ -73,7 +75,23 @@ pub struct ConnectionSettings {
     shown: String,
     /// A stop request that ends a connection attempt in progress.
     interrupt: Option<Interrupt>,
+    /// The service's own TLS configuration, used instead of `ssl_mode`'s.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Asked for the password before every connection (credential rotation).
+    password: Option<PasswordSource>,
 }
+
+/// The future a [`PasswordSource`] returns.
+pub type PasswordFuture = Pin<
+    Box<
+        dyn Future<Output = std::result::Result<String, Box<dyn std::error::Error + Send + Sync>>>
+            + Send,
+    >,
+>;
+
+/// Gives the password (or token: RDS IAM, Vault, a rotated secret) for the
+/// next connection; called before each one, within its `connect_timeout`.
+pub type PasswordSource = Arc<dyn Fn() -> PasswordFuture + Send + Sync>;
 
 impl fmt::Display for ConnectionSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -201,7 +219,94 @@ impl ConnectionSettings {
             root_given,
             shown,
             interrupt: None,
+            tls: None,
+            password: None,
         })
+    }
+
+    /// Settings from a service's own `tokio_postgres::Config` (built in code,
+    /// from its secret store). Its `ssl_mode` maps to libpq's `disable`,
+    /// `prefer` or `require` (no certificate check, as in libpq); give
+    /// [`Self::with_tls`] for a verified connection. The application name
+    /// defaults to `migsafe`, `connect_timeout` to 10 s, as for a URL.
+    pub fn from_config(mut config: tokio_postgres::Config) -> Result<ConnectionSettings> {
+        if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+            return Err(Error::Config {
+                reason: ReasonCode::new(Code::DatabaseUrlInvalid),
+                message: "the connection configuration names no host".into(),
+                hint: Some("call `host(…)` on the tokio_postgres::Config".into()),
+            });
+        }
+        if let Some(password) = config.get_password() {
+            register_secret(&String::from_utf8_lossy(password));
+        }
+        let ssl_mode = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => SslMode::Disable,
+            tokio_postgres::config::SslMode::Require => SslMode::Require,
+            _ => SslMode::Prefer,
+        };
+        if config.get_application_name().is_none() {
+            config.application_name("migsafe");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        config.keepalives(true);
+        let shown = describe(&config, ssl_mode);
+        Ok(ConnectionSettings {
+            config,
+            ssl_mode,
+            roots: RootCerts::Default,
+            root_given: false,
+            shown,
+            interrupt: None,
+            tls: None,
+            password: None,
+        })
+    }
+
+    /// Uses the service's own rustls configuration (its roots, client
+    /// certificate, verifier) for every connection, pg_dump excepted, which
+    /// follows `sslmode` and `sslrootcert` as libpq does. TLS is then
+    /// required unless the settings say `disable`.
+    pub fn with_tls(mut self, tls: Arc<rustls::ClientConfig>) -> ConnectionSettings {
+        if self.ssl_mode != SslMode::Disable {
+            self.ssl_mode = SslMode::Require;
+            self.config.ssl_mode(self.ssl_mode.negotiation());
+            self.shown = describe(&self.config, self.ssl_mode);
+        }
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Asks `source` for the password before every connection, so a rotated
+    /// credential or a short-lived token is always current; what it returns
+    /// is never shown in any output.
+    pub fn with_password_source(mut self, source: PasswordSource) -> ConnectionSettings {
+        self.password = Some(source);
+        self.shown = describe_with_password(&self.config, self.ssl_mode, true);
+        self
+    }
+
+    /// These settings with the password the source gives now (the settings
+    /// themselves when there is no source).
+    pub(crate) async fn current(&self) -> Result<ConnectionSettings> {
+        let Some(source) = &self.password else {
+            return Ok(self.clone());
+        };
+        let password = source().await.map_err(|e| Error::Config {
+            reason: ReasonCode::new(Code::DatabaseAuthFailed),
+            message: format!(
+                "cannot connect to {}: the password source failed: {}",
+                self.shown,
+                scrub(&error_chain(e.as_ref()))
+            ),
+            hint: Some("check the service's credential source (secret store, token issuer)".into()),
+        })?;
+        register_secret(&password);
+        let mut copy = self.clone();
+        copy.config.password(password);
+        Ok(copy)
     }
 
     /// The same settings, whose connection attempts end at once (with
@@ -356,8 +461,9 @@ impl ConnectionSettings {
     /// TCP, TLS and authentication (tokio-postgres's `connect`).
     async fn handshake(&self) -> Result<Db> {
         let connect_limit = self.connect_limit();
+        let current = self.current().await?;
         if self.ssl_mode == SslMode::Disable {
-            let (client, connection) = self
+            let (client, connection) = current
                 .config
                 .connect(NoTls)
                 .await
@@ -372,14 +478,19 @@ impl ConnectionSettings {
                 connect_limit,
             });
         }
-        let client_config = tls::client_config(self.ssl_mode, &self.roots, self.root_given)
-            .map_err(|message| Error::Config {
-                reason: ReasonCode::new(Code::DatabaseTlsFailed),
-                message: format!("{}: {message}", self.shown),
-                hint: None,
-            })?;
-        let connector = MakeRustlsConnect::new(client_config);
-        let (client, connection) = self
+        let connector = match &self.tls {
+            Some(own) => MakeRustlsConnect::new(own.as_ref().clone()),
+            None => {
+                let client_config = tls::client_config(self.ssl_mode, &self.roots, self.root_given)
+                    .map_err(|message| Error::Config {
+                        reason: ReasonCode::new(Code::DatabaseTlsFailed),
+                        message: format!("{}: {message}", self.shown),
+                        hint: None,
+                    })?;
+                MakeRustlsConnect::new(client_config)
+            }
+        };
+        let (client, connection) = current
             .config
             .connect(connector.clone())
             .await
@@ -626,12 +737,21 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 fn describe(config: &tokio_postgres::Config, mode: SslMode) -> String {
+    describe_with_password(config, mode, false)
+}
+
+/// As [`describe`]; `password_from_source`: a password comes at connect time.
+fn describe_with_password(
+    config: &tokio_postgres::Config,
+    mode: SslMode,
+    password_from_source: bool,
+) -> String {
     use tokio_postgres::config::Host;
     // A user name that holds a registered secret (a password typed where
     // the user goes) is shown scrubbed.
     let user = scrub(config.get_user().unwrap_or(""));
     let user = user.as_str();
-    let password = if config.get_password().is_some() {
+    let password = if config.get_password().is_some() || password_from_source {
         ":****"
     } else {
         ""

@@ -167,10 +167,12 @@ async fn create_keeping(
     let partial = dir.join(format!(".backup-{stamp}.dump.partial"));
     // Created 0600 before pg_dump opens it, so it is never readable by others.
     private_file(&partial)?;
+    // A rotated password is asked for now, as for a connection.
+    let env = settings.current().await?.libpq_env();
     let output = tokio::process::Command::new(&pg_dump)
         .args(["--format=custom", "--no-password", "--file"])
         .arg(&partial)
-        .envs(settings.libpq_env())
+        .envs(env)
         .stdin(Stdio::null())
         .output()
         .await;
@@ -466,6 +468,7 @@ pub(crate) async fn restore(settings: &ConnectionSettings, db: &Db, file: &Path)
         u32::try_from(version_num / 10_000).unwrap_or(0),
     )?;
     verify(file).await?;
+    let env = settings.current().await?.libpq_env();
     let output = tokio::process::Command::new(&pg_restore)
         .args([
             "--clean",
@@ -476,14 +479,12 @@ pub(crate) async fn restore(settings: &ConnectionSettings, db: &Db, file: &Path)
             "--dbname",
         ])
         .arg(
-            settings
-                .libpq_env()
-                .iter()
+            env.iter()
                 .find(|(k, _)| *k == "PGDATABASE")
                 .map_or("", |(_, v)| v.as_str()),
         )
         .arg(file)
-        .envs(settings.libpq_env())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .output()
         .await

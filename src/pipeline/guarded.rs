@@ -217,10 +217,10 @@ async fn locked(
             return Err(Error::Refused {
                 reason: assessment.reason(),
                 message: format!(
-                    "--recover with --skip-backup would destroy rows written after {} {} was interrupted without a copy of them; nothing was changed",
+                    "recovering without a backup (--skip-backup, or a library Migrator without with_backups) would destroy rows written after {} {} was interrupted without a copy of them; nothing was changed",
                     assessment.version, assessment.name
                 ),
-                hint: Some("run `migsafe apply --recover` without --skip-backup".into()),
+                hint: Some("run `migsafe apply --recover` without --skip-backup (in a service: `Migrator::with_backups(true)`)".into()),
             });
         }
     }

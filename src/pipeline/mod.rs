@@ -33,8 +33,9 @@ pub struct Env<'a> {
     pub events: &'a dyn EventSink,
     /// Ctrl-C.
     pub interrupt: &'a Interrupt,
-    /// Where reports go.
-    pub log_dir: &'a std::path::Path,
+    /// Where reports go; `None`: no report files (library use that did
+    /// not ask for them).
+    pub log_dir: Option<&'a std::path::Path>,
 }
 
 /// One namespace with its files and database.

@@ -379,6 +379,6 @@ pub(super) fn env<'a>(config: &'a Config, interrupt: &'a Interrupt) -> Env<'a> {
         config,
         events: &NoEvents,
         interrupt,
-        log_dir: std::path::Path::new("logs"),
+        log_dir: None,
     }
 }

@@ -76,7 +76,8 @@ impl Context<'_> {
             .with_database_url(g.database_url.clone())
             .with_events(Arc::new(Fanout(sinks)))
             .with_interrupt(self.interrupt.clone())
-            .with_log_dir(g.log_dir.clone()))
+            .with_log_dir(g.log_dir.clone())
+            .with_backups(true))
     }
 }
 

@@ -12,6 +12,9 @@ use tokio::sync::Notify;
 
 use crate::db::activity::Session;
 
+mod trace;
+pub use trace::TracingEvents;
+
 /// A duration in whole milliseconds, as events and reports carry it.
 pub fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
@@ -142,8 +145,10 @@ pub enum Event {
         warnings: usize,
         /// `--force` overrode a failure.
         forced: bool,
-        /// The report file.
-        path: String,
+        /// The report file, when the migrator writes reports (the CLI
+        /// always does; a library caller opts in with `with_log_dir`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
         /// Every warning and failure, `CODE: detail`, for people to read
         /// without opening the report.
         #[serde(skip_serializing_if = "Vec::is_empty")]
