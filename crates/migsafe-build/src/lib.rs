@@ -4,9 +4,8 @@
 //! service's `build.rs`:
 //!
 //! ```no_run
-//! fn main() {
-//!     migsafe_build::embed("app", "migrations");
-//! }
+//! // build.rs, in fn main():
+//! migsafe_build::embed("app", "migrations");
 //! ```
 //!
 //! and in the service (with `migsafe = { version = "0.1", default-features =
