@@ -94,6 +94,18 @@
 //! the migrations of each namespace. The CLI reading the same files sees the
 //! same versions, checksums and history.
 //!
+//! ## Rolling deploys and timeouts
+//!
+//! A release whose newest migration is older than one already applied (the
+//! previous release restarting during a rolling deploy) starts: the newer
+//! versions are reported (`MIGRATION_NEWER_THAN_RELEASE`, a `newer_applied`
+//! event), not refused; a missing older version, an edited one or a dirty one
+//! still refuses. `Config::builder().allow_newer_applied(false)` is the
+//! strict rule. Every connection is set up — TCP, TLS, authentication, the
+//! password source, a first query — within `connect_timeout` (10 s unless
+//! the settings say otherwise), and the [`Interrupt`] given to
+//! [`Migrator::with_interrupt`] ends any wait at once (docs/deploy.md).
+//!
 //! ## Features
 //!
 //! - `engine`: connecting, planning, preflight (with lint), backup, apply,

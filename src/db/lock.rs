@@ -20,7 +20,7 @@ use crate::error::{Code, Error, ReasonCode, Result};
 use crate::events::Interrupt;
 
 /// The advisory lock key of a namespace: the first 8 bytes of
-/// SHA-256("migsafe:<history schema>:<namespace>"), so two histories in one
+/// SHA-256(`"migsafe:<history schema>:<namespace>"`), so two histories in one
 /// database do not block each other.
 pub fn key(history_schema: &str, namespace: &str) -> i64 {
     let digest = Sha256::digest(format!("migsafe:{history_schema}:{namespace}").as_bytes());

@@ -139,7 +139,7 @@ where
     result
 }
 
-/// What a [`Runner`] borrows, prepared once the lock is held.
+/// What a `Runner` borrows, prepared once the lock is held.
 pub struct RunnerParts {
     prepared: Prepared,
     backend_pid: i32,

@@ -7,7 +7,7 @@ use super::{Hit, Rule, new_columns};
 use crate::lint::context::Context;
 use crate::lint::engine::Severity;
 
-/// ADD COLUMN … DEFAULT <volatile function> on an existing table.
+/// ADD COLUMN … DEFAULT `<volatile function>` on an existing table.
 pub struct VolatileDefault;
 
 /// Functions whose value differs per row: a default calling one must be
