@@ -258,7 +258,7 @@ impl Config {
                         "check the path given to --config (relative paths start at {}); `migsafe init` writes a commented migsafe.toml; nothing ran",
                         cwd.display()
                     )),
-                })?;
+                 source: None, })?;
                 (Some(path.to_path_buf()), text)
             }
             None => {
@@ -300,6 +300,7 @@ impl Config {
             reason: ReasonCode::new(Code::ConfigInvalid),
             message: format!("{shown}: {message}"),
             hint: Some("fix the file; `migsafe init` writes a commented example".into()),
+            source: None,
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(toml_message(&e, text)))?;
         let duration = |key: &str, value: Option<String>, default: &str| -> Result<Duration> {
@@ -431,6 +432,7 @@ impl Config {
                             .collect::<Vec<_>>()
                             .join(", ")
                     )),
+                    source: None,
                 }),
         }
     }
@@ -454,6 +456,7 @@ impl Config {
                         hint: Some(format!(
                             "export {var}=postgres://user@host:5432/db (or DATABASE_URL)"
                         )),
+                        source: None,
                     });
                 }
             }
@@ -465,6 +468,7 @@ impl Config {
                 namespace.name
             ),
             hint: Some("for a throwaway server to try things on, run `migsafe sandbox`".into()),
+            source: None,
         })
     }
 }

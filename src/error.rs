@@ -353,6 +353,9 @@ impl Serialize for ReasonCode {
     }
 }
 
+/// A lower-level error kept as the cause of an [`Error`].
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Every failure the library reports. Each variant names what happened; each
 /// carries a reason code; [`Error::exit_code`] maps it to SPEC section 11.
 #[derive(Debug, thiserror::Error)]
@@ -364,6 +367,9 @@ pub enum Error {
         reason: ReasonCode,
         message: String,
         hint: Option<String>,
+        /// The lower-level error this one comes from (a driver, I/O or
+        /// server error), for `std::error::Error::source`.
+        source: Option<Source>,
     },
     /// Migration files that cannot be used, one line per file.
     #[error("{}", render_problems(.problems))]
@@ -377,6 +383,9 @@ pub enum Error {
         reason: ReasonCode,
         message: String,
         hint: Option<String>,
+        /// The lower-level error this one comes from (a driver, I/O or
+        /// server error), for `std::error::Error::source`.
+        source: Option<Source>,
     },
     /// An up script (or the history write of it) failed; it was rolled back
     /// unless it is a no-transaction migration, which is then left dirty.
@@ -385,6 +394,9 @@ pub enum Error {
         reason: ReasonCode,
         message: String,
         hint: Option<String>,
+        /// The lower-level error this one comes from (a driver, I/O or
+        /// server error), for `std::error::Error::source`.
+        source: Option<Source>,
     },
     /// A rollback could not be done, or a down script failed.
     #[error("{message}")]
@@ -392,10 +404,18 @@ pub enum Error {
         reason: ReasonCode,
         message: String,
         hint: Option<String>,
+        /// The lower-level error this one comes from (a driver, I/O or
+        /// server error), for `std::error::Error::source`.
+        source: Option<Source>,
     },
     /// The throwaway server could not be started or used.
     #[error("{message}")]
-    Sandbox { reason: ReasonCode, message: String },
+    Sandbox {
+        reason: ReasonCode,
+        message: String,
+        /// The lower-level error.
+        source: Option<Source>,
+    },
     /// The readiness contract is not met (SPEC 9): not ready to start.
     #[error("{message}")]
     NotReady {
@@ -404,6 +424,8 @@ pub enum Error {
         hint: Option<String>,
         /// Every unmet reason, in the order found (`reason` is the first).
         unmet: Vec<ReasonCode>,
+        /// The lower-level error, when one unmet reason came from one.
+        source: Option<Source>,
     },
     /// The migrations ran, but a postflight check failed.
     #[error("{message}")]
@@ -411,6 +433,9 @@ pub enum Error {
         reason: ReasonCode,
         message: String,
         hint: Option<String>,
+        /// The lower-level error this one comes from (a driver, I/O or
+        /// server error), for `std::error::Error::source`.
+        source: Option<Source>,
     },
 }
 
@@ -471,6 +496,7 @@ impl Error {
             reason: ReasonCode::new(code),
             message: message.into(),
             hint: None,
+            source: None,
         }
     }
 
@@ -480,6 +506,7 @@ impl Error {
             reason: ReasonCode::new(Code::Io),
             message: format!("cannot {what} {}: {err}", path.display()),
             hint: None,
+            source: Some(Box::new(std::io::Error::new(err.kind(), err.to_string()))),
         }
     }
 
@@ -493,6 +520,7 @@ impl Error {
                 reason,
                 message,
                 hint,
+                source,
             } if reason.code() == Code::DatabaseUnreachable => {
                 let hint = hint.or_else(|| {
                     Some(
@@ -505,17 +533,36 @@ impl Error {
                         reason,
                         message,
                         hint,
+                        source,
                     }
                 } else {
                     Error::Migration {
                         reason,
                         message,
                         hint,
+                        source,
                     }
                 }
             }
             other => other,
         }
+    }
+
+    /// Keeps `cause` as this error's [`std::error::Error::source`] (a driver,
+    /// I/O or server error), so a caller can walk the chain or downcast it
+    /// (`tokio_postgres::Error` for the SQLSTATE and the server's fields).
+    pub fn caused_by(mut self, cause: impl Into<Source>) -> Self {
+        match &mut self {
+            Error::Config { source, .. }
+            | Error::Refused { source, .. }
+            | Error::Migration { source, .. }
+            | Error::Rollback { source, .. }
+            | Error::NotReady { source, .. }
+            | Error::Postflight { source, .. }
+            | Error::Sandbox { source, .. } => *source = Some(cause.into()),
+            Error::Source { .. } => {}
+        }
+        self
     }
 
     /// Adds a "what to do next" line.
@@ -617,12 +664,14 @@ mod tests {
             reason: ReasonCode::migration(Code::MigrationDirty, "a", 1),
             message: String::new(),
             hint: None,
+            source: None,
         };
         assert_eq!(refused.exit_code(), 1);
         let down = Error::Refused {
             reason: ReasonCode::migration(Code::DownScriptMissing, "a", 1),
             message: String::new(),
             hint: None,
+            source: None,
         };
         assert_eq!(down.exit_code(), 4);
         assert_eq!(Error::config(Code::ConfigInvalid, "x").exit_code(), 5);

@@ -220,6 +220,7 @@ impl Migrator {
                     "add [namespaces.{}] to migsafe.toml, or build the configuration with Config::parse",
                     embedded.namespace
                 )),
+                source: None,
             });
         }
         let set = embedded.load()?;
@@ -363,6 +364,7 @@ impl Migrator {
                         .join(", ")
                 ),
                 hint: None,
+                source: None,
             });
         }
         if target == Some("all") {
@@ -914,6 +916,7 @@ impl Migrator {
                 .join("\n"),
             hint: Some(hints.join("; ")),
             unmet: reasons,
+            source: None,
         })
     }
 

@@ -251,6 +251,7 @@ impl NamespaceState {
                     "check the schema by hand and finish or undo that migration's statements, then record it: `migsafe repair --target {ns} --clear-dirty {v} --reason \"…\"` (finished) or `migsafe repair --target {ns} --forget {v} --reason \"…\"` (undone)",
                     v = entry.version
                 )),
+                source: None,
             });
         }
         if let Some(entry) = self.in_state(State::ChecksumMismatch).next() {
@@ -284,6 +285,7 @@ impl NamespaceState {
                     "restore the file as it was applied (git log -p {path}) and put the change in a new migration; if the edit is only cosmetic: `migsafe repair --target {ns} --accept-checksum {} --reason \"…\"`",
                     entry.version
                 )),
+                source: None,
             });
         }
         if !tolerance.ignore_missing
@@ -296,7 +298,7 @@ impl NamespaceState {
                     entry.version, entry.name
                 ),
                 hint: Some("restore the file (a branch that is behind?), or pass --ignore-missing if it was removed on purpose".into()),
-            });
+             source: None, });
         }
         if tolerance.refuse_newer_applied
             && !tolerance.ignore_missing
@@ -311,7 +313,7 @@ impl NamespaceState {
                     self.newest_file().map_or("-", Version::as_str)
                 ),
                 hint: Some("deploy the release that has it; or, when this release runs correctly on that schema, set `allow_newer_applied = true` under [defaults] (the default)".into()),
-            });
+             source: None, });
         }
         if !tolerance.allow_out_of_order
             && let Some(entry) = self.in_state(State::OutOfOrder).next()
@@ -323,7 +325,7 @@ impl NamespaceState {
                     entry.version, entry.name
                 ),
                 hint: Some("give it a newer version (rename the file), or pass --allow-out-of-order if it is independent of the newer ones".into()),
-            });
+             source: None, });
         }
         Ok(())
     }
@@ -371,6 +373,7 @@ impl NamespaceState {
                         "write a new migration that undoes the change, or restore from a backup"
                             .into(),
                     ),
+                    source: None,
                 });
             }
             let Some(migration) = entry.migration.as_ref() else {
@@ -395,6 +398,7 @@ impl NamespaceState {
                     reason: ReasonCode::migration(Code::MigrationFileMissing, ns, &entry.version),
                     message,
                     hint: Some(hint.into()),
+                    source: None,
                 });
             };
             if migration.down.is_none() {
@@ -408,6 +412,7 @@ impl NamespaceState {
                         "add the down script next to {} or write a new forward migration",
                         migration.up.path.display()
                     )),
+                    source: None,
                 });
             }
             out.push((entry, migration));
@@ -426,6 +431,7 @@ pub fn unknown_version(namespace: &str, version: &Version) -> Error {
         reason: ReasonCode::migration(Code::VersionUnknown, namespace, version),
         message: format!("namespace `{namespace}` has no migration with version {version}"),
         hint: Some("see `migsafe status` for the versions".into()),
+        source: None,
     }
 }
 

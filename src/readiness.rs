@@ -139,6 +139,7 @@ pub async fn wait(
                     "check that the database is running and reachable from here; raise --timeout for slow starts".into()
                 }),
                 unmet: vec![ReasonCode::new(Code::WaitTimeout)],
+                source: None,
             });
         }
     }
@@ -167,6 +168,7 @@ fn interrupted(waited: Duration) -> Error {
             format_duration(waited)
         ),
         hint: Some("run it again when the database should be ready".into()),
+        source: None,
     }
 }
 
@@ -263,6 +265,7 @@ pub fn profile(config: &crate::config::Config, name: &str) -> Result<Profile> {
                         .join(", ")
                 )
             }),
+            source: None,
         });
     };
     value.clone().try_into().map_err(|e: toml::de::Error| {

@@ -37,6 +37,7 @@ fn failed(message: impl Into<String>) -> Error {
     Error::Sandbox {
         reason: ReasonCode::new(Code::SandboxFailed),
         message: message.into(),
+        source: None,
     }
 }
 

@@ -58,6 +58,7 @@ impl Scratch {
                         .map_err(|e| Error::Sandbox {
                             reason: ReasonCode::new(Code::SandboxFailed),
                             message: format!("the sandbox start-up task failed: {e}"),
+                            source: None,
                         })??;
                 Ok(Scratch {
                     settings: ConnectionSettings::parse(&sandbox.url("postgres"))?,

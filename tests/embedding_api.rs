@@ -264,3 +264,50 @@ fn the_builder_refuses_what_a_config_file_would() {
         Path::new("/srv/app/migrations/app")
     );
 }
+
+#[test]
+fn errors_keep_the_driver_error_as_their_source() {
+    use std::error::Error as _;
+    let rt = runtime();
+    // Nothing listens on this port: the connect error's source is the driver's.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url = format!("postgres://app:secret-77@127.0.0.1:{port}/app?sslmode=disable");
+    let migrator = Migrator::for_embedded(&APP)
+        .unwrap()
+        .with_database_url(Some(url));
+    let err = rt
+        .block_on(migrator.apply(None, &Default::default()))
+        .unwrap_err();
+    assert_eq!(err.reason().to_string(), "DATABASE_UNREACHABLE");
+    let source = err.source().expect("a connect error keeps its cause");
+    assert!(source.downcast_ref::<tokio_postgres::Error>().is_some());
+    assert!(!format!("{source} {source:?}").contains("secret-77"));
+
+    // A failing migration: the server's error, with its SQLSTATE.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_broken.up.sql"),
+        "CREATE TABLE t (id int REFERENCES nowhere (id));\n",
+    )
+    .unwrap();
+    let db = TestDb::new();
+    let config = migsafe::Config::builder()
+        .dir("app", dir.path())
+        .build()
+        .unwrap();
+    let err = rt
+        .block_on(
+            Migrator::new(config)
+                .with_database_url(Some(db.url.clone()))
+                .apply(None, &Default::default()),
+        )
+        .unwrap_err();
+    assert_eq!(err.reason().code(), migsafe::Code::MigrationFailed);
+    let server = err
+        .source()
+        .and_then(|s| s.downcast_ref::<tokio_postgres::Error>())
+        .expect("a failed migration keeps the server's error");
+    assert_eq!(server.code().unwrap().code(), "42P01");
+}

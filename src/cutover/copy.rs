@@ -172,7 +172,7 @@ fn cancelled(table: &str) -> Error {
         hint: Some(
             "nothing stays half-loaded: the cutover's tables were emptied again. Run it again when ready".into(),
         ),
-    }
+     source: None, }
 }
 
 fn failed(table: &str, message: String, hint: &str) -> Error {
@@ -180,6 +180,7 @@ fn failed(table: &str, message: String, hint: &str) -> Error {
         reason: ReasonCode::about(Code::CutoverCopyFailed, table),
         message,
         hint: Some(hint.to_string()),
+        source: None,
     }
 }
 
@@ -291,7 +292,7 @@ async fn prepare_targets(db: &Db, tables: &[TableMap], truncate: bool) -> Result
                         e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())
                     )),
                     hint: Some("another table refers to them (TRUNCATE would need CASCADE, which migsafe never does on its own): empty that one first, or --exclude nothing and let the cutover own it".into()),
-                }
+                 source: None, }
             });
     }
     let mut full = Vec::new();
@@ -310,7 +311,7 @@ async fn prepare_targets(db: &Db, tables: &[TableMap], truncate: bool) -> Result
             hint: Some(
                 "a cutover loads into empty tables. If those rows are from an earlier attempt, run again with --truncate (it empties every table of the cutover first)".into(),
             ),
-        });
+         source: None, });
     }
     Ok(())
 }

@@ -184,6 +184,7 @@ fn source_error(path: &Path, table: &str, err: rusqlite::Error) -> Error {
             path.display()
         ),
         hint: None,
+        source: None,
     }
 }
 
@@ -283,6 +284,7 @@ pub fn interrupted() -> Error {
         reason: ReasonCode::new(Code::CutoverCancelled),
         message: "interrupted; nothing was changed".into(),
         hint: None,
+        source: None,
     }
 }
 

@@ -362,7 +362,7 @@ impl Migrator {
                     ),
                     None => "fix the SQLite data or the schema and run again; `cutover sqlite precheck` lists every problem".into(),
                 }),
-            });
+             source: None, });
         }
         let warnings = problems;
 
@@ -410,7 +410,7 @@ impl Migrator {
                             reason,
                             message: "interrupted during the verify that ends the run".into(),
                             hint: Some(hint),
-                        }
+                         source: None, }
                     }
                     other => other.with_hint(hint),
                 }

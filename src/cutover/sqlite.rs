@@ -55,6 +55,7 @@ fn invalid(path: &Path, what: impl std::fmt::Display) -> Error {
         reason: ReasonCode::new(Code::SqliteSourceInvalid),
         message: format!("cannot read the SQLite file {}: {what}", path.display()),
         hint: Some("check the path (--from) and that it is a SQLite 3 database".into()),
+        source: None,
     }
 }
 
@@ -283,7 +284,7 @@ pub fn backup(source: &Path, dir: &Path) -> Result<PathBuf> {
                 hint: Some(
                     "nothing was loaded; the source file was only read. Check free space in the backup directory".into(),
                 ),
-            })
+             source: None, })
         }
     }
 }

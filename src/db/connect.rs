@@ -163,7 +163,7 @@ impl ConnectionSettings {
                 "write it as postgres://user:password@host:5432/dbname?sslmode=require or as key=value pairs"
                     .into(),
             ),
-        }
+         source: None, }
         };
         let trimmed = url.trim();
         register_possible_secrets(trimmed);
@@ -235,6 +235,7 @@ impl ConnectionSettings {
                 reason: ReasonCode::new(Code::DatabaseUrlInvalid),
                 message: "the connection configuration names no host".into(),
                 hint: Some("call `host(…)` on the tokio_postgres::Config".into()),
+                source: None,
             });
         }
         if let Some(password) = config.get_password() {
@@ -302,6 +303,7 @@ impl ConnectionSettings {
                 scrub(&error_chain(e.as_ref()))
             ),
             hint: Some("check the service's credential source (secret store, token issuer)".into()),
+            source: None,
         })?;
         register_secret(&password);
         let mut copy = self.clone();
@@ -435,7 +437,7 @@ impl ConnectionSettings {
             let left = limit.saturating_sub(started.elapsed());
             match tokio::time::timeout(left, db.client.simple_query(FIRST_QUERY)).await {
                 Ok(Ok(_)) => Ok(db),
-                Ok(Err(e)) => Err(self.connect_error(&e)),
+                Ok(Err(e)) => Err(self.connect_error(e)),
                 Err(_) => Err(self.no_answer(limit, Stage::FirstQuery)),
             }
         };
@@ -467,7 +469,7 @@ impl ConnectionSettings {
                 .config
                 .connect(NoTls)
                 .await
-                .map_err(|e| self.connect_error(&e))?;
+                .map_err(|e| self.connect_error(e))?;
             tokio::spawn(async move {
                 let _ = connection.await;
             });
@@ -486,6 +488,7 @@ impl ConnectionSettings {
                         reason: ReasonCode::new(Code::DatabaseTlsFailed),
                         message: format!("{}: {message}", self.shown),
                         hint: None,
+                        source: None,
                     })?;
                 MakeRustlsConnect::new(client_config)
             }
@@ -494,7 +497,7 @@ impl ConnectionSettings {
             .config
             .connect(connector.clone())
             .await
-            .map_err(|e| self.connect_error(&e))?;
+            .map_err(|e| self.connect_error(e))?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -526,6 +529,7 @@ impl ConnectionSettings {
                 crate::config::format_duration(limit)
             ),
             hint: Some(hint.to_string()),
+            source: None,
         }
     }
 
@@ -539,11 +543,12 @@ impl ConnectionSettings {
                 self.shown
             ),
             hint: Some("run the command again once the database answers".into()),
+            source: None,
         }
     }
 
-    fn connect_error(&self, err: &tokio_postgres::Error) -> Error {
-        let detail = scrub(&error_chain(err));
+    fn connect_error(&self, err: tokio_postgres::Error) -> Error {
+        let detail = scrub(&error_chain(&err));
         let (code, hint) = match err.as_db_error().map(|db| db.code().clone()) {
             Some(SqlState::INVALID_PASSWORD)
             | Some(SqlState::INVALID_AUTHORIZATION_SPECIFICATION) => (
@@ -580,6 +585,8 @@ impl ConnectionSettings {
             reason: ReasonCode::new(code),
             message: format!("cannot connect to {}: {detail}", self.shown),
             hint: Some(hint.to_string()),
+            // The driver's error: it names host and user, never the password.
+            source: Some(Box::new(err)),
         }
     }
 }

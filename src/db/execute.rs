@@ -124,6 +124,7 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
                 script.path.display()
             ),
             hint: Some("write the migration or delete the file".into()),
+            source: None,
         });
     }
     if script.no_transaction() {
@@ -140,6 +141,7 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
                     line + script.first_line - 1
                 ),
                 hint: Some("end the block with COMMIT (or remove the BEGIN); nothing ran".into()),
+                source: None,
             });
         }
         statements::split(&script.sql).map_err(|message| Error::Config {
@@ -149,7 +151,7 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
                 script.path.display()
             ),
             hint: Some("fix the SQL; it runs statement by statement, so every statement must parse".into()),
-        })?;
+         source: None, })?;
         return Ok(());
     }
     if let Some((keyword, line)) = statements::transaction_control(&script.runnable_sql()) {
@@ -164,7 +166,7 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
                 "remove BEGIN/COMMIT from the file (migsafe adds the transaction), or put `-- migsafe:no-transaction` at its top"
                     .into(),
             ),
-        });
+         source: None, });
     }
     Ok(())
 }
@@ -188,6 +190,7 @@ impl Runner<'_> {
                 ),
                 message: format!("{} has no down script", migration.version),
                 hint: None,
+                source: None,
             })?,
         };
         if self.interrupt.is_triggered() {
@@ -392,15 +395,24 @@ impl Runner<'_> {
                         });
                     let statement = failed.as_ref();
                     let prefix = if statement.is_some() { 0 } else { prefix_chars };
-                    return Err(self.failed(
-                        migration,
-                        direction,
-                        &describe_server_error(&err, script, statement, prefix, statement_timeout),
-                        rolled_back_state(direction),
-                    ));
+                    return Err(self
+                        .failed(
+                            migration,
+                            direction,
+                            &describe_server_error(
+                                &err,
+                                script,
+                                statement,
+                                prefix,
+                                statement_timeout,
+                            ),
+                            rolled_back_state(direction),
+                        )
+                        .caused_by(err));
                 }
                 Failure::Lost(err) => {
-                    return Err(self.lost(migration, direction, recorded, &err, true).await);
+                    let lost = self.lost(migration, direction, recorded, &err, true).await;
+                    return Err(lost.caused_by(err));
                 }
             }
         }
@@ -424,6 +436,7 @@ impl Runner<'_> {
                 script.path.display()
             ),
             hint: None,
+            source: None,
         })?;
         let (lock_timeout, statement_timeout) = self.timeouts(script);
         let own_limits = lock_timeout != self.limits.lock_timeout
@@ -536,14 +549,16 @@ impl Runner<'_> {
                             ));
                         }
                         return Err(self.leave_dirty(
-                            self.failed(migration, direction, &what, &done),
+                            self.failed(migration, direction, &what, &done)
+                                .caused_by(err),
                             migration,
                             direction,
                             &done,
                         ));
                     }
                     Failure::Lost(err) => {
-                        return Err(self.lost(migration, direction, recorded, &err, false).await);
+                        let lost = self.lost(migration, direction, recorded, &err, false).await;
+                        return Err(lost.caused_by(err));
                     }
                 }
             }
@@ -716,11 +731,13 @@ impl Runner<'_> {
                     reason,
                     message,
                     hint,
+                    source: None,
                 },
                 Direction::Down => Error::Rollback {
                     reason,
                     message,
                     hint,
+                    source: None,
                 },
             });
         }
@@ -801,11 +818,13 @@ impl Runner<'_> {
                 reason,
                 message,
                 hint: Some(hint),
+                source: None,
             },
             Direction::Down => Error::Rollback {
                 reason,
                 message,
                 hint: Some(hint),
+                source: None,
             },
         }
     }
@@ -849,11 +868,13 @@ impl Runner<'_> {
                 reason,
                 message,
                 hint: Some(repair),
+                source: None,
             },
             (Error::Rollback { message, .. }, Direction::Down) => Error::Rollback {
                 reason,
                 message,
                 hint: Some(repair),
+                source: None,
             },
             (other, _) => other,
         }
@@ -876,11 +897,13 @@ impl Runner<'_> {
                 reason,
                 message,
                 hint: Some("run apply again when ready".into()),
+                source: None,
             },
             Direction::Down => Error::Rollback {
                 reason,
                 message,
                 hint: Some("run rollback again when ready".into()),
+                source: None,
             },
         }
     }
@@ -949,11 +972,13 @@ impl Runner<'_> {
                 reason: reason(code),
                 message,
                 hint: Some("run apply again once the server is reachable".into()),
+                source: None,
             },
             Direction::Down => Error::Rollback {
                 reason: reason(code),
                 message,
                 hint: Some("check `migsafe status`, then run rollback again if needed".into()),
+                source: None,
             },
         }
     }

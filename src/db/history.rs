@@ -184,6 +184,7 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
                     self.table
                 ),
                 hint: Some("the history table was edited by hand; fix or delete that row".into()),
+                source: None,
             })?;
             history.push(HistoryRow {
                 namespace: namespace.to_string(),
@@ -583,6 +584,7 @@ pub(crate) fn database_error(db: &Db, doing: &str, err: &tokio_postgres::Error) 
         reason: ReasonCode::new(code),
         message: super::scrub(&format!("cannot {doing} on {}: {detail}", db.target)),
         hint: Some(hint.into()),
+        source: None,
     }
 }
 

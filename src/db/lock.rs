@@ -101,7 +101,7 @@ fn interrupted(namespace: &str, waited: Duration) -> Error {
             crate::config::format_duration(waited)
         ),
         hint: Some("run the command again once the session holding the lock has finished (`migsafe status` and pg_stat_activity show who it is)".into()),
-    }
+     source: None, }
 }
 
 fn busy(namespace: &str, holder: Option<&Session>, wait: Duration) -> Error {
@@ -119,6 +119,7 @@ fn busy(namespace: &str, holder: Option<&Session>, wait: Duration) -> Error {
         hint: Some(format!(
             "let that run finish (or, if it is stuck, end it with SELECT pg_terminate_backend({pid}); its migration then rolls back or is left dirty), then retry; `lock_wait` sets how long to wait"
         )),
+        source: None,
     }
 }
 

@@ -67,7 +67,7 @@ fn failed(message: impl Into<String>) -> Error {
         reason: ReasonCode::new(Code::BackupFailed),
         message: message.into(),
         hint: Some("nothing was changed; fix the backup problem, or pass --skip-backup if you have another backup".into()),
-    }
+     source: None, }
 }
 
 /// A PostgreSQL client tool (`pg_dump`, `pg_restore`) at least as new as the
@@ -124,6 +124,7 @@ pub fn find_tool(name: &str, server_major: u32) -> Result<PathBuf> {
         hint: Some(format!(
             "install the client tools of the server's version (Debian: apt-get install postgresql-client-{server_major}), or pass --skip-backup"
         )),
+        source: None,
     })
 }
 
@@ -497,6 +498,7 @@ pub(crate) async fn restore(settings: &ConnectionSettings, db: &Db, file: &Path)
                 scrub(String::from_utf8_lossy(&output.stderr).trim())
             ),
             hint: None,
+            source: None,
         });
     }
     Ok(())

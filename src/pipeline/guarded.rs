@@ -221,7 +221,7 @@ async fn locked(
                     assessment.version, assessment.name
                 ),
                 hint: Some("run `migsafe apply --recover` without --skip-backup (in a service: `Migrator::with_backups(true)`)".into()),
-            });
+             source: None, });
         }
     }
     // Writes go on while the backup is taken: mark its start, so recovery can

@@ -215,6 +215,7 @@ pub fn failed(report: &PhaseReport) -> Error {
                 .as_ref()
                 .map_or_else(|| "not written".to_string(), |p| p.display().to_string())
         )),
+        source: None,
     }
 }
 

@@ -119,6 +119,7 @@ impl Assessment {
                 ns = self.namespace,
                 v = self.version,
             )),
+            source: None,
         })
     }
 
@@ -231,7 +232,7 @@ pub(crate) async fn recheck(
                     late.join(", ")
                 ),
                 hint: Some("stop the writes to those tables (or let them finish), then run apply again: it takes a new backup".into()),
-            });
+             source: None, });
         }
     }
     Ok(())
@@ -747,6 +748,7 @@ pub(crate) async fn recover(
                     ns = item.target.name(),
                     v = migration.version
                 )),
+                source: None,
             });
         }
         let mut detail = String::from("interrupted earlier; rolled back with its down script");

@@ -77,7 +77,7 @@ pub async fn repair(
                 reason: ReasonCode::migration(Code::VersionUnknown, namespace, version),
                 message: format!("namespace `{namespace}` has no history row for version {version}"),
                 hint: Some("see `migsafe history`".into()),
-            });
+             source: None, });
         };
         let recorded = row.version.as_str();
         let detail = match action {
@@ -87,7 +87,7 @@ pub async fn repair(
                         reason: ReasonCode::migration(Code::MigrationFileMissing, namespace, version),
                         message: format!("version {version} has no file to take the checksum from"),
                         hint: None,
-                    });
+                     source: None, });
                 };
                 let down = migration.down.as_ref().map(|d| d.checksum.as_str());
                 history
@@ -101,7 +101,7 @@ pub async fn repair(
                         reason: ReasonCode::migration(Code::Usage, namespace, version),
                         message: format!("version {version} of namespace `{namespace}` is not dirty; nothing to clear"),
                         hint: None,
-                    });
+                     source: None, });
                 }
                 history.clear_dirty(&db, namespace, recorded).await?;
                 None

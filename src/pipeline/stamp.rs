@@ -27,6 +27,7 @@ pub async fn stamp(env: &Env<'_>, target: &Target<'_>, version: &Version) -> Res
                     dirty.version
                 ),
                 hint: None,
+                source: None,
             });
         }
         let by = operator();

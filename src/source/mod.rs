@@ -53,6 +53,7 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
                 hint: Some(
                     "create it (`migsafe init` makes one) or fix `dir` in migsafe.toml".into(),
                 ),
+                source: None,
             });
         }
         Err(err) => return Err(Error::io(dir, "read the directory", &err)),
@@ -197,7 +198,7 @@ fn unknown_layout(namespace: &str, dir: &Path, ignored: &[PathBuf]) -> Option<Er
         hint: Some(
             "name files like `0001_create_users.up.sql` / `.down.sql`, `V1__name.sql` (Flyway), `<version>_<name>/up.sql` (diesel) or `<version>_<name>.sql` (dbmate, up-only); docs/migrations.md lists the layouts migsafe reads".into(),
         ),
-    })
+     source: None, })
 }
 
 /// The directory entry's type says whether it is a directory without another

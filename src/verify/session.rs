@@ -35,6 +35,7 @@ impl Setup {
             hint: Some(
                 "`[verify] setup` is relative to the config file's directory; nothing ran".into(),
             ),
+            source: None,
         })?;
         Ok(Some(Setup {
             path: path.clone(),
@@ -69,6 +70,7 @@ impl Setup {
                     self.path.display()
                 )),
                 hint: Some(SETUP_HINT.into()),
+                source: None,
             }
         })
     }
@@ -108,7 +110,7 @@ impl Failed {
                 "an up script that gives a different result when run again on the same schema (it depends on the time, random values or rows) cannot be verified step by step; `migsafe verify --quick` runs each up script once per cycle"
                     .into(),
             ),
-        }
+         source: None, }
     }
 }
 

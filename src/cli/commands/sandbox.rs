@@ -26,6 +26,7 @@ pub(super) async fn start() -> Result<Sandbox> {
         .map_err(|e| Error::Sandbox {
             reason: ReasonCode::new(Code::SandboxFailed),
             message: format!("the sandbox start-up task failed: {e}"),
+            source: None,
         })?
 }
 
