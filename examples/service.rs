@@ -8,9 +8,10 @@
 //! migsafe status --config examples/migsafe.toml   # the CLI sees the same history
 //! ```
 //!
-//! In your own crate, `build.rs` calls
-//! `migsafe::source::embed::build("app", "migrations/app")` and the code says
-//! `migsafe::embedded_migrations!("app")`. This example lives inside migsafe,
+//! In your own crate, `build.rs` calls `migsafe_build::embed("app",
+//! "migrations/app")` (the `migsafe-build` crate) and the code says
+//! `migsafe::embedded_migrations!("app")`; `examples/embedding-service/` is
+//! such a crate. This example lives inside migsafe,
 //! whose own build cannot run migsafe, so it includes the same generated code
 //! checked in under `examples/embedded/` (a test keeps it current).
 
@@ -42,12 +43,10 @@ async fn main() {
         .and_then(|m| m.with_embedded(&AUDIT))
         .unwrap_or_else(|e| fail(e));
     let result = if std::env::args().nth(1).as_deref() == Some("migrate") {
-        // One process migrates (a release job); replicas only check.
-        let options = ApplyOptions {
-            skip_backup: true,
-            ..ApplyOptions::default()
-        };
-        migrator.apply(None, &options).await.map(|report| {
+        // One process migrates (a release job); replicas only check. In
+        // library use there is no backup and no report file unless asked
+        // (`with_backups(true)`, `with_log_dir(…)`).
+        migrator.apply(None, &ApplyOptions::default()).await.map(|report| {
             for namespace in &report.namespaces {
                 println!(
                     "{}: {} migration(s) applied",
