@@ -46,15 +46,18 @@ async fn main() {
         // One process migrates (a release job); replicas only check. In
         // library use there is no backup and no report file unless asked
         // (`with_backups(true)`, `with_log_dir(…)`).
-        migrator.apply(None, &ApplyOptions::default()).await.map(|report| {
-            for namespace in &report.namespaces {
-                println!(
-                    "{}: {} migration(s) applied",
-                    namespace.namespace,
-                    namespace.ran.len()
-                );
-            }
-        })
+        migrator
+            .apply(None, &ApplyOptions::default())
+            .await
+            .map(|report| {
+                for namespace in &report.namespaces {
+                    println!(
+                        "{}: {} migration(s) applied",
+                        namespace.namespace,
+                        namespace.ran.len()
+                    );
+                }
+            })
     } else {
         migrator.require_up_to_date(None).await.map(|()| {
             println!("schema is up to date: starting the service");

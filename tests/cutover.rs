@@ -312,10 +312,14 @@ fn a_failure_half_way_leaves_every_table_empty() {
         b"ALTER TABLE orders DROP CONSTRAINT placed_recent;",
     );
     let db = TestDb::new();
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    let before = common::checksum(&project, &db);
     let output = cutover(&project, &db, &["run", "--from", "app.db"]);
     let text = expect_exit(&output, 2);
     common::assert_no_secret(&project, &output, common::sandbox().password());
     assert!(text.contains("CUTOVER_COPY_FAILED:orders"), "{text}");
+    // The foreign keys and indexes taken out for the load are back, exactly.
+    assert_eq!(common::checksum(&project, &db), before, "{text}");
     assert!(
         text.contains("placed_recent"),
         "the server's reason:\n{text}"
@@ -336,6 +340,7 @@ fn a_failure_half_way_leaves_every_table_empty() {
     for table in ["users", "items", "orders"] {
         assert_eq!(count(&db, table), 0, "{table} must be empty again");
     }
+    assert_eq!(common::checksum(&project, &db), before);
     sqlite(&project, "UPDATE items SET qty = 3 WHERE id = 3;");
 
     // The migrations stay applied; a fixed file then loads.
@@ -451,7 +456,7 @@ fn a_missing_or_foreign_source_file_is_a_usage_error() {
 }
 
 #[test]
-fn big_tables_load_in_parts_and_fail_as_one() {
+fn a_bad_last_row_of_a_big_table_undoes_every_table() {
     let (project, db) = events_project(130_000);
     let rows: i64 = db
         .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
@@ -460,6 +465,8 @@ fn big_tables_load_in_parts_and_fail_as_one() {
     db.execute_batch("UPDATE events SET at = 'not a time' WHERE id = (SELECT max(id) FROM events)")
         .unwrap();
     let target = TestDb::new();
+    project.run(&target, &["apply", "--skip-backup"], 0);
+    let before = common::checksum(&project, &target);
     let run = || {
         cutover(
             &project,
@@ -468,13 +475,10 @@ fn big_tables_load_in_parts_and_fail_as_one() {
         )
     };
     let text = expect_exit(&run(), 2);
-    assert!(
-        text.contains("[part 1/"),
-        "the table loaded in parts:\n{text}"
-    );
     assert!(text.contains("CUTOVER_COPY_FAILED:events"), "{text}");
     assert_eq!(count(&target, "events"), 0);
     assert_eq!(count(&target, "kinds"), 0);
+    assert_eq!(common::checksum(&project, &target), before, "{text}");
 
     db.execute_batch("UPDATE events SET at = '2024-05-02' WHERE at = 'not a time'")
         .unwrap();
@@ -531,6 +535,8 @@ fn tables_in_a_foreign_key_cycle_load_together() {
 fn ctrl_c_during_the_load_leaves_every_table_empty() {
     let (project, _db) = events_project(600_000);
     let target = TestDb::new();
+    project.run(&target, &["apply", "--skip-backup"], 0);
+    let before = common::checksum(&project, &target);
     let running = common::Running::cutover_mid_load(&project, &target);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(running.child.id() as i32),
@@ -542,6 +548,7 @@ fn ctrl_c_during_the_load_leaves_every_table_empty() {
     assert!(seen.contains("CUTOVER_CANCELLED:events"), "{seen}");
     assert_eq!(count(&target, "events"), 0, "{seen}");
     assert_eq!(count(&target, "kinds"), 0, "{seen}");
+    assert_eq!(common::checksum(&project, &target), before, "{seen}");
 }
 
 #[test]
@@ -924,4 +931,174 @@ fn ctrl_c_during_precheck_is_a_cutover_interruption() {
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("CUTOVER_CANCELLED"), "{text}");
     assert!(text.contains("nothing was changed"), "{text}");
+}
+
+/// What the load takes out (foreign keys, primary keys, unique constraints
+/// and indexes, expression and partial indexes, comments) is put back
+/// exactly: the schema checksum after a successful run is the one before.
+/// A NOT VALID key stays NOT VALID; a cycle without DEFERRABLE loads.
+const CONSTRAINED: &str = "
+CREATE TABLE teams (id bigint PRIMARY KEY, name text NOT NULL, lead_id bigint);
+CREATE TABLE people (id bigint PRIMARY KEY, team_id bigint REFERENCES teams (id) ON DELETE CASCADE,
+                     email text NOT NULL, CONSTRAINT people_email_key UNIQUE (email));
+ALTER TABLE teams ADD CONSTRAINT teams_lead_fkey FOREIGN KEY (lead_id) REFERENCES people (id) NOT VALID;
+CREATE UNIQUE INDEX teams_lower_name ON teams (lower(name));
+CREATE INDEX people_team ON people (team_id) WHERE team_id IS NOT NULL;
+COMMENT ON INDEX people_team IS 'people''s team';
+COMMENT ON CONSTRAINT people_email_key ON people IS 'one account per address';
+CREATE TABLE notes (id bigserial PRIMARY KEY, person_id bigint NOT NULL REFERENCES people (id), body text);
+CREATE INDEX notes_person ON notes (person_id, id DESC);
+";
+
+fn constrained() -> Project {
+    let project = Project::new(&[
+        ("migrations/0001_teams.up.sql", CONSTRAINED),
+        (
+            "migrations/0001_teams.down.sql",
+            "DROP TABLE notes, people, teams CASCADE;",
+        ),
+        // The NOT VALID key is meant to stay so.
+        ("migsafe.toml", "[defaults]\nnot_valid = \"warn\"\n"),
+    ]);
+    let db = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE teams (id INTEGER PRIMARY KEY, name TEXT NOT NULL, lead_id INTEGER);
+         CREATE TABLE people (id INTEGER PRIMARY KEY, team_id INTEGER, email TEXT NOT NULL);
+         CREATE TABLE notes (id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL, body TEXT);
+         INSERT INTO teams VALUES (1, 'Red', 10), (2, 'Blue', 20);
+         INSERT INTO people VALUES (10, 1, 'a@x.org'), (20, 2, 'b@x.org'), (30, NULL, 'c@x.org');
+         INSERT INTO notes VALUES (1, 10, 'hi'), (2, 30, '🎉');",
+    )
+    .unwrap();
+    project
+}
+
+#[test]
+fn constraints_taken_out_for_the_load_are_put_back_exactly() {
+    let project = constrained();
+    let target = TestDb::new();
+    project.run(&target, &["apply", "--skip-backup"], 0);
+    let before = common::checksum(&project, &target);
+    let output = cutover(&project, &target, &["run", "--from", "app.db"]);
+    let text = expect_exit(&output, 0);
+    assert!(text.contains("verify passed"), "{text}");
+    assert_eq!(common::checksum(&project, &target), before);
+    assert_eq!(count(&target, "people"), 3);
+    let scalar = |sql: &str| target.scalar(sql).unwrap();
+    assert_eq!(
+        scalar("SELECT obj_description('people_team'::regclass, 'pg_class')"),
+        "people's team"
+    );
+    assert_eq!(
+        scalar(
+            "SELECT obj_description(oid, 'pg_constraint') FROM pg_constraint WHERE conname = 'people_email_key'"
+        ),
+        "one account per address"
+    );
+    assert_eq!(
+        scalar("SELECT convalidated FROM pg_constraint WHERE conname = 'teams_lead_fkey'"),
+        "f"
+    );
+    assert_eq!(
+        scalar("SELECT convalidated FROM pg_constraint WHERE conname = 'people_team_id_fkey'"),
+        "t"
+    );
+    assert_eq!(
+        scalar("SELECT convalidated FROM pg_constraint WHERE conname = 'notes_person_id_fkey'"),
+        "t"
+    );
+    assert_eq!(
+        scalar("INSERT INTO notes (person_id) VALUES (10) RETURNING id"),
+        "3"
+    );
+}
+
+/// A key precheck cannot check (its parent has no SQLite table: the target
+/// keeps it as it is, empty) fails the VALIDATE at the end of the load:
+/// the constraint and the row are named, and the target is as before —
+/// same schema checksum, empty tables.
+#[test]
+fn a_failed_validate_leaves_the_target_as_before() {
+    let project = constrained();
+    project.write(
+        "migrations/0002_regions.up.sql",
+        b"CREATE TABLE regions (id bigint PRIMARY KEY);
+          ALTER TABLE teams ADD COLUMN region_id bigint;
+          ALTER TABLE teams ADD CONSTRAINT teams_region_fkey FOREIGN KEY (region_id) REFERENCES regions (id);",
+    );
+    project.write(
+        "migrations/0002_regions.down.sql",
+        b"ALTER TABLE teams DROP COLUMN region_id; DROP TABLE regions;",
+    );
+    sqlite(
+        &project,
+        "ALTER TABLE teams ADD COLUMN region_id INTEGER; UPDATE teams SET region_id = 7 WHERE id = 2;",
+    );
+    let target = TestDb::new();
+    project.run(&target, &["apply", "--skip-backup"], 0);
+    let before = common::checksum(&project, &target);
+    let output = cutover(&project, &target, &["run", "--from", "app.db"]);
+    let text = expect_exit(&output, 2);
+    assert!(
+        text.contains("FK_ORPHANED_ROWS:teams_region_fkey"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(region_id)=(7)"),
+        "the row is named:\n{text}"
+    );
+    for table in ["teams", "people", "notes"] {
+        assert_eq!(count(&target, table), 0, "{table} must be empty");
+    }
+    assert_eq!(common::checksum(&project, &target), before, "{text}");
+    // The sequences did not move either: the next id is still 1.
+    assert_eq!(
+        target.scalar("SELECT nextval('notes_id_seq')").unwrap(),
+        "1"
+    );
+}
+
+/// Ctrl-C while the indexes are being built again (after every row was
+/// sent): the build is cancelled on the server and everything rolls back.
+#[test]
+fn ctrl_c_during_the_index_builds_leaves_the_target_as_before() {
+    let (project, _db) = events_project(600_000);
+    // A deliberately slow index build: a costly function per row.
+    project.write(
+        "migrations/0002_slow_index.up.sql",
+        b"CREATE FUNCTION slow_key(t text) RETURNS text IMMUTABLE LANGUAGE plpgsql AS $$
+          BEGIN FOR i IN 1..50 LOOP t := md5(t); END LOOP; RETURN t; END $$;
+          CREATE INDEX events_slow ON events (slow_key(payload));",
+    );
+    project.write(
+        "migrations/0002_slow_index.down.sql",
+        b"DROP INDEX events_slow; DROP FUNCTION slow_key(text);",
+    );
+    let target = TestDb::new();
+    project.run(&target, &["apply", "--skip-backup"], 0);
+    let before = common::checksum(&project, &target);
+    let running = common::Running::until(
+        &project,
+        &target,
+        &[
+            "cutover",
+            "sqlite",
+            "run",
+            "--from",
+            "app.db",
+            "--skip-backup",
+        ],
+        "copied events",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let (code, seen) = running.finish();
+    assert_eq!(code, Some(2), "{seen}");
+    assert!(seen.contains("CUTOVER_CANCELLED"), "{seen}");
+    assert_eq!(count(&target, "events"), 0, "{seen}");
+    assert_eq!(common::checksum(&project, &target), before, "{seen}");
 }

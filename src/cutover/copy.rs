@@ -1,31 +1,39 @@
-//! The load of `cutover sqlite run`: every table by binary COPY, several at
-//! once on separate connections, all or nothing.
+//! The load of `cutover sqlite run`: every table by binary COPY, all or
+//! nothing, in one transaction.
 //!
 //! Per table, a reader thread walks the SQLite rows and converts them
 //! ([`super::types::convert`]) into batches of bounded size; the async side
 //! writes them into `COPY … FROM STDIN (FORMAT binary)`. A bounded channel
-//! between the two keeps memory flat whatever the table's size.
+//! between the two keeps memory flat whatever the table's size, and keeps
+//! the conversion (migsafe's core) and the server's COPY (the server's)
+//! working at the same time.
 //!
-//! Tables load in waves that follow the target's foreign keys (parents
-//! first), each table in its own transaction together with its sequences.
-//! Tables in a foreign-key cycle load in one transaction with constraints
-//! deferred. If anything fails — a row, the server, Ctrl-C — every table of
-//! the cutover is emptied again, so the target is as it was before.
+//! The order is pg_restore's: the foreign keys and indexes of the loaded
+//! tables are taken out ([`super::constraints`]), the rows loaded, the
+//! indexes built again and the keys added `NOT VALID` and validated, the
+//! sequences moved — all in one transaction on one connection, committed
+//! once. That is what makes it all or nothing whatever happens: a row, a
+//! failed validation, Ctrl-C, a server restart, even migsafe killed — the
+//! server rolls the transaction back, drops and rows together, and the
+//! target is exactly as before. (Loads committed on several connections
+//! would each be visible, and a crash between them would leave tables
+//! without their keys: no cleanup afterwards can promise what a single
+//! transaction does.) Parents load before children, so that a constraint
+//! left in place is met as rows arrive.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 
 use super::TableMap;
-use super::precheck::{blocking, row_name};
-use super::sqlite;
+use super::precheck::row_name;
 use super::target::{self, SequenceSet, TargetForeignKey};
 use super::types::{Cell, convert};
+use super::{constraints, sqlite};
 use crate::db::{ConnectionSettings, Db, quote_ident, scrub};
 use crate::error::{Code, Error, ReasonCode, Result};
 use crate::events::{Event, EventSink, Interrupt};
@@ -41,8 +49,8 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// are (a single row larger than this still goes through, alone).
 const QUEUED_KIB: u32 = 64 * 1024;
 static QUEUED: Semaphore = Semaphore::const_new(QUEUED_KIB as usize);
-/// Tables of at least twice this many rows load in parts, one per job.
-const ROWS_PER_PART: u64 = 50_000;
+/// The hint of a failed load.
+const ROLLED_BACK: &str = "nothing was loaded: the load is one transaction, rolled back; the target is as it was before the run";
 /// Progress at most this often per table.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -170,7 +178,7 @@ fn cancelled(table: &str) -> Error {
         reason: ReasonCode::about(Code::CutoverCancelled, table),
         message: format!("interrupted while loading `{table}`"),
         hint: Some(
-            "nothing stays half-loaded: the cutover's tables were emptied again. Run it again when ready".into(),
+            "nothing was loaded: the load is one transaction, rolled back; the target is as it was before the run. Run it again when ready".into(),
         ),
      source: None, }
 }
@@ -212,11 +220,18 @@ fn db_failure(db: &Db, table: &str, doing: &str, err: &tokio_postgres::Error) ->
     failed(
         table,
         scrub(&message),
-        "nothing stays half-loaded: the cutover's tables were emptied again. Fix the cause and run again",
+        "nothing was loaded: the load is one transaction, rolled back; the target is as it was before the run. Fix the cause and run again",
     )
 }
 
-/// Loads every table; on any failure empties them all again.
+/// The load session: no statement timeout (a big table takes what it
+/// takes), the configured lock timeout, and constraints left in place (a
+/// partitioned table's, say) checked at the commit when they can be.
+const BEGIN_LOAD: &str = "BEGIN; SET LOCAL statement_timeout = 0; SET CONSTRAINTS ALL DEFERRED";
+
+/// Loads every table in one transaction: take out the foreign keys and
+/// indexes, COPY every table, build them again, validate the keys, move the
+/// sequences, commit. Any failure rolls all of it back.
 pub async fn load(
     settings: &ConnectionSettings,
     plan: &LoadPlan<'_>,
@@ -224,44 +239,108 @@ pub async fn load(
     events: &dyn EventSink,
     interrupt: &Interrupt,
 ) -> Result<Vec<TableCopy>> {
-    let control = settings.connect().await?;
-    prepare_targets(&control, plan.tables, options.truncate).await?;
-    let result = async {
-        let parts = load_waves(settings, plan, options, events, interrupt).await?;
-        let mut copies = Vec::new();
-        for (index, table) in plan.tables.iter().enumerate() {
-            let mine: Vec<&PartCopy> = parts.iter().filter(|p| p.table == index).collect();
-            let (Some(first), Some(last)) = (
-                mine.iter().map(|p| p.started).min(),
-                mine.iter().map(|p| p.finished).max(),
-            ) else {
-                continue;
-            };
-            copies.push(TableCopy {
-                table: table.source.clone(),
-                target: table.target.clone(),
-                rows: mine.iter().map(|p| p.rows).sum(),
-                bytes: mine.iter().map(|p| p.bytes).sum(),
-                seconds: (last - first).as_secs_f64(),
-                sequences: target::set_sequences(&control, table).await?,
-            });
+    let db = settings.connect().await?;
+    let first = plan.tables.first().map_or("", |t| t.target.as_str());
+    db.client
+        .batch_execute(&format!(
+            "{BEGIN_LOAD}; SET LOCAL lock_timeout = {}",
+            options.lock_timeout.as_millis()
+        ))
+        .await
+        .map_err(|e| db_failure(&db, first, "starting the transaction", &e))?;
+    let loaded = load_in(&db, plan, options, events, interrupt).await;
+    let copies = match loaded {
+        Ok(copies) => copies,
+        Err(err) => {
+            // The server rolls back by itself when the connection is gone;
+            // a ROLLBACK that cannot be sent changes nothing.
+            let _ = db.client.batch_execute("ROLLBACK").await;
+            return Err(err);
         }
-        Ok(copies)
-    }
-    .await;
-    if let Err(err) = result {
-        return Err(match empty_again(settings, plan.tables).await {
-            Ok(()) => err,
-            Err(cleanup) => {
-                let hint = format!(
-                    "emptying the tables again failed too ({cleanup}): the target may hold part of the data. Run again with --truncate once the server is reachable, or TRUNCATE {} by hand",
-                    table_list(plan.tables)
-                );
-                err.with_hint(hint)
-            }
+    };
+    if let Err(e) = db.client.batch_execute("COMMIT").await {
+        return Err(match e.as_db_error() {
+            Some(_) => db_failure(&db, first, "committing", &e),
+            None => failed(
+                first,
+                format!(
+                    "the connection broke while the load committed: {}",
+                    crate::db::connect::error_chain(&e)
+                ),
+                &format!(
+                    "the commit may or may not have happened (the server decides alone). Once it is back, `SELECT count(*) FROM {}` says which: rows mean it committed (run `migsafe cutover sqlite verify`), none that it did not and the target is as before",
+                    first
+                ),
+            ),
         });
     }
-    result
+    Ok(copies)
+}
+
+/// Everything of the load that runs inside its transaction.
+async fn load_in(
+    db: &Db,
+    plan: &LoadPlan<'_>,
+    options: &LoadOptions,
+    events: &dyn EventSink,
+    interrupt: &Interrupt,
+) -> Result<Vec<TableCopy>> {
+    prepare_targets(db, plan.tables, options.truncate).await?;
+    let names: Vec<String> = plan.tables.iter().map(|t| t.target.clone()).collect();
+    let detached = match plan.tables.first() {
+        Some(table) => constraints::take_out(db, &table.schema, &names).await?,
+        None => constraints::Detached::default(),
+    };
+    let mut copies = Vec::new();
+    for index in waves(plan.tables, plan.keys)
+        .into_iter()
+        .flatten()
+        .flat_map(|unit| unit.tables)
+    {
+        let table = &plan.tables[index];
+        if interrupt.is_triggered() {
+            return Err(cancelled(&table.target));
+        }
+        let started = Instant::now();
+        let (rows, bytes) = copy_table(
+            db,
+            plan.source,
+            table,
+            &table.target,
+            plan.totals[index],
+            events,
+            interrupt,
+        )
+        .await?;
+        copies.push(TableCopy {
+            table: table.source.clone(),
+            target: table.target.clone(),
+            rows,
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+            sequences: Vec::new(),
+        });
+    }
+    // Index builds and validations can take a while: Ctrl-C cancels the
+    // statement on the server instead of waiting for it.
+    let last = plan.tables.last().map_or("", |t| t.target.as_str());
+    tokio::select! {
+        built = constraints::put_back(db, &detached) => built?,
+        () = interrupt.wait() => {
+            db.cancel_running().await;
+            return Err(cancelled(last));
+        }
+    }
+    for (copy, table) in copies.iter_mut().zip(
+        waves(plan.tables, plan.keys)
+            .into_iter()
+            .flatten()
+            .flat_map(|unit| unit.tables)
+            .map(|i| &plan.tables[i]),
+    ) {
+        copy.sequences = target::set_sequences(db, table).await?;
+    }
+    Ok(copies)
 }
 
 /// `"s"."a", "s"."b"`: the cutover's tables, for TRUNCATE and messages.
@@ -273,7 +352,8 @@ fn table_list(tables: &[TableMap]) -> String {
         .join(", ")
 }
 
-/// Refuses non-empty target tables, or empties them with `--truncate`.
+/// Refuses non-empty target tables, or empties them with `--truncate`
+/// (inside the load's transaction: a failed run gives the rows back).
 async fn prepare_targets(db: &Db, tables: &[TableMap], truncate: bool) -> Result<()> {
     if truncate {
         let list = table_list(tables);
@@ -316,199 +396,12 @@ async fn prepare_targets(db: &Db, tables: &[TableMap], truncate: bool) -> Result
     Ok(())
 }
 
-/// How long emptying the tables after a failure keeps trying while the
-/// server is unreachable (a restart, a failover).
-const EMPTY_AGAIN_FOR: Duration = Duration::from_secs(30);
-
-async fn empty_again(settings: &ConnectionSettings, tables: &[TableMap]) -> Result<()> {
-    let list = table_list(tables);
-    if list.is_empty() {
-        return Ok(());
-    }
-    let started = Instant::now();
-    loop {
-        let attempt = async {
-            let db = settings.connect().await?;
-            db.client
-                .batch_execute(&format!("TRUNCATE {list}"))
-                .await
-                .map_err(|e| crate::db::history::database_error(&db, "empty the target tables", &e))
-        };
-        match attempt.await {
-            Err(err)
-                if err.reason().code() == Code::DatabaseUnreachable
-                    && started.elapsed() < EMPTY_AGAIN_FOR =>
-            {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// What one part (a table, or a rowid range of a big one) did.
-struct PartCopy {
-    table: usize,
-    rows: u64,
-    bytes: u64,
-    started: Instant,
-    finished: Instant,
-}
-
-/// Rowid ranges to load a big table on several connections at once (the
-/// server's side of COPY is the bottleneck: one backend per part). `None`
-/// when the table stays whole: small, WITHOUT ROWID, or a column named like
-/// the rowid.
-fn split(path: &Path, table: &TableMap, rows: u64, jobs: usize) -> Result<Vec<Option<(i64, i64)>>> {
-    let parts = usize::try_from(rows / ROWS_PER_PART)
-        .unwrap_or(usize::MAX)
-        .min(jobs);
-    let shadowed = table.columns.iter().any(|c| {
-        ["rowid", "_rowid_", "oid"]
-            .iter()
-            .any(|r| c.source.eq_ignore_ascii_case(r))
-    });
-    if parts < 2 || shadowed {
-        return Ok(vec![None]);
-    }
-    let db = sqlite::open(path)?;
-    let bounds = db.query_row(
-        &format!(
-            "SELECT min(rowid), max(rowid) FROM {}",
-            sqlite::quote(&table.source)
-        ),
-        [],
-        |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
-    );
-    let Ok((Some(low), Some(high))) = bounds else {
-        return Ok(vec![None]);
-    };
-    let span = i128::from(high) - i128::from(low) + 1;
-    let count = parts as i128;
-    Ok((0..count)
-        .map(|i| {
-            let from = i128::from(low) + span * i / count;
-            let to = i128::from(low) + span * (i + 1) / count - 1;
-            Some((
-                i64::try_from(from).unwrap_or(i64::MIN),
-                i64::try_from(to).unwrap_or(i64::MAX),
-            ))
-        })
-        .collect())
-}
-
-async fn load_waves(
-    settings: &ConnectionSettings,
-    plan: &LoadPlan<'_>,
-    options: &LoadOptions,
-    events: &dyn EventSink,
-    interrupt: &Interrupt,
-) -> Result<Vec<PartCopy>> {
-    let mut done = Vec::new();
-    for wave in waves(plan.tables, plan.keys) {
-        if interrupt.is_triggered() {
-            return Err(cancelled(&plan.tables[wave[0].tables[0]].target));
-        }
-        // A table alone in its unit may be split; a cycle loads whole, in one transaction.
-        let mut units = Vec::new();
-        for unit in wave {
-            if let [index] = unit.tables[..] {
-                let (path, table) = (plan.source.to_path_buf(), plan.tables[index].clone());
-                let (rows, jobs) = (plan.totals[index], options.jobs);
-                let ranges = blocking(move || split(&path, &table, rows, jobs)).await?;
-                let parts = ranges.len();
-                for (number, range) in ranges.into_iter().enumerate() {
-                    units.push((unit.clone(), range, (number + 1, parts)));
-                }
-            } else {
-                units.push((unit, None, (1, 1)));
-            }
-        }
-        let mut running =
-            futures_util::stream::iter(units.into_iter().map(|(unit, range, part)| {
-                load_unit(
-                    settings, plan, unit, range, part, options, events, interrupt,
-                )
-            }))
-            .buffer_unordered(options.jobs.max(1));
-        // The first failure stops the others: dropping them closes their
-        // connections, and the server rolls their COPY back.
-        while let Some(result) = running.next().await {
-            done.extend(result?);
-        }
-    }
-    Ok(done)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn load_unit(
-    settings: &ConnectionSettings,
-    plan: &LoadPlan<'_>,
-    unit: Unit,
-    range: Option<(i64, i64)>,
-    (part, parts): (usize, usize),
-    options: &LoadOptions,
-    events: &dyn EventSink,
-    interrupt: &Interrupt,
-) -> Result<Vec<PartCopy>> {
-    let db = settings.connect().await?;
-    let first = &plan.tables[unit.tables[0]].target;
-    let setup = format!(
-        "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = {}{}",
-        options.lock_timeout.as_millis(),
-        if unit.deferred {
-            "; SET CONSTRAINTS ALL DEFERRED"
-        } else {
-            ""
-        }
-    );
-    db.client
-        .batch_execute(&setup)
-        .await
-        .map_err(|e| db_failure(&db, first, "starting the transaction", &e))?;
-    let mut copies = Vec::new();
-    for &index in &unit.tables {
-        let table = &plan.tables[index];
-        let label = if parts > 1 {
-            format!("{} [part {part}/{parts}]", table.target)
-        } else {
-            table.target.clone()
-        };
-        let total = plan.totals[index] / parts as u64;
-        let started = Instant::now();
-        let (rows, bytes) = copy_table(
-            &db,
-            plan.source,
-            table,
-            range,
-            &label,
-            total,
-            events,
-            interrupt,
-        )
-        .await?;
-        copies.push(PartCopy {
-            table: index,
-            rows,
-            bytes,
-            started,
-            finished: Instant::now(),
-        });
-    }
-    db.client
-        .batch_execute("COMMIT")
-        .await
-        .map_err(|e| db_failure(&db, first, "committing", &e))?;
-    Ok(copies)
-}
-
-/// Streams one table (or one rowid range of it) into COPY; returns rows and bytes.
+/// Streams one table into COPY; returns rows and bytes.
 #[allow(clippy::too_many_arguments)]
 async fn copy_table(
     db: &Db,
     source: &Path,
     table: &TableMap,
-    range: Option<(i64, i64)>,
     label: &str,
     total: u64,
     events: &dyn EventSink,
@@ -543,7 +436,7 @@ async fn copy_table(
         let path = source.to_path_buf();
         let table = table.clone();
         let interrupt = interrupt.clone();
-        tokio::task::spawn_blocking(move || read(&path, &table, range, &sender, &interrupt))
+        tokio::task::spawn_blocking(move || read(&path, &table, &sender, &interrupt))
     };
     let streaming = async {
         let mut rows = 0u64;
@@ -583,7 +476,7 @@ async fn copy_table(
                 return Err(failed(
                     &table.target,
                     format!("the SQLite reader of `{}` failed: {err}", table.source),
-                    "the cutover's tables were emptied again",
+                    ROLLED_BACK,
                 ));
             }
         }
@@ -599,7 +492,7 @@ async fn copy_table(
                     "`{}`: the server loaded {loaded} rows, migsafe sent {rows}",
                     table.target
                 ),
-                "the cutover's tables were emptied again; please report this",
+                "nothing was loaded (the load is one transaction, rolled back); please report this",
             ));
         }
         Ok::<_, Error>((rows, bytes))
@@ -626,7 +519,6 @@ async fn copy_table(
 fn read(
     path: &Path,
     table: &TableMap,
-    range: Option<(i64, i64)>,
     sender: &mpsc::Sender<Batch>,
     interrupt: &Interrupt,
 ) -> Result<()> {
@@ -638,21 +530,12 @@ fn read(
                 table.source,
                 path.display()
             ),
-            "the cutover's tables were emptied again",
+            ROLLED_BACK,
         )
     };
     let db = sqlite::open(path)?;
-    let (sql, bounds) = match range {
-        Some((from, to)) => (
-            format!("{} WHERE rowid BETWEEN ?1 AND ?2", table.source_select()),
-            vec![from, to],
-        ),
-        None => (table.source_select(), Vec::new()),
-    };
-    let mut statement = db.prepare(&sql).map_err(source_error)?;
-    let mut rows = statement
-        .query(rusqlite::params_from_iter(bounds))
-        .map_err(source_error)?;
+    let mut statement = db.prepare(&table.source_select()).map_err(source_error)?;
+    let mut rows = statement.query([]).map_err(source_error)?;
     let runtime = tokio::runtime::Handle::current();
     let mut batch = Batch::new();
     let mut position = 0u64;
@@ -677,7 +560,7 @@ fn read(
                             misfit.detail,
                             misfit.problem.replace('_', " ")
                         ),
-                        "the cutover's tables were emptied again. Run `migsafe cutover sqlite precheck` to see every such value",
+                        "nothing was loaded (the load is one transaction, rolled back). Run `migsafe cutover sqlite precheck` to see every such value",
                     ));
                 }
             }

@@ -5,8 +5,9 @@
 //! - [`precheck`]: what would stop an exact copy — tables or columns the
 //!   target lacks, values that do not fit their target column, foreign keys
 //!   whose parent row is missing — read-only on both sides.
-//! - [`copy`]: the load: binary COPY, several tables at once on separate
-//!   connections, bounded memory, all-or-nothing.
+//! - [`copy`]: the load: binary COPY in one transaction, bounded memory,
+//!   all-or-nothing; [`constraints`] takes the foreign keys and indexes out
+//!   for it and puts them back.
 //! - [`run`]: the `Migrator` methods the CLI calls (precheck, run, verify),
 //!   which resolve the namespace and write the reports.
 //! - [`verify`]: per table, row counts and an order-independent content hash
@@ -15,6 +16,7 @@
 //! Tables and columns are matched by name ([`map`]); the value conversion
 //! is decided by the target column's type ([`types`]).
 
+pub mod constraints;
 pub mod copy;
 pub mod epoch;
 pub mod precheck;

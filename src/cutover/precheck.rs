@@ -63,7 +63,7 @@ pub struct PrecheckReport {
 ///
 /// `values: false` leaves out the conversion of every value (a full read of
 /// the file): `run` uses that, because its load converts every value anyway
-/// and stops at the first misfit, emptying the target again. The unique
+/// and stops at the first misfit, rolling the load back. The unique
 /// indexes are evaluated on `keys_on`, the database `schema` was read from
 /// (in a temporary table that is rolled back, see [`super::unique`]).
 pub async fn precheck(
@@ -81,19 +81,88 @@ pub async fn precheck(
     })
     .await?;
     let mapping = super::map(&tables, &virtual_tables, schema, options);
-    let (mapping, units) = {
+    // Independent reads of the file, run at the same time: the foreign
+    // keys, the row counts, and — once the date units are decided, which
+    // the converted values need — every value (precheck) and the unique keys.
+    let orphaned = {
+        let path = source.to_path_buf();
+        let checks = foreign_key_checks(&tables, &mapping, schema);
+        blocking(move || orphans(&path, &tables, &checks))
+    };
+    let counts = async {
+        if values {
+            Vec::new()
+        } else {
+            read_tables(
+                source,
+                mapping.tables.clone(),
+                false,
+                options.jobs,
+                interrupt,
+            )
+            .await
+        }
+    };
+    let keys = async {
         let path = source.to_path_buf();
         let choices = options.epoch_units.clone();
-        let mut mapping = mapping;
-        blocking(move || {
+        let mut mapping = mapping.clone();
+        let (mapping, units) = blocking(move || {
             let units = super::epoch::decide(&path, &mut mapping, &choices)?;
             Ok((mapping, units))
         })
-        .await?
+        .await?;
+        let scanned = async {
+            if values {
+                read_tables(
+                    source,
+                    mapping.tables.clone(),
+                    true,
+                    options.jobs,
+                    interrupt,
+                )
+                .await
+            } else {
+                Vec::new()
+            }
+        };
+        let (scanned, conflicts) = tokio::join!(
+            scanned,
+            super::unique::conflicts(keys_on, source, &mapping, schema, interrupt)
+        );
+        Ok::<_, Error>((mapping, units, scanned, conflicts?))
     };
+    let (orphaned, counts, keys) = tokio::join!(orphaned, counts, keys);
+    let (mapping, units, scanned, conflicts) = keys?;
+    let scans = if values { scanned } else { counts };
     let mut problems = mapping.problems.clone();
     problems.extend(units);
-    let scans = futures_util::stream::iter(mapping.tables.clone().into_iter().map(|table| {
+    let mut rows = Vec::new();
+    for (table, scanned) in mapping.tables.iter().zip(scans) {
+        let (count, found) = scanned?;
+        rows.push(TableRows {
+            table: table.source.clone(),
+            target: table.target.clone(),
+            rows: count,
+        });
+        problems.extend(found);
+    }
+    problems.extend(orphaned?);
+    problems.extend(conflicts);
+    problems.sort_by_key(|p| std::cmp::Reverse(p.status));
+    Ok((mapping, rows, problems))
+}
+
+/// Per table, its row count, or with `values` its row count and every value
+/// converted (its misfits), `jobs` tables at a time.
+async fn read_tables(
+    source: &Path,
+    tables: Vec<TableMap>,
+    values: bool,
+    jobs: usize,
+    interrupt: &Interrupt,
+) -> Vec<Result<(u64, Vec<Problem>)>> {
+    futures_util::stream::iter(tables.into_iter().map(|table| {
         let path = source.to_path_buf();
         let interrupt = interrupt.clone();
         blocking(move || {
@@ -107,25 +176,9 @@ pub async fn precheck(
             }
         })
     }))
-    .buffered(options.jobs.max(1))
+    .buffered(jobs.max(1))
     .collect::<Vec<_>>()
-    .await;
-    let mut rows = Vec::new();
-    for (table, scanned) in mapping.tables.iter().zip(scans) {
-        let (count, found) = scanned?;
-        rows.push(TableRows {
-            table: table.source.clone(),
-            target: table.target.clone(),
-            rows: count,
-        });
-        problems.extend(found);
-    }
-    let path = source.to_path_buf();
-    let checks = foreign_key_checks(&tables, &mapping, schema);
-    problems.extend(blocking(move || orphans(&path, &tables, &checks)).await?);
-    problems.extend(super::unique::conflicts(keys_on, source, &mapping, schema, interrupt).await?);
-    problems.sort_by_key(|p| std::cmp::Reverse(p.status));
-    Ok((mapping, rows, problems))
+    .await
 }
 
 /// Builds the report from [`precheck`]'s findings.

@@ -372,6 +372,13 @@ pub(crate) async fn set_sequences(db: &Db, table: &super::TableMap) -> Result<Ve
             .as_ref()
             .filter(|(c, _)| *c == column)
             .map(|(_, value)| *value);
+        // setval() alone is not transactional; on a sequence rewritten by
+        // ALTER SEQUENCE … RESTART in this transaction it is (the rewrite is
+        // rolled back with it), so a failed load leaves it as it was.
+        db.client
+            .batch_execute(&format!("ALTER SEQUENCE {sequence} RESTART"))
+            .await
+            .map_err(|e| database_error(db, "set the sequence", &e))?;
         // greatest() ignores NULL: an empty table still moves past the floor.
         let sql = format!(
             "SELECT setval($1::text::regclass, m) \
