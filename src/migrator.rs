@@ -880,9 +880,9 @@ impl Migrator {
         let unmet = crate::readiness::until_interrupted(
             &self.interrupt,
             std::time::Instant::now(),
-            crate::readiness::check_migrated(&self.env(), &items),
+            crate::readiness::check_migrated_reachable(&self.env(), &items),
         )
-        .await?;
+        .await??;
         let Some(first) = unmet.first() else {
             return Ok(());
         };
@@ -1004,10 +1004,10 @@ impl Migrator {
 fn not_ready_hint(code: Code) -> &'static str {
     match code {
         Code::MigrationPending => {
-            "run `migsafe apply` (the release's migration job) before starting the service"
+            "apply the migrations first (the release's migration job: `migsafe apply`, or the service's own apply)"
         }
         Code::PostgresMigrationChecksumMismatch => {
-            "an applied migration differs from the one built into this release: build from the files that were applied (put changes in a new migration), or `migsafe repair --accept-checksum` for a cosmetic edit"
+            "an applied migration differs from the one built into this release: build from the files that were applied (put changes in a new migration), or for a cosmetic edit `migsafe repair --target <namespace> --accept-checksum <version> --reason \"…\"`"
         }
         Code::MigrationDirty => {
             "a no-transaction migration was interrupted: `migsafe status`, then `migsafe apply` (recovers it with its down script) or `migsafe repair`"
@@ -1016,7 +1016,7 @@ fn not_ready_hint(code: Code) -> &'static str {
             "an applied migration is not in this release: deploy the release that has it (or, under `allow_newer_applied = false`, a newer one)"
         }
         Code::MigrationOutOfOrder => {
-            "a migration of this release is older than the newest applied one: renumber it, or apply it with `migsafe apply --allow-out-of-order`"
+            "a migration of this release is older than the newest applied one: give it a newer version (rename the file), or apply it out of order on purpose (`migsafe apply --allow-out-of-order`, `Tolerance::allow_out_of_order` in code)"
         }
         Code::DatabaseUnreachable
         | Code::DatabaseAuthFailed

@@ -332,27 +332,39 @@ pub async fn check_profile(profile: &Profile) -> Vec<Unmet> {
 /// release are allowed and noted (an event), unless
 /// `allow_newer_applied = false`.
 pub async fn check_migrated(env: &Env<'_>, items: &[Waited<'_>]) -> Vec<Unmet> {
+    let mut unmet = Vec::new();
+    for item in items {
+        match check_one(env, item).await {
+            Ok(found) => unmet.extend(found),
+            Err(err) => unmet.push(Unmet::from(&err)),
+        }
+    }
+    unmet
+}
+
+/// As [`check_migrated`], but a database that cannot be reached or read is
+/// that error (exit 5, its own advice), not one more unmet rule: a service
+/// and its orchestrator must tell "database down" from "not migrated".
+pub(crate) async fn check_migrated_reachable(
+    env: &Env<'_>,
+    items: &[Waited<'_>],
+) -> Result<Vec<Unmet>> {
+    let mut unmet = Vec::new();
+    for item in items {
+        unmet.extend(check_one(env, item).await?);
+    }
+    Ok(unmet)
+}
+
+async fn check_one(env: &Env<'_>, item: &Waited<'_>) -> Result<Vec<Unmet>> {
     let history_schema = &env.config.history_schema;
     let strict = !env.config.defaults.allow_newer_applied;
     let mut unmet = Vec::new();
-    for item in items {
-        let db = match item.settings.connect().await {
-            Ok(db) => db,
-            Err(err) => {
-                unmet.push(Unmet::from(&err));
-                continue;
-            }
-        };
-        let rows = match History::new(history_schema)
+    {
+        let db = item.settings.connect().await?;
+        let rows = History::new(history_schema)
             .read(&db, &item.namespace.name)
-            .await
-        {
-            Ok(rows) => rows,
-            Err(err) => {
-                unmet.push(Unmet::from(&err));
-                continue;
-            }
-        };
+            .await?;
         let state = NamespaceState::build(
             &item.namespace.name,
             item.namespace.forward_only,
@@ -365,9 +377,12 @@ pub async fn check_migrated(env: &Env<'_>, items: &[Waited<'_>]) -> Vec<Unmet> {
         }
         for entry in &state.entries {
             let (code, what) = match entry.state {
-                crate::plan::State::Pending | crate::plan::State::OutOfOrder => {
-                    (Code::MigrationPending, "is not applied")
-                }
+                crate::plan::State::Pending => (Code::MigrationPending, "is not applied"),
+                // What apply would refuse it with, so the advice fits.
+                crate::plan::State::OutOfOrder => (
+                    Code::MigrationOutOfOrder,
+                    "is not applied and is older than the newest applied migration",
+                ),
                 crate::plan::State::Dirty => (Code::MigrationDirty, "is dirty (interrupted)"),
                 crate::plan::State::ChecksumMismatch => (
                     Code::PostgresMigrationChecksumMismatch,
@@ -389,5 +404,5 @@ pub async fn check_migrated(env: &Env<'_>, items: &[Waited<'_>]) -> Vec<Unmet> {
             ));
         }
     }
-    unmet
+    Ok(unmet)
 }

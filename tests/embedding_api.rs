@@ -121,8 +121,10 @@ fn a_failing_or_wrong_password_source_is_an_auth_failure_with_no_secret() {
     let err = rt.block_on(migrator.require_up_to_date(None)).unwrap_err();
     assert_eq!(err.reason().to_string(), "DATABASE_AUTH_FAILED");
     assert!(!err.to_string().contains(wrong), "{err}");
-    // The readiness contract is not met: exit 7, with the reason.
-    assert_eq!(err.exit_code(), 7);
+    // A database that cannot be reached is that error (exit 5), not
+    // "not migrated" (7): an orchestrator must tell the two apart.
+    assert_eq!(err.exit_code(), 5);
+    assert!(err.hint().unwrap().contains("password"), "{err:?}");
 }
 
 #[test]
@@ -238,7 +240,7 @@ fn not_ready_carries_every_reason_with_advice_for_each() {
     assert_eq!(mismatch.namespace(), Some("app"));
     assert_eq!(mismatch.version().unwrap().to_string(), first);
     let hint = err.hint().unwrap();
-    assert!(hint.contains("repair --accept-checksum"), "{hint}");
+    assert!(hint.contains("--accept-checksum"), "{hint}");
     assert!(hint.contains("migsafe apply"), "{hint}");
 }
 

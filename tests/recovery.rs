@@ -314,3 +314,48 @@ fn a_down_script_migsafe_cannot_fully_read_is_not_trusted() {
         );
     }
 }
+
+/// A `CREATE INDEX CONCURRENTLY` that stops part way leaves an INVALID index:
+/// the interrupted migration's own change, which preflight's drift check
+/// must not hold against the recovery that removes it (found by a review:
+/// every later release job was refused with SCHEMA_DRIFT).
+#[test]
+fn the_invalid_index_an_interrupted_migration_left_does_not_block_its_recovery() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_t.up.sql",
+            "CREATE TABLE t (id bigint PRIMARY KEY, email text);\nINSERT INTO t VALUES (1, 'a'), (2, 'a');\n",
+        ),
+        ("migrations/0001_t.down.sql", "DROP TABLE t;\n"),
+        (
+            "migrations/0002_email.up.sql",
+            "CREATE UNIQUE INDEX CONCURRENTLY t_email_key ON t (email);\n",
+        ),
+        (
+            "migrations/0002_email.down.sql",
+            "DROP INDEX CONCURRENTLY IF EXISTS t_email_key;\n",
+        ),
+    ]);
+    let db = TestDb::new();
+    // 0001 runs through the whole pipeline, which records its schema.
+    project.run(&db, &["apply", "--skip-backup", "--to", "0001"], 0);
+    // The build fails on the duplicate and leaves an INVALID index.
+    let text = project.run(&db, &["apply", "--skip-backup"], 2);
+    assert!(text.contains("MIGRATION_DIRTY:default:0002"), "{text}");
+    let invalid = common::query(
+        &db.url,
+        "SELECT count(*) FROM pg_index WHERE NOT indisvalid AND indexrelid = 't_email_key'::regclass",
+    );
+    assert_eq!(invalid[0][0].as_deref(), Some("1"));
+    // The data is fixed; the next apply recovers and applies it, noting the drift.
+    common::query(&db.url, "DELETE FROM t WHERE id = 2");
+    let text = project.run(&db, &["apply", "--skip-backup"], 0);
+    assert!(text.contains("0002"), "{text}");
+    let valid = common::query(
+        &db.url,
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_email_key'::regclass",
+    );
+    assert_eq!(valid[0][0].as_deref(), Some("t"));
+    let text = project.run(&db, &["status"], 0);
+    assert!(text.contains("2 applied, 0 pending"), "{text}");
+}

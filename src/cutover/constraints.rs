@@ -155,7 +155,7 @@ fn index_name(index: &Index) -> &str {
 
 /// Reads (inside the load's transaction) what can be taken out of
 /// `tables` (target names in `schema`) and drops it.
-pub async fn take_out(db: &Db, schema: &str, tables: &[String]) -> Result<Detached> {
+pub(crate) async fn take_out(db: &Db, schema: &str, tables: &[String]) -> Result<Detached> {
     let foreign_keys = db
         .client
         .query(FOREIGN_KEYS, &[&schema, &tables])
@@ -205,7 +205,7 @@ pub async fn take_out(db: &Db, schema: &str, tables: &[String]) -> Result<Detach
 /// Builds the indexes and keys again (primary keys and unique constraints
 /// first: foreign keys need them), then adds every foreign key `NOT VALID`
 /// and validates it: one set-based check per key. Comments are put back.
-pub async fn put_back(db: &Db, detached: &Detached) -> Result<()> {
+pub(crate) async fn put_back(db: &Db, detached: &Detached) -> Result<()> {
     db.client
         .batch_execute(MAINTENANCE_MEMORY)
         .await
