@@ -67,6 +67,7 @@
 //! # }
 //! ```
 
+pub mod adopt;
 pub mod config;
 pub mod cutover;
 pub mod db;

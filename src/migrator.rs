@@ -906,6 +906,23 @@ impl Migrator {
         Ok(stamped)
     }
 
+    /// Takes over another tool's history in one namespace (SPEC 14):
+    /// records what it applied, with its times, running nothing.
+    pub async fn adopt(
+        &self,
+        target: Option<&str>,
+        from: Option<crate::adopt::Tool>,
+        dry_run: bool,
+    ) -> Result<Vec<crate::adopt::Adoption>> {
+        let loaded = self.single(target, "adopt")?;
+        let env = self.env();
+        let mut adopted = Vec::new();
+        for item in &loaded {
+            adopted.push(crate::adopt::adopt(&env, &item.target(), from, dry_run).await?);
+        }
+        Ok(adopted)
+    }
+
     /// Repairs one history row of one namespace.
     pub async fn repair(
         &self,

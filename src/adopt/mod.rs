@@ -1,0 +1,761 @@
+//! `adopt`: take over another migration tool's history (SPEC 14).
+//!
+//! A team moving to migsafe already has a database that its previous tool
+//! migrated, and that tool's record of what ran. `adopt` reads that record
+//! (one file per tool here, each reading its table exactly as the tool
+//! creates it), matches every applied row to a migration of the namespace,
+//! checks the checksum where the tool keeps one, and records those
+//! migrations in migsafe's history with their original applied time — under
+//! the namespace lock, in one transaction, running nothing and leaving the
+//! other tool's table as it is. Anything it cannot vouch for (a row without
+//! a file, a different checksum, a dirty or failed row, a gap in a record
+//! that lists every version) refuses the whole adoption by name, so
+//! nothing is half-recorded.
+
+/// The SQL expression (a string literal, for constants) turning a
+/// `timestamp without time zone` column that a tool filled with `now()` /
+/// `CURRENT_TIMESTAMP` back into the moment: it was written in the session's
+/// time zone, which for a tool that sets none is the server's default
+/// (`reset_val`), not necessarily this session's.
+macro_rules! local_time {
+    ($column:literal) => {
+        concat!(
+            "(",
+            $column,
+            " AT TIME ZONE (SELECT reset_val FROM pg_catalog.pg_settings WHERE name = 'TimeZone'))"
+        )
+    };
+}
+
+pub mod dbmate;
+pub mod diesel;
+pub mod flyway;
+pub mod golang_migrate;
+pub mod goose;
+pub mod pop;
+pub mod sql_migrate;
+pub mod sqlx;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::db::Db;
+use crate::db::history::{AdoptRow, AuditEntry, History, database_error, operator};
+use crate::error::{Code, Error, ReasonCode, Result};
+use crate::pipeline::{Env, Target, lock_namespace, unlock_namespace};
+use crate::source::{Migration, Version};
+
+/// A tool whose history `adopt` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tool {
+    /// golang-migrate: `schema_migrations(version bigint, dirty boolean)`.
+    GolangMigrate,
+    /// dbmate: `schema_migrations(version varchar)`.
+    Dbmate,
+    /// sqlx: `_sqlx_migrations`.
+    Sqlx,
+    /// diesel: `__diesel_schema_migrations`.
+    Diesel,
+    /// Flyway: `flyway_schema_history`.
+    Flyway,
+    /// goose: `goose_db_version`.
+    Goose,
+    /// sql-migrate: `gorp_migrations`.
+    SqlMigrate,
+    /// ory/pop: `schema_migration`.
+    Pop,
+}
+
+impl Tool {
+    /// Every tool, in the order detection reports them.
+    pub const ALL: [Tool; 8] = [
+        Tool::GolangMigrate,
+        Tool::Dbmate,
+        Tool::Sqlx,
+        Tool::Diesel,
+        Tool::Flyway,
+        Tool::Goose,
+        Tool::SqlMigrate,
+        Tool::Pop,
+    ];
+
+    /// The name used by `--from`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::GolangMigrate => "golang-migrate",
+            Tool::Dbmate => "dbmate",
+            Tool::Sqlx => "sqlx",
+            Tool::Diesel => "diesel",
+            Tool::Flyway => "flyway",
+            Tool::Goose => "goose",
+            Tool::SqlMigrate => "sql-migrate",
+            Tool::Pop => "pop",
+        }
+    }
+
+    /// Reads a `--from` value.
+    pub fn parse(name: &str) -> Result<Tool> {
+        let wanted = name.trim().to_ascii_lowercase();
+        Tool::ALL
+            .into_iter()
+            .find(|tool| {
+                tool.name() == wanted
+                    || (wanted == "migrate" && *tool == Tool::GolangMigrate)
+                    || (wanted == "ory-pop" && *tool == Tool::Pop)
+            })
+            .ok_or_else(|| {
+                Error::config(
+                    Code::Usage,
+                    format!(
+                        "`--from {name}` is not a tool adopt reads; use one of: {}",
+                        Tool::ALL.map(Tool::name).join(", ")
+                    ),
+                )
+            })
+    }
+
+    /// The history table the tool keeps (as found through `search_path`).
+    pub fn table(self) -> &'static str {
+        match self {
+            Tool::GolangMigrate | Tool::Dbmate => "schema_migrations",
+            Tool::Sqlx => sqlx::TABLE,
+            Tool::Diesel => diesel::TABLE,
+            Tool::Flyway => flyway::TABLE,
+            Tool::Goose => goose::TABLE,
+            Tool::SqlMigrate => sql_migrate::TABLE,
+            Tool::Pop => pop::TABLE,
+        }
+    }
+
+    /// The columns that tell this tool's table from another one of the same
+    /// name (golang-migrate and dbmate both name theirs `schema_migrations`).
+    fn recognises(self, columns: &[String]) -> bool {
+        let has = |name: &str| columns.iter().any(|c| c == name);
+        match self {
+            Tool::GolangMigrate => has("version") && has("dirty"),
+            Tool::Dbmate => has("version") && !has("dirty"),
+            Tool::Sqlx => has("version") && has("checksum") && has("success"),
+            Tool::Diesel => has("version") && has("run_on"),
+            Tool::Flyway => has("installed_rank") && has("version") && has("checksum"),
+            Tool::Goose => has("version_id") && has("is_applied"),
+            Tool::SqlMigrate => has("id") && has("applied_at"),
+            Tool::Pop => has("version"),
+        }
+    }
+
+    /// Reads the tool's record.
+    async fn read(self, db: &Db) -> Result<Record> {
+        match self {
+            Tool::GolangMigrate => golang_migrate::read(db).await,
+            Tool::Dbmate => dbmate::read(db).await,
+            Tool::Sqlx => sqlx::read(db).await,
+            Tool::Diesel => diesel::read(db).await,
+            Tool::Flyway => flyway::read(db).await,
+            Tool::Goose => goose::read(db).await,
+            Tool::SqlMigrate => sql_migrate::read(db).await,
+            Tool::Pop => pop::read(db).await,
+        }
+    }
+}
+
+impl std::fmt::Display for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What another tool's table says was applied.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Its rows, in the order the tool wrote them.
+    pub rows: Vec<Row>,
+    /// The tool writes one row per applied version (so a file older than the
+    /// newest row but without a row of its own was never applied: a gap).
+    /// golang-migrate keeps only the current version.
+    pub every_version: bool,
+}
+
+/// One row of another tool's history.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Which migration it is about.
+    pub key: Key,
+    /// When the tool applied it, when the tool keeps that.
+    pub applied_at: Option<DateTime<Utc>>,
+    /// How long it ran (ms), when the tool keeps that.
+    pub execution_ms: i64,
+    /// Whether it finished.
+    pub status: Status,
+    /// The checksum the tool recorded, when it keeps one.
+    pub checksum: Expected,
+    /// The row as the tool names it, for messages (`V3__add.sql`, `20240101`).
+    pub label: String,
+}
+
+/// How a row names its migration.
+#[derive(Debug, Clone)]
+pub enum Key {
+    /// By version.
+    Version(Version),
+    /// By file name (sql-migrate's id), with the version it starts with.
+    FileName(Option<Version>, String),
+    /// A row migsafe cannot take over (a Flyway repeatable or Java
+    /// migration): refused, named by this.
+    Unsupported(String),
+    /// Every version up to this one (golang-migrate's current version,
+    /// Flyway's baseline). `file_required`: the version itself must have a
+    /// file (golang-migrate); a Flyway baseline usually has none.
+    UpTo {
+        /// The newest version counted as applied.
+        version: Version,
+        /// Whether that version must have a file.
+        file_required: bool,
+    },
+}
+
+impl Key {
+    /// What reason codes name the row by: its version, or its file name.
+    fn subject(&self) -> String {
+        match self {
+            Key::Version(v) | Key::UpTo { version: v, .. } => v.to_string(),
+            Key::FileName(Some(v), _) => v.to_string(),
+            Key::FileName(None, file) => file.clone(),
+            Key::Unsupported(what) => what.clone(),
+        }
+    }
+}
+
+/// Whether a row's migration finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Applied completely.
+    Applied,
+    /// Interrupted part-way (golang-migrate `dirty`).
+    Dirty,
+    /// Failed (sqlx and Flyway `success = false`).
+    Failed,
+}
+
+/// A checksum as the other tool computes it over the migration's file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// The tool keeps none.
+    None,
+    /// Flyway's line-by-line CRC32, as a signed 32-bit integer.
+    FlywayCrc32(i32),
+    /// SHA-384 of the file's bytes (sqlx).
+    Sha384(Vec<u8>),
+}
+
+impl Expected {
+    /// The checksum of `bytes` computed the same way, when it differs from
+    /// the recorded one (both as text for the message); `None` when equal.
+    fn differs(&self, bytes: &[u8]) -> Option<(String, String)> {
+        match self {
+            Expected::None => None,
+            Expected::FlywayCrc32(recorded) => {
+                let actual = flyway::checksum(bytes);
+                (actual != *recorded).then(|| (recorded.to_string(), actual.to_string()))
+            }
+            Expected::Sha384(recorded) => {
+                use sha2::{Digest, Sha384};
+                let actual = Sha384::digest(bytes).to_vec();
+                (actual != *recorded).then(|| (hex::encode(recorded), hex::encode(actual)))
+            }
+        }
+    }
+}
+
+/// One migration adopt records (or would record, with `--dry-run`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Adopted {
+    /// Version.
+    pub version: String,
+    /// Name.
+    pub name: String,
+    /// When the other tool applied it (the adoption time when it keeps none).
+    pub applied_at: DateTime<Utc>,
+    /// Whether that time is the other tool's (false: it keeps none).
+    pub original_time: bool,
+    /// How long it ran, when the other tool kept that.
+    pub execution_ms: i64,
+}
+
+/// What `adopt` did for one namespace.
+#[derive(Debug, Clone, Serialize)]
+pub struct Adoption {
+    /// Namespace.
+    pub namespace: String,
+    /// The tool whose history was read.
+    pub tool: Tool,
+    /// Its table.
+    pub table: String,
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// Recorded in migsafe's history (or would be).
+    pub recorded: Vec<Adopted>,
+    /// Already in migsafe's history, left as they are.
+    pub already_recorded: Vec<String>,
+    /// Files the other tool never applied: `apply` will run them.
+    pub pending: Vec<String>,
+}
+
+const COLUMNS: &str = "SELECT a.attname::text FROM pg_catalog.pg_attribute a \
+     WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped";
+const NOW: &str = "SELECT now()";
+
+/// The columns of `table` (resolved through `search_path`); `None` when it
+/// does not exist.
+async fn columns(db: &Db, table: &str) -> Result<Option<Vec<String>>> {
+    let exists = db
+        .client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await
+        .map_err(|e| database_error(db, "look for other tools' history tables", &e))?;
+    if !exists.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let rows = db
+        .client
+        .query(COLUMNS, &[&table])
+        .await
+        .map_err(|e| database_error(db, "read the columns of another tool's table", &e))?;
+    Ok(Some(rows.iter().map(|r| r.get(0)).collect()))
+}
+
+/// The tools whose history table this database has.
+pub async fn detect(db: &Db) -> Result<Vec<Tool>> {
+    let mut found = Vec::new();
+    for tool in Tool::ALL {
+        if let Some(columns) = columns(db, tool.table()).await?
+            && tool.recognises(&columns)
+        {
+            found.push(tool);
+        }
+    }
+    Ok(found)
+}
+
+/// The tool to adopt from: the one asked for (its table must be there), or
+/// the only one whose table is present.
+async fn choose(db: &Db, namespace: &str, from: Option<Tool>) -> Result<Tool> {
+    if let Some(tool) = from {
+        return match columns(db, tool.table()).await? {
+            Some(columns) if tool.recognises(&columns) => Ok(tool),
+            Some(_) => Err(Error::Refused {
+                reason: ReasonCode::about(Code::AdoptSourceMissing, namespace),
+                message: format!(
+                    "{} exists on {} but is not {tool}'s history table (its columns differ)",
+                    tool.table(),
+                    db.target
+                ),
+                hint: Some("name the tool that created it with --from; nothing was recorded".into()),
+            }),
+            None => Err(Error::Refused {
+                reason: ReasonCode::about(Code::AdoptSourceMissing, namespace),
+                message: format!(
+                    "{tool}'s history table {} is not on {} (looked up through search_path)",
+                    tool.table(),
+                    db.target
+                ),
+                hint: Some(
+                    "connect to the database that tool migrated, with the search_path it used; nothing was recorded"
+                        .into(),
+                ),
+            }),
+        };
+    }
+    let found = detect(db).await?;
+    match found.as_slice() {
+        [tool] => Ok(*tool),
+        [] => Err(Error::Refused {
+            reason: ReasonCode::about(Code::AdoptSourceMissing, namespace),
+            message: format!(
+                "no other tool's history table is on {} (looked for {})",
+                db.target,
+                Tool::ALL
+                    .iter()
+                    .map(|t| format!("{} ({t})", t.table()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            hint: Some(
+                "name the tool with --from, and connect with the search_path it used; nothing was recorded"
+                    .into(),
+            ),
+        }),
+        several => Err(Error::Refused {
+            reason: ReasonCode::about(Code::AdoptSourceAmbiguous, namespace),
+            message: format!(
+                "the history tables of several tools are on {}: {}",
+                db.target,
+                several
+                    .iter()
+                    .map(|t| format!("{t} ({})", t.table()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            hint: Some("choose one with --from TOOL; nothing was recorded".into()),
+        }),
+    }
+}
+
+fn mismatch(
+    namespace: &str,
+    version: impl std::fmt::Display,
+    message: String,
+    hint: &str,
+) -> Error {
+    Error::Refused {
+        reason: ReasonCode::migration(Code::AdoptMismatch, namespace, version),
+        message,
+        hint: Some(format!("{hint}; nothing was recorded")),
+    }
+}
+
+/// A migration chosen for recording, with what the other tool said of it.
+struct Chosen<'a> {
+    migration: &'a Migration,
+    applied_at: Option<DateTime<Utc>>,
+    execution_ms: i64,
+}
+
+/// Matches the tool's rows to the namespace's files; refuses by name
+/// whatever cannot be matched and vouched for.
+fn match_rows<'a>(
+    namespace: &str,
+    tool: Tool,
+    migrations: &'a [Migration],
+    record: &Record,
+) -> Result<BTreeMap<Version, Chosen<'a>>> {
+    let by_version = |v: &Version| {
+        migrations
+            .binary_search_by(|m| m.version.cmp(v))
+            .ok()
+            .map(|i| &migrations[i])
+    };
+    let mut chosen: BTreeMap<Version, Chosen<'a>> = BTreeMap::new();
+    for row in &record.rows {
+        let version = row.key.subject();
+        let version = &version;
+        match row.status {
+            Status::Applied => {}
+            Status::Dirty => {
+                return Err(mismatch(
+                    namespace,
+                    version,
+                    format!(
+                        "{tool} marks {} dirty in {}: it stopped part-way, and what it left is unknown",
+                        row.label,
+                        tool.table()
+                    ),
+                    &format!(
+                        "finish or undo that migration by hand, clear the flag the way {tool} does (`migrate force`), then adopt again"
+                    ),
+                ));
+            }
+            Status::Failed => {
+                return Err(mismatch(
+                    namespace,
+                    version,
+                    format!(
+                        "{tool} recorded {} as failed in {}",
+                        row.label,
+                        tool.table()
+                    ),
+                    &format!(
+                        "repair it with {tool} first (undo what it left, remove or repair the failed row), then adopt again"
+                    ),
+                ));
+            }
+        }
+        let no_file = || {
+            mismatch(
+                namespace,
+                version,
+                format!(
+                    "{tool} applied {} ({}), but namespace `{namespace}` has no migration file for it",
+                    row.label,
+                    tool.table()
+                ),
+                "restore the file from version control (or point the namespace's dir at the tool's migrations)",
+            )
+        };
+        match &row.key {
+            Key::Version(v) => {
+                let migration = by_version(v).ok_or_else(no_file)?;
+                check(namespace, tool, row, migration)?;
+                chosen.insert(
+                    v.clone(),
+                    Chosen {
+                        migration,
+                        applied_at: row.applied_at,
+                        execution_ms: row.execution_ms,
+                    },
+                );
+            }
+            Key::Unsupported(_) => {
+                return Err(mismatch(
+                    namespace,
+                    version,
+                    format!(
+                        "{tool} applied {}, which migsafe cannot take over",
+                        row.label
+                    ),
+                    "turn it into a versioned SQL migration of this namespace with the other tool first",
+                ));
+            }
+            Key::FileName(_, file) => {
+                let migration = migrations
+                    .iter()
+                    .find(|m| {
+                        m.up.path
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy() == file.as_str())
+                    })
+                    .ok_or_else(no_file)?;
+                check(namespace, tool, row, migration)?;
+                chosen.insert(
+                    migration.version.clone(),
+                    Chosen {
+                        migration,
+                        applied_at: row.applied_at,
+                        execution_ms: row.execution_ms,
+                    },
+                );
+            }
+            Key::UpTo {
+                version,
+                file_required,
+            } => {
+                if *file_required && by_version(version).is_none() {
+                    return Err(no_file());
+                }
+                for migration in migrations.iter().filter(|m| m.version <= *version) {
+                    chosen.entry(migration.version.clone()).or_insert(Chosen {
+                        migration,
+                        applied_at: row.applied_at,
+                        execution_ms: 0,
+                    });
+                }
+            }
+        }
+    }
+    if record.every_version
+        && let Some(newest) = chosen.keys().next_back()
+        && let Some(gap) = migrations
+            .iter()
+            .find(|m| m.version < *newest && !chosen.contains_key(&m.version))
+    {
+        return Err(mismatch(
+            namespace,
+            &gap.version,
+            format!(
+                "{} is older than {newest}, the newest migration {tool} applied, but {} has no row for it: {tool} never applied it",
+                gap.up.path.display(),
+                tool.table()
+            ),
+            &format!(
+                "apply it with {tool} first (or remove the file if it must never run), then adopt again"
+            ),
+        ));
+    }
+    Ok(chosen)
+}
+
+/// Refuses when the tool's checksum differs from the file's.
+fn check(namespace: &str, tool: Tool, row: &Row, migration: &Migration) -> Result<()> {
+    if row.checksum == Expected::None {
+        return Ok(());
+    }
+    let path = &migration.up.path;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read", &e))?;
+    if let Some((recorded, actual)) = row.checksum.differs(&bytes) {
+        return Err(mismatch(
+            namespace,
+            &migration.version,
+            format!(
+                "{} has changed since {tool} applied it: {} records checksum {recorded}, the file has {actual}",
+                path.display(),
+                tool.table()
+            ),
+            "restore the file as it was applied (version control), or, if the change is intended, repair the checksum with the other tool first",
+        ));
+    }
+    Ok(())
+}
+
+/// Adopts the history of `from` (or the detected tool) into one namespace.
+pub async fn adopt(
+    env: &Env<'_>,
+    target: &Target<'_>,
+    from: Option<Tool>,
+    dry_run: bool,
+) -> Result<Adoption> {
+    let db = target.settings.connect().await?;
+    let history = History::new(&env.config.history_schema);
+    if dry_run {
+        // Reads only: no lock, nothing created (SPEC 13).
+        return plan(&db, &history, target, from, true)
+            .await
+            .map(|(a, _)| a);
+    }
+    let key = lock_namespace(env, target, &db, &history).await?;
+    let result = record(env, &db, &history, target, from).await;
+    unlock_namespace(&db, key).await;
+    result
+}
+
+/// Reads both histories and decides what to record.
+async fn plan(
+    db: &Db,
+    history: &History,
+    target: &Target<'_>,
+    from: Option<Tool>,
+    dry_run: bool,
+) -> Result<(Adoption, Vec<Adopted>)> {
+    let namespace = target.name();
+    let tool = choose(db, namespace, from).await?;
+    let record = tool.read(db).await?;
+    let migrations = &target.sources.migrations;
+    let chosen = match_rows(namespace, tool, migrations, &record)?;
+    let existing = history.read(db, namespace).await?;
+    let now: DateTime<Utc> = db
+        .client
+        .query_one(NOW, &[])
+        .await
+        .map_err(|e| database_error(db, "read the server's clock", &e))?
+        .get(0);
+    let mut recorded = Vec::new();
+    let mut already = Vec::new();
+    for (version, chosen) in &chosen {
+        if existing.iter().any(|r| &r.version == version) {
+            already.push(version.to_string());
+            continue;
+        }
+        recorded.push(Adopted {
+            version: chosen.migration.version.to_string(),
+            name: chosen.migration.name.clone(),
+            applied_at: chosen.applied_at.unwrap_or(now),
+            original_time: chosen.applied_at.is_some(),
+            execution_ms: chosen.execution_ms,
+        });
+    }
+    let pending = migrations
+        .iter()
+        .filter(|m| {
+            !chosen.contains_key(&m.version) && !existing.iter().any(|r| r.version == m.version)
+        })
+        .map(|m| m.version.to_string())
+        .collect();
+    let adoption = Adoption {
+        namespace: namespace.to_string(),
+        tool,
+        table: tool.table().to_string(),
+        dry_run,
+        recorded: recorded.clone(),
+        already_recorded: already,
+        pending,
+    };
+    Ok((adoption, recorded))
+}
+
+/// Records the adoption in one transaction (the lock is held).
+async fn record(
+    env: &Env<'_>,
+    db: &Db,
+    history: &History,
+    target: &Target<'_>,
+    from: Option<Tool>,
+) -> Result<Adoption> {
+    let namespace = target.name();
+    let (adoption, recorded) = plan(db, history, target, from, false).await?;
+    if recorded.is_empty() {
+        return Ok(adoption);
+    }
+    let by = operator();
+    db.client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(|e| database_error(db, "start the adoption's transaction", &e))?;
+    let written = async {
+        for adopted in &recorded {
+            let Some(migration) = Version::parse(&adopted.version)
+                .ok()
+                .and_then(|v| target.sources.get(&v))
+            else {
+                continue;
+            };
+            history
+                .insert_adopted(
+                    db,
+                    &AdoptRow {
+                        namespace,
+                        version: migration.version.as_str(),
+                        name: &migration.name,
+                        checksum: &migration.up.checksum,
+                        down_checksum: migration.down.as_ref().map(|d| d.checksum.as_str()),
+                        applied_at: adopted.applied_at,
+                        execution_ms: adopted.execution_ms,
+                        applied_by: &by,
+                    },
+                )
+                .await?;
+            history
+                .audit(
+                    db,
+                    &AuditEntry {
+                        namespace,
+                        version: migration.version.as_str(),
+                        action: "adopt",
+                        reason: "taken over from another tool's history without running",
+                        detail: Some(format!(
+                            "from {} ({}){}",
+                            adoption.tool,
+                            adoption.table,
+                            if adopted.original_time {
+                                ""
+                            } else {
+                                "; the tool keeps no applied time: adoption time recorded"
+                            }
+                        )),
+                        performed_by: &by,
+                    },
+                )
+                .await?;
+        }
+        Ok::<(), Error>(())
+    }
+    .await;
+    if let Err(err) = written {
+        let _ = db.client.batch_execute("ROLLBACK").await;
+        return Err(err);
+    }
+    db.client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(|e| database_error(db, "commit the adoption", &e))?;
+    // Drift detection compares later runs with the schema as adopted.
+    crate::pipeline::record_schema(env, db, history, &[target]).await?;
+    Ok(adoption)
+}
+
+/// A version read from another tool's table, or a refusal naming it.
+pub(crate) fn parse_version(tool: Tool, text: &str) -> Result<Version> {
+    Version::parse(text.trim()).map_err(|e| Error::Config {
+        reason: ReasonCode::about(Code::HistoryInvalid, tool.table()),
+        message: format!(
+            "{tool}'s table {} holds the version {text:?}, which is not a version migsafe reads: {e}",
+            tool.table()
+        ),
+        hint: Some("fix or delete that row with the other tool; nothing was recorded".into()),
+    })
+}
+
+/// The error of a failed read of another tool's table.
+pub(crate) fn read_error(db: &Db, tool: Tool, err: &tokio_postgres::Error) -> Error {
+    database_error(db, &format!("read {tool}'s table {}", tool.table()), err)
+}
