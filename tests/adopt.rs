@@ -85,8 +85,10 @@ fn migrate_natively(db: &TestDb, tool: &str, project: &Project) {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            scripts.push(path.join("up.sql"));
-        } else {
+            if path.join("up.sql").is_file() {
+                scripts.push(path.join("up.sql"));
+            }
+        } else if path.extension().is_some_and(|e| e == "sql") {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             if !name.ends_with(".down.sql") && !name.starts_with('U') {
                 scripts.push(path);
@@ -299,6 +301,17 @@ fn sql_migrate_matches_rows_by_file_name() {
 }
 
 #[test]
+fn drizzle_rows_are_matched_through_the_journal_and_their_sha256() {
+    adopts(
+        "drizzle",
+        None,
+        "drizzle.__drizzle_migrations",
+        &["0000", "0001", "0002"],
+        None,
+    );
+}
+
+#[test]
 fn pop_is_detected_and_adopted() {
     adopts(
         "pop",
@@ -389,6 +402,13 @@ fn a_changed_file_is_refused_by_its_checksum() {
         |p| edit(p, "migrations/V2__create_orders.sql"),
         &[],
         "ADOPT_MISMATCH:default:2",
+    );
+    refuses(
+        "drizzle",
+        "",
+        |p| edit(p, "migrations/0001_add_user_name.sql"),
+        &[],
+        "ADOPT_MISMATCH:default:0001",
     );
 }
 

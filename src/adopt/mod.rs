@@ -29,6 +29,7 @@ macro_rules! local_time {
 
 pub mod dbmate;
 pub mod diesel;
+pub mod drizzle;
 pub mod flyway;
 pub mod golang_migrate;
 pub mod goose;
@@ -67,11 +68,13 @@ pub enum Tool {
     SqlMigrate,
     /// ory/pop: `schema_migration`.
     Pop,
+    /// Drizzle: `drizzle.__drizzle_migrations`.
+    Drizzle,
 }
 
 impl Tool {
     /// Every tool, in the order detection reports them.
-    pub const ALL: [Tool; 8] = [
+    pub const ALL: [Tool; 9] = [
         Tool::GolangMigrate,
         Tool::Dbmate,
         Tool::Sqlx,
@@ -80,6 +83,7 @@ impl Tool {
         Tool::Goose,
         Tool::SqlMigrate,
         Tool::Pop,
+        Tool::Drizzle,
     ];
 
     /// The name used by `--from`.
@@ -93,6 +97,7 @@ impl Tool {
             Tool::Goose => "goose",
             Tool::SqlMigrate => "sql-migrate",
             Tool::Pop => "pop",
+            Tool::Drizzle => "drizzle",
         }
     }
 
@@ -127,6 +132,7 @@ impl Tool {
             Tool::Goose => goose::TABLE,
             Tool::SqlMigrate => sql_migrate::TABLE,
             Tool::Pop => pop::TABLE,
+            Tool::Drizzle => drizzle::TABLE,
         }
     }
 
@@ -143,11 +149,13 @@ impl Tool {
             Tool::Goose => has("version_id") && has("is_applied"),
             Tool::SqlMigrate => has("id") && has("applied_at"),
             Tool::Pop => has("version"),
+            Tool::Drizzle => has("hash") && has("created_at"),
         }
     }
 
-    /// Reads the tool's record.
-    async fn read(self, db: &Db) -> Result<Record> {
+    /// Reads the tool's record (`dir`: the namespace's directory, for
+    /// tools whose rows only make sense with their own index of files).
+    async fn read(self, db: &Db, dir: &std::path::Path) -> Result<Record> {
         match self {
             Tool::GolangMigrate => golang_migrate::read(db).await,
             Tool::Dbmate => dbmate::read(db).await,
@@ -157,6 +165,7 @@ impl Tool {
             Tool::Goose => goose::read(db).await,
             Tool::SqlMigrate => sql_migrate::read(db).await,
             Tool::Pop => pop::read(db).await,
+            Tool::Drizzle => drizzle::read(db, dir).await,
         }
     }
 }
@@ -248,6 +257,8 @@ pub enum Expected {
     FlywayCrc32(i32),
     /// SHA-384 of the file's bytes (sqlx).
     Sha384(Vec<u8>),
+    /// SHA-256 of the file's bytes, lower-case hex (Drizzle, Prisma).
+    Sha256Hex(String),
 }
 
 impl Expected {
@@ -264,6 +275,11 @@ impl Expected {
                 use sha2::{Digest, Sha384};
                 let actual = Sha384::digest(bytes).to_vec();
                 (actual != *recorded).then(|| (hex::encode(recorded), hex::encode(actual)))
+            }
+            Expected::Sha256Hex(recorded) => {
+                use sha2::{Digest, Sha256};
+                let actual = hex::encode(Sha256::digest(bytes));
+                (!actual.eq_ignore_ascii_case(recorded)).then(|| (recorded.clone(), actual))
             }
         }
     }
@@ -619,7 +635,7 @@ async fn plan(
 ) -> Result<(Adoption, Vec<Adopted>)> {
     let namespace = target.name();
     let tool = choose(db, namespace, from).await?;
-    let record = tool.read(db).await?;
+    let record = tool.read(db, &target.namespace.dir).await?;
     let migrations = &target.sources.migrations;
     let chosen = match_rows(namespace, tool, migrations, &record)?;
     let existing = history.read(db, namespace).await?;
