@@ -85,8 +85,10 @@ fn migrate_natively(db: &TestDb, tool: &str, project: &Project) {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            if path.join("up.sql").is_file() {
-                scripts.push(path.join("up.sql"));
+            for script in ["up.sql", "migration.sql"] {
+                if path.join(script).is_file() {
+                    scripts.push(path.join(script));
+                }
             }
         } else if path.extension().is_some_and(|e| e == "sql") {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -308,6 +310,51 @@ fn drizzle_rows_are_matched_through_the_journal_and_their_sha256() {
         "drizzle.__drizzle_migrations",
         &["0000", "0001", "0002"],
         None,
+    );
+}
+
+#[test]
+fn prisma_takes_the_attempt_that_finished_after_a_rolled_back_one() {
+    adopts(
+        "prisma",
+        None,
+        "_prisma_migrations",
+        &["20240801100000", "20240802100000", "20240803100000"],
+        Some(&[
+            "2024-08-04 10:00:01",
+            "2024-08-04 10:00:02",
+            "2024-08-04 10:10:00",
+        ]),
+    );
+}
+
+#[test]
+fn a_rolled_back_or_unfinished_prisma_migration_is_refused() {
+    refuses(
+        "prisma",
+        "DELETE FROM _prisma_migrations WHERE id = '0f4a4c1e-0000-4000-8000-000000000004'",
+        |_| {},
+        &[],
+        "ADOPT_MISMATCH:default:20240803100000",
+    );
+    refuses(
+        "prisma",
+        "UPDATE _prisma_migrations SET finished_at = NULL WHERE id = '0f4a4c1e-0000-4000-8000-000000000002'",
+        |_| {},
+        &[],
+        "ADOPT_MISMATCH:default:20240802100000",
+    );
+    refuses(
+        "prisma",
+        "",
+        |p| {
+            p.write(
+                "migrations/20240802100000_add_user_name/migration.sql",
+                b"ALTER TABLE \"users\" ADD COLUMN \"nick\" TEXT;\n",
+            )
+        },
+        &[],
+        "ADOPT_MISMATCH:default:20240802100000",
     );
 }
 

@@ -34,6 +34,7 @@ pub mod flyway;
 pub mod golang_migrate;
 pub mod goose;
 pub mod pop;
+pub mod prisma;
 pub mod sql_migrate;
 pub mod sqlx;
 
@@ -70,11 +71,13 @@ pub enum Tool {
     Pop,
     /// Drizzle: `drizzle.__drizzle_migrations`.
     Drizzle,
+    /// Prisma Migrate: `_prisma_migrations`.
+    Prisma,
 }
 
 impl Tool {
     /// Every tool, in the order detection reports them.
-    pub const ALL: [Tool; 9] = [
+    pub const ALL: [Tool; 10] = [
         Tool::GolangMigrate,
         Tool::Dbmate,
         Tool::Sqlx,
@@ -84,6 +87,7 @@ impl Tool {
         Tool::SqlMigrate,
         Tool::Pop,
         Tool::Drizzle,
+        Tool::Prisma,
     ];
 
     /// The name used by `--from`.
@@ -98,6 +102,7 @@ impl Tool {
             Tool::SqlMigrate => "sql-migrate",
             Tool::Pop => "pop",
             Tool::Drizzle => "drizzle",
+            Tool::Prisma => "prisma",
         }
     }
 
@@ -133,6 +138,7 @@ impl Tool {
             Tool::SqlMigrate => sql_migrate::TABLE,
             Tool::Pop => pop::TABLE,
             Tool::Drizzle => drizzle::TABLE,
+            Tool::Prisma => prisma::TABLE,
         }
     }
 
@@ -150,6 +156,7 @@ impl Tool {
             Tool::SqlMigrate => has("id") && has("applied_at"),
             Tool::Pop => has("version"),
             Tool::Drizzle => has("hash") && has("created_at"),
+            Tool::Prisma => has("migration_name") && has("checksum") && has("finished_at"),
         }
     }
 
@@ -166,6 +173,7 @@ impl Tool {
             Tool::SqlMigrate => sql_migrate::read(db).await,
             Tool::Pop => pop::read(db).await,
             Tool::Drizzle => drizzle::read(db, dir).await,
+            Tool::Prisma => prisma::read(db).await,
         }
     }
 }
@@ -211,6 +219,9 @@ pub enum Key {
     Version(Version),
     /// By file name (sql-migrate's id), with the version it starts with.
     FileName(Option<Version>, String),
+    /// By the name of the folder holding the script (Prisma), with the
+    /// version it starts with.
+    Folder(Option<Version>, String),
     /// A row migsafe cannot take over (a Flyway repeatable or Java
     /// migration): refused, named by this.
     Unsupported(String),
@@ -230,8 +241,8 @@ impl Key {
     fn subject(&self) -> String {
         match self {
             Key::Version(v) | Key::UpTo { version: v, .. } => v.to_string(),
-            Key::FileName(Some(v), _) => v.to_string(),
-            Key::FileName(None, file) => file.clone(),
+            Key::FileName(Some(v), _) | Key::Folder(Some(v), _) => v.to_string(),
+            Key::FileName(None, file) | Key::Folder(None, file) => file.clone(),
             Key::Unsupported(what) => what.clone(),
         }
     }
@@ -244,8 +255,10 @@ pub enum Status {
     Applied,
     /// Interrupted part-way (golang-migrate `dirty`).
     Dirty,
-    /// Failed (sqlx and Flyway `success = false`).
+    /// Failed (sqlx and Flyway `success = false`, Prisma unfinished).
     Failed,
+    /// Rolled back and not applied again (Prisma `rolled_back_at`).
+    RolledBack,
 }
 
 /// A checksum as the other tool computes it over the migration's file.
@@ -257,8 +270,12 @@ pub enum Expected {
     FlywayCrc32(i32),
     /// SHA-384 of the file's bytes (sqlx).
     Sha384(Vec<u8>),
-    /// SHA-256 of the file's bytes, lower-case hex (Drizzle, Prisma).
+    /// SHA-256 of the file's bytes, lower-case hex (Drizzle).
     Sha256Hex(String),
+    /// SHA-256 hex of `migration.sql`, with either line ending (Prisma's
+    /// `script_matches_checksum` accepts the file as it is, with CRLF turned
+    /// into LF, or with LF turned into CRLF).
+    PrismaSha256(String),
 }
 
 impl Expected {
@@ -280,6 +297,18 @@ impl Expected {
                 use sha2::{Digest, Sha256};
                 let actual = hex::encode(Sha256::digest(bytes));
                 (!actual.eq_ignore_ascii_case(recorded)).then(|| (recorded.clone(), actual))
+            }
+            Expected::PrismaSha256(recorded) => {
+                use sha2::{Digest, Sha256};
+                let sum = |b: &[u8]| hex::encode(Sha256::digest(b));
+                let text = String::from_utf8_lossy(bytes);
+                let lf = text.replace("\r\n", "\n");
+                let crlf = lf.replace('\n', "\r\n");
+                let actual = sum(bytes);
+                let matches = [actual.clone(), sum(lf.as_bytes()), sum(crlf.as_bytes())]
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(recorded));
+                (!matches).then(|| (recorded.clone(), actual))
             }
         }
     }
@@ -473,6 +502,20 @@ fn match_rows<'a>(
                     ),
                 ));
             }
+            Status::RolledBack => {
+                return Err(mismatch(
+                    namespace,
+                    version,
+                    format!(
+                        "{tool} recorded {} as rolled back in {}, and it was not applied again",
+                        row.label,
+                        tool.table()
+                    ),
+                    &format!(
+                        "apply it with {tool} again (or remove its folder if it must never run), then adopt again"
+                    ),
+                ));
+            }
             Status::Failed => {
                 return Err(mismatch(
                     namespace,
@@ -524,13 +567,17 @@ fn match_rows<'a>(
                     "turn it into a versioned SQL migration of this namespace with the other tool first",
                 ));
             }
-            Key::FileName(_, file) => {
+            Key::FileName(_, file) | Key::Folder(_, file) => {
+                let folder = matches!(row.key, Key::Folder(..));
                 let migration = migrations
                     .iter()
                     .find(|m| {
-                        m.up.path
-                            .file_name()
-                            .is_some_and(|n| n.to_string_lossy() == file.as_str())
+                        let named = if folder {
+                            m.up.path.parent().and_then(std::path::Path::file_name)
+                        } else {
+                            m.up.path.file_name()
+                        };
+                        named.is_some_and(|n| n.to_string_lossy() == file.as_str())
                     })
                     .ok_or_else(no_file)?;
                 check(namespace, tool, row, migration)?;
@@ -757,6 +804,12 @@ async fn record(
     // Drift detection compares later runs with the schema as adopted.
     crate::pipeline::record_schema(env, db, history, &[target]).await?;
     Ok(adoption)
+}
+
+/// The version a file or folder name starts with (its leading digits).
+pub(crate) fn leading_version(name: &str) -> Option<Version> {
+    let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
+    Version::parse(&digits).ok()
 }
 
 /// A version read from another tool's table, or a refusal naming it.

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use super::{Expected, Key, Record, Row, Status, Tool, read_error};
 use crate::db::Db;
 use crate::error::Result;
-use crate::source::Version;
 
 /// The table's name.
 pub const TABLE: &str = "gorp_migrations";
@@ -27,10 +26,8 @@ pub async fn read(db: &Db) -> Result<Record> {
     for row in rows {
         let id: String = row.get(0);
         let applied_at: Option<DateTime<Utc>> = row.get(1);
-        let digits: String = id.chars().take_while(char::is_ascii_digit).collect();
-        let version = Version::parse(&digits).ok();
         out.push(Row {
-            key: Key::FileName(version, id.clone()),
+            key: Key::FileName(super::leading_version(&id), id.clone()),
             label: id,
             applied_at,
             execution_ms: 0,
