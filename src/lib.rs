@@ -105,6 +105,6 @@ pub use error::{Code, Error, ReasonCode, Result};
 #[cfg(feature = "engine")]
 pub use events::{Event, EventSink, Interrupt};
 #[cfg(feature = "engine")]
-pub use migrator::Migrator;
+pub use migrator::{IgnoredFile, Migrator, SourceSummary};
 #[cfg(feature = "engine")]
 pub use plan::NamespaceState;

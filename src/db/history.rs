@@ -346,7 +346,13 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
     /// the row's `xmin` then marks the moment, so recovery can tell rows
     /// written afterwards from the migration's own. `execution_ms` becomes
     /// how long it ran (at least 1, which says the moment was recorded).
-    pub(crate) async fn mark_interrupted(&self, db: &Db, namespace: &str, version: &str, ran_ms: i64) {
+    pub(crate) async fn mark_interrupted(
+        &self,
+        db: &Db,
+        namespace: &str,
+        version: &str,
+        ran_ms: i64,
+    ) {
         let sql = format!(
             "UPDATE {} SET execution_ms = greatest($3::bigint, 1) WHERE namespace = $1 AND version = $2 AND dirty",
             self.table

@@ -137,7 +137,11 @@ pub const COUNT_CAP: i64 = 10_000;
 
 /// What recovering each recoverable dirty migration of `state` would
 /// destroy (read-only).
-pub(crate) async fn assess(db: &Db, history: &History, state: &NamespaceState) -> Result<Vec<Assessment>> {
+pub(crate) async fn assess(
+    db: &Db,
+    history: &History,
+    state: &NamespaceState,
+) -> Result<Vec<Assessment>> {
     let mut out = Vec::new();
     for entry in state.recoverable() {
         let (Some(migration), Some(row)) = (entry.migration.as_ref(), entry.applied.as_ref())

@@ -61,8 +61,10 @@ mod tests {
     #[test]
     fn a_malformed_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.path().join("0001_a.up.sql"), "SELECT 1;").unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.path().join("0001_b.up.sql"), "SELECT 2;").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("0001_a.up.sql"), "SELECT 1;")
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("0001_b.up.sql"), "SELECT 2;")
+            .unwrap_or_else(|e| panic!("{e}"));
         let Err(err) = generate("app", dir.path()) else {
             panic!("a duplicate version must not generate code");
         };
