@@ -12,6 +12,7 @@ use serde::Serialize;
 /// The family of a reason code: the stable, greppable part before the first `:`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
 pub enum Code {
     /// An applied migration's file no longer matches the recorded checksum.
     PostgresMigrationChecksumMismatch,
@@ -271,6 +272,78 @@ impl ReasonCode {
     pub fn code(&self) -> Code {
         self.code
     }
+
+    /// The namespace this code is about, for the codes whose subject starts
+    /// with one (`MIGRATION_DIRTY:{ns}:{v}`, `ADVISORY_LOCK_BUSY:{ns}`, …;
+    /// docs/reason-codes.md). `None` for `BLOCKING_LOCK:{pid}` and the like.
+    pub fn namespace(&self) -> Option<&str> {
+        match self.code.subject() {
+            Subject::Namespace => self.subject.first().map(String::as_str),
+            Subject::Other => None,
+        }
+    }
+
+    /// The migration version this code is about (`MIGRATION_DIRTY:{ns}:{v}`),
+    /// as a [`Version`](crate::source::Version).
+    pub fn version(&self) -> Option<crate::source::Version> {
+        match self.code.subject() {
+            Subject::Namespace => self
+                .subject
+                .get(1)
+                .and_then(|v| crate::source::Version::parse(v).ok()),
+            Subject::Other => None,
+        }
+    }
+
+    /// The subject as written after the code, part by part (`["app", "0003"]`,
+    /// `["4242"]` for a pid, `["orders_customer_fk"]` for a constraint).
+    pub fn subject(&self) -> &[String] {
+        &self.subject
+    }
+}
+
+/// What the first part of a code's subject is.
+enum Subject {
+    /// A namespace, maybe followed by a version.
+    Namespace,
+    /// A pid, a constraint, an index, a table, a standby, a host.
+    Other,
+}
+
+impl Code {
+    /// What this code's subject names (docs/reason-codes.md, SPEC 12).
+    fn subject(self) -> Subject {
+        match self {
+            Code::PostgresMigrationChecksumMismatch
+            | Code::MigrationDirty
+            | Code::MigrationFileMissing
+            | Code::MigrationOutOfOrder
+            | Code::MigrationNewerThanRelease
+            | Code::LockTimeout
+            | Code::AdvisoryLockBusy
+            | Code::DownScriptMissing
+            | Code::MigrationFailed
+            | Code::RollbackFailed
+            | Code::MigrationCancelled
+            | Code::Interrupted
+            | Code::RecoveryWouldDestroyData
+            | Code::MigrationOutcomeUnknown
+            | Code::MigrationTransactionControl
+            | Code::MigrationFileInvalid
+            | Code::MigrationVersionDuplicate
+            | Code::MigrationDirMissing
+            | Code::MigrationLayoutUnknown
+            | Code::DatabaseUrlMissing
+            | Code::NamespaceUnknown
+            | Code::VersionUnknown
+            | Code::HistoryInvalid
+            | Code::SchemaDrift
+            | Code::MigrationOverBudget
+            | Code::LintError
+            | Code::MigrationPending => Subject::Namespace,
+            _ => Subject::Other,
+        }
+    }
 }
 
 impl fmt::Display for ReasonCode {
@@ -292,6 +365,7 @@ impl Serialize for ReasonCode {
 /// Every failure the library reports. Each variant names what happened; each
 /// carries a reason code; [`Error::exit_code`] maps it to SPEC section 11.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// Bad configuration, bad files, bad command line, or no usable connection.
     #[error("{message}")]
@@ -337,6 +411,8 @@ pub enum Error {
         reason: ReasonCode,
         message: String,
         hint: Option<String>,
+        /// Every unmet reason, in the order found (`reason` is the first).
+        unmet: Vec<ReasonCode>,
     },
     /// The migrations ran, but a postflight check failed.
     #[error("{message}")]
@@ -492,6 +568,18 @@ impl Error {
                 .or_else(|| default_hint(self.reason().code())),
             Error::Source { reason, .. } => default_hint(reason.code()),
             Error::Sandbox { .. } => default_hint(Code::SandboxFailed),
+        }
+    }
+
+    /// Every reason this failure has: for [`Error::NotReady`] each unmet
+    /// rule, for [`Error::Source`] each unusable file, else the one reason.
+    pub fn reasons(&self) -> Vec<&ReasonCode> {
+        match self {
+            Error::NotReady { unmet, .. } if !unmet.is_empty() => unmet.iter().collect(),
+            Error::Source { problems, .. } if !problems.is_empty() => {
+                problems.iter().map(|p| &p.reason).collect()
+            }
+            other => vec![other.reason()],
         }
     }
 

@@ -30,6 +30,7 @@ pub enum Direction {
 /// Something that happened, in the order it happened.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Event {
     /// The work about to be done in a namespace.
     Plan {

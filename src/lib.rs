@@ -67,26 +67,46 @@
 //! # }
 //! ```
 
-pub mod adopt;
+// Always built: reading migration files, which a build script does too
+// (`migsafe-build`, with no SQL parser, database driver or SQLite).
 pub mod config;
-pub mod cutover;
-pub mod db;
 pub mod error;
-pub mod events;
-pub mod lint;
-pub mod migrator;
-pub mod pipeline;
-pub mod plan;
-pub mod readiness;
-pub mod report;
-pub mod sandbox;
-pub mod schema;
-pub mod scratch;
 pub mod source;
+
+#[cfg(feature = "engine")]
+pub mod adopt;
+#[cfg(feature = "cutover-sqlite")]
+pub mod cutover;
+#[cfg(feature = "engine")]
+pub mod db;
+#[cfg(feature = "engine")]
+pub mod events;
+#[cfg(feature = "engine")]
+pub mod lint;
+#[cfg(feature = "engine")]
+pub mod migrator;
+#[cfg(feature = "engine")]
+pub mod pipeline;
+#[cfg(feature = "engine")]
+pub mod plan;
+#[cfg(feature = "engine")]
+pub mod readiness;
+#[cfg(feature = "engine")]
+pub mod report;
+#[cfg(feature = "engine")]
+pub mod sandbox;
+#[cfg(feature = "engine")]
+pub mod schema;
+#[cfg(feature = "engine")]
+pub mod scratch;
+#[cfg(feature = "engine")]
 pub mod verify;
 
 pub use config::Config;
 pub use error::{Code, Error, ReasonCode, Result};
+#[cfg(feature = "engine")]
 pub use events::{Event, EventSink, Interrupt};
-pub use migrator::Migrator;
+#[cfg(feature = "engine")]
+pub use migrator::{IgnoredFile, Migrator, SourceSummary};
+#[cfg(feature = "engine")]
 pub use plan::NamespaceState;

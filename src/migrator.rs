@@ -23,6 +23,7 @@ use crate::report::PhaseReport;
 use crate::source::{self, MigrationSet, Version};
 
 // The cutover commands are `impl Migrator` blocks in `cutover/run.rs`.
+#[cfg(feature = "cutover-sqlite")]
 pub use crate::cutover::run::{CutoverReport, CutoverRunOptions, describe_problems};
 
 /// Runs migsafe's commands against the configured namespaces.
@@ -37,7 +38,7 @@ pub struct Migrator {
 }
 
 /// A namespace with its files and its database.
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The namespace.
     pub namespace: Namespace,
     /// Its files.
@@ -213,12 +214,11 @@ impl Migrator {
     /// A namespace's migrations: compiled in, or read from its directory.
     fn read_sources(
         embedded: &[(String, MigrationSet)],
-        namespace: &str,
-        dir: &std::path::Path,
+        namespace: &Namespace,
     ) -> Result<MigrationSet> {
-        match embedded.iter().find(|(name, _)| name == namespace) {
+        match embedded.iter().find(|(name, _)| *name == namespace.name) {
             Some((_, set)) => Ok(set.clone()),
-            None => source::load(namespace, dir),
+            None => source::load_as(&namespace.name, &namespace.dir, namespace.layout),
         }
     }
 
@@ -265,12 +265,7 @@ impl Migrator {
         self.config
             .select(target)?
             .into_iter()
-            .map(|ns| {
-                Ok((
-                    ns.clone(),
-                    Self::read_sources(&self.embedded, &ns.name, &ns.dir)?,
-                ))
-            })
+            .map(|ns| Ok((ns.clone(), Self::read_sources(&self.embedded, ns)?)))
             .collect()
     }
 
@@ -286,7 +281,7 @@ impl Migrator {
     }
 
     /// Loads files and database settings of the selected namespaces.
-    pub fn load(&self, target: Option<&str>) -> Result<Vec<Loaded>> {
+    pub(crate) fn load(&self, target: Option<&str>) -> Result<Vec<Loaded>> {
         let mut loaded = Vec::new();
         for (namespace, sources) in self.sources(target)? {
             let settings = self.settings_of(&namespace)?;
@@ -349,17 +344,18 @@ impl Migrator {
         crate::schema::read(&db, &self.config.history_schema).await
     }
 
-    /// The state of every selected namespace (read-only: creates nothing).
+    /// The state of every selected namespace (read-only: creates nothing),
+    /// with what was read from its directory.
     pub async fn status(
         &self,
         target: Option<&str>,
-    ) -> Result<Vec<(NamespaceState, Vec<std::path::PathBuf>)>> {
+    ) -> Result<Vec<(NamespaceState, SourceSummary)>> {
         let history = History::new(&self.config.history_schema);
         let mut out = Vec::new();
         for loaded in self.load(target)? {
             let db = loaded.settings.connect().await?;
             let state = loaded.target().state(&db, &history).await?;
-            out.push((state, loaded.sources.ignored.clone()));
+            out.push((state, SourceSummary::of(&loaded.sources)));
         }
         Ok(out)
     }
@@ -492,15 +488,12 @@ impl Migrator {
         for namespace in &namespaces {
             settings.push(self.settings_of(namespace)?);
         }
-        let to_read: Vec<(String, std::path::PathBuf)> = namespaces
-            .iter()
-            .map(|n| (n.name.clone(), n.dir.clone()))
-            .collect();
+        let to_read: Vec<Namespace> = namespaces.clone();
         let embedded = self.embedded.clone();
         let reading = tokio::task::spawn_blocking(move || {
             to_read
                 .iter()
-                .map(|(name, dir)| Self::read_sources(&embedded, name, dir))
+                .map(|namespace| Self::read_sources(&embedded, namespace))
                 .collect::<Result<Vec<MigrationSet>>>()
         });
         let first = async {
@@ -766,8 +759,7 @@ impl Migrator {
             for path in paths {
                 match self.config.namespaces.iter().find(|n| &n.name == path) {
                     Some(namespace) => {
-                        let set =
-                            Self::read_sources(&self.embedded, &namespace.name, &namespace.dir)?;
+                        let set = Self::read_sources(&self.embedded, namespace)?;
                         scripts.extend(
                             set.migrations
                                 .iter()
@@ -829,10 +821,27 @@ impl Migrator {
         let Some(first) = unmet.first() else {
             return Ok(());
         };
+        let reasons: Vec<ReasonCode> = unmet
+            .iter()
+            .map(|u| {
+                u.code
+                    .clone()
+                    .unwrap_or_else(|| ReasonCode::new(Code::MigrationPending))
+            })
+            .collect();
         let reason = first
             .code
             .clone()
             .unwrap_or_else(|| ReasonCode::new(Code::MigrationPending));
+        // One line of advice per kind of problem, in the order met: a
+        // checksum mismatch is not cured by `migsafe apply`.
+        let mut hints: Vec<&str> = Vec::new();
+        for code in &reasons {
+            let hint = not_ready_hint(code.code());
+            if !hints.contains(&hint) {
+                hints.push(hint);
+            }
+        }
         Err(Error::NotReady {
             reason,
             message: unmet
@@ -840,10 +849,8 @@ impl Migrator {
                 .map(|u| format!("{}: {}", u.reason, u.message))
                 .collect::<Vec<_>>()
                 .join("\n"),
-            hint: Some(
-                "run `migsafe apply` (or `migsafe status` to see why) before starting the service"
-                    .into(),
-            ),
+            hint: Some(hints.join("; ")),
+            unmet: reasons,
         })
     }
 
@@ -938,5 +945,66 @@ impl Migrator {
                 .push(crate::pipeline::repair::repair(&env, &item.target(), action, reason).await?);
         }
         Ok(repaired)
+    }
+}
+
+/// What to do about one reason the service may not start.
+fn not_ready_hint(code: Code) -> &'static str {
+    match code {
+        Code::MigrationPending => {
+            "run `migsafe apply` (the release's migration job) before starting the service"
+        }
+        Code::PostgresMigrationChecksumMismatch => {
+            "an applied migration differs from the one built into this release: build from the files that were applied (put changes in a new migration), or `migsafe repair --accept-checksum` for a cosmetic edit"
+        }
+        Code::MigrationDirty => {
+            "a no-transaction migration was interrupted: `migsafe status`, then `migsafe apply` (recovers it with its down script) or `migsafe repair`"
+        }
+        Code::MigrationFileMissing => {
+            "an applied migration is not in this release: deploy the release that has it (or, under `allow_newer_applied = false`, a newer one)"
+        }
+        Code::MigrationOutOfOrder => {
+            "a migration of this release is older than the newest applied one: renumber it, or apply it with `migsafe apply --allow-out-of-order`"
+        }
+        Code::DatabaseUnreachable
+        | Code::DatabaseAuthFailed
+        | Code::DatabaseNotFound
+        | Code::DatabaseTlsFailed => "check the database URL, the server and the network from here",
+        _ => "run `migsafe status` to see the namespace's state",
+    }
+}
+
+/// What `status -v` shows of a namespace's directory: the layouts its
+/// migrations were read in and every file it ignored, with why.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceSummary {
+    /// Layout names (`goose`, `drizzle`…), each once.
+    pub layouts: Vec<&'static str>,
+    /// Ignored files and directories.
+    pub ignored: Vec<IgnoredFile>,
+}
+
+/// One ignored file and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct IgnoredFile {
+    /// Its path.
+    pub path: std::path::PathBuf,
+    /// Why it is not a migration.
+    pub reason: String,
+}
+
+impl SourceSummary {
+    fn of(set: &MigrationSet) -> SourceSummary {
+        SourceSummary {
+            layouts: set.layouts().into_iter().map(|l| l.name()).collect(),
+            ignored: set
+                .ignored
+                .iter()
+                .map(|path| IgnoredFile {
+                    path: path.clone(),
+                    reason: set.why_ignored(path).to_string(),
+                })
+                .collect(),
+        }
     }
 }

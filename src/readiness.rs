@@ -138,6 +138,7 @@ pub async fn wait(
                 } else {
                     "check that the database is running and reachable from here; raise --timeout for slow starts".into()
                 }),
+                unmet: vec![ReasonCode::new(Code::WaitTimeout)],
             });
         }
     }

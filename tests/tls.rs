@@ -70,9 +70,8 @@ fn encrypted(url: &str) -> Result<bool, migsafe::Error> {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let db = ConnectionSettings::parse(url)?.connect().await?;
-        let row = db
-            .client
+        let client = ConnectionSettings::parse(url)?.client().await?;
+        let row = client
             .query_one(
                 "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
                 &[],

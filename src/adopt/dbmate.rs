@@ -11,7 +11,7 @@ use crate::error::Result;
 const READ: &str = "SELECT version::text FROM \"schema_migrations\"";
 
 /// Reads the applied versions.
-pub async fn read(db: &Db) -> Result<Record> {
+pub(crate) async fn read(db: &Db) -> Result<Record> {
     let rows = db
         .client
         .query(READ, &[])

@@ -22,7 +22,7 @@ const READ: &str = concat!(
 );
 
 /// Reads every row.
-pub async fn read(db: &Db) -> Result<Record> {
+pub(crate) async fn read(db: &Db) -> Result<Record> {
     let rows = db
         .client
         .query(READ, &[])

@@ -32,7 +32,7 @@ struct Entry {
 }
 
 /// Reads the rows and names their files through `dir/meta/_journal.json`.
-pub async fn read(db: &Db, dir: &Path) -> Result<Record> {
+pub(crate) async fn read(db: &Db, dir: &Path) -> Result<Record> {
     let path = dir.join("meta").join("_journal.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, "read", &e))?;
     let journal: Journal = serde_json::from_str(&text).map_err(|e| Error::Config {

@@ -36,7 +36,7 @@ const READ: &str = concat!(
 );
 
 /// Reads the rows and replays undo and delete rows.
-pub async fn read(db: &Db) -> Result<Record> {
+pub(crate) async fn read(db: &Db) -> Result<Record> {
     let rows = db
         .client
         .query(READ, &[])

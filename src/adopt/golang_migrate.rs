@@ -13,7 +13,7 @@ use crate::error::Result;
 const READ: &str = "SELECT version::text, dirty FROM \"schema_migrations\" LIMIT 1";
 
 /// Reads the current version.
-pub async fn read(db: &Db) -> Result<Record> {
+pub(crate) async fn read(db: &Db) -> Result<Record> {
     let rows = db
         .client
         .query(READ, &[])

@@ -26,7 +26,7 @@ const READ: &str = concat!(
 );
 
 /// Reads the rows; the newest of each version decides.
-pub async fn read(db: &Db) -> Result<Record> {
+pub(crate) async fn read(db: &Db) -> Result<Record> {
     let rows = db
         .client
         .query(READ, &[])

@@ -372,7 +372,7 @@ async fn columns(db: &Db, table: &str) -> Result<Option<Vec<String>>> {
 }
 
 /// The tools whose history table this database has.
-pub async fn detect(db: &Db) -> Result<Vec<Tool>> {
+pub(crate) async fn detect(db: &Db) -> Result<Vec<Tool>> {
     let mut found = Vec::new();
     for tool in Tool::ALL {
         if let Some(columns) = columns(db, tool.table()).await?
@@ -652,7 +652,7 @@ fn check(namespace: &str, tool: Tool, row: &Row, migration: &Migration) -> Resul
 }
 
 /// Adopts the history of `from` (or the detected tool) into one namespace.
-pub async fn adopt(
+pub(crate) async fn adopt(
     env: &Env<'_>,
     target: &Target<'_>,
     from: Option<Tool>,

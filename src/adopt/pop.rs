@@ -14,7 +14,7 @@ pub const TABLE: &str = "schema_migration";
 const READ: &str = "SELECT version::text FROM \"schema_migration\"";
 
 /// Reads the applied versions.
-pub async fn read(db: &Db) -> Result<Record> {
+pub(crate) async fn read(db: &Db) -> Result<Record> {
     let rows = db
         .client
         .query(READ, &[])

@@ -27,7 +27,7 @@ const READ: &str = "SELECT migration_name, checksum, started_at, finished_at, ro
 
 /// Reads the attempts; per folder, the newest attempt that was not rolled
 /// back decides (a rolled-back one only when there is no other).
-pub async fn read(db: &Db) -> Result<Record> {
+pub(crate) async fn read(db: &Db) -> Result<Record> {
     let rows = db
         .client
         .query(READ, &[])

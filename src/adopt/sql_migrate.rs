@@ -16,7 +16,7 @@ pub const TABLE: &str = "gorp_migrations";
 const READ: &str = "SELECT id::text, applied_at FROM \"gorp_migrations\"";
 
 /// Reads every row.
-pub async fn read(db: &Db) -> Result<Record> {
+pub(crate) async fn read(db: &Db) -> Result<Record> {
     let rows = db
         .client
         .query(READ, &[])

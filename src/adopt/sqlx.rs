@@ -20,7 +20,7 @@ const READ: &str = "SELECT version::text, description, installed_on, success, ch
      FROM \"_sqlx_migrations\" ORDER BY version";
 
 /// Reads every row.
-pub async fn read(db: &Db) -> Result<Record> {
+pub(crate) async fn read(db: &Db) -> Result<Record> {
     let rows = db
         .client
         .query(READ, &[])

@@ -24,7 +24,8 @@ fn verb(direction: Direction) -> &'static str {
 
 impl EventSink for HumanProgress {
     fn emit(&self, event: &Event) {
-        // Exhaustive here, so a new event is placed in one group on purpose.
+        // Every event the library has is placed in one group; `Event` is
+        // non_exhaustive for embedders, so a new one needs placing here.
         match event {
             Event::Plan { .. }
             | Event::LockWaiting { .. }
@@ -44,6 +45,7 @@ impl EventSink for HumanProgress {
             | Event::CopyStarted { .. }
             | Event::CopyProgress { .. }
             | Event::CopyFinished { .. } => cutover(event),
+            _ => {}
         }
     }
 }

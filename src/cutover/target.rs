@@ -181,7 +181,7 @@ WHERE n.nspname = $1 AND c.relname = $2
 
 impl TargetSchema {
     /// Reads the tables of `schema`.
-    pub async fn read(db: &Db, schema: &str) -> Result<TargetSchema> {
+    pub(crate) async fn read(db: &Db, schema: &str) -> Result<TargetSchema> {
         let columns = db
             .client
             .query(COLUMNS, &[&schema])
@@ -311,7 +311,7 @@ pub fn qualified(schema: &str, table: &str) -> String {
 
 /// The wire types of `columns` of a table, as the server will describe them
 /// to COPY (custom types such as enums resolved by the driver).
-pub async fn column_types(db: &Db, table: &str, columns: &[String]) -> Result<Vec<Type>> {
+pub(crate) async fn column_types(db: &Db, table: &str, columns: &[String]) -> Result<Vec<Type>> {
     let list = columns
         .iter()
         .map(|c| quote_ident(c))
@@ -330,7 +330,7 @@ pub async fn column_types(db: &Db, table: &str, columns: &[String]) -> Result<Ve
 }
 
 /// Whether a table has any row.
-pub async fn has_rows(db: &Db, table: &str) -> Result<bool> {
+pub(crate) async fn has_rows(db: &Db, table: &str) -> Result<bool> {
     let row = db
         .client
         .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])
@@ -357,7 +357,7 @@ pub struct SequenceSet {
 /// maximum, and past the highest id SQLite's `AUTOINCREMENT` ever handed
 /// out (rows deleted at the end keep their ids used), so that the
 /// application's next insert gets an id SQLite never gave.
-pub async fn set_sequences(db: &Db, table: &super::TableMap) -> Result<Vec<SequenceSet>> {
+pub(crate) async fn set_sequences(db: &Db, table: &super::TableMap) -> Result<Vec<SequenceSet>> {
     let rows = db
         .client
         .query(SEQUENCES, &[&table.schema, &table.target])

@@ -110,7 +110,7 @@ const SESSION_COLUMNS: &str = "a.pid, a.usename::text, a.application_name, host(
      extract(epoch FROM now() - a.xact_start)::float8, left(a.query, 4000)";
 
 /// Sessions blocking `pid` (what `pg_blocking_pids` says).
-pub async fn blockers_of(db: &Db, pid: i32) -> Result<Vec<Session>, tokio_postgres::Error> {
+pub(crate) async fn blockers_of(db: &Db, pid: i32) -> Result<Vec<Session>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT {SESSION_COLUMNS} FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids($1)) ORDER BY a.pid"
     );
@@ -119,7 +119,7 @@ pub async fn blockers_of(db: &Db, pid: i32) -> Result<Vec<Session>, tokio_postgr
 }
 
 /// The session holding the advisory lock `key` in this database.
-pub async fn advisory_lock_holder(
+pub(crate) async fn advisory_lock_holder(
     db: &Db,
     key: i64,
 ) -> Result<Option<Session>, tokio_postgres::Error> {
@@ -152,7 +152,7 @@ fn session_from_row(row: &tokio_postgres::Row) -> Session {
 }
 
 /// Sessions whose transaction has been open longer than `threshold`.
-pub async fn long_transactions(
+pub(crate) async fn long_transactions(
     db: &Db,
     threshold: std::time::Duration,
 ) -> Result<Vec<Session>, tokio_postgres::Error> {
@@ -166,7 +166,7 @@ pub async fn long_transactions(
 }
 
 /// Sessions waiting for a lock right now.
-pub async fn lock_waiters(db: &Db) -> Result<Vec<Session>, tokio_postgres::Error> {
+pub(crate) async fn lock_waiters(db: &Db) -> Result<Vec<Session>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT {SESSION_COLUMNS} FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid() ORDER BY a.pid"
     );
@@ -176,7 +176,7 @@ pub async fn lock_waiters(db: &Db) -> Result<Vec<Session>, tokio_postgres::Error
 
 /// Other sessions holding a lock on any of `relations` (names as written in
 /// SQL; those that do not exist yet are skipped), with the relation and mode.
-pub async fn lock_holders(
+pub(crate) async fn lock_holders(
     db: &Db,
     relations: &[String],
 ) -> Result<Vec<(Session, String, String)>, tokio_postgres::Error> {

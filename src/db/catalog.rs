@@ -34,7 +34,7 @@ pub struct ForeignKey {
 }
 
 /// The server's version text and number (`15.18`, 150018).
-pub async fn server_version(db: &Db) -> Result<(String, i32)> {
+pub(crate) async fn server_version(db: &Db) -> Result<(String, i32)> {
     let row = db
         .client
         .query_one(
@@ -47,7 +47,7 @@ pub async fn server_version(db: &Db) -> Result<(String, i32)> {
 }
 
 /// The size of the current database in bytes.
-pub async fn database_size(db: &Db) -> Result<i64> {
+pub(crate) async fn database_size(db: &Db) -> Result<i64> {
     let row = db
         .client
         .query_one("SELECT pg_database_size(current_database())", &[])
@@ -57,7 +57,7 @@ pub async fn database_size(db: &Db) -> Result<i64> {
 }
 
 /// Indexes left INVALID (a failed or interrupted CREATE INDEX CONCURRENTLY).
-pub async fn invalid_indexes(db: &Db) -> Result<Vec<String>> {
+pub(crate) async fn invalid_indexes(db: &Db) -> Result<Vec<String>> {
     let rows = db
         .client
         .query(
@@ -72,7 +72,7 @@ pub async fn invalid_indexes(db: &Db) -> Result<Vec<String>> {
 }
 
 /// Foreign key and check constraints that are NOT VALID.
-pub async fn not_valid_constraints(db: &Db) -> Result<Vec<NotValid>> {
+pub(crate) async fn not_valid_constraints(db: &Db) -> Result<Vec<NotValid>> {
     let rows = db
         .client
         .query(
@@ -95,7 +95,7 @@ pub async fn not_valid_constraints(db: &Db) -> Result<Vec<NotValid>> {
 }
 
 /// Foreign keys: the NOT VALID ones, or all of them (`deep`).
-pub async fn foreign_keys(db: &Db, deep: bool) -> Result<Vec<ForeignKey>> {
+pub(crate) async fn foreign_keys(db: &Db, deep: bool) -> Result<Vec<ForeignKey>> {
     let rows = db
         .client
         .query(
@@ -128,7 +128,7 @@ pub async fn foreign_keys(db: &Db, deep: bool) -> Result<Vec<ForeignKey>> {
 
 /// How many child rows have no parent (MATCH SIMPLE: rows with a NULL key
 /// column are exempt), counted up to `cap`.
-pub async fn orphan_count(db: &Db, fk: &ForeignKey, cap: i64) -> Result<i64> {
+pub(crate) async fn orphan_count(db: &Db, fk: &ForeignKey, cap: i64) -> Result<i64> {
     let not_null: Vec<String> = fk
         .child_columns
         .iter()
@@ -172,7 +172,7 @@ pub fn qualified(schema: Option<&str>, name: &str) -> String {
 /// planner does (`estimate_rel_size`): its pages times the rows that fit in a
 /// page, from the columns' widths (`attlen`, or 32 bytes for a variable-width
 /// column) plus the tuple header and line pointer.
-pub async fn table_sizes(
+pub(crate) async fn table_sizes(
     db: &Db,
 ) -> Result<std::collections::HashMap<String, crate::lint::TableSize>> {
     let rows = db
@@ -197,7 +197,7 @@ pub async fn table_sizes(
 
 /// Every relation of the database outside the system schemas, as
 /// `schema.name` and `name`, lower case: lint's "does it exist yet".
-pub async fn relation_names(db: &Db) -> Result<std::collections::HashSet<String>> {
+pub(crate) async fn relation_names(db: &Db) -> Result<std::collections::HashSet<String>> {
     let rows = db
         .client
         .query(RELATION_NAMES, &[])

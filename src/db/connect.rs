@@ -88,7 +88,7 @@ impl fmt::Debug for ConnectionSettings {
 }
 
 /// A live connection and what is needed to cancel its running statement.
-pub struct Db {
+pub(crate) struct Db {
     /// The client.
     pub client: Client,
     tls: Option<MakeRustlsConnect>,
@@ -319,7 +319,7 @@ impl ConnectionSettings {
     /// bounded by [`Self::connect_limit`]: tokio-postgres bounds only the TCP
     /// connect, and a server (or proxy, or pooler) that accepts the socket and
     /// never answers would otherwise hold the caller forever.
-    pub async fn connect(&self) -> Result<Db> {
+    pub(crate) async fn connect(&self) -> Result<Db> {
         let limit = self.connect_limit();
         let started = tokio::time::Instant::now();
         let attempt = async {
@@ -344,6 +344,13 @@ impl ConnectionSettings {
             }
             _ => attempt.await,
         }
+    }
+
+    /// A client on a connection opened the way migsafe opens its own
+    /// (bounded setup, TLS as the URL says, the stop request honoured), for
+    /// an application that wants one more, or a test that looks at one.
+    pub async fn client(&self) -> Result<tokio_postgres::Client> {
+        Ok(self.connect().await?.client)
     }
 
     /// TCP, TLS and authentication (tokio-postgres's `connect`).

@@ -68,7 +68,7 @@ pub const CHECK_CLIENT: &str = "DO $$ BEGIN IF current_setting('server_version_n
      PERFORM set_config('client_connection_check_interval', '1000', false); END IF; END $$";
 
 /// Everything a migration needs to run on one connection.
-pub struct Runner<'a> {
+pub(crate) struct Runner<'a> {
     /// The connection holding the namespace lock.
     pub db: &'a Db,
     /// To open the side connection that samples blockers.
@@ -112,7 +112,10 @@ enum Failure {
 /// an up script must hold SQL, a transactional script must not carry its own BEGIN/COMMIT, and a
 /// no-transaction script must split into statements.
 pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> Result<()> {
-    if std::ptr::eq(script, &migration.up) && !crate::source::checksum::has_sql(&script.sql) {
+    if std::ptr::eq(script, &migration.up)
+        && !script.directives.empty_ok
+        && !crate::source::checksum::has_sql(&script.sql)
+    {
         return Err(Error::Config {
             reason: ReasonCode::migration(
                 Code::MigrationFileInvalid,

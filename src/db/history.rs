@@ -136,7 +136,7 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
     }
 
     /// Creates the tables if they do not exist. Call with the lock held.
-    pub async fn ensure(&self, db: &Db) -> Result<()> {
+    pub(crate) async fn ensure(&self, db: &Db) -> Result<()> {
         let row = db
             .client
             .query_one(
@@ -159,7 +159,7 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
 
     /// The rows of one namespace, oldest version first. A missing table is an
     /// empty history: nothing was applied yet.
-    pub async fn read(&self, db: &Db, namespace: &str) -> Result<Vec<HistoryRow>> {
+    pub(crate) async fn read(&self, db: &Db, namespace: &str) -> Result<Vec<HistoryRow>> {
         let sql = format!(
             "SELECT version, name, checksum, down_checksum, applied_at, execution_ms, applied_by, \
                     tool_version, dirty, schema_checksum FROM {} WHERE namespace = $1",
@@ -204,7 +204,7 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
     }
 
     /// Prepares the per-migration statements (the table must exist).
-    pub async fn prepare(&self, db: &Db) -> Result<Prepared> {
+    pub(crate) async fn prepare(&self, db: &Db) -> Result<Prepared> {
         let t = &self.table;
         let prepare = |sql: String, types: &'static [Type]| {
             let client = &db.client;
@@ -262,7 +262,7 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
     }
 
     /// Records a stamp, repair or forced change in the audit table.
-    pub async fn audit(&self, db: &Db, entry: &AuditEntry<'_>) -> Result<()> {
+    pub(crate) async fn audit(&self, db: &Db, entry: &AuditEntry<'_>) -> Result<()> {
         let sql = format!(
             "INSERT INTO {} (namespace, version, action, reason, detail, performed_by, tool_version) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -287,7 +287,7 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
     }
 
     /// Inserts a row for a migration recorded without running it (stamp).
-    pub async fn insert_stamped(&self, db: &Db, row: &StampRow<'_>) -> Result<()> {
+    pub(crate) async fn insert_stamped(&self, db: &Db, row: &StampRow<'_>) -> Result<()> {
         let sql = format!(
             "INSERT INTO {} (namespace, version, name, checksum, down_checksum, execution_ms, applied_by, tool_version, dirty) \
              VALUES ($1, $2, $3, $4, $5, 0, $6, $7, false)",
@@ -313,7 +313,7 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
 
     /// Inserts a row for a migration another tool applied (adopt), with the
     /// time and duration that tool recorded.
-    pub async fn insert_adopted(&self, db: &Db, row: &AdoptRow<'_>) -> Result<()> {
+    pub(crate) async fn insert_adopted(&self, db: &Db, row: &AdoptRow<'_>) -> Result<()> {
         let sql = format!(
             "INSERT INTO {} (namespace, version, name, checksum, down_checksum, applied_at, execution_ms, applied_by, tool_version, dirty) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, false)",
@@ -340,7 +340,7 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
     }
 
     /// Updates the recorded checksum of one row (repair --accept-checksum).
-    pub async fn set_checksum(
+    pub(crate) async fn set_checksum(
         &self,
         db: &Db,
         namespace: &str,
@@ -359,7 +359,7 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
     }
 
     /// Clears the dirty flag of one row (repair --clear-dirty).
-    pub async fn clear_dirty(&self, db: &Db, namespace: &str, version: &str) -> Result<u64> {
+    pub(crate) async fn clear_dirty(&self, db: &Db, namespace: &str, version: &str) -> Result<u64> {
         let sql = format!(
             "UPDATE {} SET dirty = false WHERE namespace = $1 AND version = $2",
             self.table
@@ -374,7 +374,13 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
     /// the row's `xmin` then marks the moment, so recovery can tell rows
     /// written afterwards from the migration's own. `execution_ms` becomes
     /// how long it ran (at least 1, which says the moment was recorded).
-    pub async fn mark_interrupted(&self, db: &Db, namespace: &str, version: &str, ran_ms: i64) {
+    pub(crate) async fn mark_interrupted(
+        &self,
+        db: &Db,
+        namespace: &str,
+        version: &str,
+        ran_ms: i64,
+    ) {
         let sql = format!(
             "UPDATE {} SET execution_ms = greatest($3::bigint, 1) WHERE namespace = $1 AND version = $2 AND dirty",
             self.table
@@ -391,7 +397,7 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
     /// Rows of `relation` (a name as the server prints a regclass) written
     /// after the dirty history row of `version` was last touched, counted up
     /// to `cap`. `age(xmin)` handles wraparound; frozen rows are oldest.
-    pub async fn rows_written_after(
+    pub(crate) async fn rows_written_after(
         &self,
         db: &Db,
         namespace: &str,
@@ -413,7 +419,7 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
 
     /// Rows of `relation` (a regclass text) whose `xmin` is not older than
     /// the transaction id `mark` (text), counted up to `cap`.
-    pub async fn rows_newer_than(
+    pub(crate) async fn rows_newer_than(
         &self,
         db: &Db,
         relation: &str,
@@ -431,7 +437,7 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
     }
 
     /// Deletes one row (repair --forget).
-    pub async fn forget(&self, db: &Db, namespace: &str, version: &str) -> Result<u64> {
+    pub(crate) async fn forget(&self, db: &Db, namespace: &str, version: &str) -> Result<u64> {
         let sql = format!(
             "DELETE FROM {} WHERE namespace = $1 AND version = $2",
             self.table
@@ -447,7 +453,7 @@ impl History {
     /// Records the schema after a run: the snapshot (kept by checksum, so
     /// drift can later be shown as a structural diff) and its checksum on
     /// the newest history row of `namespace`.
-    pub async fn record_schema(
+    pub(crate) async fn record_schema(
         &self,
         db: &Db,
         namespace: &str,
@@ -475,13 +481,13 @@ impl History {
     }
 
     /// Every dirty row, of every namespace: (namespace, version).
-    pub async fn dirty_rows(&self, db: &Db) -> Result<Vec<(String, String)>> {
+    pub(crate) async fn dirty_rows(&self, db: &Db) -> Result<Vec<(String, String)>> {
         self.versions_where(db, "dirty").await
     }
 
     /// Every recorded version, of every namespace: (namespace, version),
     /// sorted. Empty before the history table exists.
-    pub async fn recorded_versions(&self, db: &Db) -> Result<Vec<(String, String)>> {
+    pub(crate) async fn recorded_versions(&self, db: &Db) -> Result<Vec<(String, String)>> {
         self.versions_where(db, "true").await
     }
 
@@ -500,7 +506,7 @@ impl History {
     /// Marks the recorded schema as unknown (a run skipped its snapshot):
     /// the next preflight then says drift cannot be checked, instead of
     /// comparing with a snapshot that is out of date.
-    pub async fn forget_schema(&self, db: &Db, namespace: &str) -> Result<()> {
+    pub(crate) async fn forget_schema(&self, db: &Db, namespace: &str) -> Result<()> {
         self.record_schema(db, namespace, UNRECORDED, &serde_json::Value::Null)
             .await
     }
@@ -509,7 +515,7 @@ impl History {
     /// (its scope only, see [`crate::schema::Scope`]): checksum and snapshot.
     /// `None` before the first recorded run (or before the history tables
     /// exist).
-    pub async fn recorded_schema(
+    pub(crate) async fn recorded_schema(
         &self,
         db: &Db,
         namespace: &str,
@@ -597,7 +603,7 @@ pub struct AuditEntry<'a> {
 }
 
 /// A server error outside any migration script, as a configuration-level error.
-pub fn database_error(db: &Db, doing: &str, err: &tokio_postgres::Error) -> Error {
+pub(crate) fn database_error(db: &Db, doing: &str, err: &tokio_postgres::Error) -> Error {
     let detail = match err.as_db_error() {
         Some(db_err) => format!("{} ({})", db_err.message(), db_err.code().code()),
         None => super::connect::error_chain(err),

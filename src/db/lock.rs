@@ -35,7 +35,7 @@ pub fn key(history_schema: &str, namespace: &str) -> i64 {
 /// The first Ctrl-C or SIGTERM ends the wait at once (`interrupt`): a
 /// Kubernetes grace period is far shorter than `lock_wait`, and nothing has
 /// started yet, so there is nothing to finish.
-pub async fn acquire(
+pub(crate) async fn acquire(
     db: &Db,
     key: i64,
     namespace: &str,
@@ -80,7 +80,7 @@ async fn try_lock(db: &Db, key: i64) -> Result<bool> {
 }
 
 /// Releases the lock (closing the connection releases it too).
-pub async fn release(db: &Db, key: i64) {
+pub(crate) async fn release(db: &Db, key: i64) {
     match db
         .client
         .query_one("SELECT pg_advisory_unlock($1)", &[&key])

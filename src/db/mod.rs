@@ -13,7 +13,8 @@ pub mod history;
 pub mod lock;
 pub mod tls;
 
-pub use connect::{ConnectionSettings, Db, scrub};
+pub(crate) use connect::Db;
+pub use connect::{ConnectionSettings, scrub};
 
 /// Quotes an identifier for SQL text (`my"schema` → `"my""schema"`). The one
 /// place identifiers are turned into SQL; values always go as parameters.

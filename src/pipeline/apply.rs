@@ -92,7 +92,7 @@ pub fn check_scripts<'m>(
 
 /// Runs `selected` (pending migrations of one namespace, in order) on `db`,
 /// which must hold the namespace lock.
-pub async fn run_selected(
+pub(crate) async fn run_selected(
     env: &Env<'_>,
     target: &Target<'_>,
     db: &Db,
@@ -132,7 +132,7 @@ pub async fn run_selected(
 }
 
 /// Runs one script with its start / finish / failure events.
-pub async fn run_one(
+pub(crate) async fn run_one(
     env: &Env<'_>,
     runner: &Runner<'_>,
     migration: &Migration,

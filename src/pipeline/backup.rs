@@ -138,7 +138,7 @@ fn tool_major(path: &Path) -> Option<u32> {
 }
 
 /// Dumps the database into the backup directory; returns the verified file.
-pub async fn create(
+pub(crate) async fn create(
     config: &Config,
     settings: &ConnectionSettings,
     db: &Db,
@@ -407,7 +407,7 @@ pub struct Restored {
 /// the dump being restored is never pruned by it), restores, and compares
 /// migsafe's history before and after, since the restore replaces it with
 /// the one in the dump.
-pub async fn restore_guarded(
+pub(crate) async fn restore_guarded(
     config: &Config,
     settings: &ConnectionSettings,
     db: &Db,
@@ -459,7 +459,7 @@ pub async fn restore_guarded(
 
 /// Restores a backup into the database: `pg_restore --clean --if-exists
 /// --single-transaction`, so a failed restore changes nothing.
-pub async fn restore(settings: &ConnectionSettings, db: &Db, file: &Path) -> Result<()> {
+pub(crate) async fn restore(settings: &ConnectionSettings, db: &Db, file: &Path) -> Result<()> {
     let (_, version_num) = server_version(db).await?;
     let pg_restore = find_tool(
         "pg_restore",

@@ -25,7 +25,7 @@ use crate::report::{PhaseReport, Status};
 use crate::schema;
 
 /// A namespace with its open connection.
-pub struct Opened<'a> {
+pub(crate) struct Opened<'a> {
     /// The namespace, files and settings.
     pub target: Target<'a>,
     /// Its connection.
@@ -63,7 +63,7 @@ fn databases(opened: &[Opened<'_>]) -> Vec<Vec<usize>> {
 }
 
 /// Runs the whole guarded apply.
-pub async fn apply(
+pub(crate) async fn apply(
     env: &Env<'_>,
     opened: &[Opened<'_>],
     options: &ApplyOptions,

@@ -59,7 +59,7 @@ impl Target<'_> {
     }
 
     /// Reads the history and joins it with the files.
-    pub async fn state(&self, db: &Db, history: &History) -> Result<NamespaceState> {
+    pub(crate) async fn state(&self, db: &Db, history: &History) -> Result<NamespaceState> {
         let rows = history.read(db, self.name()).await?;
         Ok(NamespaceState::build(
             self.name(),
@@ -74,7 +74,7 @@ use crate::db::execute::CHECK_CLIENT;
 
 /// Takes the namespace lock (waiting up to `lock_wait`) and creates the
 /// history tables if needed; returns the lock key for [`unlock_namespace`].
-pub async fn lock_namespace(
+pub(crate) async fn lock_namespace(
     env: &Env<'_>,
     target: &Target<'_>,
     db: &Db,
@@ -115,13 +115,13 @@ pub async fn lock_namespace(
 }
 
 /// Releases a lock taken by [`lock_namespace`].
-pub async fn unlock_namespace(db: &Db, key: i64) {
+pub(crate) async fn unlock_namespace(db: &Db, key: i64) {
     crate::db::lock::release(db, key).await;
 }
 
 /// Runs `work` holding the namespace lock; the lock is released whatever
 /// `work` returns. The history tables are created (if needed) inside it.
-pub async fn with_namespace_lock<T, F, Fut>(
+pub(crate) async fn with_namespace_lock<T, F, Fut>(
     env: &Env<'_>,
     target: &Target<'_>,
     db: &Db,
@@ -148,7 +148,7 @@ pub struct RunnerParts {
 impl RunnerParts {
     /// Sets the run's default timeouts on the session, prepares the history
     /// statements and reads the backend pid.
-    pub async fn load(env: &Env<'_>, db: &Db, history: &History) -> Result<RunnerParts> {
+    pub(crate) async fn load(env: &Env<'_>, db: &Db, history: &History) -> Result<RunnerParts> {
         db.client
             .batch_execute(&limits(env).session_sql())
             .await
@@ -168,7 +168,7 @@ impl RunnerParts {
     }
 
     /// A runner for one namespace on `db`.
-    pub fn runner<'a>(
+    pub(crate) fn runner<'a>(
         &'a self,
         env: &'a Env<'a>,
         target: &'a Target<'a>,
@@ -204,7 +204,7 @@ fn limits(env: &Env<'_>) -> Limits {
 
 /// Reads the schema and records it for `targets` on `db`: drift
 /// detection compares the live schema with the last one recorded.
-pub async fn record_schema(
+pub(crate) async fn record_schema(
     env: &Env<'_>,
     db: &Db,
     history: &History,
@@ -217,7 +217,7 @@ pub async fn record_schema(
 
 /// Records an already-read snapshot for `targets` on `db`, each cut to the
 /// schemas its namespace answers for.
-pub async fn store_schema(
+pub(crate) async fn store_schema(
     db: &Db,
     history: &History,
     targets: &[&Target<'_>],

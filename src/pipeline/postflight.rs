@@ -31,7 +31,7 @@ pub struct PostflightOptions {
 
 /// Runs every postflight check. `runs` are this run's migrations (for the
 /// time budget); empty for a standalone `migsafe postflight`.
-pub async fn postflight(
+pub(crate) async fn postflight(
     config: &Config,
     settings: &ConnectionSettings,
     db: &Db,

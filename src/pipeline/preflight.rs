@@ -74,7 +74,7 @@ impl<'a> Pending<'a> {
 }
 
 /// Runs every preflight check for the namespaces on one database.
-pub async fn preflight(
+pub(crate) async fn preflight(
     config: &Config,
     settings: &ConnectionSettings,
     db: &Db,

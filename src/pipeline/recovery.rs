@@ -137,7 +137,11 @@ pub const COUNT_CAP: i64 = 10_000;
 
 /// What recovering each recoverable dirty migration of `state` would
 /// destroy (read-only).
-pub async fn assess(db: &Db, history: &History, state: &NamespaceState) -> Result<Vec<Assessment>> {
+pub(crate) async fn assess(
+    db: &Db,
+    history: &History,
+    state: &NamespaceState,
+) -> Result<Vec<Assessment>> {
     let mut out = Vec::new();
     for entry in state.recoverable() {
         let (Some(migration), Some(row)) = (entry.migration.as_ref(), entry.applied.as_ref())
@@ -182,7 +186,7 @@ pub async fn assess(db: &Db, history: &History, state: &NamespaceState) -> Resul
 
 /// A transaction-age mark taken just before the backup: rows whose `xmin`
 /// is not older than it may be missing from the dump.
-pub async fn backup_mark(db: &Db) -> Result<String> {
+pub(crate) async fn backup_mark(db: &Db) -> Result<String> {
     db.client
         .query_one(
             "SELECT ((pg_snapshot_xmin(pg_current_snapshot())::text::bigint) % 4294967296)::text",
@@ -197,7 +201,7 @@ pub async fn backup_mark(db: &Db) -> Result<String> {
 /// destroys while the backup was taken (they may not be in it), or since
 /// the interruption without `--recover` (the first check ran before the
 /// backup; writes go on meanwhile).
-pub async fn recheck(
+pub(crate) async fn recheck(
     db: &Db,
     history: &History,
     state: &NamespaceState,
@@ -693,7 +697,7 @@ async fn resolve(db: &Db, item: &Named) -> Result<Vec<String>> {
 /// script (after dropping the INVALID indexes its failed concurrent builds
 /// left), so that it is pending again and applied in this run. Called after
 /// the backup, with the assessments already checked.
-pub async fn recover(
+pub(crate) async fn recover(
     env: &Env<'_>,
     history: &History,
     item: &Opened<'_>,

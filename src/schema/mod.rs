@@ -8,4 +8,5 @@ pub mod snapshot;
 
 pub use diff::{Change, ChangeKind, diff};
 pub use scope::Scope;
-pub use snapshot::{Reader, Snapshot, read};
+pub(crate) use snapshot::read;
+pub use snapshot::{Reader, Snapshot};

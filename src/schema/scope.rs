@@ -70,7 +70,7 @@ impl Scope {
     }
 
     /// [`Scope::resolved`] with the current schema of `db`.
-    pub async fn on(self, db: &crate::db::Db) -> crate::error::Result<Scope> {
+    pub(crate) async fn on(self, db: &crate::db::Db) -> crate::error::Result<Scope> {
         let row = db
             .client
             .query_one("SELECT coalesce(current_schema(), 'public')", &[])

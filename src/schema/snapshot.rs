@@ -63,7 +63,7 @@ const NOT_HISTORY: &str = "NOT (n.nspname = $1 AND c.relname IN ('schema_migrati
      'schema_migrations_pkey', 'history_audit_pkey', 'schema_snapshots', 'schema_snapshots_pkey'))";
 
 /// Reads the snapshot of every non-system schema of the database.
-pub async fn read(db: &Db, history_schema: &str) -> Result<Snapshot> {
+pub(crate) async fn read(db: &Db, history_schema: &str) -> Result<Snapshot> {
     Reader::prepare(db).await?.read(db, history_schema).await
 }
 
@@ -96,7 +96,7 @@ async fn prepare_on(db: &Db, sqls: &[&String]) -> Result<Vec<tokio_postgres::Sta
 
 impl Reader {
     /// Prepares the catalog queries on `db`.
-    pub async fn prepare(db: &Db) -> Result<Reader> {
+    pub(crate) async fn prepare(db: &Db) -> Result<Reader> {
         let queries = queries();
         let all: Vec<&String> = queries.iter().collect();
         Ok(Reader {
@@ -108,7 +108,7 @@ impl Reader {
     /// Prepares the queries split over `db` and a second connection to the
     /// same database. Only for a database nobody else changes meanwhile
     /// (verify's scratch database): the two connections read separately.
-    pub async fn prepare_split(db: &Db, helper: Db) -> Result<Reader> {
+    pub(crate) async fn prepare_split(db: &Db, helper: Db) -> Result<Reader> {
         let queries = queries();
         let (mine, theirs): (Vec<_>, Vec<_>) = queries
             .iter()
@@ -125,7 +125,7 @@ impl Reader {
     }
 
     /// Reads a snapshot (on the connection the reader was prepared on).
-    pub async fn read(&self, db: &Db, history_schema: &str) -> Result<Snapshot> {
+    pub(crate) async fn read(&self, db: &Db, history_schema: &str) -> Result<Snapshot> {
         let h: &(dyn tokio_postgres::types::ToSql + Sync) = &history_schema;
         let params = [h];
         // Sent together: tokio-postgres pipelines them on each connection.

@@ -75,24 +75,11 @@ pub struct Embedded {
 }
 
 fn layout_name(layout: Layout) -> &'static str {
-    match layout {
-        Layout::Reversible => "reversible",
-        Layout::UpOnly => "up-only",
-        Layout::Diesel => "diesel",
-        Layout::Dbmate => "dbmate",
-        Layout::Flyway => "flyway",
-    }
+    layout.name()
 }
 
 fn layout_of(name: &str) -> Option<Layout> {
-    Some(match name {
-        "reversible" => Layout::Reversible,
-        "up-only" => Layout::UpOnly,
-        "diesel" => Layout::Diesel,
-        "dbmate" => Layout::Dbmate,
-        "flyway" => Layout::Flyway,
-        _ => return None,
-    })
+    Layout::from_name(name)
 }
 
 impl Embedded {
@@ -119,6 +106,7 @@ impl Embedded {
         Ok(MigrationSet {
             migrations,
             ignored: Vec::new(),
+            why_ignored: std::collections::BTreeMap::new(),
             named_schemas: std::sync::OnceLock::new(),
         })
     }
@@ -186,7 +174,11 @@ pub fn generate(namespace: &str, dir: &Path) -> Result<String> {
             shown(&s.path),
             s.sql,
             s.first_line,
-            s.directives.no_transaction,
+            // What the text says is read again at start-up; only what came
+            // from outside it (diesel's metadata.toml) is carried, so the
+            // code is the same whether or not the build script has the SQL
+            // grammar.
+            s.directives.no_transaction && s.directives.inferred.is_none(),
             s.checksum
         )
     };

@@ -8,12 +8,15 @@ pub mod checksum;
 pub mod directives;
 pub mod embed;
 pub mod layout;
+pub mod layouts;
 pub mod migration;
+#[cfg(feature = "engine")]
 pub mod scaffold;
+#[cfg(feature = "engine")]
 pub mod statements;
 pub mod version;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +32,10 @@ struct Part {
     role: Role,
     path: PathBuf,
     no_transaction_from_metadata: bool,
+    /// ory/pop: the dialect in the file name.
+    dialect: Option<String>,
+    /// What `layout = "…"` in the config says, if anything.
+    forced: Option<Layout>,
 }
 
 #[derive(Default)]
@@ -37,8 +44,20 @@ struct Slot {
     downs: Vec<Part>,
 }
 
-/// Loads every migration of `namespace` from `dir`.
+/// Loads every migration of `namespace` from `dir`, detecting its layout.
 pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
+    load_as(namespace, dir, None)
+}
+
+/// Loads every migration of `namespace` from `dir`; `forced` (the
+/// namespace's `layout = "…"`) overrides detection where a directory could be
+/// read two ways: a file with `-- +goose Up` under `layout = "up-only"` is one
+/// up-only script whose markers are comments, and a directory with a Drizzle
+/// journal under any other layout is read file by file.
+pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<MigrationSet> {
+    if forced == Some(Layout::Drizzle) || (forced.is_none() && layouts::drizzle::is_drizzle(dir)) {
+        return load_drizzle(namespace, dir);
+    }
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -77,11 +96,26 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
 
     let mut slots: BTreeMap<Version, Slot> = BTreeMap::new();
     let mut ignored = Vec::new();
+    let mut why_ignored = BTreeMap::new();
     for (name, path) in names {
         let is_dir = is_dir_entry(&path, kinds.get(&path).copied());
         if is_dir {
             match layout::parse_dir_name(&name) {
                 Ok(None) => ignored.push(path),
+                Ok(Some((version, migration_name)))
+                    if forced.is_none_or(|f| f == Layout::Prisma)
+                        && layouts::prisma::is_migration_dir(&path) =>
+                {
+                    slots.entry(version).or_default().ups.push(Part {
+                        name: migration_name,
+                        layout: Layout::Prisma,
+                        role: Role::Up,
+                        path: path.join(layouts::prisma::SCRIPT),
+                        no_transaction_from_metadata: false,
+                        dialect: None,
+                        forced,
+                    });
+                }
                 Ok(Some((version, migration_name))) => match read_diesel_dir(&path) {
                     Ok(parts) => {
                         let slot = slots.entry(version).or_default();
@@ -92,6 +126,8 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
                             role: Role::Up,
                             path: path.join("up.sql"),
                             no_transaction_from_metadata: no_tx,
+                            dialect: None,
+                            forced,
                         });
                         if parts.has_down {
                             slot.downs.push(Part {
@@ -100,6 +136,8 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
                                 role: Role::Down,
                                 path: path.join("down.sql"),
                                 no_transaction_from_metadata: no_tx,
+                                dialect: None,
+                                forced,
                             });
                         }
                     }
@@ -109,16 +147,32 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
             }
             continue;
         }
-        match layout::parse_file_name(&name) {
+        if name == layouts::prisma::LOCK_FILE {
+            match fs::read_to_string(&path)
+                .map_err(|e| format!("cannot be read: {e}"))
+                .and_then(|text| layouts::prisma::check_lock(&text))
+            {
+                Ok(()) => {
+                    why_ignored.insert(path.clone(), "Prisma's provider lock".to_string());
+                    ignored.push(path);
+                }
+                Err(message) => problems.push(problem(namespace, &path, &message)),
+            }
+            continue;
+        }
+        match layout::parse_file_name(&name).or_else(|err| sql_migrate_bare(&name, &path, err)) {
             Ok(None) => ignored.push(path),
             Ok(Some(parsed)) => {
                 let slot = slots.entry(parsed.version.clone()).or_default();
+                let no_transaction_from_metadata = parsed.autocommit;
                 let part = Part {
                     name: parsed.name,
                     layout: parsed.layout,
                     role: parsed.role,
                     path,
-                    no_transaction_from_metadata: false,
+                    no_transaction_from_metadata,
+                    dialect: parsed.dialect,
+                    forced,
                 };
                 match parsed.role {
                     Role::Down => slot.downs.push(part),
@@ -129,10 +183,32 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
         }
     }
 
+    let pop = slots
+        .values()
+        .flat_map(|slot| slot.ups.iter().chain(&slot.downs))
+        .any(|part| part.layout == Layout::Pop);
+    if pop {
+        for slot in slots.values_mut() {
+            for parts in [&mut slot.ups, &mut slot.downs] {
+                choose_pop_files(parts, &mut ignored, &mut why_ignored);
+            }
+        }
+        slots.retain(|_, slot| !slot.ups.is_empty() || !slot.downs.is_empty());
+    }
+
     let mut migrations = Vec::with_capacity(slots.len());
     for result in assemble_all(namespace, slots.into_iter().collect()) {
         match result {
-            Ok(migration) => migrations.push(migration),
+            Ok(mut migration) => {
+                if pop && migration.layout == Layout::Reversible {
+                    migration.layout = Layout::Pop;
+                }
+                if migration.layout == Layout::Pop {
+                    // pop writes empty files for versions that need nothing on a dialect.
+                    migration.up.directives.empty_ok = true;
+                }
+                migrations.push(migration);
+            }
             Err(mut found) => problems.append(&mut found),
         }
     }
@@ -145,9 +221,136 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
     {
         return Err(unknown);
     }
+    ignored.sort();
     Ok(MigrationSet {
         migrations,
         ignored,
+        why_ignored,
+        named_schemas: std::sync::OnceLock::new(),
+    })
+}
+
+/// sql-migrate also allows a bare `<ver>.sql`; such a name is a migration
+/// when the file has `-- +migrate` markers, and stays an error otherwise.
+fn sql_migrate_bare(
+    name: &str,
+    path: &Path,
+    err: String,
+) -> std::result::Result<Option<layout::MigrationName>, String> {
+    let Some(stem) = name.strip_suffix(".sql") else {
+        return Err(err);
+    };
+    if stem.is_empty() || !stem.chars().all(|c| c.is_ascii_digit()) {
+        return Err(err);
+    }
+    let text = fs::read(path)
+        .ok()
+        .and_then(|bytes| checksum::normalize(&bytes).ok())
+        .unwrap_or_default();
+    if !layouts::sql_migrate::is_sql_migrate(&text) {
+        return Err(err);
+    }
+    let version = Version::parse(stem).map_err(|e| e.to_string())?;
+    Ok(Some(layout::MigrationName {
+        version,
+        name: stem.to_string(),
+        role: Role::Plain,
+        layout: Layout::UpOnly,
+        dialect: None,
+        autocommit: false,
+    }))
+}
+
+/// Keeps, among one version's pop files of one direction, the one for
+/// PostgreSQL; the others are ignored with the reason.
+fn choose_pop_files(
+    parts: &mut Vec<Part>,
+    ignored: &mut Vec<PathBuf>,
+    why_ignored: &mut BTreeMap<PathBuf, String>,
+) {
+    let dialects: Vec<Option<&str>> = parts.iter().map(|p| p.dialect.as_deref()).collect();
+    let choices = layouts::pop::choose(&dialects);
+    let mut kept = Vec::with_capacity(parts.len());
+    for (part, choice) in parts.drain(..).zip(choices) {
+        match choice {
+            layouts::pop::Choice::Use => kept.push(part),
+            layouts::pop::Choice::Ignore(why) => {
+                why_ignored.insert(part.path.clone(), why);
+                ignored.push(part.path);
+            }
+        }
+    }
+    *parts = kept;
+}
+
+/// A Drizzle directory: the journal lists the migrations, in order.
+fn load_drizzle(namespace: &str, dir: &Path) -> Result<MigrationSet> {
+    let journal_path = dir.join(layouts::drizzle::JOURNAL);
+    let text = fs::read(&journal_path)
+        .map_err(|e| format!("cannot be read: {e}"))
+        .and_then(|bytes| checksum::normalize(&bytes));
+    let entries = text.and_then(|text| layouts::drizzle::read_journal(&text));
+    let entries = entries.map_err(|message| Error::Source {
+        reason: ReasonCode::about(Code::MigrationFileInvalid, namespace),
+        problems: vec![problem(namespace, &journal_path, &message)],
+    })?;
+    let listed: BTreeSet<&str> = entries.iter().map(|e| e.file.as_str()).collect();
+    let mut ignored = Vec::new();
+    let mut why_ignored = BTreeMap::new();
+    let read = fs::read_dir(dir).map_err(|err| Error::io(dir, "read the directory", &err))?;
+    for entry in read {
+        let entry = entry.map_err(|err| Error::io(dir, "read the directory", &err))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if listed.contains(name.as_str()) {
+            continue;
+        }
+        let why = if name == "meta" {
+            "Drizzle's journal and schema snapshots"
+        } else if name.ends_with(".sql") && !layout::is_leftover(&name) {
+            "not in meta/_journal.json: Drizzle never applies it"
+        } else {
+            "not a Drizzle migration"
+        };
+        why_ignored.insert(entry.path(), why.to_string());
+        ignored.push(entry.path());
+    }
+    ignored.sort();
+    let mut problems = Vec::new();
+    let mut migrations = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let path = dir.join(&entry.file);
+        let result = read_file(namespace, &path)
+            .map_err(|p| vec![p])
+            .and_then(|bytes| script(namespace, &path, bytes, 1, false));
+        match result {
+            Ok(up) => migrations.push(Migration {
+                version: entry.version,
+                name: entry.name,
+                layout: Layout::Drizzle,
+                up,
+                down: None,
+            }),
+            Err(mut found) => {
+                for p in &mut found {
+                    if !path.exists() {
+                        p.message = format!(
+                            "is listed in {} but does not exist; restore it or remove its journal entry",
+                            layouts::drizzle::JOURNAL
+                        );
+                    }
+                }
+                problems.append(&mut found);
+            }
+        }
+    }
+    if !problems.is_empty() {
+        let reason = problems[0].reason.clone();
+        return Err(Error::Source { reason, problems });
+    }
+    Ok(MigrationSet {
+        migrations,
+        ignored,
+        why_ignored,
         named_schemas: std::sync::OnceLock::new(),
     })
 }
@@ -338,9 +541,17 @@ fn assemble(
 
     let up_bytes = read_file(namespace, &up_part.path).map_err(|p| vec![p])?;
     let mut layout = up_part.layout;
-    let (up, down) = if up_part.role == Role::Plain && is_dbmate(&up_bytes) {
+    let content = if up_part.role == Role::Plain {
+        content_layout(&up_bytes, up_part.forced)
+    } else {
+        Layout::UpOnly
+    };
+    let (up, down) = if content == Layout::Dbmate {
         layout = Layout::Dbmate;
         split_dbmate(namespace, &up_part.path, &up_bytes)?
+    } else if matches!(content, Layout::Goose | Layout::SqlMigrate) {
+        layout = content;
+        split_marked(namespace, &up_part.path, &up_bytes, content)?
     } else {
         let up = script(
             namespace,
@@ -397,6 +608,10 @@ pub(crate) fn script_from_text(
 ) -> Result<Script, Vec<FileProblem>> {
     let mut directives = directives::parse(&sql).map_err(|m| vec![problem(namespace, path, &m)])?;
     directives.no_transaction |= no_transaction;
+    // Reading what the SQL itself says about transactions needs the grammar;
+    // a build script (no `engine`) checks the files and leaves this to the
+    // runtime, which rebuilds every script through here.
+    #[cfg(feature = "engine")]
     if !directives.no_transaction {
         match statements::transaction_mode(&sql) {
             statements::TransactionMode::Plain => {}
@@ -421,6 +636,61 @@ pub(crate) fn script_from_text(
 
 const DBMATE_UP: &str = "-- migrate:up";
 const DBMATE_DOWN: &str = "-- migrate:down";
+
+/// Which tool's sections a plain `<ver>_<name>.sql` file has: dbmate,
+/// goose, sql-migrate, or none (`UpOnly`). A forced layout reads the file
+/// that way only.
+fn content_layout(bytes: &[u8], forced: Option<Layout>) -> Layout {
+    let text = || String::from_utf8_lossy(bytes);
+    let wanted = |layout: Layout| forced.is_none_or(|f| f == layout);
+    if wanted(Layout::Dbmate) && is_dbmate(bytes) {
+        Layout::Dbmate
+    } else if wanted(Layout::Goose) && layouts::goose::is_goose(&text()) {
+        Layout::Goose
+    } else if wanted(Layout::SqlMigrate) && layouts::sql_migrate::is_sql_migrate(&text()) {
+        Layout::SqlMigrate
+    } else {
+        Layout::UpOnly
+    }
+}
+
+/// Splits a goose or sql-migrate file into its up and down scripts, each
+/// checksummed on its own, like dbmate's sections.
+fn split_marked(
+    namespace: &str,
+    path: &Path,
+    bytes: &[u8],
+    layout: Layout,
+) -> Result<(Script, Option<Script>), Vec<FileProblem>> {
+    let text = checksum::normalize(bytes).map_err(|m| vec![problem(namespace, path, &m)])?;
+    let sections = if layout == Layout::Goose {
+        layouts::goose::split(&text)
+    } else {
+        layouts::sql_migrate::split(&text)
+    }
+    .map_err(|m| vec![problem(namespace, path, &m)])?;
+    let up = script_from_text(
+        namespace,
+        path,
+        sections.up.text,
+        sections.up.first_line,
+        sections.up.no_transaction,
+    )?;
+    let down = match sections.down {
+        Some(section) => {
+            let down = script_from_text(
+                namespace,
+                path,
+                section.text,
+                section.first_line,
+                section.no_transaction,
+            )?;
+            checksum::has_sql(&down.sql).then_some(down)
+        }
+        None => None,
+    };
+    Ok((up, down))
+}
 
 fn is_dbmate(bytes: &[u8]) -> bool {
     bytes.split(|b| *b == b'\n').any(|line| {
