@@ -190,6 +190,13 @@ fn adopts(tool: &str, from: Option<&str>, table: &str, versions: &[&str], times:
         Some(versions.len().to_string().as_str())
     );
 
+    assert_eq!(
+        project.event_log().matches("\"adopted\"").count(),
+        versions.len(),
+        "one event per adopted migration:\n{}",
+        project.event_log()
+    );
+
     // apply has nothing to do, and nothing changed.
     let out = project.run(&db, &["apply"], 0);
     assert!(out.contains("up to date"), "{out}");

@@ -801,6 +801,14 @@ async fn record(
         .batch_execute("COMMIT")
         .await
         .map_err(|e| database_error(db, "commit the adoption", &e))?;
+    for adopted in &recorded {
+        env.events.emit(&crate::events::Event::Adopted {
+            namespace: namespace.to_string(),
+            version: adopted.version.clone(),
+            tool: adoption.tool.to_string(),
+            applied_at: adopted.applied_at.to_rfc3339(),
+        });
+    }
     // Drift detection compares later runs with the schema as adopted.
     crate::pipeline::record_schema(env, db, history, &[target]).await?;
     Ok(adoption)
