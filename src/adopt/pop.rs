@@ -1,7 +1,8 @@
 //! ory/pop: `schema_migration (version varchar(14) NOT NULL)` with the
 //! unique index `schema_migration_version_idx`, as pop's migrator creates it
-//! (`migrator.go`, `CreateSchemaMigrations`). One row per applied version;
-//! no time, no checksum.
+//! (`migrator.go`, `CreateSchemaMigrations`; ory's fork widens it to
+//! `varchar(48)` and adds `version_self`). One row per applied version; no
+//! time, no checksum.
 
 use super::{Expected, Key, Record, Row, Status, Tool, parse_version, read_error};
 use crate::db::Db;
