@@ -340,7 +340,10 @@ impl Code {
             | Code::SchemaDrift
             | Code::MigrationOverBudget
             | Code::LintError
-            | Code::MigrationPending => Subject::Namespace,
+            | Code::MigrationPending
+            | Code::AdoptMismatch
+            | Code::AdoptSourceMissing
+            | Code::AdoptSourceAmbiguous => Subject::Namespace,
             _ => Subject::Other,
         }
     }

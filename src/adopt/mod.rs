@@ -823,7 +823,7 @@ pub(crate) fn leading_version(name: &str) -> Option<Version> {
 /// A version read from another tool's table, or a refusal naming it.
 pub(crate) fn parse_version(tool: Tool, text: &str) -> Result<Version> {
     Version::parse(text.trim()).map_err(|e| Error::Config {
-        reason: ReasonCode::about(Code::HistoryInvalid, tool.table()),
+        reason: ReasonCode::new(Code::HistoryInvalid),
         message: format!(
             "{tool}'s table {} holds the version {text:?}, which is not a version migsafe reads: {e}",
             tool.table()
