@@ -78,8 +78,14 @@ fn up_part(text: &str) -> String {
 }
 
 /// Runs the fixture's up scripts with psql, in version order, as the tool
-/// would, then its `history.sql`.
+/// would, then its `history.sql`, with the database's time zone 5:30 off UTC.
 fn migrate_natively(db: &TestDb, tool: &str, project: &Project) {
+    // Not UTC: tools that keep `timestamp without time zone` wrote local
+    // time, which adopt must turn back into the moment.
+    db.query(&format!(
+        "ALTER DATABASE {} SET TimeZone = 'Asia/Kolkata'",
+        db.name
+    ));
     let dir = project.path().join("migrations");
     let mut scripts: Vec<PathBuf> = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -500,4 +506,46 @@ fn several_tools_tables_need_from_and_a_missing_one_is_named() {
     assert_eq!(adopted(&db).len(), 3);
     let out = project.run(&db, &["adopt", "--from", "liquibas"], 5);
     assert!(out.contains("USAGE"), "{out}");
+}
+
+#[test]
+fn a_flyway_baseline_counts_every_version_up_to_it_and_an_undo_takes_one_back() {
+    let db = TestDb::new();
+    let project = project("flyway");
+    migrate_natively(&db, "flyway", &project);
+    // `flyway baseline -baselineVersion=1.1` on the existing schema, then V2;
+    // then `flyway undo` of V2 (Teams), which left V2 to run again.
+    db.query(
+        "DELETE FROM flyway_schema_history WHERE installed_rank IN (1, 2);
+         INSERT INTO flyway_schema_history VALUES
+           (1, '1.1', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', NULL, 'app',
+            TIMESTAMPTZ '2024-06-30 23:00:00+00' AT TIME ZONE current_setting('TimeZone'), 0, true),
+           (4, '2', 'create orders', 'UNDO_SQL', 'U2__create_orders.sql', 12345, 'app',
+            TIMESTAMPTZ '2024-07-02 06:00:00+00' AT TIME ZONE current_setting('TimeZone'), 5, true);",
+    );
+    let out = project.run(&db, &["adopt", "--format", "json"], 0);
+    let doc: serde_json::Value = serde_json::from_str(&out[..out.rfind('}').unwrap() + 1]).unwrap();
+    assert_eq!(
+        doc["namespaces"][0]["pending"],
+        serde_json::json!(["2"]),
+        "{out}"
+    );
+    assert_eq!(
+        adopted(&db),
+        vec![
+            ("1".to_string(), "2024-06-30 23:00:00".to_string()),
+            ("1.1".to_string(), "2024-06-30 23:00:00".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn a_flyway_repeatable_row_is_refused_by_its_script() {
+    refuses(
+        "flyway",
+        "INSERT INTO flyway_schema_history VALUES (4, NULL, 'views', 'SQL', 'R__views.sql', 42, 'app', now(), 3, true)",
+        |_| {},
+        &[],
+        "ADOPT_MISMATCH:default:R__views.sql",
+    );
 }
