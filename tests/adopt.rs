@@ -445,6 +445,31 @@ fn a_file_the_tool_never_applied_below_its_newest_version_is_refused() {
 }
 
 #[test]
+fn the_same_file_with_the_other_line_ending_still_matches() {
+    let db = TestDb::new();
+    let project = project("sqlx");
+    migrate_natively(&db, "sqlx", &project);
+    // sqlx ran the CRLF file; this checkout has it with LF, and the LF ones
+    // with CRLF.
+    for name in [
+        "20240201100000_create_users.sql",
+        "20240202100000_add_user_name.sql",
+        "20240203100000_create_orders.sql",
+    ] {
+        let path = format!("migrations/{name}");
+        let text = std::fs::read_to_string(project.path().join(&path)).unwrap();
+        let flipped = if text.contains("\r\n") {
+            text.replace("\r\n", "\n")
+        } else {
+            text.replace('\n', "\r\n")
+        };
+        project.write(&path, flipped.as_bytes());
+    }
+    project.run(&db, &["adopt"], 0);
+    assert_eq!(adopted(&db).len(), 3);
+}
+
+#[test]
 fn a_changed_file_is_refused_by_its_checksum() {
     let edit = |project: &Project, path: &str| {
         project.write(path, b"CREATE TABLE orders (id bigint PRIMARY KEY);\n");

@@ -270,18 +270,28 @@ pub enum Expected {
     FlywayCrc32(i32),
     /// SHA-384 of the file's bytes (sqlx).
     Sha384(Vec<u8>),
-    /// SHA-256 of the file's bytes, lower-case hex (Drizzle).
+    /// SHA-256 of the file's bytes, hex (Drizzle, Prisma).
     Sha256Hex(String),
-    /// SHA-256 hex of `migration.sql`, with either line ending (Prisma's
-    /// `script_matches_checksum` accepts the file as it is, with CRLF turned
-    /// into LF, or with LF turned into CRLF).
-    PrismaSha256(String),
 }
 
 impl Expected {
     /// The checksum of `bytes` computed the same way, when it differs from
     /// the recorded one (both as text for the message); `None` when equal.
+    ///
+    /// The hashes are of the file's bytes as the tool read them, so the same
+    /// file checked out with the other line ending (git's `autocrlf`) would
+    /// look changed although not one statement differs (sqlx#2659). The file
+    /// matches when it does as it is, with CRLF turned into LF, or with LF
+    /// turned into CRLF — what Prisma's own `script_matches_checksum` accepts,
+    /// and what migsafe's checksum ignores anyway.
     fn differs(&self, bytes: &[u8]) -> Option<(String, String)> {
+        use sha2::{Digest, Sha256, Sha384};
+        let variants = || {
+            let text = String::from_utf8_lossy(bytes);
+            let lf = text.replace("\r\n", "\n");
+            let crlf = lf.replace('\n', "\r\n");
+            [bytes.to_vec(), lf.into_bytes(), crlf.into_bytes()]
+        };
         match self {
             Expected::None => None,
             Expected::FlywayCrc32(recorded) => {
@@ -289,26 +299,16 @@ impl Expected {
                 (actual != *recorded).then(|| (recorded.to_string(), actual.to_string()))
             }
             Expected::Sha384(recorded) => {
-                use sha2::{Digest, Sha384};
-                let actual = Sha384::digest(bytes).to_vec();
-                (actual != *recorded).then(|| (hex::encode(recorded), hex::encode(actual)))
+                let matches = variants()
+                    .iter()
+                    .any(|v| Sha384::digest(v).as_slice() == recorded.as_slice());
+                (!matches).then(|| (hex::encode(recorded), hex::encode(Sha384::digest(bytes))))
             }
             Expected::Sha256Hex(recorded) => {
-                use sha2::{Digest, Sha256};
-                let actual = hex::encode(Sha256::digest(bytes));
-                (!actual.eq_ignore_ascii_case(recorded)).then(|| (recorded.clone(), actual))
-            }
-            Expected::PrismaSha256(recorded) => {
-                use sha2::{Digest, Sha256};
-                let sum = |b: &[u8]| hex::encode(Sha256::digest(b));
-                let text = String::from_utf8_lossy(bytes);
-                let lf = text.replace("\r\n", "\n");
-                let crlf = lf.replace('\n', "\r\n");
-                let actual = sum(bytes);
-                let matches = [actual.clone(), sum(lf.as_bytes()), sum(crlf.as_bytes())]
+                let matches = variants()
                     .iter()
-                    .any(|c| c.eq_ignore_ascii_case(recorded));
-                (!matches).then(|| (recorded.clone(), actual))
+                    .any(|v| hex::encode(Sha256::digest(v)).eq_ignore_ascii_case(recorded));
+                (!matches).then(|| (recorded.clone(), hex::encode(Sha256::digest(bytes))))
             }
         }
     }

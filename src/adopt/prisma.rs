@@ -65,7 +65,7 @@ pub(crate) async fn read(db: &Db) -> Result<Record> {
                     execution_ms: finished_at
                         .map_or(0, |f| (f - started_at).num_milliseconds().max(0)),
                     status,
-                    checksum: Expected::PrismaSha256(checksum),
+                    checksum: Expected::Sha256Hex(checksum),
                 },
             );
         }
