@@ -283,11 +283,9 @@ fn new_liquibase(dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
         return Ok(vec![path]);
     };
     let existing = std::fs::read_to_string(&last).map_err(|e| Error::io(&last, "read", &e))?;
-    let separator = if existing.ends_with('\n') {
-        "\n"
-    } else {
-        "\n\n"
-    };
+    // Right after the last line: a blank line in between would belong to,
+    // and change the checksum of, the changeset before.
+    let separator = if existing.ends_with('\n') { "" } else { "\n" };
     let mut file = OpenOptions::new()
         .append(true)
         .open(&last)
