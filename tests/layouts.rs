@@ -183,6 +183,7 @@ fn round_trip(case: &Case) {
     let out = project.run(&db, &["new", "add_notes"], 0);
     let out2 = project.run(&db, &["status", "-v"], 0);
     assert!(out2.contains("1 pending"), "{tool}: {out}\n{out2}");
+    assert!(!out2.contains("edited after apply"), "{tool}: {out}\n{out2}");
     let layout_line = out2.lines().find(|l| l.contains("layout")).unwrap();
     assert_eq!(
         layout_line.split_whitespace().nth(1),
@@ -455,4 +456,63 @@ fn bad_layout_input_names_the_file_and_the_reason() {
         assert!(out.contains(expected), "{files:?}: {out}");
         assert!(out.contains("MIGRATION_"), "{out}");
     }
+}
+
+#[test]
+fn liquibase_changesets_apply_like_liquibase_update() {
+    let functions = read("liquibase", "002-functions.sql");
+    // Liquibase sends `/`-delimited statements one by one, and skips the
+    // mysql-only changeset on PostgreSQL.
+    let functions = functions
+        .split("--changeset bo:mysql-only")
+        .next()
+        .unwrap()
+        .lines()
+        .map(|l| if l.trim() == "/" { ";" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
+    round_trip(&Case {
+        tool: "liquibase",
+        layout: "liquibase",
+        reference: vec![
+            read("liquibase", "001-init.sql"),
+            functions,
+            read("liquibase", "003-genres.sql"),
+        ],
+        migrations: 5,
+        reversible: true,
+        ignored: &[
+            ("README.md", "not Liquibase formatted SQL"),
+            ("002-functions.sql#bo:mysql-only", "dbms mysql"),
+        ],
+        never: &[],
+    });
+}
+
+#[test]
+fn liquibase_changesets_are_versioned_by_position_and_run_as_marked() {
+    let db = TestDb::new();
+    let project = Project::new(&[]);
+    copy_fixture(&project, "liquibase");
+    let out = project.run(&db, &["plan"], 0);
+    let line = out
+        .lines()
+        .find(|l| l.contains("bo:books-title-index"))
+        .unwrap();
+    assert!(line.trim_start().starts_with('4'), "{line}");
+    assert!(
+        line.contains("no-transaction") && !line.contains("inferred"),
+        "{line}"
+    );
+    let line = out.lines().find(|l| l.contains("cy:genres")).unwrap();
+    assert!(line.trim_start().starts_with('6'), "{line}");
+    let bad = Project::new(&[(
+        "migrations/changelog.sql",
+        "--liquibase formatted sql\n--changeset ana\nSELECT 1;\n",
+    )]);
+    let out = bad.run(&db, &["status"], 5);
+    assert!(
+        out.contains("MIGRATION_FILE_INVALID:default") && out.contains("has no id"),
+        "{out}"
+    );
 }

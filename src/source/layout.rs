@@ -34,11 +34,14 @@ pub enum Layout {
     Prisma,
     /// Drizzle: `<tag>.sql` listed in `meta/_journal.json`.
     Drizzle,
+    /// Liquibase formatted SQL: `--changeset author:id` in files that start
+    /// with `--liquibase formatted sql`.
+    Liquibase,
 }
 
 impl Layout {
     /// Every layout, in the order docs list them.
-    pub const ALL: [Layout; 10] = [
+    pub const ALL: [Layout; 11] = [
         Layout::Reversible,
         Layout::UpOnly,
         Layout::Diesel,
@@ -49,6 +52,7 @@ impl Layout {
         Layout::Pop,
         Layout::Prisma,
         Layout::Drizzle,
+        Layout::Liquibase,
     ];
 
     /// The name used in `layout = "…"`, `status -v` and embedded migrations.
@@ -64,6 +68,7 @@ impl Layout {
             Layout::Pop => "pop",
             Layout::Prisma => "prisma",
             Layout::Drizzle => "drizzle",
+            Layout::Liquibase => "liquibase",
         }
     }
 

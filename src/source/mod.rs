@@ -93,6 +93,11 @@ pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<Mi
         }
     }
     names.sort();
+    if forced == Some(Layout::Liquibase)
+        || (forced.is_none() && names.iter().any(|(name, path)| looks_liquibase(name, path)))
+    {
+        return load_liquibase(namespace, names, problems);
+    }
 
     let mut slots: BTreeMap<Version, Slot> = BTreeMap::new();
     let mut ignored = Vec::new();
@@ -281,6 +286,112 @@ fn choose_pop_files(
         }
     }
     *parts = kept;
+}
+
+/// True for a `.sql` file whose name is in no other layout (or is a plain
+/// `<ver>_<name>.sql`) and whose first line is `--liquibase formatted sql`.
+fn looks_liquibase(name: &str, path: &Path) -> bool {
+    if !name.ends_with(".sql") || layout::is_leftover(name) {
+        return false;
+    }
+    if let Ok(Some(parsed)) = layout::parse_file_name(name)
+        && parsed.role != Role::Plain
+    {
+        return false;
+    }
+    use std::io::Read;
+    let mut head = [0u8; 128];
+    let read = fs::File::open(path).and_then(|mut file| file.read(&mut head));
+    read.is_ok_and(|n| layouts::liquibase::is_formatted(&String::from_utf8_lossy(&head[..n])))
+}
+
+/// A directory of Liquibase formatted SQL files: files by name, changesets
+/// in file order, versions by position (see `layouts::liquibase`).
+fn load_liquibase(
+    namespace: &str,
+    names: Vec<(String, PathBuf)>,
+    mut problems: Vec<FileProblem>,
+) -> Result<MigrationSet> {
+    let mut ignored = Vec::new();
+    let mut why_ignored = BTreeMap::new();
+    let mut migrations = Vec::new();
+    let mut position: u64 = 0;
+    for (name, path) in names {
+        let text = if name.ends_with(".sql") && path.is_file() && !layout::is_leftover(&name) {
+            match read_file(namespace, &path).map(|b| checksum::normalize(&b)) {
+                Ok(Ok(text)) => Some(text),
+                Ok(Err(message)) => {
+                    problems.push(problem(namespace, &path, &message));
+                    continue;
+                }
+                Err(found) => {
+                    problems.push(found);
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let Some(text) = text.filter(|t| layouts::liquibase::is_formatted(t)) else {
+            why_ignored.insert(path.clone(), "not Liquibase formatted SQL".to_string());
+            ignored.push(path);
+            continue;
+        };
+        let changesets = match layouts::liquibase::parse(&text) {
+            Ok(changesets) => changesets,
+            Err(message) => {
+                problems.push(problem(namespace, &path, &message));
+                continue;
+            }
+        };
+        for changeset in changesets {
+            position += 1;
+            let label = format!("{}:{}", changeset.author, changeset.id);
+            if let Some(dbms) = &changeset.other_dbms {
+                let at = PathBuf::from(format!("{}#{label}", path.display()));
+                why_ignored.insert(at.clone(), format!("changeset for dbms {dbms}"));
+                ignored.push(at);
+                continue;
+            }
+            let version = Version::parse(&position.to_string()).map_err(|e| Error::Config {
+                reason: ReasonCode::about(Code::MigrationFileInvalid, namespace),
+                message: e.to_string(),
+                hint: None,
+            })?;
+            let up = script_from_text(
+                namespace,
+                &path,
+                changeset.up.text,
+                changeset.up.first_line,
+                changeset.up.no_transaction,
+            );
+            let down = changeset
+                .down
+                .filter(|d| checksum::has_sql(&d.text))
+                .map(|d| script_from_text(namespace, &path, d.text, d.first_line, d.no_transaction))
+                .transpose();
+            match (up, down) {
+                (Ok(up), Ok(down)) => migrations.push(Migration {
+                    version,
+                    name: label,
+                    layout: Layout::Liquibase,
+                    up,
+                    down,
+                }),
+                (Err(mut found), _) | (_, Err(mut found)) => problems.append(&mut found),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        let reason = problems[0].reason.clone();
+        return Err(Error::Source { reason, problems });
+    }
+    Ok(MigrationSet {
+        migrations,
+        ignored,
+        why_ignored,
+        named_schemas: std::sync::OnceLock::new(),
+    })
 }
 
 /// A Drizzle directory: the journal lists the migrations, in order.

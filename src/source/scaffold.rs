@@ -239,6 +239,7 @@ pub fn new_migration(
             write_new(&down, format!("-- undo {name}\n\n").as_bytes())?;
             return Ok(vec![up, down]);
         }
+        Some(Layout::Liquibase) => return new_liquibase(dir, &name),
         Some(Layout::Reversible | Layout::UpOnly | Layout::Pop) | None => {}
     }
     if forward_only {
@@ -254,6 +255,44 @@ pub fn new_migration(
     write_new(&up, format!("-- {name}\n-- Add `-- migsafe:no-transaction` above for CREATE INDEX CONCURRENTLY and the like.\n\n").as_bytes())?;
     write_new(&down, format!("-- undo {name}\n\n").as_bytes())?;
     Ok(vec![up, down])
+}
+
+/// A Liquibase changeset, appended to the last formatted SQL file (by
+/// name: files run in name order and changesets in file order, so it runs
+/// last), or to a new `changelog.sql` when there is none. Its author is
+/// `migsafe` and its id the name.
+fn new_liquibase(dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, "read the directory", &e))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "sql") && path.is_file())
+        .filter(|path| {
+            std::fs::read(path).is_ok_and(|bytes| {
+                super::layouts::liquibase::is_formatted(&String::from_utf8_lossy(&bytes))
+            })
+        })
+        .collect();
+    files.sort();
+    let changeset = format!("--changeset migsafe:{name}\n\n--rollback \n");
+    let Some(last) = files.pop() else {
+        let path = dir.join("changelog.sql");
+        write_new(
+            &path,
+            format!("--liquibase formatted sql\n\n{changeset}").as_bytes(),
+        )?;
+        return Ok(vec![path]);
+    };
+    let existing = std::fs::read_to_string(&last).map_err(|e| Error::io(&last, "read", &e))?;
+    // Right after the last line: a blank line in between would belong to,
+    // and change the checksum of, the changeset before.
+    let separator = if existing.ends_with('\n') { "" } else { "\n" };
+    let mut file = OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .map_err(|e| Error::io(&last, "write", &e))?;
+    file.write_all(format!("{separator}{changeset}").as_bytes())
+        .map_err(|e| Error::io(&last, "write", &e))?;
+    Ok(vec![last])
 }
 
 /// A Drizzle migration: `<version>_<name>.sql` and its entry at the end of

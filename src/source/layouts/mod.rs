@@ -6,6 +6,7 @@
 
 pub mod drizzle;
 pub mod goose;
+pub mod liquibase;
 pub mod pop;
 pub mod prisma;
 pub mod sql_migrate;
