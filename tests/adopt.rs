@@ -372,6 +372,39 @@ fn a_rolled_back_or_unfinished_prisma_migration_is_refused() {
 }
 
 #[test]
+fn liquibase_changesets_are_matched_by_author_id_and_file() {
+    adopts(
+        "liquibase",
+        None,
+        "databasechangelog",
+        &["1", "2", "3"],
+        Some(&[
+            "2024-09-01 08:00:01",
+            "2024-09-01 08:00:02",
+            "2024-09-01 08:00:03",
+        ]),
+    );
+}
+
+#[test]
+fn a_failed_or_unknown_liquibase_changeset_is_refused() {
+    refuses(
+        "liquibase",
+        "UPDATE databasechangelog SET exectype = 'FAILED' WHERE id = 'users-name'",
+        |_| {},
+        &[],
+        "ADOPT_MISMATCH:default:maria:users-name",
+    );
+    refuses(
+        "liquibase",
+        "UPDATE databasechangelog SET id = 'orders-table-v2' WHERE id = 'orders-table'",
+        |_| {},
+        &[],
+        "ADOPT_MISMATCH:default:tomas:orders-table-v2",
+    );
+}
+
+#[test]
 fn pop_is_detected_and_adopted() {
     adopts(
         "pop",

@@ -183,7 +183,10 @@ fn round_trip(case: &Case) {
     let out = project.run(&db, &["new", "add_notes"], 0);
     let out2 = project.run(&db, &["status", "-v"], 0);
     assert!(out2.contains("1 pending"), "{tool}: {out}\n{out2}");
-    assert!(!out2.contains("edited after apply"), "{tool}: {out}\n{out2}");
+    assert!(
+        !out2.contains("edited after apply"),
+        "{tool}: {out}\n{out2}"
+    );
     let layout_line = out2.lines().find(|l| l.contains("layout")).unwrap();
     assert_eq!(
         layout_line.split_whitespace().nth(1),

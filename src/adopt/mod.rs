@@ -33,6 +33,7 @@ pub mod drizzle;
 pub mod flyway;
 pub mod golang_migrate;
 pub mod goose;
+pub mod liquibase;
 pub mod pop;
 pub mod prisma;
 pub mod sql_migrate;
@@ -73,11 +74,13 @@ pub enum Tool {
     Drizzle,
     /// Prisma Migrate: `_prisma_migrations`.
     Prisma,
+    /// Liquibase: `databasechangelog`.
+    Liquibase,
 }
 
 impl Tool {
     /// Every tool, in the order detection reports them.
-    pub const ALL: [Tool; 10] = [
+    pub const ALL: [Tool; 11] = [
         Tool::GolangMigrate,
         Tool::Dbmate,
         Tool::Sqlx,
@@ -88,6 +91,7 @@ impl Tool {
         Tool::Pop,
         Tool::Drizzle,
         Tool::Prisma,
+        Tool::Liquibase,
     ];
 
     /// The name used by `--from`.
@@ -103,6 +107,7 @@ impl Tool {
             Tool::Pop => "pop",
             Tool::Drizzle => "drizzle",
             Tool::Prisma => "prisma",
+            Tool::Liquibase => "liquibase",
         }
     }
 
@@ -139,6 +144,7 @@ impl Tool {
             Tool::Pop => pop::TABLE,
             Tool::Drizzle => drizzle::TABLE,
             Tool::Prisma => prisma::TABLE,
+            Tool::Liquibase => liquibase::TABLE,
         }
     }
 
@@ -157,6 +163,7 @@ impl Tool {
             Tool::Pop => has("version"),
             Tool::Drizzle => has("hash") && has("created_at"),
             Tool::Prisma => has("migration_name") && has("checksum") && has("finished_at"),
+            Tool::Liquibase => has("id") && has("author") && has("filename") && has("md5sum"),
         }
     }
 
@@ -174,6 +181,7 @@ impl Tool {
             Tool::Pop => pop::read(db).await,
             Tool::Drizzle => drizzle::read(db, dir).await,
             Tool::Prisma => prisma::read(db).await,
+            Tool::Liquibase => liquibase::read(db).await,
         }
     }
 }
@@ -222,6 +230,14 @@ pub enum Key {
     /// By the name of the folder holding the script (Prisma), with the
     /// version it starts with.
     Folder(Option<Version>, String),
+    /// By migration name and file name (a Liquibase changeset: `author:id`
+    /// in a file).
+    Named {
+        /// The migration's name (`author:id`).
+        name: String,
+        /// The file's name.
+        file: String,
+    },
     /// A row migsafe cannot take over (a Flyway repeatable or Java
     /// migration): refused, named by this.
     Unsupported(String),
@@ -244,6 +260,7 @@ impl Key {
             Key::FileName(Some(v), _) | Key::Folder(Some(v), _) => v.to_string(),
             Key::FileName(None, file) | Key::Folder(None, file) => file.clone(),
             Key::Unsupported(what) => what.clone(),
+            Key::Named { name, .. } => name.clone(),
         }
     }
 }
@@ -566,6 +583,27 @@ fn match_rows<'a>(
                     ),
                     "turn it into a versioned SQL migration of this namespace with the other tool first",
                 ));
+            }
+            Key::Named { name, file } => {
+                let migration = migrations
+                    .iter()
+                    .find(|m| {
+                        &m.name == name
+                            && m.up
+                                .path
+                                .file_name()
+                                .is_some_and(|n| n.to_string_lossy() == file.as_str())
+                    })
+                    .ok_or_else(no_file)?;
+                check(namespace, tool, row, migration)?;
+                chosen.insert(
+                    migration.version.clone(),
+                    Chosen {
+                        migration,
+                        applied_at: row.applied_at,
+                        execution_ms: row.execution_ms,
+                    },
+                );
             }
             Key::FileName(_, file) | Key::Folder(_, file) => {
                 let folder = matches!(row.key, Key::Folder(..));
