@@ -483,6 +483,17 @@ fn load_sqitch(namespace: &str, dir: &Path) -> Result<MigrationSet> {
         }
     }
     ignored.sort();
+    if migrations.is_empty() {
+        // A plan without changes beside SQL files would apply nothing.
+        let telling: Vec<PathBuf> = ignored
+            .iter()
+            .filter(|p| !p.ends_with(layouts::sqitch::PLAN) && !p.ends_with("sqitch.conf"))
+            .cloned()
+            .collect();
+        if let Some(unknown) = unknown_layout(namespace, dir, &telling) {
+            return Err(unknown);
+        }
+    }
     Ok(MigrationSet {
         migrations,
         ignored,
@@ -523,6 +534,16 @@ fn load_drizzle(namespace: &str, dir: &Path) -> Result<MigrationSet> {
         ignored.push(entry.path());
     }
     ignored.sort();
+    if entries.is_empty() {
+        let telling: Vec<PathBuf> = ignored
+            .iter()
+            .filter(|p| !p.ends_with("meta"))
+            .cloned()
+            .collect();
+        if let Some(unknown) = unknown_layout(namespace, dir, &telling) {
+            return Err(unknown);
+        }
+    }
     let mut problems = Vec::new();
     let mut migrations = Vec::with_capacity(entries.len());
     for entry in entries {
