@@ -180,6 +180,11 @@ fn round_trip(case: &Case) {
     assert!(out.contains("up to date"), "{tool}: {out}");
 
     // `new` writes the next migration in the same layout.
+    if case.layout == "sqitch" {
+        let out = project.run(&db, &["new", "add_notes"], 5);
+        assert!(out.contains("sqitch add"), "{out}");
+        return;
+    }
     let out = project.run(&db, &["new", "add_notes"], 0);
     let out2 = project.run(&db, &["status", "-v"], 0);
     assert!(out2.contains("1 pending"), "{tool}: {out}\n{out2}");
@@ -516,6 +521,40 @@ fn liquibase_changesets_are_versioned_by_position_and_run_as_marked() {
     let out = bad.run(&db, &["status"], 5);
     assert!(
         out.contains("MIGRATION_FILE_INVALID:default") && out.contains("has no id"),
+        "{out}"
+    );
+}
+
+#[test]
+fn sqitch_deploys_in_plan_order_with_reworked_changes_at_their_tag() {
+    round_trip(&Case {
+        tool: "sqitch",
+        layout: "sqitch",
+        reference: [
+            "deploy/users.sql",
+            "deploy/flips@v1.0.sql",
+            "deploy/flips.sql",
+        ]
+        .iter()
+        .map(|f| read("sqitch", f))
+        .collect(),
+        migrations: 3,
+        reversible: true,
+        ignored: &[
+            ("sqitch.conf", "not part of the Sqitch plan"),
+            ("sqitch.plan", "read for the order"),
+            ("users.sql", "verify script"),
+        ],
+        never: &[],
+    });
+    let db = TestDb::new();
+    let bad = Project::new(&[
+        ("migrations/sqitch.plan", "users 2024-01-01 Ana\n"),
+        ("migrations/deploy/users.sql", "SELECT 1;\n"),
+    ]);
+    let out = bad.run(&db, &["status"], 5);
+    assert!(
+        out.contains("MIGRATION_FILE_INVALID:default") && out.contains("line 1:"),
         "{out}"
     );
 }

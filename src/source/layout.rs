@@ -37,11 +37,13 @@ pub enum Layout {
     /// Liquibase formatted SQL: `--changeset author:id` in files that start
     /// with `--liquibase formatted sql`.
     Liquibase,
+    /// Sqitch: `sqitch.plan` with `deploy/`, `revert/` and `verify/`.
+    Sqitch,
 }
 
 impl Layout {
     /// Every layout, in the order docs list them.
-    pub const ALL: [Layout; 11] = [
+    pub const ALL: [Layout; 12] = [
         Layout::Reversible,
         Layout::UpOnly,
         Layout::Diesel,
@@ -53,6 +55,7 @@ impl Layout {
         Layout::Prisma,
         Layout::Drizzle,
         Layout::Liquibase,
+        Layout::Sqitch,
     ];
 
     /// The name used in `layout = "…"`, `status -v` and embedded migrations.
@@ -69,6 +72,7 @@ impl Layout {
             Layout::Prisma => "prisma",
             Layout::Drizzle => "drizzle",
             Layout::Liquibase => "liquibase",
+            Layout::Sqitch => "sqitch",
         }
     }
 

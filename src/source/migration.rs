@@ -91,9 +91,17 @@ impl MigrationSet {
 
     /// Why `path` is ignored.
     pub fn why_ignored(&self, path: &std::path::Path) -> &str {
-        self.why_ignored
-            .get(path)
-            .map_or("does not start with a version", String::as_str)
+        if let Some(why) = self.why_ignored.get(path) {
+            return why;
+        }
+        let leftover = path
+            .file_name()
+            .is_some_and(|name| super::layout::is_leftover(&name.to_string_lossy()));
+        if leftover {
+            "a hidden file or an editor, merge or backup copy"
+        } else {
+            "does not start with a version"
+        }
     }
 
     /// The migration with this version.

@@ -58,6 +58,11 @@ pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<Mi
     if forced == Some(Layout::Drizzle) || (forced.is_none() && layouts::drizzle::is_drizzle(dir)) {
         return load_drizzle(namespace, dir);
     }
+    if forced == Some(Layout::Sqitch)
+        || (forced.is_none() && dir.join(layouts::sqitch::PLAN).is_file())
+    {
+        return load_sqitch(namespace, dir);
+    }
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -394,6 +399,109 @@ fn load_liquibase(
     })
 }
 
+/// A Sqitch project: the plan lists the changes, in order.
+fn load_sqitch(namespace: &str, dir: &Path) -> Result<MigrationSet> {
+    let plan_path = dir.join(layouts::sqitch::PLAN);
+    let invalid = |message: String| Error::Source {
+        reason: ReasonCode::about(Code::MigrationFileInvalid, namespace),
+        problems: vec![problem(namespace, &plan_path, &message)],
+    };
+    let text = fs::read(&plan_path)
+        .map_err(|e| format!("cannot be read: {e}"))
+        .and_then(|bytes| checksum::normalize(&bytes))
+        .map_err(invalid)?;
+    let changes = layouts::sqitch::read_plan(&text, |relative| dir.join(relative).is_file())
+        .map_err(invalid)?;
+    let mut used: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut problems = Vec::new();
+    let mut migrations = Vec::with_capacity(changes.len());
+    for change in &changes {
+        let version = Version::parse(&change.position.to_string())
+            .map_err(|e| invalid(format!("line {}: {e}", change.line)))?;
+        let read = |relative: &str| {
+            let path = dir.join(relative);
+            read_file(namespace, &path)
+                .map_err(|p| vec![p])
+                .and_then(|bytes| script(namespace, &path, bytes, 1, false))
+        };
+        let up = read(&change.deploy);
+        let down = change.revert.as_deref().map(read).transpose();
+        for relative in [
+            Some(&change.deploy),
+            change.revert.as_ref(),
+            change.verify.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            used.insert(dir.join(relative));
+        }
+        match (up, down) {
+            (Ok(up), Ok(down)) => migrations.push(Migration {
+                version,
+                name: change.name.clone(),
+                layout: Layout::Sqitch,
+                up,
+                down,
+            }),
+            (Err(mut found), _) | (_, Err(mut found)) => problems.append(&mut found),
+        }
+    }
+    if !problems.is_empty() {
+        let reason = problems[0].reason.clone();
+        return Err(Error::Source { reason, problems });
+    }
+    let mut ignored = Vec::new();
+    let mut why_ignored = BTreeMap::new();
+    let mut note = |path: PathBuf, why: &str| {
+        why_ignored.insert(path.clone(), why.to_string());
+        ignored.push(path);
+    };
+    for entry in fs::read_dir(dir).map_err(|err| Error::io(dir, "read the directory", &err))? {
+        let entry = entry.map_err(|err| Error::io(dir, "read the directory", &err))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match name.as_str() {
+            "deploy" | "revert" | "verify" => {
+                let Ok(inner) = fs::read_dir(&path) else {
+                    continue;
+                };
+                for file in inner.flatten() {
+                    let file = file.path();
+                    if name == "verify" && used.contains(&file) {
+                        note(
+                            file,
+                            "Sqitch verify script: not run by migsafe (yet); run `sqitch verify`",
+                        );
+                    } else if !used.contains(&file) {
+                        note(file, "not a script of a change in sqitch.plan");
+                    }
+                }
+            }
+            layouts::sqitch::PLAN => note(path, "Sqitch's plan, read for the order"),
+            _ => note(path, "not part of the Sqitch plan"),
+        }
+    }
+    ignored.sort();
+    if migrations.is_empty() {
+        // A plan without changes beside SQL files would apply nothing.
+        let telling: Vec<PathBuf> = ignored
+            .iter()
+            .filter(|p| !p.ends_with(layouts::sqitch::PLAN) && !p.ends_with("sqitch.conf"))
+            .cloned()
+            .collect();
+        if let Some(unknown) = unknown_layout(namespace, dir, &telling) {
+            return Err(unknown);
+        }
+    }
+    Ok(MigrationSet {
+        migrations,
+        ignored,
+        why_ignored,
+        named_schemas: std::sync::OnceLock::new(),
+    })
+}
+
 /// A Drizzle directory: the journal lists the migrations, in order.
 fn load_drizzle(namespace: &str, dir: &Path) -> Result<MigrationSet> {
     let journal_path = dir.join(layouts::drizzle::JOURNAL);
@@ -426,6 +534,16 @@ fn load_drizzle(namespace: &str, dir: &Path) -> Result<MigrationSet> {
         ignored.push(entry.path());
     }
     ignored.sort();
+    if entries.is_empty() {
+        let telling: Vec<PathBuf> = ignored
+            .iter()
+            .filter(|p| !p.ends_with("meta"))
+            .cloned()
+            .collect();
+        if let Some(unknown) = unknown_layout(namespace, dir, &telling) {
+            return Err(unknown);
+        }
+    }
     let mut problems = Vec::new();
     let mut migrations = Vec::with_capacity(entries.len());
     for entry in entries {

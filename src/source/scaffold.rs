@@ -240,6 +240,12 @@ pub fn new_migration(
             return Ok(vec![up, down]);
         }
         Some(Layout::Liquibase) => return new_liquibase(dir, &name),
+        Some(Layout::Sqitch) => {
+            return Err(Error::config(
+                crate::error::Code::Usage,
+                "this namespace is a Sqitch project: add the change with `sqitch add`, which writes the plan line and the deploy, revert and verify scripts",
+            ));
+        }
         Some(Layout::Reversible | Layout::UpOnly | Layout::Pop) | None => {}
     }
     if forward_only {

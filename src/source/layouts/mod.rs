@@ -9,6 +9,7 @@ pub mod goose;
 pub mod liquibase;
 pub mod pop;
 pub mod prisma;
+pub mod sqitch;
 pub mod sql_migrate;
 
 /// One direction of a file with marked sections.
