@@ -119,6 +119,13 @@ fn migrate_natively(db: &TestDb, tool: &str, project: &Project) {
         (digits.len(), digits, name)
     };
     scripts.sort_by_key(key);
+    if dir.join("sqitch.plan").is_file() {
+        // Sqitch deploys in plan order (the fixture's plan, reworked change last).
+        scripts = ["users", "orders", "order_total@v1", "order_total"]
+            .iter()
+            .map(|c| dir.join("deploy").join(format!("{c}.sql")))
+            .collect();
+    }
     let scratch = tempfile::tempdir().unwrap();
     for (index, script) in scripts.iter().enumerate() {
         let text = std::fs::read_to_string(script).unwrap();
@@ -401,6 +408,33 @@ fn a_failed_or_unknown_liquibase_changeset_is_refused() {
         |_| {},
         &[],
         "ADOPT_MISMATCH:default:tomas:orders-table-v2",
+    );
+}
+
+#[test]
+fn sqitch_matches_a_reworked_change_to_each_of_its_instances() {
+    adopts(
+        "sqitch",
+        None,
+        "sqitch.changes",
+        &["1", "2", "3", "4"],
+        Some(&[
+            "2024-10-06 08:00:01",
+            "2024-10-06 08:00:02",
+            "2024-10-06 08:00:03",
+            "2024-10-06 08:00:04",
+        ]),
+    );
+}
+
+#[test]
+fn a_sqitch_change_not_in_the_plan_is_refused() {
+    refuses(
+        "sqitch",
+        "UPDATE sqitch.changes SET change = 'refunds' WHERE change = 'orders'",
+        |_| {},
+        &[],
+        "ADOPT_MISMATCH:default:refunds",
     );
 }
 

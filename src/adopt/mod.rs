@@ -36,6 +36,7 @@ pub mod goose;
 pub mod liquibase;
 pub mod pop;
 pub mod prisma;
+pub mod sqitch;
 pub mod sql_migrate;
 pub mod sqlx;
 
@@ -76,11 +77,13 @@ pub enum Tool {
     Prisma,
     /// Liquibase: `databasechangelog`.
     Liquibase,
+    /// Sqitch: `sqitch.changes`.
+    Sqitch,
 }
 
 impl Tool {
     /// Every tool, in the order detection reports them.
-    pub const ALL: [Tool; 11] = [
+    pub const ALL: [Tool; 12] = [
         Tool::GolangMigrate,
         Tool::Dbmate,
         Tool::Sqlx,
@@ -92,6 +95,7 @@ impl Tool {
         Tool::Drizzle,
         Tool::Prisma,
         Tool::Liquibase,
+        Tool::Sqitch,
     ];
 
     /// The name used by `--from`.
@@ -108,6 +112,7 @@ impl Tool {
             Tool::Drizzle => "drizzle",
             Tool::Prisma => "prisma",
             Tool::Liquibase => "liquibase",
+            Tool::Sqitch => "sqitch",
         }
     }
 
@@ -145,6 +150,7 @@ impl Tool {
             Tool::Drizzle => drizzle::TABLE,
             Tool::Prisma => prisma::TABLE,
             Tool::Liquibase => liquibase::TABLE,
+            Tool::Sqitch => sqitch::TABLE,
         }
     }
 
@@ -164,6 +170,7 @@ impl Tool {
             Tool::Drizzle => has("hash") && has("created_at"),
             Tool::Prisma => has("migration_name") && has("checksum") && has("finished_at"),
             Tool::Liquibase => has("id") && has("author") && has("filename") && has("md5sum"),
+            Tool::Sqitch => has("change_id") && has("change") && has("project"),
         }
     }
 
@@ -182,6 +189,7 @@ impl Tool {
             Tool::Drizzle => drizzle::read(db, dir).await,
             Tool::Prisma => prisma::read(db).await,
             Tool::Liquibase => liquibase::read(db).await,
+            Tool::Sqitch => sqitch::read(db, dir).await,
         }
     }
 }
@@ -230,6 +238,14 @@ pub enum Key {
     /// By the name of the folder holding the script (Prisma), with the
     /// version it starts with.
     Folder(Option<Version>, String),
+    /// The `occurrence`-th (0-based, in version order) migration of this
+    /// name (a Sqitch change, reworked changes appearing several times).
+    Occurrence {
+        /// The change name.
+        name: String,
+        /// Which of the migrations of that name.
+        occurrence: usize,
+    },
     /// By migration name and file name (a Liquibase changeset: `author:id`
     /// in a file).
     Named {
@@ -260,7 +276,7 @@ impl Key {
             Key::FileName(Some(v), _) | Key::Folder(Some(v), _) => v.to_string(),
             Key::FileName(None, file) | Key::Folder(None, file) => file.clone(),
             Key::Unsupported(what) => what.clone(),
-            Key::Named { name, .. } => name.clone(),
+            Key::Named { name, .. } | Key::Occurrence { name, .. } => name.clone(),
         }
     }
 }
@@ -583,6 +599,22 @@ fn match_rows<'a>(
                     ),
                     "turn it into a versioned SQL migration of this namespace with the other tool first",
                 ));
+            }
+            Key::Occurrence { name, occurrence } => {
+                let migration = migrations
+                    .iter()
+                    .filter(|m| &m.name == name)
+                    .nth(*occurrence)
+                    .ok_or_else(no_file)?;
+                check(namespace, tool, row, migration)?;
+                chosen.insert(
+                    migration.version.clone(),
+                    Chosen {
+                        migration,
+                        applied_at: row.applied_at,
+                        execution_ms: row.execution_ms,
+                    },
+                );
             }
             Key::Named { name, file } => {
                 let migration = migrations

@@ -12,7 +12,7 @@ use crate::cli::output::{BOLD, DIM, json, out, paint};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The tool whose history to take over: golang-migrate, dbmate, sqlx,
-    /// diesel, flyway, goose, sql-migrate, pop, prisma, drizzle, liquibase [default: the one whose
+    /// diesel, flyway, goose, sql-migrate, pop, prisma, drizzle, sqitch, liquibase [default: the one whose
     /// history table is present].
     #[arg(long, value_name = "TOOL")]
     pub from: Option<String>,
