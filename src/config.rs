@@ -120,6 +120,8 @@ pub struct Namespace {
     /// The schemas drift detection and the recorded schema checksum look at;
     /// `None`: the schemas its migrations create or change.
     pub schemas: Option<Vec<String>>,
+    /// `layout = "…"`: read the directory in this layout instead of detecting it.
+    pub layout: Option<crate::source::layout::Layout>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -191,6 +193,7 @@ struct RawNamespace {
     forward_only: bool,
     database_url_env: Option<String>,
     schemas: Option<Vec<String>>,
+    layout: Option<String>,
 }
 
 /// Parses a human duration: `0`, `500ms`, `5s`, `10min`, `1h 30m`.
@@ -363,12 +366,26 @@ impl Config {
             let ns: RawNamespace = value.try_into().map_err(|e: toml::de::Error| {
                 invalid(format!("namespaces.{name}: {}", e.message()))
             })?;
+            let layout = match ns.layout.as_deref() {
+                None => None,
+                Some(wanted) => Some(crate::source::layout::Layout::from_name(wanted).ok_or_else(
+                    || {
+                        invalid(format!(
+                            "namespaces.{name}: layout {wanted:?} is not one migsafe reads ({})",
+                            crate::source::layout::Layout::ALL
+                                .map(crate::source::layout::Layout::name)
+                                .join(", ")
+                        ))
+                    },
+                )?),
+            };
             namespaces.push(Namespace {
                 dir: base.join(ns.dir.unwrap_or_else(|| format!("migrations/{name}"))),
                 name,
                 forward_only: ns.forward_only,
                 database_url_env: ns.database_url_env,
                 schemas: ns.schemas,
+                layout,
             });
         }
         if namespaces.is_empty() {
@@ -378,6 +395,7 @@ impl Config {
                 forward_only: false,
                 database_url_env: None,
                 schemas: None,
+                layout: None,
             });
         }
         let lint = LintConfig {

@@ -149,6 +149,12 @@ pub enum Code {
     CutoverCancelled,
     /// The `[verify] setup` file could not be read or failed on a scratch database.
     VerifySetupFailed,
+    /// `adopt` cannot vouch for a migration of the other tool's history.
+    AdoptMismatch,
+    /// `adopt` found no history table of the tool (or of any tool).
+    AdoptSourceMissing,
+    /// `adopt` found the history tables of several tools: `--from` decides.
+    AdoptSourceAmbiguous,
 }
 
 impl Code {
@@ -222,6 +228,9 @@ impl Code {
             Code::CutoverEpochUnit => "CUTOVER_EPOCH_UNIT",
             Code::CutoverCancelled => "CUTOVER_CANCELLED",
             Code::VerifySetupFailed => "VERIFY_SETUP_FAILED",
+            Code::AdoptMismatch => "ADOPT_MISMATCH",
+            Code::AdoptSourceMissing => "ADOPT_SOURCE_MISSING",
+            Code::AdoptSourceAmbiguous => "ADOPT_SOURCE_AMBIGUOUS",
         }
     }
 }
@@ -331,7 +340,10 @@ impl Code {
             | Code::SchemaDrift
             | Code::MigrationOverBudget
             | Code::LintError
-            | Code::MigrationPending => Subject::Namespace,
+            | Code::MigrationPending
+            | Code::AdoptMismatch
+            | Code::AdoptSourceMissing
+            | Code::AdoptSourceAmbiguous => Subject::Namespace,
             _ => Subject::Other,
         }
     }

@@ -125,6 +125,8 @@ pub mod config;
 pub mod error;
 pub mod source;
 
+#[cfg(feature = "engine")]
+pub mod adopt;
 #[cfg(feature = "cutover-sqlite")]
 pub mod cutover;
 #[cfg(feature = "engine")]
@@ -159,6 +161,6 @@ pub use error::{Code, Error, ReasonCode, Result};
 #[cfg(feature = "engine")]
 pub use events::{Event, EventSink, Interrupt, TracingEvents};
 #[cfg(feature = "engine")]
-pub use migrator::Migrator;
+pub use migrator::{IgnoredFile, Migrator, SourceSummary};
 #[cfg(feature = "engine")]
 pub use plan::NamespaceState;

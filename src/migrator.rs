@@ -232,12 +232,11 @@ impl Migrator {
     /// A namespace's migrations: compiled in, or read from its directory.
     fn read_sources(
         embedded: &[(String, MigrationSet)],
-        namespace: &str,
-        dir: &std::path::Path,
+        namespace: &Namespace,
     ) -> Result<MigrationSet> {
-        match embedded.iter().find(|(name, _)| name == namespace) {
+        match embedded.iter().find(|(name, _)| *name == namespace.name) {
             Some((_, set)) => Ok(set.clone()),
-            None => source::load(namespace, dir),
+            None => source::load_as(&namespace.name, &namespace.dir, namespace.layout),
         }
     }
 
@@ -312,12 +311,7 @@ impl Migrator {
         self.config
             .select(target)?
             .into_iter()
-            .map(|ns| {
-                Ok((
-                    ns.clone(),
-                    Self::read_sources(&self.embedded, &ns.name, &ns.dir)?,
-                ))
-            })
+            .map(|ns| Ok((ns.clone(), Self::read_sources(&self.embedded, ns)?)))
             .collect()
     }
 
@@ -400,17 +394,18 @@ impl Migrator {
         crate::schema::read(&db, &self.config.history_schema).await
     }
 
-    /// The state of every selected namespace (read-only: creates nothing).
+    /// The state of every selected namespace (read-only: creates nothing),
+    /// with what was read from its directory.
     pub async fn status(
         &self,
         target: Option<&str>,
-    ) -> Result<Vec<(NamespaceState, Vec<std::path::PathBuf>)>> {
+    ) -> Result<Vec<(NamespaceState, SourceSummary)>> {
         let history = History::new(&self.config.history_schema);
         let mut out = Vec::new();
         for loaded in self.load(target)? {
             let db = loaded.settings.connect().await?;
             let state = loaded.target().state(&db, &history).await?;
-            out.push((state, loaded.sources.ignored.clone()));
+            out.push((state, SourceSummary::of(&loaded.sources)));
         }
         Ok(out)
     }
@@ -544,15 +539,12 @@ impl Migrator {
         for namespace in &namespaces {
             settings.push(self.settings_of(namespace)?);
         }
-        let to_read: Vec<(String, std::path::PathBuf)> = namespaces
-            .iter()
-            .map(|n| (n.name.clone(), n.dir.clone()))
-            .collect();
+        let to_read: Vec<Namespace> = namespaces.clone();
         let embedded = self.embedded.clone();
         let reading = tokio::task::spawn_blocking(move || {
             to_read
                 .iter()
-                .map(|(name, dir)| Self::read_sources(&embedded, name, dir))
+                .map(|namespace| Self::read_sources(&embedded, namespace))
                 .collect::<Result<Vec<MigrationSet>>>()
         });
         let first = async {
@@ -823,8 +815,7 @@ impl Migrator {
             for path in paths {
                 match self.config.namespaces.iter().find(|n| &n.name == path) {
                     Some(namespace) => {
-                        let set =
-                            Self::read_sources(&self.embedded, &namespace.name, &namespace.dir)?;
+                        let set = Self::read_sources(&self.embedded, namespace)?;
                         scripts.extend(
                             set.migrations
                                 .iter()
@@ -982,6 +973,23 @@ impl Migrator {
         Ok(stamped)
     }
 
+    /// Takes over another tool's history in one namespace (SPEC 14):
+    /// records what it applied, with its times, running nothing.
+    pub async fn adopt(
+        &self,
+        target: Option<&str>,
+        from: Option<crate::adopt::Tool>,
+        dry_run: bool,
+    ) -> Result<Vec<crate::adopt::Adoption>> {
+        let loaded = self.single(target, "adopt")?;
+        let env = self.env();
+        let mut adopted = Vec::new();
+        for item in &loaded {
+            adopted.push(crate::adopt::adopt(&env, &item.target(), from, dry_run).await?);
+        }
+        Ok(adopted)
+    }
+
     /// Repairs one history row of one namespace.
     pub async fn repair(
         &self,
@@ -1023,5 +1031,40 @@ fn not_ready_hint(code: Code) -> &'static str {
         | Code::DatabaseNotFound
         | Code::DatabaseTlsFailed => "check the database URL, the server and the network from here",
         _ => "run `migsafe status` to see the namespace's state",
+    }
+}
+
+/// What `status -v` shows of a namespace's directory: the layouts its
+/// migrations were read in and every file it ignored, with why.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceSummary {
+    /// Layout names (`goose`, `drizzle`…), each once.
+    pub layouts: Vec<&'static str>,
+    /// Ignored files and directories.
+    pub ignored: Vec<IgnoredFile>,
+}
+
+/// One ignored file and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct IgnoredFile {
+    /// Its path.
+    pub path: std::path::PathBuf,
+    /// Why it is not a migration.
+    pub reason: String,
+}
+
+impl SourceSummary {
+    fn of(set: &MigrationSet) -> SourceSummary {
+        SourceSummary {
+            layouts: set.layouts().into_iter().map(|l| l.name()).collect(),
+            ignored: set
+                .ignored
+                .iter()
+                .map(|path| IgnoredFile {
+                    path: path.clone(),
+                    reason: set.why_ignored(path).to_string(),
+                })
+                .collect(),
+        }
     }
 }

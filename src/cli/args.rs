@@ -109,6 +109,8 @@ pub enum Command {
     Rollback(commands::rollback::Args),
     /// Record versions up to VERSION as applied without running them (baseline).
     Stamp(commands::stamp::Args),
+    /// Take over another tool's history (golang-migrate, Flyway, sqlx, Prisma…): record what it applied, run nothing.
+    Adopt(commands::adopt::Args),
     /// Change the history by hand after checking the database; needs --reason.
     Repair(commands::repair::Args),
     /// The canonical schema: dump it, checksum it, or diff two databases.

@@ -112,7 +112,10 @@ enum Failure {
 /// an up script must hold SQL, a transactional script must not carry its own BEGIN/COMMIT, and a
 /// no-transaction script must split into statements.
 pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> Result<()> {
-    if std::ptr::eq(script, &migration.up) && !crate::source::checksum::has_sql(&script.sql) {
+    if std::ptr::eq(script, &migration.up)
+        && !script.directives.empty_ok
+        && !crate::source::checksum::has_sql(&script.sql)
+    {
         return Err(Error::Config {
             reason: ReasonCode::migration(
                 Code::MigrationFileInvalid,

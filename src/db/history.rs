@@ -312,6 +312,34 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
             .map_err(|e| database_error(db, "write the history table", &e))
     }
 
+    /// Inserts a row for a migration another tool applied (adopt), with the
+    /// time and duration that tool recorded.
+    pub(crate) async fn insert_adopted(&self, db: &Db, row: &AdoptRow<'_>) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {} (namespace, version, name, checksum, down_checksum, applied_at, execution_ms, applied_by, tool_version, dirty) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, false)",
+            self.table
+        );
+        db.client
+            .execute(
+                &sql,
+                &[
+                    &row.namespace,
+                    &row.version,
+                    &row.name,
+                    &row.checksum,
+                    &row.down_checksum,
+                    &row.applied_at,
+                    &row.execution_ms,
+                    &row.applied_by,
+                    &env!("CARGO_PKG_VERSION"),
+                ],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| database_error(db, "write the history table", &e))
+    }
+
     /// Updates the recorded checksum of one row (repair --accept-checksum).
     pub(crate) async fn set_checksum(
         &self,
@@ -536,6 +564,26 @@ pub struct StampRow<'a> {
     /// Down checksum.
     pub down_checksum: Option<&'a str>,
     /// Who.
+    pub applied_by: &'a str,
+}
+
+/// A row written by `adopt`.
+pub struct AdoptRow<'a> {
+    /// Namespace.
+    pub namespace: &'a str,
+    /// Version text.
+    pub version: &'a str,
+    /// Name.
+    pub name: &'a str,
+    /// Up checksum (migsafe's).
+    pub checksum: &'a str,
+    /// Down checksum.
+    pub down_checksum: Option<&'a str>,
+    /// When the other tool applied it.
+    pub applied_at: DateTime<Utc>,
+    /// How long it ran there.
+    pub execution_ms: i64,
+    /// Who adopted it.
     pub applied_by: &'a str,
 }
 

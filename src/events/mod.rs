@@ -179,6 +179,19 @@ pub enum Event {
         /// Version.
         version: String,
     },
+    /// A migration another tool applied was recorded by `adopt`, without
+    /// running it (sent after the adoption committed).
+    Adopted {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// The tool whose history it came from.
+        tool: String,
+        /// When that tool applied it (RFC 3339; the adoption time when the
+        /// tool keeps none).
+        applied_at: String,
+    },
     /// The history was changed by `repair`.
     Repaired {
         /// Namespace.

@@ -27,6 +27,8 @@ pub struct Directives {
     /// One `BEGIN; … COMMIT;` wraps the whole script: it runs without those
     /// two statements, inside migsafe's transaction.
     pub wrapped: bool,
+    /// An empty script is a valid no-op (ory/pop), not an unfinished file.
+    pub empty_ok: bool,
 }
 
 /// One lint suppression and the reason given for it.

@@ -75,24 +75,11 @@ pub struct Embedded {
 }
 
 fn layout_name(layout: Layout) -> &'static str {
-    match layout {
-        Layout::Reversible => "reversible",
-        Layout::UpOnly => "up-only",
-        Layout::Diesel => "diesel",
-        Layout::Dbmate => "dbmate",
-        Layout::Flyway => "flyway",
-    }
+    layout.name()
 }
 
 fn layout_of(name: &str) -> Option<Layout> {
-    Some(match name {
-        "reversible" => Layout::Reversible,
-        "up-only" => Layout::UpOnly,
-        "diesel" => Layout::Diesel,
-        "dbmate" => Layout::Dbmate,
-        "flyway" => Layout::Flyway,
-        _ => return None,
-    })
+    Layout::from_name(name)
 }
 
 impl Embedded {
@@ -119,6 +106,7 @@ impl Embedded {
         Ok(MigrationSet {
             migrations,
             ignored: Vec::new(),
+            why_ignored: std::collections::BTreeMap::new(),
             named_schemas: std::sync::OnceLock::new(),
         })
     }

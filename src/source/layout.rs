@@ -24,6 +24,62 @@ pub enum Layout {
     Dbmate,
     /// `V<ver>__<name>.sql` and `U<ver>__<name>.sql`.
     Flyway,
+    /// goose: `<ver>_<name>.sql` with `-- +goose Up` / `-- +goose Down`.
+    Goose,
+    /// sql-migrate: `<ver>_<name>.sql` with `-- +migrate Up` / `Down` sections.
+    SqlMigrate,
+    /// ory/pop: `<ver>_<name>[.<dialect>][.autocommit].(up|down).sql`.
+    Pop,
+    /// Prisma Migrate: `<ts>_<name>/migration.sql`.
+    Prisma,
+    /// Drizzle: `<tag>.sql` listed in `meta/_journal.json`.
+    Drizzle,
+    /// Liquibase formatted SQL: `--changeset author:id` in files that start
+    /// with `--liquibase formatted sql`.
+    Liquibase,
+    /// Sqitch: `sqitch.plan` with `deploy/`, `revert/` and `verify/`.
+    Sqitch,
+}
+
+impl Layout {
+    /// Every layout, in the order docs list them.
+    pub const ALL: [Layout; 12] = [
+        Layout::Reversible,
+        Layout::UpOnly,
+        Layout::Diesel,
+        Layout::Dbmate,
+        Layout::Flyway,
+        Layout::Goose,
+        Layout::SqlMigrate,
+        Layout::Pop,
+        Layout::Prisma,
+        Layout::Drizzle,
+        Layout::Liquibase,
+        Layout::Sqitch,
+    ];
+
+    /// The name used in `layout = "…"`, `status -v` and embedded migrations.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Reversible => "reversible",
+            Layout::UpOnly => "up-only",
+            Layout::Diesel => "diesel",
+            Layout::Dbmate => "dbmate",
+            Layout::Flyway => "flyway",
+            Layout::Goose => "goose",
+            Layout::SqlMigrate => "sql-migrate",
+            Layout::Pop => "pop",
+            Layout::Prisma => "prisma",
+            Layout::Drizzle => "drizzle",
+            Layout::Liquibase => "liquibase",
+            Layout::Sqitch => "sqitch",
+        }
+    }
+
+    /// The layout with this [`Layout::name`].
+    pub fn from_name(name: &str) -> Option<Layout> {
+        Layout::ALL.into_iter().find(|layout| layout.name() == name)
+    }
 }
 
 /// The part a file plays in a migration.
@@ -48,6 +104,32 @@ pub struct MigrationName {
     pub role: Role,
     /// The layout the name belongs to (`UpOnly` for plain files until read).
     pub layout: Layout,
+    /// ory/pop: the database dialect the file is for (`postgres`, `mysql`…).
+    pub dialect: Option<String>,
+    /// ory/pop: `.autocommit`, run without a transaction.
+    pub autocommit: bool,
+}
+
+/// Dialects ory/pop names in file names. Only `postgres` (and its aliases)
+/// is for this database; the others are another database's copy.
+const POP_DIALECTS: &[&str] = &[
+    "postgres",
+    "postgresql",
+    "pg",
+    "cockroach",
+    "cockroachdb",
+    "crdb",
+    "mysql",
+    "mariadb",
+    "sqlite",
+    "sqlite3",
+    "mssql",
+    "sqlserver",
+];
+
+/// True for a pop dialect that means PostgreSQL.
+pub fn is_postgres_dialect(dialect: &str) -> bool {
+    matches!(dialect, "postgres" | "postgresql" | "pg")
 }
 
 /// Endings of the copies that editors (vim swap files, emacs and nano
@@ -122,6 +204,8 @@ fn parse_flyway(file_name: &str, prefix: char) -> Result<MigrationName, String> 
         name: name.to_string(),
         role: if prefix == 'V' { Role::Up } else { Role::Down },
         layout: Layout::Flyway,
+        dialect: None,
+        autocommit: false,
     })
 }
 
@@ -137,6 +221,20 @@ fn parse_plain(file_name: &str) -> Result<MigrationName, String> {
             "starts with a version but is not a .sql file (expected `<version>_<name>.sql`, `.up.sql` or `.down.sql`); rename or move it".into(),
         );
     };
+    let (mut stem, mut layout) = (stem, layout);
+    let (mut dialect, mut autocommit) = (None, false);
+    if role != Role::Plain {
+        // ory/pop: `<ver>_<name>[.<dialect>][.autocommit].(up|down).sql`.
+        if let Some(rest) = stem.strip_suffix(".autocommit") {
+            (stem, autocommit, layout) = (rest, true, Layout::Pop);
+        }
+        if let Some((rest, last)) = stem.rsplit_once('.')
+            && POP_DIALECTS.contains(&last.to_ascii_lowercase().as_str())
+        {
+            dialect = Some(last.to_ascii_lowercase());
+            (stem, layout) = (rest, Layout::Pop);
+        }
+    }
     let (version, name) = split_version(stem).ok_or_else(|| {
         "expected `<version>_<name>.sql`, `.up.sql` or `.down.sql` (digits, then `_`, then a name)".to_string()
     })?;
@@ -145,6 +243,8 @@ fn parse_plain(file_name: &str) -> Result<MigrationName, String> {
         name: name.to_string(),
         role,
         layout,
+        dialect,
+        autocommit,
     })
 }
 

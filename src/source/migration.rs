@@ -63,6 +63,10 @@ pub struct MigrationSet {
     pub migrations: Vec<Migration>,
     /// Files and directories that do not start with a version, for `status -v`.
     pub ignored: Vec<PathBuf>,
+    /// Why a file in `ignored` is, when it is not the plain "does not start
+    /// with a version" (another dialect's pop file, a file the Drizzle journal
+    /// does not list…).
+    pub why_ignored: std::collections::BTreeMap<PathBuf, String>,
     /// The schemas the scripts name, read once ([`crate::schema::Scope`]).
     pub named_schemas: std::sync::OnceLock<std::collections::BTreeSet<String>>,
 }
@@ -72,6 +76,32 @@ impl MigrationSet {
     /// without configuration (up-only layouts, Flyway `V` files only).
     pub fn forward_only(&self) -> bool {
         !self.migrations.is_empty() && self.migrations.iter().all(|m| m.down.is_none())
+    }
+
+    /// The layouts the migrations follow, each once, in the order first met.
+    pub fn layouts(&self) -> Vec<Layout> {
+        let mut out: Vec<Layout> = Vec::new();
+        for migration in &self.migrations {
+            if !out.contains(&migration.layout) {
+                out.push(migration.layout);
+            }
+        }
+        out
+    }
+
+    /// Why `path` is ignored.
+    pub fn why_ignored(&self, path: &std::path::Path) -> &str {
+        if let Some(why) = self.why_ignored.get(path) {
+            return why;
+        }
+        let leftover = path
+            .file_name()
+            .is_some_and(|name| super::layout::is_leftover(&name.to_string_lossy()));
+        if leftover {
+            "a hidden file or an editor, merge or backup copy"
+        } else {
+            "does not start with a version"
+        }
     }
 
     /// The migration with this version.

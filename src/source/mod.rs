@@ -8,6 +8,7 @@ pub mod checksum;
 pub mod directives;
 pub mod embed;
 pub mod layout;
+pub mod layouts;
 pub mod migration;
 #[cfg(feature = "engine")]
 pub mod scaffold;
@@ -15,7 +16,7 @@ pub mod scaffold;
 pub mod statements;
 pub mod version;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,10 @@ struct Part {
     role: Role,
     path: PathBuf,
     no_transaction_from_metadata: bool,
+    /// ory/pop: the dialect in the file name.
+    dialect: Option<String>,
+    /// What `layout = "…"` in the config says, if anything.
+    forced: Option<Layout>,
 }
 
 #[derive(Default)]
@@ -39,8 +44,25 @@ struct Slot {
     downs: Vec<Part>,
 }
 
-/// Loads every migration of `namespace` from `dir`.
+/// Loads every migration of `namespace` from `dir`, detecting its layout.
 pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
+    load_as(namespace, dir, None)
+}
+
+/// Loads every migration of `namespace` from `dir`; `forced` (the
+/// namespace's `layout = "…"`) overrides detection where a directory could be
+/// read two ways: a file with `-- +goose Up` under `layout = "up-only"` is one
+/// up-only script whose markers are comments, and a directory with a Drizzle
+/// journal under any other layout is read file by file.
+pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<MigrationSet> {
+    if forced == Some(Layout::Drizzle) || (forced.is_none() && layouts::drizzle::is_drizzle(dir)) {
+        return load_drizzle(namespace, dir);
+    }
+    if forced == Some(Layout::Sqitch)
+        || (forced.is_none() && dir.join(layouts::sqitch::PLAN).is_file())
+    {
+        return load_sqitch(namespace, dir);
+    }
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -77,14 +99,34 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
         }
     }
     names.sort();
+    if forced == Some(Layout::Liquibase)
+        || (forced.is_none() && names.iter().any(|(name, path)| looks_liquibase(name, path)))
+    {
+        return load_liquibase(namespace, names, problems);
+    }
 
     let mut slots: BTreeMap<Version, Slot> = BTreeMap::new();
     let mut ignored = Vec::new();
+    let mut why_ignored = BTreeMap::new();
     for (name, path) in names {
         let is_dir = is_dir_entry(&path, kinds.get(&path).copied());
         if is_dir {
             match layout::parse_dir_name(&name) {
                 Ok(None) => ignored.push(path),
+                Ok(Some((version, migration_name)))
+                    if forced.is_none_or(|f| f == Layout::Prisma)
+                        && layouts::prisma::is_migration_dir(&path) =>
+                {
+                    slots.entry(version).or_default().ups.push(Part {
+                        name: migration_name,
+                        layout: Layout::Prisma,
+                        role: Role::Up,
+                        path: path.join(layouts::prisma::SCRIPT),
+                        no_transaction_from_metadata: false,
+                        dialect: None,
+                        forced,
+                    });
+                }
                 Ok(Some((version, migration_name))) => match read_diesel_dir(&path) {
                     Ok(parts) => {
                         let slot = slots.entry(version).or_default();
@@ -95,6 +137,8 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
                             role: Role::Up,
                             path: path.join("up.sql"),
                             no_transaction_from_metadata: no_tx,
+                            dialect: None,
+                            forced,
                         });
                         if parts.has_down {
                             slot.downs.push(Part {
@@ -103,6 +147,8 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
                                 role: Role::Down,
                                 path: path.join("down.sql"),
                                 no_transaction_from_metadata: no_tx,
+                                dialect: None,
+                                forced,
                             });
                         }
                     }
@@ -112,16 +158,32 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
             }
             continue;
         }
-        match layout::parse_file_name(&name) {
+        if name == layouts::prisma::LOCK_FILE {
+            match fs::read_to_string(&path)
+                .map_err(|e| format!("cannot be read: {e}"))
+                .and_then(|text| layouts::prisma::check_lock(&text))
+            {
+                Ok(()) => {
+                    why_ignored.insert(path.clone(), "Prisma's provider lock".to_string());
+                    ignored.push(path);
+                }
+                Err(message) => problems.push(problem(namespace, &path, &message)),
+            }
+            continue;
+        }
+        match layout::parse_file_name(&name).or_else(|err| sql_migrate_bare(&name, &path, err)) {
             Ok(None) => ignored.push(path),
             Ok(Some(parsed)) => {
                 let slot = slots.entry(parsed.version.clone()).or_default();
+                let no_transaction_from_metadata = parsed.autocommit;
                 let part = Part {
                     name: parsed.name,
                     layout: parsed.layout,
                     role: parsed.role,
                     path,
-                    no_transaction_from_metadata: false,
+                    no_transaction_from_metadata,
+                    dialect: parsed.dialect,
+                    forced,
                 };
                 match parsed.role {
                     Role::Down => slot.downs.push(part),
@@ -132,10 +194,32 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
         }
     }
 
+    let pop = slots
+        .values()
+        .flat_map(|slot| slot.ups.iter().chain(&slot.downs))
+        .any(|part| part.layout == Layout::Pop);
+    if pop {
+        for slot in slots.values_mut() {
+            for parts in [&mut slot.ups, &mut slot.downs] {
+                choose_pop_files(parts, &mut ignored, &mut why_ignored);
+            }
+        }
+        slots.retain(|_, slot| !slot.ups.is_empty() || !slot.downs.is_empty());
+    }
+
     let mut migrations = Vec::with_capacity(slots.len());
     for result in assemble_all(namespace, slots.into_iter().collect()) {
         match result {
-            Ok(migration) => migrations.push(migration),
+            Ok(mut migration) => {
+                if pop && migration.layout == Layout::Reversible {
+                    migration.layout = Layout::Pop;
+                }
+                if migration.layout == Layout::Pop {
+                    // pop writes empty files for versions that need nothing on a dialect.
+                    migration.up.directives.empty_ok = true;
+                }
+                migrations.push(migration);
+            }
             Err(mut found) => problems.append(&mut found),
         }
     }
@@ -148,9 +232,356 @@ pub fn load(namespace: &str, dir: &Path) -> Result<MigrationSet> {
     {
         return Err(unknown);
     }
+    ignored.sort();
     Ok(MigrationSet {
         migrations,
         ignored,
+        why_ignored,
+        named_schemas: std::sync::OnceLock::new(),
+    })
+}
+
+/// sql-migrate also allows a bare `<ver>.sql`; such a name is a migration
+/// when the file has `-- +migrate` markers, and stays an error otherwise.
+fn sql_migrate_bare(
+    name: &str,
+    path: &Path,
+    err: String,
+) -> std::result::Result<Option<layout::MigrationName>, String> {
+    let Some(stem) = name.strip_suffix(".sql") else {
+        return Err(err);
+    };
+    if stem.is_empty() || !stem.chars().all(|c| c.is_ascii_digit()) {
+        return Err(err);
+    }
+    let text = fs::read(path)
+        .ok()
+        .and_then(|bytes| checksum::normalize(&bytes).ok())
+        .unwrap_or_default();
+    if !layouts::sql_migrate::is_sql_migrate(&text) {
+        return Err(err);
+    }
+    let version = Version::parse(stem).map_err(|e| e.to_string())?;
+    Ok(Some(layout::MigrationName {
+        version,
+        name: stem.to_string(),
+        role: Role::Plain,
+        layout: Layout::UpOnly,
+        dialect: None,
+        autocommit: false,
+    }))
+}
+
+/// Keeps, among one version's pop files of one direction, the one for
+/// PostgreSQL; the others are ignored with the reason.
+fn choose_pop_files(
+    parts: &mut Vec<Part>,
+    ignored: &mut Vec<PathBuf>,
+    why_ignored: &mut BTreeMap<PathBuf, String>,
+) {
+    let dialects: Vec<Option<&str>> = parts.iter().map(|p| p.dialect.as_deref()).collect();
+    let choices = layouts::pop::choose(&dialects);
+    let mut kept = Vec::with_capacity(parts.len());
+    for (part, choice) in parts.drain(..).zip(choices) {
+        match choice {
+            layouts::pop::Choice::Use => kept.push(part),
+            layouts::pop::Choice::Ignore(why) => {
+                why_ignored.insert(part.path.clone(), why);
+                ignored.push(part.path);
+            }
+        }
+    }
+    *parts = kept;
+}
+
+/// True for a `.sql` file whose name is in no other layout (or is a plain
+/// `<ver>_<name>.sql`) and whose first line is `--liquibase formatted sql`.
+fn looks_liquibase(name: &str, path: &Path) -> bool {
+    if !name.ends_with(".sql") || layout::is_leftover(name) {
+        return false;
+    }
+    if let Ok(Some(parsed)) = layout::parse_file_name(name)
+        && parsed.role != Role::Plain
+    {
+        return false;
+    }
+    use std::io::Read;
+    let mut head = [0u8; 128];
+    let read = fs::File::open(path).and_then(|mut file| file.read(&mut head));
+    read.is_ok_and(|n| layouts::liquibase::is_formatted(&String::from_utf8_lossy(&head[..n])))
+}
+
+/// A directory of Liquibase formatted SQL files: files by name, changesets
+/// in file order, versions by position (see `layouts::liquibase`).
+fn load_liquibase(
+    namespace: &str,
+    names: Vec<(String, PathBuf)>,
+    mut problems: Vec<FileProblem>,
+) -> Result<MigrationSet> {
+    let mut ignored = Vec::new();
+    let mut why_ignored = BTreeMap::new();
+    let mut migrations = Vec::new();
+    let mut position: u64 = 0;
+    for (name, path) in names {
+        let text = if name.ends_with(".sql") && path.is_file() && !layout::is_leftover(&name) {
+            match read_file(namespace, &path).map(|b| checksum::normalize(&b)) {
+                Ok(Ok(text)) => Some(text),
+                Ok(Err(message)) => {
+                    problems.push(problem(namespace, &path, &message));
+                    continue;
+                }
+                Err(found) => {
+                    problems.push(found);
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let Some(text) = text.filter(|t| layouts::liquibase::is_formatted(t)) else {
+            why_ignored.insert(path.clone(), "not Liquibase formatted SQL".to_string());
+            ignored.push(path);
+            continue;
+        };
+        let changesets = match layouts::liquibase::parse(&text) {
+            Ok(changesets) => changesets,
+            Err(message) => {
+                problems.push(problem(namespace, &path, &message));
+                continue;
+            }
+        };
+        for changeset in changesets {
+            position += 1;
+            let label = format!("{}:{}", changeset.author, changeset.id);
+            if let Some(dbms) = &changeset.other_dbms {
+                let at = PathBuf::from(format!("{}#{label}", path.display()));
+                why_ignored.insert(at.clone(), format!("changeset for dbms {dbms}"));
+                ignored.push(at);
+                continue;
+            }
+            let version = Version::parse(&position.to_string()).map_err(|e| Error::Config {
+                reason: ReasonCode::about(Code::MigrationFileInvalid, namespace),
+                message: e.to_string(),
+                hint: None,
+                source: None,
+            })?;
+            let up = script_from_text(
+                namespace,
+                &path,
+                changeset.up.text,
+                changeset.up.first_line,
+                changeset.up.no_transaction,
+            );
+            let down = changeset
+                .down
+                .filter(|d| checksum::has_sql(&d.text))
+                .map(|d| script_from_text(namespace, &path, d.text, d.first_line, d.no_transaction))
+                .transpose();
+            match (up, down) {
+                (Ok(up), Ok(down)) => migrations.push(Migration {
+                    version,
+                    name: label,
+                    layout: Layout::Liquibase,
+                    up,
+                    down,
+                }),
+                (Err(mut found), _) | (_, Err(mut found)) => problems.append(&mut found),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        let reason = problems[0].reason.clone();
+        return Err(Error::Source { reason, problems });
+    }
+    Ok(MigrationSet {
+        migrations,
+        ignored,
+        why_ignored,
+        named_schemas: std::sync::OnceLock::new(),
+    })
+}
+
+/// A Sqitch project: the plan lists the changes, in order.
+fn load_sqitch(namespace: &str, dir: &Path) -> Result<MigrationSet> {
+    let plan_path = dir.join(layouts::sqitch::PLAN);
+    let invalid = |message: String| Error::Source {
+        reason: ReasonCode::about(Code::MigrationFileInvalid, namespace),
+        problems: vec![problem(namespace, &plan_path, &message)],
+    };
+    let text = fs::read(&plan_path)
+        .map_err(|e| format!("cannot be read: {e}"))
+        .and_then(|bytes| checksum::normalize(&bytes))
+        .map_err(invalid)?;
+    let changes = layouts::sqitch::read_plan(&text, |relative| dir.join(relative).is_file())
+        .map_err(invalid)?;
+    let mut used: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut problems = Vec::new();
+    let mut migrations = Vec::with_capacity(changes.len());
+    for change in &changes {
+        let version = Version::parse(&change.position.to_string())
+            .map_err(|e| invalid(format!("line {}: {e}", change.line)))?;
+        let read = |relative: &str| {
+            let path = dir.join(relative);
+            read_file(namespace, &path)
+                .map_err(|p| vec![p])
+                .and_then(|bytes| script(namespace, &path, bytes, 1, false))
+        };
+        let up = read(&change.deploy);
+        let down = change.revert.as_deref().map(read).transpose();
+        for relative in [
+            Some(&change.deploy),
+            change.revert.as_ref(),
+            change.verify.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            used.insert(dir.join(relative));
+        }
+        match (up, down) {
+            (Ok(up), Ok(down)) => migrations.push(Migration {
+                version,
+                name: change.name.clone(),
+                layout: Layout::Sqitch,
+                up,
+                down,
+            }),
+            (Err(mut found), _) | (_, Err(mut found)) => problems.append(&mut found),
+        }
+    }
+    if !problems.is_empty() {
+        let reason = problems[0].reason.clone();
+        return Err(Error::Source { reason, problems });
+    }
+    let mut ignored = Vec::new();
+    let mut why_ignored = BTreeMap::new();
+    let mut note = |path: PathBuf, why: &str| {
+        why_ignored.insert(path.clone(), why.to_string());
+        ignored.push(path);
+    };
+    for entry in fs::read_dir(dir).map_err(|err| Error::io(dir, "read the directory", &err))? {
+        let entry = entry.map_err(|err| Error::io(dir, "read the directory", &err))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match name.as_str() {
+            "deploy" | "revert" | "verify" => {
+                let Ok(inner) = fs::read_dir(&path) else {
+                    continue;
+                };
+                for file in inner.flatten() {
+                    let file = file.path();
+                    if name == "verify" && used.contains(&file) {
+                        note(
+                            file,
+                            "Sqitch verify script: not run by migsafe (yet); run `sqitch verify`",
+                        );
+                    } else if !used.contains(&file) {
+                        note(file, "not a script of a change in sqitch.plan");
+                    }
+                }
+            }
+            layouts::sqitch::PLAN => note(path, "Sqitch's plan, read for the order"),
+            _ => note(path, "not part of the Sqitch plan"),
+        }
+    }
+    ignored.sort();
+    if migrations.is_empty() {
+        // A plan without changes beside SQL files would apply nothing.
+        let telling: Vec<PathBuf> = ignored
+            .iter()
+            .filter(|p| !p.ends_with(layouts::sqitch::PLAN) && !p.ends_with("sqitch.conf"))
+            .cloned()
+            .collect();
+        if let Some(unknown) = unknown_layout(namespace, dir, &telling) {
+            return Err(unknown);
+        }
+    }
+    Ok(MigrationSet {
+        migrations,
+        ignored,
+        why_ignored,
+        named_schemas: std::sync::OnceLock::new(),
+    })
+}
+
+/// A Drizzle directory: the journal lists the migrations, in order.
+fn load_drizzle(namespace: &str, dir: &Path) -> Result<MigrationSet> {
+    let journal_path = dir.join(layouts::drizzle::JOURNAL);
+    let text = fs::read(&journal_path)
+        .map_err(|e| format!("cannot be read: {e}"))
+        .and_then(|bytes| checksum::normalize(&bytes));
+    let entries = text.and_then(|text| layouts::drizzle::read_journal(&text));
+    let entries = entries.map_err(|message| Error::Source {
+        reason: ReasonCode::about(Code::MigrationFileInvalid, namespace),
+        problems: vec![problem(namespace, &journal_path, &message)],
+    })?;
+    let listed: BTreeSet<&str> = entries.iter().map(|e| e.file.as_str()).collect();
+    let mut ignored = Vec::new();
+    let mut why_ignored = BTreeMap::new();
+    let read = fs::read_dir(dir).map_err(|err| Error::io(dir, "read the directory", &err))?;
+    for entry in read {
+        let entry = entry.map_err(|err| Error::io(dir, "read the directory", &err))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if listed.contains(name.as_str()) {
+            continue;
+        }
+        let why = if name == "meta" {
+            "Drizzle's journal and schema snapshots"
+        } else if name.ends_with(".sql") && !layout::is_leftover(&name) {
+            "not in meta/_journal.json: Drizzle never applies it"
+        } else {
+            "not a Drizzle migration"
+        };
+        why_ignored.insert(entry.path(), why.to_string());
+        ignored.push(entry.path());
+    }
+    ignored.sort();
+    if entries.is_empty() {
+        let telling: Vec<PathBuf> = ignored
+            .iter()
+            .filter(|p| !p.ends_with("meta"))
+            .cloned()
+            .collect();
+        if let Some(unknown) = unknown_layout(namespace, dir, &telling) {
+            return Err(unknown);
+        }
+    }
+    let mut problems = Vec::new();
+    let mut migrations = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let path = dir.join(&entry.file);
+        let result = read_file(namespace, &path)
+            .map_err(|p| vec![p])
+            .and_then(|bytes| script(namespace, &path, bytes, 1, false));
+        match result {
+            Ok(up) => migrations.push(Migration {
+                version: entry.version,
+                name: entry.name,
+                layout: Layout::Drizzle,
+                up,
+                down: None,
+            }),
+            Err(mut found) => {
+                for p in &mut found {
+                    if !path.exists() {
+                        p.message = format!(
+                            "is listed in {} but does not exist; restore it or remove its journal entry",
+                            layouts::drizzle::JOURNAL
+                        );
+                    }
+                }
+                problems.append(&mut found);
+            }
+        }
+    }
+    if !problems.is_empty() {
+        let reason = problems[0].reason.clone();
+        return Err(Error::Source { reason, problems });
+    }
+    Ok(MigrationSet {
+        migrations,
+        ignored,
+        why_ignored,
         named_schemas: std::sync::OnceLock::new(),
     })
 }
@@ -341,9 +772,17 @@ fn assemble(
 
     let up_bytes = read_file(namespace, &up_part.path).map_err(|p| vec![p])?;
     let mut layout = up_part.layout;
-    let (up, down) = if up_part.role == Role::Plain && is_dbmate(&up_bytes) {
+    let content = if up_part.role == Role::Plain {
+        content_layout(&up_bytes, up_part.forced)
+    } else {
+        Layout::UpOnly
+    };
+    let (up, down) = if content == Layout::Dbmate {
         layout = Layout::Dbmate;
         split_dbmate(namespace, &up_part.path, &up_bytes)?
+    } else if matches!(content, Layout::Goose | Layout::SqlMigrate) {
+        layout = content;
+        split_marked(namespace, &up_part.path, &up_bytes, content)?
     } else {
         let up = script(
             namespace,
@@ -428,6 +867,61 @@ pub(crate) fn script_from_text(
 
 const DBMATE_UP: &str = "-- migrate:up";
 const DBMATE_DOWN: &str = "-- migrate:down";
+
+/// Which tool's sections a plain `<ver>_<name>.sql` file has: dbmate,
+/// goose, sql-migrate, or none (`UpOnly`). A forced layout reads the file
+/// that way only.
+fn content_layout(bytes: &[u8], forced: Option<Layout>) -> Layout {
+    let text = || String::from_utf8_lossy(bytes);
+    let wanted = |layout: Layout| forced.is_none_or(|f| f == layout);
+    if wanted(Layout::Dbmate) && is_dbmate(bytes) {
+        Layout::Dbmate
+    } else if wanted(Layout::Goose) && layouts::goose::is_goose(&text()) {
+        Layout::Goose
+    } else if wanted(Layout::SqlMigrate) && layouts::sql_migrate::is_sql_migrate(&text()) {
+        Layout::SqlMigrate
+    } else {
+        Layout::UpOnly
+    }
+}
+
+/// Splits a goose or sql-migrate file into its up and down scripts, each
+/// checksummed on its own, like dbmate's sections.
+fn split_marked(
+    namespace: &str,
+    path: &Path,
+    bytes: &[u8],
+    layout: Layout,
+) -> Result<(Script, Option<Script>), Vec<FileProblem>> {
+    let text = checksum::normalize(bytes).map_err(|m| vec![problem(namespace, path, &m)])?;
+    let sections = if layout == Layout::Goose {
+        layouts::goose::split(&text)
+    } else {
+        layouts::sql_migrate::split(&text)
+    }
+    .map_err(|m| vec![problem(namespace, path, &m)])?;
+    let up = script_from_text(
+        namespace,
+        path,
+        sections.up.text,
+        sections.up.first_line,
+        sections.up.no_transaction,
+    )?;
+    let down = match sections.down {
+        Some(section) => {
+            let down = script_from_text(
+                namespace,
+                path,
+                section.text,
+                section.first_line,
+                section.no_transaction,
+            )?;
+            checksum::has_sql(&down.sql).then_some(down)
+        }
+        None => None,
+    };
+    Ok((up, down))
+}
 
 fn is_dbmate(bytes: &[u8]) -> bool {
     bytes.split(|b| *b == b'\n').any(|line| {

@@ -5,6 +5,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::layout::Layout;
 use super::{MigrationSet, Version};
 use crate::error::{Error, Result};
 
@@ -167,13 +168,18 @@ pub fn slug(name: &str) -> String {
     out.trim_end_matches('_').to_string()
 }
 
-/// Creates the files of a new migration in `dir`: `<v>_<name>.up.sql` and
-/// `.down.sql`, or one `<v>_<name>.sql` for a forward-only namespace.
+/// Creates the files of a new migration in `dir`, in the namespace's
+/// `layout` (its configured one, else that of its newest migration):
+/// `<v>_<name>.up.sql` and `.down.sql` by default, one `<v>_<name>.sql` for a
+/// forward-only namespace, and each other tool's own form (a goose or
+/// sql-migrate file with its markers, a Prisma folder, a Drizzle file with
+/// its journal entry…).
 pub fn new_migration(
     dir: &Path,
     version: &str,
     name: &str,
     forward_only: bool,
+    layout: Option<Layout>,
 ) -> Result<Vec<PathBuf>> {
     let name = slug(name);
     if name.is_empty() {
@@ -183,6 +189,65 @@ pub fn new_migration(
         ));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create", &e))?;
+    let one = |file: String, text: String| -> Result<Vec<PathBuf>> {
+        let path = dir.join(file);
+        write_new(&path, text.as_bytes())?;
+        Ok(vec![path])
+    };
+    match layout {
+        Some(Layout::Goose) => {
+            return one(
+                format!("{version}_{name}.sql"),
+                format!("-- {name}\n-- +goose Up\n\n-- +goose Down\n"),
+            );
+        }
+        Some(Layout::SqlMigrate) => {
+            return one(
+                format!("{version}_{name}.sql"),
+                format!("-- {name}\n-- +migrate Up\n\n-- +migrate Down\n"),
+            );
+        }
+        Some(Layout::Dbmate) => {
+            return one(
+                format!("{version}_{name}.sql"),
+                "-- migrate:up\n\n-- migrate:down\n".to_string(),
+            );
+        }
+        Some(Layout::Prisma) => {
+            let folder = dir.join(format!("{version}_{name}"));
+            std::fs::create_dir(&folder).map_err(|e| Error::io(&folder, "create", &e))?;
+            let path = folder.join(super::layouts::prisma::SCRIPT);
+            write_new(&path, format!("-- {name}\n\n").as_bytes())?;
+            return Ok(vec![path]);
+        }
+        Some(Layout::Drizzle) => return new_drizzle(dir, version, &name),
+        Some(Layout::Diesel) => {
+            let folder = dir.join(format!("{version}_{name}"));
+            std::fs::create_dir(&folder).map_err(|e| Error::io(&folder, "create", &e))?;
+            let (up, down) = (folder.join("up.sql"), folder.join("down.sql"));
+            write_new(&up, format!("-- {name}\n\n").as_bytes())?;
+            write_new(&down, format!("-- undo {name}\n\n").as_bytes())?;
+            return Ok(vec![up, down]);
+        }
+        Some(Layout::Flyway) => {
+            let up = dir.join(format!("V{version}__{name}.sql"));
+            write_new(&up, format!("-- {name}\n\n").as_bytes())?;
+            if forward_only {
+                return Ok(vec![up]);
+            }
+            let down = dir.join(format!("U{version}__{name}.sql"));
+            write_new(&down, format!("-- undo {name}\n\n").as_bytes())?;
+            return Ok(vec![up, down]);
+        }
+        Some(Layout::Liquibase) => return new_liquibase(dir, &name),
+        Some(Layout::Sqitch) => {
+            return Err(Error::config(
+                crate::error::Code::Usage,
+                "this namespace is a Sqitch project: add the change with `sqitch add`, which writes the plan line and the deploy, revert and verify scripts",
+            ));
+        }
+        Some(Layout::Reversible | Layout::UpOnly | Layout::Pop) | None => {}
+    }
     if forward_only {
         let path = dir.join(format!("{version}_{name}.sql"));
         write_new(
@@ -196,6 +261,94 @@ pub fn new_migration(
     write_new(&up, format!("-- {name}\n-- Add `-- migsafe:no-transaction` above for CREATE INDEX CONCURRENTLY and the like.\n\n").as_bytes())?;
     write_new(&down, format!("-- undo {name}\n\n").as_bytes())?;
     Ok(vec![up, down])
+}
+
+/// A Liquibase changeset, appended to the last formatted SQL file (by
+/// name: files run in name order and changesets in file order, so it runs
+/// last), or to a new `changelog.sql` when there is none. Its author is
+/// `migsafe` and its id the name.
+fn new_liquibase(dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, "read the directory", &e))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "sql") && path.is_file())
+        .filter(|path| {
+            std::fs::read(path).is_ok_and(|bytes| {
+                super::layouts::liquibase::is_formatted(&String::from_utf8_lossy(&bytes))
+            })
+        })
+        .collect();
+    files.sort();
+    let changeset = format!("--changeset migsafe:{name}\n\n--rollback \n");
+    let Some(last) = files.pop() else {
+        let path = dir.join("changelog.sql");
+        write_new(
+            &path,
+            format!("--liquibase formatted sql\n\n{changeset}").as_bytes(),
+        )?;
+        return Ok(vec![path]);
+    };
+    let existing = std::fs::read_to_string(&last).map_err(|e| Error::io(&last, "read", &e))?;
+    // Right after the last line: a blank line in between would belong to,
+    // and change the checksum of, the changeset before.
+    let separator = if existing.ends_with('\n') { "" } else { "\n" };
+    let mut file = OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .map_err(|e| Error::io(&last, "write", &e))?;
+    file.write_all(format!("{separator}{changeset}").as_bytes())
+        .map_err(|e| Error::io(&last, "write", &e))?;
+    Ok(vec![last])
+}
+
+/// A Drizzle migration: `<version>_<name>.sql` and its entry at the end of
+/// `meta/_journal.json` (the journal decides what exists, so the file alone
+/// would never run).
+fn new_drizzle(dir: &Path, version: &str, name: &str) -> Result<Vec<PathBuf>> {
+    let journal_path = dir.join(super::layouts::drizzle::JOURNAL);
+    let invalid = |message: String| {
+        Error::config(
+            crate::error::Code::MigrationFileInvalid,
+            format!("{}: {message}", journal_path.display()),
+        )
+    };
+    let text = match std::fs::read_to_string(&journal_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            "{\"version\":\"7\",\"dialect\":\"postgresql\",\"entries\":[]}".to_string()
+        }
+        Err(e) => return Err(Error::io(&journal_path, "read", &e)),
+    };
+    let mut journal: serde_json::Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
+        .map_err(|e| invalid(format!("is not a Drizzle journal: {e}")))?;
+    let format_version = journal
+        .get("version")
+        .cloned()
+        .unwrap_or_else(|| serde_json::Value::from("7"));
+    let Some(entries) = journal
+        .get_mut("entries")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return Err(invalid("has no `entries` list".into()));
+    };
+    let tag = format!("{version}_{name}");
+    let path = dir.join(format!("{tag}.sql"));
+    write_new(&path, format!("-- {name}\n\n").as_bytes())?;
+    entries.push(serde_json::json!({
+        "idx": entries.len(),
+        "version": format_version,
+        "when": chrono::Utc::now().timestamp_millis(),
+        "tag": tag,
+        "breakpoints": true,
+    }));
+    let mut out = serde_json::to_string_pretty(&journal)
+        .map_err(|e| invalid(format!("cannot be written: {e}")))?;
+    out.push('\n');
+    if let Some(meta) = journal_path.parent() {
+        std::fs::create_dir_all(meta).map_err(|e| Error::io(meta, "create", &e))?;
+    }
+    std::fs::write(&journal_path, out).map_err(|e| Error::io(&journal_path, "write", &e))?;
+    Ok(vec![path, journal_path])
 }
 
 fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -4,6 +4,7 @@
 //! new file here and a variant of [`Command`], never a new arm of a long
 //! function.
 
+pub mod adopt;
 pub mod apply;
 pub mod backup;
 pub mod check;
@@ -94,6 +95,7 @@ pub async fn exec(command: &Command, ctx: &Context<'_>) -> Result<i32> {
         Command::Preflight(args) => preflight::exec(args, ctx).await,
         Command::Postflight(args) => postflight::exec(args, ctx).await,
         Command::Stamp(args) => stamp::exec(args, ctx).await,
+        Command::Adopt(args) => adopt::exec(args, ctx).await,
         Command::Repair(args) => repair::exec(args, ctx).await,
         Command::Lint(args) => lint::exec(args, ctx).await,
         Command::Verify(args) => verify::exec(args, ctx).await,
@@ -118,6 +120,7 @@ pub fn name(command: &Command) -> &'static str {
         Command::Apply(_) => "apply",
         Command::Rollback(_) => "rollback",
         Command::Stamp(_) => "stamp",
+        Command::Adopt(_) => "adopt",
         Command::Repair(_) => "repair",
         Command::Schema(_) => "schema",
         Command::Preflight(_) => "preflight",

@@ -31,6 +31,9 @@ pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
         &version,
         &args.name,
         namespace.forward_only || set.forward_only(),
+        namespace
+            .layout
+            .or_else(|| set.migrations.last().map(|m| m.layout)),
     )?;
     report_created("new", &created, ctx.json());
     Ok(0)

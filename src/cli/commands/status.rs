@@ -27,26 +27,27 @@ pub async fn exec(_args: &Args, ctx: &Context<'_>) -> Result<i32> {
         struct StatusJson<'a> {
             #[serde(flatten)]
             state: &'a migsafe::NamespaceState,
-            ignored: &'a [std::path::PathBuf],
+            #[serde(flatten)]
+            sources: &'a migsafe::SourceSummary,
         }
         json(
             "status",
             &Body {
                 namespaces: states
                     .iter()
-                    .map(|(state, ignored)| StatusJson { state, ignored })
+                    .map(|(state, sources)| StatusJson { state, sources })
                     .collect(),
             },
         );
     } else {
-        for (state, ignored) in &states {
-            render_status(state, ignored, ctx.global.verbose > 0);
+        for (state, sources) in &states {
+            render_status(state, sources, ctx.global.verbose > 0);
         }
     }
     Ok(0)
 }
 
-fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf], verbose: bool) {
+fn render_status(state: &migsafe::NamespaceState, sources: &migsafe::SourceSummary, verbose: bool) {
     let count = |s: State| state.in_state(s).count();
     let pending = count(State::Pending) + count(State::OutOfOrder);
     let mut summary = format!(
@@ -109,6 +110,13 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
         out(line.trim_end());
     }
     if verbose {
+        if !sources.layouts.is_empty() {
+            out(&format!(
+                "  {} {}",
+                paint(DIM, format!("{:<12}", "layout")),
+                sources.layouts.join(", ")
+            ));
+        }
         for entry in &state.entries {
             let Some(down) = entry.migration.as_ref().and_then(|m| m.down.as_ref()) else {
                 continue;
@@ -126,11 +134,12 @@ fn render_status(state: &migsafe::NamespaceState, ignored: &[std::path::PathBuf]
                 ));
             }
         }
-        for path in ignored {
+        for file in &sources.ignored {
             out(&format!(
-                "  {} {}",
+                "  {} {} ({})",
                 paint(DIM, format!("{:<12}", "ignored")),
-                path.display()
+                file.path.display(),
+                file.reason
             ));
         }
     }

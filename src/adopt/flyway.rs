@@ -1,0 +1,241 @@
+//! Flyway: `flyway_schema_history`, as Flyway's PostgreSQL support creates
+//! it (`createMetaDataTable.sql` of `flyway-database-postgresql`):
+//! `installed_rank INT NOT NULL` (primary key), `version VARCHAR(50)`,
+//! `description VARCHAR(200) NOT NULL`, `type VARCHAR(20) NOT NULL`,
+//! `script VARCHAR(1000) NOT NULL`, `checksum INTEGER`, `installed_by
+//! VARCHAR(100) NOT NULL`, `installed_on TIMESTAMP NOT NULL DEFAULT now()`,
+//! `execution_time INTEGER NOT NULL` (ms), `success BOOLEAN NOT NULL`.
+//!
+//! Rows are read in `installed_rank` order: `SCHEMA` (the schema-creation
+//! marker) is skipped, `BASELINE` counts every version up to it as applied,
+//! `UNDO_*` and `DELETE` (Flyway 9+ `repair`) take a version back out,
+//! everything else with a version is a versioned migration whose checksum
+//! is compared. A row without a version is a repeatable (`R__`) migration.
+//!
+//! The checksum is Flyway's `ChecksumCalculator`: one CRC32 over the UTF-8
+//! bytes of every line as `BufferedReader.readLine` returns them (without
+//! `\n`, `\r` or `\r\n`), a BOM removed from the first line, stored as a
+//! signed 32-bit integer — so line endings and blank lines do not change it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::{Expected, Key, Record, Row, Status, Tool, parse_version, read_error};
+use crate::db::Db;
+use crate::error::Result;
+
+/// The table's name.
+pub const TABLE: &str = "flyway_schema_history";
+
+/// Every row in the order Flyway wrote them.
+const READ: &str = concat!(
+    "SELECT installed_rank, version, description, type, script, checksum, ",
+    local_time!("installed_on"),
+    ", execution_time, success FROM \"flyway_schema_history\" ORDER BY installed_rank"
+);
+
+/// Reads the rows and replays undo and delete rows.
+pub(crate) async fn read(db: &Db) -> Result<Record> {
+    let rows = db
+        .client
+        .query(READ, &[])
+        .await
+        .map_err(|e| read_error(db, Tool::Flyway, &e))?;
+    // Applied versions by their text, in rank order; undo/delete remove them.
+    let mut applied: BTreeMap<String, Row> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for row in rows {
+        let version: Option<String> = row.get(1);
+        let kind: String = row.get(3);
+        let script: String = row.get(4);
+        let checksum: Option<i32> = row.get(5);
+        let installed_on: DateTime<Utc> = row.get(6);
+        let execution_time: i32 = row.get(7);
+        let success: bool = row.get(8);
+        let kind = kind.to_ascii_uppercase();
+        if kind == "SCHEMA" {
+            continue;
+        }
+        let Some(text) = version else {
+            let key = format!("repeatable {script}");
+            order.push(key.clone());
+            applied.insert(
+                key.clone(),
+                Row {
+                    key: Key::Unsupported(script.clone()),
+                    label: format!("the repeatable migration {script}"),
+                    applied_at: Some(installed_on),
+                    execution_ms: i64::from(execution_time),
+                    status: Status::Applied,
+                    checksum: Expected::None,
+                },
+            );
+            continue;
+        };
+        if kind.starts_with("UNDO") || kind == "DELETE" {
+            applied.remove(&text);
+            continue;
+        }
+        let parsed = parse_version(Tool::Flyway, &text)?;
+        let key = if kind.ends_with("BASELINE") {
+            Key::UpTo {
+                version: parsed,
+                file_required: false,
+            }
+        } else {
+            Key::Version(parsed)
+        };
+        let status = if success {
+            Status::Applied
+        } else {
+            Status::Failed
+        };
+        order.push(text.clone());
+        applied.insert(
+            text.clone(),
+            Row {
+                key,
+                label: format!("{script} (version {text}, {})", kind.to_lowercase()),
+                applied_at: Some(installed_on),
+                execution_ms: i64::from(execution_time),
+                status,
+                checksum: match checksum {
+                    Some(value) if !kind.ends_with("BASELINE") => Expected::FlywayCrc32(value),
+                    _ => Expected::None,
+                },
+            },
+        );
+    }
+    let mut out = Vec::new();
+    for key in order {
+        if let Some(row) = applied.remove(&key) {
+            out.push(row);
+        }
+    }
+    Ok(Record {
+        rows: out,
+        every_version: true,
+    })
+}
+
+/// Flyway's checksum of a script file (see the module docs).
+pub fn checksum(bytes: &[u8]) -> i32 {
+    let text = String::from_utf8_lossy(bytes);
+    let mut crc = Crc32::new();
+    let mut first = true;
+    for line in java_lines(&text) {
+        let line = if first {
+            line.strip_prefix('\u{feff}').unwrap_or(line)
+        } else {
+            line
+        };
+        first = false;
+        crc.update(line.as_bytes());
+    }
+    // Java's `(int) crc32.getValue()`: the low 32 bits, as a signed integer.
+    i32::from_ne_bytes(crc.finish().to_ne_bytes())
+}
+
+/// Lines as Java's `BufferedReader.readLine` returns them: ended by `\n`,
+/// `\r` or `\r\n`, without the terminator, and no empty last line after a
+/// final terminator.
+fn java_lines(text: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\n' => {
+                lines.push(&text[start..i]);
+                i += 1;
+                start = i;
+            }
+            b'\r' => {
+                lines.push(&text[start..i]);
+                i += 1;
+                if bytes.get(i) == Some(&b'\n') {
+                    i += 1;
+                }
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    if start < bytes.len() {
+        lines.push(&text[start..]);
+    }
+    lines
+}
+
+/// CRC-32 (IEEE 802.3, reflected, as `java.util.zip.CRC32`).
+struct Crc32 {
+    value: u32,
+}
+
+impl Crc32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut n = 0;
+        while n < 256 {
+            let mut c = n as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            table[n] = c;
+            n += 1;
+        }
+        table
+    };
+
+    fn new() -> Self {
+        Crc32 { value: 0xFFFF_FFFF }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            let index = ((self.value ^ u32::from(*byte)) & 0xFF) as usize;
+            self.value = Self::TABLE[index] ^ (self.value >> 8);
+        }
+    }
+
+    fn finish(&self) -> u32 {
+        self.value ^ 0xFFFF_FFFF
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_is_the_ieee_one() {
+        let mut crc = Crc32::new();
+        crc.update(b"123456789");
+        assert_eq!(crc.finish(), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn checksum_ignores_line_endings_bom_and_blank_lines() {
+        let unix = checksum(b"CREATE TABLE t (id int);\nSELECT 1;\n");
+        assert_eq!(checksum(b"CREATE TABLE t (id int);\r\nSELECT 1;\r\n"), unix);
+        assert_eq!(checksum(b"CREATE TABLE t (id int);\rSELECT 1;"), unix);
+        assert_eq!(
+            checksum(b"\xEF\xBB\xBFCREATE TABLE t (id int);\n\n\nSELECT 1;"),
+            unix
+        );
+        assert_ne!(checksum(b"CREATE TABLE t (id int);\nSELECT 2;\n"), unix);
+        // One CRC over the concatenated lines, signed as Java's int.
+        let mut crc = Crc32::new();
+        crc.update(b"CREATE TABLE t (id int);SELECT 1;");
+        assert_eq!(unix, i32::from_ne_bytes(crc.finish().to_ne_bytes()));
+        assert_eq!(checksum(b""), 0);
+    }
+}

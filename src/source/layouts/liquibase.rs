@@ -1,0 +1,229 @@
+//! Liquibase formatted SQL: files that start with `--liquibase formatted sql`,
+//! each holding changesets that start at `--changeset author:id [attributes]`.
+//!
+//! - Order: files by name, then changesets in file order. A changeset's
+//!   migsafe version is its position in that order (1, 2, 3 …) and its name
+//!   is `author:id`; Liquibase files are appended to, so positions stay put.
+//!   Inserting a changeset before others moves theirs, and `status` then shows
+//!   checksum mismatches rather than running anything twice.
+//! - `runInTransaction:false` runs the changeset without a transaction.
+//! - `splitStatements:false` needs nothing: statements are read with the
+//!   PostgreSQL grammar, never split at a `;` inside a body.
+//! - `endDelimiter:X`: a line holding only `X` ends a statement (it is sent as
+//!   `;`), so `/` or `GO` between statements works as in Liquibase.
+//! - `dbms:` naming other databases only: the changeset is skipped, as
+//!   Liquibase skips it on PostgreSQL.
+//! - `--rollback …` lines, in order, are the down script (their text after
+//!   `--rollback`); they are left out of the up script.
+//! - `--comment`, `--preconditions`, `--precondition-…` and `--validCheckSum`
+//!   lines are comments.
+
+use super::Section;
+
+/// One changeset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changeset {
+    /// Its author.
+    pub author: String,
+    /// Its id.
+    pub id: String,
+    /// Its SQL, from its `--changeset` line on (rollback lines blank).
+    pub up: Section,
+    /// The `--rollback` lines' SQL, when there are any.
+    pub down: Option<Section>,
+    /// Liquibase skips it on PostgreSQL (`dbms:` names other databases only).
+    pub other_dbms: Option<String>,
+}
+
+/// True when `head` (a file's first bytes) marks Liquibase formatted SQL.
+pub fn is_formatted(head: &str) -> bool {
+    head.trim_start_matches('\u{feff}')
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .and_then(|l| l.trim().strip_prefix("--"))
+        .is_some_and(|rest| {
+            let words: Vec<String> = rest
+                .split_whitespace()
+                .map(str::to_ascii_lowercase)
+                .collect();
+            words.len() >= 3 && words[..3] == ["liquibase", "formatted", "sql"]
+        })
+}
+
+/// The keyword after `--` when a line is one of Liquibase's (`--changeset`,
+/// `-- changeset`, `--rollback`), and the rest of the line.
+fn directive(line: &str) -> Option<(String, &str)> {
+    let rest = line.trim_start().strip_prefix("--")?.trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .unwrap_or(rest.len());
+    let word = rest[..end].to_ascii_lowercase();
+    matches!(word.as_str(), "changeset" | "rollback").then(|| (word, &rest[end..]))
+}
+
+/// Reads the changesets of one file. Errors name the line.
+pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
+    struct Open {
+        author: String,
+        id: String,
+        first: usize,
+        no_transaction: bool,
+        end_delimiter: Option<String>,
+        other_dbms: Option<String>,
+        up: String,
+        down: String,
+        down_first: Option<usize>,
+    }
+    let mut out: Vec<Changeset> = Vec::new();
+    let mut open: Option<Open> = None;
+    let close = |open: Open, out: &mut Vec<Changeset>| {
+        out.push(Changeset {
+            author: open.author,
+            id: open.id,
+            up: Section {
+                text: open.up,
+                first_line: open.first,
+                no_transaction: open.no_transaction,
+            },
+            down: open.down_first.map(|first_line| Section {
+                text: open.down,
+                first_line,
+                no_transaction: open.no_transaction,
+            }),
+            other_dbms: open.other_dbms,
+        });
+    };
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let number = index + 1;
+        match directive(line) {
+            Some((word, rest)) if word == "changeset" => {
+                if let Some(done) = open.take() {
+                    close(done, &mut out);
+                }
+                let mut words = rest.split_whitespace();
+                let identity = words.next().unwrap_or("");
+                let Some((author, id)) = identity.split_once(':') else {
+                    return Err(format!(
+                        "line {number}: `--changeset {identity}` has no id; write `--changeset author:id`"
+                    ));
+                };
+                if author.is_empty() || id.is_empty() {
+                    return Err(format!(
+                        "line {number}: `--changeset {identity}` needs both an author and an id (`author:id`)"
+                    ));
+                }
+                if out.iter().any(|c| c.author == author && c.id == id) {
+                    return Err(format!(
+                        "line {number}: changeset `{author}:{id}` appears twice in this file"
+                    ));
+                }
+                let mut changeset = Open {
+                    author: author.to_string(),
+                    id: id.to_string(),
+                    first: number,
+                    no_transaction: false,
+                    end_delimiter: None,
+                    other_dbms: None,
+                    up: line.to_string(),
+                    down: String::new(),
+                    down_first: None,
+                };
+                for attribute in words {
+                    let (key, value) = attribute.split_once(':').unwrap_or((attribute, ""));
+                    match key.to_ascii_lowercase().as_str() {
+                        "runintransaction" => {
+                            changeset.no_transaction = value.eq_ignore_ascii_case("false");
+                        }
+                        "enddelimiter" if !value.is_empty() && value != ";" => {
+                            changeset.end_delimiter = Some(value.to_string());
+                        }
+                        "dbms" => {
+                            let names: Vec<String> = value
+                                .split(',')
+                                .map(|d| d.trim().to_ascii_lowercase())
+                                .collect();
+                            let ours = names
+                                .iter()
+                                .any(|d| matches!(d.as_str(), "postgresql" | "postgres" | "all"));
+                            let excluded = names.iter().any(|d| d == "!postgresql");
+                            let only_others = names.iter().all(|d| !d.starts_with('!'));
+                            if excluded || (!ours && only_others && !value.is_empty()) {
+                                changeset.other_dbms = Some(value.to_string());
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                open = Some(changeset);
+            }
+            Some((_, rest)) => {
+                let Some(changeset) = open.as_mut() else {
+                    return Err(format!(
+                        "line {number}: `--rollback` before the first `--changeset`"
+                    ));
+                };
+                changeset.up.push('\n');
+                changeset.down_first.get_or_insert(number);
+                changeset.down.push_str(rest.trim());
+                changeset.down.push('\n');
+            }
+            None => {
+                let Some(changeset) = open.as_mut() else {
+                    if !line.trim().is_empty() && !line.trim_start().starts_with("--") {
+                        return Err(format!(
+                            "line {number}: SQL before the first `--changeset`; Liquibase would not run it"
+                        ));
+                    }
+                    continue;
+                };
+                match &changeset.end_delimiter {
+                    Some(delimiter) if line.trim() == delimiter => changeset.up.push_str(";\n"),
+                    _ => changeset.up.push_str(line),
+                }
+            }
+        }
+    }
+    if let Some(done) = open.take() {
+        close(done, &mut out);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_changesets_with_their_attributes_and_rollbacks() {
+        let text = "--liquibase formatted sql\n\n--changeset ana:1\nCREATE TABLE a (id int);\n--rollback DROP TABLE a;\n\n-- changeset ana:2 runInTransaction:false\nCREATE INDEX CONCURRENTLY a_id ON a (id);\n--rollback DROP INDEX CONCURRENTLY a_id;\n--changeset bo:fn endDelimiter:/ splitStatements:false\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$\n/\n--changeset bo:my dbms:mysql\nSELECT 1;\n";
+        assert!(is_formatted(text));
+        let sets = parse(text).unwrap();
+        assert_eq!(sets.len(), 4);
+        assert_eq!((sets[0].author.as_str(), sets[0].id.as_str()), ("ana", "1"));
+        assert_eq!(sets[0].up.first_line, 3);
+        assert!(!sets[0].up.text.contains("DROP"));
+        assert_eq!(sets[0].down.as_ref().unwrap().text, "DROP TABLE a;\n");
+        assert!(sets[1].up.no_transaction && !sets[0].up.no_transaction);
+        assert!(sets[2].up.text.ends_with("$$\n;\n"));
+        assert!(sets[2].down.is_none());
+        assert_eq!(sets[3].other_dbms.as_deref(), Some("mysql"));
+        assert!(sets[0].other_dbms.is_none());
+    }
+
+    #[test]
+    fn refuses_what_liquibase_refuses() {
+        assert!(
+            parse("--changeset ana\nSELECT 1;\n")
+                .unwrap_err()
+                .contains("no id")
+        );
+        assert!(
+            parse("--changeset a:1\nSELECT 1;\n--changeset a:1\nSELECT 2;\n")
+                .unwrap_err()
+                .contains("twice")
+        );
+        assert!(parse("--rollback DROP TABLE a;\n").is_err());
+        assert!(!is_formatted("-- liquibase is great\nSELECT 1;"));
+        assert!(is_formatted("\u{feff}-- Liquibase Formatted SQL\n"));
+    }
+}

@@ -1,0 +1,5 @@
+-- migrate:up
+CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint NOT NULL REFERENCES users (id));
+
+-- migrate:down
+DROP TABLE orders;

@@ -1,0 +1,4 @@
+CREATE TABLE "users" (
+	"id" bigint PRIMARY KEY NOT NULL,
+	"email" text NOT NULL
+);

@@ -1,0 +1,2 @@
+-- the name shown on invoices
+ALTER TABLE users ADD COLUMN name text;

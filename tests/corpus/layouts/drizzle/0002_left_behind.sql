@@ -1,0 +1,2 @@
+-- Generated, then removed from the journal: Drizzle never runs it.
+CREATE TABLE "left_behind" (id int);

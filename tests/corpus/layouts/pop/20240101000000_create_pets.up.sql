@@ -1,0 +1,1 @@
+CREATE TABLE pets (id uuid PRIMARY KEY, kind text NOT NULL);

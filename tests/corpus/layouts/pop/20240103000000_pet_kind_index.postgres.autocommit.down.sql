@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY pets_kind_idx;

@@ -1,0 +1,1 @@
+CREATE INDEX CONCURRENTLY pets_kind_idx ON pets (kind);

@@ -1,0 +1,1 @@
+ALTER TABLE pets CONFIGURE ZONE USING num_replicas = 5;

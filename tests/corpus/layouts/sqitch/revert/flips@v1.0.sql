@@ -1,0 +1,7 @@
+-- Revert flipr:flips from pg
+
+BEGIN;
+
+DROP FUNCTION flip_count();
+
+COMMIT;

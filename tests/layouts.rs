@@ -1,0 +1,560 @@
+//! Other tools' layouts (SPEC section 2a) read as they are, each from a
+//! fixture under tests/corpus/layouts/<tool>/ that exercises every rule of its
+//! row: `apply` on an empty database gives the schema psql gives running the
+//! files the native tool's way, `rollback` uses the layout's down scripts,
+//! `verify` works, a BOM and CRLF line ends change no checksum, `new` writes
+//! a file in the layout, and `status -v` names the layout and every file it
+//! ignored, with why.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Project, TestDb};
+
+fn corpus(tool: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus/layouts")
+        .join(tool)
+}
+
+/// Copies the fixture of `tool` into `project`'s `migrations/`.
+fn copy_fixture(project: &Project, tool: &str) {
+    fn walk(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                walk(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    walk(&corpus(tool), &project.path().join("migrations"));
+}
+
+/// psql runs each text as a file, statement by statement, stopping on an error.
+fn psql_runs(db: &TestDb, texts: &[String]) {
+    let dir = tempfile::tempdir().unwrap();
+    for (index, text) in texts.iter().enumerate() {
+        let file = dir.path().join(format!("{index}.sql"));
+        std::fs::write(&file, text).unwrap();
+        let output = std::process::Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url, "-f"])
+            .arg(&file)
+            .output()
+            .expect("psql");
+        assert!(
+            output.status.success(),
+            "{text}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+fn schema_checksum(db: &TestDb) -> String {
+    let output = common::migsafe_command()
+        .args(["schema", "checksum", "--database-url", &db.url])
+        .output()
+        .unwrap();
+    common::expect_exit(&output, 0).trim().to_string()
+}
+
+/// The lines of the sections a line-marker tool runs as its up script, read
+/// the simple way that tool does (an independent reading, for psql).
+fn up_sections(text: &str, up: &str, down: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let lower = line.trim().to_ascii_lowercase();
+        if lower.starts_with(up) {
+            inside = true;
+        } else if lower.starts_with(down) {
+            inside = false;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn read(tool: &str, file: &str) -> String {
+    std::fs::read_to_string(corpus(tool).join(file)).unwrap()
+}
+
+/// Rewrites every `.sql` file under `dir` with a BOM and CRLF line ends.
+fn windows_checkout(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            windows_checkout(&path);
+        } else if path.extension().is_some_and(|e| e == "sql") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut bytes = b"\xEF\xBB\xBF".to_vec();
+            bytes.extend(text.replace('\n', "\r\n").into_bytes());
+            std::fs::write(&path, bytes).unwrap();
+        }
+    }
+}
+
+struct Case<'a> {
+    tool: &'a str,
+    layout: &'a str,
+    /// What the native tool runs, in order.
+    reference: Vec<String>,
+    /// How many history rows the native tool would record.
+    migrations: usize,
+    reversible: bool,
+    /// Files `status -v` lists as ignored, with a word of the reason.
+    ignored: &'a [(&'a str, &'a str)],
+    /// Relations that must not exist after apply.
+    never: &'a [&'a str],
+}
+
+fn round_trip(case: &Case) {
+    let project = Project::new(&[]);
+    copy_fixture(&project, case.tool);
+    let (db, reference, empty) = (TestDb::new(), TestDb::new(), TestDb::new());
+    psql_runs(&reference, &case.reference);
+    let tool = case.tool;
+
+    let out = project.run(&db, &["status", "-v"], 0);
+    assert!(
+        out.contains("layout") && out.contains(case.layout),
+        "{tool}: {out}"
+    );
+    assert!(
+        out.contains(&format!("{} pending", case.migrations)),
+        "{tool}: {out}"
+    );
+    for (file, why) in case.ignored {
+        let line = out
+            .lines()
+            .find(|l| l.contains("ignored") && l.contains(&format!("/{file} (")))
+            .unwrap_or_else(|| panic!("{tool}: {file} not listed as ignored: {out}"));
+        assert!(line.contains(why), "{tool}: {line}");
+    }
+
+    project.run(&db, &["apply"], 0);
+    let out = project.run(&db, &["apply"], 0);
+    assert!(out.contains("up to date"), "{tool}: {out}");
+    assert_eq!(db.history("default").len(), case.migrations, "{tool}");
+    assert_eq!(
+        schema_checksum(&db),
+        schema_checksum(&reference),
+        "{tool}: migsafe and the native tool's way built different schemas"
+    );
+    for relation in case.never {
+        assert!(!db.exists(relation), "{tool}: {relation} was created");
+    }
+
+    if case.reversible {
+        let steps = case.migrations.to_string();
+        project.run(&db, &["rollback", "--steps", &steps, "--skip-backup"], 0);
+        assert_eq!(
+            schema_checksum(&db),
+            schema_checksum(&empty),
+            "{tool}: the down scripts did not undo everything"
+        );
+        project.run(&db, &["apply", "--skip-backup"], 0);
+        assert_eq!(schema_checksum(&db), schema_checksum(&reference), "{tool}");
+        let out = project.run(&db, &["verify"], 0);
+        assert!(
+            out.contains(&format!("{} migration(s) verified", case.migrations)),
+            "{tool}: {out}"
+        );
+    } else {
+        let out = project.run(&db, &["verify"], 0);
+        assert!(out.contains("forward-only"), "{tool}: {out}");
+    }
+
+    // A Windows checkout is not "modified".
+    windows_checkout(&project.path().join("migrations"));
+    let out = project.run(&db, &["apply"], 0);
+    assert!(out.contains("up to date"), "{tool}: {out}");
+
+    // `new` writes the next migration in the same layout.
+    if case.layout == "sqitch" {
+        let out = project.run(&db, &["new", "add_notes"], 5);
+        assert!(out.contains("sqitch add"), "{out}");
+        return;
+    }
+    let out = project.run(&db, &["new", "add_notes"], 0);
+    let out2 = project.run(&db, &["status", "-v"], 0);
+    assert!(out2.contains("1 pending"), "{tool}: {out}\n{out2}");
+    assert!(
+        !out2.contains("edited after apply"),
+        "{tool}: {out}\n{out2}"
+    );
+    let layout_line = out2.lines().find(|l| l.contains("layout")).unwrap();
+    assert_eq!(
+        layout_line.split_whitespace().nth(1),
+        Some(case.layout),
+        "{tool}: {out2}"
+    );
+}
+
+#[test]
+fn goose_files_apply_like_goose() {
+    let files = [
+        "00001_create_users.sql",
+        "00002_lower_email.sql",
+        "00003_index_email.sql",
+        "00004_orders.sql",
+    ];
+    round_trip(&Case {
+        tool: "goose",
+        layout: "goose",
+        reference: files
+            .iter()
+            .map(|f| up_sections(&read("goose", f), "-- +goose up", "-- +goose down"))
+            .collect(),
+        migrations: 4,
+        reversible: true,
+        ignored: &[("README.md", "does not start with a version")],
+        never: &[],
+    });
+}
+
+#[test]
+fn sql_migrate_files_apply_like_sql_migrate() {
+    let files = ["1_accounts.sql", "2.sql", "3_audit.sql"];
+    round_trip(&Case {
+        tool: "sql-migrate",
+        layout: "sql-migrate",
+        reference: files
+            .iter()
+            .map(|f| {
+                up_sections(
+                    &read("sql-migrate", f),
+                    "-- +migrate up",
+                    "-- +migrate down",
+                )
+            })
+            .collect(),
+        migrations: 3,
+        reversible: true,
+        ignored: &[],
+        never: &[],
+    });
+}
+
+#[test]
+fn pop_files_apply_like_pop_on_postgres() {
+    let files = [
+        "20240101000000_create_pets.up.sql",
+        "20240102000000_pet_names.postgres.up.sql",
+        "20240103000000_pet_kind_index.postgres.autocommit.up.sql",
+        "20240104000000_nothing_on_postgres.up.sql",
+        "20240106000000000000_owners.up.sql",
+    ];
+    round_trip(&Case {
+        tool: "pop",
+        layout: "pop",
+        reference: files.iter().map(|f| read("pop", f)).collect(),
+        migrations: 5,
+        reversible: true,
+        ignored: &[
+            ("20240101000000_create_pets.mysql.up.sql", "`mysql` dialect"),
+            (
+                "20240101000000_create_pets.mysql.down.sql",
+                "`mysql` dialect",
+            ),
+            (
+                "20240102000000_pet_names.up.sql",
+                "replaces the dialect-less",
+            ),
+            (
+                "20240102000000_pet_names.sqlite3.up.sql",
+                "`sqlite3` dialect",
+            ),
+            (
+                "20240104000000_nothing_on_postgres.cockroach.up.sql",
+                "`cockroach`",
+            ),
+            ("20240105000000_only_mysql.mysql.up.sql", "`mysql` dialect"),
+        ],
+        never: &[],
+    });
+}
+
+#[test]
+fn pop_autocommit_runs_without_a_transaction_and_empty_files_are_no_ops() {
+    let db = TestDb::new();
+    let project = Project::new(&[]);
+    copy_fixture(&project, "pop");
+    let out = project.run(&db, &["plan"], 0);
+    let line = out.lines().find(|l| l.contains("pet_kind_index")).unwrap();
+    assert!(
+        line.contains("no-transaction") && !line.contains("inferred"),
+        "{line}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.contains("nothing_on_postgres"))
+        .unwrap();
+    assert!(line.contains("transaction"), "{line}");
+}
+
+#[test]
+fn prisma_folders_apply_like_prisma_migrate_deploy() {
+    let folders = [
+        "20240101000000_init",
+        "20240102000000_add_posts",
+        "20240103000000_post_title_index",
+    ];
+    round_trip(&Case {
+        tool: "prisma",
+        layout: "prisma",
+        reference: folders
+            .iter()
+            .map(|f| read("prisma", &format!("{f}/migration.sql")))
+            .collect(),
+        migrations: 3,
+        reversible: false,
+        ignored: &[("migration_lock.toml", "Prisma's provider lock")],
+        never: &[],
+    });
+}
+
+#[test]
+fn drizzle_applies_what_the_journal_lists_in_its_order() {
+    round_trip(&Case {
+        tool: "drizzle",
+        layout: "drizzle",
+        reference: ["0000_tidy_customers.sql", "0001_orders_and_status.sql"]
+            .iter()
+            .map(|f| read("drizzle", f))
+            .collect(),
+        migrations: 2,
+        reversible: false,
+        ignored: &[
+            ("0002_left_behind.sql", "not in meta/_journal.json"),
+            ("meta", "journal and schema snapshots"),
+        ],
+        never: &["left_behind"],
+    });
+}
+
+#[test]
+fn a_forced_layout_reads_markers_as_comments() {
+    let db = TestDb::new();
+    let project = Project::new(&[
+        (
+            "migsafe.toml",
+            "[namespaces.default]\ndir = \"migrations\"\nlayout = \"up-only\"\n",
+        ),
+        (
+            "migrations/0001_t.sql",
+            "-- +goose Up\nCREATE TABLE t (id int);\n-- +goose Down\nCREATE TABLE u (id int);\n",
+        ),
+    ]);
+    let out = project.run(&db, &["status", "-v"], 0);
+    assert!(out.contains("up-only"), "{out}");
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    assert!(db.exists("t") && db.exists("u"));
+    let project = Project::new(&[(
+        "migsafe.toml",
+        "[namespaces.default]\ndir = \"migrations\"\nlayout = \"flywheel\"\n",
+    )]);
+    let out = project.run(&db, &["status"], 5);
+    assert!(out.contains("drizzle") && out.contains("flywheel"), "{out}");
+}
+
+#[test]
+fn bad_layout_input_names_the_file_and_the_reason() {
+    let db = TestDb::new();
+    let journal = |tags: &[&str]| {
+        let entries: Vec<String> = tags
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("{{\"idx\":{i},\"when\":{i},\"tag\":\"{t}\"}}"))
+            .collect();
+        format!(
+            "{{\"dialect\":\"postgresql\",\"entries\":[{}]}}",
+            entries.join(",")
+        )
+    };
+    let cases: Vec<(Vec<(String, String)>, &str)> = vec![
+        (
+            vec![
+                (
+                    "migrations/meta/_journal.json".into(),
+                    journal(&["0000_a", "0001_gone"]),
+                ),
+                ("migrations/0000_a.sql".into(), "SELECT 1;\n".into()),
+            ],
+            "0001_gone.sql: is listed in meta/_journal.json but does not exist",
+        ),
+        (
+            vec![(
+                "migrations/meta/_journal.json".into(),
+                "{\"entries\": [".into(),
+            )],
+            "is not a Drizzle journal",
+        ),
+        (
+            vec![
+                (
+                    "migrations/meta/_journal.json".into(),
+                    journal(&["0001_a", "0001_b"]),
+                ),
+                ("migrations/0001_a.sql".into(), "SELECT 1;\n".into()),
+                ("migrations/0001_b.sql".into(), "SELECT 1;\n".into()),
+            ],
+            "its number is not greater",
+        ),
+        (
+            vec![(
+                "migrations/1_x.sql".into(),
+                "-- +goose Down\nDROP TABLE x;\n".into(),
+            )],
+            "has goose markers but no up section",
+        ),
+        (
+            vec![
+                (
+                    "migrations/1_x.sql".into(),
+                    "-- +goose Up\nSELECT 1;\n".into(),
+                ),
+                (
+                    "migrations/1_y.sql".into(),
+                    "-- +goose Up\nSELECT 2;\n".into(),
+                ),
+            ],
+            "MIGRATION_VERSION_DUPLICATE:default:1",
+        ),
+        (
+            vec![
+                (
+                    "migrations/1_x.postgres.up.sql".into(),
+                    "SELECT 1;\n".into(),
+                ),
+                (
+                    "migrations/1_y.postgres.up.sql".into(),
+                    "SELECT 2;\n".into(),
+                ),
+            ],
+            "MIGRATION_VERSION_DUPLICATE:default:1",
+        ),
+        (
+            vec![
+                (
+                    "migrations/migration_lock.toml".into(),
+                    "provider = \"mysql\"\n".into(),
+                ),
+                ("migrations/1_x/migration.sql".into(), "SELECT 1;\n".into()),
+            ],
+            "locks this history to provider `mysql`",
+        ),
+    ];
+    for (files, expected) in cases {
+        let files: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
+        let project = Project::new(&files);
+        let out = project.run(&db, &["status"], 5);
+        assert!(out.contains(expected), "{files:?}: {out}");
+        assert!(out.contains("MIGRATION_"), "{out}");
+    }
+}
+
+#[test]
+fn liquibase_changesets_apply_like_liquibase_update() {
+    let functions = read("liquibase", "002-functions.sql");
+    // Liquibase sends `/`-delimited statements one by one, and skips the
+    // mysql-only changeset on PostgreSQL.
+    let functions = functions
+        .split("--changeset bo:mysql-only")
+        .next()
+        .unwrap()
+        .lines()
+        .map(|l| if l.trim() == "/" { ";" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
+    round_trip(&Case {
+        tool: "liquibase",
+        layout: "liquibase",
+        reference: vec![
+            read("liquibase", "001-init.sql"),
+            functions,
+            read("liquibase", "003-genres.sql"),
+        ],
+        migrations: 5,
+        reversible: true,
+        ignored: &[
+            ("README.md", "not Liquibase formatted SQL"),
+            ("002-functions.sql#bo:mysql-only", "dbms mysql"),
+        ],
+        never: &[],
+    });
+}
+
+#[test]
+fn liquibase_changesets_are_versioned_by_position_and_run_as_marked() {
+    let db = TestDb::new();
+    let project = Project::new(&[]);
+    copy_fixture(&project, "liquibase");
+    let out = project.run(&db, &["plan"], 0);
+    let line = out
+        .lines()
+        .find(|l| l.contains("bo:books-title-index"))
+        .unwrap();
+    assert!(line.trim_start().starts_with('4'), "{line}");
+    assert!(
+        line.contains("no-transaction") && !line.contains("inferred"),
+        "{line}"
+    );
+    let line = out.lines().find(|l| l.contains("cy:genres")).unwrap();
+    assert!(line.trim_start().starts_with('6'), "{line}");
+    let bad = Project::new(&[(
+        "migrations/changelog.sql",
+        "--liquibase formatted sql\n--changeset ana\nSELECT 1;\n",
+    )]);
+    let out = bad.run(&db, &["status"], 5);
+    assert!(
+        out.contains("MIGRATION_FILE_INVALID:default") && out.contains("has no id"),
+        "{out}"
+    );
+}
+
+#[test]
+fn sqitch_deploys_in_plan_order_with_reworked_changes_at_their_tag() {
+    round_trip(&Case {
+        tool: "sqitch",
+        layout: "sqitch",
+        reference: [
+            "deploy/users.sql",
+            "deploy/flips@v1.0.sql",
+            "deploy/flips.sql",
+        ]
+        .iter()
+        .map(|f| read("sqitch", f))
+        .collect(),
+        migrations: 3,
+        reversible: true,
+        ignored: &[
+            ("sqitch.conf", "not part of the Sqitch plan"),
+            ("sqitch.plan", "read for the order"),
+            ("users.sql", "verify script"),
+        ],
+        never: &[],
+    });
+    let db = TestDb::new();
+    let bad = Project::new(&[
+        ("migrations/sqitch.plan", "users 2024-01-01 Ana\n"),
+        ("migrations/deploy/users.sql", "SELECT 1;\n"),
+    ]);
+    let out = bad.run(&db, &["status"], 5);
+    assert!(
+        out.contains("MIGRATION_FILE_INVALID:default") && out.contains("line 1:"),
+        "{out}"
+    );
+}
