@@ -907,3 +907,29 @@ pub(crate) fn parse_version(tool: Tool, text: &str) -> Result<Version> {
 pub(crate) fn read_error(db: &Db, tool: Tool, err: &tokio_postgres::Error) -> Error {
     database_error(db, &format!("read {tool}'s table {}", tool.table()), err)
 }
+
+/// The record of a tool that keeps one row per applied version and nothing
+/// else (dbmate, pop): no time, no checksum.
+pub(crate) async fn versions_only(db: &Db, tool: Tool, read: &str) -> Result<Record> {
+    let rows = db
+        .client
+        .query(read, &[])
+        .await
+        .map_err(|e| read_error(db, tool, &e))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let text: String = row.get(0);
+        out.push(Row {
+            key: Key::Version(parse_version(tool, &text)?),
+            label: format!("version {text}"),
+            applied_at: None,
+            execution_ms: 0,
+            status: Status::Applied,
+            checksum: Expected::None,
+        });
+    }
+    Ok(Record {
+        rows: out,
+        every_version: true,
+    })
+}
