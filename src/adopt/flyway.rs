@@ -169,45 +169,20 @@ fn java_lines(text: &str) -> Vec<&str> {
     lines
 }
 
-/// CRC-32 (IEEE 802.3, reflected, as `java.util.zip.CRC32`).
-struct Crc32 {
-    value: u32,
-}
+/// CRC-32 (IEEE 802.3, reflected), as `java.util.zip.CRC32`.
+struct Crc32(crc32fast::Hasher);
 
 impl Crc32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
-        let mut n = 0;
-        while n < 256 {
-            let mut c = n as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            table[n] = c;
-            n += 1;
-        }
-        table
-    };
-
     fn new() -> Self {
-        Crc32 { value: 0xFFFF_FFFF }
+        Crc32(crc32fast::Hasher::new())
     }
 
     fn update(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            let index = ((self.value ^ u32::from(*byte)) & 0xFF) as usize;
-            self.value = Self::TABLE[index] ^ (self.value >> 8);
-        }
+        self.0.update(bytes);
     }
 
     fn finish(&self) -> u32 {
-        self.value ^ 0xFFFF_FFFF
+        self.0.clone().finalize()
     }
 }
 

@@ -203,6 +203,17 @@ impl ConnectionSettings {
             Some(path) => RootCerts::File(PathBuf::from(path)),
         };
         config.ssl_mode(ssl_mode.negotiation());
+        Ok(Self::settled(config, ssl_mode, roots, root_given))
+    }
+
+    /// migsafe's defaults on a parsed or given configuration, the same for
+    /// a URL and for a service's own `tokio_postgres::Config`.
+    fn settled(
+        mut config: tokio_postgres::Config,
+        ssl_mode: SslMode,
+        roots: RootCerts,
+        root_given: bool,
+    ) -> ConnectionSettings {
         if config.get_application_name().is_none() {
             config.application_name("migsafe");
         }
@@ -212,7 +223,7 @@ impl ConnectionSettings {
         }
         config.keepalives(true);
         let shown = describe(&config, ssl_mode);
-        Ok(ConnectionSettings {
+        ConnectionSettings {
             config,
             ssl_mode,
             roots,
@@ -221,7 +232,7 @@ impl ConnectionSettings {
             interrupt: None,
             tls: None,
             password: None,
-        })
+        }
     }
 
     /// Settings from a service's own `tokio_postgres::Config` (built in code,
@@ -229,7 +240,7 @@ impl ConnectionSettings {
     /// `prefer` or `require` (no certificate check, as in libpq); give
     /// [`Self::with_tls`] for a verified connection. The application name
     /// defaults to `migsafe`, `connect_timeout` to 10 s, as for a URL.
-    pub fn from_config(mut config: tokio_postgres::Config) -> Result<ConnectionSettings> {
+    pub fn from_config(config: tokio_postgres::Config) -> Result<ConnectionSettings> {
         if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
             return Err(Error::Config {
                 reason: ReasonCode::new(Code::DatabaseUrlInvalid),
@@ -246,24 +257,7 @@ impl ConnectionSettings {
             tokio_postgres::config::SslMode::Require => SslMode::Require,
             _ => SslMode::Prefer,
         };
-        if config.get_application_name().is_none() {
-            config.application_name("migsafe");
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        }
-        config.keepalives(true);
-        let shown = describe(&config, ssl_mode);
-        Ok(ConnectionSettings {
-            config,
-            ssl_mode,
-            roots: RootCerts::Default,
-            root_given: false,
-            shown,
-            interrupt: None,
-            tls: None,
-            password: None,
-        })
+        Ok(Self::settled(config, ssl_mode, RootCerts::Default, false))
     }
 
     /// Uses the service's own rustls configuration (its roots, client
