@@ -457,6 +457,7 @@ mod tests {
             layout: Layout::Reversible,
             up: script(sql),
             down: down.then(|| script("DROP TABLE x;")),
+            verify: None,
         }
     }
 

@@ -439,6 +439,26 @@ fn a_sqitch_change_not_in_the_plan_is_refused() {
 }
 
 #[test]
+fn a_sqitch_deploy_script_edited_since_it_ran_is_refused() {
+    let edit = |p: &Project| {
+        p.write(
+            "migrations/deploy/orders.sql",
+            b"CREATE TABLE orders (id bigint PRIMARY KEY, total numeric);\n",
+        );
+    };
+    refuses("sqitch", "", edit, &[], "ADOPT_MISMATCH:default:2");
+    // A registry upgraded from before Sqitch 0.9993 holds the change id in
+    // script_hash for the changes deployed until then: nothing to compare.
+    let db = TestDb::new();
+    let project = project("sqitch");
+    migrate_natively(&db, "sqitch", &project);
+    db.query("UPDATE sqitch.changes SET script_hash = change_id WHERE change = 'orders'");
+    edit(&project);
+    project.run(&db, &["adopt"], 0);
+    assert_eq!(adopted(&db).len(), 4);
+}
+
+#[test]
 fn pop_is_detected_and_adopted() {
     adopts(
         "pop",

@@ -150,6 +150,7 @@ fn a_tampered_or_unconfigured_embedding_is_refused() {
             layout: "reversible",
             up: UP,
             down: None,
+            verify: None,
         }],
     };
     let project = example_project();

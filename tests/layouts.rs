@@ -543,7 +543,6 @@ fn sqitch_deploys_in_plan_order_with_reworked_changes_at_their_tag() {
         ignored: &[
             ("sqitch.conf", "not part of the Sqitch plan"),
             ("sqitch.plan", "read for the order"),
-            ("users.sql", "verify script"),
         ],
         never: &[],
     });
@@ -557,4 +556,111 @@ fn sqitch_deploys_in_plan_order_with_reworked_changes_at_their_tag() {
         out.contains("MIGRATION_FILE_INVALID:default") && out.contains("line 1:"),
         "{out}"
     );
+}
+
+/// Sqitch's verify scripts run right after their deploy, in its transaction:
+/// a failing one undoes the deploy and is named; what a passing one does is
+/// not kept; a deploy that cannot be undone is left DIRTY; a verify script
+/// that would end the transaction is refused before anything runs.
+#[test]
+fn sqitch_verify_scripts_run_after_each_deploy() {
+    let plan = "%project=shop\n\nusers 2024-01-01T10:00:00Z Ana <a@x> # users\norders [users] 2024-01-02T10:00:00Z Ana <a@x> # orders\n";
+    let db = TestDb::new();
+    let project = Project::new(&[
+        ("migrations/sqitch.plan", plan),
+        (
+            "migrations/deploy/users.sql",
+            "BEGIN;\nCREATE TABLE users (id int PRIMARY KEY, nick text);\nCOMMIT;\n",
+        ),
+        ("migrations/revert/users.sql", "DROP TABLE users;\n"),
+        (
+            "migrations/verify/users.sql",
+            "-- Verify shop:users on pg\nBEGIN;\nSELECT id, nick FROM users WHERE false;\nCREATE TABLE verify_side_effect (x int);\nROLLBACK;\n",
+        ),
+        (
+            "migrations/deploy/orders.sql",
+            "CREATE TABLE orders (id int PRIMARY KEY);\n",
+        ),
+        ("migrations/revert/orders.sql", "DROP TABLE orders;\n"),
+        (
+            "migrations/verify/orders.sql",
+            "BEGIN;\n\nSELECT id, total FROM orders WHERE false;\nROLLBACK;\n",
+        ),
+    ]);
+    let out = project.run(&db, &["apply"], 2);
+    assert!(out.contains("MIGRATION_FAILED:default:2"), "{out}");
+    assert!(out.contains("verify script failed"), "{out}");
+    assert!(
+        out.contains("verify/orders.sql:3"),
+        "the failing line of the verify script: {out}"
+    );
+    assert!(out.contains("total"), "the server's error: {out}");
+    assert!(db.exists("users"), "the first change verified and stays");
+    assert!(
+        !db.exists("verify_side_effect"),
+        "a verify script's own work is rolled back"
+    );
+    assert!(!db.exists("orders"), "the failing verify undid its deploy");
+    assert_eq!(db.history("default"), vec![("1".to_string(), false)]);
+
+    // Fixed verify: the change lands; --sql shows the verify step.
+    project.write(
+        "migrations/verify/orders.sql",
+        b"BEGIN;\nSELECT id FROM orders WHERE false;\nROLLBACK;\n",
+    );
+    project.remove("migrations/deploy/orders.sql");
+    project.write(
+        "migrations/deploy/orders.sql",
+        b"CREATE TABLE orders (id int PRIMARY KEY);\n",
+    );
+    let sql = project.run(&db, &["apply", "--sql"], 0);
+    assert!(
+        sql.contains("-- verify:") && sql.contains("SAVEPOINT migsafe_verify"),
+        "{sql}"
+    );
+    project.run(&db, &["apply"], 0);
+    assert!(db.exists("orders"));
+
+    // A deploy outside a transaction cannot be undone: DIRTY, named.
+    let db = TestDb::new();
+    let project = Project::new(&[
+        (
+            "migrations/sqitch.plan",
+            "%project=shop\n\nidx 2024-01-01T10:00:00Z Ana <a@x> # idx\n",
+        ),
+        (
+            "migrations/deploy/idx.sql",
+            "CREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY t_a ON t (a);\n",
+        ),
+        ("migrations/verify/idx.sql", "SELECT 1/0;\n"),
+    ]);
+    let out = project.run(&db, &["apply"], 2);
+    assert!(
+        out.contains("verify script failed") && out.contains("DIRTY"),
+        "{out}"
+    );
+    assert_eq!(db.history("default"), vec![("1".to_string(), true)]);
+
+    // A verify script that would commit the migration's transaction.
+    let db = TestDb::new();
+    let project = Project::new(&[
+        (
+            "migrations/sqitch.plan",
+            "%project=shop\n\nusers 2024-01-01T10:00:00Z Ana <a@x> # users\n",
+        ),
+        (
+            "migrations/deploy/users.sql",
+            "CREATE TABLE users (id int);\n",
+        ),
+        (
+            "migrations/verify/users.sql",
+            "SELECT 1;\nCOMMIT;\nSELECT 2;\n",
+        ),
+    ]);
+    let out = project.run(&db, &["apply"], 5);
+    assert!(
+        out.contains("MIGRATION_FILE_INVALID:default:1") && out.contains("COMMIT"),
+        "{out}"
+    );
+    assert!(!db.exists("users"), "nothing ran");
 }

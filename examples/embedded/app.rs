@@ -8,6 +8,7 @@
             layout: "reversible",
             up: ::migsafe::source::embed::EmbeddedScript { path: "app/20260101090000_create_accounts.up.sql", sql: "CREATE TABLE accounts (\n    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n    name       text NOT NULL,\n    created_at timestamptz NOT NULL DEFAULT now()\n);\n", first_line: 1, no_transaction: false, checksum: "03b891c2af29866cc15c0e86e00741ec4f70242f6f4ec4844470a8ff53cce028" },
             down: Some(::migsafe::source::embed::EmbeddedScript { path: "app/20260101090000_create_accounts.down.sql", sql: "DROP TABLE accounts;\n", first_line: 1, no_transaction: false, checksum: "d2614c18fc0cdf5c1f5ed3bdfa125e8d8d8bb95f994663a5e3a68a04f1738ae9" }),
+            verify: None,
         },
         ::migsafe::source::embed::EmbeddedMigration {
             version: "20260102090000",
@@ -15,6 +16,7 @@
             layout: "reversible",
             up: ::migsafe::source::embed::EmbeddedScript { path: "app/20260102090000_add_account_email.up.sql", sql: "-- A nullable column with no default: a catalog-only change, no table rewrite.\nALTER TABLE accounts ADD COLUMN email text;\n\nCREATE FUNCTION normalize_email(raw text) RETURNS text\nLANGUAGE sql IMMUTABLE AS $$\n    SELECT lower(trim(raw)); -- the semicolon inside the body is not a statement end\n$$;\n", first_line: 1, no_transaction: false, checksum: "919efc26dcaea00b4cd3cc09583b862fdf4dffed8b49c8725b1c848d5558d6fe" },
             down: Some(::migsafe::source::embed::EmbeddedScript { path: "app/20260102090000_add_account_email.down.sql", sql: "DROP FUNCTION normalize_email(text);\nALTER TABLE accounts DROP COLUMN email;\n", first_line: 1, no_transaction: false, checksum: "8268417219e3acc5e448fe601a63b66e887ae8ab16ad7085cd6fb83c52ad7d62" }),
+            verify: None,
         },
         ::migsafe::source::embed::EmbeddedMigration {
             version: "20260103090000",
@@ -22,6 +24,7 @@
             layout: "reversible",
             up: ::migsafe::source::embed::EmbeddedScript { path: "app/20260103090000_index_accounts_email.up.sql", sql: "-- migsafe:no-transaction\n-- migsafe:lock-timeout 5s\n-- CONCURRENTLY keeps writes to accounts flowing while the index builds; it\n-- cannot run inside a transaction, so this migration runs statement by statement.\nCREATE INDEX CONCURRENTLY IF NOT EXISTS accounts_email_idx ON accounts (normalize_email(email));\n", first_line: 1, no_transaction: true, checksum: "451d671a6bcfd9c406f4d1b2aef5af455c9cc2f7320c914c6c82bcea4c6e2516" },
             down: Some(::migsafe::source::embed::EmbeddedScript { path: "app/20260103090000_index_accounts_email.down.sql", sql: "-- migsafe:no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS accounts_email_idx;\n", first_line: 1, no_transaction: true, checksum: "06f5d497c77332af5f234f12735dd7e49b506e8148a5b28bc22d0311923c0c8f" }),
+            verify: None,
         },
     ],
 }

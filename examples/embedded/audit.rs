@@ -8,6 +8,7 @@
             layout: "up-only",
             up: ::migsafe::source::embed::EmbeddedScript { path: "audit/0001_create_audit_log.sql", sql: "CREATE SCHEMA audit;\nCREATE TABLE audit.events (\n    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n    occurred_at timestamptz NOT NULL DEFAULT now(),\n    action      text NOT NULL\n);\n", first_line: 1, no_transaction: false, checksum: "41d7607ecaecd7fc0b2e205ad5bfd9914c0fb2ea55ace0a657ced291eca39d5f" },
             down: None,
+            verify: None,
         },
         ::migsafe::source::embed::EmbeddedMigration {
             version: "0002",
@@ -15,6 +16,7 @@
             layout: "up-only",
             up: ::migsafe::source::embed::EmbeddedScript { path: "audit/0002_add_actor.sql", sql: "ALTER TABLE audit.events ADD COLUMN actor text;\n", first_line: 1, no_transaction: false, checksum: "60699fc918ac3142d1559924d13ea1e95c85b6d58fb689d7c28fbf5fba8e27a1" },
             down: None,
+            verify: None,
         },
     ],
 }

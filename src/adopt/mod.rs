@@ -305,6 +305,8 @@ pub enum Expected {
     Sha384(Vec<u8>),
     /// SHA-256 of the file's bytes, hex (Drizzle, Prisma).
     Sha256Hex(String),
+    /// SHA-1 of the file's bytes, hex (Sqitch's `script_hash`).
+    Sha1Hex(String),
 }
 
 impl Expected {
@@ -336,6 +338,13 @@ impl Expected {
                     .iter()
                     .any(|v| Sha384::digest(v).as_slice() == recorded.as_slice());
                 (!matches).then(|| (hex::encode(recorded), hex::encode(Sha384::digest(bytes))))
+            }
+            Expected::Sha1Hex(recorded) => {
+                use sha1::Sha1;
+                let matches = variants()
+                    .iter()
+                    .any(|v| hex::encode(Sha1::digest(v)).eq_ignore_ascii_case(recorded));
+                (!matches).then(|| (recorded.clone(), hex::encode(Sha1::digest(bytes))))
             }
             Expected::Sha256Hex(recorded) => {
                 let matches = variants()

@@ -9,7 +9,10 @@
 //! project using that registry: only the plan's `%project` is read. A
 //! reworked change is deployed once per instance, in plan order, so the
 //! n-th deployed row of a change name is the n-th change of that name in the
-//! plan. `script_hash` (SHA-1 of the deploy script) is not compared.
+//! plan. `script_hash` is the SHA-1 of the deploy script's bytes
+//! (`App::Sqitch::Plan::Change::script_hash`) and is compared with the file;
+//! a registry upgraded from before Sqitch 0.9993 copied `change_id` into it
+//! for the changes deployed until then, and those rows are not compared.
 
 use std::path::Path;
 
@@ -23,7 +26,7 @@ use crate::error::Result;
 pub const TABLE: &str = "sqitch.changes";
 
 /// The deployed changes of one project, in the order they were deployed.
-const READ: &str = "SELECT change, committed_at FROM \"sqitch\".\"changes\" \
+const READ: &str = "SELECT change, committed_at, script_hash, change_id FROM \"sqitch\".\"changes\" \
      WHERE project = $1 OR $1 = '' ORDER BY committed_at, change_id";
 
 /// The `%project=` pragma of the plan (empty when there is none).
@@ -49,6 +52,14 @@ pub(crate) async fn read(db: &Db, dir: &Path) -> Result<Record> {
     for row in rows {
         let change: String = row.get(0);
         let committed_at: DateTime<Utc> = row.get(1);
+        let script_hash: Option<String> = row.get(2);
+        let change_id: String = row.get(3);
+        let checksum = match script_hash {
+            Some(hash) if hash.trim() != change_id.trim() && !hash.trim().is_empty() => {
+                Expected::Sha1Hex(hash.trim().to_string())
+            }
+            _ => Expected::None,
+        };
         let occurrence = seen.entry(change.clone()).or_insert(0);
         out.push(Row {
             label: format!("change {change}"),
@@ -59,7 +70,7 @@ pub(crate) async fn read(db: &Db, dir: &Path) -> Result<Record> {
             applied_at: Some(committed_at),
             execution_ms: 0,
             status: Status::Applied,
-            checksum: Expected::None,
+            checksum,
         });
         *occurrence += 1;
     }

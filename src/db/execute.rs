@@ -108,6 +108,27 @@ enum Failure {
     Lost(tokio_postgres::Error),
 }
 
+/// What a verify script is sent after: its checks run under this savepoint.
+const VERIFY_PREFIX: &str = "SAVEPOINT migsafe_verify;\n";
+
+/// The text sent for `verify`: its statements (without Sqitch's
+/// `BEGIN … ROLLBACK` wrapper) under a savepoint that is rolled back after.
+pub(crate) fn verify_sql(
+    namespace: &str,
+    migration: &Migration,
+    verify: &Script,
+) -> Result<String> {
+    let body = statements::verify_body(&verify.sql).map_err(|message| Error::Config {
+        reason: ReasonCode::migration(Code::MigrationFileInvalid, namespace, &migration.version),
+        message: format!("{}: {message}", verify.path.display()),
+        hint: Some("fix the verify script; nothing ran".into()),
+        source: None,
+    })?;
+    Ok(format!(
+        "{VERIFY_PREFIX}{body}\n;\nROLLBACK TO SAVEPOINT migsafe_verify;\nRELEASE SAVEPOINT migsafe_verify"
+    ))
+}
+
 /// Checks, before anything runs, that a script can be run the way it asks:
 /// an up script must hold SQL, a transactional script must not carry its own BEGIN/COMMIT, and a
 /// no-transaction script must split into statements.
@@ -129,6 +150,11 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
             hint: Some("write the migration or delete the file".into()),
             source: None,
         });
+    }
+    if std::ptr::eq(script, &migration.up)
+        && let Some(verify) = &migration.verify
+    {
+        verify_sql(namespace, migration, verify)?;
     }
     if script.no_transaction() {
         if let Some(line) = statements::unterminated_block(&script.sql) {
@@ -328,11 +354,22 @@ impl Runner<'_> {
         // script's statements failed, even when the server gives no position
         // (`index "x" does not exist`), without parsing scripts that succeed.
         let completed = std::cell::Cell::new(None::<usize>);
+        // A verify script (Sqitch) runs after the script, in its transaction,
+        // under a savepoint rolled back after: its failure undoes the deploy,
+        // and what it does itself is never kept.
+        let verify = match (direction, &migration.verify) {
+            (Direction::Up, Some(verify)) => {
+                Some((verify, verify_sql(self.namespace, migration, verify)?))
+            }
+            _ => None,
+        };
+        let verify_failed = std::cell::Cell::new(false);
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
             completed.set(None);
+            verify_failed.set(false);
             let client = &self.db.client;
             let send_script = async {
                 let stream = client.simple_query_raw(&sent).await?;
@@ -359,9 +396,30 @@ impl Runner<'_> {
                     script,
                     recorded,
                 );
-                let (script_result, write_result, commit_result) =
-                    tokio::join!(send_script, write, client.batch_execute("COMMIT"),);
-                first_failure([script_result.err(), write_result.err(), commit_result.err()])
+                let send_verify = async {
+                    let Some((_, sql)) = &verify else {
+                        return Ok(());
+                    };
+                    let result = client.batch_execute(sql).await;
+                    if let Err(err) = &result
+                        && err.code() != Some(&SqlState::IN_FAILED_SQL_TRANSACTION)
+                    {
+                        verify_failed.set(true);
+                    }
+                    result
+                };
+                let (script_result, verify_result, write_result, commit_result) = tokio::join!(
+                    send_script,
+                    send_verify,
+                    write,
+                    client.batch_execute("COMMIT"),
+                );
+                first_failure([
+                    script_result.err(),
+                    verify_result.err(),
+                    write_result.err(),
+                    commit_result.err(),
+                ])
             };
             let (failure, blockers, cancelled) = self.drive(pipeline, lock_timeout).await;
             let Some(err) = failure else {
@@ -382,6 +440,21 @@ impl Runner<'_> {
                 }
                 Failure::Cancelled => return Err(self.cancelled(migration, direction, false)),
                 Failure::Server(err) => {
+                    if let Some((verify, _)) = verify.as_ref().filter(|_| verify_failed.get()) {
+                        let what = format!(
+                            "its verify script failed, so the deploy was rolled back with it:\n{}",
+                            describe_server_error(
+                                &err,
+                                verify,
+                                None,
+                                VERIFY_PREFIX.chars().count(),
+                                statement_timeout
+                            )
+                        );
+                        return Err(self
+                            .failed(migration, direction, &what, rolled_back_state(direction))
+                            .caused_by(err));
+                    }
                     // Parsed only now, and only when the server gave no
                     // position, to name the statement that failed (a
                     // position counts in the whole text sent).
@@ -572,6 +645,11 @@ impl Runner<'_> {
             }
         }
 
+        if let (Direction::Up, Some(verify)) = (direction, &migration.verify) {
+            self.verify_after_statements(migration, verify, total, statement_timeout)
+                .await?;
+        }
+
         let elapsed_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let finish = async {
             match direction {
@@ -605,6 +683,65 @@ impl Runner<'_> {
             ));
         }
         Ok(started.elapsed())
+    }
+
+    /// Runs the verify script of a no-transaction migration whose
+    /// statements have all committed, in a transaction rolled back after.
+    /// Its failure leaves the migration DIRTY, since the deploy cannot be
+    /// undone by a rollback.
+    async fn verify_after_statements(
+        &self,
+        migration: &Migration,
+        verify: &Script,
+        total: usize,
+        statement_timeout: Duration,
+    ) -> Result<()> {
+        let body = verify_sql(self.namespace, migration, verify)?;
+        let client = &self.db.client;
+        let sent = format!("BEGIN;\n{body}");
+        let (result, _, cancelled) = self
+            .drive(
+                async { client.batch_execute(&sent).await.err() },
+                self.limits.lock_timeout,
+            )
+            .await;
+        let _ = client.batch_execute("ROLLBACK").await;
+        let Some(err) = result else {
+            return Ok(());
+        };
+        let done = format!(
+            "all {total} statements ran and are committed, but the verify script failed; the migration is left DIRTY"
+        );
+        let failed = match classify(err, cancelled) {
+            Failure::Cancelled => self.cancelled(migration, Direction::Up, true),
+            Failure::Lost(err) => {
+                let lost = self
+                    .lost(
+                        migration,
+                        Direction::Up,
+                        migration.version.as_str(),
+                        &err,
+                        false,
+                    )
+                    .await;
+                return Err(lost.caused_by(err));
+            }
+            Failure::Lock(err) | Failure::Server(err) => {
+                let what = format!(
+                    "its verify script failed:\n{}",
+                    describe_server_error(
+                        &err,
+                        verify,
+                        None,
+                        "BEGIN;\n".len() + VERIFY_PREFIX.len(),
+                        statement_timeout
+                    )
+                );
+                self.failed(migration, Direction::Up, &what, &done)
+                    .caused_by(err)
+            }
+        };
+        Err(self.leave_dirty(failed, migration, Direction::Up, &done))
     }
 
     /// Awaits `work` while sampling blockers and honouring Ctrl-C. Returns

@@ -50,6 +50,16 @@ pub fn render(
             .down
             .as_ref()
             .map_or_else(|| "NULL".to_string(), |d| quote_literal(&d.checksum));
+        // Sqitch's verify script, as the runner sends it: under a savepoint
+        // in the migration's transaction (a script the runner would refuse
+        // is shown as such; `apply` checks every script before the first).
+        let verify = migration.verify.as_ref().map(|verify| {
+            let shown = crate::db::execute::verify_sql(namespace, migration, verify)
+                .unwrap_or_else(|err| {
+                    format!("-- refused: {}", err.to_string().replace('\n', "\n-- "))
+                });
+            format!("-- verify: {}\n{shown};\n", verify.path.display())
+        });
         let _ = writeln!(
             out,
             "-- {} {} ({})",
@@ -73,6 +83,9 @@ pub fn render(
                     let _ = writeln!(out, "{}\n;", script.sql.trim_end());
                 }
             }
+            if let Some(verify) = &verify {
+                let _ = writeln!(out, "BEGIN;\n{verify}ROLLBACK;");
+            }
             let _ = writeln!(
                 out,
                 "UPDATE {table} SET dirty = false WHERE namespace = {ns} AND version = {version};\nRESET lock_timeout;\nRESET statement_timeout;\n"
@@ -80,8 +93,9 @@ pub fn render(
         } else {
             let _ = writeln!(
                 out,
-                "BEGIN;\nSET LOCAL lock_timeout = {lock_timeout};\nSET LOCAL statement_timeout = {statement_timeout};\n{}\n;\nINSERT INTO {table} {columns} VALUES ({ns}, {version}, {name}, {checksum}, {down}, now(), (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint, {by}, {tool}, false);\nCOMMIT;\n",
-                script.runnable_sql().trim_end()
+                "BEGIN;\nSET LOCAL lock_timeout = {lock_timeout};\nSET LOCAL statement_timeout = {statement_timeout};\n{}\n;\n{}INSERT INTO {table} {columns} VALUES ({ns}, {version}, {name}, {checksum}, {down}, now(), (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint, {by}, {tool}, false);\nCOMMIT;\n",
+                script.runnable_sql().trim_end(),
+                verify.as_deref().unwrap_or("")
             );
         }
     }

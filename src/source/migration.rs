@@ -54,6 +54,10 @@ pub struct Migration {
     pub up: Script,
     /// The down script, when there is one.
     pub down: Option<Script>,
+    /// A script run right after the up script, in its transaction, whose
+    /// failure undoes the migration (Sqitch's `verify/`). Not part of the
+    /// checksum: Sqitch records the deploy script's hash only.
+    pub verify: Option<Script>,
 }
 
 /// Everything found in one namespace's directory.

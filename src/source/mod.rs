@@ -384,6 +384,7 @@ fn load_liquibase(
                     layout: Layout::Liquibase,
                     up,
                     down,
+                    verify: None,
                 }),
                 (Err(mut found), _) | (_, Err(mut found)) => problems.append(&mut found),
             }
@@ -428,6 +429,7 @@ fn load_sqitch(namespace: &str, dir: &Path) -> Result<MigrationSet> {
         };
         let up = read(&change.deploy);
         let down = change.revert.as_deref().map(read).transpose();
+        let verify = change.verify.as_deref().map(read).transpose();
         for relative in [
             Some(&change.deploy),
             change.revert.as_ref(),
@@ -438,15 +440,18 @@ fn load_sqitch(namespace: &str, dir: &Path) -> Result<MigrationSet> {
         {
             used.insert(dir.join(relative));
         }
-        match (up, down) {
-            (Ok(up), Ok(down)) => migrations.push(Migration {
+        match (up, down, verify) {
+            (Ok(up), Ok(down), Ok(verify)) => migrations.push(Migration {
                 version,
                 name: change.name.clone(),
                 layout: Layout::Sqitch,
                 up,
                 down,
+                verify,
             }),
-            (Err(mut found), _) | (_, Err(mut found)) => problems.append(&mut found),
+            (Err(mut found), _, _) | (_, Err(mut found), _) | (_, _, Err(mut found)) => {
+                problems.append(&mut found);
+            }
         }
     }
     if !problems.is_empty() {
@@ -470,12 +475,7 @@ fn load_sqitch(namespace: &str, dir: &Path) -> Result<MigrationSet> {
                 };
                 for file in inner.flatten() {
                     let file = file.path();
-                    if name == "verify" && used.contains(&file) {
-                        note(
-                            file,
-                            "Sqitch verify script: not run by migsafe (yet); run `sqitch verify`",
-                        );
-                    } else if !used.contains(&file) {
+                    if !used.contains(&file) {
                         note(file, "not a script of a change in sqitch.plan");
                     }
                 }
@@ -560,6 +560,7 @@ fn load_drizzle(namespace: &str, dir: &Path) -> Result<MigrationSet> {
                 layout: Layout::Drizzle,
                 up,
                 down: None,
+                verify: None,
             }),
             Err(mut found) => {
                 for p in &mut found {
@@ -812,6 +813,7 @@ fn assemble(
         layout,
         up,
         down,
+        verify: None,
     })
 }
 

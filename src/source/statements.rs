@@ -297,6 +297,59 @@ pub fn unwrap(sql: &str) -> String {
     String::from_utf8(bytes).unwrap_or_else(|_| sql.to_string())
 }
 
+/// The statements of a verify script (Sqitch's `verify/`) as migsafe runs
+/// them: inside the migration's transaction, under a savepoint rolled back
+/// after. Sqitch's template wraps the checks in `BEGIN; … ROLLBACK;`; that
+/// wrapper is blanked out (same lines, so error positions still point into
+/// the file). Any other transaction control, or a statement that cannot run
+/// in a transaction, is refused with the reason.
+pub fn verify_body(sql: &str) -> Result<String, String> {
+    let parsed =
+        pg_query::parse(sql, 0).map_err(|e| format!("the SQL grammar cannot read it: {e}"))?;
+    let kind =
+        |raw: &pg_query::protobuf::RawStmt| match raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+            Some(NodeEnum::TransactionStmt(t)) => TransactionStmtKind::try_from(t.kind).ok(),
+            _ => None,
+        };
+    let stmts = &parsed.protobuf.stmts;
+    let wrapped = stmts.len() >= 2
+        && matches!(
+            stmts.first().and_then(kind),
+            Some(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart)
+        )
+        && matches!(
+            stmts.last().and_then(kind),
+            Some(TransactionStmtKind::TransStmtRollback | TransactionStmtKind::TransStmtCommit)
+        );
+    let body = if wrapped {
+        unwrap(sql)
+    } else {
+        sql.to_string()
+    };
+    if let Some((keyword, line)) = transaction_control(&body) {
+        return Err(format!(
+            "line {line}: {keyword}; a verify script runs inside the migration's transaction, so only a BEGIN at its top and a ROLLBACK or COMMIT at its end are allowed (they are left out)"
+        ));
+    }
+    for raw in &pg_query::parse(&body, 0)
+        .map_err(|e| format!("the SQL grammar cannot read it: {e}"))?
+        .protobuf
+        .stmts
+    {
+        if let Some(why) = raw
+            .stmt
+            .as_ref()
+            .and_then(|n| n.node.as_ref())
+            .and_then(needs_no_transaction)
+        {
+            return Err(format!(
+                "{why} cannot run inside the migration's transaction, where a verify script runs"
+            ));
+        }
+    }
+    Ok(body)
+}
+
 /// The line of a `BEGIN` the script never ends: run statement by statement,
 /// everything after it would stay in an open transaction that the session
 /// then rolls back, history row and all.
@@ -368,6 +421,27 @@ fn parse_message(err: &pg_query::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn verify_body_drops_sqitch_wrapper_and_refuses_control() {
+        let body =
+            verify_body("-- Verify users\nBEGIN;\nSELECT id FROM users WHERE FALSE;\nROLLBACK;\n")
+                .unwrap();
+        assert!(body.contains("SELECT id FROM users WHERE FALSE;"), "{body}");
+        assert!(!body.to_lowercase().contains("begin"), "{body}");
+        assert!(!body.to_lowercase().contains("rollback"), "{body}");
+        assert_eq!(
+            body.lines().count(),
+            4,
+            "lines are kept for error positions"
+        );
+        assert_eq!(verify_body("SELECT 1;").unwrap(), "SELECT 1;");
+        let err = verify_body("SELECT 1;\nCOMMIT;\nSELECT 2;").unwrap_err();
+        assert!(err.contains("COMMIT"), "{err}");
+        let err = verify_body("CREATE INDEX CONCURRENTLY i ON t (a);").unwrap_err();
+        assert!(err.contains("CONCURRENTLY"), "{err}");
+        assert!(verify_body("SELEC 1").is_err());
+    }
+
     use super::*;
     use proptest::prelude::*;
 
