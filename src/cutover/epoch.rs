@@ -350,40 +350,58 @@ fn census(
     columns: &[super::ColumnMap],
     dates: &[usize],
 ) -> Result<Vec<Census>> {
+    // Only numbers can be epochs: the scan keeps just the rows where one of
+    // the date columns holds one (a text timestamp column skips every
+    // comparison), each count looks at its column's storage class first
+    // (CASE, which SQLite evaluates lazily), and the comparisons are on `+col`,
+    // which has no affinity: on a TEXT column SQLite would otherwise turn
+    // every constant into text for every row (the census cost more than the
+    // whole copy on a million rows).
     let range = |unit: EpochUnit, q: &str| {
         let (low, high) = unit.integer_range();
         format!("({q} >= {low} AND {q} < {high})")
     };
     let julian = |q: &str| format!("({q} >= 2415020.5 AND {q} < 2524593.5)");
     let mut sums = Vec::new();
+    let mut numeric = Vec::new();
     for &index in dates {
-        let q = sqlite::quote(&columns[index].source);
-        let int = format!("typeof({q}) = 'integer'");
-        let real = format!("typeof({q}) = 'real'");
+        let column = sqlite::quote(&columns[index].source);
+        let q = format!("+{column}");
+        let int = format!("typeof({column}) = 'integer'");
+        let real = format!("typeof({column}) = 'real'");
+        numeric.push(format!("typeof({column}) IN ('integer', 'real')"));
         let jd = range(EpochUnit::Julian, &q);
         let s = range(EpochUnit::Seconds, &q);
         let ms = range(EpochUnit::Millis, &q);
         let us = range(EpochUnit::Micros, &q);
         // The ranges nest (Julian days in seconds in ms in µs): each integer
         // counts for the first that holds it, as EpochUnit::natural decides.
+        let when = |class: &str, condition: String| {
+            format!("CASE WHEN {class} THEN ({condition}) ELSE 0 END")
+        };
         for condition in [
-            int.clone(),
-            format!("{int} AND {jd}"),
-            format!("{int} AND NOT {jd} AND {s}"),
-            format!("{int} AND NOT {s} AND {ms}"),
-            format!("{int} AND NOT {ms} AND {us}"),
-            real.clone(),
-            format!("{real} AND {}", julian(&q)),
-            format!("{real} AND NOT {} AND {s}", julian(&q)),
-            format!("{real} AND {jd}"),
-            format!("{real} AND NOT {jd} AND {s}"),
-            format!("{real} AND NOT {s} AND {ms}"),
-            format!("{real} AND NOT {ms} AND {us}"),
+            when(&int, "1".into()),
+            when(&int, jd.clone()),
+            when(&int, format!("NOT {jd} AND {s}")),
+            when(&int, format!("NOT {s} AND {ms}")),
+            when(&int, format!("NOT {ms} AND {us}")),
+            when(&real, "1".into()),
+            when(&real, julian(&q)),
+            when(&real, format!("NOT {} AND {s}", julian(&q))),
+            when(&real, jd.clone()),
+            when(&real, format!("NOT {jd} AND {s}")),
+            when(&real, format!("NOT {s} AND {ms}")),
+            when(&real, format!("NOT {ms} AND {us}")),
         ] {
             sums.push(format!("coalesce(sum({condition}), 0)"));
         }
     }
-    let sql = format!("SELECT {} FROM {}", sums.join(", "), sqlite::quote(table));
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {}",
+        sums.join(", "),
+        sqlite::quote(table),
+        numeric.join(" OR ")
+    );
     let counts: Vec<i64> = db
         .query_row(&sql, [], |row| {
             (0..sums.len()).map(|i| row.get::<_, i64>(i)).collect()
