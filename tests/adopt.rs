@@ -384,12 +384,60 @@ fn liquibase_changesets_are_matched_by_author_id_and_file() {
         "liquibase",
         None,
         "databasechangelog",
-        &["1", "2", "3"],
+        &["1", "2", "3", "4", "5", "6"],
         Some(&[
             "2024-09-01 08:00:01",
             "2024-09-01 08:00:02",
             "2024-09-01 08:00:03",
+            "2024-09-01 08:00:04",
+            "2024-09-01 08:00:05",
+            "2024-09-01 08:00:06",
         ]),
+    );
+}
+
+/// MD5SUM (checksum version 9) is compared per changeset, as Liquibase
+/// computes it: whitespace does not count, a `--validCheckSum` line is
+/// honoured, and a NULL (after `clear-checksums`) has nothing to compare.
+#[test]
+fn a_liquibase_changeset_edited_since_it_ran_is_refused() {
+    const ORDERS: &str = "migrations/002-orders.sql";
+    let edited = "--liquibase formatted sql\n\n--changeset tomas:orders-table\nCREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint REFERENCES users (id));\n--rollback DROP TABLE orders;\n";
+    refuses(
+        "liquibase",
+        "",
+        |p| p.write(ORDERS, edited.as_bytes()),
+        &[],
+        "ADOPT_MISMATCH:default:3",
+    );
+    let accepted = |sql: &str, text: String| {
+        let db = TestDb::new();
+        let project = project("liquibase");
+        migrate_natively(&db, "liquibase", &project);
+        if !sql.is_empty() {
+            db.query(sql);
+        }
+        project.write(ORDERS, text.as_bytes());
+        let out = project.run(&db, &["adopt"], 0);
+        assert_eq!(adopted(&db).len(), 6, "{out}");
+    };
+    // Only whitespace moved: Liquibase's checksum is the same.
+    accepted(
+        "",
+        "--liquibase formatted sql\n\n--changeset tomas:orders-table\nCREATE TABLE orders (\n    id bigint PRIMARY KEY,\n    user_id bigint NOT NULL REFERENCES users (id)\n);\n--rollback DROP TABLE orders;\n".into(),
+    );
+    // The edit is declared valid for the recorded checksum.
+    accepted(
+        "",
+        edited.replace(
+            "--changeset tomas:orders-table\n",
+            "--changeset tomas:orders-table\n--validCheckSum: 9:5a2decf39a8e5832407c9b36d96372cd\n",
+        ),
+    );
+    // Nothing recorded to compare with.
+    accepted(
+        "UPDATE databasechangelog SET md5sum = NULL WHERE id = 'orders-table'",
+        edited.to_string(),
     );
 }
 

@@ -17,6 +17,8 @@
 //!   `--rollback`); they are left out of the up script.
 //! - `--comment`, `--preconditions`, `--precondition-…` and `--validCheckSum`
 //!   lines are comments.
+//! - [`Changeset::checked_sql`] keeps the lines Liquibase's `MD5SUM` is computed
+//!   from (the changeset's SQL without its directive lines), for `adopt`.
 
 use super::Section;
 
@@ -33,6 +35,30 @@ pub struct Changeset {
     pub down: Option<Section>,
     /// Liquibase skips it on PostgreSQL (`dbms:` names other databases only).
     pub other_dbms: Option<String>,
+    /// The SQL as Liquibase reads it for its checksum: the lines after
+    /// `--changeset` without `--rollback`, `--comment:`, `--preconditions`,
+    /// `--precondition-…`, `--validCheckSum` and `--ignoreLines` lines (an
+    /// `endDelimiter` line stays as written).
+    pub checked_sql: String,
+    /// The `--validCheckSum:` values: Liquibase accepts a recorded checksum
+    /// that is one of them (or any, with `ANY`).
+    pub valid_checksums: Vec<String>,
+}
+
+/// A line of a changeset that Liquibase reads as an instruction, not SQL,
+/// and leaves out of its checksum; the `--validCheckSum:` value when it is one.
+fn instruction(line: &str) -> Option<Option<String>> {
+    let rest = line.trim_start().strip_prefix("--")?.trim_start();
+    let lower = rest.to_ascii_lowercase();
+    if let Some(value) = lower.strip_prefix("validchecksum") {
+        let value = value.trim_start().strip_prefix(':').unwrap_or(value);
+        let start = rest.len() - value.len();
+        return Some(Some(rest[start..].trim().to_string()));
+    }
+    ["comment:", "preconditions", "precondition-", "ignorelines"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+        .then_some(None)
 }
 
 /// True when `head` (a file's first bytes) marks Liquibase formatted SQL.
@@ -73,6 +99,8 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
         up: String,
         down: String,
         down_first: Option<usize>,
+        checked: String,
+        valid: Vec<String>,
     }
     let mut out: Vec<Changeset> = Vec::new();
     let mut open: Option<Open> = None;
@@ -91,6 +119,8 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
                 no_transaction: open.no_transaction,
             }),
             other_dbms: open.other_dbms,
+            checked_sql: open.checked,
+            valid_checksums: open.valid,
         });
     };
     for (index, line) in text.split_inclusive('\n').enumerate() {
@@ -127,6 +157,8 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
                     up: line.to_string(),
                     down: String::new(),
                     down_first: None,
+                    checked: String::new(),
+                    valid: Vec::new(),
                 };
                 for attribute in words {
                     let (key, value) = attribute.split_once(':').unwrap_or((attribute, ""));
@@ -176,6 +208,11 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
                     }
                     continue;
                 };
+                match instruction(line) {
+                    Some(Some(valid)) => changeset.valid.push(valid),
+                    Some(None) => {}
+                    None => changeset.checked.push_str(line),
+                }
                 match &changeset.end_delimiter {
                     Some(delimiter) if line.trim() == delimiter => changeset.up.push_str(";\n"),
                     _ => changeset.up.push_str(line),
@@ -208,6 +245,20 @@ mod tests {
         assert!(sets[2].down.is_none());
         assert_eq!(sets[3].other_dbms.as_deref(), Some("mysql"));
         assert!(sets[0].other_dbms.is_none());
+        assert_eq!(sets[0].checked_sql, "CREATE TABLE a (id int);\n\n");
+        assert!(
+            sets[2].checked_sql.ends_with("$$\n/\n"),
+            "{}",
+            sets[2].checked_sql
+        );
+    }
+
+    #[test]
+    fn liquibase_instructions_are_left_out_of_the_checked_sql() {
+        let text = "--liquibase formatted sql\n--changeset a:1\n--comment: why\n-- kept\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT 1\n--validCheckSum: 9:abc\n-- validCheckSum ANY\nSELECT 1;\n";
+        let sets = parse(text).unwrap();
+        assert_eq!(sets[0].checked_sql, "-- kept\nSELECT 1;\n");
+        assert_eq!(sets[0].valid_checksums, ["9:abc", "ANY"]);
     }
 
     #[test]
