@@ -664,3 +664,47 @@ fn sqitch_verify_scripts_run_after_each_deploy() {
     );
     assert!(!db.exists("users"), "nothing ran");
 }
+
+/// Liquibase files grow at the end, a blank line between changesets: the
+/// changeset before stays as applied. What Liquibase decides at run time
+/// (contexts, preconditions, runOnChange) is refused for a pending changeset
+/// before anything runs, never run unconditionally.
+#[test]
+fn liquibase_files_grow_at_the_end_and_runtime_decisions_are_refused() {
+    let db = TestDb::new();
+    let first = "--liquibase formatted sql\n\n--changeset ana:users\nCREATE TABLE users (id int PRIMARY KEY);\n--rollback DROP TABLE users;\n";
+    let project = Project::new(&[("migrations/001-users.sql", first)]);
+    project.run(&db, &["apply"], 0);
+    let grown =
+        format!("{first}\n--changeset ana:orders\nCREATE TABLE orders (id int PRIMARY KEY);\n\n");
+    project.write("migrations/001-users.sql", grown.as_bytes());
+    let out = project.run(&db, &["status"], 0);
+    assert!(
+        !out.contains("EDITED"),
+        "appending changed the changeset before:\n{out}"
+    );
+    project.run(&db, &["apply"], 0);
+    assert!(db.exists("orders"));
+
+    let guarded = format!(
+        "{grown}--changeset ana:seed context:test\nINSERT INTO users VALUES (1);\n\n--changeset ana:purge\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT count(*) FROM orders\nDELETE FROM users;\n"
+    );
+    project.write("migrations/001-users.sql", guarded.as_bytes());
+    let out = project.run(&db, &["apply"], 5);
+    assert!(
+        out.contains("MIGRATION_FILE_INVALID:default:3") && out.contains("context:test"),
+        "{out}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM users").as_deref(),
+        Some("0"),
+        "nothing ran"
+    );
+    let without_seed = guarded.replace(" context:test", "");
+    project.write("migrations/001-users.sql", without_seed.as_bytes());
+    let out = project.run(&db, &["apply"], 5);
+    assert!(
+        out.contains("MIGRATION_FILE_INVALID:default:4") && out.contains("preconditions"),
+        "{out}"
+    );
+}

@@ -152,6 +152,23 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
         });
     }
     if std::ptr::eq(script, &migration.up)
+        && let Some(why) = &script.directives.unsupported
+    {
+        return Err(Error::Config {
+            reason: ReasonCode::migration(Code::MigrationFileInvalid, namespace, &migration.version),
+            message: format!(
+                "{} {} ({}) cannot run as written: {why}",
+                migration.version,
+                migration.name,
+                script.path.display()
+            ),
+            hint: Some(
+                "nothing ran. Decide for migsafe: run it with Liquibase (then `migsafe adopt`), or remove what migsafe cannot honour from the changeset if it must run on every database, or delete the changeset if it must not run here".into(),
+            ),
+            source: None,
+        });
+    }
+    if std::ptr::eq(script, &migration.up)
         && let Some(verify) = &migration.verify
     {
         verify_sql(namespace, migration, verify)?;

@@ -29,6 +29,11 @@ pub struct Directives {
     pub wrapped: bool,
     /// An empty script is a valid no-op (ory/pop), not an unfinished file.
     pub empty_ok: bool,
+    /// Why migsafe must not run this script as it is: it asks for something
+    /// migsafe does not evaluate (a Liquibase precondition, context or label,
+    /// `runOnChange`). Applied ones are read as usual; a pending one is
+    /// refused before anything runs.
+    pub unsupported: Option<String>,
 }
 
 /// One lint suppression and the reason given for it.

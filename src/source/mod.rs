@@ -371,7 +371,11 @@ fn load_liquibase(
                 changeset.up.text,
                 changeset.up.first_line,
                 changeset.up.no_transaction,
-            );
+            )
+            .map(|mut up| {
+                up.directives.unsupported = changeset.unsupported.clone();
+                up
+            });
             let down = changeset
                 .down
                 .filter(|d| checksum::has_sql(&d.text))

@@ -43,6 +43,12 @@ pub struct Changeset {
     /// The `--validCheckSum:` values: Liquibase accepts a recorded checksum
     /// that is one of them (or any, with `ANY`).
     pub valid_checksums: Vec<String>,
+    /// What Liquibase would decide at run time that migsafe does not: a
+    /// `context:`/`labels:` filter, `--preconditions`, `runOnChange`,
+    /// `runAlways`. Running such a changeset unconditionally could put test
+    /// data in production or run what a precondition guards, so a pending one
+    /// is refused ([`crate::source::directives::Directives::unsupported`]).
+    pub unsupported: Option<String>,
 }
 
 /// A line of a changeset that Liquibase reads as an instruction, not SQL,
@@ -101,15 +107,25 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
         down_first: Option<usize>,
         checked: String,
         valid: Vec<String>,
+        unsupported: Vec<String>,
     }
     let mut out: Vec<Changeset> = Vec::new();
     let mut open: Option<Open> = None;
     let close = |open: Open, out: &mut Vec<Changeset>| {
+        // The blank lines that separate it from the next changeset are not
+        // part of it: appending a changeset after a blank line, as Liquibase
+        // files are written, must not change the one before.
+        let kept = open.up.trim_end_matches(|c: char| c.is_whitespace()).len();
+        let mut up = open.up;
+        if kept < up.len() {
+            up.truncate(kept);
+            up.push('\n');
+        }
         out.push(Changeset {
             author: open.author,
             id: open.id,
             up: Section {
-                text: open.up,
+                text: up,
                 first_line: open.first,
                 no_transaction: open.no_transaction,
             },
@@ -121,6 +137,7 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
             other_dbms: open.other_dbms,
             checked_sql: open.checked,
             valid_checksums: open.valid,
+            unsupported: (!open.unsupported.is_empty()).then(|| open.unsupported.join("; ")),
         });
     };
     for (index, line) in text.split_inclusive('\n').enumerate() {
@@ -159,10 +176,21 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
                     down_first: None,
                     checked: String::new(),
                     valid: Vec::new(),
+                    unsupported: Vec::new(),
                 };
                 for attribute in words {
                     let (key, value) = attribute.split_once(':').unwrap_or((attribute, ""));
                     match key.to_ascii_lowercase().as_str() {
+                        "context" | "contexts" | "labels" | "label" if !value.is_empty() => {
+                            changeset.unsupported.push(format!(
+                                "`{attribute}`: migsafe has no contexts or labels and would run it on every database (Liquibase without --contexts/--labels)"
+                            ));
+                        }
+                        "runonchange" | "runalways" if value.eq_ignore_ascii_case("true") => {
+                            changeset.unsupported.push(format!(
+                                "`{attribute}`: migsafe runs a changeset once and treats an edit as a checksum mismatch"
+                            ));
+                        }
                         "runintransaction" => {
                             changeset.no_transaction = value.eq_ignore_ascii_case("false");
                         }
@@ -208,6 +236,21 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
                     }
                     continue;
                 };
+                if line
+                    .trim_start()
+                    .trim_start_matches('-')
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("preconditions")
+                    && changeset
+                        .unsupported
+                        .iter()
+                        .all(|u| !u.starts_with("`--preconditions"))
+                {
+                    changeset.unsupported.push(
+                        "`--preconditions`: migsafe does not evaluate Liquibase preconditions and would run the changeset whatever they say".into(),
+                    );
+                }
                 match instruction(line) {
                     Some(Some(valid)) => changeset.valid.push(valid),
                     Some(None) => {}
@@ -251,6 +294,37 @@ mod tests {
             "{}",
             sets[2].checked_sql
         );
+    }
+
+    #[test]
+    fn a_blank_line_before_the_next_changeset_is_not_part_of_this_one() {
+        let one = parse("--liquibase formatted sql\n--changeset a:1\nSELECT 1;\n").unwrap();
+        let two = parse("--liquibase formatted sql\n--changeset a:1\nSELECT 1;\n\n\n--changeset a:2\nSELECT 2;\n").unwrap();
+        assert_eq!(one[0].up.text, two[0].up.text);
+    }
+
+    #[test]
+    fn what_liquibase_decides_at_run_time_is_named() {
+        let sets = parse("--liquibase formatted sql\n--changeset a:1 context:test\nINSERT INTO t VALUES (1);\n--changeset a:2\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT 1\nDELETE FROM t;\n--changeset a:3 runOnChange:true\nSELECT 1;\n--changeset a:4 runInTransaction:false\nSELECT 1;\n").unwrap();
+        assert!(
+            sets[0]
+                .unsupported
+                .as_deref()
+                .is_some_and(|u| u.contains("context:test"))
+        );
+        assert!(
+            sets[1]
+                .unsupported
+                .as_deref()
+                .is_some_and(|u| u.contains("preconditions"))
+        );
+        assert!(
+            sets[2]
+                .unsupported
+                .as_deref()
+                .is_some_and(|u| u.contains("runOnChange"))
+        );
+        assert!(sets[3].unsupported.is_none());
     }
 
     #[test]
