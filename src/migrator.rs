@@ -600,6 +600,7 @@ impl Migrator {
                 &self.config.defaults,
                 &loaded.namespace.name,
                 &selected,
+                options.online,
             ));
         }
         Ok(out)

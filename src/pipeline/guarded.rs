@@ -271,7 +271,7 @@ async fn locked(
     };
     let mut failure = None;
     for (item, chosen) in opened.iter().zip(&selected) {
-        match run_selected(env, &item.target, &item.db, chosen).await {
+        match run_selected(env, &item.target, &item.db, chosen, options.online).await {
             Ok(run) => report.namespaces.push(run),
             Err(err) => {
                 failure = Some(err);
