@@ -115,9 +115,15 @@ async fn key(runner: &Runner<'_>, migration: &Migration, table: &str) -> Result<
         .client
         .query_opt(KEY, &[&table])
         .await
-        .map_err(|e| crate::db::history::database_error(runner.db, "read the table's primary key", &e))?;
+        .map_err(|e| {
+            crate::db::history::database_error(runner.db, "read the table's primary key", &e)
+        })?;
     let Some(row) = row else {
-        return Err(refused(runner, migration, &format!("table {table} does not exist")));
+        return Err(refused(
+            runner,
+            migration,
+            &format!("table {table} does not exist"),
+        ));
     };
     let relation: u32 = row.get(0);
     let estimate: f64 = row.get(1);
@@ -144,7 +150,9 @@ async fn key(runner: &Runner<'_>, migration: &Migration, table: &str) -> Result<
             return Err(refused(
                 runner,
                 migration,
-                &format!("{table}'s primary key {column} is of type {other}, not an integer or uuid"),
+                &format!(
+                    "{table}'s primary key {column} is of type {other}, not an integer or uuid"
+                ),
             ));
         }
     };
@@ -261,7 +269,14 @@ pub(crate) async fn run(
     loop {
         super::pause::before_batch(runner, version, key.relation).await;
         if runner.interrupt.is_triggered() {
-            return Err(stopped(runner, migration, rows, batches, last_key.as_deref(), None));
+            return Err(stopped(
+                runner,
+                migration,
+                rows,
+                batches,
+                last_key.as_deref(),
+                None,
+            ));
         }
         let batch_started = Instant::now();
         let work = async {
@@ -276,7 +291,10 @@ pub(crate) async fn run(
             let updated = client.execute(&batch_sql, &[&last_key, &upper]).await?;
             let updated = i64::try_from(updated).unwrap_or(i64::MAX);
             client
-                .execute(&done_sql, &[&runner.namespace, &version, &upper, &updated, &keys])
+                .execute(
+                    &done_sql,
+                    &[&runner.namespace, &version, &upper, &updated, &keys],
+                )
                 .await?;
             client.batch_execute("COMMIT").await?;
             Ok::<_, tokio_postgres::Error>(Some((upper, updated, keys)))
@@ -293,18 +311,43 @@ pub(crate) async fn run(
                 size = next_size(size, batch_started.elapsed(), batch_time);
                 if last_event.elapsed() >= PROGRESS_EVERY {
                     last_event = Instant::now();
-                    emit_progress(runner, version, &backfill, &key, rows, batches, size, scanned, scanned_before, run_started);
+                    emit_progress(
+                        runner,
+                        version,
+                        &backfill,
+                        &key,
+                        rows,
+                        batches,
+                        size,
+                        scanned,
+                        scanned_before,
+                        run_started,
+                    );
                 }
             }
             Err(err) => {
                 let _ = client.batch_execute("ROLLBACK").await;
                 if cancelled {
-                    return Err(stopped(runner, migration, rows, batches, last_key.as_deref(), None));
+                    return Err(stopped(
+                        runner,
+                        migration,
+                        rows,
+                        batches,
+                        last_key.as_deref(),
+                        None,
+                    ));
                 }
                 let lock = err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE);
                 attempt += 1;
                 if !lock || attempt > runner.limits.lock_retries {
-                    return Err(stopped(runner, migration, rows, batches, last_key.as_deref(), Some(&err)));
+                    return Err(stopped(
+                        runner,
+                        migration,
+                        rows,
+                        batches,
+                        last_key.as_deref(),
+                        Some(&err),
+                    ));
                 }
                 // A smaller batch holds its row locks for less time.
                 size = (size / 2).max(MIN_BATCH);
@@ -314,8 +357,12 @@ pub(crate) async fn run(
                     version: version.to_string(),
                     attempt,
                     delay_ms: crate::events::millis(delay),
-                    reason: ReasonCode::migration(Code::LockTimeout, runner.namespace, &migration.version)
-                        .to_string(),
+                    reason: ReasonCode::migration(
+                        Code::LockTimeout,
+                        runner.namespace,
+                        &migration.version,
+                    )
+                    .to_string(),
                     blockers: Vec::new(),
                 });
                 tokio::select! {
@@ -325,11 +372,29 @@ pub(crate) async fn run(
             }
         }
     }
-    emit_progress(runner, version, &backfill, &key, rows, batches, size, scanned, scanned_before, run_started);
+    emit_progress(
+        runner,
+        version,
+        &backfill,
+        &key,
+        rows,
+        batches,
+        size,
+        scanned,
+        scanned_before,
+        run_started,
+    );
     let (result, cancelled) = cancellable(runner, finish(runner, &table, migration)).await;
     if let Err(err) = result {
         let shown = (!cancelled).then_some(&err);
-        return Err(stopped(runner, migration, rows, batches, last_key.as_deref(), shown));
+        return Err(stopped(
+            runner,
+            migration,
+            rows,
+            batches,
+            last_key.as_deref(),
+            shown,
+        ));
     }
     Ok(started.elapsed())
 }
@@ -384,7 +449,12 @@ fn stopped(
         Some(err) => (
             Code::MigrationFailed,
             match err.as_db_error() {
-                Some(db) => format!("a batch failed: {} {}: {}", db.severity(), db.code().code(), db.message()),
+                Some(db) => format!(
+                    "a batch failed: {} {}: {}",
+                    db.severity(),
+                    db.code().code(),
+                    db.message()
+                ),
                 None => format!("a batch failed: {}", error_chain(err)),
             },
         ),
@@ -437,7 +507,9 @@ mod tests {
             "UPDATE app.users SET email_lower = lower(email) WHERE email_lower IS NULL AND (($1::text IS NULL OR app.users.id > $1::text::bigint) AND app.users.id <= $2::text::bigint)"
         );
         let b = compile(&script("UPDATE users u SET n = 0")).unwrap();
-        assert!(b.batch_sql(&key()).unwrap().ends_with("WHERE ($1::text IS NULL OR u.id > $1::text::bigint) AND u.id <= $2::text::bigint"));
+        assert!(b.batch_sql(&key()).unwrap().ends_with(
+            "WHERE ($1::text IS NULL OR u.id > $1::text::bigint) AND u.id <= $2::text::bigint"
+        ));
     }
 
     #[test]

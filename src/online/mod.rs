@@ -168,7 +168,10 @@ pub fn plan(script: &Script) -> Option<OnlinePlan> {
 /// What `--online` makes of one statement, for lint: `Some(Ok(()))` it
 /// has an online form, `Some(Err(reason))` it would need one but cannot have
 /// it, `None` nothing to rewrite.
-pub fn explain(node: &pg_query::NodeEnum, context: &crate::lint::Context) -> Option<Result<(), String>> {
+pub fn explain(
+    node: &pg_query::NodeEnum,
+    context: &crate::lint::Context,
+) -> Option<Result<(), String>> {
     match rewrite(node, &|table| context.is_new(table)) {
         Online::Plain => None,
         Online::Steps(_) => Some(Ok(())),

@@ -50,7 +50,9 @@ pub(crate) async fn before_batch(runner: &Runner<'_>, version: &str, relation: u
             runner.events.emit(&Event::BackfillPaused {
                 namespace: runner.namespace.to_string(),
                 version: version.to_string(),
-                reason: format!("{count} session(s) wait for a lock; the next batch waits for them"),
+                reason: format!(
+                    "{count} session(s) wait for a lock; the next batch waits for them"
+                ),
             });
         }
         tokio::select! {

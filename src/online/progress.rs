@@ -71,7 +71,12 @@ impl ProgressTable {
     }
 
     /// Versions of `namespace` with progress (the table may not exist yet).
-    pub(crate) async fn versions(&self, db: &Db, history: &History, namespace: &str) -> Result<Vec<String>> {
+    pub(crate) async fn versions(
+        &self,
+        db: &Db,
+        history: &History,
+        namespace: &str,
+    ) -> Result<Vec<String>> {
         let exists: bool = db
             .client
             .query_one(
@@ -96,7 +101,12 @@ impl ProgressTable {
     }
 
     /// The progress of one migration, if it started.
-    pub(crate) async fn read(&self, db: &Db, namespace: &str, version: &str) -> Result<Option<Progress>> {
+    pub(crate) async fn read(
+        &self,
+        db: &Db,
+        namespace: &str,
+        version: &str,
+    ) -> Result<Option<Progress>> {
         let row = db
             .client
             .query_opt(
@@ -120,7 +130,13 @@ impl ProgressTable {
     }
 
     /// Records that a migration starts (no row yet).
-    pub(crate) async fn start(&self, db: &Db, namespace: &str, version: &str, checksum: &str) -> Result<()> {
+    pub(crate) async fn start(
+        &self,
+        db: &Db,
+        namespace: &str,
+        version: &str,
+        checksum: &str,
+    ) -> Result<()> {
         db.client
             .execute(
                 &format!(

@@ -9,7 +9,12 @@ use super::OnlinePlan;
 use crate::db::quote_literal;
 
 /// Appends the steps of `plan` to `out`, with the timeouts to set.
-pub fn render(out: &mut String, plan: &OnlinePlan, lock_timeout_ms: u128, statement_timeout_ms: u128) {
+pub fn render(
+    out: &mut String,
+    plan: &OnlinePlan,
+    lock_timeout_ms: u128,
+    statement_timeout_ms: u128,
+) {
     let total = plan.steps.len();
     for (index, planned) in plan.steps.iter().enumerate() {
         let step = &planned.step;

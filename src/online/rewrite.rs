@@ -269,11 +269,7 @@ fn not_null_steps(alter: &AlterTableStmt, column: &str) -> Result<Option<Vec<Ste
             locks: "SHARE UPDATE EXCLUSIVE while it scans: reads and writes go on",
         },
         Step {
-            sql: format!(
-                "{};\n{}",
-                alter_one(alter, set)?,
-                alter_one(alter, drop)?
-            ),
+            sql: format!("{};\n{}", alter_one(alter, set)?, alter_one(alter, drop)?),
             transaction: true,
             index: None,
             locks: "ACCESS EXCLUSIVE for a moment (no scan: the validated check proves the column has no NULL)",
@@ -291,7 +287,11 @@ fn constraint_steps(
             if constraint.conname.is_empty() {
                 return Err(format!(
                     "the {} constraint has no name: `VALIDATE CONSTRAINT` needs one; name it (ADD CONSTRAINT <name> …)",
-                    if kind == ConstrType::ConstrForeign { "FOREIGN KEY" } else { "CHECK" }
+                    if kind == ConstrType::ConstrForeign {
+                        "FOREIGN KEY"
+                    } else {
+                        "CHECK"
+                    }
                 ));
             }
             let mut not_valid = constraint.clone();
@@ -438,12 +438,16 @@ mod tests {
     #[test]
     fn an_index_is_built_concurrently() {
         assert_eq!(
-            sqls(steps("CREATE UNIQUE INDEX i ON app.t USING btree (lower(a)) WHERE b > 1")),
+            sqls(steps(
+                "CREATE UNIQUE INDEX i ON app.t USING btree (lower(a)) WHERE b > 1"
+            )),
             ["CREATE UNIQUE INDEX CONCURRENTLY i ON app.t USING btree (lower(a)) WHERE b > 1"]
         );
         assert_eq!(steps("CREATE INDEX i ON fresh (a)"), Online::Plain);
         assert_eq!(steps("CREATE INDEX CONCURRENTLY i ON t (a)"), Online::Plain);
-        assert!(matches!(steps("CREATE INDEX ON t (a)"), Online::Cannot(r) if r.contains("no name")));
+        assert!(
+            matches!(steps("CREATE INDEX ON t (a)"), Online::Cannot(r) if r.contains("no name"))
+        );
     }
 
     #[test]
@@ -468,13 +472,18 @@ mod tests {
             steps("ALTER TABLE o ADD CONSTRAINT pos CHECK (n > 0) NOT VALID"),
             Online::Plain
         );
-        assert!(matches!(steps("ALTER TABLE o ADD CHECK (n > 0)"), Online::Cannot(_)));
+        assert!(matches!(
+            steps("ALTER TABLE o ADD CHECK (n > 0)"),
+            Online::Cannot(_)
+        ));
     }
 
     #[test]
     fn set_not_null_goes_through_a_check() {
         assert_eq!(
-            sqls(steps("ALTER TABLE \"My T\" ALTER COLUMN \"E-mail\" SET NOT NULL")),
+            sqls(steps(
+                "ALTER TABLE \"My T\" ALTER COLUMN \"E-mail\" SET NOT NULL"
+            )),
             [
                 "ALTER TABLE \"My T\" ADD CONSTRAINT \"migsafe_nn_My T_E-mail\" CHECK (\"E-mail\" IS NOT NULL) NOT VALID",
                 "ALTER TABLE \"My T\" VALIDATE CONSTRAINT \"migsafe_nn_My T_E-mail\"",
@@ -492,13 +501,18 @@ mod tests {
                 "ALTER TABLE t ADD CONSTRAINT t_a_key UNIQUE USING INDEX t_a_key",
             ]
         );
-        let pk = sqls(steps("ALTER TABLE t ADD CONSTRAINT t_pkey PRIMARY KEY (id)"));
+        let pk = sqls(steps(
+            "ALTER TABLE t ADD CONSTRAINT t_pkey PRIMARY KEY (id)",
+        ));
         assert_eq!(pk.len(), 5);
         assert_eq!(
             pk[4],
             "ALTER TABLE t ADD CONSTRAINT t_pkey PRIMARY KEY USING INDEX t_pkey"
         );
-        assert!(matches!(steps("ALTER TABLE t ADD UNIQUE (a)"), Online::Cannot(_)));
+        assert!(matches!(
+            steps("ALTER TABLE t ADD UNIQUE (a)"),
+            Online::Cannot(_)
+        ));
     }
 
     #[test]

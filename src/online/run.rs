@@ -191,11 +191,22 @@ pub(crate) async fn run(
             locks: planned.step.locks.to_string(),
         });
         let resumed_build = cut_short && index == first;
-        run_step(runner, &table, migration, planned, index, total, resumed_build).await?;
+        run_step(
+            runner,
+            &table,
+            migration,
+            planned,
+            index,
+            total,
+            resumed_build,
+        )
+        .await?;
     }
     let (result, cancelled) = cancellable(runner, finish(runner, &table, migration)).await;
     if let Err(err) = result {
-        return Err(step_failed(runner, migration, total, total, &err, cancelled, None));
+        return Err(step_failed(
+            runner, migration, total, total, &err, cancelled, None,
+        ));
     }
     Ok(started.elapsed())
 }
@@ -219,7 +230,10 @@ async fn run_step(
             // The build of an earlier run finished before it was cut short.
             Some(true) if resumed_build => {
                 client
-                    .execute(&table.step_done_sql(), &[&runner.namespace, &version, &done])
+                    .execute(
+                        &table.step_done_sql(),
+                        &[&runner.namespace, &version, &done],
+                    )
                     .await
                     .map_err(|e| step_failed(runner, migration, index, total, &e, false, None))?;
                 return Ok(());
@@ -237,7 +251,10 @@ async fn run_step(
                 client.batch_execute(&begin).await?;
                 client.batch_execute(&step.sql).await?;
                 client
-                    .execute(&table.step_done_sql(), &[&runner.namespace, &version, &done])
+                    .execute(
+                        &table.step_done_sql(),
+                        &[&runner.namespace, &version, &done],
+                    )
                     .await?;
                 client.batch_execute("COMMIT").await
             };
@@ -258,7 +275,10 @@ async fn run_step(
                 let _ = client.batch_execute(&restore).await;
                 ran.map_err(Some)?;
                 client
-                    .execute(&table.step_done_sql(), &[&runner.namespace, &version, &done])
+                    .execute(
+                        &table.step_done_sql(),
+                        &[&runner.namespace, &version, &done],
+                    )
                     .await
                     .map(|_| ())
                     .map_err(Some)

@@ -212,8 +212,7 @@ pub(crate) async fn run_one_as(
         Direction::Up => Some(&migration.up),
         Direction::Down => migration.down.as_ref(),
     };
-    let no_transaction =
-        script.is_some_and(|s| s.no_transaction()) || !matches!(how, How::Written);
+    let no_transaction = script.is_some_and(|s| s.no_transaction()) || !matches!(how, How::Written);
     env.events.emit(&Event::MigrationStarted {
         namespace: runner.namespace.to_string(),
         version: migration.version.to_string(),
@@ -223,7 +222,9 @@ pub(crate) async fn run_one_as(
     });
     let started = Instant::now();
     let result = match (how, direction) {
-        (How::Online(plan), Direction::Up) => crate::online::run::run(runner, migration, plan).await,
+        (How::Online(plan), Direction::Up) => {
+            crate::online::run::run(runner, migration, plan).await
+        }
         (How::Backfill(batch_time), Direction::Up) => {
             crate::online::backfill::run(runner, migration, *batch_time).await
         }

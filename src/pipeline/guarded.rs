@@ -179,6 +179,7 @@ async fn locked(
                     assessments[i].clone(),
                     scopes[i].clone(),
                 )
+                .online(options.online)
             })
             .collect();
         let mut phase = preflight::preflight(

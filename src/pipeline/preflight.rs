@@ -35,6 +35,8 @@ pub struct Pending<'a> {
     pub recovery: Vec<Assessment>,
     /// The schemas it answers for (drift).
     pub scope: Scope,
+    /// The run is `--online`: statements with an online form are not lint findings.
+    pub online: bool,
 }
 
 impl<'a> Pending<'a> {
@@ -50,7 +52,14 @@ impl<'a> Pending<'a> {
             selected,
             recovery,
             scope,
+            online: false,
         }
+    }
+
+    /// The same, for an `--online` run (SPEC 15).
+    pub fn online(mut self, online: bool) -> Self {
+        self.online = online;
+        self
     }
 
     /// What preflight lints: the selected migrations and, first, the dirty
@@ -361,9 +370,11 @@ fn lint_checks(
     let scripts: Vec<crate::lint::Script> = namespaces
         .iter()
         .flat_map(|p| {
-            p.to_lint()
-                .into_iter()
-                .map(|m| crate::lint::Script::of(&p.state.namespace, m))
+            p.to_lint().into_iter().map(|m| {
+                let mut script = crate::lint::Script::of(&p.state.namespace, m);
+                script.online |= p.online || config.defaults.online;
+                script
+            })
         })
         .collect();
     let context = crate::lint::Context {

@@ -125,7 +125,9 @@ pub fn parse(sql: &str) -> Result<Directives, String> {
             }
             "online" => {
                 if !argument.is_empty() {
-                    return Err(format!("line {line_no}: `migsafe:online` takes no argument"));
+                    return Err(format!(
+                        "line {line_no}: `migsafe:online` takes no argument"
+                    ));
                 }
                 directives.online = true;
             }
@@ -173,7 +175,10 @@ mod tests {
         assert!(d.online);
         assert_eq!(d.backfill, None);
         let d = parse("-- migsafe:backfill 500ms\nUPDATE t SET a = 1;").unwrap();
-        assert_eq!(d.backfill.unwrap().batch_time, Some(Duration::from_millis(500)));
+        assert_eq!(
+            d.backfill.unwrap().batch_time,
+            Some(Duration::from_millis(500))
+        );
         let d = parse("-- migsafe:backfill\nUPDATE t SET a = 1;").unwrap();
         assert_eq!(d.backfill, Some(Backfill::default()));
         assert!(parse("-- migsafe:online now\n").is_err());
