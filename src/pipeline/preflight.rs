@@ -133,27 +133,49 @@ pub(crate) async fn preflight(
             &mut checks,
         );
     }
+    // Online migrations and backfills interrupted part-way: apply resumes
+    // them in their online form, and the schema holds their committed steps.
+    let progress = crate::online::progress::ProgressTable::of(&history);
+    let mut resuming = Vec::with_capacity(namespaces.len());
+    for pending in namespaces {
+        resuming.push(
+            progress
+                .versions(db, &history, &pending.state.namespace)
+                .await?,
+        );
+    }
     checks.extend(lint_checks(
         namespaces,
+        &resuming,
         config,
         sizes?,
         existing?,
         version_num,
     ));
     let live = live?;
-    for (pending, recorded) in namespaces.iter().zip(recorded) {
-        let dirty: Vec<String> = pending
+    for ((pending, recorded), resuming) in namespaces.iter().zip(recorded).zip(&resuming) {
+        let mut dirty: Vec<String> = pending
             .state
             .in_state(crate::plan::State::Dirty)
             .map(|e| e.version.to_string())
             .collect();
-        checks.push(drift_check(
+        let online_only = dirty.is_empty() && !resuming.is_empty();
+        dirty.extend(resuming.iter().cloned());
+        let mut check = drift_check(
             recorded?,
             &live,
             &pending.scope,
             &pending.state.namespace,
             &dirty,
-        ));
+        );
+        if online_only && check.status == crate::report::Status::Warn {
+            check.detail = check.detail.replacen(
+                "recovery rolls that back with the down script, or `migsafe repair` records what you decide",
+                "apply resumes it at the step it stopped in (docs/online.md)",
+                1,
+            );
+        }
+        checks.push(check);
     }
 
     let session_error = |e: tokio_postgres::Error| {
@@ -362,6 +384,7 @@ fn integrity_checks(
 /// preflight, a warning warns.
 fn lint_checks(
     namespaces: &[Pending<'_>],
+    resuming: &[Vec<String>],
     config: &Config,
     sizes: std::collections::HashMap<String, crate::lint::TableSize>,
     existing: std::collections::HashSet<String>,
