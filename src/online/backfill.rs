@@ -39,6 +39,8 @@ pub struct Backfill {
     update: UpdateStmt,
     /// The table as written, quoted (`"app"."users"`).
     pub table: String,
+    /// The table as written, for messages (`app.users`).
+    pub shown: String,
 }
 
 /// Reads the backfill's statement; the error says why it cannot be batched.
@@ -76,6 +78,7 @@ pub fn compile(script: &Script) -> std::result::Result<Backfill, String> {
     Ok(Backfill {
         update: update.as_ref().clone(),
         table,
+        shown: crate::lint::ast::table_name(Some(relation)),
     })
 }
 
@@ -211,7 +214,9 @@ impl Backfill {
         let column = quote_ident(&key.column);
         let ty = key.sql_type;
         format!(
-            "SELECT max(k)::text, count(*) FROM (SELECT {column} AS k FROM {} WHERE ($1::text IS NULL OR {column} > $1::text::{ty}) ORDER BY {column} LIMIT $2) s",
+            // No max(): there is none for uuid.
+            "WITH s AS (SELECT {column} AS k FROM {} WHERE ($1::text IS NULL OR {column} > $1::text::{ty}) ORDER BY {column} LIMIT $2) \
+             SELECT (SELECT k::text FROM s ORDER BY k DESC LIMIT 1), (SELECT count(*) FROM s)",
             self.table
         )
     }
@@ -252,9 +257,9 @@ pub(crate) async fn run(
             detail: match &p.last_key {
                 Some(k) => format!(
                     "backfill of {} resumes after {} = {k}: {} rows in {} batches were committed by an earlier run",
-                    backfill.table, key.column, p.rows, p.batches
+                    backfill.shown, key.column, p.rows, p.batches
                 ),
-                None => format!("backfill of {} starts again: no batch was committed", backfill.table),
+                None => format!("backfill of {} starts again: no batch was committed", backfill.shown),
             },
         });
     }
@@ -421,7 +426,7 @@ fn emit_progress(
     runner.events.emit(&Event::BackfillProgress {
         namespace: runner.namespace.to_string(),
         version: version.to_string(),
-        table: backfill.table.clone(),
+        table: backfill.shown.clone(),
         rows: u64::try_from(rows).unwrap_or(0),
         batches: u64::try_from(batches).unwrap_or(0),
         batch_size: u64::try_from(size).unwrap_or(0),
@@ -506,6 +511,7 @@ mod tests {
             b.batch_sql(&key()).unwrap(),
             "UPDATE app.users SET email_lower = lower(email) WHERE email_lower IS NULL AND (($1::text IS NULL OR app.users.id > $1::text::bigint) AND app.users.id <= $2::text::bigint)"
         );
+        assert_eq!(b.shown, "app.users");
         let b = compile(&script("UPDATE users u SET n = 0")).unwrap();
         assert!(b.batch_sql(&key()).unwrap().ends_with(
             "WHERE ($1::text IS NULL OR u.id > $1::text::bigint) AND u.id <= $2::text::bigint"
