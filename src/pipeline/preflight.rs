@@ -392,10 +392,13 @@ fn lint_checks(
 ) -> Vec<Check> {
     let scripts: Vec<crate::lint::Script> = namespaces
         .iter()
-        .flat_map(|p| {
-            p.to_lint().into_iter().map(|m| {
+        .zip(resuming)
+        .flat_map(|(p, resuming)| {
+            p.to_lint().into_iter().map(move |m| {
                 let mut script = crate::lint::Script::of(&p.state.namespace, m);
-                script.online |= p.online || config.defaults.online;
+                script.online |= p.online
+                    || config.defaults.online
+                    || resuming.iter().any(|v| v == m.version.as_str());
                 script
             })
         })
