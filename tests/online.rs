@@ -220,7 +220,7 @@ ALTER TABLE orders ALTER COLUMN n TYPE bigint;
         out.contains("`--online` cannot rewrite it: the index has no name"),
         "{out}"
     );
-    assert!(out.contains("`--online` cannot help"), "{out}");
+    assert!(out.contains("`--online` has no online form"), "{out}");
 
     let online = Project::new(&[(
         "migrations/0001_x.up.sql",

@@ -19,11 +19,11 @@ const REWRITTEN: &[&str] = &[
 const NO_ONLINE_FORM: &[(&str, &str)] = &[
     (
         "alter-column-type",
-        "`--online` cannot help: the type change rewrites the table under ACCESS EXCLUSIVE; add a new column, backfill it (`-- migsafe:backfill`), and switch over",
+        "`--online` has no online form for a type change that rewrites: add a new column, fill it with `-- migsafe:backfill`, then switch over",
     ),
     (
         "volatile-default",
-        "`--online` cannot help: a volatile default rewrites the table under ACCESS EXCLUSIVE; add the column without default, then backfill it (`-- migsafe:backfill`)",
+        "`--online` has no online form for it: add the column without the default, then fill it with `-- migsafe:backfill`",
     ),
 ];
 
