@@ -420,3 +420,64 @@ fn a_resumed_migration_whose_file_changed_is_refused() {
         "{out}"
     );
 }
+
+#[test]
+fn ctrl_c_stops_at_its_step_and_the_next_apply_resumes_there() {
+    let db = TestDb::new();
+    db.query(HOLD_DDL);
+    let project = make(FAST_RETRIES, RISKY);
+    project.run(&db, &["apply", "--skip-backup", "--steps", "1"], 0);
+    db.query("INSERT INTO block_at VALUES ('%VALIDATE CONSTRAINT orders_user_fk%')");
+    let (release, holder) = hold_lock(&db, "SELECT pg_advisory_lock(4242)");
+    let running = Running::until(
+        &project,
+        &db,
+        &["apply", "--skip-backup", "--online", "--force"],
+        "default: 0002 step 4/",
+    );
+    wait_for_query(&db, "VALIDATE CONSTRAINT orders_user_fk");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let (code, seen) = running.finish();
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert_ne!(code, Some(0), "{seen}");
+    assert!(seen.contains("MIGRATION_CANCELLED:default:0002"), "{seen}");
+    assert!(seen.contains("steps 1–3 of 16 are committed"), "{seen}");
+    assert!(seen.contains("resumes at step 4"), "{seen}");
+    db.query("DELETE FROM block_at");
+    let out = project.run(&db, &["apply", "--skip-backup"], 0);
+    assert!(out.contains("resuming at step 4 of 16"), "{out}");
+    assert_clean_end(&db);
+}
+
+#[test]
+fn a_failing_step_stops_there_and_resumes_once_the_cause_is_fixed() {
+    let db = TestDb::new();
+    let project = make(
+        FAST_RETRIES,
+        "ALTER TABLE orders ADD CONSTRAINT orders_n_small CHECK (n < 1000);\n",
+    );
+    project.run(&db, &["apply", "--skip-backup", "--steps", "1"], 0);
+    let out = project.run(&db, &["apply", "--skip-backup", "--online"], 2);
+    assert!(out.contains("MIGRATION_FAILED:default:0002"), "{out}");
+    assert!(out.contains("step 2 of 2 failed"), "{out}");
+    assert!(out.contains("violated by some row"), "{out}");
+    assert!(
+        out.contains("resumes at step 2 once the cause is fixed"),
+        "{out}"
+    );
+    // The NOT VALID constraint of step 1 is committed: new rows obey it.
+    assert_eq!(
+        db.scalar("SELECT convalidated::text FROM pg_constraint WHERE conname = 'orders_n_small'")
+            .as_deref(),
+        Some("false")
+    );
+    db.query("UPDATE orders SET n = 1 WHERE n >= 1000");
+    let out = project.run(&db, &["apply", "--skip-backup"], 0);
+    assert!(out.contains("resuming at step 2 of 2"), "{out}");
+    assert_clean_end(&db);
+}

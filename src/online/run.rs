@@ -399,6 +399,14 @@ fn step_failed(
                 index + 1
             ),
         )
+    } else if index >= total {
+        (
+            Code::MigrationFailed,
+            format!(
+                "every step ran, but recording it as applied failed: {}",
+                error_chain(err)
+            ),
+        )
     } else {
         let detail = match err.as_db_error() {
             Some(db) => {
@@ -421,15 +429,21 @@ fn step_failed(
         migration.name,
         migration.up.path.display()
     ));
-    let hint = format!(
-        "{committed}; the step that stopped was rolled back (an INVALID index it left is dropped on the next run). The migration stays pending: the next `migsafe apply` resumes at step {}{}",
-        index + 1,
-        if code == Code::MigrationFailed {
-            " once the cause is fixed"
-        } else {
-            ""
-        }
-    );
+    let hint = if index >= total {
+        format!(
+            "every step of {total} is committed; the migration stays pending until its history row is written: the next `migsafe apply` records it"
+        )
+    } else {
+        format!(
+            "{committed}; the step that stopped was rolled back (an INVALID index it left is dropped on the next run). The migration stays pending: the next `migsafe apply` resumes at step {}{}",
+            index + 1,
+            if code == Code::MigrationFailed {
+                " once the cause is fixed"
+            } else {
+                ""
+            }
+        )
+    };
     Error::Migration {
         reason: ReasonCode::migration(code, runner.namespace, &migration.version),
         message,
