@@ -5,8 +5,8 @@
 //! assertions: the longest pgbench transaction and the failed ones during
 //! each run. What is asserted is the end state.
 //!
-//! `TORTURE_ROWS` (default 100000; `scripts/torture` uses 1000000) rows;
-//! `TORTURE_LOAD_SECS` (default 15) how long pgbench runs per case.
+//! `TORTURE_ROWS` (default 20000; `scripts/torture` uses 1000000) rows;
+//! `TORTURE_LOAD_SECS` (default 6; `scripts/torture` uses 30) how long pgbench runs per case.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -124,8 +124,8 @@ fn apply(project: &Project, db: &TestDb, args: &[&str]) {
 
 #[test]
 fn online_under_load() {
-    let rows = env_or("TORTURE_ROWS", 100_000);
-    let secs = env_or("TORTURE_LOAD_SECS", 15);
+    let rows = env_or("TORTURE_ROWS", 20_000);
+    let secs = env_or("TORTURE_LOAD_SECS", 6);
     let config =
         "[defaults]\nlock_timeout = \"1s\"\nlock_retry_delay = \"200ms\"\nlock_retries = 100\n";
     let make = || {
