@@ -479,39 +479,30 @@ impl Migrator {
             let ms = crate::events::millis;
             let migrations = selected
                 .iter()
-                .map(|m| {
-                    let online = (crate::online::requested(options.online, &self.config, m)
-                        && m.up.directives.backfill.is_none())
-                    .then(|| crate::online::plan(&m.up))
-                    .flatten()
-                    .map(|plan| plan.steps);
-                    PlannedMigration {
-                        version: m.version.to_string(),
-                        name: m.name.clone(),
-                        path: m.up.path.display().to_string(),
-                        mode: if m.up.directives.backfill.is_some() {
-                            "backfill"
-                        } else if online.is_some() {
-                            "online"
-                        } else if m.up.no_transaction() {
+                .map(|m| PlannedMigration {
+                    version: m.version.to_string(),
+                    name: m.name.clone(),
+                    path: m.up.path.display().to_string(),
+                    mode: crate::online::mode(options.online, &self.config, m).unwrap_or(
+                        if m.up.no_transaction() {
                             "no-transaction"
                         } else {
                             "transaction"
                         },
-                        inferred: m.up.directives.inferred,
-                        lock_timeout_ms: ms(m
-                            .up
-                            .directives
-                            .lock_timeout
-                            .unwrap_or(defaults.lock_timeout)),
-                        statement_timeout_ms: ms(m
-                            .up
-                            .directives
-                            .statement_timeout
-                            .unwrap_or(defaults.statement_timeout)),
-                        reversible: m.down.is_some(),
-                        online,
-                    }
+                    ),
+                    inferred: m.up.directives.inferred,
+                    lock_timeout_ms: ms(m
+                        .up
+                        .directives
+                        .lock_timeout
+                        .unwrap_or(defaults.lock_timeout)),
+                    statement_timeout_ms: ms(m
+                        .up
+                        .directives
+                        .statement_timeout
+                        .unwrap_or(defaults.statement_timeout)),
+                    reversible: m.down.is_some(),
+                    online: crate::online::planned_steps(options.online, &self.config, m),
                 })
                 .collect();
             let context = crate::lint::Context {

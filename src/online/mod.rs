@@ -83,6 +83,32 @@ pub fn requested(requested: bool, config: &crate::config::Config, migration: &Mi
     requested || config.defaults.online || migration.up.directives.online
 }
 
+/// The steps `plan` shows for a migration: its online form when this run
+/// asks for one and it has one (a backfill has no steps).
+pub fn planned_steps(
+    online: bool,
+    config: &crate::config::Config,
+    migration: &Migration,
+) -> Option<Vec<PlannedStep>> {
+    if migration.up.directives.backfill.is_some() || !requested(online, config, migration) {
+        return None;
+    }
+    plan(&migration.up).map(|plan| plan.steps)
+}
+
+/// How `plan` names the way a migration runs, when it is not the usual
+/// `transaction` / `no-transaction`: `backfill` or `online`.
+pub fn mode(
+    online: bool,
+    config: &crate::config::Config,
+    migration: &Migration,
+) -> Option<&'static str> {
+    if migration.up.directives.backfill.is_some() {
+        return Some("backfill");
+    }
+    planned_steps(online, config, migration).map(|_| "online")
+}
+
 /// The online form of a script, or `None` when nothing in it needs one
 /// (it then runs as usual), or it cannot be split into statements, or it
 /// manages its own transaction blocks.
