@@ -108,6 +108,63 @@ fn db_indexes(db: &TestDb) -> Vec<Vec<Option<String>>> {
     db.query("SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'orders'::regclass ORDER BY 1")
 }
 
+/// Constraints written without a name: PostgreSQL names them in the step
+/// that adds them, and the validation uses that name.
+const UNNAMED: &str = "ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users (id);
+ALTER TABLE orders ADD CHECK (n > 0), ADD CHECK (n < 1000000);
+";
+
+#[test]
+fn constraints_without_a_name_get_the_name_postgresql_gives_them() {
+    let plain_db = TestDb::new();
+    let plain = make("", UNNAMED);
+    plain.run(&plain_db, &["apply", "--skip-backup", "--force"], 0);
+    let online_db = TestDb::new();
+    let online = make("", UNNAMED);
+    let out = online.run(&online_db, &["apply", "--skip-backup", "--online"], 0);
+    assert!(out.contains("step 6/6"), "{out}");
+    assert_clean_end(&online_db);
+    assert_eq!(checksum(&online, &online_db), checksum(&plain, &plain_db));
+    assert_eq!(
+        online_db
+            .scalar("SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint WHERE conrelid = 'orders'::regclass")
+            .as_deref(),
+        Some("orders_n_check,orders_n_check1,orders_user_id_fkey")
+    );
+    // psql runs the script to the same end, reading the names back.
+    let psql_db = TestDb::new();
+    let scripted = make("", UNNAMED);
+    scripted.run(&psql_db, &["apply", "--skip-backup", "--steps", "1"], 0);
+    let script = scripted.run(&psql_db, &["apply", "--sql", "--online"], 0);
+    assert!(script.contains("\\gset"), "{script}");
+    run_psql(&psql_db, &script);
+    assert_clean_end(&psql_db);
+    assert_eq!(checksum(&scripted, &psql_db), checksum(&plain, &plain_db));
+}
+
+fn run_psql(db: &TestDb, script: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-q", &db.url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn the_config_key_and_the_directive_ask_for_the_online_form_too() {
     let by_config = TestDb::new();
@@ -477,6 +534,35 @@ fn a_failing_step_stops_there_and_resumes_once_the_cause_is_fixed() {
         Some("false")
     );
     db.query("UPDATE orders SET n = 1 WHERE n >= 1000");
+    let out = project.run(&db, &["apply", "--skip-backup"], 0);
+    assert!(out.contains("resuming at step 2 of 2"), "{out}");
+    assert_clean_end(&db);
+}
+
+#[test]
+fn a_run_killed_before_validating_an_unnamed_constraint_validates_it_by_its_recorded_name() {
+    let db = TestDb::new();
+    db.query(HOLD_DDL);
+    let project = make(
+        FAST_RETRIES,
+        "ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users (id);\n",
+    );
+    project.run(&db, &["apply", "--skip-backup", "--steps", "1"], 0);
+    db.query("INSERT INTO block_at VALUES ('%VALIDATE CONSTRAINT%')");
+    let (release, holder) = hold_lock(&db, "SELECT pg_advisory_lock(4242)");
+    let mut running = Running::until(
+        &project,
+        &db,
+        &["apply", "--skip-backup", "--online", "--force"],
+        "default: 0002 step 2/2",
+    );
+    wait_for_query(&db, "VALIDATE CONSTRAINT orders_user_id_fkey");
+    running.child.kill().unwrap();
+    let _ = running.child.wait();
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(wait_until_backend_gone(&db).as_deref(), Some("1"));
+    db.query("DELETE FROM block_at");
     let out = project.run(&db, &["apply", "--skip-backup"], 0);
     assert!(out.contains("resuming at step 2 of 2"), "{out}");
     assert_clean_end(&db);

@@ -56,6 +56,21 @@ pub struct Step {
     pub index: Option<BuiltIndex>,
     /// The lock it takes, and for how long.
     pub locks: &'static str,
+    /// A step about a constraint written without a name (PostgreSQL names it).
+    #[serde(skip)]
+    pub unnamed: Option<Unnamed>,
+}
+
+/// How a step deals with a constraint PostgreSQL names itself
+/// (`ADD FOREIGN KEY …` without `CONSTRAINT name`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unnamed {
+    /// The step adds it: the name PostgreSQL chose is read back in the
+    /// step's transaction and recorded with its progress.
+    Records(pg_query::protobuf::RangeVar),
+    /// The step validates it: its SQL is built, when it runs, from the name
+    /// the step before recorded.
+    Validates(pg_query::protobuf::RangeVar),
 }
 
 /// A step with where it comes from.
@@ -153,6 +168,7 @@ pub fn plan(script: &Script) -> Option<OnlinePlan> {
                         step: Step {
                             sql: part.text.clone(),
                             transaction: false,
+                            unnamed: None,
                             index: part.concurrent_index.as_ref().and_then(|i| {
                                 i.name.as_ref().map(|name| BuiltIndex {
                                     schema: i.schema.clone(),
@@ -176,6 +192,7 @@ pub fn plan(script: &Script) -> Option<OnlinePlan> {
                             step: Step {
                                 sql: part.text.clone(),
                                 transaction: true,
+                                unnamed: None,
                                 index: None,
                                 locks: "as written",
                             },

@@ -59,6 +59,7 @@ impl ProgressTable {
                 rows bigint NOT NULL DEFAULT 0,
                 scanned bigint NOT NULL DEFAULT 0,
                 batches bigint NOT NULL DEFAULT 0,
+                names jsonb NOT NULL DEFAULT '{{}}'::jsonb,
                 started_at timestamptz NOT NULL DEFAULT now(),
                 updated_at timestamptz NOT NULL DEFAULT now(),
                 PRIMARY KEY (namespace, version))",
@@ -179,6 +180,38 @@ impl ProgressTable {
             "UPDATE {} SET last_key = $3, rows = rows + $4, scanned = scanned + $5, batches = batches + 1, updated_at = now() WHERE namespace = $1 AND version = $2",
             self.table
         )
+    }
+
+    /// SQL recording the name PostgreSQL gave the constraint step `$3` added
+    /// (`$4`), in that step's transaction.
+    pub fn name_sql(&self) -> String {
+        format!(
+            "UPDATE {} SET names = names || jsonb_build_object($3::text, $4::text) WHERE namespace = $1 AND version = $2",
+            self.table
+        )
+    }
+
+    /// The name recorded by step `step` (0-based).
+    pub(crate) async fn recorded_name(
+        &self,
+        db: &Db,
+        namespace: &str,
+        version: &str,
+        step: usize,
+    ) -> Result<Option<String>> {
+        let key = step.to_string();
+        let row = db
+            .client
+            .query_opt(
+                &format!(
+                    "SELECT names ->> $3::text FROM {} WHERE namespace = $1 AND version = $2",
+                    self.table
+                ),
+                &[&namespace, &version, &key],
+            )
+            .await
+            .map_err(|e| database_error(db, "read the online progress", &e))?;
+        Ok(row.and_then(|r| r.get(0)))
     }
 
     /// SQL removing a finished migration's row (`$1` namespace, `$2` version).

@@ -5,8 +5,15 @@
 
 use std::fmt::Write;
 
-use super::OnlinePlan;
+use super::{OnlinePlan, Unnamed};
 use crate::db::quote_literal;
+
+fn qualified(relation: &pg_query::protobuf::RangeVar) -> String {
+    crate::db::catalog::qualified(
+        Some(relation.schemaname.as_str()).filter(|s| !s.is_empty()),
+        &relation.relname,
+    )
+}
 
 /// Appends the steps of `plan` to `out`, with the timeouts to set.
 pub fn render(
@@ -28,9 +35,32 @@ pub fn render(
         if step.transaction {
             let _ = writeln!(
                 out,
-                "BEGIN;\nSET LOCAL lock_timeout = {lock_timeout_ms};\nSET LOCAL statement_timeout = {statement_timeout_ms};\n{};\nCOMMIT;",
-                step.sql
+                "BEGIN;\nSET LOCAL lock_timeout = {lock_timeout_ms};\nSET LOCAL statement_timeout = {statement_timeout_ms};"
             );
+            match &step.unnamed {
+                // The name PostgreSQL chose, into a psql variable, and the
+                // validation built from it.
+                Some(Unnamed::Records(relation)) => {
+                    let _ = writeln!(
+                        out,
+                        "{};\nSELECT conname AS migsafe_step_{index} FROM pg_constraint WHERE conrelid = to_regclass({}) AND NOT convalidated AND xmin::text::bigint = txid_current() % 4294967296 \\gset",
+                        step.sql,
+                        quote_literal(&qualified(relation))
+                    );
+                }
+                Some(Unnamed::Validates(relation)) => {
+                    let _ = writeln!(
+                        out,
+                        "SELECT format('ALTER TABLE %s VALIDATE CONSTRAINT %I', to_regclass({}), :'migsafe_step_{}') \\gexec",
+                        quote_literal(&qualified(relation)),
+                        index.saturating_sub(1)
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "{};", step.sql);
+                }
+            }
+            let _ = writeln!(out, "COMMIT;");
         } else {
             if let Some(index) = &step.index {
                 let _ = writeln!(

@@ -8,9 +8,12 @@
 //! | `ALTER COLUMN … SET NOT NULL` | `CHECK (col IS NOT NULL) NOT VALID`, validate, `SET NOT NULL` + drop the check |
 //! | `ADD UNIQUE` / `ADD PRIMARY KEY` | unique index `CONCURRENTLY`, then `ADD CONSTRAINT … USING INDEX` |
 //!
-//! A statement that would be rewritten but cannot be (an index or constraint
-//! without a name: an interrupted build could not be found again) is
-//! [`Online::Cannot`] with the reason, and runs as written.
+//! A statement that would be rewritten but cannot be (an index, UNIQUE or
+//! PRIMARY KEY without a name: an interrupted build could not be found
+//! again) is [`Online::Cannot`] with the reason, and runs as written. A
+//! FOREIGN KEY or CHECK without a name is rewritten: PostgreSQL names it in
+//! the step that adds it, and the validation step is built from that name
+//! when it runs ([`super::Unnamed`]).
 
 use pg_query::protobuf::{
     AlterTableCmd, AlterTableStmt, AlterTableType, ColumnRef, ConstrType, Constraint, DropBehavior,
@@ -19,7 +22,22 @@ use pg_query::protobuf::{
 };
 use pg_query::{NodeEnum, protobuf};
 
-use super::{BuiltIndex, Step};
+use super::{BuiltIndex, Step, Unnamed};
+
+/// What `plan` shows in place of the name PostgreSQL gives a constraint
+/// written without one.
+pub const UNNAMED: &str = "<the name PostgreSQL gives it in the step before>";
+
+/// `ALTER TABLE <relation> VALIDATE CONSTRAINT <name>`, for a constraint
+/// PostgreSQL named when an earlier step added it.
+pub fn validate_sql(relation: &RangeVar, name: &str) -> Result<String, String> {
+    let alter = AlterTableStmt {
+        relation: Some(relation.clone()),
+        objtype: ObjectType::ObjectTable as i32,
+        ..AlterTableStmt::default()
+    };
+    alter_one(&alter, validate(name))
+}
 
 /// What `--online` does with one statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +98,7 @@ fn index_steps(index: &IndexStmt) -> Online {
         Ok(sql) => Online::Steps(vec![Step {
             sql,
             transaction: false,
+            unnamed: None,
             index: Some(built(index.relation.as_ref(), &index.idxname)),
             locks: "SHARE UPDATE EXCLUSIVE for the build: reads and writes go on",
         }]),
@@ -158,6 +177,7 @@ fn alter_steps(alter: &AlterTableStmt) -> Online {
         steps.push(Step {
             sql,
             transaction: true,
+            unnamed: None,
             index: None,
             locks: "as written",
         });
@@ -259,18 +279,21 @@ fn not_null_steps(alter: &AlterTableStmt, column: &str) -> Result<Option<Vec<Ste
         Step {
             sql: alter_one(alter, add_constraint(constraint))?,
             transaction: true,
+            unnamed: None,
             index: None,
             locks: "ACCESS EXCLUSIVE for a moment (no scan: NOT VALID)",
         },
         Step {
             sql: alter_one(alter, validate(&check))?,
             transaction: true,
+            unnamed: None,
             index: None,
             locks: "SHARE UPDATE EXCLUSIVE while it scans: reads and writes go on",
         },
         Step {
             sql: format!("{};\n{}", alter_one(alter, set)?, alter_one(alter, drop)?),
             transaction: true,
+            unnamed: None,
             index: None,
             locks: "ACCESS EXCLUSIVE for a moment (no scan: the validated check proves the column has no NULL)",
         },
@@ -284,16 +307,15 @@ fn constraint_steps(
     let kind = ConstrType::try_from(constraint.contype).unwrap_or(ConstrType::Undefined);
     match kind {
         ConstrType::ConstrForeign | ConstrType::ConstrCheck if !constraint.skip_validation => {
-            if constraint.conname.is_empty() {
-                return Err(format!(
-                    "the {} constraint has no name: `VALIDATE CONSTRAINT` needs one; name it (ADD CONSTRAINT <name> …)",
-                    if kind == ConstrType::ConstrForeign {
-                        "FOREIGN KEY"
-                    } else {
-                        "CHECK"
-                    }
-                ));
-            }
+            // Without a name PostgreSQL chooses one when it adds the
+            // constraint: read back in that step, recorded, and validated by it.
+            let unnamed = constraint.conname.is_empty();
+            let relation = alter.relation.clone().unwrap_or_default();
+            let name = if unnamed {
+                UNNAMED
+            } else {
+                constraint.conname.as_str()
+            };
             let mut not_valid = constraint.clone();
             not_valid.skip_validation = true;
             not_valid.initially_valid = false;
@@ -306,12 +328,14 @@ fn constraint_steps(
                 Step {
                     sql: alter_one(alter, add_constraint(not_valid))?,
                     transaction: true,
+                    unnamed: unnamed.then(|| Unnamed::Records(relation.clone())),
                     index: None,
                     locks: brief,
                 },
                 Step {
-                    sql: alter_one(alter, validate(&constraint.conname))?,
+                    sql: alter_one(alter, validate(name))?,
                     transaction: true,
+                    unnamed: unnamed.then(|| Unnamed::Validates(relation.clone())),
                     index: None,
                     locks: if kind == ConstrType::ConstrForeign {
                         "SHARE UPDATE EXCLUSIVE (ROW SHARE on the referenced table) while it scans: reads and writes go on"
@@ -392,6 +416,7 @@ fn unique_steps(
     steps.push(Step {
         sql: deparse(NodeEnum::IndexStmt(Box::new(index)))?,
         transaction: false,
+        unnamed: None,
         index: Some(built(alter.relation.as_ref(), &constraint.conname)),
         locks: "SHARE UPDATE EXCLUSIVE for the build: reads and writes go on",
     });
@@ -407,6 +432,7 @@ fn unique_steps(
     steps.push(Step {
         sql: alter_one(alter, add_constraint(using))?,
         transaction: true,
+        unnamed: None,
         index: None,
         locks: "ACCESS EXCLUSIVE for a moment (the index is already built)",
     });
@@ -472,10 +498,20 @@ mod tests {
             steps("ALTER TABLE o ADD CONSTRAINT pos CHECK (n > 0) NOT VALID"),
             Online::Plain
         );
-        assert!(matches!(
-            steps("ALTER TABLE o ADD CHECK (n > 0)"),
-            Online::Cannot(_)
-        ));
+        match steps("ALTER TABLE o ADD CHECK (n > 0)") {
+            Online::Steps(two) => {
+                assert_eq!(two[0].sql, "ALTER TABLE o ADD CHECK (n > 0) NOT VALID");
+                assert!(matches!(two[0].unnamed, Some(Unnamed::Records(_))));
+                let Some(Unnamed::Validates(relation)) = &two[1].unnamed else {
+                    panic!("{two:?}")
+                };
+                assert_eq!(
+                    validate_sql(relation, "o_n_check").unwrap(),
+                    "ALTER TABLE o VALIDATE CONSTRAINT o_n_check"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::progress::{Progress, ProgressTable};
-use super::{BuiltIndex, OnlinePlan, PlannedStep};
+use super::{BuiltIndex, OnlinePlan, PlannedStep, Unnamed};
 use crate::db::Db;
 use crate::db::connect::{error_chain, scrub};
 use crate::db::execute::{Runner, backoff};
@@ -247,9 +247,23 @@ async fn run_step(
         attempt += 1;
         let outcome = if step.transaction {
             let begin = format!("BEGIN; {}", local_limits(runner, &migration.up));
+            let sql = step_sql(runner, table, migration, planned, index).await?;
+            let key = index.to_string();
             let work = async {
                 client.batch_execute(&begin).await?;
-                client.batch_execute(&step.sql).await?;
+                client.batch_execute(&sql).await?;
+                if let Some(Unnamed::Records(relation)) = &step.unnamed {
+                    let name: String = client
+                        .query_one(NAMED_HERE, &[&qualified(relation)])
+                        .await?
+                        .get(0);
+                    client
+                        .execute(
+                            &table.name_sql(),
+                            &[&runner.namespace, &version, &key, &name],
+                        )
+                        .await?;
+                }
                 client
                     .execute(
                         &table.step_done_sql(),
@@ -342,6 +356,63 @@ async fn run_step(
             }
         }
     }
+}
+
+/// The constraint the running transaction added to a table, not yet
+/// validated: the one a step added without a name.
+const NAMED_HERE: &str = "SELECT conname::text FROM pg_constraint WHERE conrelid = to_regclass($1) \
+     AND NOT convalidated AND xmin::text::bigint = txid_current() % 4294967296";
+
+fn qualified(relation: &pg_query::protobuf::RangeVar) -> String {
+    crate::db::catalog::qualified(
+        Some(relation.schemaname.as_str()).filter(|s| !s.is_empty()),
+        &relation.relname,
+    )
+}
+
+/// The SQL a step runs: as planned, or, for the validation of a constraint
+/// PostgreSQL named in the step before, built from the recorded name.
+async fn step_sql(
+    runner: &Runner<'_>,
+    table: &ProgressTable,
+    migration: &Migration,
+    planned: &PlannedStep,
+    index: usize,
+) -> Result<String> {
+    let Some(Unnamed::Validates(relation)) = &planned.step.unnamed else {
+        return Ok(planned.step.sql.clone());
+    };
+    let name = match index.checked_sub(1) {
+        Some(before) => {
+            table
+                .recorded_name(
+                    runner.db,
+                    runner.namespace,
+                    migration.version.as_str(),
+                    before,
+                )
+                .await?
+        }
+        None => None,
+    };
+    let built = name.ok_or_else(|| "the step before recorded no constraint name".to_string());
+    built
+        .and_then(|name| super::rewrite::validate_sql(relation, &name))
+        .map_err(|why| Error::Migration {
+            reason: ReasonCode::migration(
+                Code::MigrationFailed,
+                runner.namespace,
+                &migration.version,
+            ),
+            message: format!(
+                "{} {}: step {} cannot be built: {why}",
+                migration.version,
+                migration.name,
+                index + 1
+            ),
+            hint: Some("name the constraint in the file (ADD CONSTRAINT <name> …)".into()),
+            source: None,
+        })
 }
 
 /// `Some(valid)` when the index exists.
