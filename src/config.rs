@@ -93,6 +93,10 @@ pub struct Defaults {
     /// release must start again during a rolling deploy or a redeploy.
     /// `false` refuses them as `MIGRATION_FILE_MISSING` (strict).
     pub allow_newer_applied: bool,
+    /// Run risky statements in their online form (SPEC 15), as `apply --online`.
+    pub online: bool,
+    /// Target time of one backfill batch (SPEC 16); batch sizes adapt to it.
+    pub batch_time: Duration,
 }
 
 /// `[backup]`.
@@ -175,6 +179,8 @@ struct RawDefaults {
     not_valid: Option<String>,
     recovery: Option<String>,
     allow_newer_applied: Option<bool>,
+    online: Option<bool>,
+    batch_time: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -338,6 +344,8 @@ impl Config {
             not_valid,
             recovery,
             allow_newer_applied: d.allow_newer_applied.unwrap_or(true),
+            online: d.online.unwrap_or(false),
+            batch_time: duration("batch_time", d.batch_time, "200ms")?,
         };
         let history_schema = raw.history_schema.unwrap_or_else(|| "migsafe".into());
         if history_schema.is_empty() {

@@ -155,6 +155,12 @@ pub enum Code {
     AdoptSourceMissing,
     /// `adopt` found the history tables of several tools: `--from` decides.
     AdoptSourceAmbiguous,
+    /// A `-- migsafe:backfill` migration cannot run in batches (no single-column
+    /// integer or uuid primary key, not one plain `UPDATE`…); nothing ran.
+    BackfillRefused,
+    /// An interrupted online migration or backfill was recorded for a different
+    /// script than the file holds now: it cannot resume.
+    OnlineProgressMismatch,
 }
 
 impl Code {
@@ -231,6 +237,8 @@ impl Code {
             Code::AdoptMismatch => "ADOPT_MISMATCH",
             Code::AdoptSourceMissing => "ADOPT_SOURCE_MISSING",
             Code::AdoptSourceAmbiguous => "ADOPT_SOURCE_AMBIGUOUS",
+            Code::BackfillRefused => "BACKFILL_REFUSED",
+            Code::OnlineProgressMismatch => "ONLINE_PROGRESS_MISMATCH",
         }
     }
 }
@@ -342,6 +350,8 @@ impl Code {
             | Code::LintError
             | Code::MigrationPending
             | Code::AdoptMismatch
+            | Code::BackfillRefused
+            | Code::OnlineProgressMismatch
             | Code::AdoptSourceMissing
             | Code::AdoptSourceAmbiguous => Subject::Namespace,
             _ => Subject::Other,

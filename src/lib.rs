@@ -138,6 +138,8 @@ pub mod lint;
 #[cfg(feature = "engine")]
 pub mod migrator;
 #[cfg(feature = "engine")]
+pub mod online;
+#[cfg(feature = "engine")]
 pub mod pipeline;
 #[cfg(feature = "engine")]
 pub mod plan;

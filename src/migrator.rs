@@ -119,6 +119,9 @@ pub struct PlannedMigration {
     pub statement_timeout_ms: u64,
     /// Whether a down script exists.
     pub reversible: bool,
+    /// With `--online` (SPEC 15): the steps it runs as, when it has an online form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online: Option<Vec<crate::online::PlannedStep>>,
 }
 
 /// A refusal as data.
@@ -480,11 +483,13 @@ impl Migrator {
                     version: m.version.to_string(),
                     name: m.name.clone(),
                     path: m.up.path.display().to_string(),
-                    mode: if m.up.no_transaction() {
-                        "no-transaction"
-                    } else {
-                        "transaction"
-                    },
+                    mode: crate::online::mode(options.online, &self.config, m).unwrap_or(
+                        if m.up.no_transaction() {
+                            "no-transaction"
+                        } else {
+                            "transaction"
+                        },
+                    ),
                     inferred: m.up.directives.inferred,
                     lock_timeout_ms: ms(m
                         .up
@@ -497,6 +502,7 @@ impl Migrator {
                         .statement_timeout
                         .unwrap_or(defaults.statement_timeout)),
                     reversible: m.down.is_some(),
+                    online: crate::online::planned_steps(options.online, &self.config, m),
                 })
                 .collect();
             let context = crate::lint::Context {
@@ -508,7 +514,11 @@ impl Migrator {
             };
             let scripts: Vec<crate::lint::Script> = selected
                 .iter()
-                .map(|m| crate::lint::Script::of(&loaded.namespace.name, m))
+                .map(|m| {
+                    let mut script = crate::lint::Script::of(&loaded.namespace.name, m);
+                    script.online |= options.online || defaults.online;
+                    script
+                })
                 .collect();
             if refused.is_none() {
                 refused = preflights
@@ -600,6 +610,7 @@ impl Migrator {
                 &self.config.defaults,
                 &loaded.namespace.name,
                 &selected,
+                options.online,
             ));
         }
         Ok(out)
@@ -662,12 +673,15 @@ impl Migrator {
             }
             let mut pending = Vec::new();
             for ((state, assessed), &i) in states.iter().zip(&assessments).zip(&group) {
-                pending.push(crate::pipeline::preflight::Pending::new(
-                    state,
-                    state.select_up(options.steps, options.to.as_ref())?,
-                    assessed.clone(),
-                    loaded[i].target().scope().on(&db).await?,
-                ));
+                pending.push(
+                    crate::pipeline::preflight::Pending::new(
+                        state,
+                        state.select_up(options.steps, options.to.as_ref())?,
+                        assessed.clone(),
+                        loaded[i].target().scope().on(&db).await?,
+                    )
+                    .online(options.online),
+                );
             }
             let backup_dir = (!options.skip_backup).then_some(self.config.backup.dir.as_path());
             let report = crate::pipeline::preflight::preflight(

@@ -302,6 +302,7 @@ fn lint_text(sql: String) {
         allows: Vec::new(),
         lock_timeout: None,
         migration: None,
+        online: false,
     };
     let _ = migsafe::lint::lint(&[script], &migsafe::lint::Context::default());
 }

@@ -45,6 +45,10 @@ impl EventSink for HumanProgress {
             | Event::CopyStarted { .. }
             | Event::CopyProgress { .. }
             | Event::CopyFinished { .. } => cutover(event),
+            Event::OnlineStep { .. }
+            | Event::OnlineResumed { .. }
+            | Event::BackfillProgress { .. }
+            | Event::BackfillPaused { .. } => online(event),
             _ => {}
         }
     }
@@ -242,6 +246,63 @@ fn cutover(event: &Event) {
                 paint(DIM, format!("in {} ({rate} rows/s)", ms(*duration_ms)))
             ))
         }
+        _ => {}
+    }
+}
+
+/// Online steps and backfill batches (SPEC 15, 16).
+fn online(event: &Event) {
+    match event {
+        Event::OnlineStep {
+            namespace,
+            version,
+            step,
+            total,
+            sql,
+            locks,
+        } => err(&format!(
+            "{namespace}: {version} step {step}/{total}: {} {}",
+            sql.lines().next().unwrap_or(""),
+            paint(DIM, format!("({locks})"))
+        )),
+        Event::OnlineResumed {
+            namespace,
+            version,
+            detail,
+        } => err(&format!(
+            "{namespace}: {} {version}: {detail}",
+            paint(YELLOW, "resumed")
+        )),
+        Event::BackfillProgress {
+            namespace,
+            version,
+            table,
+            rows,
+            batches,
+            batch_size,
+            rate,
+            eta_ms,
+        } => err(&format!(
+            "{namespace}: {version} backfill {table}: {rows} rows in {batches} batches {}",
+            paint(
+                DIM,
+                format!(
+                    "({rate} rows/s, {batch_size} per batch{})",
+                    eta_ms
+                        .filter(|ms| *ms > 0)
+                        .map(|ms| format!(", about {} left", self::ms(ms)))
+                        .unwrap_or_default()
+                )
+            )
+        )),
+        Event::BackfillPaused {
+            namespace,
+            version,
+            reason,
+        } => err(&format!(
+            "{namespace}: {version} backfill {} {reason}",
+            paint(YELLOW, "paused:")
+        )),
         _ => {}
     }
 }

@@ -28,6 +28,11 @@ pub struct Selection {
     /// the backup taken first).
     #[arg(long)]
     pub recover: bool,
+    /// Run risky statements (CREATE INDEX, ADD FOREIGN KEY / CHECK / UNIQUE /
+    /// PRIMARY KEY, SET NOT NULL) in their online form, step by step
+    /// (docs/online.md).
+    #[arg(long)]
+    pub online: bool,
 }
 
 /// A version given on the command line; a bad one is a usage error.
@@ -47,6 +52,7 @@ pub fn apply_options(selection: &Selection) -> Result<ApplyOptions> {
             recover: selection.recover,
             ..Tolerance::default()
         },
+        online: selection.online,
         ..ApplyOptions::default()
     })
 }

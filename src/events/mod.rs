@@ -212,6 +212,59 @@ pub enum Event {
         /// How long the backup and its check took.
         duration_ms: u64,
     },
+    /// An online migration (SPEC 15) starts one of its steps.
+    OnlineStep {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// 1-based step number.
+        step: usize,
+        /// Steps in all.
+        total: usize,
+        /// The step's SQL.
+        sql: String,
+        /// The lock it takes.
+        locks: String,
+    },
+    /// An interrupted online migration or backfill picks up where it stopped.
+    OnlineResumed {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// Where it resumes ("at step 3 of 5", "after id 41000: 41000 rows done").
+        detail: String,
+    },
+    /// A backfill (SPEC 16) committed batches (at most about once a second).
+    BackfillProgress {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// The table.
+        table: String,
+        /// Rows updated so far.
+        rows: u64,
+        /// Batches committed so far.
+        batches: u64,
+        /// Keys per batch now (adapted to `batch_time`).
+        batch_size: u64,
+        /// Rows visited per second, this run.
+        rate: u64,
+        /// Estimated time left, from the table's row estimate.
+        eta_ms: Option<u64>,
+    },
+    /// A backfill waits before its next batch (sessions waiting for locks on
+    /// its table, or replicas behind).
+    BackfillPaused {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// Why.
+        reason: String,
+    },
     /// A cutover table starts loading.
     CopyStarted {
         /// Target table.

@@ -44,6 +44,8 @@ pub struct Script {
     pub lock_timeout: Option<std::time::Duration>,
     /// Namespace and version, for preflight's reason codes.
     pub migration: Option<(String, String)>,
+    /// Runs in its online form (SPEC 15): statements with one are not flagged.
+    pub online: bool,
 }
 
 /// One finding.
@@ -81,6 +83,7 @@ impl Script {
             allows: migration.up.directives.allows.clone(),
             lock_timeout: migration.up.directives.lock_timeout,
             migration: Some((namespace.to_string(), migration.version.to_string())),
+            online: migration.up.directives.online,
         }
     }
 
@@ -107,6 +110,7 @@ impl Script {
             allows: directives.allows,
             lock_timeout: directives.lock_timeout,
             migration: None,
+            online: directives.online,
         })
     }
 }
@@ -307,10 +311,15 @@ fn lint_statement(
                 continue;
             }
             for hit in rule.check(node, context) {
+                let message = match super::online::judge(rule.id(), node, context, script.online) {
+                    super::online::Verdict::Drop => continue,
+                    super::online::Verdict::Note(note) => format!("{}{note}", hit.message),
+                    super::online::Verdict::Keep => hit.message,
+                };
                 findings.push(Finding {
                     rule: rule.id(),
                     severity: hit.severity.unwrap_or(rule.severity()),
-                    message: hit.message,
+                    message,
                     help: rule.help(),
                     path: script.path.clone(),
                     line,

@@ -7,6 +7,7 @@ pub mod ast;
 pub mod context;
 pub mod docs;
 pub mod engine;
+pub mod online;
 pub mod rules;
 
 pub use context::{Context, TableSize};

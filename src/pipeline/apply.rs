@@ -34,6 +34,8 @@ pub struct ApplyOptions {
     pub skip_postflight: bool,
     /// Postflight checks every foreign key for orphans.
     pub deep: bool,
+    /// Risky statements run in their online form (SPEC 15).
+    pub online: bool,
 }
 
 /// One migration that ran.
@@ -86,6 +88,23 @@ pub fn check_scripts<'m>(
         if let Some(script) = script {
             check_script(namespace, migration, script)?;
         }
+        if direction == Direction::Up && migration.up.directives.backfill.is_some() {
+            crate::online::backfill::compile(&migration.up).map_err(|why| {
+                crate::error::Error::Config {
+                    reason: crate::error::ReasonCode::migration(
+                        crate::error::Code::BackfillRefused,
+                        namespace,
+                        &migration.version,
+                    ),
+                    message: format!(
+                        "{}: `-- migsafe:backfill` cannot batch this script: {why}",
+                        migration.up.path.display()
+                    ),
+                    hint: Some("a backfill migration holds one `UPDATE … SET … [WHERE …]` and nothing else".into()),
+                    source: None,
+                }
+            })?;
+        }
     }
     Ok(())
 }
@@ -97,6 +116,7 @@ pub(crate) async fn run_selected(
     target: &Target<'_>,
     db: &Db,
     selected: &[&Migration],
+    online: bool,
 ) -> Result<NamespaceRun> {
     let started = Instant::now();
     let namespace = target.name();
@@ -111,15 +131,23 @@ pub(crate) async fn run_selected(
     });
     let parts = RunnerParts::load(env, db, &history).await?;
     let runner = parts.runner(env, target, db, &history);
+    // Interrupted online migrations and backfills resume in their online
+    // form whatever this run asks.
+    let interrupted = crate::online::progress::ProgressTable::of(&history)
+        .versions(db, &history, namespace)
+        .await?;
     let mut ran = Vec::with_capacity(selected.len());
     for migration in selected {
+        let resumes = interrupted.iter().any(|v| v == migration.version.as_str());
+        let how = How::of(env, migration, online || resumes);
         ran.push(
-            run_one(
+            run_one_as(
                 env,
                 &runner,
                 migration,
                 Direction::Up,
                 migration.version.as_str(),
+                &how,
             )
             .await?,
         );
@@ -131,6 +159,35 @@ pub(crate) async fn run_selected(
     })
 }
 
+/// How an up script runs: as written, in its online steps, or as a backfill.
+pub(crate) enum How {
+    /// As written (a down script always).
+    Written,
+    /// In its online steps (SPEC 15).
+    Online(crate::online::OnlinePlan),
+    /// In primary-key batches of this target time (SPEC 16).
+    Backfill(std::time::Duration),
+}
+
+impl How {
+    /// How `migration`'s up script runs; `online` when asked for by the run.
+    pub(crate) fn of(env: &Env<'_>, migration: &Migration, online: bool) -> How {
+        if let Some(backfill) = &migration.up.directives.backfill {
+            return How::Backfill(
+                backfill
+                    .batch_time
+                    .unwrap_or(env.config.defaults.batch_time),
+            );
+        }
+        if crate::online::requested(online, env.config, migration)
+            && let Some(plan) = crate::online::plan(&migration.up)
+        {
+            return How::Online(plan);
+        }
+        How::Written
+    }
+}
+
 /// Runs one script with its start / finish / failure events.
 pub(crate) async fn run_one(
     env: &Env<'_>,
@@ -139,11 +196,23 @@ pub(crate) async fn run_one(
     direction: Direction,
     recorded: &str,
 ) -> Result<Ran> {
+    run_one_as(env, runner, migration, direction, recorded, &How::Written).await
+}
+
+/// [`run_one`], the up script run as `how` says.
+pub(crate) async fn run_one_as(
+    env: &Env<'_>,
+    runner: &Runner<'_>,
+    migration: &Migration,
+    direction: Direction,
+    recorded: &str,
+    how: &How,
+) -> Result<Ran> {
     let script = match direction {
         Direction::Up => Some(&migration.up),
         Direction::Down => migration.down.as_ref(),
     };
-    let no_transaction = script.is_some_and(|s| s.no_transaction());
+    let no_transaction = script.is_some_and(|s| s.no_transaction()) || !matches!(how, How::Written);
     env.events.emit(&Event::MigrationStarted {
         namespace: runner.namespace.to_string(),
         version: migration.version.to_string(),
@@ -152,7 +221,16 @@ pub(crate) async fn run_one(
         transactional: !no_transaction,
     });
     let started = Instant::now();
-    match runner.run(migration, direction, recorded).await {
+    let result = match (how, direction) {
+        (How::Online(plan), Direction::Up) => {
+            crate::online::run::run(runner, migration, plan).await
+        }
+        (How::Backfill(batch_time), Direction::Up) => {
+            crate::online::backfill::run(runner, migration, *batch_time).await
+        }
+        _ => runner.run(migration, direction, recorded).await,
+    };
+    match result {
         Ok(duration) => {
             env.events.emit(&Event::MigrationFinished {
                 namespace: runner.namespace.to_string(),

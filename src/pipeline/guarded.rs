@@ -179,6 +179,7 @@ async fn locked(
                     assessments[i].clone(),
                     scopes[i].clone(),
                 )
+                .online(options.online)
             })
             .collect();
         let mut phase = preflight::preflight(
@@ -271,7 +272,7 @@ async fn locked(
     };
     let mut failure = None;
     for (item, chosen) in opened.iter().zip(&selected) {
-        match run_selected(env, &item.target, &item.db, chosen).await {
+        match run_selected(env, &item.target, &item.db, chosen, options.online).await {
             Ok(run) => report.namespaces.push(run),
             Err(err) => {
                 failure = Some(err);

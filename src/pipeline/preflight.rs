@@ -35,6 +35,8 @@ pub struct Pending<'a> {
     pub recovery: Vec<Assessment>,
     /// The schemas it answers for (drift).
     pub scope: Scope,
+    /// The run is `--online`: statements with an online form are not lint findings.
+    pub online: bool,
 }
 
 impl<'a> Pending<'a> {
@@ -50,7 +52,14 @@ impl<'a> Pending<'a> {
             selected,
             recovery,
             scope,
+            online: false,
         }
+    }
+
+    /// The same, for an `--online` run (SPEC 15).
+    pub fn online(mut self, online: bool) -> Self {
+        self.online = online;
+        self
     }
 
     /// What preflight lints: the selected migrations and, first, the dirty
@@ -124,27 +133,49 @@ pub(crate) async fn preflight(
             &mut checks,
         );
     }
+    // Online migrations and backfills interrupted part-way: apply resumes
+    // them in their online form, and the schema holds their committed steps.
+    let progress = crate::online::progress::ProgressTable::of(&history);
+    let mut resuming = Vec::with_capacity(namespaces.len());
+    for pending in namespaces {
+        resuming.push(
+            progress
+                .versions(db, &history, &pending.state.namespace)
+                .await?,
+        );
+    }
     checks.extend(lint_checks(
         namespaces,
+        &resuming,
         config,
         sizes?,
         existing?,
         version_num,
     ));
     let live = live?;
-    for (pending, recorded) in namespaces.iter().zip(recorded) {
-        let dirty: Vec<String> = pending
+    for ((pending, recorded), resuming) in namespaces.iter().zip(recorded).zip(&resuming) {
+        let mut dirty: Vec<String> = pending
             .state
             .in_state(crate::plan::State::Dirty)
             .map(|e| e.version.to_string())
             .collect();
-        checks.push(drift_check(
+        let online_only = dirty.is_empty() && !resuming.is_empty();
+        dirty.extend(resuming.iter().cloned());
+        let mut check = drift_check(
             recorded?,
             &live,
             &pending.scope,
             &pending.state.namespace,
             &dirty,
-        ));
+        );
+        if online_only && check.status == crate::report::Status::Warn {
+            check.detail = check.detail.replacen(
+                "recovery rolls that back with the down script, or `migsafe repair` records what you decide",
+                "apply resumes it at the step it stopped in (docs/online.md)",
+                1,
+            );
+        }
+        checks.push(check);
     }
 
     let session_error = |e: tokio_postgres::Error| {
@@ -353,6 +384,7 @@ fn integrity_checks(
 /// preflight, a warning warns.
 fn lint_checks(
     namespaces: &[Pending<'_>],
+    resuming: &[Vec<String>],
     config: &Config,
     sizes: std::collections::HashMap<String, crate::lint::TableSize>,
     existing: std::collections::HashSet<String>,
@@ -360,10 +392,15 @@ fn lint_checks(
 ) -> Vec<Check> {
     let scripts: Vec<crate::lint::Script> = namespaces
         .iter()
-        .flat_map(|p| {
-            p.to_lint()
-                .into_iter()
-                .map(|m| crate::lint::Script::of(&p.state.namespace, m))
+        .zip(resuming)
+        .flat_map(|(p, resuming)| {
+            p.to_lint().into_iter().map(move |m| {
+                let mut script = crate::lint::Script::of(&p.state.namespace, m);
+                script.online |= p.online
+                    || config.defaults.online
+                    || resuming.iter().any(|v| v == m.version.as_str());
+                script
+            })
         })
         .collect();
     let context = crate::lint::Context {

@@ -11,12 +11,15 @@ use crate::db::{lock, quote_ident, quote_literal};
 use crate::source::Migration;
 use crate::source::statements;
 
-/// Renders the psql script applying `migrations` to `namespace`.
+/// Renders the psql script applying `migrations` to `namespace`; with
+/// `online` (or `[defaults] online`, or a file's `-- migsafe:online`) risky
+/// statements are written in their online steps (SPEC 15).
 pub fn render(
     history: &History,
     defaults: &Defaults,
     namespace: &str,
     migrations: &[&Migration],
+    online: bool,
 ) -> String {
     let key = lock::key(history.schema(), namespace);
     let table = history.table();
@@ -68,7 +71,21 @@ pub fn render(
             script.path.display()
         );
         let columns = "(namespace, version, name, checksum, down_checksum, applied_at, execution_ms, applied_by, tool_version, dirty)";
-        if script.no_transaction() {
+        let online_plan = (online || defaults.online || script.directives.online)
+            .then(|| crate::online::plan(script))
+            .flatten();
+        if let Some(plan) = online_plan {
+            let _ = writeln!(
+                out,
+                "-- online (SPEC 15): {} steps; the history row is written after the last",
+                plan.steps.len()
+            );
+            crate::online::psql::render(&mut out, &plan, lock_timeout, statement_timeout);
+            let _ = writeln!(
+                out,
+                "INSERT INTO {table} {columns} VALUES ({ns}, {version}, {name}, {checksum}, {down}, now(), 0, {by}, {tool}, false);\n"
+            );
+        } else if script.no_transaction() {
             let _ = writeln!(
                 out,
                 "INSERT INTO {table} {columns} VALUES ({ns}, {version}, {name}, {checksum}, {down}, now(), 0, {by}, {tool}, true);\nSET lock_timeout = {lock_timeout};\nSET statement_timeout = {statement_timeout};"

@@ -34,6 +34,19 @@ pub struct Directives {
     /// `runOnChange`). Applied ones are read as usual; a pending one is
     /// refused before anything runs.
     pub unsupported: Option<String>,
+    /// `-- migsafe:online`: risky statements run in their online form
+    /// (SPEC 15), as with `apply --online`.
+    pub online: bool,
+    /// `-- migsafe:backfill [BATCH_TIME]`: the script's one `UPDATE` runs in
+    /// primary-key batches (SPEC 16); the argument overrides `batch_time`.
+    pub backfill: Option<Backfill>,
+}
+
+/// What `-- migsafe:backfill` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backfill {
+    /// Target time per batch instead of `[defaults] batch_time`.
+    pub batch_time: Option<Duration>,
 }
 
 /// One lint suppression and the reason given for it.
@@ -115,9 +128,28 @@ pub fn parse(sql: &str) -> Result<Directives, String> {
                     line: line_no,
                 });
             }
+            "online" => {
+                if !argument.is_empty() {
+                    return Err(format!(
+                        "line {line_no}: `migsafe:online` takes no argument"
+                    ));
+                }
+                directives.online = true;
+            }
+            "backfill" => {
+                let batch_time = if argument.is_empty() {
+                    None
+                } else {
+                    Some(
+                        parse_duration(argument)
+                            .map_err(|e| format!("line {line_no}: migsafe:backfill: {e}"))?,
+                    )
+                };
+                directives.backfill = Some(Backfill { batch_time });
+            }
             other => {
                 return Err(format!(
-                    "line {line_no}: unknown directive `migsafe:{other}` (known: no-transaction, lock-timeout, statement-timeout, allow)"
+                    "line {line_no}: unknown directive `migsafe:{other}` (known: no-transaction, lock-timeout, statement-timeout, allow, online, backfill)"
                 ));
             }
         }
@@ -140,6 +172,22 @@ mod tests {
         assert_eq!(d.allows[0].rule, "require-concurrent-index");
         assert_eq!(d.allows[0].reason, "table is tiny");
         assert_eq!(d.allows[0].line, 6);
+    }
+
+    #[test]
+    fn reads_online_and_backfill() {
+        let d = parse("-- migsafe:online\nCREATE INDEX i ON t (a);").unwrap();
+        assert!(d.online);
+        assert_eq!(d.backfill, None);
+        let d = parse("-- migsafe:backfill 500ms\nUPDATE t SET a = 1;").unwrap();
+        assert_eq!(
+            d.backfill.unwrap().batch_time,
+            Some(Duration::from_millis(500))
+        );
+        let d = parse("-- migsafe:backfill\nUPDATE t SET a = 1;").unwrap();
+        assert_eq!(d.backfill, Some(Backfill::default()));
+        assert!(parse("-- migsafe:online now\n").is_err());
+        assert!(parse("-- migsafe:backfill soon\n").is_err());
     }
 
     #[test]

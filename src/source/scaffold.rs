@@ -23,6 +23,8 @@ migration_time_budget = "30s"
 long_transaction = "30s"     # preflight threshold
 lock_wait = "5m"             # how long a runner waits for the namespace lock
 allow_newer_applied = true   # versions applied by a newer release are noted, not refused (false: strict)
+online = false               # true: risky DDL runs in its online form, as `apply --online` (docs/online.md)
+batch_time = "200ms"         # target time of one `-- migsafe:backfill` batch
 
 [backup]
 dir = "backups/migrations"

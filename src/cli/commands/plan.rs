@@ -78,6 +78,30 @@ fn render_plan(plan: &migsafe::migrator::NamespacePlan) {
                     )
                 )
             ));
+            for (index, step) in m.online.iter().flatten().enumerate() {
+                out(&format!(
+                    "    {} {}",
+                    paint(BOLD, format!("step {}:", index + 1)),
+                    step.step.sql.replace('\n', "\n            ")
+                ));
+                out(&format!(
+                    "            {}",
+                    paint(
+                        DIM,
+                        format!(
+                            "{}, line {}{}: {}",
+                            if step.step.transaction {
+                                "own transaction"
+                            } else {
+                                "no transaction"
+                            },
+                            step.line,
+                            if step.rewritten { "" } else { ", as written" },
+                            step.step.locks
+                        )
+                    )
+                ));
+            }
         }
     }
     for finding in &plan.findings {

@@ -26,7 +26,7 @@ impl Rule for AddUniqueWithoutIndex {
     fn doc(&self) -> &'static str {
         "`ADD CONSTRAINT … UNIQUE` or `PRIMARY KEY` builds its index under an ACCESS \
 EXCLUSIVE lock: no reads, no writes until it is built. Build the index concurrently \
-first, then attach it, which is instant.\n\n```sql\n-- migsafe:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (email);\n-- next migration:\nALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_key;\n```"
+first, then attach it, which is instant.\n\n```sql\n-- migsafe:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (email);\n-- next migration:\nALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_key;\n```\n\n`apply --online` (or `-- migsafe:online` in the file, or `[defaults] online = true`) runs the statement as written in this safe form, step by step, and resumes an interrupted run at its step: see [online.md](online.md)."
     }
     fn check(&self, statement: &NodeEnum, context: &Context) -> Vec<Hit> {
         let Some((table, constraints)) = constraints_added_to_existing(statement, context) else {

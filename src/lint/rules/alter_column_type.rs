@@ -27,7 +27,7 @@ impl Rule for AlterColumnType {
         "Changing a column's type rewrites the table and rebuilds its indexes under an \
 ACCESS EXCLUSIVE lock, blocking reads and writes for the whole rewrite. Only a few \
 changes are catalog-only (`varchar(n)` to a larger `n` or to `text`). For anything \
-else, migrate in steps.\n\n```sql\nALTER TABLE events ADD COLUMN payload_new jsonb;\n-- backfill in batches, dual-write from the application, then:\nALTER TABLE events RENAME COLUMN payload TO payload_old;\nALTER TABLE events RENAME COLUMN payload_new TO payload;\n```"
+else, migrate in steps.\n\n```sql\nALTER TABLE events ADD COLUMN payload_new jsonb;\n-- backfill in batches, dual-write from the application, then:\nALTER TABLE events RENAME COLUMN payload TO payload_old;\nALTER TABLE events RENAME COLUMN payload_new TO payload;\n```\n\n`--online` has no online form for it: the table is rewritten whatever the steps. Add a new column, fill it with a `-- migsafe:backfill` migration, and switch over (see [online.md](online.md))."
     }
     fn check(&self, statement: &NodeEnum, context: &Context) -> Vec<Hit> {
         let Some((table, cmds)) =

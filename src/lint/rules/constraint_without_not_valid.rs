@@ -29,7 +29,7 @@ a SHARE ROW EXCLUSIVE lock (on both tables, for a foreign key), which blocks wri
 for the whole scan. Added `NOT VALID`, it only applies to new rows and takes the lock \
 briefly; `VALIDATE CONSTRAINT` later checks the old rows under SHARE UPDATE EXCLUSIVE, \
 which lets writes go on. `NOT VALID` followed by `VALIDATE CONSTRAINT` in a later \
-migration of the same plan is the safe pattern and is not flagged.\n\n```sql\nALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n-- later migration:\nALTER TABLE orders VALIDATE CONSTRAINT orders_user_fk;\n```"
+migration of the same plan is the safe pattern and is not flagged.\n\n```sql\nALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n-- later migration:\nALTER TABLE orders VALIDATE CONSTRAINT orders_user_fk;\n```\n\n`apply --online` (or `-- migsafe:online` in the file, or `[defaults] online = true`) runs the statement as written in this safe form, step by step, and resumes an interrupted run at its step: see [online.md](online.md)."
     }
     fn check(&self, statement: &NodeEnum, context: &Context) -> Vec<Hit> {
         let Some((table, constraints)) = constraints_added_to_existing(statement, context) else {

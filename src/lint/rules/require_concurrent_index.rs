@@ -28,7 +28,7 @@ INSERT, UPDATE and DELETE waits until the index is built, which on a big table i
 minutes. `CREATE INDEX CONCURRENTLY` takes SHARE UPDATE EXCLUSIVE, which lets writes \
 go on; it cannot run in a transaction, so it goes in a no-transaction migration of \
 its own. An index on a table created earlier in the same plan is fine.\n\n\
-```sql\n-- migsafe:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS orders_created_at_idx ON orders (created_at);\n```"
+```sql\n-- migsafe:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS orders_created_at_idx ON orders (created_at);\n```\n\n`apply --online` (or `-- migsafe:online` in the file, or `[defaults] online = true`) runs the statement as written in this safe form, step by step, and resumes an interrupted run at its step: see [online.md](online.md)."
     }
     fn check(&self, statement: &NodeEnum, context: &Context) -> Vec<Hit> {
         let NodeEnum::IndexStmt(index) = statement else {

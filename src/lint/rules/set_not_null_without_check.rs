@@ -27,7 +27,7 @@ impl Rule for SetNotNullWithoutCheck {
         "`SET NOT NULL` scans the whole table to prove there is no NULL, holding an ACCESS \
 EXCLUSIVE lock (reads and writes blocked) for the scan. Since PostgreSQL 12 the scan \
 is skipped when a validated `CHECK (col IS NOT NULL)` exists, and that check can be \
-validated without blocking writes.\n\n```sql\nALTER TABLE users ADD CONSTRAINT users_email_not_null CHECK (email IS NOT NULL) NOT VALID;\n-- next migration:\nALTER TABLE users VALIDATE CONSTRAINT users_email_not_null;\nALTER TABLE users ALTER COLUMN email SET NOT NULL;\nALTER TABLE users DROP CONSTRAINT users_email_not_null;\n```"
+validated without blocking writes.\n\n```sql\nALTER TABLE users ADD CONSTRAINT users_email_not_null CHECK (email IS NOT NULL) NOT VALID;\n-- next migration:\nALTER TABLE users VALIDATE CONSTRAINT users_email_not_null;\nALTER TABLE users ALTER COLUMN email SET NOT NULL;\nALTER TABLE users DROP CONSTRAINT users_email_not_null;\n```\n\n`apply --online` (or `-- migsafe:online` in the file, or `[defaults] online = true`) runs the statement as written in this safe form, step by step, and resumes an interrupted run at its step: see [online.md](online.md)."
     }
     fn check(&self, statement: &NodeEnum, context: &Context) -> Vec<Hit> {
         let Some((table, cmds)) =

@@ -41,7 +41,7 @@ impl Rule for VolatileDefault {
 is instant. A volatile default (`gen_random_uuid()`, `clock_timestamp()`, \
 `random()`, `nextval(…)`) must be evaluated for every existing row: the table is \
 rewritten under an ACCESS EXCLUSIVE lock that blocks reads and writes for the whole \
-rewrite.\n\n```sql\nALTER TABLE orders ADD COLUMN public_id uuid;\n-- backfill in batches:\nUPDATE orders SET public_id = gen_random_uuid() WHERE id BETWEEN 1 AND 10000 AND public_id IS NULL;\nALTER TABLE orders ALTER COLUMN public_id SET DEFAULT gen_random_uuid();\n```"
+rewrite.\n\n```sql\nALTER TABLE orders ADD COLUMN public_id uuid;\n-- backfill in batches:\nUPDATE orders SET public_id = gen_random_uuid() WHERE id BETWEEN 1 AND 10000 AND public_id IS NULL;\nALTER TABLE orders ALTER COLUMN public_id SET DEFAULT gen_random_uuid();\n```\n\n`--online` has no online form for it: add the column without the default, then fill it with a `-- migsafe:backfill` migration (see [online.md](online.md))."
     }
     fn check(&self, statement: &NodeEnum, context: &Context) -> Vec<Hit> {
         if !matches!(statement, NodeEnum::AlterTableStmt(_)) {
