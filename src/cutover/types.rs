@@ -474,6 +474,66 @@ pub struct Misfit {
     pub detail: String,
 }
 
+/// Reads JSON and remembers the first object key that appears twice in one
+/// object (at any depth), without building the value.
+struct DuplicateKey(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for DuplicateKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = DuplicateKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, _: bool) -> std::result::Result<DuplicateKey, E> {
+                Ok(DuplicateKey(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> std::result::Result<DuplicateKey, E> {
+                Ok(DuplicateKey(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> std::result::Result<DuplicateKey, E> {
+                Ok(DuplicateKey(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> std::result::Result<DuplicateKey, E> {
+                Ok(DuplicateKey(None))
+            }
+            fn visit_str<E>(self, _: &str) -> std::result::Result<DuplicateKey, E> {
+                Ok(DuplicateKey(None))
+            }
+            fn visit_unit<E>(self) -> std::result::Result<DuplicateKey, E> {
+                Ok(DuplicateKey(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<DuplicateKey, A::Error> {
+                let mut found = None;
+                while let Some(DuplicateKey(inner)) = seq.next_element::<DuplicateKey>()? {
+                    found = found.or(inner);
+                }
+                Ok(DuplicateKey(found))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<DuplicateKey, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                let mut found = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let DuplicateKey(inner) = map.next_value::<DuplicateKey>()?;
+                    if found.is_none() && !seen.insert(key.clone()) {
+                        found = Some(key);
+                    }
+                    found = found.or(inner);
+                }
+                Ok(DuplicateKey(found))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
 fn misfit(problem: &'static str, detail: impl Into<String>) -> Misfit {
     Misfit {
         problem,
@@ -583,8 +643,20 @@ pub fn convert(value: ValueRef<'_>, kind: &Kind, not_null: bool) -> Result<Cell,
         },
         Kind::Json | Kind::Jsonb => {
             let text = to_text(value)?;
-            if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_err() {
-                return Err(misfit("invalid_json", show(value)));
+            match serde_json::from_str::<DuplicateKey>(&text) {
+                Err(_) => return Err(misfit("invalid_json", show(value))),
+                // SQLite's json functions read the first of two equal keys,
+                // jsonb keeps the last: the value would change meaning.
+                Ok(DuplicateKey(Some(key))) if *kind == Kind::Jsonb => {
+                    return Err(misfit(
+                        "duplicate_json_key",
+                        format!(
+                            "{} (key {key:?} twice; jsonb keeps only the last)",
+                            show(value)
+                        ),
+                    ));
+                }
+                Ok(_) => {}
             }
             if *kind == Kind::Jsonb {
                 // jsonb refuses the NUL escape that json and SQLite accept.
@@ -1211,6 +1283,15 @@ pub fn encode(cell: &Cell, ty: &Type, buf: &mut BytesMut) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_json_key_twice_in_one_object_is_found() {
+        let dup = |t: &str| serde_json::from_str::<DuplicateKey>(t).unwrap().0;
+        assert_eq!(dup(r#"{"a":1,"a":2}"#).as_deref(), Some("a"));
+        assert_eq!(dup(r#"[{"x":{"b":1,"b":2}}]"#).as_deref(), Some("b"));
+        assert_eq!(dup(r#"{"a":{"a":1},"b":[{"a":2}]}"#), None);
+        assert_eq!(dup("1e2"), None);
+    }
+
     use super::*;
 
     fn text(s: &str) -> ValueRef<'_> {
