@@ -140,10 +140,10 @@ pub mod events;
 pub mod lint;
 #[cfg(feature = "engine")]
 pub mod migrator;
-#[cfg(feature = "engine")]
-pub mod pipeline;
 #[cfg(feature = "notify")]
 pub mod notify;
+#[cfg(feature = "engine")]
+pub mod pipeline;
 #[cfg(feature = "engine")]
 pub mod plan;
 #[cfg(feature = "engine")]

@@ -1068,7 +1068,10 @@ impl Migrator {
             .unwrap_or_default()
             .into_iter()
             .map(|n| {
-                let shown = self.settings_of(n).map(|s| s.to_string()).unwrap_or_default();
+                let shown = self
+                    .settings_of(n)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
                 (n.name.clone(), shown)
             })
             .collect();
@@ -1076,18 +1079,13 @@ impl Migrator {
         #[cfg_attr(not(feature = "notify"), allow(unused_mut))]
         let mut sinks: Vec<Arc<dyn EventSink>> = vec![self.events.clone(), recorder.clone()];
         #[cfg(feature = "notify")]
-        let notifier = self
-            .config
-            .notify
-            .webhook_url_env
-            .as_deref()
-            .map(|name| {
-                Arc::new(crate::notify::Notifier::from_env(
-                    name,
-                    databases.clone(),
-                    self.events.clone(),
-                ))
-            });
+        let notifier = self.config.notify.webhook_url_env.as_deref().map(|name| {
+            Arc::new(crate::notify::Notifier::from_env(
+                name,
+                databases.clone(),
+                self.events.clone(),
+            ))
+        });
         #[cfg(feature = "notify")]
         if let Some(notifier) = &notifier {
             sinks.push(notifier.clone());
@@ -1103,7 +1101,6 @@ impl Migrator {
             notifier,
         }
     }
-
 
     /// Records versions up to `version` as applied in one namespace.
     pub async fn stamp(&self, target: Option<&str>, version: &Version) -> Result<Vec<String>> {

@@ -218,11 +218,7 @@ impl Notifier {
     }
 
     fn notice(&self, event: &str, command: &str, namespace: &str, versions: &[String]) -> Notice {
-        let database = self
-            .databases
-            .get(namespace)
-            .cloned()
-            .unwrap_or_default();
+        let database = self.databases.get(namespace).cloned().unwrap_or_default();
         Notice {
             text: String::new(),
             event: event.to_string(),

@@ -214,28 +214,26 @@ impl EventSink for Recorder {
                     wait.duration_ms = Some(*duration_ms);
                 }
             }
+            // A retry starts the script again: one entry per migration.
             Event::MigrationStarted {
                 namespace,
                 version,
                 name,
                 direction,
                 ..
-            } => {
-                // A retry starts the script again: one entry per migration.
-                if find_open(&mut state.timeline, namespace, version).is_none() {
-                    state.timeline.push(TimelineEntry {
-                        namespace: namespace.clone(),
-                        version: version.clone(),
-                        name: name.clone(),
-                        direction: *direction,
-                        started_at: now,
-                        duration_ms: None,
-                        outcome: "running".into(),
-                        reason: None,
-                        message: None,
-                        retries: Vec::new(),
-                    });
-                }
+            } if find_open(&mut state.timeline, namespace, version).is_none() => {
+                state.timeline.push(TimelineEntry {
+                    namespace: namespace.clone(),
+                    version: version.clone(),
+                    name: name.clone(),
+                    direction: *direction,
+                    started_at: now,
+                    duration_ms: None,
+                    outcome: "running".into(),
+                    reason: None,
+                    message: None,
+                    retries: Vec::new(),
+                });
             }
             Event::MigrationRetried {
                 namespace,

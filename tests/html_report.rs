@@ -27,7 +27,9 @@ fn files(project: &Project, prefix: &str, ext: &str) -> Vec<PathBuf> {
 }
 
 fn newest_html(project: &Project) -> (PathBuf, String) {
-    let path = files(project, "report-", ".html").pop().expect("an HTML report");
+    let path = files(project, "report-", ".html")
+        .pop()
+        .expect("an HTML report");
     let text = std::fs::read_to_string(&path).unwrap();
     (path, text)
 }
@@ -74,7 +76,10 @@ fn render_in_chromium(page: &Path) -> (String, Vec<String>) {
         .filter(|l| l.contains("CONSOLE"))
         .map(str::to_string)
         .collect();
-    (String::from_utf8_lossy(&output.stdout).into_owned(), console)
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        console,
+    )
 }
 
 /// What must hold for every HTML report: 0600, nothing loaded from
@@ -94,7 +99,8 @@ fn self_contained(path: &Path, text: &str) {
         .trim_end_matches(".html")
         .to_string();
     assert!(
-        path.with_file_name(format!("run-report-{stamp}.json")).exists(),
+        path.with_file_name(format!("run-report-{stamp}.json"))
+            .exists(),
         "the JSON the page was rendered from"
     );
 }
@@ -154,7 +160,10 @@ fn a_run_with_a_retry_a_lint_warning_and_a_failure_is_one_page_that_chromium_ren
     assert!(html.contains("LOCK_TIMEOUT:default:0003"), "the retry");
     assert!(html.contains("blocker"), "the blocking session");
     assert!(html.contains("prefer-timestamptz"), "the lint warning");
-    assert!(html.contains("MIGRATION_FAILED:default:0004"), "the failure");
+    assert!(
+        html.contains("MIGRATION_FAILED:default:0004"),
+        "the failure"
+    );
     assert!(html.contains("backup-"), "the backup");
     assert!(html.contains("column public.users.seen_at") || html.contains("seen_at"));
     assert!(
@@ -162,12 +171,18 @@ fn a_run_with_a_retry_a_lint_warning_and_a_failure_is_one_page_that_chromium_ren
         "the hostile text, escaped"
     );
 
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(files(&project, "run-report-", ".json").pop().unwrap()).unwrap())
-            .unwrap();
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(files(&project, "run-report-", ".json").pop().unwrap()).unwrap(),
+    )
+    .unwrap();
     assert_eq!(json["result"], "failure");
     assert_eq!(json["timeline"][0]["version"], "0003");
-    assert!(!json["timeline"][0]["retries"].as_array().unwrap().is_empty());
+    assert!(
+        !json["timeline"][0]["retries"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(json["timeline"][1]["outcome"], "failed");
 
     let (dom, console) = render_in_chromium(&path);
@@ -178,7 +193,10 @@ fn a_run_with_a_retry_a_lint_warning_and_a_failure_is_one_page_that_chromium_ren
             "{version} not shown"
         );
     }
-    assert!(!dom.contains("<script>alert"), "the hostile text ran as markup");
+    assert!(
+        !dom.contains("<script>alert"),
+        "the hostile text ran as markup"
+    );
 }
 
 #[test]
@@ -195,7 +213,10 @@ fn apply_rollback_and_verify_each_write_a_page() {
     let (path, rolled) = newest_html(&project);
     self_contained(&path, &rolled);
     assert!(rolled.contains("migsafe rollback"), "{rolled}");
-    assert!(rolled.contains("removed"), "the schema diff: orders is gone");
+    assert!(
+        rolled.contains("removed"),
+        "the schema diff: orders is gone"
+    );
 
     let scratch = common::sandbox().url("postgres");
     project.run(&db, &["verify", "--scratch-url", &scratch], 0);

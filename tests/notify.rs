@@ -192,10 +192,7 @@ fn a_failing_migration_sends_a_failure_notice_with_its_reason_code() {
         failure["versions"],
         serde_json::json!(["0001", "0002", "0003"])
     );
-    assert!(
-        bodies.iter().all(|b| b["event"] != "success"),
-        "{bodies:?}"
-    );
+    assert!(bodies.iter().all(|b| b["event"] != "success"), "{bodies:?}");
     no_password_in(&bodies);
 }
 
@@ -208,8 +205,15 @@ fn a_rollback_sends_a_rollback_notice() {
     run(&project, &db, &hook.url, &["apply", "--skip-backup"], 0);
     run(&project, &db, &hook.url, &["rollback", "--skip-backup"], 0);
     let bodies = hook.bodies();
-    let events: Vec<&str> = bodies.iter().map(|b| b["event"].as_str().unwrap()).collect();
-    assert_eq!(events, ["start", "success", "start", "rollback"], "{bodies:?}");
+    let events: Vec<&str> = bodies
+        .iter()
+        .map(|b| b["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["start", "success", "start", "rollback"],
+        "{bodies:?}"
+    );
     let rollback = &bodies[3];
     assert_eq!(rollback["command"], "rollback");
     assert_eq!(rollback["versions"], serde_json::json!(["0002"]));
@@ -223,7 +227,10 @@ fn a_webhook_that_is_down_is_a_warning_and_the_run_succeeds() {
     let project = two_tables();
     notifying(&project);
     let out = run(&project, &db, &down_url(), &["apply", "--skip-backup"], 0);
-    assert!(out.contains("warning: notice `start` not delivered"), "{out}");
+    assert!(
+        out.contains("warning: notice `start` not delivered"),
+        "{out}"
+    );
     assert!(out.contains("cannot reach the webhook"), "{out}");
     let log = project.event_log();
     assert!(log.contains("\"event\":\"notice_failed\""), "{log}");
@@ -241,9 +248,15 @@ fn a_webhook_that_never_answers_does_not_hold_the_run() {
     // own bound (5 s a notice), not on the server. assert_cmd's 120 s
     // timeout fails it otherwise.
     let out = run(&project, &db, &hook.url, &["apply", "--skip-backup"], 0);
-    eprintln!("apply with a webhook that never answers took {:?}", started.elapsed());
+    eprintln!(
+        "apply with a webhook that never answers took {:?}",
+        started.elapsed()
+    );
     assert!(out.contains("not delivered"), "{out}");
-    assert!(!out.contains("hook-secret"), "the webhook URL is a secret: {out}");
+    assert!(
+        !out.contains("hook-secret"),
+        "the webhook URL is a secret: {out}"
+    );
     assert!(
         !project.event_log().contains("hook-secret"),
         "the webhook URL is a secret"

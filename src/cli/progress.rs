@@ -42,9 +42,7 @@ impl HumanProgress {
     fn progress_line(&self, task: &str, done: u64, total: Option<u64>, unit: &str) {
         let finished = total.is_some_and(|t| done >= t);
         let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
-        let due = lines
-            .get(task)
-            .is_none_or(|at| at.elapsed() >= LINE_EVERY);
+        let due = lines.get(task).is_none_or(|at| at.elapsed() >= LINE_EVERY);
         if !due && !finished {
             return;
         }
@@ -70,7 +68,7 @@ fn progress_text(task: &str, done: u64, total: Option<u64>, unit: &str) -> Strin
     };
     match total {
         Some(total) => {
-            let percent = if total > 0 { done * 100 / total } else { 100 };
+            let percent = (done * 100).checked_div(total).unwrap_or(100);
             format!(
                 "{task}: {}/{} {} {}",
                 amount(done),
@@ -79,7 +77,11 @@ fn progress_text(task: &str, done: u64, total: Option<u64>, unit: &str) -> Strin
                 paint(DIM, format!("({percent}%)"))
             )
         }
-        None => format!("{task}: {} {}", amount(done), if unit == "bytes" { "" } else { unit }),
+        None => format!(
+            "{task}: {} {}",
+            amount(done),
+            if unit == "bytes" { "" } else { unit }
+        ),
     }
 }
 
@@ -109,7 +111,7 @@ impl Bars {
                 ),
                 (Some(total), _) => (
                     ProgressBar::new(total),
-                    "{prefix:>12} [{bar:30}] {human_pos}/{human_len} {msg} {per_sec} ETA {eta}",
+                    "{prefix:>12} [{bar:30}] {human_pos}/{human_len} {msg} {per_sec:1} ETA {eta}",
                 ),
                 (None, "bytes") => (
                     ProgressBar::new_spinner(),
@@ -117,7 +119,7 @@ impl Bars {
                 ),
                 (None, _) => (
                     ProgressBar::new_spinner(),
-                    "{prefix:>12} {spinner} {human_pos} {msg} {per_sec} {elapsed}",
+                    "{prefix:>12} {spinner} {human_pos} {msg} {per_sec:1} {elapsed}",
                 ),
             };
             if let Ok(style) = ProgressStyle::with_template(template) {
@@ -149,7 +151,10 @@ impl Bars {
 
 impl Drop for Bars {
     fn drop(&mut self) {
-        let active = self.active.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let active = self
+            .active
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
         for (_, bar) in active.drain() {
             bar.finish_and_clear();
         }

@@ -24,8 +24,29 @@ pub fn render(report: &RunReport) -> Result<String> {
         crate::pipeline::preflight::human_bytes(value)
     });
     env.add_filter("percent_of", |value: Option<u64>, whole: u64| {
-        let value = value.unwrap_or(0);
-        if whole == 0 { 0 } else { (value.saturating_mul(100) / whole).min(100) }
+        value
+            .unwrap_or(0)
+            .saturating_mul(100)
+            .checked_div(whole)
+            .unwrap_or(0)
+            .min(100)
+    });
+    // `2026-12-02T06:15:39.730664283Z` → `06:15:39.730`: the date is in
+    // the header, and a timeline reads by the clock.
+    env.add_filter("clock", |value: String| {
+        value
+            .split_once('T')
+            .map(|(_, time)| time.trim_end_matches('Z').chars().take(12).collect())
+            .unwrap_or(value)
+    });
+    env.add_filter("day", |value: String| {
+        value
+            .split_once('T')
+            .map(|(day, time)| format!("{day} {} UTC", time.chars().take(8).collect::<String>()))
+            .unwrap_or(value)
+    });
+    env.add_filter("first_line", |value: String| {
+        value.lines().next().unwrap_or_default().to_string()
     });
     env.add_template("report.html", TEMPLATE)
         .map_err(|e| failed(&e))?;
@@ -47,4 +68,46 @@ pub fn render(report: &RunReport) -> Result<String> {
 
 fn failed(err: &minijinja::Error) -> Error {
     Error::config(Code::Io, format!("cannot render the HTML report: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+    use crate::report::{Check, PhaseReport};
+    use crate::run_report::{Recorder, TimelineEntry};
+
+    /// A migration's name, its SQL in an error and a check's detail can
+    /// hold anything a file holds: they show as text, never as markup.
+    #[test]
+    fn hostile_names_and_sql_are_escaped() {
+        let hostile = "<script>alert('x')</script><img src=x onerror=alert(1)>";
+        let mut report = Recorder::new().report("apply", chrono::Utc::now());
+        report.timeline.push(TimelineEntry {
+            namespace: format!("ns{hostile}"),
+            version: "0001".into(),
+            name: hostile.into(),
+            direction: crate::events::Direction::Up,
+            started_at: chrono::Utc::now(),
+            duration_ms: Some(3),
+            outcome: "failed".into(),
+            reason: Some("MIGRATION_FAILED:ns:0001".into()),
+            message: Some(format!("syntax error at {hostile}")),
+            retries: Vec::new(),
+        });
+        report.preflight.push(PhaseReport::new(
+            "preflight",
+            chrono::Utc::now(),
+            "postgres://app:****@db/app",
+            vec![Check::pass("lint", hostile)],
+        ));
+        report.message = Some(hostile.into());
+        let page = render(&report).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!page.contains("<script"), "{page}");
+        assert!(!page.contains("<img"), "{page}");
+        assert!(page.contains("&lt;script&gt;"), "{page}");
+        assert!(
+            page.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{page}"
+        );
+    }
 }

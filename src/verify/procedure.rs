@@ -65,6 +65,9 @@ struct Run<'a> {
     done: u64,
 }
 
+// The run's inputs, each borrowed from its own owner; a struct for them
+// would only be built to be taken apart into `Run`.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     config: &Config,
     namespaces: &[(Namespace, MigrationSet)],
