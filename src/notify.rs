@@ -309,8 +309,7 @@ impl EventSink for Notifier {
                             .unwrap_or_default(),
                         message
                             .as_deref()
-                            .and_then(|m| m.lines().next())
-                            .map(|m| format!(": {m}"))
+                            .map(|m| format!(": {}", crate::run_report::summary(m)))
                             .unwrap_or_default()
                     );
                     notice

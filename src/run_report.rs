@@ -287,6 +287,22 @@ impl EventSink for Recorder {
     }
 }
 
+/// A failure's message on one line for a header or a chat message: the
+/// lines that say what failed, without the quoted source and its caret,
+/// at most 300 characters.
+pub fn summary(message: &str) -> String {
+    let text = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.starts_with("next:"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    match text.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
 fn find_open<'a>(
     timeline: &'a mut [TimelineEntry],
     namespace: &str,

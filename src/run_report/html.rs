@@ -45,9 +45,7 @@ pub fn render(report: &RunReport) -> Result<String> {
             .map(|(day, time)| format!("{day} {} UTC", time.chars().take(8).collect::<String>()))
             .unwrap_or(value)
     });
-    env.add_filter("first_line", |value: String| {
-        value.lines().next().unwrap_or_default().to_string()
-    });
+    env.add_filter("summary", |value: String| super::summary(&value));
     env.add_template("report.html", TEMPLATE)
         .map_err(|e| failed(&e))?;
     let longest_ms = report
