@@ -808,7 +808,7 @@ impl Migrator {
             Err(err) => recorded.failed(err),
         }
         // A usage or configuration error (a bad scratch URL) leaves no file.
-        if result.as_ref().err().is_none_or(|e| e.exit_code() != 5) {
+        if result.as_ref().err().is_none_or(|e| !unreached(e)) {
             recorded.write_and_announce(
                 self.log_dir.as_deref(),
                 self.config.logs.keep,
@@ -1047,7 +1047,8 @@ impl Migrator {
         match read.await {
             Ok(snapshot) => Some(snapshot),
             Err(err) => {
-                tracing::warn!("cannot read the schema for the run report: {err}");
+                // The run itself says why the database cannot be reached.
+                tracing::debug!("cannot read the schema for the run report: {err}");
                 None
             }
         }
@@ -1209,6 +1210,19 @@ impl SourceSummary {
     }
 }
 
+/// A usage or configuration error (exit 5), or a database never reached:
+/// such a run did nothing worth a report or a notice.
+fn unreached(err: &Error) -> bool {
+    err.exit_code() == 5
+        || matches!(
+            err.reason().code(),
+            Code::DatabaseUnreachable
+                | Code::DatabaseAuthFailed
+                | Code::DatabaseNotFound
+                | Code::DatabaseTlsFailed
+        )
+}
+
 /// The sinks and facts of one `apply` or `rollback` (see
 /// [`Migrator::start_run`]).
 struct Run {
@@ -1237,8 +1251,8 @@ impl Run {
     /// Sends `run_finished` for every namespace that ran something (or did
     /// not finish, on a failure) and returns the run report so far. A run
     /// refused as a usage or configuration error (exit 5: a bad file or
-    /// URL, no connection) before anything happened sends nothing and has
-    /// no report: it leaves no file behind.
+    /// URL) or that never reached its database, before anything happened,
+    /// sends nothing and has no report: it leaves no file behind.
     fn finish_events(
         &self,
         env: &Env<'_>,
@@ -1248,7 +1262,7 @@ impl Run {
     ) -> Option<crate::run_report::RunReport> {
         let duration_ms = crate::events::millis(self.started.elapsed());
         let mut report = self.recorder.report(command, self.started_at);
-        if failure.is_some_and(|e| e.exit_code() == 5)
+        if failure.is_some_and(unreached)
             && runs.is_empty()
             && report.plan.is_empty()
             && report.lock_waits.is_empty()

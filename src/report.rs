@@ -316,6 +316,10 @@ pub struct PhaseReport {
     /// Where the report was written.
     #[serde(skip)]
     pub path: Option<PathBuf>,
+    /// The live schema preflight read for its drift check: the "before"
+    /// of the run report's schema diff (not part of the JSON report).
+    #[serde(skip)]
+    pub live_schema: Option<crate::schema::Snapshot>,
 }
 
 impl PhaseReport {
@@ -343,6 +347,7 @@ impl PhaseReport {
             schema_checksum: None,
             namespace_checksums: std::collections::BTreeMap::new(),
             path: None,
+            live_schema: None,
         }
     }
 

@@ -186,15 +186,9 @@ async fn locked(
         return Ok(());
     }
     let groups = databases(opened);
-    // The schema before, for the run report's diff (only when reports are
-    // written: a snapshot costs catalog queries).
-    let mut before = Vec::new();
-    if env.log_dir.is_some() {
-        for group in &groups {
-            let first = &opened[group[0]];
-            before.push(schema::read(&first.db, &env.config.history_schema).await?);
-        }
-    }
+    // The schema before, for the run report's diff: the one each
+    // database's preflight read.
+    let mut before = Vec::with_capacity(groups.len());
     let backup_dir = (!options.skip_backup).then_some(env.config.backup.dir.as_path());
     for group in &groups {
         let first = &opened[group[0]];
@@ -231,6 +225,7 @@ async fn locked(
         };
         phase.forced = failed && options.force && recovery_refused.is_none();
         phase.write_and_announce(env.log_dir, env.config.logs.keep, env.events)?;
+        before.push(phase.live_schema.take().unwrap_or_default());
         report.preflight.push(phase.clone());
         if let Some(refusal) = recovery_refused {
             return Err(refusal);
