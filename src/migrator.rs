@@ -1010,16 +1010,15 @@ impl Migrator {
         let result = async {
             let loaded = self.single(target, "rollback")?;
             for item in &loaded {
-                let before = self.report_snapshot(item.target().settings).await;
-                let done = crate::pipeline::rollback::rollback(&env, &item.target(), options).await;
-                if let Some(before) = before
-                    && let Some(after) = self.report_snapshot(item.target().settings).await
-                {
-                    diffs.push(crate::run_report::SchemaDiff {
-                        database: item.settings.to_string(),
-                        changes: crate::schema::diff(&before, &after),
-                    });
-                }
+                let mut diff = None;
+                let done = crate::pipeline::rollback::rollback_into(
+                    &env,
+                    &item.target(),
+                    options,
+                    &mut diff,
+                )
+                .await;
+                diffs.extend(diff);
                 runs.push(done.map_err(|e| e.during_run(true))?);
             }
             Ok(())
@@ -1031,27 +1030,6 @@ impl Migrator {
         }
         run.finish(self, &env, recorded).await;
         result.map(|()| runs)
-    }
-
-    /// The schema of a database for the run report's diff, when report
-    /// files are written (a failure to read it only leaves the diff out).
-    async fn report_snapshot(
-        &self,
-        settings: &ConnectionSettings,
-    ) -> Option<crate::schema::Snapshot> {
-        self.log_dir.as_ref()?;
-        let read = async {
-            let db = settings.connect().await?;
-            crate::schema::read(&db, &self.config.history_schema).await
-        };
-        match read.await {
-            Ok(snapshot) => Some(snapshot),
-            Err(err) => {
-                // The run itself says why the database cannot be reached.
-                tracing::debug!("cannot read the schema for the run report: {err}");
-                None
-            }
-        }
     }
 
     /// What a run of `apply` or `rollback` sends its events to besides the
