@@ -149,15 +149,19 @@ impl Bars {
     }
 }
 
-impl Drop for Bars {
-    fn drop(&mut self) {
-        let active = self
-            .active
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
+impl Bars {
+    /// Removes every bar.
+    fn end_all(&self) {
+        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
         for (_, bar) in active.drain() {
             bar.finish_and_clear();
         }
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        self.end_all();
     }
 }
 
@@ -222,6 +226,12 @@ fn bar(bars: &Bars, event: &Event) -> bool {
         }
         Event::BackupWritten { .. } => {
             bars.end("backup");
+            false
+        }
+        // The run is over (also when it failed half way): no bar stays
+        // drawn under the error that follows.
+        Event::RunFinished { .. } | Event::ReportWritten { .. } => {
+            bars.end_all();
             false
         }
         _ => false,
