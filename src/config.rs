@@ -39,6 +39,16 @@ pub struct Config {
     pub logs: LogsConfig,
     /// Verify settings.
     pub verify: VerifyConfig,
+    /// Webhook notices (SPEC 18).
+    pub notify: NotifyConfig,
+}
+
+/// `[notify]`.
+#[derive(Debug, Clone, Default)]
+pub struct NotifyConfig {
+    /// The environment variable holding the webhook URL (a secret, so the
+    /// URL itself never sits in the config). `None`: no notices.
+    pub webhook_url_env: Option<String>,
 }
 
 /// `[verify]`.
@@ -146,6 +156,14 @@ struct RawConfig {
     logs: RawLogs,
     #[serde(default)]
     verify: RawVerify,
+    #[serde(default)]
+    notify: RawNotify,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    webhook_url_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -424,6 +442,19 @@ impl Config {
         let verify = VerifyConfig {
             setup: raw.verify.setup.map(|file| base.join(file)),
         };
+        if raw
+            .notify
+            .webhook_url_env
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
+            return Err(invalid(
+                "notify.webhook_url_env must name an environment variable".into(),
+            ));
+        }
+        let notify = NotifyConfig {
+            webhook_url_env: raw.notify.webhook_url_env,
+        };
         Ok(Config {
             path,
             history_schema,
@@ -434,6 +465,7 @@ impl Config {
             lint,
             logs,
             verify,
+            notify,
         })
     }
 

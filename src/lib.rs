@@ -113,6 +113,9 @@
 //!   embeds: `migsafe = { version = "0.1", default-features = false,
 //!   features = ["engine"] }`.
 //! - `cutover-sqlite`: `cutover sqlite …` (bundled SQLite).
+//! - `notify`: webhook notices on start, success, failure and rollback
+//!   (`[notify] webhook_url_env`), sent from the library's events.
+//! - `html-report`: `logs/report-<timestamp>.html` beside the JSON reports.
 //! - `cli` (default): the `migsafe` binary (clap, terminal output), with
 //!   both of the above.
 //!
@@ -137,6 +140,8 @@ pub mod events;
 pub mod lint;
 #[cfg(feature = "engine")]
 pub mod migrator;
+#[cfg(feature = "notify")]
+pub mod notify;
 #[cfg(feature = "engine")]
 pub mod online;
 #[cfg(feature = "engine")]
@@ -147,6 +152,8 @@ pub mod plan;
 pub mod readiness;
 #[cfg(feature = "engine")]
 pub mod report;
+#[cfg(feature = "engine")]
+pub mod run_report;
 #[cfg(feature = "engine")]
 pub mod sandbox;
 #[cfg(feature = "engine")]

@@ -543,6 +543,32 @@ impl Migrator {
     /// as long as each other. Every file of every selected namespace is still
     /// checked before anything is written.
     pub async fn apply(&self, target: Option<&str>, options: &ApplyOptions) -> Result<ApplyReport> {
+        let run = self.start_run(target);
+        let env = run.env(self);
+        let mut report = ApplyReport::default();
+        let result = self.apply_run(&env, target, options, &mut report).await;
+        let runs = report.namespaces.clone();
+        let mut recorded = run.finish_events(&env, "apply", &runs, result.as_ref().err());
+        if let Some(recorded) = recorded.as_mut() {
+            recorded.preflight = report.preflight.clone();
+            recorded.postflight = report.postflight.clone();
+            if !report.backups.is_empty() {
+                recorded.backups = report.backups.clone();
+            }
+            recorded.schema_changes = report.schema_changes.clone();
+        }
+        run.finish(self, &env, recorded).await;
+        result.map(|()| report)
+    }
+
+    /// The body of [`Migrator::apply`], on the run's events.
+    async fn apply_run(
+        &self,
+        env: &Env<'_>,
+        target: Option<&str>,
+        options: &ApplyOptions,
+        report: &mut ApplyReport,
+    ) -> Result<()> {
         let options = &self.backup_rule(options);
         let namespaces: Vec<Namespace> = self.config.select(target)?.into_iter().cloned().collect();
         let mut settings = Vec::with_capacity(namespaces.len());
@@ -583,7 +609,7 @@ impl Migrator {
                 db,
             });
         }
-        crate::pipeline::guarded::apply(&self.env(), &opened, options)
+        crate::pipeline::guarded::apply_into(env, &opened, options, report)
             .await
             .map_err(|e| e.during_run(false))
     }
@@ -757,25 +783,53 @@ impl Migrator {
         scratch_url: Option<&str>,
         options: &crate::verify::VerifyOptions,
     ) -> Result<crate::verify::VerifyReport> {
-        let sources = self.sources(target)?;
-        let report = crate::verify::verify(
-            &self.config,
-            &sources,
-            scratch_url,
-            options,
-            &self.interrupt,
-        )
-        .await?;
-        if let Some(dir) = &self.log_dir {
-            crate::report::write_report(
-                dir,
-                "verify-report",
-                report.started_at,
-                &report,
-                self.config.logs.keep,
-            )?;
+        let started_at = chrono::Utc::now();
+        let result = async {
+            let sources = self.sources(target)?;
+            let report = crate::verify::verify_with_events(
+                &self.config,
+                &sources,
+                scratch_url,
+                options,
+                &self.interrupt,
+                self.events.as_ref(),
+            )
+            .await?;
+            if let Some(dir) = &self.log_dir {
+                crate::report::write_report(
+                    dir,
+                    "verify-report",
+                    report.started_at,
+                    &report,
+                    self.config.logs.keep,
+                )?;
+            }
+            Ok(report)
         }
-        Ok(report)
+        .await;
+        let mut recorded = crate::run_report::Recorder::new().report("verify", started_at);
+        match &result {
+            Ok(report) => {
+                recorded.result = match report.result {
+                    crate::report::Status::Pass => "pass",
+                    crate::report::Status::Warn => "warn",
+                    crate::report::Status::Fail => "fail",
+                }
+                .into();
+                recorded.databases = vec![report.scratch.clone()];
+                recorded.verify = Some(report.clone());
+            }
+            Err(err) => recorded.failed(err),
+        }
+        // A usage or configuration error (a bad scratch URL) leaves no file.
+        if result.as_ref().err().is_none_or(|e| !unreached(e)) {
+            recorded.write_and_announce(
+                self.log_dir.as_deref(),
+                self.config.logs.keep,
+                self.events.as_ref(),
+            );
+        }
+        result
     }
 
     /// Lints migrations (SPEC 7). `paths` are files or namespace names; without
@@ -963,17 +1017,82 @@ impl Migrator {
         let mut options = options.clone();
         options.skip_backup |= !self.backups;
         let options = &options;
-        let loaded = self.single(target, "rollback")?;
-        let env = self.env();
+        let run = self.start_run(target);
+        let env = run.env(self);
         let mut runs = Vec::new();
-        for item in &loaded {
-            runs.push(
-                crate::pipeline::rollback::rollback(&env, &item.target(), options)
-                    .await
-                    .map_err(|e| e.during_run(true))?,
-            );
+        let mut diffs = Vec::new();
+        let result = async {
+            let loaded = self.single(target, "rollback")?;
+            for item in &loaded {
+                let mut diff = None;
+                let done = crate::pipeline::rollback::rollback_into(
+                    &env,
+                    &item.target(),
+                    options,
+                    &mut diff,
+                )
+                .await;
+                diffs.extend(diff);
+                runs.push(done.map_err(|e| e.during_run(true))?);
+            }
+            Ok(())
         }
-        Ok(runs)
+        .await;
+        let mut recorded = run.finish_events(&env, "rollback", &runs, result.as_ref().err());
+        if let Some(recorded) = recorded.as_mut() {
+            recorded.schema_changes = diffs;
+        }
+        run.finish(self, &env, recorded).await;
+        result.map(|()| runs)
+    }
+
+    /// What a run of `apply` or `rollback` sends its events to besides the
+    /// migrator's sink: the run report's recorder and, with `[notify]`,
+    /// the webhook notices.
+    fn start_run(&self, target: Option<&str>) -> Run {
+        let namespaces: Vec<String> = self
+            .config
+            .select(target)
+            .map(|list| list.into_iter().map(|n| n.name.clone()).collect())
+            .unwrap_or_default();
+        let databases: std::collections::BTreeMap<String, String> = self
+            .config
+            .select(target)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| {
+                let shown = self
+                    .settings_of(n)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                (n.name.clone(), shown)
+            })
+            .collect();
+        let recorder = Arc::new(crate::run_report::Recorder::new());
+        #[cfg_attr(not(feature = "notify"), allow(unused_mut))]
+        let mut sinks: Vec<Arc<dyn EventSink>> = vec![self.events.clone(), recorder.clone()];
+        #[cfg(feature = "notify")]
+        let notifier = self.config.notify.webhook_url_env.as_deref().map(|name| {
+            Arc::new(crate::notify::Notifier::from_env(
+                name,
+                databases.clone(),
+                self.events.clone(),
+            ))
+        });
+        #[cfg(feature = "notify")]
+        if let Some(notifier) = &notifier {
+            sinks.push(notifier.clone());
+        }
+        Run {
+            started_at: chrono::Utc::now(),
+            started: std::time::Instant::now(),
+            namespaces,
+            databases,
+            recorder,
+            events: crate::events::Fanout(sinks),
+            #[cfg(feature = "notify")]
+            notifier,
+        }
     }
 
     /// Records versions up to `version` as applied in one namespace.
@@ -1079,6 +1198,132 @@ impl SourceSummary {
                     reason: set.why_ignored(path).to_string(),
                 })
                 .collect(),
+        }
+    }
+}
+
+/// A usage or configuration error (exit 5), or a database never reached:
+/// such a run did nothing worth a report or a notice.
+fn unreached(err: &Error) -> bool {
+    err.exit_code() == 5
+        || matches!(
+            err.reason().code(),
+            Code::DatabaseUnreachable
+                | Code::DatabaseAuthFailed
+                | Code::DatabaseNotFound
+                | Code::DatabaseTlsFailed
+        )
+}
+
+/// The sinks and facts of one `apply` or `rollback` (see
+/// [`Migrator::start_run`]).
+struct Run {
+    started_at: chrono::DateTime<chrono::Utc>,
+    started: std::time::Instant,
+    /// The selected namespaces.
+    namespaces: Vec<String>,
+    /// Each one's database as shown (no password).
+    databases: std::collections::BTreeMap<String, String>,
+    recorder: Arc<crate::run_report::Recorder>,
+    events: crate::events::Fanout,
+    #[cfg(feature = "notify")]
+    notifier: Option<Arc<crate::notify::Notifier>>,
+}
+
+impl Run {
+    fn env<'a>(&'a self, migrator: &'a Migrator) -> Env<'a> {
+        Env {
+            config: &migrator.config,
+            events: &self.events,
+            interrupt: &migrator.interrupt,
+            log_dir: migrator.log_dir.as_deref(),
+        }
+    }
+
+    /// Sends `run_finished` for every namespace that ran something (or did
+    /// not finish, on a failure) and returns the run report so far. A run
+    /// refused as a usage or configuration error (exit 5: a bad file or
+    /// URL) or that never reached its database, before anything happened,
+    /// sends nothing and has no report: it leaves no file behind.
+    fn finish_events(
+        &self,
+        env: &Env<'_>,
+        command: &str,
+        runs: &[NamespaceRun],
+        failure: Option<&Error>,
+    ) -> Option<crate::run_report::RunReport> {
+        let duration_ms = crate::events::millis(self.started.elapsed());
+        let mut report = self.recorder.report(command, self.started_at);
+        if failure.is_some_and(unreached)
+            && runs.is_empty()
+            && report.plan.is_empty()
+            && report.lock_waits.is_empty()
+        {
+            return None;
+        }
+        for run in runs.iter().filter(|r| !r.ran.is_empty()) {
+            env.events.emit(&crate::events::Event::RunFinished {
+                command: command.to_string(),
+                namespace: run.namespace.clone(),
+                versions: run.ran.iter().map(|r| r.version.clone()).collect(),
+                succeeded: true,
+                reason: None,
+                message: None,
+                duration_ms,
+            });
+        }
+        if let Some(err) = failure {
+            let reason = err.reason().to_string();
+            // `CODE:namespace:…` names the namespace that failed; other
+            // failures belong to every namespace that did not finish.
+            let named = reason.split(':').nth(1).map(str::to_string);
+            let unfinished: Vec<&String> = self
+                .namespaces
+                .iter()
+                .filter(|n| !runs.iter().any(|r| &r.namespace == *n))
+                .collect();
+            let failed: Vec<&String> = match &named {
+                Some(name) if self.namespaces.contains(name) => vec![name],
+                _ => unfinished,
+            };
+            for namespace in failed {
+                env.events.emit(&crate::events::Event::RunFinished {
+                    command: command.to_string(),
+                    namespace: namespace.clone(),
+                    versions: Vec::new(),
+                    succeeded: false,
+                    reason: Some(reason.clone()),
+                    message: Some(err.to_string()),
+                    duration_ms,
+                });
+            }
+        }
+        let mut databases: Vec<String> = Vec::new();
+        for shown in self.databases.values() {
+            if !shown.is_empty() && !databases.contains(shown) {
+                databases.push(shown.clone());
+            }
+        }
+        report.databases = databases;
+        if let Some(err) = failure {
+            report.failed(err);
+        }
+        Some(report)
+    }
+
+    /// Writes the run report and waits (bounded) for the notices.
+    async fn finish(
+        &self,
+        migrator: &Migrator,
+        env: &Env<'_>,
+        report: Option<crate::run_report::RunReport>,
+    ) {
+        if let Some(report) = report {
+            report.write_and_announce(env.log_dir, migrator.config.logs.keep, env.events);
+        }
+        #[cfg(feature = "notify")]
+        if let Some(notifier) = &self.notifier {
+            notifier.finish().await;
         }
     }
 }

@@ -99,6 +99,10 @@ fn writable(dir: &Path) -> std::io::Result<()> {
 
 impl EventSink for EventLog {
     fn emit(&self, event: &Event) {
+        // Progress is for the screen; the log keeps what happened.
+        if matches!(event, Event::Progress { .. }) {
+            return;
+        }
         let line = Line {
             ts: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
             tool_version: env!("CARGO_PKG_VERSION"),
@@ -158,6 +162,12 @@ pub fn write_report<T: Serialize>(
 /// report just written is kept whatever happens, so a file that cannot be
 /// removed is a warning in the debug log, never a failed run.
 pub fn prune_reports(dir: &Path, kind: &str, keep: u32) {
+    prune_files(dir, kind, "json", keep);
+}
+
+/// [`prune_reports`] for files `<kind>-<timestamp>.<extension>`.
+pub fn prune_files(dir: &Path, kind: &str, extension: &str, keep: u32) {
+    let suffix = format!(".{extension}");
     if keep == 0 {
         return;
     }
@@ -171,7 +181,7 @@ pub fn prune_reports(dir: &Path, kind: &str, keep: u32) {
                 .to_str()
                 .and_then(|n| n.strip_prefix(kind))
                 .and_then(|n| n.strip_prefix('-'))
-                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.strip_suffix(suffix.as_str()))
                 .is_some_and(is_file_stamp)
         })
         .map(|e| e.path())
@@ -306,6 +316,10 @@ pub struct PhaseReport {
     /// Where the report was written.
     #[serde(skip)]
     pub path: Option<PathBuf>,
+    /// The live schema preflight read for its drift check: the "before"
+    /// of the run report's schema diff (not part of the JSON report).
+    #[serde(skip)]
+    pub live_schema: Option<crate::schema::Snapshot>,
 }
 
 impl PhaseReport {
@@ -333,6 +347,7 @@ impl PhaseReport {
             schema_checksum: None,
             namespace_checksums: std::collections::BTreeMap::new(),
             path: None,
+            live_schema: None,
         }
     }
 
@@ -414,6 +429,27 @@ pub fn write_private_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         .map_err(|e| Error::io(path, "write", &e))?;
     file.write_all(scrub(&text).as_bytes())
         .map_err(|e| Error::io(path, "write", &e))
+}
+
+/// Writes a text file with owner-only permissions (in a 0700 directory),
+/// secrets scrubbed, atomically: a temporary file in the same directory
+/// (created 0600) renamed over the path, so a reader never sees half a
+/// report.
+pub fn write_private_text(path: &Path, text: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    create_private_dir(dir)?;
+    let mut file = tempfile::Builder::new()
+        .prefix(".report-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, "write", &e))?;
+    file.write_all(scrub(text).as_bytes())
+        .map_err(|e| Error::io(path, "write", &e))?;
+    file.persist(path)
+        .map_err(|e| Error::io(path, "write", &e.error))?;
+    Ok(())
 }
 
 #[cfg(test)]

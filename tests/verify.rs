@@ -257,10 +257,16 @@ fn a_clean_corpus_of_fifty_reversible_migrations_passes() {
             .unwrap(),
         0,
     );
-    let reports = std::fs::read_dir(project.path().join("logs"))
+    let names: Vec<String> = std::fs::read_dir(project.path().join("logs"))
         .unwrap()
-        .count();
-    assert_eq!(reports, 2);
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let count = |prefix: &str| names.iter().filter(|n| n.starts_with(prefix)).count();
+    // One verify report and one HTML page (with its JSON) per run.
+    assert_eq!(count("verify-report-"), 2, "{names:?}");
+    assert_eq!(count("report-"), 2, "{names:?}");
+    assert_eq!(count("run-report-"), 2, "{names:?}");
+    assert_eq!(names.len(), 6, "{names:?}");
 }
 
 #[test]

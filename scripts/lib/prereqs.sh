@@ -37,3 +37,23 @@ ensure_prereqs() {
     exit 1
   fi
 }
+
+# Headless Chromium, which the HTML report tests render the report with
+# (Debian's `chromium`; MIGSAFE_CHROMIUM names another binary).
+have_chromium() {
+  if [ -n "${MIGSAFE_CHROMIUM:-}" ] && [ -x "$MIGSAFE_CHROMIUM" ]; then return 0; fi
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1
+}
+
+ensure_chromium() {
+  have_chromium && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "migsafe: installing chromium (apt-get)" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2
+  else
+    echo "migsafe: missing chromium (the HTML report tests render with it). Install it first:" >&2
+    echo "  sudo apt-get install -y --no-install-recommends chromium" >&2
+    exit 1
+  fi
+}

@@ -1,15 +1,169 @@
-//! Live progress on stderr: one line per event, as it happens.
+//! Live progress on stderr: one line per event, as it happens, and on a
+//! terminal a progress bar (indicatif) for long work — backup, cutover
+//! copy, verify, and any task sending `progress` events (backfills) — with
+//! its rows or steps, rate and ETA. Off a terminal the bars are progress
+//! lines, as in logs. `-q` leaves this sink out, so both go quiet.
 
+use std::collections::HashMap;
+use std::io::IsTerminal as _;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use migsafe::config::format_duration;
 use migsafe::db::activity::Session;
 use migsafe::events::{Direction, Event, EventSink};
 use migsafe::report::Status;
-use std::time::Duration;
 
 use super::output::{DIM, GREEN, RED, YELLOW, err, paint};
 
 /// Renders events for people.
-pub struct HumanProgress;
+pub struct HumanProgress {
+    /// On a terminal: the bars drawn.
+    bars: Option<Bars>,
+    /// Off a terminal: when each task last printed a progress line.
+    lines: Mutex<HashMap<String, Instant>>,
+}
+
+/// How often a task prints a progress line off a terminal.
+const LINE_EVERY: Duration = Duration::from_secs(5);
+
+impl HumanProgress {
+    /// Bars when stderr is a terminal, lines otherwise.
+    pub fn new() -> Self {
+        HumanProgress {
+            bars: std::io::stderr().is_terminal().then(Bars::new),
+            lines: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Prints the line of a `progress` event off a terminal, at most every
+    /// [`LINE_EVERY`] per task, and always its last one.
+    fn progress_line(&self, task: &str, done: u64, total: Option<u64>, unit: &str) {
+        let finished = total.is_some_and(|t| done >= t);
+        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        let due = lines.get(task).is_none_or(|at| at.elapsed() >= LINE_EVERY);
+        if !due && !finished {
+            return;
+        }
+        lines.insert(task.to_string(), Instant::now());
+        err(&progress_text(task, done, total, unit));
+    }
+}
+
+impl Default for HumanProgress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `verify: 3/10 migrations (30%)`, `backup: 12.0 MB`.
+fn progress_text(task: &str, done: u64, total: Option<u64>, unit: &str) -> String {
+    let amount = |n: u64| {
+        if unit == "bytes" {
+            migsafe::pipeline::preflight::human_bytes(n)
+        } else {
+            n.to_string()
+        }
+    };
+    match total {
+        Some(total) => {
+            let percent = (done * 100).checked_div(total).unwrap_or(100);
+            format!(
+                "{task}: {}/{} {} {}",
+                amount(done),
+                amount(total),
+                if unit == "bytes" { "" } else { unit },
+                paint(DIM, format!("({percent}%)"))
+            )
+        }
+        None => format!(
+            "{task}: {} {}",
+            amount(done),
+            if unit == "bytes" { "" } else { unit }
+        ),
+    }
+}
+
+/// The bars on a terminal, one per task.
+struct Bars {
+    multi: MultiProgress,
+    active: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Bars {
+        Bars {
+            multi: MultiProgress::new(),
+            active: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The task's bar, made on first use: a bar with rate and ETA when the
+    /// total is known, a spinner with the amount and rate when not.
+    fn update(&self, task: &str, done: u64, total: Option<u64>, unit: &str) {
+        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        let bar = active.entry(task.to_string()).or_insert_with(|| {
+            let (bar, template) = match (total, unit) {
+                (Some(total), "bytes") => (
+                    ProgressBar::new(total),
+                    "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                ),
+                (Some(total), _) => (
+                    ProgressBar::new(total),
+                    "{prefix:>12} [{bar:30}] {human_pos}/{human_len} {msg} {per_sec:1} ETA {eta}",
+                ),
+                (None, "bytes") => (
+                    ProgressBar::new_spinner(),
+                    "{prefix:>12} {spinner} {bytes} {bytes_per_sec} {elapsed}",
+                ),
+                (None, _) => (
+                    ProgressBar::new_spinner(),
+                    "{prefix:>12} {spinner} {human_pos} {msg} {per_sec:1} {elapsed}",
+                ),
+            };
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_prefix(task.to_string());
+            bar.set_message(unit.to_string());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            self.multi.add(bar)
+        });
+        if let Some(total) = total {
+            bar.set_length(total);
+        }
+        bar.set_position(done);
+        if total.is_some_and(|t| done >= t) {
+            bar.finish_and_clear();
+            active.remove(task);
+        }
+    }
+
+    /// Removes a task's bar (its work ended).
+    fn end(&self, task: &str) {
+        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(bar) = active.remove(task) {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Bars {
+    /// Removes every bar.
+    fn end_all(&self) {
+        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, bar) in active.drain() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        self.end_all();
+    }
+}
 
 fn ms(value: u64) -> String {
     format_duration(Duration::from_millis(value))
@@ -24,6 +178,69 @@ fn verb(direction: Direction) -> &'static str {
 
 impl EventSink for HumanProgress {
     fn emit(&self, event: &Event) {
+        match &self.bars {
+            Some(bars) => {
+                if bar(bars, event) {
+                    return;
+                }
+                // Lines are printed with the bars hidden, then redrawn.
+                bars.multi.suspend(|| lines(event));
+            }
+            None => match event {
+                Event::Progress {
+                    task,
+                    done,
+                    total,
+                    unit,
+                } => self.progress_line(task, *done, *total, unit),
+                _ => lines(event),
+            },
+        }
+    }
+}
+
+/// On a terminal: draws the event as a bar when it is progress; true when
+/// nothing else is to be printed for it.
+fn bar(bars: &Bars, event: &Event) -> bool {
+    match event {
+        Event::Progress {
+            task,
+            done,
+            total,
+            unit,
+        } => {
+            bars.update(task, *done, *total, unit);
+            true
+        }
+        Event::CopyStarted { table, rows } => {
+            bars.update(&format!("copy {table}"), 0, Some(*rows), "rows");
+            true
+        }
+        Event::CopyProgress { table, rows, total } => {
+            bars.update(&format!("copy {table}"), *rows, Some(*total), "rows");
+            true
+        }
+        Event::CopyFinished { table, .. } => {
+            bars.end(&format!("copy {table}"));
+            false
+        }
+        Event::BackupWritten { .. } => {
+            bars.end("backup");
+            false
+        }
+        // The run is over (also when it failed half way): no bar stays
+        // drawn under the error that follows.
+        Event::RunFinished { .. } | Event::ReportWritten { .. } => {
+            bars.end_all();
+            false
+        }
+        _ => false,
+    }
+}
+
+/// The line (or lines) of an event.
+fn lines(event: &Event) {
+    {
         // Every event the library has is placed in one group; `Event` is
         // non_exhaustive for embedders, so a new one needs placing here.
         match event {
@@ -49,6 +266,10 @@ impl EventSink for HumanProgress {
             | Event::OnlineResumed { .. }
             | Event::BackfillProgress { .. }
             | Event::BackfillPaused { .. } => online(event),
+            Event::RunFinished { .. }
+            | Event::NoticeFailed { .. }
+            | Event::ReportWritten { .. }
+            | Event::Progress { .. } => reporting(event),
             _ => {}
         }
     }
@@ -303,6 +524,30 @@ fn online(event: &Event) {
             "{namespace}: {version} backfill {} {reason}",
             paint(YELLOW, "paused:")
         )),
+        _ => {}
+    }
+}
+
+/// Notices, the run report, progress off a terminal.
+fn reporting(event: &Event) {
+    match event {
+        Event::NoticeFailed {
+            notice, message, ..
+        } => err(&format!(
+            "{} notice `{notice}` not delivered: {message} (the run goes on)",
+            paint(YELLOW, "warning:")
+        )),
+        Event::ReportWritten { html, json } => err(&format!(
+            "report: {}",
+            paint(DIM, html.as_deref().unwrap_or(json))
+        )),
+        Event::Progress {
+            task,
+            done,
+            total,
+            unit,
+        } => err(&progress_text(task, *done, *total, unit)),
+        // The migrations' own lines said it.
         _ => {}
     }
 }

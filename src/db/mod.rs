@@ -14,7 +14,7 @@ pub mod lock;
 pub mod tls;
 
 pub(crate) use connect::Db;
-pub use connect::{ConnectionSettings, PasswordFuture, PasswordSource, scrub};
+pub use connect::{ConnectionSettings, PasswordFuture, PasswordSource, register_secret, scrub};
 
 /// Quotes an identifier for SQL text (`my"schema` → `"my""schema"`). The one
 /// place identifiers are turned into SQL; values always go as parameters.

@@ -292,6 +292,58 @@ pub enum Event {
         /// Wall time.
         duration_ms: u64,
     },
+    /// An `apply` or `rollback` ended in a namespace that ran something,
+    /// or that it did not finish (a failure). Nothing pending sends none.
+    RunFinished {
+        /// `apply` or `rollback`.
+        command: String,
+        /// Namespace.
+        namespace: String,
+        /// The versions that ran, in order.
+        versions: Vec<String>,
+        /// Everything ran.
+        succeeded: bool,
+        /// The failure's reason code.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// The failure's message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// Wall time of the whole run.
+        duration_ms: u64,
+    },
+    /// A webhook notice (`[notify]`) failed or took longer than 5 s: a
+    /// warning, never a failed run.
+    NoticeFailed {
+        /// The notice: `start`, `success`, `failure` or `rollback`.
+        notice: String,
+        /// Namespace.
+        namespace: String,
+        /// What went wrong (the webhook URL is never shown).
+        message: String,
+    },
+    /// The run's report was written (`report-<timestamp>.html` and
+    /// `run-report-<timestamp>.json`).
+    ReportWritten {
+        /// The HTML report, when built with the `html-report` feature.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        html: Option<String>,
+        /// The JSON document it was rendered from.
+        json: String,
+    },
+    /// Long work advancing (verify steps, a backfill's rows): the CLI
+    /// draws a progress bar on a terminal, a line now and then elsewhere.
+    Progress {
+        /// What is advancing (`verify`, `backfill app:0003`…), one bar each.
+        task: String,
+        /// Done so far.
+        done: u64,
+        /// The whole, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        total: Option<u64>,
+        /// `rows`, `steps` or `bytes`.
+        unit: String,
+    },
 }
 
 /// Where events go.

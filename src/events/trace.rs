@@ -35,7 +35,12 @@ enum Level {
 fn level(event: &Event) -> Level {
     match event {
         Event::MigrationFailed { .. } => Level::Error,
-        Event::MigrationRetried { .. } | Event::LockWaiting { .. } => Level::Warn,
+        Event::MigrationRetried { .. } | Event::LockWaiting { .. } | Event::NoticeFailed { .. } => {
+            Level::Warn
+        }
+        Event::RunFinished {
+            succeeded: false, ..
+        } => Level::Error,
         Event::PhaseChecked { result, .. } => match result {
             crate::report::Status::Fail => Level::Error,
             crate::report::Status::Warn => Level::Warn,

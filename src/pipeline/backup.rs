@@ -138,6 +138,9 @@ fn tool_major(path: &Path) -> Option<u32> {
     version.split('.').next()?.parse().ok()
 }
 
+/// How often a running pg_dump's progress is sent.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Dumps the database into the backup directory; returns the verified file.
 pub(crate) async fn create(
     config: &Config,
@@ -170,13 +173,28 @@ async fn create_keeping(
     private_file(&partial)?;
     // A rotated password is asked for now, as for a connection.
     let env = settings.current().await?.libpq_env();
-    let output = tokio::process::Command::new(&pg_dump)
+    let dump = tokio::process::Command::new(&pg_dump)
         .args(["--format=custom", "--no-password", "--file"])
         .arg(&partial)
         .envs(env)
         .stdin(Stdio::null())
-        .output()
-        .await;
+        .output();
+    tokio::pin!(dump);
+    // The dump's size as it grows, for a progress bar (pg_dump says nothing
+    // of its own progress; the compressed size has no known total).
+    let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let output = loop {
+        tokio::select! {
+            output = &mut dump => break output,
+            _ = ticker.tick() => events.emit(&Event::Progress {
+                task: "backup".into(),
+                done: std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0),
+                total: None,
+                unit: "bytes".into(),
+            }),
+        }
+    };
     let output = match output {
         Ok(output) => output,
         Err(e) => {

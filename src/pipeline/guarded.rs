@@ -43,6 +43,10 @@ pub struct ApplyReport {
     pub backups: Vec<BackupFile>,
     /// Postflight reports (one per database).
     pub postflight: Vec<PhaseReport>,
+    /// The schema before → after, per database, when report files are
+    /// written (the run report shows it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schema_changes: Vec<crate::run_report::SchemaDiff>,
 }
 
 /// Indexes of `opened` grouped by database, in first-seen order.
@@ -62,14 +66,29 @@ fn databases(opened: &[Opened<'_>]) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// Runs the whole guarded apply.
+/// Runs the whole guarded apply (the cutover's; the migrator fills its
+/// report with [`apply_into`]).
+#[cfg_attr(not(feature = "cutover-sqlite"), allow(dead_code))]
 pub(crate) async fn apply(
     env: &Env<'_>,
     opened: &[Opened<'_>],
     options: &ApplyOptions,
 ) -> Result<ApplyReport> {
-    let history = History::new(&env.config.history_schema);
     let mut report = ApplyReport::default();
+    apply_into(env, opened, options, &mut report)
+        .await
+        .map(|()| report)
+}
+
+/// [`apply`], filling `report` as it goes: on a failure it holds what was
+/// done until then (the run report shows it).
+pub(crate) async fn apply_into(
+    env: &Env<'_>,
+    opened: &[Opened<'_>],
+    options: &ApplyOptions,
+    report: &mut ApplyReport,
+) -> Result<()> {
+    let history = History::new(&env.config.history_schema);
     let options = &ApplyOptions {
         tolerance: options
             .tolerance
@@ -102,7 +121,7 @@ pub(crate) async fn apply(
                 std::time::Instant::now(),
             ));
         }
-        return Ok(report);
+        return Ok(());
     }
     // The whole apply holds every namespace lock, taken in config order.
     let mut keys = Vec::with_capacity(opened.len());
@@ -115,9 +134,9 @@ pub(crate) async fn apply(
             }
         }
     }
-    let result = locked(env, &history, opened, options, &mut report).await;
+    let result = locked(env, &history, opened, options, report).await;
     release(opened, &keys).await;
-    result.map(|()| report)
+    result
 }
 
 async fn release(opened: &[Opened<'_>], keys: &[i64]) {
@@ -167,6 +186,9 @@ async fn locked(
         return Ok(());
     }
     let groups = databases(opened);
+    // The schema before, for the run report's diff: the one each
+    // database's preflight read.
+    let mut before = Vec::with_capacity(groups.len());
     let backup_dir = (!options.skip_backup).then_some(env.config.backup.dir.as_path());
     for group in &groups {
         let first = &opened[group[0]];
@@ -204,13 +226,14 @@ async fn locked(
         };
         phase.forced = failed && options.force && recovery_refused.is_none();
         phase.write_and_announce(env.log_dir, env.config.logs.keep, env.events)?;
+        before.push(phase.live_schema.take().unwrap_or_default());
+        report.preflight.push(phase.clone());
         if let Some(refusal) = recovery_refused {
             return Err(refusal);
         }
         if failed && !options.force {
             return Err(preflight::failed(&phase));
         }
-        report.preflight.push(phase);
     }
     // ...and only with a backup of the rows it destroys.
     for assessment in assessments.iter().flatten() {
@@ -283,7 +306,7 @@ async fn locked(
     // Whatever happened, record the schema as it now is, so the next
     // preflight compares against the truth and not a stale snapshot.
     let mut postflight_error: Option<Error> = None;
-    for group in &groups {
+    for (index, group) in groups.iter().enumerate() {
         let first = &opened[group[0]];
         let runs: Vec<NamespaceRun> = report
             .namespaces
@@ -298,8 +321,18 @@ async fn locked(
         if failure.is_some() {
             // Best effort, on a fresh connection (the old one may be what
             // broke); never hides the failure itself.
-            if let Err(err) = record_fresh(env, history, opened, group).await {
-                tracing::warn!("could not record the schema after the failure: {err}");
+            match record_fresh(env, history, opened, group).await {
+                Ok(after) => {
+                    if let Some(before) = before.get(index) {
+                        report.schema_changes.push(crate::run_report::SchemaDiff {
+                            database: first.target.settings.to_string(),
+                            changes: schema::diff(before, &after),
+                        });
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!("could not record the schema after the failure: {err}");
+                }
             }
             continue;
         }
@@ -336,6 +369,12 @@ async fn locked(
             report.postflight.push(phase);
             snapshot
         };
+        if let Some(before) = before.get(index) {
+            report.schema_changes.push(crate::run_report::SchemaDiff {
+                database: first.target.settings.to_string(),
+                changes: schema::diff(before, &snapshot),
+            });
+        }
         record(history, opened, group, &snapshot).await?;
     }
     match failure.or(postflight_error) {
@@ -349,10 +388,10 @@ async fn record_fresh(
     history: &History,
     opened: &[Opened<'_>],
     group: &[usize],
-) -> Result<()> {
+) -> Result<schema::Snapshot> {
     let db = opened[group[0]].target.settings.connect().await?;
     let targets: Vec<&Target<'_>> = group.iter().map(|&i| &opened[i].target).collect();
-    record_schema(env, &db, history, &targets).await.map(|_| ())
+    record_schema(env, &db, history, &targets).await
 }
 
 /// Stores the snapshot for every namespace of a database.

@@ -259,12 +259,9 @@ pub(crate) async fn preflight(
     if let Some(dir) = backup_dir {
         checks.push(space_check(dir, size?));
     }
-    Ok(PhaseReport::new(
-        "preflight",
-        started,
-        &settings.to_string(),
-        checks,
-    ))
+    let mut report = PhaseReport::new("preflight", started, &settings.to_string(), checks);
+    report.live_schema = Some(live);
+    Ok(report)
 }
 
 fn integrity_checks(

@@ -31,6 +31,17 @@ pub async fn rollback(
     target: &Target<'_>,
     options: &RollbackOptions,
 ) -> Result<NamespaceRun> {
+    rollback_into(env, target, options, &mut None).await
+}
+
+/// [`rollback`], leaving the schema diff before → after in `diff` when
+/// report files are written (the run report shows it), also on a failure.
+pub(crate) async fn rollback_into(
+    env: &Env<'_>,
+    target: &Target<'_>,
+    options: &RollbackOptions,
+    diff: &mut Option<crate::run_report::SchemaDiff>,
+) -> Result<NamespaceRun> {
     let started = Instant::now();
     let namespace = target.name();
     let db = target.settings.connect().await?;
@@ -69,6 +80,18 @@ pub async fn rollback(
         if !options.skip_backup {
             super::backup::create(env.config, target.settings, &db, env.events).await?;
         }
+        let before = match env.log_dir {
+            Some(_) => Some(crate::schema::read(&db, &env.config.history_schema).await?),
+            None => None,
+        };
+        let mut compare = |after: &crate::schema::Snapshot| {
+            if let Some(before) = &before {
+                *diff = Some(crate::run_report::SchemaDiff {
+                    database: target.settings.to_string(),
+                    changes: crate::schema::diff(before, after),
+                });
+            }
+        };
         let parts = RunnerParts::load(env, &db, &history).await?;
         let runner = parts.runner(env, target, &db, &history);
         let mut ran = Vec::with_capacity(selected.len());
@@ -80,16 +103,17 @@ pub async fn rollback(
             match run_one(env, &runner, migration, Direction::Down, &recorded).await {
                 Ok(done) => ran.push(done),
                 Err(err) => {
-                    if let Err(record_err) = record_schema(env, &db, &history, &[target]).await {
-                        tracing::warn!(
+                    match record_schema(env, &db, &history, &[target]).await {
+                        Ok(after) => compare(&after),
+                        Err(record_err) => tracing::warn!(
                             "could not record the schema after the failure: {record_err}"
-                        );
+                        ),
                     }
                     return Err(err);
                 }
             }
         }
-        record_schema(env, &db, &history, &[target]).await?;
+        compare(&record_schema(env, &db, &history, &[target]).await?);
         Ok(ran)
     })
     .await?;

@@ -158,6 +158,27 @@ pub async fn verify(
     options: &VerifyOptions,
     interrupt: &Interrupt,
 ) -> Result<VerifyReport> {
+    verify_with_events(
+        config,
+        namespaces,
+        scratch_url,
+        options,
+        interrupt,
+        &crate::events::NoEvents,
+    )
+    .await
+}
+
+/// [`verify`], sending its progress (`progress` events, one per migration
+/// started) to `events`.
+pub async fn verify_with_events(
+    config: &Config,
+    namespaces: &[(Namespace, MigrationSet)],
+    scratch_url: Option<&str>,
+    options: &VerifyOptions,
+    interrupt: &Interrupt,
+    events: &dyn crate::events::EventSink,
+) -> Result<VerifyReport> {
     let setup = session::Setup::read(config)?;
     let scratch = crate::scratch::Scratch::create(scratch_url, "verify").await?;
     let result = procedure::run(
@@ -168,6 +189,7 @@ pub async fn verify(
         setup.as_ref(),
         options,
         interrupt,
+        events,
     )
     .await;
     scratch.remove().await;

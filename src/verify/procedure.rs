@@ -10,7 +10,7 @@ use crate::config::{Config, Namespace};
 use crate::db::history::database_error;
 use crate::db::{ConnectionSettings, Db, quote_ident};
 use crate::error::Result;
-use crate::events::{Direction, Interrupt};
+use crate::events::{Direction, Event, EventSink, Interrupt};
 use crate::pipeline::{Target, lock_namespace, unlock_namespace};
 use crate::schema::{Change, Snapshot, diff};
 use crate::source::{Migration, MigrationSet};
@@ -57,8 +57,17 @@ struct Run<'a> {
     /// A step broke: the next one needs the schema rebuilt first.
     stale: bool,
     budget: Duration,
+    /// Where the progress events go.
+    events: &'a dyn EventSink,
+    /// Migrations to verify, and how many are done (stepwise: counted
+    /// when the next one starts).
+    total: u64,
+    done: u64,
 }
 
+// The run's inputs, each borrowed from its own owner; a struct for them
+// would only be built to be taken apart into `Run`.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     config: &Config,
     namespaces: &[(Namespace, MigrationSet)],
@@ -67,6 +76,7 @@ pub(super) async fn run(
     setup: Option<&Setup>,
     options: &VerifyOptions,
     interrupt: &Interrupt,
+    events: &dyn EventSink,
 ) -> Result<VerifyReport> {
     let started_at = Utc::now();
     let started = Instant::now();
@@ -89,9 +99,19 @@ pub(super) async fn run(
         rebuilt: None,
         stale: false,
         budget: config.defaults.migration_time_budget,
+        events,
+        total: namespaces
+            .iter()
+            .map(|(_, set)| set.migrations.len() as u64)
+            .sum(),
+        done: 0,
     };
     let mut mismatches = Vec::new();
     let outcome = run.namespaces(namespaces, &mut mismatches).await;
+    if outcome.is_ok() {
+        run.done = run.total;
+        run.progress();
+    }
     if let Some(name) = run.rebuilt.take() {
         run.drop_database(&name).await;
     }
@@ -139,6 +159,10 @@ impl<'a> Run<'a> {
                 self.stepwise(earlier, namespace, sources, mismatches).await
             };
             unlock_namespace(&self.session.db, key).await;
+            if self.options.quick {
+                self.done += sources.migrations.len() as u64;
+                self.progress();
+            }
             let (result, stopped) = outcome?;
             results.push(result);
             if stopped {
@@ -147,6 +171,16 @@ impl<'a> Run<'a> {
             }
         }
         Ok(results)
+    }
+
+    /// How many migrations are verified so far.
+    fn progress(&self) {
+        self.events.emit(&Event::Progress {
+            task: "verify".into(),
+            done: self.done.min(self.total),
+            total: Some(self.total),
+            unit: "migrations".into(),
+        });
     }
 
     async fn lock(&self, namespace: &Namespace, sources: &MigrationSet) -> Result<i64> {
@@ -183,6 +217,9 @@ impl<'a> Run<'a> {
         };
         let mut now = Now::default();
         for (index, migration) in sources.migrations.iter().enumerate() {
+            // The ones before this are done.
+            self.progress();
+            self.done += 1;
             if self.stale {
                 self.rebuild(earlier, namespace, sources, index).await?;
                 now = Now::default();

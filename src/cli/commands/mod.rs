@@ -68,7 +68,7 @@ impl Context<'_> {
         let config = Config::load(g.config.as_deref(), &self.cwd)?;
         let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
         if !g.quiet {
-            sinks.push(Arc::new(progress::HumanProgress));
+            sinks.push(Arc::new(progress::HumanProgress::new()));
         }
         if writes {
             sinks.push(Arc::new(EventLog::open(&g.log_dir)?));

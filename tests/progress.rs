@@ -1,0 +1,61 @@
+//! Progress (SPEC 18): on a terminal, verify and the backup draw indicatif
+//! bars; off a terminal, progress lines; `-q` silences both.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{TestDb, expect_exit, two_tables};
+
+#[test]
+fn off_a_terminal_verify_prints_progress_lines_and_quiet_silences_them() {
+    let db = TestDb::new();
+    let project = two_tables();
+    let scratch = common::sandbox().url("postgres");
+    let out = project.run(&db, &["verify", "--scratch-url", &scratch], 0);
+    assert!(out.contains("verify: 0/2 migrations"), "{out}");
+    assert!(out.contains("verify: 2/2 migrations"), "{out}");
+    assert!(!out.contains("ETA"), "no bar off a terminal: {out}");
+    let quiet = project.run(&db, &["-q", "verify", "--scratch-url", &scratch], 0);
+    assert!(!quiet.contains("verify: "), "{quiet}");
+}
+
+/// `script` (util-linux) gives the command a pseudo-terminal.
+fn on_a_terminal(db: &TestDb, project: &common::Project, args: &str) -> String {
+    let command = format!("{} {args}", common::migsafe_bin().display());
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(project.path())
+        .env("DATABASE_URL", &db.url)
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    expect_exit(&output, 0)
+}
+
+#[test]
+fn on_a_terminal_verify_and_the_backup_draw_bars_and_quiet_silences_them() {
+    let db = TestDb::new();
+    let project = two_tables();
+    let scratch = common::sandbox().url("postgres");
+    let out = on_a_terminal(&db, &project, &format!("verify --scratch-url '{scratch}'"));
+    assert!(
+        out.contains("verify [") && out.contains("migrations") && out.contains("ETA"),
+        "{out}"
+    );
+    assert!(!out.contains("verify: 0/2"), "bars, not lines: {out}");
+    let applied = on_a_terminal(&db, &project, "apply");
+    assert!(
+        applied.contains("backup ") && applied.contains("B/s"),
+        "{applied}"
+    );
+    let quiet = on_a_terminal(
+        &db,
+        &project,
+        &format!("-q verify --scratch-url '{scratch}'"),
+    );
+    assert!(
+        !quiet.contains("ETA") && !quiet.contains("verify ["),
+        "{quiet}"
+    );
+}
