@@ -632,12 +632,19 @@ fn sqitch_verify_scripts_run_after_each_deploy() {
             "migrations/deploy/idx.sql",
             "CREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY t_a ON t (a);\n",
         ),
-        ("migrations/verify/idx.sql", "SELECT 1/0;\n"),
+        (
+            "migrations/verify/idx.sql",
+            "-- Verify idx\nBEGIN;\nSELECT 1/count(*) FROM pg_class WHERE relname = 'nope';\nROLLBACK;\n",
+        ),
     ]);
     let out = project.run(&db, &["apply"], 2);
     assert!(
         out.contains("verify script failed") && out.contains("DIRTY"),
         "{out}"
+    );
+    assert!(
+        out.contains("verify/idx.sql:3"),
+        "a runtime error names its line: {out}"
     );
     assert_eq!(db.history("default"), vec![("1".to_string(), true)]);
 
@@ -707,4 +714,29 @@ fn liquibase_files_grow_at_the_end_and_runtime_decisions_are_refused() {
         out.contains("MIGRATION_FILE_INVALID:default:4") && out.contains("preconditions"),
         "{out}"
     );
+}
+
+/// Sqitch runs deploy scripts through psql; a psql variable or meta-command
+/// is named before anything runs (exit 5), not reported as a syntax error.
+#[test]
+fn psql_syntax_in_a_script_is_named_before_anything_runs() {
+    let db = TestDb::new();
+    let project = Project::new(&[
+        (
+            "migrations/sqitch.plan",
+            "%project=shop\n\nschema 2024-01-01T10:00:00Z Ana <a@x> # schema\n",
+        ),
+        (
+            "migrations/deploy/schema.sql",
+            "\\set ON_ERROR_STOP 1\nCREATE SCHEMA :\"schema\";\n",
+        ),
+    ]);
+    let out = project.run(&db, &["apply"], 5);
+    assert!(
+        out.contains("MIGRATION_FILE_INVALID:default:1")
+            && out.contains("deploy/schema.sql:1")
+            && out.contains("psql syntax"),
+        "{out}"
+    );
+    assert!(db.history("default").is_empty());
 }

@@ -108,6 +108,15 @@ enum Failure {
     Lost(tokio_postgres::Error),
 }
 
+/// `verify` as it is sent: its `BEGIN … ROLLBACK` wrapper blanked (same
+/// lines), so a failing check is found by statement, not lost in the wrapper.
+fn as_sent(verify: &Script) -> Script {
+    Script {
+        sql: statements::verify_body(&verify.sql).unwrap_or_else(|_| verify.sql.clone()),
+        ..verify.clone()
+    }
+}
+
 /// What a verify script is sent after: its checks run under this savepoint.
 const VERIFY_PREFIX: &str = "SAVEPOINT migsafe_verify;\n";
 
@@ -148,6 +157,20 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
                 script.path.display()
             ),
             hint: Some("write the migration or delete the file".into()),
+            source: None,
+        });
+    }
+    if let Some((line, text)) = statements::psql_only(&script.sql) {
+        return Err(Error::Config {
+            reason: ReasonCode::migration(Code::MigrationFileInvalid, namespace, &migration.version),
+            message: format!(
+                "{}:{}: `{text}` is psql syntax (a meta-command or a psql variable); migsafe sends the script to the server as SQL, which cannot read it",
+                script.path.display(),
+                line + script.first_line - 1
+            ),
+            hint: Some(
+                "nothing ran. Write the value in place of the variable (or read it with current_setting()), and drop the meta-command (migsafe already stops at the first error and runs each migration in its transaction)".into(),
+            ),
             source: None,
         });
     }
@@ -462,7 +485,7 @@ impl Runner<'_> {
                             "its verify script failed, so the deploy was rolled back with it:\n{}",
                             describe_server_error(
                                 &err,
-                                verify,
+                                &as_sent(verify),
                                 None,
                                 VERIFY_PREFIX.chars().count(),
                                 statement_timeout
@@ -748,7 +771,7 @@ impl Runner<'_> {
                     "its verify script failed:\n{}",
                     describe_server_error(
                         &err,
-                        verify,
+                        &as_sent(verify),
                         None,
                         "BEGIN;\n".len() + VERIFY_PREFIX.len(),
                         statement_timeout
@@ -1240,7 +1263,15 @@ pub fn describe_server_error(
                 .map(|(b, _)| b)
         })
         .map(|b| base + b)
-        .or_else(|| statement.map(|s| s.offset));
+        .or_else(|| statement.map(|s| s.offset))
+        // A runtime error (division by zero, a raised exception) carries no
+        // position: in a script of one statement, that statement is the one.
+        .or_else(|| {
+            statements::split(&script.sql)
+                .ok()
+                .filter(|parts| parts.len() == 1)
+                .map(|parts| parts[0].offset)
+        });
     if let Some(byte) = byte.filter(|b| *b <= script.sql.len()) {
         let head = &script.sql[..byte];
         let line_in_script = head.matches('\n').count();

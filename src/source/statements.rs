@@ -350,6 +350,33 @@ pub fn verify_body(sql: &str) -> Result<String, String> {
     Ok(body)
 }
 
+/// The first line of a script the SQL grammar cannot read that holds what
+/// only psql understands: a meta-command (`\set`, `\i`, `\connect`, a COPY
+/// data block's `\.`) or a variable (`:name`, `:'name'`, `:"name"`). Sqitch
+/// and hand-run scripts go through psql; migsafe sends SQL to the server, so
+/// these must be named before anything runs, not reported as a syntax error.
+pub fn psql_only(sql: &str) -> Option<(usize, String)> {
+    if !sql.contains('\\') && !sql.contains(':') {
+        return None;
+    }
+    let err = pg_query::parse(sql, 0).err()?;
+    for (index, line) in sql.lines().enumerate() {
+        if line.trim_start().starts_with('\\') {
+            return Some((index + 1, line.trim().to_string()));
+        }
+    }
+    let message = err.to_string();
+    if message.contains("at or near \":\"") {
+        let line = sql
+            .lines()
+            .position(|l| l.contains(":'") || l.contains(":\"") || l.contains(" :"))
+            .map_or(1, |i| i + 1);
+        let text = sql.lines().nth(line - 1).unwrap_or("").trim().to_string();
+        return Some((line, text));
+    }
+    None
+}
+
 /// The line of a `BEGIN` the script never ends: run statement by statement,
 /// everything after it would stay in an open transaction that the session
 /// then rolls back, history row and all.
@@ -421,6 +448,20 @@ fn parse_message(err: &pg_query::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_only_psql_reads_is_found() {
+        assert_eq!(
+            psql_only("\\set ON_ERROR_STOP 1\nSELECT 1;").map(|p| p.0),
+            Some(1)
+        );
+        assert_eq!(
+            psql_only("SELECT 1;\nCREATE SCHEMA :\"schema\";\n").map(|p| p.0),
+            Some(2)
+        );
+        assert_eq!(psql_only("SELECT '\\x'::bytea, 1::int;"), None);
+        assert_eq!(psql_only("SELECT 1;"), None);
+    }
+
     #[test]
     fn verify_body_drops_sqitch_wrapper_and_refuses_control() {
         let body =
