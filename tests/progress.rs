@@ -59,3 +59,32 @@ fn on_a_terminal_verify_and_the_backup_draw_bars_and_quiet_silences_them() {
         "{quiet}"
     );
 }
+
+#[test]
+fn on_a_terminal_a_backfill_draws_a_bar_of_its_rows() {
+    let db = TestDb::new();
+    let project = common::Project::new(&[
+        (
+            "migrations/0001_accounts.up.sql",
+            "CREATE TABLE accounts (id bigint PRIMARY KEY, email text, email_lower text);\nINSERT INTO accounts SELECT g, 'User' || g || '@Example.com', NULL FROM generate_series(1, 200000) g;\n",
+        ),
+        (
+            "migrations/0002_fill.up.sql",
+            "-- migsafe:backfill 20ms\nUPDATE accounts SET email_lower = lower(email) WHERE email_lower IS NULL;\n",
+        ),
+    ]);
+    let out = on_a_terminal(&db, &project, "apply --skip-backup");
+    assert!(
+        out.contains("backfill default:0002 accounts") && out.contains("rows"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("rows in "),
+        "a bar, not the progress lines: {out}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM accounts WHERE email_lower IS NULL")
+            .as_deref(),
+        Some("0")
+    );
+}

@@ -150,6 +150,18 @@ impl Bars {
 }
 
 impl Bars {
+    /// Removes the bars whose task starts with `prefix`.
+    fn end_prefixed(&self, prefix: &str) {
+        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        active.retain(|task, bar| {
+            let ended = task.starts_with(prefix);
+            if ended {
+                bar.finish_and_clear();
+            }
+            !ended
+        });
+    }
+
     /// Removes every bar.
     fn end_all(&self) {
         let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
@@ -226,6 +238,32 @@ fn bar(bars: &Bars, event: &Event) -> bool {
         }
         Event::BackupWritten { .. } => {
             bars.end("backup");
+            false
+        }
+        // The rows a backfill updated and its rate; the line form (off a
+        // terminal) also gives the ETA.
+        Event::BackfillProgress {
+            namespace,
+            version,
+            table,
+            rows,
+            ..
+        } => {
+            bars.update(
+                &format!("backfill {namespace}:{version} {table}"),
+                *rows,
+                None,
+                "rows",
+            );
+            true
+        }
+        Event::MigrationFinished {
+            namespace, version, ..
+        }
+        | Event::MigrationFailed {
+            namespace, version, ..
+        } => {
+            bars.end_prefixed(&format!("backfill {namespace}:{version} "));
             false
         }
         // The run is over (also when it failed half way): no bar stays
