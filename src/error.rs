@@ -155,6 +155,14 @@ pub enum Code {
     AdoptSourceMissing,
     /// `adopt` found the history tables of several tools: `--from` decides.
     AdoptSourceAmbiguous,
+    /// A streaming standby replays later than `max_replica_lag` /
+    /// `max_replica_lag_bytes` (subject: the standby's name).
+    ReplicaLag,
+    /// Fewer streaming standbys are connected than `expect_standbys`.
+    ReplicaMissing,
+    /// `fleet apply` stopped starting databases after `--max-failures`
+    /// failures (or a failed canary).
+    FleetStopped,
 }
 
 impl Code {
@@ -231,6 +239,9 @@ impl Code {
             Code::AdoptMismatch => "ADOPT_MISMATCH",
             Code::AdoptSourceMissing => "ADOPT_SOURCE_MISSING",
             Code::AdoptSourceAmbiguous => "ADOPT_SOURCE_AMBIGUOUS",
+            Code::ReplicaLag => "REPLICA_LAG",
+            Code::ReplicaMissing => "REPLICA_MISSING",
+            Code::FleetStopped => "FLEET_STOPPED",
         }
     }
 }

@@ -35,7 +35,9 @@ enum Level {
 fn level(event: &Event) -> Level {
     match event {
         Event::MigrationFailed { .. } => Level::Error,
-        Event::MigrationRetried { .. } | Event::LockWaiting { .. } => Level::Warn,
+        Event::MigrationRetried { .. } | Event::LockWaiting { .. } | Event::ReplicaLag { .. } => {
+            Level::Warn
+        }
         Event::PhaseChecked { result, .. } => match result {
             crate::report::Status::Fail => Level::Error,
             crate::report::Status::Warn => Level::Warn,

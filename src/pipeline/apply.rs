@@ -12,7 +12,7 @@ use super::{Env, RunnerParts, Target, millis};
 use crate::db::Db;
 use crate::db::execute::{Runner, check_script};
 use crate::db::history::History;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::{Direction, Event};
 use crate::plan::Tolerance;
 use crate::source::{Migration, Version};
@@ -113,6 +113,30 @@ pub(crate) async fn run_selected(
     let runner = parts.runner(env, target, db, &history);
     let mut ran = Vec::with_capacity(selected.len());
     for migration in selected {
+        // Not while a standby is far behind (SPEC 17): once some migrations
+        // of this run have landed, giving up is this run failing (exit 2).
+        if let Err(err) =
+            crate::db::replicas::wait_until_caught_up(db, env.config, env.events, env.interrupt)
+                .await
+        {
+            return Err(match err {
+                Error::Refused {
+                    reason,
+                    message,
+                    hint,
+                    source,
+                } if !ran.is_empty() => Error::Migration {
+                    reason,
+                    message: format!(
+                        "{message} ({} migration(s) of this run applied before it)",
+                        ran.len()
+                    ),
+                    hint,
+                    source,
+                },
+                other => other,
+            });
+        }
         ran.push(
             run_one(
                 env,
