@@ -163,6 +163,9 @@ pub enum Code {
     /// `fleet apply` stopped starting databases after `--max-failures`
     /// failures (or a failed canary).
     FleetStopped,
+    /// `fleet apply` ran every database and some failed (each is named
+    /// with its own reason code).
+    FleetFailed,
 }
 
 impl Code {
@@ -242,6 +245,7 @@ impl Code {
             Code::ReplicaLag => "REPLICA_LAG",
             Code::ReplicaMissing => "REPLICA_MISSING",
             Code::FleetStopped => "FLEET_STOPPED",
+            Code::FleetFailed => "FLEET_FAILED",
         }
     }
 }
