@@ -261,7 +261,7 @@ fn every_database_gets_its_own_backup_and_reports_and_no_password_is_written() {
             .path()
             .join("backups/migrations")
             .join(fleet_.dir(i));
-        assert_eq!(std::fs::read_dir(&backups).unwrap().count() >= 1, true);
+        assert!(std::fs::read_dir(&backups).unwrap().count() >= 1);
     }
     common::assert_no_secret(&project, &output, sandbox().password());
 }
