@@ -115,6 +115,10 @@ fn sixty_databases_one_poisoned_stops_named_later_ones_untouched_then_all_conver
             .is_file()
     );
     assert!(!project.path().join("logs").join(fleet_.dir(59)).exists());
+    // ...and the fleet a line per database that ended.
+    let fleet_log = project.event_log();
+    assert!(fleet_log.contains("\"event\":\"fleet_database_done\""));
+    assert!(fleet_log.contains(&fleet_.name(30)));
 
     let status = fleet(&project, &fleet_, &["status"], 0);
     let line = |i: usize| {

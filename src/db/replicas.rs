@@ -140,6 +140,16 @@ impl Standby {
     }
 }
 
+/// What a wait found.
+#[derive(Debug, Clone, Copy)]
+pub struct Waited {
+    /// How long it waited (zero when no standby was behind).
+    pub duration: Duration,
+    /// Standbys seen at the end (zero: the server has none right now, and a
+    /// caller running many short steps may skip the next check for a while).
+    pub standbys: usize,
+}
+
 /// The standbys streaming from `db`'s server (none on a server without any).
 pub(crate) async fn standbys(db: &Db) -> Result<Vec<Standby>> {
     let rows = db
@@ -164,7 +174,7 @@ pub(crate) async fn standbys(db: &Db) -> Result<Vec<Standby>> {
 /// Waits while any standby of `db`'s server is behind the configured
 /// thresholds, announcing each lagging one ([`Event::ReplicaLag`]) when the
 /// wait starts and every few seconds; returns how long it waited (zero at
-/// once when none is behind or there are none).
+/// once when none is behind or there are none) and how many it saw.
 ///
 /// Call it before each step that writes a lot of WAL: each migration (the
 /// apply pipeline does) and each backfill batch:
@@ -181,18 +191,19 @@ pub(crate) async fn wait_until_caught_up(
     config: &Config,
     events: &dyn EventSink,
     interrupt: &Interrupt,
-) -> Result<Duration> {
+) -> Result<Waited> {
     let limits = Limits::of(config);
     let started = Instant::now();
     let mut announced: Vec<(String, Instant)> = Vec::new();
     loop {
-        let behind: Vec<Standby> = standbys(db)
-            .await?
-            .into_iter()
-            .filter(|s| s.behind(&limits))
-            .collect();
+        let all = standbys(db).await?;
+        let seen = all.len();
+        let behind: Vec<Standby> = all.into_iter().filter(|s| s.behind(&limits)).collect();
         if behind.is_empty() {
-            return Ok(started.elapsed());
+            return Ok(Waited {
+                duration: started.elapsed(),
+                standbys: seen,
+            });
         }
         let waited = started.elapsed();
         for standby in &behind {

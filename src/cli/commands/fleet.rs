@@ -12,8 +12,9 @@ use clap::Subcommand;
 
 use migsafe::config::format_duration;
 use migsafe::error::Result;
-use migsafe::events::{Event, EventSink};
+use migsafe::events::{Event, EventSink, Fanout};
 use migsafe::fleet::{Fleet, FleetDatabase, FleetOptions, FleetReport, Outcome, read_databases};
+use migsafe::report::EventLog;
 use migsafe::{Config, Error};
 
 use super::Context;
@@ -257,7 +258,16 @@ pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
                 target: ctx.target().map(str::to_string),
                 apply,
             };
+            // The fleet's own lines (a `fleet_database_done` per database)
+            // go to <log-dir>/migrations.jsonl; each database logs under its
+            // own directory.
+            let log: Arc<dyn EventSink> = Arc::new(EventLog::open(&ctx.global.log_dir)?);
+            let lines: Arc<dyn EventSink> = Arc::new(Lines {
+                json: ctx.json(),
+                quiet: ctx.global.quiet,
+            });
             let fleet = fleet(ctx, databases)?
+                .with_events(Arc::new(Fanout(vec![lines, log])))
                 .with_log_dir(ctx.global.log_dir.clone())
                 .with_backups(!skip_backup);
             let report = fleet.apply(&options).await?;
