@@ -192,7 +192,18 @@ pub(crate) async fn wait_until_caught_up(
     events: &dyn EventSink,
     interrupt: &Interrupt,
 ) -> Result<Waited> {
-    let limits = Limits::of(config);
+    wait_within(db, &Limits::of(config), events, interrupt).await
+}
+
+/// [`wait_until_caught_up`] with the limits given (for a caller that keeps
+/// [`Limits::of`] instead of the whole configuration, e.g. a backfill's runner).
+pub(crate) async fn wait_within(
+    db: &Db,
+    limits: &Limits,
+    events: &dyn EventSink,
+    interrupt: &Interrupt,
+) -> Result<Waited> {
+    let limits = *limits;
     let started = Instant::now();
     let mut announced: Vec<(String, Instant)> = Vec::new();
     loop {
