@@ -92,8 +92,15 @@ pub struct Defaults {
     pub migration_time_budget: Duration,
     /// Preflight threshold for open transactions.
     pub long_transaction: Duration,
-    /// How long a runner waits for another runner's namespace lock.
+    /// How long a runner waits for another runner's namespace lock (and,
+    /// before each migration, for lagging standbys).
     pub lock_wait: Duration,
+    /// A standby replaying later than this holds the next migration back.
+    pub max_replica_lag: Duration,
+    /// A standby this many bytes of WAL behind holds the next migration back.
+    pub max_replica_lag_bytes: i64,
+    /// Streaming standbys that must be connected (preflight fails with fewer).
+    pub expect_standbys: Option<u32>,
     /// Postflight policy for NOT VALID constraints: `fail` or `warn`.
     pub not_valid: String,
     /// Dirty recovery: `auto` or `manual`.
@@ -194,6 +201,9 @@ struct RawDefaults {
     migration_time_budget: Option<String>,
     long_transaction: Option<String>,
     lock_wait: Option<String>,
+    max_replica_lag: Option<String>,
+    max_replica_lag_bytes: Option<String>,
+    expect_standbys: Option<u32>,
     not_valid: Option<String>,
     recovery: Option<String>,
     allow_newer_applied: Option<bool>,
@@ -359,6 +369,12 @@ impl Config {
             )?,
             long_transaction: duration("long_transaction", d.long_transaction, "30s")?,
             lock_wait: duration("lock_wait", d.lock_wait, "5m")?,
+            max_replica_lag: duration("max_replica_lag", d.max_replica_lag, "30s")?,
+            max_replica_lag_bytes: parse_size(
+                d.max_replica_lag_bytes.as_deref().unwrap_or("256MB"),
+            )
+            .map_err(|e| invalid(format!("defaults.max_replica_lag_bytes: {e}")))?,
+            expect_standbys: d.expect_standbys,
             not_valid,
             recovery,
             allow_newer_applied: d.allow_newer_applied.unwrap_or(true),

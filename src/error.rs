@@ -161,6 +161,17 @@ pub enum Code {
     /// An interrupted online migration or backfill was recorded for a different
     /// script than the file holds now: it cannot resume.
     OnlineProgressMismatch,
+    /// A streaming standby replays later than `max_replica_lag` /
+    /// `max_replica_lag_bytes` (subject: the standby's name).
+    ReplicaLag,
+    /// Fewer streaming standbys are connected than `expect_standbys`.
+    ReplicaMissing,
+    /// `fleet apply` stopped starting databases after `--max-failures`
+    /// failures (or a failed canary).
+    FleetStopped,
+    /// `fleet apply` ran every database and some failed (each is named
+    /// with its own reason code).
+    FleetFailed,
 }
 
 impl Code {
@@ -239,6 +250,10 @@ impl Code {
             Code::AdoptSourceAmbiguous => "ADOPT_SOURCE_AMBIGUOUS",
             Code::BackfillRefused => "BACKFILL_REFUSED",
             Code::OnlineProgressMismatch => "ONLINE_PROGRESS_MISMATCH",
+            Code::ReplicaLag => "REPLICA_LAG",
+            Code::ReplicaMissing => "REPLICA_MISSING",
+            Code::FleetStopped => "FLEET_STOPPED",
+            Code::FleetFailed => "FLEET_FAILED",
         }
     }
 }

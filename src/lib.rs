@@ -137,6 +137,8 @@ pub mod db;
 #[cfg(feature = "engine")]
 pub mod events;
 #[cfg(feature = "engine")]
+pub mod fleet;
+#[cfg(feature = "engine")]
 pub mod lint;
 #[cfg(feature = "engine")]
 pub mod migrator;

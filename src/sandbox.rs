@@ -8,6 +8,11 @@
 //! process holding the read end of a pipe from us stops the server and deletes
 //! the directory if we die any other way (SIGKILL, a panic outside unwinding,
 //! a test binary exiting without running destructors).
+//!
+//! It can also start streaming standbys of itself (`pg_basebackup -R`, each
+//! with its own port and data directory under the same temporary directory,
+//! stopped and removed with the primary), for replica-lag tests and
+//! `migsafe sandbox --standbys N`.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -31,6 +36,42 @@ pub struct Sandbox {
     run_as: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
     watchdog: Option<Child>,
     stopped: bool,
+    standbys: Vec<Standby>,
+}
+
+/// A streaming standby of a [`Sandbox`] (read-only, hot standby).
+#[derive(Debug, Clone)]
+pub struct Standby {
+    name: String,
+    data_dir: PathBuf,
+    port: u16,
+    password: String,
+}
+
+impl Standby {
+    /// Its name: `standby1`, `standby2`… (its `cluster_name`, so the
+    /// primary's `pg_stat_replication.application_name`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its loopback TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// A URL for `dbname` on the standby (same superuser and password).
+    pub fn url(&self, dbname: &str) -> String {
+        format!(
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{dbname}?sslmode=disable",
+            self.password, self.port
+        )
+    }
 }
 
 fn failed(message: impl Into<String>) -> Error {
@@ -150,6 +191,7 @@ impl Sandbox {
             run_as,
             watchdog: None,
             stopped: false,
+            standbys: Vec::new(),
         };
         sandbox.spawn_watchdog()?;
         let initdb = sandbox
@@ -204,18 +246,33 @@ impl Sandbox {
     /// operating-system crash), but commits are synchronous: a crash of the
     /// server process itself loses nothing, which the crash tests rely on.
     fn start_on(&self, port: u16) -> Result<(), String> {
+        self.start_server(&self.data_dir, &self.server_log(), port, "")
+    }
+
+    /// The server options of the primary and its standbys (a hot standby
+    /// needs max_connections and max_locks_per_transaction at least the
+    /// primary's). WAL is kept at `replica` level with walsenders free, so
+    /// standbys can be added at any time.
+    fn start_server(
+        &self,
+        data_dir: &Path,
+        log: &Path,
+        port: u16,
+        extra: &str,
+    ) -> Result<(), String> {
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
              -c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB \
-             -c max_locks_per_transaction=256 -c log_min_messages=warning -c log_statement=none",
+             -c max_locks_per_transaction=256 -c log_min_messages=warning -c log_statement=none \
+             -c wal_level=replica -c max_wal_senders=10 -c hot_standby=on{extra}",
             self.socket_dir.display()
         );
         let output = self
             .command("pg_ctl")
             .arg("-D")
-            .arg(&self.data_dir)
+            .arg(data_dir)
             .arg("-l")
-            .arg(self.server_log())
+            .arg(log)
             .args(["-w", "-t", "60", "-o", &options, "start"])
             .stdin(Stdio::null())
             .output()
@@ -223,7 +280,7 @@ impl Sandbox {
         if output.status.success() {
             return Ok(());
         }
-        let log = std::fs::read_to_string(self.server_log()).unwrap_or_default();
+        let log = std::fs::read_to_string(log).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(10).collect();
         Err(format!(
             "{} {}",
@@ -241,12 +298,13 @@ impl Sandbox {
         // the directory. It runs as us, not as the server's user: root may
         // signal the server, and may delete the directory wherever it is.
         let script = r#"while read -r _; do :; done
-if [ -f "$0/postmaster.pid" ]; then
-  pid=$(head -n 1 "$0/postmaster.pid")
+for pidfile in "$0/postmaster.pid" "$1"/standby*/postmaster.pid; do
+  [ -f "$pidfile" ] || continue
+  pid=$(head -n 1 "$pidfile")
   kill -QUIT "$pid" 2>/dev/null
   i=0
   while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-fi
+done
 rm -rf "$1""#;
         let mut command = Command::new("sh");
         command
@@ -339,12 +397,118 @@ rm -rf "$1""#;
         Ok(())
     }
 
-    /// Stops the server and removes its directory.
+    /// A primary with `count` streaming standbys, each caught up and
+    /// streaming when this returns.
+    pub fn start_with_standbys(count: usize) -> Result<Sandbox> {
+        let mut sandbox = Sandbox::start()?;
+        for _ in 0..count {
+            sandbox.add_standby()?;
+        }
+        Ok(sandbox)
+    }
+
+    /// The standbys started so far, in order.
+    pub fn standbys(&self) -> &[Standby] {
+        &self.standbys
+    }
+
+    /// Adds one streaming standby: `pg_basebackup -R` of this server into a
+    /// new data directory beside its own, started on a free port with
+    /// `cluster_name = standbyN`; returns once the primary sees it streaming.
+    pub fn add_standby(&mut self) -> Result<Standby> {
+        let Some(root) = &self.root else {
+            return Err(failed("the sandbox is stopped"));
+        };
+        let name = format!("standby{}", self.standbys.len() + 1);
+        let data_dir = root.path().join(&name);
+        let log = root.path().join(format!("{name}.log"));
+        let backup = self
+            .command("pg_basebackup")
+            .arg("-D")
+            .arg(&data_dir)
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string(), "-U", SUPERUSER])
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| failed(format!("cannot run pg_basebackup: {e}")))?;
+        if !backup.status.success() {
+            return Err(failed(format!(
+                "pg_basebackup failed: {}",
+                String::from_utf8_lossy(&backup.stderr).trim()
+            )));
+        }
+        let extra = format!(" -c cluster_name={name}");
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port()?;
+            match self.start_server(&data_dir, &log, port, &extra) {
+                Ok(()) => {
+                    let standby = Standby {
+                        name: name.clone(),
+                        data_dir: data_dir.clone(),
+                        port,
+                        password: self.password.clone(),
+                    };
+                    self.standbys.push(standby.clone());
+                    self.wait_streaming(&name)?;
+                    return Ok(standby);
+                }
+                Err(message) => last_error = message,
+            }
+        }
+        Err(failed(format!("the standby did not start: {last_error}")))
+    }
+
+    /// Waits (up to a minute) until the primary lists `name` as streaming.
+    fn wait_streaming(&self, name: &str) -> Result<()> {
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = '{name}' AND state = 'streaming'"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            let output = self
+                .command("psql")
+                .arg("-h")
+                .arg(&self.socket_dir)
+                .args([
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    SUPERUSER,
+                    "-d",
+                    "postgres",
+                ])
+                .args(["-X", "-A", "-t", "-c", &sql])
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| failed(format!("cannot run psql: {e}")))?;
+            if String::from_utf8_lossy(&output.stdout).trim() == "1" {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(failed(format!(
+            "standby {name} did not start streaming within 60s"
+        )))
+    }
+
+    /// Stops the server (its standbys first) and removes its directory.
     pub fn stop(&mut self) {
         if self.stopped {
             return;
         }
         self.stopped = true;
+        for standby in std::mem::take(&mut self.standbys) {
+            let _ = self
+                .command("pg_ctl")
+                .arg("-D")
+                .arg(&standby.data_dir)
+                .args(["-m", "fast", "-w", "stop"])
+                .stdin(Stdio::null())
+                .output();
+        }
         let _ = self.pg_ctl(&["-m", "fast", "-w", "stop"]);
         if let Some(mut watchdog) = self.watchdog.take() {
             drop(watchdog.stdin.take());

@@ -97,3 +97,38 @@ fn the_demo_runs_every_step_against_its_own_sandbox() {
         "{text}"
     );
 }
+
+/// `sandbox --standbys 1`: a primary and a hot standby streaming from it,
+/// both removed (servers and directories) when migsafe is killed.
+#[test]
+fn standbys_stream_and_go_with_the_sandbox_even_on_sigkill() {
+    let base = tempfile::tempdir().unwrap();
+    let mut child = Command::new(common::migsafe_bin())
+        .args(["sandbox", "--standbys", "1"])
+        .env("MIGSAFE_SANDBOX_DIR", base.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let primary = lines.next().unwrap().unwrap();
+    let standby = lines.next().unwrap().unwrap();
+    assert_ne!(primary, standby);
+    assert_eq!(
+        common::query(&standby, "SELECT pg_is_in_recovery()::text")[0][0].as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        common::query(
+            &primary,
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'standby1'"
+        )[0][0]
+            .as_deref(),
+        Some("1")
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until_gone(&primary, base.path());
+    wait_until_gone(&standby, base.path());
+}

@@ -111,6 +111,9 @@ pub enum Command {
     Stamp(commands::stamp::Args),
     /// Take over another tool's history (golang-migrate, Flyway, sqlx, Prisma…): record what it applied, run nothing.
     Adopt(commands::adopt::Args),
+    /// The same migrations over many databases (a file of URLs): canary first, --parallel at a
+    /// time, stop after --max-failures; `fleet status` shows each database's state.
+    Fleet(commands::fleet::Args),
     /// Change the history by hand after checking the database; needs --reason.
     Repair(commands::repair::Args),
     /// The canonical schema: dump it, checksum it, or diff two databases.

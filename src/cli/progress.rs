@@ -296,6 +296,7 @@ fn lines(event: &Event) {
             | Event::Recovered { .. }
             | Event::Stamped { .. }
             | Event::Repaired { .. } => pipeline(event),
+            Event::ReplicaLag { .. } => replica(event),
             Event::SourceBackupWritten { .. }
             | Event::CopyStarted { .. }
             | Event::CopyProgress { .. }
@@ -408,6 +409,29 @@ fn migration(event: &Event) {
             paint(RED, "FAILED")
         )),
         _ => {}
+    }
+}
+
+/// A standby holding the next migration back.
+fn replica(event: &Event) {
+    if let Event::ReplicaLag {
+        lag_bytes,
+        lag_ms,
+        waited_ms,
+        reason,
+        ..
+    } = event
+    {
+        let bytes = u64::try_from(*lag_bytes).map_or_else(
+            |_| "replay position unknown".to_string(),
+            migsafe::pipeline::preflight::human_bytes,
+        );
+        let time = lag_ms.map_or_else(String::new, |ms| format!(", {}", self::ms(ms)));
+        err(&format!(
+            "{} standby {bytes}{time} behind; waiting before the next migration ({} so far)",
+            paint(YELLOW, reason),
+            self::ms(*waited_ms)
+        ));
     }
 }
 

@@ -94,6 +94,8 @@ pub(crate) struct Runner<'a> {
     pub auto_recovery: bool,
     /// Lazily opened second connection for blocker sampling.
     pub side: tokio::sync::Mutex<Option<Db>>,
+    /// How far standbys may lag before a backfill batch waits (SPEC 17).
+    pub replicas: super::replicas::Limits,
 }
 
 /// How one attempt failed.

@@ -265,6 +265,42 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A streaming standby is behind `max_replica_lag` /
+    /// `max_replica_lag_bytes`: the next migration (or backfill batch) waits
+    /// (sent when the wait starts and then every few seconds).
+    ReplicaLag {
+        /// The standby (`application_name`, else its address).
+        standby: String,
+        /// WAL not yet replayed, in bytes.
+        lag_bytes: i64,
+        /// Its replay lag in time, when the server measured one.
+        lag_ms: Option<u64>,
+        /// How long this wait has lasted so far.
+        waited_ms: u64,
+        /// Reason code (`REPLICA_LAG:{standby}`).
+        reason: String,
+    },
+    /// One database of `fleet apply` (or `fleet status`) ended.
+    FleetDatabaseDone {
+        /// The database (`host:port/dbname`, never a password).
+        database: String,
+        /// `applied`, `up_to_date`, `failed`, or for status the state.
+        outcome: String,
+        /// Migrations applied (apply) or pending (status).
+        migrations: usize,
+        /// Reason code of its failure.
+        reason: Option<String>,
+        /// Its failure, first line.
+        message: Option<String>,
+        /// Databases ended so far.
+        done: usize,
+        /// Databases in the file.
+        total: usize,
+        /// Failures so far.
+        failed: usize,
+        /// Wall time.
+        duration_ms: u64,
+    },
     /// A cutover table starts loading.
     CopyStarted {
         /// Target table.

@@ -35,9 +35,10 @@ enum Level {
 fn level(event: &Event) -> Level {
     match event {
         Event::MigrationFailed { .. } => Level::Error,
-        Event::MigrationRetried { .. } | Event::LockWaiting { .. } | Event::NoticeFailed { .. } => {
-            Level::Warn
-        }
+        Event::MigrationRetried { .. }
+        | Event::LockWaiting { .. }
+        | Event::NoticeFailed { .. }
+        | Event::ReplicaLag { .. } => Level::Warn,
         Event::RunFinished {
             succeeded: false, ..
         } => Level::Error,

@@ -272,7 +272,26 @@ pub(crate) async fn run(
     let scanned_before = scanned;
     let mut last_event = Instant::now();
     loop {
-        super::pause::before_batch(runner, version, key.relation).await;
+        if let Err(err) = super::pause::before_batch(runner, version, key.relation).await {
+            // A standby stayed behind for `lock_wait`: what committed stays,
+            // the next apply resumes after it.
+            return Err(match err {
+                Error::Refused {
+                    reason,
+                    message,
+                    hint,
+                    source,
+                } => Error::Migration {
+                    reason,
+                    message: format!(
+                        "{message}; the backfill stopped before its next batch: {rows} row(s) in {batches} batch(es) are committed and the next apply resumes after them"
+                    ),
+                    hint,
+                    source,
+                },
+                other => other,
+            });
+        }
         if runner.interrupt.is_triggered() {
             return Err(stopped(
                 runner,

@@ -2,9 +2,8 @@
 //! application wait: while other sessions wait for locks on its table (or
 //! for a row a transaction holds), the next batch is held back.
 //!
-//! [`before_batch`] is the one place a batch waits. Replica lag (SPEC 17:
-//! wait while a standby is behind `max_replica_lag`) belongs here too; it
-//! is marked below and wired where the replica checks live.
+//! [`before_batch`] is the one place a batch waits, also while a standby
+//! replays later than `max_replica_lag` / `max_replica_lag_bytes` (SPEC 17).
 
 use std::time::{Duration, Instant};
 
@@ -33,17 +32,23 @@ async fn waiters(db: &Db, relation: u32) -> i64 {
         .unwrap_or(0)
 }
 
-/// Waits until the next batch may run: no session waits for a lock behind
-/// it (at most [`MAX_PAUSE`]), and — once wired — no replica lags. Returns
-/// early on Ctrl-C (the caller then stops).
-pub(crate) async fn before_batch(runner: &Runner<'_>, version: &str, relation: u32) {
-    wait_for_replicas(runner, version).await;
+/// Waits until the next batch may run: no standby is behind (up to
+/// `lock_wait`, then the replicas' refusal), and no session waits for a lock
+/// behind it (at most [`MAX_PAUSE`]). Returns early on Ctrl-C (the caller
+/// then stops).
+pub(crate) async fn before_batch(
+    runner: &Runner<'_>,
+    version: &str,
+    relation: u32,
+) -> crate::error::Result<()> {
+    crate::db::replicas::wait_within(runner.db, &runner.replicas, runner.events, runner.interrupt)
+        .await?;
     let started = Instant::now();
     let mut said = false;
     while started.elapsed() < MAX_PAUSE && !runner.interrupt.is_triggered() {
         let count = waiters(runner.db, relation).await;
         if count == 0 {
-            return;
+            return Ok(());
         }
         if !said {
             said = true;
@@ -57,13 +62,8 @@ pub(crate) async fn before_batch(runner: &Runner<'_>, version: &str, relation: u
         }
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
-            () = runner.interrupt.wait() => return,
+            () = runner.interrupt.wait() => return Ok(()),
         }
     }
+    Ok(())
 }
-
-/// SPEC 17: before each batch, wait while a standby lags more than
-/// `max_replica_lag` / `max_replica_lag_bytes`, emitting `REPLICA_LAG`.
-/// The replica checks are built on another branch; this is where each
-/// batch calls them. Today: nothing to wait for.
-async fn wait_for_replicas(_runner: &Runner<'_>, _version: &str) {}

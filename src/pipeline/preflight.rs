@@ -256,6 +256,10 @@ pub(crate) async fn preflight(
             ),
         ));
     }
+    checks.extend(replica_checks(
+        config,
+        &crate::db::replicas::standbys(db).await?,
+    ));
     if let Some(dir) = backup_dir {
         checks.push(space_check(dir, size?));
     }
@@ -513,6 +517,67 @@ fn drift_check(
             shown.join("\n")
         ),
     )
+}
+
+/// Streaming standbys and their lag (SPEC 17). A lagging standby warns
+/// (apply waits for it before each migration); fewer connected than
+/// `expect_standbys` fails.
+fn replica_checks(config: &Config, standbys: &[crate::db::replicas::Standby]) -> Vec<Check> {
+    let limits = crate::db::replicas::Limits::of(config);
+    let mut checks = Vec::new();
+    for standby in standbys {
+        if !standby.readable() {
+            checks.push(Check::warn(
+                "replicas",
+                standby.reason(),
+                format!(
+                    "standby {}: this role may not read its replay position (grant it pg_monitor or pg_read_all_stats), so apply cannot wait for it",
+                    standby.name
+                ),
+            ));
+        } else if standby.behind(&limits) {
+            checks.push(Check::warn(
+                "replicas",
+                standby.reason(),
+                format!(
+                    "standby {} is behind (limits {}); apply waits before each migration until it catches up, up to lock_wait ({})",
+                    standby.describe(),
+                    limits.describe(),
+                    format_duration(limits.wait)
+                ),
+            ));
+        } else {
+            checks.push(Check::pass(
+                "replicas",
+                format!("standby {}", standby.describe()),
+            ));
+        }
+    }
+    let connected: Vec<&str> = standbys
+        .iter()
+        .filter(|s| matches!(s.state.as_deref(), Some("streaming" | "catchup")))
+        .map(|s| s.name.as_str())
+        .collect();
+    match config.defaults.expect_standbys {
+        Some(expected) if connected.len() < expected as usize => checks.push(Check::fail(
+            "replicas",
+            ReasonCode::new(Code::ReplicaMissing),
+            format!(
+                "expect_standbys = {expected}, but {} standby(s) are streaming{}",
+                connected.len(),
+                if connected.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", connected.join(", "))
+                }
+            ),
+        )),
+        _ if standbys.is_empty() => {
+            checks.push(Check::pass("replicas", "no streaming standby is connected"))
+        }
+        _ => {}
+    }
+    checks
 }
 
 fn space_check(dir: &Path, database_bytes: i64) -> Check {

@@ -20,6 +20,16 @@ pub fn sandbox() -> &'static Sandbox {
     SANDBOX.get_or_init(|| Sandbox::start().expect("the test sandbox must start"))
 }
 
+static REPLICATED: OnceLock<Sandbox> = OnceLock::new();
+
+/// A second sandbox of this test binary, with one streaming standby
+/// (`standby1`), started on first use.
+pub fn replicated() -> &'static Sandbox {
+    REPLICATED.get_or_init(|| {
+        Sandbox::start_with_standbys(1).expect("the sandbox with a standby must start")
+    })
+}
+
 /// A fresh database on the sandbox.
 pub struct TestDb {
     pub name: String,
@@ -29,7 +39,11 @@ pub struct TestDb {
 impl TestDb {
     /// Creates `t_<pid>_<n>` from template0.
     pub fn new() -> TestDb {
-        let sandbox = sandbox();
+        TestDb::on(sandbox())
+    }
+
+    /// Creates `t_<pid>_<n>` from template0 on `sandbox`.
+    pub fn on(sandbox: &Sandbox) -> TestDb {
         let name = format!(
             "t_{}_{}",
             std::process::id(),

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod check;
 pub mod cutover;
 pub mod demo;
+pub mod fleet;
 pub mod history;
 pub mod init;
 pub mod lint;
@@ -96,6 +97,7 @@ pub async fn exec(command: &Command, ctx: &Context<'_>) -> Result<i32> {
         Command::Postflight(args) => postflight::exec(args, ctx).await,
         Command::Stamp(args) => stamp::exec(args, ctx).await,
         Command::Adopt(args) => adopt::exec(args, ctx).await,
+        Command::Fleet(args) => fleet::exec(args, ctx).await,
         Command::Repair(args) => repair::exec(args, ctx).await,
         Command::Lint(args) => lint::exec(args, ctx).await,
         Command::Verify(args) => verify::exec(args, ctx).await,
@@ -121,6 +123,7 @@ pub fn name(command: &Command) -> &'static str {
         Command::Rollback(_) => "rollback",
         Command::Stamp(_) => "stamp",
         Command::Adopt(_) => "adopt",
+        Command::Fleet(_) => "fleet",
         Command::Repair(_) => "repair",
         Command::Schema(_) => "schema",
         Command::Preflight(_) => "preflight",

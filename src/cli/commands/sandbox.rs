@@ -14,6 +14,10 @@ use crate::cli::output::{err, json};
 /// `sandbox` options.
 #[derive(Debug, ClapArgs)]
 pub struct Args {
+    /// Also start N streaming standbys of it (pg_basebackup -R, each on
+    /// its own port); their URLs are printed after the primary's.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub standbys: usize,
     /// A command to run with DATABASE_URL set; the server stops when it ends.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -21,7 +25,12 @@ pub struct Args {
 
 /// Starts a sandbox off the async runtime (initdb takes a few seconds).
 pub(super) async fn start() -> Result<Sandbox> {
-    tokio::task::spawn_blocking(Sandbox::start)
+    start_with_standbys(0).await
+}
+
+/// Starts a sandbox with `standbys` streaming standbys, off the runtime.
+async fn start_with_standbys(standbys: usize) -> Result<Sandbox> {
+    tokio::task::spawn_blocking(move || Sandbox::start_with_standbys(standbys))
         .await
         .map_err(|e| Error::Sandbox {
             reason: ReasonCode::new(Code::SandboxFailed),
@@ -34,17 +43,32 @@ pub(super) async fn start() -> Result<Sandbox> {
 pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
     let (command, interrupt, json_format) = (&args.command, ctx.interrupt.clone(), ctx.json());
     err("starting a throwaway PostgreSQL (initdb in a temporary directory)…");
-    let mut sandbox = start().await?;
+    let mut sandbox = start_with_standbys(args.standbys).await?;
     let url = sandbox.url("postgres");
+    let standbys: Vec<serde_json::Value> = sandbox
+        .standbys()
+        .iter()
+        .map(
+            |s| serde_json::json!({ "name": s.name(), "url": s.url("postgres"), "port": s.port() }),
+        )
+        .collect();
     if command.is_empty() {
         // The URL (with its throwaway password) is the product here: print it.
         if json_format {
             json(
                 "sandbox",
-                &serde_json::json!({ "url": url, "port": sandbox.port() }),
+                &serde_json::json!({ "url": url, "port": sandbox.port(), "standbys": standbys }),
             );
         } else {
             println!("{url}");
+            for standby in sandbox.standbys() {
+                println!("{}", standby.url("postgres"));
+                err(&format!(
+                    "{} streams from it on port {} (read-only)",
+                    standby.name(),
+                    standby.port()
+                ));
+            }
             err(&format!(
                 "ready on port {}; try: DATABASE_URL='{url}' migsafe status\nCtrl-C stops it and deletes everything.",
                 sandbox.port()

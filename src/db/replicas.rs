@@ -1,0 +1,306 @@
+//! Streaming standbys (SPEC 17): how far each one is behind, and the wait
+//! before each migration (and each backfill batch) while one is too far.
+//!
+//! DDL and backfills produce WAL that a standby replays later; a migration
+//! that runs while a standby is minutes behind is lost on failover, and a
+//! long replay cancels queries on a hot standby. So the runner asks the
+//! primary (`pg_stat_replication`) before each step and waits, up to
+//! `lock_wait`, while any standby is behind `max_replica_lag` or
+//! `max_replica_lag_bytes`, sending a [`Event::ReplicaLag`] while it waits.
+//!
+//! Bytes are measured from the primary's current WAL position to the
+//! standby's replay position; time is the server's own `replay_lag`, which
+//! goes stale while a standby replays nothing, so the byte measure is the
+//! one that notices a paused or stuck replay.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::connect::Db;
+use super::history::database_error;
+use crate::config::{Config, format_duration};
+use crate::error::{Code, Error, ReasonCode, Result};
+use crate::events::{Event, EventSink, Interrupt, millis};
+
+/// Every walsender but base backups, with its unreplayed WAL in bytes and
+/// its replay lag in milliseconds. On a cascading standby the reference is
+/// its own replay position (`pg_current_wal_lsn()` fails during recovery).
+/// The LSN columns are NULL for a role without `pg_read_all_stats`: `state`
+/// says whether the row could be read at all.
+const STANDBYS: &str = "SELECT COALESCE(NULLIF(application_name, ''), host(client_addr), 'pid ' || pid::text), \
+     state, sync_state, \
+     pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, replay_lsn)::bigint, \
+     (EXTRACT(epoch FROM replay_lag) * 1000)::bigint \
+     FROM pg_stat_replication WHERE state IS DISTINCT FROM 'backup' ORDER BY 1";
+
+/// How often the wait asks again.
+const POLL: Duration = Duration::from_millis(250);
+
+/// How often a standby that stays behind is announced again.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
+
+/// One streaming standby as the primary sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Standby {
+    /// `application_name` (a standby's `cluster_name`), else its address.
+    pub name: String,
+    /// `streaming`, `catchup`, `startup`…; `None` when this role may not
+    /// read the row (needs `pg_read_all_stats` or `pg_monitor`).
+    pub state: Option<String>,
+    /// `async`, `sync`, `potential`, `quorum`.
+    pub sync_state: Option<String>,
+    /// WAL not yet replayed, in bytes (`None`: not known yet, or not readable).
+    pub lag_bytes: Option<i64>,
+    /// The server's replay lag (`None` when it has measured none: an idle,
+    /// caught-up standby).
+    pub lag_ms: Option<u64>,
+}
+
+/// The thresholds and the bound of the wait, from `[defaults]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `max_replica_lag`.
+    pub max_lag: Duration,
+    /// `max_replica_lag_bytes`.
+    pub max_lag_bytes: i64,
+    /// `lock_wait`: how long to wait for them before refusing.
+    pub wait: Duration,
+}
+
+impl Limits {
+    /// The limits a configuration sets.
+    pub fn of(config: &Config) -> Limits {
+        Limits {
+            max_lag: config.defaults.max_replica_lag,
+            max_lag_bytes: config.defaults.max_replica_lag_bytes,
+            wait: config.defaults.lock_wait,
+        }
+    }
+
+    /// Both thresholds, for messages: `30s / 256.0 MB`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} / {}",
+            format_duration(self.max_lag),
+            crate::pipeline::preflight::human_bytes(u64::try_from(self.max_lag_bytes).unwrap_or(0))
+        )
+    }
+}
+
+impl Standby {
+    /// Whether this role can see the standby's positions.
+    pub fn readable(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// Behind either threshold. A readable standby whose replay position is
+    /// not known yet (still starting) counts as behind; one whose row this
+    /// role may not read never does (preflight warns about it instead).
+    pub fn behind(&self, limits: &Limits) -> bool {
+        if !self.readable() {
+            return false;
+        }
+        let bytes = self.lag_bytes.is_none_or(|b| b > limits.max_lag_bytes);
+        let time = self
+            .lag_ms
+            .is_some_and(|ms| Duration::from_millis(ms) > limits.max_lag);
+        bytes || time
+    }
+
+    /// `standby1 (streaming, async): 12.3 kB, 1.2s behind`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}, {}): {}",
+            self.name,
+            self.state.as_deref().unwrap_or("state not readable"),
+            self.sync_state.as_deref().unwrap_or("?"),
+            self.lag()
+        )
+    }
+
+    /// The lag alone: `12.3 kB, 1.2s behind`.
+    pub fn lag(&self) -> String {
+        let bytes = self.lag_bytes.map_or_else(
+            || "replay position unknown".to_string(),
+            |b| crate::pipeline::preflight::human_bytes(u64::try_from(b).unwrap_or(0)),
+        );
+        match self.lag_ms {
+            Some(ms) => format!(
+                "{bytes}, {} behind",
+                format_duration(Duration::from_millis(ms))
+            ),
+            None => format!("{bytes} behind"),
+        }
+    }
+
+    /// `REPLICA_LAG:{name}`.
+    pub fn reason(&self) -> ReasonCode {
+        ReasonCode::about(Code::ReplicaLag, &self.name)
+    }
+}
+
+/// What a wait found.
+#[derive(Debug, Clone, Copy)]
+pub struct Waited {
+    /// How long it waited (zero when no standby was behind).
+    pub duration: Duration,
+    /// Standbys seen at the end (zero: the server has none right now, and a
+    /// caller running many short steps may skip the next check for a while).
+    pub standbys: usize,
+}
+
+/// The standbys streaming from `db`'s server (none on a server without any).
+pub(crate) async fn standbys(db: &Db) -> Result<Vec<Standby>> {
+    let rows = db
+        .client
+        .query(STANDBYS, &[])
+        .await
+        .map_err(|e| database_error(db, "read pg_stat_replication", &e))?;
+    Ok(rows
+        .iter()
+        .map(|row| Standby {
+            name: row.get::<_, Option<String>>(0).unwrap_or_default(),
+            state: row.get(1),
+            sync_state: row.get(2),
+            lag_bytes: row.get(3),
+            lag_ms: row
+                .get::<_, Option<i64>>(4)
+                .map(|ms| u64::try_from(ms).unwrap_or(0)),
+        })
+        .collect())
+}
+
+/// Waits while any standby of `db`'s server is behind the configured
+/// thresholds, announcing each lagging one ([`Event::ReplicaLag`]) when the
+/// wait starts and every few seconds; returns how long it waited (zero at
+/// once when none is behind or there are none) and how many it saw.
+///
+/// Call it before each step that writes a lot of WAL: each migration (the
+/// apply pipeline does) and each backfill batch:
+///
+/// ```ignore
+/// crate::db::replicas::wait_until_caught_up(db, env.config, env.events, env.interrupt).await?;
+/// ```
+///
+/// After `lock_wait` it refuses with `REPLICA_LAG:{standby}` (the one most
+/// behind), an [`Error::Refused`]: nothing of the step it guards started.
+/// A Ctrl-C ends the wait at once (`INTERRUPTED`).
+pub(crate) async fn wait_until_caught_up(
+    db: &Db,
+    config: &Config,
+    events: &dyn EventSink,
+    interrupt: &Interrupt,
+) -> Result<Waited> {
+    wait_within(db, &Limits::of(config), events, interrupt).await
+}
+
+/// [`wait_until_caught_up`] with the limits given (for a caller that keeps
+/// [`Limits::of`] instead of the whole configuration, e.g. a backfill's runner).
+pub(crate) async fn wait_within(
+    db: &Db,
+    limits: &Limits,
+    events: &dyn EventSink,
+    interrupt: &Interrupt,
+) -> Result<Waited> {
+    let limits = *limits;
+    let started = Instant::now();
+    let mut announced: Vec<(String, Instant)> = Vec::new();
+    loop {
+        let all = standbys(db).await?;
+        let seen = all.len();
+        let behind: Vec<Standby> = all.into_iter().filter(|s| s.behind(&limits)).collect();
+        if behind.is_empty() {
+            return Ok(Waited {
+                duration: started.elapsed(),
+                standbys: seen,
+            });
+        }
+        let waited = started.elapsed();
+        for standby in &behind {
+            let due = announced
+                .iter()
+                .find(|(name, _)| *name == standby.name)
+                .is_none_or(|(_, at)| at.elapsed() >= ANNOUNCE_EVERY);
+            if due {
+                events.emit(&Event::ReplicaLag {
+                    standby: standby.name.clone(),
+                    lag_bytes: standby.lag_bytes.unwrap_or(-1),
+                    lag_ms: standby.lag_ms,
+                    waited_ms: millis(waited),
+                    reason: standby.reason().to_string(),
+                });
+                announced.retain(|(name, _)| *name != standby.name);
+                announced.push((standby.name.clone(), Instant::now()));
+            }
+        }
+        if waited >= limits.wait {
+            let worst = behind
+                .iter()
+                .max_by_key(|s| s.lag_bytes.unwrap_or(i64::MAX))
+                .unwrap_or(&behind[0]);
+            return Err(Error::Refused {
+                reason: worst.reason(),
+                message: format!(
+                    "standby {} is still behind after waiting {} (limits {}); the next migration did not start",
+                    worst.describe(),
+                    format_duration(limits.wait),
+                    limits.describe()
+                ),
+                hint: Some(
+                    "let the standby catch up (is its replay paused, `SELECT pg_is_wal_replay_paused()` on it? is it overloaded?), then run again; `max_replica_lag`, `max_replica_lag_bytes` and `lock_wait` in [defaults] set the limits"
+                        .into(),
+                ),
+                source: None,
+            });
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL.min(limits.wait.saturating_sub(waited)).max(Duration::from_millis(10))) => {}
+            () = interrupt.wait() => {
+                return Err(Error::Refused {
+                    reason: ReasonCode::new(Code::Interrupted),
+                    message: "stopped while waiting for lagging standbys; the next migration did not start".into(),
+                    hint: None,
+                    source: None,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn standby(bytes: Option<i64>, ms: Option<u64>) -> Standby {
+        Standby {
+            name: "s1".into(),
+            state: Some("streaming".into()),
+            sync_state: Some("async".into()),
+            lag_bytes: bytes,
+            lag_ms: ms,
+        }
+    }
+
+    #[test]
+    fn behind_either_threshold() {
+        let limits = Limits {
+            max_lag: Duration::from_secs(30),
+            max_lag_bytes: 1000,
+            wait: Duration::from_secs(1),
+        };
+        assert!(!standby(Some(10), None).behind(&limits));
+        assert!(standby(Some(1001), None).behind(&limits));
+        assert!(standby(Some(0), Some(31_000)).behind(&limits));
+        assert!(standby(None, None).behind(&limits));
+        let unreadable = Standby {
+            state: None,
+            ..standby(None, None)
+        };
+        assert!(!unreadable.behind(&limits));
+        assert_eq!(
+            standby(Some(1), None).reason().to_string(),
+            "REPLICA_LAG:s1"
+        );
+    }
+}

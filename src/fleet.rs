@@ -1,0 +1,621 @@
+//! Fleets (SPEC 17): the same migrations over many databases — a database
+//! per tenant, per region, per shard — with a bounded number in flight, a
+//! canary first, and a stop after too many failures.
+//!
+//! Every database gets exactly the guarded apply of `migsafe apply` (a
+//! [`Migrator`] of its own, the same code path): its own namespace locks,
+//! history, preflight, backup, postflight and reports. Nothing is shared
+//! between databases but the configuration and the migration files, so a
+//! fleet run is a shell loop of `migsafe apply` with the loop's missing
+//! parts: `parallel` databases at a time, `canary` databases first and
+//! alone, no new database started after `max_failures` failures (the ones
+//! running then finish), and a rerun that skips what has nothing pending.
+//!
+//! Memory is bounded by `parallel`, not by the fleet: a database's
+//! [`Migrator`] lives only while it runs; what stays is one small outcome
+//! per database.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::db::ConnectionSettings;
+use crate::error::{Code, Error, ReasonCode, Result};
+use crate::events::{Event, EventSink, Fanout, Interrupt, NoEvents, millis};
+use crate::migrator::Migrator;
+use crate::pipeline::apply::ApplyOptions;
+use crate::plan::State;
+use crate::report::EventLog;
+
+/// One database of the fleet.
+#[derive(Debug, Clone)]
+pub struct FleetDatabase {
+    /// `host:port/dbname`: how it is named in output, logs and reports
+    /// (never with its password).
+    pub name: String,
+    /// Its directory under the log directory (and the backup directory):
+    /// the name with anything but letters, digits, `.`, `-` turned into `_`.
+    pub dir: String,
+    /// Where it is.
+    pub settings: ConnectionSettings,
+    /// Its line in the databases file.
+    pub line: usize,
+}
+
+/// Reads a databases file: one URL or key=value string per line; blank
+/// lines and lines starting with `#` are skipped. Two lines naming the same
+/// `host:port/dbname` are an error (they would share logs and reports).
+pub fn read_databases(path: &Path) -> Result<Vec<FleetDatabase>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "read", &e))?;
+    parse_databases(&text, &path.display().to_string())
+}
+
+/// [`read_databases`] on text already read (`shown` names it in errors).
+pub fn parse_databases(text: &str, shown: &str) -> Result<Vec<FleetDatabase>> {
+    let mut out: Vec<FleetDatabase> = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let settings = ConnectionSettings::parse(line).map_err(|e| {
+            Error::config(
+                Code::DatabaseUrlInvalid,
+                format!("{shown}:{}: {e}", index + 1),
+            )
+        })?;
+        let name = format!(
+            "{}/{}",
+            settings.server().unwrap_or_else(|| "localhost".into()),
+            settings
+                .dbname()
+                .or(settings.config().get_user())
+                .unwrap_or("postgres")
+        );
+        if let Some(first) = out.iter().find(|d| d.name == name) {
+            return Err(Error::config(
+                Code::ConfigInvalid,
+                format!(
+                    "{shown}:{}: {name} is already listed on line {}",
+                    index + 1,
+                    first.line
+                ),
+            ));
+        }
+        let dir = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        out.push(FleetDatabase {
+            name,
+            dir,
+            settings,
+            line: index + 1,
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::config(
+            Code::Usage,
+            format!("{shown} lists no database (one URL or key=value string per line)"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Gives the event sink of one database's run (the CLI: its lines,
+/// prefixed with the database). Its JSONL log is added by the fleet.
+pub type DatabaseEvents = Arc<dyn Fn(&FleetDatabase) -> Arc<dyn EventSink> + Send + Sync>;
+
+/// A fleet: the configuration and migrations every database gets, and
+/// where each database's logs and backups go.
+pub struct Fleet {
+    config: Config,
+    databases: Vec<FleetDatabase>,
+    log_dir: Option<PathBuf>,
+    events: Arc<dyn EventSink>,
+    database_events: Option<DatabaseEvents>,
+    interrupt: Interrupt,
+    backups: bool,
+}
+
+/// How `fleet apply` runs.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// Databases in flight at a time (at least 1).
+    pub parallel: usize,
+    /// Databases run first, before any other starts; a canary that fails
+    /// stops the fleet whatever `max_failures` says.
+    pub canary: usize,
+    /// Failures tolerated; one more and no new database starts.
+    pub max_failures: usize,
+    /// `--target`.
+    pub target: Option<String>,
+    /// What every database's apply may do.
+    pub apply: ApplyOptions,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            parallel: 4,
+            canary: 1,
+            max_failures: 0,
+            target: None,
+            apply: ApplyOptions::default(),
+        }
+    }
+}
+
+/// How one database ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Migrations were applied.
+    Applied,
+    /// Nothing was pending (status: nothing is).
+    UpToDate,
+    /// Status: migrations are pending.
+    Pending,
+    /// It failed (apply) or could not be read, or holds a dirty, edited or
+    /// missing migration (status).
+    Failed,
+    /// It was not started (the fleet stopped first).
+    NotStarted,
+}
+
+impl Outcome {
+    /// The word for output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::UpToDate => "up_to_date",
+            Outcome::Pending => "pending",
+            Outcome::Failed => "failed",
+            Outcome::NotStarted => "not_started",
+        }
+    }
+}
+
+/// One database's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseOutcome {
+    /// `host:port/dbname`.
+    pub database: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Versions applied (apply) or pending (status), `namespace:version`.
+    pub migrations: Vec<String>,
+    /// The reason code of its failure.
+    pub reason: Option<String>,
+    /// Its failure's message.
+    pub message: Option<String>,
+    /// The exit code `migsafe apply` would have given it.
+    pub exit_code: Option<i32>,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// Its log directory (event log and reports).
+    pub log_dir: Option<String>,
+}
+
+/// What a fleet run did, database by database in file order.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetReport {
+    /// Per database, in the order of the file.
+    pub databases: Vec<DatabaseOutcome>,
+    /// Databases that applied migrations or had none pending.
+    pub succeeded: usize,
+    /// Databases that failed.
+    pub failed: usize,
+    /// Databases that were not started.
+    pub not_started: usize,
+    /// Status: databases with migrations pending.
+    pub pending: usize,
+    /// `FLEET_STOPPED` when databases were left unstarted.
+    pub stopped: Option<String>,
+}
+
+impl FleetReport {
+    fn of(databases: Vec<DatabaseOutcome>, stopped: Option<String>) -> FleetReport {
+        let count = |o: Outcome| databases.iter().filter(|d| d.outcome == o).count();
+        FleetReport {
+            succeeded: count(Outcome::Applied) + count(Outcome::UpToDate),
+            failed: count(Outcome::Failed),
+            not_started: count(Outcome::NotStarted),
+            pending: count(Outcome::Pending),
+            stopped,
+            databases,
+        }
+    }
+
+    /// `None` when every database succeeded; else the fleet's failure, an
+    /// [`Error::Migration`] (exit 2: a run that changed some databases and
+    /// not others), coded `FLEET_STOPPED` when databases were left
+    /// unstarted, else `FLEET_FAILED`; its message names every failed
+    /// database with its own reason code.
+    pub fn error(&self) -> Option<Error> {
+        let failed: Vec<&DatabaseOutcome> = self
+            .databases
+            .iter()
+            .filter(|d| d.outcome == Outcome::Failed)
+            .collect();
+        if failed.is_empty() {
+            return None;
+        }
+        let reason = if self.not_started > 0 {
+            ReasonCode::new(Code::FleetStopped)
+        } else {
+            ReasonCode::new(Code::FleetFailed)
+        };
+        let names: Vec<String> = failed
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} ({})",
+                    d.database,
+                    d.reason.as_deref().unwrap_or("failed")
+                )
+            })
+            .collect();
+        Some(Error::Migration {
+            reason,
+            message: format!(
+                "{} of {} database(s) failed: {}{}",
+                failed.len(),
+                self.databases.len(),
+                names.join(", "),
+                if self.not_started > 0 {
+                    format!("; {} not started", self.not_started)
+                } else {
+                    String::new()
+                }
+            ),
+            hint: Some(
+                "each database's event log and reports are in <log-dir>/<database>/; fix what failed, then run `migsafe fleet apply` again: databases with nothing pending are skipped"
+                    .into(),
+            ),
+            source: None,
+        })
+    }
+}
+
+impl Fleet {
+    /// A fleet of `databases`, each to get `config`'s migrations.
+    pub fn new(config: Config, databases: Vec<FleetDatabase>) -> Fleet {
+        Fleet {
+            config,
+            databases,
+            log_dir: None,
+            events: Arc::new(NoEvents),
+            database_events: None,
+            interrupt: Interrupt::new(),
+            backups: false,
+        }
+    }
+
+    /// Each database writes its event log and reports into
+    /// `dir/<database>/` (the CLI: `logs/<database>/`).
+    pub fn with_log_dir(mut self, dir: PathBuf) -> Fleet {
+        self.log_dir = Some(dir);
+        self
+    }
+
+    /// Where the fleet's own events go ([`Event::FleetDatabaseDone`]).
+    pub fn with_events(mut self, events: Arc<dyn EventSink>) -> Fleet {
+        self.events = events;
+        self
+    }
+
+    /// Where each database's events go, besides its JSONL log.
+    pub fn with_database_events(mut self, events: DatabaseEvents) -> Fleet {
+        self.database_events = Some(events);
+        self
+    }
+
+    /// Ctrl-C: no new database starts, the running ones stop as
+    /// `migsafe apply` does.
+    pub fn with_interrupt(mut self, interrupt: Interrupt) -> Fleet {
+        self.interrupt = interrupt;
+        self
+    }
+
+    /// Every database is backed up first, into `[backup] dir/<database>/`.
+    pub fn with_backups(mut self, backups: bool) -> Fleet {
+        self.backups = backups;
+        self
+    }
+
+    /// The databases.
+    pub fn databases(&self) -> &[FleetDatabase] {
+        &self.databases
+    }
+
+    /// The migrator of one database: the configuration with its own
+    /// backup directory, its own log directory and event log.
+    fn migrator(&self, database: &FleetDatabase) -> Result<(Migrator, Option<String>)> {
+        let mut config = self.config.clone();
+        config.backup.dir = config.backup.dir.join(&database.dir);
+        let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
+        if let Some(events) = &self.database_events {
+            sinks.push(events(database));
+        }
+        let mut migrator = Migrator::new(config)
+            .with_connection(database.settings.clone())
+            .with_interrupt(self.interrupt.clone())
+            .with_backups(self.backups);
+        let mut shown = None;
+        if let Some(root) = &self.log_dir {
+            let dir = root.join(&database.dir);
+            sinks.push(Arc::new(EventLog::open(&dir)?));
+            shown = Some(dir.display().to_string());
+            migrator = migrator.with_log_dir(dir);
+        }
+        Ok((migrator.with_events(Arc::new(Fanout(sinks))), shown))
+    }
+
+    async fn apply_one(&self, index: usize, options: &FleetOptions) -> (usize, DatabaseOutcome) {
+        let database = &self.databases[index];
+        let started = Instant::now();
+        let mut outcome = DatabaseOutcome {
+            database: database.name.clone(),
+            outcome: Outcome::Failed,
+            migrations: Vec::new(),
+            reason: None,
+            message: None,
+            exit_code: None,
+            duration_ms: 0,
+            log_dir: None,
+        };
+        let result = match self.migrator(database) {
+            Ok((migrator, log_dir)) => {
+                outcome.log_dir = log_dir;
+                migrator
+                    .apply(options.target.as_deref(), &options.apply)
+                    .await
+            }
+            Err(err) => Err(err),
+        };
+        match result {
+            Ok(report) => {
+                outcome.migrations = report
+                    .namespaces
+                    .iter()
+                    .flat_map(|n| {
+                        n.ran
+                            .iter()
+                            .map(|r| format!("{}:{}", n.namespace, r.version))
+                    })
+                    .collect();
+                outcome.outcome = if outcome.migrations.is_empty() {
+                    Outcome::UpToDate
+                } else {
+                    Outcome::Applied
+                };
+            }
+            Err(err) => {
+                outcome.reason = Some(err.reason().to_string());
+                outcome.message = Some(crate::db::scrub(&err.to_string()));
+                outcome.exit_code = Some(err.exit_code());
+            }
+        }
+        outcome.duration_ms = millis(started.elapsed());
+        (index, outcome)
+    }
+
+    /// `fleet apply`: the guarded apply on every database (SPEC 17).
+    /// Errors only before anything starts; every database's failure is in
+    /// the report (see [`FleetReport::error`]).
+    pub async fn apply(&self, options: &FleetOptions) -> Result<FleetReport> {
+        // A bad file or a bad --target stops the fleet before any database.
+        self.config.select(options.target.as_deref())?;
+        let total = self.databases.len();
+        let parallel = options.parallel.max(1);
+        let canary = options.canary.min(total);
+        let mut results: Vec<Option<DatabaseOutcome>> = vec![None; total];
+        let mut next = 0;
+        let mut done = 0;
+        let mut failed = 0;
+        let mut stopped = false;
+        let mut running = FuturesUnordered::new();
+        loop {
+            // The canaries first, one at a time and alone; then the rest,
+            // `parallel` at a time.
+            let (limit, width) = if done < canary {
+                (canary, 1)
+            } else {
+                (total, parallel)
+            };
+            while !stopped
+                && next < limit
+                && running.len() < width
+                && !self.interrupt.is_triggered()
+            {
+                running.push(self.apply_one(next, options));
+                next += 1;
+            }
+            let Some((index, outcome)) = running.next().await else {
+                break;
+            };
+            done += 1;
+            if outcome.outcome == Outcome::Failed {
+                failed += 1;
+                if failed > options.max_failures || index < canary {
+                    stopped = true;
+                }
+            }
+            self.events.emit(&Event::FleetDatabaseDone {
+                database: outcome.database.clone(),
+                outcome: outcome.outcome.as_str().to_string(),
+                migrations: outcome.migrations.len(),
+                reason: outcome.reason.clone(),
+                message: outcome.message.clone(),
+                done,
+                total,
+                failed,
+                duration_ms: outcome.duration_ms,
+            });
+            results[index] = Some(outcome);
+        }
+        let databases: Vec<DatabaseOutcome> = results
+            .into_iter()
+            .zip(&self.databases)
+            .map(|(result, database)| {
+                result.unwrap_or_else(|| DatabaseOutcome {
+                    database: database.name.clone(),
+                    outcome: Outcome::NotStarted,
+                    migrations: Vec::new(),
+                    reason: None,
+                    message: None,
+                    exit_code: None,
+                    duration_ms: 0,
+                    log_dir: None,
+                })
+            })
+            .collect();
+        let left = databases.iter().any(|d| d.outcome == Outcome::NotStarted);
+        let stopped = left.then(|| ReasonCode::new(Code::FleetStopped).to_string());
+        Ok(FleetReport::of(databases, stopped))
+    }
+
+    async fn status_one(&self, index: usize, target: Option<&str>) -> (usize, DatabaseOutcome) {
+        let database = &self.databases[index];
+        let started = Instant::now();
+        let migrator = Migrator::new(self.config.clone())
+            .with_connection(database.settings.clone())
+            .with_interrupt(self.interrupt.clone());
+        let mut outcome = DatabaseOutcome {
+            database: database.name.clone(),
+            outcome: Outcome::Failed,
+            migrations: Vec::new(),
+            reason: None,
+            message: None,
+            exit_code: None,
+            duration_ms: 0,
+            log_dir: None,
+        };
+        match migrator.status(target).await {
+            Ok(states) => {
+                let mut problem = None;
+                for (state, _) in &states {
+                    for entry in &state.entries {
+                        match entry.state {
+                            State::Pending | State::OutOfOrder => outcome
+                                .migrations
+                                .push(format!("{}:{}", state.namespace, entry.version)),
+                            State::Dirty => {
+                                problem.get_or_insert(ReasonCode::migration(
+                                    Code::MigrationDirty,
+                                    &state.namespace,
+                                    &entry.version,
+                                ));
+                            }
+                            State::ChecksumMismatch => {
+                                problem.get_or_insert(ReasonCode::migration(
+                                    Code::PostgresMigrationChecksumMismatch,
+                                    &state.namespace,
+                                    &entry.version,
+                                ));
+                            }
+                            State::FileMissing => {
+                                problem.get_or_insert(ReasonCode::migration(
+                                    Code::MigrationFileMissing,
+                                    &state.namespace,
+                                    &entry.version,
+                                ));
+                            }
+                            State::Applied | State::NewerApplied => {}
+                        }
+                    }
+                }
+                outcome.outcome = match (&problem, outcome.migrations.is_empty()) {
+                    (Some(_), _) => Outcome::Failed,
+                    (None, true) => Outcome::UpToDate,
+                    (None, false) => Outcome::Pending,
+                };
+                outcome.reason = problem.map(|p| p.to_string());
+            }
+            Err(err) => {
+                outcome.reason = Some(err.reason().to_string());
+                outcome.message = Some(crate::db::scrub(&err.to_string()));
+                outcome.exit_code = Some(err.exit_code());
+            }
+        }
+        outcome.duration_ms = millis(started.elapsed());
+        (index, outcome)
+    }
+
+    /// `fleet status`: every database's state, read-only, `parallel` at a
+    /// time: up to date, N pending, or its problem (dirty, edited, missing,
+    /// unreachable) with its reason code.
+    pub async fn status(&self, target: Option<&str>, parallel: usize) -> Result<FleetReport> {
+        self.config.select(target)?;
+        let total = self.databases.len();
+        let mut results: Vec<Option<DatabaseOutcome>> = vec![None; total];
+        let mut running = FuturesUnordered::new();
+        let mut next = 0;
+        let mut done = 0;
+        let mut failed = 0;
+        loop {
+            while next < total && running.len() < parallel.max(1) {
+                running.push(self.status_one(next, target));
+                next += 1;
+            }
+            let Some((index, outcome)) = running.next().await else {
+                break;
+            };
+            done += 1;
+            failed += usize::from(outcome.outcome == Outcome::Failed);
+            self.events.emit(&Event::FleetDatabaseDone {
+                database: outcome.database.clone(),
+                outcome: outcome.outcome.as_str().to_string(),
+                migrations: outcome.migrations.len(),
+                reason: outcome.reason.clone(),
+                message: outcome.message.clone(),
+                done,
+                total,
+                failed,
+                duration_ms: outcome.duration_ms,
+            });
+            results[index] = Some(outcome);
+        }
+        Ok(FleetReport::of(
+            results.into_iter().flatten().collect(),
+            None,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_databases_file_names_each_database_without_its_password() {
+        let text = "# tenants\n\npostgres://app:s3cretpw@db1.internal:5433/tenant_1\nhost=db2 port=5432 dbname=tenant_2 user=app password=s3cretpw\n";
+        let databases = parse_databases(text, "fleet.txt").unwrap();
+        assert_eq!(databases.len(), 2);
+        assert_eq!(databases[0].name, "db1.internal:5433/tenant_1");
+        assert_eq!(databases[0].dir, "db1.internal_5433_tenant_1");
+        assert_eq!(databases[0].line, 3);
+        assert_eq!(databases[1].name, "db2:5432/tenant_2");
+        assert!(!format!("{databases:?}").contains("s3cretpw"));
+    }
+
+    #[test]
+    fn a_database_listed_twice_is_refused() {
+        let text = "postgres://a@h/x\npostgres://b@h/x\n";
+        let err = parse_databases(text, "fleet.txt").unwrap_err();
+        assert!(err.to_string().contains("fleet.txt:2"), "{err}");
+        assert!(parse_databases("# nothing\n", "f").is_err());
+    }
+}

@@ -1,0 +1,271 @@
+//! `migsafe fleet apply | status` (SPEC 17): the guarded apply over many
+//! databases of one sandbox, a canary first, a stop after too many
+//! failures with the failing database named and the later ones untouched,
+//! and a rerun that converges.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+
+use common::{Project, TestDb, expect_exit, migsafe_command, sandbox, two_tables};
+
+/// The databases file, outside the project (it holds the password, which
+/// must appear nowhere in the project's logs, reports and backups).
+struct Fleet {
+    dbs: Vec<TestDb>,
+    _dir: tempfile::TempDir,
+    file: String,
+}
+
+impl Fleet {
+    fn new(count: usize) -> Fleet {
+        let dbs: Vec<TestDb> = (0..count).map(|_| TestDb::new()).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("databases.txt");
+        let mut text = String::from("# the tenants\n\n");
+        for db in &dbs {
+            text.push_str(&db.url);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        Fleet {
+            dbs,
+            file: path.display().to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// How the fleet names database `i`.
+    fn name(&self, i: usize) -> String {
+        format!("127.0.0.1:{}/{}", sandbox().port(), self.dbs[i].name)
+    }
+
+    fn dir(&self, i: usize) -> String {
+        format!("127.0.0.1_{}_{}", sandbox().port(), self.dbs[i].name)
+    }
+}
+
+fn fleet(project: &Project, fleet: &Fleet, args: &[&str], code: i32) -> String {
+    let output = migsafe_command()
+        .current_dir(project.path())
+        .args(["fleet"])
+        .args(args)
+        .args(["--databases", &fleet.file])
+        .timeout(std::time::Duration::from_secs(600))
+        .output()
+        .unwrap();
+    let text = expect_exit(&output, code);
+    assert!(
+        !text.contains(sandbox().password()),
+        "the password leaked:\n{text}"
+    );
+    text
+}
+
+/// Makes `0002_create_orders` fail on this database.
+fn poison(db: &TestDb) {
+    db.query("CREATE TABLE orders (poisoned int)");
+}
+
+#[test]
+fn sixty_databases_one_poisoned_stops_named_later_ones_untouched_then_all_converge() {
+    let project = two_tables();
+    let fleet_ = Fleet::new(60);
+    // A database gone read-only (a maintenance switch left on): every
+    // write fails, and putting it back changes no schema.
+    let admin = sandbox().url("postgres");
+    common::query(
+        &admin,
+        &format!(
+            "ALTER DATABASE {} SET default_transaction_read_only = on",
+            fleet_.dbs[30].name
+        ),
+    );
+    let out = fleet(
+        &project,
+        &fleet_,
+        &["apply", "--parallel", "4", "--skip-backup"],
+        2,
+    );
+    // Named with its reason code; the stop is said.
+    let failed_line = out
+        .lines()
+        .find(|l| l.contains(&format!("{}: FAILED", fleet_.name(30))))
+        .unwrap_or_else(|| panic!("the poisoned database is not named:\n{out}"));
+    assert!(failed_line.contains("DATABASE_ERROR"), "{failed_line}");
+    assert!(out.contains("FLEET_STOPPED"), "{out}");
+    assert!(out.contains("[ 1/60] "), "no running count:\n{out}");
+    // Everything started before it finished; nothing after the ones in flight started.
+    for i in 0..30 {
+        assert_eq!(fleet_.dbs[i].history("default").len(), 2, "database {i}");
+    }
+    assert!(fleet_.dbs[30].history("default").is_empty());
+    for i in 34..60 {
+        assert!(
+            fleet_.dbs[i].history("default").is_empty(),
+            "database {i} was started"
+        );
+        assert!(!fleet_.dbs[i].exists("users"), "database {i} was touched");
+    }
+    // Each database has its own event log.
+    assert!(
+        project
+            .path()
+            .join("logs")
+            .join(fleet_.dir(0))
+            .join("migrations.jsonl")
+            .is_file()
+    );
+    assert!(!project.path().join("logs").join(fleet_.dir(59)).exists());
+    // ...and the fleet a line per database that ended.
+    let fleet_log = project.event_log();
+    assert!(fleet_log.contains("\"event\":\"fleet_database_done\""));
+    assert!(fleet_log.contains(&fleet_.name(30)));
+
+    let status = fleet(&project, &fleet_, &["status"], 0);
+    let line = |i: usize| {
+        status
+            .lines()
+            .find(|l| l.contains(&format!("{}: ", fleet_.name(i))))
+            .unwrap_or_else(|| panic!("no line for {i}:\n{status}"))
+            .to_string()
+    };
+    assert!(line(0).contains("up to date"), "{}", line(0));
+    assert!(line(30).contains("2 pending"), "{}", line(30));
+    assert!(line(59).contains("2 pending"), "{}", line(59));
+
+    // Fixed: the rerun skips what is done and converges the rest.
+    common::query(
+        &admin,
+        &format!(
+            "ALTER DATABASE {} RESET default_transaction_read_only",
+            fleet_.dbs[30].name
+        ),
+    );
+    let out = fleet(
+        &project,
+        &fleet_,
+        &["apply", "--parallel", "8", "--skip-backup"],
+        0,
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&format!("{}: up to date", fleet_.name(0)))),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&format!("{}: applied 2 migration(s)", fleet_.name(30)))),
+        "{out}"
+    );
+    assert!(out.contains("0 failed"), "{out}");
+    for (i, db) in fleet_.dbs.iter().enumerate() {
+        assert_eq!(db.history("default").len(), 2, "database {i}");
+    }
+    let output = migsafe_command()
+        .current_dir(project.path())
+        .args([
+            "fleet",
+            "status",
+            "--format",
+            "json",
+            "--databases",
+            &fleet_.file,
+        ])
+        .output()
+        .unwrap();
+    let status = expect_exit(&output, 0);
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let databases = document["databases"].as_array().unwrap();
+    assert_eq!(databases.len(), 60);
+    assert!(
+        databases.iter().all(|d| d["outcome"] == "up_to_date"),
+        "{status}"
+    );
+    assert_eq!(document["succeeded"], 60);
+}
+
+#[test]
+fn a_failed_canary_stops_the_fleet_whatever_max_failures_says() {
+    let project = two_tables();
+    let fleet_ = Fleet::new(5);
+    poison(&fleet_.dbs[0]);
+    let out = fleet(
+        &project,
+        &fleet_,
+        &[
+            "apply",
+            "--canary",
+            "1",
+            "--max-failures",
+            "3",
+            "--skip-backup",
+        ],
+        2,
+    );
+    assert!(out.contains("FLEET_STOPPED"), "{out}");
+    for db in &fleet_.dbs[1..] {
+        assert!(db.history("default").is_empty());
+    }
+}
+
+#[test]
+fn max_failures_lets_the_others_run_and_json_is_one_document() {
+    let project = two_tables();
+    let fleet_ = Fleet::new(6);
+    poison(&fleet_.dbs[2]);
+    poison(&fleet_.dbs[4]);
+    let output = migsafe_command()
+        .current_dir(project.path())
+        .args(["fleet", "apply", "--max-failures", "2", "--skip-backup"])
+        .args(["--databases", &fleet_.file, "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(document["command"], "fleet apply");
+    assert_eq!(document["failed"], 2);
+    assert_eq!(document["succeeded"], 4);
+    assert_eq!(document["not_started"], 0);
+    assert_eq!(document["databases"][2]["outcome"], "failed");
+    assert_eq!(
+        document["databases"][2]["reason"],
+        "MIGRATION_FAILED:default:0002"
+    );
+    assert_eq!(document["databases"][2]["database"], fleet_.name(2));
+    for i in [0, 1, 3, 5] {
+        assert_eq!(fleet_.dbs[i].history("default").len(), 2);
+    }
+}
+
+#[test]
+fn every_database_gets_its_own_backup_and_reports_and_no_password_is_written() {
+    let project = two_tables();
+    let fleet_ = Fleet::new(3);
+    let output = migsafe_command()
+        .current_dir(project.path())
+        .args(["fleet", "apply", "--parallel", "2"])
+        .args(["--databases", &fleet_.file])
+        .output()
+        .unwrap();
+    expect_exit(&output, 0);
+    for i in 0..3 {
+        let logs = project.path().join("logs").join(fleet_.dir(i));
+        let reports: Vec<String> = std::fs::read_dir(&logs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(
+            reports.iter().any(|r| r.starts_with("preflight-report-")),
+            "{reports:?}"
+        );
+        assert!(
+            reports.iter().any(|r| r.starts_with("postflight-report-")),
+            "{reports:?}"
+        );
+        let backups = project
+            .path()
+            .join("backups/migrations")
+            .join(fleet_.dir(i));
+        assert!(std::fs::read_dir(&backups).unwrap().count() >= 1);
+    }
+    common::assert_no_secret(&project, &output, sandbox().password());
+}
