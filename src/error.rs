@@ -584,6 +584,26 @@ impl Error {
             other => other,
         }
     }
+    /// A refusal that comes after some of this run's work committed is the
+    /// run failing half way (exit 2, not 1): [`Error::Refused`] becomes
+    /// [`Error::Migration`], `landed` (what committed) said after its
+    /// message. Any other error is returned as it is.
+    pub(crate) fn after_work_landed(self, landed: &str) -> Error {
+        match self {
+            Error::Refused {
+                reason,
+                message,
+                hint,
+                source,
+            } => Error::Migration {
+                reason,
+                message: format!("{message}; {landed}"),
+                hint,
+                source,
+            },
+            other => other,
+        }
+    }
 
     /// Keeps `cause` as this error's [`std::error::Error::source`] (a driver,
     /// I/O or server error), so a caller can walk the chain or downcast it

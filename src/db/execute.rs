@@ -144,54 +144,49 @@ pub(crate) fn verify_sql(
 /// an up script must hold SQL, a transactional script must not carry its own BEGIN/COMMIT, and a
 /// no-transaction script must split into statements.
 pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> Result<()> {
+    let refuse = |code: Code, message: String, hint: &str| Error::Config {
+        reason: ReasonCode::migration(code, namespace, &migration.version),
+        message,
+        hint: Some(hint.into()),
+        source: None,
+    };
     if std::ptr::eq(script, &migration.up)
         && !script.directives.empty_ok
         && !crate::source::checksum::has_sql(&script.sql)
     {
-        return Err(Error::Config {
-            reason: ReasonCode::migration(
-                Code::MigrationFileInvalid,
-                namespace,
-                &migration.version,
-            ),
-            message: format!(
+        return Err(refuse(
+            Code::MigrationFileInvalid,
+            format!(
                 "{}: the up script is empty (no SQL besides comments)",
                 script.path.display()
             ),
-            hint: Some("write the migration or delete the file".into()),
-            source: None,
-        });
+            "write the migration or delete the file",
+        ));
     }
     if let Some((line, text)) = statements::psql_only(&script.sql) {
-        return Err(Error::Config {
-            reason: ReasonCode::migration(Code::MigrationFileInvalid, namespace, &migration.version),
-            message: format!(
+        return Err(refuse(
+            Code::MigrationFileInvalid,
+            format!(
                 "{}:{}: `{text}` is psql syntax (a meta-command or a psql variable); migsafe sends the script to the server as SQL, which cannot read it",
                 script.path.display(),
                 line + script.first_line - 1
             ),
-            hint: Some(
-                "nothing ran. Write the value in place of the variable (or read it with current_setting()), and drop the meta-command (migsafe already stops at the first error and runs each migration in its transaction)".into(),
-            ),
-            source: None,
-        });
+            "nothing ran. Write the value in place of the variable (or read it with current_setting()), and drop the meta-command (migsafe already stops at the first error and runs each migration in its transaction)",
+        ));
     }
     if std::ptr::eq(script, &migration.up)
         && let Some(why) = &script.directives.unsupported
     {
-        return Err(Error::Config {
-            reason: ReasonCode::migration(Code::MigrationFileInvalid, namespace, &migration.version),
-            message: format!(
+        return Err(refuse(
+            Code::MigrationFileInvalid,
+            format!(
                 "{} {} ({}) cannot run as written: {why}",
                 migration.version,
                 migration.name,
                 script.path.display()
             ),
-            hint: Some(
-                "nothing ran. Decide for migsafe: run it with Liquibase (then `migsafe adopt`), or remove what migsafe cannot honour from the changeset if it must run on every database, or delete the changeset if it must not run here".into(),
-            ),
-            source: None,
-        });
+            "nothing ran. Decide for migsafe: run it with Liquibase (then `migsafe adopt`), or remove what migsafe cannot honour from the changeset if it must run on every database, or delete the changeset if it must not run here",
+        ));
     }
     if std::ptr::eq(script, &migration.up)
         && let Some(verify) = &migration.verify
@@ -200,44 +195,36 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
     }
     if script.no_transaction() {
         if let Some(line) = statements::unterminated_block(&script.sql) {
-            return Err(Error::Config {
-                reason: ReasonCode::migration(
-                    Code::MigrationTransactionControl,
-                    namespace,
-                    &migration.version,
-                ),
-                message: format!(
+            return Err(refuse(
+                Code::MigrationTransactionControl,
+                format!(
                     "{}:{}: the script opens a transaction with BEGIN and never ends it; run statement by statement, everything after it would be rolled back when the session ends, its history row included",
                     script.path.display(),
                     line + script.first_line - 1
                 ),
-                hint: Some("end the block with COMMIT (or remove the BEGIN); nothing ran".into()),
-                source: None,
-            });
+                "end the block with COMMIT (or remove the BEGIN); nothing ran",
+            ));
         }
-        statements::split(&script.sql).map_err(|message| Error::Config {
-            reason: ReasonCode::migration(Code::MigrationFileInvalid, namespace, &migration.version),
-            message: format!(
+        statements::split(&script.sql).map_err(|message| refuse(
+            Code::MigrationFileInvalid,
+            format!(
                 "{}: a no-transaction script must be split into statements, but the PostgreSQL grammar cannot read it: {message}",
                 script.path.display()
             ),
-            hint: Some("fix the SQL; it runs statement by statement, so every statement must parse".into()),
-         source: None, })?;
+            "fix the SQL; it runs statement by statement, so every statement must parse",
+        ))?;
         return Ok(());
     }
     if let Some((keyword, line)) = statements::transaction_control(&script.runnable_sql()) {
-        return Err(Error::Config {
-            reason: ReasonCode::migration(Code::MigrationTransactionControl, namespace, &migration.version),
-            message: format!(
+        return Err(refuse(
+            Code::MigrationTransactionControl,
+            format!(
                 "{}:{}: the script contains {keyword}; migsafe runs it in one transaction together with its history row, and a {keyword} inside would break that guarantee",
                 script.path.display(),
                 line + script.first_line - 1
             ),
-            hint: Some(
-                "remove BEGIN/COMMIT from the file (migsafe adds the transaction), or put `-- migsafe:no-transaction` at its top"
-                    .into(),
-            ),
-         source: None, });
+            "remove BEGIN/COMMIT from the file (migsafe adds the transaction), or put `-- migsafe:no-transaction` at its top",
+        ));
     }
     Ok(())
 }

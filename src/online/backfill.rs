@@ -275,22 +275,9 @@ pub(crate) async fn run(
         if let Err(err) = super::pause::before_batch(runner, version, key.relation).await {
             // A standby stayed behind for `lock_wait`: what committed stays,
             // the next apply resumes after it.
-            return Err(match err {
-                Error::Refused {
-                    reason,
-                    message,
-                    hint,
-                    source,
-                } => Error::Migration {
-                    reason,
-                    message: format!(
-                        "{message}; the backfill stopped before its next batch: {rows} row(s) in {batches} batch(es) are committed and the next apply resumes after them"
-                    ),
-                    hint,
-                    source,
-                },
-                other => other,
-            });
+            return Err(err.after_work_landed(&format!(
+                "the backfill stopped before its next batch: {rows} row(s) in {batches} batch(es) are committed and the next apply resumes after them"
+            )));
         }
         if runner.interrupt.is_triggered() {
             return Err(stopped(

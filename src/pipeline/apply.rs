@@ -12,7 +12,7 @@ use super::{Env, RunnerParts, Target, millis};
 use crate::db::Db;
 use crate::db::execute::{Runner, check_script};
 use crate::db::history::History;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::events::{Direction, Event};
 use crate::plan::Tolerance;
 use crate::source::{Migration, Version};
@@ -161,22 +161,13 @@ pub(crate) async fn run_selected(
             _ => {}
         }
         if let Err(err) = waited {
-            return Err(match err {
-                Error::Refused {
-                    reason,
-                    message,
-                    hint,
-                    source,
-                } if !ran.is_empty() => Error::Migration {
-                    reason,
-                    message: format!(
-                        "{message} ({} migration(s) of this run applied before it)",
-                        ran.len()
-                    ),
-                    hint,
-                    source,
-                },
-                other => other,
+            return Err(if ran.is_empty() {
+                err
+            } else {
+                err.after_work_landed(&format!(
+                    "{} migration(s) of this run applied before it",
+                    ran.len()
+                ))
             });
         }
         let resumes = interrupted.iter().any(|v| v == migration.version.as_str());
