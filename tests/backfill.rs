@@ -211,6 +211,27 @@ fn tables_without_a_usable_key_are_refused() {
         assert!(out.contains(why), "{out}");
         assert_eq!(db.history("default").len(), 1, "nothing of it ran");
     }
+    // An UPDATE of the key itself would chase the rows it moves.
+    {
+        let db = TestDb::new();
+        let project = project("bigint");
+        project.write(
+            "migrations/0002_fill.up.sql",
+            b"-- migsafe:backfill\nUPDATE accounts SET id = id + 1000000, email_lower = lower(email);\n",
+        );
+        let out = project.run(&db, &["apply", "--skip-backup"], 2);
+        assert!(
+            out.contains("BACKFILL_REFUSED:default:0002")
+                && out.contains("the primary key the batches walk by"),
+            "{out}"
+        );
+        assert_eq!(
+            db.scalar("SELECT count(*) FROM accounts WHERE id > 1000000")
+                .as_deref(),
+            Some("0"),
+            "nothing of it ran"
+        );
+    }
     // Not one UPDATE: refused before anything runs.
     let db = TestDb::new();
     let project = project("bigint");

@@ -533,10 +533,40 @@ fn a_failing_step_stops_there_and_resumes_once_the_cause_is_fixed() {
             .as_deref(),
         Some("false")
     );
+    assert!(
+        out.contains("Still in the database from the committed steps") && out.contains("NOT VALID"),
+        "the NOT VALID constraint that already checks new rows is named: {out}"
+    );
     db.query("UPDATE orders SET n = 1 WHERE n >= 1000");
     let out = project.run(&db, &["apply", "--skip-backup"], 0);
     assert!(out.contains("resuming at step 2 of 2"), "{out}");
     assert_clean_end(&db);
+}
+
+/// A unique build that fails on duplicates leaves no INVALID index behind:
+/// one that is still maintained would refuse the application's duplicates
+/// while the migration says it failed.
+#[test]
+fn a_failed_unique_build_leaves_no_index_behind() {
+    let db = TestDb::new();
+    let project = make(
+        FAST_RETRIES,
+        "CREATE UNIQUE INDEX orders_user_uq ON orders (user_id);\n",
+    );
+    project.run(&db, &["apply", "--skip-backup", "--steps", "1"], 0);
+    let out = project.run(&db, &["apply", "--skip-backup", "--online"], 2);
+    assert!(out.contains("MIGRATION_FAILED:default:0002"), "{out}");
+    assert!(
+        out.contains("INVALID index the build left was dropped"),
+        "{out}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_class WHERE relname = 'orders_user_uq'")
+            .as_deref(),
+        Some("0"),
+        "{out}"
+    );
+    db.query("INSERT INTO orders VALUES (9999, 1, 5, 'dup')");
 }
 
 #[test]

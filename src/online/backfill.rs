@@ -168,6 +168,13 @@ async fn key(runner: &Runner<'_>, migration: &Migration, table: &str) -> Result<
 }
 
 impl Backfill {
+    /// Whether the UPDATE's SET list assigns `column`.
+    fn sets(&self, column: &str) -> bool {
+        self.update.target_list.iter().any(|node| {
+            matches!(node.node.as_ref(), Some(NodeEnum::ResTarget(target)) if target.name == column)
+        })
+    }
+
     /// The batch statement: the UPDATE with `AND key > $1 AND key <= $2`
     /// (`$1` NULL for the first batch), keys as text.
     fn batch_sql(&self, key: &Key) -> std::result::Result<String, String> {
@@ -240,6 +247,17 @@ pub(crate) async fn run(
     let version = migration.version.as_str();
     let backfill = compile(&migration.up).map_err(|why| refused(runner, migration, &why))?;
     let key = key(runner, migration, &backfill.table).await?;
+    if backfill.sets(&key.column) {
+        // Rows would move ahead of the walk and be updated again, without end.
+        return Err(refused(
+            runner,
+            migration,
+            &format!(
+                "the UPDATE sets {}, the primary key the batches walk by: a row moved ahead of the walk would be updated again",
+                key.column
+            ),
+        ));
+    }
     let batch_sql = backfill
         .batch_sql(&key)
         .map_err(|why| refused(runner, migration, &why))?;

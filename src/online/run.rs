@@ -200,7 +200,11 @@ pub(crate) async fn run(
             total,
             resumed_build,
         )
-        .await?;
+        .await
+        .map_err(|err| match leftovers(&plan.steps[..index]) {
+            Some(note) => with_note(err, &note),
+            None => err,
+        })?;
     }
     let (result, cancelled) = cancellable(runner, finish(runner, &table, migration)).await;
     if let Err(err) = result {
@@ -238,7 +242,9 @@ async fn run_step(
                     .map_err(|e| step_failed(runner, migration, index, total, &e, false, None))?;
                 return Ok(());
             }
-            Some(false) => drop_invalid(runner, built).await,
+            Some(false) => {
+                let _ = drop_invalid(runner, built).await;
+            }
             _ => {}
         }
     }
@@ -326,7 +332,7 @@ async fn run_step(
         };
         let lock = err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE);
         if !lock || cancelled || attempt > runner.limits.lock_retries {
-            return Err(step_failed(
+            let failed = step_failed(
                 runner,
                 migration,
                 index,
@@ -334,10 +340,25 @@ async fn run_step(
                 &err,
                 cancelled,
                 lock.then_some(attempt),
-            ));
+            );
+            // A failed concurrent build leaves an INVALID index that is
+            // still maintained (a unique one refuses duplicates): dropped
+            // now, as the plain statement would have left nothing.
+            let Some(built) = &step.index else {
+                return Err(failed);
+            };
+            return Err(match drop_invalid(runner, built).await {
+                None => with_note(failed, "The INVALID index the build left was dropped"),
+                Some(drop) => with_note(
+                    failed,
+                    &format!(
+                        "The INVALID index the build left could not be dropped and is still maintained (a unique one refuses duplicates): run `{drop}`, or apply again"
+                    ),
+                ),
+            });
         }
         if let Some(built) = &step.index {
-            drop_invalid(runner, built).await;
+            let _ = drop_invalid(runner, built).await;
         }
         let delay = backoff(runner.limits.lock_retry_delay, attempt);
         runner.events.emit(&Event::MigrationRetried {
@@ -428,17 +449,59 @@ async fn index_state(db: &Db, built: &BuiltIndex) -> Option<bool> {
         .map(|row| row.get(0))
 }
 
-/// Drops the index when it is INVALID (left by a build cut short).
-async fn drop_invalid(runner: &Runner<'_>, built: &BuiltIndex) {
+/// Drops the index when it is INVALID (left by a build cut short). Returns
+/// the statement to run by hand when it is still there.
+async fn drop_invalid(runner: &Runner<'_>, built: &BuiltIndex) -> Option<String> {
     if index_state(runner.db, built).await == Some(false) {
         let drop = format!("DROP INDEX CONCURRENTLY IF EXISTS {}", built.qualified());
         if let Err(err) = runner.db.client.batch_execute(&drop).await {
             tracing::warn!(
-                "could not drop the invalid index {}: {err}",
-                built.qualified()
+                "could not drop the invalid index {}: {}",
+                built.qualified(),
+                error_chain(&err)
             );
+            return Some(drop);
         }
     }
+    None
+}
+
+/// What a failed step's error adds to its hint.
+fn with_note(err: Error, note: &str) -> Error {
+    match err {
+        Error::Migration {
+            reason,
+            message,
+            hint,
+            source,
+        } => Error::Migration {
+            reason,
+            message,
+            hint: Some(match hint {
+                Some(hint) => format!("{hint}. {note}"),
+                None => note.to_string(),
+            }),
+            source,
+        },
+        other => other,
+    }
+}
+
+/// What the committed steps before `index` left in the database that acts
+/// on the application's writes already (a NOT VALID constraint checks new
+/// rows; a unique index refuses duplicates), for the error of a later step.
+fn leftovers(steps: &[PlannedStep]) -> Option<String> {
+    let acting: Vec<String> = steps
+        .iter()
+        .filter(|p| p.step.sql.contains("NOT VALID") || p.step.index.is_some())
+        .map(|p| format!("`{}`", p.step.sql.lines().next().unwrap_or("").trim()))
+        .collect();
+    (!acting.is_empty()).then(|| {
+        format!(
+            "Still in the database from the committed steps, and already acting on new writes (a NOT VALID constraint checks every new row, an index is maintained): {}; apply again once the cause is fixed, or undo them by hand",
+            acting.join(", ")
+        )
+    })
 }
 
 /// The error of a step that failed, saying what is committed and that the
@@ -506,7 +569,7 @@ fn step_failed(
         )
     } else {
         format!(
-            "{committed}; the step that stopped was rolled back (an INVALID index it left is dropped on the next run). The migration stays pending: the next `migsafe apply` resumes at step {}{}",
+            "{committed}; the step that stopped was rolled back. The migration stays pending: the next `migsafe apply` resumes at step {}{}",
             index + 1,
             if code == Code::MigrationFailed {
                 " once the cause is fixed"
