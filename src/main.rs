@@ -14,9 +14,22 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
-            let code = if error.use_stderr() { 5 } else { 0 };
-            let _ = error.print();
-            std::process::exit(code);
+            if !error.use_stderr() {
+                let _ = error.print();
+                std::process::exit(0);
+            }
+            // clap quotes the argument it could not place, which may be a
+            // database URL given without its flag: no password in the message.
+            for arg in std::env::args().skip(1) {
+                let value = arg.split_once('=').filter(|(k, _)| k.starts_with("--")).map_or(arg.as_str(), |(_, v)| v);
+                if let Ok(settings) = migsafe::ConnectionSettings::parse(value)
+                    && let Some(password) = settings.config().get_password()
+                {
+                    migsafe::db::register_secret(&String::from_utf8_lossy(password));
+                }
+            }
+            eprint!("{}", migsafe::db::scrub(&error.render().to_string()));
+            std::process::exit(5);
         }
     };
     let level = match cli.global.verbose {

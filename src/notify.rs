@@ -92,7 +92,7 @@ impl Notifier {
                 planned: Mutex::new(HashMap::new()),
                 warnings,
                 missing: Some(format!(
-                    "[notify] webhook_url_env names {env_name}, which is not set: no notice sent"
+                    "[notify] webhook_url_env names {env_name}, which is not set or empty: no notice sent"
                 )),
                 warned_missing: Mutex::new(false),
             },
@@ -158,7 +158,8 @@ impl Notifier {
         }
     }
 
-    fn send(&self, notice: Notice) {
+    fn send(&self, mut notice: Notice) {
+        notice.text = slack_escaped(&notice.text);
         if let Some(message) = &self.missing {
             let mut warned = self
                 .warned_missing
@@ -321,6 +322,13 @@ impl EventSink for Notifier {
     }
 }
 
+/// `text` as Slack reads it literally: `&`, `<` and `>` are its markup
+/// (`<!channel>` mentions everyone, `<url|label>` disguises a link), and a
+/// migration name or a server message may hold them.
+fn slack_escaped(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 /// The error of one post, for people: the URL left out (ureq's messages
 /// may name it), its host kept when there is one.
 fn describe(err: &ureq::Error) -> String {
@@ -343,5 +351,16 @@ fn register_url(url: &str) {
         && !path.is_empty()
     {
         crate::db::register_secret(&format!("/{path}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slack_markup_in_a_name_is_sent_as_text() {
+        assert_eq!(
+            super::slack_escaped("0001 <!channel> & <http://x|click>"),
+            "0001 &lt;!channel&gt; &amp; &lt;http://x|click&gt;"
+        );
     }
 }
