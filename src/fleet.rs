@@ -87,16 +87,7 @@ pub fn parse_databases(text: &str, shown: &str) -> Result<Vec<FleetDatabase>> {
                 ),
             ));
         }
-        let dir = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let dir = directory_of(&name);
         out.push(FleetDatabase {
             name,
             dir,
@@ -617,5 +608,45 @@ mod tests {
         let err = parse_databases(text, "fleet.txt").unwrap_err();
         assert!(err.to_string().contains("fleet.txt:2"), "{err}");
         assert!(parse_databases("# nothing\n", "f").is_err());
+    }
+}
+
+/// The directory of a database's logs and backups: `host_port_dbname`, and
+/// when the host or database name holds other characters than letters,
+/// digits, `_`, `.` and `-` (which become `_`), a short hash of the whole
+/// name, so that `t?x` and `t_x` never share one (nor their
+/// `latest-backup.txt`).
+fn directory_of(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    let (server, db) = name.split_once('/').unwrap_or((name, ""));
+    let host = server.rsplit_once(':').map_or(server, |(h, _)| h);
+    let dir: String = name
+        .chars()
+        .map(|c| if plain(c) { c } else { '_' })
+        .collect();
+    if host.chars().all(plain) && db.chars().all(plain) {
+        dir
+    } else {
+        format!(
+            "{dir}-{}",
+            &hex::encode(Sha256::digest(name.as_bytes()))[..8]
+        )
+    }
+}
+
+#[cfg(test)]
+mod directory_tests {
+    #[test]
+    fn names_that_look_alike_get_directories_of_their_own() {
+        assert_eq!(
+            super::directory_of("127.0.0.1:5432/tenant_01"),
+            "127.0.0.1_5432_tenant_01"
+        );
+        let a = super::directory_of("127.0.0.1:5432/t?x");
+        let b = super::directory_of("127.0.0.1:5432/t_x");
+        assert_ne!(a, b);
+        assert!(a.starts_with("127.0.0.1_5432_t_x-"), "{a}");
+        assert_eq!(b, "127.0.0.1_5432_t_x");
     }
 }

@@ -21,7 +21,10 @@ fn main() {
             // clap quotes the argument it could not place, which may be a
             // database URL given without its flag: no password in the message.
             for arg in std::env::args().skip(1) {
-                let value = arg.split_once('=').filter(|(k, _)| k.starts_with("--")).map_or(arg.as_str(), |(_, v)| v);
+                let value = arg
+                    .split_once('=')
+                    .filter(|(k, _)| k.starts_with("--"))
+                    .map_or(arg.as_str(), |(_, v)| v);
                 if let Ok(settings) = migsafe::ConnectionSettings::parse(value)
                     && let Some(password) = settings.config().get_password()
                 {

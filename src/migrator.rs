@@ -1287,10 +1287,18 @@ impl Run {
                 _ => unfinished,
             };
             for namespace in failed {
+                // What committed before the failure (a no-transaction or
+                // online migration cut short is not among them).
+                let landed: Vec<String> = report
+                    .timeline
+                    .iter()
+                    .filter(|e| &e.namespace == namespace && e.outcome == "done")
+                    .map(|e| e.version.clone())
+                    .collect();
                 env.events.emit(&crate::events::Event::RunFinished {
                     command: command.to_string(),
                     namespace: namespace.clone(),
-                    versions: Vec::new(),
+                    versions: landed,
                     succeeded: false,
                     reason: Some(reason.clone()),
                     message: Some(err.to_string()),

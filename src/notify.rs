@@ -302,12 +302,21 @@ impl EventSink for Notifier {
                     let mut notice = self.notice("failure", command, namespace, &planned);
                     notice.reason = reason.clone();
                     notice.text = format!(
-                        "migsafe: {namespace}: {command} FAILED on {}{}{}",
+                        "migsafe: {namespace}: {command} FAILED on {}{}{}{}",
                         notice.database,
                         reason
                             .as_deref()
                             .map(|r| format!(" ({r})"))
                             .unwrap_or_default(),
+                        if versions.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                " after {} committed ({})",
+                                versions.len(),
+                                versions.join(", ")
+                            )
+                        },
                         message
                             .as_deref()
                             .map(|m| format!(": {}", crate::run_report::summary(m)))
@@ -326,7 +335,9 @@ impl EventSink for Notifier {
 /// (`<!channel>` mentions everyone, `<url|label>` disguises a link), and a
 /// migration name or a server message may hold them.
 fn slack_escaped(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The error of one post, for people: the URL left out (ureq's messages

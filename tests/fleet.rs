@@ -234,6 +234,16 @@ fn max_failures_lets_the_others_run_and_json_is_one_document() {
     for i in [0, 1, 3, 5] {
         assert_eq!(fleet_.dbs[i].history("default").len(), 2);
     }
+    // Every database tried, two failed: the summary says FLEET_FAILED.
+    let output = migsafe_command()
+        .current_dir(project.path())
+        .args(["fleet", "apply", "--max-failures", "2", "--skip-backup"])
+        .args(["--databases", &fleet_.file])
+        .output()
+        .unwrap();
+    let text = common::text(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("FLEET_FAILED"), "{text}");
 }
 
 #[test]

@@ -134,8 +134,15 @@ fn no_command_prints_a_password_from_a_mistyped_url() {
 fn a_stray_database_url_in_the_arguments_is_shown_without_its_password() {
     for args in [
         vec!["apply", "postgres://app:Hunter2Stray@127.0.0.1:1/app"],
-        vec!["apply", "--databse-url", "postgres://app:Hunter2Stray@127.0.0.1:1/app"],
-        vec!["apply", "--databse-url=postgres://app:Hunter2Stray@127.0.0.1:1/app"],
+        vec![
+            "apply",
+            "--databse-url",
+            "postgres://app:Hunter2Stray@127.0.0.1:1/app",
+        ],
+        vec![
+            "apply",
+            "--databse-url=postgres://app:Hunter2Stray@127.0.0.1:1/app",
+        ],
     ] {
         let output = common::migsafe_command().args(&args).output().unwrap();
         let text = common::text(&output);

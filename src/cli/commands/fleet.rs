@@ -215,6 +215,12 @@ fn summary(command: &str, report: &FleetReport, options: Option<&FleetOptions>) 
             options.max_failures,
             options.canary
         ));
+    } else if let (Some(err), Some(_)) = (report.error(), options) {
+        out(&format!(
+            "{}: every database was tried; {} failed (each below with its own reason code)",
+            paint(RED, err.reason().to_string()),
+            report.failed
+        ));
     }
     for failed in report
         .databases
