@@ -151,6 +151,14 @@ fn expect_standbys_more_than_connected_fails_preflight() {
     let out = project.run(&db, &["apply", "--skip-backup"], 1);
     assert!(out.contains("REPLICA_MISSING"), "{out}");
     assert!(!db.exists("a"));
+    // Not only at preflight: before each migration too (a standby that
+    // disconnects mid-run), also when preflight is forced past.
+    let out = project.run(&db, &["apply", "--skip-backup", "--force"], 1);
+    assert!(
+        out.contains("REPLICA_MISSING") && out.contains("the next migration did not start"),
+        "{out}"
+    );
+    assert!(!db.exists("a"));
     let ok = self::project("60s", "expect_standbys = 1\n");
     ok.run(&db, &["preflight"], 0);
 }

@@ -66,6 +66,10 @@ pub struct Limits {
     pub max_lag_bytes: i64,
     /// `lock_wait`: how long to wait for them before refusing.
     pub wait: Duration,
+    /// `expect_standbys`: fewer streaming is a refusal before each
+    /// migration and batch too, not only at preflight (a standby that died
+    /// mid-run would otherwise end the wait as "nothing behind").
+    pub expect: Option<u32>,
 }
 
 impl Limits {
@@ -75,6 +79,7 @@ impl Limits {
             max_lag: config.defaults.max_replica_lag,
             max_lag_bytes: config.defaults.max_replica_lag_bytes,
             wait: config.defaults.lock_wait,
+            expect: config.defaults.expect_standbys,
         }
     }
 
@@ -209,6 +214,20 @@ pub(crate) async fn wait_within(
     loop {
         let all = standbys(db).await?;
         let seen = all.len();
+        if let Some(expected) = limits.expect
+            && seen < expected as usize
+        {
+            return Err(Error::Refused {
+                reason: ReasonCode::new(Code::ReplicaMissing),
+                message: format!(
+                    "{seen} standby(s) connected, expect_standbys = {expected}: a standby disconnected during the run; the next migration did not start"
+                ),
+                hint: Some(
+                    "bring the standby back (or lower expect_standbys if it is gone for good), then run again: what already ran is committed".into(),
+                ),
+                source: None,
+            });
+        }
         let behind: Vec<Standby> = all.into_iter().filter(|s| s.behind(&limits)).collect();
         if behind.is_empty() {
             return Ok(Waited {
@@ -288,6 +307,7 @@ mod tests {
             max_lag: Duration::from_secs(30),
             max_lag_bytes: 1000,
             wait: Duration::from_secs(1),
+            expect: None,
         };
         assert!(!standby(Some(10), None).behind(&limits));
         assert!(standby(Some(1001), None).behind(&limits));
