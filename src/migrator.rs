@@ -1205,7 +1205,9 @@ impl SourceSummary {
 /// A usage or configuration error (exit 5), or a database never reached:
 /// such a run did nothing worth a report or a notice.
 fn unreached(err: &Error) -> bool {
-    err.exit_code() == 5
+    // DATABASE_ERROR is the server answering (a catalog read that timed out
+    // behind a lock, a permission): the run reached it, people are told.
+    (err.exit_code() == 5 && err.reason().code() != Code::DatabaseError)
         || matches!(
             err.reason().code(),
             Code::DatabaseUnreachable

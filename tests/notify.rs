@@ -192,8 +192,42 @@ fn a_failing_migration_sends_a_failure_notice_with_its_reason_code() {
         failure["versions"],
         serde_json::json!(["0001", "0002", "0003"])
     );
+    assert!(
+        failure["text"]
+            .as_str()
+            .unwrap()
+            .contains("after 2 committed (0001, 0002)"),
+        "what landed before the failure is said: {failure}"
+    );
     assert!(bodies.iter().all(|b| b["event"] != "success"), "{bodies:?}");
     no_password_in(&bodies);
+}
+
+/// A run that reached the server and failed there before any migration (a
+/// catalog read behind another session's lock) is a failure people hear of.
+#[test]
+fn a_run_failing_at_the_server_before_any_migration_sends_a_failure_notice() {
+    let db = TestDb::new();
+    let project = two_tables();
+    notifying(&project);
+    project.run(&db, &["apply", "--skip-backup", "--steps", "1"], 0);
+    let (release, holder) = common::hold_lock(&db, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE");
+    let hook = Hook::answering();
+    let output = project
+        .migsafe(&db)
+        .env("TEST_WEBHOOK", &hook.url)
+        .args(["apply", "--skip-backup"])
+        .output()
+        .unwrap();
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    let text = common::text(&output);
+    assert_ne!(output.status.code(), Some(0), "{text}");
+    let bodies = hook.bodies();
+    assert!(
+        bodies.iter().any(|b| b["event"] == "failure"),
+        "no failure notice: {bodies:?}\n{text}"
+    );
 }
 
 #[test]
