@@ -468,23 +468,11 @@ async fn drop_invalid(runner: &Runner<'_>, built: &BuiltIndex) -> Option<String>
 
 /// What a failed step's error adds to its hint.
 fn with_note(err: Error, note: &str) -> Error {
-    match err {
-        Error::Migration {
-            reason,
-            message,
-            hint,
-            source,
-        } => Error::Migration {
-            reason,
-            message,
-            hint: Some(match hint {
-                Some(hint) => format!("{hint}. {note}"),
-                None => note.to_string(),
-            }),
-            source,
-        },
-        other => other,
-    }
+    let hint = match err.hint() {
+        Some(hint) => format!("{hint}. {note}"),
+        None => note.to_string(),
+    };
+    err.with_hint(hint)
 }
 
 /// What the committed steps before `index` left in the database that acts
