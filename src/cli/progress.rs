@@ -40,6 +40,10 @@ impl HumanProgress {
     /// Prints the line of a `progress` event off a terminal, at most every
     /// [`LINE_EVERY`] per task, and always its last one.
     fn progress_line(&self, task: &str, done: u64, total: Option<u64>, unit: &str) {
+        // Nothing done of an unknown whole (a backup starting) says nothing.
+        if done == 0 && total.is_none() {
+            return;
+        }
         let finished = total.is_some_and(|t| done >= t);
         let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
         let due = lines.get(task).is_none_or(|at| at.elapsed() >= LINE_EVERY);
