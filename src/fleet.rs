@@ -85,7 +85,10 @@ pub fn parse_databases(text: &str, shown: &str) -> Result<Vec<FleetDatabase>> {
                     index + 1,
                     first.line
                 ),
-            ));
+            )
+            .with_hint(format!(
+                "remove one of the two lines from {shown} (each database once); nothing ran"
+            )));
         }
         let dir = directory_of(&name);
         out.push(FleetDatabase {

@@ -234,6 +234,20 @@ fn max_failures_lets_the_others_run_and_json_is_one_document() {
     for i in [0, 1, 3, 5] {
         assert_eq!(fleet_.dbs[i].history("default").len(), 2);
     }
+    // --parallel 0 would run nothing: a usage error.
+    let output = migsafe_command()
+        .current_dir(project.path())
+        .args([
+            "fleet",
+            "status",
+            "--parallel",
+            "0",
+            "--databases",
+            &fleet_.file,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(5), "{}", common::text(&output));
     // Every database tried, two failed: the summary says FLEET_FAILED.
     let output = migsafe_command()
         .current_dir(project.path())

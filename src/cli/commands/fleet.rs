@@ -35,8 +35,8 @@ pub struct Databases {
     /// One database URL or key=value string per line; `#` starts a comment.
     #[arg(long, value_name = "FILE")]
     pub databases: PathBuf,
-    /// Databases worked on at a time.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    /// Databases worked on at a time (at least 1).
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub parallel: usize,
 }
 
