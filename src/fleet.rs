@@ -202,6 +202,24 @@ pub struct DatabaseOutcome {
     pub log_dir: Option<String>,
 }
 
+impl DatabaseOutcome {
+    /// The `fleet_database_done` event of this outcome, `done` of `total`
+    /// databases ended so far, `failed` of them failed.
+    fn done_event(&self, done: usize, total: usize, failed: usize) -> Event {
+        Event::FleetDatabaseDone {
+            database: self.database.clone(),
+            outcome: self.outcome.as_str().to_string(),
+            migrations: self.migrations.len(),
+            reason: self.reason.clone(),
+            message: self.message.clone(),
+            done,
+            total,
+            failed,
+            duration_ms: self.duration_ms,
+        }
+    }
+}
+
 /// What a fleet run did, database by database in file order.
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetReport {
@@ -447,17 +465,7 @@ impl Fleet {
                     stopped = true;
                 }
             }
-            self.events.emit(&Event::FleetDatabaseDone {
-                database: outcome.database.clone(),
-                outcome: outcome.outcome.as_str().to_string(),
-                migrations: outcome.migrations.len(),
-                reason: outcome.reason.clone(),
-                message: outcome.message.clone(),
-                done,
-                total,
-                failed,
-                duration_ms: outcome.duration_ms,
-            });
+            self.events.emit(&outcome.done_event(done, total, failed));
             results[index] = Some(outcome);
         }
         let databases: Vec<DatabaseOutcome> = results
@@ -569,17 +577,7 @@ impl Fleet {
             };
             done += 1;
             failed += usize::from(outcome.outcome == Outcome::Failed);
-            self.events.emit(&Event::FleetDatabaseDone {
-                database: outcome.database.clone(),
-                outcome: outcome.outcome.as_str().to_string(),
-                migrations: outcome.migrations.len(),
-                reason: outcome.reason.clone(),
-                message: outcome.message.clone(),
-                done,
-                total,
-                failed,
-                duration_ms: outcome.duration_ms,
-            });
+            self.events.emit(&outcome.done_event(done, total, failed));
             results[index] = Some(outcome);
         }
         Ok(FleetReport::of(

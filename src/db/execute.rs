@@ -337,7 +337,8 @@ impl Runner<'_> {
         }
     }
 
-    fn timeouts(&self, script: &Script) -> (Duration, Duration) {
+    /// The script's own `lock_timeout` and `statement_timeout`, else the run's.
+    pub(crate) fn timeouts(&self, script: &Script) -> (Duration, Duration) {
         (
             script
                 .directives

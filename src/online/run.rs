@@ -42,14 +42,7 @@ pub(crate) async fn cancellable<F: Future>(runner: &Runner<'_>, work: F) -> (F::
 
 /// `SET LOCAL` of the script's own timeouts, for a step's transaction.
 pub(crate) fn local_limits(runner: &Runner<'_>, script: &Script) -> String {
-    let lock = script
-        .directives
-        .lock_timeout
-        .unwrap_or(runner.limits.lock_timeout);
-    let statement = script
-        .directives
-        .statement_timeout
-        .unwrap_or(runner.limits.statement_timeout);
+    let (lock, statement) = runner.timeouts(script);
     format!(
         "SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
         lock.as_millis(),
@@ -60,14 +53,7 @@ pub(crate) fn local_limits(runner: &Runner<'_>, script: &Script) -> String {
 /// `SET` of the script's own timeouts for work outside a transaction, and
 /// the `SET` restoring the run's.
 fn session_limits(runner: &Runner<'_>, script: &Script) -> (String, String) {
-    let lock = script
-        .directives
-        .lock_timeout
-        .unwrap_or(runner.limits.lock_timeout);
-    let statement = script
-        .directives
-        .statement_timeout
-        .unwrap_or(runner.limits.statement_timeout);
+    let (lock, statement) = runner.timeouts(script);
     (
         format!(
             "SET lock_timeout = {}; SET statement_timeout = {}",
