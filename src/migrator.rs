@@ -853,22 +853,20 @@ impl Migrator {
             for (namespace, set) in &sources {
                 match &db {
                     Some(db) => {
-                        let rows = history.read(db, &namespace.name).await?;
-                        let state = NamespaceState::build(
-                            &namespace.name,
-                            namespace.forward_only,
-                            set,
-                            rows,
-                        );
-                        for entry in state.pending() {
-                            if let Some(migration) = &entry.migration {
-                                scripts.push(crate::lint::Script::of(&namespace.name, migration));
-                            }
+                        let state =
+                            crate::pipeline::read_state(db, &history, namespace, set).await?;
+                        let pending = state.pending().filter_map(|e| e.migration.as_ref());
+                        let repeatables = state
+                            .pending_repeatables()
+                            .filter_map(|e| e.migration.as_ref());
+                        for migration in pending.chain(repeatables) {
+                            scripts.push(crate::lint::Script::of(&namespace.name, migration));
                         }
                     }
                     None => scripts.extend(
                         set.migrations
                             .iter()
+                            .chain(&set.repeatables)
                             .map(|m| crate::lint::Script::of(&namespace.name, m)),
                     ),
                 }
@@ -887,6 +885,7 @@ impl Migrator {
                         scripts.extend(
                             set.migrations
                                 .iter()
+                                .chain(&set.repeatables)
                                 .map(|m| crate::lint::Script::of(&namespace.name, m)),
                         );
                     }

@@ -17,6 +17,7 @@
 use serde::Serialize;
 
 use crate::db::history::HistoryRow;
+use crate::db::repeatables::RepeatableRow;
 use crate::error::{Code, Error, ReasonCode, Result};
 use crate::source::{Migration, MigrationSet, Version};
 
@@ -66,6 +67,47 @@ fn version_text<S: serde::Serializer>(v: &Version, s: S) -> std::result::Result<
     s.serialize_str(v.as_str())
 }
 
+/// The state of one Flyway repeatable migration (`R__<name>.sql`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RepeatableState {
+    /// Never ran: runs after the versioned migrations.
+    Pending,
+    /// Ran, and its file changed since: runs again.
+    Changed,
+    /// Ran with this file's checksum.
+    Applied,
+    /// Ran once, and its file is gone: nothing runs (what it made stays).
+    FileMissing,
+}
+
+/// A repeatable: its file, its record, or both.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepeatableEntry {
+    /// `R__<name>`.
+    #[serde(serialize_with = "version_text")]
+    pub version: Version,
+    /// Its name.
+    pub name: String,
+    /// State.
+    pub state: RepeatableState,
+    /// The file.
+    #[serde(skip)]
+    pub migration: Option<Migration>,
+    /// Its record.
+    pub applied: Option<RepeatableRow>,
+}
+
+impl RepeatableEntry {
+    /// True when `apply` runs it (new, or changed since it last ran).
+    pub fn is_pending(&self) -> bool {
+        matches!(
+            self.state,
+            RepeatableState::Pending | RepeatableState::Changed
+        )
+    }
+}
+
 /// What `apply` may tolerate.
 #[derive(Debug, Clone, Default)]
 pub struct Tolerance {
@@ -105,6 +147,8 @@ pub struct NamespaceState {
     pub entries: Vec<Entry>,
     /// Forward-only namespace.
     pub forward_only: bool,
+    /// Flyway repeatable migrations, in the order they run.
+    pub repeatables: Vec<RepeatableEntry>,
 }
 
 impl NamespaceState {
@@ -114,6 +158,7 @@ impl NamespaceState {
         forward_only: bool,
         set: &MigrationSet,
         history: Vec<HistoryRow>,
+        repeatable_rows: Vec<RepeatableRow>,
     ) -> Self {
         let newest_applied = history.iter().map(|r| r.version.clone()).max();
         // With no file at all, nothing says this is an older release.
@@ -170,7 +215,19 @@ impl NamespaceState {
             namespace: namespace.to_string(),
             entries,
             forward_only: forward_only || set.forward_only(),
+            repeatables: repeatable_entries(set, repeatable_rows),
         }
+    }
+
+    /// Repeatables `apply` runs: new or changed ones, in their order. None
+    /// when a newer release applied versions this one has no file for: this
+    /// is the previous release starting again, and its older `R__` files
+    /// must not put back what the newer release replaced.
+    pub fn pending_repeatables(&self) -> impl Iterator<Item = &RepeatableEntry> {
+        let older_release = self.newer_applied().next().is_some();
+        self.repeatables
+            .iter()
+            .filter(move |e| !older_release && e.is_pending())
     }
 
     /// Dirty entries that `recovery = "auto"` can roll back and retry.
@@ -342,10 +399,20 @@ impl NamespaceState {
             .pending()
             .filter(|e| to.is_none_or(|t| e.version <= *t))
             .filter_map(|e| e.migration.as_ref());
-        Ok(match steps {
+        let mut chosen: Vec<&Migration> = match steps {
             Some(n) => selected.take(n).collect(),
             None => selected.collect(),
-        })
+        };
+        // Repeatables run last, once no versioned migration stays pending
+        // (Flyway: "after all pending versioned migrations"): a view written
+        // for the newest tables must not run against older ones.
+        if chosen.len() == self.pending().count() {
+            chosen.extend(
+                self.pending_repeatables()
+                    .filter_map(|e| e.migration.as_ref()),
+            );
+        }
+        Ok(chosen)
     }
 
     /// What `rollback` would undo, newest first: `steps` (default 1) applied
@@ -421,6 +488,40 @@ impl NamespaceState {
     }
 }
 
+/// Joins repeatable files and their records, in the order they run.
+fn repeatable_entries(set: &MigrationSet, rows: Vec<RepeatableRow>) -> Vec<RepeatableEntry> {
+    let mut rows: std::collections::BTreeMap<Version, RepeatableRow> =
+        rows.into_iter().map(|r| (r.version(), r)).collect();
+    let mut out: Vec<RepeatableEntry> = set
+        .repeatables
+        .iter()
+        .map(|file| {
+            let applied = rows.remove(&file.version);
+            let state = match &applied {
+                None => RepeatableState::Pending,
+                Some(row) if row.checksum != file.up.checksum => RepeatableState::Changed,
+                Some(_) => RepeatableState::Applied,
+            };
+            RepeatableEntry {
+                version: file.version.clone(),
+                name: file.name.clone(),
+                state,
+                migration: Some(file.clone()),
+                applied,
+            }
+        })
+        .collect();
+    out.extend(rows.into_iter().map(|(version, row)| RepeatableEntry {
+        version,
+        name: row.name.clone(),
+        state: RepeatableState::FileMissing,
+        migration: None,
+        applied: Some(row),
+    }));
+    out.sort_by(|a, b| a.version.cmp(&b.version));
+    out
+}
+
 fn short(checksum: &str) -> String {
     checksum.chars().take(12).collect()
 }
@@ -480,6 +581,7 @@ mod tests {
     fn set(migrations: Vec<Migration>) -> MigrationSet {
         MigrationSet {
             migrations,
+            repeatables: Vec::new(),
             ignored: vec![],
             ..MigrationSet::default()
         }
@@ -498,7 +600,7 @@ mod tests {
             row("2", "b", false),
             row("4", "d", false),
         ];
-        let state = NamespaceState::build("app", false, &files, history);
+        let state = NamespaceState::build("app", false, &files, history, vec![]);
         let states: Vec<_> = state
             .entries
             .iter()
@@ -532,7 +634,7 @@ mod tests {
             row("3", "c", false),
             row("4", "d", false),
         ];
-        let state = NamespaceState::build("app", false, &files, history.clone());
+        let state = NamespaceState::build("app", false, &files, history.clone(), vec![]);
         let states: Vec<_> = state.entries.iter().map(|e| e.state).collect();
         assert_eq!(
             states,
@@ -570,7 +672,7 @@ mod tests {
 
         // A missing version older than the newest file still refuses.
         let gap = set(vec![migration("1", "a", true), migration("3", "c", true)]);
-        let state = NamespaceState::build("app", false, &gap, history.clone());
+        let state = NamespaceState::build("app", false, &gap, history.clone(), vec![]);
         assert_eq!(state.entries[1].state, State::FileMissing);
         assert_eq!(state.entries[3].state, State::NewerApplied);
         let err = state.check_can_move(&Tolerance::default()).unwrap_err();
@@ -583,7 +685,7 @@ mod tests {
             migration("2", "b", true),
             migration("2.5", "hotfix", true),
         ]);
-        let state = NamespaceState::build("app", false, &hotfix, history.clone());
+        let state = NamespaceState::build("app", false, &hotfix, history.clone(), vec![]);
         assert_eq!(state.entries[2].state, State::OutOfOrder);
         assert_eq!(
             state
@@ -595,7 +697,7 @@ mod tests {
         );
 
         // No file at all says nothing about releases: missing, refused.
-        let state = NamespaceState::build("app", false, &set(vec![]), history);
+        let state = NamespaceState::build("app", false, &set(vec![]), history, vec![]);
         assert!(state.entries.iter().all(|e| e.state == State::FileMissing));
         assert!(state.check_can_move(&Tolerance::default()).is_err());
     }
@@ -603,7 +705,7 @@ mod tests {
     #[test]
     fn dirty_comes_first_and_refuses() {
         let files = set(vec![migration("1", "a", true), migration("2", "b", true)]);
-        let state = NamespaceState::build("app", false, &files, vec![row("1", "a", true)]);
+        let state = NamespaceState::build("app", false, &files, vec![row("1", "a", true)], vec![]);
         let err = state.check_can_move(&Tolerance::default()).unwrap_err();
         assert_eq!(err.reason().to_string(), "MIGRATION_DIRTY:app:1");
     }
@@ -615,7 +717,7 @@ mod tests {
             migration("2", "b", true),
             migration("3", "c", false),
         ]);
-        let state = NamespaceState::build("app", false, &files, vec![]);
+        let state = NamespaceState::build("app", false, &files, vec![], vec![]);
         assert_eq!(state.select_up(Some(2), None).unwrap().len(), 2);
         assert_eq!(
             state
@@ -639,6 +741,7 @@ mod tests {
                 row("2", "b", false),
                 row("3", "c", false),
             ],
+            vec![],
         );
         let err = applied.select_down(Some(1), None).unwrap_err();
         assert_eq!(err.reason().to_string(), "DOWN_SCRIPT_MISSING:app:3");
@@ -647,7 +750,8 @@ mod tests {
             .select_down(None, Some(&Version::parse("3").unwrap()))
             .unwrap();
         assert!(down.is_empty());
-        let forward_only = NamespaceState::build("app", true, &files, vec![row("1", "a", false)]);
+        let forward_only =
+            NamespaceState::build("app", true, &files, vec![row("1", "a", false)], vec![]);
         assert_eq!(
             forward_only
                 .select_down(None, None)

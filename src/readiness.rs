@@ -11,7 +11,7 @@ use crate::db::history::History;
 use crate::error::{Code, Error, ReasonCode, Result};
 use crate::events::{Event, Interrupt};
 use crate::pipeline::Env;
-use crate::plan::{NamespaceState, Tolerance};
+use crate::plan::Tolerance;
 use crate::source::MigrationSet;
 
 /// How often `wait` looks again.
@@ -39,16 +39,9 @@ async fn not_ready(
         return Ok(None);
     }
     let history = History::new(&config.history_schema);
-    let rows = history
-        .read(&db, &item.namespace.name)
+    let state = crate::pipeline::read_state(&db, &history, item.namespace, item.sources)
         .await
         .map_err(|e| e.to_string())?;
-    let state = NamespaceState::build(
-        &item.namespace.name,
-        item.namespace.forward_only,
-        item.sources,
-        rows,
-    );
     // Not `with_defaults`: a dirty migration is not ready, recoverable or not.
     let tolerance = Tolerance {
         refuse_newer_applied: !config.defaults.allow_newer_applied,
@@ -57,7 +50,7 @@ async fn not_ready(
     if let Err(err) = state.check_can_move(&tolerance) {
         return Err(format!("{}: {err}", err.reason()));
     }
-    let pending = state.pending().count();
+    let pending = state.pending().count() + state.pending_repeatables().count();
     if pending > 0 {
         return Err(format!(
             "namespace `{}` has {pending} pending migration(s)",
@@ -362,15 +355,13 @@ async fn check_one(env: &Env<'_>, item: &Waited<'_>) -> Result<Vec<Unmet>> {
     let mut unmet = Vec::new();
     {
         let db = item.settings.connect().await?;
-        let rows = History::new(history_schema)
-            .read(&db, &item.namespace.name)
-            .await?;
-        let state = NamespaceState::build(
-            &item.namespace.name,
-            item.namespace.forward_only,
+        let state = crate::pipeline::read_state(
+            &db,
+            &History::new(history_schema),
+            item.namespace,
             item.sources,
-            rows,
-        );
+        )
+        .await?;
         let ns = &item.namespace.name;
         if !strict && let Some(note) = state.newer_applied_note() {
             env.events.emit(&note);
@@ -401,6 +392,16 @@ async fn check_one(env: &Env<'_>, item: &Waited<'_>) -> Result<Vec<Unmet>> {
             unmet.push(Unmet::migsafe(
                 ReasonCode::migration(code, ns, &entry.version),
                 format!("{ns} {} {} {what}", entry.version, entry.name),
+            ));
+        }
+        for entry in state.pending_repeatables() {
+            let what = match entry.state {
+                crate::plan::RepeatableState::Changed => "changed since it last ran",
+                _ => "never ran",
+            };
+            unmet.push(Unmet::migsafe(
+                ReasonCode::migration(Code::MigrationPending, ns, &entry.version),
+                format!("{ns} repeatable {} {what}", entry.version),
             ));
         }
     }

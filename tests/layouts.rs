@@ -740,3 +740,213 @@ fn psql_syntax_in_a_script_is_named_before_anything_runs() {
     );
     assert!(db.history("default").is_empty());
 }
+
+/// Flyway's order: versioned files by version, then the repeatables by
+/// description (`_` read as a space, case-sensitive).
+const FLYWAY_ORDER: [&str; 7] = [
+    "V1__create_accounts.sql",
+    "V2__create_orders.sql",
+    "V2_1__add_order_status.sql",
+    "R__Functions.sql",
+    "R__account_summary.sql",
+    "R__report_base.sql",
+    "R__reportTotals.sql",
+];
+
+#[test]
+fn flyway_repeatables_run_after_the_versions_in_description_order() {
+    round_trip(&Case {
+        tool: "flyway",
+        layout: "flyway",
+        reference: FLYWAY_ORDER.iter().map(|f| read("flyway", f)).collect(),
+        migrations: 3,
+        reversible: false,
+        ignored: &[("README.md", "does not start with a version")],
+        never: &[],
+    });
+}
+
+fn has_column(db: &TestDb, table: &str, column: &str) -> bool {
+    db.scalar(&format!(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = '{table}' AND column_name = '{column}'"
+    ))
+    .as_deref()
+        == Some("1")
+}
+
+/// (name, checksum, runs) of the recorded repeatables.
+fn repeatable_rows(db: &TestDb) -> Vec<(String, String, String)> {
+    db.query("SELECT name, checksum, runs::text FROM migsafe.repeatable_migrations ORDER BY name")
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].clone().unwrap(),
+                r[1].clone().unwrap(),
+                r[2].clone().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_changed_repeatable_runs_again_alone_and_a_failing_one_changes_nothing() {
+    let project = Project::new(&[]);
+    copy_fixture(&project, "flyway");
+    let db = TestDb::new();
+    let out = project.run(&db, &["status"], 0);
+    assert!(out.contains("4 repeatable (4 to run)"), "{out}");
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    let first = repeatable_rows(&db);
+    assert_eq!(first.len(), 4, "{first:?}");
+    assert!(first.iter().all(|(_, _, runs)| runs == "1"), "{first:?}");
+    let out = project.run(&db, &["status"], 0);
+    assert!(out.contains("4 repeatable (0 to run)"), "{out}");
+
+    // Edit one view: only it runs again, and its record says so.
+    let view = project.path().join("migrations/R__account_summary.sql");
+    let text = std::fs::read_to_string(&view).unwrap();
+    std::fs::write(
+        &view,
+        // CREATE OR REPLACE VIEW can only add columns at the end.
+        text.replace(
+            "coalesce(sum(o.total), 0) AS spent",
+            "coalesce(sum(o.total), 0) AS spent,\n       a.created_at",
+        )
+        .replace(
+            "GROUP BY a.id, a.email",
+            "GROUP BY a.id, a.email, a.created_at",
+        ),
+    )
+    .unwrap();
+    let out = project.run(&db, &["status"], 0);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("changed") && l.contains("R__account_summary")),
+        "{out}"
+    );
+    let out = project.run(&db, &["plan"], 0);
+    assert!(out.contains("R__account_summary"), "{out}");
+    assert!(!out.contains("R__report_base"), "{out}");
+    let out = project.run(&db, &["apply", "--skip-backup"], 0);
+    assert!(out.contains("R__account_summary"), "{out}");
+    assert!(
+        !out.contains("R__report_base"),
+        "only the changed one runs: {out}"
+    );
+    assert!(has_column(&db, "account_summary", "created_at"));
+    let second = repeatable_rows(&db);
+    let runs: Vec<&str> = second.iter().map(|(_, _, r)| r.as_str()).collect();
+    // Ordered by name: Functions, account_summary, reportTotals, report_base.
+    assert_eq!(runs, ["1", "2", "1", "1"], "{second:?}");
+
+    // A new versioned migration and an edited repeatable: the version first.
+    std::fs::write(
+        project.path().join("migrations/V3__order_notes.sql"),
+        "ALTER TABLE orders ADD COLUMN notes text;\n",
+    )
+    .unwrap();
+    let base = project.path().join("migrations/R__report_base.sql");
+    std::fs::write(
+        &base,
+        "CREATE OR REPLACE VIEW report_base AS\nSELECT o.id, o.account_id, o.total, o.status, o.notes FROM orders o;\n",
+    )
+    .unwrap();
+    let out = project.run(&db, &["apply", "--skip-backup", "--format", "json"], 0);
+    let v3 = out.find("\"3\"").expect(&out);
+    let base_at = out.find("R__report_base").expect(&out);
+    assert!(v3 < base_at, "V3 runs before the repeatable: {out}");
+
+    // --steps that leaves a version pending runs no repeatable.
+    std::fs::write(
+        project.path().join("migrations/V4__a.sql"),
+        "CREATE TABLE a (id int);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("migrations/V5__b.sql"),
+        "CREATE TABLE b (id int);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &base,
+        "CREATE OR REPLACE VIEW report_base AS\nSELECT o.id, o.account_id, o.total, o.status, o.notes, 1 AS one FROM orders o;\n",
+    )
+    .unwrap();
+    let out = project.run(&db, &["apply", "--skip-backup", "--steps", "1"], 0);
+    assert!(!out.contains("R__report_base"), "{out}");
+    assert!(!has_column(&db, "report_base", "one"));
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    assert!(has_column(&db, "report_base", "one"));
+
+    // A repeatable that fails rolls back whole: view and record unchanged,
+    // and it is still to run.
+    let before = repeatable_rows(&db);
+    std::fs::write(
+        &view,
+        "CREATE OR REPLACE VIEW account_summary AS SELECT 1 AS id;\nSELECT no_such_column FROM accounts;\n",
+    )
+    .unwrap();
+    let out = project.run(&db, &["apply", "--skip-backup"], 2);
+    assert!(
+        out.contains("MIGRATION_FAILED:default:R__account_summary"),
+        "{out}"
+    );
+    assert_eq!(repeatable_rows(&db), before);
+    assert!(has_column(&db, "account_summary", "created_at"));
+    let out = project.run(&db, &["status"], 0);
+    assert!(out.contains("(1 to run)"), "{out}");
+}
+
+#[test]
+fn a_repeatable_that_cannot_run_twice_fails_verify_and_no_transaction_is_refused() {
+    let project = Project::new(&[]);
+    copy_fixture(&project, "flyway");
+    // `CREATE VIEW` without `OR REPLACE`: fine the first time, and fails at
+    // the next edit, in production.
+    std::fs::write(
+        project.path().join("migrations/R__report_base.sql"),
+        "CREATE VIEW report_base AS\nSELECT o.id, o.account_id, o.total, o.status FROM orders o;\n",
+    )
+    .unwrap();
+    let db = TestDb::new();
+    // A script that fails in verify exits 2, as it would in apply.
+    let out = project.run(&db, &["verify", "--format", "json"], 2);
+    assert!(out.contains("\"rerun\""), "{out}");
+    assert!(out.contains("already exists"), "{out}");
+    assert!(out.contains("R__report_base"), "{out}");
+
+    // A repeatable that needs to run outside a transaction is refused
+    // before anything runs.
+    std::fs::write(
+        project.path().join("migrations/R__report_base.sql"),
+        "CREATE OR REPLACE VIEW report_base AS SELECT o.id FROM orders o;\nCREATE INDEX CONCURRENTLY orders_total ON orders (total);\n",
+    )
+    .unwrap();
+    let out = project.run(&db, &["apply", "--skip-backup"], 5);
+    assert!(
+        out.contains("MIGRATION_TRANSACTION_CONTROL:default:R__report_base"),
+        "{out}"
+    );
+    assert!(!db.exists("accounts"), "nothing ran");
+}
+
+#[test]
+fn apply_sql_writes_repeatables_that_psql_runs_and_migsafe_then_sees() {
+    let project = Project::new(&[]);
+    copy_fixture(&project, "flyway");
+    let (db, reference) = (TestDb::new(), TestDb::new());
+    psql_runs(
+        &reference,
+        &FLYWAY_ORDER
+            .iter()
+            .map(|f| read("flyway", f))
+            .collect::<Vec<_>>(),
+    );
+    let script = project.run(&db, &["apply", "--sql"], 0);
+    assert!(script.contains("repeatable_migrations"), "{script}");
+    psql_runs(&db, &[script]);
+    assert_eq!(schema_checksum(&db), schema_checksum(&reference));
+    assert_eq!(repeatable_rows(&db).len(), 4);
+    let out = project.run(&db, &["apply"], 0);
+    assert!(out.contains("up to date"), "{out}");
+}

@@ -10,7 +10,9 @@
 //! marker) is skipped, `BASELINE` counts every version up to it as applied,
 //! `UNDO_*` and `DELETE` (Flyway 9+ `repair`) take a version back out,
 //! everything else with a version is a versioned migration whose checksum
-//! is compared. A row without a version is a repeatable (`R__`) migration.
+//! is compared. A row without a version is a run of a repeatable (`R__`)
+//! migration: its last run counts, and a checksum that differs from the
+//! file is not a refusal — Flyway would run it again, and so will `apply`.
 //!
 //! The checksum is Flyway's `ChecksumCalculator`: one CRC32 over the UTF-8
 //! bytes of every line as `BufferedReader.readLine` returns them (without
@@ -58,17 +60,36 @@ pub(crate) async fn read(db: &Db) -> Result<Record> {
             continue;
         }
         let Some(text) = version else {
+            // A repeatable: a row per run, the last one counts. `DELETE`
+            // (Flyway 9+ `repair` of a removed file) takes it back out.
             let key = format!("repeatable {script}");
+            if kind == "DELETE" {
+                applied.remove(&key);
+                continue;
+            }
+            let file = script.rsplit(['/', '\\']).next().unwrap_or(&script);
+            let name = file
+                .strip_prefix("R__")
+                .and_then(|rest| rest.strip_suffix(".sql"))
+                .filter(|_| kind == "SQL");
             order.push(key.clone());
             applied.insert(
                 key.clone(),
                 Row {
-                    key: Key::Unsupported(script.clone()),
+                    key: match name {
+                        Some(name) => Key::Repeatable(name.to_string()),
+                        // A Java or script-config repeatable has no SQL file.
+                        None => Key::Unsupported(script.clone()),
+                    },
                     label: format!("the repeatable migration {script}"),
                     applied_at: Some(installed_on),
                     execution_ms: i64::from(execution_time),
-                    status: Status::Applied,
-                    checksum: Expected::None,
+                    status: if success {
+                        Status::Applied
+                    } else {
+                        Status::Failed
+                    },
+                    checksum: checksum.map_or(Expected::None, Expected::FlywayCrc32),
                 },
             );
             continue;

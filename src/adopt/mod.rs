@@ -47,6 +47,7 @@ use serde::Serialize;
 
 use crate::db::Db;
 use crate::db::history::{AdoptRow, AuditEntry, History, database_error, operator};
+use crate::db::repeatables::Repeatables;
 use crate::error::{Code, Error, ReasonCode, Result};
 use crate::pipeline::{Env, Target, lock_namespace, unlock_namespace};
 use crate::source::{Migration, Version};
@@ -254,9 +255,11 @@ pub enum Key {
         /// The file's name.
         file: String,
     },
-    /// A row migsafe cannot take over (a Flyway repeatable or Java
-    /// migration): refused, named by this.
+    /// A row migsafe cannot take over (a Flyway Java migration): refused,
+    /// named by this.
     Unsupported(String),
+    /// The last run of a Flyway repeatable migration `R__<name>.sql`.
+    Repeatable(String),
     /// Every version up to this one (golang-migrate's current version,
     /// Flyway's baseline). `file_required`: the version itself must have a
     /// file (golang-migrate); a Flyway baseline usually has none.
@@ -276,6 +279,7 @@ impl Key {
             Key::FileName(Some(v), _) | Key::Folder(Some(v), _) => v.to_string(),
             Key::FileName(None, file) | Key::Folder(None, file) => file.clone(),
             Key::Unsupported(what) => what.clone(),
+            Key::Repeatable(name) => Version::repeatable(name).to_string(),
             Key::Named { name, .. } | Key::Occurrence { name, .. } => name.clone(),
         }
     }
@@ -376,6 +380,13 @@ pub struct Adopted {
     pub original_time: bool,
     /// How long it ran, when the other tool kept that.
     pub execution_ms: i64,
+    /// A repeatable whose file changed since the other tool last ran it:
+    /// `apply` runs it again, as that tool would have.
+    pub runs_again: bool,
+    /// A repeatable's checksum to record (its file's, or a stand-in for the
+    /// changed file's that the next `apply` runs again).
+    #[serde(skip)]
+    repeatable_checksum: Option<String>,
 }
 
 /// What `adopt` did for one namespace.
@@ -606,6 +617,8 @@ fn match_rows<'a>(
                     },
                 );
             }
+            // Taken by `match_repeatables`.
+            Key::Repeatable(_) => {}
             Key::Unsupported(_) => {
                 return Err(mismatch(
                     namespace,
@@ -716,6 +729,80 @@ fn match_rows<'a>(
     Ok(chosen)
 }
 
+/// A repeatable chosen for recording: its file, what the tool said of its
+/// last run, and the checksum to record.
+struct ChosenRepeatable<'a> {
+    migration: &'a Migration,
+    applied_at: Option<DateTime<Utc>>,
+    execution_ms: i64,
+    /// The file's checksum when the tool last ran this very file, else a
+    /// value no file has, so that `apply` runs the changed file again.
+    checksum: String,
+}
+
+/// Matches the tool's repeatable rows to the namespace's `R__` files. A
+/// changed file is not refused (the tool would run it again); a failed last
+/// run or a row without a file is.
+fn match_repeatables<'a>(
+    namespace: &str,
+    tool: Tool,
+    repeatables: &'a [Migration],
+    rows: &[&Row],
+) -> Result<Vec<ChosenRepeatable<'a>>> {
+    let mut out = Vec::new();
+    for row in rows {
+        let Key::Repeatable(name) = &row.key else {
+            continue;
+        };
+        let version = Version::repeatable(name);
+        if row.status != Status::Applied {
+            return Err(mismatch(
+                namespace,
+                &version,
+                format!(
+                    "{tool} recorded the last run of {} as failed in {}",
+                    row.label,
+                    tool.table()
+                ),
+                &format!(
+                    "run it again with {tool} (or `{tool} repair` to remove the failed row), then adopt again"
+                ),
+            ));
+        }
+        let Some(migration) = repeatables.iter().find(|m| m.version == version) else {
+            return Err(mismatch(
+                namespace,
+                &version,
+                format!(
+                    "{tool} ran {} ({}), but namespace `{namespace}` has no file {version}.sql",
+                    row.label,
+                    tool.table()
+                ),
+                &format!(
+                    "restore the file from version control, or, if it was removed on purpose, record that with `{tool} repair` (Flyway 9+ marks it deleted)"
+                ),
+            ));
+        };
+        let path = &migration.up.path;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read", &e))?;
+        let unchanged = row.checksum == Expected::None || row.checksum.differs(&bytes).is_none();
+        out.push(ChosenRepeatable {
+            migration,
+            applied_at: row.applied_at,
+            execution_ms: row.execution_ms,
+            checksum: if unchanged {
+                migration.up.checksum.clone()
+            } else {
+                match &row.checksum {
+                    Expected::FlywayCrc32(crc) => format!("{tool}-crc32:{crc}"),
+                    other => format!("{tool}:{other:?}"),
+                }
+            },
+        });
+    }
+    Ok(out)
+}
+
 /// Refuses when the tool's checksum differs from the file's.
 fn check(namespace: &str, tool: Tool, row: &Row, migration: &Migration) -> Result<()> {
     if row.checksum == Expected::None {
@@ -782,7 +869,23 @@ async fn plan(
     let record = tool.read(db, &target.namespace.dir).await?;
     let migrations = &target.sources.migrations;
     let chosen = match_rows(namespace, tool, migrations, &record)?;
+    let repeatable_rows: Vec<&Row> = record
+        .rows
+        .iter()
+        .filter(|r| matches!(r.key, Key::Repeatable(_)))
+        .collect();
+    let repeatables = match_repeatables(
+        namespace,
+        tool,
+        &target.sources.repeatables,
+        &repeatable_rows,
+    )?;
     let existing = history.read(db, namespace).await?;
+    let existing_repeatables = if target.sources.repeatables.is_empty() {
+        Vec::new()
+    } else {
+        Repeatables::of(history).read(db, namespace).await?
+    };
     let now: DateTime<Utc> = db
         .client
         .query_one(NOW, &[])
@@ -802,15 +905,46 @@ async fn plan(
             applied_at: chosen.applied_at.unwrap_or(now),
             original_time: chosen.applied_at.is_some(),
             execution_ms: chosen.execution_ms,
+            runs_again: false,
+            repeatable_checksum: None,
         });
     }
-    let pending = migrations
+    for chosen in &repeatables {
+        let version = &chosen.migration.version;
+        if existing_repeatables.iter().any(|r| &r.version() == version) {
+            already.push(version.to_string());
+            continue;
+        }
+        recorded.push(Adopted {
+            version: version.to_string(),
+            name: chosen.migration.name.clone(),
+            applied_at: chosen.applied_at.unwrap_or(now),
+            original_time: chosen.applied_at.is_some(),
+            execution_ms: chosen.execution_ms,
+            runs_again: chosen.checksum != chosen.migration.up.checksum,
+            repeatable_checksum: Some(chosen.checksum.clone()),
+        });
+    }
+    let mut pending: Vec<String> = migrations
         .iter()
         .filter(|m| {
             !chosen.contains_key(&m.version) && !existing.iter().any(|r| r.version == m.version)
         })
         .map(|m| m.version.to_string())
         .collect();
+    pending.extend(
+        target
+            .sources
+            .repeatables
+            .iter()
+            .filter(|m| {
+                !repeatables.iter().any(|c| c.migration.version == m.version)
+                    && !existing_repeatables
+                        .iter()
+                        .any(|r| r.version() == m.version)
+            })
+            .map(|m| m.version.to_string()),
+    );
     let adoption = Adoption {
         namespace: namespace.to_string(),
         tool,
@@ -841,8 +975,48 @@ async fn record(
         .batch_execute("BEGIN")
         .await
         .map_err(|e| database_error(db, "start the adoption's transaction", &e))?;
+    let repeatables = Repeatables::of(history);
+    if recorded.iter().any(|a| a.repeatable_checksum.is_some()) {
+        repeatables.ensure(db).await?;
+    }
     let written = async {
         for adopted in &recorded {
+            if let Some(checksum) = &adopted.repeatable_checksum {
+                repeatables
+                    .insert_adopted(
+                        db,
+                        namespace,
+                        &adopted.name,
+                        checksum,
+                        adopted.applied_at,
+                        adopted.execution_ms,
+                        &by,
+                    )
+                    .await?;
+                history
+                    .audit(
+                        db,
+                        &AuditEntry {
+                            namespace,
+                            version: &adopted.version,
+                            action: "adopt",
+                            reason: "taken over from another tool's history without running",
+                            detail: Some(format!(
+                                "repeatable, from {} ({}){}",
+                                adoption.tool,
+                                adoption.table,
+                                if adopted.runs_again {
+                                    "; the file changed since its last run: apply runs it again"
+                                } else {
+                                    ""
+                                }
+                            )),
+                            performed_by: &by,
+                        },
+                    )
+                    .await?;
+                continue;
+            }
             let Some(migration) = Version::parse(&adopted.version)
                 .ok()
                 .and_then(|v| target.sources.get(&v))

@@ -193,6 +193,30 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
     {
         verify_sql(namespace, migration, verify)?;
     }
+    if migration.version.is_repeatable() && script.directives.backfill.is_some() {
+        return Err(refuse(
+            Code::BackfillRefused,
+            format!(
+                "{}: `-- migsafe:backfill` in a repeatable migration: it would run again, whole, at every change of the file",
+                script.path.display()
+            ),
+            "nothing ran. Move the backfill to a versioned migration (V<version>__<name>.sql)",
+        ));
+    }
+    if migration.version.is_repeatable() && script.no_transaction() {
+        return Err(refuse(
+            Code::MigrationTransactionControl,
+            format!(
+                "{}: a repeatable migration runs in one transaction with its record, so that a failure leaves it to run again as a whole; this one must run outside a transaction ({})",
+                script.path.display(),
+                script
+                    .directives
+                    .inferred
+                    .unwrap_or("`-- migsafe:no-transaction`")
+            ),
+            "nothing ran. Put that statement in a versioned migration (V<version>__<name>.sql) and keep the repeatable to what a transaction can hold (views, functions, grants)",
+        ));
+    }
     if script.no_transaction() {
         if let Some(line) = statements::unterminated_block(&script.sql) {
             return Err(refuse(
@@ -320,6 +344,21 @@ impl Runner<'_> {
     ) -> Result<u64, tokio_postgres::Error> {
         let client = &self.db.client;
         match direction {
+            // A repeatable's record is one row per name, rewritten by each run.
+            Direction::Up if migration.version.is_repeatable() => {
+                let table = super::repeatables::Repeatables::of(self.history);
+                let params: [&(dyn ToSql + Sync); 5] = [
+                    &self.namespace,
+                    &migration.name,
+                    &script.checksum,
+                    &self.applied_by,
+                    &env!("CARGO_PKG_VERSION"),
+                ];
+                let statement = client
+                    .prepare_typed(&table.upsert_sql(), super::repeatables::UPSERT_TYPES)
+                    .await?;
+                client.execute(&statement, &params).await
+            }
             Direction::Up => {
                 let down_checksum = migration.down.as_ref().map(|d| d.checksum.as_str());
                 let params: [&(dyn ToSql + Sync); 7] = [
@@ -1094,10 +1133,29 @@ impl Runner<'_> {
         let ask = async {
             let mut delay = Duration::from_millis(200);
             loop {
-                if let Ok(db) = self.settings.connect().await
-                    && let Ok(rows) = self.history.read(&db, self.namespace).await
-                {
-                    return rows.into_iter().find(|r| r.version.as_str() == recorded);
+                let Ok(db) = self.settings.connect().await else {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                    continue;
+                };
+                // Whether its record is there, and dirty. A repeatable's
+                // record holds the checksum of its last run: this one
+                // committed when it holds this file's.
+                if migration.version.is_repeatable() {
+                    let table = super::repeatables::Repeatables::of(self.history);
+                    if let Ok(rows) = table.read(&db, self.namespace).await {
+                        return rows
+                            .iter()
+                            .any(|r| {
+                                r.name == migration.name && r.checksum == migration.up.checksum
+                            })
+                            .then_some(false);
+                    }
+                } else if let Ok(rows) = self.history.read(&db, self.namespace).await {
+                    return rows
+                        .into_iter()
+                        .find(|r| r.version.as_str() == recorded)
+                        .map(|r| r.dirty);
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -1112,7 +1170,7 @@ impl Runner<'_> {
                 Code::MigrationOutcomeUnknown,
                 "the server could not be asked what happened; run `migsafe status` when it is back".to_string(),
             ),
-            (Some(Some(row)), _, _) if row.dirty => (
+            (Some(Some(true)), _, _) => (
                 Code::MigrationDirty,
                 "the migration is DIRTY: part of it may have run; check by hand, then use `migsafe repair`".to_string(),
             ),

@@ -541,7 +541,7 @@ impl History {
 
 /// The history tables (or their schema) do not exist yet: reading commands
 /// create nothing, so "nothing recorded" is their answer.
-fn not_created_yet(err: &tokio_postgres::Error) -> bool {
+pub(crate) fn not_created_yet(err: &tokio_postgres::Error) -> bool {
     matches!(
         err.code(),
         Some(&SqlState::UNDEFINED_TABLE) | Some(&SqlState::INVALID_SCHEMA_NAME)

@@ -132,6 +132,11 @@ pub(crate) async fn run_selected(
         direction: Direction::Up,
         versions: selected.iter().map(|m| m.version.to_string()).collect(),
     });
+    if selected.iter().any(|m| m.version.is_repeatable()) {
+        crate::db::repeatables::Repeatables::of(&history)
+            .ensure(db)
+            .await?;
+    }
     let parts = RunnerParts::load(env, db, &history).await?;
     let runner = parts.runner(env, target, db, &history);
     // Interrupted online migrations and backfills resume in their online
@@ -204,6 +209,10 @@ pub(crate) enum How {
 impl How {
     /// How `migration`'s up script runs; `online` when asked for by the run.
     pub(crate) fn of(env: &Env<'_>, migration: &Migration, online: bool) -> How {
+        // A repeatable reruns as a whole: no online steps, no batches.
+        if migration.version.is_repeatable() {
+            return How::Written;
+        }
         if let Some(backfill) = &migration.up.directives.backfill {
             return How::Backfill(
                 backfill

@@ -61,14 +61,35 @@ impl Target<'_> {
 
     /// Reads the history and joins it with the files.
     pub(crate) async fn state(&self, db: &Db, history: &History) -> Result<NamespaceState> {
-        let rows = history.read(db, self.name()).await?;
-        Ok(NamespaceState::build(
-            self.name(),
-            self.namespace.forward_only,
-            self.sources,
-            rows,
-        ))
+        read_state(db, history, self.namespace, self.sources).await
     }
+}
+
+/// Reads a namespace's history (versioned and repeatable) and joins it with
+/// its files: the one place a [`NamespaceState`] is built from the database.
+pub(crate) async fn read_state(
+    db: &Db,
+    history: &History,
+    namespace: &crate::config::Namespace,
+    sources: &crate::source::MigrationSet,
+) -> Result<NamespaceState> {
+    let rows = history.read(db, &namespace.name).await?;
+    // Only a namespace with repeatable files asks for their table: the
+    // others send the same queries as before repeatables existed.
+    let repeatable_rows = if sources.repeatables.is_empty() {
+        Vec::new()
+    } else {
+        crate::db::repeatables::Repeatables::of(history)
+            .read(db, &namespace.name)
+            .await?
+    };
+    Ok(NamespaceState::build(
+        &namespace.name,
+        namespace.forward_only,
+        sources,
+        rows,
+        repeatable_rows,
+    ))
 }
 
 use crate::db::execute::CHECK_CLIENT;

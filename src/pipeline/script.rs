@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use crate::config::Defaults;
 use crate::db::history::{History, operator};
+use crate::db::repeatables::Repeatables;
 use crate::db::{lock, quote_ident, quote_literal};
 use crate::source::Migration;
 use crate::source::statements;
@@ -34,6 +35,7 @@ pub fn render(
         quote_ident(namespace),
         history.create_sql()
     );
+    let mut repeatables_created = false;
     for migration in migrations {
         let script = &migration.up;
         let lock_timeout = script
@@ -70,6 +72,27 @@ pub fn render(
             migration.name,
             script.path.display()
         );
+        // A repeatable (Flyway `R__`) rewrites its one record in its
+        // transaction; it never runs outside one (`apply` refuses that).
+        if migration.version.is_repeatable() {
+            let repeatables = Repeatables::of(history);
+            if !repeatables_created {
+                let _ = writeln!(out, "{}", repeatables.create_sql());
+                repeatables_created = true;
+            }
+            let _ = writeln!(
+                out,
+                "BEGIN;\nSET LOCAL lock_timeout = {lock_timeout};\nSET LOCAL statement_timeout = {statement_timeout};\n{}\n;\n{};\nCOMMIT;\n",
+                script.runnable_sql().trim_end(),
+                repeatables.upsert_literal(
+                    namespace,
+                    &migration.name,
+                    &script.checksum,
+                    &format!("{} (psql script)", operator())
+                )
+            );
+            continue;
+        }
         let columns = "(namespace, version, name, checksum, down_checksum, applied_at, execution_ms, applied_by, tool_version, dirty)";
         let online_plan = (online || defaults.online || script.directives.online)
             .then(|| crate::online::plan(script))

@@ -29,8 +29,12 @@ pub struct Scope {
 /// [`Scope::on`] a connection (it is not a valid identifier in a script).
 const DEFAULT_SCHEMA: &str = "\u{0}current_schema";
 
-/// migsafe's own tables, in whatever history schema.
+/// migsafe's own tables, in whatever history schema: every history schema
+/// holds these three.
 const HISTORY_TABLES: [&str; 3] = ["schema_migrations", "history_audit", "schema_snapshots"];
+
+/// migsafe's tables a history schema holds once a feature needed them.
+const LATER_HISTORY_TABLES: [&str; 2] = ["repeatable_migrations", "online_progress"];
 
 impl Scope {
     /// The scope of `namespace`: its configured `schemas`, else those its
@@ -167,6 +171,7 @@ fn is_history_object(key: &str, rest: Option<&str>) -> bool {
     let first = unquote(rest).0;
     HISTORY_TABLES
         .iter()
+        .chain(&LATER_HISTORY_TABLES)
         .any(|t| first == *t || first == format!("{t}_pkey") || first == format!("{t}_id_seq"))
         || first == "history_audit_id_seq"
 }

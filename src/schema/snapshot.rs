@@ -61,7 +61,7 @@ fn not_extension_member(classid: &str, objid: &str) -> String {
 /// migsafe's own tables in the history schema ($1).
 const NOT_HISTORY: &str = "NOT (n.nspname = $1 AND c.relname IN ('schema_migrations', 'history_audit', 'history_audit_id_seq', \
      'schema_migrations_pkey', 'history_audit_pkey', 'schema_snapshots', 'schema_snapshots_pkey', \
-     'online_progress', 'online_progress_pkey'))";
+     'online_progress', 'online_progress_pkey', 'repeatable_migrations', 'repeatable_migrations_pkey'))";
 
 /// Reads the snapshot of every non-system schema of the database.
 pub(crate) async fn read(db: &Db, history_schema: &str) -> Result<Snapshot> {

@@ -91,6 +91,9 @@ pub enum Role {
     Down,
     /// A `.sql` file that is either up-only or a dbmate file; its content decides.
     Plain,
+    /// A Flyway repeatable migration (`R__<name>.sql`): no version, run after
+    /// the versioned ones and again whenever its checksum changes.
+    Repeatable,
 }
 
 /// What a file name says about the file.
@@ -159,10 +162,8 @@ pub fn parse_file_name(file_name: &str) -> Result<Option<MigrationName>, String>
     if is_leftover(file_name) {
         return Ok(None);
     }
-    if file_name.starts_with("R__") {
-        return Err(
-            "Flyway repeatable migrations (R__) are not supported; turn it into a versioned migration".into(),
-        );
+    if let Some(rest) = file_name.strip_prefix("R__") {
+        return parse_repeatable(rest).map(Some);
     }
     let mut chars = file_name.chars();
     let first = chars.next();
@@ -203,6 +204,25 @@ fn parse_flyway(file_name: &str, prefix: char) -> Result<MigrationName, String> 
         version,
         name: name.to_string(),
         role: if prefix == 'V' { Role::Up } else { Role::Down },
+        layout: Layout::Flyway,
+        dialect: None,
+        autocommit: false,
+    })
+}
+
+/// `R__<name>.sql` with `R__` already taken off.
+fn parse_repeatable(rest: &str) -> Result<MigrationName, String> {
+    let expected = "expected `R__<name>.sql` (a Flyway repeatable migration)";
+    let name = rest
+        .strip_suffix(".sql")
+        .ok_or_else(|| format!("starts with `R__` but is not a .sql file ({expected})"))?;
+    if name.trim().is_empty() {
+        return Err(format!("{expected}: the name after `R__` is empty"));
+    }
+    Ok(MigrationName {
+        version: Version::repeatable(name),
+        name: name.to_string(),
+        role: Role::Repeatable,
         layout: Layout::Flyway,
         dialect: None,
         autocommit: false,
@@ -340,6 +360,9 @@ mod tests {
         ] {
             assert!(matches!(parse_file_name(name), Ok(Some(_))), "{name}");
         }
+        let views = parse_file_name("R__create_views.sql").unwrap().unwrap();
+        assert_eq!(views.role, Role::Repeatable);
+        assert_eq!(views.version, Version::repeatable("create_views"));
         // And a misnamed migration is still an error, not silently skipped.
         assert!(parse_file_name("0001_x.up.sql.txt").is_err());
     }
@@ -353,7 +376,8 @@ mod tests {
             "0001-x.sql",
             "V1_x.sql",
             "V1__.sql",
-            "R__views.sql",
+            "R__.sql",
+            "R__views.txt",
             "1..2_x.sql",
             "V1.__x.sql",
         ] {

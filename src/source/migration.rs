@@ -65,6 +65,11 @@ pub struct Migration {
 pub struct MigrationSet {
     /// Migrations in version order.
     pub migrations: Vec<Migration>,
+    /// Flyway repeatable migrations (`R__<name>.sql`), in the order they run
+    /// (by description): after every versioned migration, and again
+    /// whenever their checksum changes. Their version is
+    /// [`Version::repeatable`]; they have no down script.
+    pub repeatables: Vec<Migration>,
     /// Files and directories that do not start with a version, for `status -v`.
     pub ignored: Vec<PathBuf>,
     /// Why a file in `ignored` is, when it is not the plain "does not start
@@ -85,7 +90,7 @@ impl MigrationSet {
     /// The layouts the migrations follow, each once, in the order first met.
     pub fn layouts(&self) -> Vec<Layout> {
         let mut out: Vec<Layout> = Vec::new();
-        for migration in &self.migrations {
+        for migration in self.migrations.iter().chain(&self.repeatables) {
             if !out.contains(&migration.layout) {
                 out.push(migration.layout);
             }

@@ -106,6 +106,7 @@ pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<Mi
     }
 
     let mut slots: BTreeMap<Version, Slot> = BTreeMap::new();
+    let mut repeatables: Vec<Migration> = Vec::new();
     let mut ignored = Vec::new();
     let mut why_ignored = BTreeMap::new();
     for (name, path) in names {
@@ -173,6 +174,22 @@ pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<Mi
         }
         match layout::parse_file_name(&name).or_else(|err| sql_migrate_bare(&name, &path, err)) {
             Ok(None) => ignored.push(path),
+            Ok(Some(parsed)) if parsed.role == Role::Repeatable => {
+                match read_file(namespace, &path)
+                    .map_err(|p| vec![p])
+                    .and_then(|bytes| script(namespace, &path, bytes, 1, false))
+                {
+                    Ok(up) => repeatables.push(Migration {
+                        version: parsed.version,
+                        name: parsed.name,
+                        layout: Layout::Flyway,
+                        up,
+                        down: None,
+                        verify: None,
+                    }),
+                    Err(mut found) => problems.append(&mut found),
+                }
+            }
             Ok(Some(parsed)) => {
                 let slot = slots.entry(parsed.version.clone()).or_default();
                 let no_transaction_from_metadata = parsed.autocommit;
@@ -187,7 +204,7 @@ pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<Mi
                 };
                 match parsed.role {
                     Role::Down => slot.downs.push(part),
-                    Role::Up | Role::Plain => slot.ups.push(part),
+                    Role::Up | Role::Plain | Role::Repeatable => slot.ups.push(part),
                 }
             }
             Err(message) => problems.push(problem(namespace, &path, &message)),
@@ -228,13 +245,16 @@ pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<Mi
         return Err(Error::Source { reason, problems });
     }
     if migrations.is_empty()
+        && repeatables.is_empty()
         && let Some(unknown) = unknown_layout(namespace, dir, &ignored)
     {
         return Err(unknown);
     }
     ignored.sort();
+    repeatables.sort_by(|a, b| a.version.cmp(&b.version));
     Ok(MigrationSet {
         migrations,
+        repeatables,
         ignored,
         why_ignored,
         named_schemas: std::sync::OnceLock::new(),
@@ -400,6 +420,7 @@ fn load_liquibase(
     }
     Ok(MigrationSet {
         migrations,
+        repeatables: Vec::new(),
         ignored,
         why_ignored,
         named_schemas: std::sync::OnceLock::new(),
@@ -502,6 +523,7 @@ fn load_sqitch(namespace: &str, dir: &Path) -> Result<MigrationSet> {
     }
     Ok(MigrationSet {
         migrations,
+        repeatables: Vec::new(),
         ignored,
         why_ignored,
         named_schemas: std::sync::OnceLock::new(),
@@ -585,6 +607,7 @@ fn load_drizzle(namespace: &str, dir: &Path) -> Result<MigrationSet> {
     }
     Ok(MigrationSet {
         migrations,
+        repeatables: Vec::new(),
         ignored,
         why_ignored,
         named_schemas: std::sync::OnceLock::new(),

@@ -12,9 +12,15 @@ use std::hash::{Hash, Hasher};
 /// A parsed migration version. Equality and order are numeric: `0001` equals
 /// `1`, `9` < `10`, `1.9` < `1.10`, and trailing zero components do not count
 /// (`1.0` equals `1`).
+///
+/// A Flyway repeatable migration (`R__<name>.sql`) has no version; it is
+/// named `R__<name>` ([`Version::repeatable`]) so that messages and reason
+/// codes name its file, and it sorts after every version, repeatables among
+/// themselves by Flyway's description (the name with `_` read as a space).
 #[derive(Debug, Clone)]
 pub struct Version {
     text: String,
+    /// Empty for a repeatable: [`Version::parse`] never makes an empty one.
     components: Vec<String>,
 }
 
@@ -68,6 +74,24 @@ impl Version {
         Ok(Version { text, components })
     }
 
+    /// The name of the Flyway repeatable migration `R__<name>.sql`.
+    pub fn repeatable(name: &str) -> Version {
+        Version {
+            text: format!("R__{name}"),
+            components: Vec::new(),
+        }
+    }
+
+    /// True for a Flyway repeatable migration's name ([`Version::repeatable`]).
+    pub fn is_repeatable(&self) -> bool {
+        self.components.is_empty()
+    }
+
+    /// A repeatable's name without its `R__`.
+    fn repeatable_name(&self) -> &str {
+        self.text.strip_prefix("R__").unwrap_or(&self.text)
+    }
+
     /// The version as written (dashes dropped), used in history rows and codes.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -95,6 +119,19 @@ fn compare_digits(a: &str, b: &str) -> Ordering {
 
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
+        match (self.is_repeatable(), other.is_repeatable()) {
+            // Flyway applies repeatables "in the alphanumeric order of their
+            // description", and the description reads `_` as a space.
+            (true, true) => {
+                let description = |v: &Version| v.repeatable_name().replace('_', " ");
+                return description(self)
+                    .cmp(&description(other))
+                    .then_with(|| self.text.cmp(&other.text));
+            }
+            (true, false) => return Ordering::Greater,
+            (false, true) => return Ordering::Less,
+            (false, false) => {}
+        }
         for (a, b) in self.components.iter().zip(&other.components) {
             match compare_digits(a, b) {
                 Ordering::Equal => {}
@@ -113,6 +150,9 @@ impl PartialOrd for Version {
 
 impl PartialEq for Version {
     fn eq(&self, other: &Self) -> bool {
+        if self.is_repeatable() || other.is_repeatable() {
+            return self.is_repeatable() && other.is_repeatable() && self.text == other.text;
+        }
         self.components == other.components
     }
 }
@@ -121,6 +161,9 @@ impl Eq for Version {}
 
 impl Hash for Version {
     fn hash<H: Hasher>(&self, state: &mut H) {
+        if self.is_repeatable() {
+            self.text.hash(state);
+        }
         self.components.hash(state);
     }
 }
@@ -145,6 +188,20 @@ mod tests {
 
     fn v(text: &str) -> Version {
         Version::parse(text).unwrap()
+    }
+
+    #[test]
+    fn repeatables_sort_after_versions_by_description() {
+        let views = Version::repeatable("views");
+        assert!(views.is_repeatable());
+        assert!(!v("1").is_repeatable());
+        assert!(views > v("99999999999999999999"));
+        assert_eq!(views, Version::repeatable("views"));
+        assert_ne!(views, Version::repeatable("functions"));
+        assert_ne!(Version::repeatable("1"), v("1"));
+        // "a b" < "aB" as descriptions, though `_` sorts after `B` as bytes.
+        assert!(Version::repeatable("a_b") < Version::repeatable("aB"));
+        assert_eq!(views.as_str(), "R__views");
     }
 
     #[test]

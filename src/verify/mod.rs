@@ -87,7 +87,8 @@ pub struct Mismatch {
     /// Which part of the step: `up` (the first up failed: verify stopped
     /// there), `down` (the down failed, or did not give back the schema
     /// before the up), `up-again` (the second up failed, or gave a schema
-    /// other than the first up's).
+    /// other than the first up's), `rerun` (a Flyway repeatable run a second
+    /// time failed, or changed the schema).
     pub step: String,
     /// What differs, when a comparison failed: `before` is the expected side.
     pub changes: Vec<Change>,

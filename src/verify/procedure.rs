@@ -102,7 +102,7 @@ pub(super) async fn run(
         events,
         total: namespaces
             .iter()
-            .map(|(_, set)| set.migrations.len() as u64)
+            .map(|(_, set)| (set.migrations.len() + set.repeatables.len()) as u64)
             .sum(),
         done: 0,
     };
@@ -163,7 +163,12 @@ impl<'a> Run<'a> {
                 self.done += sources.migrations.len() as u64;
                 self.progress();
             }
-            let (result, stopped) = outcome?;
+            let (mut result, mut stopped) = outcome?;
+            if !stopped && !sources.repeatables.is_empty() {
+                stopped = self
+                    .repeatables(namespace, sources, &mut result, mismatches)
+                    .await?;
+            }
             results.push(result);
             if stopped {
                 // Later namespaces may build on this one: nothing to check them on.
@@ -171,6 +176,64 @@ impl<'a> Run<'a> {
             }
         }
         Ok(results)
+    }
+
+    /// Flyway repeatables, after the namespace's versioned migrations: each
+    /// runs, then runs again, and the second run must leave the schema as
+    /// the first did — `apply` reruns it whenever the file changes, so a
+    /// repeatable that cannot run twice (`CREATE VIEW` without `OR
+    /// REPLACE`) fails at the next edit, in production. True when verify
+    /// must stop (a first run failed: later namespaces may need it).
+    async fn repeatables(
+        &mut self,
+        namespace: &Namespace,
+        sources: &MigrationSet,
+        result: &mut NamespaceResult,
+        mismatches: &mut Vec<Mismatch>,
+    ) -> Result<bool> {
+        crate::db::repeatables::Repeatables::of(&self.session.history)
+            .ensure(&self.session.db)
+            .await?;
+        for migration in &sources.repeatables {
+            self.progress();
+            self.done += 1;
+            let session = &self.session;
+            let up = match session
+                .run(namespace, sources, migration, Direction::Up)
+                .await?
+            {
+                Ok(up) => up,
+                Err(failed) => {
+                    mismatches.push(failed.blame(namespace, migration, "up"));
+                    return Ok(true);
+                }
+            };
+            result
+                .migrations
+                .push(result_for(migration, up, None, self.budget));
+            let after = session.snapshot().await?;
+            if let Err(failed) = session
+                .run(namespace, sources, migration, Direction::Up)
+                .await?
+            {
+                mismatches.push(failed.blame(namespace, migration, "rerun"));
+                self.stale = true;
+                continue;
+            }
+            let changes = diff(&after, &session.snapshot().await?);
+            if !changes.is_empty() {
+                mismatches.push(Mismatch {
+                    namespace: namespace.name.clone(),
+                    version: Some(migration.version.to_string()),
+                    step: "rerun".to_string(),
+                    changes,
+                    reason: None,
+                    error: None,
+                });
+                self.stale = true;
+            }
+        }
+        Ok(false)
     }
 
     /// How many migrations are verified so far.

@@ -361,7 +361,16 @@ impl<'a> Session<'a> {
     ) -> Result<()> {
         let doing = "while rebuilding the schema on another scratch database";
         for (earlier_namespace, earlier_sources) in earlier {
-            for migration in &earlier_sources.migrations {
+            if !earlier_sources.repeatables.is_empty() {
+                crate::db::repeatables::Repeatables::of(&self.history)
+                    .ensure(&self.db)
+                    .await?;
+            }
+            for migration in earlier_sources
+                .migrations
+                .iter()
+                .chain(&earlier_sources.repeatables)
+            {
                 self.run(earlier_namespace, earlier_sources, migration, Direction::Up)
                     .await?
                     .map_err(|f| f.into_error(doing))?;

@@ -55,8 +55,16 @@ pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
             } else {
                 paint(DIM, "  (the tool keeps no time: adoption time)")
             };
+            let again = if adopted.runs_again {
+                paint(
+                    DIM,
+                    "  (changed since that run: `migsafe apply` runs it again)",
+                )
+            } else {
+                String::new()
+            };
             out(&format!(
-                "  {:<16} {:<36} applied {}{time}",
+                "  {:<16} {:<36} applied {}{time}{again}",
                 adopted.version,
                 adopted.name,
                 adopted.applied_at.format("%Y-%m-%d %H:%M:%S UTC"),

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use migsafe::error::Result;
-use migsafe::plan::State;
+use migsafe::plan::{RepeatableState, State};
 
 use super::Context;
 use crate::cli::output::{BOLD, DIM, GREEN, RED, YELLOW, json, out, paint};
@@ -69,6 +69,13 @@ fn render_status(state: &migsafe::NamespaceState, sources: &migsafe::SourceSumma
             summary.push_str(&format!(", {} {label}", count(s)));
         }
     }
+    if !state.repeatables.is_empty() {
+        let to_run = state.pending_repeatables().count();
+        summary.push_str(&format!(
+            ", {} repeatable ({to_run} to run)",
+            state.repeatables.len()
+        ));
+    }
     let mode = if state.forward_only {
         ", forward-only"
     } else {
@@ -106,6 +113,33 @@ fn render_status(state: &migsafe::NamespaceState, sources: &migsafe::SourceSumma
             entry.name,
             paint(DIM, when),
             paint(DIM, notes)
+        );
+        out(line.trim_end());
+    }
+    for entry in &state.repeatables {
+        let (label, style) = match entry.state {
+            RepeatableState::Applied => ("applied", GREEN),
+            RepeatableState::Pending => ("pending", YELLOW),
+            RepeatableState::Changed => ("changed", YELLOW),
+            RepeatableState::FileMissing => ("file removed", DIM),
+        };
+        let when = entry
+            .applied
+            .as_ref()
+            .map(|r| {
+                format!(
+                    "  {} (run {}×)",
+                    r.applied_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    r.runs
+                )
+            })
+            .unwrap_or_default();
+        let line = format!(
+            "  {} {:<16} {:<36}{}",
+            paint(style, format!("{label:<12}")),
+            entry.version.as_str(),
+            "(repeatable)",
+            paint(DIM, when),
         );
         out(line.trim_end());
     }
