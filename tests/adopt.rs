@@ -116,7 +116,9 @@ fn migrate_natively(db: &TestDb, tool: &str, project: &Project) {
             .take_while(|c| c.is_ascii_digit() || *c == '-' || *c == '_')
             .filter(char::is_ascii_digit)
             .collect();
-        (digits.len(), digits, name)
+        // Flyway runs the repeatables last, by description.
+        let repeatable = name.starts_with("R__");
+        (repeatable, digits.len(), digits, name)
     };
     scripts.sort_by_key(key);
     if dir.join("sqitch.plan").is_file() {
@@ -700,12 +702,119 @@ fn a_flyway_baseline_counts_every_version_up_to_it_and_an_undo_takes_one_back() 
 }
 
 #[test]
-fn a_flyway_repeatable_row_is_refused_by_its_script() {
+fn a_flyway_repeatable_row_without_its_file_is_refused() {
     refuses(
         "flyway",
         "INSERT INTO flyway_schema_history VALUES (4, NULL, 'views', 'SQL', 'R__views.sql', 42, 'app', now(), 3, true)",
         |_| {},
         &[],
-        "ADOPT_MISMATCH:default:R__views.sql",
+        "ADOPT_MISMATCH:default:R__views",
     );
+}
+
+#[test]
+fn a_flyway_java_repeatable_is_refused_by_its_script() {
+    refuses(
+        "flyway",
+        "INSERT INTO flyway_schema_history VALUES (4, NULL, 'views', 'JDBC', 'db.migration.R__Views', NULL, 'app', now(), 3, true)",
+        |_| {},
+        &[],
+        "ADOPT_MISMATCH:default:db.migration.R__Views",
+    );
+}
+
+#[test]
+fn a_flyway_repeatable_whose_last_run_failed_is_refused() {
+    refuses(
+        "flyway-repeatable",
+        "UPDATE flyway_schema_history SET success = false WHERE installed_rank = 4",
+        |_| {},
+        &[],
+        "ADOPT_MISMATCH:default:R__user_names",
+    );
+}
+
+/// (name, checksum) of migsafe's record of repeatables.
+fn adopted_repeatables(db: &TestDb) -> Vec<(String, String)> {
+    db.query("SELECT name, checksum FROM migsafe.repeatable_migrations ORDER BY name")
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect()
+}
+
+#[test]
+fn flyway_repeatables_are_taken_over_by_their_last_run() {
+    let db = TestDb::new();
+    let project = project("flyway-repeatable");
+    migrate_natively(&db, "flyway-repeatable", &project);
+    let before_table = table_digest(&db, "flyway_schema_history");
+    let before_schema = common::checksum(&project, &db);
+
+    let out = project.run(&db, &["adopt", "--format", "json"], 0);
+    let doc: serde_json::Value = serde_json::from_str(&out[..out.rfind('}').unwrap() + 1]).unwrap();
+    let recorded: Vec<(&str, bool)> = doc["namespaces"][0]["recorded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["version"].as_str().unwrap(), m["runs_again"].as_bool().unwrap()))
+        .collect();
+    // R__old_report was removed and Flyway recorded that: not asked for.
+    assert_eq!(
+        recorded,
+        [
+            ("1", false),
+            ("2", false),
+            ("R__order_totals", false),
+            ("R__user_names", false)
+        ],
+        "{out}"
+    );
+    assert_eq!(adopted(&db).len(), 2);
+    let repeatables = adopted_repeatables(&db);
+    assert_eq!(repeatables.len(), 2, "{repeatables:?}");
+    // The time of the last run is kept.
+    assert_eq!(
+        db.scalar("SELECT to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM migsafe.repeatable_migrations WHERE name = 'order_totals'")
+            .as_deref(),
+        Some("2024-08-02 10:00:00")
+    );
+    let out = project.run(&db, &["apply"], 0);
+    assert!(out.contains("up to date"), "{out}");
+    assert_eq!(common::checksum(&project, &db), before_schema);
+    assert_eq!(table_digest(&db, "flyway_schema_history"), before_table);
+    // Adopting again records nothing more.
+    project.run(&db, &["adopt"], 0);
+    assert_eq!(adopted_repeatables(&db), repeatables);
+}
+
+#[test]
+fn a_flyway_repeatable_edited_since_its_last_run_is_adopted_to_run_again() {
+    let db = TestDb::new();
+    let project = project("flyway-repeatable");
+    migrate_natively(&db, "flyway-repeatable", &project);
+    // Edited after Flyway's last run, never run by Flyway: Flyway's next
+    // migrate would run it, so migsafe's next apply does.
+    std::fs::write(
+        project.path().join("migrations/R__user_names.sql"),
+        "CREATE OR REPLACE VIEW user_names AS SELECT id, coalesce(name, email) AS shown, email FROM users;\n",
+    )
+    .unwrap();
+    let out = project.run(&db, &["adopt"], 0);
+    assert!(out.contains("runs it again"), "{out}");
+    let out = project.run(&db, &["status"], 0);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("changed") && l.contains("R__user_names")),
+        "{out}"
+    );
+    let out = project.run(&db, &["apply", "--skip-backup"], 0);
+    assert!(out.contains("R__user_names"), "{out}");
+    assert!(!out.contains("R__order_totals"), "{out}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 'user_names' AND column_name = 'email'")
+            .as_deref(),
+        Some("1")
+    );
+    let out = project.run(&db, &["apply"], 0);
+    assert!(out.contains("up to date"), "{out}");
 }

@@ -283,6 +283,48 @@ mod tests {
     }
 
     #[test]
+    fn repeatables_are_embedded_and_come_back_as_repeatables() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let write = |name: &str, text: &[u8]| {
+            std::fs::write(dir.path().join(name), text).unwrap_or_else(|e| panic!("{e}"));
+        };
+        write("V1__a.sql", b"CREATE TABLE a (id int);\n");
+        write("R__a_view.sql", b"CREATE OR REPLACE VIEW v AS SELECT id FROM a;\n");
+        let code = generate("app", dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(code.contains("\"R__a_view\""), "{code}");
+        // What `embedded_migrations!` gives back, rebuilt from the same text.
+        let set = super::super::load("app", dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let script = |s: &Script| EmbeddedScript {
+            path: "x",
+            sql: Box::leak(s.sql.clone().into_boxed_str()),
+            first_line: 1,
+            no_transaction: false,
+            checksum: Box::leak(s.checksum.clone().into_boxed_str()),
+        };
+        let migrations: Vec<EmbeddedMigration> = set
+            .migrations
+            .iter()
+            .chain(&set.repeatables)
+            .map(|m| EmbeddedMigration {
+                version: Box::leak(m.version.to_string().into_boxed_str()),
+                name: Box::leak(m.name.clone().into_boxed_str()),
+                layout: "flyway",
+                up: script(&m.up),
+                down: None,
+                verify: None,
+            })
+            .collect();
+        let embedded = Embedded {
+            namespace: "app",
+            migrations: Box::leak(migrations.into_boxed_slice()),
+        };
+        let loaded = embedded.load().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.migrations.len(), 1);
+        assert_eq!(loaded.repeatables.len(), 1);
+        assert_eq!(loaded.repeatables[0].version, Version::repeatable("a_view"));
+    }
+
+    #[test]
     fn generated_code_names_every_script_with_its_checksum() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/migrations/app");
         let code = generate("app", &dir).unwrap_or_else(|e| panic!("{e}"));
