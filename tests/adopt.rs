@@ -535,6 +535,10 @@ fn refuses(tool: &str, sql: &str, edit: impl Fn(&Project), args: &[&str], code: 
     let out = project.run(&db, &all, 1);
     assert!(out.contains(code), "expected {code}:\n{out}");
     assert!(adopted(&db).is_empty(), "a refusal records nothing");
+    assert!(
+        !db.exists("migsafe.schema_migrations"),
+        "a refusal creates nothing either"
+    );
     // The dry run refuses the same way.
     all.push("--dry-run");
     let out = project.run(&db, &all, 1);

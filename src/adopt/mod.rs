@@ -850,6 +850,9 @@ pub(crate) async fn adopt(
             .await
             .map(|(a, _)| a);
     }
+    // What would be refused is refused before the lock: taking it creates
+    // migsafe's history tables, and a refusal must leave nothing behind.
+    plan(&db, &history, target, from, true).await?;
     let key = lock_namespace(env, target, &db, &history).await?;
     let result = record(env, &db, &history, target, from).await;
     unlock_namespace(&db, key).await;
