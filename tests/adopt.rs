@@ -760,7 +760,12 @@ fn flyway_repeatables_are_taken_over_by_their_last_run() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| (m["version"].as_str().unwrap(), m["runs_again"].as_bool().unwrap()))
+        .map(|m| {
+            (
+                m["version"].as_str().unwrap(),
+                m["runs_again"].as_bool().unwrap(),
+            )
+        })
         .collect();
     // R__old_report was removed and Flyway recorded that: not asked for.
     assert_eq!(

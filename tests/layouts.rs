@@ -950,3 +950,21 @@ fn apply_sql_writes_repeatables_that_psql_runs_and_migsafe_then_sees() {
     let out = project.run(&db, &["apply"], 0);
     assert!(out.contains("up to date"), "{out}");
 }
+
+#[test]
+fn a_flyway_placeholder_is_named_before_anything_runs() {
+    let project = Project::new(&[]);
+    copy_fixture(&project, "flyway");
+    // Inside a function body it would parse, run, and be wrong at call time.
+    std::fs::write(
+        project.path().join("migrations/V3__count.sql"),
+        "CREATE FUNCTION order_count() RETURNS bigint LANGUAGE sql AS $$\n    SELECT count(*) FROM ${flyway:defaultSchema}.orders\n$$;\n",
+    )
+    .unwrap();
+    let db = TestDb::new();
+    let out = project.run(&db, &["apply", "--skip-backup"], 5);
+    assert!(out.contains("MIGRATION_FILE_INVALID:default:3"), "{out}");
+    assert!(out.contains("V3__count.sql:2"), "{out}");
+    assert!(out.contains("${flyway:defaultSchema}"), "{out}");
+    assert!(!db.exists("accounts"), "nothing ran");
+}

@@ -174,6 +174,19 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
             "nothing ran. Write the value in place of the variable (or read it with current_setting()), and drop the meta-command (migsafe already stops at the first error and runs each migration in its transaction)",
         ));
     }
+    if migration.layout == crate::source::layout::Layout::Flyway
+        && let Some((line, placeholder)) = crate::source::layouts::flyway::placeholder(&script.sql)
+    {
+        return Err(refuse(
+            Code::MigrationFileInvalid,
+            format!(
+                "{}:{}: `{placeholder}` is a Flyway placeholder; Flyway replaces it before running the script, migsafe sends the text as written, so it would reach the server unreplaced",
+                script.path.display(),
+                line + script.first_line - 1
+            ),
+            "nothing ran. Write the value in place of the placeholder (a schema name, a role); if the text is meant literally, write it so that it does not read `${name}` (e.g. '$' || '{name}')",
+        ));
+    }
     if std::ptr::eq(script, &migration.up)
         && let Some(why) = &script.directives.unsupported
     {

@@ -289,7 +289,10 @@ mod tests {
             std::fs::write(dir.path().join(name), text).unwrap_or_else(|e| panic!("{e}"));
         };
         write("V1__a.sql", b"CREATE TABLE a (id int);\n");
-        write("R__a_view.sql", b"CREATE OR REPLACE VIEW v AS SELECT id FROM a;\n");
+        write(
+            "R__a_view.sql",
+            b"CREATE OR REPLACE VIEW v AS SELECT id FROM a;\n",
+        );
         let code = generate("app", dir.path()).unwrap_or_else(|e| panic!("{e}"));
         assert!(code.contains("\"R__a_view\""), "{code}");
         // What `embedded_migrations!` gives back, rebuilt from the same text.

@@ -5,6 +5,7 @@
 //! the PostgreSQL grammar in `statements`, like every other script.
 
 pub mod drizzle;
+pub mod flyway;
 pub mod goose;
 pub mod liquibase;
 pub mod pop;
