@@ -827,3 +827,24 @@ fn a_flyway_repeatable_edited_since_its_last_run_is_adopted_to_run_again() {
     let out = project.run(&db, &["apply"], 0);
     assert!(out.contains("up to date"), "{out}");
 }
+
+#[test]
+fn a_sqitch_registry_named_in_sqitch_conf_is_read() {
+    let db = TestDb::new();
+    let project = project("sqitch");
+    migrate_natively(&db, "sqitch", &project);
+    // `sqitch deploy --registry app_registry`, as sqitch.conf keeps it.
+    db.query("ALTER SCHEMA sqitch RENAME TO app_registry");
+    let out = project.run(&db, &["adopt", "--from", "sqitch"], 1);
+    assert!(out.contains("ADOPT_SOURCE_MISSING"), "{out}");
+    std::fs::write(
+        project.path().join("migrations/sqitch.conf"),
+        "[core]\n\tengine = pg\n[engine \"pg\"]\n\tregistry = app_registry\n",
+    )
+    .unwrap();
+    let out = project.run(&db, &["adopt"], 0);
+    assert!(out.contains("app_registry"), "{out}");
+    assert_eq!(adopted(&db).len(), 4, "{out}");
+    let out = project.run(&db, &["apply"], 0);
+    assert!(out.contains("up to date"), "{out}");
+}

@@ -155,6 +155,15 @@ impl Tool {
         }
     }
 
+    /// The history table for the project in `dir`: Sqitch's registry schema
+    /// can be another than `sqitch` (`sqitch.conf`); the others are fixed.
+    pub fn table_in(self, dir: &std::path::Path) -> String {
+        match self {
+            Tool::Sqitch => sqitch::table(dir),
+            other => other.table().to_string(),
+        }
+    }
+
     /// The columns that tell this tool's table from another one of the same
     /// name (golang-migrate and dbmate both name theirs `schema_migrations`).
     fn recognises(self, columns: &[String]) -> bool {
@@ -432,10 +441,10 @@ async fn columns(db: &Db, table: &str) -> Result<Option<Vec<String>>> {
 }
 
 /// The tools whose history table this database has.
-pub(crate) async fn detect(db: &Db) -> Result<Vec<Tool>> {
+pub(crate) async fn detect(db: &Db, dir: &std::path::Path) -> Result<Vec<Tool>> {
     let mut found = Vec::new();
     for tool in Tool::ALL {
-        if let Some(columns) = columns(db, tool.table()).await?
+        if let Some(columns) = columns(db, &tool.table_in(dir)).await?
             && tool.recognises(&columns)
         {
             found.push(tool);
@@ -446,15 +455,20 @@ pub(crate) async fn detect(db: &Db) -> Result<Vec<Tool>> {
 
 /// The tool to adopt from: the one asked for (its table must be there), or
 /// the only one whose table is present.
-async fn choose(db: &Db, namespace: &str, from: Option<Tool>) -> Result<Tool> {
+async fn choose(
+    db: &Db,
+    namespace: &str,
+    from: Option<Tool>,
+    dir: &std::path::Path,
+) -> Result<Tool> {
     if let Some(tool) = from {
-        return match columns(db, tool.table()).await? {
+        return match columns(db, &tool.table_in(dir)).await? {
             Some(columns) if tool.recognises(&columns) => Ok(tool),
             Some(_) => Err(Error::Refused {
                 reason: ReasonCode::about(Code::AdoptSourceMissing, namespace),
                 message: format!(
                     "{} exists on {} but is not {tool}'s history table (its columns differ)",
-                    tool.table(),
+                    tool.table_in(dir),
                     db.target
                 ),
                 hint: Some("name the tool that created it with --from; nothing was recorded".into()),
@@ -463,7 +477,7 @@ async fn choose(db: &Db, namespace: &str, from: Option<Tool>) -> Result<Tool> {
                 reason: ReasonCode::about(Code::AdoptSourceMissing, namespace),
                 message: format!(
                     "{tool}'s history table {} is not on {} (looked up through search_path)",
-                    tool.table(),
+                    tool.table_in(dir),
                     db.target
                 ),
                 hint: Some(
@@ -473,7 +487,7 @@ async fn choose(db: &Db, namespace: &str, from: Option<Tool>) -> Result<Tool> {
              source: None, }),
         };
     }
-    let found = detect(db).await?;
+    let found = detect(db, dir).await?;
     match found.as_slice() {
         [tool] => Ok(*tool),
         [] => Err(Error::Refused {
@@ -483,7 +497,7 @@ async fn choose(db: &Db, namespace: &str, from: Option<Tool>) -> Result<Tool> {
                 db.target,
                 Tool::ALL
                     .iter()
-                    .map(|t| format!("{} ({t})", t.table()))
+                    .map(|t| format!("{} ({t})", t.table_in(dir)))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -868,7 +882,7 @@ async fn plan(
     dry_run: bool,
 ) -> Result<(Adoption, Vec<Adopted>)> {
     let namespace = target.name();
-    let tool = choose(db, namespace, from).await?;
+    let tool = choose(db, namespace, from, &target.namespace.dir).await?;
     let record = tool.read(db, &target.namespace.dir).await?;
     let migrations = &target.sources.migrations;
     let chosen = match_rows(namespace, tool, migrations, &record)?;
@@ -951,7 +965,7 @@ async fn plan(
     let adoption = Adoption {
         namespace: namespace.to_string(),
         tool,
-        table: tool.table().to_string(),
+        table: tool.table_in(&target.namespace.dir),
         dry_run,
         recorded: recorded.clone(),
         already_recorded: already,

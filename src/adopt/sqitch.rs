@@ -1,4 +1,5 @@
-//! Sqitch: the registry schema `sqitch`, whose `changes` table Sqitch's
+//! Sqitch: the registry schema (`sqitch`, or the one `sqitch.conf` names),
+//! whose `changes` table Sqitch's
 //! PostgreSQL engine creates as `change_id TEXT PRIMARY KEY, script_hash
 //! TEXT, change TEXT NOT NULL, project TEXT NOT NULL, note TEXT NOT NULL,
 //! committed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
@@ -22,12 +23,71 @@ use super::{Expected, Key, Record, Row, Status, Tool, read_error};
 use crate::db::Db;
 use crate::error::Result;
 
-/// The table's name, schema-qualified as Sqitch creates it.
+/// The table's name, schema-qualified as Sqitch creates it by default.
 pub const TABLE: &str = "sqitch.changes";
 
-/// The deployed changes of one project, in the order they were deployed.
-const READ: &str = "SELECT change, committed_at, script_hash, change_id FROM \"sqitch\".\"changes\" \
-     WHERE project = $1 OR $1 = '' ORDER BY committed_at, change_id";
+/// `sqitch.conf` beside the plan.
+const CONF: &str = "sqitch.conf";
+
+/// The registry schema of the project in `dir`: `registry` of the target
+/// that `engine.pg.target` (or `core.target`) names, else `engine.pg.registry`,
+/// else `sqitch` — how Sqitch resolves it from its configuration file.
+pub fn registry(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join(CONF)).unwrap_or_default();
+    let values = read_conf(&text);
+    let get = |key: &str| {
+        values
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    let target = get("engine.pg.target").or_else(|| get("core.target"));
+    target
+        .and_then(|t| get(&format!("target.{t}.registry")))
+        .or_else(|| get("engine.pg.registry"))
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "sqitch".to_string())
+}
+
+/// The `changes` table of the project in `dir`, quoted.
+pub fn table(dir: &Path) -> String {
+    format!("{}.changes", crate::db::quote_ident(&registry(dir)))
+}
+
+/// `section.subsection.key = value` pairs of a git-config style file, the
+/// format of `sqitch.conf` (`[engine "pg"]` then `registry = x`); section
+/// and key names lowercased, as git-config compares them.
+fn read_conf(text: &str) -> Vec<(String, String)> {
+    let mut section = String::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            section = match header.split_once(char::is_whitespace) {
+                Some((name, sub)) => format!(
+                    "{}.{}",
+                    name.to_ascii_lowercase(),
+                    sub.trim().trim_matches('"')
+                ),
+                None => header.to_ascii_lowercase(),
+            };
+            continue;
+        }
+        if let Some((key, value)) = line.split_once('=') {
+            let value = value.trim().split([' ', '\t']).next().unwrap_or("");
+            let value = value.trim_matches('"');
+            out.push((
+                format!("{section}.{}", key.trim().to_ascii_lowercase()),
+                value.to_string(),
+            ));
+        }
+    }
+    out
+}
 
 /// The `%project=` pragma of the plan (empty when there is none).
 fn project(dir: &Path) -> String {
@@ -42,9 +102,14 @@ fn project(dir: &Path) -> String {
 /// Reads the deployed changes of the plan's project.
 pub(crate) async fn read(db: &Db, dir: &Path) -> Result<Record> {
     let project = project(dir);
+    let read = format!(
+        "SELECT change, committed_at, script_hash, change_id FROM {} \
+         WHERE project = $1 OR $1 = '' ORDER BY committed_at, change_id",
+        table(dir)
+    );
     let rows = db
         .client
-        .query(READ, &[&project])
+        .query(&read, &[&project])
         .await
         .map_err(|e| read_error(db, Tool::Sqitch, &e))?;
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
@@ -78,4 +143,30 @@ pub(crate) async fn read(db: &Db, dir: &Path) -> Result<Record> {
         rows: out,
         every_version: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_comes_from_sqitch_conf() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(registry(dir.path()), "sqitch");
+        let conf = |text: &str| {
+            std::fs::write(dir.path().join(CONF), text).unwrap_or_else(|e| panic!("{e}"));
+            registry(dir.path())
+        };
+        assert_eq!(
+            conf("[core]\n\tengine = pg\n[engine \"pg\"]\n\tregistry = app_sqitch # ours\n"),
+            "app_sqitch"
+        );
+        assert_eq!(
+            conf(
+                "[engine \"pg\"]\n\tregistry = a\n\ttarget = prod\n[target \"prod\"]\n\turi = db:pg:app\n\tregistry = b\n"
+            ),
+            "b"
+        );
+        assert_eq!(table(dir.path()), "\"b\".changes");
+    }
 }
