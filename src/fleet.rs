@@ -538,6 +538,12 @@ impl Fleet {
                             State::Applied | State::NewerApplied => {}
                         }
                     }
+                    // New or changed Flyway repeatables run at the next apply.
+                    for entry in state.pending_repeatables() {
+                        outcome
+                            .migrations
+                            .push(format!("{}:{}", state.namespace, entry.version));
+                    }
                 }
                 outcome.outcome = match (&problem, outcome.migrations.is_empty()) {
                     (Some(_), _) => Outcome::Failed,
