@@ -998,6 +998,17 @@ async fn record(
     }
     let written = async {
         for adopted in &recorded {
+            let note = if adopted.repeatable_checksum.is_some() {
+                if adopted.runs_again {
+                    "; repeatable: the file changed since its last run, apply runs it again"
+                } else {
+                    "; repeatable"
+                }
+            } else if adopted.original_time {
+                ""
+            } else {
+                "; the tool keeps no applied time: adoption time recorded"
+            };
             if let Some(checksum) = &adopted.repeatable_checksum {
                 repeatables
                     .insert_adopted(
@@ -1010,69 +1021,38 @@ async fn record(
                         &by,
                     )
                     .await?;
+            } else {
+                let Some(migration) = Version::parse(&adopted.version)
+                    .ok()
+                    .and_then(|v| target.sources.get(&v))
+                else {
+                    continue;
+                };
                 history
-                    .audit(
+                    .insert_adopted(
                         db,
-                        &AuditEntry {
+                        &AdoptRow {
                             namespace,
-                            version: &adopted.version,
-                            action: "adopt",
-                            reason: "taken over from another tool's history without running",
-                            detail: Some(format!(
-                                "repeatable, from {} ({}){}",
-                                adoption.tool,
-                                adoption.table,
-                                if adopted.runs_again {
-                                    "; the file changed since its last run: apply runs it again"
-                                } else {
-                                    ""
-                                }
-                            )),
-                            performed_by: &by,
+                            version: migration.version.as_str(),
+                            name: &migration.name,
+                            checksum: &migration.up.checksum,
+                            down_checksum: migration.down.as_ref().map(|d| d.checksum.as_str()),
+                            applied_at: adopted.applied_at,
+                            execution_ms: adopted.execution_ms,
+                            applied_by: &by,
                         },
                     )
                     .await?;
-                continue;
             }
-            let Some(migration) = Version::parse(&adopted.version)
-                .ok()
-                .and_then(|v| target.sources.get(&v))
-            else {
-                continue;
-            };
-            history
-                .insert_adopted(
-                    db,
-                    &AdoptRow {
-                        namespace,
-                        version: migration.version.as_str(),
-                        name: &migration.name,
-                        checksum: &migration.up.checksum,
-                        down_checksum: migration.down.as_ref().map(|d| d.checksum.as_str()),
-                        applied_at: adopted.applied_at,
-                        execution_ms: adopted.execution_ms,
-                        applied_by: &by,
-                    },
-                )
-                .await?;
             history
                 .audit(
                     db,
                     &AuditEntry {
                         namespace,
-                        version: migration.version.as_str(),
+                        version: &adopted.version,
                         action: "adopt",
                         reason: "taken over from another tool's history without running",
-                        detail: Some(format!(
-                            "from {} ({}){}",
-                            adoption.tool,
-                            adoption.table,
-                            if adopted.original_time {
-                                ""
-                            } else {
-                                "; the tool keeps no applied time: adoption time recorded"
-                            }
-                        )),
+                        detail: Some(format!("from {} ({}){note}", adoption.tool, adoption.table)),
                         performed_by: &by,
                     },
                 )
