@@ -155,6 +155,10 @@ pub enum Code {
     AdoptSourceMissing,
     /// `adopt` found the history tables of several tools: `--from` decides.
     AdoptSourceAmbiguous,
+    /// Preflight: another tool's history table holds rows and migsafe has
+    /// recorded nothing for the namespace: `adopt` first, or apply would run
+    /// again what that tool ran.
+    AdoptRequired,
     /// A `-- migsafe:backfill` migration cannot run in batches (no single-column
     /// integer or uuid primary key, not one plain `UPDATE`…); nothing ran.
     BackfillRefused,
@@ -248,6 +252,7 @@ impl Code {
             Code::AdoptMismatch => "ADOPT_MISMATCH",
             Code::AdoptSourceMissing => "ADOPT_SOURCE_MISSING",
             Code::AdoptSourceAmbiguous => "ADOPT_SOURCE_AMBIGUOUS",
+            Code::AdoptRequired => "ADOPT_REQUIRED",
             Code::BackfillRefused => "BACKFILL_REFUSED",
             Code::OnlineProgressMismatch => "ONLINE_PROGRESS_MISMATCH",
             Code::ReplicaLag => "REPLICA_LAG",
@@ -368,7 +373,8 @@ impl Code {
             | Code::BackfillRefused
             | Code::OnlineProgressMismatch
             | Code::AdoptSourceMissing
-            | Code::AdoptSourceAmbiguous => Subject::Namespace,
+            | Code::AdoptSourceAmbiguous
+            | Code::AdoptRequired => Subject::Namespace,
             _ => Subject::Other,
         }
     }

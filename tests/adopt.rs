@@ -848,3 +848,25 @@ fn a_sqitch_registry_named_in_sqitch_conf_is_read() {
     let out = project.run(&db, &["apply"], 0);
     assert!(out.contains("up to date"), "{out}");
 }
+
+#[test]
+fn apply_before_adopt_is_refused_instead_of_running_everything_again() {
+    let db = TestDb::new();
+    let project = project("flyway-repeatable");
+    migrate_natively(&db, "flyway-repeatable", &project);
+    db.query("INSERT INTO users VALUES (1, 'a@example.com', NULL)");
+    let out = project.run(&db, &["apply"], 1);
+    assert!(out.contains("ADOPT_REQUIRED:default"), "{out}");
+    assert!(out.contains("flyway_schema_history"), "{out}");
+    assert!(out.contains("migsafe adopt"), "{out}");
+    assert!(adopted(&db).is_empty(), "nothing ran: {out}");
+    let out = project.run(&db, &["plan"], 1);
+    assert!(out.contains("ADOPT_REQUIRED:default"), "{out}");
+    project.run(&db, &["adopt"], 0);
+    let out = project.run(&db, &["apply"], 0);
+    assert!(out.contains("up to date"), "{out}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM users").as_deref(),
+        Some("1")
+    );
+}

@@ -453,6 +453,56 @@ pub(crate) async fn detect(db: &Db, dir: &std::path::Path) -> Result<Vec<Tool>> 
     Ok(found)
 }
 
+/// Another tool's history that holds rows: the tool, its table, how many.
+#[derive(Debug, Clone)]
+pub struct OtherHistory {
+    /// The tool.
+    pub tool: Tool,
+    /// Its table, as looked up.
+    pub table: String,
+    /// Its rows.
+    pub rows: i64,
+}
+
+/// The other tools' history tables on this database that hold rows, for
+/// the project in `dir`; migsafe's own history table (`own`, which has
+/// golang-migrate's columns when the history schema is on `search_path`) is
+/// never one.
+pub(crate) async fn other_histories(
+    db: &Db,
+    dir: &std::path::Path,
+    own: &str,
+) -> Result<Vec<OtherHistory>> {
+    let mut out = Vec::new();
+    for tool in detect(db, dir).await? {
+        let table = tool.table_in(dir);
+        let same: bool = db
+            .client
+            .query_one(
+                "SELECT to_regclass($1) IS NOT DISTINCT FROM to_regclass($2)",
+                &[&table, &own],
+            )
+            .await
+            .map_err(|e| database_error(db, "look for other tools' history tables", &e))?
+            .get(0);
+        if same {
+            continue;
+        }
+        // The tools' own table names, or a registry schema through
+        // quote_ident: SQL as they stand.
+        let rows: i64 = db
+            .client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .map_err(|e| database_error(db, "count another tool's history rows", &e))?
+            .get(0);
+        if rows > 0 {
+            out.push(OtherHistory { tool, table, rows });
+        }
+    }
+    Ok(out)
+}
+
 /// The tool to adopt from: the one asked for (its table must be there), or
 /// the only one whose table is present.
 async fn choose(

@@ -256,6 +256,11 @@ pub(crate) async fn preflight(
             ),
         ));
     }
+    for pending in namespaces {
+        if let Some(check) = other_history_check(config, db, &history, pending).await? {
+            checks.push(check);
+        }
+    }
     checks.extend(replica_checks(
         config,
         &crate::db::replicas::standbys(db).await?,
@@ -522,6 +527,51 @@ fn drift_check(
 /// Streaming standbys and their lag (SPEC 17). A lagging standby warns
 /// (apply waits for it before each migration); fewer connected than
 /// `expect_standbys` fails.
+/// A namespace that migsafe has recorded nothing for, on a database where
+/// another tool's history table holds rows: what would run may be what that
+/// tool already ran (SPEC 14). A failure, so nothing runs (`--force` goes on,
+/// for a table that is about other migrations).
+async fn other_history_check(
+    config: &Config,
+    db: &Db,
+    history: &History,
+    pending: &Pending<'_>,
+) -> Result<Option<Check>> {
+    let state = pending.state;
+    let recorded_any = state.entries.iter().any(|e| e.applied.is_some())
+        || state.repeatables.iter().any(|e| e.applied.is_some());
+    if pending.selected.is_empty() || recorded_any {
+        return Ok(None);
+    }
+    let Some(namespace) = config.namespaces.iter().find(|n| n.name == state.namespace) else {
+        return Ok(None);
+    };
+    let others = crate::adopt::other_histories(db, &namespace.dir, history.table()).await?;
+    let Some(first) = others.first() else {
+        return Ok(None);
+    };
+    let tables = others
+        .iter()
+        .map(|o| format!("{}'s {} ({} row(s))", o.tool, o.table, o.rows))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(Some(Check::fail(
+        "other_tool_history",
+        ReasonCode::about(Code::AdoptRequired, &state.namespace),
+        format!(
+            "this database holds {tables}, and migsafe has recorded nothing for namespace `{}`: apply would run again the {} migration(s) {} may already have run. Take over its history first: `migsafe adopt{}` (docs/adopt.md); if that table is about other migrations, `apply --force` goes on",
+            state.namespace,
+            pending.selected.len(),
+            first.tool,
+            if others.len() > 1 {
+                format!(" --from {}", first.tool)
+            } else {
+                String::new()
+            },
+        ),
+    )))
+}
+
 fn replica_checks(config: &Config, standbys: &[crate::db::replicas::Standby]) -> Vec<Check> {
     let limits = crate::db::replicas::Limits::of(config);
     let mut checks = Vec::new();
