@@ -968,3 +968,46 @@ fn a_flyway_placeholder_is_named_before_anything_runs() {
     assert!(out.contains("${flyway:defaultSchema}"), "{out}");
     assert!(!db.exists("accounts"), "nothing ran");
 }
+
+#[test]
+fn flyway_files_in_subfolders_are_read_as_flyway_scans_them() {
+    let project = Project::new(&[]);
+    copy_fixture(&project, "flyway");
+    let migrations = project.path().join("migrations");
+    for (file, folder) in [
+        ("R__report_base.sql", "views/reports"),
+        ("R__reportTotals.sql", "views"),
+        ("V2_1__add_order_status.sql", "v2"),
+    ] {
+        std::fs::create_dir_all(migrations.join(folder)).unwrap();
+        std::fs::rename(migrations.join(file), migrations.join(folder).join(file)).unwrap();
+    }
+    std::fs::write(migrations.join("views/notes.txt"), "not a migration").unwrap();
+    let (db, reference) = (TestDb::new(), TestDb::new());
+    psql_runs(
+        &reference,
+        &FLYWAY_ORDER
+            .iter()
+            .map(|f| read("flyway", f))
+            .collect::<Vec<_>>(),
+    );
+    let out = project.run(&db, &["status", "-v"], 0);
+    assert!(
+        out.contains("3 pending") && out.contains("4 repeatable"),
+        "{out}"
+    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    assert_eq!(schema_checksum(&db), schema_checksum(&reference));
+
+    // One repeatable in two folders: Flyway refuses it, and so does migsafe.
+    std::fs::copy(
+        migrations.join("views/reportTotals.sql".replace("reportTotals", "R__reportTotals")),
+        migrations.join("v2/R__reportTotals.sql"),
+    )
+    .unwrap();
+    let out = project.run(&db, &["status"], 5);
+    assert!(
+        out.contains("MIGRATION_VERSION_DUPLICATE:default:R__reportTotals"),
+        "{out}"
+    );
+}

@@ -165,6 +165,22 @@ pub fn parse_file_name(file_name: &str) -> Result<Option<MigrationName>, String>
     if let Some(rest) = file_name.strip_prefix("R__") {
         return parse_repeatable(rest).map(Some);
     }
+    // `v1__x.sql`, `r__views.sql`: Flyway names with a lowercase prefix,
+    // which Flyway does not read either; a stop, not a migration that
+    // silently never runs.
+    let mut chars = file_name.chars();
+    let lowercase_flyway = match (chars.next(), chars.next()) {
+        (Some('r'), Some('_')) => file_name.starts_with("r__"),
+        (Some('v' | 'u'), Some(digit)) => digit.is_ascii_digit() && file_name.contains("__"),
+        _ => false,
+    };
+    if lowercase_flyway && file_name.to_ascii_lowercase().ends_with(".sql") {
+        let mut fixed = file_name.to_string();
+        fixed.replace_range(..1, &file_name[..1].to_ascii_uppercase());
+        return Err(format!(
+            "looks like a Flyway migration with a lowercase prefix, which Flyway does not read (nor does migsafe); rename it to {fixed}"
+        ));
+    }
     let mut chars = file_name.chars();
     let first = chars.next();
     let second = chars.next();
@@ -378,6 +394,8 @@ mod tests {
             "V1__.sql",
             "R__.sql",
             "R__views.txt",
+            "r__views.sql",
+            "v2__add.sql",
             "1..2_x.sql",
             "V1.__x.sql",
         ] {

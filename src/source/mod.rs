@@ -98,6 +98,24 @@ pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<Mi
             )),
         }
     }
+    // Flyway scans its locations recursively (`db/migration/views/R__x.sql`):
+    // a plain folder holding Flyway files gives them to the namespace.
+    if forced.is_none_or(|f| f == Layout::Flyway) {
+        let mut nested = Vec::new();
+        names.retain(|(name, path)| {
+            let plain_folder = is_dir_entry(path, kinds.get(path).copied())
+                && !layout::is_leftover(name)
+                && matches!(layout::parse_dir_name(name), Ok(None));
+            if !plain_folder {
+                return true;
+            }
+            let found = flyway_files(path);
+            let keep = found.is_empty();
+            nested.extend(found);
+            keep
+        });
+        names.extend(nested);
+    }
     names.sort();
     if forced == Some(Layout::Liquibase)
         || (forced.is_none() && names.iter().any(|(name, path)| looks_liquibase(name, path)))
@@ -252,6 +270,33 @@ pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<Mi
     }
     ignored.sort();
     repeatables.sort_by(|a, b| a.version.cmp(&b.version));
+    // Flyway refuses two repeatables of one description (in two folders).
+    if let Some(pair) = repeatables
+        .windows(2)
+        .find(|w| w[0].version == w[1].version)
+    {
+        return Err(Error::Source {
+            reason: ReasonCode::migration(
+                Code::MigrationVersionDuplicate,
+                namespace,
+                &pair[0].version,
+            ),
+            problems: vec![FileProblem {
+                reason: ReasonCode::migration(
+                    Code::MigrationVersionDuplicate,
+                    namespace,
+                    &pair[0].version,
+                ),
+                path: pair[1].up.path.clone(),
+                message: format!(
+                    "the repeatable {} is in two files: {} and {}; keep one",
+                    pair[0].version,
+                    pair[0].up.path.display(),
+                    pair[1].up.path.display()
+                ),
+            }],
+        });
+    }
     Ok(MigrationSet {
         migrations,
         repeatables,
@@ -259,6 +304,33 @@ pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<Mi
         why_ignored,
         named_schemas: std::sync::OnceLock::new(),
     })
+}
+
+/// The Flyway-named files (`V…__`, `U…__`, `R__…`) under `dir`, at any
+/// depth, as (file name, path). Other files there are not migrations.
+fn flyway_files(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if layout::is_leftover(&name) {
+            continue;
+        }
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(flyway_files(&path));
+        } else if matches!(
+            layout::parse_file_name(&name),
+            Ok(Some(ref parsed)) if parsed.layout == Layout::Flyway
+        ) {
+            out.push((name, path));
+        }
+    }
+    out
 }
 
 /// sql-migrate also allows a bare `<ver>.sql`; such a name is a migration
