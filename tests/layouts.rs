@@ -913,6 +913,18 @@ fn a_repeatable_that_cannot_run_twice_fails_verify_and_no_transaction_is_refused
     let out = project.run(&db, &["verify", "--format", "json"], 2);
     assert!(out.contains("\"rerun\""), "{out}");
     assert!(out.contains("already exists"), "{out}");
+    let out = project.run(&db, &["verify"], 2);
+    assert!(out.contains("run a second time"), "{out}");
+    assert!(!out.contains("down script"), "a repeatable has none: {out}");
+
+    // Run twice, a bare CREATE INDEX makes a second index: a schema change.
+    std::fs::write(
+        project.path().join("migrations/R__report_base.sql"),
+        "CREATE OR REPLACE VIEW report_base AS\nSELECT o.id, o.account_id, o.total, o.status FROM orders o;\nCREATE INDEX ON orders (total);\n",
+    )
+    .unwrap();
+    let out = project.run(&db, &["verify"], 6);
+    assert!(out.contains("changed the schema again"), "{out}");
     assert!(out.contains("R__report_base"), "{out}");
 
     // A repeatable that needs to run outside a transaction is refused
@@ -1009,5 +1021,43 @@ fn flyway_files_in_subfolders_are_read_as_flyway_scans_them() {
     assert!(
         out.contains("MIGRATION_VERSION_DUPLICATE:default:R__reportTotals"),
         "{out}"
+    );
+}
+
+#[test]
+fn an_older_release_does_not_put_back_its_older_repeatables() {
+    let project = Project::new(&[]);
+    copy_fixture(&project, "flyway");
+    let migrations = project.path().join("migrations");
+    let view = migrations.join("R__account_summary.sql");
+    let older = std::fs::read_to_string(&view).unwrap();
+    // The newer release: V3 and a new version of the view.
+    std::fs::write(
+        migrations.join("V3__notes.sql"),
+        "ALTER TABLE accounts ADD COLUMN notes text;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &view,
+        older
+            .replace(
+                "coalesce(sum(o.total), 0) AS spent",
+                "coalesce(sum(o.total), 0) AS spent,\n       a.notes",
+            )
+            .replace("GROUP BY a.id, a.email", "GROUP BY a.id, a.email, a.notes"),
+    )
+    .unwrap();
+    let db = TestDb::new();
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    // The previous release starts again: no V3, the older view.
+    std::fs::remove_file(migrations.join("V3__notes.sql")).unwrap();
+    std::fs::write(&view, older).unwrap();
+    let out = project.run(&db, &["status"], 0);
+    assert!(out.contains("wait: a newer release"), "{out}");
+    let out = project.run(&db, &["apply", "--skip-backup"], 0);
+    assert!(!out.contains("R__account_summary"), "{out}");
+    assert!(
+        has_column(&db, "account_summary", "notes"),
+        "the newer view stays"
     );
 }

@@ -212,6 +212,9 @@ pub fn describe(report: &VerifyReport) -> String {
                     "its up script failed; verify stopped here, as the migrations after it build on it"
                 }
                 "down" => "its down script failed",
+                "rerun" => {
+                    "the repeatable failed when run a second time (apply runs it again at every change of the file: write it to be re-runnable, e.g. CREATE OR REPLACE)"
+                }
                 _ => {
                     "its up script failed when applied again after its down script (the down script does not give back the schema the up script needs)"
                 }
@@ -226,6 +229,9 @@ pub fn describe(report: &VerifyReport) -> String {
         }
         let what = match (&mismatch.version, mismatch.step.as_str()) {
             (Some(_), "down") => format!("{subject}: its down script did not undo its up script"),
+            (Some(_), "rerun") => format!(
+                "{subject}: the repeatable run a second time changed the schema again (apply runs it at every change of the file: it must give the same schema each time)"
+            ),
             (None, "down") => format!(
                 "{subject}: rolling everything back did not return to the schema before it (`verify --quick` cannot say which migration: run `migsafe verify` without --quick to name it)"
             ),

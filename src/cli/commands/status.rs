@@ -116,6 +116,14 @@ fn render_status(state: &migsafe::NamespaceState, sources: &migsafe::SourceSumma
         );
         out(line.trim_end());
     }
+    let held_back = state.repeatables.iter().filter(|e| e.is_pending()).count()
+        - state.pending_repeatables().count();
+    if held_back > 0 {
+        out(&format!(
+            "  {} {held_back} changed or new repeatable(s) wait: a newer release applied versions this one has no file for, and its R__ files are the ones to run",
+            paint(DIM, format!("{:<12}", "note"))
+        ));
+    }
     for entry in &state.repeatables {
         let (label, style) = match entry.state {
             RepeatableState::Applied => ("applied", GREEN),
