@@ -147,6 +147,22 @@ pub fn next_version(set: &MigrationSet, now: chrono::DateTime<chrono::Utc>) -> S
         let width = newest.map_or(4, |v| v.as_str().len());
         return format!("{:0width$}", number + 1);
     }
+    // Flyway's dotted numbering (`V1`, `V1_1`, `V2`): the next whole number
+    // after the newest's first component, not a timestamp that a teammate's
+    // `V3` would then be out of order against.
+    let first = |v: &Version| v.as_str().split('.').next().unwrap_or("").to_string();
+    let dotted_sequence = !set.migrations.is_empty()
+        && set.migrations.iter().all(|m| {
+            let head = first(&m.version);
+            !head.is_empty() && head.len() <= 6
+        });
+    if dotted_sequence
+        && let Some(newest) = newest
+        && let Ok(number) = first(newest).parse::<u64>()
+    {
+        let width = first(newest).len();
+        return format!("{:0width$}", number + 1);
+    }
     let mut stamp: u64 = now.format("%Y%m%d%H%M%S").to_string().parse().unwrap_or(0);
     if let Some(newest) = newest.and_then(Version::as_u64)
         && stamp <= newest
@@ -378,6 +394,19 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flyway_dotted_numbering_gets_the_next_whole_number() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["V1__a.sql", "V1_1__b.sql", "V2__c.sql", "V7__d.sql"] {
+            std::fs::write(dir.path().join(name), "SELECT 1;\n").unwrap();
+        }
+        let set = crate::source::load("app", dir.path()).unwrap();
+        assert_eq!(next_version(&set, chrono::Utc::now()), "8");
+        std::fs::write(dir.path().join("V7_2__e.sql"), "SELECT 1;\n").unwrap();
+        let set = crate::source::load("app", dir.path()).unwrap();
+        assert_eq!(next_version(&set, chrono::Utc::now()), "8");
+    }
 
     #[test]
     fn slugs_are_file_name_safe() {
