@@ -1061,3 +1061,32 @@ fn an_older_release_does_not_put_back_its_older_repeatables() {
         "the newer view stays"
     );
 }
+
+#[test]
+fn a_failure_after_some_migrations_committed_says_so_in_json() {
+    let project = Project::new(&[]);
+    copy_fixture(&project, "flyway");
+    std::fs::write(
+        project.path().join("migrations/R__report_base.sql"),
+        "SELECT no_such_column FROM orders;\n",
+    )
+    .unwrap();
+    let db = TestDb::new();
+    let out = project.run(&db, &["apply", "--skip-backup", "--format", "json"], 2);
+    let start = out.find('{').unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&out[start..=out.rfind('}').unwrap()]).expect(&out);
+    assert_eq!(doc["error"]["exit_code"], 2, "{out}");
+    let committed: Vec<&str> = doc["committed"][0]["versions"]
+        .as_array()
+        .expect(&out)
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    // The versions and the repeatables before the failing one landed.
+    assert_eq!(
+        committed,
+        ["1", "2", "2.1", "R__Functions", "R__account_summary"],
+        "{out}"
+    );
+}

@@ -62,9 +62,48 @@ pub fn json<T: Serialize>(command: &str, body: &T) {
     }
 }
 
+/// What committed in each namespace before a failure, as the runs'
+/// `run_finished` events said: the error document carries it, so that a
+/// pipeline reading JSON knows what landed although the command failed.
+static COMMITTED: std::sync::Mutex<Vec<Committed>> = std::sync::Mutex::new(Vec::new());
+
+/// One namespace's committed versions.
+#[derive(Debug, Clone, Serialize)]
+struct Committed {
+    command: String,
+    namespace: String,
+    versions: Vec<String>,
+}
+
+/// The sink that remembers what committed (see [`COMMITTED`]).
+pub struct CommittedRuns;
+
+impl migsafe::events::EventSink for CommittedRuns {
+    fn emit(&self, event: &migsafe::events::Event) {
+        if let migsafe::events::Event::RunFinished {
+            command,
+            namespace,
+            versions,
+            ..
+        } = event
+            && !versions.is_empty()
+            && let Ok(mut seen) = COMMITTED.lock()
+        {
+            seen.push(Committed {
+                command: command.clone(),
+                namespace: namespace.clone(),
+                versions: versions.clone(),
+            });
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: ErrorJson<'a>,
+    /// What committed before the failure (apply, rollback), per namespace.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    committed: Vec<Committed>,
 }
 
 #[derive(Serialize)]
@@ -95,6 +134,7 @@ pub fn error(command: &str, error: &Error, json_format: bool) {
                     exit_code: error.exit_code(),
                     problems,
                 },
+                committed: COMMITTED.lock().map(|c| c.clone()).unwrap_or_default(),
             },
         );
         return;

@@ -67,7 +67,7 @@ impl Context<'_> {
     pub fn migrator(&self, writes: bool) -> Result<Migrator> {
         let g = self.global;
         let config = Config::load(g.config.as_deref(), &self.cwd)?;
-        let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
+        let mut sinks: Vec<Arc<dyn EventSink>> = vec![Arc::new(crate::cli::output::CommittedRuns)];
         if !g.quiet {
             sinks.push(Arc::new(progress::HumanProgress::new()));
         }
