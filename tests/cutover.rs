@@ -1118,7 +1118,11 @@ fn a_table_verified_in_slices_still_names_one_changed_value_and_rows_at_the_cuts
         .unwrap();
     let target = TestDb::new();
     let text = expect_exit(
-        &cutover(&project, &target, &["run", "--from", "app.db", "--jobs", "4"]),
+        &cutover(
+            &project,
+            &target,
+            &["run", "--from", "app.db", "--jobs", "4"],
+        ),
         0,
     );
     assert!(text.contains("verify passed"), "{text}");
@@ -1163,7 +1167,9 @@ fn a_table_verified_in_slices_still_names_one_changed_value_and_rows_at_the_cuts
         .parse()
         .unwrap();
     let middle: i64 = target
-        .scalar("SELECT id FROM events ORDER BY id OFFSET (SELECT count(*) / 2 FROM events) LIMIT 1")
+        .scalar(
+            "SELECT id FROM events ORDER BY id OFFSET (SELECT count(*) / 2 FROM events) LIMIT 1",
+        )
         .unwrap()
         .parse()
         .unwrap();
@@ -1196,7 +1202,9 @@ fn a_table_verified_in_slices_still_names_one_changed_value_and_rows_at_the_cuts
         "{text}"
     );
     assert!(
-        text.contains(&format!("(id)=({last_before_block_cut}): missing on target")),
+        text.contains(&format!(
+            "(id)=({last_before_block_cut}): missing on target"
+        )),
         "{text}"
     );
     assert!(

@@ -19,6 +19,7 @@
 pub mod constraints;
 pub mod copy;
 pub mod epoch;
+mod json;
 pub mod precheck;
 pub mod ranges;
 pub mod run;

@@ -470,12 +470,7 @@ async fn hash_unit(
 }
 
 /// Reads a table's column types and cuts it into slices.
-async fn plan(
-    snapshot: &Snapshot,
-    source: &Path,
-    table: &TableMap,
-    jobs: usize,
-) -> Result<Plan> {
+async fn plan(snapshot: &Snapshot, source: &Path, table: &TableMap, jobs: usize) -> Result<Plan> {
     let (types, blocks) = {
         let db = snapshot.lease().await;
         let types = target::column_types(&db, &table.qualified, &table.target_columns()).await?;
@@ -518,9 +513,10 @@ async fn plan(
         _ => vec![(SourceRead::Whole, 0)],
     };
     let targets: Vec<BlockSlice> = match blocks {
-        Some(blocks) => {
-            ranges::block_slices(blocks, ranges::slices(blocks, ranges::MIN_SLICE_BLOCKS, jobs))
-        }
+        Some(blocks) => ranges::block_slices(
+            blocks,
+            ranges::slices(blocks, ranges::MIN_SLICE_BLOCKS, jobs),
+        ),
         None => vec![BlockSlice {
             start: 0,
             end: None,
@@ -558,23 +554,24 @@ async fn pass(
     // The big slices first: the last one to finish decides the wall time.
     units.sort_by_key(|(_, _, _, unit)| std::cmp::Reverse(unit.weight));
     let mut sums: Vec<(Side, Side)> = wanted.iter().map(|_| (Side::new(), Side::new())).collect();
-    let mut hashed = futures_util::stream::iter(units.into_iter().map(|(slot, table, keep, unit)| {
-        let (tables, plans) = (tables, plans);
-        async move {
-            let sides = hash_unit(
-                snapshot,
-                source,
-                &tables[table],
-                &plans[table].types,
-                &keep,
-                unit,
-                interrupt,
-            )
-            .await?;
-            Ok::<_, Error>((slot, sides))
-        }
-    }))
-    .buffer_unordered(jobs.max(1));
+    let mut hashed =
+        futures_util::stream::iter(units.into_iter().map(|(slot, table, keep, unit)| {
+            let (tables, plans) = (tables, plans);
+            async move {
+                let sides = hash_unit(
+                    snapshot,
+                    source,
+                    &tables[table],
+                    &plans[table].types,
+                    &keep,
+                    unit,
+                    interrupt,
+                )
+                .await?;
+                Ok::<_, Error>((slot, sides))
+            }
+        }))
+        .buffer_unordered(jobs.max(1));
     while let Some(done) = hashed.next().await {
         let (slot, (ours, theirs)) = done?;
         sums[slot].0.merge(ours);
@@ -796,8 +793,16 @@ async fn verify_in(
             target_hash: format!("{:032x}", theirs.sum),
             matches,
             reason: (!matches).then(|| ReasonCode::about(Code::CutoverMismatch, &table.target)),
-            source_slices: plans[index].units.iter().filter(|u| u.source.is_some()).count(),
-            target_slices: plans[index].units.iter().filter(|u| u.target.is_some()).count(),
+            source_slices: plans[index]
+                .units
+                .iter()
+                .filter(|u| u.source.is_some())
+                .count(),
+            target_slices: plans[index]
+                .units
+                .iter()
+                .filter(|u| u.target.is_some())
+                .count(),
             differences,
         });
     }
