@@ -354,28 +354,9 @@ fn census(
     let sql = census_sql(&table.source, &table.columns, dates);
     let read_error = sqlite::read_error(&table.source, path);
     let slices = match table.rowid {
-        Some(rowid) => {
-            let (min, max) = db
-                .query_row(
-                    &format!(
-                        "SELECT min({rowid}), max({rowid}) FROM {}",
-                        sqlite::quote(&table.source)
-                    ),
-                    [],
-                    |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
-                )
-                .map_err(&read_error)?;
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-            match (min, max) {
-                (Some(min), Some(max)) => {
-                    let span =
-                        u64::try_from(i128::from(max) - i128::from(min) + 1).unwrap_or(u64::MAX);
-                    let parts = ranges::slices(span, ranges::MIN_SLICE_ROWS, threads);
-                    (parts > 1).then(|| (rowid, ranges::rowid_slices(min, max, parts)))
-                }
-                _ => None,
-            }
-        }
+        Some(rowid) => ranges::source_slices(db, &table.source, rowid, ranges::threads())
+            .map_err(&read_error)?
+            .map(|slices| (rowid, slices)),
         None => None,
     };
     let counts: Vec<i64> = match slices {

@@ -103,6 +103,35 @@ pub fn block_slices(blocks: u64, parts: usize) -> Vec<BlockSlice> {
     out
 }
 
+/// The rowid slices of a big SQLite table, `most` at most, for work that
+/// adds up over slices (counts, sums); `None` when one stream will do.
+pub fn source_slices(
+    db: &rusqlite::Connection,
+    table: &str,
+    rowid: &str,
+    most: usize,
+) -> rusqlite::Result<Option<Vec<RowidSlice>>> {
+    let (min, max) = db.query_row(
+        &format!(
+            "SELECT min({rowid}), max({rowid}) FROM {}",
+            super::sqlite::quote(table)
+        ),
+        [],
+        |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
+    )?;
+    let (Some(min), Some(max)) = (min, max) else {
+        return Ok(None);
+    };
+    let span = u64::try_from(i128::from(max) - i128::from(min) + 1).unwrap_or(u64::MAX);
+    let parts = slices(span, MIN_SLICE_ROWS, most);
+    Ok((parts > 1).then(|| rowid_slices(min, max, parts)))
+}
+
+/// Threads for slices of SQLite work: the cores, at most four.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
 /// The `WHERE` of a SQLite slice, with its bounds as `?1` and `?2`.
 pub fn rowid_filter(rowid: &str) -> String {
     format!(" WHERE {rowid} BETWEEN ?1 AND ?2")

@@ -8,6 +8,12 @@
 //! of SHA-256 of that form; a table's hash is the sum of its rows' hashes
 //! (mod 2^128), so order does not matter and duplicate rows still count.
 //!
+//! Because both are sums, a big table is hashed in slices that are added
+//! up ([`super::ranges`]): SQLite by rowid, the target by heap block, all
+//! slices of all tables `jobs` at a time, each side of a slice on its own
+//! thread and the two sides at once, every target read on one exported
+//! snapshot ([`super::snapshot`]) so that the result is about one state.
+//!
 //! To name rows that differ without holding a table in memory, rows are
 //! also summed into buckets by their primary key; only the few buckets that
 //! differ are read a second time, and only their rows are kept. When a row
