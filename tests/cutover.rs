@@ -1102,3 +1102,119 @@ fn ctrl_c_during_the_index_builds_leaves_the_target_as_before() {
     assert_eq!(count(&target, "events"), 0, "{seen}");
     assert_eq!(common::checksum(&project, &target), before, "{seen}");
 }
+
+#[test]
+fn a_table_verified_in_slices_still_names_one_changed_value_and_rows_at_the_cuts() {
+    use migsafe::cutover::ranges;
+    let (project, source) = events_project(130_000);
+    // Wide enough rows for the target heap to be cut too.
+    source
+        .execute_batch("UPDATE events SET payload = payload || ' ' || hex(zeroblob(60))")
+        .unwrap();
+    let (min, max): (i64, i64) = source
+        .query_row("SELECT min(id), max(id) FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let target = TestDb::new();
+    let text = expect_exit(
+        &cutover(
+            &project,
+            &target,
+            &["run", "--from", "app.db", "--jobs", "4"],
+        ),
+        0,
+    );
+    assert!(text.contains("verify passed"), "{text}");
+    let report = std::fs::read_dir(project.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("cutover-report-"))
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    let events = report["verify"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "events")
+        .unwrap()
+        .clone();
+    let source_parts = events["source_slices"].as_u64().unwrap() as usize;
+    let target_parts = events["target_slices"].as_u64().unwrap() as usize;
+    assert!(source_parts >= 3, "{events}");
+    assert!(target_parts >= 2, "{events}");
+
+    // The first row of the second SQLite slice, and the last row of the
+    // first target slice, go missing; one value in the middle changes.
+    let cut = ranges::rowid_slices(min, max, source_parts)[1].first;
+    let first_after_cut: i64 = target
+        .scalar(&format!("SELECT min(id) FROM events WHERE id >= {cut}"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let blocks: u64 = target
+        .scalar("SELECT pg_relation_size('events') / current_setting('block_size')::bigint")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let block_cut = ranges::block_slices(blocks, target_parts)[0].end.unwrap();
+    let last_before_block_cut: i64 = target
+        .scalar(&format!(
+            "SELECT id FROM events WHERE ctid < '({block_cut},0)'::tid ORDER BY ctid DESC LIMIT 1"
+        ))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let middle: i64 = target
+        .scalar(
+            "SELECT id FROM events ORDER BY id OFFSET (SELECT count(*) / 2 FROM events) LIMIT 1",
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(first_after_cut, last_before_block_cut);
+    assert_ne!(middle, first_after_cut);
+    assert_ne!(middle, last_before_block_cut);
+    target.query(&format!(
+        "DELETE FROM events WHERE id IN ({first_after_cut}, {last_before_block_cut})"
+    ));
+    target.query(&format!(
+        "UPDATE events SET payload = 'tampered' WHERE id = {middle}"
+    ));
+
+    let output = cutover(
+        &project,
+        &target,
+        &[
+            "verify",
+            "--from",
+            "app.db",
+            "--jobs",
+            "4",
+            "--fail-on-mismatch",
+        ],
+    );
+    let text = expect_exit(&output, 6);
+    assert!(text.contains("DIFFERS events"), "{text}");
+    assert!(
+        text.contains(&format!("(id)=({first_after_cut}): missing on target")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "(id)=({last_before_block_cut}): missing on target"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "(id)=({middle}): values differ in payload (SQLite \"event "
+        )),
+        "{text}"
+    );
+    assert!(text.contains("PostgreSQL \"tampered\")"), "{text}");
+    // Nothing else is named.
+    assert_eq!(text.matches("missing on target").count(), 2, "{text}");
+    assert_eq!(text.matches("values differ").count(), 1, "{text}");
+}

@@ -1,12 +1,14 @@
 //! The load of `cutover sqlite run`: every table by binary COPY, all or
 //! nothing, in one transaction.
 //!
-//! Per table, a reader thread walks the SQLite rows and converts them
-//! ([`super::types::convert`]) into batches of bounded size; the async side
-//! writes them into `COPY … FROM STDIN (FORMAT binary)`. A bounded channel
-//! between the two keeps memory flat whatever the table's size, and keeps
-//! the conversion (migsafe's core) and the server's COPY (the server's)
-//! working at the same time.
+//! Per table, a reader thread walks the SQLite rows, converts them
+//! ([`super::types::convert`]) and writes them in binary COPY format into
+//! batches of bounded size; the async side only hands those bytes to
+//! `COPY … FROM STDIN (FORMAT binary)`, a batch per message. A bounded
+//! channel between the two keeps memory flat whatever the table's size, and
+//! keeps the conversion (migsafe's core) and the server's COPY (the
+//! server's) working at the same time, on different cores: the runtime's
+//! one thread does no per-row work.
 //!
 //! The order is pg_restore's: the foreign keys and indexes of the loaded
 //! tables are taken out ([`super::constraints`]), the rows loaded, the
@@ -24,24 +26,27 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::SinkExt;
 use serde::Serialize;
 use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{IsNull, ToSql, Type};
 
 use super::TableMap;
 use super::precheck::row_name;
 use super::target::{self, SequenceSet, TargetForeignKey};
-use super::types::{Cell, convert};
+use super::types::convert;
 use super::{constraints, sqlite};
 use crate::db::{ConnectionSettings, Db, quote_ident, scrub};
 use crate::error::{Code, Error, ReasonCode, Result};
 use crate::events::{Event, EventSink, Interrupt};
 
 /// Rows per batch handed from the reader thread to the writer.
-const BATCH_ROWS: usize = 2048;
+const BATCH_ROWS: usize = 4096;
 /// Bytes per batch (a batch closes at whichever comes first).
-const BATCH_BYTES: usize = 4 << 20;
+const BATCH_BYTES: usize = 1 << 20;
+/// The start of a binary COPY stream: its signature, no flags, no extension.
+const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// Batches queued per table.
 const BATCHES_IN_FLIGHT: usize = 4;
 /// Converted rows waiting to be sent, all tables together, in KiB: the
@@ -98,7 +103,10 @@ pub struct LoadPlan<'a> {
 }
 
 struct Batch {
-    rows: Vec<Vec<Cell>>,
+    /// The rows in binary COPY format.
+    data: BytesMut,
+    rows: u64,
+    /// Bytes of value data (for the report).
     bytes: u64,
     /// Its share of [`QUEUED`], given back when the batch is written.
     _queued: Option<SemaphorePermit<'static>>,
@@ -107,7 +115,8 @@ struct Batch {
 impl Batch {
     fn new() -> Batch {
         Batch {
-            rows: Vec::with_capacity(BATCH_ROWS),
+            data: BytesMut::with_capacity(BATCH_BYTES / 4),
+            rows: 0,
             bytes: 0,
             _queued: None,
         }
@@ -116,7 +125,7 @@ impl Batch {
 
 /// Waits (on a reader thread) until the batch fits in the queue budget.
 fn queue(mut batch: Batch, runtime: &tokio::runtime::Handle) -> Batch {
-    let kib = u32::try_from(batch.bytes.div_ceil(1024))
+    let kib = u32::try_from(batch.data.len().div_ceil(1024))
         .unwrap_or(u32::MAX)
         .clamp(1, QUEUED_KIB);
     batch._queued = runtime.block_on(QUEUED.acquire_many(kib)).ok();
@@ -428,15 +437,14 @@ async fn copy_table(
         .copy_in::<_, Bytes>(&sql)
         .await
         .map_err(|e| db_failure(db, &table.target, "starting COPY", &e))?;
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    tokio::pin!(writer);
+    tokio::pin!(sink);
 
     let (sender, mut batches) = mpsc::channel::<Batch>(BATCHES_IN_FLIGHT);
     let reader = {
         let path = source.to_path_buf();
         let table = table.clone();
         let interrupt = interrupt.clone();
-        tokio::task::spawn_blocking(move || read(&path, &table, &sender, &interrupt))
+        tokio::task::spawn_blocking(move || read(&path, &table, &types, &sender, &interrupt))
     };
     let streaming = async {
         let mut rows = 0u64;
@@ -446,15 +454,19 @@ async fn copy_table(
             if interrupt.is_triggered() {
                 return Err(cancelled(&table.target));
             }
-            for row in &batch.rows {
-                writer
-                    .as_mut()
-                    .write_raw(row.iter())
-                    .await
-                    .map_err(|e| db_failure(db, &table.target, "sending rows", &e))?;
-            }
-            rows += batch.rows.len() as u64;
-            bytes += batch.bytes;
+            let Batch {
+                data,
+                rows: in_batch,
+                bytes: value_bytes,
+                _queued,
+            } = batch;
+            sink.as_mut()
+                .send(data.freeze())
+                .await
+                .map_err(|e| db_failure(db, &table.target, "sending rows", &e))?;
+            drop(_queued);
+            rows += in_batch;
+            bytes += value_bytes;
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = Instant::now();
                 events.emit(&Event::CopyProgress {
@@ -480,7 +492,11 @@ async fn copy_table(
                 ));
             }
         }
-        let loaded = writer
+        sink.as_mut()
+            .send(Bytes::from_static(b"\xff\xff"))
+            .await
+            .map_err(|e| db_failure(db, &table.target, "sending rows", &e))?;
+        let loaded = sink
             .as_mut()
             .finish()
             .await
@@ -519,6 +535,7 @@ async fn copy_table(
 fn read(
     path: &Path,
     table: &TableMap,
+    types: &[Type],
     sender: &mpsc::Sender<Batch>,
     interrupt: &Interrupt,
 ) -> Result<()> {
@@ -538,16 +555,51 @@ fn read(
     let mut rows = statement.query([]).map_err(source_error)?;
     let runtime = tokio::runtime::Handle::current();
     let mut batch = Batch::new();
+    batch.data.extend_from_slice(COPY_HEADER);
+    let fields = i16::try_from(table.columns.len()).unwrap_or(i16::MAX);
     let mut position = 0u64;
     while let Some(row) = rows.next().map_err(source_error)? {
         position += 1;
-        let mut cells = Vec::with_capacity(table.columns.len());
+        batch.data.put_i16(fields);
         for (index, column) in table.columns.iter().enumerate() {
             let value = row.get_ref(index).map_err(source_error)?;
             match convert(value, &column.kind, column.not_null) {
                 Ok(cell) => {
                     batch.bytes += cell.size() as u64;
-                    cells.push(cell);
+                    let at = batch.data.len();
+                    batch.data.put_i32(0);
+                    let length = match cell.to_sql(&types[index], &mut batch.data) {
+                        Ok(IsNull::Yes) => -1,
+                        Ok(IsNull::No) => i32::try_from(batch.data.len() - at - 4).map_err(|_| {
+                            failed(
+                                &table.target,
+                                format!(
+                                    "`{}` {}: column `{}`: a value of {} bytes is over PostgreSQL's limit of 1 GB per field",
+                                    table.source,
+                                    row_name(table, row, position),
+                                    column.source,
+                                    batch.data.len() - at - 4
+                                ),
+                                ROLLED_BACK,
+                            )
+                        })?,
+                        Err(e) => {
+                            return Err(failed(
+                                &table.target,
+                                format!(
+                                    "`{}` {}: column `{}`: cannot encode the value: {e}",
+                                    table.source,
+                                    row_name(table, row, position),
+                                    column.source
+                                ),
+                                ROLLED_BACK,
+                            ));
+                        }
+                    };
+                    if length == -1 {
+                        batch.data.truncate(at + 4);
+                    }
+                    batch.data[at..at + 4].copy_from_slice(&length.to_be_bytes());
                 }
                 Err(misfit) => {
                     return Err(failed(
@@ -565,8 +617,8 @@ fn read(
                 }
             }
         }
-        batch.rows.push(cells);
-        if batch.rows.len() >= BATCH_ROWS || batch.bytes as usize >= BATCH_BYTES {
+        batch.rows += 1;
+        if batch.rows as usize >= BATCH_ROWS || batch.data.len() >= BATCH_BYTES {
             let full = queue(std::mem::replace(&mut batch, Batch::new()), &runtime);
             // The writer hung up: it failed and says why.
             // A Ctrl-C, or the writer hung up (it failed and says why):
@@ -576,7 +628,7 @@ fn read(
             }
         }
     }
-    if !batch.rows.is_empty() {
+    if !batch.data.is_empty() {
         let _ = sender.blocking_send(queue(batch, &runtime));
     }
     Ok(())

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use super::types::{Epoch, EpochUnit};
-use super::{Mapping, Problem, sqlite};
+use super::{Mapping, Problem, ranges, sqlite};
 use crate::error::{Code, Error, Result};
 use crate::report::Status;
 
@@ -185,7 +185,7 @@ pub fn decide(path: &Path, mapping: &mut Mapping, choices: &[EpochChoice]) -> Re
         if dates.is_empty() {
             continue;
         }
-        let censuses = census(&db, path, &table.source, &table.columns, &dates)?;
+        let censuses = census(&db, path, table, &dates)?;
         for (&index, census) in dates.iter().zip(censuses) {
             let choice = choices
                 .iter()
@@ -342,14 +342,89 @@ fn describe(table: &str, column: &str, census: &Census, epoch: Epoch) -> (Status
     (status, detail)
 }
 
-/// One pass over the date columns of a table, counting in SQLite.
+/// The census of the date columns of a table: for a big table, its rowid
+/// slices counted at the same time, one thread and connection each (the
+/// counts add up), as verify reads it ([`super::ranges`]).
 fn census(
     db: &rusqlite::Connection,
     path: &Path,
-    table: &str,
-    columns: &[super::ColumnMap],
+    table: &super::TableMap,
     dates: &[usize],
 ) -> Result<Vec<Census>> {
+    let sql = census_sql(&table.source, &table.columns, dates);
+    let read_error = sqlite::read_error(&table.source, path);
+    let slices = match table.rowid {
+        Some(rowid) => ranges::source_slices(db, &table.source, rowid, ranges::threads())
+            .map_err(&read_error)?
+            .map(|slices| (rowid, slices)),
+        None => None,
+    };
+    let counts: Vec<i64> = match slices {
+        None => db
+            .query_row(&sql, [], |row| {
+                (0..dates.len() * 12)
+                    .map(|i| row.get::<_, i64>(i))
+                    .collect()
+            })
+            .map_err(&read_error)?,
+        Some((rowid, slices)) => {
+            let sliced = format!("{sql} AND {rowid} BETWEEN ?1 AND ?2");
+            let parts: Vec<Result<Vec<i64>>> = std::thread::scope(|scope| {
+                let running: Vec<_> = slices
+                    .iter()
+                    .map(|slice| {
+                        let sliced = &sliced;
+                        let read_error = &read_error;
+                        scope.spawn(move || {
+                            let db = sqlite::open(path)?;
+                            db.query_row(sliced, [slice.first, slice.last], |row| {
+                                (0..dates.len() * 12)
+                                    .map(|i| row.get::<_, i64>(i))
+                                    .collect()
+                            })
+                            .map_err(read_error)
+                        })
+                    })
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|thread| {
+                        thread.join().unwrap_or_else(|_| {
+                            Err(Error::config(
+                                Code::Io,
+                                "a SQLite reader thread failed".to_string(),
+                            ))
+                        })
+                    })
+                    .collect()
+            });
+            let mut sums = vec![0i64; dates.len() * 12];
+            for part in parts {
+                for (sum, n) in sums.iter_mut().zip(part?) {
+                    *sum = sum.saturating_add(n);
+                }
+            }
+            sums
+        }
+    };
+    let n = |i: usize| u64::try_from(counts[i]).unwrap_or(0);
+    Ok((0..dates.len())
+        .map(|c| {
+            let at = c * 12;
+            Census {
+                integers: n(at),
+                natural: [n(at + 1), n(at + 2), n(at + 3), n(at + 4)],
+                reals: n(at + 5),
+                julian: n(at + 6),
+                real_seconds: n(at + 7),
+                real_natural: [n(at + 8), n(at + 9), n(at + 10), n(at + 11)],
+            }
+        })
+        .collect())
+}
+
+/// One pass over the date columns of a table, counting in SQLite.
+fn census_sql(table: &str, columns: &[super::ColumnMap], dates: &[usize]) -> String {
     // Only numbers can be epochs: the scan keeps just the rows where one of
     // the date columns holds one (a text timestamp column skips every
     // comparison), each count looks at its column's storage class first
@@ -396,39 +471,12 @@ fn census(
             sums.push(format!("coalesce(sum({condition}), 0)"));
         }
     }
-    let sql = format!(
-        "SELECT {} FROM {} WHERE {}",
+    format!(
+        "SELECT {} FROM {} WHERE ({})",
         sums.join(", "),
         sqlite::quote(table),
         numeric.join(" OR ")
-    );
-    let counts: Vec<i64> = db
-        .query_row(&sql, [], |row| {
-            (0..sums.len()).map(|i| row.get::<_, i64>(i)).collect()
-        })
-        .map_err(|e| {
-            Error::config(
-                Code::SqliteSourceInvalid,
-                format!(
-                    "cannot read table `{table}` of the SQLite file {}: {e}",
-                    path.display()
-                ),
-            )
-        })?;
-    let n = |i: usize| u64::try_from(counts[i]).unwrap_or(0);
-    Ok((0..dates.len())
-        .map(|c| {
-            let at = c * 12;
-            Census {
-                integers: n(at),
-                natural: [n(at + 1), n(at + 2), n(at + 3), n(at + 4)],
-                reals: n(at + 5),
-                julian: n(at + 6),
-                real_seconds: n(at + 7),
-                real_natural: [n(at + 8), n(at + 9), n(at + 10), n(at + 11)],
-            }
-        })
-        .collect())
+    )
 }
 
 #[cfg(test)]

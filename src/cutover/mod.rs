@@ -19,8 +19,11 @@
 pub mod constraints;
 pub mod copy;
 pub mod epoch;
+mod json;
 pub mod precheck;
+pub mod ranges;
 pub mod run;
+mod snapshot;
 pub mod sqlite;
 pub mod target;
 pub mod types;

@@ -246,29 +246,36 @@ fn scan(path: &Path, table: &TableMap, interrupt: &Interrupt) -> Result<(u64, Ve
     let db = sqlite::open(path)?;
     let mut found: BTreeMap<(usize, &'static str), (u64, Vec<String>)> = BTreeMap::new();
     let mut count = 0u64;
-    each_row(&db, path, &table.source, &table.source_select(), |row| {
-        count += 1;
-        if count.is_multiple_of(65_536) && interrupt.is_triggered() {
-            return Err(interrupted());
-        }
-        for (index, column) in table.columns.iter().enumerate() {
-            let value = row
-                .get_ref(index)
-                .map_err(|e| source_error(path, &table.source, e))?;
-            if let Err(misfit) = convert(value, &column.kind, column.not_null) {
-                let entry = found.entry((index, misfit.problem)).or_default();
-                entry.0 += 1;
-                if entry.1.len() < SAMPLES {
-                    entry.1.push(format!(
-                        "{}: {}",
-                        row_name(table, row, count),
-                        misfit.detail
-                    ));
+    each_row(
+        &db,
+        path,
+        &table.source,
+        &table.source_select(),
+        [],
+        |row| {
+            count += 1;
+            if count.is_multiple_of(65_536) && interrupt.is_triggered() {
+                return Err(interrupted());
+            }
+            for (index, column) in table.columns.iter().enumerate() {
+                let value = row
+                    .get_ref(index)
+                    .map_err(|e| source_error(path, &table.source, e))?;
+                if let Err(misfit) = convert(value, &column.kind, column.not_null) {
+                    let entry = found.entry((index, misfit.problem)).or_default();
+                    entry.0 += 1;
+                    if entry.1.len() < SAMPLES {
+                        entry.1.push(format!(
+                            "{}: {}",
+                            row_name(table, row, count),
+                            misfit.detail
+                        ));
+                    }
                 }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     let problems = found
         .into_iter()
         .map(|((index, problem), (count, samples))| {
@@ -300,11 +307,12 @@ fn each_row(
     path: &Path,
     table: &str,
     sql: &str,
+    params: impl rusqlite::Params,
     mut each: impl FnMut(&rusqlite::Row<'_>) -> Result<()>,
 ) -> Result<()> {
     let mut statement = db.prepare(sql).map_err(|e| source_error(path, table, e))?;
     let mut rows = statement
-        .query([])
+        .query(params)
         .map_err(|e| source_error(path, table, e))?;
     while let Some(row) = rows.next().map_err(|e| source_error(path, table, e))? {
         each(row)?;
@@ -478,24 +486,78 @@ fn orphans(
             quote(&check.table),
             quote(&check.parent)
         );
-        let mut count = 0u64;
-        let mut samples = Vec::new();
-        each_row(&db, path, &check.table, &sql, |row| {
-            count += 1;
-            if samples.len() < SAMPLES {
-                let reference = key_text(&check.columns, row, identity.len());
-                samples.push(if identity.is_empty() {
-                    format!("{reference} has no row in {}", check.parent)
-                } else {
-                    format!(
-                        "{}: {reference} has no row in {}",
-                        key_text(&identity, row, 0),
-                        check.parent
-                    )
-                });
+        // One anti-join per row of a big table: its rowid slices are
+        // checked at the same time, one thread and connection each, and
+        // their orphans put together in rowid order.
+        let child = tables.iter().find(|t| t.name == check.table);
+        let slices = match child.and_then(sqlite::rowid_name) {
+            Some(rowid) => {
+                super::ranges::source_slices(&db, &check.table, rowid, super::ranges::threads())
+                    .map_err(|e| source_error(path, &check.table, e))?
+                    .map(|slices| (rowid, slices))
             }
-            Ok(())
-        })?;
+            None => None,
+        };
+        let find = |db: &rusqlite::Connection, sql: &str, bounds: Option<[i64; 2]>| {
+            let mut count = 0u64;
+            let mut samples = Vec::new();
+            let mut each = |row: &rusqlite::Row<'_>| {
+                count += 1;
+                if samples.len() < SAMPLES {
+                    let reference = key_text(&check.columns, row, identity.len());
+                    samples.push(if identity.is_empty() {
+                        format!("{reference} has no row in {}", check.parent)
+                    } else {
+                        format!(
+                            "{}: {reference} has no row in {}",
+                            key_text(&identity, row, 0),
+                            check.parent
+                        )
+                    });
+                }
+                Ok(())
+            };
+            match bounds {
+                Some(bounds) => each_row(db, path, &check.table, sql, bounds, &mut each)?,
+                None => each_row(db, path, &check.table, sql, [], &mut each)?,
+            }
+            Ok::<_, Error>((count, samples))
+        };
+        let (count, samples) = match slices {
+            None => find(&db, &sql, None)?,
+            Some((rowid, slices)) => {
+                let sliced = format!("{sql} AND c.{rowid} BETWEEN ?1 AND ?2");
+                let found: Vec<Result<(u64, Vec<String>)>> = std::thread::scope(|scope| {
+                    let running: Vec<_> = slices
+                        .iter()
+                        .map(|slice| {
+                            let (sliced, find) = (&sliced, &find);
+                            scope.spawn(move || {
+                                let db = sqlite::open(path)?;
+                                find(&db, sliced, Some([slice.first, slice.last]))
+                            })
+                        })
+                        .collect();
+                    running
+                        .into_iter()
+                        .map(|thread| {
+                            thread.join().unwrap_or_else(|_| {
+                                Err(Error::config(Code::Io, "a SQLite reader thread failed"))
+                            })
+                        })
+                        .collect()
+                });
+                let mut count = 0u64;
+                let mut samples = Vec::new();
+                for part in found {
+                    let (n, some) = part?;
+                    count += n;
+                    samples.extend(some);
+                }
+                samples.truncate(SAMPLES);
+                (count, samples)
+            }
+        };
         if count == 0 {
             continue;
         }

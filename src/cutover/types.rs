@@ -1159,10 +1159,16 @@ pub fn canonical(kind: &Kind, raw: Option<&[u8]>, out: &mut Vec<u8>) {
             } else {
                 raw
             };
-            owned = serde_json::from_slice::<serde_json::Value>(text)
-                .ok()
-                .map(|v| v.to_string().into_bytes());
-            owned.as_deref().unwrap_or(text)
+            // Written in place: the length goes in front once it is known.
+            out.push(1);
+            let at = out.len();
+            out.extend_from_slice(&[0; 8]);
+            if super::json::canonical(text, out).is_none() {
+                out.extend_from_slice(text);
+            }
+            let length = (out.len() - at - 8) as u64;
+            out[at..at + 8].copy_from_slice(&length.to_le_bytes());
+            return;
         }
         Kind::Float8
             if raw.len() == 8 && f64::from_be_bytes(raw.try_into().unwrap_or([0; 8])).is_nan() =>

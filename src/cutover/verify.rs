@@ -8,6 +8,12 @@
 //! of SHA-256 of that form; a table's hash is the sum of its rows' hashes
 //! (mod 2^128), so order does not matter and duplicate rows still count.
 //!
+//! Because both are sums, a big table is hashed in slices that are added
+//! up ([`super::ranges`]): SQLite by rowid, the target by heap block, all
+//! slices of all tables `jobs` at a time, each side of a slice on its own
+//! thread and the two sides at once, every target read on one exported
+//! snapshot ([`super::snapshot`]) so that the result is about one state.
+//!
 //! To name rows that differ without holding a table in memory, rows are
 //! also summed into buckets by their primary key; only the few buckets that
 //! differ are read a second time, and only their rows are kept. When a row
@@ -24,6 +30,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures_util::{StreamExt, TryStreamExt};
@@ -33,11 +40,13 @@ use tokio_postgres::binary_copy::BinaryCopyOutStream;
 use tokio_postgres::types::{FromSql, Type};
 
 use super::precheck::blocking;
+use super::ranges::{self, BlockSlice, RowidSlice};
+use super::snapshot::Snapshot;
 use super::target;
 use super::types::{Kind, UNCONVERTIBLE, canonical, convert, display_value, encode};
 use super::{TableMap, sqlite};
 use crate::db::{ConnectionSettings, Db, history::database_error, quote_ident};
-use crate::error::{Code, ReasonCode, Result};
+use crate::error::{Code, Error, ReasonCode, Result};
 use crate::events::Interrupt;
 use crate::report::Status;
 
@@ -67,6 +76,11 @@ pub struct TableVerify {
     pub matches: bool,
     /// Reason code when it does not.
     pub reason: Option<ReasonCode>,
+    /// Slices the SQLite table was read in (by rowid, at the same time).
+    pub source_slices: usize,
+    /// Slices the target table was read in (by heap block, at the same
+    /// time, on one snapshot).
+    pub target_slices: usize,
     /// Rows that differ, by key: `missing on target`, `extra on target`,
     /// `values differ in name (SQLite "a", PostgreSQL "b")`.
     pub differences: Vec<String>,
@@ -128,6 +142,35 @@ struct Side {
     detail: HashMap<Vec<u8>, Vec<Vec<(u64, String)>>>,
 }
 
+impl Side {
+    fn new() -> Side {
+        Side {
+            buckets: vec![(0, 0); BUCKETS],
+            ..Side::default()
+        }
+    }
+
+    /// Adds another slice of the same table.
+    fn merge(&mut self, other: Side) {
+        self.rows += other.rows;
+        self.sum = self.sum.wrapping_add(other.sum);
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            mine.0 = mine.0.wrapping_add(theirs.0);
+            mine.1 += theirs.1;
+        }
+        for (key, (shown, hashes)) in other.picked {
+            self.picked
+                .entry(key)
+                .or_insert_with(|| (shown, Vec::new()))
+                .1
+                .extend(hashes);
+        }
+        for (key, rows) in other.detail {
+            self.detail.entry(key).or_default().extend(rows);
+        }
+    }
+}
+
 /// What to keep while hashing, beyond the sums: the rows of some buckets
 /// (to name the keys that differ), or of some keys (to name the columns).
 #[derive(Clone, Default)]
@@ -156,10 +199,7 @@ impl<'a> Digester<'a> {
             keep,
             row: Vec::new(),
             key_bytes: Vec::new(),
-            side: Side {
-                buckets: vec![(0, 0); BUCKETS],
-                ..Side::default()
-            },
+            side: Side::new(),
         }
     }
 
@@ -240,18 +280,61 @@ impl<'a> Digester<'a> {
     }
 }
 
+/// What one slice reads of the SQLite table.
+#[derive(Debug, Clone, Copy)]
+enum SourceRead {
+    /// The whole table, in one stream.
+    Whole,
+    /// The rows of a rowid slice.
+    Rowids(RowidSlice),
+}
+
+/// A slice of one table, hashed on both sides at the same time; either
+/// side may have nothing to read in it (the sides are cut independently).
+#[derive(Debug, Clone, Copy)]
+struct Unit {
+    source: Option<SourceRead>,
+    target: Option<BlockSlice>,
+    /// Rough size, to start the big slices first.
+    weight: u64,
+}
+
+/// A table's column types and slices.
+struct Plan {
+    types: Vec<Type>,
+    units: Vec<Unit>,
+}
+
+/// Why a read of the target stopped, on the thread that hashes it.
+enum Stopped {
+    Database(tokio_postgres::Error),
+    Interrupted,
+}
+
 /// The SQLite side: the same conversion as the load, then the binary form.
 fn hash_source(
     path: &Path,
     table: &TableMap,
     types: &[Type],
     keep: &Keep,
+    read: SourceRead,
     interrupt: &Interrupt,
 ) -> Result<Side> {
     let db = sqlite::open(path)?;
     let read_error = sqlite::read_error(&table.source, path);
-    let mut statement = db.prepare(&table.source_select()).map_err(&read_error)?;
-    let mut rows = statement.query([]).map_err(&read_error)?;
+    let (sql, bounds) = match (read, table.rowid) {
+        (SourceRead::Rowids(slice), Some(rowid)) => (
+            format!("{}{}", table.source_select(), ranges::rowid_filter(rowid)),
+            Some((slice.first, slice.last)),
+        ),
+        _ => (table.source_select(), None),
+    };
+    let mut statement = db.prepare(&sql).map_err(&read_error)?;
+    let mut rows = match bounds {
+        Some((first, last)) => statement.query([first, last]),
+        None => statement.query([]),
+    }
+    .map_err(&read_error)?;
     let kinds = table.kinds();
     let mut digester = Digester::new(table, &kinds, keep);
     let mut buf = BytesMut::new();
@@ -290,8 +373,41 @@ fn hash_source(
     Ok(digester.side)
 }
 
+/// Hashes the rows of a binary COPY stream (on a blocking thread: the
+/// runtime's own thread only moves the bytes).
+async fn digest_copy(
+    stream: tokio_postgres::CopyOutStream,
+    table: &TableMap,
+    types: &[Type],
+    keep: &Keep,
+    interrupt: &Interrupt,
+) -> std::result::Result<Side, Stopped> {
+    let rows = BinaryCopyOutStream::new(stream, types);
+    tokio::pin!(rows);
+    let kinds = table.kinds();
+    let mut digester = Digester::new(table, &kinds, keep);
+    while let Some(row) = rows.try_next().await.map_err(Stopped::Database)? {
+        if digester.side.rows.is_multiple_of(65_536) && interrupt.is_triggered() {
+            return Err(Stopped::Interrupted);
+        }
+        let fields = (0..kinds.len())
+            .map(|index| row.try_get::<Raw<'_>>(index).map(|Raw(raw)| raw))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Stopped::Database)?;
+        digester.add(&fields);
+    }
+    Ok(digester.side)
+}
+
 /// The PostgreSQL side: the fields exactly as the server sends them.
-async fn hash_target(db: &Db, table: &TableMap, types: &[Type], keep: &Keep) -> Result<Side> {
+async fn hash_target(
+    db: &Db,
+    table: &TableMap,
+    types: &[Type],
+    keep: &Arc<Keep>,
+    slice: BlockSlice,
+    interrupt: &Interrupt,
+) -> Result<Side> {
     let columns = table
         .target_columns()
         .iter()
@@ -299,124 +415,254 @@ async fn hash_target(db: &Db, table: &TableMap, types: &[Type], keep: &Keep) -> 
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "COPY (SELECT {columns} FROM {}) TO STDOUT (FORMAT binary)",
-        table.qualified
+        "COPY (SELECT {columns} FROM {}{}) TO STDOUT (FORMAT binary)",
+        table.qualified,
+        ranges::block_filter(&slice)
     );
     let stream = db
         .client
         .copy_out(&sql)
         .await
         .map_err(|e| database_error(db, "read the target table", &e))?;
-    let rows = BinaryCopyOutStream::new(stream, types);
-    tokio::pin!(rows);
-    let kinds = table.kinds();
-    let mut digester = Digester::new(table, &kinds, keep);
-    while let Some(row) = rows
-        .try_next()
-        .await
-        .map_err(|e| database_error(db, "read the target table", &e))?
-    {
-        let fields = (0..kinds.len())
-            .map(|index| row.try_get::<Raw<'_>>(index).map(|Raw(raw)| raw))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| database_error(db, "read the target table", &e))?;
-        digester.add(&fields);
+    let runtime = tokio::runtime::Handle::current();
+    let (table, types, keep, interrupt) = (
+        table.clone(),
+        types.to_vec(),
+        Arc::clone(keep),
+        interrupt.clone(),
+    );
+    let hashed = tokio::task::spawn_blocking(move || {
+        runtime.block_on(digest_copy(stream, &table, &types, &keep, &interrupt))
+    })
+    .await
+    .map_err(|e| Error::config(Code::Io, format!("a verify thread failed: {e}")))?;
+    match hashed {
+        Ok(side) => Ok(side),
+        Err(Stopped::Database(e)) => Err(database_error(db, "read the target table", &e)),
+        Err(Stopped::Interrupted) => Err(super::precheck::interrupted()),
     }
-    Ok(digester.side)
 }
 
-async fn both_sides(
-    db: &Db,
+/// Both sides of one slice, at the same time.
+async fn hash_unit(
+    snapshot: &Snapshot,
     source: &Path,
     table: &TableMap,
     types: &[Type],
-    keep: Keep,
+    keep: &Arc<Keep>,
+    unit: Unit,
     interrupt: &Interrupt,
 ) -> Result<(Side, Side)> {
-    let reading = {
+    let reading = async {
+        let Some(read) = unit.source else {
+            return Ok(Side::new());
+        };
         let path = source.to_path_buf();
         let table = table.clone();
         let types = types.to_vec();
-        let keep = keep.clone();
+        let keep = Arc::clone(keep);
         let interrupt = interrupt.clone();
-        blocking(move || hash_source(&path, &table, &types, &keep, &interrupt))
+        blocking(move || hash_source(&path, &table, &types, &keep, read, &interrupt)).await
     };
-    let (source_side, target_side) = tokio::join!(reading, hash_target(db, table, types, &keep));
+    let target = async {
+        let Some(slice) = unit.target else {
+            return Ok(Side::new());
+        };
+        let db = snapshot.lease().await;
+        hash_target(&db, table, types, keep, slice, interrupt).await
+    };
+    let (source_side, target_side) = tokio::join!(reading, target);
     Ok((source_side?, target_side?))
 }
 
-async fn verify_table(
-    settings: &ConnectionSettings,
-    source: &Path,
-    table: &TableMap,
-    interrupt: &Interrupt,
-) -> Result<TableVerify> {
-    let db = settings.connect().await?;
-    // One snapshot for both reads of the target.
-    db.client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await
-        .map_err(|e| database_error(&db, "start a read-only transaction", &e))?;
-    let types = target::column_types(&db, &table.qualified, &table.target_columns()).await?;
-    let (ours, theirs) = both_sides(&db, source, table, &types, Keep::default(), interrupt).await?;
-    let matches = ours.rows == theirs.rows && ours.sum == theirs.sum;
-    let mut differences = Vec::new();
-    if !matches {
-        let examine: HashSet<usize> = (0..BUCKETS)
-            .filter(|&b| ours.buckets[b] != theirs.buckets[b])
-            .take(BUCKETS_EXAMINED)
-            .collect();
-        let keep = Keep {
-            buckets: Some(examine),
-            keys: None,
-        };
-        let (ours, theirs) = both_sides(&db, source, table, &types, keep, interrupt).await?;
-        let found = compare(&ours.picked, &theirs.picked);
-        // Rows whose values differ: one more pass keeps just those rows,
-        // column by column, to say which columns differ and how.
-        let changed: HashSet<Vec<u8>> = found
-            .iter()
-            .filter(|d| d.values_differ)
-            .map(|d| d.key.clone())
-            .collect();
-        let detail = if changed.is_empty() {
-            None
-        } else {
-            let keep = Keep {
-                buckets: None,
-                keys: Some(changed),
-            };
-            Some(both_sides(&db, source, table, &types, keep, interrupt).await?)
-        };
-        differences = found
-            .into_iter()
-            .map(|d| match &detail {
-                Some((ours, theirs)) if d.values_differ => {
-                    match columns_differing(
-                        table,
-                        ours.detail.get(&d.key),
-                        theirs.detail.get(&d.key),
-                    ) {
-                        Some(columns) => format!("{}: values differ in {columns}", d.shown),
-                        None => d.line,
-                    }
-                }
-                _ => d.line,
+/// Reads a table's column types and cuts it into slices.
+async fn plan(snapshot: &Snapshot, source: &Path, table: &TableMap, jobs: usize) -> Result<Plan> {
+    let (types, blocks) = {
+        let db = snapshot.lease().await;
+        let types = target::column_types(&db, &table.qualified, &table.target_columns()).await?;
+        let blocks: Option<i64> = db
+            .client
+            .query_opt(ranges::TARGET_BLOCKS, &[&table.qualified])
+            .await
+            .map_err(|e| database_error(&db, "read the size of the target table", &e))?
+            .and_then(|row| row.get(0));
+        (types, blocks.and_then(|b| u64::try_from(b).ok()))
+    };
+    let rowids = match table.rowid {
+        Some(rowid) => {
+            let (path, name) = (source.to_path_buf(), table.source.clone());
+            blocking(move || {
+                let db = sqlite::open(&path)?;
+                db.query_row(
+                    &format!(
+                        "SELECT min({rowid}), max({rowid}) FROM {}",
+                        sqlite::quote(&name)
+                    ),
+                    [],
+                    |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
+                )
+                .map_err(sqlite::read_error(&name, &path))
             })
-            .collect();
+            .await?
+        }
+        None => (None, None),
+    };
+    let sources: Vec<(SourceRead, u64)> = match rowids {
+        (Some(min), Some(max)) => {
+            let span = u64::try_from(i128::from(max) - i128::from(min) + 1).unwrap_or(u64::MAX);
+            let parts = ranges::slices(span, ranges::MIN_SLICE_ROWS, jobs);
+            ranges::rowid_slices(min, max, parts)
+                .into_iter()
+                .map(|slice| (SourceRead::Rowids(slice), span / parts as u64))
+                .collect()
+        }
+        _ => vec![(SourceRead::Whole, 0)],
+    };
+    let targets: Vec<BlockSlice> = match blocks {
+        Some(blocks) => ranges::block_slices(
+            blocks,
+            ranges::slices(blocks, ranges::MIN_SLICE_BLOCKS, jobs),
+        ),
+        None => vec![BlockSlice {
+            start: 0,
+            end: None,
+        }],
+    };
+    let units = (0..sources.len().max(targets.len()))
+        .map(|i| Unit {
+            source: sources.get(i).map(|(read, _)| *read),
+            target: targets.get(i).copied(),
+            weight: sources.get(i).map_or(0, |(_, rows)| *rows),
+        })
+        .collect();
+    Ok(Plan { types, units })
+}
+
+/// Hashes the asked tables, each with what to keep, all their slices
+/// `jobs` at a time, and adds the slices up per table.
+#[allow(clippy::too_many_arguments)]
+async fn pass(
+    snapshot: &Snapshot,
+    source: &Path,
+    tables: &[TableMap],
+    plans: &[Plan],
+    wanted: &[(usize, Keep)],
+    jobs: usize,
+    interrupt: &Interrupt,
+) -> Result<Vec<(Side, Side)>> {
+    let mut units: Vec<(usize, usize, Arc<Keep>, Unit)> = Vec::new();
+    for (slot, (table, keep)) in wanted.iter().enumerate() {
+        let keep = Arc::new(keep.clone());
+        for unit in &plans[*table].units {
+            units.push((slot, *table, Arc::clone(&keep), *unit));
+        }
     }
-    let _ = db.client.batch_execute("COMMIT").await;
-    Ok(TableVerify {
-        table: table.source.clone(),
-        target: table.target.clone(),
-        source_rows: ours.rows,
-        target_rows: theirs.rows,
-        source_hash: format!("{:032x}", ours.sum),
-        target_hash: format!("{:032x}", theirs.sum),
-        matches,
-        reason: (!matches).then(|| ReasonCode::about(Code::CutoverMismatch, &table.target)),
-        differences,
-    })
+    // The big slices first: the last one to finish decides the wall time.
+    units.sort_by_key(|(_, _, _, unit)| std::cmp::Reverse(unit.weight));
+    let mut sums: Vec<(Side, Side)> = wanted.iter().map(|_| (Side::new(), Side::new())).collect();
+    let mut hashed =
+        futures_util::stream::iter(units.into_iter().map(|(slot, table, keep, unit)| {
+            let (tables, plans) = (tables, plans);
+            async move {
+                let sides = hash_unit(
+                    snapshot,
+                    source,
+                    &tables[table],
+                    &plans[table].types,
+                    &keep,
+                    unit,
+                    interrupt,
+                )
+                .await?;
+                Ok::<_, Error>((slot, sides))
+            }
+        }))
+        .buffer_unordered(jobs.max(1));
+    while let Some(done) = hashed.next().await {
+        let (slot, (ours, theirs)) = done?;
+        sums[slot].0.merge(ours);
+        sums[slot].1.merge(theirs);
+    }
+    Ok(sums)
+}
+
+/// Names the rows (and, for a row on both sides, the columns) of a table
+/// whose sums differ: the differing buckets are read again, keeping their
+/// rows, then the rows whose values differ, column by column.
+#[allow(clippy::too_many_arguments)]
+async fn name_differences(
+    snapshot: &Snapshot,
+    source: &Path,
+    tables: &[TableMap],
+    plans: &[Plan],
+    index: usize,
+    ours: &Side,
+    theirs: &Side,
+    jobs: usize,
+    interrupt: &Interrupt,
+) -> Result<Vec<String>> {
+    let table = &tables[index];
+    let examine: HashSet<usize> = (0..BUCKETS)
+        .filter(|&b| ours.buckets[b] != theirs.buckets[b])
+        .take(BUCKETS_EXAMINED)
+        .collect();
+    let keep = Keep {
+        buckets: Some(examine),
+        keys: None,
+    };
+    let picked = pass(
+        snapshot,
+        source,
+        tables,
+        plans,
+        &[(index, keep)],
+        jobs,
+        interrupt,
+    )
+    .await?;
+    let Some((ours, theirs)) = picked.into_iter().next() else {
+        return Ok(Vec::new());
+    };
+    let found = compare(&ours.picked, &theirs.picked);
+    // Rows whose values differ: one more pass keeps just those rows,
+    // column by column, to say which columns differ and how.
+    let changed: HashSet<Vec<u8>> = found
+        .iter()
+        .filter(|d| d.values_differ)
+        .map(|d| d.key.clone())
+        .collect();
+    let detail = if changed.is_empty() {
+        None
+    } else {
+        let keep = Keep {
+            buckets: None,
+            keys: Some(changed),
+        };
+        pass(
+            snapshot,
+            source,
+            tables,
+            plans,
+            &[(index, keep)],
+            jobs,
+            interrupt,
+        )
+        .await?
+        .into_iter()
+        .next()
+    };
+    Ok(found
+        .into_iter()
+        .map(|d| match &detail {
+            Some((ours, theirs)) if d.values_differ => {
+                match columns_differing(table, ours.detail.get(&d.key), theirs.detail.get(&d.key)) {
+                    Some(columns) => format!("{}: values differ in {columns}", d.shown),
+                    None => d.line,
+                }
+            }
+            _ => d.line,
+        })
+        .collect())
 }
 
 /// A row (by key) that differs.
@@ -500,7 +746,8 @@ fn columns_differing(
     (!columns.is_empty()).then(|| columns.join(", "))
 }
 
-/// Compares every table.
+/// Compares every table, all on one snapshot of the target read over
+/// `jobs` connections: big tables in slices at the same time.
 pub async fn verify(
     settings: &ConnectionSettings,
     source: &Path,
@@ -508,16 +755,64 @@ pub async fn verify(
     jobs: usize,
     interrupt: &Interrupt,
 ) -> Result<Vec<TableVerify>> {
-    futures_util::stream::iter(
-        tables
-            .iter()
-            .map(|table| verify_table(settings, source, table, interrupt)),
-    )
-    .buffered(jobs.max(1))
-    .collect::<Vec<_>>()
-    .await
-    .into_iter()
-    .collect()
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let jobs = jobs.max(1);
+    let snapshot = Snapshot::open(settings, jobs).await?;
+    let compared = verify_in(&snapshot, source, tables, jobs, interrupt).await;
+    snapshot.close().await;
+    compared
+}
+
+async fn verify_in(
+    snapshot: &Snapshot,
+    source: &Path,
+    tables: &[TableMap],
+    jobs: usize,
+    interrupt: &Interrupt,
+) -> Result<Vec<TableVerify>> {
+    let mut plans = Vec::with_capacity(tables.len());
+    for table in tables {
+        plans.push(plan(snapshot, source, table, jobs).await?);
+    }
+    let every: Vec<(usize, Keep)> = (0..tables.len()).map(|t| (t, Keep::default())).collect();
+    let sums = pass(snapshot, source, tables, &plans, &every, jobs, interrupt).await?;
+    let mut out = Vec::with_capacity(tables.len());
+    for (index, (ours, theirs)) in sums.into_iter().enumerate() {
+        let table = &tables[index];
+        let matches = ours.rows == theirs.rows && ours.sum == theirs.sum;
+        let differences = if matches {
+            Vec::new()
+        } else {
+            name_differences(
+                snapshot, source, tables, &plans, index, &ours, &theirs, jobs, interrupt,
+            )
+            .await?
+        };
+        out.push(TableVerify {
+            table: table.source.clone(),
+            target: table.target.clone(),
+            source_rows: ours.rows,
+            target_rows: theirs.rows,
+            source_hash: format!("{:032x}", ours.sum),
+            target_hash: format!("{:032x}", theirs.sum),
+            matches,
+            reason: (!matches).then(|| ReasonCode::about(Code::CutoverMismatch, &table.target)),
+            source_slices: plans[index]
+                .units
+                .iter()
+                .filter(|u| u.source.is_some())
+                .count(),
+            target_slices: plans[index]
+                .units
+                .iter()
+                .filter(|u| u.target.is_some())
+                .count(),
+            differences,
+        });
+    }
+    Ok(out)
 }
 
 /// The worst result of the tables.

@@ -1,0 +1,386 @@
+//! The canonical form of a JSON value, for verify's hash: what the SQLite
+//! text and PostgreSQL's `jsonb` output of it have in common.
+//!
+//! `jsonb` keeps the meaning of a document, not its text: whitespace goes,
+//! object members are reordered, strings are stored decoded (and printed
+//! with PostgreSQL's own escapes), numbers are `numeric` (`1e2` prints as
+//! `100`, `1.50` stays `1.50`). The canonical form drops exactly those
+//! differences and nothing else:
+//!
+//! - no whitespace; object members sorted by their (canonical) key, a key
+//!   that appears twice kept twice, in order;
+//! - strings decoded (`\u00e9` is `é`), then written with only `"` and `\`
+//!   escaped;
+//! - numbers as their exact decimal value, never through a float (so no
+//!   two different numbers meet): the significant digits and the power of
+//!   ten of the point before them (`1e2`, `100` and `100.00` are all `1e3`,
+//!   0.1 × 10³).
+//!
+//! It is one pass over the bytes without building a tree (verify runs it
+//! on every JSON value of both sides). Text that is not JSON is returned as
+//! `None`: the caller hashes it as it is.
+
+/// Nesting deeper than this is not canonicalised (PostgreSQL's own limit
+/// is the stack; serde_json's is 128).
+const MAX_DEPTH: usize = 512;
+
+/// Appends the canonical form of `text` to `out`; `None` (and `out` as it
+/// was) when `text` is not one JSON value.
+pub fn canonical(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let start = out.len();
+    let mut parser = Parser { text, at: 0 };
+    let done = parser.value(out, 0).and_then(|()| {
+        parser.skip_space();
+        (parser.at == text.len()).then_some(())
+    });
+    if done.is_none() {
+        out.truncate(start);
+    }
+    done
+}
+
+struct Parser<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.at).copied()
+    }
+
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], out: &mut Vec<u8>) -> Option<()> {
+        if self.text[self.at..].starts_with(word) {
+            self.at += word.len();
+            out.extend_from_slice(word);
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    fn value(&mut self, out: &mut Vec<u8>, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.skip_space();
+        match self.peek()? {
+            b'{' => self.object(out, depth),
+            b'[' => self.array(out, depth),
+            b'"' => self.string(out),
+            b't' => self.literal(b"true", out),
+            b'f' => self.literal(b"false", out),
+            b'n' => self.literal(b"null", out),
+            b'-' | b'0'..=b'9' => self.number(out),
+            _ => None,
+        }
+    }
+
+    fn array(&mut self, out: &mut Vec<u8>, depth: usize) -> Option<()> {
+        self.at += 1;
+        out.push(b'[');
+        self.skip_space();
+        if self.peek() == Some(b']') {
+            self.at += 1;
+            out.push(b']');
+            return Some(());
+        }
+        loop {
+            self.value(out, depth + 1)?;
+            self.skip_space();
+            match self.peek()? {
+                b',' => {
+                    self.at += 1;
+                    out.push(b',');
+                }
+                b']' => {
+                    self.at += 1;
+                    out.push(b']');
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn object(&mut self, out: &mut Vec<u8>, depth: usize) -> Option<()> {
+        self.at += 1;
+        out.push(b'{');
+        let body = out.len();
+        // Per member: where it starts in `out`, where its key ends, where it ends.
+        let mut members: Vec<(usize, usize, usize)> = Vec::new();
+        self.skip_space();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            out.push(b'}');
+            return Some(());
+        }
+        loop {
+            self.skip_space();
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let begin = out.len();
+            self.string(out)?;
+            let key_end = out.len();
+            self.skip_space();
+            if self.peek()? != b':' {
+                return None;
+            }
+            self.at += 1;
+            out.push(b':');
+            self.value(out, depth + 1)?;
+            members.push((begin, key_end, out.len()));
+            self.skip_space();
+            match self.peek()? {
+                b',' => {
+                    self.at += 1;
+                    out.push(b',');
+                }
+                b'}' => {
+                    self.at += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        let key = |m: &(usize, usize, usize), out: &[u8]| out[m.0..m.1].to_vec();
+        let sorted = members
+            .windows(2)
+            .all(|w| out[w[0].0..w[0].1] <= out[w[1].0..w[1].1]);
+        if !sorted {
+            let written = out[body..].to_vec();
+            // Stable: a key given twice keeps its order.
+            members.sort_by_cached_key(|m| key(m, out));
+            out.truncate(body);
+            for (i, (begin, _, end)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&written[begin - body..end - body]);
+            }
+        }
+        out.push(b'}');
+        Some(())
+    }
+
+    /// A string, decoded, written back with only `"` and `\` escaped.
+    fn string(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        self.at += 1;
+        out.push(b'"');
+        loop {
+            // Copy the plain run in one go.
+            let run = self.text[self.at..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            out.extend_from_slice(&self.text[self.at..self.at + run]);
+            self.at += run;
+            match self.text[self.at] {
+                b'"' => {
+                    self.at += 1;
+                    out.push(b'"');
+                    return Some(());
+                }
+                b'\\' => {
+                    let escape = *self.text.get(self.at + 1)?;
+                    self.at += 2;
+                    let decoded = match escape {
+                        b'"' | b'\\' => {
+                            out.extend_from_slice(&[b'\\', escape]);
+                            continue;
+                        }
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => self.unicode()?,
+                        _ => return None,
+                    };
+                    if decoded == '"' || decoded == '\\' {
+                        out.push(b'\\');
+                    }
+                    let mut utf8 = [0u8; 4];
+                    out.extend_from_slice(decoded.encode_utf8(&mut utf8).as_bytes());
+                }
+                // A raw control character: not JSON.
+                _ => return None,
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let digits = self.text.get(self.at..self.at + 4)?;
+        self.at += 4;
+        let text = std::str::from_utf8(digits).ok()?;
+        u32::from_str_radix(text, 16).ok()
+    }
+
+    /// The code point of `\uXXXX` (after the `u`), surrogate pairs joined.
+    fn unicode(&mut self) -> Option<char> {
+        let first = self.hex4()?;
+        if (0xD800..0xDC00).contains(&first) {
+            if self.text.get(self.at..self.at + 2)? != b"\\u" {
+                return None;
+            }
+            self.at += 2;
+            let second = self.hex4()?;
+            if !(0xDC00..0xE000).contains(&second) {
+                return None;
+            }
+            char::from_u32(0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00))
+        } else {
+            char::from_u32(first)
+        }
+    }
+
+    /// A number as its significant digits and the power of ten of the
+    /// point before them: `-12.50` is `-125e2`, `0.003` `3e-2`, zero `0`.
+    fn number(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.at += 1;
+        }
+        let int_start = self.at;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+        let int = &self.text[int_start..self.at];
+        if int.is_empty() || (int.len() > 1 && int[0] == b'0') {
+            return None;
+        }
+        let mut frac: &[u8] = &[];
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            let start = self.at;
+            while let Some(b'0'..=b'9') = self.peek() {
+                self.at += 1;
+            }
+            frac = &self.text[start..self.at];
+            if frac.is_empty() {
+                return None;
+            }
+        }
+        let mut exponent: i64 = 0;
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            let minus = match self.peek() {
+                Some(b'-') => {
+                    self.at += 1;
+                    true
+                }
+                Some(b'+') => {
+                    self.at += 1;
+                    false
+                }
+                _ => false,
+            };
+            let start = self.at;
+            while let Some(digit @ b'0'..=b'9') = self.peek() {
+                exponent = exponent
+                    .saturating_mul(10)
+                    .saturating_add(i64::from(digit - b'0'));
+                self.at += 1;
+            }
+            if self.at == start {
+                return None;
+            }
+            if minus {
+                exponent = -exponent;
+            }
+        }
+        let digits = int.iter().chain(frac).copied();
+        let leading = digits.clone().take_while(|&d| d == b'0').count();
+        let total = int.len() + frac.len();
+        let trailing = int
+            .iter()
+            .chain(frac)
+            .rev()
+            .take_while(|&&d| d == b'0')
+            .count();
+        if leading == total {
+            out.push(b'0');
+            return Some(());
+        }
+        if negative {
+            out.push(b'-');
+        }
+        out.extend(digits.skip(leading).take(total - leading - trailing));
+        let point = (int.len() as i64)
+            .saturating_add(exponent)
+            .saturating_sub(leading as i64);
+        out.push(b'e');
+        out.extend_from_slice(point.to_string().as_bytes());
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(text: &str) -> Option<String> {
+        let mut out = Vec::new();
+        canonical(text.as_bytes(), &mut out).map(|()| String::from_utf8(out).unwrap_or_default())
+    }
+
+    #[test]
+    fn what_jsonb_changes_is_the_same_and_nothing_else_is() {
+        let same = |a: &str, b: &str| {
+            assert_eq!(canon(a), canon(b), "{a} vs {b}");
+            assert!(canon(a).is_some(), "{a}");
+        };
+        let differ = |a: &str, b: &str| assert_ne!(canon(a), canon(b), "{a} vs {b}");
+        same(r#"{"b": 1, "a": [1, 2]}"#, r#"{"a":[1,2],"b":1}"#);
+        same(r#"{"aa": 1, "b": 2}"#, r#"{"b": 2, "aa": 1}"#);
+        same("1e2", "100");
+        same("1.50", "1.5");
+        same("100.00", "1E+2");
+        same("2.5E-3", "0.0025");
+        same("-0", "0");
+        same("0.000", "0e5");
+        same(&format!("{}", 1e308), &format!("1{}", "0".repeat(308)));
+        same(r#""caf\u00e9 \ud83c\udf89""#, "\"café 🎉\"");
+        same(r#""tab\tquote\" é""#, "\"tab\\u0009quote\\\" \u{e9}\"");
+        same(r#""a\/b""#, r#""a/b""#);
+        same(r#""\u0022\u005c""#, r#""\"\\""#);
+        same(" [ true , false , null ] ", "[true,false,null]");
+        same(
+            r#"{"theme": "x", "nested": {"y": 1e308, "x": null}}"#,
+            &format!(
+                r#"{{"nested": {{"x": null, "y": 1{}}}, "theme": "x"}}"#,
+                "0".repeat(308)
+            ),
+        );
+        differ("1", "10");
+        differ("0.1", "0.10000000000000001");
+        differ("-1", "1");
+        differ(r#"{"a": 1}"#, r#"{"a": "1"}"#);
+        differ(r#"["a", "b"]"#, r#"["b", "a"]"#);
+        differ(r#""a\"b""#, r#""a\\b""#);
+        differ(r#"{"a": 1, "a": 2}"#, r#"{"a": 2}"#);
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            "01",
+            "1.",
+            "tru",
+            "\"a",
+            "{\"a\" 1}",
+            "\"\u{1}\"",
+            "1 2",
+        ] {
+            assert_eq!(canon(bad), None, "{bad:?}");
+        }
+        assert_eq!(canon("-12.50").as_deref(), Some("-125e2"));
+        assert_eq!(canon("0.003").as_deref(), Some("3e-2"));
+    }
+}
