@@ -159,23 +159,6 @@ fn first_line(message: Option<&str>) -> String {
     format!(": {head}")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_failure_line_carries_the_servers_error() {
-        let message = "0002 create_orders failed:\nmigrations/0002_create_orders.up.sql:1:14: ERROR 42P07: relation \"orders\" already exists\n    | CREATE TABLE orders\n    DETAIL: x";
-        assert_eq!(
-            super::first_line(Some(message)),
-            ": 0002 create_orders failed: migrations/0002_create_orders.up.sql:1:14: ERROR 42P07: relation \"orders\" already exists"
-        );
-        assert_eq!(
-            super::first_line(Some("cannot connect: refused (08001)")),
-            ": cannot connect: refused (08001)"
-        );
-        assert_eq!(super::first_line(None), "");
-    }
-}
-
 /// A database's own events worth a line during a fleet run: waits.
 struct Waits {
     database: String,
@@ -375,5 +358,22 @@ pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
             // databases unread says so (130).
             Ok(if report.stopped.is_some() { 130 } else { 0 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_failure_line_carries_the_servers_error() {
+        let message = "0002 create_orders failed:\nmigrations/0002_create_orders.up.sql:1:14: ERROR 42P07: relation \"orders\" already exists\n    | CREATE TABLE orders\n    DETAIL: x";
+        assert_eq!(
+            super::first_line(Some(message)),
+            ": 0002 create_orders failed: migrations/0002_create_orders.up.sql:1:14: ERROR 42P07: relation \"orders\" already exists"
+        );
+        assert_eq!(
+            super::first_line(Some("cannot connect: refused (08001)")),
+            ": cannot connect: refused (08001)"
+        );
+        assert_eq!(super::first_line(None), "");
     }
 }
