@@ -114,6 +114,13 @@ fn look_for_tool(name: &str, server_major: u32) -> Result<PathBuf> {
             }
         }
     }
+    // The server's own version, installed the Debian way: the first exact
+    // match below would be this one whatever else is found, so the other
+    // candidates need not be asked their version (on Debian, PATH's
+    // pg_dump is a Perl wrapper; each `--version` costs tens of ms).
+    if let Some((_, path)) = candidates.iter().find(|(major, _)| *major == server_major) {
+        return Ok(path.clone());
+    }
     if let Ok(dir) = crate::sandbox::find_bin_dir() {
         let path = dir.join(name);
         if let Some(major) = tool_major(&path) {
