@@ -32,6 +32,46 @@ use crate::pipeline::apply::ApplyOptions;
 use crate::plan::State;
 use crate::report::EventLog;
 
+/// Collects what committed in one database's run from its events: an up
+/// migration finished, less one rolled back by recovery after it. A run
+/// that fails or is interrupted returns an error, not its report; this is
+/// how its outcome still lists what landed.
+#[derive(Default)]
+struct Landed(std::sync::Mutex<Vec<String>>);
+
+impl Landed {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+impl EventSink for Landed {
+    fn emit(&self, event: &Event) {
+        if let Event::MigrationFinished {
+            namespace,
+            version,
+            direction,
+            ..
+        } = event
+        {
+            let key = format!("{namespace}:{version}");
+            let mut landed = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            landed.retain(|k| *k != key);
+            if *direction == crate::events::Direction::Up {
+                landed.push(key);
+            }
+        }
+    }
+}
+
 /// One database of the fleet.
 #[derive(Debug, Clone)]
 pub struct FleetDatabase {
@@ -164,6 +204,8 @@ pub enum Outcome {
     /// It failed (apply) or could not be read, or holds a dirty, edited or
     /// missing migration (status).
     Failed,
+    /// Ctrl-C cut it short: what committed before is in `migrations`.
+    Interrupted,
     /// It was not started (the fleet stopped first).
     NotStarted,
 }
@@ -176,6 +218,7 @@ impl Outcome {
             Outcome::UpToDate => "up_to_date",
             Outcome::Pending => "pending",
             Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
             Outcome::NotStarted => "not_started",
         }
     }
@@ -188,7 +231,8 @@ pub struct DatabaseOutcome {
     pub database: String,
     /// How it ended.
     pub outcome: Outcome,
-    /// Versions applied (apply) or pending (status), `namespace:version`.
+    /// Versions applied (apply; on a failure or an interruption, those
+    /// that committed before it) or pending (status), `namespace:version`.
     pub migrations: Vec<String>,
     /// The reason code of its failure.
     pub reason: Option<String>,
@@ -203,6 +247,20 @@ pub struct DatabaseOutcome {
 }
 
 impl DatabaseOutcome {
+    /// `database` with `outcome` and nothing else known yet.
+    fn of(database: &FleetDatabase, outcome: Outcome) -> DatabaseOutcome {
+        DatabaseOutcome {
+            database: database.name.clone(),
+            outcome,
+            migrations: Vec::new(),
+            reason: None,
+            message: None,
+            exit_code: None,
+            duration_ms: 0,
+            log_dir: None,
+        }
+    }
+
     /// The `fleet_database_done` event of this outcome, `done` of `total`
     /// databases ended so far, `failed` of them failed.
     fn done_event(&self, done: usize, total: usize, failed: usize) -> Event {
@@ -229,11 +287,14 @@ pub struct FleetReport {
     pub succeeded: usize,
     /// Databases that failed.
     pub failed: usize,
+    /// Databases cut short by Ctrl-C.
+    pub interrupted: usize,
     /// Databases that were not started.
     pub not_started: usize,
     /// Status: databases with migrations pending.
     pub pending: usize,
-    /// `FLEET_STOPPED` when databases were left unstarted.
+    /// `INTERRUPTED` after a Ctrl-C, else `FLEET_STOPPED` when databases
+    /// were left unstarted.
     pub stopped: Option<String>,
 }
 
@@ -243,6 +304,7 @@ impl FleetReport {
         FleetReport {
             succeeded: count(Outcome::Applied) + count(Outcome::UpToDate),
             failed: count(Outcome::Failed),
+            interrupted: count(Outcome::Interrupted),
             not_started: count(Outcome::NotStarted),
             pending: count(Outcome::Pending),
             stopped,
@@ -250,17 +312,55 @@ impl FleetReport {
         }
     }
 
-    /// `None` when every database succeeded; else the fleet's failure, an
-    /// [`Error::Migration`] (exit 2: a run that changed some databases and
-    /// not others), coded `FLEET_STOPPED` when databases were left
-    /// unstarted, else `FLEET_FAILED`; its message names every failed
-    /// database with its own reason code.
+    /// `None` when every database succeeded; after a Ctrl-C, `INTERRUPTED`
+    /// (exit 130, SPEC 11: stopped by the operator, not failed); else the
+    /// fleet's failure, an [`Error::Migration`] (exit 2: a run that changed
+    /// some databases and not others), coded `FLEET_STOPPED` when databases
+    /// were left unstarted, else `FLEET_FAILED`; its message names every
+    /// failed database with its own reason code.
     pub fn error(&self) -> Option<Error> {
         let failed: Vec<&DatabaseOutcome> = self
             .databases
             .iter()
             .filter(|d| d.outcome == Outcome::Failed)
             .collect();
+        let interrupted = ReasonCode::new(Code::Interrupted).to_string();
+        if self.stopped.as_ref() == Some(&interrupted) {
+            let cut: Vec<String> = self
+                .databases
+                .iter()
+                .filter(|d| d.outcome == Outcome::Interrupted)
+                .map(|d| {
+                    format!(
+                        "{} ({} migration(s) committed)",
+                        d.database,
+                        d.migrations.len()
+                    )
+                })
+                .collect();
+            let mut message = format!(
+                "interrupted: {} database(s) cut short{}, {} not started",
+                cut.len(),
+                if cut.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", cut.join(", "))
+                },
+                self.not_started
+            );
+            if !failed.is_empty() {
+                message.push_str(&format!("; {} failed before", failed.len()));
+            }
+            return Some(Error::Refused {
+                reason: ReasonCode::new(Code::Interrupted),
+                message,
+                hint: Some(
+                    "what committed stays committed (each database's history says so); run `migsafe fleet apply` again to go on: databases with nothing pending are skipped, the others resume where they stopped"
+                        .into(),
+                ),
+                source: None,
+            });
+        }
         if failed.is_empty() {
             return None;
         }
@@ -354,10 +454,14 @@ impl Fleet {
 
     /// The migrator of one database: the configuration with its own
     /// backup directory, its own log directory and event log.
-    fn migrator(&self, database: &FleetDatabase) -> Result<(Migrator, Option<String>)> {
+    fn migrator(
+        &self,
+        database: &FleetDatabase,
+        landed: Arc<Landed>,
+    ) -> Result<(Migrator, Option<String>)> {
         let mut config = self.config.clone();
         config.backup.dir = config.backup.dir.join(&database.dir);
-        let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
+        let mut sinks: Vec<Arc<dyn EventSink>> = vec![landed];
         if let Some(events) = &self.database_events {
             sinks.push(events(database));
         }
@@ -378,17 +482,9 @@ impl Fleet {
     async fn apply_one(&self, index: usize, options: &FleetOptions) -> (usize, DatabaseOutcome) {
         let database = &self.databases[index];
         let started = Instant::now();
-        let mut outcome = DatabaseOutcome {
-            database: database.name.clone(),
-            outcome: Outcome::Failed,
-            migrations: Vec::new(),
-            reason: None,
-            message: None,
-            exit_code: None,
-            duration_ms: 0,
-            log_dir: None,
-        };
-        let result = match self.migrator(database) {
+        let mut outcome = DatabaseOutcome::of(database, Outcome::Failed);
+        let landed = Arc::new(Landed::default());
+        let result = match self.migrator(database, landed.clone()) {
             Ok((migrator, log_dir)) => {
                 outcome.log_dir = log_dir;
                 migrator
@@ -415,6 +511,12 @@ impl Fleet {
                 };
             }
             Err(err) => {
+                // Cut short by Ctrl-C (a cancelled statement, a wait ended),
+                // not failed: the operator stopped it.
+                if self.interrupt.is_triggered() {
+                    outcome.outcome = Outcome::Interrupted;
+                }
+                outcome.migrations = landed.take();
                 outcome.reason = Some(err.reason().to_string());
                 outcome.message = Some(crate::db::scrub(&err.to_string()));
                 outcome.exit_code = Some(err.exit_code());
@@ -472,20 +574,18 @@ impl Fleet {
             .into_iter()
             .zip(&self.databases)
             .map(|(result, database)| {
-                result.unwrap_or_else(|| DatabaseOutcome {
-                    database: database.name.clone(),
-                    outcome: Outcome::NotStarted,
-                    migrations: Vec::new(),
-                    reason: None,
-                    message: None,
-                    exit_code: None,
-                    duration_ms: 0,
-                    log_dir: None,
-                })
+                result.unwrap_or_else(|| DatabaseOutcome::of(database, Outcome::NotStarted))
             })
             .collect();
         let left = databases.iter().any(|d| d.outcome == Outcome::NotStarted);
-        let stopped = left.then(|| ReasonCode::new(Code::FleetStopped).to_string());
+        let cut = databases.iter().any(|d| d.outcome == Outcome::Interrupted);
+        // A Ctrl-C that left something undone stops the fleet as the
+        // operator's choice; one after the last database ended changes nothing.
+        let stopped = if self.interrupt.is_triggered() && (left || cut) {
+            Some(ReasonCode::new(Code::Interrupted).to_string())
+        } else {
+            left.then(|| ReasonCode::new(Code::FleetStopped).to_string())
+        };
         Ok(FleetReport::of(databases, stopped))
     }
 
@@ -495,16 +595,7 @@ impl Fleet {
         let migrator = Migrator::new(self.config.clone())
             .with_connection(database.settings.clone())
             .with_interrupt(self.interrupt.clone());
-        let mut outcome = DatabaseOutcome {
-            database: database.name.clone(),
-            outcome: Outcome::Failed,
-            migrations: Vec::new(),
-            reason: None,
-            message: None,
-            exit_code: None,
-            duration_ms: 0,
-            log_dir: None,
-        };
+        let mut outcome = DatabaseOutcome::of(database, Outcome::Failed);
         match migrator.status(target).await {
             Ok(states) => {
                 let mut problem = None;
@@ -574,7 +665,8 @@ impl Fleet {
         let mut done = 0;
         let mut failed = 0;
         loop {
-            while next < total && running.len() < parallel.max(1) {
+            while next < total && running.len() < parallel.max(1) && !self.interrupt.is_triggered()
+            {
                 running.push(self.status_one(next, target));
                 next += 1;
             }
@@ -586,10 +678,18 @@ impl Fleet {
             self.events.emit(&outcome.done_event(done, total, failed));
             results[index] = Some(outcome);
         }
-        Ok(FleetReport::of(
-            results.into_iter().flatten().collect(),
-            None,
-        ))
+        let databases: Vec<DatabaseOutcome> = results
+            .into_iter()
+            .zip(&self.databases)
+            .map(|(result, database)| {
+                result.unwrap_or_else(|| DatabaseOutcome::of(database, Outcome::NotStarted))
+            })
+            .collect();
+        let stopped = databases
+            .iter()
+            .any(|d| d.outcome == Outcome::NotStarted)
+            .then(|| ReasonCode::new(Code::Interrupted).to_string());
+        Ok(FleetReport::of(databases, stopped))
     }
 }
 
@@ -607,6 +707,29 @@ mod tests {
         assert_eq!(databases[0].line, 3);
         assert_eq!(databases[1].name, "db2:5432/tenant_2");
         assert!(!format!("{databases:?}").contains("s3cretpw"));
+    }
+
+    #[test]
+    fn an_interrupted_fleet_exits_130_and_counts_no_failure() {
+        let dbs = parse_databases("postgres://a@h/x\npostgres://a@h/y\n", "f").unwrap();
+        let mut cut = DatabaseOutcome::of(&dbs[0], Outcome::Interrupted);
+        cut.migrations = vec!["default:0001".into()];
+        let report = FleetReport::of(
+            vec![cut, DatabaseOutcome::of(&dbs[1], Outcome::NotStarted)],
+            Some(ReasonCode::new(Code::Interrupted).to_string()),
+        );
+        assert_eq!(
+            (report.failed, report.interrupted, report.not_started),
+            (0, 1, 1)
+        );
+        let err = report.error().unwrap();
+        assert_eq!(err.exit_code(), 130);
+        assert_eq!(err.reason().to_string(), "INTERRUPTED");
+        assert!(
+            err.to_string().contains("/x (1 migration(s) committed)"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("1 not started"), "{err}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 mod cli;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 use cli::args::{Cli, Format};
 use migsafe::events::Interrupt;
@@ -11,7 +11,13 @@ use migsafe::events::Interrupt;
 fn main() {
     // Usage errors exit 5 (SPEC 11), not clap's default 2, which means
     // "migration failed" here.
-    let cli = match Cli::try_parse() {
+    let parsed = Cli::command().try_get_matches().and_then(|matches| {
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.global.database_url_given =
+            matches.value_source("database_url") == Some(clap::parser::ValueSource::CommandLine);
+        Ok(cli)
+    });
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => {
             if !error.use_stderr() {

@@ -593,13 +593,24 @@ impl Migrator {
         let sources = sources.map_err(|e| {
             Error::config(Code::Io, format!("reading the migration files failed: {e}"))
         })??;
-        let mut first_db = first_db.transpose()?;
+        let mut first_db = first_db.transpose()?.map(Arc::new);
         let mut opened = Vec::with_capacity(namespaces.len());
+        // Namespaces on the same database share one connection (one
+        // session holds each one's lock; the phases run one at a time):
+        // a connection less per extra namespace, for every database of a fleet.
+        let mut connected: Vec<(String, Arc<crate::db::Db>)> = Vec::new();
         for ((namespace, sources), settings) in namespaces.iter().zip(&sources).zip(&settings) {
+            let key = settings.to_string();
             let db = match first_db.take() {
                 Some(db) => db,
-                None => settings.connect().await?,
+                None => match connected.iter().find(|(k, _)| *k == key) {
+                    Some((_, db)) => db.clone(),
+                    None => Arc::new(settings.connect().await?),
+                },
             };
+            if !connected.iter().any(|(k, _)| *k == key) {
+                connected.push((key, db.clone()));
+            }
             opened.push(Opened {
                 target: Target {
                     namespace,

@@ -258,6 +258,17 @@ fn max_failures_lets_the_others_run_and_json_is_one_document() {
     let text = common::text(&output);
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(text.contains("FLEET_FAILED"), "{text}");
+    // A failed database's line carries the server's error, not only
+    // "0002 create_orders failed:".
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("{}: FAILED", fleet_.name(2))))
+        .unwrap_or_else(|| panic!("no line for the poisoned database:\n{text}"));
+    assert!(
+        line.contains("MIGRATION_FAILED:default:0002")
+            && line.contains("relation \"orders\" already exists"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -292,4 +303,113 @@ fn every_database_gets_its_own_backup_and_reports_and_no_password_is_written() {
         assert!(std::fs::read_dir(&backups).unwrap().count() >= 1);
     }
     common::assert_no_secret(&project, &output, sandbox().password());
+}
+
+/// A project whose second migration runs until it is cancelled.
+fn slow_second() -> Project {
+    Project::new(&[
+        (
+            "migrations/0001_create_users.up.sql",
+            "CREATE TABLE users (id bigint PRIMARY KEY);\n",
+        ),
+        (
+            "migrations/0002_slow.up.sql",
+            "CREATE TABLE never (id int);\nSELECT pg_sleep(60);\n",
+        ),
+    ])
+}
+
+#[test]
+fn ctrl_c_is_interrupted_130_lists_what_committed_and_what_never_started() {
+    let project = slow_second();
+    let fleet_ = Fleet::new(3);
+    let child = std::process::Command::new(common::migsafe_bin())
+        .current_dir(project.path())
+        .env_remove("DATABASE_URL")
+        .env("NO_COLOR", "1")
+        .args(["fleet", "apply", "--parallel", "1", "--canary", "0"])
+        .args(["--skip-backup", "--format", "json"])
+        .args(["--databases", &fleet_.file])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for_query(&fleet_.dbs[0], "pg_sleep(60)");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = common::text(&output);
+    assert_eq!(output.status.code(), Some(130), "{text}");
+    let document: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let first = &document["databases"][0];
+    assert_eq!(first["outcome"], "interrupted", "{text}");
+    // 0001 committed before the Ctrl-C: the outcome says so.
+    assert_eq!(
+        first["migrations"],
+        serde_json::json!(["default:0001"]),
+        "{text}"
+    );
+    assert_eq!(
+        first["reason"], "MIGRATION_CANCELLED:default:0002",
+        "{text}"
+    );
+    for i in 1..3 {
+        assert_eq!(document["databases"][i]["outcome"], "not_started", "{text}");
+    }
+    assert_eq!(document["interrupted"], 1, "{text}");
+    assert_eq!(document["failed"], 0, "Ctrl-C is no failure: {text}");
+    assert_eq!(document["not_started"], 2, "{text}");
+    assert_eq!(document["stopped"], "INTERRUPTED", "{text}");
+    assert!(
+        text.contains(&format!(
+            "{}: INTERRUPTED after 1 migration(s) committed: MIGRATION_CANCELLED:default:0002",
+            fleet_.name(0)
+        )),
+        "{text}"
+    );
+    assert_eq!(fleet_.dbs[0].history("default").len(), 1);
+    assert!(!fleet_.dbs[0].exists("never"));
+    assert!(fleet_.dbs[1].history("default").is_empty());
+}
+
+#[test]
+fn a_database_url_on_the_command_line_is_refused_the_file_names_the_databases() {
+    let project = two_tables();
+    let fleet_ = Fleet::new(1);
+    let output = migsafe_command()
+        .current_dir(project.path())
+        .args([
+            "fleet",
+            "apply",
+            "--skip-backup",
+            "--database-url",
+            &fleet_.dbs[0].url,
+        ])
+        .args(["--databases", &fleet_.file])
+        .output()
+        .unwrap();
+    let text = expect_exit(&output, 5);
+    assert!(text.contains("error[USAGE]"), "{text}");
+    assert!(text.contains("--databases"), "{text}");
+    assert!(!text.contains(sandbox().password()), "{text}");
+    assert!(fleet_.dbs[0].history("default").is_empty());
+    // DATABASE_URL in the environment (a sandbox, a CI job) is not the flag.
+    let output = migsafe_command()
+        .current_dir(project.path())
+        .env("DATABASE_URL", &fleet_.dbs[0].url)
+        .args([
+            "fleet",
+            "apply",
+            "--skip-backup",
+            "--databases",
+            &fleet_.file,
+        ])
+        .output()
+        .unwrap();
+    expect_exit(&output, 0);
+    assert_eq!(fleet_.dbs[0].history("default").len(), 2);
 }

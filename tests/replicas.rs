@@ -115,6 +115,7 @@ fn apply_waits_while_a_standby_is_behind_and_lands_after_it_catches_up() {
     drop(paused);
     let (code, seen) = running.finish();
     assert_eq!(code, Some(0), "{seen}");
+    assert!(seen.contains("waiting before the next migration"), "{seen}");
     assert!(db.exists("a") && db.exists("b"), "{seen}");
     assert_eq!(db.history("default").len(), 2);
     assert!(project.event_log().contains("\"event\":\"replica_lag\""));
@@ -218,6 +219,9 @@ fn a_backfill_waits_between_batches_while_a_standby_is_behind() {
     drop(paused);
     let (code, seen) = running.finish();
     assert_eq!(code, Some(0), "{seen}");
+    // Said as what it is: the backfill's next batch waits, not a migration.
+    assert!(seen.contains("waiting before the next batch"), "{seen}");
+    assert!(project.event_log().contains("\"before\":\"batch\""));
     assert_eq!(
         db.scalar("SELECT count(*) FROM accounts WHERE email_lower IS NULL")
             .as_deref(),

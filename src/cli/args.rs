@@ -52,6 +52,11 @@ pub struct Global {
         value_name = "URL"
     )]
     pub database_url: Option<String>,
+    /// Whether `--database-url` was on the command line (not only
+    /// `DATABASE_URL` in the environment): `fleet`, which takes its
+    /// databases from a file, refuses the flag and ignores the variable.
+    #[arg(skip)]
+    pub database_url_given: bool,
     /// Namespace to work on, or `all` [default: all, in config order].
     #[arg(long, global = true, value_name = "NAMESPACE")]
     pub target: Option<String>,

@@ -416,12 +416,13 @@ fn migration(event: &Event) {
     }
 }
 
-/// A standby holding the next migration back.
+/// A standby holding the next migration (or backfill batch) back.
 fn replica(event: &Event) {
     if let Event::ReplicaLag {
         lag_bytes,
         lag_ms,
         waited_ms,
+        before,
         reason,
         ..
     } = event
@@ -432,7 +433,7 @@ fn replica(event: &Event) {
         );
         let time = lag_ms.map_or_else(String::new, |ms| format!(", {}", self::ms(ms)));
         err(&format!(
-            "{} standby {bytes}{time} behind; waiting before the next migration ({} so far)",
+            "{} standby {bytes}{time} behind; waiting before the next {before} ({} so far)",
             paint(YELLOW, reason),
             self::ms(*waited_ms)
         ));

@@ -158,7 +158,7 @@ impl Migrator {
                 settings: &scratch.settings,
             };
             let opened = [Opened {
-                db: scratch.settings.connect().await?,
+                db: std::sync::Arc::new(scratch.settings.connect().await?),
                 target,
             }];
             let options = ApplyOptions {

@@ -94,8 +94,10 @@ pub(crate) struct Runner<'a> {
     pub auto_recovery: bool,
     /// Lazily opened second connection for blocker sampling.
     pub side: tokio::sync::Mutex<Option<Db>>,
-    /// How far standbys may lag before a backfill batch waits (SPEC 17).
-    pub replicas: super::replicas::Limits,
+    /// How far standbys may lag before the next migration or backfill
+    /// batch waits (SPEC 17), and whether the server was seen without any
+    /// lately (shared by both, so neither asks before every step).
+    pub replicas: super::replicas::Watch,
 }
 
 /// How one attempt failed.

@@ -150,8 +150,8 @@ impl Standby {
 pub struct Waited {
     /// How long it waited (zero when no standby was behind).
     pub duration: Duration,
-    /// Standbys seen at the end (zero: the server has none right now, and a
-    /// caller running many short steps may skip the next check for a while).
+    /// Standbys seen at the end (zero: the server has none right now, or a
+    /// [`Watch`] saw none less than [`NO_STANDBY_RECHECK`] ago).
     pub standbys: usize,
 }
 
@@ -176,39 +176,109 @@ pub(crate) async fn standbys(db: &Db) -> Result<Vec<Standby>> {
         .collect())
 }
 
-/// Waits while any standby of `db`'s server is behind the configured
-/// thresholds, announcing each lagging one ([`Event::ReplicaLag`]) when the
-/// wait starts and every few seconds; returns how long it waited (zero at
-/// once when none is behind or there are none) and how many it saw.
+/// What a wait holds back: the next migration, or a backfill's next batch
+/// (its messages say which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The next migration of the run.
+    Migration,
+    /// The next batch of a backfill.
+    Batch,
+}
+
+impl Step {
+    /// `migration` or `batch`, as events and messages say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Migration => "migration",
+            Step::Batch => "batch",
+        }
+    }
+}
+
+/// How long "this server has no standby" is trusted: many short steps
+/// (small migrations, quick backfill batches) need not ask
+/// `pg_stat_replication` before each one; once a second is enough to see
+/// a standby appear.
+pub(crate) const NO_STANDBY_RECHECK: Duration = Duration::from_secs(1);
+
+/// The replica waits of one run on one connection: the limits, and when
+/// the server was last seen without any standby (then the next
+/// [`NO_STANDBY_RECHECK`] of steps, migrations and backfill batches alike,
+/// do not ask again). With `expect_standbys` set, seeing none is a refusal,
+/// so nothing is skipped.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    limits: Limits,
+    no_standby_at: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Watch {
+    /// A watch with nothing seen yet: the first step asks.
+    pub(crate) fn new(limits: Limits) -> Watch {
+        Watch {
+            limits,
+            no_standby_at: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn seen_none_lately(&self) -> bool {
+        self.no_standby_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < NO_STANDBY_RECHECK)
+    }
+
+    /// Waits before `step` as [`wait_within`] does, unless the server was
+    /// seen without a standby less than [`NO_STANDBY_RECHECK`] ago (then at
+    /// once, `standbys: 0`).
+    pub(crate) async fn before(
+        &self,
+        step: Step,
+        db: &Db,
+        events: &dyn EventSink,
+        interrupt: &Interrupt,
+    ) -> Result<Waited> {
+        if self.seen_none_lately() {
+            return Ok(Waited {
+                duration: Duration::ZERO,
+                standbys: 0,
+            });
+        }
+        let waited = wait_within(db, &self.limits, step, events, interrupt).await?;
+        self.saw(waited.standbys);
+        Ok(waited)
+    }
+
+    /// Remembers how many standbys the server had just now.
+    fn saw(&self, standbys: usize) {
+        *self
+            .no_standby_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            (standbys == 0).then(Instant::now);
+    }
+}
+
+/// Waits while any standby of `db`'s server is behind `limits`, announcing
+/// each lagging one ([`Event::ReplicaLag`]) when the wait starts and every
+/// few seconds; returns how long it waited (zero at once when none is
+/// behind or there are none) and how many it saw.
 ///
-/// Call it before each step that writes a lot of WAL: each migration (the
-/// apply pipeline does) and each backfill batch:
-///
-/// ```ignore
-/// crate::db::replicas::wait_until_caught_up(db, env.config, env.events, env.interrupt).await?;
-/// ```
-///
+/// Call it (through a [`Watch`]) before each step that writes a lot of
+/// WAL: each migration (the apply pipeline does) and each backfill batch.
 /// After `lock_wait` it refuses with `REPLICA_LAG:{standby}` (the one most
 /// behind), an [`Error::Refused`]: nothing of the step it guards started.
 /// A Ctrl-C ends the wait at once (`INTERRUPTED`).
-pub(crate) async fn wait_until_caught_up(
-    db: &Db,
-    config: &Config,
-    events: &dyn EventSink,
-    interrupt: &Interrupt,
-) -> Result<Waited> {
-    wait_within(db, &Limits::of(config), events, interrupt).await
-}
-
-/// [`wait_until_caught_up`] with the limits given (for a caller that keeps
-/// [`Limits::of`] instead of the whole configuration, e.g. a backfill's runner).
 pub(crate) async fn wait_within(
     db: &Db,
     limits: &Limits,
+    step: Step,
     events: &dyn EventSink,
     interrupt: &Interrupt,
 ) -> Result<Waited> {
     let limits = *limits;
+    let next = step.as_str();
     let started = Instant::now();
     let mut announced: Vec<(String, Instant)> = Vec::new();
     loop {
@@ -220,7 +290,7 @@ pub(crate) async fn wait_within(
             return Err(Error::Refused {
                 reason: ReasonCode::new(Code::ReplicaMissing),
                 message: format!(
-                    "{seen} standby(s) connected, expect_standbys = {expected}: a standby disconnected during the run; the next migration did not start"
+                    "{seen} standby(s) connected, expect_standbys = {expected}: a standby disconnected during the run; the next {next} did not start"
                 ),
                 hint: Some(
                     "bring the standby back (or lower expect_standbys if it is gone for good), then run again: what already ran is committed".into(),
@@ -247,6 +317,7 @@ pub(crate) async fn wait_within(
                     lag_bytes: standby.lag_bytes.unwrap_or(-1),
                     lag_ms: standby.lag_ms,
                     waited_ms: millis(waited),
+                    before: next.to_string(),
                     reason: standby.reason().to_string(),
                 });
                 announced.retain(|(name, _)| *name != standby.name);
@@ -261,7 +332,7 @@ pub(crate) async fn wait_within(
             return Err(Error::Refused {
                 reason: worst.reason(),
                 message: format!(
-                    "standby {} is still behind after waiting {} (limits {}); the next migration did not start",
+                    "standby {} is still behind after waiting {} (limits {}); the next {next} did not start",
                     worst.describe(),
                     format_duration(limits.wait),
                     limits.describe()
@@ -278,7 +349,7 @@ pub(crate) async fn wait_within(
             () = interrupt.wait() => {
                 return Err(Error::Refused {
                     reason: ReasonCode::new(Code::Interrupted),
-                    message: "stopped while waiting for lagging standbys; the next migration did not start".into(),
+                    message: format!("stopped while waiting for lagging standbys; the next {next} did not start"),
                     hint: None,
                     source: None,
                 });
@@ -301,14 +372,33 @@ mod tests {
         }
     }
 
-    #[test]
-    fn behind_either_threshold() {
-        let limits = Limits {
+    fn limits() -> Limits {
+        Limits {
             max_lag: Duration::from_secs(30),
             max_lag_bytes: 1000,
             wait: Duration::from_secs(1),
             expect: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_server_seen_without_standby_is_not_asked_again_for_a_while() {
+        let watch = Watch::new(limits());
+        assert!(!watch.seen_none_lately(), "the first step asks");
+        watch.saw(0);
+        assert!(watch.seen_none_lately(), "the next steps within 1 s do not");
+        watch.saw(1);
+        assert!(!watch.seen_none_lately(), "a standby: every step asks");
+        watch.saw(0);
+        *watch.no_standby_at.lock().unwrap() = Instant::now().checked_sub(NO_STANDBY_RECHECK);
+        assert!(!watch.seen_none_lately(), "after 1 s it asks again");
+        assert_eq!(Step::Batch.as_str(), "batch");
+        assert_eq!(Step::Migration.as_str(), "migration");
+    }
+
+    #[test]
+    fn behind_either_threshold() {
+        let limits = limits();
         assert!(!standby(Some(10), None).behind(&limits));
         assert!(standby(Some(1001), None).behind(&limits));
         assert!(standby(Some(0), Some(31_000)).behind(&limits));

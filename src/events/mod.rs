@@ -277,6 +277,9 @@ pub enum Event {
         lag_ms: Option<u64>,
         /// How long this wait has lasted so far.
         waited_ms: u64,
+        /// What waits: `migration` (the next migration) or `batch` (a
+        /// backfill's next batch).
+        before: String,
         /// Reason code (`REPLICA_LAG:{standby}`).
         reason: String,
     },

@@ -41,7 +41,14 @@ pub(crate) async fn before_batch(
     version: &str,
     relation: u32,
 ) -> crate::error::Result<()> {
-    crate::db::replicas::wait_within(runner.db, &runner.replicas, runner.events, runner.interrupt)
+    runner
+        .replicas
+        .before(
+            crate::db::replicas::Step::Batch,
+            runner.db,
+            runner.events,
+            runner.interrupt,
+        )
         .await?;
     let started = Instant::now();
     let mut said = false;

@@ -109,9 +109,6 @@ pub fn check_scripts<'m>(
     Ok(())
 }
 
-/// How long "this server has no standby" is trusted between migrations.
-const NO_STANDBY_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// Runs `selected` (pending migrations of one namespace, in order) on `db`,
 /// which must hold the namespace lock.
 pub(crate) async fn run_selected(
@@ -145,26 +142,20 @@ pub(crate) async fn run_selected(
         .versions(db, &history, namespace)
         .await?;
     let mut ran = Vec::with_capacity(selected.len());
-    // When the server has no standby, many small migrations need not ask
-    // again before each one: once a second is enough to see one appear.
-    let mut no_standby_at: Option<Instant> = None;
     for migration in selected {
         // Not while a standby is far behind (SPEC 17): once some migrations
         // of this run have landed, giving up is this run failing (exit 2).
-        let due = no_standby_at.is_none_or(|at| at.elapsed() >= NO_STANDBY_RECHECK);
-        let waited = if due {
-            crate::db::replicas::wait_until_caught_up(db, env.config, env.events, env.interrupt)
-                .await
-        } else {
-            Ok(crate::db::replicas::Waited {
-                duration: std::time::Duration::ZERO,
-                standbys: 0,
-            })
-        };
-        match &waited {
-            Ok(w) if due => no_standby_at = (w.standbys == 0).then(Instant::now),
-            _ => {}
-        }
+        // (The runner's watch does not ask again for a while after seeing
+        // no standby: many small migrations, one question a second.)
+        let waited = runner
+            .replicas
+            .before(
+                crate::db::replicas::Step::Migration,
+                db,
+                env.events,
+                env.interrupt,
+            )
+            .await;
         if let Err(err) = waited {
             return Err(if ran.is_empty() {
                 err

@@ -70,9 +70,35 @@ fn failed(message: impl Into<String>) -> Error {
      source: None, }
 }
 
+/// Tools found in this process, by name and server major version. Finding
+/// one asks every candidate its `--version` (on Debian `/usr/bin/pg_dump` is
+/// a Perl wrapper: tens of milliseconds each, and blocking): a fleet would pay
+/// that for every database, twice, although what is installed does not change
+/// during one run. Failures are not kept: they are asked again.
+static FOUND: std::sync::Mutex<Vec<(String, u32, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
 /// A PostgreSQL client tool (`pg_dump`, `pg_restore`) at least as new as the
 /// server: the same major version when installed, else the newest newer one.
+/// Found once per process for each name and server version.
 pub fn find_tool(name: &str, server_major: u32) -> Result<PathBuf> {
+    let found = || {
+        FOUND
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some((_, _, path)) = found()
+        .iter()
+        .find(|(n, major, _)| n == name && *major == server_major)
+    {
+        return Ok(path.clone());
+    }
+    let path = look_for_tool(name, server_major)?;
+    found().push((name.to_string(), server_major, path.clone()));
+    Ok(path)
+}
+
+/// [`find_tool`] without the memory.
+fn look_for_tool(name: &str, server_major: u32) -> Result<PathBuf> {
     let mut candidates: Vec<(u32, PathBuf)> = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
         for entry in entries.flatten() {
@@ -87,6 +113,13 @@ pub fn find_tool(name: &str, server_major: u32) -> Result<PathBuf> {
                 }
             }
         }
+    }
+    // The server's own version, installed the Debian way: the first exact
+    // match below would be this one whatever else is found, so the other
+    // candidates need not be asked their version (on Debian, PATH's
+    // pg_dump is a Perl wrapper; each `--version` costs tens of ms).
+    if let Some((_, path)) = candidates.iter().find(|(major, _)| *major == server_major) {
+        return Ok(path.clone());
     }
     if let Ok(dir) = crate::sandbox::find_bin_dir() {
         let path = dir.join(name);

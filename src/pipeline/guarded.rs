@@ -28,8 +28,9 @@ use crate::schema;
 pub(crate) struct Opened<'a> {
     /// The namespace, files and settings.
     pub target: Target<'a>,
-    /// Its connection.
-    pub db: Db,
+    /// Its connection, shared by the namespaces on the same database: one
+    /// session holds each of their locks, and phases run one at a time.
+    pub db: std::sync::Arc<Db>,
 }
 
 /// Everything `apply` did.

@@ -210,7 +210,7 @@ impl RunnerParts {
             interrupt: env.interrupt,
             auto_recovery: env.config.defaults.recovery == "auto",
             side: tokio::sync::Mutex::new(None),
-            replicas: crate::db::replicas::Limits::of(env.config),
+            replicas: crate::db::replicas::Watch::new(crate::db::replicas::Limits::of(env.config)),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use clap::Subcommand;
 
 use migsafe::config::format_duration;
-use migsafe::error::Result;
+use migsafe::error::{Code, Result};
 use migsafe::events::{Event, EventSink, Fanout};
 use migsafe::fleet::{Fleet, FleetDatabase, FleetOptions, FleetReport, Outcome, read_databases};
 use migsafe::report::EventLog;
@@ -119,20 +119,44 @@ impl EventSink for Lines {
             ),
             "up_to_date" => paint(GREEN, "up to date"),
             "pending" => paint(YELLOW, format!("{migrations} pending")),
+            "interrupted" => format!(
+                "{} after {migrations} migration(s) committed: {}{}",
+                paint(YELLOW, "INTERRUPTED"),
+                reason.as_deref().unwrap_or(""),
+                first_line(message.as_deref())
+            ),
             _ => format!(
                 "{} {}{}",
                 paint(RED, "FAILED"),
                 reason.as_deref().unwrap_or(""),
-                message
-                    .as_deref()
-                    .and_then(|m| m.lines().next())
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
+                first_line(message.as_deref())
             ),
         };
         let line = format!("{count} {database}: {detail}");
         if self.json { err(&line) } else { out(&line) }
     }
+}
+
+/// `: ` and the head of a failure's message, or nothing: its first line,
+/// and when that line only introduces what follows (`0002 orders failed:`),
+/// the next one too, which is the server's own error
+/// (`…up.sql:1:14: ERROR 42P07: relation "orders" already exists`). The
+/// excerpt, DETAIL and HINT lines stay in the database's logs and the JSON.
+fn first_line(message: Option<&str>) -> String {
+    let Some(message) = message else {
+        return String::new();
+    };
+    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+    let Some(mut head) = lines.next().map(str::to_string) else {
+        return String::new();
+    };
+    while head.ends_with(':')
+        && let Some(next) = lines.next()
+    {
+        head.push(' ');
+        head.push_str(next);
+    }
+    format!(": {head}")
 }
 
 /// A database's own events worth a line during a fleet run: waits.
@@ -146,10 +170,11 @@ impl EventSink for Waits {
             Event::ReplicaLag {
                 lag_bytes,
                 waited_ms,
+                before,
                 reason,
                 ..
             } => err(&format!(
-                "{}: {} standby {} behind; waiting ({} so far)",
+                "{}: {} standby {} behind; waiting before the next {before} ({} so far)",
                 self.database,
                 paint(YELLOW, reason),
                 migsafe::pipeline::preflight::human_bytes(u64::try_from(*lag_bytes).unwrap_or(0)),
@@ -167,6 +192,22 @@ impl EventSink for Waits {
 
 fn fleet(ctx: &Context<'_>, databases: &Databases) -> Result<Fleet> {
     let g = ctx.global;
+    // Honouring it would run one database's migrations on the whole file's
+    // behalf, or the file's on it; ignoring it silently is worse (SPEC 17
+    // names the databases by the file alone). DATABASE_URL in the
+    // environment is ambient (a sandbox, a CI job) and stays ignored.
+    if g.database_url_given {
+        return Err(Error::config(
+            Code::Usage,
+            format!(
+                "`fleet` takes its databases from --databases {}, one URL per line; --database-url names a single database",
+                databases.databases.display()
+            ),
+        )
+        .with_hint(
+            "put the URL in the databases file, or run `migsafe apply --database-url …` for that one database; nothing ran",
+        ));
+    }
     let config = Config::load(g.config.as_deref(), &ctx.cwd)?;
     let list = read_databases(&ctx.cwd.join(&databases.databases))?;
     let quiet = g.quiet;
@@ -195,6 +236,7 @@ fn summary(command: &str, report: &FleetReport, options: Option<&FleetOptions>) 
         (Outcome::UpToDate, "up to date"),
         (Outcome::Pending, "pending"),
         (Outcome::Failed, "failed"),
+        (Outcome::Interrupted, "interrupted"),
         (Outcome::NotStarted, "not started"),
     ] {
         let n = count(outcome);
@@ -207,7 +249,14 @@ fn summary(command: &str, report: &FleetReport, options: Option<&FleetOptions>) 
         report.databases.len(),
         parts.join(", ")
     ));
-    if let (Some(stopped), Some(options)) = (&report.stopped, options) {
+    let interrupted = migsafe::error::ReasonCode::new(Code::Interrupted).to_string();
+    if report.stopped.as_ref() == Some(&interrupted) {
+        out(&format!(
+            "{}: Ctrl-C; no new database started, {} cut short (what committed stays: each database's history says so)",
+            paint(YELLOW, &interrupted),
+            report.interrupted
+        ));
+    } else if let (Some(stopped), Some(options)) = (&report.stopped, options) {
         out(&format!(
             "{}: no new database started after {} failure(s) (--max-failures {}, --canary {})",
             paint(RED, stopped),
@@ -225,12 +274,24 @@ fn summary(command: &str, report: &FleetReport, options: Option<&FleetOptions>) 
     for failed in report
         .databases
         .iter()
-        .filter(|d| d.outcome == Outcome::Failed)
+        .filter(|d| matches!(d.outcome, Outcome::Failed | Outcome::Interrupted))
     {
         out(&format!(
-            "  {}: {}{}",
+            "  {}: {}{}{}",
             failed.database,
             failed.reason.as_deref().unwrap_or("failed"),
+            if failed.outcome == Outcome::Interrupted {
+                format!(
+                    " (interrupted; committed: {})",
+                    if failed.migrations.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        failed.migrations.join(", ")
+                    }
+                )
+            } else {
+                String::new()
+            },
             failed
                 .log_dir
                 .as_deref()
@@ -293,8 +354,26 @@ pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
                 summary("fleet status", &report, None);
             }
             // Read-only and informational, as `status` is: the problems
-            // are in the lines and the document.
-            Ok(0)
+            // are in the lines and the document. A Ctrl-C that left
+            // databases unread says so (130).
+            Ok(if report.stopped.is_some() { 130 } else { 0 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_failure_line_carries_the_servers_error() {
+        let message = "0002 create_orders failed:\nmigrations/0002_create_orders.up.sql:1:14: ERROR 42P07: relation \"orders\" already exists\n    | CREATE TABLE orders\n    DETAIL: x";
+        assert_eq!(
+            super::first_line(Some(message)),
+            ": 0002 create_orders failed: migrations/0002_create_orders.up.sql:1:14: ERROR 42P07: relation \"orders\" already exists"
+        );
+        assert_eq!(
+            super::first_line(Some("cannot connect: refused (08001)")),
+            ": cannot connect: refused (08001)"
+        );
+        assert_eq!(super::first_line(None), "");
     }
 }
