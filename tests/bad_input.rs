@@ -117,7 +117,7 @@ fn malformed_files_each_name_their_path() {
         ("migrations/0001_.sql", b"SELECT 1;", "0001_.sql"),
         ("migrations/0001_x.txt", b"SELECT 1;", "not a .sql file"),
         ("migrations/V1_x.sql", b"SELECT 1;", "`__`"),
-        ("migrations/R__views.sql", b"SELECT 1;", "repeatable"),
+        ("migrations/r__views.sql", b"SELECT 1;", "lowercase prefix"),
         (
             "migrations/0001_bad.up.sql",
             b"SELECT '\xff\xfe';",
