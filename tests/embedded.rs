@@ -141,6 +141,8 @@ fn a_tampered_or_unconfigured_embedding_is_refused() {
         first_line: 1,
         no_transaction: false,
         checksum: "0000000000000000000000000000000000000000000000000000000000000000",
+        unsupported: None,
+        literal_placeholders: false,
     };
     static TAMPERED: Embedded = Embedded {
         namespace: "app",

@@ -1090,3 +1090,57 @@ fn a_failure_after_some_migrations_committed_says_so_in_json() {
         "{out}"
     );
 }
+
+#[test]
+fn flyway_script_configuration_is_honoured_and_callbacks_are_named() {
+    let project = Project::new(&[]);
+    copy_fixture(&project, "flyway");
+    let migrations = project.path().join("migrations");
+    let write = |name: &str, text: &str| std::fs::write(migrations.join(name), text).unwrap();
+    write(
+        "V3__settings.sql",
+        "CREATE TABLE settings (key text PRIMARY KEY, value text);\n",
+    );
+    write(
+        "V3__settings.sql.conf",
+        "# as Flyway reads it\nexecuteInTransaction=false\n",
+    );
+    write(
+        "V4__template.sql",
+        "INSERT INTO settings VALUES ('greeting', 'Hello ${name}');\n",
+    );
+    write("V4__template.sql.conf", "placeholderReplacement=false\n");
+    let db = TestDb::new();
+    let out = project.run(&db, &["status"], 0);
+    let v3 = out.lines().find(|l| l.contains("settings")).expect(&out);
+    assert!(v3.contains("no-transaction"), "{out}");
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    assert_eq!(
+        db.scalar("SELECT value FROM settings").as_deref(),
+        Some("Hello ${name}"),
+        "placeholderReplacement=false: the text is meant literally"
+    );
+
+    // A setting migsafe cannot honour refuses the script before it runs.
+    write("V5__prod_only.sql", "CREATE TABLE prod_only (id int);\n");
+    write(
+        "V5__prod_only.sql.conf",
+        "shouldExecute=${environment}==prod\n",
+    );
+    let out = project.run(&db, &["apply", "--skip-backup"], 5);
+    assert!(out.contains("MIGRATION_FILE_INVALID:default:5"), "{out}");
+    assert!(out.contains("shouldExecute"), "{out}");
+    assert!(!db.exists("prod_only"));
+    std::fs::remove_file(migrations.join("V5__prod_only.sql.conf")).unwrap();
+
+    // A callback would silently stop running: named instead.
+    write(
+        "afterMigrate.sql",
+        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO PUBLIC;\n",
+    );
+    let out = project.run(&db, &["status"], 5);
+    assert!(
+        out.contains("afterMigrate.sql") && out.contains("Flyway callback"),
+        "{out}"
+    );
+}

@@ -177,6 +177,7 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
         ));
     }
     if migration.layout == crate::source::layout::Layout::Flyway
+        && !script.directives.literal_placeholders
         && let Some((line, placeholder)) = crate::source::layouts::flyway::placeholder(&script.sql)
     {
         return Err(refuse(

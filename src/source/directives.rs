@@ -34,6 +34,9 @@ pub struct Directives {
     /// `runOnChange`). Applied ones are read as usual; a pending one is
     /// refused before anything runs.
     pub unsupported: Option<String>,
+    /// Flyway `placeholderReplacement=false` (its `.sql.conf`): `${…}` in
+    /// the script is meant literally.
+    pub literal_placeholders: bool,
     /// `-- migsafe:online`: risky statements run in their online form
     /// (SPEC 15), as with `apply --online`.
     pub online: bool,

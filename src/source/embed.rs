@@ -48,6 +48,12 @@ pub struct EmbeddedScript {
     pub no_transaction: bool,
     /// SHA-256 computed at build time.
     pub checksum: &'static str,
+    /// What the file's tool asks for that migsafe does not honour, from
+    /// outside the text (a Liquibase changeset's `context`, a Flyway
+    /// `.sql.conf` setting): the script is refused if it is to run.
+    pub unsupported: Option<&'static str>,
+    /// Flyway `placeholderReplacement=false` (its `.sql.conf`).
+    pub literal_placeholders: bool,
 }
 
 /// One migration as embedded.
@@ -146,6 +152,9 @@ impl Embedded {
                 s.no_transaction,
             )
             .map_err(|mut found| found.remove(0))?;
+            let mut rebuilt = rebuilt;
+            rebuilt.directives.unsupported = s.unsupported.map(str::to_string);
+            rebuilt.directives.literal_placeholders = s.literal_placeholders;
             if rebuilt.checksum != s.checksum {
                 return Err(problem(
                     s.path,
@@ -180,7 +189,7 @@ pub fn generate(namespace: &str, dir: &Path) -> Result<String> {
     };
     let script = |s: &Script| {
         format!(
-            "::migsafe::source::embed::EmbeddedScript {{ path: {:?}, sql: {:?}, first_line: {}, no_transaction: {}, checksum: {:?} }}",
+            "::migsafe::source::embed::EmbeddedScript {{ path: {:?}, sql: {:?}, first_line: {}, no_transaction: {}, checksum: {:?}, unsupported: {:?}, literal_placeholders: {} }}",
             shown(&s.path),
             s.sql,
             s.first_line,
@@ -189,7 +198,9 @@ pub fn generate(namespace: &str, dir: &Path) -> Result<String> {
             // code is the same whether or not the build script has the SQL
             // grammar.
             s.directives.no_transaction && s.directives.inferred.is_none(),
-            s.checksum
+            s.checksum,
+            s.directives.unsupported,
+            s.directives.literal_placeholders,
         )
     };
     let optional = |s: &Option<Script>| match s {
@@ -303,6 +314,8 @@ mod tests {
             first_line: 1,
             no_transaction: false,
             checksum: Box::leak(s.checksum.clone().into_boxed_str()),
+            unsupported: None,
+            literal_placeholders: false,
         };
         let migrations: Vec<EmbeddedMigration> = set
             .migrations

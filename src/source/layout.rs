@@ -165,6 +165,11 @@ pub fn parse_file_name(file_name: &str) -> Result<Option<MigrationName>, String>
     if let Some(rest) = file_name.strip_prefix("R__") {
         return parse_repeatable(rest).map(Some);
     }
+    if let Some(event) = super::layouts::flyway::callback(file_name) {
+        return Err(format!(
+            "is a Flyway callback ({event}), which Flyway runs around its commands and migsafe does not run; left as it is, what it does (grants, refreshes) would silently stop happening. Turn it into a repeatable R__{event}.sql (run again whenever it changes, not after every run) or move its statements into the versioned migrations that need them"
+        ));
+    }
     // `v1__x.sql`, `r__views.sql`: Flyway names with a lowercase prefix,
     // which Flyway does not read either; a stop, not a migration that
     // silently never runs.

@@ -125,6 +125,7 @@ pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<Mi
 
     let mut slots: BTreeMap<Version, Slot> = BTreeMap::new();
     let mut repeatables: Vec<Migration> = Vec::new();
+    let mut flyway_confs: BTreeMap<PathBuf, layouts::flyway::ScriptConf> = BTreeMap::new();
     let mut ignored = Vec::new();
     let mut why_ignored = BTreeMap::new();
     for (name, path) in names {
@@ -190,6 +191,22 @@ pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<Mi
             }
             continue;
         }
+        // Flyway's per-script settings (`V3__x.sql.conf`), read with their script.
+        if let Some(script_name) = name.strip_suffix(layouts::flyway::CONF_SUFFIX)
+            && matches!(layout::parse_file_name(script_name), Ok(Some(ref p)) if p.layout == Layout::Flyway)
+        {
+            match fs::read(&path)
+                .map_err(|e| format!("cannot be read: {e}"))
+                .and_then(|bytes| checksum::normalize(&bytes))
+                .and_then(|text| layouts::flyway::ScriptConf::parse(&text))
+            {
+                Ok(conf) => {
+                    flyway_confs.insert(path.with_file_name(script_name), conf);
+                }
+                Err(message) => problems.push(problem(namespace, &path, &message)),
+            }
+            continue;
+        }
         match layout::parse_file_name(&name).or_else(|err| sql_migrate_bare(&name, &path, err)) {
             Ok(None) => ignored.push(path),
             Ok(Some(parsed)) if parsed.role == Role::Repeatable => {
@@ -229,6 +246,19 @@ pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<Mi
         }
     }
 
+    // What a script's `.sql.conf` says: no transaction comes before reading
+    // the script (as a metadata flag, like diesel's), the rest after.
+    for part in slots
+        .values_mut()
+        .flat_map(|s| s.ups.iter_mut().chain(s.downs.iter_mut()))
+    {
+        if flyway_confs
+            .get(&part.path)
+            .is_some_and(|c| c.no_transaction)
+        {
+            part.no_transaction_from_metadata = true;
+        }
+    }
     let pop = slots
         .values()
         .flat_map(|slot| slot.ups.iter().chain(&slot.downs))
@@ -243,9 +273,25 @@ pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<Mi
     }
 
     let mut migrations = Vec::with_capacity(slots.len());
+    let configure = |script: &mut Script| {
+        if let Some(conf) = flyway_confs.get(&script.path) {
+            script.directives.no_transaction |= conf.no_transaction;
+            script.directives.literal_placeholders = conf.literal_placeholders;
+            if conf.unsupported.is_some() {
+                script.directives.unsupported.clone_from(&conf.unsupported);
+            }
+        }
+    };
+    for repeatable in &mut repeatables {
+        configure(&mut repeatable.up);
+    }
     for result in assemble_all(namespace, slots.into_iter().collect()) {
         match result {
             Ok(mut migration) => {
+                configure(&mut migration.up);
+                if let Some(down) = migration.down.as_mut() {
+                    configure(down);
+                }
                 if pop && migration.layout == Layout::Reversible {
                     migration.layout = Layout::Pop;
                 }
