@@ -147,6 +147,10 @@ pub enum Code {
     CutoverEpochUnit,
     /// A cutover step was interrupted (Ctrl-C, SIGTERM).
     CutoverCancelled,
+    /// `cutover sqlite verify`: another connection committed to the SQLite
+    /// file while verify read it, so its slices and passes did not all see
+    /// one state: the comparison means nothing.
+    CutoverSourceChanged,
     /// The `[verify] setup` file could not be read or failed on a scratch database.
     VerifySetupFailed,
     /// `adopt` cannot vouch for a migration of the other tool's history.
@@ -248,6 +252,7 @@ impl Code {
             Code::CutoverDuplicateKey => "CUTOVER_DUPLICATE_KEY",
             Code::CutoverEpochUnit => "CUTOVER_EPOCH_UNIT",
             Code::CutoverCancelled => "CUTOVER_CANCELLED",
+            Code::CutoverSourceChanged => "CUTOVER_SOURCE_CHANGED",
             Code::VerifySetupFailed => "VERIFY_SETUP_FAILED",
             Code::AdoptMismatch => "ADOPT_MISMATCH",
             Code::AdoptSourceMissing => "ADOPT_SOURCE_MISSING",

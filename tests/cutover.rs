@@ -1218,3 +1218,68 @@ fn a_table_verified_in_slices_still_names_one_changed_value_and_rows_at_the_cuts
     assert_eq!(text.matches("missing on target").count(), 2, "{text}");
     assert_eq!(text.matches("values differ").count(), 1, "{text}");
 }
+
+#[test]
+fn a_file_written_while_verify_reads_it_is_refused_not_compared() {
+    let (project, _source) = events_project(130_000);
+    let target = TestDb::new();
+    expect_exit(
+        &cutover(
+            &project,
+            &target,
+            &["run", "--from", "app.db", "--no-verify"],
+        ),
+        0,
+    );
+    // The application is still writing to the file verify reads, in WAL
+    // mode, as applications run SQLite: readers never block it.
+    let path = project.path().join("app.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let db = rusqlite::Connection::open(path).unwrap();
+            db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+            // Real changes (SQLite commits nothing for `SET x = x`), ending
+            // with the row as it was loaded.
+            db.execute_batch(
+                "CREATE TEMP TABLE kept AS SELECT id, payload FROM events ORDER BY id LIMIT 1",
+            )
+            .unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                db.execute_batch(
+                    "UPDATE events SET payload = 'being written' WHERE id = (SELECT id FROM kept)",
+                )
+                .unwrap();
+                db.execute_batch(
+                    "UPDATE events SET payload = (SELECT payload FROM kept) WHERE id = (SELECT id FROM kept)",
+                )
+                .unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    let output = cutover(
+        &project,
+        &target,
+        &["verify", "--from", "app.db", "--jobs", "4"],
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let text = expect_exit(&output, 1);
+    assert!(text.contains("CUTOVER_SOURCE_CHANGED"), "{text}");
+    // Once nothing writes, the same verify passes.
+    let text = expect_exit(
+        &cutover(
+            &project,
+            &target,
+            &["verify", "--from", "app.db", "--jobs", "4"],
+        ),
+        0,
+    );
+    assert!(text.contains("pass"), "{text}");
+}

@@ -759,10 +759,44 @@ pub async fn verify(
         return Ok(Vec::new());
     }
     let jobs = jobs.max(1);
+    // The target is read on one exported snapshot; the SQLite file is read
+    // by several connections (slices, later passes), each at its own moment.
+    // A write to the file in between would count a row twice or not at all,
+    // so a commit by anyone else while verify reads is detected and refused.
+    let guard = sqlite::open(source)?;
+    let version = data_version(&guard, source)?;
     let snapshot = Snapshot::open(settings, jobs).await?;
     let compared = verify_in(&snapshot, source, tables, jobs, interrupt).await;
-    snapshot.close().await;
-    compared
+    // On a failure (Ctrl-C among them) the read-only connections are just
+    // dropped: committing them would first drain every COPY still streaming.
+    let compared = match compared {
+        Ok(compared) => {
+            snapshot.close().await;
+            compared
+        }
+        Err(err) => return Err(err),
+    };
+    if data_version(&guard, source)? != version {
+        return Err(crate::error::Error::Refused {
+            reason: ReasonCode::new(Code::CutoverSourceChanged),
+            message: format!(
+                "{} changed while verify read it (another connection committed to it), so the comparison is not of one state of the file; nothing was reported as matching",
+                source.display()
+            ),
+            hint: Some(
+                "verify the backup the run loaded (--from backups/sqlite/<file>.db), or stop the application writing to the file and verify again".into(),
+            ),
+            source: None,
+        });
+    }
+    Ok(compared)
+}
+
+/// SQLite's `PRAGMA data_version`: changes on this connection's next read
+/// whenever another connection has committed to the file.
+fn data_version(db: &rusqlite::Connection, path: &Path) -> Result<i64> {
+    db.query_row("PRAGMA data_version", [], |r| r.get(0))
+        .map_err(sqlite::read_error("PRAGMA data_version", path))
 }
 
 async fn verify_in(
