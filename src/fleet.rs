@@ -338,7 +338,7 @@ impl FleetReport {
                     )
                 })
                 .collect();
-            let mut message = format!(
+            let message = format!(
                 "interrupted: {} database(s) cut short{}, {} not started",
                 cut.len(),
                 if cut.is_empty() {
@@ -348,8 +348,22 @@ impl FleetReport {
                 },
                 self.not_started
             );
+            // A failure is the louder news: exit 2, the interruption said.
             if !failed.is_empty() {
-                message.push_str(&format!("; {} failed before", failed.len()));
+                return self.failure(&failed).map(|err| match err {
+                    Error::Migration {
+                        reason,
+                        message: failure,
+                        hint,
+                        source,
+                    } => Error::Migration {
+                        reason,
+                        message: format!("{failure}; then {message}"),
+                        hint,
+                        source,
+                    },
+                    other => other,
+                });
             }
             return Some(Error::Refused {
                 reason: ReasonCode::new(Code::Interrupted),
@@ -361,6 +375,11 @@ impl FleetReport {
                 source: None,
             });
         }
+        self.failure(&failed)
+    }
+
+    /// The error naming the failed databases, when any failed.
+    fn failure(&self, failed: &[&DatabaseOutcome]) -> Option<Error> {
         if failed.is_empty() {
             return None;
         }
@@ -513,7 +532,13 @@ impl Fleet {
             Err(err) => {
                 // Cut short by Ctrl-C (a cancelled statement, a wait ended),
                 // not failed: the operator stopped it.
-                if self.interrupt.is_triggered() {
+                // By what the error is, not only by the flag: a database
+                // that failed on its own stays failed after a Ctrl-C.
+                let cancelled = matches!(
+                    err.reason().code(),
+                    Code::Interrupted | Code::MigrationCancelled
+                );
+                if cancelled && self.interrupt.is_triggered() {
                     outcome.outcome = Outcome::Interrupted;
                 }
                 outcome.migrations = landed.take();
@@ -730,6 +755,33 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("1 not started"), "{err}");
+    }
+
+    #[test]
+    fn a_failure_before_the_interruption_is_the_exit_code() {
+        let dbs = parse_databases(
+            "postgres://a@h/x\npostgres://a@h/y\npostgres://a@h/z\n",
+            "f",
+        )
+        .unwrap();
+        let mut failed = DatabaseOutcome::of(&dbs[0], Outcome::Failed);
+        failed.reason = Some("MIGRATION_FAILED:default:0002".into());
+        let report = FleetReport::of(
+            vec![
+                failed,
+                DatabaseOutcome::of(&dbs[1], Outcome::Interrupted),
+                DatabaseOutcome::of(&dbs[2], Outcome::NotStarted),
+            ],
+            Some(ReasonCode::new(Code::Interrupted).to_string()),
+        );
+        let err = report.error().unwrap();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert_eq!(err.reason().to_string(), "FLEET_STOPPED");
+        assert!(
+            err.to_string().contains("MIGRATION_FAILED:default:0002"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("then interrupted"), "{err}");
     }
 
     #[test]
