@@ -598,18 +598,16 @@ impl Migrator {
         // Namespaces on the same database share one connection (one
         // session holds each one's lock; the phases run one at a time):
         // a connection less per extra namespace, for every database of a fleet.
-        let mut connected: Vec<(String, Arc<crate::db::Db>)> = Vec::new();
+        let mut connected: Vec<(&ConnectionSettings, Arc<crate::db::Db>)> = Vec::new();
         for ((namespace, sources), settings) in namespaces.iter().zip(&sources).zip(&settings) {
-            let key = settings.to_string();
-            let db = match first_db.take() {
-                Some(db) => db,
-                None => match connected.iter().find(|(k, _)| *k == key) {
-                    Some((_, db)) => db.clone(),
-                    None => Arc::new(settings.connect().await?),
-                },
+            let shared = connected.iter().find(|(s, _)| s.same_session(settings));
+            let db = match (first_db.take(), shared) {
+                (Some(db), _) => db,
+                (None, Some((_, db))) => db.clone(),
+                (None, None) => Arc::new(settings.connect().await?),
             };
-            if !connected.iter().any(|(k, _)| *k == key) {
-                connected.push((key, db.clone()));
+            if shared.is_none() {
+                connected.push((settings, db.clone()));
             }
             opened.push(Opened {
                 target: Target {

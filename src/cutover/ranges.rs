@@ -24,11 +24,14 @@ pub const MIN_SLICE_ROWS: u64 = 100_000;
 pub const MIN_SLICE_BLOCKS: u64 = 1_024;
 
 /// The target table's heap size in blocks, for an ordinary table (`None`
-/// for anything else: partitioned tables, views).
+/// for anything else: partitioned tables, views), and only on PostgreSQL 14
+/// and later: before 14 there is no TID range scan, and each block slice
+/// would read the whole table.
 pub const TARGET_BLOCKS: &str = "
 SELECT pg_relation_size(c.oid) / current_setting('block_size')::bigint
 FROM pg_class c
-WHERE c.oid = $1::text::regclass AND c.relkind = 'r'";
+WHERE c.oid = $1::text::regclass AND c.relkind = 'r'
+  AND current_setting('server_version_num')::int >= 140000";
 
 /// A slice of a SQLite table by rowid, both bounds included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

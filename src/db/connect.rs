@@ -151,6 +151,34 @@ struct TlsParams {
 const TLS_KEYS: [&str; 2] = ["sslmode", "sslrootcert"];
 
 impl ConnectionSettings {
+    /// True when a connection made with `other` would be the same session
+    /// as one made with these settings: same server, database, role and
+    /// credentials, same `options` (a `search_path`) and application name,
+    /// same TLS. What the display shows is not enough to say so.
+    pub fn same_session(&self, other: &ConnectionSettings) -> bool {
+        let (a, b) = (&self.config, &other.config);
+        a.get_hosts() == b.get_hosts()
+            && a.get_ports() == b.get_ports()
+            && a.get_dbname() == b.get_dbname()
+            && a.get_user() == b.get_user()
+            && a.get_password() == b.get_password()
+            && a.get_options() == b.get_options()
+            && a.get_application_name() == b.get_application_name()
+            && self.ssl_mode == other.ssl_mode
+            && self.root_given == other.root_given
+            && self.shown == other.shown
+            && match (&self.tls, &other.tls) {
+                (None, None) => true,
+                (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+                _ => false,
+            }
+            && match (&self.password, &other.password) {
+                (None, None) => true,
+                (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+                _ => false,
+            }
+    }
+
     /// Parses a libpq-style URL (`postgres://…`) or key=value string. When the
     /// string has no password, `PGPASSWORD` is used; `PGSSLMODE` and
     /// `PGSSLROOTCERT` fill in what the string does not say.
@@ -881,6 +909,23 @@ fn split_keyword_params(text: &str) -> (String, TlsParams) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_is_shared_only_by_the_same_settings() {
+        let parse = |url: &str| ConnectionSettings::parse(url).unwrap();
+        let plain = parse("postgres://app:pw@db:5432/orders");
+        assert!(plain.same_session(&parse("postgres://app:pw@db:5432/orders")));
+        // The display is the same for all of these; the sessions are not.
+        for other in [
+            "postgres://app:pw@db:5432/orders?options=-c%20search_path%3Dbilling",
+            "postgres://app:other@db:5432/orders",
+            "postgres://app:pw@db:5432/orders?application_name=billing",
+        ] {
+            let other = parse(other);
+            assert_eq!(other.to_string(), plain.to_string());
+            assert!(!plain.same_session(&other), "{other:?}");
+        }
+    }
 
     #[test]
     fn display_hides_the_password() {
