@@ -570,7 +570,11 @@ fn read(
                     batch.data.put_i32(0);
                     let length = match cell.to_sql(&types[index], &mut batch.data) {
                         Ok(IsNull::Yes) => -1,
-                        Ok(IsNull::No) => i32::try_from(batch.data.len() - at - 4).map_err(|_| {
+                        // PostgreSQL refuses a field over 1 GB (its varlena limit).
+                        Ok(IsNull::No) => i32::try_from(batch.data.len() - at - 4)
+                            .ok()
+                            .filter(|&len| len < 1 << 30)
+                            .ok_or_else(|| {
                             failed(
                                 &table.target,
                                 format!(
