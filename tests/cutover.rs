@@ -1283,3 +1283,32 @@ fn a_file_written_while_verify_reads_it_is_refused_not_compared() {
     );
     assert!(text.contains("pass"), "{text}");
 }
+
+#[test]
+fn verify_says_when_more_rows_differ_than_it_names() {
+    let (project, _source) = events_project(2_000);
+    let target = TestDb::new();
+    expect_exit(
+        &cutover(
+            &project,
+            &target,
+            &["run", "--from", "app.db", "--no-verify"],
+        ),
+        0,
+    );
+    // Twelve rows changed, spread over the key buckets: verify examines four.
+    target.query(
+        "UPDATE events SET payload = 'changed' WHERE id IN \
+         (SELECT id FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events) s WHERE n % 140 = 0)",
+    );
+    let text = expect_exit(
+        &cutover(
+            &project,
+            &target,
+            &["verify", "--from", "app.db", "--fail-on-mismatch"],
+        ),
+        6,
+    );
+    assert!(text.contains("values differ in payload"), "{text}");
+    assert!(text.contains("more key bucket(s)"), "{text}");
+}

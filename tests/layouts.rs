@@ -37,6 +37,13 @@ fn copy_fixture(project: &Project, tool: &str) {
     walk(&corpus(tool), &project.path().join("migrations"));
 }
 
+/// A project whose `migrations/` is `tool`'s fixture.
+fn fixture_project(tool: &str) -> Project {
+    let project = Project::new(&[]);
+    copy_fixture(&project, tool);
+    project
+}
+
 /// psql runs each text as a file, statement by statement, stopping on an error.
 fn psql_runs(db: &TestDb, texts: &[String]) {
     let dir = tempfile::tempdir().unwrap();
@@ -753,12 +760,17 @@ const FLYWAY_ORDER: [&str; 7] = [
     "R__reportTotals.sql",
 ];
 
+/// The fixture's files in Flyway's order, as psql runs them.
+fn flyway_in_order() -> Vec<String> {
+    FLYWAY_ORDER.iter().map(|f| read("flyway", f)).collect()
+}
+
 #[test]
 fn flyway_repeatables_run_after_the_versions_in_description_order() {
     round_trip(&Case {
         tool: "flyway",
         layout: "flyway",
-        reference: FLYWAY_ORDER.iter().map(|f| read("flyway", f)).collect(),
+        reference: flyway_in_order(),
         migrations: 3,
         reversible: false,
         ignored: &[("README.md", "does not start with a version")],
@@ -790,8 +802,7 @@ fn repeatable_rows(db: &TestDb) -> Vec<(String, String, String)> {
 
 #[test]
 fn a_changed_repeatable_runs_again_alone_and_a_failing_one_changes_nothing() {
-    let project = Project::new(&[]);
-    copy_fixture(&project, "flyway");
+    let project = fixture_project("flyway");
     let db = TestDb::new();
     let out = project.run(&db, &["status"], 0);
     assert!(out.contains("4 repeatable (4 to run)"), "{out}");
@@ -899,8 +910,7 @@ fn a_changed_repeatable_runs_again_alone_and_a_failing_one_changes_nothing() {
 
 #[test]
 fn a_repeatable_that_cannot_run_twice_fails_verify_and_no_transaction_is_refused() {
-    let project = Project::new(&[]);
-    copy_fixture(&project, "flyway");
+    let project = fixture_project("flyway");
     // `CREATE VIEW` without `OR REPLACE`: fine the first time, and fails at
     // the next edit, in production.
     std::fs::write(
@@ -944,16 +954,9 @@ fn a_repeatable_that_cannot_run_twice_fails_verify_and_no_transaction_is_refused
 
 #[test]
 fn apply_sql_writes_repeatables_that_psql_runs_and_migsafe_then_sees() {
-    let project = Project::new(&[]);
-    copy_fixture(&project, "flyway");
+    let project = fixture_project("flyway");
     let (db, reference) = (TestDb::new(), TestDb::new());
-    psql_runs(
-        &reference,
-        &FLYWAY_ORDER
-            .iter()
-            .map(|f| read("flyway", f))
-            .collect::<Vec<_>>(),
-    );
+    psql_runs(&reference, &flyway_in_order());
     let script = project.run(&db, &["apply", "--sql"], 0);
     assert!(script.contains("repeatable_migrations"), "{script}");
     psql_runs(&db, &[script]);
@@ -965,8 +968,7 @@ fn apply_sql_writes_repeatables_that_psql_runs_and_migsafe_then_sees() {
 
 #[test]
 fn a_flyway_placeholder_is_named_before_anything_runs() {
-    let project = Project::new(&[]);
-    copy_fixture(&project, "flyway");
+    let project = fixture_project("flyway");
     // Inside a function body it would parse, run, and be wrong at call time.
     std::fs::write(
         project.path().join("migrations/V3__count.sql"),
@@ -983,8 +985,7 @@ fn a_flyway_placeholder_is_named_before_anything_runs() {
 
 #[test]
 fn flyway_files_in_subfolders_are_read_as_flyway_scans_them() {
-    let project = Project::new(&[]);
-    copy_fixture(&project, "flyway");
+    let project = fixture_project("flyway");
     let migrations = project.path().join("migrations");
     for (file, folder) in [
         ("R__report_base.sql", "views/reports"),
@@ -996,13 +997,7 @@ fn flyway_files_in_subfolders_are_read_as_flyway_scans_them() {
     }
     std::fs::write(migrations.join("views/notes.txt"), "not a migration").unwrap();
     let (db, reference) = (TestDb::new(), TestDb::new());
-    psql_runs(
-        &reference,
-        &FLYWAY_ORDER
-            .iter()
-            .map(|f| read("flyway", f))
-            .collect::<Vec<_>>(),
-    );
+    psql_runs(&reference, &flyway_in_order());
     let out = project.run(&db, &["status", "-v"], 0);
     assert!(
         out.contains("3 pending") && out.contains("4 repeatable"),
@@ -1026,8 +1021,7 @@ fn flyway_files_in_subfolders_are_read_as_flyway_scans_them() {
 
 #[test]
 fn an_older_release_does_not_put_back_its_older_repeatables() {
-    let project = Project::new(&[]);
-    copy_fixture(&project, "flyway");
+    let project = fixture_project("flyway");
     let migrations = project.path().join("migrations");
     let view = migrations.join("R__account_summary.sql");
     let older = std::fs::read_to_string(&view).unwrap();
@@ -1064,8 +1058,7 @@ fn an_older_release_does_not_put_back_its_older_repeatables() {
 
 #[test]
 fn a_failure_after_some_migrations_committed_says_so_in_json() {
-    let project = Project::new(&[]);
-    copy_fixture(&project, "flyway");
+    let project = fixture_project("flyway");
     std::fs::write(
         project.path().join("migrations/R__report_base.sql"),
         "SELECT no_such_column FROM orders;\n",
@@ -1093,8 +1086,7 @@ fn a_failure_after_some_migrations_committed_says_so_in_json() {
 
 #[test]
 fn flyway_script_configuration_is_honoured_and_callbacks_are_named() {
-    let project = Project::new(&[]);
-    copy_fixture(&project, "flyway");
+    let project = fixture_project("flyway");
     let migrations = project.path().join("migrations");
     let write = |name: &str, text: &str| std::fs::write(migrations.join(name), text).unwrap();
     write(

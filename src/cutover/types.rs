@@ -1137,7 +1137,7 @@ pub fn numeric_text(raw: &[u8]) -> Option<String> {
 
 /// Appends a field's canonical form to a row's hash input: the binary COPY
 /// bytes, with what PostgreSQL does not consider part of the value removed
-/// (numeric display scale, `char(n)` padding, json whitespace and key order).
+/// (numeric display scale, `char(n)` padding, jsonb whitespace and key order; `json` keeps its text).
 pub fn canonical(kind: &Kind, raw: Option<&[u8]>, out: &mut Vec<u8>) {
     let Some(raw) = raw else {
         out.push(0);
@@ -1153,8 +1153,11 @@ pub fn canonical(kind: &Kind, raw: Option<&[u8]>, out: &mut Vec<u8>) {
             let end = raw.iter().rposition(|b| *b != b' ').map_or(0, |p| p + 1);
             &raw[..end]
         }
-        Kind::Json | Kind::Jsonb => {
-            let text = if *kind == Kind::Jsonb && raw.first() == Some(&1) {
+        // `json` keeps its text as written (whitespace, key order, `1e2`,
+        // duplicate keys): the application reads back those bytes, so they
+        // are compared as they are, like text. Only `jsonb` is normalised.
+        Kind::Jsonb => {
+            let text = if raw.first() == Some(&1) {
                 &raw[1..]
             } else {
                 raw
@@ -1660,9 +1663,18 @@ mod tests {
             padded: true,
         };
         assert_eq!(canon(&padded, b"ab   "), canon(&padded, b"ab"));
+        // jsonb ignores whitespace and key order; json keeps its text.
         assert_eq!(
             canon(&Kind::Jsonb, b"\x01{\"b\": 1, \"a\": [1, 2]}"),
+            canon(&Kind::Jsonb, b"\x01{\"a\":[1,2],\"b\":1}")
+        );
+        assert_ne!(
+            canon(&Kind::Json, b"{\"b\": 1, \"a\": [1, 2]}"),
             canon(&Kind::Json, b"{\"a\":[1,2],\"b\":1}")
+        );
+        assert_ne!(
+            canon(&Kind::Json, b"{\"a\":1e2}"),
+            canon(&Kind::Json, b"{\"a\":100}")
         );
         let mut null = Vec::new();
         canonical(&Kind::Int4, None, &mut null);

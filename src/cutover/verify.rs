@@ -602,10 +602,20 @@ async fn name_differences(
     interrupt: &Interrupt,
 ) -> Result<Vec<String>> {
     let table = &tables[index];
+    let differing = (0..BUCKETS)
+        .filter(|&b| ours.buckets[b] != theirs.buckets[b])
+        .count();
     let examine: HashSet<usize> = (0..BUCKETS)
         .filter(|&b| ours.buckets[b] != theirs.buckets[b])
         .take(BUCKETS_EXAMINED)
         .collect();
+    // Said, so that a list of named rows is never read as all of them.
+    let unexamined = (differing > examine.len()).then(|| {
+        format!(
+            "…and rows in {} more key bucket(s) of {BUCKETS} differ too, not named here: fix the ones above and verify again",
+            differing - examine.len()
+        )
+    });
     let keep = Keep {
         buckets: Some(examine),
         keys: None,
@@ -651,7 +661,8 @@ async fn name_differences(
         .into_iter()
         .next()
     };
-    Ok(found
+    let named = found.len();
+    let mut lines: Vec<String> = found
         .into_iter()
         .map(|d| match &detail {
             Some((ours, theirs)) if d.values_differ => {
@@ -662,7 +673,15 @@ async fn name_differences(
             }
             _ => d.line,
         })
-        .collect())
+        .collect();
+    match unexamined {
+        Some(more) => lines.push(more),
+        None if named >= SAMPLES => lines.push(format!(
+            "…named the first {SAMPLES}; more rows may differ: fix these and verify again"
+        )),
+        None => {}
+    }
+    Ok(lines)
 }
 
 /// A row (by key) that differs.
