@@ -1017,6 +1017,31 @@ fn flyway_files_in_subfolders_are_read_as_flyway_scans_them() {
         out.contains("MIGRATION_VERSION_DUPLICATE:default:R__reportTotals"),
         "{out}"
     );
+    std::fs::remove_file(migrations.join("v2/R__reportTotals.sql")).unwrap();
+
+    // In a folder as at the top: a script's .sql.conf is read, a callback
+    // and a lowercase name are errors, not silently skipped.
+    std::fs::write(
+        migrations.join("v2/V3__notes.sql"),
+        "CREATE TABLE notes (id int);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.join("v2/V3__notes.sql.conf"),
+        "shouldExecute=false\n",
+    )
+    .unwrap();
+    let out = project.run(&db, &["apply", "--skip-backup"], 5);
+    assert!(out.contains("shouldExecute"), "{out}");
+    assert!(!db.exists("notes"));
+    std::fs::remove_file(migrations.join("v2/V3__notes.sql.conf")).unwrap();
+    for misnamed in ["views/afterMigrate.sql", "v2/v4__lower.sql"] {
+        std::fs::write(migrations.join(misnamed), "SELECT 1;\n").unwrap();
+        let out = project.run(&db, &["status"], 5);
+        let file = misnamed.rsplit('/').next().unwrap();
+        assert!(out.contains(file), "{misnamed}: {out}");
+        std::fs::remove_file(migrations.join(misnamed)).unwrap();
+    }
 }
 
 #[test]

@@ -201,7 +201,11 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
                 migration.name,
                 script.path.display()
             ),
-            "nothing ran. Decide for migsafe: run it with Liquibase (then `migsafe adopt`), or remove what migsafe cannot honour from the changeset if it must run on every database, or delete the changeset if it must not run here",
+            if migration.layout == crate::source::layout::Layout::Flyway {
+                "nothing ran. Decide for migsafe: remove the setting from the script's .sql.conf if the script must run on every database, or delete the migration if it must not run here (migsafe does not decide per environment)"
+            } else {
+                "nothing ran. Decide for migsafe: run it with Liquibase (then `migsafe adopt`), or remove what migsafe cannot honour from the changeset if it must run on every database, or delete the changeset if it must not run here"
+            },
         ));
     }
     if std::ptr::eq(script, &migration.up)
@@ -225,10 +229,9 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
             format!(
                 "{}: a repeatable migration runs in one transaction with its record, so that a failure leaves it to run again as a whole; this one must run outside a transaction ({})",
                 script.path.display(),
-                script
-                    .directives
-                    .inferred
-                    .unwrap_or("`-- migsafe:no-transaction`")
+                script.directives.inferred.unwrap_or(
+                    "`-- migsafe:no-transaction`, or `executeInTransaction=false` in its .sql.conf"
+                )
             ),
             "nothing ran. Put that statement in a versioned migration (V<version>__<name>.sql) and keep the repeatable to what a transaction can hold (views, functions, grants)",
         ));

@@ -552,7 +552,15 @@ async fn other_history_check(
     };
     let tables = others
         .iter()
-        .map(|o| format!("{}'s {} ({} row(s))", o.tool, o.table, o.rows))
+        .map(|o| {
+            // Rails keeps the same `schema_migrations (version)` as dbmate.
+            let tool = if o.tool == crate::adopt::Tool::Dbmate {
+                "dbmate's (or Rails')".to_string()
+            } else {
+                format!("{}'s", o.tool)
+            };
+            format!("{tool} {} ({} row(s))", o.table, o.rows)
+        })
         .collect::<Vec<_>>()
         .join(", ");
     Ok(Some(Check::fail(

@@ -173,13 +173,7 @@ pub fn parse_file_name(file_name: &str) -> Result<Option<MigrationName>, String>
     // `v1__x.sql`, `r__views.sql`: Flyway names with a lowercase prefix,
     // which Flyway does not read either; a stop, not a migration that
     // silently never runs.
-    let mut chars = file_name.chars();
-    let lowercase_flyway = match (chars.next(), chars.next()) {
-        (Some('r'), Some('_')) => file_name.starts_with("r__"),
-        (Some('v' | 'u'), Some(digit)) => digit.is_ascii_digit() && file_name.contains("__"),
-        _ => false,
-    };
-    if lowercase_flyway && file_name.to_ascii_lowercase().ends_with(".sql") {
+    if lowercase_flyway(file_name) {
         let mut fixed = file_name.to_string();
         fixed.replace_range(..1, &file_name[..1].to_ascii_uppercase());
         return Err(format!(
@@ -229,6 +223,29 @@ fn parse_flyway(file_name: &str, prefix: char) -> Result<MigrationName, String> 
         dialect: None,
         autocommit: false,
     })
+}
+
+/// `v1__x.sql`, `r__views.sql`: a Flyway name with a lowercase prefix.
+fn lowercase_flyway(file_name: &str) -> bool {
+    let mut chars = file_name.chars();
+    let shaped = match (chars.next(), chars.next()) {
+        (Some('r'), Some('_')) => file_name.starts_with("r__"),
+        (Some('v' | 'u'), Some(digit)) => digit.is_ascii_digit() && file_name.contains("__"),
+        _ => false,
+    };
+    shaped && file_name.to_ascii_lowercase().ends_with(".sql")
+}
+
+/// True for a file Flyway would read (or a misnamed one it is meant for): a
+/// `V`/`U`/`R__` script, its `.sql.conf`, a callback, a lowercase prefix.
+/// What a Flyway project keeps in subfolders, which Flyway scans too.
+pub fn is_flyway_file(file_name: &str) -> bool {
+    let script = file_name
+        .strip_suffix(super::layouts::flyway::CONF_SUFFIX)
+        .unwrap_or(file_name);
+    matches!(parse_file_name(script), Ok(Some(ref p)) if p.layout == Layout::Flyway)
+        || super::layouts::flyway::callback(script).is_some()
+        || lowercase_flyway(script)
 }
 
 /// `R__<name>.sql` with `R__` already taken off.

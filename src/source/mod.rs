@@ -352,8 +352,9 @@ pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<Mi
     })
 }
 
-/// The Flyway-named files (`V…__`, `U…__`, `R__…`) under `dir`, at any
-/// depth, as (file name, path). Other files there are not migrations.
+/// The Flyway files under `dir` ([`layout::is_flyway_file`]: scripts, their
+/// `.sql.conf`, callbacks, misnamed ones to refuse), at any depth, as (file
+/// name, path). Other files there are not migrations.
 fn flyway_files(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     let Ok(entries) = fs::read_dir(dir) else {
@@ -369,10 +370,7 @@ fn flyway_files(dir: &Path) -> Vec<(String, PathBuf)> {
         }
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             out.extend(flyway_files(&path));
-        } else if matches!(
-            layout::parse_file_name(&name),
-            Ok(Some(ref parsed)) if parsed.layout == Layout::Flyway
-        ) {
+        } else if layout::is_flyway_file(&name) {
             out.push((name, path));
         }
     }
