@@ -381,6 +381,53 @@ fn tables_with_rows_are_refused_unless_truncate() {
     assert_eq!(backups, 2);
 }
 
+/// A refused run changes nothing: the rows already in a mapped table are
+/// seen before the namespace's pending migrations run, and before the
+/// SQLite backup is written.
+#[test]
+fn a_target_with_rows_is_refused_before_pending_migrations_run() {
+    let project = project();
+    fix(&project);
+    let db = TestDb::new();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["cutover", "sqlite", "run", "--from", "app.db"];
+        args.extend_from_slice(extra);
+        project.migsafe(&db).args(&args).output().unwrap()
+    };
+    expect_exit(&run(&["--no-verify"]), 0);
+    assert_eq!(count(&db, "users"), 5);
+    project.write(
+        "migrations/0002_notes.up.sql",
+        b"CREATE TABLE notes (id bigint PRIMARY KEY);",
+    );
+    project.write("migrations/0002_notes.down.sql", b"DROP TABLE notes;");
+    let history = || db.history("default");
+    let backups = || {
+        std::fs::read_dir(project.path().join("backups/sqlite"))
+            .unwrap()
+            .count()
+    };
+    let (history_before, schema_before, backups_before) =
+        (history(), common::checksum(&project, &db), backups());
+
+    let text = expect_exit(&run(&[]), 1);
+    assert!(text.contains("CUTOVER_TARGET_NOT_EMPTY:items"), "{text}");
+    assert!(text.contains("--truncate"), "{text}");
+    assert_eq!(
+        history(),
+        history_before,
+        "the pending migration ran:\n{text}"
+    );
+    assert!(!db.exists("notes"), "the pending migration ran:\n{text}");
+    assert_eq!(common::checksum(&project, &db), schema_before);
+    assert_eq!(backups(), backups_before, "a backup was left:\n{text}");
+    assert_eq!(count(&db, "users"), 5);
+
+    // With --truncate the same run goes through, the migration included.
+    expect_exit(&run(&["--truncate", "--no-verify"]), 0);
+    assert!(db.exists("notes"));
+}
+
 #[test]
 fn missing_tables_and_columns_are_named_and_can_be_excluded() {
     let project = project();

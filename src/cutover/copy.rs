@@ -384,6 +384,14 @@ async fn prepare_targets(db: &Db, tables: &[TableMap], truncate: bool) -> Result
                  source: None, }
             });
     }
+    refuse_rows(db, tables).await
+}
+
+/// Refuses when a target table of the cutover already holds rows (a
+/// cutover loads into empty tables). The load asks inside its transaction;
+/// `cutover sqlite run` asks again before anything else, so that a refused
+/// run has not applied migrations first.
+pub(crate) async fn refuse_rows(db: &Db, tables: &[TableMap]) -> Result<()> {
     let mut full = Vec::new();
     for table in tables {
         if target::has_rows(db, &table.qualified).await? {

@@ -237,17 +237,29 @@ impl Migrator {
         let loaded = self.cutover_namespace(target, "cutover sqlite run")?;
         open_source(&cutover.from).await?;
         // What can be refused before the backup of the SQLite file is
-        // written, is: a typo in --epoch-unit, a target that cannot be reached.
-        {
+        // written, is: a typo in --epoch-unit, a target that cannot be
+        // reached, target tables that already hold rows.
+        let (sources, virtual_tables) = {
             let (from, choices) = (cutover.from.clone(), cutover.epoch_units.clone());
             blocking(move || {
                 let db = sqlite::open(&from)?;
-                let (tables, _) = sqlite::tables(&db, &from)?;
-                cutover::epoch::check_names(&choices, &tables)
+                let (tables, virtual_tables) = sqlite::tables(&db, &from)?;
+                cutover::epoch::check_names(&choices, &tables)?;
+                Ok((tables, virtual_tables))
             })
-            .await?;
+            .await?
+        };
+        let db = loaded.settings.connect().await?;
+        if !options.truncate {
+            // A refused run changes nothing: the load would refuse these
+            // rows too, but only after the pending migrations had run. The
+            // tables the migrations have yet to create are empty; the load
+            // still asks again, inside its transaction.
+            let existing = TargetSchema::read(&db, &cutover.schema).await?;
+            let mapping = cutover::map(&sources, &virtual_tables, &existing, cutover);
+            crate::cutover::copy::refuse_rows(&db, &mapping.tables).await?;
         }
-        drop(loaded.settings.connect().await?);
+        drop(db);
 
         let backup = {
             let from = cutover.from.clone();
