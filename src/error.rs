@@ -180,6 +180,9 @@ pub enum Code {
     /// `fleet apply` ran every database and some failed (each is named
     /// with its own reason code).
     FleetFailed,
+    /// `fleet status` could not read some databases (unreachable, or their
+    /// history could not be read; each is named with its own reason code).
+    FleetUnreadable,
 }
 
 impl Code {
@@ -264,6 +267,7 @@ impl Code {
             Code::ReplicaMissing => "REPLICA_MISSING",
             Code::FleetStopped => "FLEET_STOPPED",
             Code::FleetFailed => "FLEET_FAILED",
+            Code::FleetUnreadable => "FLEET_UNREADABLE",
         }
     }
 }

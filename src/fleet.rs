@@ -293,6 +293,10 @@ pub struct FleetReport {
     pub not_started: usize,
     /// Status: databases with migrations pending.
     pub pending: usize,
+    /// Status: databases that could not be read (unreachable, refused, a
+    /// history that cannot be read); counted among `failed`. Always 0 for
+    /// apply, whose failures are in `failed`.
+    pub unreadable: usize,
     /// `INTERRUPTED` after a Ctrl-C, else `FLEET_STOPPED` when databases
     /// were left unstarted.
     pub stopped: Option<String>,
@@ -307,6 +311,7 @@ impl FleetReport {
             interrupted: count(Outcome::Interrupted),
             not_started: count(Outcome::NotStarted),
             pending: count(Outcome::Pending),
+            unreadable: 0,
             stopped,
             databases,
         }
@@ -376,6 +381,30 @@ impl FleetReport {
             });
         }
         self.failure(&failed)
+    }
+
+    /// `fleet status`: `None` when every database was read, whatever it
+    /// holds (pending, dirty and edited migrations are the report's news,
+    /// as with `status`); else `FLEET_UNREADABLE`, a configuration-class
+    /// error (exit 5, SPEC 11: cannot connect), so that a monitoring
+    /// script sees a database it cannot watch. Its message says how many.
+    pub fn status_error(&self) -> Option<Error> {
+        if self.unreadable == 0 {
+            return None;
+        }
+        Some(
+            Error::config(
+                Code::FleetUnreadable,
+                format!(
+                    "{} of {} database(s) could not be read",
+                    self.unreadable,
+                    self.databases.len()
+                ),
+            )
+            .with_hint(
+                "each is named with its own reason code and message; its state is unknown, not up to date",
+            ),
+        )
     }
 
     /// The error naming the failed databases, when any failed.
@@ -614,13 +643,19 @@ impl Fleet {
         Ok(FleetReport::of(databases, stopped))
     }
 
-    async fn status_one(&self, index: usize, target: Option<&str>) -> (usize, DatabaseOutcome) {
+    /// One database's state, and whether it could not be read at all.
+    async fn status_one(
+        &self,
+        index: usize,
+        target: Option<&str>,
+    ) -> (usize, DatabaseOutcome, bool) {
         let database = &self.databases[index];
         let started = Instant::now();
         let migrator = Migrator::new(self.config.clone())
             .with_connection(database.settings.clone())
             .with_interrupt(self.interrupt.clone());
         let mut outcome = DatabaseOutcome::of(database, Outcome::Failed);
+        let mut unread = false;
         match migrator.status(target).await {
             Ok(states) => {
                 let mut problem = None;
@@ -669,13 +704,14 @@ impl Fleet {
                 outcome.reason = problem.map(|p| p.to_string());
             }
             Err(err) => {
+                unread = true;
                 outcome.reason = Some(err.reason().to_string());
                 outcome.message = Some(crate::db::scrub(&err.to_string()));
                 outcome.exit_code = Some(err.exit_code());
             }
         }
         outcome.duration_ms = millis(started.elapsed());
-        (index, outcome)
+        (index, outcome, unread)
     }
 
     /// `fleet status`: every database's state, read-only, `parallel` at a
@@ -689,16 +725,18 @@ impl Fleet {
         let mut next = 0;
         let mut done = 0;
         let mut failed = 0;
+        let mut unreadable = 0;
         loop {
             while next < total && running.len() < parallel.max(1) && !self.interrupt.is_triggered()
             {
                 running.push(self.status_one(next, target));
                 next += 1;
             }
-            let Some((index, outcome)) = running.next().await else {
+            let Some((index, outcome, unread)) = running.next().await else {
                 break;
             };
             done += 1;
+            unreadable += usize::from(unread);
             failed += usize::from(outcome.outcome == Outcome::Failed);
             self.events.emit(&outcome.done_event(done, total, failed));
             results[index] = Some(outcome);
@@ -714,7 +752,10 @@ impl Fleet {
             .iter()
             .any(|d| d.outcome == Outcome::NotStarted)
             .then(|| ReasonCode::new(Code::Interrupted).to_string());
-        Ok(FleetReport::of(databases, stopped))
+        Ok(FleetReport {
+            unreadable,
+            ..FleetReport::of(databases, stopped)
+        })
     }
 }
 

@@ -413,3 +413,61 @@ fn a_database_url_on_the_command_line_is_refused_the_file_names_the_databases() 
     expect_exit(&output, 0);
     assert_eq!(fleet_.dbs[0].history("default").len(), 2);
 }
+
+/// A database that cannot be read is what a monitoring script must see:
+/// `fleet status` exits 5 (cannot connect, SPEC 11) and says how many.
+#[test]
+fn status_exits_5_when_a_database_cannot_be_read() {
+    let project = two_tables();
+    let good = TestDb::new();
+    // A port nothing listens on: bound, then let go.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("databases.txt");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\npostgres://postgres@127.0.0.1:{closed}/gone?connect_timeout=5\n",
+            good.url
+        ),
+    )
+    .unwrap();
+    let status = |extra: &[&str]| {
+        migsafe_command()
+            .current_dir(project.path())
+            .args(["fleet", "status", "--databases"])
+            .arg(&file)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let output = status(&[]);
+    let text = expect_exit(&output, 5);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("127.0.0.1:{closed}/gone: FAILED")),
+        "{text}"
+    );
+    assert!(
+        stdout.contains("2 pending"),
+        "the good one is read:\n{text}"
+    );
+    assert!(
+        stdout.contains("FLEET_UNREADABLE: 1 of 2 database(s) could not be read"),
+        "{text}"
+    );
+
+    let output = status(&["--format", "json"]);
+    assert_eq!(output.status.code(), Some(5), "{}", common::text(&output));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(document["unreadable"], 1, "{document}");
+    assert_eq!(document["databases"][1]["outcome"], "failed", "{document}");
+
+    // Every database read: 0 again, pending or not.
+    std::fs::write(&file, format!("{}\n", good.url)).unwrap();
+    expect_exit(&status(&[]), 0);
+}

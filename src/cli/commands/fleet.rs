@@ -270,6 +270,11 @@ fn summary(command: &str, report: &FleetReport, options: Option<&FleetOptions>) 
             paint(RED, err.reason().to_string()),
             report.failed
         ));
+    } else if let (Some(err), None) = (report.status_error(), options) {
+        out(&format!(
+            "{}: {err} (each below with its own reason code)",
+            paint(RED, err.reason().to_string()),
+        ));
     }
     for failed in report
         .databases
@@ -302,7 +307,8 @@ fn summary(command: &str, report: &FleetReport, options: Option<&FleetOptions>) 
 }
 
 /// Runs `fleet apply` (exit 0 only when every database succeeded, else
-/// [`FleetReport::error`]'s exit code, 2) or `fleet status` (exit 0).
+/// [`FleetReport::error`]'s exit code, 2) or `fleet status` (exit 0 when
+/// every database was read, else [`FleetReport::status_error`]'s, 5).
 pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
     match &args.action {
         Action::Apply {
@@ -355,8 +361,14 @@ pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
             }
             // Read-only and informational, as `status` is: the problems
             // are in the lines and the document. A Ctrl-C that left
-            // databases unread says so (130).
-            Ok(if report.stopped.is_some() { 130 } else { 0 })
+            // databases unread says so (130); a database that could not
+            // be read is a state nobody knows, which a monitoring script
+            // must see (5).
+            Ok(if report.stopped.is_some() {
+                130
+            } else {
+                report.status_error().as_ref().map_or(0, Error::exit_code)
+            })
         }
     }
 }
