@@ -471,3 +471,40 @@ fn status_exits_5_when_a_database_cannot_be_read() {
     std::fs::write(&file, format!("{}\n", good.url)).unwrap();
     expect_exit(&status(&[]), 0);
 }
+
+/// `--database-url` is refused by fleet, so fleet's help does not offer it
+/// (among its options or in its usage line) and says why instead.
+#[test]
+fn fleet_help_does_not_offer_the_refused_database_url() {
+    for args in [
+        &["fleet", "--help"][..],
+        &["fleet", "apply", "--help"],
+        &["fleet", "status", "--help"],
+        &["fleet", "status", "-h"],
+        &["help", "fleet", "apply"],
+    ] {
+        let output = migsafe_command().args(args).output().unwrap();
+        let text = expect_exit(&output, 0);
+        assert!(
+            !text.contains("--database-url <URL>"),
+            "{args:?} offers --database-url:\n{text}"
+        );
+        let usage = text.lines().find(|l| l.starts_with("Usage:")).unwrap();
+        assert!(!usage.contains("database-url"), "{usage}");
+        if args.contains(&"apply") || args.contains(&"status") {
+            assert!(
+                text.contains("`--database-url` is refused"),
+                "{args:?} does not say why:\n{text}"
+            );
+        }
+    }
+    // The other commands still offer it.
+    let text = expect_exit(
+        &migsafe_command()
+            .args(["apply", "--help"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    assert!(text.contains("--database-url <URL>"), "{text}");
+}

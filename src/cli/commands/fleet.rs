@@ -27,12 +27,22 @@ pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub action: Action,
+    /// Refused here (the databases come from `--databases`), so hidden
+    /// from fleet's help and usage: clap gives a subcommand the global
+    /// flag only when it has no argument of that id, and this one shadows
+    /// it for `fleet` and, being global, for `fleet apply | status`. A
+    /// value given still reaches [`Global`](crate::cli::args::Global)
+    /// (clap copies global values up), where [`fleet`] refuses it. No
+    /// `env`: `DATABASE_URL` is ignored by fleet.
+    #[arg(long, global = true, hide = true, value_name = "URL")]
+    pub database_url: Option<String>,
 }
 
 /// Where the databases are listed.
 #[derive(Debug, clap::Args)]
 pub struct Databases {
     /// One database URL or key=value string per line; `#` starts a comment.
+    /// The databases come from this file alone: `--database-url` is refused.
     #[arg(long, value_name = "FILE")]
     pub databases: PathBuf,
     /// Databases worked on at a time (at least 1).
