@@ -1150,6 +1150,54 @@ fn ctrl_c_during_the_index_builds_leaves_the_target_as_before() {
     assert_eq!(common::checksum(&project, &target), before, "{seen}");
 }
 
+/// Ctrl-C while one table's index is built again names that table, not
+/// the last table of the cutover (`kinds`, after `events` in the SQLite
+/// file's order).
+#[test]
+fn ctrl_c_during_an_index_build_names_the_table_of_that_index() {
+    let (project, _db) = events_project(20);
+    // 17 rows in `events`, half a second each: the build is still running
+    // when the signal comes.
+    project.write(
+        "migrations/0002_slow_events_index.up.sql",
+        b"CREATE FUNCTION slow_payload(t text) RETURNS text IMMUTABLE LANGUAGE plpgsql AS $$
+          BEGIN PERFORM pg_sleep(0.5); RETURN t; END $$;
+          CREATE INDEX events_slow ON events (slow_payload(payload));",
+    );
+    project.write(
+        "migrations/0002_slow_events_index.down.sql",
+        b"DROP INDEX events_slow; DROP FUNCTION slow_payload(text);",
+    );
+    let target = TestDb::new();
+    project.run(&target, &["apply", "--skip-backup"], 0);
+    let before = common::checksum(&project, &target);
+    let running = common::Running::until(
+        &project,
+        &target,
+        &[
+            "cutover",
+            "sqlite",
+            "run",
+            "--from",
+            "app.db",
+            "--skip-backup",
+        ],
+        "copied",
+    );
+    common::wait_for_query(&target, "events_slow");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let (code, seen) = running.finish();
+    assert_eq!(code, Some(2), "{seen}");
+    assert!(seen.contains("CUTOVER_CANCELLED:events"), "{seen}");
+    assert!(!seen.contains("CUTOVER_CANCELLED:kinds"), "{seen}");
+    assert_eq!(count(&target, "events"), 0, "{seen}");
+    assert_eq!(common::checksum(&project, &target), before, "{seen}");
+}
+
 #[test]
 fn a_table_verified_in_slices_still_names_one_changed_value_and_rows_at_the_cuts() {
     use migsafe::cutover::ranges;

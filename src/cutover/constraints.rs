@@ -26,11 +26,12 @@ use crate::db::{Db, history::database_error, quote_ident};
 use crate::error::{Code, Error, ReasonCode, Result};
 
 /// The foreign keys of the loaded tables: name, table, definition (without
-/// ` NOT VALID`), whether it was validated, and its comment.
+/// ` NOT VALID`), whether it was validated, its comment, and the table's
+/// bare name.
 const FOREIGN_KEYS: &str = "
 SELECT con.conname::text, format('%I.%I', n.nspname, c.relname),
        regexp_replace(pg_get_constraintdef(con.oid), ' NOT VALID$', ''),
-       con.convalidated, obj_description(con.oid, 'pg_constraint')
+       con.convalidated, obj_description(con.oid, 'pg_constraint'), c.relname::text
 FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -40,15 +41,15 @@ ORDER BY c.relname, con.conname";
 
 /// The indexes of the loaded tables that can be dropped and built again
 /// from their definition: per index its name, table, `CREATE INDEX …`, the
-/// primary key or unique constraint it backs (name and definition), and the
-/// comments of both. Left out (left in place): see the module docs. An
+/// primary key or unique constraint it backs (name and definition), the
+/// comments of both, its qualified name and the table's bare name. Left out (left in place): see the module docs. An
 /// index or constraint something else depends on (a foreign key of a table
 /// outside the load, a view that groups by the primary key…) stays too.
 const INDEXES: &str = "
 SELECT i.relname::text, format('%I.%I', n.nspname, c.relname),
        pg_get_indexdef(x.indexrelid), con.conname::text, pg_get_constraintdef(con.oid),
        obj_description(x.indexrelid, 'pg_class'), obj_description(con.oid, 'pg_constraint'),
-       format('%I.%I', n.nspname, i.relname)
+       format('%I.%I', n.nspname, i.relname), c.relname::text
 FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid
 JOIN pg_class c ON c.oid = x.indrelid
@@ -89,6 +90,8 @@ pub struct ForeignKey {
     pub name: String,
     /// `"schema"."table"` it is on.
     pub table: String,
+    /// That table's name alone, as the cutover names its tables.
+    pub table_name: String,
     /// `FOREIGN KEY (…) REFERENCES …` as the server prints it.
     pub definition: String,
     /// It was validated before (a `NOT VALID` one is put back as it was).
@@ -106,6 +109,8 @@ pub struct Index {
     pub qualified: String,
     /// `"schema"."table"` it is on.
     pub table: String,
+    /// That table's name alone, as the cutover names its tables.
+    pub table_name: String,
     /// `CREATE [UNIQUE] INDEX …` as the server prints it.
     pub definition: String,
     /// `(name, PRIMARY KEY (…) / UNIQUE (…))` when it backs a constraint.
@@ -168,6 +173,7 @@ pub(crate) async fn take_out(db: &Db, schema: &str, tables: &[String]) -> Result
             definition: row.get(2),
             validated: row.get(3),
             comment: row.get(4),
+            table_name: row.get(5),
         })
         .collect();
     let indexes = db
@@ -186,6 +192,7 @@ pub(crate) async fn take_out(db: &Db, schema: &str, tables: &[String]) -> Result
             comment: row.get(5),
             constraint_comment: row.get(6),
             qualified: row.get(7),
+            table_name: row.get(8),
         })
         .collect();
     let detached = Detached {
@@ -205,7 +212,9 @@ pub(crate) async fn take_out(db: &Db, schema: &str, tables: &[String]) -> Result
 /// Builds the indexes and keys again (primary keys and unique constraints
 /// first: foreign keys need them), then adds every foreign key `NOT VALID`
 /// and validates it: one set-based check per key. Comments are put back.
-pub(crate) async fn put_back(db: &Db, detached: &Detached) -> Result<()> {
+/// `building` holds the name of the table whose index or key is being
+/// built, for the caller to name when Ctrl-C cancels the build.
+pub(crate) async fn put_back(db: &Db, detached: &Detached, building: &Building) -> Result<()> {
     db.client
         .batch_execute(MAINTENANCE_MEMORY)
         .await
@@ -213,6 +222,7 @@ pub(crate) async fn put_back(db: &Db, detached: &Detached) -> Result<()> {
     let mut ordered: Vec<&Index> = detached.indexes.iter().collect();
     ordered.sort_by_key(|i| i.constraint.is_none());
     for index in ordered {
+        building.set(&index.table_name);
         let sql = match &index.constraint {
             Some((name, definition)) => format!(
                 "ALTER TABLE {} ADD CONSTRAINT {} {definition}",
@@ -231,6 +241,7 @@ pub(crate) async fn put_back(db: &Db, detached: &Detached) -> Result<()> {
         }
     }
     for key in &detached.foreign_keys {
+        building.set(&key.table_name);
         let add = format!(
             "ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID",
             key.table,
@@ -252,6 +263,26 @@ pub(crate) async fn put_back(db: &Db, detached: &Detached) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The table [`put_back`] is working on, shared with the caller that
+/// waits for Ctrl-C beside it (a lock only the two of them take, briefly).
+#[derive(Debug, Default)]
+pub(crate) struct Building(std::sync::Mutex<String>);
+
+impl Building {
+    fn set(&self, table: &str) {
+        // A poisoned lock means a panic elsewhere; the name is only for a
+        // message, so the last one set stays.
+        if let Ok(mut current) = self.0.lock() {
+            table.clone_into(&mut current);
+        }
+    }
+
+    /// The table whose index or key is being built (empty before the first).
+    pub(crate) fn table(&self) -> String {
+        self.0.lock().map(|t| t.clone()).unwrap_or_default()
+    }
 }
 
 /// The server quotes a comment as a literal (a utility statement takes no
@@ -314,6 +345,7 @@ mod tests {
             foreign_keys: vec![ForeignKey {
                 name: "orders_user\"fk".into(),
                 table: "\"s\".\"orders\"".into(),
+                table_name: "orders".into(),
                 definition: "FOREIGN KEY (user_id) REFERENCES s.users(id)".into(),
                 validated: true,
                 comment: None,
@@ -323,6 +355,7 @@ mod tests {
                     name: "users_pkey".into(),
                     qualified: "\"s\".\"users_pkey\"".into(),
                     table: "\"s\".\"users\"".into(),
+                    table_name: "users".into(),
                     definition: "CREATE UNIQUE INDEX users_pkey ON s.users USING btree (id)".into(),
                     constraint: Some(("users_pkey".into(), "PRIMARY KEY (id)".into())),
                     comment: None,
@@ -332,6 +365,7 @@ mod tests {
                     name: "orders_at".into(),
                     qualified: "\"s\".\"orders_at\"".into(),
                     table: "\"s\".\"orders\"".into(),
+                    table_name: "orders".into(),
                     definition: "CREATE INDEX orders_at ON s.orders USING btree (at)".into(),
                     constraint: None,
                     comment: None,

@@ -183,9 +183,14 @@ fn waves(tables: &[TableMap], keys: &[TargetForeignKey]) -> Vec<Vec<Unit>> {
 }
 
 fn cancelled(table: &str) -> Error {
+    cancelled_while(table, &format!("loading `{table}`"))
+}
+
+/// Ctrl-C while `doing` (about `table`, the reason code's subject).
+fn cancelled_while(table: &str, doing: &str) -> Error {
     Error::Migration {
         reason: ReasonCode::about(Code::CutoverCancelled, table),
-        message: format!("interrupted while loading `{table}`"),
+        message: format!("interrupted while {doing}"),
         hint: Some(
             "nothing was loaded: the load is one transaction, rolled back; the target is as it was before the run. Run it again when ready".into(),
         ),
@@ -331,13 +336,21 @@ async fn load_in(
         });
     }
     // Index builds and validations can take a while: Ctrl-C cancels the
-    // statement on the server instead of waiting for it.
+    // statement on the server instead of waiting for it, and names the
+    // table whose index or key was being built.
+    let building = constraints::Building::default();
     let last = plan.tables.last().map_or("", |t| t.target.as_str());
     tokio::select! {
-        built = constraints::put_back(db, &detached) => built?,
+        built = constraints::put_back(db, &detached, &building) => built?,
         () = interrupt.wait() => {
             db.cancel_running().await;
-            return Err(cancelled(last));
+            // Before the first build (a moment): the last table loaded.
+            let table = building.table();
+            let table = if table.is_empty() { last } else { table.as_str() };
+            return Err(cancelled_while(
+                table,
+                &format!("building the indexes and keys of `{table}` again after the load"),
+            ));
         }
     }
     for (copy, table) in copies.iter_mut().zip(
