@@ -862,6 +862,10 @@ fn apply_before_adopt_is_refused_instead_of_running_everything_again() {
     assert!(adopted(&db).is_empty(), "nothing ran: {out}");
     let out = project.run(&db, &["plan"], 1);
     assert!(out.contains("ADOPT_REQUIRED:default"), "{out}");
+    // Said once: the refusal names the check that failed, not the check
+    // again in a list of one.
+    assert_eq!(out.matches("ADOPT_REQUIRED").count(), 1, "{out}");
+    assert_eq!(out.matches("flyway_schema_history").count(), 1, "{out}");
     project.run(&db, &["adopt"], 0);
     let out = project.run(&db, &["apply"], 0);
     assert!(out.contains("up to date"), "{out}");

@@ -733,12 +733,22 @@ pub fn human_bytes(bytes: u64) -> String {
 /// The error for a failed preflight (exit 1): nothing was changed.
 pub fn failed(report: &PhaseReport) -> Error {
     let (reason, lines) = report.failure_summary(Code::PreflightFailed);
-    Error::Refused {
-        reason,
-        message: format!(
+    // One failure is the error's own reason code: its detail follows the
+    // code once (`plan` and `apply` printed `ADOPT_REQUIRED:ns` twice,
+    // the second time as a list of one). Several are listed, each coded.
+    let failures: Vec<&crate::report::Check> = report.failures().collect();
+    let message = match failures.as_slice() {
+        [only] if only.reason.as_ref() == Some(&reason) => {
+            format!("preflight failed; nothing was changed: {}", only.detail)
+        }
+        _ => format!(
             "preflight failed; nothing was changed:\n{}",
             lines.join("\n")
         ),
+    };
+    Error::Refused {
+        reason,
+        message,
         hint: Some(format!(
             "fix what is listed, or pass --force to go on anyway (recorded in the report; never overrides dirty or edited migrations, nor a recovery that would destroy data). Report: {}",
             report
