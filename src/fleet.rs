@@ -659,7 +659,7 @@ impl Fleet {
         match migrator.status(target).await {
             Ok(states) => {
                 let mut problem = None;
-                for (state, _) in &states {
+                for crate::migrator::NamespaceStatus { state, .. } in &states {
                     for entry in &state.entries {
                         match entry.state {
                             State::Pending | State::OutOfOrder => outcome

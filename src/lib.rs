@@ -172,6 +172,6 @@ pub use error::{Code, Error, ReasonCode, Result};
 #[cfg(feature = "engine")]
 pub use events::{Event, EventSink, Interrupt, TracingEvents};
 #[cfg(feature = "engine")]
-pub use migrator::{IgnoredFile, Migrator, SourceSummary};
+pub use migrator::{IgnoredFile, Migrator, NamespaceStatus, SourceSummary};
 #[cfg(feature = "engine")]
 pub use plan::NamespaceState;

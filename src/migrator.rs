@@ -398,17 +398,28 @@ impl Migrator {
     }
 
     /// The state of every selected namespace (read-only: creates nothing),
-    /// with what was read from its directory.
-    pub async fn status(
-        &self,
-        target: Option<&str>,
-    ) -> Result<Vec<(NamespaceState, SourceSummary)>> {
+    /// with what was read from its directory and whether another tool's
+    /// history must be adopted first (the preflight's own detection).
+    pub async fn status(&self, target: Option<&str>) -> Result<Vec<NamespaceStatus>> {
         let history = History::new(&self.config.history_schema);
         let mut out = Vec::new();
         for loaded in self.load(target)? {
             let db = loaded.settings.connect().await?;
             let state = loaded.target().state(&db, &history).await?;
-            out.push((state, SourceSummary::of(&loaded.sources)));
+            let pending = state.pending().count() + state.pending_repeatables().count();
+            let adopt_required = crate::adopt::required::adopt_required(
+                &self.config,
+                &db,
+                &state,
+                history.table(),
+                pending,
+            )
+            .await?;
+            out.push(NamespaceStatus {
+                state,
+                sources: SourceSummary::of(&loaded.sources),
+                adopt_required,
+            });
         }
         Ok(out)
     }
@@ -1173,6 +1184,20 @@ fn not_ready_hint(code: Code) -> &'static str {
         | Code::DatabaseTlsFailed => "check the database URL, the server and the network from here",
         _ => "run `migsafe status` to see the namespace's state",
     }
+}
+
+/// One namespace as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamespaceStatus {
+    /// Files + history.
+    #[serde(flatten)]
+    pub state: NamespaceState,
+    /// What was read from its directory.
+    #[serde(flatten)]
+    pub sources: SourceSummary,
+    /// Another tool's history holds rows and migsafe has recorded nothing
+    /// here: `apply` would refuse (`ADOPT_REQUIRED:{ns}`) until it is adopted.
+    pub adopt_required: Option<crate::adopt::required::AdoptRequired>,
 }
 
 /// What `status -v` shows of a namespace's directory: the layouts its

@@ -13,7 +13,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Project, TestDb};
+use common::{Project, TestDb, expect_exit};
 
 fn fixture(tool: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -847,6 +847,51 @@ fn a_sqitch_registry_named_in_sqitch_conf_is_read() {
     assert_eq!(adopted(&db).len(), 4, "{out}");
     let out = project.run(&db, &["apply"], 0);
     assert!(out.contains("up to date"), "{out}");
+}
+
+/// `status` says what apply would refuse on: another tool's history
+/// holds rows and migsafe has recorded nothing (the preflight's detection).
+#[test]
+fn status_warns_that_another_tools_history_must_be_adopted() {
+    let db = TestDb::new();
+    let project = project("flyway");
+    migrate_natively(&db, "flyway", &project);
+    let out = project.run(&db, &["status"], 0);
+    let warning = out
+        .lines()
+        .find(|l| l.contains("ADOPT_REQUIRED:default"))
+        .unwrap_or_else(|| panic!("no ADOPT_REQUIRED line:\n{out}"));
+    assert!(warning.contains("warning"), "{out}");
+    assert!(warning.contains("flyway_schema_history"), "{out}");
+    assert!(out.contains("migsafe adopt --from flyway"), "{out}");
+
+    let output = project
+        .migsafe(&db)
+        .args(["status", "--format", "json"])
+        .output()
+        .unwrap();
+    expect_exit(&output, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let adopt = &doc["namespaces"][0]["adopt_required"];
+    assert_eq!(adopt["reason"], "ADOPT_REQUIRED:default", "{doc}");
+    assert_eq!(adopt["tool"], "flyway", "{doc}");
+    assert_eq!(adopt["hint"], "migsafe adopt --from flyway", "{doc}");
+    assert_eq!(
+        adopt["histories"][0]["table"], "flyway_schema_history",
+        "{doc}"
+    );
+
+    // Adopted: nothing to warn about.
+    project.run(&db, &["adopt"], 0);
+    let out = project.run(&db, &["status"], 0);
+    assert!(!out.contains("ADOPT_REQUIRED"), "{out}");
+    let output = project
+        .migsafe(&db)
+        .args(["status", "--format", "json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(doc["namespaces"][0]["adopt_required"].is_null(), "{doc}");
 }
 
 #[test]

@@ -36,6 +36,7 @@ pub mod goose;
 pub mod liquibase;
 pub mod pop;
 pub mod prisma;
+pub mod required;
 pub mod sqitch;
 pub mod sql_migrate;
 pub mod sqlx;

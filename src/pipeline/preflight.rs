@@ -524,9 +524,6 @@ fn drift_check(
     )
 }
 
-/// Streaming standbys and their lag (SPEC 17). A lagging standby warns
-/// (apply waits for it before each migration); fewer connected than
-/// `expect_standbys` fails.
 /// A namespace that migsafe has recorded nothing for, on a database where
 /// another tool's history table holds rows: what would run may be what that
 /// tool already ran (SPEC 14). A failure, so nothing runs (`--force` goes on,
@@ -537,49 +534,35 @@ async fn other_history_check(
     history: &History,
     pending: &Pending<'_>,
 ) -> Result<Option<Check>> {
-    let state = pending.state;
-    let recorded_any = state.entries.iter().any(|e| e.applied.is_some())
-        || state.repeatables.iter().any(|e| e.applied.is_some());
-    if pending.selected.is_empty() || recorded_any {
-        return Ok(None);
-    }
-    let Some(namespace) = config.namespaces.iter().find(|n| n.name == state.namespace) else {
-        return Ok(None);
-    };
-    let others = crate::adopt::other_histories(db, &namespace.dir, history.table()).await?;
-    let Some(first) = others.first() else {
-        return Ok(None);
-    };
-    let tables = others
-        .iter()
-        .map(|o| {
-            // Rails keeps the same `schema_migrations (version)` as dbmate.
-            let tool = if o.tool == crate::adopt::Tool::Dbmate {
-                "dbmate's (or Rails')".to_string()
-            } else {
-                format!("{}'s", o.tool)
-            };
-            format!("{tool} {} ({} row(s))", o.table, o.rows)
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    Ok(Some(Check::fail(
-        "other_tool_history",
-        ReasonCode::about(Code::AdoptRequired, &state.namespace),
-        format!(
-            "this database holds {tables}, and migsafe has recorded nothing for namespace `{}`: apply would run again the {} migration(s) {} may already have run. Take over its history first: `migsafe adopt{}` (docs/adopt.md); if that table is about other migrations, `apply --force` goes on",
-            state.namespace,
-            pending.selected.len(),
-            first.tool,
-            if others.len() > 1 {
-                format!(" --from {}", first.tool)
-            } else {
-                String::new()
-            },
-        ),
-    )))
+    let found = crate::adopt::required::adopt_required(
+        config,
+        db,
+        pending.state,
+        history.table(),
+        pending.selected.len(),
+    )
+    .await?;
+    Ok(found.map(|found| {
+        // One tool: `adopt` finds it alone; several: name the first.
+        let command = if found.histories.len() > 1 {
+            found.hint.as_str()
+        } else {
+            "migsafe adopt"
+        };
+        Check::fail(
+            "other_tool_history",
+            found.reason.clone(),
+            format!(
+                "{}. Take over its history first: `{command}` (docs/adopt.md); if that table is about other migrations, `apply --force` goes on",
+                found.message
+            ),
+        )
+    }))
 }
 
+/// Streaming standbys and their lag (SPEC 17). A lagging standby warns
+/// (apply waits for it before each migration); fewer connected than
+/// `expect_standbys` fails.
 fn replica_checks(config: &Config, standbys: &[crate::db::replicas::Standby]) -> Vec<Check> {
     let limits = crate::db::replicas::Limits::of(config);
     let mut checks = Vec::new();

@@ -21,33 +21,24 @@ pub async fn exec(_args: &Args, ctx: &Context<'_>) -> Result<i32> {
     if ctx.json() {
         #[derive(Serialize)]
         struct Body<'a> {
-            namespaces: Vec<StatusJson<'a>>,
-        }
-        #[derive(Serialize)]
-        struct StatusJson<'a> {
-            #[serde(flatten)]
-            state: &'a migsafe::NamespaceState,
-            #[serde(flatten)]
-            sources: &'a migsafe::SourceSummary,
+            namespaces: &'a [migsafe::NamespaceStatus],
         }
         json(
             "status",
             &Body {
-                namespaces: states
-                    .iter()
-                    .map(|(state, sources)| StatusJson { state, sources })
-                    .collect(),
+                namespaces: &states,
             },
         );
     } else {
-        for (state, sources) in &states {
-            render_status(state, sources, ctx.global.verbose > 0);
+        for status in &states {
+            render_status(status, ctx.global.verbose > 0);
         }
     }
     Ok(0)
 }
 
-fn render_status(state: &migsafe::NamespaceState, sources: &migsafe::SourceSummary, verbose: bool) {
+fn render_status(status: &migsafe::NamespaceStatus, verbose: bool) {
+    let (state, sources) = (&status.state, &status.sources);
     let count = |s: State| state.in_state(s).count();
     let pending = count(State::Pending) + count(State::OutOfOrder);
     let mut summary = format!(
@@ -85,6 +76,20 @@ fn render_status(state: &migsafe::NamespaceState, sources: &migsafe::SourceSumma
         "{} ({summary}{mode})",
         paint(BOLD, &state.namespace)
     ));
+    // Before the list: `apply` refuses until this is done.
+    if let Some(adopt) = &status.adopt_required {
+        out(&format!(
+            "  {} {}: {}",
+            paint(YELLOW, "warning:"),
+            adopt.reason,
+            adopt.message
+        ));
+        out(&format!(
+            "  {} `{}` takes that history over (docs/adopt.md); until then apply refuses",
+            paint(BOLD, "next:"),
+            adopt.hint
+        ));
+    }
     for entry in &state.entries {
         let (label, style) = match entry.state {
             State::Applied => ("applied", GREEN),
