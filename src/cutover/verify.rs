@@ -12,7 +12,7 @@
 //! up ([`super::ranges`]): SQLite by rowid, the target by heap block, all
 //! slices of all tables `jobs` at a time, each side of a slice on its own
 //! thread and the two sides at once, every target read on one exported
-//! snapshot ([`super::snapshot`]) so that the result is about one state.
+//! snapshot (`cutover::snapshot`) so that the result is about one state.
 //!
 //! To name rows that differ without holding a table in memory, rows are
 //! also summed into buckets by their primary key; only the few buckets that

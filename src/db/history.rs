@@ -1,7 +1,7 @@
 //! The history table `<history_schema>.schema_migrations` and its audit log.
 //!
 //! Reading never creates anything (read commands write nothing, SPEC 13);
-//! [`History::ensure`] creates the tables and is only called with the
+//! `History::ensure` creates the tables and is only called with the
 //! namespace lock held, because concurrent `CREATE TABLE IF NOT EXISTS` races.
 
 use chrono::{DateTime, Utc};

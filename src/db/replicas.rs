@@ -151,7 +151,7 @@ pub struct Waited {
     /// How long it waited (zero when no standby was behind).
     pub duration: Duration,
     /// Standbys seen at the end (zero: the server has none right now, or a
-    /// [`Watch`] saw none less than [`NO_STANDBY_RECHECK`] ago).
+    /// `Watch` saw none less than `NO_STANDBY_RECHECK` ago).
     pub standbys: usize,
 }
 

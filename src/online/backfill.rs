@@ -7,7 +7,7 @@
 //! edited. Each batch commits with its progress row (the last key), so a
 //! crash or Ctrl-C loses at most the batch in flight, and the next apply
 //! resumes after the last committed key. Batch sizes adapt so one batch
-//! takes about `batch_time`; before each batch [`super::pause::before_batch`]
+//! takes about `batch_time`; before each batch `pause::before_batch`
 //! waits while other sessions wait for locks.
 
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! written the plain way run in steps that never hold a blocking lock for
 //! long, and one `UPDATE` runs in short primary-key batches.
 //!
-//! - [`rewrite`] turns one parsed statement into its online steps;
+//! - [`mod@rewrite`] turns one parsed statement into its online steps;
 //! - this module turns a whole script into an [`OnlinePlan`];
 //! - [`progress`] records, in the history schema, which step (or batch) is
 //!   committed, so an interrupted migration resumes where it stopped;

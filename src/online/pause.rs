@@ -2,7 +2,7 @@
 //! application wait: while other sessions wait for locks on its table (or
 //! for a row a transaction holds), the next batch is held back.
 //!
-//! [`before_batch`] is the one place a batch waits, also while a standby
+//! `before_batch` is the one place a batch waits, also while a standby
 //! replays later than `max_replica_lag` / `max_replica_lag_bytes` (SPEC 17).
 
 use std::time::{Duration, Instant};

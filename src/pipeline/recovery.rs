@@ -5,7 +5,7 @@
 //! apply runs, the application may have written rows into it (the table a
 //! half-run `CREATE TABLE archive AS …` made is live). So recovery is a step
 //! of the guarded pipeline, after preflight and the verified backup, and it
-//! first [`assess`]es what the down script would destroy: a relation it
+//! first assesses (`assess`) what the down script would destroy: a relation it
 //! drops, truncates, deletes from or drops a column of, that holds rows
 //! written after the interruption, makes apply refuse
 //! (`RECOVERY_WOULD_DESTROY_DATA`) unless the operator passes `--recover`.
