@@ -720,20 +720,24 @@ pub fn failed(report: &PhaseReport) -> Error {
     // code once (`plan` and `apply` printed `ADOPT_REQUIRED:ns` twice,
     // the second time as a list of one). Several are listed, each coded.
     let failures: Vec<&crate::report::Check> = report.failures().collect();
-    let message = match failures.as_slice() {
-        [only] if only.reason.as_ref() == Some(&reason) => {
-            format!("preflight failed; nothing was changed: {}", only.detail)
-        }
-        _ => format!(
-            "preflight failed; nothing was changed:\n{}",
-            lines.join("\n")
+    let (message, fix) = match failures.as_slice() {
+        [only] if only.reason.as_ref() == Some(&reason) => (
+            format!("preflight failed; nothing was changed: {}", only.detail),
+            "fix it",
+        ),
+        _ => (
+            format!(
+                "preflight failed; nothing was changed:\n{}",
+                lines.join("\n")
+            ),
+            "fix what is listed",
         ),
     };
     Error::Refused {
         reason,
         message,
         hint: Some(format!(
-            "fix what is listed, or pass --force to go on anyway (recorded in the report; never overrides dirty or edited migrations, nor a recovery that would destroy data). Report: {}",
+            "{fix}, or pass --force to go on anyway (recorded in the report; never overrides dirty or edited migrations, nor a recovery that would destroy data). Report: {}",
             report
                 .path
                 .as_ref()
