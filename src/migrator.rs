@@ -407,6 +407,9 @@ impl Migrator {
             let db = loaded.settings.connect().await?;
             let state = loaded.target().state(&db, &history).await?;
             let pending = state.pending().count() + state.pending_repeatables().count();
+            // A warning, not the state: a table status may not read (no
+            // SELECT on another tool's history) leaves it out, and says so,
+            // instead of failing status. Preflight still refuses on it.
             let adopt_required = crate::adopt::required::adopt_required(
                 &self.config,
                 &db,
@@ -414,7 +417,14 @@ impl Migrator {
                 history.table(),
                 pending,
             )
-            .await?;
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!(
+                    "{}: could not look for another tool's history: {err}",
+                    state.namespace
+                );
+                None
+            });
             out.push(NamespaceStatus {
                 state,
                 sources: SourceSummary::of(&loaded.sources),
