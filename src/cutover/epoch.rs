@@ -342,146 +342,244 @@ fn describe(table: &str, column: &str, census: &Census, epoch: Epoch) -> (Status
     (status, detail)
 }
 
-/// The census of the date columns of a table: for a big table, its rowid
-/// slices counted at the same time, one thread and connection each (the
-/// counts add up), as verify reads it ([`super::ranges`]).
+/// Counts the numbers of the date columns `dates` of `table`: one read of
+/// just those columns (in rowid slices on threads for a big table), each
+/// value sorted into its ranges here. Counting in SQL instead (a dozen
+/// CASE sums per row) cost more than the verify's whole hash of the table.
 fn census(
     db: &rusqlite::Connection,
     path: &Path,
     table: &super::TableMap,
     dates: &[usize],
 ) -> Result<Vec<Census>> {
-    let sql = census_sql(&table.source, &table.columns, dates);
+    let columns = dates
+        .iter()
+        .map(|&i| sqlite::quote(&table.columns[i].source))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("SELECT {columns} FROM {}", sqlite::quote(&table.source));
     let read_error = sqlite::read_error(&table.source, path);
+    let count = |db: &rusqlite::Connection, sql: &str, bounds: Option<(i64, i64)>| {
+        let mut statement = db.prepare(sql).map_err(&read_error)?;
+        let mut rows = match bounds {
+            Some((first, last)) => statement.query([first, last]),
+            None => statement.query([]),
+        }
+        .map_err(&read_error)?;
+        let mut censuses: Vec<Census> = dates.iter().map(|_| Census::default()).collect();
+        while let Some(row) = rows.next().map_err(&read_error)? {
+            for (index, census) in censuses.iter_mut().enumerate() {
+                census.count(row.get_ref(index).map_err(&read_error)?);
+            }
+        }
+        Ok::<_, Error>(censuses)
+    };
     let slices = match table.rowid {
         Some(rowid) => ranges::source_slices(db, &table.source, rowid, ranges::threads())
             .map_err(&read_error)?
             .map(|slices| (rowid, slices)),
         None => None,
     };
-    let counts: Vec<i64> = match slices {
-        None => db
-            .query_row(&sql, [], |row| {
-                (0..dates.len() * 12)
-                    .map(|i| row.get::<_, i64>(i))
-                    .collect()
+    let Some((rowid, slices)) = slices else {
+        return count(db, &sql, None);
+    };
+    let sliced = format!("{sql} WHERE {rowid} BETWEEN ?1 AND ?2");
+    let parts: Vec<Result<Vec<Census>>> = std::thread::scope(|scope| {
+        let running: Vec<_> = slices
+            .iter()
+            .map(|slice| {
+                let (sliced, count) = (&sliced, &count);
+                scope.spawn(move || {
+                    let db = sqlite::open(path)?;
+                    count(&db, sliced, Some((slice.first, slice.last)))
+                })
             })
-            .map_err(&read_error)?,
-        Some((rowid, slices)) => {
-            let sliced = format!("{sql} AND {rowid} BETWEEN ?1 AND ?2");
-            let parts: Vec<Result<Vec<i64>>> = std::thread::scope(|scope| {
-                let running: Vec<_> = slices
-                    .iter()
-                    .map(|slice| {
-                        let sliced = &sliced;
-                        let read_error = &read_error;
-                        scope.spawn(move || {
-                            let db = sqlite::open(path)?;
-                            db.query_row(sliced, [slice.first, slice.last], |row| {
-                                (0..dates.len() * 12)
-                                    .map(|i| row.get::<_, i64>(i))
-                                    .collect()
-                            })
-                            .map_err(read_error)
-                        })
-                    })
-                    .collect();
-                running
-                    .into_iter()
-                    .map(|thread| {
-                        thread.join().unwrap_or_else(|_| {
-                            Err(Error::config(
-                                Code::Io,
-                                "a SQLite reader thread failed".to_string(),
-                            ))
-                        })
-                    })
-                    .collect()
-            });
-            let mut sums = vec![0i64; dates.len() * 12];
-            for part in parts {
-                for (sum, n) in sums.iter_mut().zip(part?) {
-                    *sum = sum.saturating_add(n);
-                }
-            }
-            sums
-        }
-    };
-    let n = |i: usize| u64::try_from(counts[i]).unwrap_or(0);
-    Ok((0..dates.len())
-        .map(|c| {
-            let at = c * 12;
-            Census {
-                integers: n(at),
-                natural: [n(at + 1), n(at + 2), n(at + 3), n(at + 4)],
-                reals: n(at + 5),
-                julian: n(at + 6),
-                real_seconds: n(at + 7),
-                real_natural: [n(at + 8), n(at + 9), n(at + 10), n(at + 11)],
-            }
-        })
-        .collect())
-}
-
-/// One pass over the date columns of a table, counting in SQLite.
-fn census_sql(table: &str, columns: &[super::ColumnMap], dates: &[usize]) -> String {
-    // Only numbers can be epochs: the scan keeps just the rows where one of
-    // the date columns holds one (a text timestamp column skips every
-    // comparison), each count looks at its column's storage class first
-    // (CASE, which SQLite evaluates lazily), and the comparisons are on `+col`,
-    // which has no affinity: on a TEXT column SQLite would otherwise turn
-    // every constant into text for every row (the census cost more than the
-    // whole copy on a million rows).
-    let range = |unit: EpochUnit, q: &str| {
-        let (low, high) = unit.integer_range();
-        format!("({q} >= {low} AND {q} < {high})")
-    };
-    let julian = |q: &str| format!("({q} >= 2415020.5 AND {q} < 2524593.5)");
-    let mut sums = Vec::new();
-    let mut numeric = Vec::new();
-    for &index in dates {
-        let column = sqlite::quote(&columns[index].source);
-        let q = format!("+{column}");
-        let int = format!("typeof({column}) = 'integer'");
-        let real = format!("typeof({column}) = 'real'");
-        numeric.push(format!("typeof({column}) IN ('integer', 'real')"));
-        let jd = range(EpochUnit::Julian, &q);
-        let s = range(EpochUnit::Seconds, &q);
-        let ms = range(EpochUnit::Millis, &q);
-        let us = range(EpochUnit::Micros, &q);
-        // The ranges nest (Julian days in seconds in ms in µs): each integer
-        // counts for the first that holds it, as EpochUnit::natural decides.
-        let when = |class: &str, condition: String| {
-            format!("CASE WHEN {class} THEN ({condition}) ELSE 0 END")
-        };
-        for condition in [
-            when(&int, "1".into()),
-            when(&int, jd.clone()),
-            when(&int, format!("NOT {jd} AND {s}")),
-            when(&int, format!("NOT {s} AND {ms}")),
-            when(&int, format!("NOT {ms} AND {us}")),
-            when(&real, "1".into()),
-            when(&real, julian(&q)),
-            when(&real, format!("NOT {} AND {s}", julian(&q))),
-            when(&real, jd.clone()),
-            when(&real, format!("NOT {jd} AND {s}")),
-            when(&real, format!("NOT {s} AND {ms}")),
-            when(&real, format!("NOT {ms} AND {us}")),
-        ] {
-            sums.push(format!("coalesce(sum({condition}), 0)"));
+            .collect();
+        running
+            .into_iter()
+            .map(|thread| {
+                thread.join().unwrap_or_else(|_| {
+                    Err(Error::config(
+                        Code::Io,
+                        "a SQLite reader thread failed".to_string(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut sums: Vec<Census> = dates.iter().map(|_| Census::default()).collect();
+    for part in parts {
+        for (sum, census) in sums.iter_mut().zip(part?) {
+            sum.add(&census);
         }
     }
-    format!(
-        "SELECT {} FROM {} WHERE ({})",
-        sums.join(", "),
-        sqlite::quote(table),
-        numeric.join(" OR ")
-    )
+    Ok(sums)
+}
+
+/// `[low, high)` of a unit as doubles: every bound is below 2^53, so the
+/// comparisons are as exact as SQLite's own between a REAL and an INTEGER.
+fn real_range(unit: EpochUnit) -> (f64, f64) {
+    let (low, high) = unit.integer_range();
+    (low as f64, high as f64)
+}
+
+/// Julian days of 1900–2200 as REALs (the integer range starts at the
+/// first whole day).
+const REAL_JULIAN: (f64, f64) = (2_415_020.5, 2_524_593.5);
+
+impl Census {
+    /// Counts one value: numbers only (text timestamps are parsed, not
+    /// counted). The ranges nest (Julian days in seconds in ms in µs): each
+    /// number counts for the first that holds it, as
+    /// [`EpochUnit::natural`] decides.
+    fn count(&mut self, value: rusqlite::types::ValueRef<'_>) {
+        use rusqlite::types::ValueRef;
+        let within = |(low, high): (f64, f64), v: f64| v >= low && v < high;
+        let natural = |inside: [bool; 4]| {
+            [
+                inside[0],
+                !inside[0] && inside[1],
+                !inside[1] && inside[2],
+                !inside[2] && inside[3],
+            ]
+        };
+        let add = |counts: &mut [u64; 4], hits: [bool; 4]| {
+            for (count, hit) in counts.iter_mut().zip(hits) {
+                *count += u64::from(hit);
+            }
+        };
+        match value {
+            ValueRef::Integer(i) => {
+                self.integers += 1;
+                let inside = EpochUnit::CANDIDATES.map(|unit| {
+                    let (low, high) = unit.integer_range();
+                    (low..high).contains(&i128::from(i))
+                });
+                add(&mut self.natural, natural(inside));
+            }
+            ValueRef::Real(v) => {
+                self.reals += 1;
+                let julian = within(REAL_JULIAN, v);
+                let inside = EpochUnit::CANDIDATES.map(|unit| within(real_range(unit), v));
+                self.julian += u64::from(julian);
+                self.real_seconds += u64::from(!julian && inside[1]);
+                add(&mut self.real_natural, natural(inside));
+            }
+            _ => {}
+        }
+    }
+
+    /// Adds the census of another slice of the same column.
+    fn add(&mut self, other: &Census) {
+        self.integers += other.integers;
+        self.reals += other.reals;
+        self.julian += other.julian;
+        self.real_seconds += other.real_seconds;
+        for (mine, theirs) in self.natural.iter_mut().zip(other.natural) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.real_natural.iter_mut().zip(other.real_natural) {
+            *mine += theirs;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The census as SQLite's own comparisons count it: the oracle for
+    /// [`Census::count`] (each bound is compared by SQLite, REAL against
+    /// INTEGER exactly).
+    fn census_by_sqlite(db: &rusqlite::Connection) -> Census {
+        let range = |unit: EpochUnit| {
+            let (low, high) = unit.integer_range();
+            format!("(+v >= {low} AND +v < {high})")
+        };
+        let julian = "(+v >= 2415020.5 AND +v < 2524593.5)";
+        let (jd, s, ms, us) = (
+            range(EpochUnit::Julian),
+            range(EpochUnit::Seconds),
+            range(EpochUnit::Millis),
+            range(EpochUnit::Micros),
+        );
+        let int = "typeof(v) = 'integer'";
+        let real = "typeof(v) = 'real'";
+        let sums = [
+            (int, "1".to_string()),
+            (int, jd.clone()),
+            (int, format!("NOT {jd} AND {s}")),
+            (int, format!("NOT {s} AND {ms}")),
+            (int, format!("NOT {ms} AND {us}")),
+            (real, "1".to_string()),
+            (real, julian.to_string()),
+            (real, format!("NOT {julian} AND {s}")),
+            (real, jd.clone()),
+            (real, format!("NOT {jd} AND {s}")),
+            (real, format!("NOT {s} AND {ms}")),
+            (real, format!("NOT {ms} AND {us}")),
+        ]
+        .map(|(class, condition)| {
+            format!("coalesce(sum(CASE WHEN {class} THEN ({condition}) ELSE 0 END), 0)")
+        })
+        .join(", ");
+        let n: Vec<u64> = db
+            .query_row(&format!("SELECT {sums} FROM t"), [], |row| {
+                (0..12)
+                    .map(|i| row.get::<_, i64>(i))
+                    .collect::<rusqlite::Result<Vec<i64>>>()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|v| v as u64)
+            .collect();
+        Census {
+            integers: n[0],
+            natural: [n[1], n[2], n[3], n[4]],
+            reals: n[5],
+            julian: n[6],
+            real_seconds: n[7],
+            real_natural: [n[8], n[9], n[10], n[11]],
+        }
+    }
+
+    #[test]
+    fn the_census_counts_as_sqlite_compares() {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch("CREATE TABLE t (v)").unwrap();
+        // Every bound of every unit, one either side, as INTEGER and REAL.
+        let mut bounds: Vec<f64> = vec![2_415_020.5, 2_524_593.5, 0.0, -1.0, 1e300, -1e300];
+        for unit in EpochUnit::CANDIDATES {
+            let (low, high) = unit.integer_range();
+            bounds.extend([low as f64, high as f64]);
+        }
+        let mut insert = db.prepare("INSERT INTO t VALUES (?1)").unwrap();
+        for bound in bounds {
+            for delta in [-1.0, -0.5, -1e-9, 0.0, 1e-9, 0.5, 1.0] {
+                let v = bound + delta;
+                insert.execute([v]).unwrap();
+                if v.fract() == 0.0 && v.abs() < 9e18 {
+                    insert.execute([v as i64]).unwrap();
+                }
+            }
+        }
+        for v in [i64::MIN, i64::MAX, 1_704_067_200_000, 1_704_067_200_000_000] {
+            insert.execute([v]).unwrap();
+        }
+        insert.execute(["2024-01-01 00:00:00"]).unwrap();
+        insert.execute([rusqlite::types::Null]).unwrap();
+        insert.execute([vec![1u8, 2]]).unwrap();
+        drop(insert);
+        let mut ours = Census::default();
+        let mut statement = db.prepare("SELECT v FROM t").unwrap();
+        let mut rows = statement.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            ours.count(row.get_ref(0).unwrap());
+        }
+        let theirs = census_by_sqlite(&db);
+        assert!(ours.integers > 20 && ours.reals > 50, "{ours:?}");
+        assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+    }
 
     #[test]
     fn choices_parse_with_or_without_a_table() {

@@ -7,8 +7,9 @@
 //! `100`, `1.50` stays `1.50`). The canonical form drops exactly those
 //! differences and nothing else:
 //!
-//! - no whitespace; object members sorted by their (canonical) key, a key
-//!   that appears twice kept twice, in order;
+//! - no whitespace; object members ordered by their (canonical) key,
+//!   shorter keys first as jsonb orders them, a key that appears twice
+//!   kept twice, in order;
 //! - strings decoded (`\u00e9` is `é`), then written with only `"` and `\`
 //!   escaped;
 //! - numbers as their exact decimal value, never through a float (so no
@@ -20,6 +21,8 @@
 //! on every JSON value of both sides). Text that is not JSON is returned as
 //! `None`: the caller hashes it as it is.
 
+use std::io::Write as _;
+
 /// Nesting deeper than this is not canonicalised (PostgreSQL's own limit
 /// is the stack; serde_json's is 128).
 const MAX_DEPTH: usize = 512;
@@ -27,11 +30,33 @@ const MAX_DEPTH: usize = 512;
 /// Appends the canonical form of `text` to `out`; `None` (and `out` as it
 /// was) when `text` is not one JSON value.
 pub fn canonical(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    canonical_noting(text, out).map(|_| ())
+}
+
+/// What [`canonical`] met on the way that `jsonb` would not keep as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Noted {
+    /// An object with one key twice (jsonb keeps only the last).
+    pub duplicate_key: bool,
+    /// A `\u0000` escape (jsonb refuses it).
+    pub nul_escape: bool,
+}
+
+/// [`canonical`], also saying what it met that jsonb refuses or changes:
+/// the SQLite side of verify checks a value and writes its canonical form
+/// in one pass.
+pub fn canonical_noting(text: &[u8], out: &mut Vec<u8>) -> Option<Noted> {
     let start = out.len();
-    let mut parser = Parser { text, at: 0 };
+    let mut parser = Parser {
+        text,
+        at: 0,
+        noted: Noted::default(),
+        members: Vec::new(),
+        scratch: Vec::new(),
+    };
     let done = parser.value(out, 0).and_then(|()| {
         parser.skip_space();
-        (parser.at == text.len()).then_some(())
+        (parser.at == text.len()).then_some(parser.noted)
     });
     if done.is_none() {
         out.truncate(start);
@@ -42,6 +67,19 @@ pub fn canonical(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
 struct Parser<'a> {
     text: &'a [u8],
     at: usize,
+    noted: Noted,
+    /// Per member of the objects being read: where it starts in `out`,
+    /// where its key ends, where it ends.
+    members: Vec<(usize, usize, usize)>,
+    /// An object's members as written, while they are put in order.
+    scratch: Vec<u8>,
+}
+
+/// The order of object members: shorter keys first, then by their bytes.
+/// Any order that depends only on the key would do; this is `jsonb`'s own
+/// (for keys without `"` or `\`), so PostgreSQL's output is already in it.
+fn key_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
 impl Parser<'_> {
@@ -113,8 +151,9 @@ impl Parser<'_> {
         self.at += 1;
         out.push(b'{');
         let body = out.len();
-        // Per member: where it starts in `out`, where its key ends, where it ends.
-        let mut members: Vec<(usize, usize, usize)> = Vec::new();
+        // This object's members are the top of the shared stack (nested
+        // objects push theirs above and take them off before returning).
+        let base = self.members.len();
         self.skip_space();
         if self.peek() == Some(b'}') {
             self.at += 1;
@@ -136,7 +175,7 @@ impl Parser<'_> {
             self.at += 1;
             out.push(b':');
             self.value(out, depth + 1)?;
-            members.push((begin, key_end, out.len()));
+            self.members.push((begin, key_end, out.len()));
             self.skip_space();
             match self.peek()? {
                 b',' => {
@@ -150,22 +189,31 @@ impl Parser<'_> {
                 _ => return None,
             }
         }
-        let key = |m: &(usize, usize, usize), out: &[u8]| out[m.0..m.1].to_vec();
-        let sorted = members
+        let mut members = std::mem::take(&mut self.members);
+        let mine = &mut members[base..];
+        let key = |m: &(usize, usize, usize)| &out[m.0..m.1];
+        let sorted = mine
             .windows(2)
-            .all(|w| out[w[0].0..w[0].1] <= out[w[1].0..w[1].1]);
+            .all(|w| key_order(key(&w[0]), key(&w[1])).is_le());
         if !sorted {
-            let written = out[body..].to_vec();
             // Stable: a key given twice keeps its order.
-            members.sort_by_cached_key(|m| key(m, out));
+            mine.sort_by(|a, b| key_order(key(a), key(b)));
+        }
+        // Sorted, a key given twice is next to itself.
+        self.noted.duplicate_key |= mine.windows(2).any(|w| key(&w[0]) == key(&w[1]));
+        if !sorted {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(&out[body..]);
             out.truncate(body);
-            for (i, (begin, _, end)) in members.iter().enumerate() {
+            for (i, (begin, _, end)) in mine.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(&written[begin - body..end - body]);
+                out.extend_from_slice(&self.scratch[begin - body..end - body]);
             }
         }
+        members.truncate(base);
+        self.members = members;
         out.push(b'}');
         Some(())
     }
@@ -201,7 +249,11 @@ impl Parser<'_> {
                         b'n' => '\n',
                         b'r' => '\r',
                         b't' => '\t',
-                        b'u' => self.unicode()?,
+                        b'u' => {
+                            let decoded = self.unicode()?;
+                            self.noted.nul_escape |= decoded == '\0';
+                            decoded
+                        }
                         _ => return None,
                     };
                     if decoded == '"' || decoded == '\\' {
@@ -296,8 +348,7 @@ impl Parser<'_> {
                 exponent = -exponent;
             }
         }
-        let digits = int.iter().chain(frac).copied();
-        let leading = digits.clone().take_while(|&d| d == b'0').count();
+        let leading = int.iter().chain(frac).take_while(|&&d| d == b'0').count();
         let total = int.len() + frac.len();
         let trailing = int
             .iter()
@@ -312,12 +363,16 @@ impl Parser<'_> {
         if negative {
             out.push(b'-');
         }
-        out.extend(digits.skip(leading).take(total - leading - trailing));
+        // The significant digits, from the integer part and the fraction.
+        let (from, to) = (leading, total - trailing);
+        out.extend_from_slice(&int[from.min(int.len())..to.min(int.len())]);
+        out.extend_from_slice(&frac[from.saturating_sub(int.len())..to.saturating_sub(int.len())]);
         let point = (int.len() as i64)
             .saturating_add(exponent)
             .saturating_sub(leading as i64);
         out.push(b'e');
-        out.extend_from_slice(point.to_string().as_bytes());
+        // Into the Vec itself: writing to a Vec cannot fail.
+        let _ = write!(out, "{point}");
         Some(())
     }
 }
@@ -382,5 +437,24 @@ mod tests {
         }
         assert_eq!(canon("-12.50").as_deref(), Some("-125e2"));
         assert_eq!(canon("0.003").as_deref(), Some("3e-2"));
+    }
+
+    #[test]
+    fn keys_given_twice_and_nul_escapes_are_noted() {
+        let noted = |t: &str| canonical_noting(t.as_bytes(), &mut Vec::new());
+        let twice = |t: &str| noted(t).map(|n| n.duplicate_key);
+        assert_eq!(twice(r#"{"a":1,"a":2}"#), Some(true));
+        assert_eq!(twice(r#"{"b":1,"a":2,"b":3}"#), Some(true));
+        assert_eq!(twice(r#"[{"x":{"b":1,"b":2}}]"#), Some(true));
+        // The same key once escaped and once not.
+        assert_eq!(twice(r#"{"a":1,"\u0061":2}"#), Some(true));
+        assert_eq!(twice(r#"{"a":{"a":1},"b":[{"a":2}]}"#), Some(false));
+        assert_eq!(twice(r#"{"ab":1,"a":2,"b":3}"#), Some(false));
+        assert_eq!(twice("1e2"), Some(false));
+        let nul = |t: &str| noted(t).map(|n| n.nul_escape);
+        assert_eq!(nul(r#"{"a":"x\u0000y"}"#), Some(true));
+        assert_eq!(nul(r#"["\\u0000"]"#), Some(false));
+        assert_eq!(nul(r#""\u0001""#), Some(false));
+        assert_eq!(noted("{"), None);
     }
 }

@@ -43,7 +43,9 @@ use super::precheck::blocking;
 use super::ranges::{self, BlockSlice, RowidSlice};
 use super::snapshot::Snapshot;
 use super::target;
-use super::types::{Kind, UNCONVERTIBLE, canonical, convert, display_value, encode};
+use super::types::{
+    Kind, UNCONVERTIBLE, canonical, canonical_of_sqlite, convert, display_value, encode,
+};
 use super::{TableMap, sqlite};
 use crate::db::{ConnectionSettings, Db, history::database_error, quote_ident};
 use crate::error::{Code, Error, ReasonCode, Result};
@@ -185,8 +187,13 @@ struct Digester<'a> {
     key: &'a [usize],
     names: Vec<&'a str>,
     keep: &'a Keep,
+    /// The row's canonical form, field after field.
     row: Vec<u8>,
+    /// Where each field's canonical form ends in `row`.
+    ends: Vec<usize>,
     key_bytes: Vec<u8>,
+    /// The hash of the row last summed.
+    last_hash: u128,
     side: Side,
 }
 
@@ -198,16 +205,46 @@ impl<'a> Digester<'a> {
             names: table.columns.iter().map(|c| c.target.as_str()).collect(),
             keep,
             row: Vec::new(),
+            ends: Vec::with_capacity(kinds.len()),
             key_bytes: Vec::new(),
+            last_hash: 0,
             side: Side::new(),
         }
     }
 
-    fn add(&mut self, fields: &[Option<&[u8]>]) {
+    /// Whether only the sums are wanted: then a row needs no field in its
+    /// binary form (which naming rows and columns shows), just the
+    /// canonical one.
+    fn sums_only(&self) -> bool {
+        self.keep.buckets.is_none() && self.keep.keys.is_none()
+    }
+
+    /// Starts a row given as canonical forms: push each field's onto `row`,
+    /// then [`Digester::end_field`] after it, then [`Digester::sum`].
+    fn start_row(&mut self) {
         self.row.clear();
+        self.ends.clear();
+    }
+
+    fn end_field(&mut self) {
+        self.ends.push(self.row.len());
+    }
+
+    /// Adds a row given as binary COPY fields.
+    fn add(&mut self, fields: &[Option<&[u8]>]) {
+        self.start_row();
         for (kind, field) in self.kinds.iter().zip(fields) {
             canonical(kind, *field, &mut self.row);
+            self.end_field();
         }
+        let bucket = self.sum();
+        if !self.sums_only() {
+            self.keep_row(fields, bucket);
+        }
+    }
+
+    /// Adds the row in `row` to the sums; its bucket.
+    fn sum(&mut self) -> usize {
         let digest = Sha256::digest(&self.row);
         let mut first = [0u8; 16];
         first.copy_from_slice(&digest[..16]);
@@ -217,7 +254,9 @@ impl<'a> Digester<'a> {
             self.key_bytes.extend_from_slice(&self.row);
         } else {
             for &k in self.key {
-                canonical(&self.kinds[k], fields[k], &mut self.key_bytes);
+                let start = if k == 0 { 0 } else { self.ends[k - 1] };
+                self.key_bytes
+                    .extend_from_slice(&self.row[start..self.ends[k]]);
             }
         }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -229,6 +268,14 @@ impl<'a> Digester<'a> {
         let slot = &mut side.buckets[bucket];
         slot.0 = slot.0.wrapping_add(hash);
         slot.1 += 1;
+        self.last_hash = hash;
+        bucket
+    }
+
+    /// Keeps what the naming passes asked for of the row just summed.
+    fn keep_row(&mut self, fields: &[Option<&[u8]>], bucket: usize) {
+        let hash = self.last_hash;
+        let side = &mut self.side;
         if let Some(keys) = &self.keep.keys
             && keys.contains(&self.key_bytes)
         {
@@ -338,31 +385,44 @@ fn hash_source(
     let kinds = table.kinds();
     let mut digester = Digester::new(table, &kinds, keep);
     let mut buf = BytesMut::new();
-    let mut encoded = BytesMut::new();
+    let mut encoded: Vec<u8> = Vec::new();
     let mut spans: Vec<Option<(usize, usize)>> = Vec::with_capacity(kinds.len());
+    let sums_only = digester.sums_only();
     while let Some(row) = rows.next().map_err(&read_error)? {
         if digester.side.rows.is_multiple_of(65_536) && interrupt.is_triggered() {
             return Err(super::precheck::interrupted());
+        }
+        if sums_only {
+            // Straight to the canonical form: each field either directly
+            // or through the binary form the load would send.
+            digester.start_row();
+            for (index, column) in table.columns.iter().enumerate() {
+                let value = row.get_ref(index).map_err(&read_error)?;
+                if !canonical_of_sqlite(&column.kind, value, &mut digester.row) {
+                    encoded.clear();
+                    let span = encode_source(value, column, &types[index], &mut buf, &mut encoded);
+                    canonical(
+                        &column.kind,
+                        span.map(|(a, b)| &encoded[a..b]),
+                        &mut digester.row,
+                    );
+                }
+                digester.end_field();
+            }
+            digester.sum();
+            continue;
         }
         encoded.clear();
         spans.clear();
         for (index, column) in table.columns.iter().enumerate() {
             let value = row.get_ref(index).map_err(&read_error)?;
-            let span = match convert(value, &column.kind, false) {
-                Ok(cell) => encode(&cell, &types[index], &mut buf).map(|_| {
-                    let start = encoded.len();
-                    encoded.extend_from_slice(&buf);
-                    (start, encoded.len())
-                }),
-                // Cannot be on the target as it is: make it differ.
-                Err(misfit) => {
-                    let start = encoded.len();
-                    encoded.extend_from_slice(UNCONVERTIBLE);
-                    encoded.extend_from_slice(misfit.detail.as_bytes());
-                    Some((start, encoded.len()))
-                }
-            };
-            spans.push(span);
+            spans.push(encode_source(
+                value,
+                column,
+                &types[index],
+                &mut buf,
+                &mut encoded,
+            ));
         }
         let fields: Vec<Option<&[u8]>> = spans
             .iter()
@@ -371,6 +431,31 @@ fn hash_source(
         digester.add(&fields);
     }
     Ok(digester.side)
+}
+
+/// Appends the binary COPY form the load sends for a SQLite value to
+/// `encoded`: its span there, `None` for NULL. A value that does not
+/// convert becomes a marker no target value matches.
+fn encode_source(
+    value: rusqlite::types::ValueRef<'_>,
+    column: &super::ColumnMap,
+    ty: &Type,
+    buf: &mut BytesMut,
+    encoded: &mut Vec<u8>,
+) -> Option<(usize, usize)> {
+    let start = encoded.len();
+    match convert(value, &column.kind, false) {
+        Ok(cell) => encode(&cell, ty, buf).map(|_| {
+            encoded.extend_from_slice(buf);
+            (start, encoded.len())
+        }),
+        // Cannot be on the target as it is: make it differ.
+        Err(misfit) => {
+            encoded.extend_from_slice(UNCONVERTIBLE);
+            encoded.extend_from_slice(misfit.detail.as_bytes());
+            Some((start, encoded.len()))
+        }
+    }
 }
 
 /// Hashes the rows of a binary COPY stream (on a blocking thread: the
