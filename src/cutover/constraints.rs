@@ -43,8 +43,9 @@ ORDER BY c.relname, con.conname";
 /// from their definition: per index its name, table, `CREATE INDEX …`, the
 /// primary key or unique constraint it backs (name and definition), the
 /// comments of both, its qualified name and the table's bare name. Left
-/// out (left in place): see the module docs. An index or constraint something else depends on (a foreign key of a table
-/// outside the load, a view that groups by the primary key…) stays too.
+/// out (left in place): see the module docs. An index or constraint
+/// something else depends on (a foreign key of a table outside the load, a
+/// view that groups by the primary key…) stays too.
 const INDEXES: &str = "
 SELECT i.relname::text, format('%I.%I', n.nspname, c.relname),
        pg_get_indexdef(x.indexrelid), con.conname::text, pg_get_constraintdef(con.oid),
