@@ -585,11 +585,7 @@ fn ctrl_c_during_the_load_leaves_every_table_empty() {
     project.run(&target, &["apply", "--skip-backup"], 0);
     let before = common::checksum(&project, &target);
     let running = common::Running::cutover_mid_load(&project, &target);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(running.child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    running.interrupt();
     let (code, seen) = running.finish();
     assert_eq!(code, Some(2), "{seen}");
     assert!(seen.contains("CUTOVER_CANCELLED:events"), "{seen}");
@@ -1138,11 +1134,7 @@ fn ctrl_c_during_the_index_builds_leaves_the_target_as_before() {
         "copied events",
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(running.child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    running.interrupt();
     let (code, seen) = running.finish();
     assert_eq!(code, Some(2), "{seen}");
     assert!(seen.contains("CUTOVER_CANCELLED"), "{seen}");
@@ -1185,11 +1177,7 @@ fn ctrl_c_during_an_index_build_names_the_table_of_that_index() {
         "copied",
     );
     common::wait_for_query(&target, "events_slow");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(running.child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    running.interrupt();
     let (code, seen) = running.finish();
     assert_eq!(code, Some(2), "{seen}");
     assert!(seen.contains("CUTOVER_CANCELLED:events"), "{seen}");

@@ -470,6 +470,15 @@ impl Running {
         running
     }
 
+    /// Sends SIGINT, as Ctrl-C in a terminal does.
+    pub fn interrupt(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+    }
+
     /// Reads the rest of stderr, waits, and returns the exit code and all it printed.
     pub fn finish(mut self) -> (Option<i32>, String) {
         for line in self.lines.by_ref() {
