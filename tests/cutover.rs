@@ -1103,20 +1103,18 @@ fn a_failed_validate_leaves_the_target_as_before() {
 
 /// Ctrl-C while the indexes are being built again (after every row was
 /// sent): the build is cancelled on the server and everything rolls back.
-#[test]
-fn ctrl_c_during_the_index_builds_leaves_the_target_as_before() {
-    let (project, _db) = events_project(600_000);
-    // A deliberately slow index build: a costly function per row.
-    project.write(
-        "migrations/0002_slow_index.up.sql",
-        b"CREATE FUNCTION slow_key(t text) RETURNS text IMMUTABLE LANGUAGE plpgsql AS $$
-          BEGIN FOR i IN 1..50 LOOP t := md5(t); END LOOP; RETURN t; END $$;
-          CREATE INDEX events_slow ON events (slow_key(payload));",
-    );
-    project.write(
-        "migrations/0002_slow_index.down.sql",
-        b"DROP INDEX events_slow; DROP FUNCTION slow_key(text);",
-    );
+/// A cutover of `rows` events whose target gained a deliberately slow
+/// index (`up` builds it, `down` drops it), started and running until it
+/// printed `marker`; the target, and its schema checksum before the run.
+fn cutover_with_a_slow_index(
+    rows: u32,
+    up: &[u8],
+    down: &[u8],
+    marker: &str,
+) -> (Project, TestDb, String, common::Running) {
+    let (project, _db) = events_project(rows);
+    project.write("migrations/0002_slow_index.up.sql", up);
+    project.write("migrations/0002_slow_index.down.sql", down);
     let target = TestDb::new();
     project.run(&target, &["apply", "--skip-backup"], 0);
     let before = common::checksum(&project, &target);
@@ -1131,6 +1129,22 @@ fn ctrl_c_during_the_index_builds_leaves_the_target_as_before() {
             "app.db",
             "--skip-backup",
         ],
+        marker,
+    );
+    (project, target, before, running)
+}
+
+/// Ctrl-C while the indexes are being built again (after every row was
+/// sent): the build is cancelled on the server and everything rolls back.
+#[test]
+fn ctrl_c_during_the_index_builds_leaves_the_target_as_before() {
+    // A costly function per row.
+    let (project, target, before, running) = cutover_with_a_slow_index(
+        600_000,
+        b"CREATE FUNCTION slow_key(t text) RETURNS text IMMUTABLE LANGUAGE plpgsql AS $$
+          BEGIN FOR i IN 1..50 LOOP t := md5(t); END LOOP; RETURN t; END $$;
+          CREATE INDEX events_slow ON events (slow_key(payload));",
+        b"DROP INDEX events_slow; DROP FUNCTION slow_key(text);",
         "copied events",
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -1147,33 +1161,14 @@ fn ctrl_c_during_the_index_builds_leaves_the_target_as_before() {
 /// file's order).
 #[test]
 fn ctrl_c_during_an_index_build_names_the_table_of_that_index() {
-    let (project, _db) = events_project(20);
     // 17 rows in `events`, half a second each: the build is still running
     // when the signal comes.
-    project.write(
-        "migrations/0002_slow_events_index.up.sql",
+    let (project, target, before, running) = cutover_with_a_slow_index(
+        20,
         b"CREATE FUNCTION slow_payload(t text) RETURNS text IMMUTABLE LANGUAGE plpgsql AS $$
           BEGIN PERFORM pg_sleep(0.5); RETURN t; END $$;
           CREATE INDEX events_slow ON events (slow_payload(payload));",
-    );
-    project.write(
-        "migrations/0002_slow_events_index.down.sql",
         b"DROP INDEX events_slow; DROP FUNCTION slow_payload(text);",
-    );
-    let target = TestDb::new();
-    project.run(&target, &["apply", "--skip-backup"], 0);
-    let before = common::checksum(&project, &target);
-    let running = common::Running::until(
-        &project,
-        &target,
-        &[
-            "cutover",
-            "sqlite",
-            "run",
-            "--from",
-            "app.db",
-            "--skip-backup",
-        ],
         "copied",
     );
     common::wait_for_query(&target, "events_slow");

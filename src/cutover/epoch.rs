@@ -384,28 +384,8 @@ fn census(
         return count(db, &sql, None);
     };
     let sliced = format!("{sql} WHERE {rowid} BETWEEN ?1 AND ?2");
-    let parts: Vec<Result<Vec<Census>>> = std::thread::scope(|scope| {
-        let running: Vec<_> = slices
-            .iter()
-            .map(|slice| {
-                let (sliced, count) = (&sliced, &count);
-                scope.spawn(move || {
-                    let db = sqlite::open(path)?;
-                    count(&db, sliced, Some((slice.first, slice.last)))
-                })
-            })
-            .collect();
-        running
-            .into_iter()
-            .map(|thread| {
-                thread.join().unwrap_or_else(|_| {
-                    Err(Error::config(
-                        Code::Io,
-                        "a SQLite reader thread failed".to_string(),
-                    ))
-                })
-            })
-            .collect()
+    let parts = ranges::on_threads(path, &slices, |db, slice| {
+        count(db, &sliced, Some((slice.first, slice.last)))
     });
     let mut sums: Vec<Census> = dates.iter().map(|_| Census::default()).collect();
     for part in parts {

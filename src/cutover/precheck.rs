@@ -527,25 +527,8 @@ fn orphans(
             None => find(&db, &sql, None)?,
             Some((rowid, slices)) => {
                 let sliced = format!("{sql} AND c.{rowid} BETWEEN ?1 AND ?2");
-                let found: Vec<Result<(u64, Vec<String>)>> = std::thread::scope(|scope| {
-                    let running: Vec<_> = slices
-                        .iter()
-                        .map(|slice| {
-                            let (sliced, find) = (&sliced, &find);
-                            scope.spawn(move || {
-                                let db = sqlite::open(path)?;
-                                find(&db, sliced, Some([slice.first, slice.last]))
-                            })
-                        })
-                        .collect();
-                    running
-                        .into_iter()
-                        .map(|thread| {
-                            thread.join().unwrap_or_else(|_| {
-                                Err(Error::config(Code::Io, "a SQLite reader thread failed"))
-                            })
-                        })
-                        .collect()
+                let found = super::ranges::on_threads(path, &slices, |db, slice| {
+                    find(db, &sliced, Some([slice.first, slice.last]))
                 });
                 let mut count = 0u64;
                 let mut samples = Vec::new();

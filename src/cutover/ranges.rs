@@ -130,6 +130,35 @@ pub fn source_slices(
     Ok((parts > 1).then(|| rowid_slices(min, max, parts)))
 }
 
+/// Runs `work` on every slice, each on its own thread with its own
+/// connection to the SQLite file at `path`: the results in slice order.
+pub fn on_threads<T: Send>(
+    path: &std::path::Path,
+    slices: &[RowidSlice],
+    work: impl Fn(&rusqlite::Connection, RowidSlice) -> crate::error::Result<T> + Sync,
+) -> Vec<crate::error::Result<T>> {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = slices
+            .iter()
+            .map(|slice| {
+                let work = &work;
+                scope.spawn(move || work(&super::sqlite::open(path)?, *slice))
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|thread| {
+                thread.join().unwrap_or_else(|_| {
+                    Err(crate::error::Error::config(
+                        crate::error::Code::Io,
+                        "a SQLite reader thread failed",
+                    ))
+                })
+            })
+            .collect()
+    })
+}
+
 /// Threads for slices of SQLite work: the cores, at most four.
 pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
