@@ -904,6 +904,10 @@ fn apply_before_adopt_is_refused_instead_of_running_everything_again() {
     assert!(out.contains("ADOPT_REQUIRED:default"), "{out}");
     assert!(out.contains("flyway_schema_history"), "{out}");
     assert!(out.contains("migsafe adopt"), "{out}");
+    // The failing check is listed once, by the error, not also under the
+    // "preflight FAILED" line.
+    assert_eq!(out.matches("flyway_schema_history").count(), 1, "{out}");
+    assert!(out.contains("preflight FAILED 1 check(s)"), "{out}");
     assert!(adopted(&db).is_empty(), "nothing ran: {out}");
     let out = project.run(&db, &["plan"], 1);
     assert!(out.contains("ADOPT_REQUIRED:default"), "{out}");

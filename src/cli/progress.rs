@@ -465,7 +465,11 @@ fn pipeline(event: &Event) {
                 .map(|p| format!(" {}", paint(DIM, format!("({p})"))))
                 .unwrap_or_default();
             err(&format!("{phase} {}{written}", paint(style, word)));
-            for note in notes {
+            // A phase that stops the run has its failures listed once, by
+            // the error that follows; only its warnings are listed here.
+            let stopped = *result == Status::Fail && !*forced;
+            let fail = format!("{} ", Status::Fail.label());
+            for note in notes.iter().filter(|n| !(stopped && n.starts_with(&fail))) {
                 err(&format!("  {}", note.replace('\n', "\n    ")));
             }
         }
