@@ -4,7 +4,7 @@
 //! `jsonb` keeps the meaning of a document, not its text: whitespace goes,
 //! object members are reordered, strings are stored decoded (and printed
 //! with PostgreSQL's own escapes), numbers are `numeric` (`1e2` prints as
-//! `100`, `1.50` stays `1.50`). The canonical form drops exactly those
+//! `100`; `1.50` stays `1.50`, not `1.5`: numeric keeps its scale). The canonical form drops exactly those
 //! differences and nothing else:
 //!
 //! - no whitespace; object members ordered by their (canonical) key,
@@ -14,8 +14,10 @@
 //!   escaped;
 //! - numbers as their exact decimal value, never through a float (so no
 //!   two different numbers meet): the significant digits and the power of
-//!   ten of the point before them (`1e2`, `100` and `100.00` are all `1e3`,
-//!   0.1 × 10³).
+//!   ten of the point before them (`1e2` and `100` are both `1e3`,
+//!   0.1 × 10³), then the digits after the point that `numeric` shows
+//!   (its display scale: the fraction's digits less the exponent, at least
+//!   0), so `100.00`, shown as `100.00`, is `1e3s2`, and `1.0` is not `1`.
 //!
 //! It is one pass over the bytes without building a tree (verify runs it
 //! on every JSON value of both sides). Text that is not JSON is returned as
@@ -294,7 +296,8 @@ impl Parser<'_> {
     }
 
     /// A number as its significant digits and the power of ten of the
-    /// point before them: `-12.50` is `-125e2`, `0.003` `3e-2`, zero `0`.
+    /// point before them, then its display scale when not 0: `-12.50` is
+    /// `-125e2s2`, `0.003` `3e-2s3`, `1e2` `1e3`, zero `0` (`0.00` `0s2`).
     fn number(&mut self, out: &mut Vec<u8>) -> Option<()> {
         let negative = self.peek() == Some(b'-');
         if negative {
@@ -356,8 +359,18 @@ impl Parser<'_> {
             .rev()
             .take_while(|&&d| d == b'0')
             .count();
+        // numeric's display scale: what `numeric_out`, so jsonb, prints
+        // after the point (`1.0` stays `1.0`; `1.5e1` is `15.0`).
+        let scale = (frac.len() as i64).saturating_sub(exponent).max(0);
+        let write_scale = |out: &mut Vec<u8>| {
+            if scale > 0 {
+                out.push(b's');
+                let _ = write!(out, "{scale}");
+            }
+        };
         if leading == total {
             out.push(b'0');
+            write_scale(out);
             return Some(());
         }
         if negative {
@@ -373,6 +386,7 @@ impl Parser<'_> {
         out.push(b'e');
         // Into the Vec itself: writing to a Vec cannot fail.
         let _ = write!(out, "{point}");
+        write_scale(out);
         Some(())
     }
 }
@@ -396,11 +410,13 @@ mod tests {
         same(r#"{"b": 1, "a": [1, 2]}"#, r#"{"a":[1,2],"b":1}"#);
         same(r#"{"aa": 1, "b": 2}"#, r#"{"b": 2, "aa": 1}"#);
         same("1e2", "100");
-        same("1.50", "1.5");
-        same("100.00", "1E+2");
+        same("1E+2", "100");
+        same("1.50e1", "15.0");
         same("2.5E-3", "0.0025");
         same("-0", "0");
-        same("0.000", "0e5");
+        same("-0.00", "0.00");
+        same("0e5", "0");
+        same("0.000", "0.00000e2");
         same(&format!("{}", 1e308), &format!("1{}", "0".repeat(308)));
         same(r#""caf\u00e9 \ud83c\udf89""#, "\"café 🎉\"");
         same(r#""tab\tquote\" é""#, "\"tab\\u0009quote\\\" \u{e9}\"");
@@ -414,6 +430,11 @@ mod tests {
                 "0".repeat(308)
             ),
         );
+        // jsonb keeps numeric's scale: `SELECT '1.50'::jsonb` is `1.50`.
+        differ("1.50", "1.5");
+        differ("1.0", "1");
+        differ("100.00", "100");
+        differ("0.000", "0");
         differ("1", "10");
         differ("0.1", "0.10000000000000001");
         differ("-1", "1");
@@ -435,8 +456,9 @@ mod tests {
         ] {
             assert_eq!(canon(bad), None, "{bad:?}");
         }
-        assert_eq!(canon("-12.50").as_deref(), Some("-125e2"));
-        assert_eq!(canon("0.003").as_deref(), Some("3e-2"));
+        assert_eq!(canon("-12.50").as_deref(), Some("-125e2s2"));
+        assert_eq!(canon("0.003").as_deref(), Some("3e-2s3"));
+        assert_eq!(canon("1e2").as_deref(), Some("1e3"));
     }
 
     #[test]
