@@ -4,8 +4,8 @@
 //! `jsonb` keeps the meaning of a document, not its text: whitespace goes,
 //! object members are reordered, strings are stored decoded (and printed
 //! with PostgreSQL's own escapes), numbers are `numeric` (`1e2` prints as
-//! `100`; `1.50` stays `1.50`, not `1.5`: numeric keeps its scale). The canonical form drops exactly those
-//! differences and nothing else:
+//! `100`; `1.50` stays `1.50`, not `1.5`: numeric keeps its scale). The
+//! canonical form drops exactly those differences and nothing else:
 //!
 //! - no whitespace; object members ordered by their (canonical) key,
 //!   shorter keys first as jsonb orders them, a key that appears twice
