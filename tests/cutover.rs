@@ -976,6 +976,81 @@ fn ctrl_c_during_precheck_is_a_cutover_interruption() {
     assert!(text.contains("nothing was changed"), "{text}");
 }
 
+/// A column or table SQLite gained after the load is data PostgreSQL lacks:
+/// verify says so, not "same" for each table and then "the tables differ".
+#[test]
+fn verify_names_what_sqlite_holds_that_postgres_has_no_place_for() {
+    let (project, source) = events_project(50);
+    let target = TestDb::new();
+    expect_exit(
+        &cutover(
+            &project,
+            &target,
+            &["run", "--from", "app.db", "--skip-backup"],
+        ),
+        0,
+    );
+    source
+        .execute_batch(
+            "ALTER TABLE events ADD COLUMN extra TEXT; UPDATE events SET extra = 'x';
+             CREATE TABLE audit (id INTEGER PRIMARY KEY); INSERT INTO audit VALUES (1);",
+        )
+        .unwrap();
+    let text = expect_exit(
+        &cutover(
+            &project,
+            &target,
+            &["verify", "--from", "app.db", "--fail-on-mismatch"],
+        ),
+        6,
+    );
+    assert!(text.contains("INCOMPLETE events"), "{text}");
+    assert!(text.contains("same kinds"), "{text}");
+    assert!(text.contains("CUTOVER_COLUMN_MISSING"), "{text}");
+    assert!(text.contains("CUTOVER_TABLE_MISSING"), "{text}");
+    assert!(
+        text.contains("2 table(s) or column(s) of SQLite are not in PostgreSQL"),
+        "{text}"
+    );
+    assert!(!text.contains("the tables above differ"), "{text}");
+}
+
+/// Ctrl-C once `cutover sqlite run` applied the pending migrations (the
+/// precheck of the backup is running): not "nothing changed", but which
+/// migrations ran and stay applied, and that no row was loaded.
+#[test]
+fn ctrl_c_after_the_migrations_ran_says_they_stay_applied() {
+    let (project, _db) = events_project(600_000);
+    let target = TestDb::new();
+    let running = common::Running::until(
+        &project,
+        &target,
+        &[
+            "cutover",
+            "sqlite",
+            "run",
+            "--from",
+            "app.db",
+            "--skip-backup",
+        ],
+        "default: done 0001",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    running.interrupt();
+    let (code, seen) = running.finish();
+    assert_eq!(code, Some(2), "{seen}");
+    assert!(seen.contains("CUTOVER_CANCELLED"), "{seen}");
+    assert!(!seen.contains("nothing was changed"), "{seen}");
+    assert!(!seen.contains("nothing changed"), "{seen}");
+    assert!(seen.contains("ran and stay applied (0001)"), "{seen}");
+    assert_eq!(count(&target, "events"), 0, "{seen}");
+    // The SQLite backup it took is kept for the next try.
+    let backups = std::fs::read_dir(project.path().join("backups/sqlite"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(backups > 0, "no SQLite backup kept:\n{seen}");
+}
+
 /// What the load takes out (foreign keys, primary keys, unique constraints
 /// and indexes, expression and partial indexes, comments) is put back
 /// exactly: the schema checksum after a successful run is the one before.

@@ -330,7 +330,7 @@ async fn run(db: &Db, sql: &str, object: &str) -> Result<()> {
             reason: ReasonCode::about(code, object),
             message: crate::db::scrub(&message),
             hint: Some(
-                "nothing was loaded: the load, its indexes and its keys are one transaction, rolled back; the target is as it was before the run. Fix the data (precheck names what it can find) and run again".into(),
+                "nothing was loaded: the load, its indexes and its keys are one transaction, rolled back; the target's tables are as they were before the load. Fix the data (precheck names what it can find) and run again".into(),
             ),
          source: None, }
     })

@@ -55,7 +55,7 @@ const BATCHES_IN_FLIGHT: usize = 4;
 const QUEUED_KIB: u32 = 64 * 1024;
 static QUEUED: Semaphore = Semaphore::const_new(QUEUED_KIB as usize);
 /// The hint of a failed load.
-const ROLLED_BACK: &str = "nothing was loaded: the load is one transaction, rolled back; the target is as it was before the run";
+const ROLLED_BACK: &str = "nothing was loaded: the load is one transaction, rolled back; the target's tables are as they were before the load";
 /// Progress at most this often per table.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -192,7 +192,7 @@ fn cancelled_while(table: &str, doing: &str) -> Error {
         reason: ReasonCode::about(Code::CutoverCancelled, table),
         message: format!("interrupted while {doing}"),
         hint: Some(
-            "nothing was loaded: the load is one transaction, rolled back; the target is as it was before the run. Run it again when ready".into(),
+            "nothing was loaded: the load is one transaction, rolled back; the target's tables are as they were before the load. Run it again when ready".into(),
         ),
      source: None, }
 }
@@ -234,7 +234,7 @@ fn db_failure(db: &Db, table: &str, doing: &str, err: &tokio_postgres::Error) ->
     failed(
         table,
         scrub(&message),
-        "nothing was loaded: the load is one transaction, rolled back; the target is as it was before the run. Fix the cause and run again",
+        "nothing was loaded: the load is one transaction, rolled back; the target's tables are as they were before the load. Fix the cause and run again",
     )
 }
 

@@ -319,7 +319,6 @@ impl Migrator {
         started_at: chrono::DateTime<Utc>,
         started: Instant,
     ) -> Result<CutoverReport> {
-        let cutover = &options.cutover;
         let applied = self
             .apply(
                 Some(&loaded.namespace.name),
@@ -333,8 +332,29 @@ impl Migrator {
             .namespaces
             .iter()
             .flat_map(|n| n.ran.iter().map(|r| r.version.clone()))
-            .collect();
+            .collect::<Vec<String>>();
+        self.cutover_load(
+            loaded,
+            options,
+            backup,
+            (started_at, started),
+            migrations_applied.clone(),
+        )
+        .await
+        .map_err(|err| after_migrations(err, &migrations_applied, backup))
+    }
 
+    /// `cutover sqlite run` once the migrations ran: precheck → load →
+    /// verify, from the backup.
+    async fn cutover_load(
+        &self,
+        loaded: &Loaded,
+        options: &CutoverRunOptions,
+        backup: &Path,
+        (started_at, started): (chrono::DateTime<Utc>, Instant),
+        migrations_applied: Vec<String>,
+    ) -> Result<CutoverReport> {
+        let cutover = &options.cutover;
         let db = loaded.settings.connect().await?;
         let schema = TargetSchema::read(&db, &cutover.schema).await?;
         let (mapping, rows, problems) = precheck::precheck(
@@ -528,6 +548,43 @@ impl Migrator {
 }
 
 /// Fails early (exit 5) when the SQLite file is missing or not SQLite.
+/// An error once the pending migrations ran: a Ctrl-C there is no longer
+/// "nothing changed", and whoever reads any refusal learns the migrations
+/// stay applied.
+fn after_migrations(err: Error, applied: &[String], backup: &Path) -> Error {
+    let ran = if applied.is_empty() {
+        "no migration was pending".to_string()
+    } else {
+        format!(
+            "{} pending migration(s) ran and stay applied ({})",
+            applied.len(),
+            applied.join(", ")
+        )
+    };
+    let code = err.reason().code();
+    if matches!(err, Error::Refused { .. })
+        && matches!(code, Code::Interrupted | Code::CutoverCancelled)
+    {
+        return Error::Migration {
+            reason: ReasonCode::new(Code::CutoverCancelled),
+            message: format!("interrupted before the load: {ran}; no row was loaded"),
+            hint: Some(format!(
+                "the target has the new schema and empty tables; the SQLite backup {} is kept. Run `migsafe cutover sqlite run` again to load",
+                backup.display()
+            )),
+            source: None,
+        };
+    }
+    if applied.is_empty() {
+        return err;
+    }
+    let hint = match err.hint() {
+        Some(hint) => format!("{hint} ({ran})"),
+        None => ran,
+    };
+    err.with_hint(hint)
+}
+
 async fn open_source(path: &Path) -> Result<()> {
     let path = path.to_path_buf();
     blocking(move || sqlite::open(&path).map(|_| ())).await

@@ -584,13 +584,7 @@ pub fn convert(value: ValueRef<'_>, kind: &Kind, not_null: bool) -> Result<Cell,
                 .map_err(|_| misfit("out_of_range", format!("{i} does not fit integer")))
         }),
         Kind::Int8 => to_integer(value).map(Cell::I64),
-        Kind::Float4 => to_float(value).and_then(|f| {
-            if f.is_finite() && f.abs() > f64::from(f32::MAX) {
-                Err(misfit("out_of_range", format!("{f:?} does not fit real")))
-            } else {
-                Ok(Cell::F32(f as f32))
-            }
-        }),
+        Kind::Float4 => to_float(value).and_then(|f| to_real(value, f)),
         Kind::Float8 => to_float(value).map(Cell::F64),
         Kind::Numeric { precision, scale } => to_numeric(value, *precision, *scale),
         Kind::Text { max_chars, .. } => to_text(value).and_then(|s| match max_chars {
@@ -771,12 +765,78 @@ fn to_float(value: ValueRef<'_>) -> Result<f64, Misfit> {
             let trimmed = text.trim();
             // Rust's parser takes "NaN", "inf", "Infinity" (any case) and
             // exponents, which are PostgreSQL's float spellings too.
-            trimmed
+            let f = trimmed
                 .parse::<f64>()
-                .map_err(|_| misfit("text_in_float_column", show(value)))
+                .map_err(|_| misfit("text_in_float_column", show(value)))?;
+            // Rust rounds "1e400" to infinity and "1e-400" to zero where
+            // PostgreSQL's float8in refuses both as out of range.
+            if f.is_infinite() && !spells_infinity(trimmed) {
+                return Err(misfit(
+                    "out_of_range",
+                    format!("{} does not fit double precision", show(value)),
+                ));
+            }
+            if f == 0.0 && has_nonzero_digit(trimmed) {
+                return Err(misfit(
+                    "out_of_range",
+                    format!("{} is too small for double precision", show(value)),
+                ));
+            }
+            Ok(f)
         }
         other => Err(misfit("blob_in_float_column", show(other))),
     }
+}
+
+/// A double stored in `real` only when it comes back the same: `0.1` (typed
+/// with a few digits) does, `0.123456789` or 16777217 would be rounded.
+fn to_real(value: ValueRef<'_>, f: f64) -> Result<Cell, Misfit> {
+    if f.is_finite() && f.abs() > f64::from(f32::MAX) {
+        return Err(misfit("out_of_range", format!("{f:?} does not fit real")));
+    }
+    let narrow = f as f32;
+    if f.is_nan() {
+        return Ok(Cell::F32(narrow));
+    }
+    if f != 0.0 && narrow == 0.0 {
+        return Err(misfit(
+            "out_of_range",
+            format!("{} is too small for real", show(value)),
+        ));
+    }
+    // The shortest decimal of the f32, read back as a double: equal when
+    // the value had no more digits than real keeps.
+    let same = match value {
+        ValueRef::Integer(i) => narrow as i128 == i128::from(i),
+        _ => format!("{narrow}").parse::<f64>().ok() == Some(f),
+    };
+    if same {
+        Ok(Cell::F32(narrow))
+    } else {
+        let problem = if matches!(value, ValueRef::Integer(_)) {
+            "integer_loses_precision"
+        } else {
+            "loses_precision"
+        };
+        Err(misfit(
+            problem,
+            format!(
+                "{} has no exact real value (real keeps 6 to 9 digits)",
+                show(value)
+            ),
+        ))
+    }
+}
+
+fn spells_infinity(text: &str) -> bool {
+    let digits = text.trim_start_matches(['+', '-']);
+    digits.eq_ignore_ascii_case("inf") || digits.eq_ignore_ascii_case("infinity")
+}
+
+/// A mantissa digit other than zero: "1e-400" is not zero, "0.0e5" is.
+fn has_nonzero_digit(text: &str) -> bool {
+    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+    mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b))
 }
 
 fn to_numeric(
@@ -1480,6 +1540,48 @@ mod tests {
                 .err()
                 .map(|m| m.problem),
             Some("null_in_not_null_column")
+        );
+    }
+
+    #[test]
+    fn floats_convert_only_when_the_column_keeps_the_value() {
+        let problem = |v, k: &Kind| convert(v, k, false).err().map(|m| m.problem);
+        assert_eq!(
+            convert(ValueRef::Real(0.1), &Kind::Float4, false),
+            Ok(Cell::F32(0.1))
+        );
+        assert_eq!(
+            convert(ValueRef::Integer(16_777_216), &Kind::Float4, false),
+            Ok(Cell::F32(16_777_216.0))
+        );
+        assert_eq!(
+            problem(ValueRef::Real(0.123_456_789), &Kind::Float4),
+            Some("loses_precision")
+        );
+        assert_eq!(
+            problem(ValueRef::Integer(16_777_217), &Kind::Float4),
+            Some("integer_loses_precision")
+        );
+        assert_eq!(
+            problem(ValueRef::Real(1e300), &Kind::Float4),
+            Some("out_of_range")
+        );
+        assert_eq!(
+            problem(ValueRef::Real(1e-300), &Kind::Float4),
+            Some("out_of_range")
+        );
+        for kind in [Kind::Float4, Kind::Float8] {
+            assert_eq!(problem(text("1e400"), &kind), Some("out_of_range"));
+            assert_eq!(problem(text("-1e400"), &kind), Some("out_of_range"));
+            assert_eq!(problem(text("1e-400"), &kind), Some("out_of_range"));
+            assert_eq!(problem(text("0.0e5"), &kind), None);
+            assert_eq!(problem(text("-Infinity"), &kind), None);
+            assert_eq!(problem(text("inf"), &kind), None);
+            assert_eq!(problem(text("NaN"), &kind), None);
+        }
+        assert_eq!(
+            convert(text("0.25"), &Kind::Float8, false),
+            Ok(Cell::F64(0.25))
         );
     }
 

@@ -222,10 +222,15 @@ fn render_problems(problems: &[Problem]) {
 
 fn render_verify(report: &VerifyReport) {
     for table in &report.tables {
-        let mark = if table.matches {
-            paint(GREEN, "same")
-        } else {
+        // A column PostgreSQL lacks is data that is not there, whatever
+        // the columns both sides have say.
+        let lacks_column = report.problems.iter().any(|p| p.table == table.table);
+        let mark = if !table.matches {
             paint(RED, "DIFFERS")
+        } else if lacks_column {
+            paint(RED, "INCOMPLETE")
+        } else {
+            paint(GREEN, "same")
         };
         out(&format!(
             "  {mark} {:<32} {} rows in SQLite, {} in PostgreSQL {}",
@@ -239,10 +244,22 @@ fn render_verify(report: &VerifyReport) {
         }
     }
     render_problems(&report.problems);
+    let differ = report.tables.iter().any(|t| !t.matches);
+    let fail = match (differ, report.problems.is_empty()) {
+        (true, true) => "verify FAILED: the tables above differ".to_string(),
+        (true, false) => format!(
+            "verify FAILED: the tables above differ, and {} table(s) or column(s) of SQLite are not in PostgreSQL",
+            report.problems.len()
+        ),
+        (false, _) => format!(
+            "verify FAILED: the rows compared are the same, but {} table(s) or column(s) of SQLite are not in PostgreSQL (listed above): their data is not there",
+            report.problems.len()
+        ),
+    };
     out(&verdict(
         report.result,
         "verify passed: every table is identical",
         "verify passed with warnings",
-        "verify FAILED: the tables above differ",
+        &fail,
     ));
 }
