@@ -241,6 +241,66 @@ fn a_conflicting_lock_makes_apply_retry_then_succeed_once_released() {
     );
 }
 
+/// A session sitting in its transaction with ACCESS EXCLUSIVE on a table:
+/// the schema cannot even be read. Preflight names the session at once
+/// (BLOCKING_LOCK:<pid>, exit 1, its report written) instead of a lock
+/// timeout from the catalog read, and --force cannot go on without it.
+#[test]
+fn an_exclusive_lock_held_idle_is_named_by_preflight_at_once() {
+    let db = TestDb::new();
+    let project = two_tables();
+    project.run(&db, &["apply"], 0);
+    project.write(
+        "migrations/0003_add_email.up.sql",
+        b"ALTER TABLE users ADD COLUMN email text;\n",
+    );
+    let (release, handle) =
+        common::hold_lock(&db, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE;");
+    let pid = db
+        .scalar("SELECT pid FROM pg_stat_activity WHERE application_name = 'blocker'")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let output = project.migsafe(&db).arg("apply").output().unwrap();
+    let out = expect_exit(&output, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "named at once, not after a lock timeout: {out}"
+    );
+    assert!(out.contains(&format!("error[BLOCKING_LOCK:{pid}]")), "{out}");
+    assert!(out.contains("holds ACCESS EXCLUSIVE on public.users"), "{out}");
+    assert!(out.contains(&format!("pg_terminate_backend({pid})")), "{out}");
+    assert!(!out.contains("DATABASE_ERROR"), "{out}");
+    let forced = project
+        .migsafe(&db)
+        .args(["apply", "--force"])
+        .output()
+        .unwrap();
+    let forced = expect_exit(&forced, 1);
+    assert!(forced.contains("--force cannot go on"), "{forced}");
+    let report = std::fs::read_dir(project.path().join("logs"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("preflight-report-"))
+        .max()
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["check"] == "blocking_locks" && c["status"] == "fail"),
+        "{report}"
+    );
+    release.send(()).unwrap();
+    handle.join().unwrap();
+    assert_eq!(db.history("default").len(), 2);
+    project.run(&db, &["apply"], 0);
+    assert_eq!(db.history("default").len(), 3);
+}
+
 #[test]
 fn lock_retries_exhausted_is_lock_timeout_with_history_unchanged() {
     let db = TestDb::new();

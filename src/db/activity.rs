@@ -196,6 +196,29 @@ pub(crate) async fn lock_holders(
         .collect())
 }
 
+/// Other sessions holding ACCESS EXCLUSIVE on a committed relation of this
+/// database (temporary tables left out): while one does, reading that
+/// relation's definition waits for it.
+pub(crate) async fn exclusive_holders(
+    db: &Db,
+) -> Result<Vec<(Session, String, String)>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS}, quote_ident(n.nspname) || '.' || quote_ident(c.relname), l.mode \
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE l.granted AND l.pid <> pg_backend_pid() AND l.locktype = 'relation' \
+           AND l.mode = 'AccessExclusiveLock' \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%' \
+         ORDER BY a.pid, 8"
+    );
+    let rows = db.client.query(&sql, &[]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| (session_from_row(row), row.get(7), row.get(8)))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Session, one_line};

@@ -225,12 +225,20 @@ async fn locked(
                 .flat_map(|&i| &assessments[i])
                 .find_map(recovery::Assessment::refusal)
         };
-        phase.forced = failed && options.force && recovery_refused.is_none();
+        // A preflight that could not read the schema (a table held ACCESS
+        // EXCLUSIVE) leaves nothing to compare the run with: no --force.
+        let unread = phase.live_schema.is_none();
+        phase.forced = failed && options.force && recovery_refused.is_none() && !unread;
         phase.write_and_announce(env.log_dir, env.config.logs.keep, env.events)?;
         before.push(phase.live_schema.take().unwrap_or_default());
         report.preflight.push(phase.clone());
         if let Some(refusal) = recovery_refused {
             return Err(refusal);
+        }
+        if failed && unread {
+            return Err(preflight::failed(&phase).with_hint(
+                "end the transaction that holds the lock (its pid is in the reason code), then run again; --force cannot go on while the schema cannot be read",
+            ));
         }
         if failed && !options.force {
             return Err(preflight::failed(&phase));

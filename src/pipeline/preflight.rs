@@ -24,6 +24,8 @@ use crate::schema::{self, Scope, Snapshot};
 use crate::source::Migration;
 
 const PREFLIGHT_LOCK_TIMEOUT: &str = "SET lock_timeout = '10s'";
+/// How long a running statement holding ACCESS EXCLUSIVE is waited for.
+const PREFLIGHT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One namespace as preflight sees it: its state and what would run.
 pub struct Pending<'a> {
@@ -101,6 +103,11 @@ pub(crate) async fn preflight(
         .batch_execute(PREFLIGHT_LOCK_TIMEOUT)
         .await
         .map_err(|e| crate::db::history::database_error(db, "prepare the preflight session", &e))?;
+    if let Some(report) =
+        blocked_report(config, settings, db, namespaces, tolerance, backup_dir, started).await?
+    {
+        return Ok(report);
+    }
     let recorded_all = async {
         let mut out = Vec::with_capacity(namespaces.len());
         for pending in namespaces {
@@ -119,6 +126,19 @@ pub(crate) async fn preflight(
         catalog::table_sizes(db),
         catalog::relation_names(db),
     );
+    let live = match live {
+        Err(err) if is_lock_timeout(&err) => {
+            // Taken between the look above and the read: said the same way.
+            if let Some(report) =
+                blocked_report(config, settings, db, namespaces, tolerance, backup_dir, started)
+                    .await?
+            {
+                return Ok(report);
+            }
+            Err(err)
+        }
+        other => other,
+    };
     let (version, version_num) = version?;
     let mut checks = vec![Check::pass(
         "connectivity",
@@ -271,6 +291,84 @@ pub(crate) async fn preflight(
     let mut report = PhaseReport::new("preflight", started, &settings.to_string(), checks);
     report.live_schema = Some(live);
     Ok(report)
+}
+
+/// While another session holds ACCESS EXCLUSIVE on a table, the schema
+/// cannot be read (and no migration could take its locks): the preflight
+/// that says who, instead of a lock timeout. `None` when nobody does.
+/// Its report has no live schema, which `--force` cannot go on without.
+async fn blocked_report(
+    config: &Config,
+    settings: &ConnectionSettings,
+    db: &Db,
+    namespaces: &[Pending<'_>],
+    tolerance: &Tolerance,
+    backup_dir: Option<&Path>,
+    started: chrono::DateTime<Utc>,
+) -> Result<Option<PhaseReport>> {
+    // A statement that is running (another runner's DDL, a quick LOCK) is
+    // given as long as preflight's own lock_timeout; a transaction sitting
+    // idle with the lock may never let go, and is named at once.
+    let waited = std::time::Instant::now();
+    let holders = loop {
+        let holders = activity::exclusive_holders(db)
+            .await
+            .map_err(|e| crate::db::history::database_error(db, "read pg_locks", &e))?;
+        let all_active = holders
+            .iter()
+            .all(|(s, _, _)| s.state.as_deref() == Some("active"));
+        if holders.is_empty() {
+            return Ok(None);
+        }
+        if !all_active || waited.elapsed() >= PREFLIGHT_LOCK_WAIT {
+            break holders;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let (version, _) = catalog::server_version(db).await?;
+    let mut checks = vec![Check::pass(
+        "connectivity",
+        format!("PostgreSQL {version} at {settings}"),
+    )];
+    for pending in namespaces {
+        integrity_checks(
+            pending,
+            tolerance,
+            config,
+            backup_dir.is_some(),
+            &mut checks,
+        );
+    }
+    let mut by_session: Vec<(&Session, Vec<&str>)> = Vec::new();
+    for (session, relation, _) in &holders {
+        match by_session.iter_mut().find(|(s, _)| s.pid == session.pid) {
+            Some((_, relations)) => relations.push(relation),
+            None => by_session.push((session, vec![relation])),
+        }
+    }
+    for (session, relations) in by_session {
+        checks.push(Check::fail(
+            "blocking_locks",
+            ReasonCode::about(Code::BlockingLock, session.pid.to_string()),
+            format!(
+                "{} holds ACCESS EXCLUSIVE on {}: nothing can read or change that table until its transaction ends, so the schema was not read and no other check ran. Wait for it, or end it with `SELECT pg_terminate_backend({})`",
+                session.describe(),
+                relations.join(", "),
+                session.pid
+            ),
+        ));
+    }
+    Ok(Some(PhaseReport::new(
+        "preflight",
+        started,
+        &settings.to_string(),
+        checks,
+    )))
+}
+
+/// `database_error` keeps the SQLSTATE in its message only.
+fn is_lock_timeout(err: &Error) -> bool {
+    err.to_string().contains("(55P03)")
 }
 
 fn integrity_checks(
