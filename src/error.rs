@@ -65,6 +65,8 @@ pub enum Code {
     DatabaseAuthFailed,
     /// The server has no database of that name.
     DatabaseNotFound,
+    /// The URL leads to a standby in recovery: it cannot be migrated.
+    DatabaseIsStandby,
     /// The TLS handshake or certificate verification failed.
     DatabaseTlsFailed,
     /// The server answered with an error outside a migration.
@@ -214,6 +216,7 @@ impl Code {
             Code::DatabaseUnreachable => "DATABASE_UNREACHABLE",
             Code::DatabaseAuthFailed => "DATABASE_AUTH_FAILED",
             Code::DatabaseNotFound => "DATABASE_NOT_FOUND",
+            Code::DatabaseIsStandby => "DATABASE_IS_STANDBY",
             Code::DatabaseTlsFailed => "DATABASE_TLS_FAILED",
             Code::DatabaseError => "DATABASE_ERROR",
             Code::NamespaceUnknown => "NAMESPACE_UNKNOWN",

@@ -46,7 +46,7 @@ fn main() {
         2 => "info",
         _ => "debug",
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MIGSAFE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
@@ -55,8 +55,14 @@ fn main() {
         .with_ansi(
             std::io::IsTerminal::is_terminal(&std::io::stderr())
                 && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .init();
+        );
+    // A warning among the run's own lines reads as one of them; time and
+    // module are for those who asked for more (-vv, MIGSAFE_LOG).
+    if cli.global.verbose < 2 && std::env::var_os("MIGSAFE_LOG").is_none() {
+        logs.without_time().with_target(false).init();
+    } else {
+        logs.init();
+    }
     // One thread: the connection task and the migration run side by side
     // without cross-thread wake-ups, which matter at one round trip each.
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -254,8 +254,7 @@ fn an_exclusive_lock_held_idle_is_named_by_preflight_at_once() {
         "migrations/0003_add_email.up.sql",
         b"ALTER TABLE users ADD COLUMN email text;\n",
     );
-    let (release, handle) =
-        common::hold_lock(&db, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE;");
+    let (release, handle) = common::hold_lock(&db, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE;");
     let pid = db
         .scalar("SELECT pid FROM pg_stat_activity WHERE application_name = 'blocker'")
         .unwrap();
@@ -266,9 +265,18 @@ fn an_exclusive_lock_held_idle_is_named_by_preflight_at_once() {
         started.elapsed() < Duration::from_secs(8),
         "named at once, not after a lock timeout: {out}"
     );
-    assert!(out.contains(&format!("error[BLOCKING_LOCK:{pid}]")), "{out}");
-    assert!(out.contains("holds ACCESS EXCLUSIVE on public.users"), "{out}");
-    assert!(out.contains(&format!("pg_terminate_backend({pid})")), "{out}");
+    assert!(
+        out.contains(&format!("error[BLOCKING_LOCK:{pid}]")),
+        "{out}"
+    );
+    assert!(
+        out.contains("holds ACCESS EXCLUSIVE on public.users"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("pg_terminate_backend({pid})")),
+        "{out}"
+    );
     assert!(!out.contains("DATABASE_ERROR"), "{out}");
     let forced = project
         .migsafe(&db)
@@ -281,7 +289,12 @@ fn an_exclusive_lock_held_idle_is_named_by_preflight_at_once() {
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("preflight-report-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("preflight-report-")
+        })
         .max()
         .unwrap();
     let report: serde_json::Value =

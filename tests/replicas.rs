@@ -229,3 +229,52 @@ fn a_backfill_waits_between_batches_while_a_standby_is_behind() {
         "{seen}"
     );
 }
+
+/// A URL that leads to the standby: every command that writes refuses
+/// before it changes anything (no backup, no preflight of a run that
+/// cannot happen), with its reason code, not a read-only error half way.
+#[test]
+fn a_standby_url_is_refused_before_anything_is_written() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let db = TestDb::on(replicated());
+    let project = project("60s", "");
+    project.run(&db, &["apply", "--skip-backup", "--to", "0001"], 0);
+    let standby = replicated().standbys()[0].url(&db.name);
+    while on_standby(&db, "SELECT count(*) FROM migsafe.schema_migrations").as_deref() != Some("1")
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for args in [&["apply"][..], &["rollback", "--steps", "1"]] {
+        let output = project
+            .migsafe(&db)
+            .env("DATABASE_URL", &standby)
+            .args(args)
+            .output()
+            .unwrap();
+        let out = common::expect_exit(&output, 5);
+        assert!(out.contains("error[DATABASE_IS_STANDBY]"), "{out}");
+        assert!(
+            out.contains("point the database URL at the primary"),
+            "{out}"
+        );
+        assert!(!out.contains("WARN"), "{out}");
+    }
+    assert!(
+        !project.path().join("backups/migrations").exists()
+            || std::fs::read_dir(project.path().join("backups/migrations"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "no backup of a run that cannot happen"
+    );
+    assert!(!db.exists("b"));
+    assert_eq!(db.history("default").len(), 1);
+    // Reading is fine on a standby.
+    let output = project
+        .migsafe(&db)
+        .env("DATABASE_URL", &standby)
+        .arg("status")
+        .output()
+        .unwrap();
+    common::expect_exit(&output, 0);
+}

@@ -140,11 +140,26 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
         let row = db
             .client
             .query_one(
-                "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL",
+                "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL, pg_is_in_recovery()",
                 &[&self.table, &self.audit, &self.snapshots],
             )
             .await
             .map_err(|e| database_error(db, "check the history table", &e))?;
+        // Every command that writes comes here first: a standby would
+        // refuse its first write half way, after a backup and a preflight.
+        if row.get::<_, bool>(1) {
+            return Err(Error::Config {
+                reason: ReasonCode::new(Code::DatabaseIsStandby),
+                message: format!(
+                    "{} is a standby in recovery (pg_is_in_recovery()): it cannot be written; nothing was changed",
+                    db.target
+                ),
+                hint: Some(
+                    "point the database URL at the primary; its standbys receive the migrations by replication".into(),
+                ),
+                source: None,
+            });
+        }
         if row.get::<_, bool>(0) {
             return Ok(());
         }

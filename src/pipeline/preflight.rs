@@ -103,8 +103,10 @@ pub(crate) async fn preflight(
         .batch_execute(PREFLIGHT_LOCK_TIMEOUT)
         .await
         .map_err(|e| crate::db::history::database_error(db, "prepare the preflight session", &e))?;
-    if let Some(report) =
-        blocked_report(config, settings, db, namespaces, tolerance, backup_dir, started).await?
+    if let Some(report) = blocked_report(
+        config, settings, db, namespaces, tolerance, backup_dir, started,
+    )
+    .await?
     {
         return Ok(report);
     }
@@ -129,9 +131,10 @@ pub(crate) async fn preflight(
     let live = match live {
         Err(err) if is_lock_timeout(&err) => {
             // Taken between the look above and the read: said the same way.
-            if let Some(report) =
-                blocked_report(config, settings, db, namespaces, tolerance, backup_dir, started)
-                    .await?
+            if let Some(report) = blocked_report(
+                config, settings, db, namespaces, tolerance, backup_dir, started,
+            )
+            .await?
             {
                 return Ok(report);
             }
