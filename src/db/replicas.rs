@@ -107,10 +107,18 @@ impl Standby {
             return false;
         }
         let bytes = self.lag_bytes.is_none_or(|b| b > limits.max_lag_bytes);
-        let time = self
-            .lag_ms
-            .is_some_and(|ms| Duration::from_millis(ms) > limits.max_lag);
+        // replay_lag keeps its last value while nothing is replayed: with
+        // every byte replayed, the standby is not behind, however old that is.
+        let time = !self.caught_up()
+            && self
+                .lag_ms
+                .is_some_and(|ms| Duration::from_millis(ms) > limits.max_lag);
         bytes || time
+    }
+
+    /// Every byte of WAL replayed.
+    pub fn caught_up(&self) -> bool {
+        self.lag_bytes.is_some_and(|b| b <= 0)
     }
 
     /// `standby1 (streaming, async): 12.3 kB, 1.2s behind`.
@@ -124,8 +132,11 @@ impl Standby {
         )
     }
 
-    /// The lag alone: `12.3 kB, 1.2s behind`.
+    /// The lag alone: `12.3 kB, 1.2s behind`, or `caught up`.
     pub fn lag(&self) -> String {
+        if self.caught_up() {
+            return "caught up".to_string();
+        }
         let bytes = self.lag_bytes.map_or_else(
             || "replay position unknown".to_string(),
             |b| crate::pipeline::preflight::human_bytes(u64::try_from(b).unwrap_or(0)),
@@ -401,7 +412,11 @@ mod tests {
         let limits = limits();
         assert!(!standby(Some(10), None).behind(&limits));
         assert!(standby(Some(1001), None).behind(&limits));
-        assert!(standby(Some(0), Some(31_000)).behind(&limits));
+        assert!(standby(Some(10), Some(31_000)).behind(&limits));
+        // Every byte replayed: the 31 s is the last measure, gone stale.
+        assert!(!standby(Some(0), Some(31_000)).behind(&limits));
+        assert_eq!(standby(Some(0), Some(31_000)).lag(), "caught up");
+        assert_eq!(standby(Some(2048), None).lag(), "2.0 kB behind");
         assert!(standby(None, None).behind(&limits));
         let unreadable = Standby {
             state: None,

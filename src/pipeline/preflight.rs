@@ -682,7 +682,7 @@ fn replica_checks(config: &Config, standbys: &[crate::db::replicas::Standby]) ->
                 "replicas",
                 standby.reason(),
                 format!(
-                    "standby {} is behind (limits {}); apply waits before each migration until it catches up, up to lock_wait ({})",
+                    "standby {}, over the limits ({}); apply waits before each migration until it catches up, up to lock_wait ({})",
                     standby.describe(),
                     limits.describe(),
                     format_duration(limits.wait)
