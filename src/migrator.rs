@@ -781,7 +781,14 @@ impl Migrator {
     pub async fn backup(&self, target: Option<&str>) -> Result<BackupFile> {
         let settings = self.primary_settings(target)?;
         let db = settings.connect().await?;
-        crate::pipeline::backup::create(&self.config, &settings, &db, self.events.as_ref()).await
+        crate::pipeline::backup::create(
+            &self.config,
+            &settings,
+            &db,
+            self.events.as_ref(),
+            &self.interrupt,
+        )
+        .await
     }
 
     /// Restores a backup into the selected database, after a safety backup

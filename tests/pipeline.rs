@@ -191,6 +191,74 @@ fn a_failing_pg_dump_leaves_nothing_that_looks_like_a_backup() {
     );
 }
 
+/// Ctrl-C while pg_dump runs: pg_dump is stopped, its partial file is
+/// removed, nothing ran, and the error says it was an interruption (not
+/// a failed backup).
+#[test]
+fn ctrl_c_during_the_backup_stops_pg_dump_and_leaves_no_partial_file() {
+    let db = TestDb::new();
+    let project = two_tables();
+    project.write(
+        "migrations/0003_big.up.sql",
+        b"CREATE TABLE big AS SELECT g, repeat(md5(g::text), 8) AS pad FROM generate_series(1, 1500000) g;",
+    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    project.write(
+        "migrations/0004_more.up.sql",
+        b"CREATE TABLE more_stuff (id int);",
+    );
+    let child = std::process::Command::new(common::migsafe_bin())
+        .current_dir(project.path())
+        .env("DATABASE_URL", &db.url)
+        .env("NO_COLOR", "1")
+        .arg("apply")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = child;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while db
+        .scalar("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'COPY public.big%'")
+        .as_deref()
+        == Some("0")
+    {
+        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            let output = child.wait_with_output().unwrap();
+            panic!("pg_dump never seen copying `big`:\n{}", common::text(&output));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let out = expect_exit(&output, 130);
+    assert!(out.contains("error[INTERRUPTED]"), "{out}");
+    assert!(out.contains("interrupted during the backup"), "{out}");
+    assert!(!out.contains("BACKUP_FAILED"), "{out}");
+    assert!(!db.exists("more_stuff"));
+    // pg_dump went with it.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY public.big%'")
+            .as_deref(),
+        Some("0")
+    );
+    let left: Vec<String> = std::fs::read_dir(project.path().join("backups/migrations"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|n| !n.ends_with(".dump") && !n.ends_with(".partial")),
+        "{left:?}"
+    );
+}
+
 #[test]
 fn preflight_fails_on_a_session_holding_a_lock_the_migration_needs_and_force_records_it() {
     let db = TestDb::new();

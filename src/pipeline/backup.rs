@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::db::catalog::server_version;
 use crate::db::{ConnectionSettings, Db, scrub};
 use crate::error::{Code, Error, ReasonCode, Result};
-use crate::events::{Event, EventSink};
+use crate::events::{Event, EventSink, Interrupt};
 use crate::report::create_private_dir;
 
 /// The pointer to the newest backup.
@@ -60,6 +60,16 @@ fn origin_path(dump: &Path) -> PathBuf {
 fn read_origin(dump: &Path) -> Option<Origin> {
     let text = std::fs::read_to_string(origin_path(dump)).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+/// Ctrl-C while pg_dump ran: stopped, nothing kept, nothing changed.
+fn interrupted() -> Error {
+    Error::Refused {
+        reason: ReasonCode::new(Code::Interrupted),
+        message: "interrupted during the backup: pg_dump was stopped and its partial file removed; no migration ran and nothing was changed".into(),
+        hint: Some("run the command again when ready".into()),
+        source: None,
+    }
 }
 
 fn failed(message: impl Into<String>) -> Error {
@@ -180,8 +190,9 @@ pub(crate) async fn create(
     settings: &ConnectionSettings,
     db: &Db,
     events: &dyn EventSink,
+    interrupt: &Interrupt,
 ) -> Result<BackupFile> {
-    create_keeping(config, settings, db, events, None).await
+    create_keeping(config, settings, db, events, None, interrupt).await
 }
 
 /// [`create`], never pruning `protect` (the dump a restore is about to read).
@@ -191,6 +202,7 @@ async fn create_keeping(
     db: &Db,
     events: &dyn EventSink,
     protect: Option<&Path>,
+    interrupt: &Interrupt,
 ) -> Result<BackupFile> {
     let started = Instant::now();
     let (_, version_num) = server_version(db).await?;
@@ -211,6 +223,8 @@ async fn create_keeping(
         .arg(&partial)
         .envs(env)
         .stdin(Stdio::null())
+        // A Ctrl-C drops the future: pg_dump goes with it.
+        .kill_on_drop(true)
         .output();
     tokio::pin!(dump);
     // The dump's size as it grows, for a progress bar (pg_dump says nothing
@@ -220,6 +234,7 @@ async fn create_keeping(
     let output = loop {
         tokio::select! {
             output = &mut dump => break output,
+            () = interrupt.wait() => break Err(std::io::Error::from(std::io::ErrorKind::Interrupted)),
             _ = ticker.tick() => events.emit(&Event::Progress {
                 task: "backup".into(),
                 done: std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0),
@@ -232,9 +247,17 @@ async fn create_keeping(
         Ok(output) => output,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return Err(interrupted());
+            }
             return Err(failed(format!("cannot run {}: {e}", pg_dump.display())));
         }
     };
+    // Ctrl-C in a terminal reaches pg_dump too, which exits on it.
+    if !output.status.success() && interrupt.is_triggered() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(interrupted());
+    }
     if !output.status.success() {
         let _ = std::fs::remove_file(&partial);
         return Err(failed(format!(
@@ -474,7 +497,8 @@ pub(crate) async fn restore_guarded(
     let before = history.recorded_versions(db).await?;
     let safety_backup = if options.safety_backup {
         Some(
-            create_keeping(config, settings, db, events, Some(file))
+            // A restore runs to its end once started: no Ctrl-C here.
+            create_keeping(config, settings, db, events, Some(file), &Interrupt::new())
                 .await
                 .map_err(|e| {
                     e.with_hint(

@@ -269,7 +269,14 @@ async fn locked(
         for group in &groups {
             let first = &opened[group[0]];
             report.backups.push(
-                backup::create(env.config, first.target.settings, &first.db, env.events).await?,
+                backup::create(
+                    env.config,
+                    first.target.settings,
+                    &first.db,
+                    env.events,
+                    env.interrupt,
+                )
+                .await?,
             );
         }
     }

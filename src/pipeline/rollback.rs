@@ -78,7 +78,8 @@ pub(crate) async fn rollback_into(
                 .collect(),
         });
         if !options.skip_backup {
-            super::backup::create(env.config, target.settings, &db, env.events).await?;
+            super::backup::create(env.config, target.settings, &db, env.events, env.interrupt)
+                .await?;
         }
         let before = match env.log_dir {
             Some(_) => Some(crate::schema::read(&db, &env.config.history_schema).await?),
