@@ -99,8 +99,8 @@ pub fn read_databases(path: &Path) -> Result<Vec<FleetDatabase>> {
 pub fn parse_databases(text: &str, shown: &str) -> Result<Vec<FleetDatabase>> {
     let mut out: Vec<FleetDatabase> = Vec::new();
     for (index, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
+        let line = without_comment(raw).trim();
+        if line.is_empty() {
             continue;
         }
         let settings = ConnectionSettings::parse(line).map_err(|e| {
@@ -140,11 +140,28 @@ pub fn parse_databases(text: &str, shown: &str) -> Result<Vec<FleetDatabase>> {
     }
     if out.is_empty() {
         return Err(Error::config(
-            Code::Usage,
+            Code::ConfigInvalid,
             format!("{shown} lists no database (one URL or key=value string per line)"),
         ));
     }
     Ok(out)
+}
+
+/// A line without its `#` comment: one at the start, or after a space
+/// (`postgres://…/tenant7  # tenant 7`). A `#` inside a URL is
+/// percent-encoded (`%23`), and inside a quoted key=value value it stays.
+fn without_comment(line: &str) -> &str {
+    let mut quoted = false;
+    let mut previous_blank = true;
+    for (at, c) in line.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '#' if !quoted && previous_blank => return &line[..at],
+            _ => {}
+        }
+        previous_blank = c.is_whitespace();
+    }
+    line
 }
 
 /// Gives the event sink of one database's run (the CLI: its lines,
@@ -659,7 +676,8 @@ impl Fleet {
         match migrator.status(target).await {
             Ok(states) => {
                 let mut problem = None;
-                for crate::migrator::NamespaceStatus { state, .. } in &states {
+                for status in &states {
+                    let state = &status.state;
                     for entry in &state.entries {
                         match entry.state {
                             State::Pending | State::OutOfOrder => outcome
@@ -688,6 +706,18 @@ impl Fleet {
                             }
                             State::Applied | State::NewerApplied => {}
                         }
+                    }
+                    // What apply would refuse on, as `status` shows it.
+                    if let Some(adopt) = &status.adopt_required {
+                        problem.get_or_insert(adopt.reason.clone());
+                    }
+                    if let Some(reason) = status
+                        .drift
+                        .as_ref()
+                        .filter(|d| d.status == crate::report::Status::Fail)
+                        .and_then(|d| d.reason.clone())
+                    {
+                        problem.get_or_insert(reason);
                     }
                     // New or changed Flyway repeatables run at the next apply.
                     for entry in state.pending_repeatables() {
@@ -773,6 +803,24 @@ mod tests {
         assert_eq!(databases[0].line, 3);
         assert_eq!(databases[1].name, "db2:5432/tenant_2");
         assert!(!format!("{databases:?}").contains("s3cretpw"));
+    }
+
+    #[test]
+    fn a_comment_after_a_database_is_not_part_of_it() {
+        let text = "postgres://a@h/x   # tenant 7\n  # indented comment\nhost=h dbname=y password='p #1'  # quoted stays\npostgres://a:p%23w@h/z#\n";
+        let databases = parse_databases(text, "f").unwrap();
+        assert_eq!(databases.len(), 3, "{databases:?}");
+        assert_eq!(databases[0].name, "h:5432/x");
+        assert_eq!(
+            databases[1].settings.config().get_password(),
+            Some(&b"p #1"[..])
+        );
+        assert_eq!(
+            without_comment("postgres://a@h/x#frag"),
+            "postgres://a@h/x#frag"
+        );
+        let empty = parse_databases("# only\n  # comments\n", "f").unwrap_err();
+        assert_eq!(empty.reason().code(), Code::ConfigInvalid);
     }
 
     #[test]

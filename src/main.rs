@@ -37,7 +37,13 @@ fn main() {
                     migsafe::db::register_secret(&String::from_utf8_lossy(password));
                 }
             }
-            eprint!("{}", migsafe::db::scrub(&error.render().to_string()));
+            // Coded like every other failure (SPEC 12): `error[USAGE]: …`.
+            let rendered = error.render().to_string();
+            let coded = match rendered.strip_prefix("error: ") {
+                Some(rest) => format!("error[USAGE]: {rest}"),
+                None => rendered,
+            };
+            eprint!("{}", migsafe::db::scrub(&coded));
             std::process::exit(5);
         }
     };

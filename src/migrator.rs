@@ -425,10 +425,23 @@ impl Migrator {
                 );
                 None
             });
+            // As preflight would see it; a schema status cannot read is
+            // left out with a warning, as above.
+            let drift = async {
+                let scope = loaded.target().scope().on(&db).await?;
+                crate::pipeline::preflight::drift_of(&self.config, &db, &history, &state, &scope)
+                    .await
+            }
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!("{}: could not compare the schema: {err}", state.namespace);
+                None
+            });
             out.push(NamespaceStatus {
                 state,
                 sources: SourceSummary::of(&loaded.sources),
                 adopt_required,
+                drift,
             });
         }
         Ok(out)
@@ -1215,6 +1228,9 @@ pub struct NamespaceStatus {
     /// Another tool's history holds rows and migsafe has recorded nothing
     /// here: `apply` would refuse (`ADOPT_REQUIRED:{ns}`) until it is adopted.
     pub adopt_required: Option<crate::adopt::required::AdoptRequired>,
+    /// The live schema differs from the one recorded after the last run
+    /// (`SCHEMA_DRIFT:{ns}`, as preflight reports it); `None` when it does not.
+    pub drift: Option<crate::report::Check>,
 }
 
 /// What `status -v` shows of a namespace's directory: the layouts its

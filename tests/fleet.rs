@@ -508,3 +508,48 @@ fn fleet_help_does_not_offer_the_refused_database_url() {
     );
     assert!(text.contains("--database-url <URL>"), "{text}");
 }
+
+/// `fleet status` names what apply would refuse on: a schema changed
+/// outside migsafe (SCHEMA_DRIFT) and another tool's history not adopted
+/// (ADOPT_REQUIRED), each on its database, as `status` does on one.
+#[test]
+fn status_names_drift_and_a_history_to_adopt() {
+    let project = two_tables();
+    let fleet_of = Fleet::new(3);
+    fleet(&project, &fleet_of, &["apply"], 0);
+    fleet_of.dbs[0].query("CREATE TABLE made_by_hand (x int)");
+    // The third: a golang-migrate history and nothing of migsafe's.
+    fleet_of.dbs[2].query(
+        "DROP SCHEMA migsafe CASCADE; DROP TABLE orders, users CASCADE; \
+         CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL); \
+         INSERT INTO schema_migrations VALUES (2, false)",
+    );
+    let text = fleet(&project, &fleet_of, &["status"], 0);
+    assert!(
+        text.contains(&format!(
+            "{}: FAILED SCHEMA_DRIFT:default",
+            fleet_of.name(0)
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{}: up to date", fleet_of.name(1))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{}: FAILED ADOPT_REQUIRED:default",
+            fleet_of.name(2)
+        )),
+        "{text}"
+    );
+    // One database, the same news.
+    let output = project
+        .migsafe(&fleet_of.dbs[0])
+        .arg("status")
+        .output()
+        .unwrap();
+    let one = expect_exit(&output, 0);
+    assert!(one.contains("SCHEMA_DRIFT:default"), "{one}");
+    assert!(one.contains("made_by_hand"), "{one}");
+}

@@ -551,6 +551,26 @@ fn lint_checks(
 
 /// Drift of one namespace: the live schema against the one recorded after
 /// its last run, both cut to the schemas it answers for.
+/// `status`: the schema drift preflight would report for one namespace,
+/// when there is any (`SCHEMA_DRIFT:{ns}`, warn or fail); `None` when the
+/// live schema is the one recorded after the last run, or none is recorded.
+pub(crate) async fn drift_of(
+    config: &Config,
+    db: &Db,
+    history: &History,
+    state: &NamespaceState,
+    scope: &Scope,
+) -> Result<Option<Check>> {
+    let recorded = history.recorded_schema(db, &state.namespace).await?;
+    let live = schema::read(db, &config.history_schema).await?;
+    let dirty: Vec<String> = state
+        .in_state(State::Dirty)
+        .map(|e| e.version.to_string())
+        .collect();
+    let check = drift_check(recorded, &live, scope, &state.namespace, &dirty);
+    Ok((check.status != crate::report::Status::Pass).then_some(check))
+}
+
 fn drift_check(
     recorded: Option<(String, serde_json::Value)>,
     live: &Snapshot,

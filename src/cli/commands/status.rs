@@ -90,6 +90,13 @@ fn render_status(status: &migsafe::NamespaceStatus, verbose: bool) {
             adopt.hint
         ));
     }
+    if let Some(drift) = &status.drift {
+        out(&format!(
+            "  {} {}",
+            paint(YELLOW, "warning:"),
+            drift.coded().replace('\n', "\n    ")
+        ));
+    }
     for entry in &state.entries {
         let (label, style) = match entry.state {
             State::Applied => ("applied", GREEN),
