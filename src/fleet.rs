@@ -255,7 +255,9 @@ pub struct DatabaseOutcome {
     pub reason: Option<String>,
     /// Its failure's message.
     pub message: Option<String>,
-    /// The exit code `migsafe apply` would have given it.
+    /// The exit code `migsafe apply` gave it (0 applied or up to date);
+    /// `None` for a database not started, and in `fleet status` for one
+    /// that was read (its problem is in `reason`).
     pub exit_code: Option<i32>,
     /// Wall time.
     pub duration_ms: u64,
@@ -574,6 +576,7 @@ impl Fleet {
                 } else {
                     Outcome::Applied
                 };
+                outcome.exit_code = Some(0);
             }
             Err(err) => {
                 // Cut short by Ctrl-C (a cancelled statement, a wait ended),

@@ -262,7 +262,7 @@ fn summary(command: &str, report: &FleetReport, options: Option<&FleetOptions>) 
     let interrupted = migsafe::error::ReasonCode::new(Code::Interrupted).to_string();
     if report.stopped.as_ref() == Some(&interrupted) {
         out(&format!(
-            "{}: Ctrl-C; no new database started, {} cut short (what committed stays: each database's history says so)",
+            "{}: stopped by Ctrl-C or a signal (SIGTERM, SIGHUP); no new database started, {} cut short (what committed stays: each database's history says so)",
             paint(YELLOW, &interrupted),
             report.interrupted
         ));
