@@ -93,6 +93,18 @@ fn cutover(project: &Project, db: &TestDb, args: &[&str]) -> std::process::Outpu
         .unwrap()
 }
 
+/// `verify --fail-on-mismatch` of app.db, which must find a difference (exit 6).
+fn verify_mismatch(project: &Project, db: &TestDb) -> String {
+    expect_exit(
+        &cutover(
+            project,
+            db,
+            &["verify", "--from", "app.db", "--fail-on-mismatch"],
+        ),
+        6,
+    )
+}
+
 fn file_hash(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
@@ -996,14 +1008,7 @@ fn verify_names_what_sqlite_holds_that_postgres_has_no_place_for() {
              CREATE TABLE audit (id INTEGER PRIMARY KEY); INSERT INTO audit VALUES (1);",
         )
         .unwrap();
-    let text = expect_exit(
-        &cutover(
-            &project,
-            &target,
-            &["verify", "--from", "app.db", "--fail-on-mismatch"],
-        ),
-        6,
-    );
+    let text = verify_mismatch(&project, &target);
     assert!(text.contains("INCOMPLETE events"), "{text}");
     assert!(text.contains("same kinds"), "{text}");
     assert!(text.contains("CUTOVER_COLUMN_MISSING"), "{text}");
@@ -1454,14 +1459,7 @@ fn verify_says_when_more_rows_differ_than_it_names() {
         "UPDATE events SET payload = 'changed' WHERE id IN \
          (SELECT id FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events) s WHERE n % 140 = 0)",
     );
-    let text = expect_exit(
-        &cutover(
-            &project,
-            &target,
-            &["verify", "--from", "app.db", "--fail-on-mismatch"],
-        ),
-        6,
-    );
+    let text = verify_mismatch(&project, &target);
     assert!(text.contains("values differ in payload"), "{text}");
     assert!(text.contains("more key bucket(s)"), "{text}");
 }

@@ -38,6 +38,20 @@ fn reports(project: &Project, phase: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Nothing in the backup directory that looks like a backup, or half of one.
+fn assert_no_dump_left(project: &Project) {
+    let left: Vec<String> = std::fs::read_dir(project.path().join("backups/migrations"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|n| !n.ends_with(".dump") && !n.ends_with(".partial")),
+        "{left:?}"
+    );
+}
+
 fn check<'a>(report: &'a serde_json::Value, reason_prefix: &str) -> Option<&'a serde_json::Value> {
     report["checks"].as_array().unwrap().iter().find(|c| {
         c["reason"]
@@ -179,16 +193,7 @@ fn a_failing_pg_dump_leaves_nothing_that_looks_like_a_backup() {
         !db.exists("more_stuff"),
         "nothing may run without its backup"
     );
-    let left: Vec<String> = std::fs::read_dir(project.path().join("backups/migrations"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .collect();
-    assert!(
-        left.iter()
-            .all(|n| !n.ends_with(".dump") && !n.ends_with(".partial")),
-        "{left:?}"
-    );
+    assert_no_dump_left(&project);
 }
 
 /// Ctrl-C while pg_dump runs: pg_dump is stopped, its partial file is
@@ -247,16 +252,7 @@ fn ctrl_c_during_the_backup_stops_pg_dump_and_leaves_no_partial_file() {
             .as_deref(),
         Some("0")
     );
-    let left: Vec<String> = std::fs::read_dir(project.path().join("backups/migrations"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .collect();
-    assert!(
-        left.iter()
-            .all(|n| !n.ends_with(".dump") && !n.ends_with(".partial")),
-        "{left:?}"
-    );
+    assert_no_dump_left(&project);
 }
 
 #[test]

@@ -143,19 +143,9 @@ pub(crate) async fn preflight(
         other => other,
     };
     let (version, version_num) = version?;
-    let mut checks = vec![Check::pass(
-        "connectivity",
-        format!("PostgreSQL {version} at {settings}"),
-    )];
-    for pending in namespaces {
-        integrity_checks(
-            pending,
-            tolerance,
-            config,
-            backup_dir.is_some(),
-            &mut checks,
-        );
-    }
+    let mut checks = first_checks(
+        &version, settings, namespaces, tolerance, config, backup_dir,
+    );
     // Online migrations and backfills interrupted part-way: apply resumes
     // them in their online form, and the schema holds their committed steps.
     let progress = crate::online::progress::ProgressTable::of(&history);
@@ -329,19 +319,9 @@ async fn blocked_report(
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     let (version, _) = catalog::server_version(db).await?;
-    let mut checks = vec![Check::pass(
-        "connectivity",
-        format!("PostgreSQL {version} at {settings}"),
-    )];
-    for pending in namespaces {
-        integrity_checks(
-            pending,
-            tolerance,
-            config,
-            backup_dir.is_some(),
-            &mut checks,
-        );
-    }
+    let mut checks = first_checks(
+        &version, settings, namespaces, tolerance, config, backup_dir,
+    );
     let mut by_session: Vec<(&Session, Vec<&str>)> = Vec::new();
     for (session, relation, _) in &holders {
         match by_session.iter_mut().find(|(s, _)| s.pid == session.pid) {
@@ -367,6 +347,32 @@ async fn blocked_report(
         &settings.to_string(),
         checks,
     )))
+}
+
+/// Connectivity, then each namespace's integrity: what every preflight
+/// report starts with.
+fn first_checks(
+    version: &str,
+    settings: &ConnectionSettings,
+    namespaces: &[Pending<'_>],
+    tolerance: &Tolerance,
+    config: &Config,
+    backup_dir: Option<&Path>,
+) -> Vec<Check> {
+    let mut checks = vec![Check::pass(
+        "connectivity",
+        format!("PostgreSQL {version} at {settings}"),
+    )];
+    for pending in namespaces {
+        integrity_checks(
+            pending,
+            tolerance,
+            config,
+            backup_dir.is_some(),
+            &mut checks,
+        );
+    }
+    checks
 }
 
 /// `database_error` keeps the SQLSTATE in its message only.
