@@ -108,6 +108,10 @@ pub fn parse_databases(text: &str, shown: &str) -> Result<Vec<FleetDatabase>> {
                 Code::DatabaseUrlInvalid,
                 format!("{shown}:{}: {e}", index + 1),
             )
+            .with_hint(format!(
+                "fix line {} of {shown} (a postgres:// URL or a key=value string; `#` starts a comment); nothing ran",
+                index + 1
+            ))
         })?;
         let name = format!(
             "{}/{}",
@@ -142,7 +146,10 @@ pub fn parse_databases(text: &str, shown: &str) -> Result<Vec<FleetDatabase>> {
         return Err(Error::config(
             Code::ConfigInvalid,
             format!("{shown} lists no database (one URL or key=value string per line)"),
-        ));
+        )
+        .with_hint(format!(
+            "add the databases to {shown}, one per line; nothing ran"
+        )));
     }
     Ok(out)
 }
@@ -583,9 +590,11 @@ impl Fleet {
                 // not failed: the operator stopped it.
                 // By what the error is, not only by the flag: a database
                 // that failed on its own stays failed after a Ctrl-C.
+                // A no-transaction migration cancelled part way is DIRTY
+                // (its code says so, for the recovery the next apply runs).
                 let cancelled = matches!(
                     err.reason().code(),
-                    Code::Interrupted | Code::MigrationCancelled
+                    Code::Interrupted | Code::MigrationCancelled | Code::MigrationDirty
                 );
                 if cancelled && self.interrupt.is_triggered() {
                     outcome.outcome = Outcome::Interrupted;
@@ -679,6 +688,7 @@ impl Fleet {
         match migrator.status(target).await {
             Ok(states) => {
                 let mut problem = None;
+                let mut detail = None;
                 for status in &states {
                     let state = &status.state;
                     for entry in &state.entries {
@@ -711,16 +721,26 @@ impl Fleet {
                         }
                     }
                     // What apply would refuse on, as `status` shows it.
-                    if let Some(adopt) = &status.adopt_required {
-                        problem.get_or_insert(adopt.reason.clone());
+                    if status.standby {
+                        problem.get_or_insert(ReasonCode::new(Code::DatabaseIsStandby));
                     }
-                    if let Some(reason) = status
+                    if let Some(adopt) = &status.adopt_required
+                        && problem.is_none()
+                    {
+                        problem = Some(adopt.reason.clone());
+                        detail = Some(format!("{} (next: {})", adopt.message, adopt.hint));
+                    }
+                    if let Some(drift) = status
                         .drift
                         .as_ref()
                         .filter(|d| d.status == crate::report::Status::Fail)
-                        .and_then(|d| d.reason.clone())
+                        && problem.is_none()
                     {
-                        problem.get_or_insert(reason);
+                        problem = drift.reason.clone();
+                        detail = Some(format!(
+                            "{} (next: if that change is meant, `migsafe apply --force` on this database records the schema again)",
+                            drift.detail
+                        ));
                     }
                     // New or changed Flyway repeatables run at the next apply.
                     for entry in state.pending_repeatables() {
@@ -735,6 +755,7 @@ impl Fleet {
                     (None, false) => Outcome::Pending,
                 };
                 outcome.reason = problem.map(|p| p.to_string());
+                outcome.message = detail;
             }
             Err(err) => {
                 unread = true;

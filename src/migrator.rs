@@ -425,14 +425,24 @@ impl Migrator {
                 );
                 None
             });
+            let standby = crate::db::catalog::in_recovery(&db).await?;
             // As preflight would see it; a schema status cannot read is
-            // left out with a warning, as above.
+            // left out with a warning, as above. Never stuck behind a
+            // table someone holds: status is what people watch.
             let drift = async {
                 let scope = loaded.target().scope().on(&db).await?;
                 crate::pipeline::preflight::drift_of(&self.config, &db, &history, &state, &scope)
                     .await
+            };
+            let drift = tokio::select! {
+                drift = drift => drift,
+                () = self.interrupt.wait() => Err(crate::error::Error::Refused {
+                    reason: crate::error::ReasonCode::new(Code::Interrupted),
+                    message: "interrupted while comparing the schema; nothing was changed".into(),
+                    hint: None,
+                    source: None,
+                }),
             }
-            .await
             .unwrap_or_else(|err| {
                 tracing::warn!("{}: could not compare the schema: {err}", state.namespace);
                 None
@@ -442,6 +452,7 @@ impl Migrator {
                 sources: SourceSummary::of(&loaded.sources),
                 adopt_required,
                 drift,
+                standby,
             });
         }
         Ok(out)
@@ -1231,6 +1242,9 @@ pub struct NamespaceStatus {
     /// The live schema differs from the one recorded after the last run
     /// (`SCHEMA_DRIFT:{ns}`, as preflight reports it); `None` when it does not.
     pub drift: Option<crate::report::Check>,
+    /// The database is a standby in recovery: what it shows may lag the
+    /// primary, and apply refuses it (`DATABASE_IS_STANDBY`).
+    pub standby: bool,
 }
 
 /// What `status -v` shows of a namespace's directory: the layouts its

@@ -320,6 +320,11 @@ pub struct PhaseReport {
     /// of the run report's schema diff (not part of the JSON report).
     #[serde(skip)]
     pub live_schema: Option<crate::schema::Snapshot>,
+    /// Why `--force` cannot go past this report's failures, when it
+    /// cannot (the schema could not be read; a standby that is expected
+    /// is missing, which apply checks again before each migration).
+    #[serde(skip)]
+    pub unforceable: Option<String>,
 }
 
 impl PhaseReport {
@@ -348,6 +353,7 @@ impl PhaseReport {
             namespace_checksums: std::collections::BTreeMap::new(),
             path: None,
             live_schema: None,
+            unforceable: None,
         }
     }
 

@@ -278,6 +278,13 @@ fn an_exclusive_lock_held_idle_is_named_by_preflight_at_once() {
         "{out}"
     );
     assert!(!out.contains("DATABASE_ERROR"), "{out}");
+    // status, what people watch, is not stuck behind it either.
+    let started = std::time::Instant::now();
+    let output = project.migsafe(&db).arg("status").output().unwrap();
+    let status = expect_exit(&output, 0);
+    assert!(started.elapsed() < Duration::from_secs(8), "{status}");
+    assert!(status.contains("schema not compared"), "{status}");
+    assert!(status.contains(&format!("BLOCKING_LOCK:{pid}")), "{status}");
     let forced = project
         .migsafe(&db)
         .args(["apply", "--force"])

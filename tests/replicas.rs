@@ -152,14 +152,22 @@ fn expect_standbys_more_than_connected_fails_preflight() {
     let out = project.run(&db, &["apply", "--skip-backup"], 1);
     assert!(out.contains("REPLICA_MISSING"), "{out}");
     assert!(!db.exists("a"));
-    // Not only at preflight: before each migration too (a standby that
-    // disconnects mid-run), also when preflight is forced past.
+    // --force does not go past it (apply would ask again before each
+    // migration and refuse there, after a backup for nothing).
     let out = project.run(&db, &["apply", "--skip-backup", "--force"], 1);
     assert!(
-        out.contains("REPLICA_MISSING") && out.contains("the next migration did not start"),
+        out.contains("REPLICA_MISSING") && out.contains("--force does not go past this"),
         "{out}"
     );
+    assert!(!out.contains("forced past"), "{out}");
     assert!(!db.exists("a"));
+    // rollback asks too, before its first down script.
+    let ok = self::project("60s", "");
+    ok.run(&db, &["apply", "--skip-backup"], 0);
+    let out = project.run(&db, &["rollback", "--steps", "1"], 1);
+    assert!(out.contains("REPLICA_MISSING"), "{out}");
+    assert!(db.exists("b"), "nothing was rolled back: {out}");
+    ok.run(&db, &["rollback", "--steps", "2"], 0);
     let ok = self::project("60s", "expect_standbys = 1\n");
     ok.run(&db, &["preflight"], 0);
 }
@@ -269,12 +277,25 @@ fn a_standby_url_is_refused_before_anything_is_written() {
     );
     assert!(!db.exists("b"));
     assert_eq!(db.history("default").len(), 1);
-    // Reading is fine on a standby.
+    // plan and preflight say what apply would do: refuse.
+    for args in [&["plan"][..], &["preflight"]] {
+        let output = project
+            .migsafe(&db)
+            .env("DATABASE_URL", &standby)
+            .args(args)
+            .output()
+            .unwrap();
+        let out = common::text(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {out}");
+        assert!(out.contains("DATABASE_IS_STANDBY"), "{args:?}: {out}");
+    }
+    // Reading is fine on a standby, with a word about where it reads.
     let output = project
         .migsafe(&db)
         .env("DATABASE_URL", &standby)
         .arg("status")
         .output()
         .unwrap();
-    common::expect_exit(&output, 0);
+    let out = common::expect_exit(&output, 0);
+    assert!(out.contains("warning: DATABASE_IS_STANDBY"), "{out}");
 }

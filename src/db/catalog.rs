@@ -46,6 +46,16 @@ pub(crate) async fn server_version(db: &Db) -> Result<(String, i32)> {
     Ok((row.get(0), row.get(1)))
 }
 
+/// Whether the server is a standby in recovery.
+pub(crate) async fn in_recovery(db: &Db) -> Result<bool> {
+    let row = db
+        .client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .map_err(|e| database_error(db, "ask whether the server is a standby", &e))?;
+    Ok(row.get(0))
+}
+
 /// The size of the current database in bytes.
 pub(crate) async fn database_size(db: &Db) -> Result<i64> {
     let row = db

@@ -226,21 +226,17 @@ async fn locked(
                 .find_map(recovery::Assessment::refusal)
         };
         // A preflight that could not read the schema (a table held ACCESS
-        // EXCLUSIVE) leaves nothing to compare the run with: no --force.
-        let unread = phase.live_schema.is_none();
-        phase.forced = failed && options.force && recovery_refused.is_none() && !unread;
+        // EXCLUSIVE), or a standby that is expected and missing (refused
+        // again before each migration): no --force.
+        let unforceable = phase.unforceable.is_some();
+        phase.forced = failed && options.force && recovery_refused.is_none() && !unforceable;
         phase.write_and_announce(env.log_dir, env.config.logs.keep, env.events)?;
         before.push(phase.live_schema.take().unwrap_or_default());
         report.preflight.push(phase.clone());
         if let Some(refusal) = recovery_refused {
             return Err(refusal);
         }
-        if failed && unread {
-            return Err(preflight::failed(&phase).with_hint(
-                "end the transaction that holds the lock (its pid is in the reason code), then run again; --force cannot go on while the schema cannot be read",
-            ));
-        }
-        if failed && !options.force {
+        if failed && (!options.force || unforceable) {
             return Err(preflight::failed(&phase));
         }
     }

@@ -274,6 +274,9 @@ pub(crate) async fn preflight(
             checks.push(check);
         }
     }
+    if catalog::in_recovery(db).await? {
+        checks.push(standby_check(settings));
+    }
     checks.extend(replica_checks(
         config,
         &crate::db::replicas::standbys(db).await?,
@@ -281,8 +284,19 @@ pub(crate) async fn preflight(
     if let Some(dir) = backup_dir {
         checks.push(space_check(dir, size?));
     }
+    let missing = checks.iter().any(|c| {
+        c.status == crate::report::Status::Fail
+            && c.reason
+                .as_ref()
+                .is_some_and(|r| matches!(r.code(), Code::ReplicaMissing | Code::DatabaseIsStandby))
+    });
     let mut report = PhaseReport::new("preflight", started, &settings.to_string(), checks);
     report.live_schema = Some(live);
+    if missing {
+        report.unforceable = Some(
+            "--force does not go past this: a standby is not something a migration can skip (apply asks again before each migration), and a standby cannot be written. Reconnect the standby or lower expect_standbys; point the URL at the primary".into(),
+        );
+    }
     Ok(report)
 }
 
@@ -341,12 +355,23 @@ async fn blocked_report(
             ),
         ));
     }
-    Ok(Some(PhaseReport::new(
-        "preflight",
-        started,
-        &settings.to_string(),
-        checks,
-    )))
+    let mut report = PhaseReport::new("preflight", started, &settings.to_string(), checks);
+    report.unforceable = Some(
+        "end the transaction that holds the lock (its pid is in the reason code), then run again; --force cannot go on while the schema cannot be read".into(),
+    );
+    Ok(Some(report))
+}
+
+/// The URL leads to a standby: nothing can be applied here (`plan` and
+/// `preflight` say so, as `apply` refuses).
+fn standby_check(settings: &ConnectionSettings) -> Check {
+    Check::fail(
+        "primary",
+        ReasonCode::new(Code::DatabaseIsStandby),
+        format!(
+            "{settings} is a standby in recovery (pg_is_in_recovery()): it cannot be written, and what it shows may lag the primary; point the URL at the primary"
+        ),
+    )
 }
 
 /// Connectivity, then each namespace's integrity: what every preflight
@@ -567,6 +592,25 @@ pub(crate) async fn drift_of(
     state: &NamespaceState,
     scope: &Scope,
 ) -> Result<Option<Check>> {
+    let holders = activity::exclusive_holders(db)
+        .await
+        .map_err(|e| crate::db::history::database_error(db, "read pg_locks", &e))?;
+    if let Some((session, relation, _)) = holders.first() {
+        return Ok(Some(Check::warn(
+            "schema_drift",
+            ReasonCode::about(Code::BlockingLock, session.pid.to_string()),
+            format!(
+                "{}: schema not compared: {} holds ACCESS EXCLUSIVE on {relation}, and reading it would wait",
+                state.namespace,
+                session.describe()
+            ),
+        )));
+    }
+    // A lock taken since: give up instead of waiting for it.
+    db.client
+        .batch_execute("SET lock_timeout = '2s'")
+        .await
+        .map_err(|e| crate::db::history::database_error(db, "prepare the status session", &e))?;
     let recorded = history.recorded_schema(db, &state.namespace).await?;
     let live = schema::read(db, &config.history_schema).await?;
     let dirty: Vec<String> = state
@@ -860,16 +904,20 @@ pub fn failed(report: &PhaseReport) -> Error {
             "fix what is listed",
         ),
     };
+    let path = report
+        .path
+        .as_ref()
+        .map_or_else(|| "not written".to_string(), |p| p.display().to_string());
+    let hint = match &report.unforceable {
+        Some(why) => format!("{why}. Report: {path}"),
+        None => format!(
+            "{fix}, or pass --force to go on anyway (recorded in the report; never overrides dirty or edited migrations, nor a recovery that would destroy data). Report: {path}"
+        ),
+    };
     Error::Refused {
         reason,
         message,
-        hint: Some(format!(
-            "{fix}, or pass --force to go on anyway (recorded in the report; never overrides dirty or edited migrations, nor a recovery that would destroy data). Report: {}",
-            report
-                .path
-                .as_ref()
-                .map_or_else(|| "not written".to_string(), |p| p.display().to_string())
-        )),
+        hint: Some(hint),
         source: None,
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::apply::{NamespaceRun, check_scripts, nothing_to_do, run_one};
 use super::{Env, RunnerParts, Target, millis, record_schema, with_namespace_lock};
 use crate::db::history::History;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::{Direction, Event};
 use crate::plan::Tolerance;
 use crate::source::Version;
@@ -97,6 +97,41 @@ pub(crate) async fn rollback_into(
         let runner = parts.runner(env, target, &db, &history);
         let mut ran = Vec::with_capacity(selected.len());
         for (entry, migration) in selected {
+            // A down script writes WAL as an up does: not while a standby
+            // is far behind (SPEC 17), as apply waits. Once some down
+            // scripts ran, giving up is this rollback failing (exit 4).
+            if let Err(err) = runner
+                .replicas
+                .before(
+                    crate::db::replicas::Step::Migration,
+                    &db,
+                    env.events,
+                    env.interrupt,
+                )
+                .await
+            {
+                return Err(if ran.is_empty() {
+                    err
+                } else {
+                    match err {
+                        Error::Refused {
+                            reason,
+                            message,
+                            hint,
+                            source,
+                        } => Error::Rollback {
+                            reason,
+                            message: format!(
+                                "{message}; {} down script(s) of this rollback ran before it",
+                                ran.len()
+                            ),
+                            hint,
+                            source,
+                        },
+                        other => other,
+                    }
+                });
+            }
             let recorded = entry
                 .applied
                 .as_ref()

@@ -46,7 +46,7 @@ pub struct Databases {
     #[arg(long, value_name = "FILE")]
     pub databases: PathBuf,
     /// Databases worked on at a time (at least 1).
-    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = at_least_one)]
     pub parallel: usize,
 }
 
@@ -380,6 +380,15 @@ pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
                 report.status_error().as_ref().map_or(0, Error::exit_code)
             })
         }
+    }
+}
+
+/// `--parallel`: a count of databases at a time, 1 or more.
+fn at_least_one(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("at least 1 database must be worked on at a time".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
     }
 }
 

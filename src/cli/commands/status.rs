@@ -90,6 +90,12 @@ fn render_status(status: &migsafe::NamespaceStatus, verbose: bool) {
             adopt.hint
         ));
     }
+    if status.standby {
+        out(&format!(
+            "  {} DATABASE_IS_STANDBY: this is a standby in recovery: what it shows may lag the primary, and apply refuses it; run status against the primary",
+            paint(YELLOW, "warning:")
+        ));
+    }
     if let Some(drift) = &status.drift {
         out(&format!(
             "  {} {}",
