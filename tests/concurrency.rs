@@ -269,10 +269,7 @@ fn an_exclusive_lock_held_idle_is_named_by_preflight_at_once() {
         out.contains(&format!("error[BLOCKING_LOCK:{pid}]")),
         "{out}"
     );
-    assert!(
-        out.contains("holds ACCESS EXCLUSIVE on public.users"),
-        "{out}"
-    );
+    assert!(out.contains("holds ACCESS EXCLUSIVE on users"), "{out}");
     assert!(
         out.contains(&format!("pg_terminate_backend({pid})")),
         "{out}"

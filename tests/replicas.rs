@@ -252,13 +252,16 @@ fn a_standby_url_is_refused_before_anything_is_written() {
     {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    for args in [&["apply"][..], &["rollback", "--steps", "1"]] {
-        let output = project
+    let on_standby_url = |args: &[&str]| {
+        project
             .migsafe(&db)
             .env("DATABASE_URL", &standby)
             .args(args)
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    for args in [&["apply"][..], &["rollback", "--steps", "1"]] {
+        let output = on_standby_url(args);
         let out = common::expect_exit(&output, 5);
         assert!(out.contains("error[DATABASE_IS_STANDBY]"), "{out}");
         assert!(
@@ -279,23 +282,12 @@ fn a_standby_url_is_refused_before_anything_is_written() {
     assert_eq!(db.history("default").len(), 1);
     // plan and preflight say what apply would do: refuse.
     for args in [&["plan"][..], &["preflight"]] {
-        let output = project
-            .migsafe(&db)
-            .env("DATABASE_URL", &standby)
-            .args(args)
-            .output()
-            .unwrap();
+        let output = on_standby_url(args);
         let out = common::text(&output);
         assert_eq!(output.status.code(), Some(1), "{args:?}: {out}");
         assert!(out.contains("DATABASE_IS_STANDBY"), "{args:?}: {out}");
     }
     // Reading is fine on a standby, with a word about where it reads.
-    let output = project
-        .migsafe(&db)
-        .env("DATABASE_URL", &standby)
-        .arg("status")
-        .output()
-        .unwrap();
-    let out = common::expect_exit(&output, 0);
+    let out = common::expect_exit(&on_standby_url(&["status"]), 0);
     assert!(out.contains("warning: DATABASE_IS_STANDBY"), "{out}");
 }

@@ -103,11 +103,16 @@ pub(crate) async fn preflight(
         .batch_execute(PREFLIGHT_LOCK_TIMEOUT)
         .await
         .map_err(|e| crate::db::history::database_error(db, "prepare the preflight session", &e))?;
-    if let Some(report) = blocked_report(
-        config, settings, db, namespaces, tolerance, backup_dir, started,
-    )
-    .await?
-    {
+    let first = Phase {
+        config,
+        settings,
+        db,
+        namespaces,
+        tolerance,
+        backup_dir,
+        started,
+    };
+    if let Some(report) = blocked_report(&first, Some(&relations)).await? {
         return Ok(report);
     }
     let recorded_all = async {
@@ -130,12 +135,9 @@ pub(crate) async fn preflight(
     );
     let live = match live {
         Err(err) if is_lock_timeout(&err) => {
-            // Taken between the look above and the read: said the same way.
-            if let Some(report) = blocked_report(
-                config, settings, db, namespaces, tolerance, backup_dir, started,
-            )
-            .await?
-            {
+            // A lock on a table the migrations do not touch, which the
+            // schema read waited for (or one taken since): said the same way.
+            if let Some(report) = blocked_report(&first, None).await? {
                 return Ok(report);
             }
             Err(err)
@@ -284,20 +286,39 @@ pub(crate) async fn preflight(
     if let Some(dir) = backup_dir {
         checks.push(space_check(dir, size?));
     }
-    let missing = checks.iter().any(|c| {
-        c.status == crate::report::Status::Fail
-            && c.reason
-                .as_ref()
-                .is_some_and(|r| matches!(r.code(), Code::ReplicaMissing | Code::DatabaseIsStandby))
-    });
+    let failing = |code: Code| {
+        checks.iter().any(|c| {
+            c.status == crate::report::Status::Fail
+                && c.reason.as_ref().is_some_and(|r| r.code() == code)
+        })
+    };
+    let unforceable = if failing(Code::DatabaseIsStandby) {
+        Some(
+            "point the database URL at the primary; --force does not go past this (a standby cannot be written)",
+        )
+    } else if failing(Code::ReplicaMissing) {
+        Some(
+            "bring the standby back or lower expect_standbys; --force does not go past this (apply asks again before each migration)",
+        )
+    } else {
+        None
+    };
     let mut report = PhaseReport::new("preflight", started, &settings.to_string(), checks);
     report.live_schema = Some(live);
-    if missing {
-        report.unforceable = Some(
-            "--force does not go past this: a standby is not something a migration can skip (apply asks again before each migration), and a standby cannot be written. Reconnect the standby or lower expect_standbys; point the URL at the primary".into(),
-        );
-    }
+    report.unforceable = unforceable.map(str::to_string);
     Ok(report)
+}
+
+/// What every preflight check is run with.
+#[derive(Clone, Copy)]
+struct Phase<'p, 'n> {
+    config: &'p Config,
+    settings: &'p ConnectionSettings,
+    db: &'p Db,
+    namespaces: &'p [Pending<'n>],
+    tolerance: &'p Tolerance,
+    backup_dir: Option<&'p Path>,
+    started: chrono::DateTime<Utc>,
 }
 
 /// While another session holds ACCESS EXCLUSIVE on a table, the schema
@@ -305,29 +326,40 @@ pub(crate) async fn preflight(
 /// that says who, instead of a lock timeout. `None` when nobody does.
 /// Its report has no live schema, which `--force` cannot go on without.
 async fn blocked_report(
-    config: &Config,
-    settings: &ConnectionSettings,
-    db: &Db,
-    namespaces: &[Pending<'_>],
-    tolerance: &Tolerance,
-    backup_dir: Option<&Path>,
-    started: chrono::DateTime<Utc>,
+    phase: &Phase<'_, '_>,
+    on: Option<&[String]>,
 ) -> Result<Option<PhaseReport>> {
+    let Phase {
+        config,
+        settings,
+        db,
+        namespaces,
+        tolerance,
+        backup_dir,
+        started,
+    } = *phase;
     // A statement that is running (another runner's DDL, a quick LOCK) is
     // given as long as preflight's own lock_timeout; a transaction sitting
-    // idle with the lock may never let go, and is named at once.
+    // idle with the lock may never let go, and is named at once. After the
+    // schema read timed out (`on` is None) there is nothing left to wait for.
     let waited = std::time::Instant::now();
     let holders = loop {
-        let holders = activity::exclusive_holders(db)
-            .await
-            .map_err(|e| crate::db::history::database_error(db, "read pg_locks", &e))?;
+        let holders = match on {
+            Some(relations) => activity::lock_holders(db, relations).await.map(|all| {
+                all.into_iter()
+                    .filter(|(_, _, mode)| mode == "AccessExclusiveLock")
+                    .collect::<Vec<_>>()
+            }),
+            None => activity::exclusive_holders(db).await,
+        }
+        .map_err(|e| crate::db::history::database_error(db, "read pg_locks", &e))?;
         let all_active = holders
             .iter()
             .all(|(s, _, _)| s.state.as_deref() == Some("active"));
         if holders.is_empty() {
             return Ok(None);
         }
-        if !all_active || waited.elapsed() >= PREFLIGHT_LOCK_WAIT {
+        if on.is_none() || !all_active || waited.elapsed() >= PREFLIGHT_LOCK_WAIT {
             break holders;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -592,27 +624,33 @@ pub(crate) async fn drift_of(
     state: &NamespaceState,
     scope: &Scope,
 ) -> Result<Option<Check>> {
-    let holders = activity::exclusive_holders(db)
-        .await
-        .map_err(|e| crate::db::history::database_error(db, "read pg_locks", &e))?;
-    if let Some((session, relation, _)) = holders.first() {
-        return Ok(Some(Check::warn(
-            "schema_drift",
-            ReasonCode::about(Code::BlockingLock, session.pid.to_string()),
-            format!(
-                "{}: schema not compared: {} holds ACCESS EXCLUSIVE on {relation}, and reading it would wait",
-                state.namespace,
-                session.describe()
-            ),
-        )));
-    }
-    // A lock taken since: give up instead of waiting for it.
+    // Behind a table someone holds ACCESS EXCLUSIVE on, give up soon and
+    // say who, instead of waiting as long as they hold it.
     db.client
         .batch_execute("SET lock_timeout = '2s'")
         .await
         .map_err(|e| crate::db::history::database_error(db, "prepare the status session", &e))?;
     let recorded = history.recorded_schema(db, &state.namespace).await?;
-    let live = schema::read(db, &config.history_schema).await?;
+    let live = match schema::read(db, &config.history_schema).await {
+        Err(err) if is_lock_timeout(&err) => {
+            let holders = activity::exclusive_holders(db)
+                .await
+                .map_err(|e| crate::db::history::database_error(db, "read pg_locks", &e))?;
+            let Some((session, relation, _)) = holders.first() else {
+                return Err(err);
+            };
+            return Ok(Some(Check::warn(
+                "schema_drift",
+                ReasonCode::about(Code::BlockingLock, session.pid.to_string()),
+                format!(
+                    "{}: schema not compared: {} holds ACCESS EXCLUSIVE on {relation}, and reading it would wait",
+                    state.namespace,
+                    session.describe()
+                ),
+            )));
+        }
+        other => other?,
+    };
     let dirty: Vec<String> = state
         .in_state(State::Dirty)
         .map(|e| e.version.to_string())
