@@ -185,7 +185,9 @@ fn a_conflicting_lock_makes_apply_retry_then_succeed_once_released() {
     let project = two_tables();
     project.write(
         "migsafe.toml",
-        b"[defaults]\nlock_timeout = \"200ms\"\nlock_retry_delay = \"300ms\"\nlock_retries = 20\n",
+        // Each attempt waits long enough for the blocker to be sampled on
+        // the side connection also on a loaded machine.
+        b"[defaults]\nlock_timeout = \"1s\"\nlock_retry_delay = \"300ms\"\nlock_retries = 20\n",
     );
     project.run(&db, &["apply"], 0);
     project.write(
@@ -193,13 +195,13 @@ fn a_conflicting_lock_makes_apply_retry_then_succeed_once_released() {
         b"ALTER TABLE users ADD COLUMN email text;\n",
     );
 
-    // Ordinary traffic: a report busy in its transaction for 1.5 s (not idle
+    // Ordinary traffic: a report busy in its transaction for 3 s (not idle
     // in it), which preflight lets the lock_timeout retries wait out.
     let url = db.url.clone();
     let handle = std::thread::spawn(move || {
         common::query(
             &url,
-            "SET application_name = 'blocker'; BEGIN; LOCK TABLE users IN ACCESS SHARE MODE; SELECT 'secret-value' FROM users; SELECT pg_sleep(1.5); COMMIT;",
+            "SET application_name = 'blocker'; BEGIN; LOCK TABLE users IN ACCESS SHARE MODE; SELECT 'secret-value' FROM users; SELECT pg_sleep(3); COMMIT;",
         );
     });
     common::wait_for_query(&db, "pg_sleep");
