@@ -612,8 +612,6 @@ fn lint_checks(
         .collect()
 }
 
-/// Drift of one namespace: the live schema against the one recorded after
-/// its last run, both cut to the schemas it answers for.
 /// `status`: the schema drift preflight would report for one namespace,
 /// when there is any (`SCHEMA_DRIFT:{ns}`, warn or fail); `None` when the
 /// live schema is the one recorded after the last run, or none is recorded.
@@ -659,6 +657,8 @@ pub(crate) async fn drift_of(
     Ok((check.status != crate::report::Status::Pass).then_some(check))
 }
 
+/// Drift of one namespace: the live schema against the one recorded after
+/// its last run, both cut to the schemas it answers for.
 fn drift_check(
     recorded: Option<(String, serde_json::Value)>,
     live: &Snapshot,
