@@ -1,33 +1,40 @@
-//! The canonical form of a JSON value, for verify's hash: what the SQLite
-//! text and PostgreSQL's `jsonb` output of it have in common.
+//! The canonical form of a JSON value, for verify's hash: the text
+//! PostgreSQL itself prints for it as `jsonb` (`jsonb_out`, and the binary
+//! COPY form after its version byte), made from the SQLite text without a
+//! server.
 //!
 //! `jsonb` keeps the meaning of a document, not its text: whitespace goes,
 //! object members are reordered, strings are stored decoded (and printed
 //! with PostgreSQL's own escapes), numbers are `numeric` (`1e2` prints as
-//! `100`; `1.50` stays `1.50`, not `1.5`: numeric keeps its scale). The
-//! canonical form drops exactly those differences and nothing else:
+//! `100`; `1.50` stays `1.50`, not `1.5`: numeric keeps its scale). This
+//! module writes what `jsonb_out` writes:
 //!
-//! - no whitespace; object members ordered by their (canonical) key,
-//!   shorter keys first as jsonb orders them, a key that appears twice
-//!   kept twice, in order;
-//! - strings decoded (`\u00e9` is `é`), then written with only `"` and `\`
-//!   escaped;
-//! - numbers as their exact decimal value, never through a float (so no
-//!   two different numbers meet): the significant digits and the power of
-//!   ten of the point before them (`1e2` and `100` are both `1e3`,
-//!   0.1 × 10³), then the digits after the point that `numeric` shows
-//!   (its display scale: the fraction's digits less the exponent, at least
-//!   0), so `100.00`, shown as `100.00`, is `1e3s2`, and `1.0` is not `1`.
+//! - `", "` between elements and members, `": "` after a key, nothing else;
+//! - object members ordered as jsonb orders them, shorter (decoded) keys
+//!   first, then by their bytes; a key given twice is noted (the load
+//!   refuses such a value, jsonb would keep only the last);
+//! - strings decoded (`\u00e9` is `é`), then escaped as `escape_json` does:
+//!   `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other control characters as
+//!   `\u00XX` (lowercase), everything else as it is;
+//! - numbers as `numeric_out` prints them: exact, never through a float, no
+//!   exponent, the display scale `numeric` keeps (the fraction's digits less
+//!   the exponent, at least 0): `1e2` is `100`, `1.5e1` `15`, `1e-3`
+//!   `0.001`, `-0.0` `0.0`.
 //!
-//! It is one pass over the bytes without building a tree (verify runs it
-//! on every JSON value of both sides). Text that is not JSON is returned as
-//! `None`: the caller hashes it as it is.
-
-use std::io::Write as _;
+//! So the target side of verify hashes the server's bytes as they come, and
+//! only the SQLite side is parsed. It is one pass over the bytes without
+//! building a tree. Text that is not JSON is returned as `None`: the caller
+//! hashes it as it is. A test loads awkward documents into a real server and
+//! compares its output with this one.
 
 /// Nesting deeper than this is not canonicalised (PostgreSQL's own limit
 /// is the stack; serde_json's is 128).
 const MAX_DEPTH: usize = 512;
+
+/// Beyond this exponent a number is not written out digit by digit (no
+/// jsonb holds one: `numeric` keeps at most 16,383 digits after the point
+/// and about 131,000 before it).
+const MAX_EXPONENT: i64 = 1 << 17;
 
 /// Appends the canonical form of `text` to `out`; `None` (and `out` as it
 /// was) when `text` is not one JSON value.
@@ -36,10 +43,11 @@ pub fn canonical(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
 }
 
 /// What [`canonical`] met on the way that `jsonb` would not keep as it is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Noted {
-    /// An object with one key twice (jsonb keeps only the last).
-    pub duplicate_key: bool,
+    /// The first key given twice in one object (jsonb keeps only the last
+    /// of them), decoded.
+    pub duplicate_key: Option<String>,
     /// A `\u0000` escape (jsonb refuses it).
     pub nul_escape: bool,
 }
@@ -54,6 +62,7 @@ pub fn canonical_noting(text: &[u8], out: &mut Vec<u8>) -> Option<Noted> {
         at: 0,
         noted: Noted::default(),
         members: Vec::new(),
+        keys: Vec::new(),
         scratch: Vec::new(),
     };
     let done = parser.value(out, 0).and_then(|()| {
@@ -66,20 +75,31 @@ pub fn canonical_noting(text: &[u8], out: &mut Vec<u8>) -> Option<Noted> {
     done
 }
 
+/// A member of an object being read.
+#[derive(Clone, Copy)]
+struct Member {
+    /// Where it starts and ends in `out` (`"key": value`).
+    begin: usize,
+    end: usize,
+    /// Where its decoded key is in `Parser::keys`.
+    key: (usize, usize),
+}
+
 struct Parser<'a> {
     text: &'a [u8],
     at: usize,
     noted: Noted,
-    /// Per member of the objects being read: where it starts in `out`,
-    /// where its key ends, where it ends.
-    members: Vec<(usize, usize, usize)>,
+    /// The members of the objects being read (nested objects push theirs
+    /// above and take them off before returning).
+    members: Vec<Member>,
+    /// Their keys, decoded: what jsonb orders by.
+    keys: Vec<u8>,
     /// An object's members as written, while they are put in order.
     scratch: Vec<u8>,
 }
 
-/// The order of object members: shorter keys first, then by their bytes.
-/// Any order that depends only on the key would do; this is `jsonb`'s own
-/// (for keys without `"` or `\`), so PostgreSQL's output is already in it.
+/// jsonb's order of object members: shorter keys first, then by their
+/// bytes (`lengthCompareJsonbString`), on the decoded keys.
 fn key_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
@@ -113,7 +133,7 @@ impl Parser<'_> {
         match self.peek()? {
             b'{' => self.object(out, depth),
             b'[' => self.array(out, depth),
-            b'"' => self.string(out),
+            b'"' => self.string(out, false),
             b't' => self.literal(b"true", out),
             b'f' => self.literal(b"false", out),
             b'n' => self.literal(b"null", out),
@@ -137,7 +157,7 @@ impl Parser<'_> {
             match self.peek()? {
                 b',' => {
                     self.at += 1;
-                    out.push(b',');
+                    out.extend_from_slice(b", ");
                 }
                 b']' => {
                     self.at += 1;
@@ -153,9 +173,8 @@ impl Parser<'_> {
         self.at += 1;
         out.push(b'{');
         let body = out.len();
-        // This object's members are the top of the shared stack (nested
-        // objects push theirs above and take them off before returning).
         let base = self.members.len();
+        let keys_base = self.keys.len();
         self.skip_space();
         if self.peek() == Some(b'}') {
             self.at += 1;
@@ -168,21 +187,26 @@ impl Parser<'_> {
                 return None;
             }
             let begin = out.len();
-            self.string(out)?;
-            let key_end = out.len();
+            let key_start = self.keys.len();
+            self.string(out, true)?;
+            let key = (key_start, self.keys.len());
             self.skip_space();
             if self.peek()? != b':' {
                 return None;
             }
             self.at += 1;
-            out.push(b':');
+            out.extend_from_slice(b": ");
             self.value(out, depth + 1)?;
-            self.members.push((begin, key_end, out.len()));
+            self.members.push(Member {
+                begin,
+                end: out.len(),
+                key,
+            });
             self.skip_space();
             match self.peek()? {
                 b',' => {
                     self.at += 1;
-                    out.push(b',');
+                    out.extend_from_slice(b", ");
                 }
                 b'}' => {
                     self.at += 1;
@@ -193,7 +217,8 @@ impl Parser<'_> {
         }
         let mut members = std::mem::take(&mut self.members);
         let mine = &mut members[base..];
-        let key = |m: &(usize, usize, usize)| &out[m.0..m.1];
+        let keys = &self.keys;
+        let key = |m: &Member| &keys[m.key.0..m.key.1];
         let sorted = mine
             .windows(2)
             .all(|w| key_order(key(&w[0]), key(&w[1])).is_le());
@@ -202,26 +227,32 @@ impl Parser<'_> {
             mine.sort_by(|a, b| key_order(key(a), key(b)));
         }
         // Sorted, a key given twice is next to itself.
-        self.noted.duplicate_key |= mine.windows(2).any(|w| key(&w[0]) == key(&w[1]));
+        if self.noted.duplicate_key.is_none()
+            && let Some(w) = mine.windows(2).find(|w| key(&w[0]) == key(&w[1]))
+        {
+            self.noted.duplicate_key = Some(String::from_utf8_lossy(key(&w[0])).into_owned());
+        }
         if !sorted {
             self.scratch.clear();
             self.scratch.extend_from_slice(&out[body..]);
             out.truncate(body);
-            for (i, (begin, _, end)) in mine.iter().enumerate() {
+            for (i, member) in mine.iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.extend_from_slice(b", ");
                 }
-                out.extend_from_slice(&self.scratch[begin - body..end - body]);
+                out.extend_from_slice(&self.scratch[member.begin - body..member.end - body]);
             }
         }
         members.truncate(base);
         self.members = members;
+        self.keys.truncate(keys_base);
         out.push(b'}');
         Some(())
     }
 
-    /// A string, decoded, written back with only `"` and `\` escaped.
-    fn string(&mut self, out: &mut Vec<u8>) -> Option<()> {
+    /// A string, decoded, written back with `escape_json`'s escapes; a key
+    /// is also kept decoded in `keys`.
+    fn string(&mut self, out: &mut Vec<u8>, key: bool) -> Option<()> {
         self.at += 1;
         out.push(b'"');
         loop {
@@ -229,7 +260,11 @@ impl Parser<'_> {
             let run = self.text[self.at..]
                 .iter()
                 .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-            out.extend_from_slice(&self.text[self.at..self.at + run]);
+            let plain = &self.text[self.at..self.at + run];
+            out.extend_from_slice(plain);
+            if key {
+                self.keys.extend_from_slice(plain);
+            }
             self.at += run;
             match self.text[self.at] {
                 b'"' => {
@@ -241,10 +276,8 @@ impl Parser<'_> {
                     let escape = *self.text.get(self.at + 1)?;
                     self.at += 2;
                     let decoded = match escape {
-                        b'"' | b'\\' => {
-                            out.extend_from_slice(&[b'\\', escape]);
-                            continue;
-                        }
+                        b'"' => '"',
+                        b'\\' => '\\',
                         b'/' => '/',
                         b'b' => '\u{8}',
                         b'f' => '\u{c}',
@@ -258,11 +291,12 @@ impl Parser<'_> {
                         }
                         _ => return None,
                     };
-                    if decoded == '"' || decoded == '\\' {
-                        out.push(b'\\');
-                    }
                     let mut utf8 = [0u8; 4];
-                    out.extend_from_slice(decoded.encode_utf8(&mut utf8).as_bytes());
+                    let bytes = decoded.encode_utf8(&mut utf8).as_bytes();
+                    if key {
+                        self.keys.extend_from_slice(bytes);
+                    }
+                    escape_char(decoded, bytes, out);
                 }
                 // A raw control character: not JSON.
                 _ => return None,
@@ -295,9 +329,8 @@ impl Parser<'_> {
         }
     }
 
-    /// A number as its significant digits and the power of ten of the
-    /// point before them, then its display scale when not 0: `-12.50` is
-    /// `-125e2s2`, `0.003` `3e-2s3`, `1e2` `1e3`, zero `0` (`0.00` `0s2`).
+    /// A number as `numeric_out` prints it: `-12.50` stays `-12.50`,
+    /// `1e2` is `100`, `2.5E-3` `0.0025`, `-0` `0`, `0.00000e2` `0.000`.
     fn number(&mut self, out: &mut Vec<u8>) -> Option<()> {
         let negative = self.peek() == Some(b'-');
         if negative {
@@ -351,43 +384,83 @@ impl Parser<'_> {
                 exponent = -exponent;
             }
         }
-        let leading = int.iter().chain(frac).take_while(|&&d| d == b'0').count();
-        let total = int.len() + frac.len();
-        let trailing = int
-            .iter()
-            .chain(frac)
-            .rev()
-            .take_while(|&&d| d == b'0')
-            .count();
-        // numeric's display scale: what `numeric_out`, so jsonb, prints
-        // after the point (`1.0` stays `1.0`; `1.5e1` is `15.0`).
-        let scale = (frac.len() as i64).saturating_sub(exponent).max(0);
-        let write_scale = |out: &mut Vec<u8>| {
-            if scale > 0 {
-                out.push(b's');
-                let _ = write!(out, "{scale}");
+        if exponent.abs() > MAX_EXPONENT {
+            return None;
+        }
+        // No exponent, no scale to work out: already as numeric prints it
+        // (`-0` and `-0.0` aside, numeric has no negative zero).
+        if exponent == 0 && !(negative && int.iter().chain(frac).all(|&d| d == b'0')) {
+            if negative {
+                out.push(b'-');
             }
-        };
-        if leading == total {
-            out.push(b'0');
-            write_scale(out);
+            out.extend_from_slice(int);
+            if !frac.is_empty() {
+                out.push(b'.');
+                out.extend_from_slice(frac);
+            }
             return Some(());
         }
+        // numeric's display scale: the digits it prints after the point.
+        let scale = (frac.len() as i64).saturating_sub(exponent).max(0) as usize;
+        // The significant digits (integer part and fraction, leading zeros
+        // off) and where the point goes among them.
+        let digits: Vec<u8> = int.iter().chain(frac).copied().collect();
+        let leading = digits.iter().take_while(|&&d| d == b'0').count();
+        let digits = &digits[leading..];
+        if digits.is_empty() {
+            out.push(b'0');
+            if scale > 0 {
+                out.push(b'.');
+                out.resize(out.len() + scale, b'0');
+            }
+            return Some(());
+        }
+        // The value is 0.digits × 10^point.
+        let point = int.len() as i64 + exponent - leading as i64;
         if negative {
             out.push(b'-');
         }
-        // The significant digits, from the integer part and the fraction.
-        let (from, to) = (leading, total - trailing);
-        out.extend_from_slice(&int[from.min(int.len())..to.min(int.len())]);
-        out.extend_from_slice(&frac[from.saturating_sub(int.len())..to.saturating_sub(int.len())]);
-        let point = (int.len() as i64)
-            .saturating_add(exponent)
-            .saturating_sub(leading as i64);
-        out.push(b'e');
-        // Into the Vec itself: writing to a Vec cannot fail.
-        let _ = write!(out, "{point}");
-        write_scale(out);
+        let digit_at = |i: i64| {
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| digits.get(i).copied())
+                .unwrap_or(b'0')
+        };
+        if point <= 0 {
+            out.push(b'0');
+        } else {
+            for i in 0..point {
+                out.push(digit_at(i));
+            }
+        }
+        if scale > 0 {
+            out.push(b'.');
+            for i in 0..scale as i64 {
+                out.push(digit_at(point + i));
+            }
+        }
         Some(())
+    }
+}
+
+/// One decoded character of a string as `escape_json` writes it.
+fn escape_char(c: char, utf8: &[u8], out: &mut Vec<u8>) {
+    match c {
+        '"' => out.extend_from_slice(b"\\\""),
+        '\\' => out.extend_from_slice(b"\\\\"),
+        '\u{8}' => out.extend_from_slice(b"\\b"),
+        '\u{c}' => out.extend_from_slice(b"\\f"),
+        '\n' => out.extend_from_slice(b"\\n"),
+        '\r' => out.extend_from_slice(b"\\r"),
+        '\t' => out.extend_from_slice(b"\\t"),
+        c if (c as u32) < 0x20 => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let n = c as usize;
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[n >> 4]);
+            out.push(HEX[n & 15]);
+        }
+        _ => out.extend_from_slice(utf8),
     }
 }
 
@@ -456,15 +529,25 @@ mod tests {
         ] {
             assert_eq!(canon(bad), None, "{bad:?}");
         }
-        assert_eq!(canon("-12.50").as_deref(), Some("-125e2s2"));
-        assert_eq!(canon("0.003").as_deref(), Some("3e-2s3"));
-        assert_eq!(canon("1e2").as_deref(), Some("1e3"));
+        assert_eq!(canon("-12.50").as_deref(), Some("-12.50"));
+        assert_eq!(canon("0.003").as_deref(), Some("0.003"));
+        assert_eq!(canon("1e2").as_deref(), Some("100"));
+        assert_eq!(canon("-0.0").as_deref(), Some("0.0"));
+        assert_eq!(canon("0.00000e2").as_deref(), Some("0.000"));
+        assert_eq!(canon("1.5e1").as_deref(), Some("15"));
+        assert_eq!(canon("1e-3").as_deref(), Some("0.001"));
+        assert_eq!(canon("1e200001"), None);
+        assert_eq!(canon("1e3").as_deref(), Some("1000"));
+        assert_eq!(
+            canon("12345678901234567890.123e-5").as_deref(),
+            Some("123456789012345.67890123")
+        );
     }
 
     #[test]
     fn keys_given_twice_and_nul_escapes_are_noted() {
         let noted = |t: &str| canonical_noting(t.as_bytes(), &mut Vec::new());
-        let twice = |t: &str| noted(t).map(|n| n.duplicate_key);
+        let twice = |t: &str| noted(t).map(|n| n.duplicate_key.is_some());
         assert_eq!(twice(r#"{"a":1,"a":2}"#), Some(true));
         assert_eq!(twice(r#"{"b":1,"a":2,"b":3}"#), Some(true));
         assert_eq!(twice(r#"[{"x":{"b":1,"b":2}}]"#), Some(true));
@@ -473,6 +556,10 @@ mod tests {
         assert_eq!(twice(r#"{"a":{"a":1},"b":[{"a":2}]}"#), Some(false));
         assert_eq!(twice(r#"{"ab":1,"a":2,"b":3}"#), Some(false));
         assert_eq!(twice("1e2"), Some(false));
+        assert_eq!(
+            noted(r#"{"b":1,"\u0061":2,"a":3}"#).and_then(|n| n.duplicate_key),
+            Some("a".to_string())
+        );
         let nul = |t: &str| noted(t).map(|n| n.nul_escape);
         assert_eq!(nul(r#"{"a":"x\u0000y"}"#), Some(true));
         assert_eq!(nul(r#"["\\u0000"]"#), Some(false));

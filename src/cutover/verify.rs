@@ -4,9 +4,12 @@
 //! Each row becomes the canonical form of its binary COPY fields
 //! ([`super::types::canonical`]): on the SQLite side after the same
 //! conversion the load uses, on the PostgreSQL side as the server sends them
-//! (`COPY … TO STDOUT (FORMAT binary)`). A row's hash is the first 128 bits
-//! of SHA-256 of that form; a table's hash is the sum of its rows' hashes
-//! (mod 2^128), so order does not matter and duplicate rows still count.
+//! (`COPY … TO STDOUT (FORMAT binary)`; jsonb as the server prints it, so
+//! that side needs no JSON parse). A row's hash is XXH3-128 of that form; a
+//! table's hash is the sum of its rows' hashes (mod 2^128), so order does
+//! not matter and duplicate rows still count. The hash guards against
+//! accidents, not an adversary: whoever could forge a collision already
+//! writes both the file and the target.
 //!
 //! Because both are sums, a big table is hashed in slices that are added
 //! up ([`super::ranges`]): SQLite by rowid, the target by heap block, all
@@ -28,23 +31,23 @@
 //! ([`super::epoch`]).
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio_postgres::binary_copy::BinaryCopyOutStream;
 use tokio_postgres::types::{FromSql, Type};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
 use super::precheck::blocking;
 use super::ranges::{self, BlockSlice, RowidSlice};
 use super::snapshot::Snapshot;
 use super::target;
 use super::types::{
-    Kind, UNCONVERTIBLE, canonical, canonical_of_sqlite, convert, display_value, encode,
+    Kind, UNCONVERTIBLE, canonical, canonical_from_server, canonical_of_sqlite, convert,
+    display_value, encode,
 };
 use super::{TableMap, sqlite};
 use crate::db::{ConnectionSettings, Db, history::database_error, quote_ident};
@@ -184,6 +187,9 @@ struct Keep {
 /// Hashes rows into a [`Side`].
 struct Digester<'a> {
     kinds: &'a [Kind],
+    /// Fields as the server sent them (the target side): jsonb is taken
+    /// as printed ([`canonical_from_server`]).
+    from_server: bool,
     key: &'a [usize],
     names: Vec<&'a str>,
     keep: &'a Keep,
@@ -198,9 +204,10 @@ struct Digester<'a> {
 }
 
 impl<'a> Digester<'a> {
-    fn new(table: &'a TableMap, kinds: &'a [Kind], keep: &'a Keep) -> Self {
+    fn new(table: &'a TableMap, kinds: &'a [Kind], keep: &'a Keep, from_server: bool) -> Self {
         Digester {
             kinds,
+            from_server,
             key: &table.key,
             names: table.columns.iter().map(|c| c.target.as_str()).collect(),
             keep,
@@ -233,10 +240,12 @@ impl<'a> Digester<'a> {
     /// Adds a row given as binary COPY fields.
     fn add(&mut self, fields: &[Option<&[u8]>]) {
         self.start_row();
+        let mut row = std::mem::take(&mut self.row);
         for (kind, field) in self.kinds.iter().zip(fields) {
-            canonical(kind, *field, &mut self.row);
-            self.end_field();
+            field_canonical(self.from_server, kind, *field, &mut row);
+            self.ends.push(row.len());
         }
+        self.row = row;
         let bucket = self.sum();
         if !self.sums_only() {
             self.keep_row(fields, bucket);
@@ -245,10 +254,7 @@ impl<'a> Digester<'a> {
 
     /// Adds the row in `row` to the sums; its bucket.
     fn sum(&mut self) -> usize {
-        let digest = Sha256::digest(&self.row);
-        let mut first = [0u8; 16];
-        first.copy_from_slice(&digest[..16]);
-        let hash = u128::from_le_bytes(first);
+        let hash = xxh3_128(&self.row);
         self.key_bytes.clear();
         if self.key.is_empty() {
             self.key_bytes.extend_from_slice(&self.row);
@@ -259,9 +265,7 @@ impl<'a> Digester<'a> {
                     .extend_from_slice(&self.row[start..self.ends[k]]);
             }
         }
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.key_bytes.hash(&mut hasher);
-        let bucket = (hasher.finish() % BUCKETS as u64) as usize;
+        let bucket = (xxh3_64(&self.key_bytes) % BUCKETS as u64) as usize;
         let side = &mut self.side;
         side.rows += 1;
         side.sum = side.sum.wrapping_add(hash);
@@ -275,6 +279,7 @@ impl<'a> Digester<'a> {
     /// Keeps what the naming passes asked for of the row just summed.
     fn keep_row(&mut self, fields: &[Option<&[u8]>], bucket: usize) {
         let hash = self.last_hash;
+        let from_server = self.from_server;
         let side = &mut self.side;
         if let Some(keys) = &self.keep.keys
             && keys.contains(&self.key_bytes)
@@ -286,10 +291,8 @@ impl<'a> Digester<'a> {
                 .zip(fields)
                 .map(|(kind, raw)| {
                     field.clear();
-                    canonical(kind, *raw, &mut field);
-                    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-                    field.hash(&mut hasher);
-                    (hasher.finish(), display_value(kind, *raw))
+                    field_canonical(from_server, kind, *raw, &mut field);
+                    (xxh3_64(&field), display_value(kind, *raw))
                 })
                 .collect();
             side.detail
@@ -324,6 +327,15 @@ impl<'a> Digester<'a> {
                 });
             entry.1.push(hash);
         }
+    }
+}
+
+/// The canonical form of one field, as its side has it.
+fn field_canonical(from_server: bool, kind: &Kind, raw: Option<&[u8]>, out: &mut Vec<u8>) {
+    if from_server {
+        canonical_from_server(kind, raw, out);
+    } else {
+        canonical(kind, raw, out);
     }
 }
 
@@ -383,7 +395,7 @@ fn hash_source(
     }
     .map_err(&read_error)?;
     let kinds = table.kinds();
-    let mut digester = Digester::new(table, &kinds, keep);
+    let mut digester = Digester::new(table, &kinds, keep, false);
     let mut buf = BytesMut::new();
     let mut encoded: Vec<u8> = Vec::new();
     let mut spans: Vec<Option<(usize, usize)>> = Vec::with_capacity(kinds.len());
@@ -470,10 +482,22 @@ async fn digest_copy(
     let rows = BinaryCopyOutStream::new(stream, types);
     tokio::pin!(rows);
     let kinds = table.kinds();
-    let mut digester = Digester::new(table, &kinds, keep);
+    let mut digester = Digester::new(table, &kinds, keep, true);
+    let sums_only = digester.sums_only();
     while let Some(row) = rows.try_next().await.map_err(Stopped::Database)? {
         if digester.side.rows.is_multiple_of(65_536) && interrupt.is_triggered() {
             return Err(Stopped::Interrupted);
+        }
+        if sums_only {
+            // Field by field into the row's canonical form: nothing kept.
+            digester.start_row();
+            for (index, kind) in kinds.iter().enumerate() {
+                let Raw(raw) = row.try_get::<Raw<'_>>(index).map_err(Stopped::Database)?;
+                canonical_from_server(kind, raw, &mut digester.row);
+                digester.end_field();
+            }
+            digester.sum();
+            continue;
         }
         let fields = (0..kinds.len())
             .map(|index| row.try_get::<Raw<'_>>(index).map(|Raw(raw)| raw))
