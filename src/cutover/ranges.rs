@@ -106,6 +106,23 @@ pub fn block_slices(blocks: u64, parts: usize) -> Vec<BlockSlice> {
     out
 }
 
+/// The smallest and largest rowid of a SQLite table (`None` when empty).
+/// Two subqueries, each answered from the end of the b-tree: SQLite only
+/// does that for a lone `min()` or `max()`, and `SELECT min(r), max(r)`
+/// reads the whole table (half a second on a 1.1 M-row table).
+pub fn rowid_bounds(
+    db: &rusqlite::Connection,
+    table: &str,
+    rowid: &str,
+) -> rusqlite::Result<(Option<i64>, Option<i64>)> {
+    let table = super::sqlite::quote(table);
+    db.query_row(
+        &format!("SELECT (SELECT min({rowid}) FROM {table}), (SELECT max({rowid}) FROM {table})"),
+        [],
+        |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
+    )
+}
+
 /// The rowid slices of a big SQLite table, `most` at most, for work that
 /// adds up over slices (counts, sums); `None` when one stream will do.
 pub fn source_slices(
@@ -114,15 +131,7 @@ pub fn source_slices(
     rowid: &str,
     most: usize,
 ) -> rusqlite::Result<Option<Vec<RowidSlice>>> {
-    let (min, max) = db.query_row(
-        &format!(
-            "SELECT min({rowid}), max({rowid}) FROM {}",
-            super::sqlite::quote(table)
-        ),
-        [],
-        |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
-    )?;
-    let (Some(min), Some(max)) = (min, max) else {
+    let (Some(min), Some(max)) = rowid_bounds(db, table, rowid)? else {
         return Ok(None);
     };
     let span = u64::try_from(i128::from(max) - i128::from(min) + 1).unwrap_or(u64::MAX);

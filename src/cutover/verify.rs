@@ -602,15 +602,7 @@ async fn plan(snapshot: &Snapshot, source: &Path, table: &TableMap, jobs: usize)
             let (path, name) = (source.to_path_buf(), table.source.clone());
             blocking(move || {
                 let db = sqlite::open(&path)?;
-                db.query_row(
-                    &format!(
-                        "SELECT min({rowid}), max({rowid}) FROM {}",
-                        sqlite::quote(&name)
-                    ),
-                    [],
-                    |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
-                )
-                .map_err(sqlite::read_error(&name, &path))
+                ranges::rowid_bounds(&db, &name, rowid).map_err(sqlite::read_error(&name, &path))
             })
             .await?
         }
