@@ -911,6 +911,21 @@ fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc));
     }
+    // Without an offset first, the most common spelling in SQLite files
+    // (`datetime('now')`): each format must match the whole text, so at
+    // most one of these and the ones with an offset can.
+    let stripped = text.strip_suffix('Z').unwrap_or(text);
+    let naive = [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ];
+    for format in naive {
+        if let Ok(t) = NaiveDateTime::parse_from_str(stripped, format) {
+            return Some(t.and_utc());
+        }
+    }
     let with_offset = [
         "%Y-%m-%d %H:%M:%S%.f%:z",
         "%Y-%m-%dT%H:%M:%S%.f%:z",
@@ -923,18 +938,6 @@ fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
     for format in with_offset {
         if let Ok(t) = DateTime::parse_from_str(text, format) {
             return Some(t.with_timezone(&Utc));
-        }
-    }
-    let stripped = text.strip_suffix('Z').unwrap_or(text);
-    let naive = [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M",
-    ];
-    for format in naive {
-        if let Ok(t) = NaiveDateTime::parse_from_str(stripped, format) {
-            return Some(t.and_utc());
         }
     }
     NaiveDate::parse_from_str(stripped, "%Y-%m-%d")
@@ -1247,6 +1250,7 @@ pub fn canonical_of_sqlite(kind: &Kind, value: ValueRef<'_>, out: &mut Vec<u8>) 
             Err(_) => false,
         },
         (Kind::Float8, ValueRef::Real(f)) if !f.is_nan() => fixed(&f.to_be_bytes(), out),
+        (Kind::Bool, ValueRef::Integer(i @ (0 | 1))) => fixed(&[i as u8], out),
         (Kind::Jsonb, ValueRef::Text(bytes)) => {
             if std::str::from_utf8(bytes).is_err() {
                 return false;
@@ -1455,6 +1459,9 @@ mod tests {
             (Kind::Float8, Type::FLOAT8, ValueRef::Real(5e-324), true),
             (Kind::Float8, Type::FLOAT8, ValueRef::Real(f64::NAN), false),
             (Kind::Float8, Type::FLOAT8, ValueRef::Integer(3), false),
+            (Kind::Bool, Type::BOOL, ValueRef::Integer(0), true),
+            (Kind::Bool, Type::BOOL, ValueRef::Integer(1), true),
+            (Kind::Bool, Type::BOOL, ValueRef::Integer(2), false),
         ];
         for (kind, ty, value, short) in cases {
             let mut ours = Vec::new();
