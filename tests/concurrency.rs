@@ -320,6 +320,58 @@ fn an_exclusive_lock_held_idle_is_named_by_preflight_at_once() {
     assert_eq!(db.history("default").len(), 3);
 }
 
+/// A running statement that holds ACCESS EXCLUSIVE may be about to finish:
+/// preflight waits for it (up to 10 s) and says so at once, so the pause is
+/// not taken for a hang, then names it.
+#[test]
+fn preflight_says_it_waits_for_a_running_exclusive_holder() {
+    let db = TestDb::new();
+    let project = two_tables();
+    project.run(&db, &["apply"], 0);
+    project.write(
+        "migrations/0003_add_email.up.sql",
+        b"ALTER TABLE users ADD COLUMN email text;\n",
+    );
+    let url = db.url.clone();
+    let holder = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            // Ended by pg_terminate_backend below: the error is expected.
+            let _ = client
+                .batch_execute(
+                    "SET application_name = 'blocker'; BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60)",
+                )
+                .await;
+        });
+    });
+    common::wait_for_query(&db, "pg_sleep(60)");
+    let pid = db
+        .scalar("SELECT pid FROM pg_stat_activity WHERE application_name = 'blocker'")
+        .unwrap();
+    let output = project.migsafe(&db).arg("preflight").output().unwrap();
+    let out = expect_exit(&output, 1);
+    assert!(
+        out.contains(&format!("held by a running statement (pid {pid} on users)"))
+            && out.contains("waits up to 10 s"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("error[BLOCKING_LOCK:{pid}]"))
+            || out.contains(&format!("BLOCKING_LOCK:{pid}")),
+        "{out}"
+    );
+    db.query(&format!("SELECT pg_terminate_backend({pid})"));
+    holder.join().unwrap();
+    project.run(&db, &["apply"], 0);
+}
+
 #[test]
 fn lock_retries_exhausted_is_lock_timeout_with_history_unchanged() {
     let db = TestDb::new();

@@ -1628,3 +1628,34 @@ fn jsonb_documents_verify_exactly_as_the_server_prints_them() {
         "{text}"
     );
 }
+
+/// On a database that is not UTF-8, jsonb orders keys by their length in
+/// the server's encoding (`é` is one byte in LATIN1, two in UTF-8), so the
+/// server's text is put in order again before it is hashed: verify passes
+/// on a copy that is exact, and still finds a changed value.
+#[test]
+fn jsonb_on_a_latin1_database_verifies_as_it_is() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_docs.up.sql",
+            "CREATE TABLE docs (id bigint PRIMARY KEY, body jsonb, raw json);",
+        ),
+        ("migrations/0001_docs.down.sql", "DROP TABLE docs;"),
+    ]);
+    let file = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
+    file.execute_batch(
+        r#"CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT, raw TEXT);
+           INSERT INTO docs VALUES (1, '{"ab": 1, "é": 2}', '{"é":  1}'),
+                                   (2, '{"\u00e9": 1, "zz": 2}', '"\ud800"'),
+                                   (3, '{"zé": {"ab": [1.50, "ü"]}, "a": 1}', NULL);"#,
+    )
+    .unwrap();
+    drop(file);
+    let target = TestDb::with_options("ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'");
+    let run = cutover(&project, &target, &["run", "--from", "app.db"]);
+    let text = expect_exit(&run, 0);
+    assert!(text.contains("verify passed"), "{text}");
+    target.query(r#"UPDATE docs SET body = '{"ab": 1, "é": 3}' WHERE id = 1"#);
+    let text = verify_mismatch(&project, &target);
+    assert!(text.contains("(id)=(1): values differ in body"), "{text}");
+}

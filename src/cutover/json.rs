@@ -31,15 +31,41 @@
 /// is the stack; serde_json's is 128).
 const MAX_DEPTH: usize = 512;
 
-/// Beyond this exponent a number is not written out digit by digit (no
-/// jsonb holds one: `numeric` keeps at most 16,383 digits after the point
-/// and about 131,000 before it).
-const MAX_EXPONENT: i64 = 1 << 17;
+/// `numeric` (so jsonb) keeps at most this many digits before the point…
+const NUMERIC_MAX_WEIGHT_DIGITS: i64 = 131_072;
+/// …and this many after it (`NUMERIC_DSCALE_MAX`).
+const NUMERIC_MAX_SCALE: i64 = 16_383;
+/// `numeric_in` refuses an exponent from here on (`INT_MAX / 2`).
+const NUMERIC_MAX_EXPONENT: i64 = 1_073_741_823;
 
 /// Appends the canonical form of `text` to `out`; `None` (and `out` as it
 /// was) when `text` is not one JSON value.
 pub fn canonical(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    canonical_noting(text, out).map(|_| ())
+    canonical_noting(text, out).ok().map(|_| ())
+}
+
+/// Why a text was not read as JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unread {
+    /// Not JSON (PostgreSQL's `json` refuses it too).
+    NotJson,
+    /// Nested deeper than migsafe reads ([`MAX_DEPTH`]); it may be valid.
+    TooDeep,
+}
+
+impl Unread {
+    /// For a misfit: the problem, and what to say beyond its name.
+    pub fn problem(self) -> (&'static str, Option<String>) {
+        match self {
+            Unread::NotJson => ("invalid_json", None),
+            Unread::TooDeep => (
+                "json_too_deep",
+                Some(format!(
+                    "nested deeper than {MAX_DEPTH} levels, which migsafe does not read; it may be valid JSON"
+                )),
+            ),
+        }
+    }
 }
 
 /// What [`canonical`] met on the way that `jsonb` would not keep as it is.
@@ -50,12 +76,22 @@ pub struct Noted {
     pub duplicate_key: Option<String>,
     /// A `\u0000` escape (jsonb refuses it).
     pub nul_escape: bool,
+    /// Something else `json` keeps but `jsonb` refuses: a number beyond
+    /// numeric's range, a lone UTF-16 surrogate escape.
+    pub jsonb_refuses: Option<&'static str>,
+}
+
+impl Noted {
+    /// Whether jsonb stores this document as it means.
+    pub fn fits_jsonb(&self) -> bool {
+        self.duplicate_key.is_none() && !self.nul_escape && self.jsonb_refuses.is_none()
+    }
 }
 
 /// [`canonical`], also saying what it met that jsonb refuses or changes:
 /// the SQLite side of verify checks a value and writes its canonical form
 /// in one pass.
-pub fn canonical_noting(text: &[u8], out: &mut Vec<u8>) -> Option<Noted> {
+pub fn canonical_noting(text: &[u8], out: &mut Vec<u8>) -> Result<Noted, Unread> {
     let start = out.len();
     // The parser's stacks are kept per thread: verify calls this for every
     // JSON value, and allocating them each time was a tenth of its work.
@@ -67,6 +103,7 @@ pub fn canonical_noting(text: &[u8], out: &mut Vec<u8>) -> Option<Noted> {
         members,
         keys,
         scratch,
+        too_deep: false,
     };
     let done = parser.value(out, 0).and_then(|()| {
         parser.skip_space();
@@ -75,6 +112,11 @@ pub fn canonical_noting(text: &[u8], out: &mut Vec<u8>) -> Option<Noted> {
     if done.is_none() {
         out.truncate(start);
     }
+    let done = done.ok_or(if parser.too_deep {
+        Unread::TooDeep
+    } else {
+        Unread::NotJson
+    });
     let Parser {
         mut members,
         mut keys,
@@ -119,6 +161,8 @@ struct Parser<'a> {
     keys: Vec<u8>,
     /// An object's members as written, while they are put in order.
     scratch: Vec<u8>,
+    /// Given up for nesting, not for syntax.
+    too_deep: bool,
 }
 
 /// jsonb's order of object members: shorter keys first, then by their
@@ -150,6 +194,7 @@ impl Parser<'_> {
 
     fn value(&mut self, out: &mut Vec<u8>, depth: usize) -> Option<()> {
         if depth > MAX_DEPTH {
+            self.too_deep = true;
             return None;
         }
         self.skip_space();
@@ -296,6 +341,7 @@ impl Parser<'_> {
                     return Some(());
                 }
                 b'\\' => {
+                    let escape_at = self.at;
                     let escape = *self.text.get(self.at + 1)?;
                     self.at += 2;
                     let decoded = match escape {
@@ -307,11 +353,25 @@ impl Parser<'_> {
                         b'n' => '\n',
                         b'r' => '\r',
                         b't' => '\t',
-                        b'u' => {
-                            let decoded = self.unicode()?;
-                            self.noted.nul_escape |= decoded == '\0';
-                            decoded
-                        }
+                        b'u' => match self.unicode()? {
+                            Some(decoded) => {
+                                self.noted.nul_escape |= decoded == '\0';
+                                decoded
+                            }
+                            // A lone surrogate: `json` keeps it as written,
+                            // jsonb refuses it (so it is never compared).
+                            None => {
+                                self.noted.jsonb_refuses.get_or_insert(
+                                    "a lone UTF-16 surrogate escape (\\uD800-\\uDFFF without its pair)",
+                                );
+                                let written = &self.text[escape_at..self.at];
+                                out.extend_from_slice(written);
+                                if key {
+                                    self.keys.extend_from_slice(written);
+                                }
+                                continue;
+                            }
+                        },
                         _ => return None,
                     };
                     let mut utf8 = [0u8; 4];
@@ -334,21 +394,28 @@ impl Parser<'_> {
         u32::from_str_radix(text, 16).ok()
     }
 
-    /// The code point of `\uXXXX` (after the `u`), surrogate pairs joined.
-    fn unicode(&mut self) -> Option<char> {
+    /// The code point of `\uXXXX` (after the `u`), surrogate pairs joined;
+    /// `Some(None)` for a surrogate without its pair (valid `json`, not
+    /// valid `jsonb`), `None` for what is not an escape at all.
+    fn unicode(&mut self) -> Option<Option<char>> {
         let first = self.hex4()?;
         if (0xD800..0xDC00).contains(&first) {
-            if self.text.get(self.at..self.at + 2)? != b"\\u" {
-                return None;
+            let after = self.at;
+            if self.text.get(self.at..self.at + 2) == Some(b"\\u") {
+                self.at += 2;
+                if let Some(second) = self.hex4()
+                    && (0xDC00..0xE000).contains(&second)
+                {
+                    return Some(char::from_u32(
+                        0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00),
+                    ));
+                }
             }
-            self.at += 2;
-            let second = self.hex4()?;
-            if !(0xDC00..0xE000).contains(&second) {
-                return None;
-            }
-            char::from_u32(0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00))
+            // Not a pair: the next escape is read on its own.
+            self.at = after;
+            Some(None)
         } else {
-            char::from_u32(first)
+            Some(char::from_u32(first))
         }
     }
 
@@ -407,8 +474,18 @@ impl Parser<'_> {
                 exponent = -exponent;
             }
         }
-        if exponent.abs() > MAX_EXPONENT {
-            return None;
+        let written = &self.text[if negative { int_start - 1 } else { int_start }..self.at];
+        // Valid JSON that numeric cannot hold: `json` keeps it, jsonb
+        // refuses it (and it is never written out digit by digit).
+        let beyond = |parser: &mut Self, out: &mut Vec<u8>| {
+            parser.noted.jsonb_refuses.get_or_insert(
+                "a number beyond numeric's range (131,072 digits before the point, 16,383 after)",
+            );
+            out.extend_from_slice(written);
+            Some(())
+        };
+        if exponent.abs() >= NUMERIC_MAX_EXPONENT {
+            return beyond(self, out);
         }
         // No exponent, no scale to work out: already as numeric prints it
         // (`-0` and `-0.0` aside, numeric has no negative zero).
@@ -424,7 +501,11 @@ impl Parser<'_> {
             return Some(());
         }
         // numeric's display scale: the digits it prints after the point.
-        let scale = (frac.len() as i64).saturating_sub(exponent).max(0) as usize;
+        let scale = (frac.len() as i64).saturating_sub(exponent).max(0);
+        if scale > NUMERIC_MAX_SCALE {
+            return beyond(self, out);
+        }
+        let scale = scale as usize;
         // The significant digits (integer part and fraction, leading zeros
         // off) and where the point goes among them.
         let digits: Vec<u8> = int.iter().chain(frac).copied().collect();
@@ -440,6 +521,9 @@ impl Parser<'_> {
         }
         // The value is 0.digits × 10^point.
         let point = int.len() as i64 + exponent - leading as i64;
+        if point > NUMERIC_MAX_WEIGHT_DIGITS {
+            return beyond(self, out);
+        }
         if negative {
             out.push(b'-');
         }
@@ -559,7 +643,29 @@ mod tests {
         assert_eq!(canon("0.00000e2").as_deref(), Some("0.000"));
         assert_eq!(canon("1.5e1").as_deref(), Some("15"));
         assert_eq!(canon("1e-3").as_deref(), Some("0.001"));
-        assert_eq!(canon("1e200001"), None);
+        // Beyond numeric: valid JSON, noted as refused by jsonb.
+        let refused = |t: &str| {
+            canonical_noting(t.as_bytes(), &mut Vec::new()).map(|n| n.jsonb_refuses.is_some())
+        };
+        assert_eq!(refused("1e-16384"), Ok(true));
+        assert_eq!(refused("0e-16384"), Ok(true));
+        assert_eq!(refused("1.5e-16383"), Ok(true));
+        assert_eq!(refused("1e2147483648"), Ok(true));
+        assert_eq!(refused("0e131073"), Ok(false));
+        assert_eq!(refused("0.0000001e131078"), Ok(false));
+        assert_eq!(refused("1e-16383"), Ok(false));
+        assert_eq!(refused(r#"{"name": "\ud800"}"#), Ok(true));
+        assert_eq!(refused(r#""\udc00\u0041""#), Ok(true));
+        assert_eq!(refused(r#""\ud83c\udf89""#), Ok(false));
+        let deep = format!("{}{}", "[".repeat(600), "]".repeat(600));
+        assert_eq!(
+            canonical_noting(deep.as_bytes(), &mut Vec::new()),
+            Err(Unread::TooDeep)
+        );
+        assert_eq!(
+            canonical_noting(b"[1,]", &mut Vec::new()),
+            Err(Unread::NotJson)
+        );
         assert_eq!(canon("1e3").as_deref(), Some("1000"));
         assert_eq!(
             canon("12345678901234567890.123e-5").as_deref(),
@@ -569,7 +675,7 @@ mod tests {
 
     #[test]
     fn keys_given_twice_and_nul_escapes_are_noted() {
-        let noted = |t: &str| canonical_noting(t.as_bytes(), &mut Vec::new());
+        let noted = |t: &str| canonical_noting(t.as_bytes(), &mut Vec::new()).ok();
         let twice = |t: &str| noted(t).map(|n| n.duplicate_key.is_some());
         assert_eq!(twice(r#"{"a":1,"a":2}"#), Some(true));
         assert_eq!(twice(r#"{"b":1,"a":2,"b":3}"#), Some(true));

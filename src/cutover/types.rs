@@ -579,9 +579,16 @@ pub fn convert(value: ValueRef<'_>, kind: &Kind, not_null: bool) -> Result<Cell,
             let text = to_text(value)?;
             // PostgreSQL's own grammar (numbers of any size, as numeric),
             // not serde_json's (which refuses `1e400` as out of range).
-            let Some(noted) = super::json::canonical_noting(text.as_bytes(), &mut Vec::new())
-            else {
-                return Err(misfit("invalid_json", show(value)));
+            let noted = match super::json::canonical_noting(text.as_bytes(), &mut Vec::new()) {
+                Ok(noted) => noted,
+                Err(unread) => {
+                    let (problem, why) = unread.problem();
+                    let detail = match why {
+                        Some(why) => format!("{} ({why})", show(value)),
+                        None => show(value),
+                    };
+                    return Err(misfit(problem, detail));
+                }
             };
             // SQLite's json functions read the first of two equal keys,
             // jsonb keeps the last: the value would change meaning.
@@ -598,6 +605,9 @@ pub fn convert(value: ValueRef<'_>, kind: &Kind, not_null: bool) -> Result<Cell,
                 // jsonb refuses the NUL escape that json and SQLite accept.
                 if noted.nul_escape {
                     return Err(misfit("nul_in_jsonb", show(value)));
+                }
+                if let Some(why) = noted.jsonb_refuses {
+                    return Err(misfit("jsonb_refuses", format!("{} ({why})", show(value))));
                 }
                 Ok(Cell::Jsonb(text))
             } else {
@@ -1259,7 +1269,7 @@ pub fn canonical_of_sqlite(kind: &Kind, value: ValueRef<'_>, out: &mut Vec<u8>) 
             out.push(1);
             out.extend_from_slice(&[0; 8]);
             match super::json::canonical_noting(bytes, out) {
-                Some(noted) if noted.duplicate_key.is_none() && !noted.nul_escape => {
+                Ok(noted) if noted.fits_jsonb() => {
                     let length = (out.len() - start - 9) as u64;
                     out[start + 1..start + 9].copy_from_slice(&length.to_le_bytes());
                     true
@@ -1390,6 +1400,7 @@ mod tests {
         assert!(convert(ValueRef::Text(b"[1e3000, 1e-400]"), &Kind::Jsonb, false).is_ok());
         let dup = |t: &str| {
             crate::cutover::json::canonical_noting(t.as_bytes(), &mut Vec::new())
+                .ok()
                 .unwrap()
                 .duplicate_key
         };

@@ -361,6 +361,12 @@ struct Unit {
 /// A table's column types and slices.
 struct Plan {
     types: Vec<Type>,
+    /// The server's jsonb text is hashed as it comes
+    /// ([`canonical_from_server`]): only on a UTF-8 database, where jsonb
+    /// orders keys by their UTF-8 length as the SQLite side predicts. Any
+    /// other server encoding orders by its own byte lengths, so there both
+    /// sides are put in the same order by the same parser.
+    jsonb_as_printed: bool,
     units: Vec<Unit>,
 }
 
@@ -476,13 +482,14 @@ async fn digest_copy(
     stream: tokio_postgres::CopyOutStream,
     table: &TableMap,
     types: &[Type],
+    jsonb_as_printed: bool,
     keep: &Keep,
     interrupt: &Interrupt,
 ) -> std::result::Result<Side, Stopped> {
     let rows = BinaryCopyOutStream::new(stream, types);
     tokio::pin!(rows);
     let kinds = table.kinds();
-    let mut digester = Digester::new(table, &kinds, keep, true);
+    let mut digester = Digester::new(table, &kinds, keep, jsonb_as_printed);
     let sums_only = digester.sums_only();
     while let Some(row) = rows.try_next().await.map_err(Stopped::Database)? {
         if digester.side.rows.is_multiple_of(65_536) && interrupt.is_triggered() {
@@ -493,7 +500,7 @@ async fn digest_copy(
             digester.start_row();
             for (index, kind) in kinds.iter().enumerate() {
                 let Raw(raw) = row.try_get::<Raw<'_>>(index).map_err(Stopped::Database)?;
-                canonical_from_server(kind, raw, &mut digester.row);
+                field_canonical(jsonb_as_printed, kind, raw, &mut digester.row);
                 digester.end_field();
             }
             digester.sum();
@@ -512,7 +519,7 @@ async fn digest_copy(
 async fn hash_target(
     db: &Db,
     table: &TableMap,
-    types: &[Type],
+    plan: &Plan,
     keep: &Arc<Keep>,
     slice: BlockSlice,
     interrupt: &Interrupt,
@@ -534,14 +541,17 @@ async fn hash_target(
         .await
         .map_err(|e| database_error(db, "read the target table", &e))?;
     let runtime = tokio::runtime::Handle::current();
-    let (table, types, keep, interrupt) = (
+    let (table, types, printed, keep, interrupt) = (
         table.clone(),
-        types.to_vec(),
+        plan.types.clone(),
+        plan.jsonb_as_printed,
         Arc::clone(keep),
         interrupt.clone(),
     );
     let hashed = tokio::task::spawn_blocking(move || {
-        runtime.block_on(digest_copy(stream, &table, &types, &keep, &interrupt))
+        runtime.block_on(digest_copy(
+            stream, &table, &types, printed, &keep, &interrupt,
+        ))
     })
     .await
     .map_err(|e| Error::config(Code::Io, format!("a verify thread failed: {e}")))?;
@@ -557,7 +567,7 @@ async fn hash_unit(
     snapshot: &Snapshot,
     source: &Path,
     table: &TableMap,
-    types: &[Type],
+    plan: &Plan,
     keep: &Arc<Keep>,
     unit: Unit,
     interrupt: &Interrupt,
@@ -568,7 +578,7 @@ async fn hash_unit(
         };
         let path = source.to_path_buf();
         let table = table.clone();
-        let types = types.to_vec();
+        let types = plan.types.clone();
         let keep = Arc::clone(keep);
         let interrupt = interrupt.clone();
         blocking(move || hash_source(&path, &table, &types, &keep, read, &interrupt)).await
@@ -578,7 +588,7 @@ async fn hash_unit(
             return Ok(Side::new());
         };
         let db = snapshot.lease().await;
-        hash_target(&db, table, types, keep, slice, interrupt).await
+        hash_target(&db, table, plan, keep, slice, interrupt).await
     };
     let (source_side, target_side) = tokio::join!(reading, target);
     Ok((source_side?, target_side?))
@@ -586,16 +596,26 @@ async fn hash_unit(
 
 /// Reads a table's column types and cuts it into slices.
 async fn plan(snapshot: &Snapshot, source: &Path, table: &TableMap, jobs: usize) -> Result<Plan> {
-    let (types, blocks) = {
+    let (types, blocks, jsonb_as_printed) = {
         let db = snapshot.lease().await;
         let types = target::column_types(&db, &table.qualified, &table.target_columns()).await?;
+        let encoding: String = db
+            .client
+            .query_one("SELECT current_setting('server_encoding')", &[])
+            .await
+            .map_err(|e| database_error(&db, "read the server encoding", &e))?
+            .get(0);
         let blocks: Option<i64> = db
             .client
             .query_opt(ranges::TARGET_BLOCKS, &[&table.qualified])
             .await
             .map_err(|e| database_error(&db, "read the size of the target table", &e))?
             .and_then(|row| row.get(0));
-        (types, blocks.and_then(|b| u64::try_from(b).ok()))
+        (
+            types,
+            blocks.and_then(|b| u64::try_from(b).ok()),
+            encoding == "UTF8",
+        )
     };
     let rowids = match table.rowid {
         Some(rowid) => {
@@ -636,7 +656,11 @@ async fn plan(snapshot: &Snapshot, source: &Path, table: &TableMap, jobs: usize)
             weight: sources.get(i).map_or(0, |(_, rows)| *rows),
         })
         .collect();
-    Ok(Plan { types, units })
+    Ok(Plan {
+        types,
+        units,
+        jsonb_as_printed,
+    })
 }
 
 /// Hashes the asked tables, each with what to keep, all their slices
@@ -669,7 +693,7 @@ async fn pass(
                     snapshot,
                     source,
                     &tables[table],
-                    &plans[table].types,
+                    &plans[table],
                     &keep,
                     unit,
                     interrupt,

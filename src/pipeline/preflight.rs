@@ -343,6 +343,7 @@ async fn blocked_report(
     // idle with the lock may never let go, and is named at once. After the
     // schema read timed out (`on` is None) there is nothing left to wait for.
     let waited = std::time::Instant::now();
+    let mut said_waiting = false;
     let holders = loop {
         let holders = match on {
             Some(relations) => activity::lock_holders(db, relations).await.map(|all| {
@@ -361,6 +362,19 @@ async fn blocked_report(
         }
         if on.is_none() || !all_active || waited.elapsed() >= PREFLIGHT_LOCK_WAIT {
             break holders;
+        }
+        // Said once, so that a silent pause of up to 10 s is not taken for a hang.
+        if !said_waiting {
+            said_waiting = true;
+            let who: Vec<String> = holders
+                .iter()
+                .map(|(s, relation, _)| format!("pid {} on {relation}", s.pid))
+                .collect();
+            tracing::warn!(
+                "ACCESS EXCLUSIVE held by a running statement ({}): preflight waits up to {} s for it to finish, then fails naming it",
+                who.join(", "),
+                PREFLIGHT_LOCK_WAIT.as_secs()
+            );
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };

@@ -42,6 +42,25 @@ impl TestDb {
         TestDb::on(sandbox())
     }
 
+    /// Creates `t_<pid>_<n>` from template0 with `CREATE DATABASE` options
+    /// (`ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'`).
+    #[allow(dead_code)]
+    pub fn with_options(options: &str) -> TestDb {
+        let name = format!(
+            "t_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        query(
+            &sandbox().url("postgres"),
+            &format!("CREATE DATABASE {name} TEMPLATE template0 {options}"),
+        );
+        TestDb {
+            url: sandbox().url(&name),
+            name,
+        }
+    }
+
     /// Creates `t_<pid>_<n>` from template0 on `sandbox`.
     pub fn on(sandbox: &Sandbox) -> TestDb {
         let name = format!(
