@@ -125,7 +125,7 @@ async fn watch_signals(interrupt: Interrupt) {
             );
         } else {
             cli::output::err(
-                "left at once, without cleaning up: a no-transaction migration may be left DIRTY and a cutover's tables half-loaded (its next run refuses until --truncate); `migsafe status` shows where things stand",
+                "left at once, without cleaning up: a no-transaction migration may be left DIRTY; the server rolls back any open transaction (a migration's, a cutover's whole load); `migsafe status` shows where things stand",
             );
             std::process::exit(130);
         }

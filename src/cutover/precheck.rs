@@ -22,8 +22,9 @@ use crate::error::{Code, Error, ReasonCode, Result};
 use crate::events::Interrupt;
 use crate::report::Status;
 
-/// Examples kept per problem.
-const SAMPLES: usize = 5;
+/// Examples kept per problem in the report (the terminal shows five): enough
+/// to fix a file in one round rather than five at a time.
+const SAMPLES: usize = 100;
 
 /// Rows of one table.
 #[derive(Debug, Clone, Serialize)]

@@ -87,7 +87,9 @@ pub struct CommonArgs {
     /// A SQLite table to leave out (repeatable).
     #[arg(long, value_name = "TABLE")]
     pub exclude: Vec<String>,
-    /// Tables copied or compared at once, each on its own connection.
+    /// Slices verify reads at once, each on its own connection to the
+    /// target. (The load is one transaction on one connection; its index
+    /// builds and precheck's reads use up to four threads of their own.)
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
     /// How the numbers of a date column are read: s, ms, us (Unix time) or
