@@ -258,7 +258,7 @@ fn an_exclusive_lock_held_idle_is_named_by_preflight_at_once() {
     );
     let (release, handle) = common::hold_lock(&db, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE;");
     let pid = db
-        .scalar("SELECT pid FROM pg_stat_activity WHERE application_name = 'blocker'")
+        .scalar("SELECT pid FROM pg_stat_activity WHERE application_name = 'blocker' AND datname = current_database()")
         .unwrap();
     let started = std::time::Instant::now();
     let output = project.migsafe(&db).arg("apply").output().unwrap();
@@ -353,7 +353,7 @@ fn preflight_says_it_waits_for_a_running_exclusive_holder() {
     });
     common::wait_for_query(&db, "pg_sleep(60)");
     let pid = db
-        .scalar("SELECT pid FROM pg_stat_activity WHERE application_name = 'blocker'")
+        .scalar("SELECT pid FROM pg_stat_activity WHERE application_name = 'blocker' AND datname = current_database()")
         .unwrap();
     let output = project.migsafe(&db).arg("preflight").output().unwrap();
     let out = expect_exit(&output, 1);
