@@ -1652,6 +1652,14 @@ fn jsonb_on_a_latin1_database_verifies_as_it_is() {
     .unwrap();
     drop(file);
     let target = TestDb::with_options("ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'");
+    // Precheck builds the schema on a UTF-8 scratch database, and still
+    // warns about the target's own encoding.
+    let precheck = cutover(&project, &target, &["precheck", "--from", "app.db"]);
+    let text = expect_exit(&precheck, 0);
+    assert!(
+        text.contains("target database's encoding is LATIN1") && text.contains("docs.body"),
+        "{text}"
+    );
     let run = cutover(&project, &target, &["run", "--from", "app.db"]);
     let text = expect_exit(&run, 0);
     assert!(text.contains("verify passed"), "{text}");

@@ -193,7 +193,7 @@ impl Parser<'_> {
     }
 
     fn value(&mut self, out: &mut Vec<u8>, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
+        if depth >= MAX_DEPTH {
             self.too_deep = true;
             return None;
         }

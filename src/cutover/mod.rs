@@ -335,6 +335,32 @@ pub fn map(
             ));
         }
     }
+    if target.encoding != "UTF8" {
+        let textual: Vec<String> = mapping
+            .tables
+            .iter()
+            .flat_map(|t| {
+                t.columns
+                    .iter()
+                    .filter(|c| matches!(c.kind, Kind::Text { .. } | Kind::Json | Kind::Jsonb))
+                    .map(move |c| format!("{}.{}", t.source, c.source))
+            })
+            .collect();
+        if !textual.is_empty() {
+            mapping.problems.push(Problem::about(
+                Code::CutoverValueMisfit,
+                Status::Warn,
+                "(database)",
+                None,
+                "target_encoding",
+                format!(
+                    "the target database's encoding is {}, not UTF8, and migsafe does not check each value against it: text with a character it cannot hold (for LATIN1, anything beyond U+00FF such as € or emoji; on SQL_ASCII, a jsonb \\u escape beyond ASCII) fails the load, which then rolls back as a whole. Text columns: {}. A UTF8 database holds every value",
+                    target.encoding,
+                    textual.join(", ")
+                ),
+            ));
+        }
+    }
     mapping
 }
 

@@ -168,7 +168,10 @@ impl Migrator {
                 ..ApplyOptions::default()
             };
             crate::pipeline::guarded::apply(&env, &opened, &options).await?;
-            TargetSchema::read(&opened[0].db, schema).await
+            let mut built = TargetSchema::read(&opened[0].db, schema).await?;
+            // The scratch database is UTF-8; the load goes to the target.
+            built.encoding = cutover::target::server_encoding(&db).await?;
+            Ok::<_, Error>(built)
         }
         .await;
         match built {

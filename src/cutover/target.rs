@@ -87,6 +87,9 @@ pub struct TargetForeignKey {
 pub struct TargetSchema {
     /// Tables by name.
     pub tables: Vec<TargetTable>,
+    /// The target database's `server_encoding` (the real target's, also
+    /// when the schema was built on a scratch database).
+    pub encoding: String,
     /// Foreign keys whose both ends are in the schema.
     pub foreign_keys: Vec<TargetForeignKey>,
 }
@@ -179,6 +182,16 @@ JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdroppe
 WHERE n.nspname = $1 AND c.relname = $2
   AND pg_get_serial_sequence(format('%I.%I', n.nspname, c.relname), a.attname) IS NOT NULL";
 
+/// The database's `server_encoding` (`UTF8`, `LATIN1`, `SQL_ASCII`…).
+pub(crate) async fn server_encoding(db: &Db) -> Result<String> {
+    Ok(db
+        .client
+        .query_one("SELECT current_setting('server_encoding')", &[])
+        .await
+        .map_err(|e| database_error(db, "read the server encoding", &e))?
+        .get(0))
+}
+
 impl TargetSchema {
     /// Reads the tables of `schema`.
     pub(crate) async fn read(db: &Db, schema: &str) -> Result<TargetSchema> {
@@ -270,9 +283,11 @@ impl TargetSchema {
                 parent_columns: row.get(4),
             })
             .collect();
+        let encoding = server_encoding(db).await?;
         Ok(TargetSchema {
             tables,
             foreign_keys,
+            encoding,
         })
     }
 

@@ -1153,7 +1153,7 @@ pub fn numeric_text(raw: &[u8]) -> Option<String> {
 /// Appends a field's canonical form to a row's hash input: the binary COPY
 /// bytes, with what PostgreSQL does not consider part of the value removed
 /// (numeric display scale, `char(n)` padding; jsonb as the server prints
-/// it, see [`super::json`]; `json` keeps its text).
+/// it, see `cutover::json`; `json` keeps its text).
 pub fn canonical(kind: &Kind, raw: Option<&[u8]>, out: &mut Vec<u8>) {
     let Some(raw) = raw else {
         out.push(0);
@@ -1208,7 +1208,7 @@ pub fn canonical(kind: &Kind, raw: Option<&[u8]>, out: &mut Vec<u8>) {
 
 /// [`canonical`] of a field as the server sent it. The same bytes, but a
 /// `jsonb` value is taken as it is: the server printed it, and
-/// [`super::json`]'s canonical form is that very text, so it is not parsed
+/// `cutover::json`'s canonical form is that very text, so it is not parsed
 /// a second time (a third of verify's CPU on JSON-heavy tables).
 pub fn canonical_from_server(kind: &Kind, raw: Option<&[u8]>, out: &mut Vec<u8>) {
     match (kind, raw) {

@@ -599,12 +599,7 @@ async fn plan(snapshot: &Snapshot, source: &Path, table: &TableMap, jobs: usize)
     let (types, blocks, jsonb_as_printed) = {
         let db = snapshot.lease().await;
         let types = target::column_types(&db, &table.qualified, &table.target_columns()).await?;
-        let encoding: String = db
-            .client
-            .query_one("SELECT current_setting('server_encoding')", &[])
-            .await
-            .map_err(|e| database_error(&db, "read the server encoding", &e))?
-            .get(0);
+        let encoding = target::server_encoding(&db).await?;
         let blocks: Option<i64> = db
             .client
             .query_opt(ranges::TARGET_BLOCKS, &[&table.qualified])

@@ -61,6 +61,8 @@ pub enum Step {
         #[arg(long)]
         no_verify: bool,
         /// Skip the pg_dump backup of the target before its migrations run.
+        /// (The online copy of the SQLite file is always made: the load
+        /// reads that copy, so that it is of one state of the file.)
         #[arg(long)]
         skip_backup: bool,
     },
