@@ -332,25 +332,10 @@ fn preflight_says_it_waits_for_a_running_exclusive_holder() {
         "migrations/0003_add_email.up.sql",
         b"ALTER TABLE users ADD COLUMN email text;\n",
     );
-    let url = db.url.clone();
-    let holder = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            // Ended by pg_terminate_backend below: the error is expected.
-            let _ = client
-                .batch_execute(
-                    "SET application_name = 'blocker'; BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60)",
-                )
-                .await;
-        });
-    });
+    let holder = common::run_in_background(
+        &db,
+        "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60)",
+    );
     common::wait_for_query(&db, "pg_sleep(60)");
     let pid = db
         .scalar("SELECT pid FROM pg_stat_activity WHERE application_name = 'blocker' AND datname = current_database()")

@@ -46,23 +46,15 @@ impl TestDb {
     /// (`ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'`).
     #[allow(dead_code)]
     pub fn with_options(options: &str) -> TestDb {
-        let name = format!(
-            "t_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        query(
-            &sandbox().url("postgres"),
-            &format!("CREATE DATABASE {name} TEMPLATE template0 {options}"),
-        );
-        TestDb {
-            url: sandbox().url(&name),
-            name,
-        }
+        TestDb::create(sandbox(), options)
     }
 
     /// Creates `t_<pid>_<n>` from template0 on `sandbox`.
     pub fn on(sandbox: &Sandbox) -> TestDb {
+        TestDb::create(sandbox, "")
+    }
+
+    fn create(sandbox: &Sandbox, options: &str) -> TestDb {
         let name = format!(
             "t_{}_{}",
             std::process::id(),
@@ -70,7 +62,7 @@ impl TestDb {
         );
         query(
             &sandbox.url("postgres"),
-            &format!("CREATE DATABASE {name} TEMPLATE template0"),
+            &format!("CREATE DATABASE {name} TEMPLATE template0 {options}"),
         );
         TestDb {
             url: sandbox.url(&name),
@@ -310,6 +302,29 @@ pub fn wait_for_query(db: &TestDb, marker: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("no session ran {marker} within 30s");
+}
+
+/// Runs `sql` as one batch on a connection of its own (application_name
+/// `blocker`) on a thread, until it ends or its backend is terminated (the
+/// error that gives is expected and ignored).
+#[allow(dead_code)]
+pub fn run_in_background(db: &TestDb, sql: &str) -> std::thread::JoinHandle<()> {
+    let (url, sql) = (db.url.clone(), sql.to_string());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            let _ = client
+                .batch_execute(&format!("SET application_name = 'blocker'; {sql}"))
+                .await;
+        });
+    })
 }
 
 /// Holds `lock_sql` in an open transaction on another connection until
