@@ -74,7 +74,7 @@ pub struct Problem {
     pub problem: String,
     /// How many rows (0 when not about rows).
     pub count: u64,
-    /// Up to five examples (`key: value`).
+    /// The first examples (`key: value`), up to 100; `count` has them all.
     pub samples: Vec<String>,
     /// What it means and what to do.
     pub detail: String,

@@ -595,22 +595,23 @@ async fn hash_unit(
 }
 
 /// Reads a table's column types and cuts it into slices.
-async fn plan(snapshot: &Snapshot, source: &Path, table: &TableMap, jobs: usize) -> Result<Plan> {
-    let (types, blocks, jsonb_as_printed) = {
+async fn plan(
+    snapshot: &Snapshot,
+    source: &Path,
+    table: &TableMap,
+    jobs: usize,
+    jsonb_as_printed: bool,
+) -> Result<Plan> {
+    let (types, blocks) = {
         let db = snapshot.lease().await;
         let types = target::column_types(&db, &table.qualified, &table.target_columns()).await?;
-        let encoding = target::server_encoding(&db).await?;
         let blocks: Option<i64> = db
             .client
             .query_opt(ranges::TARGET_BLOCKS, &[&table.qualified])
             .await
             .map_err(|e| database_error(&db, "read the size of the target table", &e))?
             .and_then(|row| row.get(0));
-        (
-            types,
-            blocks.and_then(|b| u64::try_from(b).ok()),
-            encoding == "UTF8",
-        )
+        (types, blocks.and_then(|b| u64::try_from(b).ok()))
     };
     let rowids = match table.rowid {
         Some(rowid) => {
@@ -945,9 +946,14 @@ async fn verify_in(
     jobs: usize,
     interrupt: &Interrupt,
 ) -> Result<Vec<TableVerify>> {
+    // One database, one encoding: asked once, not per table.
+    let utf8 = {
+        let db = snapshot.lease().await;
+        target::server_encoding(&db).await? == "UTF8"
+    };
     let mut plans = Vec::with_capacity(tables.len());
     for table in tables {
-        plans.push(plan(snapshot, source, table, jobs).await?);
+        plans.push(plan(snapshot, source, table, jobs, utf8).await?);
     }
     let every: Vec<(usize, Keep)> = (0..tables.len()).map(|t| (t, Keep::default())).collect();
     let sums = pass(snapshot, source, tables, &plans, &every, jobs, interrupt).await?;

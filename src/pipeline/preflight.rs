@@ -329,15 +329,7 @@ async fn blocked_report(
     phase: &Phase<'_, '_>,
     on: Option<&[String]>,
 ) -> Result<Option<PhaseReport>> {
-    let Phase {
-        config,
-        settings,
-        db,
-        namespaces,
-        tolerance,
-        backup_dir,
-        started,
-    } = *phase;
+    let db = phase.db;
     // A statement that is running (another runner's DDL, a quick LOCK) is
     // given as long as preflight's own lock_timeout; a transaction sitting
     // idle with the lock may never let go, and is named at once. After the
@@ -380,7 +372,12 @@ async fn blocked_report(
     };
     let (version, _) = catalog::server_version(db).await?;
     let mut checks = first_checks(
-        &version, settings, namespaces, tolerance, config, backup_dir,
+        &version,
+        phase.settings,
+        phase.namespaces,
+        phase.tolerance,
+        phase.config,
+        phase.backup_dir,
     );
     let mut by_session: Vec<(&Session, Vec<&str>)> = Vec::new();
     for (session, relation, _) in &holders {
@@ -401,7 +398,12 @@ async fn blocked_report(
             ),
         ));
     }
-    let mut report = PhaseReport::new("preflight", started, &settings.to_string(), checks);
+    let mut report = PhaseReport::new(
+        "preflight",
+        phase.started,
+        &phase.settings.to_string(),
+        checks,
+    );
     report.unforceable = Some(
         "end the transaction that holds the lock (its pid is in the reason code), then run again; --force cannot go on while the schema cannot be read".into(),
     );
