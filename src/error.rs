@@ -411,6 +411,19 @@ impl Serialize for ReasonCode {
 /// A lower-level error kept as the cause of an [`Error`].
 pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// The SQLSTATE of a server error, kept as the source of an [`Error`]
+/// built from a borrowed driver error ([`Error::sqlstate`] reads it).
+#[derive(Debug)]
+pub(crate) struct ServerCode(pub(crate) tokio_postgres::error::SqlState);
+
+impl std::fmt::Display for ServerCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SQLSTATE {}", self.0.code())
+    }
+}
+
+impl std::error::Error for ServerCode {}
+
 /// Every failure the library reports. Each variant names what happened; each
 /// carries a reason code; [`Error::exit_code`] maps it to SPEC section 11.
 #[derive(Debug, thiserror::Error)]
@@ -638,6 +651,23 @@ impl Error {
             Error::Source { .. } => {}
         }
         self
+    }
+
+    /// The SQLSTATE of the server error this one comes from, when it comes
+    /// from one (`55P03` for a lock wait that gave up): for branching on
+    /// what the server said, not on message text.
+    pub fn sqlstate(&self) -> Option<tokio_postgres::error::SqlState> {
+        let mut cause = std::error::Error::source(self);
+        while let Some(error) = cause {
+            if let Some(server) = error.downcast_ref::<tokio_postgres::Error>() {
+                return server.code().cloned();
+            }
+            if let Some(ServerCode(code)) = error.downcast_ref::<ServerCode>() {
+                return Some(code.clone());
+            }
+            cause = error.source();
+        }
+        None
     }
 
     /// Adds a "what to do next" line.

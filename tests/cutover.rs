@@ -1622,9 +1622,26 @@ fn jsonb_documents_verify_exactly_as_the_server_prints_them() {
         .scalar("SELECT id FROM docs WHERE body = '-12.50'::jsonb")
         .unwrap();
     target.query(&format!("UPDATE docs SET body = '-12.5' WHERE id = {id}"));
+    // A change deep in a long document is shown where it is, both sides
+    // as compared (normalised), not as the first characters of each.
+    target.query("UPDATE docs SET body = jsonb_set(body, '{ab}', '7') WHERE id = 1");
+    // Written with spaces in SQLite: shown as compared, not as written.
+    target.query("UPDATE docs SET body = jsonb_set(body, '{z}', '2') WHERE id = 2");
     let text = verify_mismatch(&project, &target);
     assert!(
         text.contains(&format!("(id)=({id}): values differ in body")),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"(id)=(1): values differ in body (from character 32: SQLite …"aa\": [], \"ab\": null, \"é\": \"x\"}", PostgreSQL …"aa\": [], \"ab\": 7, \"é\": \"x\"}")"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"(id)=(2): values differ in body (SQLite "{\"y\": {\"a\": false, \"b\": true}, \"z\": 1}", PostgreSQL "{\"y\": {\"a\": false, \"b\": true}, \"z\": 2}")"#
+        ),
         "{text}"
     );
 }
@@ -1652,12 +1669,12 @@ fn jsonb_on_a_latin1_database_verifies_as_it_is() {
     .unwrap();
     drop(file);
     let target = TestDb::with_options("ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'");
-    // Precheck builds the schema on a UTF-8 scratch database, and still
-    // warns about the target's own encoding.
+    // Precheck builds the schema on a UTF-8 scratch database, and checks
+    // the values against the target's own encoding: all of these fit.
     let precheck = cutover(&project, &target, &["precheck", "--from", "app.db"]);
     let text = expect_exit(&precheck, 0);
     assert!(
-        text.contains("target database's encoding is LATIN1") && text.contains("docs.body"),
+        text.contains("precheck passed: the copy can be exact"),
         "{text}"
     );
     let run = cutover(&project, &target, &["run", "--from", "app.db"]);
@@ -1666,4 +1683,127 @@ fn jsonb_on_a_latin1_database_verifies_as_it_is() {
     target.query(r#"UPDATE docs SET body = '{"ab": 1, "é": 3}' WHERE id = 1"#);
     let text = verify_mismatch(&project, &target);
     assert!(text.contains("(id)=(1): values differ in body"), "{text}");
+}
+
+/// A character the target's encoding has no place for would fail the load
+/// half way (and roll it back): precheck names each such value first, for
+/// LATIN1 (beyond U+00FF) and SQL_ASCII (jsonb escapes beyond ASCII).
+#[test]
+fn precheck_finds_what_the_target_encoding_cannot_hold() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_docs.up.sql",
+            "CREATE TABLE docs (id bigint PRIMARY KEY, body jsonb, raw json, note text);",
+        ),
+        ("migrations/0001_docs.down.sql", "DROP TABLE docs;"),
+    ]);
+    let file = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
+    file.execute_batch(
+        r#"CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT, raw TEXT, note TEXT);
+           INSERT INTO docs VALUES (1, '{"a": "é"}', '"\u20ac"', 'café'),
+                                   (2, '{"a": "\u20ac"}', '"ok"', '5 €'),
+                                   (3, '{"a": "\u00e9"}', '"🎉"', NULL);"#,
+    )
+    .unwrap();
+    drop(file);
+    let latin1 = TestDb::with_options("ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'");
+    let text = expect_exit(
+        &cutover(&project, &latin1, &["precheck", "--from", "app.db"]),
+        1,
+    );
+    // The escape in a json column stays text ("\u20ac"): it fits.
+    for line in [
+        "CUTOVER_VALUE_MISFIT:docs.body ",
+        "(id)=(2): the jsonb escape for '€' (U+20AC)",
+        "CUTOVER_VALUE_MISFIT:docs.raw ",
+        "(id)=(3): '🎉' (U+1F389)",
+        "CUTOVER_VALUE_MISFIT:docs.note ",
+        "(id)=(2): '€' (U+20AC)",
+        "a LATIN1 database has no place for",
+    ] {
+        assert!(text.contains(line), "{line}\n{text}");
+    }
+    assert!(!text.contains("(id)=(1)"), "{text}");
+    // run says the first one, by key, before the server would, and
+    // loads nothing.
+    let text = expect_exit(&cutover(&project, &latin1, &["run", "--from", "app.db"]), 2);
+    assert!(
+        text.contains("(id)=(2): column `body`: the jsonb escape for '€' (U+20AC) has no place in a LATIN1 database"),
+        "{text}"
+    );
+    assert_eq!(count(&latin1, "docs"), 0);
+
+    let ascii = TestDb::with_options("ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'");
+    let text = expect_exit(
+        &cutover(&project, &ascii, &["precheck", "--from", "app.db"]),
+        1,
+    );
+    assert!(text.contains("CUTOVER_VALUE_MISFIT:docs.body "), "{text}");
+    assert!(
+        text.contains("(id)=(2): the jsonb escape for '€'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(id)=(3): the jsonb escape for 'é'"),
+        "{text}"
+    );
+    assert!(!text.contains("CUTOVER_VALUE_MISFIT:docs.note"), "{text}");
+    assert!(!text.contains("CUTOVER_VALUE_MISFIT:docs.raw"), "{text}");
+}
+
+/// Target columns no SQLite column feeds are filled by their default or
+/// expression: verify cannot compare them, and says so rather than call
+/// the tables identical without a word.
+#[test]
+fn verify_names_the_target_columns_it_did_not_compare() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_notes.up.sql",
+            "CREATE TABLE notes (id bigint PRIMARY KEY, body text,
+                                 created_at timestamptz NOT NULL DEFAULT now(),
+                                 body_length integer GENERATED ALWAYS AS (length(body)) STORED);",
+        ),
+        ("migrations/0001_notes.down.sql", "DROP TABLE notes;"),
+    ]);
+    let file = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
+    file.execute_batch(
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
+         INSERT INTO notes VALUES (1, 'a'), (2, 'bb');",
+    )
+    .unwrap();
+    drop(file);
+    let target = TestDb::new();
+    expect_exit(
+        &cutover(
+            &project,
+            &target,
+            &["run", "--from", "app.db", "--no-verify"],
+        ),
+        0,
+    );
+    let output = cutover(
+        &project,
+        &target,
+        &["verify", "--from", "app.db", "--fail-on-mismatch"],
+    );
+    let text = expect_exit(&output, 0);
+    assert!(
+        text.contains("not compared, no SQLite column feeds them (defaults, generated): created_at, body_length"),
+        "{text}"
+    );
+    assert!(
+        text.contains("verify passed: every table is identical in every column SQLite has"),
+        "{text}"
+    );
+    let json = cutover(
+        &project,
+        &target,
+        &["verify", "--from", "app.db", "--format", "json"],
+    );
+    assert_eq!(json.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        report["tables"][0]["not_compared"],
+        serde_json::json!(["created_at", "body_length"])
+    );
 }

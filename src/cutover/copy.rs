@@ -33,6 +33,7 @@ use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 use tokio_postgres::types::{IsNull, ToSql, Type};
 
 use super::TableMap;
+use super::charset::Charset;
 use super::precheck::row_name;
 use super::target::{self, SequenceSet, TargetForeignKey};
 use super::types::convert;
@@ -100,6 +101,8 @@ pub struct LoadPlan<'a> {
     pub keys: &'a [TargetForeignKey],
     /// Rows per table, in `tables` order.
     pub totals: &'a [u64],
+    /// The target's encoding, when values are checked against it.
+    pub charset: Option<Charset>,
 }
 
 struct Batch {
@@ -316,16 +319,7 @@ async fn load_in(
             return Err(cancelled(&table.target));
         }
         let started = Instant::now();
-        let (rows, bytes) = copy_table(
-            db,
-            plan.source,
-            table,
-            &table.target,
-            plan.totals[index],
-            events,
-            interrupt,
-        )
-        .await?;
+        let (rows, bytes) = copy_table(db, plan, index, events, interrupt).await?;
         copies.push(TableCopy {
             table: table.source.clone(),
             target: table.target.clone(),
@@ -430,13 +424,13 @@ pub(crate) async fn refuse_rows(db: &Db, tables: &[TableMap]) -> Result<()> {
 #[allow(clippy::too_many_arguments)]
 async fn copy_table(
     db: &Db,
-    source: &Path,
-    table: &TableMap,
-    label: &str,
-    total: u64,
+    plan: &LoadPlan<'_>,
+    index: usize,
     events: &dyn EventSink,
     interrupt: &Interrupt,
 ) -> Result<(u64, u64)> {
+    let (source, table, total) = (plan.source, &plan.tables[index], plan.totals[index]);
+    let label = table.target.as_str();
     let started = Instant::now();
     events.emit(&Event::CopyStarted {
         table: label.to_string(),
@@ -465,7 +459,10 @@ async fn copy_table(
         let path = source.to_path_buf();
         let table = table.clone();
         let interrupt = interrupt.clone();
-        tokio::task::spawn_blocking(move || read(&path, &table, &types, &sender, &interrupt))
+        let charset = plan.charset;
+        tokio::task::spawn_blocking(move || {
+            read(&path, &table, &types, charset, &sender, &interrupt)
+        })
     };
     let streaming = async {
         let mut rows = 0u64;
@@ -557,6 +554,7 @@ fn read(
     path: &Path,
     table: &TableMap,
     types: &[Type],
+    charset: Option<Charset>,
     sender: &mpsc::Sender<Batch>,
     interrupt: &Interrupt,
 ) -> Result<()> {
@@ -585,6 +583,23 @@ fn read(
         for (index, column) in table.columns.iter().enumerate() {
             let value = row.get_ref(index).map_err(source_error)?;
             match convert(value, &column.kind, column.not_null) {
+                // Said here with the row's key and the character, rather
+                // than by the server as a line number.
+                Ok(cell) if let Some((c, escaped)) = charset.and_then(|cs| cs.refused(&cell)) => {
+                    return Err(failed(
+                        &table.target,
+                        format!(
+                            "`{}` {}: column `{}`: {}{c:?} (U+{:04X}) has no place in a {} database",
+                            table.source,
+                            row_name(table, row, position),
+                            column.source,
+                            if escaped { "the jsonb escape for " } else { "" },
+                            u32::from(c),
+                            charset.map_or("", Charset::name)
+                        ),
+                        "nothing was loaded (the load is one transaction, rolled back). Run `migsafe cutover sqlite precheck` to see every such value, or create the database with ENCODING 'UTF8'",
+                    ));
+                }
                 Ok(cell) => {
                     batch.bytes += cell.size() as u64;
                     let at = batch.data.len();
@@ -674,6 +689,7 @@ mod tests {
             rowid: Some("rowid"),
             rowid_column: None,
             sequence_floor: None,
+            not_compared: Vec::new(),
         }
     }
 

@@ -16,8 +16,10 @@
 //! Tables and columns are matched by name ([`map`]); the value conversion
 //! is decided by the target column's type ([`types`]).
 
+pub mod charset;
 pub mod constraints;
 pub mod copy;
+mod copy_rows;
 pub mod epoch;
 mod json;
 pub mod precheck;
@@ -146,6 +148,9 @@ pub struct TableMap {
     /// `(target column, value)`: the highest id SQLite's `AUTOINCREMENT` has
     /// handed out (`sqlite_sequence`); the column's sequence is set past it.
     pub sequence_floor: Option<(String, i64)>,
+    /// Target columns no SQLite column feeds (defaults, generated columns):
+    /// not copied, so not compared either.
+    pub not_compared: Vec<String>,
 }
 
 impl TableMap {
@@ -308,6 +313,12 @@ pub fn map(
                 .map(|c| c.target.clone())
         });
         let sequence_floor = rowid_column.clone().zip(source.sqlite_sequence);
+        let not_compared = table
+            .columns
+            .iter()
+            .filter(|t| !columns.iter().any(|c| c.target == t.name))
+            .map(|t| t.name.clone())
+            .collect();
         mapping.tables.push(TableMap {
             source: source.name.clone(),
             target: table.name.clone(),
@@ -318,6 +329,7 @@ pub fn map(
             rowid: sqlite::rowid_name(source),
             rowid_column,
             sequence_floor,
+            not_compared,
         });
     }
     for table in &target.tables {
@@ -335,7 +347,8 @@ pub fn map(
             ));
         }
     }
-    if target.encoding != "UTF8" {
+    // LATIN1 and SQL_ASCII are checked value by value in precheck.
+    if target.encoding != "UTF8" && charset::Charset::of(&target.encoding).is_none() {
         let textual: Vec<String> = mapping
             .tables
             .iter()
@@ -354,7 +367,7 @@ pub fn map(
                 None,
                 "target_encoding",
                 format!(
-                    "the target database's encoding is {}, not UTF8, and migsafe does not check each value against it: text with a character it cannot hold (for LATIN1, anything beyond U+00FF such as € or emoji; on SQL_ASCII, a jsonb \\u escape beyond ASCII) fails the load, which then rolls back as a whole. Text columns: {}. A UTF8 database holds every value",
+                    "the target database's encoding is {}, not UTF8, and migsafe does not check each value against it (it does for LATIN1 and SQL_ASCII): text with a character it cannot hold fails the load, which then rolls back as a whole. Text columns: {}. A UTF8 database holds every value",
                     target.encoding,
                     textual.join(", ")
                 ),

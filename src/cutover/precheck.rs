@@ -14,9 +14,10 @@ use std::path::Path;
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use super::charset::Charset;
 use super::sqlite::{self, quote};
 use super::target::TargetSchema;
-use super::types::{convert, show};
+use super::types::{Misfit, convert, show};
 use super::{CutoverOptions, Mapping, Problem, TableMap, result_of};
 use crate::error::{Code, Error, ReasonCode, Result};
 use crate::events::Interrupt;
@@ -97,7 +98,7 @@ pub async fn precheck(
             read_tables(
                 source,
                 mapping.tables.clone(),
-                false,
+                None,
                 options.jobs,
                 interrupt,
             )
@@ -118,7 +119,7 @@ pub async fn precheck(
                 read_tables(
                     source,
                     mapping.tables.clone(),
-                    true,
+                    Some(Charset::of(&schema.encoding)),
                     options.jobs,
                     interrupt,
                 )
@@ -155,11 +156,12 @@ pub async fn precheck(
 }
 
 /// Per table, its row count, or with `values` its row count and every value
-/// converted (its misfits), `jobs` tables at a time.
+/// converted (its misfits; and checked against the target's encoding when
+/// that is a [`Charset`]), `jobs` tables at a time.
 async fn read_tables(
     source: &Path,
     tables: Vec<TableMap>,
-    values: bool,
+    values: Option<Option<Charset>>,
     jobs: usize,
     interrupt: &Interrupt,
 ) -> Vec<Result<(u64, Vec<Problem>)>> {
@@ -167,8 +169,8 @@ async fn read_tables(
         let path = source.to_path_buf();
         let interrupt = interrupt.clone();
         blocking(move || {
-            if values {
-                scan(&path, &table, &interrupt)
+            if let Some(charset) = values {
+                scan(&path, &table, charset, &interrupt)
             } else {
                 let db = sqlite::open(&path)?;
                 let rows = sqlite::count(&db, &table.source)
@@ -243,7 +245,12 @@ fn source_error(path: &Path, table: &str, err: rusqlite::Error) -> Error {
 }
 
 /// Converts every value of one table; returns its row count and misfits.
-fn scan(path: &Path, table: &TableMap, interrupt: &Interrupt) -> Result<(u64, Vec<Problem>)> {
+fn scan(
+    path: &Path,
+    table: &TableMap,
+    charset: Option<Charset>,
+    interrupt: &Interrupt,
+) -> Result<(u64, Vec<Problem>)> {
     let db = sqlite::open(path)?;
     let mut found: BTreeMap<(usize, &'static str), (u64, Vec<String>)> = BTreeMap::new();
     let mut count = 0u64;
@@ -262,7 +269,19 @@ fn scan(path: &Path, table: &TableMap, interrupt: &Interrupt) -> Result<(u64, Ve
                 let value = row
                     .get_ref(index)
                     .map_err(|e| source_error(path, &table.source, e))?;
-                if let Err(misfit) = convert(value, &column.kind, column.not_null) {
+                let converted = convert(value, &column.kind, column.not_null);
+                let misfit = match (converted, charset) {
+                    (Err(misfit), _) => Some(misfit),
+                    (Ok(cell), Some(charset)) => charset.refused(&cell).map(|(c, escaped)| {
+                        let how = if escaped { "the jsonb escape for " } else { "" };
+                        Misfit {
+                            problem: NOT_IN_ENCODING,
+                            detail: format!("{how}{c:?} (U+{:04X})", u32::from(c)),
+                        }
+                    }),
+                    (Ok(_), None) => None,
+                };
+                if let Some(misfit) = misfit {
                     let entry = found.entry((index, misfit.problem)).or_default();
                     entry.0 += 1;
                     if entry.1.len() < SAMPLES {
@@ -281,17 +300,25 @@ fn scan(path: &Path, table: &TableMap, interrupt: &Interrupt) -> Result<(u64, Ve
         .into_iter()
         .map(|((index, problem), (count, samples))| {
             let column = &table.columns[index];
+            let detail = if problem == NOT_IN_ENCODING {
+                format!(
+                    "{count} value(s) hold a character a {} database has no place for (the load would fail on the first and roll back); create the database with ENCODING 'UTF8', or change those values in the SQLite file, and run precheck again",
+                    charset.map_or("", Charset::name)
+                )
+            } else {
+                format!(
+                    "{count} value(s) cannot become {} exactly ({}); fix them in the SQLite file (or change the column in a migration) and run precheck again",
+                    column.type_display,
+                    problem.replace('_', " ")
+                )
+            };
             let mut p = Problem::about(
                 Code::CutoverValueMisfit,
                 Status::Fail,
                 &table.source,
                 Some(&column.source),
                 problem,
-                format!(
-                    "{count} value(s) cannot become {} exactly ({}); fix them in the SQLite file (or change the column in a migration) and run precheck again",
-                    column.type_display,
-                    problem.replace('_', " ")
-                ),
+                detail,
             );
             p.count = count;
             p.samples = samples;
@@ -300,6 +327,9 @@ fn scan(path: &Path, table: &TableMap, interrupt: &Interrupt) -> Result<(u64, Ve
         .collect();
     Ok((count, problems))
 }
+
+/// The misfit of a value the target's encoding cannot hold.
+const NOT_IN_ENCODING: &str = "not_in_target_encoding";
 
 /// Runs `sql` on the SQLite file and hands every row to `each`; a read
 /// error names the table.

@@ -76,11 +76,11 @@ fn stamp() -> String {
     crate::report::file_stamp(Utc::now())
 }
 
-/// Samples printed per problem (the report keeps them all).
+/// Samples printed per problem (the report keeps up to 100).
 const SAMPLES_SHOWN: usize = 5;
 
 /// The problems for people, failures first, at most `limit` problems and
-/// five samples each.
+/// five samples each, and how many rows each is about when that is more.
 pub fn describe_problems(problems: &[Problem], limit: usize) -> String {
     let mut out = String::new();
     for problem in problems.iter().take(limit) {
@@ -88,11 +88,20 @@ pub fn describe_problems(problems: &[Problem], limit: usize) -> String {
         for sample in problem.samples.iter().take(SAMPLES_SHOWN) {
             out.push_str(&format!("      {sample}\n"));
         }
-        if problem.samples.len() > SAMPLES_SHOWN {
-            out.push_str(&format!(
-                "      … {} more in the report\n",
-                problem.samples.len() - SAMPLES_SHOWN
-            ));
+        let kept = problem.samples.len() as u64;
+        let shown = kept.min(SAMPLES_SHOWN as u64);
+        match (kept > shown, problem.count > kept) {
+            (true, true) => out.push_str(&format!(
+                "      … {} rows in all: the report names {kept} of them\n",
+                problem.count
+            )),
+            (true, false) => {
+                out.push_str(&format!("      … {} more in the report\n", kept - shown))
+            }
+            (false, true) if kept > 0 => {
+                out.push_str(&format!("      … {} rows in all\n", problem.count));
+            }
+            (false, _) => {}
         }
     }
     if problems.len() > limit {
@@ -410,6 +419,7 @@ impl Migrator {
                 tables: &mapping.tables,
                 keys: &schema.foreign_keys,
                 totals: &totals,
+                charset: cutover::charset::Charset::of(&schema.encoding),
             },
             &LoadOptions {
                 truncate: options.truncate,
@@ -591,4 +601,40 @@ fn after_migrations(err: Error, applied: &[String], backup: &Path) -> Error {
 async fn open_source(path: &Path) -> Result<()> {
     let path = path.to_path_buf();
     blocking(move || sqlite::open(&path).map(|_| ())).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::error::Code;
+
+    fn problem(count: u64, kept: usize) -> Problem {
+        let mut problem = Problem::about(
+            Code::CutoverValueMisfit,
+            crate::report::Status::Fail,
+            "events",
+            Some("amount"),
+            "text_in_real_column",
+            "text where a number goes".into(),
+        );
+        problem.count = count;
+        problem.samples = (0..kept).map(|i| format!("(id)=({i}): 'x'")).collect();
+        problem
+    }
+
+    #[test]
+    fn the_terminal_says_how_many_rows_beyond_its_examples() {
+        let text = describe_problems(&[problem(3, 3)], 10);
+        assert_eq!(text.lines().count(), 4, "{text}");
+        let text = describe_problems(&[problem(40, 40)], 10);
+        assert!(text.contains("      … 35 more in the report\n"), "{text}");
+        let text = describe_problems(&[problem(12_345, 100)], 10);
+        assert!(
+            text.contains("      … 12345 rows in all: the report names 100 of them\n"),
+            "{text}"
+        );
+        let text = describe_problems(&[problem(4, 2)], 10);
+        assert!(text.contains("      … 4 rows in all\n"), "{text}");
+    }
 }

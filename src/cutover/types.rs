@@ -527,7 +527,7 @@ pub fn convert(value: ValueRef<'_>, kind: &Kind, not_null: bool) -> Result<Cell,
         Kind::Float4 => to_float(value).and_then(|f| to_real(value, f)),
         Kind::Float8 => to_float(value).map(Cell::F64),
         Kind::Numeric { precision, scale } => to_numeric(value, *precision, *scale),
-        Kind::Text { max_chars, .. } => to_text(value).and_then(|s| match max_chars {
+        Kind::Text { max_chars, .. } => to_text(value, kind).and_then(|s| match max_chars {
             Some(max) if s.chars().count() > *max => Err(misfit(
                 "too_long",
                 format!("{} characters, the column allows {max}", s.chars().count()),
@@ -557,7 +557,7 @@ pub fn convert(value: ValueRef<'_>, kind: &Kind, not_null: bool) -> Result<Cell,
             }
         }),
         Kind::Time => {
-            let text = utf8_text(value)?;
+            let text = utf8_text(value, kind)?;
             NaiveTime::parse_from_str(&text, "%H:%M:%S%.f")
                 .or_else(|_| NaiveTime::parse_from_str(&text, "%H:%M"))
                 .map(Cell::Time)
@@ -568,7 +568,7 @@ pub fn convert(value: ValueRef<'_>, kind: &Kind, not_null: bool) -> Result<Cell,
                 .map(Cell::Uuid)
                 .map_err(|_| misfit("not_a_uuid", show(value))),
             ValueRef::Text(_) => {
-                let text = utf8_text(value)?;
+                let text = utf8_text(value, kind)?;
                 uuid::Uuid::parse_str(&text)
                     .map(Cell::Uuid)
                     .map_err(|_| misfit("not_a_uuid", show(value)))
@@ -576,7 +576,7 @@ pub fn convert(value: ValueRef<'_>, kind: &Kind, not_null: bool) -> Result<Cell,
             other => Err(misfit("not_a_uuid", show(other))),
         },
         Kind::Json | Kind::Jsonb => {
-            let text = to_text(value)?;
+            let text = to_text(value, kind)?;
             // PostgreSQL's own grammar (numbers of any size, as numeric),
             // not serde_json's (which refuses `1e400` as out of range).
             let noted = match super::json::canonical_noting(text.as_bytes(), &mut Vec::new()) {
@@ -615,7 +615,7 @@ pub fn convert(value: ValueRef<'_>, kind: &Kind, not_null: bool) -> Result<Cell,
             }
         }
         Kind::Enum { labels } => {
-            let text = utf8_text(value)?;
+            let text = utf8_text(value, kind)?;
             if labels.contains(&text) {
                 Ok(Cell::Text(text))
             } else {
@@ -625,32 +625,51 @@ pub fn convert(value: ValueRef<'_>, kind: &Kind, not_null: bool) -> Result<Cell,
     }
 }
 
-/// Text that is valid UTF-8 without NUL bytes (PostgreSQL text cannot hold NUL).
-fn utf8_text(value: ValueRef<'_>) -> Result<String, Misfit> {
+/// Text that is valid UTF-8 without NUL bytes (PostgreSQL text cannot hold
+/// NUL), for a column of `kind`: a blob or number is named after the
+/// column it cannot go into.
+fn utf8_text(value: ValueRef<'_>, kind: &Kind) -> Result<String, Misfit> {
     match value {
-        ValueRef::Text(bytes) => {
-            let text = std::str::from_utf8(bytes).map_err(|e| {
-                misfit(
-                    "invalid_utf8",
-                    format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-                )
-            })?;
-            if text.contains('\0') {
-                return Err(misfit("nul_byte_in_text", show(value)));
-            }
-            Ok(text.to_string())
-        }
-        ValueRef::Blob(_) => Err(misfit("blob_in_text_column", show(value))),
-        other => Err(misfit("number_in_text_column", show(other))),
+        ValueRef::Text(bytes) => text_of(bytes),
+        other => Err(not_text(other, kind)),
     }
 }
 
-fn to_text(value: ValueRef<'_>) -> Result<String, Misfit> {
+/// A SQLite text value as PostgreSQL text: valid UTF-8, no NUL byte.
+fn text_of(bytes: &[u8]) -> Result<String, Misfit> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        misfit(
+            "invalid_utf8",
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        )
+    })?;
+    if text.contains('\0') {
+        return Err(misfit("nul_byte_in_text", show(ValueRef::Text(bytes))));
+    }
+    Ok(text.to_string())
+}
+
+/// A blob or number where a column of `kind` reads text.
+fn not_text(value: ValueRef<'_>, kind: &Kind) -> Misfit {
+    let blob = matches!(value, ValueRef::Blob(_));
+    let problem = match (kind, blob) {
+        (Kind::Json | Kind::Jsonb, true) => "blob_in_json_column",
+        (Kind::Time, true) => "blob_in_time_column",
+        (Kind::Time, false) => "number_in_time_column",
+        (Kind::Enum { .. }, true) => "blob_in_enum_column",
+        (Kind::Enum { .. }, false) => "number_in_enum_column",
+        (_, true) => "blob_in_text_column",
+        (_, false) => "number_in_text_column",
+    };
+    misfit(problem, show(value))
+}
+
+fn to_text(value: ValueRef<'_>, kind: &Kind) -> Result<String, Misfit> {
     match value {
         ValueRef::Integer(i) => Ok(i.to_string()),
         // `{:?}` keeps the `.0` of whole numbers and round-trips every double.
         ValueRef::Real(f) => Ok(format!("{f:?}")),
-        other => utf8_text(other),
+        other => utf8_text(other, kind),
     }
 }
 
@@ -660,8 +679,8 @@ fn to_bool(value: ValueRef<'_>) -> Result<Cell, Misfit> {
         ValueRef::Integer(1) => Ok(Cell::Bool(true)),
         ValueRef::Real(0.0) => Ok(Cell::Bool(false)),
         ValueRef::Real(1.0) => Ok(Cell::Bool(true)),
-        ValueRef::Text(_) => {
-            let text = utf8_text(value)?;
+        ValueRef::Text(bytes) => {
+            let text = text_of(bytes)?;
             // PostgreSQL's own boolean spellings.
             match text.trim().to_ascii_lowercase().as_str() {
                 "t" | "true" | "y" | "yes" | "on" | "1" => Ok(Cell::Bool(true)),
@@ -686,8 +705,8 @@ fn to_integer(value: ValueRef<'_>) -> Result<i64, Misfit> {
                 Err(misfit("fraction_in_integer_column", show(value)))
             }
         }
-        ValueRef::Text(_) => {
-            let text = utf8_text(value)?;
+        ValueRef::Text(bytes) => {
+            let text = text_of(bytes)?;
             text.parse::<i64>()
                 .map_err(|_| misfit("text_in_integer_column", show(value)))
         }
@@ -712,8 +731,8 @@ fn to_float(value: ValueRef<'_>) -> Result<f64, Misfit> {
             }
         }
         ValueRef::Real(f) => Ok(f),
-        ValueRef::Text(_) => {
-            let text = utf8_text(value)?;
+        ValueRef::Text(bytes) => {
+            let text = text_of(bytes)?;
             let trimmed = text.trim();
             // Rust's parser takes "NaN", "inf", "Infinity" (any case) and
             // exponents, which are PostgreSQL's float spellings too.
@@ -806,7 +825,7 @@ fn to_numeric(
         })),
         // Display never uses an exponent and gives the shortest exact digits.
         ValueRef::Real(f) => Decimal::parse(&format!("{f}")),
-        ValueRef::Text(_) => Decimal::parse(utf8_text(value)?.trim()),
+        ValueRef::Text(bytes) => Decimal::parse(text_of(bytes)?.trim()),
         _ => None,
     }
     .ok_or_else(|| misfit("text_in_numeric_column", show(value)))?;
@@ -883,7 +902,7 @@ fn to_instant(value: ValueRef<'_>, epoch: &Epoch) -> Result<DateTime<Utc>, Misfi
             )
         }
         ValueRef::Real(number) => (epoch.real.instant(number), Some(epoch.real)),
-        ValueRef::Text(_) => (parse_datetime(&utf8_text(value)?), None),
+        ValueRef::Text(bytes) => (parse_datetime(&text_of(bytes)?), None),
         _ => (None, None),
     };
     if let Some(unit) = unit {
@@ -1657,6 +1676,35 @@ mod tests {
         assert_eq!(misfit(ValueRef::Text(b"ok\xff")), Some("invalid_utf8"));
         assert_eq!(misfit(ValueRef::Text(b"a\0b")), Some("nul_byte_in_text"));
         assert_eq!(misfit(ValueRef::Blob(b"x")), Some("blob_in_text_column"));
+        // Named after the column it cannot go into.
+        let into = |v, kind: Kind| convert(v, &kind, false).err().map(|m| m.problem);
+        assert_eq!(
+            into(ValueRef::Blob(b"{}"), Kind::Jsonb),
+            Some("blob_in_json_column")
+        );
+        assert_eq!(
+            into(ValueRef::Blob(b"{}"), Kind::Json),
+            Some("blob_in_json_column")
+        );
+        assert_eq!(
+            into(ValueRef::Integer(3), Kind::Time),
+            Some("number_in_time_column")
+        );
+        assert_eq!(
+            into(ValueRef::Blob(b"x"), Kind::Time),
+            Some("blob_in_time_column")
+        );
+        let labels = Kind::Enum {
+            labels: vec!["a".into()],
+        };
+        assert_eq!(
+            into(ValueRef::Integer(1), labels.clone()),
+            Some("number_in_enum_column")
+        );
+        assert_eq!(
+            into(ValueRef::Blob(b"a"), labels),
+            Some("blob_in_enum_column")
+        );
         assert_eq!(misfit(text("héllo 🎉")), None);
         let short = Kind::Text {
             max_chars: Some(3),

@@ -37,10 +37,10 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
-use tokio_postgres::binary_copy::BinaryCopyOutStream;
-use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::types::Type;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
+use super::copy_rows::{CopyRows, Malformed, Stop};
 use super::precheck::blocking;
 use super::ranges::{self, BlockSlice, RowidSlice};
 use super::snapshot::Snapshot;
@@ -89,6 +89,9 @@ pub struct TableVerify {
     /// Rows that differ, by key: `missing on target`, `extra on target`,
     /// `values differ in name (SQLite "a", PostgreSQL "b")`.
     pub differences: Vec<String>,
+    /// Target columns not compared: no SQLite column feeds them (their
+    /// default or a generated expression filled them).
+    pub not_compared: Vec<String>,
 }
 
 /// The verify report (`logs/cutover-verify-<timestamp>.json`).
@@ -112,28 +115,6 @@ pub struct VerifyReport {
     pub result: Status,
 }
 
-/// A field as the server sent it.
-struct Raw<'a>(Option<&'a [u8]>);
-
-impl<'a> FromSql<'a> for Raw<'a> {
-    fn from_sql(
-        _: &Type,
-        raw: &'a [u8],
-    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Raw(Some(raw)))
-    }
-
-    fn from_sql_null(
-        _: &Type,
-    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Raw(None))
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-}
-
 /// One side's sums.
 #[derive(Default)]
 struct Side {
@@ -143,8 +124,58 @@ struct Side {
     /// Rows of the examined buckets: key → (key for people, row hashes).
     picked: HashMap<Vec<u8>, (String, Vec<u128>)>,
     /// Rows of the focused keys, column by column: key → per row, per
-    /// column, (hash of its canonical form, the value for people).
-    detail: HashMap<Vec<u8>, Vec<Vec<(u64, String)>>>,
+    /// column, what was compared and how to show it.
+    detail: HashMap<Vec<u8>, Vec<Vec<Shown>>>,
+}
+
+/// One field of a row whose columns are named.
+struct Shown {
+    /// The hash of its canonical form.
+    hash: u64,
+    /// The value for people, short.
+    value: String,
+    /// For text, json and jsonb: the very text that was compared (jsonb
+    /// normalised on both sides), to show where two values part.
+    text: Option<String>,
+}
+
+/// The text a textual field's canonical form compares (its bytes after the
+/// tag and length), when it is UTF-8.
+fn compared_text(kind: &Kind, canonical: &[u8]) -> Option<String> {
+    match kind {
+        Kind::Text { .. } | Kind::Enum { .. } | Kind::Json | Kind::Jsonb => canonical
+            .get(9..)
+            .and_then(|text| std::str::from_utf8(text).ok())
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
+/// Both texts as compared, for people: whole when short, else from a little
+/// before the first character in which they differ, and where that window
+/// starts (1-based) when not at the start. A change deep in a long value
+/// (a key in a JSON document) shows, where the first characters of each
+/// would look the same.
+fn where_texts_part(a: &str, b: &str) -> (Option<usize>, String, String) {
+    const BEFORE: usize = 15;
+    const SHOWN: usize = 50;
+    let first = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    let short = a.chars().count() <= SHOWN && b.chars().count() <= SHOWN;
+    let start = if short {
+        0
+    } else {
+        first.saturating_sub(BEFORE)
+    };
+    let window = |text: &str| {
+        let total = text.chars().count();
+        let part: String = text.chars().skip(start).take(SHOWN).collect();
+        format!(
+            "{}{part:?}{}",
+            if start > 0 { "…" } else { "" },
+            if start + SHOWN < total { "…" } else { "" }
+        )
+    };
+    ((start > 0).then_some(start + 1), window(a), window(b))
 }
 
 impl Side {
@@ -292,7 +323,11 @@ impl<'a> Digester<'a> {
                 .map(|(kind, raw)| {
                     field.clear();
                     field_canonical(from_server, kind, *raw, &mut field);
-                    (xxh3_64(&field), display_value(kind, *raw))
+                    Shown {
+                        hash: xxh3_64(&field),
+                        value: display_value(kind, *raw),
+                        text: compared_text(kind, &field),
+                    }
                 })
                 .collect();
             side.detail
@@ -373,6 +408,7 @@ struct Plan {
 /// Why a read of the target stopped, on the thread that hashes it.
 enum Stopped {
     Database(tokio_postgres::Error),
+    Malformed(Malformed),
     Interrupted,
 }
 
@@ -481,37 +517,39 @@ fn encode_source(
 async fn digest_copy(
     stream: tokio_postgres::CopyOutStream,
     table: &TableMap,
-    types: &[Type],
     jsonb_as_printed: bool,
     keep: &Keep,
     interrupt: &Interrupt,
 ) -> std::result::Result<Side, Stopped> {
-    let rows = BinaryCopyOutStream::new(stream, types);
-    tokio::pin!(rows);
+    tokio::pin!(stream);
     let kinds = table.kinds();
     let mut digester = Digester::new(table, &kinds, keep, jsonb_as_printed);
     let sums_only = digester.sums_only();
-    while let Some(row) = rows.try_next().await.map_err(Stopped::Database)? {
+    let mut rows = CopyRows::new(kinds.len());
+    while let Some(message) = stream.try_next().await.map_err(Stopped::Database)? {
         if digester.side.rows.is_multiple_of(65_536) && interrupt.is_triggered() {
             return Err(Stopped::Interrupted);
         }
-        if sums_only {
-            // Field by field into the row's canonical form: nothing kept.
-            digester.start_row();
-            for (index, kind) in kinds.iter().enumerate() {
-                let Raw(raw) = row.try_get::<Raw<'_>>(index).map_err(Stopped::Database)?;
-                field_canonical(jsonb_as_printed, kind, raw, &mut digester.row);
-                digester.end_field();
+        rows.feed::<()>(&message, |fields| {
+            if sums_only {
+                // Field by field into the row's canonical form: nothing kept.
+                digester.start_row();
+                for (index, kind) in kinds.iter().enumerate() {
+                    field_canonical(jsonb_as_printed, kind, fields.get(index), &mut digester.row);
+                    digester.end_field();
+                }
+                digester.sum();
+            } else {
+                digester.add(&fields.to_vec());
             }
-            digester.sum();
-            continue;
-        }
-        let fields = (0..kinds.len())
-            .map(|index| row.try_get::<Raw<'_>>(index).map(|Raw(raw)| raw))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(Stopped::Database)?;
-        digester.add(&fields);
+            Ok(())
+        })
+        .map_err(|stop| match stop {
+            Stop::Malformed(m) => Stopped::Malformed(m),
+            Stop::Stopped(()) => Stopped::Interrupted,
+        })?;
     }
+    rows.finish().map_err(Stopped::Malformed)?;
     Ok(digester.side)
 }
 
@@ -541,23 +579,25 @@ async fn hash_target(
         .await
         .map_err(|e| database_error(db, "read the target table", &e))?;
     let runtime = tokio::runtime::Handle::current();
-    let (table, types, printed, keep, interrupt) = (
+    let name = table.qualified.clone();
+    let (table, printed, keep, interrupt) = (
         table.clone(),
-        plan.types.clone(),
         plan.jsonb_as_printed,
         Arc::clone(keep),
         interrupt.clone(),
     );
     let hashed = tokio::task::spawn_blocking(move || {
-        runtime.block_on(digest_copy(
-            stream, &table, &types, printed, &keep, &interrupt,
-        ))
+        runtime.block_on(digest_copy(stream, &table, printed, &keep, &interrupt))
     })
     .await
     .map_err(|e| Error::config(Code::Io, format!("a verify thread failed: {e}")))?;
     match hashed {
         Ok(side) => Ok(side),
         Err(Stopped::Database(e)) => Err(database_error(db, "read the target table", &e)),
+        Err(Stopped::Malformed(Malformed(what))) => Err(Error::config(
+            Code::Io,
+            format!("the server's COPY of {name} could not be read ({what}); nothing was compared"),
+        )),
         Err(Stopped::Interrupted) => Err(super::precheck::interrupted()),
     }
 }
@@ -869,8 +909,8 @@ fn compare(
 /// row differs between the sides, with both values as text.
 fn columns_differing(
     table: &TableMap,
-    ours: Option<&Vec<Vec<(u64, String)>>>,
-    theirs: Option<&Vec<Vec<(u64, String)>>>,
+    ours: Option<&Vec<Vec<Shown>>>,
+    theirs: Option<&Vec<Vec<Shown>>>,
 ) -> Option<String> {
     let (Some([ours]), Some([theirs])) = (ours.map(Vec::as_slice), theirs.map(Vec::as_slice))
     else {
@@ -880,8 +920,20 @@ fn columns_differing(
         .columns
         .iter()
         .zip(ours.iter().zip(theirs))
-        .filter(|(_, (a, b))| a.0 != b.0)
-        .map(|(column, (a, b))| format!("{} (SQLite {}, PostgreSQL {})", column.target, a.1, b.1))
+        .filter(|(_, (a, b))| a.hash != b.hash)
+        .map(|(column, (a, b))| match (&a.text, &b.text) {
+            (Some(x), Some(y)) => match where_texts_part(x, y) {
+                (Some(at), x, y) => format!(
+                    "{} (from character {at}: SQLite {x}, PostgreSQL {y})",
+                    column.target
+                ),
+                (None, x, y) => format!("{} (SQLite {x}, PostgreSQL {y})", column.target),
+            },
+            _ => format!(
+                "{} (SQLite {}, PostgreSQL {})",
+                column.target, a.value, b.value
+            ),
+        })
         .collect();
     (!columns.is_empty()).then(|| columns.join(", "))
 }
@@ -989,6 +1041,7 @@ async fn verify_in(
                 .filter(|u| u.target.is_some())
                 .count(),
             differences,
+            not_compared: table.not_compared.clone(),
         });
     }
     Ok(out)

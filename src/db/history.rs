@@ -647,7 +647,9 @@ pub(crate) fn database_error(db: &Db, doing: &str, err: &tokio_postgres::Error) 
         reason: ReasonCode::new(code),
         message: super::scrub(&format!("cannot {doing} on {}: {detail}", db.target)),
         hint: Some(hint.into()),
-        source: None,
+        source: err
+            .code()
+            .map(|c| Box::new(crate::error::ServerCode(c.clone())) as crate::error::Source),
     }
 }
 

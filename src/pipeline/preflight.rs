@@ -448,9 +448,8 @@ fn first_checks(
     checks
 }
 
-/// `database_error` keeps the SQLSTATE in its message only.
 fn is_lock_timeout(err: &Error) -> bool {
-    err.to_string().contains("(55P03)")
+    err.sqlstate() == Some(tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
 }
 
 fn integrity_checks(
@@ -639,11 +638,36 @@ pub(crate) async fn drift_of(
     scope: &Scope,
 ) -> Result<Option<Check>> {
     // Behind a table someone holds ACCESS EXCLUSIVE on, give up soon and
-    // say who, instead of waiting as long as they hold it.
+    // say who, instead of waiting as long as they hold it. Only for this
+    // read: the session (a library user's, maybe) gets its own back.
+    let failed = |e: &tokio_postgres::Error| {
+        crate::db::history::database_error(db, "prepare the status session", e)
+    };
+    let previous: String = db
+        .client
+        .query_one("SELECT current_setting('lock_timeout')", &[])
+        .await
+        .map_err(|e| failed(&e))?
+        .get(0);
     db.client
         .batch_execute("SET lock_timeout = '2s'")
         .await
-        .map_err(|e| crate::db::history::database_error(db, "prepare the status session", &e))?;
+        .map_err(|e| failed(&e))?;
+    let drift = drift_within(config, db, history, state, scope).await;
+    db.client
+        .execute("SELECT set_config('lock_timeout', $1, false)", &[&previous])
+        .await
+        .map_err(|e| failed(&e))?;
+    drift
+}
+
+async fn drift_within(
+    config: &Config,
+    db: &Db,
+    history: &History,
+    state: &NamespaceState,
+    scope: &Scope,
+) -> Result<Option<Check>> {
     let recorded = history.recorded_schema(db, &state.namespace).await?;
     let live = match schema::read(db, &config.history_schema).await {
         Err(err) if is_lock_timeout(&err) => {

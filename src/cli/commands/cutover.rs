@@ -197,6 +197,7 @@ pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
                     ));
                 }
             }
+            said_late_interrupt(ctx);
             Ok(if report.result == Status::Fail { 6 } else { 0 })
         }
         Step::Verify {
@@ -209,12 +210,24 @@ pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
             } else {
                 render_verify(&report);
             }
+            said_late_interrupt(ctx);
             Ok(if report.result == Status::Fail && *fail_on_mismatch {
                 6
             } else {
                 0
             })
         }
+    }
+}
+
+/// A Ctrl-C that came when nothing was left to stop: said, so that
+/// "interrupted: stopping" followed by a full result is not read as a
+/// partial one.
+fn said_late_interrupt(ctx: &Context<'_>) {
+    if ctx.interrupt.is_triggered() {
+        crate::cli::output::err(
+            "the interrupt came after every row had been read: nothing was cut short, the result above is complete",
+        );
     }
 }
 
@@ -246,6 +259,15 @@ fn render_verify(report: &VerifyReport) {
         for difference in &table.differences {
             out(&format!("      {difference}"));
         }
+        if !table.not_compared.is_empty() {
+            out(&paint(
+                DIM,
+                format!(
+                    "      not compared, no SQLite column feeds them (defaults, generated): {}",
+                    table.not_compared.join(", ")
+                ),
+            ));
+        }
     }
     render_problems(&report.problems);
     let differ = report.tables.iter().any(|t| !t.matches);
@@ -260,9 +282,14 @@ fn render_verify(report: &VerifyReport) {
             report.problems.len()
         ),
     };
+    let pass = if report.tables.iter().any(|t| !t.not_compared.is_empty()) {
+        "verify passed: every table is identical in every column SQLite has"
+    } else {
+        "verify passed: every table is identical"
+    };
     out(&verdict(
         report.result,
-        "verify passed: every table is identical",
+        pass,
         "verify passed with warnings",
         &fail,
     ));
