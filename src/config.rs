@@ -5,6 +5,7 @@
 //! config file (one namespace named `default`). Unknown keys are errors: a typo
 //! such as `lock_timout` must not silently fall back to a default in production.
 
+use crate::source::layouts::flyway_placeholders::{FlywayConf, Placeholders};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ pub struct Config {
     pub verify: VerifyConfig,
     /// Webhook notices (SPEC 18).
     pub notify: NotifyConfig,
+    /// What `flyway.conf` beside the config file says (Flyway projects).
+    pub flyway: FlywayConf,
 }
 
 /// `[notify]`.
@@ -143,6 +146,11 @@ pub struct Namespace {
     pub schemas: Option<Vec<String>>,
     /// `layout = "…"`: read the directory in this layout instead of detecting it.
     pub layout: Option<crate::source::layout::Layout>,
+    /// Values for Flyway's `${name}` placeholders: `flyway.conf`'s, then
+    /// `placeholders` at the top of migsafe.toml, then the namespace's own
+    /// (`FLYWAY_PLACEHOLDERS_*` in the environment override them when the
+    /// migrations are read).
+    pub placeholders: Placeholders,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -165,6 +173,8 @@ struct RawConfig {
     verify: RawVerify,
     #[serde(default)]
     notify: RawNotify,
+    #[serde(default)]
+    placeholders: toml::Table,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -228,6 +238,27 @@ struct RawNamespace {
     database_url_env: Option<String>,
     schemas: Option<Vec<String>>,
     layout: Option<String>,
+    placeholders: Option<toml::Table>,
+}
+
+/// `name = "value"` pairs of a `placeholders` table (numbers and booleans
+/// as they are written).
+fn add_placeholders(
+    into: &mut Placeholders,
+    table: &toml::Table,
+    at: &str,
+) -> std::result::Result<(), String> {
+    for (name, value) in table {
+        let text = match value {
+            toml::Value::String(text) => text.clone(),
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                value.to_string()
+            }
+            _ => return Err(format!("{at}.{name}: a placeholder's value is a string")),
+        };
+        into.set(name, &text);
+    }
+    Ok(())
 }
 
 /// Parses a human duration: `0`, `500ms`, `5s`, `10min`, `1h 30m`.
@@ -398,6 +429,12 @@ impl Config {
                     .unwrap_or_else(|| "backups/sqlite".into()),
             ),
         };
+        let flyway = FlywayConf::read(base).map_err(&invalid)?;
+        let mut shared = Placeholders::default();
+        for (name, value) in &flyway.placeholders {
+            shared.set(name, value);
+        }
+        add_placeholders(&mut shared, &raw.placeholders, "placeholders").map_err(&invalid)?;
         let mut namespaces = Vec::new();
         for (name, value) in raw.namespaces {
             if name.is_empty() || name.contains(':') || name.chars().any(char::is_whitespace) {
@@ -421,6 +458,15 @@ impl Config {
                     },
                 )?),
             };
+            let mut placeholders = shared.clone();
+            if let Some(own) = &ns.placeholders {
+                add_placeholders(
+                    &mut placeholders,
+                    own,
+                    &format!("namespaces.{name}.placeholders"),
+                )
+                .map_err(&invalid)?;
+            }
             namespaces.push(Namespace {
                 dir: base.join(ns.dir.unwrap_or_else(|| format!("migrations/{name}"))),
                 name,
@@ -428,6 +474,7 @@ impl Config {
                 database_url_env: ns.database_url_env,
                 schemas: ns.schemas,
                 layout,
+                placeholders,
             });
         }
         if namespaces.is_empty() {
@@ -438,6 +485,7 @@ impl Config {
                 database_url_env: None,
                 schemas: None,
                 layout: None,
+                placeholders: shared,
             });
         }
         let lint = LintConfig {
@@ -482,6 +530,7 @@ impl Config {
             logs,
             verify,
             notify,
+            flyway,
         })
     }
 

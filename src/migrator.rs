@@ -314,8 +314,57 @@ impl Migrator {
         self.config
             .select(target)?
             .into_iter()
-            .map(|ns| Ok((ns.clone(), Self::read_sources(&self.embedded, ns)?)))
+            .map(|ns| {
+                let mut set = Self::read_sources(&self.embedded, ns)?;
+                self.replace_placeholders(ns, &mut set);
+                Ok((ns.clone(), set))
+            })
             .collect()
+    }
+
+    /// Flyway scripts as Flyway runs them: their `${name}` placeholders
+    /// replaced ([`flyway_placeholders`]); the environment's
+    /// `FLYWAY_PLACEHOLDERS_*` over the configured values.
+    fn replace_placeholders(&self, namespace: &Namespace, set: &mut MigrationSet) {
+        use crate::source::layouts::flyway_placeholders::{self, Builtins};
+        if !set
+            .migrations
+            .iter()
+            .chain(&set.repeatables)
+            .any(|m| m.layout == crate::source::layout::Layout::Flyway)
+        {
+            return;
+        }
+        let mut values = namespace.placeholders.clone();
+        values.add_environment(std::env::vars());
+        // A password given to a migration stays out of every output.
+        for secret in values.secrets() {
+            crate::db::register_secret(secret);
+        }
+        let settings = self.settings_of(namespace).ok();
+        let flyway = &self.config.flyway;
+        let builtins = Builtins {
+            default_schema: namespace
+                .schemas
+                .as_ref()
+                .and_then(|s| s.first().cloned())
+                .or_else(|| flyway.default_schema.clone()),
+            user: settings
+                .as_ref()
+                .and_then(|s| s.config().get_user().map(str::to_string)),
+            database: settings
+                .as_ref()
+                .and_then(|s| s.dbname().map(str::to_string)),
+            table: flyway
+                .table
+                .clone()
+                .unwrap_or_else(|| "flyway_schema_history".into()),
+            working_directory: std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+            timestamp: chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+        };
+        flyway_placeholders::apply(set, &values, &builtins, flyway.literal);
     }
 
     /// The database settings of a namespace (URL resolution of SPEC 3);
@@ -635,9 +684,12 @@ impl Migrator {
             }
         };
         let (sources, first_db) = tokio::join!(reading, first);
-        let sources = sources.map_err(|e| {
+        let mut sources = sources.map_err(|e| {
             Error::config(Code::Io, format!("reading the migration files failed: {e}"))
         })??;
+        for (namespace, set) in namespaces.iter().zip(sources.iter_mut()) {
+            self.replace_placeholders(namespace, set);
+        }
         let mut first_db = first_db.transpose()?.map(Arc::new);
         let mut opened = Vec::with_capacity(namespaces.len());
         // Namespaces on the same database share one connection (one
@@ -942,7 +994,8 @@ impl Migrator {
             for path in paths {
                 match self.config.namespaces.iter().find(|n| &n.name == path) {
                     Some(namespace) => {
-                        let set = Self::read_sources(&self.embedded, namespace)?;
+                        let mut set = Self::read_sources(&self.embedded, namespace)?;
+                        self.replace_placeholders(namespace, &mut set);
                         scripts.extend(
                             set.migrations
                                 .iter()

@@ -1161,3 +1161,76 @@ fn flyway_script_configuration_is_honoured_and_callbacks_are_named() {
         "{out}"
     );
 }
+
+/// Flyway placeholders get their values as Flyway gives them (flyway.conf,
+/// then migsafe.toml, then `FLYWAY_PLACEHOLDERS_*`), built-ins included,
+/// everywhere in the text (a function body too); checksums stay those of
+/// the files as written; a secret's value never shows.
+#[test]
+fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
+    let project = Project::new(&[
+        (
+            "flyway.conf",
+            "flyway.url=jdbc:postgresql://elsewhere/app\nflyway.schemas=shop,other\nflyway.placeholders.region=us\nflyway.placeholders.owner=flyway_conf\n",
+        ),
+        ("migsafe.toml", "[placeholders]\nregion = \"eu\"\n"),
+        (
+            "migrations/V1__init.sql",
+            "CREATE SCHEMA ${flyway:defaultSchema};\nCREATE TABLE ${flyway:defaultSchema}.accounts (id bigint PRIMARY KEY, region text DEFAULT '${region}');\nCOMMENT ON TABLE ${flyway:defaultSchema}.accounts IS '${flyway:filename} on ${flyway:database} by ${Owner}';\n",
+        ),
+        (
+            "migrations/V2__count.sql",
+            "CREATE FUNCTION ${flyway:defaultSchema}.account_count() RETURNS bigint LANGUAGE sql AS $$\n    SELECT count(*) FROM ${flyway:defaultSchema}.accounts WHERE region = '${region}'\n$$;\n",
+        ),
+    ]);
+    let db = TestDb::new();
+    let lint = project.run(&db, &["lint"], 0);
+    assert!(!lint.contains("syntax-error"), "{lint}");
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    assert_eq!(db.history("default").len(), 2);
+    assert_eq!(
+        db.scalar("SELECT column_default FROM information_schema.columns WHERE table_schema = 'shop' AND column_name = 'region'"),
+        Some("'eu'::text".into())
+    );
+    let database = db.scalar("SELECT current_database()").unwrap();
+    assert_eq!(
+        db.scalar("SELECT obj_description('shop.accounts'::regclass)"),
+        Some(format!("V1__init.sql on {database} by flyway_conf"))
+    );
+    db.query("INSERT INTO shop.accounts VALUES (1, 'eu'), (2, 'us')");
+    assert_eq!(db.scalar("SELECT shop.account_count()"), Some("1".into()));
+
+    // Another value later: the applied files are as written, unchanged.
+    project.write("migsafe.toml", b"[placeholders]\nregion = \"ap\"\n");
+    let status = project.run(&db, &["status"], 0);
+    assert!(
+        !status.contains("EDITED") && !status.contains("MISMATCH"),
+        "{status}"
+    );
+
+    // From the environment, over the files; a secret's value never shows,
+    // even in the server's own message about it.
+    project.write(
+        "migrations/V3__token.sql",
+        b"SELECT '${apiToken}'::integer;\n",
+    );
+    let output = project
+        .migsafe(&db)
+        .env("FLYWAY_PLACEHOLDERS_APITOKEN", "tok-8f3a9c2e")
+        .args(["apply", "--skip-backup"])
+        .output()
+        .unwrap();
+    let text = common::expect_exit(&output, 2);
+    assert!(
+        text.contains("invalid input syntax for type integer"),
+        "{text}"
+    );
+    common::assert_no_secret(&project, &output, "tok-8f3a9c2e");
+    // Without a value: refused before anything runs, saying how to give one.
+    let text = project.run(&db, &["apply", "--skip-backup"], 5);
+    assert!(
+        text.contains("V3__token.sql:1: the Flyway placeholder `${apiToken}` has no value"),
+        "{text}"
+    );
+    assert!(text.contains("FLYWAY_PLACEHOLDERS_<NAME>"), "{text}");
+}

@@ -196,11 +196,11 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
         return Err(refuse(
             Code::MigrationFileInvalid,
             format!(
-                "{}:{}: `{placeholder}` is a Flyway placeholder; Flyway replaces it before running the script, migsafe sends the text as written, so it would reach the server unreplaced",
+                "{}:{}: the Flyway placeholder `{placeholder}` has no value, so it would reach the server unreplaced",
                 script.path.display(),
                 line + script.first_line - 1
             ),
-            "nothing ran. Write the value in place of the placeholder (a schema name, a role); if the text is meant literally, write it so that it does not read `${name}` (e.g. '$' || '{name}')",
+            "nothing ran. Give it a value as Flyway takes it — `flyway.placeholders.<name>=…` in flyway.conf beside migsafe.toml, `FLYWAY_PLACEHOLDERS_<NAME>` in the environment — or in migsafe.toml (`[placeholders]`, or `placeholders = { … }` under the namespace); if the text is meant literally, set `placeholderReplacement=false` in the script's .sql.conf",
         ));
     }
     if std::ptr::eq(script, &migration.up)

@@ -6,6 +6,7 @@
 
 pub mod drizzle;
 pub mod flyway;
+pub mod flyway_placeholders;
 pub mod goose;
 pub mod liquibase;
 pub mod pop;

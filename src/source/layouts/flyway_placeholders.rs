@@ -1,0 +1,432 @@
+//! Flyway's `${name}` placeholders, replaced as Flyway replaces them.
+//!
+//! Flyway replaces every `${name}` in a script (strings and function bodies
+//! included) before it runs it, with values from `flyway.placeholders.name`
+//! in `flyway.conf`, `FLYWAY_PLACEHOLDERS_NAME` in the environment, and its
+//! built-ins (`${flyway:defaultSchema}`, `${flyway:filename}`, …); a name
+//! without a value stops the run. Its checksum is of the file as written.
+//! migsafe does the same: values come from `flyway.conf` beside
+//! `migsafe.toml`, then `placeholders` in `migsafe.toml` (top level, then
+//! the namespace's), then the environment, each overriding the one before;
+//! names compare without regard to case (Flyway lowercases the names it
+//! reads from the environment). A name left without a value is refused
+//! before anything runs (`execute::check_script`).
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use crate::source::layout::Layout;
+use crate::source::migration::MigrationSet;
+
+/// The Flyway settings migsafe reads from a `flyway.conf`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlywayConf {
+    /// `flyway.placeholders.<name>=<value>`, in file order.
+    pub placeholders: Vec<(String, String)>,
+    /// `flyway.placeholderReplacement=false`: `${…}` is literal everywhere.
+    pub literal: bool,
+    /// `flyway.defaultSchema`, else the first of `flyway.schemas`.
+    pub default_schema: Option<String>,
+    /// `flyway.table`: Flyway's history table (`${flyway:table}`).
+    pub table: Option<String>,
+}
+
+impl FlywayConf {
+    /// Reads `dir/flyway.conf` when there is one.
+    pub fn read(dir: &Path) -> Result<FlywayConf, String> {
+        let path = dir.join("flyway.conf");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => FlywayConf::parse(&text, |name| std::env::var(name).ok())
+                .map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FlywayConf::default()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Java properties as Flyway writes them: `key=value` (or `key: value`),
+    /// `#` and `!` comments, a trailing `\` continues the line, and
+    /// `${VAR}` in a value is the environment variable (Flyway expands them
+    /// in its configuration files). Settings other than the ones above are
+    /// ignored (the URL, user and password are migsafe's own to set).
+    pub fn parse(
+        text: &str,
+        environment: impl Fn(&str) -> Option<String>,
+    ) -> Result<FlywayConf, String> {
+        let mut conf = FlywayConf::default();
+        let mut schemas: Option<String> = None;
+        for (line_number, line) in logical_lines(text) {
+            let (key, value) = match line.find(['=', ':']) {
+                Some(at) => (line[..at].trim(), line[at + 1..].trim()),
+                None => (line.trim(), ""),
+            };
+            let value = expand_environment(&unescape(value), &environment);
+            match key {
+                "flyway.placeholderReplacement" => {
+                    conf.literal = match value.to_ascii_lowercase().as_str() {
+                        "true" => false,
+                        "false" => true,
+                        _ => {
+                            return Err(format!(
+                                "line {line_number}: flyway.placeholderReplacement must be true or false"
+                            ));
+                        }
+                    }
+                }
+                // Another prefix or suffix: `${` would no longer be what is
+                // replaced, and what is would reach the server as written.
+                "flyway.placeholderPrefix" | "flyway.placeholderSuffix"
+                    if value != "${" && value != "}" =>
+                {
+                    return Err(format!(
+                        "line {line_number}: {key}={value} — migsafe replaces only `${{name}}` placeholders; write the migrations with `${{` and `}}`, or replace the values in them"
+                    ));
+                }
+                "flyway.defaultSchema" if !value.is_empty() => conf.default_schema = Some(value),
+                "flyway.schemas" if !value.is_empty() => schemas = Some(value),
+                "flyway.table" if !value.is_empty() => conf.table = Some(value),
+                _ => {
+                    if let Some(name) = key.strip_prefix("flyway.placeholders.") {
+                        conf.placeholders.push((name.to_string(), value));
+                    }
+                }
+            }
+        }
+        if conf.default_schema.is_none() {
+            conf.default_schema = schemas
+                .and_then(|s| s.split(',').next().map(|s| s.trim().to_string()))
+                .filter(|s| !s.is_empty());
+        }
+        Ok(conf)
+    }
+}
+
+/// The lines of a properties file with continuations joined, without
+/// comments and blank lines: (1-based line where each starts, text).
+fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        let (start, mut joined) = match pending.take() {
+            Some((start, mut text)) => {
+                text.push_str(line);
+                (start, text)
+            }
+            None if line.is_empty() || line.starts_with('#') || line.starts_with('!') => continue,
+            None => (index + 1, line.to_string()),
+        };
+        // An odd number of trailing backslashes continues the line.
+        let trailing = joined.chars().rev().take_while(|c| *c == '\\').count();
+        if trailing % 2 == 1 {
+            joined.pop();
+            pending = Some((start, joined));
+        } else {
+            out.push((start, joined));
+        }
+    }
+    out.extend(pending);
+    out
+}
+
+/// Java properties escapes: `\\`, `\n`, `\t`, `\=`, `\:` and the like.
+fn unescape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// `${VAR}` in a configuration value: the environment variable, or left
+/// as written when it is not set (as Flyway leaves it).
+fn expand_environment(value: &str, environment: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut last = 0;
+    for (start, end, name) in occurrences(value) {
+        if let Some(found) = environment(name) {
+            out.push_str(&value[last..start]);
+            out.push_str(&found);
+            last = end;
+        }
+    }
+    out.push_str(&value[last..]);
+    out
+}
+
+/// Placeholder values by name, compared without regard to case; a later
+/// value for a name replaces an earlier one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placeholders {
+    values: Vec<(String, String)>,
+}
+
+impl Placeholders {
+    pub fn set(&mut self, name: &str, value: &str) {
+        match self
+            .values
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some(slot) => slot.1 = value.to_string(),
+            None => self.values.push((name.to_string(), value.to_string())),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `FLYWAY_PLACEHOLDERS_<NAME>` variables of `environment`.
+    pub fn add_environment(&mut self, environment: impl Iterator<Item = (String, String)>) {
+        for (key, value) in environment {
+            if let Some(name) = key.strip_prefix("FLYWAY_PLACEHOLDERS_")
+                && !name.is_empty()
+            {
+                self.set(&name.to_ascii_lowercase(), &value);
+            }
+        }
+    }
+
+    /// The values whose name says they are a secret (`appPassword`,
+    /// `api_token`): kept out of every output ([`crate::db::scrub`]).
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        const SECRET: [&str; 6] = ["password", "passwd", "pwd", "secret", "token", "credential"];
+        self.values
+            .iter()
+            .filter(|(name, _)| {
+                let name = name.to_ascii_lowercase();
+                SECRET.iter().any(|s| name.contains(s))
+            })
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Every `${name}` in `text`: its byte span and the name. A name is
+/// letters, digits, `_`, `.`, `:` and `-` (`${flyway:defaultSchema}`).
+pub fn occurrences(text: &str) -> impl Iterator<Item = (usize, usize, &str)> + '_ {
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        while let Some(found) = text[from..].find("${") {
+            let start = from + found;
+            let after = &text[start + 2..];
+            let length = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')))
+                .unwrap_or(after.len());
+            if length > 0 && after[length..].starts_with('}') {
+                let end = start + 2 + length + 1;
+                from = end;
+                return Some((start, end, &after[..length]));
+            }
+            from = start + 2;
+        }
+        None
+    })
+}
+
+/// The first placeholder in `sql`: its 1-based line and the placeholder.
+pub fn placeholder(sql: &str) -> Option<(usize, String)> {
+    occurrences(sql).next().map(|(start, _, name)| {
+        let line = sql[..start].matches('\n').count() + 1;
+        (line, format!("${{{name}}}"))
+    })
+}
+
+/// `sql` with each placeholder `value` knows replaced; the others are left
+/// as written (to be refused, named, before anything runs).
+pub fn replace<'a>(sql: &'a str, value: impl Fn(&str) -> Option<String>) -> Cow<'a, str> {
+    let mut out = String::new();
+    let mut last = 0;
+    for (start, end, name) in occurrences(sql) {
+        if let Some(found) = value(name) {
+            out.push_str(&sql[last..start]);
+            out.push_str(&found);
+            last = end;
+        }
+    }
+    if last == 0 {
+        return Cow::Borrowed(sql);
+    }
+    out.push_str(&sql[last..]);
+    Cow::Owned(out)
+}
+
+/// Flyway's own placeholders (`${flyway:<name>}`), as far as migsafe knows
+/// them when it reads the migrations.
+#[derive(Debug, Clone, Default)]
+pub struct Builtins {
+    /// `defaultSchema`: the namespace's first schema, else flyway.conf's.
+    pub default_schema: Option<String>,
+    /// `user` and `database`: from the namespace's database URL.
+    pub user: Option<String>,
+    pub database: Option<String>,
+    /// `table`: Flyway's history table (`flyway_schema_history` unless
+    /// flyway.conf says otherwise).
+    pub table: String,
+    /// `workingDirectory`.
+    pub working_directory: String,
+    /// `timestamp`: when the migrations were read (`yyyy-MM-dd HH:mm:ss`).
+    pub timestamp: String,
+}
+
+impl Builtins {
+    fn get(&self, name: &str, file_name: &str) -> Option<String> {
+        let name = name.strip_prefix("flyway:")?;
+        match name {
+            "defaultSchema" => self.default_schema.clone(),
+            "user" => self.user.clone(),
+            "database" => self.database.clone(),
+            "table" => Some(self.table.clone()),
+            "workingDirectory" => Some(self.working_directory.clone()),
+            "timestamp" => Some(self.timestamp.clone()),
+            "filename" => Some(file_name.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// Replaces the placeholders of every Flyway script of `set` (not the ones
+/// whose `.sql.conf` says `placeholderReplacement=false`; all of them are
+/// literal when `literal`). Checksums stay those of the files as written,
+/// as Flyway's do.
+pub fn apply(set: &mut MigrationSet, values: &Placeholders, builtins: &Builtins, literal: bool) {
+    for migration in set.migrations.iter_mut().chain(set.repeatables.iter_mut()) {
+        if migration.layout != Layout::Flyway {
+            continue;
+        }
+        for script in std::iter::once(&mut migration.up).chain(migration.down.as_mut()) {
+            if literal {
+                script.directives.literal_placeholders = true;
+            }
+            if script.directives.literal_placeholders {
+                continue;
+            }
+            let file_name = script
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let replaced = replace(&script.sql, |name| {
+                values
+                    .get(name)
+                    .map(str::to_string)
+                    .or_else(|| builtins.get(name, &file_name))
+            });
+            if let Cow::Owned(sql) = replaced {
+                script.sql = sql;
+            }
+        }
+    }
+    // Read again from the replaced text when asked.
+    set.named_schemas = std::sync::OnceLock::new();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn finds_placeholders_where_flyway_replaces_them() {
+        assert_eq!(
+            placeholder("SELECT 1;\nCREATE TABLE ${schema}.t (id int);"),
+            Some((2, "${schema}".to_string()))
+        );
+        assert_eq!(
+            placeholder(
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT count(*) FROM ${flyway:defaultSchema}.t $$;"
+            ),
+            Some((1, "${flyway:defaultSchema}".to_string()))
+        );
+        assert_eq!(placeholder("SELECT '${}' , $${x $$;"), None);
+        assert_eq!(placeholder("SELECT $1, $$ { $$;"), None);
+    }
+
+    #[test]
+    fn replaces_the_names_it_has_values_for_and_leaves_the_rest() {
+        let mut values = Placeholders::default();
+        values.set("schema", "app");
+        values.set("appRole", "app_rw");
+        values.set("APPROLE", "app_ro");
+        let sql = "CREATE TABLE ${schema}.t ();\nGRANT SELECT ON ${Schema}.t TO ${approle};\nSELECT '${unknown}', '$${x}';";
+        let replaced = replace(sql, |name| values.get(name).map(str::to_string));
+        assert_eq!(
+            replaced,
+            "CREATE TABLE app.t ();\nGRANT SELECT ON app.t TO app_ro;\nSELECT '${unknown}', '$${x}';"
+        );
+        assert_eq!(placeholder(&replaced), Some((3, "${unknown}".into())));
+        assert!(matches!(replace("SELECT 1", |_| None), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn reads_flyway_conf_as_flyway_does() {
+        let environment = |name: &str| (name == "ROLE_FROM_ENV").then(|| "from_env".to_string());
+        let conf = FlywayConf::parse(
+            "# comment\n! also\nflyway.url=jdbc:postgresql://db/app\nflyway.placeholders.schema = app\nflyway.placeholders.role=${ROLE_FROM_ENV}\nflyway.placeholders.unset=${NOT_SET}\nflyway.placeholders.long=a,\\\n    b\nflyway.placeholders.eq=x\\=y\nflyway.schemas=first, second\nflyway.table: history\n",
+            environment,
+        )
+        .unwrap();
+        assert_eq!(
+            conf.placeholders,
+            vec![
+                ("schema".to_string(), "app".to_string()),
+                ("role".to_string(), "from_env".to_string()),
+                ("unset".to_string(), "${NOT_SET}".to_string()),
+                ("long".to_string(), "a,b".to_string()),
+                ("eq".to_string(), "x=y".to_string()),
+            ]
+        );
+        assert_eq!(conf.default_schema.as_deref(), Some("first"));
+        assert_eq!(conf.table.as_deref(), Some("history"));
+        assert!(!conf.literal);
+        let parse = |text: &str| FlywayConf::parse(text, |_| None);
+        assert!(
+            parse("flyway.placeholderReplacement=false")
+                .unwrap()
+                .literal
+        );
+        assert!(
+            parse("flyway.placeholderPrefix=#(")
+                .unwrap_err()
+                .contains("only `${name}`")
+        );
+        assert!(parse("flyway.placeholderSuffix=}").is_ok());
+    }
+
+    #[test]
+    fn environment_names_are_flyways() {
+        let mut values = Placeholders::default();
+        values.set("schema", "from_file");
+        values.add_environment(
+            [
+                (
+                    "FLYWAY_PLACEHOLDERS_SCHEMA".to_string(),
+                    "from_env".to_string(),
+                ),
+                (
+                    "FLYWAY_PLACEHOLDERS_APPPASSWORD".to_string(),
+                    "hunter22".to_string(),
+                ),
+                ("FLYWAY_URL".to_string(), "x".to_string()),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(values.get("schema"), Some("from_env"));
+        assert_eq!(values.get("appPassword"), Some("hunter22"));
+        assert_eq!(values.get("url"), None);
+        assert_eq!(values.secrets().collect::<Vec<_>>(), vec!["hunter22"]);
+    }
+}
