@@ -105,6 +105,18 @@ fn verify_mismatch(project: &Project, db: &TestDb) -> String {
     )
 }
 
+/// A project whose one migration is `up` (undone by `down`), with `app.db`
+/// made by `sqlite`.
+fn one_migration(up: &str, down: &str, sqlite: &str) -> Project {
+    let project = Project::new(&[
+        ("migrations/0001_init.up.sql", up),
+        ("migrations/0001_init.down.sql", down),
+    ]);
+    let file = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
+    file.execute_batch(sqlite).unwrap();
+    project
+}
+
 fn file_hash(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
@@ -1652,22 +1664,14 @@ fn jsonb_documents_verify_exactly_as_the_server_prints_them() {
 /// on a copy that is exact, and still finds a changed value.
 #[test]
 fn jsonb_on_a_latin1_database_verifies_as_it_is() {
-    let project = Project::new(&[
-        (
-            "migrations/0001_docs.up.sql",
-            "CREATE TABLE docs (id bigint PRIMARY KEY, body jsonb, raw json);",
-        ),
-        ("migrations/0001_docs.down.sql", "DROP TABLE docs;"),
-    ]);
-    let file = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
-    file.execute_batch(
+    let project = one_migration(
+        "CREATE TABLE docs (id bigint PRIMARY KEY, body jsonb, raw json);",
+        "DROP TABLE docs;",
         r#"CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT, raw TEXT);
            INSERT INTO docs VALUES (1, '{"ab": 1, "é": 2}', '{"é":  1}'),
                                    (2, '{"\u00e9": 1, "zz": 2}', '"\ud800"'),
                                    (3, '{"zé": {"ab": [1.50, "ü"]}, "a": 1}', NULL);"#,
-    )
-    .unwrap();
-    drop(file);
+    );
     let target = TestDb::with_options("ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'");
     // Precheck builds the schema on a UTF-8 scratch database, and checks
     // the values against the target's own encoding: all of these fit.
@@ -1690,22 +1694,14 @@ fn jsonb_on_a_latin1_database_verifies_as_it_is() {
 /// LATIN1 (beyond U+00FF) and SQL_ASCII (jsonb escapes beyond ASCII).
 #[test]
 fn precheck_finds_what_the_target_encoding_cannot_hold() {
-    let project = Project::new(&[
-        (
-            "migrations/0001_docs.up.sql",
-            "CREATE TABLE docs (id bigint PRIMARY KEY, body jsonb, raw json, note text);",
-        ),
-        ("migrations/0001_docs.down.sql", "DROP TABLE docs;"),
-    ]);
-    let file = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
-    file.execute_batch(
+    let project = one_migration(
+        "CREATE TABLE docs (id bigint PRIMARY KEY, body jsonb, raw json, note text);",
+        "DROP TABLE docs;",
         r#"CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT, raw TEXT, note TEXT);
            INSERT INTO docs VALUES (1, '{"a": "é"}', '"\u20ac"', 'café'),
                                    (2, '{"a": "\u20ac"}', '"ok"', '5 €'),
                                    (3, '{"a": "\u00e9"}', '"🎉"', NULL);"#,
-    )
-    .unwrap();
-    drop(file);
+    );
     let latin1 = TestDb::with_options("ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'");
     let text = expect_exit(
         &cutover(&project, &latin1, &["precheck", "--from", "app.db"]),
@@ -1756,22 +1752,14 @@ fn precheck_finds_what_the_target_encoding_cannot_hold() {
 /// the tables identical without a word.
 #[test]
 fn verify_names_the_target_columns_it_did_not_compare() {
-    let project = Project::new(&[
-        (
-            "migrations/0001_notes.up.sql",
-            "CREATE TABLE notes (id bigint PRIMARY KEY, body text,
+    let project = one_migration(
+        "CREATE TABLE notes (id bigint PRIMARY KEY, body text,
                                  created_at timestamptz NOT NULL DEFAULT now(),
                                  body_length integer GENERATED ALWAYS AS (length(body)) STORED);",
-        ),
-        ("migrations/0001_notes.down.sql", "DROP TABLE notes;"),
-    ]);
-    let file = rusqlite::Connection::open(project.path().join("app.db")).unwrap();
-    file.execute_batch(
+        "DROP TABLE notes;",
         "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
          INSERT INTO notes VALUES (1, 'a'), (2, 'bb');",
-    )
-    .unwrap();
-    drop(file);
+    );
     let target = TestDb::new();
     expect_exit(
         &cutover(

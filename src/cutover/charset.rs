@@ -64,6 +64,13 @@ impl Charset {
     }
 }
 
+/// A refused character for people: `'€' (U+20AC)`, or `the jsonb escape
+/// for '€' (U+20AC)` when it was written as one.
+pub fn shown(c: char, escaped: bool) -> String {
+    let how = if escaped { "the jsonb escape for " } else { "" };
+    format!("{how}{c:?} (U+{:04X})", u32::from(c))
+}
+
 /// The characters written as `\uXXXX` escapes (pairs of surrogates put
 /// together) in JSON text that has already been validated.
 fn escapes(text: &str) -> impl Iterator<Item = char> + '_ {

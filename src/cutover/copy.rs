@@ -589,12 +589,11 @@ fn read(
                     return Err(failed(
                         &table.target,
                         format!(
-                            "`{}` {}: column `{}`: {}{c:?} (U+{:04X}) has no place in a {} database",
+                            "`{}` {}: column `{}`: {} has no place in a {} database",
                             table.source,
                             row_name(table, row, position),
                             column.source,
-                            if escaped { "the jsonb escape for " } else { "" },
-                            u32::from(c),
+                            super::charset::shown(c, escaped),
                             charset.map_or("", Charset::name)
                         ),
                         "nothing was loaded (the load is one transaction, rolled back). Run `migsafe cutover sqlite precheck` to see every such value, or create the database with ENCODING 'UTF8'",

@@ -272,13 +272,12 @@ fn scan(
                 let converted = convert(value, &column.kind, column.not_null);
                 let misfit = match (converted, charset) {
                     (Err(misfit), _) => Some(misfit),
-                    (Ok(cell), Some(charset)) => charset.refused(&cell).map(|(c, escaped)| {
-                        let how = if escaped { "the jsonb escape for " } else { "" };
-                        Misfit {
+                    (Ok(cell), Some(charset)) => {
+                        charset.refused(&cell).map(|(c, escaped)| Misfit {
                             problem: NOT_IN_ENCODING,
-                            detail: format!("{how}{c:?} (U+{:04X})", u32::from(c)),
-                        }
-                    }),
+                            detail: super::charset::shown(c, escaped),
+                        })
+                    }
                     (Ok(_), None) => None,
                 };
                 if let Some(misfit) = misfit {

@@ -151,17 +151,7 @@ fn unescape(value: &str) -> String {
 /// `${VAR}` in a configuration value: the environment variable, or left
 /// as written when it is not set (as Flyway leaves it).
 fn expand_environment(value: &str, environment: impl Fn(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut last = 0;
-    for (start, end, name) in occurrences(value) {
-        if let Some(found) = environment(name) {
-            out.push_str(&value[last..start]);
-            out.push_str(&found);
-            last = end;
-        }
-    }
-    out.push_str(&value[last..]);
-    out
+    replace(value, environment).into_owned()
 }
 
 /// Placeholder values by name, compared without regard to case; a later
