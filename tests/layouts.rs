@@ -1214,6 +1214,16 @@ fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
         "migrations/V3__token.sql",
         b"SELECT '${apiToken}'::integer;\n",
     );
+    // A script to print would show the secret, or mask it and be wrong.
+    let printed = project
+        .migsafe(&db)
+        .env("FLYWAY_PLACEHOLDERS_APITOKEN", "tok-8f3a9c2e")
+        .args(["apply", "--sql"])
+        .output()
+        .unwrap();
+    let text = common::expect_exit(&printed, 5);
+    assert!(text.contains("the script would hold a secret"), "{text}");
+    common::assert_no_secret(&project, &printed, "tok-8f3a9c2e");
     let output = project
         .migsafe(&db)
         .env("FLYWAY_PLACEHOLDERS_APITOKEN", "tok-8f3a9c2e")

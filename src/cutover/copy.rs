@@ -82,8 +82,6 @@ pub struct TableCopy {
 pub struct LoadOptions {
     /// Empty the target tables first instead of refusing non-empty ones.
     pub truncate: bool,
-    /// Tables loading at once.
-    pub jobs: usize,
     /// `lock_timeout` for the load sessions.
     pub lock_timeout: Duration,
 }

@@ -423,7 +423,6 @@ impl Migrator {
             },
             &LoadOptions {
                 truncate: options.truncate,
-                jobs: cutover.jobs,
                 lock_timeout: self.config.defaults.lock_timeout,
             },
             self.events.as_ref(),

@@ -41,10 +41,19 @@ pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
     options.deep = args.deep;
     if args.sql {
         let script = migrator.apply_sql(ctx.target(), &options).await?;
+        // A script with a secret masked would run and be wrong (a role
+        // whose password is `****`); one with it shown would leak it.
+        if migsafe::db::scrub(&script) != script {
+            return Err(migsafe::error::Error::config(
+                migsafe::error::Code::Usage,
+                "the script would hold a secret (the value of a placeholder named like a password or token, or the database password): migsafe neither prints it nor prints the script with it masked; nothing ran",
+            )
+            .with_hint("run `migsafe apply`, which sends it to the server without showing it; if the value is not a secret, give the placeholder a name without password/secret/token/pwd/credential in it"));
+        }
         if ctx.json() {
             json("apply", &serde_json::json!({ "sql": script }));
         } else {
-            print!("{}", migsafe::db::scrub(&script));
+            print!("{script}");
         }
         return Ok(0);
     }
