@@ -899,6 +899,14 @@ impl Migrator {
         let started_at = chrono::Utc::now();
         let result = async {
             let sources = self.sources(target)?;
+            // What apply would refuse to send, verify does not send either.
+            for (namespace, set) in &sources {
+                for migration in set.migrations.iter().chain(&set.repeatables) {
+                    for script in std::iter::once(&migration.up).chain(migration.down.as_ref()) {
+                        crate::db::execute::check_placeholders(&namespace.name, migration, script)?;
+                    }
+                }
+            }
             let report = crate::verify::verify_with_events(
                 &self.config,
                 &sources,

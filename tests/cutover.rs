@@ -158,6 +158,9 @@ fn precheck_finds_every_problem_then_the_fixed_file_copies_exactly() {
         &db,
         &["precheck", "--from", "app.db", "--format", "json"],
     );
+    // One document, one schema_version (the report's own).
+    let raw = String::from_utf8(json.stdout.clone()).unwrap();
+    assert_eq!(raw.matches("\"schema_version\"").count(), 1, "{raw}");
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(report["result"], "fail");
     let problems: Vec<String> = report["problems"]

@@ -1179,6 +1179,10 @@ fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
             "CREATE SCHEMA ${flyway:defaultSchema};\nCREATE TABLE ${flyway:defaultSchema}.accounts (id bigint PRIMARY KEY, region text DEFAULT '${region}');\nCOMMENT ON TABLE ${flyway:defaultSchema}.accounts IS '${flyway:filename} on ${flyway:database} by ${Owner}';\n",
         ),
         (
+            "migrations/R__region.sql",
+            "CREATE OR REPLACE VIEW shop.region_now AS SELECT '${region}'::text AS region;\n",
+        ),
+        (
             "migrations/V2__count.sql",
             "CREATE FUNCTION ${flyway:defaultSchema}.account_count() RETURNS bigint LANGUAGE sql AS $$\n    SELECT count(*) FROM ${flyway:defaultSchema}.accounts WHERE region = '${region}'\n$$;\n",
         ),
@@ -1200,12 +1204,24 @@ fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
     db.query("INSERT INTO shop.accounts VALUES (1, 'eu'), (2, 'us')");
     assert_eq!(db.scalar("SELECT shop.account_count()"), Some("1".into()));
 
-    // Another value later: the applied files are as written, unchanged.
+    assert_eq!(
+        db.scalar("SELECT region FROM shop.region_now"),
+        Some("eu".into())
+    );
+
+    // Another value later: the applied versioned files are as written,
+    // unchanged; the repeatable is checksummed as replaced (Flyway's way),
+    // so it runs again with the new value.
     project.write("migsafe.toml", b"[placeholders]\nregion = \"ap\"\n");
     let status = project.run(&db, &["status"], 0);
     assert!(
         !status.contains("EDITED") && !status.contains("MISMATCH"),
         "{status}"
+    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    assert_eq!(
+        db.scalar("SELECT region FROM shop.region_now"),
+        Some("ap".into())
     );
 
     // From the environment, over the files; a secret's value never shows,
@@ -1217,16 +1233,16 @@ fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
     // A script to print would show the secret, or mask it and be wrong.
     let printed = project
         .migsafe(&db)
-        .env("FLYWAY_PLACEHOLDERS_APITOKEN", "tok-8f3a9c2e")
+        .env("FLYWAY_PLACEHOLDERS_APITOKEN", "tok-${x}-8f3a9c2e")
         .args(["apply", "--sql"])
         .output()
         .unwrap();
     let text = common::expect_exit(&printed, 5);
     assert!(text.contains("the script would hold a secret"), "{text}");
-    common::assert_no_secret(&project, &printed, "tok-8f3a9c2e");
+    common::assert_no_secret(&project, &printed, "tok-${x}-8f3a9c2e");
     let output = project
         .migsafe(&db)
-        .env("FLYWAY_PLACEHOLDERS_APITOKEN", "tok-8f3a9c2e")
+        .env("FLYWAY_PLACEHOLDERS_APITOKEN", "tok-${x}-8f3a9c2e")
         .args(["apply", "--skip-backup"])
         .output()
         .unwrap();
@@ -1235,11 +1251,21 @@ fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
         text.contains("invalid input syntax for type integer"),
         "{text}"
     );
-    common::assert_no_secret(&project, &output, "tok-8f3a9c2e");
-    // Without a value: refused before anything runs, saying how to give one.
+    common::assert_no_secret(&project, &output, "tok-${x}-8f3a9c2e");
+    // Without a value: refused before anything runs (verify included),
+    // every one named, saying how to give them one.
+    project.write(
+        "migrations/V3__token.sql",
+        b"SELECT '${apiToken}'::integer;\nSELECT '${flyway:nothing}';\n",
+    );
+    let text = project.run(&db, &["verify"], 5);
+    assert!(
+        text.contains("`${apiToken}` (line 1), `${flyway:nothing}` (line 2)"),
+        "{text}"
+    );
     let text = project.run(&db, &["apply", "--skip-backup"], 5);
     assert!(
-        text.contains("V3__token.sql:1: the Flyway placeholder `${apiToken}` has no value"),
+        text.contains("V3__token.sql:1: Flyway placeholder(s) without a value, which would reach the server unreplaced: `${apiToken}` (line 1)"),
         "{text}"
     );
     assert!(text.contains("FLYWAY_PLACEHOLDERS_<NAME>"), "{text}");

@@ -848,8 +848,14 @@ fn match_repeatables<'a>(
                 ),
             ));
         };
-        let path = &migration.up.path;
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read", &e))?;
+        // Flyway checksums a repeatable after its placeholders are replaced
+        // (a new value runs it again): that text, when it had any.
+        let bytes = if migration.up.directives.placeholders_replaced {
+            migration.up.sql.clone().into_bytes()
+        } else {
+            let path = &migration.up.path;
+            std::fs::read(path).map_err(|e| Error::io(path, "read", &e))?
+        };
         let unchanged = row.checksum == Expected::None || row.checksum.differs(&bytes).is_none();
         out.push(ChosenRepeatable {
             migration,

@@ -40,16 +40,23 @@ pub fn err(text: &str) {
 
 #[derive(Serialize)]
 struct Document<'a, T: Serialize> {
-    schema_version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema_version: Option<u32>,
     command: &'a str,
     #[serde(flatten)]
     body: &'a T,
 }
 
-/// Prints the one JSON document of a command.
+/// Prints the one JSON document of a command: `schema_version`, `command`,
+/// then the body's fields in their order. A body that is a report with its
+/// own `schema_version` keeps that one (one key, not two).
 pub fn json<T: Serialize>(command: &str, body: &T) {
+    let own_version = matches!(
+        serde_json::to_value(body),
+        Ok(serde_json::Value::Object(fields)) if fields.contains_key("schema_version")
+    );
     let document = Document {
-        schema_version: SCHEMA_VERSION,
+        schema_version: (!own_version).then_some(SCHEMA_VERSION),
         command,
         body,
     };

@@ -158,6 +158,39 @@ pub(crate) fn verify_sql(
 /// Checks, before anything runs, that a script can be run the way it asks:
 /// an up script must hold SQL, a transactional script must not carry its own BEGIN/COMMIT, and a
 /// no-transaction script must split into statements.
+/// A Flyway script with a placeholder that has no value is refused, every
+/// such placeholder named: left as written inside a function body or a
+/// string it would run and be wrong.
+pub fn check_placeholders(namespace: &str, migration: &Migration, script: &Script) -> Result<()> {
+    let missing = &script.directives.unresolved_placeholders;
+    let Some((line, _)) = missing.first() else {
+        return Ok(());
+    };
+    let named = missing
+        .iter()
+        .map(|(line, name)| format!("`{name}` (line {line})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let builtin = missing
+        .iter()
+        .any(|(_, name)| name.to_ascii_lowercase().starts_with("${flyway:"));
+    let mut hint = String::from(
+        "nothing ran. Give each a value as Flyway takes it — `flyway.placeholders.<name>=…` in flyway.conf beside migsafe.toml, `FLYWAY_PLACEHOLDERS_<NAME>` in the environment — or in migsafe.toml (`[placeholders]`, or `placeholders = { … }` under the namespace); if the text is meant literally, set `placeholderReplacement=false` in the script's .sql.conf",
+    );
+    if builtin {
+        hint.push_str(". Flyway's own: `${flyway:defaultSchema}` is the namespace's first `schemas` entry (or flyway.conf's flyway.defaultSchema / flyway.schemas), `${flyway:user}` and `${flyway:database}` the user and database named in the database URL");
+    }
+    Err(Error::Config {
+        reason: ReasonCode::migration(Code::MigrationFileInvalid, namespace, &migration.version),
+        message: format!(
+            "{}:{line}: Flyway placeholder(s) without a value, which would reach the server unreplaced: {named}",
+            script.path.display()
+        ),
+        hint: Some(hint),
+        source: None,
+    })
+}
+
 pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> Result<()> {
     let refuse = |code: Code, message: String, hint: &str| Error::Config {
         reason: ReasonCode::migration(code, namespace, &migration.version),
@@ -189,20 +222,7 @@ pub fn check_script(namespace: &str, migration: &Migration, script: &Script) -> 
             "nothing ran. Write the value in place of the variable (or read it with current_setting()), and drop the meta-command (migsafe already stops at the first error and runs each migration in its transaction)",
         ));
     }
-    if migration.layout == crate::source::layout::Layout::Flyway
-        && !script.directives.literal_placeholders
-        && let Some((line, placeholder)) = crate::source::layouts::flyway::placeholder(&script.sql)
-    {
-        return Err(refuse(
-            Code::MigrationFileInvalid,
-            format!(
-                "{}:{}: the Flyway placeholder `{placeholder}` has no value, so it would reach the server unreplaced",
-                script.path.display(),
-                line + script.first_line - 1
-            ),
-            "nothing ran. Give it a value as Flyway takes it — `flyway.placeholders.<name>=…` in flyway.conf beside migsafe.toml, `FLYWAY_PLACEHOLDERS_<NAME>` in the environment — or in migsafe.toml (`[placeholders]`, or `placeholders = { … }` under the namespace); if the text is meant literally, set `placeholderReplacement=false` in the script's .sql.conf",
-        ));
-    }
+    check_placeholders(namespace, migration, script)?;
     if std::ptr::eq(script, &migration.up)
         && let Some(why) = &script.directives.unsupported
     {

@@ -37,6 +37,14 @@ pub struct Directives {
     /// Flyway `placeholderReplacement=false` (its `.sql.conf`): `${…}` in
     /// the script is meant literally.
     pub literal_placeholders: bool,
+    /// Flyway placeholders of the file as written that had no value when
+    /// the others were replaced: (1-based line in the file, `${name}`). A
+    /// pending script with any is refused before anything runs.
+    pub unresolved_placeholders: Vec<(usize, String)>,
+    /// Flyway placeholders were replaced in `sql`: it is no longer the
+    /// file's text (a repeatable's checksum is then of this text, as
+    /// Flyway's is).
+    pub placeholders_replaced: bool,
     /// `-- migsafe:online`: risky statements run in their online form
     /// (SPEC 15), as with `apply --online`.
     pub online: bool,

@@ -4,7 +4,9 @@
 //! included) before it runs it, with values from `flyway.placeholders.name`
 //! in `flyway.conf`, `FLYWAY_PLACEHOLDERS_NAME` in the environment, and its
 //! built-ins (`${flyway:defaultSchema}`, `${flyway:filename}`, …); a name
-//! without a value stops the run. Its checksum is of the file as written.
+//! without a value stops the run. Its checksum is of the file as written
+//! for a versioned script, and of the replaced text for a repeatable (a
+//! new value runs it again).
 //! migsafe does the same: values come from `flyway.conf` beside
 //! `migsafe.toml`, then `placeholders` in `migsafe.toml` (top level, then
 //! the namespace's), then the environment, each overriding the one before;
@@ -274,13 +276,16 @@ pub struct Builtins {
 
 impl Builtins {
     fn get(&self, name: &str, file_name: &str) -> Option<String> {
-        let name = name.strip_prefix("flyway:")?;
-        match name {
-            "defaultSchema" => self.default_schema.clone(),
+        let (prefix, name) = name.split_at_checked(7)?;
+        if !prefix.eq_ignore_ascii_case("flyway:") {
+            return None;
+        }
+        match name.to_ascii_lowercase().as_str() {
+            "defaultschema" => self.default_schema.clone(),
             "user" => self.user.clone(),
             "database" => self.database.clone(),
             "table" => Some(self.table.clone()),
-            "workingDirectory" => Some(self.working_directory.clone()),
+            "workingdirectory" => Some(self.working_directory.clone()),
             "timestamp" => Some(self.timestamp.clone()),
             "filename" => Some(file_name.to_string()),
             _ => None,
@@ -290,13 +295,14 @@ impl Builtins {
 
 /// Replaces the placeholders of every Flyway script of `set` (not the ones
 /// whose `.sql.conf` says `placeholderReplacement=false`; all of them are
-/// literal when `literal`). Checksums stay those of the files as written,
-/// as Flyway's do.
+/// literal when `literal`). Checksums are Flyway's: a versioned script's of
+/// the file as written, a repeatable's of the replaced text.
 pub fn apply(set: &mut MigrationSet, values: &Placeholders, builtins: &Builtins, literal: bool) {
     for migration in set.migrations.iter_mut().chain(set.repeatables.iter_mut()) {
         if migration.layout != Layout::Flyway {
             continue;
         }
+        let repeatable = migration.version.is_repeatable();
         for script in std::iter::once(&mut migration.up).chain(migration.down.as_mut()) {
             if literal {
                 script.directives.literal_placeholders = true;
@@ -309,14 +315,29 @@ pub fn apply(set: &mut MigrationSet, values: &Placeholders, builtins: &Builtins,
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let replaced = replace(&script.sql, |name| {
+            let value = |name: &str| {
                 values
                     .get(name)
                     .map(str::to_string)
                     .or_else(|| builtins.get(name, &file_name))
-            });
-            if let Cow::Owned(sql) = replaced {
+            };
+            // Named by where they are in the file, before any value (which
+            // may hold `${…}` or newlines of its own) goes in.
+            script.directives.unresolved_placeholders = occurrences(&script.sql)
+                .filter(|(_, _, name)| value(name).is_none())
+                .map(|(start, _, name)| {
+                    let line = script.sql[..start].matches('\n').count() + script.first_line;
+                    (line, format!("${{{name}}}"))
+                })
+                .collect();
+            if let Cow::Owned(sql) = replace(&script.sql, value) {
                 script.sql = sql;
+                script.directives.placeholders_replaced = true;
+                // Flyway checksums a repeatable after replacement, so that
+                // a new value runs it again; a versioned file as written.
+                if repeatable {
+                    script.checksum = crate::source::checksum::checksum(&script.sql);
+                }
             }
         }
     }
