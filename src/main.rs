@@ -57,7 +57,7 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_env("MIGSAFE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| ScrubbedStderr)
         .with_ansi(
             std::io::IsTerminal::is_terminal(&std::io::stderr())
                 && std::env::var_os("NO_COLOR").is_none(),
@@ -96,6 +96,23 @@ fn main() {
     });
     // Leave at once: a background connection task must not hold the exit.
     std::process::exit(code);
+}
+
+/// Log lines go to stderr without a secret in them: a server notice
+/// (`-vv`) may quote a password a migration was given.
+struct ScrubbedStderr;
+
+impl std::io::Write for ScrubbedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The log formatter hands over one whole line at a time.
+        let text = migsafe::db::scrub(&String::from_utf8_lossy(buf));
+        std::io::stderr().write_all(text.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// First Ctrl-C or SIGTERM: cancel the running statement on the server and

@@ -339,7 +339,7 @@ impl Migrator {
         values.add_environment(std::env::vars());
         // A password given to a migration stays out of every output.
         for secret in values.secrets() {
-            crate::db::register_secret(secret);
+            crate::db::register_secret_in_sql(secret);
         }
         let settings = self.settings_of(namespace).ok();
         let flyway = &self.config.flyway;

@@ -923,3 +923,28 @@ fn apply_before_adopt_is_refused_instead_of_running_everything_again() {
         Some("1")
     );
 }
+
+/// Flyway keeps its history in its default schema (the first of
+/// `flyway.schemas`) under `flyway.table`: read from flyway.conf, found
+/// there, so that apply does not run a history that already ran.
+#[test]
+fn a_flyway_history_in_its_own_schema_and_table_is_found_by_flyway_conf() {
+    let db = TestDb::new();
+    let project = project("flyway");
+    migrate_natively(&db, "flyway", &project);
+    db.query(
+        "CREATE SCHEMA fw;
+         ALTER TABLE flyway_schema_history SET SCHEMA fw;
+         ALTER TABLE fw.flyway_schema_history RENAME TO deploy_history;",
+    );
+    project.write(
+        "flyway.conf",
+        b"flyway.schemas=fw,public\nflyway.table=deploy_history\n",
+    );
+    let out = project.run(&db, &["apply", "--skip-backup"], 1);
+    assert!(out.contains("ADOPT_REQUIRED"), "{out}");
+    project.run(&db, &["adopt"], 0);
+    assert!(!adopted(&db).is_empty());
+    let out = project.run(&db, &["apply", "--skip-backup"], 0);
+    assert!(out.contains("up to date"), "{out}");
+}

@@ -1649,7 +1649,7 @@ fn jsonb_documents_verify_exactly_as_the_server_prints_them() {
     );
     assert!(
         text.contains(
-            r#"(id)=(1): values differ in body (from character 32: SQLite …"aa\": [], \"ab\": null, \"é\": \"x\"}", PostgreSQL …"aa\": [], \"ab\": 7, \"é\": \"x\"}")"#
+            r#"(id)=(1): values differ in body (first difference at character 47: SQLite …"aa\": [], \"ab\": null, \"é\": \"x\"}", PostgreSQL …"aa\": [], \"ab\": 7, \"é\": \"x\"}")"#
         ),
         "{text}"
     );

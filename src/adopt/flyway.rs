@@ -24,24 +24,46 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::{Expected, Key, Record, Row, Status, Tool, parse_version, read_error};
+use std::path::Path;
+
 use crate::db::Db;
 use crate::error::Result;
+use crate::source::layouts::flyway_placeholders::FlywayConf;
 
 /// The table's name.
 pub const TABLE: &str = "flyway_schema_history";
 
-/// Every row in the order Flyway wrote them.
-const READ: &str = concat!(
+/// The columns read, every row in the order Flyway wrote them.
+const COLUMNS: &str = concat!(
     "SELECT installed_rank, version, description, type, script, checksum, ",
     local_time!("installed_on"),
-    ", execution_time, success FROM \"flyway_schema_history\" ORDER BY installed_rank"
+    ", execution_time, success FROM "
 );
 
-/// Reads the rows and replays undo and delete rows.
-pub(crate) async fn read(db: &Db) -> Result<Record> {
+/// The history table of the Flyway project whose migrations are in `dir`:
+/// `flyway.table` in its flyway.conf (in `dir` or up to three directories
+/// above it, where Flyway projects keep it), in Flyway's default schema
+/// (`flyway.defaultSchema`, else the first of `flyway.schemas`); without
+/// those, `flyway_schema_history` as found through `search_path`.
+pub fn table(dir: &Path) -> String {
+    let conf = dir
+        .ancestors()
+        .take(4)
+        .find(|d| d.join("flyway.conf").is_file())
+        .and_then(|d| FlywayConf::read(d).ok())
+        .unwrap_or_default();
+    let table = crate::db::quote_ident(conf.table.as_deref().unwrap_or(TABLE));
+    match conf.default_schema {
+        Some(schema) => format!("{}.{table}", crate::db::quote_ident(&schema)),
+        None => table,
+    }
+}
+
+/// Reads the rows of `table` and replays undo and delete rows.
+pub(crate) async fn read(db: &Db, table: &str) -> Result<Record> {
     let rows = db
         .client
-        .query(READ, &[])
+        .query(&format!("{COLUMNS}{table} ORDER BY installed_rank"), &[])
         .await
         .map_err(|e| read_error(db, Tool::Flyway, &e))?;
     // Applied versions by their text, in rank order; undo/delete remove them.

@@ -157,10 +157,12 @@ impl Tool {
     }
 
     /// The history table for the project in `dir`: Sqitch's registry schema
-    /// can be another than `sqitch` (`sqitch.conf`); the others are fixed.
+    /// can be another than `sqitch` (`sqitch.conf`), Flyway's table and
+    /// schema others than its defaults (`flyway.conf`); the others are fixed.
     pub fn table_in(self, dir: &std::path::Path) -> String {
         match self {
             Tool::Sqitch => sqitch::table(dir),
+            Tool::Flyway => flyway::table(dir),
             other => other.table().to_string(),
         }
     }
@@ -193,7 +195,7 @@ impl Tool {
             Tool::Dbmate => dbmate::read(db).await,
             Tool::Sqlx => sqlx::read(db).await,
             Tool::Diesel => diesel::read(db).await,
-            Tool::Flyway => flyway::read(db).await,
+            Tool::Flyway => flyway::read(db, &flyway::table(dir)).await,
             Tool::Goose => goose::read(db).await,
             Tool::SqlMigrate => sql_migrate::read(db).await,
             Tool::Pop => pop::read(db).await,

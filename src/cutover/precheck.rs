@@ -300,9 +300,14 @@ fn scan(
         .map(|((index, problem), (count, samples))| {
             let column = &table.columns[index];
             let detail = if problem == NOT_IN_ENCODING {
+                let what = match charset {
+                    Some(Charset::SqlAscii) => {
+                        "a jsonb \\u escape beyond ASCII, which jsonb on a SQL_ASCII database cannot store"
+                    }
+                    _ => "a character a LATIN1 database has no place for",
+                };
                 format!(
-                    "{count} value(s) hold a character a {} database has no place for (the load would fail on the first and roll back); create the database with ENCODING 'UTF8', or change those values in the SQLite file, and run precheck again",
-                    charset.map_or("", Charset::name)
+                    "{count} value(s) hold {what} (the load would fail on the first and roll back); create the database with ENCODING 'UTF8', or change those values in the SQLite file, and run precheck again"
                 )
             } else {
                 format!(

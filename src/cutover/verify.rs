@@ -152,8 +152,8 @@ fn compared_text(kind: &Kind, canonical: &[u8]) -> Option<String> {
 }
 
 /// Both texts as compared, for people: whole when short, else from a little
-/// before the first character in which they differ, and where that window
-/// starts (1-based) when not at the start. A change deep in a long value
+/// before the first character in which they differ, and that character's
+/// place (1-based) when the window does not start at the beginning. A change deep in a long value
 /// (a key in a JSON document) shows, where the first characters of each
 /// would look the same.
 fn where_texts_part(a: &str, b: &str) -> (Option<usize>, String, String) {
@@ -175,7 +175,7 @@ fn where_texts_part(a: &str, b: &str) -> (Option<usize>, String, String) {
             if start + SHOWN < total { "…" } else { "" }
         )
     };
-    ((start > 0).then_some(start + 1), window(a), window(b))
+    ((start > 0).then_some(first + 1), window(a), window(b))
 }
 
 impl Side {
@@ -924,7 +924,7 @@ fn columns_differing(
         .map(|(column, (a, b))| match (&a.text, &b.text) {
             (Some(x), Some(y)) => match where_texts_part(x, y) {
                 (Some(at), x, y) => format!(
-                    "{} (from character {at}: SQLite {x}, PostgreSQL {y})",
+                    "{} (first difference at character {at}: SQLite {x}, PostgreSQL {y})",
                     column.target
                 ),
                 (None, x, y) => format!("{} (SQLite {x}, PostgreSQL {y})", column.target),

@@ -53,6 +53,33 @@ pub fn register_secret(secret: &str) {
     add(encoded);
 }
 
+/// Pieces of secrets that are masked wherever they appear: see
+/// [`register_secret_in_sql`].
+static FRAGMENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// How long a piece of a secret [`register_secret_in_sql`] masks is.
+const FRAGMENT_CHARS: usize = 6;
+
+/// Remembers a secret that goes into SQL (a placeholder's value): the
+/// server's messages may quote part of it (`Token "S3cr3tPw" is invalid`,
+/// a context cut at 50 characters), so besides the whole value every run of
+/// six of its characters is masked too. At most five characters of it can
+/// then show; a value shorter than six is masked whole only.
+pub fn register_secret_in_sql(secret: &str) {
+    register_secret(secret);
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() <= FRAGMENT_CHARS {
+        return;
+    }
+    let mut fragments = FRAGMENTS.lock().unwrap_or_else(PoisonError::into_inner);
+    for window in chars.windows(FRAGMENT_CHARS) {
+        let piece: String = window.iter().collect();
+        if !fragments.contains(&piece) {
+            fragments.push(piece);
+        }
+    }
+}
+
 /// Replaces every registered secret in `text` with `****`.
 pub fn scrub(text: &str) -> String {
     let secrets = SECRETS.lock().unwrap_or_else(PoisonError::into_inner);
@@ -60,6 +87,13 @@ pub fn scrub(text: &str) -> String {
     for secret in secrets.iter() {
         if out.contains(secret.as_str()) {
             out = out.replace(secret.as_str(), "****");
+        }
+    }
+    drop(secrets);
+    let fragments = FRAGMENTS.lock().unwrap_or_else(PoisonError::into_inner);
+    for piece in fragments.iter() {
+        if out.contains(piece.as_str()) {
+            out = out.replace(piece.as_str(), "****");
         }
     }
     out

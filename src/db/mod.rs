@@ -16,7 +16,10 @@ pub mod replicas;
 pub mod tls;
 
 pub(crate) use connect::Db;
-pub use connect::{ConnectionSettings, PasswordFuture, PasswordSource, register_secret, scrub};
+pub use connect::{
+    ConnectionSettings, PasswordFuture, PasswordSource, register_secret, register_secret_in_sql,
+    scrub,
+};
 
 /// Quotes an identifier for SQL text (`my"schema` → `"my""schema"`). The one
 /// place identifiers are turned into SQL; values always go as parameters.

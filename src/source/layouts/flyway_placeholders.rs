@@ -45,23 +45,26 @@ impl FlywayConf {
         }
     }
 
-    /// Java properties as Flyway writes them: `key=value` (or `key: value`),
-    /// `#` and `!` comments, a trailing `\` continues the line, and
-    /// `${VAR}` in a value is the environment variable (Flyway expands them
-    /// in its configuration files). Settings other than the ones above are
-    /// ignored (the URL, user and password are migsafe's own to set).
+    /// Flyway's own reading of its configuration file (not Java
+    /// properties): `key=value` split at the first `=`, `#` comments, a
+    /// backslash is itself (`C:\\dir`, `^\\d+$`), a trailing `\\` joins the next
+    /// line unless that one starts a `flyway.` setting, and `${VAR}` in a
+    /// value is the environment variable (empty when it is not set).
+    /// Settings other than the ones above are ignored (the URL, user and
+    /// password are migsafe's own to set).
     pub fn parse(
         text: &str,
         environment: impl Fn(&str) -> Option<String>,
     ) -> Result<FlywayConf, String> {
         let mut conf = FlywayConf::default();
         let mut schemas: Option<String> = None;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (line_number, line) in logical_lines(text) {
-            let (key, value) = match line.find(['=', ':']) {
-                Some(at) => (line[..at].trim(), line[at + 1..].trim()),
-                None => (line.trim(), ""),
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
             };
-            let value = expand_environment(&unescape(value), &environment);
+            let (key, value) = (key.trim(), value.trim());
+            let value = expand_environment(value, &environment);
             match key {
                 "flyway.placeholderReplacement" => {
                     conf.literal = match value.to_ascii_lowercase().as_str() {
@@ -102,58 +105,37 @@ impl FlywayConf {
     }
 }
 
-/// The lines of a properties file with continuations joined, without
-/// comments and blank lines: (1-based line where each starts, text).
+/// The lines of flyway.conf with continuations joined, without comments
+/// and blank lines: (1-based line where each starts, text).
 fn logical_lines(text: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut pending: Option<(usize, String)> = None;
+    let mut out: Vec<(usize, String)> = Vec::new();
+    let mut continues = false;
     for (index, raw) in text.lines().enumerate() {
-        let line = raw.trim_start();
-        let (start, mut joined) = match pending.take() {
-            Some((start, mut text)) => {
-                text.push_str(line);
-                (start, text)
-            }
-            None if line.is_empty() || line.starts_with('#') || line.starts_with('!') => continue,
-            None => (index + 1, line.to_string()),
-        };
-        // An odd number of trailing backslashes continues the line.
-        let trailing = joined.chars().rev().take_while(|c| *c == '\\').count();
-        if trailing % 2 == 1 {
-            joined.pop();
-            pending = Some((start, joined));
-        } else {
-            out.push((start, joined));
-        }
-    }
-    out.extend(pending);
-    out
-}
-
-/// Java properties escapes: `\\`, `\n`, `\t`, `\=`, `\:` and the like.
-fn unescape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
+        let line = raw.trim();
+        let joined = continues && !line.starts_with("flyway.");
+        continues = false;
+        if !joined && (line.is_empty() || line.starts_with('#')) {
             continue;
         }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('t') => out.push('\t'),
-            Some('r') => out.push('\r'),
-            Some(other) => out.push(other),
-            None => {}
+        let line = match line.strip_suffix('\\') {
+            Some(rest) => {
+                continues = true;
+                rest
+            }
+            None => line,
+        };
+        match out.last_mut() {
+            Some((_, text)) if joined => text.push_str(line),
+            _ => out.push((index + 1, line.to_string())),
         }
     }
     out
 }
 
-/// `${VAR}` in a configuration value: the environment variable, or left
-/// as written when it is not set (as Flyway leaves it).
+/// `${VAR}` in a configuration value: the environment variable, empty
+/// when it is not set (as Flyway reads it).
 fn expand_environment(value: &str, environment: impl Fn(&str) -> Option<String>) -> String {
-    replace(value, environment).into_owned()
+    replace(value, |name| Some(environment(name).unwrap_or_default())).into_owned()
 }
 
 /// Placeholder values by name, compared without regard to case; a later
@@ -196,11 +178,21 @@ impl Placeholders {
     /// The values whose name says they are a secret (`appPassword`,
     /// `api_token`): kept out of every output ([`crate::db::scrub`]).
     pub fn secrets(&self) -> impl Iterator<Item = &str> {
-        const SECRET: [&str; 6] = ["password", "passwd", "pwd", "secret", "token", "credential"];
+        const SECRET: [&str; 9] = [
+            "password",
+            "passwd",
+            "pwd",
+            "secret",
+            "token",
+            "credential",
+            "apikey",
+            "passphrase",
+            "privatekey",
+        ];
         self.values
             .iter()
             .filter(|(name, _)| {
-                let name = name.to_ascii_lowercase();
+                let name = name.to_ascii_lowercase().replace(['_', '-', '.'], "");
                 SECRET.iter().any(|s| name.contains(s))
             })
             .map(|(_, value)| value.as_str())
@@ -386,18 +378,27 @@ mod tests {
     fn reads_flyway_conf_as_flyway_does() {
         let environment = |name: &str| (name == "ROLE_FROM_ENV").then(|| "from_env".to_string());
         let conf = FlywayConf::parse(
-            "# comment\n! also\nflyway.url=jdbc:postgresql://db/app\nflyway.placeholders.schema = app\nflyway.placeholders.role=${ROLE_FROM_ENV}\nflyway.placeholders.unset=${NOT_SET}\nflyway.placeholders.long=a,\\\n    b\nflyway.placeholders.eq=x\\=y\nflyway.schemas=first, second\nflyway.table: history\n",
+            "\u{feff}flyway.placeholders.first=1\n# comment\nflyway.url=jdbc:postgresql://db/app\nflyway.placeholders.schema = app\nflyway.placeholders.role=${ROLE_FROM_ENV}\nflyway.placeholders.unset=[${NOT_SET}]\nflyway.placeholders.long=a,\\\n    b\nflyway.placeholders.path=C:\\dir\\x\nflyway.placeholders.ends=with\\\nflyway.placeholders.next=2\nflyway.placeholders.eq=x=y\nflyway.schemas=first, second\nflyway.table=history\nno separator here\n",
             environment,
         )
         .unwrap();
+        let got: Vec<(&str, &str)> = conf
+            .placeholders
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         assert_eq!(
-            conf.placeholders,
+            got,
             vec![
-                ("schema".to_string(), "app".to_string()),
-                ("role".to_string(), "from_env".to_string()),
-                ("unset".to_string(), "${NOT_SET}".to_string()),
-                ("long".to_string(), "a,b".to_string()),
-                ("eq".to_string(), "x=y".to_string()),
+                ("first", "1"),
+                ("schema", "app"),
+                ("role", "from_env"),
+                ("unset", "[]"),
+                ("long", "a,b"),
+                ("path", "C:\\dir\\x"),
+                ("ends", "with"),
+                ("next", "2"),
+                ("eq", "x=y"),
             ]
         );
         assert_eq!(conf.default_schema.as_deref(), Some("first"));
