@@ -1011,7 +1011,16 @@ impl Migrator {
                                 .map(|m| crate::lint::Script::of(&namespace.name, m)),
                         );
                     }
-                    None => scripts.push(crate::lint::Script::file(std::path::Path::new(path))?),
+                    // A migration's file is linted as the migration (a Flyway
+                    // one with its placeholders replaced), any other as it is.
+                    None => match self.migration_at(std::path::Path::new(path)) {
+                        Some((namespace, migration)) => {
+                            scripts.push(crate::lint::Script::of(&namespace, &migration));
+                        }
+                        None => {
+                            scripts.push(crate::lint::Script::file(std::path::Path::new(path))?);
+                        }
+                    },
                 }
             }
         }
@@ -1021,6 +1030,38 @@ impl Migrator {
             database,
             findings,
         })
+    }
+
+    /// The migration whose up script is the file at `path`, with its
+    /// namespace, when it is one of a configured namespace's (Flyway files).
+    fn migration_at(&self, path: &std::path::Path) -> Option<(String, crate::source::Migration)> {
+        let wanted = path.canonicalize().ok()?;
+        for namespace in &self.config.namespaces {
+            let inside = namespace
+                .dir
+                .canonicalize()
+                .is_ok_and(|dir| wanted.starts_with(dir));
+            if !inside {
+                continue;
+            }
+            let mut set = Self::read_sources(&self.embedded, namespace).ok()?;
+            if !set
+                .migrations
+                .iter()
+                .chain(&set.repeatables)
+                .any(|m| m.layout == crate::source::layout::Layout::Flyway)
+            {
+                return None;
+            }
+            self.replace_placeholders(namespace, &mut set);
+            let found = set
+                .migrations
+                .into_iter()
+                .chain(set.repeatables)
+                .find(|m| m.up.path.canonicalize().is_ok_and(|p| p == wanted));
+            return found.map(|m| (namespace.name.clone(), m));
+        }
+        None
     }
 
     /// Waits until the databases of the selected namespaces accept

@@ -1190,6 +1190,9 @@ fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
     let db = TestDb::new();
     let lint = project.run(&db, &["lint"], 0);
     assert!(!lint.contains("syntax-error"), "{lint}");
+    // A file of the namespace, named as CI names changed files.
+    let lint = project.run(&db, &["lint", "migrations/V1__init.sql"], 0);
+    assert!(!lint.contains("syntax-error"), "{lint}");
     project.run(&db, &["apply", "--skip-backup"], 0);
     assert_eq!(db.history("default").len(), 2);
     assert_eq!(
@@ -1262,6 +1265,17 @@ fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
         text.contains("`${apiToken}` (line 1), `${flyway:nothing}` (line 2)"),
         "{text}"
     );
+    let lint = project
+        .migsafe(&db)
+        .args(["lint", "migrations/V3__token.sql"])
+        .output()
+        .unwrap();
+    let lint = common::text(&lint);
+    assert!(
+        lint.contains("V3__token.sql:2:1: error[placeholder-without-value]: the Flyway placeholder `${flyway:nothing}` has no value"),
+        "{lint}"
+    );
+    assert!(!lint.contains("syntax-error"), "{lint}");
     let text = project.run(&db, &["apply", "--skip-backup"], 5);
     assert!(
         text.contains("V3__token.sql:1: Flyway placeholder(s) without a value, which would reach the server unreplaced: `${apiToken}` (line 1)"),

@@ -46,6 +46,8 @@ pub struct Script {
     pub migration: Option<(String, String)>,
     /// Runs in its online form (SPEC 15): statements with one are not flagged.
     pub online: bool,
+    /// Flyway placeholders without a value: (line in the file, `${name}`).
+    pub unresolved_placeholders: Vec<(usize, String)>,
 }
 
 /// One finding.
@@ -84,6 +86,7 @@ impl Script {
             lock_timeout: migration.up.directives.lock_timeout,
             migration: Some((namespace.to_string(), migration.version.to_string())),
             online: migration.up.directives.online,
+            unresolved_placeholders: migration.up.directives.unresolved_placeholders.clone(),
         }
     }
 
@@ -111,6 +114,7 @@ impl Script {
             lock_timeout: directives.lock_timeout,
             migration: None,
             online: directives.online,
+            unresolved_placeholders: Vec::new(),
         })
     }
 }
@@ -225,6 +229,26 @@ fn lint_script(script: &Script, context: &mut Context, findings: &mut Vec<Findin
             statement: String::new(),
             migration: script.migration.clone(),
         });
+    }
+    // A Flyway script with a placeholder that has no value cannot run (and
+    // does not parse): said as that, not as a syntax error to correct.
+    if !script.unresolved_placeholders.is_empty() {
+        for (line, name) in &script.unresolved_placeholders {
+            findings.push(Finding {
+                rule: "placeholder-without-value",
+                severity: Severity::Error,
+                message: format!(
+                    "the Flyway placeholder `{name}` has no value: apply refuses the script until it has one"
+                ),
+                help: "give it a value: flyway.placeholders.<name> in flyway.conf, FLYWAY_PLACEHOLDERS_<NAME>, or [placeholders] in migsafe.toml",
+                path: script.path.clone(),
+                line: *line,
+                column: 1,
+                statement: name.clone(),
+                migration: script.migration.clone(),
+            });
+        }
+        return;
     }
     let mut from = 0;
     while from < script.sql.len() {
