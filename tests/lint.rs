@@ -303,6 +303,7 @@ fn lint_text(sql: String) {
         lock_timeout: None,
         migration: None,
         online: false,
+        unresolved_placeholders: Vec::new(),
     };
     let _ = migsafe::lint::lint(&[script], &migsafe::lint::Context::default());
 }
