@@ -5,7 +5,7 @@
 //! config file (one namespace named `default`). Unknown keys are errors: a typo
 //! such as `lock_timout` must not silently fall back to a default in production.
 
-use crate::source::layouts::flyway_placeholders::{FlywayConf, Placeholders};
+use crate::source::layouts::flyway_placeholders::Placeholders;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,8 +42,6 @@ pub struct Config {
     pub verify: VerifyConfig,
     /// Webhook notices (SPEC 18).
     pub notify: NotifyConfig,
-    /// What `flyway.conf` beside the config file says (Flyway projects).
-    pub flyway: FlywayConf,
 }
 
 /// `[notify]`.
@@ -146,10 +144,10 @@ pub struct Namespace {
     pub schemas: Option<Vec<String>>,
     /// `layout = "…"`: read the directory in this layout instead of detecting it.
     pub layout: Option<crate::source::layout::Layout>,
-    /// Values for Flyway's `${name}` placeholders: `flyway.conf`'s, then
-    /// `placeholders` at the top of migsafe.toml, then the namespace's own
-    /// (`FLYWAY_PLACEHOLDERS_*` in the environment override them when the
-    /// migrations are read).
+    /// Values for Flyway's `${name}` placeholders: `placeholders` at the top
+    /// of migsafe.toml, then the namespace's own (over the project's
+    /// flyway.conf, and under `FLYWAY_PLACEHOLDERS_*` in the environment,
+    /// when the migrations are read).
     pub placeholders: Placeholders,
 }
 
@@ -429,11 +427,7 @@ impl Config {
                     .unwrap_or_else(|| "backups/sqlite".into()),
             ),
         };
-        let flyway = FlywayConf::read(base).map_err(&invalid)?;
         let mut shared = Placeholders::default();
-        for (name, value) in &flyway.placeholders {
-            shared.set(name, value);
-        }
         add_placeholders(&mut shared, &raw.placeholders, "placeholders").map_err(&invalid)?;
         let mut namespaces = Vec::new();
         for (name, value) in raw.namespaces {
@@ -530,7 +524,6 @@ impl Config {
             logs,
             verify,
             notify,
-            flyway,
         })
     }
 

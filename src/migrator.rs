@@ -316,7 +316,7 @@ impl Migrator {
             .into_iter()
             .map(|ns| {
                 let mut set = Self::read_sources(&self.embedded, ns)?;
-                self.replace_placeholders(ns, &mut set);
+                self.replace_placeholders(ns, &mut set)?;
                 Ok((ns.clone(), set))
             })
             .collect()
@@ -325,24 +325,38 @@ impl Migrator {
     /// Flyway scripts as Flyway runs them: their `${name}` placeholders
     /// replaced ([`flyway_placeholders`]); the environment's
     /// `FLYWAY_PLACEHOLDERS_*` over the configured values.
-    fn replace_placeholders(&self, namespace: &Namespace, set: &mut MigrationSet) {
-        use crate::source::layouts::flyway_placeholders::{self, Builtins};
+    fn replace_placeholders(&self, namespace: &Namespace, set: &mut MigrationSet) -> Result<()> {
+        use crate::source::layouts::flyway_placeholders::{self, Builtins, FlywayConf};
         if !set
             .migrations
             .iter()
             .chain(&set.repeatables)
             .any(|m| m.layout == crate::source::layout::Layout::Flyway)
         {
-            return;
+            return Ok(());
         }
-        let mut values = namespace.placeholders.clone();
+        let flyway = FlywayConf::find(&namespace.dir).map_err(|e| Error::Config {
+            reason: ReasonCode::new(Code::ConfigInvalid),
+            message: e,
+            hint: Some(
+                "fix the line in flyway.conf (migsafe reads its placeholder settings); nothing ran"
+                    .into(),
+            ),
+            source: None,
+        })?;
+        let mut values = crate::source::layouts::flyway_placeholders::Placeholders::default();
+        for (name, value) in &flyway.placeholders {
+            values.set(name, value);
+        }
+        for (name, value) in namespace.placeholders.iter() {
+            values.set(name, value);
+        }
         values.add_environment(std::env::vars());
         // A password given to a migration stays out of every output.
         for secret in values.secrets() {
             crate::db::register_secret_in_sql(secret);
         }
         let settings = self.settings_of(namespace).ok();
-        let flyway = &self.config.flyway;
         let builtins = Builtins {
             default_schema: namespace
                 .schemas
@@ -365,6 +379,7 @@ impl Migrator {
             timestamp: chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string(),
         };
         flyway_placeholders::apply(set, &values, &builtins, flyway.literal);
+        Ok(())
     }
 
     /// The database settings of a namespace (URL resolution of SPEC 3);
@@ -688,7 +703,7 @@ impl Migrator {
             Error::config(Code::Io, format!("reading the migration files failed: {e}"))
         })??;
         for (namespace, set) in namespaces.iter().zip(sources.iter_mut()) {
-            self.replace_placeholders(namespace, set);
+            self.replace_placeholders(namespace, set)?;
         }
         let mut first_db = first_db.transpose()?.map(Arc::new);
         let mut opened = Vec::with_capacity(namespaces.len());
@@ -901,11 +916,12 @@ impl Migrator {
             let sources = self.sources(target)?;
             // What apply would refuse to send, verify does not send either.
             for (namespace, set) in &sources {
-                for migration in set.migrations.iter().chain(&set.repeatables) {
-                    for script in std::iter::once(&migration.up).chain(migration.down.as_ref()) {
-                        crate::db::execute::check_placeholders(&namespace.name, migration, script)?;
-                    }
-                }
+                crate::db::execute::check_placeholders_of(
+                    &namespace.name,
+                    set.migrations.iter().chain(&set.repeatables).flat_map(|m| {
+                        std::iter::once((m, &m.up)).chain(m.down.as_ref().map(|d| (m, d)))
+                    }),
+                )?;
             }
             let report = crate::verify::verify_with_events(
                 &self.config,
@@ -1003,7 +1019,7 @@ impl Migrator {
                 match self.config.namespaces.iter().find(|n| &n.name == path) {
                     Some(namespace) => {
                         let mut set = Self::read_sources(&self.embedded, namespace)?;
-                        self.replace_placeholders(namespace, &mut set);
+                        self.replace_placeholders(namespace, &mut set)?;
                         scripts.extend(
                             set.migrations
                                 .iter()
@@ -1053,7 +1069,7 @@ impl Migrator {
             {
                 return None;
             }
-            self.replace_placeholders(namespace, &mut set);
+            self.replace_placeholders(namespace, &mut set).ok()?;
             let found = set
                 .migrations
                 .into_iter()

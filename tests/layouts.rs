@@ -1262,7 +1262,8 @@ fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
     );
     let text = project.run(&db, &["verify"], 5);
     assert!(
-        text.contains("`${apiToken}` (line 1), `${flyway:nothing}` (line 2)"),
+        text.contains("V3__token.sql:1: `${apiToken}`\n  ")
+            && text.contains("V3__token.sql:2: `${flyway:nothing}`"),
         "{text}"
     );
     let lint = project
@@ -1278,7 +1279,9 @@ fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
     assert!(!lint.contains("syntax-error"), "{lint}");
     let text = project.run(&db, &["apply", "--skip-backup"], 5);
     assert!(
-        text.contains("V3__token.sql:1: Flyway placeholder(s) without a value, which would reach the server unreplaced: `${apiToken}` (line 1)"),
+        text.contains(
+            "Flyway placeholder(s) without a value, which would reach the server unreplaced:\n"
+        ) && text.contains("V3__token.sql:1: `${apiToken}`"),
         "{text}"
     );
     assert!(text.contains("FLYWAY_PLACEHOLDERS_<NAME>"), "{text}");

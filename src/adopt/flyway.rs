@@ -46,16 +46,16 @@ const COLUMNS: &str = concat!(
 /// (`flyway.defaultSchema`, else the first of `flyway.schemas`); without
 /// those, `flyway_schema_history` as found through `search_path`.
 pub fn table(dir: &Path) -> String {
-    let conf = dir
-        .ancestors()
-        .take(4)
-        .find(|d| d.join("flyway.conf").is_file())
-        .and_then(|d| FlywayConf::read(d).ok())
-        .unwrap_or_default();
-    let table = crate::db::quote_ident(conf.table.as_deref().unwrap_or(TABLE));
-    match conf.default_schema {
-        Some(schema) => format!("{}.{table}", crate::db::quote_ident(&schema)),
-        None => table,
+    let conf = FlywayConf::find(dir).unwrap_or_default();
+    match (conf.default_schema, conf.table) {
+        (None, None) => TABLE.to_string(),
+        (schema, table) => {
+            let table = crate::db::quote_ident(table.as_deref().unwrap_or(TABLE));
+            match schema {
+                Some(schema) => format!("{}.{table}", crate::db::quote_ident(&schema)),
+                None => table,
+            }
+        }
     }
 }
 

@@ -66,16 +66,19 @@ const FRAGMENT_CHARS: usize = 6;
 /// six of its characters is masked too. At most five characters of it can
 /// then show; a value shorter than six is masked whole only.
 pub fn register_secret_in_sql(secret: &str) {
-    register_secret(secret);
-    let chars: Vec<char> = secret.chars().collect();
-    if chars.len() <= FRAGMENT_CHARS {
-        return;
-    }
-    let mut fragments = FRAGMENTS.lock().unwrap_or_else(PoisonError::into_inner);
-    for window in chars.windows(FRAGMENT_CHARS) {
-        let piece: String = window.iter().collect();
-        if !fragments.contains(&piece) {
-            fragments.push(piece);
+    // The server folds an unquoted identifier to lower case, and quotes it so.
+    for variant in [secret.to_string(), secret.to_lowercase()] {
+        register_secret(&variant);
+        let chars: Vec<char> = variant.chars().collect();
+        if chars.len() <= FRAGMENT_CHARS {
+            continue;
+        }
+        let mut fragments = FRAGMENTS.lock().unwrap_or_else(PoisonError::into_inner);
+        for window in chars.windows(FRAGMENT_CHARS) {
+            let piece: String = window.iter().collect();
+            if !fragments.contains(&piece) {
+                fragments.push(piece);
+            }
         }
     }
 }
@@ -91,12 +94,34 @@ pub fn scrub(text: &str) -> String {
     }
     drop(secrets);
     let fragments = FRAGMENTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if fragments.is_empty() {
+        return out;
+    }
+    // Every byte any piece covers, overlapping pieces included, so that no
+    // run of six characters of a secret is left between two masks.
+    let mut covered = vec![false; out.len()];
     for piece in fragments.iter() {
-        if out.contains(piece.as_str()) {
-            out = out.replace(piece.as_str(), "****");
+        for (at, _) in out.match_indices(piece.as_str()) {
+            covered[at..at + piece.len()].fill(true);
         }
     }
-    out
+    if !covered.contains(&true) {
+        return out;
+    }
+    let mut masked = String::with_capacity(out.len());
+    let mut inside = false;
+    for (at, c) in out.char_indices() {
+        if covered[at] {
+            if !inside {
+                masked.push_str("****");
+            }
+            inside = true;
+        } else {
+            inside = false;
+            masked.push(c);
+        }
+    }
+    masked
 }
 
 /// A parsed database URL (libpq URL or key=value string) with its TLS mode.

@@ -162,20 +162,30 @@ pub(crate) fn verify_sql(
 /// such placeholder named: left as written inside a function body or a
 /// string it would run and be wrong.
 pub fn check_placeholders(namespace: &str, migration: &Migration, script: &Script) -> Result<()> {
-    let missing = &script.directives.unresolved_placeholders;
-    let Some((line, _)) = missing.first() else {
+    check_placeholders_of(namespace, [(migration, script)])
+}
+
+/// [`check_placeholders`] for many scripts at once: every placeholder
+/// without a value in all of them, in one refusal (not one round per file).
+pub fn check_placeholders_of<'m>(
+    namespace: &str,
+    scripts: impl IntoIterator<Item = (&'m Migration, &'m Script)>,
+) -> Result<()> {
+    let mut first: Option<&Migration> = None;
+    let mut named = Vec::new();
+    let mut builtin = false;
+    for (migration, script) in scripts {
+        for (line, name) in &script.directives.unresolved_placeholders {
+            first.get_or_insert(migration);
+            builtin |= name.to_ascii_lowercase().starts_with("${flyway:");
+            named.push(format!("{}:{line}: `{name}`", script.path.display()));
+        }
+    }
+    let Some(migration) = first else {
         return Ok(());
     };
-    let named = missing
-        .iter()
-        .map(|(line, name)| format!("`{name}` (line {line})"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let builtin = missing
-        .iter()
-        .any(|(_, name)| name.to_ascii_lowercase().starts_with("${flyway:"));
     let mut hint = String::from(
-        "nothing ran. Give each a value as Flyway takes it — `flyway.placeholders.<name>=…` in flyway.conf beside migsafe.toml, `FLYWAY_PLACEHOLDERS_<NAME>` in the environment — or in migsafe.toml (`[placeholders]`, or `placeholders = { … }` under the namespace); if the text is meant literally, set `placeholderReplacement=false` in the script's .sql.conf",
+        "nothing ran. Give each a value as Flyway takes it — `flyway.placeholders.<name>=…` in the project's flyway.conf, `FLYWAY_PLACEHOLDERS_<NAME>` in the environment — or in migsafe.toml (`[placeholders]`, or `placeholders = { … }` under the namespace); if the text is meant literally, set `placeholderReplacement=false` in the script's .sql.conf",
     );
     if builtin {
         hint.push_str(". Flyway's own: `${flyway:defaultSchema}` is the namespace's first `schemas` entry (or flyway.conf's flyway.defaultSchema / flyway.schemas), `${flyway:user}` and `${flyway:database}` the user and database named in the database URL");
@@ -183,8 +193,8 @@ pub fn check_placeholders(namespace: &str, migration: &Migration, script: &Scrip
     Err(Error::Config {
         reason: ReasonCode::migration(Code::MigrationFileInvalid, namespace, &migration.version),
         message: format!(
-            "{}:{line}: Flyway placeholder(s) without a value, which would reach the server unreplaced: {named}",
-            script.path.display()
+            "Flyway placeholder(s) without a value, which would reach the server unreplaced:\n  {}",
+            named.join("\n  ")
         ),
         hint: Some(hint),
         source: None,

@@ -80,6 +80,17 @@ pub fn check_scripts<'m>(
     namespace: &str,
     migrations: impl IntoIterator<Item = (&'m Migration, Direction)>,
 ) -> Result<()> {
+    let migrations: Vec<(&Migration, Direction)> = migrations.into_iter().collect();
+    // Every placeholder without a value of every file, in one go.
+    crate::db::execute::check_placeholders_of(
+        namespace,
+        migrations
+            .iter()
+            .filter_map(|(migration, direction)| match direction {
+                Direction::Up => Some((*migration, &migration.up)),
+                Direction::Down => migration.down.as_ref().map(|d| (*migration, d)),
+            }),
+    )?;
     for (migration, direction) in migrations {
         let script = match direction {
             Direction::Up => Some(&migration.up),

@@ -7,9 +7,9 @@
 //! without a value stops the run. Its checksum is of the file as written
 //! for a versioned script, and of the replaced text for a repeatable (a
 //! new value runs it again).
-//! migsafe does the same: values come from `flyway.conf` beside
-//! `migsafe.toml`, then `placeholders` in `migsafe.toml` (top level, then
-//! the namespace's), then the environment, each overriding the one before;
+//! migsafe does the same: values come from the project's `flyway.conf`
+//! ([`FlywayConf::find`]), then `placeholders` in `migsafe.toml` (top level,
+//! then the namespace's), then the environment, each overriding the one before;
 //! names compare without regard to case (Flyway lowercases the names it
 //! reads from the environment). A name left without a value is refused
 //! before anything runs (`execute::check_script`).
@@ -34,6 +34,21 @@ pub struct FlywayConf {
 }
 
 impl FlywayConf {
+    /// The flyway.conf of the Flyway project whose migrations are in `dir`:
+    /// the nearest in `dir` or up to three directories above it (beside
+    /// migsafe.toml, where Flyway projects keep it, or beside the
+    /// migrations); the defaults when there is none.
+    pub fn find(dir: &Path) -> Result<FlywayConf, String> {
+        match dir
+            .ancestors()
+            .take(4)
+            .find(|d| d.join("flyway.conf").is_file())
+        {
+            Some(found) => FlywayConf::read(found),
+            None => Ok(FlywayConf::default()),
+        }
+    }
+
     /// Reads `dir/flyway.conf` when there is one.
     pub fn read(dir: &Path) -> Result<FlywayConf, String> {
         let path = dir.join("flyway.conf");
@@ -45,8 +60,8 @@ impl FlywayConf {
         }
     }
 
-    /// Flyway's own reading of its configuration file (not Java
-    /// properties): `key=value` split at the first `=`, `#` comments, a
+    /// Flyway's own reading of its configuration file: a key ends at the
+    /// first `=`, `:` or white space ([`split_setting`]), `#` comments, a
     /// backslash is itself (`C:\\dir`, `^\\d+$`), a trailing `\\` joins the next
     /// line unless that one starts a `flyway.` setting, and `${VAR}` in a
     /// value is the environment variable (empty when it is not set).
@@ -60,10 +75,7 @@ impl FlywayConf {
         let mut schemas: Option<String> = None;
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (line_number, line) in logical_lines(text) {
-            let Some((key, value)) = line.split_once('=') else {
-                continue;
-            };
-            let (key, value) = (key.trim(), value.trim());
+            let (key, value) = split_setting(&line);
             let value = expand_environment(value, &environment);
             match key {
                 "flyway.placeholderReplacement" => {
@@ -132,10 +144,33 @@ fn logical_lines(text: &str) -> Vec<(usize, String)> {
     out
 }
 
-/// `${VAR}` in a configuration value: the environment variable, empty
-/// when it is not set (as Flyway reads it).
+/// A line's key and value as `java.util.Properties` splits them (Flyway
+/// loads the file with it, its backslashes doubled first, so none escapes):
+/// the key ends at the first `=`, `:` or white space; then white space, one
+/// `=` or `:`, and white space again are skipped.
+fn split_setting(line: &str) -> (&str, &str) {
+    let end = line
+        .find(|c: char| c == '=' || c == ':' || c.is_whitespace())
+        .unwrap_or(line.len());
+    let (key, rest) = line.split_at(end);
+    let rest = rest.trim_start();
+    let rest = rest
+        .strip_prefix('=')
+        .or_else(|| rest.strip_prefix(':'))
+        .unwrap_or(rest);
+    (key, rest.trim())
+}
+
+/// `${VAR}` in a configuration value, for a name of letters, digits and
+/// `_`: the environment variable, empty when it is not set (as Flyway reads
+/// it); any other `${…}` stays as written.
 fn expand_environment(value: &str, environment: impl Fn(&str) -> Option<String>) -> String {
-    replace(value, |name| Some(environment(name).unwrap_or_default())).into_owned()
+    replace(value, |name| {
+        name.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            .then(|| environment(name).unwrap_or_default())
+    })
+    .into_owned()
 }
 
 /// Placeholder values by name, compared without regard to case; a later
@@ -155,6 +190,11 @@ impl Placeholders {
             Some(slot) => slot.1 = value.to_string(),
             None => self.values.push((name.to_string(), value.to_string())),
         }
+    }
+
+    /// Each name and value, in the order they were first set.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -378,7 +418,7 @@ mod tests {
     fn reads_flyway_conf_as_flyway_does() {
         let environment = |name: &str| (name == "ROLE_FROM_ENV").then(|| "from_env".to_string());
         let conf = FlywayConf::parse(
-            "\u{feff}flyway.placeholders.first=1\n# comment\nflyway.url=jdbc:postgresql://db/app\nflyway.placeholders.schema = app\nflyway.placeholders.role=${ROLE_FROM_ENV}\nflyway.placeholders.unset=[${NOT_SET}]\nflyway.placeholders.long=a,\\\n    b\nflyway.placeholders.path=C:\\dir\\x\nflyway.placeholders.ends=with\\\nflyway.placeholders.next=2\nflyway.placeholders.eq=x=y\nflyway.schemas=first, second\nflyway.table=history\nno separator here\n",
+            "\u{feff}flyway.placeholders.first=1\n# comment\nflyway.url=jdbc:postgresql://db/app\nflyway.placeholders.schema = app\nflyway.placeholders.role=${ROLE_FROM_ENV}\nflyway.placeholders.unset=[${NOT_SET}]\nflyway.placeholders.long=a,\\\n    b\nflyway.placeholders.path=C:\\dir\\x\nflyway.placeholders.ends=with\\\nflyway.placeholders.next=2\nflyway.placeholders.eq=x=y\nflyway.schemas=first, second\nflyway.table=history\nflyway.placeholders.colon:key=v\nflyway.placeholders.spaced value here\nflyway.placeholders.kept=${flyway:user}|${my-var}\n",
             environment,
         )
         .unwrap();
@@ -399,6 +439,9 @@ mod tests {
                 ("ends", "with"),
                 ("next", "2"),
                 ("eq", "x=y"),
+                ("colon", "key=v"),
+                ("spaced", "value here"),
+                ("kept", "${flyway:user}|${my-var}"),
             ]
         );
         assert_eq!(conf.default_schema.as_deref(), Some("first"));
