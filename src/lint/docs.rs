@@ -18,7 +18,11 @@ severity depends on size are errors for tables of at least `[lint] large_table` 
 `-- migsafe:allow <rule> -- <reason>` in its header; a suppression without a reason is \
 itself a finding (`allow-without-reason`). A statement the grammar cannot read is a \
 [`syntax-error`](#syntax-error) finding at the line and column where the grammar stopped, \
-and the rest of the file is still linted.\n\n| rule | severity | flags |\n|---|---|---|\n",
+and the rest of the file is still linted. Flyway scripts are linted with their `${name}` \
+placeholders replaced ([migrations.md](migrations.md#flyway-placeholders)), also when a file \
+is named on the command line; a placeholder without a value is one `placeholder-without-value` \
+error per placeholder, at its line, and the script is not linted further (it cannot run as it \
+is).\n\n| rule | severity | flags |\n|---|---|---|\n",
     );
     for rule in rules::all() {
         let _ = writeln!(
