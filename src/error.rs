@@ -413,15 +413,18 @@ pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The SQLSTATE of a server error, kept as the source of an [`Error`]
 /// built from a borrowed driver error ([`Error::sqlstate`] reads it).
+#[cfg(feature = "engine")]
 #[derive(Debug)]
 pub(crate) struct ServerCode(pub(crate) tokio_postgres::error::SqlState);
 
+#[cfg(feature = "engine")]
 impl std::fmt::Display for ServerCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SQLSTATE {}", self.0.code())
     }
 }
 
+#[cfg(feature = "engine")]
 impl std::error::Error for ServerCode {}
 
 /// Every failure the library reports. Each variant names what happened; each
@@ -656,6 +659,7 @@ impl Error {
     /// The SQLSTATE of the server error this one comes from, when it comes
     /// from one (`55P03` for a lock wait that gave up): for branching on
     /// what the server said, not on message text.
+    #[cfg(feature = "engine")]
     pub fn sqlstate(&self) -> Option<tokio_postgres::error::SqlState> {
         let mut cause = std::error::Error::source(self);
         while let Some(error) = cause {

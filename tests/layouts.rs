@@ -1230,22 +1230,20 @@ fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
     // From the environment, over the files; a secret's value never shows,
     // even in the server's own message about it.
     project.write("migrations/V3__token.sql", b"SELECT '${apiToken}'::json;\n");
+    let with_token = |args: &[&str]| {
+        project
+            .migsafe(&db)
+            .env("FLYWAY_PLACEHOLDERS_APITOKEN", "S3cr3tPw!9c2e${x}")
+            .args(args)
+            .output()
+            .unwrap()
+    };
     // A script to print would show the secret, or mask it and be wrong.
-    let printed = project
-        .migsafe(&db)
-        .env("FLYWAY_PLACEHOLDERS_APITOKEN", "S3cr3tPw!9c2e${x}")
-        .args(["apply", "--sql"])
-        .output()
-        .unwrap();
+    let printed = with_token(&["apply", "--sql"]);
     let text = common::expect_exit(&printed, 5);
     assert!(text.contains("the script would hold a secret"), "{text}");
     common::assert_no_secret(&project, &printed, "S3cr3tPw!9c2e${x}");
-    let output = project
-        .migsafe(&db)
-        .env("FLYWAY_PLACEHOLDERS_APITOKEN", "S3cr3tPw!9c2e${x}")
-        .args(["apply", "--skip-backup"])
-        .output()
-        .unwrap();
+    let output = with_token(&["apply", "--skip-backup"]);
     let text = common::expect_exit(&output, 2);
     // The server quotes part of it (`Token "S3cr3tPw" is invalid`).
     assert!(

@@ -61,7 +61,7 @@ impl FlywayConf {
     }
 
     /// Flyway's own reading of its configuration file: a key ends at the
-    /// first `=`, `:` or white space ([`split_setting`]), `#` comments, a
+    /// first `=`, `:` or white space (`split_setting`), `#` comments, a
     /// backslash is itself (`C:\\dir`, `^\\d+$`), a trailing `\\` joins the next
     /// line unless that one starts a `flyway.` setting, and `${VAR}` in a
     /// value is the environment variable (empty when it is not set).
