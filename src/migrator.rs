@@ -1015,6 +1015,8 @@ impl Migrator {
                 database = Some(settings.to_string());
             }
         } else {
+            // The namespaces' Flyway files, read once for all the paths.
+            let mut flyway_files: Option<Vec<FlywayFile>> = None;
             for path in paths {
                 match self.config.namespaces.iter().find(|n| &n.name == path) {
                     Some(namespace) => {
@@ -1029,14 +1031,25 @@ impl Migrator {
                     }
                     // A migration's file is linted as the migration (a Flyway
                     // one with its placeholders replaced), any other as it is.
-                    None => match self.migration_at(std::path::Path::new(path)) {
-                        Some((namespace, migration)) => {
-                            scripts.push(crate::lint::Script::of(&namespace, &migration));
+                    None => {
+                        let files = match &mut flyway_files {
+                            Some(files) => files,
+                            None => flyway_files.insert(self.flyway_files()?),
+                        };
+                        let wanted = std::path::Path::new(path).canonicalize().ok();
+                        match files.iter().find(|f| Some(&f.path) == wanted.as_ref()) {
+                            Some(file) => {
+                                scripts.push(crate::lint::Script::of(
+                                    &file.namespace,
+                                    &file.migration,
+                                ));
+                            }
+                            None => {
+                                scripts
+                                    .push(crate::lint::Script::file(std::path::Path::new(path))?);
+                            }
                         }
-                        None => {
-                            scripts.push(crate::lint::Script::file(std::path::Path::new(path))?);
-                        }
-                    },
+                    }
                 }
             }
         }
@@ -1048,36 +1061,30 @@ impl Migrator {
         })
     }
 
-    /// The migration whose up script is the file at `path`, with its
-    /// namespace, when it is one of a configured namespace's (Flyway files).
-    fn migration_at(&self, path: &std::path::Path) -> Option<(String, crate::source::Migration)> {
-        let wanted = path.canonicalize().ok()?;
+    /// Every Flyway migration of the configured namespaces, by the
+    /// canonical path of its up script, placeholders replaced (a namespace
+    /// that cannot be read has none: its files are then linted as files).
+    fn flyway_files(&self) -> Result<Vec<FlywayFile>> {
+        let mut out = Vec::new();
         for namespace in &self.config.namespaces {
-            let inside = namespace
-                .dir
-                .canonicalize()
-                .is_ok_and(|dir| wanted.starts_with(dir));
-            if !inside {
+            let Ok(mut set) = Self::read_sources(&self.embedded, namespace) else {
                 continue;
+            };
+            self.replace_placeholders(namespace, &mut set)?;
+            for migration in set.migrations.into_iter().chain(set.repeatables) {
+                if migration.layout != crate::source::layout::Layout::Flyway {
+                    continue;
+                }
+                if let Ok(path) = migration.up.path.canonicalize() {
+                    out.push(FlywayFile {
+                        path,
+                        namespace: namespace.name.clone(),
+                        migration,
+                    });
+                }
             }
-            let mut set = Self::read_sources(&self.embedded, namespace).ok()?;
-            if !set
-                .migrations
-                .iter()
-                .chain(&set.repeatables)
-                .any(|m| m.layout == crate::source::layout::Layout::Flyway)
-            {
-                return None;
-            }
-            self.replace_placeholders(namespace, &mut set).ok()?;
-            let found = set
-                .migrations
-                .into_iter()
-                .chain(set.repeatables)
-                .find(|m| m.up.path.canonicalize().is_ok_and(|p| p == wanted));
-            return found.map(|m| (namespace.name.clone(), m));
         }
-        None
+        Ok(out)
     }
 
     /// Waits until the databases of the selected namespaces accept
@@ -1534,4 +1541,11 @@ impl Run {
             notifier.finish().await;
         }
     }
+}
+
+/// A Flyway migration found by the path of its file (`lint FILE`).
+struct FlywayFile {
+    path: std::path::PathBuf,
+    namespace: String,
+    migration: crate::source::Migration,
 }

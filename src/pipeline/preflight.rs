@@ -643,16 +643,18 @@ pub(crate) async fn drift_of(
     let failed = |e: &tokio_postgres::Error| {
         crate::db::history::database_error(db, "prepare the status session", e)
     };
+    // One round trip: the subquery (kept apart by OFFSET 0) reads the old
+    // value before set_config replaces it.
     let previous: String = db
         .client
-        .query_one("SELECT current_setting('lock_timeout')", &[])
+        .query_one(
+            "SELECT p.previous, set_config('lock_timeout', '2s', false) \
+             FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) p",
+            &[],
+        )
         .await
         .map_err(|e| failed(&e))?
         .get(0);
-    db.client
-        .batch_execute("SET lock_timeout = '2s'")
-        .await
-        .map_err(|e| failed(&e))?;
     let drift = drift_within(config, db, history, state, scope).await;
     db.client
         .execute("SELECT set_config('lock_timeout', $1, false)", &[&previous])
@@ -661,6 +663,7 @@ pub(crate) async fn drift_of(
     drift
 }
 
+/// [`drift_of`]'s read, while the short `lock_timeout` is set.
 async fn drift_within(
     config: &Config,
     db: &Db,
