@@ -351,7 +351,12 @@ impl Migrator {
         for (name, value) in namespace.placeholders.iter() {
             values.set(name, value);
         }
-        values.add_environment(std::env::vars());
+        // `vars()` would panic on a variable that is not UTF-8; those are
+        // not Flyway's anyway.
+        values.add_environment(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        );
         // A password given to a migration stays out of every output.
         for secret in values.secrets() {
             crate::db::register_secret_in_sql(secret);

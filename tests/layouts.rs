@@ -1190,6 +1190,17 @@ fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
     let db = TestDb::new();
     let lint = project.run(&db, &["lint"], 0);
     assert!(!lint.contains("syntax-error"), "{lint}");
+    // A variable that is not UTF-8 in the environment is not a crash.
+    let status = project
+        .migsafe(&db)
+        .env(
+            "MIGSAFE_TEST_JUNK",
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff\xfe"),
+        )
+        .args(["status"])
+        .output()
+        .unwrap();
+    common::expect_exit(&status, 0);
     // A file of the namespace, named as CI names changed files.
     let lint = project.run(&db, &["lint", "migrations/V1__init.sql"], 0);
     assert!(!lint.contains("syntax-error"), "{lint}");
