@@ -42,6 +42,9 @@ pub struct Config {
     pub verify: VerifyConfig,
     /// Webhook notices (SPEC 18).
     pub notify: NotifyConfig,
+    /// The top-level `[placeholders]` (every namespace starts from them):
+    /// for a migrations directory that no namespace names (`lint DIR`).
+    pub placeholders: Placeholders,
 }
 
 /// `[notify]`.
@@ -479,7 +482,7 @@ impl Config {
                 database_url_env: None,
                 schemas: None,
                 layout: None,
-                placeholders: shared,
+                placeholders: shared.clone(),
             });
         }
         let lint = LintConfig {
@@ -524,6 +527,7 @@ impl Config {
             logs,
             verify,
             notify,
+            placeholders: shared,
         })
     }
 

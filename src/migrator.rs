@@ -1023,10 +1023,14 @@ impl Migrator {
             // The namespaces' Flyway files, read once for all the paths.
             let mut flyway_files: Option<Vec<FlywayFile>> = None;
             for path in paths {
-                match self.config.namespaces.iter().find(|n| &n.name == path) {
+                let namespace = match self.config.namespaces.iter().find(|n| &n.name == path) {
+                    Some(namespace) => Some(namespace.clone()),
+                    None => self.namespace_of_dir(std::path::Path::new(path)),
+                };
+                match namespace {
                     Some(namespace) => {
-                        let mut set = Self::read_sources(&self.embedded, namespace)?;
-                        self.replace_placeholders(namespace, &mut set)?;
+                        let mut set = Self::read_sources(&self.embedded, &namespace)?;
+                        self.replace_placeholders(&namespace, &mut set)?;
                         scripts.extend(
                             set.migrations
                                 .iter()
@@ -1063,6 +1067,33 @@ impl Migrator {
             files: scripts.len(),
             database,
             findings,
+        })
+    }
+
+    /// A directory given to `lint` read as migrations: the namespace whose
+    /// directory it is, or else one of its own (layout detected, the
+    /// top-level placeholders), named after the directory.
+    fn namespace_of_dir(&self, dir: &std::path::Path) -> Option<Namespace> {
+        let wanted = dir.canonicalize().ok().filter(|d| d.is_dir())?;
+        if let Some(namespace) = self
+            .config
+            .namespaces
+            .iter()
+            .find(|n| n.dir.canonicalize().ok().as_ref() == Some(&wanted))
+        {
+            return Some(namespace.clone());
+        }
+        Some(Namespace {
+            name: wanted
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| dir.display().to_string()),
+            dir: dir.to_path_buf(),
+            forward_only: false,
+            database_url_env: None,
+            schemas: None,
+            layout: None,
+            placeholders: self.config.placeholders.clone(),
         })
     }
 

@@ -369,3 +369,55 @@ fn the_corpus_output_is_stable() {
     expect_exit(&json, 1);
     insta::assert_snapshot!("corpus_json", String::from_utf8(json.stdout).unwrap());
 }
+
+#[test]
+fn a_directory_is_linted_as_the_migrations_it_holds() {
+    let project = Project::new(&[
+        (
+            "migrations/0001_events.up.sql",
+            "CREATE TABLE events (id bigint PRIMARY KEY, kind text);\n",
+        ),
+        (
+            "migrations/0002_kind.up.sql",
+            "ALTER TABLE users ADD COLUMN plan text NOT NULL;\n",
+        ),
+        // Another team's Flyway directory that no namespace names, with a
+        // placeholder from the top of migsafe.toml.
+        (
+            "other/db/V1__accounts.sql",
+            "CREATE TABLE ${table} (id bigint PRIMARY KEY);\n",
+        ),
+        (
+            "other/db/V2__index.sql",
+            "CREATE INDEX accounts_id ON ${table} (id);\n",
+        ),
+        ("migsafe.toml", "[placeholders]\ntable = \"accounts\"\n"),
+    ]);
+    let lint = |path: &str| {
+        common::migsafe_command()
+            .current_dir(project.path())
+            .args(["lint", path, "--format", "json"])
+            .output()
+            .unwrap()
+    };
+    // The namespace's own directory: its two migrations, in plan order.
+    let output = lint("migrations/");
+    expect_exit(&output, 1);
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["files"], 2, "{doc}");
+    let findings = doc["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{doc}");
+    assert_eq!(findings[0]["rule"], "add-column-not-null-without-default");
+
+    // A directory of its own: its layout detected, placeholders replaced;
+    // the index is on a table the same plan creates, so nothing to say.
+    let output = lint("other/db");
+    expect_exit(&output, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["files"], 2, "{doc}");
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 0, "{doc}");
+
+    // A directory that is not there is still a file that is not there.
+    let output = lint("nowhere/");
+    expect_exit(&output, 5);
+}

@@ -13,7 +13,8 @@ use crate::cli::output::{json, out, render_finding};
 /// `lint` options.
 #[derive(Debug, ClapArgs)]
 pub struct Args {
-    /// SQL files or namespace names [default: the selected namespaces].
+    /// SQL files, migrations directories or namespace names [default: the
+    /// selected namespaces].
     pub paths: Vec<String>,
     /// Print docs/lint.md, generated from the rules.
     #[arg(long, hide = true)]
