@@ -83,13 +83,56 @@ pub fn register_secret_in_sql(secret: &str) {
     }
 }
 
+/// Secrets shorter than this are masked only where they stand as a word of
+/// their own: a password `app` is masked in `app:****@host` and `'app'`, but
+/// `applied` and `"app_name"` (a JSON key) stay as they are.
+const WHOLE_WORD_BELOW: usize = 8;
+
+/// Whether `c` continues a word (an identifier, a JSON key).
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// `text` with each occurrence of a short `secret` that is not part of a
+/// longer word replaced by `****`.
+fn replace_whole_words(text: &str, secret: &str) -> String {
+    let (Some(first), Some(last)) = (secret.chars().next(), secret.chars().last()) else {
+        return text.to_string();
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (at, _) in text.match_indices(secret) {
+        // Overlapping occurrences: the first one masked wins.
+        if at < copied {
+            continue;
+        }
+        let end = at + secret.len();
+        let before = text[..at].chars().next_back();
+        let after = text[end..].chars().next();
+        let joined_before = is_word(first) && before.is_some_and(is_word);
+        let joined_after = is_word(last) && after.is_some_and(is_word);
+        if joined_before || joined_after {
+            continue;
+        }
+        out.push_str(&text[copied..at]);
+        out.push_str("****");
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
 /// Replaces every registered secret in `text` with `****`.
 pub fn scrub(text: &str) -> String {
     let secrets = SECRETS.lock().unwrap_or_else(PoisonError::into_inner);
     let mut out = text.to_string();
     for secret in secrets.iter() {
         if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "****");
+            out = if secret.chars().count() < WHOLE_WORD_BELOW {
+                replace_whole_words(&out, secret)
+            } else {
+                out.replace(secret.as_str(), "****")
+            };
         }
     }
     drop(secrets);
@@ -998,6 +1041,26 @@ mod tests {
         assert_eq!(settings.ssl_mode(), SslMode::VerifyFull);
         assert_eq!(settings.roots, RootCerts::File("/etc/ca.pem".into()));
         assert!(scrub("oops postgres://app:s3cr3t-pw@x").contains("app:****@x"));
+    }
+
+    #[test]
+    fn a_short_secret_is_masked_where_it_is_a_word_not_inside_others() {
+        register_secret("qzv7");
+        assert_eq!(
+            scrub("postgres://u:qzv7@h 'qzv7' qzv7"),
+            "postgres://u:****@h '****' ****"
+        );
+        // Inside longer words and keys it is not the secret, and stays.
+        assert_eq!(
+            scrub("{\"qzv7_count\": 1, \"xqzv7\": \"qzv7s\"}"),
+            "{\"qzv7_count\": 1, \"xqzv7\": \"qzv7s\"}"
+        );
+        // A secret that begins or ends with a sign is masked next to words.
+        register_secret("#k9!");
+        assert_eq!(scrub("a#k9!b"), "a****b");
+        // Long ones are masked everywhere, inside words too.
+        register_secret("Wq8rLm3ZpT");
+        assert_eq!(scrub("xWq8rLm3ZpTy"), "x****y");
     }
 
     #[test]
