@@ -1271,8 +1271,8 @@ fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
     );
     let text = project.run(&db, &["verify"], 5);
     assert!(
-        text.contains("V3__token.sql:1: `${apiToken}`\n  ")
-            && text.contains("V3__token.sql:2: `${flyway:nothing}`"),
+        text.contains("V3__token.sql:1:9: `${apiToken}`\n  ")
+            && text.contains("V3__token.sql:2:9: `${flyway:nothing}`"),
         "{text}"
     );
     let lint = project
@@ -1282,7 +1282,7 @@ fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
         .unwrap();
     let lint = common::text(&lint);
     assert!(
-        lint.contains("V3__token.sql:2:1: error[placeholder-without-value]: the Flyway placeholder `${flyway:nothing}` has no value"),
+        lint.contains("V3__token.sql:2:9: error[placeholder-without-value]: the Flyway placeholder `${flyway:nothing}` has no value"),
         "{lint}"
     );
     assert!(!lint.contains("syntax-error"), "{lint}");
@@ -1290,7 +1290,7 @@ fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
     assert!(
         text.contains(
             "Flyway placeholder(s) without a value, which would reach the server unreplaced:\n"
-        ) && text.contains("V3__token.sql:1: `${apiToken}`"),
+        ) && text.contains("V3__token.sql:1:9: `${apiToken}`"),
         "{text}"
     );
     assert!(text.contains("FLYWAY_PLACEHOLDERS_<NAME>"), "{text}");

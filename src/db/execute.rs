@@ -175,10 +175,19 @@ pub fn check_placeholders_of<'m>(
     let mut named = Vec::new();
     let mut builtin = false;
     for (migration, script) in scripts {
-        for (line, name) in &script.directives.unresolved_placeholders {
+        for placeholder in &script.directives.unresolved_placeholders {
             first.get_or_insert(migration);
-            builtin |= name.to_ascii_lowercase().starts_with("${flyway:");
-            named.push(format!("{}:{line}: `{name}`", script.path.display()));
+            builtin |= placeholder
+                .name
+                .to_ascii_lowercase()
+                .starts_with("${flyway:");
+            named.push(format!(
+                "{}:{}:{}: `{}`",
+                script.path.display(),
+                placeholder.line,
+                placeholder.column,
+                placeholder.name
+            ));
         }
     }
     let Some(migration) = first else {

@@ -47,7 +47,7 @@ pub struct Script {
     /// Runs in its online form (SPEC 15): statements with one are not flagged.
     pub online: bool,
     /// Flyway placeholders without a value: (line in the file, `${name}`).
-    pub unresolved_placeholders: Vec<(usize, String)>,
+    pub unresolved_placeholders: Vec<crate::source::directives::UnresolvedPlaceholder>,
 }
 
 /// One finding.
@@ -233,18 +233,19 @@ fn lint_script(script: &Script, context: &mut Context, findings: &mut Vec<Findin
     // A Flyway script with a placeholder that has no value cannot run (and
     // does not parse): said as that, not as a syntax error to correct.
     if !script.unresolved_placeholders.is_empty() {
-        for (line, name) in &script.unresolved_placeholders {
+        for placeholder in &script.unresolved_placeholders {
             findings.push(Finding {
                 rule: "placeholder-without-value",
                 severity: Severity::Error,
                 message: format!(
-                    "the Flyway placeholder `{name}` has no value: apply refuses the script until it has one"
+                    "the Flyway placeholder `{}` has no value: apply refuses the script until it has one",
+                    placeholder.name
                 ),
                 help: "give it a value: flyway.placeholders.<name> in flyway.conf, FLYWAY_PLACEHOLDERS_<NAME>, or [placeholders] in migsafe.toml",
                 path: script.path.clone(),
-                line: *line,
-                column: 1,
-                statement: name.clone(),
+                line: placeholder.line,
+                column: placeholder.column,
+                statement: placeholder.name.clone(),
                 migration: script.migration.clone(),
             });
         }

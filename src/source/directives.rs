@@ -38,9 +38,9 @@ pub struct Directives {
     /// the script is meant literally.
     pub literal_placeholders: bool,
     /// Flyway placeholders of the file as written that had no value when
-    /// the others were replaced: (1-based line in the file, `${name}`). A
-    /// pending script with any is refused before anything runs.
-    pub unresolved_placeholders: Vec<(usize, String)>,
+    /// the others were replaced. A pending script with any is refused
+    /// before anything runs.
+    pub unresolved_placeholders: Vec<UnresolvedPlaceholder>,
     /// Flyway placeholders were replaced in `sql`: it is no longer the
     /// file's text (a repeatable's checksum is then of this text, as
     /// Flyway's is).
@@ -234,4 +234,15 @@ mod tests {
         let d = parse("-- migsafe:allow ban-drop-column\n").unwrap();
         assert_eq!(d.allows[0].reason, "");
     }
+}
+
+/// A Flyway placeholder without a value, where the file has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnresolvedPlaceholder {
+    /// 1-based line in the file.
+    pub line: usize,
+    /// 1-based column (in characters) of its `$`.
+    pub column: usize,
+    /// As written: `${name}`.
+    pub name: String,
 }

@@ -17,6 +17,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 
+use crate::source::directives::UnresolvedPlaceholder;
 use crate::source::layout::Layout;
 use crate::source::migration::MigrationSet;
 
@@ -358,8 +359,13 @@ pub fn apply(set: &mut MigrationSet, values: &Placeholders, builtins: &Builtins,
             script.directives.unresolved_placeholders = occurrences(&script.sql)
                 .filter(|(_, _, name)| value(name).is_none())
                 .map(|(start, _, name)| {
-                    let line = script.sql[..start].matches('\n').count() + script.first_line;
-                    (line, format!("${{{name}}}"))
+                    let before = &script.sql[..start];
+                    let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+                    UnresolvedPlaceholder {
+                        line: before.matches('\n').count() + script.first_line,
+                        column: before[line_start..].chars().count() + 1,
+                        name: format!("${{{name}}}"),
+                    }
                 })
                 .collect();
             if let Cow::Owned(sql) = replace(&script.sql, value) {
