@@ -149,7 +149,7 @@ pub struct Namespace {
     pub layout: Option<crate::source::layout::Layout>,
     /// Values for Flyway's `${name}` placeholders: `placeholders` at the top
     /// of migsafe.toml, then the namespace's own (over the project's
-    /// flyway.conf, and under `FLYWAY_PLACEHOLDERS_*` in the environment,
+    /// flyway.toml or flyway.conf, and under `FLYWAY_PLACEHOLDERS_*` in the environment,
     /// when the migrations are read).
     pub placeholders: Placeholders,
 }

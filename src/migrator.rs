@@ -339,7 +339,7 @@ impl Migrator {
             reason: ReasonCode::new(Code::ConfigInvalid),
             message: e,
             hint: Some(
-                "fix the line in flyway.conf (migsafe reads its placeholder settings); nothing ran"
+                "fix that setting of the Flyway configuration (migsafe reads its placeholder settings); nothing ran"
                     .into(),
             ),
             source: None,

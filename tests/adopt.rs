@@ -948,3 +948,26 @@ fn a_flyway_history_in_its_own_schema_and_table_is_found_by_flyway_conf() {
     let out = project.run(&db, &["apply", "--skip-backup"], 0);
     assert!(out.contains("up to date"), "{out}");
 }
+
+/// The same with Flyway 10's flyway.toml: `[flyway] schemas` and `table`.
+#[test]
+fn a_flyway_history_named_in_flyway_toml_is_found() {
+    let db = TestDb::new();
+    let project = project("flyway");
+    migrate_natively(&db, "flyway", &project);
+    db.query(
+        "CREATE SCHEMA fw;
+         ALTER TABLE flyway_schema_history SET SCHEMA fw;
+         ALTER TABLE fw.flyway_schema_history RENAME TO deploy_history;",
+    );
+    project.write(
+        "flyway.toml",
+        b"[environments.default]\nurl = \"jdbc:postgresql://localhost/app\"\n\n[flyway]\nlocations = [\"filesystem:migrations\"]\nschemas = [\"fw\", \"public\"]\ntable = \"deploy_history\"\n",
+    );
+    let out = project.run(&db, &["apply", "--skip-backup"], 1);
+    assert!(out.contains("ADOPT_REQUIRED"), "{out}");
+    project.run(&db, &["adopt"], 0);
+    assert!(!adopted(&db).is_empty());
+    let out = project.run(&db, &["apply", "--skip-backup"], 0);
+    assert!(out.contains("up to date"), "{out}");
+}

@@ -1162,6 +1162,64 @@ fn flyway_script_configuration_is_honoured_and_callbacks_are_named() {
     );
 }
 
+/// A Flyway 10 project keeps its settings in flyway.toml: placeholders
+/// under `[flyway.placeholders]`, the selected environment's over them,
+/// the developer's flyway.user.toml over the project's, `${env.NAME}`
+/// resolved, the default schema from `schemas`.
+#[test]
+fn flyway_toml_gives_the_placeholders_of_the_chosen_environment() {
+    let project = Project::new(&[
+        (
+            "flyway.toml",
+            "[environments.default]\nurl = \"jdbc:postgresql://localhost/app\"\nschemas = [\"shop\"]\n\n[environments.staging]\nurl = \"${vault.staging_url}\"\nschemas = [\"${env.MIGSAFE_TEST_SCHEMA}\"]\n\n[environments.staging.flyway.placeholders]\nregion = \"staging-region\"\n\n[flyway]\nlocations = [\"filesystem:migrations\"]\n\n[flyway.placeholders]\nregion = \"eu\"\nowner = \"team\"\nretries = 3\n",
+        ),
+        (
+            "flyway.user.toml",
+            "[flyway.placeholders]\nowner = \"me\"\n",
+        ),
+        (
+            "migrations/V1__init.sql",
+            "CREATE SCHEMA ${flyway:defaultSchema};\nCREATE TABLE ${flyway:defaultSchema}.accounts (id bigint PRIMARY KEY, region text DEFAULT '${region}', retries int DEFAULT ${retries});\nCOMMENT ON TABLE ${flyway:defaultSchema}.accounts IS 'by ${owner}';\n",
+        ),
+    ]);
+    let db = TestDb::new();
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    assert_eq!(
+        db.scalar("SELECT column_default FROM information_schema.columns WHERE table_schema = 'shop' AND column_name = 'region'"),
+        Some("'eu'::text".into())
+    );
+    assert_eq!(
+        db.scalar("SELECT obj_description('shop.accounts'::regclass)"),
+        Some("by me".into())
+    );
+
+    // Another database, the staging environment chosen as Flyway chooses it.
+    let staging = TestDb::new();
+    let output = project
+        .migsafe(&staging)
+        .env("flyway_environment", "staging")
+        .env("MIGSAFE_TEST_SCHEMA", "stage")
+        .args(["apply", "--skip-backup"])
+        .output()
+        .unwrap();
+    common::expect_exit(&output, 0);
+    assert_eq!(
+        staging.scalar("SELECT column_default FROM information_schema.columns WHERE table_schema = 'stage' AND column_name = 'region'"),
+        Some("'staging-region'::text".into())
+    );
+
+    // A placeholder from a resolver migsafe does not read: refused, named.
+    project.write(
+        "flyway.user.toml",
+        b"[flyway.placeholders]\nowner = \"${localSecret.owner}\"\n",
+    );
+    let out = project.run(&db, &["status"], 5);
+    assert!(
+        out.contains("flyway.placeholders.owner uses Flyway's `localSecret` resolver"),
+        "{out}"
+    );
+}
+
 /// Flyway placeholders get their values as Flyway gives them (flyway.conf,
 /// then migsafe.toml, then `FLYWAY_PLACEHOLDERS_*`), built-ins included,
 /// everywhere in the text (a function body too); checksums stay those of

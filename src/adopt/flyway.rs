@@ -41,7 +41,7 @@ const COLUMNS: &str = concat!(
 );
 
 /// The history table of the Flyway project whose migrations are in `dir`:
-/// `flyway.table` in its flyway.conf (in `dir` or up to three directories
+/// `flyway.table` in its flyway.toml or flyway.conf (in `dir` or up to three directories
 /// above it, where Flyway projects keep it), in Flyway's default schema
 /// (`flyway.defaultSchema`, else the first of `flyway.schemas`); without
 /// those, `flyway_schema_history` as found through `search_path`.

@@ -194,10 +194,10 @@ pub fn check_placeholders_of<'m>(
         return Ok(());
     };
     let mut hint = String::from(
-        "nothing ran. Give each a value as Flyway takes it — `flyway.placeholders.<name>=…` in the project's flyway.conf, `FLYWAY_PLACEHOLDERS_<NAME>` in the environment — or in migsafe.toml (`[placeholders]`, or `placeholders = { … }` under the namespace); if the text is meant literally, set `placeholderReplacement=false` in the script's .sql.conf",
+        "nothing ran. Give each a value as Flyway takes it — `[flyway.placeholders]` in the project's flyway.toml (`flyway.placeholders.<name>=…` in a flyway.conf), `FLYWAY_PLACEHOLDERS_<NAME>` in the environment — or in migsafe.toml (`[placeholders]`, or `placeholders = { … }` under the namespace); if the text is meant literally, set `placeholderReplacement=false` in the script's .sql.conf",
     );
     if builtin {
-        hint.push_str(". Flyway's own: `${flyway:defaultSchema}` is the namespace's first `schemas` entry (or flyway.conf's flyway.defaultSchema / flyway.schemas), `${flyway:user}` and `${flyway:database}` the user and database named in the database URL");
+        hint.push_str(". Flyway's own: `${flyway:defaultSchema}` is the namespace's first `schemas` entry (or the Flyway configuration's defaultSchema / schemas), `${flyway:user}` and `${flyway:database}` the user and database named in the database URL");
     }
     Err(Error::Config {
         reason: ReasonCode::migration(Code::MigrationFileInvalid, namespace, &migration.version),

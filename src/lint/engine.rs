@@ -241,7 +241,7 @@ fn lint_script(script: &Script, context: &mut Context, findings: &mut Vec<Findin
                     "the Flyway placeholder `{}` has no value: apply refuses the script until it has one",
                     placeholder.name
                 ),
-                help: "give it a value: flyway.placeholders.<name> in flyway.conf, FLYWAY_PLACEHOLDERS_<NAME>, or [placeholders] in migsafe.toml",
+                help: "give it a value: [flyway.placeholders] in flyway.toml (flyway.placeholders.<name> in flyway.conf), FLYWAY_PLACEHOLDERS_<NAME>, or [placeholders] in migsafe.toml",
                 path: script.path.clone(),
                 line: placeholder.line,
                 column: placeholder.column,

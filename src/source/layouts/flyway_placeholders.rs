@@ -7,8 +7,8 @@
 //! without a value stops the run. Its checksum is of the file as written
 //! for a versioned script, and of the replaced text for a repeatable (a
 //! new value runs it again).
-//! migsafe does the same: values come from the project's `flyway.conf`
-//! ([`FlywayConf::find`]), then `placeholders` in `migsafe.toml` (top level,
+//! migsafe does the same: values come from the project's `flyway.toml` or
+//! `flyway.conf` ([`FlywayConf::find`]), then `placeholders` in `migsafe.toml` (top level,
 //! then the namespace's), then the environment, each overriding the one before;
 //! names compare without regard to case (Flyway lowercases the names it
 //! reads from the environment). A name left without a value is refused
@@ -35,19 +35,28 @@ pub struct FlywayConf {
 }
 
 impl FlywayConf {
-    /// The flyway.conf of the Flyway project whose migrations are in `dir`:
-    /// the nearest in `dir` or up to three directories above it (beside
-    /// migsafe.toml, where Flyway projects keep it, or beside the
-    /// migrations); the defaults when there is none.
+    /// The configuration of the Flyway project whose migrations are in
+    /// `dir`: the nearest in `dir` or up to three directories above it
+    /// (beside migsafe.toml, where Flyway projects keep it, or beside the
+    /// migrations). In one directory, Flyway 10's `flyway.toml` (and
+    /// `flyway.user.toml` over it, [`super::flyway_toml`]) comes before a
+    /// `flyway.conf`, and that before `conf/flyway.conf`; the defaults when
+    /// there is none.
     pub fn find(dir: &Path) -> Result<FlywayConf, String> {
-        match dir
-            .ancestors()
-            .take(4)
-            .find(|d| d.join("flyway.conf").is_file())
-        {
-            Some(found) => FlywayConf::read(found),
-            None => Ok(FlywayConf::default()),
+        use super::flyway_toml;
+        for here in dir.ancestors().take(4) {
+            if here.join(flyway_toml::PROJECT_FILE).is_file()
+                || here.join(flyway_toml::USER_FILE).is_file()
+            {
+                return flyway_toml::read(here);
+            }
+            for conf in [here.to_path_buf(), here.join("conf")] {
+                if conf.join("flyway.conf").is_file() {
+                    return FlywayConf::read(&conf);
+                }
+            }
         }
+        Ok(FlywayConf::default())
     }
 
     /// Reads `dir/flyway.conf` when there is one.

@@ -7,6 +7,7 @@
 pub mod drizzle;
 pub mod flyway;
 pub mod flyway_placeholders;
+pub mod flyway_toml;
 pub mod goose;
 pub mod liquibase;
 pub mod pop;
