@@ -88,3 +88,62 @@ fn on_a_terminal_a_backfill_draws_a_bar_of_its_rows() {
         Some("0")
     );
 }
+
+/// What a migration says with `RAISE NOTICE` (and the server's warnings)
+/// is shown under it, as Flyway's `DB:` lines are, with DETAIL and HINT,
+/// in the event log too; a loop that raises one per row shows the last 200
+/// and counts the rest; a failing script's notices come before its failure.
+#[test]
+fn what_the_server_says_while_a_migration_runs_is_shown_under_it() {
+    let db = TestDb::new();
+    let project = common::Project::new(&[
+        (
+            "migrations/0001_accounts.up.sql",
+            "CREATE TABLE accounts (id bigint PRIMARY KEY);\nCREATE TABLE IF NOT EXISTS accounts (id bigint);\nDO $$ BEGIN RAISE NOTICE 'backfilled % rows', 30 USING DETAIL = 'batch 1 of 1', HINT = 'nothing to do'; RAISE WARNING 'slow plan'; END $$;\n",
+        ),
+        (
+            "migrations/0002_loop.up.sql",
+            "DO $$ BEGIN FOR i IN 1..250 LOOP RAISE NOTICE 'row %', i; END LOOP; END $$;\n",
+        ),
+    ]);
+    let out = project.run(&db, &["apply", "--skip-backup"], 0);
+    assert!(
+        out.contains("default: 0001 DB NOTICE: relation \"accounts\" already exists, skipping"),
+        "{out}"
+    );
+    assert!(out.contains("default: 0001 DB NOTICE: backfilled 30 rows\n    DETAIL: batch 1 of 1\n    HINT: nothing to do"), "{out}");
+    assert!(out.contains("default: 0001 DB WARNING: slow plan"), "{out}");
+    // Between the migration's start and end lines.
+    let notice = out.find("backfilled 30 rows").unwrap();
+    assert!(
+        out.find("applying 0001 accounts").unwrap() < notice,
+        "{out}"
+    );
+    assert!(notice < out.find("done 0001 accounts").unwrap(), "{out}");
+    assert!(
+        out.contains("default: 0002 (50 earlier server notice(s) not shown; the last 200 follow)"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("DB NOTICE: row 50\n")
+            && out.contains("DB NOTICE: row 51\n")
+            && out.contains("DB NOTICE: row 250\n"),
+        "{out}"
+    );
+    let log = std::fs::read_to_string(project.path().join("logs/migrations.jsonl")).unwrap();
+    assert!(
+        log.contains(r#""event":"server_notice""#)
+            && log.contains(r#""message":"backfilled 30 rows""#),
+        "{log}"
+    );
+
+    // A failing script: what it said first, then the failure.
+    project.write(
+        "migrations/0003_fails.up.sql",
+        b"DO $$ BEGIN RAISE NOTICE 'about to fail'; END $$;\nSELECT 1/0;\n",
+    );
+    let out = project.run(&db, &["apply", "--skip-backup"], 2);
+    let said = out.find("0003 DB NOTICE: about to fail").unwrap();
+    let failed = out.find("FAILED 0003").unwrap();
+    assert!(said < failed, "{out}");
+}

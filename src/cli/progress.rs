@@ -294,7 +294,9 @@ fn lines(event: &Event) {
             | Event::MigrationStarted { .. }
             | Event::MigrationRetried { .. }
             | Event::MigrationFinished { .. }
-            | Event::MigrationFailed { .. } => migration(event),
+            | Event::MigrationFailed { .. }
+            | Event::ServerNotice { .. }
+            | Event::ServerNoticesDropped { .. } => migration(event),
             Event::PhaseChecked { .. }
             | Event::BackupWritten { .. }
             | Event::Recovered { .. }
@@ -411,6 +413,39 @@ fn migration(event: &Event) {
         } => err(&format!(
             "{namespace}: {} {version} {name} ({reason})",
             paint(RED, "FAILED")
+        )),
+        // What the migration itself said: `DB NOTICE: backfilled 300 rows`.
+        Event::ServerNotice {
+            namespace,
+            version,
+            severity,
+            message,
+            detail,
+            hint,
+        } => {
+            let label = format!("DB {severity}:");
+            let label = if severity == "WARNING" {
+                paint(YELLOW, label)
+            } else {
+                paint(DIM, label)
+            };
+            err(&format!("{namespace}: {version} {label} {message}"));
+            for (what, text) in [("DETAIL", detail), ("HINT", hint)] {
+                if let Some(text) = text {
+                    err(&format!("    {what}: {text}"));
+                }
+            }
+        }
+        Event::ServerNoticesDropped {
+            namespace,
+            version,
+            count,
+        } => err(&format!(
+            "{namespace}: {version} {}",
+            paint(
+                DIM,
+                format!("({count} earlier server notice(s) not shown; the last 200 follow)")
+            )
         )),
         _ => {}
     }

@@ -217,9 +217,17 @@ pub(crate) struct Db {
     /// The connect bound, which also bounds the cancel request (a new
     /// connection to the same server).
     connect_limit: Duration,
+    /// What the server said besides answers (`RAISE NOTICE`, warnings).
+    notices: super::notices::Notices,
 }
 
 impl Db {
+    /// The server's notices since the last call, and how many older ones
+    /// were not kept.
+    pub fn take_notices(&self) -> (Vec<super::notices::ServerNotice>, usize) {
+        self.notices.take()
+    }
+
     /// Asks the server to cancel whatever this connection is running.
     pub async fn cancel_running(&self) {
         let token = self.client.cancel_token();
@@ -594,14 +602,14 @@ impl ConnectionSettings {
                 .connect(NoTls)
                 .await
                 .map_err(|e| self.connect_error(e))?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
+            let notices = super::notices::Notices::default();
+            super::notices::drive(connection, notices.clone());
             return Ok(Db {
                 client,
                 tls: None,
                 target: self.shown.clone(),
                 connect_limit,
+                notices,
             });
         }
         let connector = match &self.tls {
@@ -622,14 +630,14 @@ impl ConnectionSettings {
             .connect(connector.clone())
             .await
             .map_err(|e| self.connect_error(e))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let notices = super::notices::Notices::default();
+        super::notices::drive(connection, notices.clone());
         Ok(Db {
             client,
             tls: Some(connector),
             target: self.shown.clone(),
             connect_limit,
+            notices,
         })
     }
 

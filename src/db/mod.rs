@@ -11,6 +11,7 @@ pub mod connect;
 pub mod execute;
 pub mod history;
 pub mod lock;
+pub mod notices;
 pub mod repeatables;
 pub mod replicas;
 pub mod tls;

@@ -116,6 +116,34 @@ pub enum Event {
         /// Wall time of the script and its history write.
         duration_ms: u64,
     },
+    /// What the server said while a script ran (`RAISE NOTICE`, a
+    /// `WARNING`), sent when the script ends, before its end.
+    ServerNotice {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// `NOTICE`, `WARNING`, `INFO`…
+        severity: String,
+        /// The message (secrets masked).
+        message: String,
+        /// Its DETAIL.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+        /// Its HINT.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+    },
+    /// Older notices of a script that were not kept (a loop raising one per
+    /// row): only the last 200 are.
+    ServerNoticesDropped {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// How many.
+        count: usize,
+    },
     /// A script failed.
     MigrationFailed {
         /// Namespace.

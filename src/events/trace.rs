@@ -39,6 +39,7 @@ fn level(event: &Event) -> Level {
         | Event::LockWaiting { .. }
         | Event::NoticeFailed { .. }
         | Event::ReplicaLag { .. } => Level::Warn,
+        Event::ServerNotice { severity, .. } if severity == "WARNING" => Level::Warn,
         Event::RunFinished {
             succeeded: false, ..
         } => Level::Error,
@@ -64,6 +65,12 @@ fn migration_of(event: &Event) -> Option<(&str, &str)> {
             namespace, version, ..
         }
         | Event::MigrationFailed {
+            namespace, version, ..
+        }
+        | Event::ServerNotice {
+            namespace, version, ..
+        }
+        | Event::ServerNoticesDropped {
             namespace, version, ..
         } => Some((namespace, version)),
         _ => None,

@@ -231,6 +231,29 @@ impl How {
     }
 }
 
+/// What the server said while `migration` ran, as events (secrets masked).
+fn emit_notices(env: &Env<'_>, runner: &Runner<'_>, migration: &Migration) {
+    let (notices, dropped) = runner.db.take_notices();
+    let scrub = |text: Option<String>| text.map(|t| crate::db::scrub(&t));
+    if dropped > 0 {
+        env.events.emit(&Event::ServerNoticesDropped {
+            namespace: runner.namespace.to_string(),
+            version: migration.version.to_string(),
+            count: dropped,
+        });
+    }
+    for notice in notices {
+        env.events.emit(&Event::ServerNotice {
+            namespace: runner.namespace.to_string(),
+            version: migration.version.to_string(),
+            severity: notice.severity,
+            message: crate::db::scrub(&notice.message),
+            detail: scrub(notice.detail),
+            hint: scrub(notice.hint),
+        });
+    }
+}
+
 /// Runs one script with its start / finish / failure events.
 pub(crate) async fn run_one(
     env: &Env<'_>,
@@ -256,6 +279,8 @@ pub(crate) async fn run_one_as(
         Direction::Down => migration.down.as_ref(),
     };
     let no_transaction = script.is_some_and(|s| s.no_transaction()) || !matches!(how, How::Written);
+    // What the server said before (history checks) is not this script's.
+    runner.db.take_notices();
     env.events.emit(&Event::MigrationStarted {
         namespace: runner.namespace.to_string(),
         version: migration.version.to_string(),
@@ -273,6 +298,7 @@ pub(crate) async fn run_one_as(
         }
         _ => runner.run(migration, direction, recorded).await,
     };
+    emit_notices(env, runner, migration);
     match result {
         Ok(duration) => {
             env.events.emit(&Event::MigrationFinished {
