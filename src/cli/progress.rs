@@ -562,20 +562,24 @@ fn cutover(event: &Event) {
             bytes,
             duration_ms,
         } => {
-            let rate = if *duration_ms > 0 {
-                rows * 1000 / duration_ms
-            } else {
-                *rows
+            // A rate says something only about a table big enough to
+            // take a while; `3 rows/s` of a three-row table does not.
+            let rate = match rows * 1000 / (*duration_ms).max(1) {
+                rate if *rows >= RATE_SHOWN_FROM => format!(" ({rate} rows/s)"),
+                _ => String::new(),
             };
             err(&format!(
                 "copied {table}: {rows} rows, {} {}",
                 migsafe::pipeline::preflight::human_bytes(*bytes),
-                paint(DIM, format!("in {} ({rate} rows/s)", ms(*duration_ms)))
+                paint(DIM, format!("in {}{rate}", ms(*duration_ms)))
             ))
         }
         _ => {}
     }
 }
+
+/// Rows from which a copy's rate is shown.
+pub const RATE_SHOWN_FROM: u64 = 10_000;
 
 /// Online steps and backfill batches (SPEC 15, 16).
 fn online(event: &Event) {

@@ -176,13 +176,14 @@ pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
                 json("cutover", &report);
             } else {
                 render_problems(&report.warnings);
-                let rate = if report.load_seconds > 0.0 {
-                    (report.rows as f64 / report.load_seconds) as u64
+                let rate = if report.rows >= crate::cli::progress::RATE_SHOWN_FROM {
+                    let rate = report.rows as f64 / report.load_seconds.max(0.001);
+                    format!(" ({} rows/s)", rate as u64)
                 } else {
-                    report.rows
+                    String::new()
                 };
                 out(&format!(
-                    "loaded {} rows in {} table(s) in {:.1}s ({rate} rows/s) from {}",
+                    "loaded {} rows in {} table(s) in {:.1}s{rate} from {}",
                     report.rows,
                     report.tables.len(),
                     report.load_seconds,
