@@ -904,6 +904,7 @@ impl Migrator {
             file,
             options,
             self.events.as_ref(),
+            &self.interrupt,
         )
         .await
     }

@@ -736,6 +736,67 @@ fn restore_takes_a_safety_backup_and_names_the_versions_it_unrecords() {
     assert_eq!(doc["no_longer_recorded"].as_array().unwrap().len(), 0);
 }
 
+/// SIGTERM (a deploy tool stopping the job) while the safety backup is
+/// being taken: pg_dump is stopped, its partial file removed, nothing is
+/// restored, and the database is as it was.
+#[test]
+fn a_stop_during_the_safety_backup_restores_nothing() {
+    let db = TestDb::new();
+    let project = two_tables();
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    let first = {
+        let output = project
+            .migsafe(&db)
+            .args(["backup", "create"])
+            .output()
+            .unwrap();
+        expect_exit(&output, 0);
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    };
+    db.query("CREATE TABLE written_since (id int); INSERT INTO written_since VALUES (1);");
+    // pg_dump waits for its share lock on the table while this is held.
+    let (release, blocker) =
+        common::hold_lock(&db, "LOCK TABLE written_since IN ACCESS EXCLUSIVE MODE;");
+    let child = std::process::Command::new(common::migsafe_bin())
+        .current_dir(project.path())
+        .env("DATABASE_URL", &db.url)
+        .env("NO_COLOR", "1")
+        .args(["backup", "restore", &first, "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for_query(&db, "IN ACCESS SHARE MODE");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    release.send(()).unwrap();
+    blocker.join().unwrap();
+    let out = expect_exit(&output, 130);
+    assert!(
+        out.contains("error[INTERRUPTED]")
+            && out.contains("interrupted during the safety backup")
+            && out.contains("nothing was restored, the database is as it was"),
+        "{out}"
+    );
+    // Not restored: what was written since the first backup is there.
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM written_since").as_deref(),
+        Some("1")
+    );
+    // No partial safety dump beside the one being restored.
+    let left: Vec<String> = std::fs::read_dir(project.path().join("backups/migrations"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().display().to_string())
+        .filter(|p| p.ends_with(".dump") || p.ends_with(".partial"))
+        .collect();
+    assert_eq!(left, [first], "{left:?}");
+}
+
 fn kill_during(project: &Project, db: &TestDb, marker: &str) {
     let mut child = std::process::Command::new(common::migsafe_bin())
         .current_dir(project.path())

@@ -491,24 +491,49 @@ pub(crate) async fn restore_guarded(
     file: &Path,
     options: &RestoreOptions,
     events: &dyn EventSink,
+    interrupt: &Interrupt,
 ) -> Result<Restored> {
     let checked = verify(file).await?;
     let history = crate::db::history::History::new(&config.history_schema);
     let before = history.recorded_versions(db).await?;
     let safety_backup = if options.safety_backup {
         Some(
-            // A restore runs to its end once started: no Ctrl-C here.
-            create_keeping(config, settings, db, events, Some(file), &Interrupt::new())
+            // Ctrl-C (or SIGTERM) stops the safety backup, and nothing is
+            // restored; the restore itself, once started, runs to its end.
+            create_keeping(config, settings, db, events, Some(file), interrupt)
                 .await
                 .map_err(|e| {
-                    e.with_hint(
-                        "nothing was restored: the safety backup of the current database failed; fix that, or pass --no-safety-backup if you have another copy",
-                    )
+                    if interrupt.is_triggered() {
+                        Error::Refused {
+                            reason: ReasonCode::new(Code::Interrupted),
+                            message: "interrupted during the safety backup: pg_dump was stopped and its partial file removed; nothing was restored, the database is as it was".into(),
+                            hint: Some("run the restore again when ready".into()),
+                            source: None,
+                        }
+                    } else {
+                        e.with_hint(
+                            "nothing was restored: the safety backup of the current database failed; fix that, or pass --no-safety-backup if you have another copy",
+                        )
+                    }
                 })?,
         )
     } else {
         None
     };
+    if interrupt.is_triggered() {
+        return Err(Error::Refused {
+            reason: ReasonCode::new(Code::Interrupted),
+            message: format!(
+                "interrupted before the restore began: nothing was restored, the database is as it was{}",
+                safety_backup.as_ref().map_or_else(String::new, |s| format!(
+                    " (its safety backup is at {})",
+                    s.path.display()
+                ))
+            ),
+            hint: Some("run the restore again when ready".into()),
+            source: None,
+        });
+    }
     restore(settings, db, file)
         .await
         .map_err(|e| match &safety_backup {
