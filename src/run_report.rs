@@ -97,6 +97,24 @@ pub struct TimelineEntry {
     pub message: Option<String>,
     /// Lock timeouts it met and retried after.
     pub retries: Vec<Retry>,
+    /// What the server said while it ran (`RAISE NOTICE`, warnings), the
+    /// last 200.
+    pub notices: Vec<Said>,
+    /// Older notices that were not kept.
+    pub notices_dropped: usize,
+}
+
+/// One server notice of a migration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Said {
+    /// `NOTICE`, `WARNING`…
+    pub severity: String,
+    /// The message (secrets masked).
+    pub message: String,
+    /// Its DETAIL.
+    pub detail: Option<String>,
+    /// Its HINT.
+    pub hint: Option<String>,
 }
 
 /// One lock timeout and the retry after it.
@@ -233,7 +251,35 @@ impl EventSink for Recorder {
                     reason: None,
                     message: None,
                     retries: Vec::new(),
+                    notices: Vec::new(),
+                    notices_dropped: 0,
                 });
+            }
+            Event::ServerNotice {
+                namespace,
+                version,
+                severity,
+                message,
+                detail,
+                hint,
+            } => {
+                if let Some(entry) = find_open(&mut state.timeline, namespace, version) {
+                    entry.notices.push(Said {
+                        severity: severity.clone(),
+                        message: message.clone(),
+                        detail: detail.clone(),
+                        hint: hint.clone(),
+                    });
+                }
+            }
+            Event::ServerNoticesDropped {
+                namespace,
+                version,
+                count,
+            } => {
+                if let Some(entry) = find_open(&mut state.timeline, namespace, version) {
+                    entry.notices_dropped += count;
+                }
             }
             Event::MigrationRetried {
                 namespace,

@@ -137,6 +137,31 @@ fn what_the_server_says_while_a_migration_runs_is_shown_under_it() {
         "{log}"
     );
 
+    // The run's report keeps them with their migration.
+    let report = std::fs::read_dir(project.path().join("logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("run-report-")
+        })
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    let first = &report["timeline"][0];
+    assert!(
+        first["notices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["message"] == "backfilled 30 rows" && n["hint"] == "nothing to do"),
+        "{report}"
+    );
+    assert_eq!(report["timeline"][1]["notices_dropped"], 50, "{report}");
+
     // A failing script: what it said first, then the failure.
     project.write(
         "migrations/0003_fails.up.sql",

@@ -72,7 +72,7 @@ fn failed(err: &minijinja::Error) -> Error {
 mod tests {
     use super::render;
     use crate::report::{Check, PhaseReport};
-    use crate::run_report::{Recorder, TimelineEntry};
+    use crate::run_report::{Recorder, Said, TimelineEntry};
 
     /// A migration's name, its SQL in an error and a check's detail can
     /// hold anything a file holds: they show as text, never as markup.
@@ -91,6 +91,14 @@ mod tests {
             reason: Some("MIGRATION_FAILED:ns:0001".into()),
             message: Some(format!("syntax error at {hostile}")),
             retries: Vec::new(),
+            // What a migration raises is text too.
+            notices: vec![Said {
+                severity: "NOTICE".into(),
+                message: format!("said {hostile}"),
+                detail: Some(hostile.into()),
+                hint: None,
+            }],
+            notices_dropped: 3,
         });
         report.preflight.push(PhaseReport::new(
             "preflight",
@@ -103,6 +111,11 @@ mod tests {
         assert!(!page.contains("<script"), "{page}");
         assert!(!page.contains("<img"), "{page}");
         assert!(page.contains("&lt;script&gt;"), "{page}");
+        assert!(
+            page.contains("DB NOTICE:</span> said &lt;script&gt;")
+                && page.contains("3 earlier server notice(s) not kept"),
+            "{page}"
+        );
         assert!(
             page.contains("&lt;img src=x onerror=alert(1)&gt;"),
             "{page}"
