@@ -1,7 +1,7 @@
 //! What the server says besides answers: `RAISE NOTICE` in a migration,
 //! `NOTICE: relation "x" already exists, skipping`, a `WARNING`.
 //!
-//! Each connection's task keeps them ([`drive`]) until the migration that
+//! Each connection's task keeps them (`drive`) until the migration that
 //! caused them ends, when they become events (Flyway prints them as `DB:`
 //! lines; a migration that reports its progress with `RAISE NOTICE` should
 //! be heard). The server sends a notice before the answer to the statement
