@@ -137,13 +137,33 @@ async fn watch_signals(interrupt: Interrupt) {
         received += 1;
         if received == 1 {
             interrupt.trigger();
-            cli::output::err(
-                "interrupted: stopping (a statement running on the server is cancelled there); press Ctrl-C again to leave at once",
-            );
+            match migsafe::pipeline::child::runs_to_end() {
+                Some(note) => cli::output::err(&format!(
+                    "interrupted: {note}; press Ctrl-C again to stop it there and leave"
+                )),
+                None => cli::output::err(
+                    "interrupted: stopping (a statement running on the server is cancelled there); press Ctrl-C again to leave at once",
+                ),
+            }
         } else {
-            cli::output::err(
-                "left at once, without cleaning up: a no-transaction migration may be left DIRTY; the server rolls back any open transaction (a migration's, a cutover's whole load); `migsafe status` shows where things stand",
-            );
+            // pg_dump and pg_restore first: left running, a restore would
+            // commit after this process said it left.
+            let restoring = migsafe::pipeline::child::runs_to_end().is_some();
+            let stopped = migsafe::pipeline::child::stop_all();
+            if restoring {
+                cli::output::err(
+                    "left at once: pg_restore was told to stop, and its one transaction is rolled back unless it had already committed; `migsafe history` shows whether the history is now the dump's",
+                );
+            } else {
+                cli::output::err(&format!(
+                    "left at once, without cleaning up{}: a no-transaction migration may be left DIRTY; the server rolls back any open transaction (a migration's, a cutover's whole load); `migsafe status` shows where things stand",
+                    if stopped > 0 {
+                        " (pg_dump was told to stop)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
             std::process::exit(130);
         }
     }

@@ -181,6 +181,10 @@ impl Migrator {
     /// A migrator for `config`, with no database URL, no event sink, and its
     /// own interrupt.
     pub fn new(config: Config) -> Self {
+        // Namespace names are in reason codes and JSON: never masked.
+        for namespace in &config.namespaces {
+            crate::db::register_public_word(&namespace.name);
+        }
         Migrator {
             config,
             database_url: None,

@@ -1208,16 +1208,39 @@ fn flyway_toml_gives_the_placeholders_of_the_chosen_environment() {
         Some("'staging-region'::text".into())
     );
 
-    // A placeholder from a resolver migsafe does not read: refused, named.
+    // A placeholder from a resolver migsafe does not read has no value:
+    // a script that needs it is refused, named; the environment gives it.
     project.write(
         "flyway.user.toml",
         b"[flyway.placeholders]\nowner = \"${localSecret.owner}\"\n",
     );
-    let out = project.run(&db, &["status"], 5);
+    let third = TestDb::new();
+    let out = project.run(&third, &["apply", "--skip-backup"], 5);
     assert!(
-        out.contains("flyway.placeholders.owner uses Flyway's `localSecret` resolver"),
+        out.contains("V1__init.sql:3:") && out.contains("`${owner}`"),
         "{out}"
     );
+    let output = project
+        .migsafe(&third)
+        .env("FLYWAY_PLACEHOLDERS_OWNER", "ops")
+        .args(["apply", "--skip-backup"])
+        .output()
+        .unwrap();
+    common::expect_exit(&output, 0);
+    assert_eq!(
+        third.scalar("SELECT obj_description('shop.accounts'::regclass)"),
+        Some("by ops".into())
+    );
+
+    // An environment that flyway.toml does not define is refused.
+    let output = project
+        .migsafe(&third)
+        .env("flyway_environment", "stagign")
+        .args(["status"])
+        .output()
+        .unwrap();
+    let out = common::expect_exit(&output, 5);
+    assert!(out.contains("names the environment `stagign`"), "{out}");
 }
 
 /// Flyway placeholders get their values as Flyway gives them (flyway.conf,

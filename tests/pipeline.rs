@@ -773,6 +773,17 @@ fn a_stop_during_the_safety_backup_restores_nothing() {
     )
     .unwrap();
     let output = child.wait_with_output().unwrap();
+    // pg_dump cancelled its LOCK TABLE on the server as it stopped: no
+    // session of it is left waiting behind the lock.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while db
+        .scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+        .as_deref()
+        != Some("0")
+    {
+        assert!(std::time::Instant::now() < deadline, "pg_dump's session still waits");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     release.send(()).unwrap();
     blocker.join().unwrap();
     let out = expect_exit(&output, 130);
@@ -795,6 +806,80 @@ fn a_stop_during_the_safety_backup_restores_nothing() {
         .filter(|p| p.ends_with(".dump") || p.ends_with(".partial"))
         .collect();
     assert_eq!(left, [first], "{left:?}");
+}
+
+/// A restore already running goes on to its end at the first stop
+/// request, and says so; a second one stops pg_restore before migsafe
+/// leaves (its one transaction rolls back), so that no restore commits
+/// after migsafe has said it left.
+#[test]
+fn a_second_stop_during_the_restore_stops_pg_restore_before_leaving() {
+    let db = TestDb::new();
+    let project = two_tables();
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    let dump = {
+        let output = project
+            .migsafe(&db)
+            .args(["backup", "create"])
+            .output()
+            .unwrap();
+        expect_exit(&output, 0);
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    };
+    db.query("INSERT INTO users VALUES (7, 'written after the backup')");
+    // pg_restore's --clean waits behind this.
+    let (release, blocker) =
+        common::hold_lock(&db, "LOCK TABLE users, orders IN ACCESS SHARE MODE;");
+    let child = std::process::Command::new(common::migsafe_bin())
+        .current_dir(project.path())
+        .env("DATABASE_URL", &db.url)
+        .env("NO_COLOR", "1")
+        .args(["backup", "restore", &dump, "--yes", "--no-safety-backup"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while db
+        .scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+        .as_deref()
+        == Some("0")
+    {
+        assert!(std::time::Instant::now() < deadline, "pg_restore never waited for the lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let out = expect_exit(&output, 130);
+    assert!(
+        out.contains("interrupted: the restore already running goes on to its end"),
+        "{out}"
+    );
+    assert!(out.contains("pg_restore was told to stop"), "{out}");
+    // pg_restore cancelled its statement and left: nothing waits any more,
+    // and once the lock is free nothing commits later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while db
+        .scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore'")
+        .as_deref()
+        != Some("0")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pg_restore still connected"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    release.send(()).unwrap();
+    blocker.join().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        db.scalar("SELECT name FROM users WHERE id = 7").as_deref(),
+        Some("written after the backup")
+    );
 }
 
 fn kill_during(project: &Project, db: &TestDb, marker: &str) {

@@ -53,6 +53,33 @@ pub fn register_secret(secret: &str) {
     add(encoded);
 }
 
+/// Names that are public wherever they appear (namespace and database
+/// names, `postgres`): a secret equal to one is not masked in free text,
+/// where masking would rewrite reason codes, namespaces and URL schemes
+/// and hide nothing the name itself does not show. (A URL's password is
+/// masked by the URL's display regardless.)
+static PUBLIC: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Names that are never secrets, whatever else is.
+const ALWAYS_PUBLIC: [&str; 2] = ["postgres", "postgresql"];
+
+/// Remembers a name that is public (a namespace, a database): see [`PUBLIC`].
+pub fn register_public_word(word: &str) {
+    let mut public = PUBLIC.lock().unwrap_or_else(PoisonError::into_inner);
+    if !public.iter().any(|w| w.eq_ignore_ascii_case(word)) {
+        public.push(word.to_string());
+    }
+}
+
+fn is_public(secret: &str) -> bool {
+    ALWAYS_PUBLIC.iter().any(|w| w.eq_ignore_ascii_case(secret))
+        || PUBLIC
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|w| w.eq_ignore_ascii_case(secret))
+}
+
 /// Pieces of secrets that are masked wherever they appear: see
 /// [`register_secret_in_sql`].
 static FRAGMENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -66,8 +93,13 @@ const FRAGMENT_CHARS: usize = 6;
 /// six of its characters is masked too. At most five characters of it can
 /// then show; a value shorter than six is masked whole only.
 pub fn register_secret_in_sql(secret: &str) {
-    // The server folds an unquoted identifier to lower case, and quotes it so.
-    for variant in [secret.to_string(), secret.to_lowercase()] {
+    // The server folds an unquoted identifier to lower case, and quotes it
+    // so; a migration may print it through upper() or initcap().
+    for variant in [
+        secret.to_string(),
+        secret.to_lowercase(),
+        secret.to_uppercase(),
+    ] {
         register_secret(&variant);
         let chars: Vec<char> = variant.chars().collect();
         if chars.len() <= FRAGMENT_CHARS {
@@ -127,7 +159,7 @@ pub fn scrub(text: &str) -> String {
     let secrets = SECRETS.lock().unwrap_or_else(PoisonError::into_inner);
     let mut out = text.to_string();
     for secret in secrets.iter() {
-        if out.contains(secret.as_str()) {
+        if out.contains(secret.as_str()) && !is_public(secret) {
             out = if secret.chars().count() < WHOLE_WORD_BELOW {
                 replace_whole_words(&out, secret)
             } else {
@@ -313,6 +345,9 @@ impl ConnectionSettings {
             };
         let mut config = tokio_postgres::Config::from_str(&rest)
             .map_err(|e| invalid(scrub(&error_chain(&e))))?;
+        if let Some(dbname) = config.get_dbname() {
+            register_public_word(dbname);
+        }
         if let Some(password) = config.get_password() {
             register_secret(&String::from_utf8_lossy(password));
         } else if let Ok(password) = std::env::var("PGPASSWORD") {
@@ -1069,6 +1104,25 @@ mod tests {
         // Long ones are masked everywhere, inside words too.
         register_secret("Wq8rLm3ZpT");
         assert_eq!(scrub("xWq8rLm3ZpTy"), "x****y");
+        // A password that is also a namespace's name (or `postgres`) is not
+        // masked in free text: reason codes and JSON stay whole.
+        register_public_word("nsq8");
+        register_secret("nsq8");
+        register_secret("postgres");
+        assert_eq!(
+            scrub("MIGRATION_FAILED:nsq8:0001 postgres://u@h/x"),
+            "MIGRATION_FAILED:nsq8:0001 postgres://u@h/x"
+        );
+    }
+
+    #[test]
+    fn a_secret_in_sql_is_masked_in_upper_case_too() {
+        register_secret_in_sql("tokQWERTY12345");
+        let shown = scrub("upper TOKQWERTY12345, lower tokqwerty12345, initcap Tokqwerty12345");
+        assert!(
+            !shown.contains("QWERTY") && !shown.to_lowercase().contains("qwerty"),
+            "{shown}"
+        );
     }
 
     #[test]

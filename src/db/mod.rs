@@ -18,8 +18,8 @@ pub mod tls;
 
 pub(crate) use connect::Db;
 pub use connect::{
-    ConnectionSettings, PasswordFuture, PasswordSource, register_secret, register_secret_in_sql,
-    scrub,
+    ConnectionSettings, PasswordFuture, PasswordSource, register_public_word, register_secret,
+    register_secret_in_sql, scrub,
 };
 
 /// Quotes an identifier for SQL text (`my"schema` → `"my""schema"`). The one

@@ -218,31 +218,26 @@ async fn create_keeping(
     private_file(&partial)?;
     // A rotated password is asked for now, as for a connection.
     let env = settings.current().await?.libpq_env();
-    let dump = tokio::process::Command::new(&pg_dump)
-        .args(["--format=custom", "--no-password", "--file"])
-        .arg(&partial)
-        .envs(env)
-        .stdin(Stdio::null())
-        // A Ctrl-C drops the future: pg_dump goes with it.
-        .kill_on_drop(true)
-        .output();
-    tokio::pin!(dump);
+    // A stop request stops pg_dump, which cancels its query on the server.
     // The dump's size as it grows, for a progress bar (pg_dump says nothing
     // of its own progress; the compressed size has no known total).
-    let mut ticker = tokio::time::interval(PROGRESS_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let output = loop {
-        tokio::select! {
-            output = &mut dump => break output,
-            () = interrupt.wait() => break Err(std::io::Error::from(std::io::ErrorKind::Interrupted)),
-            _ = ticker.tick() => events.emit(&Event::Progress {
+    let output = super::child::output(
+        tokio::process::Command::new(&pg_dump)
+            .args(["--format=custom", "--no-password", "--file"])
+            .arg(&partial)
+            .envs(env),
+        super::child::OnStop::Stop(interrupt),
+        PROGRESS_EVERY,
+        || {
+            events.emit(&Event::Progress {
                 task: "backup".into(),
                 done: std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0),
                 total: None,
                 unit: "bytes".into(),
-            }),
-        }
-    };
+            });
+        },
+    )
+    .await;
     let output = match output {
         Ok(output) => output,
         Err(e) => {
@@ -253,7 +248,7 @@ async fn create_keeping(
             return Err(failed(format!("cannot run {}: {e}", pg_dump.display())));
         }
     };
-    // Ctrl-C in a terminal reaches pg_dump too, which exits on it.
+    // Stopped by a signal of its own (a kill of its process group).
     if !output.status.success() && interrupt.is_triggered() {
         let _ = std::fs::remove_file(&partial);
         return Err(interrupted());
@@ -493,7 +488,11 @@ pub(crate) async fn restore_guarded(
     events: &dyn EventSink,
     interrupt: &Interrupt,
 ) -> Result<Restored> {
-    let checked = verify(file).await?;
+    let checked = verify(file).await.map_err(|e| {
+        e.with_hint(
+            "nothing was restored: this file cannot be read as a backup; `migsafe backup list` shows the verified ones",
+        )
+    })?;
     let history = crate::db::history::History::new(&config.history_schema);
     let before = history.recorded_versions(db).await?;
     let safety_backup = if options.safety_backup {
@@ -570,7 +569,8 @@ pub(crate) async fn restore(settings: &ConnectionSettings, db: &Db, file: &Path)
     )?;
     verify(file).await?;
     let env = settings.current().await?.libpq_env();
-    let output = tokio::process::Command::new(&pg_restore)
+    let output = super::child::output(
+        tokio::process::Command::new(&pg_restore)
         .args([
             "--clean",
             "--if-exists",
@@ -585,11 +585,20 @@ pub(crate) async fn restore(settings: &ConnectionSettings, db: &Db, file: &Path)
                 .map_or("", |(_, v)| v.as_str()),
         )
         .arg(file)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| failed(format!("cannot run {}: {e}", pg_restore.display())))?;
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
+        // One transaction: stopping it half way gains nothing over letting
+        // it commit or fail whole. A second Ctrl-C still stops it.
+        super::child::OnStop::RunToEnd(
+            "the restore already running goes on to its end (one transaction: all of it or nothing)",
+        ),
+        PROGRESS_EVERY,
+        || {},
+    )
+    .await
+    .map_err(|e| {
+        failed(format!("cannot run {}: {e}", pg_restore.display()))
+            .with_hint("nothing was restored; the database is as it was")
+    })?;
     if !output.status.success() {
         return Err(Error::Config {
             reason: ReasonCode::new(Code::BackupFailed),

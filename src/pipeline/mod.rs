@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod backup;
+pub mod child;
 pub mod guarded;
 pub mod postflight;
 pub mod preflight;

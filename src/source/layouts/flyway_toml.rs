@@ -31,10 +31,16 @@ pub fn read(dir: &Path) -> Result<FlywayConf, String> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        let table: toml::Table = text
-            .trim_start_matches('\u{feff}')
-            .parse()
-            .map_err(|e: toml::de::Error| format!("{}: {}", path.display(), e.message()))?;
+        let text = text.trim_start_matches('\u{feff}');
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            match line {
+                Some(line) => format!("{}:{line}: {}", path.display(), e.message()),
+                None => format!("{}: {}", path.display(), e.message()),
+            }
+        })?;
         merge(&mut merged, table);
     }
     let environment = std::env::var("flyway_environment").ok();
@@ -64,15 +70,34 @@ pub fn parse(
     environment: impl Fn(&str) -> Option<String>,
 ) -> Result<FlywayConf, String> {
     let flyway = table_at(file, &["flyway"])?;
-    let name = match selected {
-        Some(name) => name.to_string(),
+    let (name, named) = match selected {
+        Some(name) => (name.to_string(), "flyway_environment in the environment"),
         None => match flyway.and_then(|f| f.get("environment")) {
-            Some(value) => text(value, "flyway.environment", &environment)?,
-            None => "default".to_string(),
+            Some(toml::Value::String(value)) => (
+                resolve(value, "flyway.environment", &environment)?,
+                "flyway.environment",
+            ),
+            Some(_) => return Err("flyway.environment must be a string".into()),
+            None => ("default".to_string(), ""),
         },
     };
     let env_path = ["environments", name.as_str()];
     let chosen = table_at(file, &env_path)?;
+    // A typo in the environment's name would drop its every override
+    // silently, as Flyway refuses to.
+    if chosen.is_none() && !named.is_empty() {
+        let known: Vec<&str> = table_at(file, &["environments"])?
+            .map(|t| t.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        return Err(format!(
+            "{named} names the environment `{name}`, which has no [environments.{name}] (it has: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ));
+    }
     let overrides = table_at(file, &["environments", name.as_str(), "flyway"])?;
     let env_key = format!("environments.{name}");
 
@@ -119,6 +144,14 @@ pub fn parse(
             .ok_or_else(|| format!("{prefix}.placeholders must be a table of name = value"))?;
         for (placeholder, value) in values {
             let key = format!("{prefix}.placeholders.{placeholder}");
+            // From a resolver migsafe does not read (a vault): no value
+            // here. migsafe.toml or FLYWAY_PLACEHOLDERS_<NAME> may give
+            // one; a script that needs it without one is refused, named.
+            if value.as_str().is_some_and(uses_other_resolver) {
+                conf.placeholders
+                    .retain(|(n, _)| !n.eq_ignore_ascii_case(placeholder));
+                continue;
+            }
             let value = text(value, &key, &environment)?;
             match conf
                 .placeholders
@@ -184,6 +217,23 @@ fn text(
         _ => return Err(format!("{key} must be a string, a number or a boolean")),
     };
     resolve(&raw, key, environment)
+}
+
+/// Whether `raw` takes a value from a resolver other than `env`.
+fn uses_other_resolver(raw: &str) -> bool {
+    let mut rest = raw;
+    while let Some(start) = rest.find("${") {
+        let Some(length) = rest[start + 2..].find('}') else {
+            return false;
+        };
+        if let Some((resolver, _)) = rest[start + 2..start + 2 + length].split_once('.')
+            && resolver != "env"
+        {
+            return true;
+        }
+        rest = &rest[start + 3 + length..];
+    }
+    false
 }
 
 /// `${env.NAME}` replaced by the variable; any other `${resolver.…}` refused.
@@ -287,9 +337,30 @@ owner = "prod_owner"
                 .starts_with("flyway.placeholderPrefix = \"#[\" — migsafe replaces only")
         );
         assert!(
-            refused("[flyway.placeholders]\ntoken = \"${localSecret.token}\"\n").contains(
-                "flyway.placeholders.token uses Flyway's `localSecret` resolver (`${localSecret.token}`)"
+            refused("[flyway]\ndefaultSchema = \"${localSecret.schema}\"\n").contains(
+                "flyway.defaultSchema uses Flyway's `localSecret` resolver (`${localSecret.schema}`)"
             )
+        );
+        // A placeholder from a vault has no value here (migsafe.toml or
+        // the environment may give it one), and overrides one before it.
+        let vault = conf(
+            "[flyway.placeholders]\ntoken = \"plain\"\n[environments.default.flyway.placeholders]\ntoken = \"${vault.token}\"\n",
+            None,
+        )
+        .unwrap();
+        assert!(vault.placeholders.is_empty(), "{vault:?}");
+        // An environment that is not there.
+        assert!(
+            refused("[flyway]\nenvironment = \"prdo\"\n[environments.prod]\nurl = \"x\"\n")
+                .contains("flyway.environment names the environment `prdo`, which has no [environments.prdo] (it has: prod)")
+        );
+        assert!(
+            refused("[flyway]\nenvironment = 5\n").contains("flyway.environment must be a string")
+        );
+        assert!(
+            conf("[flyway]\n", Some("staging"))
+                .unwrap_err()
+                .contains("flyway_environment in the environment names the environment `staging`")
         );
         assert!(
             refused("[flyway.placeholders]\nschema = \"${env.NOT_SET_HERE}\"\n")
@@ -332,8 +403,8 @@ owner = "prod_owner"
                 ("region".to_string(), "eu".to_string()),
             ]
         );
-        std::fs::write(dir.join(USER_FILE), "[flyway.placeholders\n").unwrap();
-        assert!(read(&dir).unwrap_err().contains("flyway.user.toml"));
+        std::fs::write(dir.join(USER_FILE), "# mine\n[flyway.placeholders\n").unwrap();
+        assert!(read(&dir).unwrap_err().contains("flyway.user.toml:2: "));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
