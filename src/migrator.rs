@@ -388,6 +388,15 @@ impl Migrator {
             timestamp: chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string(),
         };
         flyway_placeholders::apply(set, &values, &builtins, flyway.literal);
+        for migration in set.migrations.iter_mut().chain(set.repeatables.iter_mut()) {
+            if migration.layout != crate::source::layout::Layout::Flyway {
+                continue;
+            }
+            for script in std::iter::once(&mut migration.up).chain(migration.down.as_mut()) {
+                script.directives.flyway_schemas = flyway.schemas.clone();
+                script.directives.flyway_create_schemas = flyway.create_schemas;
+            }
+        }
         Ok(())
     }
 

@@ -1162,6 +1162,85 @@ fn flyway_script_configuration_is_honoured_and_callbacks_are_named() {
     );
 }
 
+/// Flyway creates the schemas its configuration names and runs each
+/// migration with the default one first in `search_path`, so that
+/// unqualified names land there; migsafe does the same (an adopted
+/// history goes on where Flyway put it), in `apply --sql` too.
+#[test]
+fn a_flyway_project_with_schemas_puts_unqualified_objects_in_the_default_one() {
+    let project = Project::new(&[
+        ("flyway.conf", "flyway.schemas=app,audit\n"),
+        (
+            "migrations/V1__init.sql",
+            "CREATE TABLE accounts (id bigint PRIMARY KEY);\n",
+        ),
+        (
+            "migrations/V2__notes.sql",
+            "CREATE TABLE notes (account_id bigint REFERENCES accounts (id));\n",
+        ),
+        (
+            "migrations/V3__index.sql",
+            "CREATE INDEX CONCURRENTLY notes_account_id ON notes (account_id);\n",
+        ),
+    ]);
+    let db = TestDb::new();
+    let sql = project.run(&db, &["apply", "--sql"], 0);
+    assert!(
+        sql.contains("CREATE SCHEMA \"audit\"") && sql.contains("set_config('search_path', CASE"),
+        "{sql}"
+    );
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    assert_eq!(db.history("default").len(), 3);
+    for (schema, table) in [("app", "accounts"), ("app", "notes")] {
+        assert_eq!(
+            db.scalar(&format!(
+                "SELECT to_regclass('{schema}.{table}') IS NOT NULL"
+            )),
+            Some("t".into()),
+            "{schema}.{table}"
+        );
+    }
+    assert_eq!(
+        db.scalar("SELECT to_regclass('public.accounts') IS NULL"),
+        Some("t".into())
+    );
+    assert_eq!(
+        db.scalar("SELECT to_regclass('app.notes_account_id') IS NOT NULL"),
+        Some("t".into())
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'audit'"),
+        Some("1".into())
+    );
+
+    // createSchemas=false: the migrations create the schema; the one after
+    // that runs in it, as with Flyway (which looks before each migration).
+    let own = Project::new(&[
+        (
+            "flyway.conf",
+            "flyway.schemas=own\nflyway.createSchemas=false\n",
+        ),
+        (
+            "migrations/V1__schema.sql",
+            "CREATE TABLE before_schema (id int);\nCREATE SCHEMA own;\n",
+        ),
+        (
+            "migrations/V2__table.sql",
+            "CREATE TABLE after_schema (id int);\n",
+        ),
+    ]);
+    let db = TestDb::new();
+    own.run(&db, &["apply", "--skip-backup"], 0);
+    assert_eq!(
+        db.scalar("SELECT to_regclass('public.before_schema') IS NOT NULL"),
+        Some("t".into())
+    );
+    assert_eq!(
+        db.scalar("SELECT to_regclass('own.after_schema') IS NOT NULL"),
+        Some("t".into())
+    );
+}
+
 /// A Flyway 10 project keeps its settings in flyway.toml: placeholders
 /// under `[flyway.placeholders]`, the selected environment's over them,
 /// the developer's flyway.user.toml over the project's, `${env.NAME}`
@@ -1179,7 +1258,7 @@ fn flyway_toml_gives_the_placeholders_of_the_chosen_environment() {
         ),
         (
             "migrations/V1__init.sql",
-            "CREATE SCHEMA ${flyway:defaultSchema};\nCREATE TABLE ${flyway:defaultSchema}.accounts (id bigint PRIMARY KEY, region text DEFAULT '${region}', retries int DEFAULT ${retries});\nCOMMENT ON TABLE ${flyway:defaultSchema}.accounts IS 'by ${owner}';\n",
+            "CREATE SCHEMA IF NOT EXISTS ${flyway:defaultSchema};\nCREATE TABLE ${flyway:defaultSchema}.accounts (id bigint PRIMARY KEY, region text DEFAULT '${region}', retries int DEFAULT ${retries});\nCOMMENT ON TABLE ${flyway:defaultSchema}.accounts IS 'by ${owner}';\n",
         ),
     ]);
     let db = TestDb::new();
@@ -1257,7 +1336,7 @@ fn flyway_placeholders_are_replaced_as_flyway_replaces_them() {
         ("migsafe.toml", "[placeholders]\nregion = \"eu\"\n"),
         (
             "migrations/V1__init.sql",
-            "CREATE SCHEMA ${flyway:defaultSchema};\nCREATE TABLE ${flyway:defaultSchema}.accounts (id bigint PRIMARY KEY, region text DEFAULT '${region}');\nCOMMENT ON TABLE ${flyway:defaultSchema}.accounts IS '${flyway:filename} on ${flyway:database} by ${Owner}';\n",
+            "CREATE SCHEMA IF NOT EXISTS ${flyway:defaultSchema};\nCREATE TABLE ${flyway:defaultSchema}.accounts (id bigint PRIMARY KEY, region text DEFAULT '${region}');\nCOMMENT ON TABLE ${flyway:defaultSchema}.accounts IS '${flyway:filename} on ${flyway:database} by ${Owner}';\n",
         ),
         (
             "migrations/R__region.sql",

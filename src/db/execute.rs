@@ -349,9 +349,27 @@ impl Runner<'_> {
         if self.interrupt.is_triggered() {
             return Err(self.cancelled(migration, direction, false));
         }
+        // A Flyway project's schemas, as Flyway sets them up before it runs
+        // a migration.
+        let flyway_schemas = script.flyway_schema_sql();
+        if let Some((before, _)) = &flyway_schemas {
+            self.db
+                .client
+                .batch_execute(before)
+                .await
+                .map_err(|e| self.flyway_schemas_failed(migration, direction, &e))?;
+        }
         let result = self
             .run_script(migration, script, direction, recorded)
             .await;
+        if let Some((_, after)) = &flyway_schemas
+            && let Err(err) = self.db.client.batch_execute(after).await
+        {
+            tracing::warn!(
+                "could not reset search_path after {}: {err}",
+                migration.version
+            );
+        }
         // A `SET search_path` (or role…) in one migration must not decide
         // where the next one's objects go: that would depend on how
         // migrations happen to be batched into runs.
@@ -1158,6 +1176,50 @@ impl Runner<'_> {
                 source: None,
             },
             (other, _) => other,
+        }
+    }
+
+    /// Creating a Flyway project's schemas (or setting `search_path` to
+    /// them) failed: nothing of the migration ran.
+    fn flyway_schemas_failed(
+        &self,
+        migration: &Migration,
+        direction: Direction,
+        err: &tokio_postgres::Error,
+    ) -> Error {
+        let (code, hint) = match direction {
+            Direction::Up => (
+                Code::MigrationFailed,
+                "nothing of it ran: create the schemas the Flyway configuration names (`schemas`, `defaultSchema`), or let this role create them, then run apply again",
+            ),
+            Direction::Down => (
+                Code::RollbackFailed,
+                "nothing of it ran: create the schemas the Flyway configuration names, then run rollback again",
+            ),
+        };
+        let reason = ReasonCode::migration(code, self.namespace, &migration.version);
+        let message = format!(
+            "{} {}: the schemas of its Flyway configuration could not be set up, as Flyway does before a migration: {}",
+            migration.version,
+            migration.name,
+            crate::db::scrub(
+                &err.as_db_error()
+                    .map_or_else(|| err.to_string(), |e| e.message().to_string())
+            )
+        );
+        match direction {
+            Direction::Up => Error::Migration {
+                reason,
+                message,
+                hint: Some(hint.into()),
+                source: None,
+            },
+            Direction::Down => Error::Rollback {
+                reason,
+                message,
+                hint: Some(hint.into()),
+                source: None,
+            },
         }
     }
 

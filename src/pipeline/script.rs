@@ -72,6 +72,12 @@ pub fn render(
             migration.name,
             script.path.display()
         );
+        // A Flyway project's schemas, set up as Flyway (and apply) does.
+        let flyway_schemas = script.flyway_schema_sql();
+        if let Some((before, _)) = &flyway_schemas {
+            let _ = write!(out, "{before}");
+        }
+        let reset = flyway_schemas.as_ref().map_or("", |(_, after)| *after);
         // A repeatable (Flyway `R__`) rewrites its one record in its
         // transaction; it never runs outside one (`apply` refuses that).
         if migration.version.is_repeatable() {
@@ -91,6 +97,7 @@ pub fn render(
                     &format!("{} (psql script)", operator())
                 )
             );
+            let _ = write!(out, "{reset}");
             continue;
         }
         let columns = "(namespace, version, name, checksum, down_checksum, applied_at, execution_ms, applied_by, tool_version, dirty)";
@@ -138,6 +145,7 @@ pub fn render(
                 verify.as_deref().unwrap_or("")
             );
         }
+        let _ = write!(out, "{reset}");
     }
     let _ = writeln!(
         out,

@@ -52,6 +52,9 @@ impl Scope {
                 if let Some(down) = &migration.down {
                     named_schemas(&down.sql, &mut schemas);
                 }
+                // A Flyway project's schemas: unqualified names land in
+                // them (`search_path`, as Flyway sets it).
+                schemas.extend(migration.up.directives.flyway_schemas.iter().cloned());
             }
             if schemas.is_empty() {
                 schemas.insert(DEFAULT_SCHEMA.to_string());

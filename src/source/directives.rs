@@ -45,6 +45,14 @@ pub struct Directives {
     /// file's text (a repeatable's checksum is then of this text, as
     /// Flyway's is).
     pub placeholders_replaced: bool,
+    /// A Flyway script's schemas from its Flyway configuration (`schemas`,
+    /// `defaultSchema`), the default first: as Flyway does, the missing
+    /// ones are created and the script runs with the default one first in
+    /// `search_path`, so that unqualified names land where Flyway put them.
+    pub flyway_schemas: Vec<String>,
+    /// Flyway's `createSchemas` for them (false: they are the migrations'
+    /// own to create).
+    pub flyway_create_schemas: bool,
     /// `-- migsafe:online`: risky statements run in their online form
     /// (SPEC 15), as with `apply --online`.
     pub online: bool,

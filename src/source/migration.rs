@@ -39,6 +39,38 @@ impl Script {
             std::borrow::Cow::Borrowed(&self.sql)
         }
     }
+
+    #[cfg(feature = "engine")]
+    /// What runs on the session before the script, when its Flyway
+    /// configuration names schemas (`flyway_schemas`): the missing ones
+    /// created (Flyway's `createSchemas`), the default one put first in
+    /// `search_path` before what the session had (Flyway's
+    /// `changeCurrentSchemaTo`); and what undoes the latter after it.
+    pub fn flyway_schema_sql(&self) -> Option<(String, &'static str)> {
+        use crate::db::quote_ident;
+        let default = self.directives.flyway_schemas.first()?;
+        let literal = |text: &str| format!("'{}'", text.replace('\'', "''"));
+        let mut sql = String::new();
+        if self.directives.flyway_create_schemas {
+            sql.push_str("DO $migsafe_schemas$ BEGIN\n");
+            for schema in &self.directives.flyway_schemas {
+                sql.push_str(&format!(
+                    "IF to_regnamespace({}) IS NULL THEN CREATE SCHEMA {}; END IF;\n",
+                    literal(&quote_ident(schema)),
+                    quote_ident(schema)
+                ));
+            }
+            sql.push_str("END $migsafe_schemas$;\n");
+        }
+        // Only a schema that exists (Flyway's check, made before each
+        // migration): one the migrations create themselves counts from the
+        // migration after the one that created it.
+        let first = literal(&quote_ident(default));
+        sql.push_str(&format!(
+            "SELECT set_config('search_path', CASE WHEN to_regnamespace({first}) IS NULL THEN current_setting('search_path') WHEN current_setting('search_path') = '' THEN {first} ELSE {first} || ', ' || current_setting('search_path') END, false);\n"
+        ));
+        Some((sql, "RESET search_path;\n"))
+    }
 }
 
 /// A migration: a version, a name, an up script and maybe a down script.

@@ -22,7 +22,7 @@ use crate::source::layout::Layout;
 use crate::source::migration::MigrationSet;
 
 /// The Flyway settings migsafe reads from a `flyway.conf`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlywayConf {
     /// `flyway.placeholders.<name>=<value>`, in file order.
     pub placeholders: Vec<(String, String)>,
@@ -32,6 +32,26 @@ pub struct FlywayConf {
     pub default_schema: Option<String>,
     /// `flyway.table`: Flyway's history table (`${flyway:table}`).
     pub table: Option<String>,
+    /// The schemas Flyway manages, the default one first: Flyway creates
+    /// the missing ones and runs each migration with the default schema
+    /// first in `search_path` ([`FlywayConf::with_schemas`]).
+    pub schemas: Vec<String>,
+    /// `flyway.createSchemas` (true unless set false): Flyway creates the
+    /// missing ones of `schemas` before it migrates.
+    pub create_schemas: bool,
+}
+
+impl Default for FlywayConf {
+    fn default() -> Self {
+        FlywayConf {
+            placeholders: Vec::new(),
+            literal: false,
+            default_schema: None,
+            table: None,
+            schemas: Vec::new(),
+            create_schemas: true,
+        }
+    }
 }
 
 impl FlywayConf {
@@ -111,6 +131,17 @@ impl FlywayConf {
                 "flyway.defaultSchema" if !value.is_empty() => conf.default_schema = Some(value),
                 "flyway.schemas" if !value.is_empty() => schemas = Some(value),
                 "flyway.table" if !value.is_empty() => conf.table = Some(value),
+                "flyway.createSchemas" => {
+                    conf.create_schemas = match value.to_ascii_lowercase().as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => {
+                            return Err(format!(
+                                "line {line_number}: flyway.createSchemas must be true or false"
+                            ));
+                        }
+                    }
+                }
                 _ => {
                     if let Some(name) = key.strip_prefix("flyway.placeholders.") {
                         conf.placeholders.push((name.to_string(), value));
@@ -118,12 +149,29 @@ impl FlywayConf {
                 }
             }
         }
-        if conf.default_schema.is_none() {
-            conf.default_schema = schemas
-                .and_then(|s| s.split(',').next().map(|s| s.trim().to_string()))
-                .filter(|s| !s.is_empty());
+        let listed: Vec<String> = schemas
+            .iter()
+            .flat_map(|s| s.split(','))
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        Ok(conf.with_schemas(listed))
+    }
+
+    /// Sets `schemas` from `flyway.schemas` (and `default_schema` from its
+    /// first when none was given): the default one first, each once.
+    pub fn with_schemas(mut self, listed: Vec<String>) -> FlywayConf {
+        if self.default_schema.is_none() {
+            self.default_schema = listed.first().cloned();
         }
-        Ok(conf)
+        let mut schemas: Vec<String> = self.default_schema.iter().cloned().collect();
+        for schema in listed {
+            if !schemas.contains(&schema) {
+                schemas.push(schema);
+            }
+        }
+        self.schemas = schemas;
+        self
     }
 }
 

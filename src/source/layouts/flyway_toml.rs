@@ -166,27 +166,34 @@ pub fn parse(
     if let Some((key, value)) = setting("defaultSchema") {
         conf.default_schema = Some(text(value, &key, &environment)?).filter(|s| !s.is_empty());
     }
-    if conf.default_schema.is_none() {
-        // `schemas`: the environment's own, else flyway's; the first is the default.
-        let schemas = chosen
-            .and_then(|t| t.get("schemas"))
-            .map(|v| (format!("{env_key}.schemas"), v))
-            .or_else(|| setting("schemas"));
-        if let Some((key, value)) = schemas {
-            let first = match value {
-                toml::Value::Array(items) => items.first(),
-                other => Some(other),
-            };
-            if let Some(first) = first {
-                conf.default_schema =
-                    Some(text(first, &key, &environment)?).filter(|s| !s.is_empty());
+    // `schemas`: the environment's own, else flyway's; the first is the
+    // default unless `defaultSchema` says otherwise.
+    let schemas = chosen
+        .and_then(|t| t.get("schemas"))
+        .map(|v| (format!("{env_key}.schemas"), v))
+        .or_else(|| setting("schemas"));
+    let mut listed = Vec::new();
+    if let Some((key, value)) = schemas {
+        let items = match value {
+            toml::Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        for item in items {
+            let schema = text(item, &key, &environment)?;
+            if !schema.is_empty() {
+                listed.push(schema);
             }
         }
+    }
+    if let Some((key, value)) = setting("createSchemas") {
+        conf.create_schemas = value
+            .as_bool()
+            .ok_or_else(|| format!("{key} must be true or false"))?;
     }
     if let Some((key, value)) = setting("table") {
         conf.table = Some(text(value, &key, &environment)?).filter(|s| !s.is_empty());
     }
-    Ok(conf)
+    Ok(conf.with_schemas(listed))
 }
 
 /// The table at `path`, if there is one; an error when something else is.
