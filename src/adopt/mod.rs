@@ -601,6 +601,7 @@ struct Chosen<'a> {
 fn match_rows<'a>(
     namespace: &str,
     tool: Tool,
+    table: &str,
     migrations: &'a [Migration],
     record: &Record,
 ) -> Result<BTreeMap<Version, Chosen<'a>>> {
@@ -622,8 +623,7 @@ fn match_rows<'a>(
                     version,
                     format!(
                         "{tool} marks {} dirty in {}: it stopped part-way, and what it left is unknown",
-                        row.label,
-                        tool.table()
+                        row.label, table
                     ),
                     &format!(
                         "finish or undo that migration by hand, clear the flag the way {tool} does (`migrate force`), then adopt again"
@@ -636,8 +636,7 @@ fn match_rows<'a>(
                     version,
                     format!(
                         "{tool} recorded {} as rolled back in {}, and it was not applied again",
-                        row.label,
-                        tool.table()
+                        row.label, table
                     ),
                     &format!(
                         "apply it with {tool} again (or remove its folder if it must never run), then adopt again"
@@ -648,11 +647,7 @@ fn match_rows<'a>(
                 return Err(mismatch(
                     namespace,
                     version,
-                    format!(
-                        "{tool} recorded {} as failed in {}",
-                        row.label,
-                        tool.table()
-                    ),
+                    format!("{tool} recorded {} as failed in {}", row.label, table),
                     &format!(
                         "repair it with {tool} first (undo what it left, remove or repair the failed row), then adopt again"
                     ),
@@ -665,8 +660,7 @@ fn match_rows<'a>(
                 version,
                 format!(
                     "{tool} applied {} ({}), but namespace `{namespace}` has no migration file for it",
-                    row.label,
-                    tool.table()
+                    row.label, table
                 ),
                 "restore the file from version control (or point the namespace's dir at the tool's migrations)",
             )
@@ -674,7 +668,7 @@ fn match_rows<'a>(
         match &row.key {
             Key::Version(v) => {
                 let migration = by_version(v).ok_or_else(no_file)?;
-                check(namespace, tool, row, migration)?;
+                check(namespace, tool, table, row, migration)?;
                 chosen.insert(
                     v.clone(),
                     Chosen {
@@ -703,7 +697,7 @@ fn match_rows<'a>(
                     .filter(|m| &m.name == name)
                     .nth(*occurrence)
                     .ok_or_else(no_file)?;
-                check(namespace, tool, row, migration)?;
+                check(namespace, tool, table, row, migration)?;
                 chosen.insert(
                     migration.version.clone(),
                     Chosen {
@@ -724,7 +718,7 @@ fn match_rows<'a>(
                                 .is_some_and(|n| n.to_string_lossy() == file.as_str())
                     })
                     .ok_or_else(no_file)?;
-                check(namespace, tool, row, migration)?;
+                check(namespace, tool, table, row, migration)?;
                 chosen.insert(
                     migration.version.clone(),
                     Chosen {
@@ -747,7 +741,7 @@ fn match_rows<'a>(
                         named.is_some_and(|n| n.to_string_lossy() == file.as_str())
                     })
                     .ok_or_else(no_file)?;
-                check(namespace, tool, row, migration)?;
+                check(namespace, tool, table, row, migration)?;
                 chosen.insert(
                     migration.version.clone(),
                     Chosen {
@@ -786,7 +780,7 @@ fn match_rows<'a>(
             format!(
                 "{} is older than {newest}, the newest migration {tool} applied, but {} has no row for it: {tool} never applied it",
                 gap.up.path.display(),
-                tool.table()
+                table
             ),
             &format!(
                 "apply it with {tool} first (or remove the file if it must never run), then adopt again"
@@ -813,6 +807,7 @@ struct ChosenRepeatable<'a> {
 fn match_repeatables<'a>(
     namespace: &str,
     tool: Tool,
+    table: &str,
     repeatables: &'a [Migration],
     rows: &[&Row],
 ) -> Result<Vec<ChosenRepeatable<'a>>> {
@@ -828,8 +823,7 @@ fn match_repeatables<'a>(
                 &version,
                 format!(
                     "{tool} recorded the last run of {} as failed in {}",
-                    row.label,
-                    tool.table()
+                    row.label, table
                 ),
                 &format!(
                     "run it again with {tool} (or `{tool} repair` to remove the failed row), then adopt again"
@@ -842,8 +836,7 @@ fn match_repeatables<'a>(
                 &version,
                 format!(
                     "{tool} ran {} ({}), but namespace `{namespace}` has no file {version}.sql",
-                    row.label,
-                    tool.table()
+                    row.label, table
                 ),
                 &format!(
                     "restore the file from version control, or, if it was removed on purpose, record that with `{tool} repair` (Flyway 9+ marks it deleted)"
@@ -877,7 +870,7 @@ fn match_repeatables<'a>(
 }
 
 /// Refuses when the tool's checksum differs from the file's.
-fn check(namespace: &str, tool: Tool, row: &Row, migration: &Migration) -> Result<()> {
+fn check(namespace: &str, tool: Tool, table: &str, row: &Row, migration: &Migration) -> Result<()> {
     if row.checksum == Expected::None {
         return Ok(());
     }
@@ -900,7 +893,7 @@ fn check(namespace: &str, tool: Tool, row: &Row, migration: &Migration) -> Resul
             format!(
                 "{} has changed since {tool} applied it: {} records checksum {recorded}, the file has {actual}",
                 path.display(),
-                tool.table()
+                table
             ),
             "restore the file as it was applied (version control), or, if the change is intended, repair the checksum with the other tool first",
         ));
@@ -944,7 +937,8 @@ async fn plan(
     let tool = choose(db, namespace, from, &target.namespace.dir).await?;
     let record = tool.read(db, &target.namespace.dir).await?;
     let migrations = &target.sources.migrations;
-    let chosen = match_rows(namespace, tool, migrations, &record)?;
+    let table = tool.table_in(&target.namespace.dir);
+    let chosen = match_rows(namespace, tool, &table, migrations, &record)?;
     let repeatable_rows: Vec<&Row> = record
         .rows
         .iter()
@@ -953,6 +947,7 @@ async fn plan(
     let repeatables = match_repeatables(
         namespace,
         tool,
+        &table,
         &target.sources.repeatables,
         &repeatable_rows,
     )?;
