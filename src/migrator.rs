@@ -1076,6 +1076,15 @@ impl Migrator {
                 }
             }
         }
+        // A file named twice (a directory and its namespace, a file and its
+        // directory) is linted once, where it first came.
+        let mut seen = std::collections::HashSet::new();
+        scripts.retain(|s| {
+            seen.insert((
+                s.path.canonicalize().unwrap_or_else(|_| s.path.clone()),
+                s.first_line,
+            ))
+        });
         let findings = crate::lint::lint(&scripts, &context);
         Ok(LintReport {
             files: scripts.len(),

@@ -417,7 +417,21 @@ fn a_directory_is_linted_as_the_migrations_it_holds() {
     assert_eq!(doc["files"], 2, "{doc}");
     assert_eq!(doc["findings"].as_array().unwrap().len(), 0, "{doc}");
 
+    // Named twice (its directory and its namespace): linted once.
+    let output = lint_twice(&project);
+    expect_exit(&output, 1);
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["files"], 2, "{doc}");
+
     // A directory that is not there is still a file that is not there.
     let output = lint("nowhere/");
     expect_exit(&output, 5);
+}
+
+fn lint_twice(project: &Project) -> std::process::Output {
+    common::migsafe_command()
+        .current_dir(project.path())
+        .args(["lint", "migrations", "default", "migrations/0002_kind.up.sql", "--format", "json"])
+        .output()
+        .unwrap()
 }

@@ -63,7 +63,7 @@ static PUBLIC: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// Names that are never secrets, whatever else is.
 const ALWAYS_PUBLIC: [&str; 2] = ["postgres", "postgresql"];
 
-/// Remembers a name that is public (a namespace, a database): see [`PUBLIC`].
+/// Remembers a name that is public (a namespace, a database): see `PUBLIC`.
 pub fn register_public_word(word: &str) {
     let mut public = PUBLIC.lock().unwrap_or_else(PoisonError::into_inner);
     if !public.iter().any(|w| w.eq_ignore_ascii_case(word)) {
