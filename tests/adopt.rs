@@ -925,33 +925,28 @@ fn apply_before_adopt_is_refused_instead_of_running_everything_again() {
 }
 
 /// Flyway keeps its history in its default schema (the first of
-/// `flyway.schemas`) under `flyway.table`: read from flyway.conf, found
-/// there, so that apply does not run a history that already ran.
+/// `schemas`) under `table`: read from the project's Flyway configuration
+/// (flyway.conf, or Flyway 10's flyway.toml), found there, so that apply
+/// does not run a history that already ran.
 #[test]
 fn a_flyway_history_in_its_own_schema_and_table_is_found_by_flyway_conf() {
-    let db = TestDb::new();
-    let project = project("flyway");
-    migrate_natively(&db, "flyway", &project);
-    db.query(
-        "CREATE SCHEMA fw;
-         ALTER TABLE flyway_schema_history SET SCHEMA fw;
-         ALTER TABLE fw.flyway_schema_history RENAME TO deploy_history;",
-    );
-    project.write(
+    flyway_history_moved_and_found_through(
         "flyway.conf",
         b"flyway.schemas=fw,public\nflyway.table=deploy_history\n",
     );
-    let out = project.run(&db, &["apply", "--skip-backup"], 1);
-    assert!(out.contains("ADOPT_REQUIRED"), "{out}");
-    project.run(&db, &["adopt"], 0);
-    assert!(!adopted(&db).is_empty());
-    let out = project.run(&db, &["apply", "--skip-backup"], 0);
-    assert!(out.contains("up to date"), "{out}");
 }
 
-/// The same with Flyway 10's flyway.toml: `[flyway] schemas` and `table`.
 #[test]
 fn a_flyway_history_named_in_flyway_toml_is_found() {
+    flyway_history_moved_and_found_through(
+        "flyway.toml",
+        b"[environments.default]\nurl = \"jdbc:postgresql://localhost/app\"\n\n[flyway]\nlocations = [\"filesystem:migrations\"]\nschemas = [\"fw\", \"public\"]\ntable = \"deploy_history\"\n",
+    );
+}
+
+/// Flyway's history moved to `fw.deploy_history`, and the configuration
+/// file that says so.
+fn flyway_history_moved_and_found_through(file: &str, text: &[u8]) {
     let db = TestDb::new();
     let project = project("flyway");
     migrate_natively(&db, "flyway", &project);
@@ -960,10 +955,7 @@ fn a_flyway_history_named_in_flyway_toml_is_found() {
          ALTER TABLE flyway_schema_history SET SCHEMA fw;
          ALTER TABLE fw.flyway_schema_history RENAME TO deploy_history;",
     );
-    project.write(
-        "flyway.toml",
-        b"[environments.default]\nurl = \"jdbc:postgresql://localhost/app\"\n\n[flyway]\nlocations = [\"filesystem:migrations\"]\nschemas = [\"fw\", \"public\"]\ntable = \"deploy_history\"\n",
-    );
+    project.write(file, text);
     let out = project.run(&db, &["apply", "--skip-backup"], 1);
     assert!(out.contains("ADOPT_REQUIRED"), "{out}");
     project.run(&db, &["adopt"], 0);

@@ -431,7 +431,14 @@ fn a_directory_is_linted_as_the_migrations_it_holds() {
 fn lint_twice(project: &Project) -> std::process::Output {
     common::migsafe_command()
         .current_dir(project.path())
-        .args(["lint", "migrations", "default", "migrations/0002_kind.up.sql", "--format", "json"])
+        .args([
+            "lint",
+            "migrations",
+            "default",
+            "migrations/0002_kind.up.sql",
+            "--format",
+            "json",
+        ])
         .output()
         .unwrap()
 }

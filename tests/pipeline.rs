@@ -647,22 +647,56 @@ fn backup_list_names_the_database_of_each_dump() {
     assert!(by_path(&copied.display().to_string())["server"].is_null());
 }
 
+/// The two tables applied, and a backup of them (its path).
+fn applied_and_backed_up(db: &TestDb) -> (Project, String) {
+    let project = two_tables();
+    project.run(db, &["apply", "--skip-backup"], 0);
+    let output = project
+        .migsafe(db)
+        .args(["backup", "create"])
+        .output()
+        .unwrap();
+    expect_exit(&output, 0);
+    let path = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    (project, path)
+}
+
+/// migsafe started in the background, its output captured.
+fn spawn(project: &Project, db: &TestDb, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(common::migsafe_bin())
+        .current_dir(project.path())
+        .env("DATABASE_URL", &db.url)
+        .env("NO_COLOR", "1")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until some session of the database waits for a lock (`some`), or
+/// none does; `failure` when that does not come within 30 s.
+fn wait_for_lock_waits(db: &TestDb, some: bool, failure: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting = db
+            .scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+            .as_deref()
+            != Some("0");
+        if waiting == some {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{failure}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `backup restore` first takes a verified safety dump of the database as it
 /// is, and says plainly that the history was rewound to the dump's.
 #[test]
 fn restore_takes_a_safety_backup_and_names_the_versions_it_unrecords() {
     let db = TestDb::new();
-    let project = two_tables();
-    project.run(&db, &["apply", "--skip-backup"], 0);
-    let first = {
-        let output = project
-            .migsafe(&db)
-            .args(["backup", "create"])
-            .output()
-            .unwrap();
-        expect_exit(&output, 0);
-        String::from_utf8(output.stdout).unwrap().trim().to_string()
-    };
+    let (project, first) = applied_and_backed_up(&db);
     project.write(
         "migrations/0003_notes.up.sql",
         b"ALTER TABLE users ADD COLUMN note text;",
@@ -742,30 +776,12 @@ fn restore_takes_a_safety_backup_and_names_the_versions_it_unrecords() {
 #[test]
 fn a_stop_during_the_safety_backup_restores_nothing() {
     let db = TestDb::new();
-    let project = two_tables();
-    project.run(&db, &["apply", "--skip-backup"], 0);
-    let first = {
-        let output = project
-            .migsafe(&db)
-            .args(["backup", "create"])
-            .output()
-            .unwrap();
-        expect_exit(&output, 0);
-        String::from_utf8(output.stdout).unwrap().trim().to_string()
-    };
+    let (project, first) = applied_and_backed_up(&db);
     db.query("CREATE TABLE written_since (id int); INSERT INTO written_since VALUES (1);");
     // pg_dump waits for its share lock on the table while this is held.
     let (release, blocker) =
         common::hold_lock(&db, "LOCK TABLE written_since IN ACCESS EXCLUSIVE MODE;");
-    let child = std::process::Command::new(common::migsafe_bin())
-        .current_dir(project.path())
-        .env("DATABASE_URL", &db.url)
-        .env("NO_COLOR", "1")
-        .args(["backup", "restore", &first, "--yes"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(&project, &db, &["backup", "restore", &first, "--yes"]);
     common::wait_for_query(&db, "IN ACCESS SHARE MODE");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -775,15 +791,7 @@ fn a_stop_during_the_safety_backup_restores_nothing() {
     let output = child.wait_with_output().unwrap();
     // pg_dump cancelled its LOCK TABLE on the server as it stopped: no
     // session of it is left waiting behind the lock.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while db
-        .scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
-        .as_deref()
-        != Some("0")
-    {
-        assert!(std::time::Instant::now() < deadline, "pg_dump's session still waits");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_lock_waits(&db, false, "pg_dump's session still waits");
     release.send(()).unwrap();
     blocker.join().unwrap();
     let out = expect_exit(&output, 130);
@@ -815,39 +823,17 @@ fn a_stop_during_the_safety_backup_restores_nothing() {
 #[test]
 fn a_second_stop_during_the_restore_stops_pg_restore_before_leaving() {
     let db = TestDb::new();
-    let project = two_tables();
-    project.run(&db, &["apply", "--skip-backup"], 0);
-    let dump = {
-        let output = project
-            .migsafe(&db)
-            .args(["backup", "create"])
-            .output()
-            .unwrap();
-        expect_exit(&output, 0);
-        String::from_utf8(output.stdout).unwrap().trim().to_string()
-    };
+    let (project, dump) = applied_and_backed_up(&db);
     db.query("INSERT INTO users VALUES (7, 'written after the backup')");
     // pg_restore's --clean waits behind this.
     let (release, blocker) =
         common::hold_lock(&db, "LOCK TABLE users, orders IN ACCESS SHARE MODE;");
-    let child = std::process::Command::new(common::migsafe_bin())
-        .current_dir(project.path())
-        .env("DATABASE_URL", &db.url)
-        .env("NO_COLOR", "1")
-        .args(["backup", "restore", &dump, "--yes", "--no-safety-backup"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while db
-        .scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
-        .as_deref()
-        == Some("0")
-    {
-        assert!(std::time::Instant::now() < deadline, "pg_restore never waited for the lock");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = spawn(
+        &project,
+        &db,
+        &["backup", "restore", &dump, "--yes", "--no-safety-backup"],
+    );
+    wait_for_lock_waits(&db, true, "pg_restore never waited for the lock");
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -861,18 +847,7 @@ fn a_second_stop_during_the_restore_stops_pg_restore_before_leaving() {
     assert!(out.contains("pg_restore was told to stop"), "{out}");
     // pg_restore cancelled its statement and left: nothing waits any more,
     // and once the lock is free nothing commits later.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while db
-        .scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore'")
-        .as_deref()
-        != Some("0")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "pg_restore still connected"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_lock_waits(&db, false, "pg_restore still waits");
     release.send(()).unwrap();
     blocker.join().unwrap();
     std::thread::sleep(Duration::from_millis(500));
