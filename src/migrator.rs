@@ -185,6 +185,7 @@ impl Migrator {
         for namespace in &config.namespaces {
             crate::db::register_public_word(&namespace.name);
         }
+        crate::db::register_public_word(&config.history_schema);
         Migrator {
             config,
             database_url: None,

@@ -1213,6 +1213,18 @@ fn a_flyway_project_with_schemas_puts_unqualified_objects_in_the_default_one() {
         Some("1".into())
     );
 
+    // verify: the schemas Flyway creates are there from the start, so no
+    // undo script is expected to drop them.
+    let undone = Project::new(&[
+        ("flyway.conf", "flyway.schemas=app\n"),
+        ("migrations/V1__t.sql", "CREATE TABLE t (id int);\n"),
+        ("migrations/U1__t.sql", "DROP TABLE t;\n"),
+        ("migrations/V2__u.sql", "CREATE TABLE u (id int);\n"),
+        ("migrations/U2__u.sql", "DROP TABLE u;\n"),
+    ]);
+    let scratch = common::sandbox().url("postgres");
+    undone.run(&db, &["verify", "--scratch-url", &scratch], 0);
+
     // createSchemas=false: the migrations create the schema; the one after
     // that runs in it, as with Flyway (which looks before each migration).
     let own = Project::new(&[

@@ -196,6 +196,34 @@ fn a_failing_pg_dump_leaves_nothing_that_looks_like_a_backup() {
     assert_no_dump_left(&project);
 }
 
+/// A role without CREATE on the database, that owns the schemas it works
+/// in (the history schema included), applies: migsafe does not ask for a
+/// schema that is already there.
+#[test]
+fn a_role_without_create_on_the_database_uses_its_own_history_schema() {
+    let db = TestDb::new();
+    let project = two_tables();
+    let role = format!("owner_{}", db.name);
+    db.query(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'Owner-Pw-123'; REVOKE CREATE ON DATABASE {name} FROM PUBLIC; \
+         GRANT CONNECT ON DATABASE {name} TO {role}; CREATE SCHEMA migsafe AUTHORIZATION {role}; \
+         GRANT ALL ON SCHEMA public TO {role};",
+        name = db.name
+    ));
+    let url = format!(
+        "postgres://{role}:Owner-Pw-123@127.0.0.1:{}/{}?sslmode=disable",
+        common::sandbox().port(),
+        db.name
+    );
+    let output = common::migsafe_command()
+        .current_dir(project.path())
+        .args(["apply", "--skip-backup", "--database-url", &url])
+        .output()
+        .unwrap();
+    expect_exit(&output, 0);
+    assert_eq!(db.history("default").len(), 2);
+}
+
 /// Ctrl-C while pg_dump runs: pg_dump is stopped, its partial file is
 /// removed, nothing ran, and the error says it was an interruption (not
 /// a failed backup).

@@ -54,14 +54,15 @@ pub fn register_secret(secret: &str) {
 }
 
 /// Names that are public wherever they appear (namespace and database
-/// names, `postgres`): a secret equal to one is not masked in free text,
+/// names, the history schema, `postgres`, `public`, `migsafe`): a secret
+/// equal to one is not masked in free text,
 /// where masking would rewrite reason codes, namespaces and URL schemes
 /// and hide nothing the name itself does not show. (A URL's password is
 /// masked by the URL's display regardless.)
 static PUBLIC: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Names that are never secrets, whatever else is.
-const ALWAYS_PUBLIC: [&str; 2] = ["postgres", "postgresql"];
+const ALWAYS_PUBLIC: [&str; 4] = ["postgres", "postgresql", "public", "migsafe"];
 
 /// Remembers a name that is public (a namespace, a database): see `PUBLIC`.
 pub fn register_public_word(word: &str) {
@@ -107,7 +108,9 @@ pub fn register_secret_in_sql(secret: &str) {
         }
         let mut fragments = FRAGMENTS.lock().unwrap_or_else(PoisonError::into_inner);
         for window in chars.windows(FRAGMENT_CHARS) {
-            let piece: String = window.iter().collect();
+            // Compared without regard to ASCII case: `initcap()` and any
+            // other casing of the value.
+            let piece: String = window.iter().collect::<String>().to_ascii_lowercase();
             if !fragments.contains(&piece) {
                 fragments.push(piece);
             }
@@ -175,8 +178,10 @@ pub fn scrub(text: &str) -> String {
     // Every byte any piece covers, overlapping pieces included, so that no
     // run of six characters of a secret is left between two masks.
     let mut covered = vec![false; out.len()];
+    // Same byte offsets as `out`: only ASCII letters change.
+    let folded = out.to_ascii_lowercase();
     for piece in fragments.iter() {
-        for (at, _) in out.match_indices(piece.as_str()) {
+        for (at, _) in folded.match_indices(piece.as_str()) {
             covered[at..at + piece.len()].fill(true);
         }
     }
@@ -1118,7 +1123,9 @@ mod tests {
     #[test]
     fn a_secret_in_sql_is_masked_in_upper_case_too() {
         register_secret_in_sql("tokQWERTY12345");
-        let shown = scrub("upper TOKQWERTY12345, lower tokqwerty12345, initcap Tokqwerty12345");
+        let shown = scrub(
+            "upper TOKQWERTY12345, lower tokqwerty12345, initcap Tokqwerty12345, mixed tOkQwErTy12345",
+        );
         assert!(
             !shown.contains("QWERTY") && !shown.to_lowercase().contains("qwerty"),
             "{shown}"

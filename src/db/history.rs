@@ -95,9 +95,9 @@ impl History {
 
     /// The DDL that creates the tables when missing.
     pub fn create_sql(&self) -> String {
-        let schema = quote_ident(&self.schema);
+        let create_schema = super::create_schema_if_missing_sql(&self.schema);
         format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema};
+            "{create_schema}
 CREATE TABLE IF NOT EXISTS {table} (
     namespace       text        NOT NULL,
     version         text        NOT NULL,

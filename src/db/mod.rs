@@ -22,6 +22,17 @@ pub use connect::{
     register_secret_in_sql, scrub,
 };
 
+/// SQL that creates schema `name` when it is missing. Not `CREATE SCHEMA IF
+/// NOT EXISTS`: that asks for CREATE on the database even when the schema
+/// is there, which a role that owns its schemas may not have.
+pub fn create_schema_if_missing_sql(name: &str) -> String {
+    let quoted = quote_ident(name);
+    format!(
+        "DO $migsafe_schema$ BEGIN IF to_regnamespace('{}') IS NULL THEN CREATE SCHEMA {quoted}; END IF; END $migsafe_schema$;",
+        quoted.replace('\'', "''")
+    )
+}
+
 /// Quotes an identifier for SQL text (`my"schema` → `"my""schema"`). The one
 /// place identifiers are turned into SQL; values always go as parameters.
 pub fn quote_ident(name: &str) -> String {

@@ -71,7 +71,7 @@ impl Repeatables {
     /// The DDL that creates the table when missing.
     pub fn create_sql(&self) -> String {
         format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema};
+            "{create_schema}
 CREATE TABLE IF NOT EXISTS {table} (
     namespace     text        NOT NULL,
     name          text        NOT NULL,
@@ -84,7 +84,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     PRIMARY KEY (namespace, name)
 );
 COMMENT ON TABLE {table} IS 'migsafe: Flyway repeatable migrations (R__), with the checksum each last ran with.';",
-            schema = quote_ident(&self.schema),
+            create_schema = super::create_schema_if_missing_sql(&self.schema),
             table = self.table,
         )
     }

@@ -52,15 +52,10 @@ impl Script {
         let literal = |text: &str| format!("'{}'", text.replace('\'', "''"));
         let mut sql = String::new();
         if self.directives.flyway_create_schemas {
-            sql.push_str("DO $migsafe_schemas$ BEGIN\n");
             for schema in &self.directives.flyway_schemas {
-                sql.push_str(&format!(
-                    "IF to_regnamespace({}) IS NULL THEN CREATE SCHEMA {}; END IF;\n",
-                    literal(&quote_ident(schema)),
-                    quote_ident(schema)
-                ));
+                sql.push_str(&crate::db::create_schema_if_missing_sql(schema));
+                sql.push('\n');
             }
-            sql.push_str("END $migsafe_schemas$;\n");
         }
         // Only a schema that exists (Flyway's check, made before each
         // migration): one the migrations create themselves counts from the

@@ -84,7 +84,14 @@ pub(super) async fn run(
         setup.run(scratch).await?;
     }
     let admin = scratch.connect().await?;
-    let mut session = Session::open(config, scratch.clone(), interrupt, true).await?;
+    let mut session = Session::open(
+        config,
+        scratch.clone(),
+        interrupt,
+        true,
+        super::session::flyway_schemas(namespaces),
+    )
+    .await?;
     if !options.quick && !options.exact {
         session.track().await;
     }
@@ -623,7 +630,14 @@ impl<'a> Run<'a> {
     ) -> Result<(Snapshot, Snapshot)> {
         let (settings, name) = self.create_database("replay").await?;
         let result = async {
-            let replay = Session::open(self.config, settings, self.interrupt, false).await?;
+            let replay = Session::open(
+                self.config,
+                settings,
+                self.interrupt,
+                false,
+                self.session.flyway_schemas.clone(),
+            )
+            .await?;
             replay
                 .forward(earlier, namespace, sources, &sources.migrations[..index])
                 .await?;
@@ -656,7 +670,14 @@ impl<'a> Run<'a> {
     ) -> Result<()> {
         let (settings, name) = self.create_database("step").await?;
         let result = async {
-            let mut session = Session::open(self.config, settings, self.interrupt, true).await?;
+            let mut session = Session::open(
+                self.config,
+                settings,
+                self.interrupt,
+                true,
+                self.session.flyway_schemas.clone(),
+            )
+            .await?;
             if self.session.tracking() {
                 session.track().await;
             }

@@ -128,6 +128,29 @@ pub(super) struct Session<'a> {
     /// The DDL tracker of [`TRACKER`], when it could be installed (it needs
     /// a superuser).
     tracker: Option<Tracker>,
+    /// The schemas Flyway projects have created before their first
+    /// migration ([`flyway_schemas`]): there from the start, so that no
+    /// migration's down script is expected to drop them.
+    pub(super) flyway_schemas: Vec<String>,
+}
+
+/// The schemas Flyway creates before it migrates (`createSchemas`), of
+/// every Flyway project among `namespaces`.
+pub(super) fn flyway_schemas(namespaces: &[(Namespace, MigrationSet)]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (_, set) in namespaces {
+        for migration in &set.migrations {
+            let directives = &migration.up.directives;
+            if directives.flyway_create_schemas {
+                for schema in &directives.flyway_schemas {
+                    if !out.contains(schema) {
+                        out.push(schema.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Records, on the session that runs the scripts, the OID of every object a
@@ -203,11 +226,24 @@ impl<'a> Session<'a> {
         settings: ConnectionSettings,
         interrupt: &'a Interrupt,
         split: bool,
+        flyway_schemas: Vec<String>,
     ) -> Result<Session<'a>> {
         let db = settings.connect().await?;
         let history = History::new(&config.history_schema);
         // A fresh scratch database: nobody else creates the tables concurrently.
         history.ensure(&db).await?;
+        for schema in &flyway_schemas {
+            db.client
+                .batch_execute(&crate::db::create_schema_if_missing_sql(schema))
+                .await
+                .map_err(|e| {
+                    crate::db::history::database_error(
+                        &db,
+                        &format!("create the Flyway schema {schema} on the scratch database"),
+                        &e,
+                    )
+                })?;
+        }
         let reader = if split {
             Reader::prepare_split(&db, settings.connect().await?).await?
         } else {
@@ -223,6 +259,7 @@ impl<'a> Session<'a> {
             parts,
             interrupt,
             tracker: None,
+            flyway_schemas,
         })
     }
 
