@@ -689,19 +689,6 @@ fn applied_and_backed_up(db: &TestDb) -> (Project, String) {
     (project, path)
 }
 
-/// migsafe started in the background, its output captured.
-fn spawn(project: &Project, db: &TestDb, args: &[&str]) -> std::process::Child {
-    std::process::Command::new(common::migsafe_bin())
-        .current_dir(project.path())
-        .env("DATABASE_URL", &db.url)
-        .env("NO_COLOR", "1")
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// Waits until some session of the database waits for a lock (`some`), or
 /// none does; `failure` when that does not come within 30 s.
 fn wait_for_lock_waits(db: &TestDb, some: bool, failure: &str) {
@@ -809,7 +796,7 @@ fn a_stop_during_the_safety_backup_restores_nothing() {
     // pg_dump waits for its share lock on the table while this is held.
     let (release, blocker) =
         common::hold_lock(&db, "LOCK TABLE written_since IN ACCESS EXCLUSIVE MODE;");
-    let child = spawn(&project, &db, &["backup", "restore", &first, "--yes"]);
+    let child = project.spawn(&db, &["backup", "restore", &first, "--yes"]);
     common::wait_for_query(&db, "IN ACCESS SHARE MODE");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -856,8 +843,7 @@ fn a_second_stop_during_the_restore_stops_pg_restore_before_leaving() {
     // pg_restore's --clean waits behind this.
     let (release, blocker) =
         common::hold_lock(&db, "LOCK TABLE users, orders IN ACCESS SHARE MODE;");
-    let child = spawn(
-        &project,
+    let child = project.spawn(
         &db,
         &["backup", "restore", &dump, "--yes", "--no-safety-backup"],
     );
