@@ -165,10 +165,12 @@ pub(crate) async fn long_transactions(
     Ok(rows.iter().map(session_from_row).collect())
 }
 
-/// Sessions waiting for a lock right now.
+/// Sessions of this database waiting for a lock right now (a lock queue in
+/// another database of the server is not one this migration joins).
 pub(crate) async fn lock_waiters(db: &Db) -> Result<Vec<Session>, tokio_postgres::Error> {
     let sql = format!(
-        "SELECT {SESSION_COLUMNS} FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid() ORDER BY a.pid"
+        "SELECT {SESSION_COLUMNS} FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid() \
+         AND a.datname = current_database() ORDER BY a.pid"
     );
     let rows = db.client.query(&sql, &[]).await?;
     Ok(rows.iter().map(session_from_row).collect())
