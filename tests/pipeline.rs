@@ -283,6 +283,37 @@ fn ctrl_c_during_the_backup_stops_pg_dump_and_leaves_no_partial_file() {
     assert_no_dump_left(&project);
 }
 
+/// Sessions queued for a lock are a warning (`LOCK_WAITERS`) in their own
+/// database only: a lock queue in another database of the same server is
+/// not one the migration would join.
+#[test]
+fn lock_waiters_are_those_of_the_database_being_migrated() {
+    let db = TestDb::new();
+    let other = TestDb::new();
+    let project = two_tables();
+    project.run(&db, &["apply", "--skip-backup"], 0);
+    project.run(&other, &["apply", "--skip-backup"], 0);
+    project.write(
+        "migrations/0003_email.up.sql",
+        b"ALTER TABLE users ADD COLUMN email text;",
+    );
+    // In `db`: a session holds an advisory lock, another waits for it
+    // (nothing the schema read needs).
+    let (release, blocker) = common::hold_lock(&db, "SELECT pg_advisory_xact_lock(4242);");
+    let waiter = common::run_in_background(&db, "SELECT pg_advisory_lock(4242)");
+    wait_for_lock_waits(&db, true, "the waiter never queued");
+    let waiters = |target: &TestDb| {
+        project.run(target, &["preflight"], 0);
+        let last = reports(&project, "preflight").last().cloned().unwrap();
+        check(&last, "LOCK_WAITERS").is_some()
+    };
+    assert!(waiters(&db), "a waiter in the database is reported");
+    assert!(!waiters(&other), "a waiter in another database is not");
+    release.send(()).unwrap();
+    blocker.join().unwrap();
+    waiter.join().unwrap();
+}
+
 #[test]
 fn preflight_fails_on_a_session_holding_a_lock_the_migration_needs_and_force_records_it() {
     let db = TestDb::new();
