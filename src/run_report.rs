@@ -99,22 +99,9 @@ pub struct TimelineEntry {
     pub retries: Vec<Retry>,
     /// What the server said while it ran (`RAISE NOTICE`, warnings), the
     /// last 200.
-    pub notices: Vec<Said>,
+    pub notices: Vec<crate::db::notices::ServerNotice>,
     /// Older notices that were not kept.
     pub notices_dropped: usize,
-}
-
-/// One server notice of a migration.
-#[derive(Debug, Clone, Serialize)]
-pub struct Said {
-    /// `NOTICE`, `WARNING`…
-    pub severity: String,
-    /// The message (secrets masked).
-    pub message: String,
-    /// Its DETAIL.
-    pub detail: Option<String>,
-    /// Its HINT.
-    pub hint: Option<String>,
 }
 
 /// One lock timeout and the retry after it.
@@ -264,7 +251,7 @@ impl EventSink for Recorder {
                 hint,
             } => {
                 if let Some(entry) = find_open(&mut state.timeline, namespace, version) {
-                    entry.notices.push(Said {
+                    entry.notices.push(crate::db::notices::ServerNotice {
                         severity: severity.clone(),
                         message: message.clone(),
                         detail: detail.clone(),

@@ -19,8 +19,8 @@ use tokio_postgres::{AsyncMessage, Connection};
 /// that raises one per row must not fill the memory).
 const KEPT: usize = 200;
 
-/// One notice, as the server worded it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One notice, as the server worded it (also how the run report keeps it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServerNotice {
     /// `NOTICE`, `WARNING`, `INFO`…
     pub severity: String,

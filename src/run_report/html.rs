@@ -71,8 +71,9 @@ fn failed(err: &minijinja::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::render;
+    use crate::db::notices::ServerNotice;
     use crate::report::{Check, PhaseReport};
-    use crate::run_report::{Recorder, Said, TimelineEntry};
+    use crate::run_report::{Recorder, TimelineEntry};
 
     /// A migration's name, its SQL in an error and a check's detail can
     /// hold anything a file holds: they show as text, never as markup.
@@ -92,7 +93,7 @@ mod tests {
             message: Some(format!("syntax error at {hostile}")),
             retries: Vec::new(),
             // What a migration raises is text too.
-            notices: vec![Said {
+            notices: vec![ServerNotice {
                 severity: "NOTICE".into(),
                 message: format!("said {hostile}"),
                 detail: Some(hostile.into()),

@@ -107,18 +107,13 @@ impl FlywayConf {
         for (line_number, line) in logical_lines(text) {
             let (key, value) = split_setting(&line);
             let value = expand_environment(value, &environment);
+            let flag = || match value.to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(format!("line {line_number}: {key} must be true or false")),
+            };
             match key {
-                "flyway.placeholderReplacement" => {
-                    conf.literal = match value.to_ascii_lowercase().as_str() {
-                        "true" => false,
-                        "false" => true,
-                        _ => {
-                            return Err(format!(
-                                "line {line_number}: flyway.placeholderReplacement must be true or false"
-                            ));
-                        }
-                    }
-                }
+                "flyway.placeholderReplacement" => conf.literal = !flag()?,
                 // Another prefix or suffix: `${` would no longer be what is
                 // replaced, and what is would reach the server as written.
                 "flyway.placeholderPrefix" | "flyway.placeholderSuffix"
@@ -131,17 +126,7 @@ impl FlywayConf {
                 "flyway.defaultSchema" if !value.is_empty() => conf.default_schema = Some(value),
                 "flyway.schemas" if !value.is_empty() => schemas = Some(value),
                 "flyway.table" if !value.is_empty() => conf.table = Some(value),
-                "flyway.createSchemas" => {
-                    conf.create_schemas = match value.to_ascii_lowercase().as_str() {
-                        "true" => true,
-                        "false" => false,
-                        _ => {
-                            return Err(format!(
-                                "line {line_number}: flyway.createSchemas must be true or false"
-                            ));
-                        }
-                    }
-                }
+                "flyway.createSchemas" => conf.create_schemas = flag()?,
                 _ => {
                     if let Some(name) = key.strip_prefix("flyway.placeholders.") {
                         conf.placeholders.push((name.to_string(), value));
