@@ -693,7 +693,7 @@ impl Fleet {
                     let state = &status.state;
                     for entry in &state.entries {
                         match entry.state {
-                            State::Pending | State::OutOfOrder => outcome
+                            State::Pending | State::OutOfOrder | State::Changed => outcome
                                 .migrations
                                 .push(format!("{}:{}", state.namespace, entry.version)),
                             State::Dirty => {

@@ -119,6 +119,10 @@ pub struct PlannedMigration {
     pub statement_timeout_ms: u64,
     /// Whether a down script exists.
     pub reversible: bool,
+    /// It ran before and runs again in place because it changed (a
+    /// Liquibase `runOnChange` changeset).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reruns: bool,
     /// With `--online` (SPEC 15): the steps it runs as, when it has an online form.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub online: Option<Vec<crate::online::PlannedStep>>,
@@ -489,7 +493,7 @@ impl Migrator {
         for loaded in self.load(target)? {
             let db = loaded.settings.connect().await?;
             let state = loaded.target().state(&db, &history).await?;
-            let pending = state.pending().count() + state.pending_repeatables().count();
+            let pending = state.to_run().count() + state.pending_repeatables().count();
             // A warning, not the state: a table status may not read (no
             // SELECT on another tool's history) leaves it out, and says so,
             // instead of failing status. Preflight still refuses on it.
@@ -630,6 +634,7 @@ impl Migrator {
                         .statement_timeout
                         .unwrap_or(defaults.statement_timeout)),
                     reversible: m.down.is_some(),
+                    reruns: m.rerun_of.is_some(),
                     online: crate::online::planned_steps(options.online, &self.config, m),
                 })
                 .collect();
@@ -1012,7 +1017,7 @@ impl Migrator {
                     Some(db) => {
                         let state =
                             crate::pipeline::read_state(db, &history, namespace, set).await?;
-                        let pending = state.pending().filter_map(|e| e.migration.as_ref());
+                        let pending = state.to_run().filter_map(|e| e.migration.as_ref());
                         let repeatables = state
                             .pending_repeatables()
                             .filter_map(|e| e.migration.as_ref());

@@ -35,6 +35,10 @@ pub enum State {
     Dirty,
     /// Applied, but the file changed since.
     ChecksumMismatch,
+    /// Applied, the file changed since, and it is one that runs again when
+    /// it changes (Liquibase `runOnChange:true`): `apply` runs it again in
+    /// place, in its order.
+    Changed,
     /// Applied, but its file is gone.
     FileMissing,
     /// Applied, no file, and newer than every file: applied by a newer
@@ -182,16 +186,23 @@ impl NamespaceState {
                         State::NewerApplied
                     }
                     None => State::FileMissing,
+                    Some(f) if f.up.checksum != row.checksum && f.up.directives.run_on_change => {
+                        State::Changed
+                    }
                     Some(f) if f.up.checksum != row.checksum => State::ChecksumMismatch,
                     Some(_) => State::Applied,
                 };
+                let migration = file.map(|f| Migration {
+                    rerun_of: (state == State::Changed).then(|| row.checksum.clone()),
+                    ..f.clone()
+                });
                 entries.push(Entry {
                     version: row.version.clone(),
                     name: file.map_or_else(|| row.name.clone(), |f| f.name.clone()),
                     state,
                     no_transaction: file.is_some_and(|f| f.up.no_transaction()),
                     reversible: file.is_some_and(|f| f.down.is_some()),
-                    migration: file.cloned(),
+                    migration,
                     applied: Some(row),
                 });
             } else {
@@ -281,6 +292,19 @@ impl NamespaceState {
         self.entries
             .iter()
             .filter(|e| matches!(e.state, State::Pending | State::OutOfOrder))
+    }
+
+    /// Versions `apply` runs, in order: those not applied yet and those that
+    /// run again because they changed ([`State::Changed`]). None of the
+    /// latter when a newer release applied versions this one has no file
+    /// for: its older text must not put back what the newer one replaced.
+    pub fn to_run(&self) -> impl Iterator<Item = &Entry> {
+        let older_release = self.newer_applied().next().is_some();
+        self.entries.iter().filter(move |e| match e.state {
+            State::Pending | State::OutOfOrder => true,
+            State::Changed => !older_release,
+            _ => false,
+        })
     }
 
     /// Refuses, with the most serious problem's code, when the namespace must
@@ -396,7 +420,7 @@ impl NamespaceState {
             return Err(unknown_version(&self.namespace, target));
         }
         let selected = self
-            .pending()
+            .to_run()
             .filter(|e| to.is_none_or(|t| e.version <= *t))
             .filter_map(|e| e.migration.as_ref());
         let mut chosen: Vec<&Migration> = match steps {
@@ -406,7 +430,7 @@ impl NamespaceState {
         // Repeatables run last, once no versioned migration stays pending
         // (Flyway: "after all pending versioned migrations"): a view written
         // for the newest tables must not run against older ones.
-        if chosen.len() == self.pending().count() {
+        if chosen.len() == self.to_run().count() {
             chosen.extend(
                 self.pending_repeatables()
                     .filter_map(|e| e.migration.as_ref()),
@@ -559,6 +583,7 @@ mod tests {
             up: script(sql),
             down: down.then(|| script("DROP TABLE x;")),
             verify: None,
+            rerun_of: None,
         }
     }
 
@@ -622,6 +647,42 @@ mod tests {
             "POSTGRES_MIGRATION_CHECKSUM_MISMATCH:app:2"
         );
         assert_eq!(err.exit_code(), 1);
+    }
+
+    #[test]
+    fn an_edited_run_on_change_migration_runs_again_in_its_order() {
+        let mut view = migration("2", "CREATE OR REPLACE VIEW v AS SELECT 2", true);
+        view.up.directives.run_on_change = true;
+        let files = set(vec![
+            migration("1", "a", true),
+            view,
+            migration("3", "c", true),
+        ]);
+        let recorded = row("2", "CREATE OR REPLACE VIEW v AS SELECT 1", false);
+        let history = vec![row("1", "a", false), recorded.clone()];
+        let state = NamespaceState::build("app", false, &files, history, vec![]);
+        assert_eq!(state.entries[1].state, State::Changed);
+        state.check_can_move(&Tolerance::default()).unwrap();
+        let chosen = state.select_up(None, None).unwrap();
+        let versions: Vec<&str> = chosen.iter().map(|m| m.version.as_str()).collect();
+        assert_eq!(versions, ["2", "3"]);
+        assert_eq!(
+            chosen[0].rerun_of.as_deref(),
+            Some(recorded.checksum.as_str())
+        );
+        assert!(chosen[1].rerun_of.is_none());
+        assert_eq!(state.select_up(Some(1), None).unwrap().len(), 1);
+
+        // Not from an older release: the newer one's text is the one to keep.
+        let files = set(vec![migration("1", "a", true), {
+            let mut view = migration("2", "CREATE OR REPLACE VIEW v AS SELECT 2", true);
+            view.up.directives.run_on_change = true;
+            view
+        }]);
+        let history = vec![row("1", "a", false), recorded, row("3", "c", false)];
+        let state = NamespaceState::build("app", false, &files, history, vec![]);
+        assert_eq!(state.entries[1].state, State::Changed);
+        assert!(state.select_up(None, None).unwrap().is_empty());
     }
 
     #[test]

@@ -50,7 +50,7 @@ async fn not_ready(
     if let Err(err) = state.check_can_move(&tolerance) {
         return Err(format!("{}: {err}", err.reason()));
     }
-    let pending = state.pending().count() + state.pending_repeatables().count();
+    let pending = state.to_run().count() + state.pending_repeatables().count();
     if pending > 0 {
         return Err(format!(
             "namespace `{}` has {pending} pending migration(s)",
@@ -366,9 +366,15 @@ async fn check_one(env: &Env<'_>, item: &Waited<'_>) -> Result<Vec<Unmet>> {
         if !strict && let Some(note) = state.newer_applied_note() {
             env.events.emit(&note);
         }
+        let older_release = state.newer_applied().next().is_some();
         for entry in &state.entries {
             let (code, what) = match entry.state {
                 crate::plan::State::Pending => (Code::MigrationPending, "is not applied"),
+                // An older release does not run it again (`to_run`).
+                crate::plan::State::Changed if !older_release => (
+                    Code::MigrationPending,
+                    "changed since it ran and runs again (runOnChange)",
+                ),
                 // What apply would refuse it with, so the advice fits.
                 crate::plan::State::OutOfOrder => (
                     Code::MigrationOutOfOrder,
@@ -387,7 +393,9 @@ async fn check_one(env: &Env<'_>, item: &Waited<'_>) -> Result<Vec<Unmet>> {
                     Code::MigrationFileMissing,
                     "is applied but this release has no file for it (applied by a newer release; allow_newer_applied = false)",
                 ),
-                crate::plan::State::Applied | crate::plan::State::NewerApplied => continue,
+                crate::plan::State::Applied
+                | crate::plan::State::NewerApplied
+                | crate::plan::State::Changed => continue,
             };
             unmet.push(Unmet::migsafe(
                 ReasonCode::migration(code, ns, &entry.version),

@@ -443,6 +443,53 @@ fn a_liquibase_changeset_edited_since_it_ran_is_refused() {
     );
 }
 
+/// A `runOnChange:true` changeset edited since Liquibase last ran it is not
+/// a mismatch: Liquibase would run it again at its next update, so adopt
+/// records it as changed and `apply` runs it again, in place.
+#[test]
+fn a_liquibase_run_on_change_changeset_edited_since_it_ran_is_run_again() {
+    const EXTRAS: &str = "migrations/003-extras.sql";
+    let db = TestDb::new();
+    let project = project("liquibase");
+    migrate_natively(&db, "liquibase", &project);
+    let text = std::fs::read_to_string(project.path().join(EXTRAS)).unwrap();
+    let edited = text
+        .replace(
+            "--changeset tomas:order-count splitStatements:false",
+            "--changeset tomas:order-count splitStatements:false runOnChange:true",
+        )
+        .replace(
+            "CREATE FUNCTION order_count",
+            "CREATE OR REPLACE FUNCTION order_count",
+        )
+        .replace("WHERE user_id = uid;", "WHERE user_id = uid AND uid > 0;");
+    assert_ne!(edited, text);
+    project.write(EXTRAS, edited.as_bytes());
+    let out = project.run(&db, &["adopt"], 0);
+    assert!(out.contains("apply` runs it again"), "{out}");
+    assert_eq!(adopted(&db).len(), 6, "{out}");
+    let status = project.run(&db, &["status"], 0);
+    assert!(status.contains("1 changed, to run again"), "{status}");
+    let out = project.run(&db, &["apply"], 0);
+    assert!(
+        out.contains("tomas:order-count") && out.contains("changed since it ran"),
+        "{out}"
+    );
+    assert_eq!(
+        db.scalar("SELECT prosrc LIKE '%uid > 0%' FROM pg_proc WHERE proname = 'order_count'")
+            .as_deref(),
+        Some("t")
+    );
+    let status = project.run(&db, &["status"], 0);
+    assert!(status.contains("6 applied, 0 pending"), "{status}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM databasechangelog")
+            .as_deref(),
+        Some("6"),
+        "Liquibase's table is left as it is"
+    );
+}
+
 #[test]
 fn a_failed_or_unknown_liquibase_changeset_is_refused() {
     refuses(

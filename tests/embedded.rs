@@ -143,6 +143,7 @@ fn a_tampered_or_unconfigured_embedding_is_refused() {
         checksum: "0000000000000000000000000000000000000000000000000000000000000000",
         unsupported: None,
         literal_placeholders: false,
+        run_on_change: false,
     };
     static TAMPERED: Embedded = Embedded {
         namespace: "app",

@@ -681,8 +681,8 @@ fn sqitch_verify_scripts_run_after_each_deploy() {
 
 /// Liquibase files grow at the end, a blank line between changesets: the
 /// changeset before stays as applied. What Liquibase decides at run time
-/// (contexts, preconditions, runOnChange) is refused for a pending changeset
-/// before anything runs, never run unconditionally.
+/// (contexts, preconditions) is refused for a pending changeset before
+/// anything runs, never run unconditionally.
 #[test]
 fn liquibase_files_grow_at_the_end_and_runtime_decisions_are_refused() {
     let db = TestDb::new();
@@ -721,6 +721,154 @@ fn liquibase_files_grow_at_the_end_and_runtime_decisions_are_refused() {
         out.contains("MIGRATION_FILE_INVALID:default:4") && out.contains("preconditions"),
         "{out}"
     );
+}
+
+/// A Liquibase project keeps its views and functions in `runOnChange:true`
+/// changesets and edits them in place: apply runs an edited one again, in
+/// its order, and rewrites its history row; a failed rerun keeps the
+/// earlier text and record; an edit of any other changeset is still refused.
+#[test]
+fn liquibase_run_on_change_changesets_run_again_in_place() {
+    const FILE: &str = "migrations/001-accounts.sql";
+    let db = TestDb::new();
+    let first = "--liquibase formatted sql\n\n--changeset ana:accounts\nCREATE TABLE accounts (id bigint PRIMARY KEY, name text NOT NULL, active boolean NOT NULL DEFAULT true);\n--rollback DROP TABLE accounts;\n\n--changeset ana:active-accounts runOnChange:true\nCREATE OR REPLACE VIEW active_accounts AS SELECT id, name FROM accounts WHERE active;\n--rollback DROP VIEW active_accounts;\n\n--changeset bo:account-count runOnChange:true splitStatements:false stripComments:false\nDROP FUNCTION IF EXISTS account_count();\nCREATE FUNCTION account_count() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM accounts $$;\n--rollback DROP FUNCTION account_count();\n\n--changeset bo:name-idx runInTransaction:false runOnChange:true\nCREATE INDEX CONCURRENTLY IF NOT EXISTS accounts_name_idx ON accounts (name);\n--rollback DROP INDEX CONCURRENTLY accounts_name_idx;\n";
+    let project = Project::new(&[(FILE, first)]);
+    project.run(&db, &["apply"], 0);
+    db.query("INSERT INTO accounts VALUES (1, 'a', true), (2, 'b', false)");
+    let checksum = |version: &str| {
+        db.scalar(&format!(
+            "SELECT checksum FROM migsafe.schema_migrations WHERE namespace = 'default' AND version = '{version}'"
+        ))
+        .unwrap()
+    };
+    let before = [checksum("2"), checksum("3"), checksum("4")];
+
+    // The view gains a column, the function counts active accounts only,
+    // the index becomes a partial one, and a changeset is appended.
+    let edited = first
+        .replace(
+            "SELECT id, name FROM accounts WHERE active;",
+            "SELECT id, name, upper(name) AS shown FROM accounts WHERE active;",
+        )
+        .replace(
+            "SELECT count(*) FROM accounts $$",
+            "SELECT count(*) FROM accounts WHERE active $$",
+        )
+        .replace(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS accounts_name_idx ON accounts (name);",
+            "DROP INDEX CONCURRENTLY IF EXISTS accounts_name_idx;\nCREATE INDEX CONCURRENTLY accounts_name_idx ON accounts (name) WHERE active;",
+        )
+        + "\n--changeset ana:email\nALTER TABLE accounts ADD COLUMN email text;\n";
+    project.write(FILE, edited.as_bytes());
+    let status = project.run(&db, &["status"], 0);
+    assert!(
+        status.contains("3 changed, to run again") && !status.contains("EDITED"),
+        "{status}"
+    );
+    let plan = project.run(&db, &["plan"], 0);
+    assert_eq!(plan.matches("runs again").count(), 3, "{plan}");
+    let sql = project.run(&db, &["apply", "--sql"], 0);
+    assert!(
+        sql.contains("UPDATE \"migsafe\".schema_migrations SET name = 'ana:active-accounts'")
+            && !sql.contains("VALUES ('default', '2'")
+            && sql.contains("VALUES ('default', '5'"),
+        "{sql}"
+    );
+
+    let out = project.run(&db, &["apply"], 0);
+    assert_eq!(out.matches("changed since it ran").count(), 3, "{out}");
+    let at = |name: &str| {
+        out.find(name)
+            .unwrap_or_else(|| panic!("{name} did not run:\n{out}"))
+    };
+    assert!(
+        at("ana:active-accounts") < at("bo:account-count")
+            && at("bo:account-count") < at("bo:name-idx")
+            && at("bo:name-idx") < at("ana:email"),
+        "the reruns run in changeset order, before the new one:\n{out}"
+    );
+    assert_eq!(
+        db.scalar("SELECT string_agg(shown, ',') FROM active_accounts")
+            .as_deref(),
+        Some("A")
+    );
+    assert_eq!(db.scalar("SELECT account_count()").as_deref(), Some("1"));
+    assert_eq!(
+        db.scalar("SELECT indexdef LIKE '%WHERE active%' FROM pg_indexes WHERE indexname = 'accounts_name_idx'")
+            .as_deref(),
+        Some("t")
+    );
+    assert!(
+        db.exists("accounts") && db.scalar("SELECT count(*) FROM accounts").as_deref() == Some("2")
+    );
+    let history = db.history("default");
+    assert_eq!(history.len(), 5, "one row per changeset: {history:?}");
+    assert!(history.iter().all(|(_, dirty)| !dirty), "{history:?}");
+    let after = [checksum("2"), checksum("3"), checksum("4")];
+    assert!(
+        before.iter().zip(&after).all(|(b, a)| b != a),
+        "the rows record the new text: {before:?} {after:?}"
+    );
+    let status = project.run(&db, &["status"], 0);
+    assert!(
+        status.contains("5 applied, 0 pending") && !status.contains("changed"),
+        "{status}"
+    );
+    let again = project.run(&db, &["apply"], 0);
+    assert!(!again.contains("changed since it ran"), "{again}");
+
+    // A rerun that fails keeps the earlier view and its record.
+    let broken = edited.replace("upper(name) AS shown", "upper(nickname) AS shown");
+    project.write(FILE, broken.as_bytes());
+    let out = project.run(&db, &["apply"], 2);
+    assert!(
+        out.contains("MIGRATION_FAILED:default:2") && out.contains("nickname"),
+        "{out}"
+    );
+    assert_eq!(
+        checksum("2"),
+        after[0],
+        "the record of the earlier run stays"
+    );
+    assert_eq!(
+        db.scalar("SELECT string_agg(shown, ',') FROM active_accounts")
+            .as_deref(),
+        Some("A"),
+        "the earlier view stays"
+    );
+    let status = project.run(&db, &["status"], 0);
+    assert!(status.contains("1 changed, to run again"), "{status}");
+
+    // Any other changeset edited after it ran is still refused.
+    let restored = edited.replace("name text NOT NULL,", "name text NOT NULL, note text,");
+    project.write(FILE, restored.as_bytes());
+    let out = project.run(&db, &["apply"], 1);
+    assert!(
+        out.contains("POSTGRES_MIGRATION_CHECKSUM_MISMATCH:default:1"),
+        "{out}"
+    );
+}
+
+/// verify runs a `runOnChange` changeset a second time over itself, as
+/// apply will at its next edit: a bare `CREATE FUNCTION` fails there, in CI,
+/// not in production.
+#[test]
+fn verify_runs_a_run_on_change_changeset_again_over_itself() {
+    let rerunnable = "--liquibase formatted sql\n\n--changeset ana:accounts\nCREATE TABLE accounts (id bigint PRIMARY KEY, active boolean NOT NULL);\n--rollback DROP TABLE accounts;\n\n--changeset bo:account-count runOnChange:true splitStatements:false\nDROP FUNCTION IF EXISTS account_count();\nCREATE FUNCTION account_count() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM accounts $$;\n--rollback DROP FUNCTION account_count();\n\n--changeset bo:active-idx runInTransaction:false runOnChange:true\nCREATE INDEX CONCURRENTLY IF NOT EXISTS accounts_active_idx ON accounts (id) WHERE active;\n--rollback DROP INDEX CONCURRENTLY accounts_active_idx;\n";
+    let project = Project::new(&[("migrations/001-accounts.sql", rerunnable)]);
+    let db = TestDb::new();
+    project.run(&db, &["verify"], 0);
+    let once_only = rerunnable.replace("DROP FUNCTION IF EXISTS account_count();\n", "");
+    project.write("migrations/001-accounts.sql", once_only.as_bytes());
+    let out = project.run(&db, &["verify", "--format", "json"], 2);
+    assert!(
+        out.contains("\"rerun\"") && out.contains("already exists") && out.contains("\"2\""),
+        "{out}"
+    );
+    // A changeset without runOnChange runs once: it needs no second run.
+    let once = once_only.replace(" runOnChange:true splitStatements", " splitStatements");
+    project.write("migrations/001-accounts.sql", once.as_bytes());
+    project.run(&db, &["verify"], 0);
 }
 
 /// Sqitch runs deploy scripts through psql; a psql variable or meta-command

@@ -392,13 +392,18 @@ pub struct Adopted {
     pub original_time: bool,
     /// How long it ran, when the other tool kept that.
     pub execution_ms: i64,
-    /// A repeatable whose file changed since the other tool last ran it:
-    /// `apply` runs it again, as that tool would have.
+    /// A repeatable, or a Liquibase `runOnChange` changeset, that changed
+    /// since the other tool last ran it: `apply` runs it again, as that tool
+    /// would have.
     pub runs_again: bool,
     /// A repeatable's checksum to record (its file's, or a stand-in for the
     /// changed file's that the next `apply` runs again).
     #[serde(skip)]
     repeatable_checksum: Option<String>,
+    /// A changed runOnChange changeset's stand-in checksum, recorded
+    /// instead of its file's so that the next `apply` runs it again.
+    #[serde(skip)]
+    stand_in: Option<String>,
 }
 
 /// What `adopt` did for one namespace.
@@ -594,6 +599,10 @@ struct Chosen<'a> {
     migration: &'a Migration,
     applied_at: Option<DateTime<Utc>>,
     execution_ms: i64,
+    /// A runOnChange changeset changed since the tool ran it: the checksum
+    /// to record instead of the file's (one no file has), so that `apply`
+    /// runs it again, as the tool would.
+    runs_again: Option<String>,
 }
 
 /// Matches the tool's rows to the namespace's files; refuses by name
@@ -668,13 +677,14 @@ fn match_rows<'a>(
         match &row.key {
             Key::Version(v) => {
                 let migration = by_version(v).ok_or_else(no_file)?;
-                check(namespace, tool, table, row, migration)?;
+                let runs_again = check(namespace, tool, table, row, migration)?;
                 chosen.insert(
                     v.clone(),
                     Chosen {
                         migration,
                         applied_at: row.applied_at,
                         execution_ms: row.execution_ms,
+                        runs_again,
                     },
                 );
             }
@@ -697,13 +707,14 @@ fn match_rows<'a>(
                     .filter(|m| &m.name == name)
                     .nth(*occurrence)
                     .ok_or_else(no_file)?;
-                check(namespace, tool, table, row, migration)?;
+                let runs_again = check(namespace, tool, table, row, migration)?;
                 chosen.insert(
                     migration.version.clone(),
                     Chosen {
                         migration,
                         applied_at: row.applied_at,
                         execution_ms: row.execution_ms,
+                        runs_again,
                     },
                 );
             }
@@ -718,13 +729,14 @@ fn match_rows<'a>(
                                 .is_some_and(|n| n.to_string_lossy() == file.as_str())
                     })
                     .ok_or_else(no_file)?;
-                check(namespace, tool, table, row, migration)?;
+                let runs_again = check(namespace, tool, table, row, migration)?;
                 chosen.insert(
                     migration.version.clone(),
                     Chosen {
                         migration,
                         applied_at: row.applied_at,
                         execution_ms: row.execution_ms,
+                        runs_again,
                     },
                 );
             }
@@ -741,13 +753,14 @@ fn match_rows<'a>(
                         named.is_some_and(|n| n.to_string_lossy() == file.as_str())
                     })
                     .ok_or_else(no_file)?;
-                check(namespace, tool, table, row, migration)?;
+                let runs_again = check(namespace, tool, table, row, migration)?;
                 chosen.insert(
                     migration.version.clone(),
                     Chosen {
                         migration,
                         applied_at: row.applied_at,
                         execution_ms: row.execution_ms,
+                        runs_again,
                     },
                 );
             }
@@ -763,6 +776,7 @@ fn match_rows<'a>(
                         migration,
                         applied_at: row.applied_at,
                         execution_ms: 0,
+                        runs_again: None,
                     });
                 }
             }
@@ -869,10 +883,18 @@ fn match_repeatables<'a>(
     Ok(out)
 }
 
-/// Refuses when the tool's checksum differs from the file's.
-fn check(namespace: &str, tool: Tool, table: &str, row: &Row, migration: &Migration) -> Result<()> {
+/// Refuses when the tool's checksum differs from the file's, unless the
+/// migration runs again when it changes (Liquibase `runOnChange`): then the
+/// checksum to record, one that makes `apply` run it again.
+fn check(
+    namespace: &str,
+    tool: Tool,
+    table: &str,
+    row: &Row,
+    migration: &Migration,
+) -> Result<Option<String>> {
     if row.checksum == Expected::None {
-        return Ok(());
+        return Ok(None);
     }
     let path = &migration.up.path;
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read", &e))?;
@@ -880,13 +902,16 @@ fn check(namespace: &str, tool: Tool, table: &str, row: &Row, migration: &Migrat
     // reads it, and accepts the values its `--validCheckSum` lines list.
     let bytes = match &row.checksum {
         Expected::LiquibaseV9(recorded) => match liquibase::changeset(&bytes, &migration.name) {
-            Some(changeset) if liquibase::accepts(&changeset, recorded) => return Ok(()),
+            Some(changeset) if liquibase::accepts(&changeset, recorded) => return Ok(None),
             Some(changeset) => changeset.checked_sql.into_bytes(),
-            None => return Ok(()),
+            None => return Ok(None),
         },
         _ => bytes,
     };
     if let Some((recorded, actual)) = row.checksum.differs(&bytes) {
+        if migration.up.directives.run_on_change {
+            return Ok(Some(format!("{tool}:{recorded}")));
+        }
         return Err(mismatch(
             namespace,
             &migration.version,
@@ -898,7 +923,7 @@ fn check(namespace: &str, tool: Tool, table: &str, row: &Row, migration: &Migrat
             "restore the file as it was applied (version control), or, if the change is intended, repair the checksum with the other tool first",
         ));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Adopts the history of `from` (or the detected tool) into one namespace.
@@ -976,8 +1001,9 @@ async fn plan(
             applied_at: chosen.applied_at.unwrap_or(now),
             original_time: chosen.applied_at.is_some(),
             execution_ms: chosen.execution_ms,
-            runs_again: false,
+            runs_again: chosen.runs_again.is_some(),
             repeatable_checksum: None,
+            stand_in: chosen.runs_again.clone(),
         });
     }
     for chosen in &repeatables {
@@ -994,6 +1020,7 @@ async fn plan(
             execution_ms: chosen.execution_ms,
             runs_again: chosen.checksum != chosen.migration.up.checksum,
             repeatable_checksum: Some(chosen.checksum.clone()),
+            stand_in: None,
         });
     }
     let mut pending: Vec<String> = migrations
@@ -1058,6 +1085,8 @@ async fn record(
                 } else {
                     "; repeatable"
                 }
+            } else if adopted.runs_again {
+                "; runOnChange: the changeset changed since the tool ran it, apply runs it again"
             } else if adopted.original_time {
                 ""
             } else {
@@ -1089,7 +1118,10 @@ async fn record(
                             namespace,
                             version: migration.version.as_str(),
                             name: &migration.name,
-                            checksum: &migration.up.checksum,
+                            checksum: adopted
+                                .stand_in
+                                .as_deref()
+                                .unwrap_or(&migration.up.checksum),
                             down_checksum: migration.down.as_ref().map(|d| d.checksum.as_str()),
                             applied_at: adopted.applied_at,
                             execution_ms: adopted.execution_ms,

@@ -367,9 +367,15 @@ fn migration(event: &Event) {
             name,
             direction,
             transactional,
+            reruns,
         } => err(&format!(
-            "{namespace}: {} {version} {name}{}",
+            "{namespace}: {} {version} {name}{}{}",
             verb(*direction),
+            if *reruns {
+                " (again: it changed since it ran, runOnChange)"
+            } else {
+                ""
+            },
             if *transactional {
                 ""
             } else {

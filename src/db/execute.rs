@@ -419,19 +419,25 @@ impl Runner<'_> {
         }
     }
 
-    /// The history write of a migration: insert its row (up) with `insert`,
-    /// or apply `down` (delete, or mark dirty) to its recorded row. Sent when
-    /// first polled, so it pipelines behind the script.
+    /// The history write of a migration: insert its row (up), or delete its
+    /// recorded row (down); `dirty` (before a no-transaction script's first
+    /// statement): insert it dirty, or mark the recorded row dirty. A rerun
+    /// ([`Migration::rerun_of`]) rewrites its row instead of inserting one.
+    /// Sent when first polled, so it pipelines behind the script.
     async fn write_history(
         &self,
         direction: Direction,
-        insert: &tokio_postgres::Statement,
-        down: &tokio_postgres::Statement,
+        dirty: bool,
         migration: &Migration,
         script: &Script,
         recorded: &str,
     ) -> Result<u64, tokio_postgres::Error> {
         let client = &self.db.client;
+        let (insert, down) = if dirty {
+            (&self.prepared.insert_dirty, &self.prepared.mark_dirty)
+        } else {
+            (&self.prepared.insert_applied, &self.prepared.delete)
+        };
         match direction {
             // A repeatable's record is one row per name, rewritten by each run.
             Direction::Up if migration.version.is_repeatable() => {
@@ -445,6 +451,24 @@ impl Runner<'_> {
                 ];
                 let statement = client
                     .prepare_typed(&table.upsert_sql(), super::repeatables::UPSERT_TYPES)
+                    .await?;
+                client.execute(&statement, &params).await
+            }
+            // Its row stays, rewritten: it now records this text.
+            Direction::Up if migration.rerun_of.is_some() => {
+                let down_checksum = migration.down.as_ref().map(|d| d.checksum.as_str());
+                let params: [&(dyn ToSql + Sync); 8] = [
+                    &self.namespace,
+                    &migration.version.as_str(),
+                    &migration.name,
+                    &script.checksum,
+                    &down_checksum,
+                    &self.applied_by,
+                    &env!("CARGO_PKG_VERSION"),
+                    &dirty,
+                ];
+                let statement = client
+                    .prepare_typed(&self.history.rerun_sql(), super::history::RERUN_TYPES)
                     .await?;
                 client.execute(&statement, &params).await
             }
@@ -546,14 +570,7 @@ impl Runner<'_> {
                 Ok(())
             };
             let pipeline = async {
-                let write = self.write_history(
-                    direction,
-                    &self.prepared.insert_applied,
-                    &self.prepared.delete,
-                    migration,
-                    script,
-                    recorded,
-                );
+                let write = self.write_history(direction, false, migration, script, recorded);
                 let send_verify = async {
                     let Some((_, sql)) = &verify else {
                         return Ok(());
@@ -689,14 +706,7 @@ impl Runner<'_> {
         let started = Instant::now();
 
         // Dirty before the first statement: a crash from here on is visible.
-        let mark = self.write_history(
-            direction,
-            &self.prepared.insert_dirty,
-            &self.prepared.mark_dirty,
-            migration,
-            script,
-            recorded,
-        );
+        let mark = self.write_history(direction, true, migration, script, recorded);
         let (limits_result, mark_result) =
             tokio::join!(client.batch_execute(&session_limits), mark);
         if let Some(err) = first_failure([limits_result.err(), mark_result.err()]) {
@@ -1286,9 +1296,13 @@ impl Runner<'_> {
                             .then_some(false);
                     }
                 } else if let Ok(rows) = self.history.read(&db, self.namespace).await {
+                    // A rerun's row was there before: it is this run's
+                    // when it holds this text's checksum.
+                    let rerun = direction == Direction::Up && migration.rerun_of.is_some();
                     return rows
                         .into_iter()
                         .find(|r| r.version.as_str() == recorded)
+                        .filter(|r| !rerun || r.checksum == migration.up.checksum)
                         .map(|r| r.dirty);
                 }
                 tokio::time::sleep(delay).await;
@@ -1311,6 +1325,10 @@ impl Runner<'_> {
             (Some(Some(_)), Direction::Up, _) => (
                 Code::MigrationFailed,
                 "it was committed before the connection broke (its history row is present)".to_string(),
+            ),
+            (Some(None), Direction::Up, _) if migration.rerun_of.is_some() => (
+                Code::MigrationFailed,
+                "it was rolled back (its history row still records the earlier run): nothing of this run remains".to_string(),
             ),
             (Some(None), Direction::Up, _) => (
                 Code::MigrationFailed,

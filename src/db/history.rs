@@ -93,6 +93,20 @@ impl History {
         &self.table
     }
 
+    /// Rewrites the row of a migration that runs again in place (a
+    /// Liquibase `runOnChange` changeset): `$1` namespace, `$2` version,
+    /// `$3` name, `$4` checksum, `$5` down checksum, `$6` applied by, `$7`
+    /// tool version, `$8` dirty (a no-transaction script, before its first
+    /// statement). Its applied time becomes this run's.
+    pub(crate) fn rerun_sql(&self) -> String {
+        format!(
+            "UPDATE {} SET name = $3, checksum = $4, down_checksum = $5, applied_at = now(), \
+             execution_ms = CASE WHEN $8 THEN 0 ELSE (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint END, \
+             applied_by = $6, tool_version = $7, dirty = $8 WHERE namespace = $1 AND version = $2",
+            self.table
+        )
+    }
+
     /// The DDL that creates the tables when missing.
     pub fn create_sql(&self) -> String {
         let create_schema = super::create_schema_if_missing_sql(&self.schema);
@@ -652,6 +666,18 @@ pub(crate) fn database_error(db: &Db, doing: &str, err: &tokio_postgres::Error) 
             .map(|c| Box::new(crate::error::ServerCode(c.clone())) as crate::error::Source),
     }
 }
+
+/// The parameter types of [`History::rerun_sql`].
+pub(crate) const RERUN_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::BOOL,
+];
 
 /// `osuser@hostname`, for `applied_by`.
 pub fn operator() -> String {

@@ -87,6 +87,10 @@ pub enum Event {
         direction: Direction,
         /// Runs in one transaction with its history row.
         transactional: bool,
+        /// It ran before and runs again in place because it changed (a
+        /// Liquibase `runOnChange` changeset); its history row is rewritten.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        reruns: bool,
     },
     /// A lock wait timed out (SQLSTATE 55P03); the script will run again.
     MigrationRetried {

@@ -105,7 +105,11 @@ pub fn planned_steps(
     config: &crate::config::Config,
     migration: &Migration,
 ) -> Option<Vec<PlannedStep>> {
-    if migration.up.directives.backfill.is_some() || !requested(online, config, migration) {
+    // A changed runOnChange changeset reruns as a whole.
+    if migration.up.directives.backfill.is_some()
+        || migration.rerun_of.is_some()
+        || !requested(online, config, migration)
+    {
         return None;
     }
     plan(&migration.up).map(|plan| plan.steps)
@@ -118,7 +122,7 @@ pub fn mode(
     config: &crate::config::Config,
     migration: &Migration,
 ) -> Option<&'static str> {
-    if migration.up.directives.backfill.is_some() {
+    if migration.up.directives.backfill.is_some() && migration.rerun_of.is_none() {
         return Some("backfill");
     }
     planned_steps(online, config, migration).map(|_| "online")

@@ -211,8 +211,9 @@ pub(crate) enum How {
 impl How {
     /// How `migration`'s up script runs; `online` when asked for by the run.
     pub(crate) fn of(env: &Env<'_>, migration: &Migration, online: bool) -> How {
-        // A repeatable reruns as a whole: no online steps, no batches.
-        if migration.version.is_repeatable() {
+        // A repeatable or a changed runOnChange changeset reruns as a
+        // whole: no online steps, no batches.
+        if migration.version.is_repeatable() || migration.rerun_of.is_some() {
             return How::Written;
         }
         if let Some(backfill) = &migration.up.directives.backfill {
@@ -287,6 +288,7 @@ pub(crate) async fn run_one_as(
         name: migration.name.clone(),
         direction,
         transactional: !no_transaction,
+        reruns: direction == Direction::Up && migration.rerun_of.is_some(),
     });
     let started = Instant::now();
     let result = match (how, direction) {

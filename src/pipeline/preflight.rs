@@ -552,7 +552,8 @@ fn integrity_checks(
                     )
                 }
             }
-            State::Applied | State::Pending => continue,
+            // Changed ones are in the selection: they run again.
+            State::Applied | State::Pending | State::Changed => continue,
         };
         problems += 1;
         checks.push(check);

@@ -67,10 +67,15 @@ pub fn render(
         });
         let _ = writeln!(
             out,
-            "-- {} {} ({})",
+            "-- {} {} ({}){}",
             migration.version,
             migration.name,
-            script.path.display()
+            script.path.display(),
+            if migration.rerun_of.is_some() {
+                ": runs again, it changed since it ran (runOnChange); its history row is rewritten"
+            } else {
+                ""
+            }
         );
         // A Flyway project's schemas, set up as Flyway (and apply) does.
         let flyway_schemas = script.flyway_schema_sql();
@@ -101,9 +106,24 @@ pub fn render(
             continue;
         }
         let columns = "(namespace, version, name, checksum, down_checksum, applied_at, execution_ms, applied_by, tool_version, dirty)";
+        // Its history row: inserted, or rewritten for a changed runOnChange
+        // changeset that runs again in place.
+        let record = |execution_ms: &str, dirty: bool| {
+            if migration.rerun_of.is_some() {
+                format!(
+                    "UPDATE {table} SET name = {name}, checksum = {checksum}, down_checksum = {down}, applied_at = now(), execution_ms = {execution_ms}, applied_by = {by}, tool_version = {tool}, dirty = {dirty} WHERE namespace = {ns} AND version = {version};"
+                )
+            } else {
+                format!(
+                    "INSERT INTO {table} {columns} VALUES ({ns}, {version}, {name}, {checksum}, {down}, now(), {execution_ms}, {by}, {tool}, {dirty});"
+                )
+            }
+        };
+        // A rerun runs as a whole, as `apply` runs it.
         let online_plan = (online || defaults.online || script.directives.online)
             .then(|| crate::online::plan(script))
-            .flatten();
+            .flatten()
+            .filter(|_| migration.rerun_of.is_none());
         if let Some(plan) = online_plan {
             let _ = writeln!(
                 out,
@@ -111,14 +131,12 @@ pub fn render(
                 plan.steps.len()
             );
             crate::online::psql::render(&mut out, &plan, lock_timeout, statement_timeout);
-            let _ = writeln!(
-                out,
-                "INSERT INTO {table} {columns} VALUES ({ns}, {version}, {name}, {checksum}, {down}, now(), 0, {by}, {tool}, false);\n"
-            );
+            let _ = writeln!(out, "{}\n", record("0", false));
         } else if script.no_transaction() {
             let _ = writeln!(
                 out,
-                "INSERT INTO {table} {columns} VALUES ({ns}, {version}, {name}, {checksum}, {down}, now(), 0, {by}, {tool}, true);\nSET lock_timeout = {lock_timeout};\nSET statement_timeout = {statement_timeout};"
+                "{}\nSET lock_timeout = {lock_timeout};\nSET statement_timeout = {statement_timeout};",
+                record("0", true)
             );
             match statements::split(&script.sql) {
                 Ok(parts) => {
@@ -140,9 +158,13 @@ pub fn render(
         } else {
             let _ = writeln!(
                 out,
-                "BEGIN;\nSET LOCAL lock_timeout = {lock_timeout};\nSET LOCAL statement_timeout = {statement_timeout};\n{}\n;\n{}INSERT INTO {table} {columns} VALUES ({ns}, {version}, {name}, {checksum}, {down}, now(), (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint, {by}, {tool}, false);\nCOMMIT;\n",
+                "BEGIN;\nSET LOCAL lock_timeout = {lock_timeout};\nSET LOCAL statement_timeout = {statement_timeout};\n{}\n;\n{}{}\nCOMMIT;\n",
                 script.runnable_sql().trim_end(),
-                verify.as_deref().unwrap_or("")
+                verify.as_deref().unwrap_or(""),
+                record(
+                    "(extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint",
+                    false
+                )
             );
         }
         let _ = write!(out, "{reset}");

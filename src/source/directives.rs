@@ -29,9 +29,13 @@ pub struct Directives {
     pub wrapped: bool,
     /// An empty script is a valid no-op (ory/pop), not an unfinished file.
     pub empty_ok: bool,
+    /// Liquibase `runOnChange:true`: once applied, an edit of the script is
+    /// not a checksum mismatch; `apply` runs it again in place and records
+    /// its new checksum (views, functions, grants kept in one changeset).
+    pub run_on_change: bool,
     /// Why migsafe must not run this script as it is: it asks for something
     /// migsafe does not evaluate (a Liquibase precondition, context or label,
-    /// `runOnChange`). Applied ones are read as usual; a pending one is
+    /// `runAlways`). Applied ones are read as usual; a pending one is
     /// refused before anything runs.
     pub unsupported: Option<String>,
     /// Flyway `placeholderReplacement=false` (its `.sql.conf`): `${…}` in

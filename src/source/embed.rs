@@ -54,6 +54,9 @@ pub struct EmbeddedScript {
     pub unsupported: Option<&'static str>,
     /// Flyway `placeholderReplacement=false` (its `.sql.conf`).
     pub literal_placeholders: bool,
+    /// Liquibase `runOnChange:true` (from the changeset line, outside its
+    /// SQL): an edit after it ran runs it again in place.
+    pub run_on_change: bool,
 }
 
 /// One migration as embedded.
@@ -155,6 +158,7 @@ impl Embedded {
             let mut rebuilt = rebuilt;
             rebuilt.directives.unsupported = s.unsupported.map(str::to_string);
             rebuilt.directives.literal_placeholders = s.literal_placeholders;
+            rebuilt.directives.run_on_change = s.run_on_change;
             if rebuilt.checksum != s.checksum {
                 return Err(problem(
                     s.path,
@@ -173,6 +177,7 @@ impl Embedded {
             up: script(&embedded.up)?,
             down: embedded.down.as_ref().map(script).transpose()?,
             verify: embedded.verify.as_ref().map(script).transpose()?,
+            rerun_of: None,
         })
     }
 }
@@ -189,7 +194,7 @@ pub fn generate(namespace: &str, dir: &Path) -> Result<String> {
     };
     let script = |s: &Script| {
         format!(
-            "::migsafe::source::embed::EmbeddedScript {{ path: {:?}, sql: {:?}, first_line: {}, no_transaction: {}, checksum: {:?}, unsupported: {:?}, literal_placeholders: {} }}",
+            "::migsafe::source::embed::EmbeddedScript {{ path: {:?}, sql: {:?}, first_line: {}, no_transaction: {}, checksum: {:?}, unsupported: {:?}, literal_placeholders: {}, run_on_change: {} }}",
             shown(&s.path),
             s.sql,
             s.first_line,
@@ -201,6 +206,7 @@ pub fn generate(namespace: &str, dir: &Path) -> Result<String> {
             s.checksum,
             s.directives.unsupported,
             s.directives.literal_placeholders,
+            s.directives.run_on_change,
         )
     };
     let optional = |s: &Option<Script>| match s {
@@ -316,6 +322,7 @@ mod tests {
             checksum: Box::leak(s.checksum.clone().into_boxed_str()),
             unsupported: None,
             literal_placeholders: false,
+            run_on_change: false,
         };
         let migrations: Vec<EmbeddedMigration> = set
             .migrations

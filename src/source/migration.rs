@@ -85,6 +85,11 @@ pub struct Migration {
     /// failure undoes the migration (Sqitch's `verify/`). Not part of the
     /// checksum: Sqitch records the deploy script's hash only.
     pub verify: Option<Script>,
+    /// Set by the plan, never by the files: this migration already ran and
+    /// runs again in place (a Liquibase `runOnChange` changeset whose SQL
+    /// changed since). The checksum its history row holds now; that row is
+    /// rewritten instead of a new one inserted.
+    pub rerun_of: Option<String>,
 }
 
 /// Everything found in one namespace's directory.

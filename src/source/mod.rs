@@ -221,6 +221,7 @@ pub fn load_as(namespace: &str, dir: &Path, forced: Option<Layout>) -> Result<Mi
                         up,
                         down: None,
                         verify: None,
+                        rerun_of: None,
                     }),
                     Err(mut found) => problems.append(&mut found),
                 }
@@ -510,6 +511,7 @@ fn load_liquibase(
             )
             .map(|mut up| {
                 up.directives.unsupported = changeset.unsupported.clone();
+                up.directives.run_on_change = changeset.run_on_change;
                 up
             });
             let down = changeset
@@ -525,6 +527,7 @@ fn load_liquibase(
                     up,
                     down,
                     verify: None,
+                    rerun_of: None,
                 }),
                 (Err(mut found), _) | (_, Err(mut found)) => problems.append(&mut found),
             }
@@ -589,6 +592,7 @@ fn load_sqitch(namespace: &str, dir: &Path) -> Result<MigrationSet> {
                 up,
                 down,
                 verify,
+                rerun_of: None,
             }),
             (Err(mut found), _, _) | (_, Err(mut found), _) | (_, _, Err(mut found)) => {
                 problems.append(&mut found);
@@ -703,6 +707,7 @@ fn load_drizzle(namespace: &str, dir: &Path) -> Result<MigrationSet> {
                 up,
                 down: None,
                 verify: None,
+                rerun_of: None,
             }),
             Err(mut found) => {
                 for p in &mut found {
@@ -957,6 +962,7 @@ fn assemble(
         up,
         down,
         verify: None,
+        rerun_of: None,
     })
 }
 

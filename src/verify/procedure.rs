@@ -218,29 +218,51 @@ impl<'a> Run<'a> {
             result
                 .migrations
                 .push(result_for(migration, up, None, self.budget));
-            let after = session.snapshot().await?;
-            if let Err(failed) = session
-                .run(namespace, sources, migration, Direction::Up)
-                .await?
-            {
-                mismatches.push(failed.blame(namespace, migration, "rerun"));
-                self.stale = true;
-                continue;
-            }
-            let changes = diff(&after, &session.snapshot().await?);
-            if !changes.is_empty() {
-                mismatches.push(Mismatch {
-                    namespace: namespace.name.clone(),
-                    version: Some(migration.version.to_string()),
-                    step: "rerun".to_string(),
-                    changes,
-                    reason: None,
-                    error: None,
-                });
-                self.stale = true;
-            }
+            self.rerun(namespace, sources, migration, mismatches)
+                .await?;
         }
         Ok(false)
+    }
+
+    /// Runs `migration`'s up script again over itself, as `apply` does when
+    /// its file changes (a repeatable, a Liquibase `runOnChange`
+    /// changeset): it must run, and leave the schema as it was. A
+    /// `CREATE VIEW` without `OR REPLACE` fails here, not at the next edit
+    /// in production.
+    async fn rerun(
+        &mut self,
+        namespace: &Namespace,
+        sources: &MigrationSet,
+        migration: &Migration,
+        mismatches: &mut Vec<Mismatch>,
+    ) -> Result<()> {
+        let session = &self.session;
+        let after = session.snapshot().await?;
+        let again = Migration {
+            rerun_of: Some(migration.up.checksum.clone()),
+            ..migration.clone()
+        };
+        if let Err(failed) = session
+            .run(namespace, sources, &again, Direction::Up)
+            .await?
+        {
+            mismatches.push(failed.blame(namespace, migration, "rerun"));
+            self.stale = true;
+            return Ok(());
+        }
+        let changes = diff(&after, &session.snapshot().await?);
+        if !changes.is_empty() {
+            mismatches.push(Mismatch {
+                namespace: namespace.name.clone(),
+                version: Some(migration.version.to_string()),
+                step: "rerun".to_string(),
+                changes,
+                reason: None,
+                error: None,
+            });
+            self.stale = true;
+        }
+        Ok(())
     }
 
     /// How many migrations are verified so far.
@@ -311,6 +333,10 @@ impl<'a> Run<'a> {
                         return Ok((result, true));
                     }
                 }
+                if migration.up.directives.run_on_change {
+                    self.rerun(namespace, sources, migration, mismatches)
+                        .await?;
+                }
                 if !forward_only {
                     result.down_missing.push(migration.version.to_string());
                 }
@@ -325,6 +351,11 @@ impl<'a> Run<'a> {
                     .push(result_for(migration, up, down, self.budget));
             }
             match verdict {
+                Verdict::Passed if migration.up.directives.run_on_change => {
+                    now = Now::default();
+                    self.rerun(namespace, sources, migration, mismatches)
+                        .await?;
+                }
                 Verdict::Passed => {}
                 Verdict::Broken(mismatch) => {
                     mismatches.push(mismatch);

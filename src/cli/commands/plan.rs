@@ -68,7 +68,12 @@ fn render_plan(plan: &migsafe::migrator::NamespacePlan) {
                 paint(
                     DIM,
                     format!(
-                        "{}{}, lock_timeout {}{timeout}{}",
+                        "{}{}{}, lock_timeout {}{timeout}{}",
+                        if m.reruns {
+                            "runs again (changed since it ran, runOnChange), "
+                        } else {
+                            ""
+                        },
                         m.mode,
                         m.inferred
                             .map(|why| format!(" (inferred: {why})"))

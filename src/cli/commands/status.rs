@@ -45,12 +45,14 @@ fn render_status(status: &migsafe::NamespaceStatus, verbose: bool) {
         "{} applied, {pending} pending",
         // A dirty migration is not applied: it stopped part-way.
         count(State::Applied)
+            + count(State::Changed)
             + count(State::ChecksumMismatch)
             + count(State::FileMissing)
             + count(State::NewerApplied)
     );
     for (s, label) in [
         (State::Dirty, "dirty"),
+        (State::Changed, "changed, to run again"),
         (State::ChecksumMismatch, "edited after apply"),
         (State::FileMissing, "file missing"),
         (State::NewerApplied, "applied by a newer release"),
@@ -110,6 +112,8 @@ fn render_status(status: &migsafe::NamespaceStatus, verbose: bool) {
             State::OutOfOrder => ("OUT OF ORDER", RED),
             State::Dirty => ("DIRTY", RED),
             State::ChecksumMismatch => ("EDITED", RED),
+            // Liquibase runOnChange: apply runs it again in place.
+            State::Changed => ("changed", YELLOW),
             State::FileMissing => ("FILE MISSING", RED),
             State::NewerApplied => ("newer", YELLOW),
         };
@@ -135,10 +139,12 @@ fn render_status(status: &migsafe::NamespaceStatus, verbose: bool) {
         out(line.trim_end());
     }
     let held_back = state.repeatables.iter().filter(|e| e.is_pending()).count()
-        - state.pending_repeatables().count();
+        - state.pending_repeatables().count()
+        + state.in_state(State::Changed).count()
+        - state.to_run().filter(|e| e.state == State::Changed).count();
     if held_back > 0 {
         out(&format!(
-            "  {} {held_back} changed or new repeatable(s) wait: a newer release applied versions this one has no file for, and its R__ files are the ones to run",
+            "  {} {held_back} changed or new repeatable(s) or runOnChange changeset(s) wait: a newer release applied versions this one has no file for, and its text is the one to keep",
             paint(DIM, format!("{:<12}", "note"))
         ));
     }

@@ -7,6 +7,8 @@
 //!   Inserting a changeset before others moves theirs, and `status` then shows
 //!   checksum mismatches rather than running anything twice.
 //! - `runInTransaction:false` runs the changeset without a transaction.
+//! - `runOnChange:true`: once applied, an edit of the changeset is not a
+//!   checksum mismatch; `apply` runs it again in place (views, functions).
 //! - `splitStatements:false` needs nothing: statements are read with the
 //!   PostgreSQL grammar, never split at a `;` inside a body.
 //! - `endDelimiter:X`: a line holding only `X` ends a statement (it is sent as
@@ -43,9 +45,11 @@ pub struct Changeset {
     /// The `--validCheckSum:` values: Liquibase accepts a recorded checksum
     /// that is one of them (or any, with `ANY`).
     pub valid_checksums: Vec<String>,
+    /// `runOnChange:true`: when its SQL changes after it ran, it runs again
+    /// in place instead of being an edit that refuses the namespace.
+    pub run_on_change: bool,
     /// What Liquibase would decide at run time that migsafe does not: a
-    /// `context:`/`labels:` filter, `--preconditions`, `runOnChange`,
-    /// `runAlways`. Running such a changeset unconditionally could put test
+    /// `context:`/`labels:` filter, `--preconditions`, `runAlways`. Running such a changeset unconditionally could put test
     /// data in production or run what a precondition guards, so a pending one
     /// is refused ([`crate::source::directives::Directives::unsupported`]).
     pub unsupported: Option<String>,
@@ -107,6 +111,7 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
         down_first: Option<usize>,
         checked: String,
         valid: Vec<String>,
+        run_on_change: bool,
         unsupported: Vec<String>,
     }
     let mut out: Vec<Changeset> = Vec::new();
@@ -137,6 +142,7 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
             other_dbms: open.other_dbms,
             checked_sql: open.checked,
             valid_checksums: open.valid,
+            run_on_change: open.run_on_change,
             unsupported: (!open.unsupported.is_empty()).then(|| open.unsupported.join("; ")),
         });
     };
@@ -176,6 +182,7 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
                     down_first: None,
                     checked: String::new(),
                     valid: Vec::new(),
+                    run_on_change: false,
                     unsupported: Vec::new(),
                 };
                 for attribute in words {
@@ -186,9 +193,12 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
                                 "`{attribute}`: migsafe has no contexts or labels and would run it on every database (Liquibase without --contexts/--labels)"
                             ));
                         }
-                        "runonchange" | "runalways" if value.eq_ignore_ascii_case("true") => {
+                        "runonchange" => {
+                            changeset.run_on_change = value.eq_ignore_ascii_case("true");
+                        }
+                        "runalways" if value.eq_ignore_ascii_case("true") => {
                             changeset.unsupported.push(format!(
-                                "`{attribute}`: migsafe runs a changeset once and treats an edit as a checksum mismatch"
+                                "`{attribute}`: migsafe runs a changeset once (again only when it changes, with runOnChange:true), never at every apply"
                             ));
                         }
                         "runintransaction" => {
@@ -305,7 +315,7 @@ mod tests {
 
     #[test]
     fn what_liquibase_decides_at_run_time_is_named() {
-        let sets = parse("--liquibase formatted sql\n--changeset a:1 context:test\nINSERT INTO t VALUES (1);\n--changeset a:2\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT 1\nDELETE FROM t;\n--changeset a:3 runOnChange:true\nSELECT 1;\n--changeset a:4 runInTransaction:false\nSELECT 1;\n").unwrap();
+        let sets = parse("--liquibase formatted sql\n--changeset a:1 context:test\nINSERT INTO t VALUES (1);\n--changeset a:2\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT 1\nDELETE FROM t;\n--changeset a:3 runAlways:true\nSELECT 1;\n--changeset a:4 runInTransaction:false runOnChange:true\nSELECT 1;\n").unwrap();
         assert!(
             sets[0]
                 .unsupported
@@ -322,9 +332,11 @@ mod tests {
             sets[2]
                 .unsupported
                 .as_deref()
-                .is_some_and(|u| u.contains("runOnChange"))
+                .is_some_and(|u| u.contains("runAlways"))
         );
-        assert!(sets[3].unsupported.is_none());
+        // runOnChange is honoured: an edit reruns it in place.
+        assert!(sets[3].unsupported.is_none() && sets[3].run_on_change);
+        assert!(!sets[2].run_on_change && sets[3].up.no_transaction);
     }
 
     #[test]
