@@ -45,6 +45,43 @@ pub struct Config {
     /// The top-level `[placeholders]` (every namespace starts from them):
     /// for a migrations directory that no namespace names (`lint DIR`).
     pub placeholders: Placeholders,
+    /// The top-level `[liquibase]` filter (every namespace starts from it).
+    pub liquibase: LiquibaseFilter,
+}
+
+/// Which Liquibase changesets are for this database, as `liquibase update
+/// --contexts … --label-filter …` decides. `None`: not configured, and a
+/// pending changeset with a context (or labels) is refused rather than run
+/// everywhere. `Some("")`: run them all, as Liquibase does when given none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiquibaseFilter {
+    /// The contexts this database runs (`prod`, `prod,eu`).
+    pub contexts: Option<String>,
+    /// The label expression (`v2 and !test`).
+    pub label_filter: Option<String>,
+}
+
+impl LiquibaseFilter {
+    /// This filter with `over`'s settings where it has them.
+    fn under(&self, over: &LiquibaseFilter) -> LiquibaseFilter {
+        LiquibaseFilter {
+            contexts: over.contexts.clone().or_else(|| self.contexts.clone()),
+            label_filter: over
+                .label_filter
+                .clone()
+                .or_else(|| self.label_filter.clone()),
+        }
+    }
+
+    /// With Liquibase's own environment variables over it
+    /// (`LIQUIBASE_COMMAND_CONTEXTS`, `LIQUIBASE_COMMAND_LABEL_FILTER`, as a
+    /// Liquibase deploy sets them per environment).
+    pub fn with_environment(&self) -> LiquibaseFilter {
+        self.under(&LiquibaseFilter {
+            contexts: std::env::var("LIQUIBASE_COMMAND_CONTEXTS").ok(),
+            label_filter: std::env::var("LIQUIBASE_COMMAND_LABEL_FILTER").ok(),
+        })
+    }
 }
 
 /// `[notify]`.
@@ -152,6 +189,11 @@ pub struct Namespace {
     /// flyway.toml or flyway.conf, and under `FLYWAY_PLACEHOLDERS_*` in the environment,
     /// when the migrations are read).
     pub placeholders: Placeholders,
+    /// Which Liquibase changesets are for this database: `[liquibase]`,
+    /// then the namespace's `liquibase_contexts` / `liquibase_label_filter`
+    /// (under `LIQUIBASE_COMMAND_CONTEXTS` / `…_LABEL_FILTER` in the
+    /// environment, when the migrations are read).
+    pub liquibase: LiquibaseFilter,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -176,6 +218,15 @@ struct RawConfig {
     notify: RawNotify,
     #[serde(default)]
     placeholders: toml::Table,
+    #[serde(default)]
+    liquibase: RawLiquibase,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLiquibase {
+    contexts: Option<String>,
+    label_filter: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -240,6 +291,8 @@ struct RawNamespace {
     schemas: Option<Vec<String>>,
     layout: Option<String>,
     placeholders: Option<toml::Table>,
+    liquibase_contexts: Option<String>,
+    liquibase_label_filter: Option<String>,
 }
 
 /// `name = "value"` pairs of a `placeholders` table (numbers and booleans
@@ -432,6 +485,10 @@ impl Config {
         };
         let mut shared = Placeholders::default();
         add_placeholders(&mut shared, &raw.placeholders, "placeholders").map_err(&invalid)?;
+        let liquibase = LiquibaseFilter {
+            contexts: raw.liquibase.contexts,
+            label_filter: raw.liquibase.label_filter,
+        };
         let mut namespaces = Vec::new();
         for (name, value) in raw.namespaces {
             if name.is_empty() || name.contains(':') || name.chars().any(char::is_whitespace) {
@@ -472,6 +529,10 @@ impl Config {
                 schemas: ns.schemas,
                 layout,
                 placeholders,
+                liquibase: liquibase.under(&LiquibaseFilter {
+                    contexts: ns.liquibase_contexts,
+                    label_filter: ns.liquibase_label_filter,
+                }),
             });
         }
         if namespaces.is_empty() {
@@ -483,6 +544,7 @@ impl Config {
                 schemas: None,
                 layout: None,
                 placeholders: shared.clone(),
+                liquibase: liquibase.clone(),
             });
         }
         let lint = LintConfig {
@@ -528,6 +590,7 @@ impl Config {
             verify,
             notify,
             placeholders: shared,
+            liquibase,
         })
     }
 

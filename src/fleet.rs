@@ -717,7 +717,7 @@ impl Fleet {
                                     &entry.version,
                                 ));
                             }
-                            State::Applied | State::NewerApplied => {}
+                            State::Applied | State::NewerApplied | State::Excluded => {}
                         }
                     }
                     // What apply would refuse on, as `status` shows it.

@@ -325,10 +325,22 @@ impl Migrator {
             .into_iter()
             .map(|ns| {
                 let mut set = Self::read_sources(&self.embedded, ns)?;
-                self.replace_placeholders(ns, &mut set)?;
+                self.prepare_sources(ns, &mut set)?;
                 Ok((ns.clone(), set))
             })
             .collect()
+    }
+
+    /// What the files leave to their tool's configuration: Flyway
+    /// placeholders ([`Self::replace_placeholders`]) and which Liquibase
+    /// changesets are for this database (contexts, labels).
+    fn prepare_sources(&self, namespace: &Namespace, set: &mut MigrationSet) -> Result<()> {
+        self.replace_placeholders(namespace, set)?;
+        crate::source::layouts::liquibase_filter::select(
+            &namespace.name,
+            &namespace.liquibase.with_environment(),
+            set,
+        )
     }
 
     /// Flyway scripts as Flyway runs them: their `${name}` placeholders
@@ -727,7 +739,7 @@ impl Migrator {
             Error::config(Code::Io, format!("reading the migration files failed: {e}"))
         })??;
         for (namespace, set) in namespaces.iter().zip(sources.iter_mut()) {
-            self.replace_placeholders(namespace, set)?;
+            self.prepare_sources(namespace, set)?;
         }
         let mut first_db = first_db.transpose()?.map(Arc::new);
         let mut opened = Vec::with_capacity(namespaces.len());
@@ -938,7 +950,13 @@ impl Migrator {
     ) -> Result<crate::verify::VerifyReport> {
         let started_at = chrono::Utc::now();
         let result = async {
-            let sources = self.sources(target)?;
+            let mut sources = self.sources(target)?;
+            // Liquibase changesets that are not for this database (context,
+            // labels): apply never runs them, so they are not verified.
+            for (_, set) in &mut sources {
+                set.migrations
+                    .retain(|m| m.up.directives.excluded.is_none());
+            }
             // What apply would refuse to send, verify does not send either.
             for (namespace, set) in &sources {
                 crate::db::execute::check_placeholders_of(
@@ -1050,7 +1068,7 @@ impl Migrator {
                 match namespace {
                     Some(namespace) => {
                         let mut set = Self::read_sources(&self.embedded, &namespace)?;
-                        self.replace_placeholders(&namespace, &mut set)?;
+                        self.prepare_sources(&namespace, &mut set)?;
                         scripts.extend(
                             set.migrations
                                 .iter()
@@ -1123,6 +1141,7 @@ impl Migrator {
             schemas: None,
             layout: None,
             placeholders: self.config.placeholders.clone(),
+            liquibase: self.config.liquibase.clone(),
         })
     }
 
@@ -1135,7 +1154,7 @@ impl Migrator {
             let Ok(mut set) = Self::read_sources(&self.embedded, namespace) else {
                 continue;
             };
-            self.replace_placeholders(namespace, &mut set)?;
+            self.prepare_sources(namespace, &mut set)?;
             for migration in set.migrations.into_iter().chain(set.repeatables) {
                 if migration.layout != crate::source::layout::Layout::Flyway {
                     continue;

@@ -44,6 +44,10 @@ pub enum State {
     /// Applied, no file, and newer than every file: applied by a newer
     /// release than this one.
     NewerApplied,
+    /// Not applied, and not for this database: a Liquibase changeset whose
+    /// context or labels the configured filter excludes. Nothing runs it,
+    /// as Liquibase would not.
+    Excluded,
 }
 
 /// One version of a namespace: its file, its history row, or both.
@@ -208,6 +212,7 @@ impl NamespaceState {
             } else {
                 let Some(file) = files.next() else { break };
                 let state = match &newest_applied {
+                    _ if file.up.directives.excluded.is_some() => State::Excluded,
                     Some(newest) if file.version < *newest => State::OutOfOrder,
                     _ => State::Pending,
                 };

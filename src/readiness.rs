@@ -395,7 +395,8 @@ async fn check_one(env: &Env<'_>, item: &Waited<'_>) -> Result<Vec<Unmet>> {
                 ),
                 crate::plan::State::Applied
                 | crate::plan::State::NewerApplied
-                | crate::plan::State::Changed => continue,
+                | crate::plan::State::Changed
+                | crate::plan::State::Excluded => continue,
             };
             unmet.push(Unmet::migsafe(
                 ReasonCode::migration(code, ns, &entry.version),

@@ -144,6 +144,8 @@ fn a_tampered_or_unconfigured_embedding_is_refused() {
         unsupported: None,
         literal_placeholders: false,
         run_on_change: false,
+        liquibase_context: None,
+        liquibase_labels: None,
     };
     static TAMPERED: Embedded = Embedded {
         namespace: "app",

@@ -849,6 +849,91 @@ fn liquibase_run_on_change_changesets_run_again_in_place() {
     );
 }
 
+/// Liquibase projects mark changesets with contexts (`context:test` for
+/// seed data) and labels. With the database's contexts and label filter
+/// set (migsafe.toml, or Liquibase's own environment variables), a
+/// changeset that is not for it is not run and shows as excluded; without
+/// them, a pending one is refused, never run everywhere.
+#[test]
+fn liquibase_contexts_and_labels_choose_the_changesets_of_this_database() {
+    const FILE: &str = "migrations/001-accounts.sql";
+    let changelog = "--liquibase formatted sql\n\n--changeset ana:accounts\nCREATE TABLE accounts (id bigint PRIMARY KEY, name text NOT NULL);\n--rollback DROP TABLE accounts;\n\n--changeset ana:seed context:test labels:seed\nINSERT INTO accounts VALUES (1, 'test account');\n--rollback DELETE FROM accounts WHERE id = 1;\n\n--changeset ana:reporting context:\"prod and !eu\"\nCREATE ROLE reporting_ro_x NOLOGIN;\n--rollback DROP ROLE reporting_ro_x;\n\n--changeset bo:billing labels:billing,v2\nCREATE TABLE invoices (id bigint PRIMARY KEY);\n--rollback DROP TABLE invoices;\n\n--changeset bo:audit\nCREATE TABLE audit_log (id bigint PRIMARY KEY);\n--rollback DROP TABLE audit_log;\n";
+    let db = TestDb::new();
+    let project = Project::new(&[(FILE, changelog)]);
+    // Nothing configured: refused before anything runs.
+    let out = project.run(&db, &["apply"], 5);
+    assert!(
+        out.contains("MIGRATION_FILE_INVALID:default:2")
+            && out.contains("context:test")
+            && out.contains("LIQUIBASE_COMMAND_CONTEXTS"),
+        "{out}"
+    );
+    assert!(!db.exists("accounts"), "nothing ran");
+
+    project.write(
+        "migsafe.toml",
+        b"[liquibase]\ncontexts = \"prod\"\nlabel_filter = \"!billing\"\n",
+    );
+    let out = project.run(&db, &["apply"], 0);
+    assert!(
+        !out.contains("ana:seed") && !out.contains("bo:billing"),
+        "{out}"
+    );
+    assert!(db.exists("accounts") && db.exists("audit_log") && !db.exists("invoices"));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM accounts").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_roles WHERE rolname = 'reporting_ro_x'")
+            .as_deref(),
+        Some("1")
+    );
+    db.query("DROP ROLE IF EXISTS reporting_ro_x");
+    let status = project.run(&db, &["status"], 0);
+    assert!(
+        status.contains("3 applied, 0 pending, 2 not for this database")
+            && status.contains("its context `test` (this database's: `prod`)")
+            && status.contains("its labels `billing,v2`"),
+        "{status}"
+    );
+    let history: Vec<String> = db.history("default").into_iter().map(|(v, _)| v).collect();
+    assert_eq!(history, ["1", "3", "5"]);
+
+    // Liquibase's own variables, as its deploys set them per environment,
+    // win over migsafe.toml: on this (test) database the seed is for it.
+    let output = project
+        .migsafe(&db)
+        .env("LIQUIBASE_COMMAND_CONTEXTS", "test")
+        .env("LIQUIBASE_COMMAND_LABEL_FILTER", "")
+        .args(["apply", "--allow-out-of-order"])
+        .output()
+        .unwrap();
+    let out = common::expect_exit(&output, 0);
+    assert!(
+        out.contains("ana:seed") && out.contains("bo:billing"),
+        "{out}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM accounts").as_deref(),
+        Some("1")
+    );
+    assert!(db.exists("invoices"));
+
+    // An expression Liquibase could not read either names the changeset.
+    project.write(
+        FILE,
+        changelog
+            .replace("context:\"prod and !eu\"", "context:\"prod and\"")
+            .as_bytes(),
+    );
+    let out = project.run(&db, &["status"], 5);
+    assert!(
+        out.contains("MIGRATION_FILE_INVALID:default:3") && out.contains("001-accounts.sql:11"),
+        "{out}"
+    );
+}
+
 /// verify runs a `runOnChange` changeset a second time over itself, as
 /// apply will at its next edit: a bare `CREATE FUNCTION` fails there, in CI,
 /// not in production.

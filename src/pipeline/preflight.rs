@@ -553,7 +553,7 @@ fn integrity_checks(
                 }
             }
             // Changed ones are in the selection: they run again.
-            State::Applied | State::Pending | State::Changed => continue,
+            State::Applied | State::Pending | State::Changed | State::Excluded => continue,
         };
         problems += 1;
         checks.push(check);

@@ -33,6 +33,15 @@ pub struct Directives {
     /// not a checksum mismatch; `apply` runs it again in place and records
     /// its new checksum (views, functions, grants kept in one changeset).
     pub run_on_change: bool,
+    /// A Liquibase changeset's `context:` expression.
+    pub liquibase_context: Option<String>,
+    /// A Liquibase changeset's `labels:` list.
+    pub liquibase_labels: Option<String>,
+    /// Not for this database: its Liquibase context or labels do not match
+    /// the namespace's `liquibase_contexts` / `liquibase_label_filter`
+    /// (why). A pending one is not run, as Liquibase would not run it; an
+    /// applied one stays applied.
+    pub excluded: Option<String>,
     /// Why migsafe must not run this script as it is: it asks for something
     /// migsafe does not evaluate (a Liquibase precondition, context or label,
     /// `runAlways`). Applied ones are read as usual; a pending one is

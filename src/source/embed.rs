@@ -57,6 +57,10 @@ pub struct EmbeddedScript {
     /// Liquibase `runOnChange:true` (from the changeset line, outside its
     /// SQL): an edit after it ran runs it again in place.
     pub run_on_change: bool,
+    /// Liquibase `context:` of the changeset line.
+    pub liquibase_context: Option<&'static str>,
+    /// Liquibase `labels:` of the changeset line.
+    pub liquibase_labels: Option<&'static str>,
 }
 
 /// One migration as embedded.
@@ -159,6 +163,8 @@ impl Embedded {
             rebuilt.directives.unsupported = s.unsupported.map(str::to_string);
             rebuilt.directives.literal_placeholders = s.literal_placeholders;
             rebuilt.directives.run_on_change = s.run_on_change;
+            rebuilt.directives.liquibase_context = s.liquibase_context.map(str::to_string);
+            rebuilt.directives.liquibase_labels = s.liquibase_labels.map(str::to_string);
             if rebuilt.checksum != s.checksum {
                 return Err(problem(
                     s.path,
@@ -194,7 +200,7 @@ pub fn generate(namespace: &str, dir: &Path) -> Result<String> {
     };
     let script = |s: &Script| {
         format!(
-            "::migsafe::source::embed::EmbeddedScript {{ path: {:?}, sql: {:?}, first_line: {}, no_transaction: {}, checksum: {:?}, unsupported: {:?}, literal_placeholders: {}, run_on_change: {} }}",
+            "::migsafe::source::embed::EmbeddedScript {{ path: {:?}, sql: {:?}, first_line: {}, no_transaction: {}, checksum: {:?}, unsupported: {:?}, literal_placeholders: {}, run_on_change: {}, liquibase_context: {:?}, liquibase_labels: {:?} }}",
             shown(&s.path),
             s.sql,
             s.first_line,
@@ -207,6 +213,8 @@ pub fn generate(namespace: &str, dir: &Path) -> Result<String> {
             s.directives.unsupported,
             s.directives.literal_placeholders,
             s.directives.run_on_change,
+            s.directives.liquibase_context,
+            s.directives.liquibase_labels,
         )
     };
     let optional = |s: &Option<Script>| match s {
@@ -323,6 +331,8 @@ mod tests {
             unsupported: None,
             literal_placeholders: false,
             run_on_change: false,
+            liquibase_context: None,
+            liquibase_labels: None,
         };
         let migrations: Vec<EmbeddedMigration> = set
             .migrations

@@ -512,6 +512,8 @@ fn load_liquibase(
             .map(|mut up| {
                 up.directives.unsupported = changeset.unsupported.clone();
                 up.directives.run_on_change = changeset.run_on_change;
+                up.directives.liquibase_context = changeset.context.clone();
+                up.directives.liquibase_labels = changeset.labels.clone();
                 up
             });
             let down = changeset

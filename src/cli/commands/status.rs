@@ -53,6 +53,7 @@ fn render_status(status: &migsafe::NamespaceStatus, verbose: bool) {
     for (s, label) in [
         (State::Dirty, "dirty"),
         (State::Changed, "changed, to run again"),
+        (State::Excluded, "not for this database"),
         (State::ChecksumMismatch, "edited after apply"),
         (State::FileMissing, "file missing"),
         (State::NewerApplied, "applied by a newer release"),
@@ -114,6 +115,8 @@ fn render_status(status: &migsafe::NamespaceStatus, verbose: bool) {
             State::ChecksumMismatch => ("EDITED", RED),
             // Liquibase runOnChange: apply runs it again in place.
             State::Changed => ("changed", YELLOW),
+            // Its Liquibase context or labels are not this database's.
+            State::Excluded => ("excluded", DIM),
             State::FileMissing => ("FILE MISSING", RED),
             State::NewerApplied => ("newer", YELLOW),
         };
@@ -122,10 +125,15 @@ fn render_status(status: &migsafe::NamespaceStatus, verbose: bool) {
             .as_ref()
             .map(|r| format!("  {}", r.applied_at.format("%Y-%m-%d %H:%M:%S UTC")))
             .unwrap_or_default();
-        let notes = if entry.no_transaction {
-            "  no-transaction"
-        } else {
-            ""
+        let excluded = entry
+            .migration
+            .as_ref()
+            .and_then(|m| m.up.directives.excluded.as_deref())
+            .filter(|_| entry.state == State::Excluded);
+        let notes = match excluded {
+            Some(why) => format!("  not for this database: {why}"),
+            None if entry.no_transaction => "  no-transaction".to_string(),
+            None => String::new(),
         };
         let line = format!(
             "  {} {:<16} {:<36}{}{}",

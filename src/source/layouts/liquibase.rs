@@ -48,8 +48,13 @@ pub struct Changeset {
     /// `runOnChange:true`: when its SQL changes after it ran, it runs again
     /// in place instead of being an edit that refuses the namespace.
     pub run_on_change: bool,
-    /// What Liquibase would decide at run time that migsafe does not: a
-    /// `context:`/`labels:` filter, `--preconditions`, `runAlways`. Running such a changeset unconditionally could put test
+    /// Its `context:` (`contextFilter:`) expression, quotes removed.
+    pub context: Option<String>,
+    /// Its `labels:` list.
+    pub labels: Option<String>,
+    /// What Liquibase would decide at run time that migsafe does not:
+    /// `--preconditions`, `runAlways`. (Contexts and labels are matched
+    /// against the namespace's configuration when the migrations are read.) Running such a changeset unconditionally could put test
     /// data in production or run what a precondition guards, so a pending one
     /// is refused ([`crate::source::directives::Directives::unsupported`]).
     pub unsupported: Option<String>,
@@ -97,6 +102,32 @@ fn directive(line: &str) -> Option<(String, &str)> {
     matches!(word.as_str(), "changeset" | "rollback").then(|| (word, &rest[end..]))
 }
 
+/// The words of a `--changeset` line; a value in double quotes
+/// (`context:"prod and !eu"`) stays one word.
+fn attributes(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                word.push(c);
+            }
+            c if c.is_whitespace() && !quoted => {
+                if !word.is_empty() {
+                    out.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
 /// Reads the changesets of one file. Errors name the line.
 pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
     struct Open {
@@ -112,6 +143,8 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
         checked: String,
         valid: Vec<String>,
         run_on_change: bool,
+        context: Option<String>,
+        labels: Option<String>,
         unsupported: Vec<String>,
     }
     let mut out: Vec<Changeset> = Vec::new();
@@ -143,6 +176,8 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
             checked_sql: open.checked,
             valid_checksums: open.valid,
             run_on_change: open.run_on_change,
+            context: open.context,
+            labels: open.labels,
             unsupported: (!open.unsupported.is_empty()).then(|| open.unsupported.join("; ")),
         });
     };
@@ -153,7 +188,8 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
                 if let Some(done) = open.take() {
                     close(done, &mut out);
                 }
-                let mut words = rest.split_whitespace();
+                let words = attributes(rest);
+                let mut words = words.iter().map(String::as_str);
                 let identity = words.next().unwrap_or("");
                 let Some((author, id)) = identity.split_once(':') else {
                     return Err(format!(
@@ -183,15 +219,18 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
                     checked: String::new(),
                     valid: Vec::new(),
                     run_on_change: false,
+                    context: None,
+                    labels: None,
                     unsupported: Vec::new(),
                 };
                 for attribute in words {
                     let (key, value) = attribute.split_once(':').unwrap_or((attribute, ""));
                     match key.to_ascii_lowercase().as_str() {
-                        "context" | "contexts" | "labels" | "label" if !value.is_empty() => {
-                            changeset.unsupported.push(format!(
-                                "`{attribute}`: migsafe has no contexts or labels and would run it on every database (Liquibase without --contexts/--labels)"
-                            ));
+                        "context" | "contexts" | "contextfilter" if !value.is_empty() => {
+                            changeset.context = Some(value.trim_matches('"').to_string());
+                        }
+                        "labels" | "label" if !value.is_empty() => {
+                            changeset.labels = Some(value.trim_matches('"').to_string());
                         }
                         "runonchange" => {
                             changeset.run_on_change = value.eq_ignore_ascii_case("true");
@@ -316,12 +355,9 @@ mod tests {
     #[test]
     fn what_liquibase_decides_at_run_time_is_named() {
         let sets = parse("--liquibase formatted sql\n--changeset a:1 context:test\nINSERT INTO t VALUES (1);\n--changeset a:2\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT 1\nDELETE FROM t;\n--changeset a:3 runAlways:true\nSELECT 1;\n--changeset a:4 runInTransaction:false runOnChange:true\nSELECT 1;\n").unwrap();
-        assert!(
-            sets[0]
-                .unsupported
-                .as_deref()
-                .is_some_and(|u| u.contains("context:test"))
-        );
+        // Contexts are matched against the configuration later.
+        assert!(sets[0].unsupported.is_none());
+        assert_eq!(sets[0].context.as_deref(), Some("test"));
         assert!(
             sets[1]
                 .unsupported
@@ -337,6 +373,15 @@ mod tests {
         // runOnChange is honoured: an edit reruns it in place.
         assert!(sets[3].unsupported.is_none() && sets[3].run_on_change);
         assert!(!sets[2].run_on_change && sets[3].up.no_transaction);
+    }
+
+    #[test]
+    fn quoted_contexts_and_labels_are_read_whole() {
+        let sets = parse("--liquibase formatted sql\n--changeset a:1 context:\"prod and !eu\" labels:v1,billing runOnChange:true\nSELECT 1;\n--changeset a:2 contextFilter:test\nSELECT 1;\n").unwrap();
+        assert_eq!(sets[0].context.as_deref(), Some("prod and !eu"));
+        assert_eq!(sets[0].labels.as_deref(), Some("v1,billing"));
+        assert!(sets[0].run_on_change);
+        assert_eq!(sets[1].context.as_deref(), Some("test"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod flyway_placeholders;
 pub mod flyway_toml;
 pub mod goose;
 pub mod liquibase;
+pub mod liquibase_filter;
 pub mod pop;
 pub mod prisma;
 pub mod sqitch;
