@@ -75,11 +75,14 @@ impl LiquibaseFilter {
 
     /// With Liquibase's own environment variables over it
     /// (`LIQUIBASE_COMMAND_CONTEXTS`, `LIQUIBASE_COMMAND_LABEL_FILTER`, as a
-    /// Liquibase deploy sets them per environment).
+    /// Liquibase deploy sets them per environment). An empty variable is
+    /// unset: a deploy template's `${LB_CONTEXTS}` left empty must not turn
+    /// `contexts = "prod"` into "every changeset".
     pub fn with_environment(&self) -> LiquibaseFilter {
+        let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         self.under(&LiquibaseFilter {
-            contexts: std::env::var("LIQUIBASE_COMMAND_CONTEXTS").ok(),
-            label_filter: std::env::var("LIQUIBASE_COMMAND_LABEL_FILTER").ok(),
+            contexts: set("LIQUIBASE_COMMAND_CONTEXTS"),
+            label_filter: set("LIQUIBASE_COMMAND_LABEL_FILTER"),
         })
     }
 }

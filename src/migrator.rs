@@ -80,6 +80,9 @@ pub struct LintReport {
     pub database: Option<String>,
     /// Findings, in plan order.
     pub findings: Vec<crate::lint::Finding>,
+    /// Directories given that hold no migration: nothing in them was
+    /// linted (a wrong path must not pass as a clean one).
+    pub empty_dirs: Vec<String>,
 }
 
 /// What `plan` shows for one namespace.
@@ -1021,6 +1024,7 @@ impl Migrator {
             ..crate::lint::Context::default()
         };
         let mut scripts = Vec::new();
+        let mut empty_dirs = Vec::new();
         let mut database = None;
         if paths.is_empty() {
             let sources = self.sources(target)?;
@@ -1069,6 +1073,9 @@ impl Migrator {
                     Some(namespace) => {
                         let mut set = Self::read_sources(&self.embedded, &namespace)?;
                         self.prepare_sources(&namespace, &mut set)?;
+                        if set.migrations.is_empty() && set.repeatables.is_empty() {
+                            empty_dirs.push(path.clone());
+                        }
                         scripts.extend(
                             set.migrations
                                 .iter()
@@ -1114,6 +1121,7 @@ impl Migrator {
             files: scripts.len(),
             database,
             findings,
+            empty_dirs,
         })
     }
 

@@ -44,9 +44,10 @@ pub enum State {
     /// Applied, no file, and newer than every file: applied by a newer
     /// release than this one.
     NewerApplied,
-    /// Not applied, and not for this database: a Liquibase changeset whose
-    /// context or labels the configured filter excludes. Nothing runs it,
-    /// as Liquibase would not.
+    /// Not for this database: a Liquibase changeset whose context or labels
+    /// the configured filter excludes. Nothing runs it, as Liquibase would
+    /// not: not applied, or applied (another filter, Liquibase itself) and
+    /// a `runOnChange` one that changed since, which is not run again.
     Excluded,
 }
 
@@ -190,6 +191,15 @@ impl NamespaceState {
                         State::NewerApplied
                     }
                     None => State::FileMissing,
+                    // Not for this database: not run again (Liquibase
+                    // filters by context before it looks at runOnChange).
+                    Some(f)
+                        if f.up.checksum != row.checksum
+                            && f.up.directives.run_on_change
+                            && f.up.directives.excluded.is_some() =>
+                    {
+                        State::Excluded
+                    }
                     Some(f) if f.up.checksum != row.checksum && f.up.directives.run_on_change => {
                         State::Changed
                     }

@@ -857,7 +857,7 @@ fn liquibase_run_on_change_changesets_run_again_in_place() {
 #[test]
 fn liquibase_contexts_and_labels_choose_the_changesets_of_this_database() {
     const FILE: &str = "migrations/001-accounts.sql";
-    let changelog = "--liquibase formatted sql\n\n--changeset ana:accounts\nCREATE TABLE accounts (id bigint PRIMARY KEY, name text NOT NULL);\n--rollback DROP TABLE accounts;\n\n--changeset ana:seed context:test labels:seed\nINSERT INTO accounts VALUES (1, 'test account');\n--rollback DELETE FROM accounts WHERE id = 1;\n\n--changeset ana:reporting context:\"prod and !eu\"\nCREATE ROLE reporting_ro_x NOLOGIN;\n--rollback DROP ROLE reporting_ro_x;\n\n--changeset bo:billing labels:billing,v2\nCREATE TABLE invoices (id bigint PRIMARY KEY);\n--rollback DROP TABLE invoices;\n\n--changeset bo:audit\nCREATE TABLE audit_log (id bigint PRIMARY KEY);\n--rollback DROP TABLE audit_log;\n";
+    let changelog = "--liquibase formatted sql\n\n--changeset ana:accounts\nCREATE TABLE accounts (id bigint PRIMARY KEY, name text NOT NULL);\n--rollback DROP TABLE accounts;\n\n--changeset ana:seed context:test labels:seed\nINSERT INTO accounts VALUES (1, 'test account');\n--rollback DELETE FROM accounts WHERE id = 1;\n\n--changeset ana:reporting context:\"prod and !eu\"\nCREATE ROLE reporting_ro_x NOLOGIN;\n--rollback DROP ROLE reporting_ro_x;\n\n--changeset bo:billing labels:billing,v2\nCREATE TABLE invoices (id bigint PRIMARY KEY);\n--rollback DROP TABLE invoices;\n\n--changeset bo:audit\nCREATE TABLE audit_log (id bigint PRIMARY KEY);\n--rollback DROP TABLE audit_log;\n\n--changeset ana:test-view context:test runOnChange:true\nCREATE OR REPLACE VIEW test_accounts AS SELECT id FROM accounts;\n--rollback DROP VIEW test_accounts;\n";
     let db = TestDb::new();
     let project = Project::new(&[(FILE, changelog)]);
     // Nothing configured: refused before anything runs.
@@ -892,7 +892,7 @@ fn liquibase_contexts_and_labels_choose_the_changesets_of_this_database() {
     db.query("DROP ROLE IF EXISTS reporting_ro_x");
     let status = project.run(&db, &["status"], 0);
     assert!(
-        status.contains("3 applied, 0 pending, 2 not for this database")
+        status.contains("3 applied, 0 pending, 3 not for this database")
             && status.contains("its context `test` (this database's: `prod`)")
             && status.contains("its labels `billing,v2`"),
         "{status}"
@@ -900,12 +900,38 @@ fn liquibase_contexts_and_labels_choose_the_changesets_of_this_database() {
     let history: Vec<String> = db.history("default").into_iter().map(|(v, _)| v).collect();
     assert_eq!(history, ["1", "3", "5"]);
 
+    // An empty variable (a deploy template's unset value) is no setting:
+    // it does not turn `prod` into "every changeset".
+    let output = project
+        .migsafe(&db)
+        .env("LIQUIBASE_COMMAND_CONTEXTS", "")
+        .args(["status"])
+        .output()
+        .unwrap();
+    let out = common::expect_exit(&output, 0);
+    assert!(
+        out.contains("its context `test` (this database's: `prod`)"),
+        "{out}"
+    );
+    // Contexts that are not a list of names would exclude everything.
+    let output = project
+        .migsafe(&db)
+        .env("LIQUIBASE_COMMAND_CONTEXTS", "prod and")
+        .args(["status"])
+        .output()
+        .unwrap();
+    let out = common::expect_exit(&output, 5);
+    assert!(
+        out.contains("CONFIG_INVALID") && out.contains("not a list of names"),
+        "{out}"
+    );
+
     // Liquibase's own variables, as its deploys set them per environment,
     // win over migsafe.toml: on this (test) database the seed is for it.
     let output = project
         .migsafe(&db)
         .env("LIQUIBASE_COMMAND_CONTEXTS", "test")
-        .env("LIQUIBASE_COMMAND_LABEL_FILTER", "")
+        .env("LIQUIBASE_COMMAND_LABEL_FILTER", "billing or seed")
         .args(["apply", "--allow-out-of-order"])
         .output()
         .unwrap();
@@ -918,7 +944,30 @@ fn liquibase_contexts_and_labels_choose_the_changesets_of_this_database() {
         db.scalar("SELECT count(*) FROM accounts").as_deref(),
         Some("1")
     );
-    assert!(db.exists("invoices"));
+    assert!(db.exists("invoices") && db.exists("test_accounts"));
+
+    // A runOnChange changeset that is not for this database is not run
+    // again when it changes (Liquibase filters before it looks at changes).
+    let edited = changelog.replace(
+        "AS SELECT id FROM accounts;",
+        "AS SELECT id, name FROM accounts;",
+    );
+    project.write(FILE, edited.as_bytes());
+    let status = project.run(&db, &["status"], 0);
+    assert!(
+        status.contains("excluded") && !status.contains("changed"),
+        "{status}"
+    );
+    let out = project.run(&db, &["apply"], 0);
+    assert!(!out.contains("ana:test-view"), "{out}");
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'test_accounts'"
+        )
+        .as_deref(),
+        Some("1"),
+        "the test view is as it was"
+    );
 
     // An expression Liquibase could not read either names the changeset.
     project.write(

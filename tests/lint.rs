@@ -426,6 +426,23 @@ fn a_directory_is_linted_as_the_migrations_it_holds() {
     // A directory that is not there is still a file that is not there.
     let output = lint("nowhere/");
     expect_exit(&output, 5);
+
+    // One that holds no migration is said to, not passed as clean.
+    project.write("docs/README.md", b"notes\n");
+    let output = lint("docs");
+    expect_exit(&output, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["empty_dirs"], serde_json::json!(["docs"]), "{doc}");
+    let output = common::migsafe_command()
+        .current_dir(project.path())
+        .args(["lint", "docs"])
+        .output()
+        .unwrap();
+    let out = expect_exit(&output, 0);
+    assert!(
+        out.contains("docs holds no migration: nothing in it was linted"),
+        "{out}"
+    );
 }
 
 fn lint_twice(project: &Project) -> std::process::Output {

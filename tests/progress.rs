@@ -91,8 +91,9 @@ fn on_a_terminal_a_backfill_draws_a_bar_of_its_rows() {
 
 /// What a migration says with `RAISE NOTICE` (and the server's warnings)
 /// is shown under it, as Flyway's `DB:` lines are, with DETAIL and HINT,
-/// in the event log too; a loop that raises one per row shows the last 200
-/// and counts the rest; a failing script's notices come before its failure.
+/// in the event log too; a loop that raises one per row shows at most the
+/// last 200 a second and counts the rest; a failing script's notices come
+/// before its failure.
 #[test]
 fn what_the_server_says_while_a_migration_runs_is_shown_under_it() {
     let db = TestDb::new();
@@ -103,7 +104,9 @@ fn what_the_server_says_while_a_migration_runs_is_shown_under_it() {
         ),
         (
             "migrations/0002_loop.up.sql",
-            "DO $$ BEGIN FOR i IN 1..250 LOOP RAISE NOTICE 'row %', i; END LOOP; END $$;\n",
+            // The first notice is shown at once; the loop's 250, raised
+            // within the second after it, in one batch of the last 200.
+            "DO $$ BEGIN RAISE NOTICE 'start'; PERFORM pg_sleep(0.4); FOR i IN 1..250 LOOP RAISE NOTICE 'row %', i; END LOOP; END $$;\n",
         ),
     ]);
     let out = project.run(&db, &["apply", "--skip-backup"], 0);
@@ -171,4 +174,50 @@ fn what_the_server_says_while_a_migration_runs_is_shown_under_it() {
     let said = out.find("0003 DB NOTICE: about to fail").unwrap();
     let failed = out.find("FAILED 0003").unwrap();
     assert!(said < failed, "{out}");
+}
+
+/// A long migration that reports with `RAISE NOTICE` is heard as it goes,
+/// not when it ends: the notice is printed while the server still sleeps
+/// after it.
+#[test]
+fn a_notice_is_shown_while_its_migration_still_runs() {
+    use std::io::{BufRead, BufReader};
+    let db = TestDb::new();
+    let project = common::Project::new(&[(
+        "migrations/0001_backfill.up.sql",
+        "CREATE TABLE t (id int);\nDO $$ BEGIN RAISE NOTICE 'halfway there'; PERFORM pg_sleep(3); END $$;\n",
+    )]);
+    let mut child = project.spawn(&db, &["apply", "--skip-backup"]);
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    let heard = loop {
+        let Some(line) = lines.next() else {
+            panic!("the notice never came:\n{}", seen.join("\n"));
+        };
+        let line = line.unwrap();
+        let found = line.contains("DB NOTICE: halfway there");
+        seen.push(line);
+        if found {
+            break std::time::Instant::now();
+        }
+    };
+    for line in lines {
+        seen.push(line.unwrap());
+    }
+    let status = child.wait().unwrap();
+    let after = heard.elapsed();
+    assert!(status.success(), "{}", seen.join("\n"));
+    // The server sleeps 3 s after the notice: shown at the end, it would
+    // come moments before the exit.
+    assert!(
+        after >= std::time::Duration::from_secs(2),
+        "the notice came {after:?} before the end:\n{}",
+        seen.join("\n")
+    );
+    assert!(
+        seen.iter().any(|l| l.contains("done 0001")),
+        "{}",
+        seen.join("\n")
+    );
 }

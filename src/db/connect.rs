@@ -265,6 +265,12 @@ impl Db {
         self.notices.take()
     }
 
+    /// Returns once the server has sent a notice since the last time it
+    /// returned.
+    pub async fn notice_arrived(&self) {
+        self.notices.arrived().await;
+    }
+
     /// Asks the server to cancel whatever this connection is running.
     pub async fn cancel_running(&self) {
         let token = self.client.cancel_token();

@@ -627,7 +627,12 @@ impl Runner<'_> {
                             )
                         );
                         return Err(self
-                            .failed(migration, direction, &what, rolled_back_state(direction))
+                            .failed(
+                                migration,
+                                direction,
+                                &what,
+                                rolled_back_state(direction, migration.rerun_of.is_some()),
+                            )
                             .caused_by(err));
                     }
                     // Parsed only now, and only when the server gave no
@@ -657,7 +662,7 @@ impl Runner<'_> {
                                 prefix,
                                 statement_timeout,
                             ),
-                            rolled_back_state(direction),
+                            rolled_back_state(direction, migration.rerun_of.is_some()),
                         )
                         .caused_by(err));
                 }
@@ -788,7 +793,7 @@ impl Runner<'_> {
                         );
                         if let Some(index_info) = &statement.concurrent_index {
                             what.push_str(&format!(
-                                "\n    a failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind: {}",
+                                "\n    a CREATE INDEX CONCURRENTLY that failed while building leaves an INVALID index behind; if it did: {}",
                                 drop_invalid_index_hint(index_info)
                             ));
                         }
@@ -1365,8 +1370,11 @@ impl Runner<'_> {
 }
 
 /// What a failed transactional script left: nothing of its own transaction.
-fn rolled_back_state(direction: Direction) -> &'static str {
+fn rolled_back_state(direction: Direction, rerun: bool) -> &'static str {
     match direction {
+        Direction::Up if rerun => {
+            "it was rolled back: nothing of this run remains; what its earlier run made and its history row are kept, and it is still `changed` (the next apply runs it again)"
+        }
         Direction::Up => {
             "it was rolled back: nothing of it remains and its history row was not written; the migration is still pending"
         }

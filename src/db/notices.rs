@@ -1,10 +1,10 @@
 //! What the server says besides answers: `RAISE NOTICE` in a migration,
 //! `NOTICE: relation "x" already exists, skipping`, a `WARNING`.
 //!
-//! Each connection's task keeps them (`drive`) until the migration that
-//! caused them ends, when they become events (Flyway prints them as `DB:`
-//! lines; a migration that reports its progress with `RAISE NOTICE` should
-//! be heard). The server sends a notice before the answer to the statement
+//! Each connection's task keeps them (`drive`) and says when one arrives;
+//! the migration running on it turns them into events while it runs
+//! (Flyway prints them as `DB:` lines; a migration that reports its
+//! progress with `RAISE NOTICE` should be heard as it goes, not at its end). The server sends a notice before the answer to the statement
 //! that raised it, and the task reads messages in order, so a statement's
 //! notices are kept by the time its answer arrives.
 
@@ -36,6 +36,7 @@ pub struct ServerNotice {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Notices {
     inner: Arc<Mutex<Kept>>,
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +53,14 @@ impl Notices {
             kept.dropped += 1;
         }
         kept.notices.push_back(notice);
+        drop(kept);
+        // A permit is kept when nobody waits: no notice goes unannounced.
+        self.arrived.notify_one();
+    }
+
+    /// Returns once a notice has arrived since the last time it returned.
+    pub(crate) async fn arrived(&self) {
+        self.arrived.notified().await;
     }
 
     /// The notices since the last call, and how many older ones were not

@@ -121,7 +121,8 @@ pub enum Event {
         duration_ms: u64,
     },
     /// What the server said while a script ran (`RAISE NOTICE`, a
-    /// `WARNING`), sent when the script ends, before its end.
+    /// `WARNING`), sent while the script runs (at most one batch a second
+    /// after the first), before its end.
     ServerNotice {
         /// Namespace.
         namespace: String,

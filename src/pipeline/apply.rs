@@ -232,9 +232,11 @@ impl How {
     }
 }
 
-/// What the server said while `migration` ran, as events (secrets masked).
-fn emit_notices(env: &Env<'_>, runner: &Runner<'_>, migration: &Migration) {
+/// What the server said while `migration` ran, as events (secrets masked);
+/// false when it said nothing since the last call.
+fn emit_notices(env: &Env<'_>, runner: &Runner<'_>, migration: &Migration) -> bool {
     let (notices, dropped) = runner.db.take_notices();
+    let said = dropped > 0 || !notices.is_empty();
     let scrub = |text: Option<String>| text.map(|t| crate::db::scrub(&t));
     if dropped > 0 {
         env.events.emit(&Event::ServerNoticesDropped {
@@ -252,6 +254,38 @@ fn emit_notices(env: &Env<'_>, runner: &Runner<'_>, migration: &Migration) {
             detail: scrub(notice.detail),
             hint: scrub(notice.hint),
         });
+    }
+    said
+}
+
+/// Runs `work` (a script of `migration`), emitting what the server says
+/// while it runs: a long backfill that reports with `RAISE NOTICE` is heard
+/// as it goes. At most one batch a second after the first, of at most the
+/// last 200: a notice per row is then a count of those not kept, not a
+/// line per row.
+async fn with_live_notices<T>(
+    env: &Env<'_>,
+    runner: &Runner<'_>,
+    migration: &Migration,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let pause = std::time::Duration::from_secs(1);
+    let mut work = std::pin::pin!(work);
+    loop {
+        let said = tokio::select! {
+            biased;
+            out = &mut work => return out,
+            () = runner.db.notice_arrived() => emit_notices(env, runner, migration),
+        };
+        // A wake-up left from notices already taken: no pause.
+        if !said {
+            continue;
+        }
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            () = tokio::time::sleep(pause) => {}
+        }
     }
 }
 
@@ -291,16 +325,19 @@ pub(crate) async fn run_one_as(
         reruns: direction == Direction::Up && migration.rerun_of.is_some(),
     });
     let started = Instant::now();
-    let result = match (how, direction) {
-        (How::Online(plan), Direction::Up) => {
-            crate::online::run::run(runner, migration, plan).await
+    let work = async {
+        match (how, direction) {
+            (How::Online(plan), Direction::Up) => {
+                crate::online::run::run(runner, migration, plan).await
+            }
+            (How::Backfill(batch_time), Direction::Up) => {
+                crate::online::backfill::run(runner, migration, *batch_time).await
+            }
+            _ => runner.run(migration, direction, recorded).await,
         }
-        (How::Backfill(batch_time), Direction::Up) => {
-            crate::online::backfill::run(runner, migration, *batch_time).await
-        }
-        _ => runner.run(migration, direction, recorded).await,
     };
-    emit_notices(env, runner, migration);
+    let result = with_live_notices(env, runner, migration, work).await;
+    let _ = emit_notices(env, runner, migration);
     match result {
         Ok(duration) => {
             env.events.emit(&Event::MigrationFinished {

@@ -213,7 +213,7 @@ pub fn describe(report: &VerifyReport) -> String {
                 }
                 "down" => "its down script failed",
                 "rerun" => {
-                    "the repeatable failed when run a second time (apply runs it again at every change of the file: write it to be re-runnable, e.g. CREATE OR REPLACE)"
+                    "it failed when run a second time over itself (a repeatable or runOnChange changeset: apply runs it again at every change of its text, so write it to be re-runnable: CREATE OR REPLACE, or DROP … IF EXISTS first)"
                 }
                 _ => {
                     "its up script failed when applied again after its down script (the down script does not give back the schema the up script needs)"

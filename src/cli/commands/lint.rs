@@ -8,7 +8,7 @@ use migsafe::error::Result;
 
 use super::Context;
 use crate::cli::args::Format;
-use crate::cli::output::{json, out, render_finding};
+use crate::cli::output::{YELLOW, json, out, paint, render_finding};
 
 /// `lint` options.
 #[derive(Debug, ClapArgs)]
@@ -40,6 +40,11 @@ pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
             for finding in &report.findings {
                 println!("{}", github_annotation(finding));
             }
+            for dir in &report.empty_dirs {
+                println!(
+                    "::warning title=migsafe lint::{dir} holds no migration: nothing in it was linted"
+                );
+            }
         }
         Format::Human => render_lint(&report),
     }
@@ -49,6 +54,12 @@ pub async fn exec(args: &Args, ctx: &Context<'_>) -> Result<i32> {
 fn render_lint(report: &migsafe::migrator::LintReport) {
     for finding in &report.findings {
         render_finding(finding);
+    }
+    for dir in &report.empty_dirs {
+        out(&format!(
+            "{} {dir} holds no migration: nothing in it was linted (a wrong path?)",
+            paint(YELLOW, "warning:")
+        ));
     }
     let errors = report
         .findings

@@ -200,7 +200,9 @@ fn render_status(status: &migsafe::NamespaceStatus, verbose: bool) {
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if !file.contains(&entry.name) && !file.starts_with("down.") {
+            // A Liquibase changeset's rollback is in its own file.
+            let same_file = Some(&down.path) == entry.migration.as_ref().map(|m| &m.up.path);
+            if !same_file && !file.contains(&entry.name) && !file.starts_with("down.") {
                 out(&format!(
                     "  {} {} pairs by version with {file}",
                     paint(DIM, format!("{:<12}", "note")),

@@ -179,10 +179,14 @@ pub fn parse(
             other => vec![other],
         };
         for item in items {
-            let schema = text(item, &key, &environment)?;
-            if !schema.is_empty() {
-                listed.push(schema);
-            }
+            // A string is read as flyway.conf's comma-separated list.
+            let schemas = text(item, &key, &environment)?;
+            listed.extend(
+                schemas
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty()),
+            );
         }
     }
     if let Some((key, value)) = setting("createSchemas") {
@@ -386,6 +390,10 @@ owner = "prod_owner"
         .unwrap();
         assert!(off.literal);
         assert_eq!(off.default_schema.as_deref(), Some("x"));
+        // One string: flyway.conf's comma-separated list.
+        let listed = conf("[flyway]\nschemas = \"app, audit\"\n", None).unwrap();
+        assert_eq!(listed.schemas, ["app", "audit"]);
+        assert_eq!(listed.default_schema.as_deref(), Some("app"));
     }
 
     #[test]

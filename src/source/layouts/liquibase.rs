@@ -223,8 +223,31 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
                     labels: None,
                     unsupported: Vec::new(),
                 };
+                let mut previous: Option<&str> = None;
                 for attribute in words {
+                    // `context:prod and !eu` unquoted: the expression is
+                    // `prod`, and the rest would be dropped without a word.
+                    let operator = matches!(
+                        attribute.to_ascii_lowercase().as_str(),
+                        "and" | "or" | "not"
+                    ) || attribute.starts_with(['!', '(']);
+                    if let Some(filter) = previous
+                        && operator
+                        && !attribute.contains(':')
+                    {
+                        return Err(format!(
+                            "line {number}: `{attribute}` follows `{filter}` on the changeset line: an expression with spaces must be quoted (`context:\"prod and !eu\"`), or only its first word is read"
+                        ));
+                    }
                     let (key, value) = attribute.split_once(':').unwrap_or((attribute, ""));
+                    if matches!(
+                        key.to_ascii_lowercase().as_str(),
+                        "context" | "contexts" | "contextfilter" | "labels" | "label"
+                    ) {
+                        previous = Some(attribute);
+                    } else if attribute.contains(':') {
+                        previous = None;
+                    }
                     match key.to_ascii_lowercase().as_str() {
                         "context" | "contexts" | "contextfilter" if !value.is_empty() => {
                             changeset.context = Some(value.trim_matches('"').to_string());
@@ -382,6 +405,15 @@ mod tests {
         assert_eq!(sets[0].labels.as_deref(), Some("v1,billing"));
         assert!(sets[0].run_on_change);
         assert_eq!(sets[1].context.as_deref(), Some("test"));
+        // Unquoted, only `prod` would be read: refused, named.
+        let unquoted = parse(
+            "--liquibase formatted sql\n--changeset a:1 contextFilter:prod and !eu\nSELECT 1;\n",
+        )
+        .unwrap_err();
+        assert!(
+            unquoted.contains("line 2") && unquoted.contains("must be quoted"),
+            "{unquoted}"
+        );
     }
 
     #[test]

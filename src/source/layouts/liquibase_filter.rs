@@ -75,6 +75,9 @@ pub(crate) fn select(
         }
         };
         if let Some(context) = &directives.liquibase_context {
+            if let Some(given) = &filter.contexts {
+                check_contexts(given)?;
+            }
             match &filter.contexts {
                 None => refused.push(format!(
                     "`context:{context}`: no Liquibase contexts are set for this database, and migsafe does not run it everywhere (Liquibase without --contexts would); set them with `contexts = \"…\"` under [liquibase] in migsafe.toml, the namespace's `liquibase_contexts`, or LIQUIBASE_COMMAND_CONTEXTS (\"\" runs every changeset)"
@@ -114,6 +117,27 @@ pub(crate) fn select(
         }
     }
     Ok(())
+}
+
+/// Refuses contexts that are not a list of names: `prod and` would be one
+/// name that matches nothing, and exclude every changeset meant for prod.
+fn check_contexts(given: &str) -> crate::error::Result<()> {
+    use crate::error::{Code, Error, ReasonCode};
+    let odd = names(given).into_iter().find(|name| {
+        name.contains(|c: char| c.is_whitespace() || "()!".contains(c))
+            || ["and", "or", "not"].contains(&name.to_ascii_lowercase().as_str())
+    });
+    match odd {
+        None => Ok(()),
+        Some(name) => Err(Error::Config {
+            reason: ReasonCode::new(Code::ConfigInvalid),
+            message: format!(
+                "the Liquibase contexts of this database, `{given}`, are not a list of names (`{name}`); nothing ran"
+            ),
+            hint: Some("give them as `liquibase --contexts` takes them: names separated by commas (`prod,eu`); expressions belong on the changesets".into()),
+            source: None,
+        }),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
