@@ -33,6 +33,9 @@ pub enum Code {
     DownScriptMissing,
     /// An up script failed on the server.
     MigrationFailed,
+    /// A Liquibase precondition (`onFail:HALT`) did not hold, or could not
+    /// be checked (`onError:HALT`): the changeset did not run.
+    PreconditionFailed,
     /// A down script failed on the server.
     RollbackFailed,
     /// The run was interrupted (Ctrl-C); the running statement was cancelled.
@@ -200,6 +203,7 @@ impl Code {
             Code::AdvisoryLockBusy => "ADVISORY_LOCK_BUSY",
             Code::DownScriptMissing => "DOWN_SCRIPT_MISSING",
             Code::MigrationFailed => "MIGRATION_FAILED",
+            Code::PreconditionFailed => "PRECONDITION_FAILED",
             Code::RollbackFailed => "ROLLBACK_FAILED",
             Code::MigrationCancelled => "MIGRATION_CANCELLED",
             Code::Interrupted => "INTERRUPTED",
@@ -363,6 +367,7 @@ impl Code {
             | Code::AdvisoryLockBusy
             | Code::DownScriptMissing
             | Code::MigrationFailed
+            | Code::PreconditionFailed
             | Code::RollbackFailed
             | Code::MigrationCancelled
             | Code::Interrupted

@@ -791,6 +791,28 @@ impl Migrator {
                 &loaded.namespace.name,
                 selected.iter().map(|m| (*m, crate::events::Direction::Up)),
             )?;
+            // A psql script cannot decide at run time what apply decides.
+            if let Some(guarded) = selected
+                .iter()
+                .find(|m| m.up.directives.liquibase_preconditions.is_some())
+            {
+                return Err(Error::Config {
+                    reason: ReasonCode::migration(
+                        Code::MigrationFileInvalid,
+                        &loaded.namespace.name,
+                        &guarded.version,
+                    ),
+                    message: format!(
+                        "{} {} has Liquibase preconditions, which `apply` checks just before it runs; a psql script cannot decide that ahead",
+                        guarded.version, guarded.name
+                    ),
+                    hint: Some(format!(
+                        "run `migsafe apply`, or write the script up to the one before it (`apply --sql --to <version before {}>`)",
+                        guarded.version
+                    )),
+                    source: None,
+                });
+            }
             out.push_str(&crate::pipeline::script::render(
                 &history,
                 &self.config.defaults,

@@ -143,9 +143,6 @@ fn a_tampered_or_unconfigured_embedding_is_refused() {
         checksum: "0000000000000000000000000000000000000000000000000000000000000000",
         unsupported: None,
         literal_placeholders: false,
-        run_on_change: false,
-        liquibase_context: None,
-        liquibase_labels: None,
     };
     static TAMPERED: Embedded = Embedded {
         namespace: "app",

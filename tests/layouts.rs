@@ -714,13 +714,90 @@ fn liquibase_files_grow_at_the_end_and_runtime_decisions_are_refused() {
         Some("0"),
         "nothing ran"
     );
-    let without_seed = guarded.replace(" context:test", "");
+    // A precondition kind migsafe does not check is refused, named.
+    let without_seed = guarded.replace(" context:test", "").replace(
+        "--precondition-sql-check expectedResult:0 SELECT count(*) FROM orders",
+        "--precondition-table-exists tableName:orders",
+    );
     project.write("migrations/001-users.sql", without_seed.as_bytes());
     let out = project.run(&db, &["apply"], 5);
+    assert!(
+        out.contains("MIGRATION_FILE_INVALID:default:4")
+            && out.contains("precondition-table-exists"),
+        "{out}"
+    );
+}
+
+/// Liquibase changesets guard themselves with `--precondition-sql-check`:
+/// apply checks it just before the changeset, and does what `onFail` /
+/// `onError` say — MARK_RAN records it without running it, WARN runs it,
+/// HALT stops the run there with the ones before it applied.
+#[test]
+fn liquibase_preconditions_are_checked_just_before_their_changeset() {
+    let changelog = "--liquibase formatted sql\n\n--changeset ana:accounts\nCREATE TABLE accounts (id bigint PRIMARY KEY, email text);\n\n--changeset ana:legacy-schema\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'legacy'\nCREATE SCHEMA legacy;\n\n--changeset ana:warned\n--preconditions onFail:WARN\n--precondition-sql-check expectedResult:1 SELECT 2;\nCREATE TABLE warned (id int);\n\n--changeset ana:unique-email\n--preconditions onFail:HALT onFailMessage:\"duplicate emails\"\n--precondition-sql-check expectedResult:0 SELECT count(*) FROM (SELECT email FROM accounts GROUP BY email HAVING count(*) > 1) d\nCREATE UNIQUE INDEX accounts_email ON accounts (email);\n\n--changeset ana:after\nCREATE TABLE after_it (id int);\n\n--changeset ana:guarded-by-nothing\n--preconditions onError:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT count(*) FROM nowhere\nCREATE TABLE never_made (id int);\n";
+    let db = TestDb::new();
+    // Made outside the migrations, as the precondition expects.
+    db.query("CREATE SCHEMA legacy; CREATE TABLE legacy.keep (id int); INSERT INTO legacy.keep VALUES (7)");
+    let project = Project::new(&[("migrations/001-accounts.sql", changelog)]);
+    let out = project.run(&db, &["apply", "--to", "3"], 0);
+    assert!(
+        out.contains("2 ana:legacy-schema precondition:")
+            && out.contains(
+                "gave `1`, expected `0`; recorded as applied without running it (MARK_RAN)"
+            )
+            && out.contains("3 ana:warned precondition:")
+            && out.contains("run anyway (WARN)"),
+        "{out}"
+    );
+    assert_eq!(
+        db.scalar("SELECT id FROM legacy.keep").as_deref(),
+        Some("7")
+    );
+    assert!(db.exists("warned"));
+    let history: Vec<String> = db.history("default").into_iter().map(|(v, _)| v).collect();
+    assert_eq!(history, ["1", "2", "3"]);
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM migsafe.history_audit WHERE action = 'mark-ran' AND version = '2'"
+        )
+        .as_deref(),
+        Some("1")
+    );
+    let log = project.event_log();
+    assert!(
+        log.contains(r#""event":"precondition_failed""#) && log.contains(r#""action":"MARK_RAN""#),
+        "{log}"
+    );
+
+    // A psql script cannot decide ahead what the precondition will say.
+    let out = project.run(&db, &["apply", "--sql"], 5);
     assert!(
         out.contains("MIGRATION_FILE_INVALID:default:4") && out.contains("preconditions"),
         "{out}"
     );
+
+    // HALT: nothing of it runs, nor anything after it.
+    db.query("INSERT INTO accounts VALUES (1, 'a@x'), (2, 'a@x')");
+    let out = project.run(&db, &["apply"], 2);
+    assert!(
+        out.contains("PRECONDITION_FAILED:default:4")
+            && out.contains("duplicate emails")
+            && out.contains("001-accounts.sql:18"),
+        "{out}"
+    );
+    assert!(!db.exists("accounts_email") && !db.exists("after_it"));
+    assert_eq!(db.history("default").len(), 3);
+
+    // Fixed: it runs, and so does the rest; a check that cannot run at all
+    // does what onError says.
+    db.query("DELETE FROM accounts WHERE id = 2");
+    let out = project.run(&db, &["apply"], 0);
+    assert!(
+        out.contains("could not be checked") && out.contains("nowhere"),
+        "{out}"
+    );
+    assert!(db.exists("accounts_email") && db.exists("after_it") && !db.exists("never_made"));
+    assert_eq!(db.history("default").len(), 6);
 }
 
 /// A Liquibase project keeps its views and functions in `runOnChange:true`

@@ -296,7 +296,8 @@ fn lines(event: &Event) {
             | Event::MigrationFinished { .. }
             | Event::MigrationFailed { .. }
             | Event::ServerNotice { .. }
-            | Event::ServerNoticesDropped { .. } => migration(event),
+            | Event::ServerNoticesDropped { .. }
+            | Event::PreconditionFailed { .. } => migration(event),
             Event::PhaseChecked { .. }
             | Event::BackupWritten { .. }
             | Event::Recovered { .. }
@@ -382,6 +383,35 @@ fn migration(event: &Event) {
                 " (no transaction)"
             }
         )),
+        Event::PreconditionFailed {
+            namespace,
+            version,
+            name,
+            line,
+            sql,
+            expected,
+            got,
+            error,
+            action,
+        } => {
+            use migsafe::source::layouts::liquibase::OnFail;
+            let what = match (got, error) {
+                (Some(got), _) => format!("gave `{got}`, expected `{expected}`"),
+                (_, Some(error)) => format!("could not be checked: {error}"),
+                _ => String::new(),
+            };
+            let (label, then) = match action {
+                OnFail::Halt => (paint(RED, "precondition failed:"), "not run (HALT)"),
+                OnFail::MarkRan => (
+                    paint(YELLOW, "precondition:"),
+                    "recorded as applied without running it (MARK_RAN)",
+                ),
+                OnFail::Warn => (paint(YELLOW, "precondition:"), "run anyway (WARN)"),
+            };
+            err(&format!(
+                "{namespace}: {version} {name} {label} `{sql}` (line {line}) {what}; {then}"
+            ));
+        }
         Event::MigrationRetried {
             namespace,
             version,

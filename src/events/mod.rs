@@ -92,6 +92,32 @@ pub enum Event {
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         reruns: bool,
     },
+    /// A Liquibase precondition of a changeset did not hold, or its SQL
+    /// failed; `action` says what follows (`HALT`: it does not run, the run
+    /// stops; `MARK_RAN`: recorded as applied without running; `WARN`: it
+    /// runs anyway).
+    PreconditionFailed {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// Name (`author:id`).
+        name: String,
+        /// Line of the `--precondition-sql-check` in its file.
+        line: usize,
+        /// The check's SQL (secrets masked).
+        sql: String,
+        /// What it had to return.
+        expected: String,
+        /// What it returned, when it ran.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        got: Option<String>,
+        /// Why it could not be checked, when its SQL failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// `onFail` (or `onError`) of the changeset.
+        action: crate::source::layouts::liquibase::OnFail,
+    },
     /// A lock wait timed out (SQLSTATE 55P03); the script will run again.
     MigrationRetried {
         /// Namespace.

@@ -49,6 +49,10 @@ pub struct Ran {
     pub duration_ms: u64,
     /// Ran outside a transaction.
     pub no_transaction: bool,
+    /// Not run: recorded as applied because its Liquibase precondition did
+    /// not hold (`onFail:MARK_RAN`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub marked_ran: bool,
 }
 
 /// The outcome of `apply` or `rollback` in one namespace.
@@ -176,6 +180,29 @@ pub(crate) async fn run_selected(
                     ran.len()
                 ))
             });
+        }
+        // Liquibase preconditions, just before their changeset.
+        let decided = super::preconditions::check(env, &runner, migration).await;
+        match decided {
+            Ok(super::preconditions::Decision::Run) => {}
+            Ok(super::preconditions::Decision::MarkRan) => {
+                super::preconditions::mark_ran(&runner, &history, migration).await?;
+                ran.push(Ran {
+                    version: migration.version.to_string(),
+                    name: migration.name.clone(),
+                    duration_ms: 0,
+                    no_transaction: false,
+                    marked_ran: true,
+                });
+                continue;
+            }
+            Err(err) if ran.is_empty() => return Err(err),
+            Err(err) => {
+                return Err(err.after_work_landed(&format!(
+                    "{} migration(s) of this run applied before it",
+                    ran.len()
+                )));
+            }
         }
         let resumes = interrupted.iter().any(|v| v == migration.version.as_str());
         let how = How::of(env, migration, online || resumes);
@@ -352,6 +379,7 @@ pub(crate) async fn run_one_as(
                 name: migration.name.clone(),
                 duration_ms: millis(duration),
                 no_transaction,
+                marked_ran: false,
             })
         }
         Err(err) => {

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod child;
 pub mod guarded;
 pub mod postflight;
+pub mod preconditions;
 pub mod preflight;
 pub mod recovery;
 pub mod repair;

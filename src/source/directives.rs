@@ -37,6 +37,9 @@ pub struct Directives {
     pub liquibase_context: Option<String>,
     /// A Liquibase changeset's `labels:` list.
     pub liquibase_labels: Option<String>,
+    /// A Liquibase changeset's `--preconditions` (sql-checks), checked by
+    /// `apply` just before it runs.
+    pub liquibase_preconditions: Option<crate::source::layouts::liquibase::Preconditions>,
     /// Not for this database: its Liquibase context or labels do not match
     /// the namespace's `liquibase_contexts` / `liquibase_label_filter`
     /// (why). A pending one is not run, as Liquibase would not run it; an

@@ -54,13 +54,6 @@ pub struct EmbeddedScript {
     pub unsupported: Option<&'static str>,
     /// Flyway `placeholderReplacement=false` (its `.sql.conf`).
     pub literal_placeholders: bool,
-    /// Liquibase `runOnChange:true` (from the changeset line, outside its
-    /// SQL): an edit after it ran runs it again in place.
-    pub run_on_change: bool,
-    /// Liquibase `context:` of the changeset line.
-    pub liquibase_context: Option<&'static str>,
-    /// Liquibase `labels:` of the changeset line.
-    pub liquibase_labels: Option<&'static str>,
 }
 
 /// One migration as embedded.
@@ -162,9 +155,6 @@ impl Embedded {
             let mut rebuilt = rebuilt;
             rebuilt.directives.unsupported = s.unsupported.map(str::to_string);
             rebuilt.directives.literal_placeholders = s.literal_placeholders;
-            rebuilt.directives.run_on_change = s.run_on_change;
-            rebuilt.directives.liquibase_context = s.liquibase_context.map(str::to_string);
-            rebuilt.directives.liquibase_labels = s.liquibase_labels.map(str::to_string);
             if rebuilt.checksum != s.checksum {
                 return Err(problem(
                     s.path,
@@ -176,11 +166,29 @@ impl Embedded {
             }
             Ok(rebuilt)
         };
+        let mut up = script(&embedded.up)?;
+        // A Liquibase changeset's text starts at its `--changeset` line:
+        // what that line and its instruction lines ask for is read again.
+        if layout == Layout::Liquibase
+            && let Ok(changesets) = super::layouts::liquibase::parse(&up.sql)
+            && let Some(changeset) = changesets.first()
+        {
+            let carried = up.directives.unsupported.take();
+            changeset.direct(&mut up.directives);
+            // Lines of the file, not of the changeset's text; what is
+            // refused came with the build, worded with the file's lines.
+            up.directives.unsupported = carried;
+            if let Some(preconditions) = &mut up.directives.liquibase_preconditions {
+                for check in &mut preconditions.checks {
+                    check.line += up.first_line.saturating_sub(1);
+                }
+            }
+        }
         Ok(Migration {
             version,
             name: embedded.name.to_string(),
             layout,
-            up: script(&embedded.up)?,
+            up,
             down: embedded.down.as_ref().map(script).transpose()?,
             verify: embedded.verify.as_ref().map(script).transpose()?,
             rerun_of: None,
@@ -200,7 +208,7 @@ pub fn generate(namespace: &str, dir: &Path) -> Result<String> {
     };
     let script = |s: &Script| {
         format!(
-            "::migsafe::source::embed::EmbeddedScript {{ path: {:?}, sql: {:?}, first_line: {}, no_transaction: {}, checksum: {:?}, unsupported: {:?}, literal_placeholders: {}, run_on_change: {}, liquibase_context: {:?}, liquibase_labels: {:?} }}",
+            "::migsafe::source::embed::EmbeddedScript {{ path: {:?}, sql: {:?}, first_line: {}, no_transaction: {}, checksum: {:?}, unsupported: {:?}, literal_placeholders: {} }}",
             shown(&s.path),
             s.sql,
             s.first_line,
@@ -212,9 +220,6 @@ pub fn generate(namespace: &str, dir: &Path) -> Result<String> {
             s.checksum,
             s.directives.unsupported,
             s.directives.literal_placeholders,
-            s.directives.run_on_change,
-            s.directives.liquibase_context,
-            s.directives.liquibase_labels,
         )
     };
     let optional = |s: &Option<Script>| match s {
@@ -330,9 +335,6 @@ mod tests {
             checksum: Box::leak(s.checksum.clone().into_boxed_str()),
             unsupported: None,
             literal_placeholders: false,
-            run_on_change: false,
-            liquibase_context: None,
-            liquibase_labels: None,
         };
         let migrations: Vec<EmbeddedMigration> = set
             .migrations
@@ -355,6 +357,42 @@ mod tests {
         assert_eq!(loaded.migrations.len(), 1);
         assert_eq!(loaded.repeatables.len(), 1);
         assert_eq!(loaded.repeatables[0].version, Version::repeatable("a_view"));
+    }
+
+    #[test]
+    fn a_liquibase_changeset_keeps_what_its_changeset_line_asks_for() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            dir.path().join("001.sql"),
+            "--liquibase formatted sql\n--changeset a:v runOnChange:true context:prod\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT 0\nCREATE OR REPLACE VIEW v AS SELECT 1;\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let set = super::super::load("app", dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let up = &set.migrations[0].up;
+        let embedded = Embedded {
+            namespace: "app",
+            migrations: Box::leak(Box::new([EmbeddedMigration {
+                version: "1",
+                name: "a:v",
+                layout: "liquibase",
+                up: EmbeddedScript {
+                    path: "x",
+                    sql: Box::leak(up.sql.clone().into_boxed_str()),
+                    first_line: up.first_line,
+                    no_transaction: false,
+                    checksum: Box::leak(up.checksum.clone().into_boxed_str()),
+                    unsupported: None,
+                    literal_placeholders: false,
+                },
+                down: None,
+                verify: None,
+            }])),
+        };
+        let loaded = embedded.load().unwrap_or_else(|e| panic!("{e}"));
+        let directives = &loaded.migrations[0].up.directives;
+        assert_eq!(directives, &up.directives);
+        assert!(directives.run_on_change && directives.liquibase_preconditions.is_some());
+        assert_eq!(directives.liquibase_context.as_deref(), Some("prod"));
     }
 
     #[test]

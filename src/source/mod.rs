@@ -505,15 +505,12 @@ fn load_liquibase(
             let up = script_from_text(
                 namespace,
                 &path,
-                changeset.up.text,
+                changeset.up.text.clone(),
                 changeset.up.first_line,
                 changeset.up.no_transaction,
             )
             .map(|mut up| {
-                up.directives.unsupported = changeset.unsupported.clone();
-                up.directives.run_on_change = changeset.run_on_change;
-                up.directives.liquibase_context = changeset.context.clone();
-                up.directives.liquibase_labels = changeset.labels.clone();
+                changeset.direct(&mut up.directives);
                 up
             });
             let down = changeset

@@ -17,8 +17,12 @@
 //!   Liquibase skips it on PostgreSQL.
 //! - `--rollback …` lines, in order, are the down script (their text after
 //!   `--rollback`); they are left out of the up script.
+//! - `--preconditions onFail:… onError:…` with `--precondition-sql-check
+//!   expectedResult:… <SQL>` lines are [`Preconditions`], checked by `apply`
+//!   just before the changeset runs; other precondition kinds and
+//!   `onFail:CONTINUE` are refused for a pending changeset.
 //! - `--comment`, `--preconditions`, `--precondition-…` and `--validCheckSum`
-//!   lines are comments.
+//!   lines are comments of the SQL.
 //! - [`Changeset::checked_sql`] keeps the lines Liquibase's `MD5SUM` is computed
 //!   from (the changeset's SQL without its directive lines), for `adopt`.
 
@@ -52,12 +56,81 @@ pub struct Changeset {
     pub context: Option<String>,
     /// Its `labels:` list.
     pub labels: Option<String>,
-    /// What Liquibase would decide at run time that migsafe does not:
-    /// `--preconditions`, `runAlways`. (Contexts and labels are matched
+    /// Its `--preconditions` with their SQL checks.
+    pub preconditions: Option<Preconditions>,
+    /// What Liquibase would decide at run time that migsafe does not: a
+    /// precondition other than `sql-check`, `onFail:CONTINUE`, `runAlways`. (Contexts and labels are matched
     /// against the namespace's configuration when the migrations are read.) Running such a changeset unconditionally could put test
     /// data in production or run what a precondition guards, so a pending one
     /// is refused ([`crate::source::directives::Directives::unsupported`]).
     pub unsupported: Option<String>,
+}
+
+/// What Liquibase does when a precondition does not hold (`onFail`) or
+/// cannot be checked (`onError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OnFail {
+    /// Stop: the changeset and those after it do not run (the default).
+    Halt,
+    /// Record it as applied without running it.
+    MarkRan,
+    /// Say so, and run it anyway.
+    Warn,
+}
+
+/// A changeset's preconditions: every check must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preconditions {
+    /// When a check does not hold.
+    pub on_fail: OnFail,
+    /// When a check's SQL fails.
+    pub on_error: OnFail,
+    /// `onFailMessage:`, when given.
+    pub message: Option<String>,
+    /// The `--precondition-sql-check` lines, in order.
+    pub checks: Vec<SqlCheck>,
+}
+
+/// `--precondition-sql-check expectedResult:<value> <SQL>`: the SQL's one
+/// value, as text, must be `<value>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlCheck {
+    /// What the SQL must return.
+    pub expected: String,
+    /// The query.
+    pub sql: String,
+    /// 1-based line of the file.
+    pub line: usize,
+}
+
+/// `HALT`, `MARK_RAN`, `WARN` (`CONTINUE` is not one migsafe can honour:
+/// the changeset would run later, after those that follow it).
+fn on_fail(value: &str) -> Result<OnFail, String> {
+    match value.to_ascii_uppercase().as_str() {
+        "HALT" => Ok(OnFail::Halt),
+        "MARK_RAN" => Ok(OnFail::MarkRan),
+        "WARN" => Ok(OnFail::Warn),
+        other => Err(other.to_string()),
+    }
+}
+
+/// The value after `key:` of a `--precondition…` line's words, quotes
+/// removed, and what follows the word.
+fn keyed<'a>(rest: &'a str, key: &str) -> Option<(String, &'a str)> {
+    let at = rest.to_ascii_lowercase().find(&key.to_ascii_lowercase())?;
+    let value = &rest[at + key.len()..];
+    let (word, after) = match value.strip_prefix('"') {
+        Some(quoted) => {
+            let end = quoted.find('"')?;
+            (&quoted[..end], &quoted[end + 1..])
+        }
+        None => {
+            let end = value.find(char::is_whitespace).unwrap_or(value.len());
+            (&value[..end], &value[end..])
+        }
+    };
+    Some((word.to_string(), after))
 }
 
 /// A line of a changeset that Liquibase reads as an instruction, not SQL,
@@ -128,28 +201,95 @@ fn attributes(line: &str) -> Vec<String> {
     out
 }
 
+impl Changeset {
+    /// What its `--changeset` line and instruction lines ask for, onto its
+    /// up script's directives (files and embedded migrations alike).
+    pub fn direct(&self, directives: &mut crate::source::directives::Directives) {
+        directives.unsupported.clone_from(&self.unsupported);
+        directives.run_on_change = self.run_on_change;
+        directives.liquibase_context.clone_from(&self.context);
+        directives.liquibase_labels.clone_from(&self.labels);
+        directives
+            .liquibase_preconditions
+            .clone_from(&self.preconditions);
+    }
+}
+
+/// A changeset being read.
+struct OpenChangeset {
+    author: String,
+    id: String,
+    first: usize,
+    no_transaction: bool,
+    end_delimiter: Option<String>,
+    other_dbms: Option<String>,
+    up: String,
+    down: String,
+    down_first: Option<usize>,
+    checked: String,
+    valid: Vec<String>,
+    run_on_change: bool,
+    context: Option<String>,
+    labels: Option<String>,
+    preconditions: Option<Preconditions>,
+    unsupported: Vec<String>,
+}
+
+/// Reads a `--preconditions …` or `--precondition-<kind> …` line into the
+/// changeset being read; what migsafe cannot check is `unsupported`.
+fn precondition(line: &str, number: usize, changeset: &mut OpenChangeset) {
+    let Some(rest) = line.trim_start().strip_prefix("--") else {
+        return;
+    };
+    let rest = rest.trim();
+    let lower = rest.to_ascii_lowercase();
+    let preconditions = changeset.preconditions.get_or_insert(Preconditions {
+        on_fail: OnFail::Halt,
+        on_error: OnFail::Halt,
+        message: None,
+        checks: Vec::new(),
+    });
+    if lower.starts_with("preconditions") {
+        for (key, slot) in [("onFail:", 0), ("onError:", 1)] {
+            let Some((value, _)) = keyed(rest, key) else {
+                continue;
+            };
+            match on_fail(&value) {
+                Ok(action) if slot == 0 => preconditions.on_fail = action,
+                Ok(action) => preconditions.on_error = action,
+                Err(other) => changeset.unsupported.push(format!(
+                    "`--preconditions {key}{other}` (line {number}): migsafe runs changesets in order and cannot leave this one for later (`CONTINUE`); use HALT, MARK_RAN or WARN"
+                )),
+            }
+        }
+        preconditions.message = keyed(rest, "onFailMessage:").map(|(m, _)| m);
+    } else if lower.starts_with("precondition-sql-check") {
+        match keyed(rest, "expectedResult:") {
+            Some((expected, sql)) => {
+                let sql = sql.trim().trim_end_matches(';').trim().to_string();
+                preconditions.checks.push(SqlCheck {
+                    expected,
+                    sql,
+                    line: number,
+                });
+            }
+            None => changeset.unsupported.push(format!(
+                "`--precondition-sql-check` (line {number}) without `expectedResult:`"
+            )),
+        }
+    } else if lower.starts_with("precondition-") {
+        let kind = rest.split_whitespace().next().unwrap_or(rest);
+        changeset.unsupported.push(format!(
+            "`--{kind}` (line {number}): migsafe checks `--precondition-sql-check` only, and would run the changeset whatever this says; write it as a sql-check (`expectedResult:0 SELECT count(*) FROM …`)"
+        ));
+    }
+}
+
 /// Reads the changesets of one file. Errors name the line.
 pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
-    struct Open {
-        author: String,
-        id: String,
-        first: usize,
-        no_transaction: bool,
-        end_delimiter: Option<String>,
-        other_dbms: Option<String>,
-        up: String,
-        down: String,
-        down_first: Option<usize>,
-        checked: String,
-        valid: Vec<String>,
-        run_on_change: bool,
-        context: Option<String>,
-        labels: Option<String>,
-        unsupported: Vec<String>,
-    }
     let mut out: Vec<Changeset> = Vec::new();
-    let mut open: Option<Open> = None;
-    let close = |open: Open, out: &mut Vec<Changeset>| {
+    let mut open: Option<OpenChangeset> = None;
+    let close = |open: OpenChangeset, out: &mut Vec<Changeset>| {
         // The blank lines that separate it from the next changeset are not
         // part of it: appending a changeset after a blank line, as Liquibase
         // files are written, must not change the one before.
@@ -178,6 +318,7 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
             run_on_change: open.run_on_change,
             context: open.context,
             labels: open.labels,
+            preconditions: open.preconditions,
             unsupported: (!open.unsupported.is_empty()).then(|| open.unsupported.join("; ")),
         });
     };
@@ -206,7 +347,7 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
                         "line {number}: changeset `{author}:{id}` appears twice in this file"
                     ));
                 }
-                let mut changeset = Open {
+                let mut changeset = OpenChangeset {
                     author: author.to_string(),
                     id: id.to_string(),
                     first: number,
@@ -221,6 +362,7 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
                     run_on_change: false,
                     context: None,
                     labels: None,
+                    preconditions: None,
                     unsupported: Vec::new(),
                 };
                 let mut previous: Option<&str> = None;
@@ -308,21 +450,7 @@ pub fn parse(text: &str) -> Result<Vec<Changeset>, String> {
                     }
                     continue;
                 };
-                if line
-                    .trim_start()
-                    .trim_start_matches('-')
-                    .trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("preconditions")
-                    && changeset
-                        .unsupported
-                        .iter()
-                        .all(|u| !u.starts_with("`--preconditions"))
-                {
-                    changeset.unsupported.push(
-                        "`--preconditions`: migsafe does not evaluate Liquibase preconditions and would run the changeset whatever they say".into(),
-                    );
-                }
+                precondition(line, number, changeset);
                 match instruction(line) {
                     Some(Some(valid)) => changeset.valid.push(valid),
                     Some(None) => {}
@@ -381,12 +509,12 @@ mod tests {
         // Contexts are matched against the configuration later.
         assert!(sets[0].unsupported.is_none());
         assert_eq!(sets[0].context.as_deref(), Some("test"));
-        assert!(
-            sets[1]
-                .unsupported
-                .as_deref()
-                .is_some_and(|u| u.contains("preconditions"))
-        );
+        // A sql-check precondition is checked by apply.
+        assert!(sets[1].unsupported.is_none());
+        let checks = &sets[1].preconditions.as_ref().unwrap().checks;
+        assert_eq!(checks[0].expected, "0");
+        assert_eq!(checks[0].sql, "SELECT 1");
+        assert_eq!(checks[0].line, 6);
         assert!(
             sets[2]
                 .unsupported
@@ -396,6 +524,28 @@ mod tests {
         // runOnChange is honoured: an edit reruns it in place.
         assert!(sets[3].unsupported.is_none() && sets[3].run_on_change);
         assert!(!sets[2].run_on_change && sets[3].up.no_transaction);
+    }
+
+    #[test]
+    fn preconditions_are_read_and_what_cannot_be_checked_is_named() {
+        let sets = parse("--liquibase formatted sql\n--changeset a:1\n--preconditions onFail:mark_ran onError:WARN onFailMessage:\"already there\"\n--precondition-sql-check expectedResult:\"0\" SELECT count(*) FROM t;\n-- precondition-sql-check expectedResult:1 SELECT 1\nSELECT 1;\n--changeset a:2\n--preconditions onFail:CONTINUE\n--precondition-table-exists tableName:t\nSELECT 2;\n").unwrap();
+        let first = sets[0].preconditions.as_ref().unwrap();
+        assert_eq!(
+            (first.on_fail, first.on_error),
+            (OnFail::MarkRan, OnFail::Warn)
+        );
+        assert_eq!(first.message.as_deref(), Some("already there"));
+        assert_eq!(first.checks.len(), 2);
+        assert_eq!(first.checks[0].sql, "SELECT count(*) FROM t");
+        assert_eq!(first.checks[0].expected, "0");
+        assert!(sets[0].unsupported.is_none());
+        let refused = sets[1].unsupported.as_deref().unwrap();
+        assert!(
+            refused.contains("CONTINUE") && refused.contains("precondition-table-exists"),
+            "{refused}"
+        );
+        // Preconditions are not part of Liquibase's checksum.
+        assert_eq!(sets[0].checked_sql, "SELECT 1;\n");
     }
 
     #[test]

@@ -1,0 +1,190 @@
+//! Liquibase preconditions (`--preconditions onFail:… onError:…` with
+//! `--precondition-sql-check expectedResult:… <SQL>` lines), checked just
+//! before their changeset runs, under the namespace lock, as `liquibase
+//! update` checks them: each check's SQL must return one value, and that
+//! value as text must be the expected one.
+//!
+//! - Holds: the changeset runs.
+//! - Does not hold (`onFail`), or its SQL fails (`onError`): `HALT` (the
+//!   default) stops the run there with `PRECONDITION_FAILED`; `MARK_RAN`
+//!   records the changeset as applied without running it (audited);
+//!   `WARN` says so and runs it.
+
+use crate::db::Db;
+use crate::db::execute::Runner;
+use crate::db::history::{AuditEntry, History, StampRow, database_error};
+use crate::error::{Code, Error, ReasonCode, Result};
+use crate::events::Event;
+use crate::source::Migration;
+use crate::source::layouts::liquibase::{OnFail, Preconditions, SqlCheck};
+
+use super::Env;
+
+/// What the preconditions decide.
+pub(crate) enum Decision {
+    /// Every check held (or `WARN`): run it.
+    Run,
+    /// A check did not hold with `MARK_RAN`: record it without running it.
+    MarkRan,
+}
+
+/// Checks `migration`'s preconditions, if it has any, on the runner's
+/// connection.
+pub(crate) async fn check(
+    env: &Env<'_>,
+    runner: &Runner<'_>,
+    migration: &Migration,
+) -> Result<Decision> {
+    let Some(preconditions) = &migration.up.directives.liquibase_preconditions else {
+        return Ok(Decision::Run);
+    };
+    for check in &preconditions.checks {
+        let (action, got, error) = match ask(runner.db, check).await {
+            Ok(value) if value == check.expected => continue,
+            Ok(value) => (preconditions.on_fail, Some(value), None),
+            Err(why) => (preconditions.on_error, None, Some(why)),
+        };
+        env.events.emit(&Event::PreconditionFailed {
+            namespace: runner.namespace.to_string(),
+            version: migration.version.to_string(),
+            name: migration.name.clone(),
+            line: check.line,
+            sql: crate::db::scrub(&check.sql),
+            expected: check.expected.clone(),
+            got: got.clone(),
+            error: error.clone(),
+            action,
+        });
+        match action {
+            OnFail::Warn => continue,
+            OnFail::MarkRan => return Ok(Decision::MarkRan),
+            OnFail::Halt => {
+                return Err(halted(runner, migration, preconditions, check, got, error));
+            }
+        }
+    }
+    Ok(Decision::Run)
+}
+
+/// The check's one value as text (`null` for NULL), or why there is none.
+async fn ask(db: &Db, check: &SqlCheck) -> std::result::Result<String, String> {
+    let messages = db.client.simple_query(&check.sql).await.map_err(|err| {
+        crate::db::scrub(&match err.as_db_error() {
+            Some(server) => format!("ERROR {}: {}", server.code().code(), server.message()),
+            None => crate::db::connect::error_chain(&err),
+        })
+    })?;
+    let rows: Vec<&tokio_postgres::SimpleQueryRow> = messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .collect();
+    match rows.as_slice() {
+        [] => Err("it returned no row".into()),
+        [row] if row.len() == 1 => Ok(row.get(0).unwrap_or("null").to_string()),
+        [row] => Err(format!("it returned {} columns, not one", row.len())),
+        _ => Err(format!("it returned {} rows, not one", rows.len())),
+    }
+}
+
+fn halted(
+    runner: &Runner<'_>,
+    migration: &Migration,
+    preconditions: &Preconditions,
+    check: &SqlCheck,
+    got: Option<String>,
+    error: Option<String>,
+) -> Error {
+    let what = match (&got, &error) {
+        (Some(got), _) => format!("returned `{got}`, expected `{}`", check.expected),
+        (_, Some(error)) => format!("could not be checked: {error} (onError:HALT)"),
+        _ => String::new(),
+    };
+    let said = preconditions
+        .message
+        .as_ref()
+        .map(|m| format!(" ({m})"))
+        .unwrap_or_default();
+    Error::Migration {
+        reason: ReasonCode::migration(
+            Code::PreconditionFailed,
+            runner.namespace,
+            &migration.version,
+        ),
+        message: format!(
+            "{} {} did not run: its Liquibase precondition{said} at {}:{} does not hold: `{}` {what}",
+            migration.version,
+            migration.name,
+            migration.up.path.display(),
+            check.line,
+            crate::db::scrub(&check.sql),
+        ),
+        hint: Some(
+            "onFail:HALT stops here, as Liquibase does; the migrations before it in this run are applied. Make the database what the precondition expects, or change the precondition (onFail:MARK_RAN records the changeset as applied without running it)".into(),
+        ),
+        source: None,
+    }
+}
+
+/// Records `migration` as applied without running it (`onFail:MARK_RAN`,
+/// Liquibase's `MARK_RAN`), with an audit row, in one transaction. A
+/// changed runOnChange changeset keeps its row, with the new checksum.
+pub(crate) async fn mark_ran(
+    runner: &Runner<'_>,
+    history: &History,
+    migration: &Migration,
+) -> Result<()> {
+    let db = runner.db;
+    let namespace = runner.namespace;
+    let version = migration.version.as_str();
+    let down = migration.down.as_ref().map(|d| d.checksum.as_str());
+    db.client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(|e| database_error(db, "start recording a changeset as ran", &e))?;
+    let written = async {
+        if migration.rerun_of.is_some() {
+            history
+                .set_checksum(db, namespace, version, &migration.up.checksum, down)
+                .await?;
+        } else {
+            history
+                .insert_stamped(
+                    db,
+                    &StampRow {
+                        namespace,
+                        version,
+                        name: &migration.name,
+                        checksum: &migration.up.checksum,
+                        down_checksum: down,
+                        applied_by: runner.applied_by,
+                    },
+                )
+                .await?;
+        }
+        history
+            .audit(
+                db,
+                &AuditEntry {
+                    namespace,
+                    version,
+                    action: "mark-ran",
+                    reason: "its Liquibase precondition did not hold (onFail:MARK_RAN): recorded as applied without running",
+                    detail: None,
+                    performed_by: runner.applied_by,
+                },
+            )
+            .await?;
+        db.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| database_error(db, "record a changeset as ran", &e))
+    }
+    .await;
+    if written.is_err() {
+        let _ = db.client.batch_execute("ROLLBACK").await;
+    }
+    written
+}
