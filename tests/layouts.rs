@@ -800,6 +800,36 @@ fn liquibase_preconditions_are_checked_just_before_their_changeset() {
     assert_eq!(db.history("default").len(), 6);
 }
 
+/// A changeset recorded without running (MARK_RAN: the schema its
+/// precondition looks for was already there) is rolled back by removing its
+/// row only: its `--rollback` would drop a schema it never made.
+#[test]
+fn rolling_back_a_changeset_marked_ran_does_not_run_its_down_script() {
+    let changelog = "--liquibase formatted sql\n\n--changeset ana:accounts\nCREATE TABLE accounts (id bigint PRIMARY KEY);\n--rollback DROP TABLE accounts;\n\n--changeset ana:legacy-schema\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'legacy'\nCREATE SCHEMA legacy;\n--rollback DROP SCHEMA legacy CASCADE;\n";
+    let db = TestDb::new();
+    db.query("CREATE SCHEMA legacy; CREATE TABLE legacy.keep (id int); INSERT INTO legacy.keep VALUES (7)");
+    let project = Project::new(&[("migrations/001-accounts.sql", changelog)]);
+    project.run(&db, &["apply"], 0);
+    assert_eq!(db.history("default").len(), 2);
+    let out = project.run(&db, &["rollback"], 0);
+    assert!(out.contains("its down script is not run"), "{out}");
+    assert_eq!(
+        db.scalar("SELECT id FROM legacy.keep").as_deref(),
+        Some("7"),
+        "{out}"
+    );
+    let history: Vec<String> = db.history("default").into_iter().map(|(v, _)| v).collect();
+    assert_eq!(history, ["1"]);
+    // Applied again, it is marked again, and rolled back the same way; the
+    // changeset before it, which ran, is rolled back with its down script.
+    let out = project.run(&db, &["apply"], 0);
+    assert!(out.contains("MARK_RAN"), "{out}");
+    let out = project.run(&db, &["rollback", "--steps", "2"], 0);
+    assert!(out.contains("its down script is not run"), "{out}");
+    assert!(!db.exists("accounts") && db.exists("legacy.keep"), "{out}");
+    assert!(db.history("default").is_empty());
+}
+
 /// A Liquibase project keeps its views and functions in `runOnChange:true`
 /// changesets and edits them in place: apply runs an edited one again, in
 /// its order, and rewrites its history row; a failed rerun keeps the

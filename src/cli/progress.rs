@@ -297,7 +297,8 @@ fn lines(event: &Event) {
             | Event::MigrationFailed { .. }
             | Event::ServerNotice { .. }
             | Event::ServerNoticesDropped { .. }
-            | Event::PreconditionFailed { .. } => migration(event),
+            | Event::PreconditionFailed { .. }
+            | Event::MarkedRanForgotten { .. } => migration(event),
             Event::PhaseChecked { .. }
             | Event::BackupWritten { .. }
             | Event::Recovered { .. }
@@ -412,6 +413,13 @@ fn migration(event: &Event) {
                 "{namespace}: {version} {name} {label} `{sql}` (line {line}) {what}; {then}"
             ));
         }
+        Event::MarkedRanForgotten {
+            namespace,
+            version,
+            name,
+        } => err(&format!(
+            "{namespace}: {version} {name} was recorded without running (its precondition said MARK_RAN): its down script is not run, only its history row is removed"
+        )),
         Event::MigrationRetried {
             namespace,
             version,

@@ -467,6 +467,24 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
     }
 
     /// Deletes one row (repair --forget).
+    /// Whether `version`'s row was written by a Liquibase `MARK_RAN` (its
+    /// precondition did not hold, it never ran): its audit row was written
+    /// in the same transaction, so at the same `now()`.
+    pub(crate) async fn marked_ran(&self, db: &Db, namespace: &str, version: &str) -> Result<bool> {
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {audit} a JOIN {table} h ON h.namespace = a.namespace \
+             AND h.version = a.version AND h.applied_at = a.performed_at \
+             WHERE a.namespace = $1 AND a.version = $2 AND a.action = 'mark-ran')",
+            audit = self.audit,
+            table = self.table
+        );
+        db.client
+            .query_one(&sql, &[&namespace, &version])
+            .await
+            .map(|row| row.get(0))
+            .map_err(|e| database_error(db, "read the history audit", &e))
+    }
+
     pub(crate) async fn forget(&self, db: &Db, namespace: &str, version: &str) -> Result<u64> {
         let sql = format!(
             "DELETE FROM {} WHERE namespace = $1 AND version = $2",

@@ -118,6 +118,17 @@ pub enum Event {
         /// `onFail` (or `onError`) of the changeset.
         action: crate::source::layouts::liquibase::OnFail,
     },
+    /// Rollback of a changeset recorded without running (`MARK_RAN`): its
+    /// down script would undo what it never did, so only its history row
+    /// was removed.
+    MarkedRanForgotten {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// Name.
+        name: String,
+    },
     /// A lock wait timed out (SQLSTATE 55P03); the script will run again.
     MigrationRetried {
         /// Namespace.

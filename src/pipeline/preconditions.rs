@@ -128,6 +128,54 @@ fn halted(
     }
 }
 
+/// Rolls back a changeset recorded by [`mark_ran`]: it never ran here, and
+/// its down script would undo what it did not do (drop the schema its
+/// precondition found already there), so only its row goes, audited.
+pub(crate) async fn forget_marked_ran(
+    env: &Env<'_>,
+    runner: &Runner<'_>,
+    history: &History,
+    migration: &Migration,
+    recorded: &str,
+) -> Result<()> {
+    let db = runner.db;
+    db.client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(|e| database_error(db, "start removing a history row", &e))?;
+    let written = async {
+        history.forget(db, runner.namespace, recorded).await?;
+        history
+            .audit(
+                db,
+                &AuditEntry {
+                    namespace: runner.namespace,
+                    version: recorded,
+                    action: "rollback-mark-ran",
+                    reason: "rolled back a changeset recorded without running (MARK_RAN): its down script was not run",
+                    detail: None,
+                    performed_by: runner.applied_by,
+                },
+            )
+            .await?;
+        db.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| database_error(db, "remove a history row", &e))
+    }
+    .await;
+    if written.is_err() {
+        let _ = db.client.batch_execute("ROLLBACK").await;
+        return written;
+    }
+    env.events.emit(&Event::MarkedRanForgotten {
+        namespace: runner.namespace.to_string(),
+        version: migration.version.to_string(),
+        name: migration.name.clone(),
+    });
+    Ok(())
+}
+
 /// Records `migration` as applied without running it (`onFail:MARK_RAN`,
 /// Liquibase's `MARK_RAN`), with an audit row, in one transaction. A
 /// changed runOnChange changeset keeps its row, with the new checksum.

@@ -97,6 +97,24 @@ pub(crate) async fn rollback_into(
         let runner = parts.runner(env, target, &db, &history);
         let mut ran = Vec::with_capacity(selected.len());
         for (entry, migration) in selected {
+            let recorded = entry
+                .applied
+                .as_ref()
+                .map_or_else(|| migration.version.to_string(), |r| r.version.to_string());
+            if history.marked_ran(&db, namespace, &recorded).await? {
+                super::preconditions::forget_marked_ran(
+                    env, &runner, &history, migration, &recorded,
+                )
+                .await?;
+                ran.push(super::apply::Ran {
+                    version: migration.version.to_string(),
+                    name: migration.name.clone(),
+                    duration_ms: 0,
+                    no_transaction: false,
+                    marked_ran: true,
+                });
+                continue;
+            }
             // A down script writes WAL as an up does: not while a standby
             // is far behind (SPEC 17), as apply waits. Once some down
             // scripts ran, giving up is this rollback failing (exit 4).
@@ -132,10 +150,6 @@ pub(crate) async fn rollback_into(
                     }
                 });
             }
-            let recorded = entry
-                .applied
-                .as_ref()
-                .map_or_else(|| migration.version.to_string(), |r| r.version.to_string());
             match run_one(env, &runner, migration, Direction::Down, &recorded).await {
                 Ok(done) => ran.push(done),
                 Err(err) => {
