@@ -126,6 +126,10 @@ pub struct PlannedMigration {
     /// Liquibase `runOnChange` changeset).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reruns: bool,
+    /// Its Liquibase preconditions, checked by apply just before it runs
+    /// (`onFail:MARK_RAN onError:HALT, 1 check`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preconditions: Option<String>,
     /// With `--online` (SPEC 15): the steps it runs as, when it has an online form.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub online: Option<Vec<crate::online::PlannedStep>>,
@@ -650,6 +654,14 @@ impl Migrator {
                         .unwrap_or(defaults.statement_timeout)),
                     reversible: m.down.is_some(),
                     reruns: m.rerun_of.is_some(),
+                    preconditions: m.up.directives.liquibase_preconditions.as_ref().map(|p| {
+                        format!(
+                            "onFail:{} onError:{}, {} check(s)",
+                            p.on_fail.name(),
+                            p.on_error.name(),
+                            p.checks.len()
+                        )
+                    }),
                     online: crate::online::planned_steps(options.online, &self.config, m),
                 })
                 .collect();
@@ -1613,7 +1625,10 @@ impl Run {
                 let landed: Vec<String> = report
                     .timeline
                     .iter()
-                    .filter(|e| &e.namespace == namespace && e.outcome == "done")
+                    .filter(|e| {
+                        &e.namespace == namespace
+                            && (e.outcome == "done" || e.outcome == "marked-ran")
+                    })
                     .map(|e| e.version.clone())
                     .collect();
                 env.events.emit(&crate::events::Event::RunFinished {

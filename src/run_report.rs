@@ -200,6 +200,42 @@ impl EventSink for Recorder {
                 direction: *direction,
                 versions: versions.clone(),
             }),
+            // Recorded without running (MARK_RAN), or such a record
+            // removed by a rollback: committed, and part of what landed.
+            Event::MarkedRan {
+                namespace,
+                version,
+                name,
+            }
+            | Event::MarkedRanForgotten {
+                namespace,
+                version,
+                name,
+            } => state.timeline.push(TimelineEntry {
+                namespace: namespace.clone(),
+                version: version.clone(),
+                name: name.clone(),
+                direction: if matches!(event, Event::MarkedRan { .. }) {
+                    Direction::Up
+                } else {
+                    Direction::Down
+                },
+                started_at: now,
+                duration_ms: Some(0),
+                outcome: "marked-ran".into(),
+                reason: None,
+                message: Some(
+                    if matches!(event, Event::MarkedRan { .. }) {
+                        "recorded without running: its Liquibase precondition said MARK_RAN"
+                    } else {
+                        "its record (MARK_RAN) removed; no down script ran: it never ran"
+                    }
+                    .into(),
+                ),
+                retries: Vec::new(),
+                notices: Vec::new(),
+                notices_dropped: 0,
+            }),
             Event::LockWaiting { namespace, holder } => state.lock_waits.push(LockWait {
                 at: now,
                 namespace: namespace.clone(),

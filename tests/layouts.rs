@@ -734,26 +734,45 @@ fn liquibase_files_grow_at_the_end_and_runtime_decisions_are_refused() {
 /// HALT stops the run there with the ones before it applied.
 #[test]
 fn liquibase_preconditions_are_checked_just_before_their_changeset() {
-    let changelog = "--liquibase formatted sql\n\n--changeset ana:accounts\nCREATE TABLE accounts (id bigint PRIMARY KEY, email text);\n\n--changeset ana:legacy-schema\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'legacy'\nCREATE SCHEMA legacy;\n\n--changeset ana:warned\n--preconditions onFail:WARN\n--precondition-sql-check expectedResult:1 SELECT 2;\nCREATE TABLE warned (id int);\n\n--changeset ana:unique-email\n--preconditions onFail:HALT onFailMessage:\"duplicate emails\"\n--precondition-sql-check expectedResult:0 SELECT count(*) FROM (SELECT email FROM accounts GROUP BY email HAVING count(*) > 1) d\nCREATE UNIQUE INDEX accounts_email ON accounts (email);\n\n--changeset ana:after\nCREATE TABLE after_it (id int);\n\n--changeset ana:guarded-by-nothing\n--preconditions onError:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT count(*) FROM nowhere\nCREATE TABLE never_made (id int);\n";
+    let changelog = "--liquibase formatted sql\n\n--changeset ana:accounts\nCREATE TABLE accounts (id bigint PRIMARY KEY, email text);\n\n--changeset ana:legacy-schema\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'legacy'\nCREATE SCHEMA legacy;\n\n--changeset ana:warned\n--preconditions onFail:WARN\n--precondition-sql-check expectedResult:1 SELECT 2;\nCREATE TABLE warned (id int);\nINSERT INTO accounts VALUES (1, 'a@x'), (2, 'a@x');\n\n--changeset ana:unique-email\n--preconditions onFail:HALT onFailMessage:\"duplicate emails\"\n--precondition-sql-check expectedResult:0 SELECT count(*) FROM (SELECT email FROM accounts GROUP BY email HAVING count(*) > 1) d\nCREATE UNIQUE INDEX accounts_email ON accounts (email);\n\n--changeset ana:after\nCREATE TABLE after_it (id int);\n\n--changeset ana:guarded-by-nothing\n--preconditions onError:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT count(*) FROM nowhere\nCREATE TABLE never_made (id int);\n\n--changeset ana:sneaky-check\n--preconditions onError:WARN\n--precondition-sql-check expectedResult:0 WITH d AS (DELETE FROM accounts RETURNING 1) SELECT count(*) FROM d\nSELECT 1;\n";
     let db = TestDb::new();
     // Made outside the migrations, as the precondition expects.
     db.query("CREATE SCHEMA legacy; CREATE TABLE legacy.keep (id int); INSERT INTO legacy.keep VALUES (7)");
     let project = Project::new(&[("migrations/001-accounts.sql", changelog)]);
-    let out = project.run(&db, &["apply", "--to", "3"], 0);
+    let plan = project.run(&db, &["plan"], 0);
+    assert!(
+        plan.contains("precondition checked first (onFail:MARK_RAN onError:HALT, 1 check(s))"),
+        "{plan}"
+    );
+
+    // MARK_RAN records 2 without running it, WARN runs 3, HALT stops at 4:
+    // what landed before it is in the JSON error document, 2 included.
+    let out = project.run(&db, &["apply", "--format", "json"], 2);
     assert!(
         out.contains("2 ana:legacy-schema precondition:")
             && out.contains(
                 "gave `1`, expected `0`; recorded as applied without running it (MARK_RAN)"
             )
             && out.contains("3 ana:warned precondition:")
-            && out.contains("run anyway (WARN)"),
+            && out.contains("run anyway (WARN)")
+            && out.contains("PRECONDITION_FAILED:default:4")
+            && out.contains("duplicate emails")
+            && out.contains("001-accounts.sql:19"),
         "{out}"
+    );
+    let start = out.find('{').unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&out[start..=out.rfind('}').unwrap()]).expect(&out);
+    assert_eq!(
+        doc["committed"][0]["versions"],
+        serde_json::json!(["1", "2", "3"]),
+        "{doc}"
     );
     assert_eq!(
         db.scalar("SELECT id FROM legacy.keep").as_deref(),
         Some("7")
     );
-    assert!(db.exists("warned"));
+    assert!(db.exists("warned") && !db.exists("accounts_email") && !db.exists("after_it"));
     let history: Vec<String> = db.history("default").into_iter().map(|(v, _)| v).collect();
     assert_eq!(history, ["1", "2", "3"]);
     assert_eq!(
@@ -776,28 +795,36 @@ fn liquibase_preconditions_are_checked_just_before_their_changeset() {
         "{out}"
     );
 
-    // HALT: nothing of it runs, nor anything after it.
-    db.query("INSERT INTO accounts VALUES (1, 'a@x'), (2, 'a@x')");
-    let out = project.run(&db, &["apply"], 2);
-    assert!(
-        out.contains("PRECONDITION_FAILED:default:4")
-            && out.contains("duplicate emails")
-            && out.contains("001-accounts.sql:18"),
-        "{out}"
-    );
-    assert!(!db.exists("accounts_email") && !db.exists("after_it"));
-    assert_eq!(db.history("default").len(), 3);
-
-    // Fixed: it runs, and so does the rest; a check that cannot run at all
-    // does what onError says.
+    // Fixed: it runs, and so does the rest. A check that cannot run at all
+    // does what onError says; a check only looks (read-only, rolled back):
+    // the DELETE in the last one changes nothing.
     db.query("DELETE FROM accounts WHERE id = 2");
     let out = project.run(&db, &["apply"], 0);
     assert!(
-        out.contains("could not be checked") && out.contains("nowhere"),
+        out.contains("could not be checked")
+            && out.contains("nowhere")
+            && out.contains("read-only transaction")
+            && out.contains("(1 of them not run: their precondition said MARK_RAN)"),
         "{out}"
     );
     assert!(db.exists("accounts_email") && db.exists("after_it") && !db.exists("never_made"));
-    assert_eq!(db.history("default").len(), 6);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM accounts").as_deref(),
+        Some("1")
+    );
+    assert_eq!(db.history("default").len(), 7);
+
+    // A check that is not one readable query is refused before anything runs.
+    let project = Project::new(&[(
+        "migrations/001-accounts.sql",
+        "--liquibase formatted sql\n--changeset ana:a\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:1 SELECT 1; DROP TABLE accounts; SELECT 1\nSELECT 1;\n--changeset ana:b\n--precondition-sql-check expectedResult:hello world SELECT 'hello world'\nSELECT 1;\n",
+    )]);
+    let fresh = TestDb::new();
+    let out = project.run(&fresh, &["apply"], 5);
+    assert!(
+        out.contains("MIGRATION_FILE_INVALID:default:1") && out.contains("holds 3 statements"),
+        "{out}"
+    );
 }
 
 /// A changeset recorded without running (MARK_RAN: the schema its

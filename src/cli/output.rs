@@ -253,10 +253,16 @@ pub fn render_runs(
         if run.ran.is_empty() {
             out(&format!("{}: {nothing}", run.namespace));
         } else {
+            let marked = run.ran.iter().filter(|r| r.marked_ran).count();
             out(&format!(
-                "{}: {done} {} migration(s) in {}",
+                "{}: {done} {} migration(s){} in {}",
                 run.namespace,
                 run.ran.len(),
+                if marked > 0 {
+                    format!(" ({marked} of them not run: their precondition said MARK_RAN)")
+                } else {
+                    String::new()
+                },
                 format_duration(std::time::Duration::from_millis(run.duration_ms))
             ));
         }

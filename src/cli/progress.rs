@@ -298,7 +298,8 @@ fn lines(event: &Event) {
             | Event::ServerNotice { .. }
             | Event::ServerNoticesDropped { .. }
             | Event::PreconditionFailed { .. }
-            | Event::MarkedRanForgotten { .. } => migration(event),
+            | Event::MarkedRanForgotten { .. }
+            | Event::MarkedRan { .. } => migration(event),
             Event::PhaseChecked { .. }
             | Event::BackupWritten { .. }
             | Event::Recovered { .. }
@@ -394,6 +395,7 @@ fn migration(event: &Event) {
             got,
             error,
             action,
+            message,
         } => {
             use migsafe::source::layouts::liquibase::OnFail;
             let what = match (got, error) {
@@ -409,8 +411,12 @@ fn migration(event: &Event) {
                 ),
                 OnFail::Warn => (paint(YELLOW, "precondition:"), "run anyway (WARN)"),
             };
+            let said = message
+                .as_ref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
             err(&format!(
-                "{namespace}: {version} {name} {label} `{sql}` (line {line}) {what}; {then}"
+                "{namespace}: {version} {name} {label}{said} `{sql}` (line {line}) {what}; {then}"
             ));
         }
         Event::MarkedRanForgotten {

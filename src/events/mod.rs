@@ -117,6 +117,19 @@ pub enum Event {
         error: Option<String>,
         /// `onFail` (or `onError`) of the changeset.
         action: crate::source::layouts::liquibase::OnFail,
+        /// Its `onFailMessage`, when it has one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// A changeset was recorded as applied without running, its
+    /// precondition having said `MARK_RAN`; the record is committed.
+    MarkedRan {
+        /// Namespace.
+        namespace: String,
+        /// Version.
+        version: String,
+        /// Name.
+        name: String,
     },
     /// Rollback of a changeset recorded without running (`MARK_RAN`): its
     /// down script would undo what it never did, so only its history row

@@ -186,7 +186,7 @@ pub(crate) async fn run_selected(
         match decided {
             Ok(super::preconditions::Decision::Run) => {}
             Ok(super::preconditions::Decision::MarkRan) => {
-                super::preconditions::mark_ran(&runner, &history, migration).await?;
+                super::preconditions::mark_ran(env, &runner, &history, migration).await?;
                 ran.push(Ran {
                     version: migration.version.to_string(),
                     name: migration.name.clone(),

@@ -54,6 +54,7 @@ pub(crate) async fn check(
             got: got.clone(),
             error: error.clone(),
             action,
+            message: preconditions.message.clone(),
         });
         match action {
             OnFail::Warn => continue,
@@ -67,13 +68,23 @@ pub(crate) async fn check(
 }
 
 /// The check's one value as text (`null` for NULL), or why there is none.
+/// It runs in a read-only transaction rolled back after: a check looks, it
+/// never changes anything, whatever its SQL tries.
 async fn ask(db: &Db, check: &SqlCheck) -> std::result::Result<String, String> {
-    let messages = db.client.simple_query(&check.sql).await.map_err(|err| {
+    let failed = |err: tokio_postgres::Error| {
         crate::db::scrub(&match err.as_db_error() {
             Some(server) => format!("ERROR {}: {}", server.code().code(), server.message()),
             None => crate::db::connect::error_chain(&err),
         })
-    })?;
+    };
+    db.client
+        .batch_execute("BEGIN READ ONLY")
+        .await
+        .map_err(failed)?;
+    let asked = db.client.simple_query(&check.sql).await;
+    let ended = db.client.batch_execute("ROLLBACK").await;
+    let messages = asked.map_err(failed)?;
+    ended.map_err(failed)?;
     let rows: Vec<&tokio_postgres::SimpleQueryRow> = messages
         .iter()
         .filter_map(|m| match m {
@@ -102,6 +113,11 @@ fn halted(
         (_, Some(error)) => format!("could not be checked: {error} (onError:HALT)"),
         _ => String::new(),
     };
+    let hint = if error.is_some() {
+        "onError:HALT stops here, as Liquibase does; the migrations before it in this run are applied. Fix the check's SQL (it must return one row of one value), or say what to do when it cannot run (onError:MARK_RAN, onError:WARN)"
+    } else {
+        "onFail:HALT stops here, as Liquibase does; the migrations before it in this run are applied. Make the database what the precondition expects, or change the precondition (onFail:MARK_RAN records the changeset as applied without running it)"
+    };
     let said = preconditions
         .message
         .as_ref()
@@ -121,9 +137,7 @@ fn halted(
             check.line,
             crate::db::scrub(&check.sql),
         ),
-        hint: Some(
-            "onFail:HALT stops here, as Liquibase does; the migrations before it in this run are applied. Make the database what the precondition expects, or change the precondition (onFail:MARK_RAN records the changeset as applied without running it)".into(),
-        ),
+        hint: Some(hint.into()),
         source: None,
     }
 }
@@ -180,6 +194,7 @@ pub(crate) async fn forget_marked_ran(
 /// Liquibase's `MARK_RAN`), with an audit row, in one transaction. A
 /// changed runOnChange changeset keeps its row, with the new checksum.
 pub(crate) async fn mark_ran(
+    env: &Env<'_>,
     runner: &Runner<'_>,
     history: &History,
     migration: &Migration,
@@ -233,6 +248,12 @@ pub(crate) async fn mark_ran(
     .await;
     if written.is_err() {
         let _ = db.client.batch_execute("ROLLBACK").await;
+        return written;
     }
-    written
+    env.events.emit(&Event::MarkedRan {
+        namespace: namespace.to_string(),
+        version: version.to_string(),
+        name: migration.name.clone(),
+    });
+    Ok(())
 }

@@ -72,8 +72,12 @@ fn render_lint(report: &migsafe::migrator::LintReport) {
         .as_ref()
         .map(|d| format!(", live table sizes from {d}"))
         .unwrap_or_default();
+    let empty = match report.empty_dirs.len() {
+        0 => String::new(),
+        n => format!("; {n} director(ies) held no migration"),
+    };
     out(&format!(
-        "{errors} error(s), {warnings} warning(s) in {} file(s){sizes}",
+        "{errors} error(s), {warnings} warning(s) in {} file(s){sizes}{empty}",
         report.files
     ));
 }

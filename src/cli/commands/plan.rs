@@ -68,7 +68,7 @@ fn render_plan(plan: &migsafe::migrator::NamespacePlan) {
                 paint(
                     DIM,
                     format!(
-                        "{}{}{}, lock_timeout {}{timeout}{}",
+                        "{}{}{}, lock_timeout {}{timeout}{}{}",
                         if m.reruns {
                             "runs again (changed since it ran, runOnChange), "
                         } else {
@@ -79,7 +79,11 @@ fn render_plan(plan: &migsafe::migrator::NamespacePlan) {
                             .map(|why| format!(" (inferred: {why})"))
                             .unwrap_or_default(),
                         format_duration(std::time::Duration::from_millis(m.lock_timeout_ms)),
-                        if m.reversible { "" } else { ", no down script" }
+                        if m.reversible { "" } else { ", no down script" },
+                        m.preconditions
+                            .as_ref()
+                            .map(|p| format!(", precondition checked first ({p})"))
+                            .unwrap_or_default()
                     )
                 )
             ));

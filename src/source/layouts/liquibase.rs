@@ -79,6 +79,17 @@ pub enum OnFail {
     Warn,
 }
 
+impl OnFail {
+    /// As Liquibase writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnFail::Halt => "HALT",
+            OnFail::MarkRan => "MARK_RAN",
+            OnFail::Warn => "WARN",
+        }
+    }
+}
+
 /// A changeset's preconditions: every check must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preconditions {
@@ -257,8 +268,11 @@ fn precondition(line: &str, number: usize, changeset: &mut OpenChangeset) {
             match on_fail(&value) {
                 Ok(action) if slot == 0 => preconditions.on_fail = action,
                 Ok(action) => preconditions.on_error = action,
-                Err(other) => changeset.unsupported.push(format!(
+                Err(other) if other == "CONTINUE" => changeset.unsupported.push(format!(
                     "`--preconditions {key}{other}` (line {number}): migsafe runs changesets in order and cannot leave this one for later (`CONTINUE`); use HALT, MARK_RAN or WARN"
+                )),
+                Err(other) => changeset.unsupported.push(format!(
+                    "`--preconditions {key}{other}` (line {number}): `{other}` is not one of Liquibase's HALT, CONTINUE, MARK_RAN, WARN"
                 )),
             }
         }
@@ -267,6 +281,19 @@ fn precondition(line: &str, number: usize, changeset: &mut OpenChangeset) {
         match keyed(rest, "expectedResult:") {
             Some((expected, sql)) => {
                 let sql = sql.trim().trim_end_matches(';').trim().to_string();
+                // One query, readable: `expectedResult:hello world SELECT …`
+                // unquoted would be `hello` and a broken query, found here
+                // rather than when its onError decides.
+                match crate::source::statements::split(&sql) {
+                    Ok(statements) if statements.len() == 1 => {}
+                    Ok(statements) => changeset.unsupported.push(format!(
+                        "`--precondition-sql-check` (line {number}) holds {} statements; a check is one query",
+                        statements.len()
+                    )),
+                    Err(why) => changeset.unsupported.push(format!(
+                        "`--precondition-sql-check` (line {number}): its SQL cannot be read ({why}); an `expectedResult` with spaces must be quoted"
+                    )),
+                }
                 preconditions.checks.push(SqlCheck {
                     expected,
                     sql,
@@ -546,6 +573,13 @@ mod tests {
         );
         // Preconditions are not part of Liquibase's checksum.
         assert_eq!(sets[0].checked_sql, "SELECT 1;\n");
+        // Not one readable query: refused; a misspelt action is named.
+        let odd = parse("--liquibase formatted sql\n--changeset a:1\n--preconditions onFail:MARKRAN\n--precondition-sql-check expectedResult:hello world SELECT 'hello world'\nSELECT 1;\n").unwrap();
+        let refused = odd[0].unsupported.as_deref().unwrap();
+        assert!(
+            refused.contains("`MARKRAN` is not one of") && refused.contains("must be quoted"),
+            "{refused}"
+        );
     }
 
     #[test]
