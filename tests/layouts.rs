@@ -857,6 +857,29 @@ fn rolling_back_a_changeset_marked_ran_does_not_run_its_down_script() {
     assert!(db.history("default").is_empty());
 }
 
+/// verify checks preconditions as apply does: the classic guard (create it
+/// unless an earlier changeset made it) is marked as ran on the scratch
+/// database, neither run nor rolled back, and a HALT that would stop a
+/// fresh database fails verify.
+#[test]
+fn verify_checks_liquibase_preconditions_as_apply_does() {
+    let guarded = "--liquibase formatted sql\n\n--changeset ana:customers\nCREATE TABLE customers (id bigint PRIMARY KEY);\n--rollback DROP TABLE customers;\n\n--changeset bo:customers-again\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT count(*) FROM information_schema.tables WHERE table_name = 'customers'\nCREATE TABLE customers (id bigint PRIMARY KEY);\n--rollback DROP TABLE customers;\n\n--changeset bo:orders\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT count(*) FROM information_schema.tables WHERE table_name = 'orders'\nCREATE TABLE orders (id bigint PRIMARY KEY);\n--rollback DROP TABLE orders;\n";
+    let project = Project::new(&[("migrations/001-changelog.sql", guarded)]);
+    let db = TestDb::new();
+    project.run(&db, &["verify"], 0);
+    let halting = guarded.replace(
+        "--changeset bo:orders\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:0",
+        "--changeset bo:orders\n--preconditions onFail:HALT\n--precondition-sql-check expectedResult:5",
+    );
+    project.write("migrations/001-changelog.sql", halting.as_bytes());
+    let out = project.run(&db, &["verify"], 2);
+    assert!(
+        out.contains("PRECONDITION_FAILED:default:3")
+            && out.contains("would not run on a fresh database"),
+        "{out}"
+    );
+}
+
 /// A Liquibase project keeps its views and functions in `runOnChange:true`
 /// changesets and edits them in place: apply runs an edited one again, in
 /// its order, and rewrites its history row; a failed rerun keeps the

@@ -454,8 +454,7 @@ impl Runner<'_> {
                     .await?;
                 client.execute(&statement, &params).await
             }
-            // Its row stays, rewritten: it now records this text.
-            Direction::Up if migration.rerun_of.is_some() => {
+            Direction::Up => {
                 let down_checksum = migration.down.as_ref().map(|d| d.checksum.as_str());
                 let params: [&(dyn ToSql + Sync); 8] = [
                     &self.namespace,
@@ -467,23 +466,15 @@ impl Runner<'_> {
                     &env!("CARGO_PKG_VERSION"),
                     &dirty,
                 ];
-                let statement = client
-                    .prepare_typed(&self.history.rerun_sql(), super::history::RERUN_TYPES)
-                    .await?;
-                client.execute(&statement, &params).await
-            }
-            Direction::Up => {
-                let down_checksum = migration.down.as_ref().map(|d| d.checksum.as_str());
-                let params: [&(dyn ToSql + Sync); 7] = [
-                    &self.namespace,
-                    &migration.version.as_str(),
-                    &migration.name,
-                    &script.checksum,
-                    &down_checksum,
-                    &self.applied_by,
-                    &env!("CARGO_PKG_VERSION"),
-                ];
-                client.execute(insert, &params).await
+                if migration.rerun_of.is_some() {
+                    // Its row stays, rewritten: it now records this text.
+                    let statement = client
+                        .prepare_typed(&self.history.rerun_sql(), super::history::RERUN_TYPES)
+                        .await?;
+                    client.execute(&statement, &params).await
+                } else {
+                    client.execute(insert, &params[..7]).await
+                }
             }
             Direction::Down => client.execute(down, &[&self.namespace, &recorded]).await,
         }

@@ -55,6 +55,20 @@ pub struct Ran {
     pub marked_ran: bool,
 }
 
+impl Ran {
+    /// `migration`, recorded (or its record removed) without running: its
+    /// Liquibase precondition said `MARK_RAN`.
+    pub(crate) fn marked(migration: &Migration) -> Ran {
+        Ran {
+            version: migration.version.to_string(),
+            name: migration.name.clone(),
+            duration_ms: 0,
+            no_transaction: false,
+            marked_ran: true,
+        }
+    }
+}
+
 /// The outcome of `apply` or `rollback` in one namespace.
 #[derive(Debug, Clone, Serialize)]
 pub struct NamespaceRun {
@@ -187,13 +201,7 @@ pub(crate) async fn run_selected(
             Ok(super::preconditions::Decision::Run) => {}
             Ok(super::preconditions::Decision::MarkRan) => {
                 super::preconditions::mark_ran(env, &runner, &history, migration).await?;
-                ran.push(Ran {
-                    version: migration.version.to_string(),
-                    name: migration.name.clone(),
-                    duration_ms: 0,
-                    no_transaction: false,
-                    marked_ran: true,
-                });
+                ran.push(Ran::marked(migration));
                 continue;
             }
             Err(err) if ran.is_empty() => return Err(err),

@@ -38,12 +38,13 @@ pub(crate) async fn check(
     let Some(preconditions) = &migration.up.directives.liquibase_preconditions else {
         return Ok(Decision::Run);
     };
-    for check in &preconditions.checks {
-        let (action, got, error) = match ask(runner.db, check).await {
-            Ok(value) if value == check.expected => continue,
-            Ok(value) => (preconditions.on_fail, Some(value), None),
-            Err(why) => (preconditions.on_error, None, Some(why)),
-        };
+    for Failing {
+        check,
+        action,
+        got,
+        error,
+    } in failing(runner.db, preconditions).await
+    {
         env.events.emit(&Event::PreconditionFailed {
             namespace: runner.namespace.to_string(),
             version: migration.version.to_string(),
@@ -65,6 +66,42 @@ pub(crate) async fn check(
         }
     }
     Ok(Decision::Run)
+}
+
+/// A check that does not hold (`got`), or could not be checked (`error`),
+/// and what its changeset says to do then.
+pub(crate) struct Failing<'a> {
+    /// The check.
+    pub check: &'a SqlCheck,
+    /// `onFail`, or `onError`.
+    pub action: OnFail,
+    /// What it returned.
+    pub got: Option<String>,
+    /// Why it could not be checked.
+    pub error: Option<String>,
+}
+
+/// The checks of `preconditions` that do not hold on `db`, in order, up to
+/// the first whose action is not `WARN` (the checks after it do not matter).
+pub(crate) async fn failing<'a>(db: &Db, preconditions: &'a Preconditions) -> Vec<Failing<'a>> {
+    let mut out = Vec::new();
+    for check in &preconditions.checks {
+        let (action, got, error) = match ask(db, check).await {
+            Ok(value) if value == check.expected => continue,
+            Ok(value) => (preconditions.on_fail, Some(value), None),
+            Err(why) => (preconditions.on_error, None, Some(why)),
+        };
+        out.push(Failing {
+            check,
+            action,
+            got,
+            error,
+        });
+        if action != OnFail::Warn {
+            break;
+        }
+    }
+    out
 }
 
 /// The check's one value as text (`null` for NULL), or why there is none.
@@ -153,11 +190,7 @@ pub(crate) async fn forget_marked_ran(
     recorded: &str,
 ) -> Result<()> {
     let db = runner.db;
-    db.client
-        .batch_execute("BEGIN")
-        .await
-        .map_err(|e| database_error(db, "start removing a history row", &e))?;
-    let written = async {
+    in_transaction(db, "remove a history row", async {
         history.forget(db, runner.namespace, recorded).await?;
         history
             .audit(
@@ -171,17 +204,9 @@ pub(crate) async fn forget_marked_ran(
                     performed_by: runner.applied_by,
                 },
             )
-            .await?;
-        db.client
-            .batch_execute("COMMIT")
             .await
-            .map_err(|e| database_error(db, "remove a history row", &e))
-    }
-    .await;
-    if written.is_err() {
-        let _ = db.client.batch_execute("ROLLBACK").await;
-        return written;
-    }
+    })
+    .await?;
     env.events.emit(&Event::MarkedRanForgotten {
         namespace: runner.namespace.to_string(),
         version: migration.version.to_string(),
@@ -203,11 +228,7 @@ pub(crate) async fn mark_ran(
     let namespace = runner.namespace;
     let version = migration.version.as_str();
     let down = migration.down.as_ref().map(|d| d.checksum.as_str());
-    db.client
-        .batch_execute("BEGIN")
-        .await
-        .map_err(|e| database_error(db, "start recording a changeset as ran", &e))?;
-    let written = async {
+    in_transaction(db, "record a changeset as ran", async {
         if migration.rerun_of.is_some() {
             history
                 .set_checksum(db, namespace, version, &migration.up.checksum, down)
@@ -239,21 +260,38 @@ pub(crate) async fn mark_ran(
                     performed_by: runner.applied_by,
                 },
             )
-            .await?;
-        db.client
-            .batch_execute("COMMIT")
             .await
-            .map_err(|e| database_error(db, "record a changeset as ran", &e))
-    }
-    .await;
-    if written.is_err() {
-        let _ = db.client.batch_execute("ROLLBACK").await;
-        return written;
-    }
+    })
+    .await?;
     env.events.emit(&Event::MarkedRan {
         namespace: namespace.to_string(),
         version: version.to_string(),
         name: migration.name.clone(),
     });
     Ok(())
+}
+
+/// Runs `work` in one transaction: committed when it succeeds, rolled back
+/// when it fails (a history row and its audit row land together or not).
+async fn in_transaction(
+    db: &Db,
+    doing: &str,
+    work: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
+    db.client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(|e| database_error(db, doing, &e))?;
+    let done = async {
+        work.await?;
+        db.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| database_error(db, doing, &e))
+    }
+    .await;
+    if done.is_err() {
+        let _ = db.client.batch_execute("ROLLBACK").await;
+    }
+    done
 }

@@ -106,13 +106,7 @@ pub(crate) async fn rollback_into(
                     env, &runner, &history, migration, &recorded,
                 )
                 .await?;
-                ran.push(super::apply::Ran {
-                    version: migration.version.to_string(),
-                    name: migration.name.clone(),
-                    duration_ms: 0,
-                    no_transaction: false,
-                    marked_ran: true,
-                });
+                ran.push(super::apply::Ran::marked(migration));
                 continue;
             }
             // A down script writes WAL as an up does: not while a standby

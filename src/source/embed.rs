@@ -175,9 +175,12 @@ impl Embedded {
         {
             let carried = up.directives.unsupported.take();
             changeset.direct(&mut up.directives);
-            // Lines of the file, not of the changeset's text; what is
-            // refused came with the build, worded with the file's lines.
-            up.directives.unsupported = carried;
+            // What is refused came with the build, worded with the file's
+            // lines; what only the grammar finds (a check that is not one
+            // query) is found again here.
+            if carried.is_some() {
+                up.directives.unsupported = carried;
+            }
             if let Some(preconditions) = &mut up.directives.liquibase_preconditions {
                 for check in &mut preconditions.checks {
                     check.line += up.first_line.saturating_sub(1);

@@ -350,6 +350,51 @@ impl<'a> Session<'a> {
         migration: &Migration,
         direction: Direction,
     ) -> Result<Ran> {
+        // Liquibase preconditions, checked before an up as apply checks
+        // them: a changeset they mark as ran is not run, and then not
+        // rolled back either (no row: its guard found what it makes already
+        // there); one they halt fails.
+        if migration.up.directives.liquibase_preconditions.is_some() && direction == Direction::Down
+        {
+            let rows = self.history.read(&self.db, &namespace.name).await?;
+            if !rows.iter().any(|r| r.version == migration.version) {
+                return Ok(Ok(0));
+            }
+        }
+        if let (Some(preconditions), Direction::Up) =
+            (&migration.up.directives.liquibase_preconditions, direction)
+        {
+            use crate::source::layouts::liquibase::OnFail;
+            let failing = crate::pipeline::preconditions::failing(&self.db, preconditions).await;
+            match failing.last() {
+                Some(f) if f.action == OnFail::MarkRan => return Ok(Ok(0)),
+                Some(f) if f.action == OnFail::Halt => {
+                    let what = match (&f.got, &f.error) {
+                        (Some(got), _) => {
+                            format!("returned `{got}`, expected `{}`", f.check.expected)
+                        }
+                        (_, Some(error)) => format!("could not be checked: {error}"),
+                        _ => String::new(),
+                    };
+                    return Ok(Err(Failed {
+                        reason: ReasonCode::migration(
+                            Code::PreconditionFailed,
+                            &namespace.name,
+                            &migration.version,
+                        ),
+                        message: format!(
+                            "{} {} would not run on a fresh database: its Liquibase precondition at {}:{} (`{}`) {what} (HALT)",
+                            migration.version,
+                            migration.name,
+                            migration.up.path.display(),
+                            f.check.line,
+                            crate::db::scrub(&f.check.sql)
+                        ),
+                    }));
+                }
+                _ => {}
+            }
+        }
         let env = env(self.config, self.interrupt);
         let target = Target {
             namespace,

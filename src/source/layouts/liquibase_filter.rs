@@ -12,6 +12,7 @@
 //!   parentheses; names and operators in any letter case. A leading `@` on a
 //!   name (Liquibase's "must be given") is read as the name.
 
+#[cfg(feature = "engine")]
 use crate::config::LiquibaseFilter;
 
 /// True when a changeset with context `expression` runs for `contexts`.
@@ -48,6 +49,7 @@ pub fn names(list: &str) -> Vec<String> {
 /// kept, or, with no filter configured, refused if it is to run (never run
 /// everywhere by default). An expression that cannot be read is an error
 /// naming the changeset.
+#[cfg(feature = "engine")]
 pub(crate) fn select(
     namespace: &str,
     filter: &LiquibaseFilter,
@@ -121,6 +123,7 @@ pub(crate) fn select(
 
 /// Refuses contexts that are not a list of names: `prod and` would be one
 /// name that matches nothing, and exclude every changeset meant for prod.
+#[cfg(feature = "engine")]
 fn check_contexts(given: &str) -> crate::error::Result<()> {
     use crate::error::{Code, Error, ReasonCode};
     let odd = names(given).into_iter().find(|name| {
