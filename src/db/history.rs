@@ -240,15 +240,8 @@ CREATE TABLE IF NOT EXISTS {snapshots} (
             let client = &db.client;
             async move { client.prepare_typed(&sql, types).await }
         };
-        let insert_types: &[Type] = &[
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-        ];
+        // The insert's seven texts are the rerun's first seven parameters.
+        let insert_types: &[Type] = &RERUN_TYPES[..7];
         let result = tokio::try_join!(
             prepare(
                 format!(
