@@ -101,7 +101,11 @@ pub(crate) async fn rollback_into(
                 .applied
                 .as_ref()
                 .map_or_else(|| migration.version.to_string(), |r| r.version.to_string());
-            if history.marked_ran(&db, namespace, &recorded).await? {
+            // Only a changeset with preconditions can have been marked as
+            // ran: no extra round trip for every other down script.
+            if migration.up.directives.liquibase_preconditions.is_some()
+                && history.marked_ran(&db, namespace, &recorded).await?
+            {
                 super::preconditions::forget_marked_ran(
                     env, &runner, &history, migration, &recorded,
                 )
