@@ -196,11 +196,17 @@ pub(crate) async fn run_selected(
             });
         }
         // Liquibase preconditions, just before their changeset.
-        let decided = super::preconditions::check(env, &runner, migration).await;
+        let decided = match super::preconditions::check(env, &runner, migration).await {
+            Ok(super::preconditions::Decision::MarkRan) => {
+                super::preconditions::mark_ran(env, &runner, &history, migration)
+                    .await
+                    .map(|()| super::preconditions::Decision::MarkRan)
+            }
+            other => other,
+        };
         match decided {
             Ok(super::preconditions::Decision::Run) => {}
             Ok(super::preconditions::Decision::MarkRan) => {
-                super::preconditions::mark_ran(env, &runner, &history, migration).await?;
                 ran.push(Ran::marked(migration));
                 continue;
             }
