@@ -89,7 +89,9 @@ pub struct TimelineEntry {
     pub started_at: DateTime<Utc>,
     /// Its wall time, retries included (`None`: it never ended).
     pub duration_ms: Option<u64>,
-    /// `done`, `failed` or `running` (interrupted before an end event).
+    /// `done`, `failed`, `running` (interrupted before an end event) or
+    /// `marked-ran` (recorded without running, or that record removed by a
+    /// rollback: a Liquibase precondition said `MARK_RAN`).
     pub outcome: String,
     /// The failure's reason code.
     pub reason: Option<String>,
